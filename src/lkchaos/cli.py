@@ -1,0 +1,170 @@
+"""The ``lkchaos`` command: run and inspect the reference stack.
+
+``lkchaos stack build|up|down|status|logs``. Errors print one clear message (with the failing
+service's last log lines where there is one) and exit non-zero: 1 for a stack or command
+failure, 2 for bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from lkchaos import __version__
+from lkchaos.errors import ConfigError, LkChaosError
+from lkchaos.stack.layout import StackPaths
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn lkchaos errors into a message on stderr and a non-zero exit."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+        except LkChaosError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="lkchaos")
+def main() -> None:
+    """Chaos engineering for self-hosted LiveKit voice-agent deployments."""
+
+
+@main.group()
+def stack() -> None:
+    """Build, start, inspect and remove the reference stack (docker-compose.chaos.yml)."""
+
+
+@stack.command()
+@click.option("--force", is_flag=True, help="Rebuild every image, not only missing ones.")
+@handle_errors
+def build(force: bool) -> None:
+    """Build the stack's images offline (base image, pinned Go servers, Python wheels)."""
+    from lkchaos.stack import build as builder
+
+    paths = StackPaths.discover()
+    start = time.monotonic()
+    builder.build(paths, say, force=force)
+    say(f"build done in {time.monotonic() - start:.1f} s")
+
+
+@stack.command()
+@click.option("--build/--no-build", "do_build", default=True, show_default=True,
+              help="Build missing images first.")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds to wait for every service to be healthy.")
+@handle_errors
+def up(do_build: bool, timeout: float) -> None:
+    """Start the stack and wait until every service is healthy."""
+    from lkchaos.stack import build as builder
+    from lkchaos.stack.compose import Compose, docker_client
+    from lkchaos.stack.health import wait_healthy
+    from lkchaos.stack.render import StackConfig, write_state
+
+    paths = StackPaths.discover()
+    start = time.monotonic()
+    client = docker_client()
+    write_state(paths.state_dir, StackConfig.from_env())
+    if do_build:
+        builder.build(paths, say)
+    compose = Compose(paths)
+    say("starting services")
+    with compose.popen("up", "-d", "--no-build", "--remove-orphans") as starter:
+        try:
+            wait_healthy(compose, client, timeout, say, starter)
+        finally:
+            if starter.poll() is None:
+                starter.terminate()
+    say(f"stack healthy in {time.monotonic() - start:.1f} s")
+
+
+@stack.command()
+@click.option("--keep-volumes", is_flag=True, help="Keep Redis and Sentinel data volumes.")
+@handle_errors
+def down(keep_volumes: bool) -> None:
+    """Stop and remove every container, network and volume of the stack."""
+    from lkchaos.stack.compose import Compose
+
+    compose = Compose(StackPaths.discover())
+    args = ["down", "--remove-orphans", "--timeout", "5"]
+    if not keep_volumes:
+        args.append("--volumes")
+    compose.run(*args, timeout=180)
+    say("stack removed")
+
+
+@stack.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@handle_errors
+def status(as_json: bool) -> None:
+    """Each service's state and health, and cross-checks inside the stack.
+
+    Exits 1 when a service is not healthy or a cross-check fails.
+    """
+    from lkchaos.settings import Settings
+    from lkchaos.stack.compose import Compose, docker_client
+    from lkchaos.stack.health import cross_checks, service_statuses
+
+    compose = Compose(StackPaths.discover())
+    statuses = service_statuses(compose, docker_client())
+    running = any(st.state == "running" for st in statuses)
+    checks = cross_checks(Settings.load()) if running else []
+    healthy = all(st.ok for st in statuses) and all(c.ok for c in checks)
+    if as_json:
+        click.echo(json.dumps({
+            "healthy": healthy,
+            "services": [vars(st) for st in statuses],
+            "checks": [vars(c) for c in checks],
+        }, indent=2))
+    else:
+        click.echo(f"{'SERVICE':<15} {'STATE':<10} HEALTH")
+        for st in statuses:
+            colour = "green" if st.ok else "red"
+            click.echo(f"{st.service:<15} " + click.style(f"{st.state:<10} {st.health}", fg=colour))
+        if checks:
+            click.echo(f"\n{'CHECK':<15} {'OK':<10} DETAIL")
+            for c in checks:
+                mark = click.style(f"{'yes' if c.ok else 'NO':<10}", fg="green" if c.ok else "red")
+                click.echo(f"{c.name:<15} {mark} {c.detail}")
+        elif not running:
+            click.echo("\nthe stack is not running: `lkchaos stack up` starts it")
+    sys.exit(0 if healthy else 1)
+
+
+@stack.command()
+@click.argument("services", nargs=-1)
+@click.option("--tail", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("-f", "--follow", is_flag=True, help="Follow the logs (Ctrl-C to stop).")
+@handle_errors
+def logs(services: tuple[str, ...], tail: int, follow: bool) -> None:
+    """Show the logs of some services (all of them by default)."""
+    from lkchaos.stack import layout
+    from lkchaos.stack.compose import Compose
+
+    unknown = sorted(set(services) - set(layout.SERVICES))
+    if unknown:
+        raise ConfigError(
+            f"unknown service(s): {', '.join(unknown)}; services are {', '.join(layout.SERVICES)}"
+        )
+    args = ["logs", "--tail", str(tail), *(["--follow"] if follow else []), *services]
+    Compose(StackPaths.discover()).run(*args, timeout=86400 if follow else 60, capture=False)

@@ -1,0 +1,1 @@
+"""DNS: resolution probes and resolver faults (``lkchaos.dns``)."""

@@ -1,0 +1,1 @@
+"""Containers of the deployment, by compose service: probes and actions (``lkchaos.docker``)."""

@@ -1,0 +1,1 @@
+"""LiveKit servers: health, RoomService and room-state probes (``lkchaos.livekit``)."""

@@ -1,0 +1,1 @@
+"""Redis and Sentinel: probes and actions (``lkchaos.redis.probes``/``actions``)."""

@@ -1,0 +1,184 @@
+"""Where the deployment under test is, read once from Chaos Toolkit configuration and secrets.
+
+The defaults describe the reference stack (``docker-compose.chaos.yml``); every value can be
+set for a user's own deployment, in the experiment's ``configuration`` (plain values or
+``{"type": "env", "key": ...}``) or in the environment. Lookup order for each setting:
+configuration key, then environment variable, then the default.
+
+Settings (configuration key / environment variable: default for the reference stack):
+
+- ``livekit_url`` / ``LIVEKIT_URL``: ``wss://lk.chaos.test``, the URL callers use
+- ``livekit_node_urls`` / ``LKCHAOS_LIVEKIT_NODE_URLS``: each node's HTTP port on 127.0.0.1
+- ``livekit_api_key`` / ``LIVEKIT_API_KEY``: from the stack's state folder
+- ``livekit_api_secret`` / ``LIVEKIT_API_SECRET``: from the stack's state folder
+- ``sentinel_addresses`` / ``LKCHAOS_SENTINELS``: the three Sentinels on 127.0.0.1
+- ``sentinel_master`` / ``LKCHAOS_SENTINEL_MASTER``: ``lkchaos``
+- ``redis_address_map`` / ``LKCHAOS_REDIS_ADDRESS_MAP``: stack names to published ports
+- ``toxiproxy_url`` / ``LKCHAOS_TOXIPROXY_URL``: ``http://127.0.0.1:28474``
+- ``dns_server`` / ``LKCHAOS_DNS_SERVER``: ``127.0.0.1:27053``
+- ``tls_address`` / ``LKCHAOS_TLS_ADDRESS``: ``127.0.0.1:7443`` (Caddy)
+- ``domain`` / ``LKCHAOS_DOMAIN``: ``chaos.test``
+- ``ca_file`` / ``LKCHAOS_CA_FILE``: the stack's CA in its state folder
+- ``compose_project`` / ``LKCHAOS_COMPOSE_PROJECT``: ``lkchaos``
+
+Lists are comma-separated in the environment; the address map is ``from=to`` pairs, e.g.
+``redis-primary:6379=10.0.0.5:6379``. Secrets may also be given as Chaos Toolkit secrets
+``{"livekit": {"api_key": ..., "api_secret": ...}}``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lkchaos.errors import ConfigError
+from lkchaos.stack import layout
+
+LOCAL = "127.0.0.1"
+
+
+def _default_state_dir() -> Path:
+    from lkchaos.stack.layout import StackPaths
+
+    try:
+        return StackPaths.discover().state_dir
+    except ConfigError:
+        return Path(os.environ.get("LKCHAOS_STATE_DIR", ".lkchaos"))
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _parse_map(value: str) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for pair in _split(value):
+        src, sep, dst = pair.partition("=")
+        if not sep or not src or not dst:
+            raise ConfigError(f"address map entry {pair!r} is not of the form from=to")
+        mapping[src.strip()] = dst.strip()
+    return mapping
+
+
+def _stack_keys(state_dir: Path) -> dict[str, str]:
+    from lkchaos.stack.render import read_env_file
+
+    env_file = state_dir / "stack.env"
+    return read_env_file(env_file) if env_file.is_file() else {}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Addresses and credentials of the deployment under test."""
+
+    livekit_url: str = f"wss://lk.{layout.DOMAIN}"
+    livekit_node_urls: tuple[str, ...] = (
+        f"http://{LOCAL}:{layout.host_port('livekit_1_http')}",
+        f"http://{LOCAL}:{layout.host_port('livekit_2_http')}",
+    )
+    livekit_api_key: str = ""
+    livekit_api_secret: str = field(default="", repr=False)
+    sentinel_addresses: tuple[str, ...] = tuple(
+        f"{LOCAL}:{layout.host_port(f'sentinel_{i}')}" for i in (1, 2, 3)
+    )
+    sentinel_master: str = layout.SENTINEL_MASTER
+    redis_address_map: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "redis-primary:6379": f"{LOCAL}:{layout.host_port('redis_primary')}",
+            "redis-replica:6379": f"{LOCAL}:{layout.host_port('redis_replica')}",
+        }
+    )
+    toxiproxy_url: str = f"http://{LOCAL}:{layout.host_port('toxiproxy_api')}"
+    dns_server: str = f"{LOCAL}:{layout.host_port('dns')}"
+    tls_address: str = f"{LOCAL}:{layout.host_port('caddy_https')}"
+    domain: str = layout.DOMAIN
+    ca_file: str = ""
+    compose_project: str = layout.PROJECT
+    state_dir: str = ""
+
+    @classmethod
+    def load(
+        cls,
+        configuration: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        """Build settings from Chaos Toolkit configuration/secrets, the environment, defaults."""
+        conf = dict(configuration or {})
+        env = os.environ
+        values: dict[str, Any] = {}
+
+        def pick(key: str, env_key: str) -> Any:
+            if key in conf and conf[key] not in (None, ""):
+                return conf[key]
+            return env.get(env_key) or None
+
+        text_keys = {
+            "livekit_url": "LIVEKIT_URL",
+            "livekit_api_key": "LIVEKIT_API_KEY",
+            "livekit_api_secret": "LIVEKIT_API_SECRET",
+            "sentinel_master": "LKCHAOS_SENTINEL_MASTER",
+            "toxiproxy_url": "LKCHAOS_TOXIPROXY_URL",
+            "dns_server": "LKCHAOS_DNS_SERVER",
+            "tls_address": "LKCHAOS_TLS_ADDRESS",
+            "domain": "LKCHAOS_DOMAIN",
+            "ca_file": "LKCHAOS_CA_FILE",
+            "compose_project": "LKCHAOS_COMPOSE_PROJECT",
+        }
+        for key, env_key in text_keys.items():
+            value = pick(key, env_key)
+            if value is not None:
+                values[key] = str(value)
+        for key, env_key in (
+            ("livekit_node_urls", "LKCHAOS_LIVEKIT_NODE_URLS"),
+            ("sentinel_addresses", "LKCHAOS_SENTINELS"),
+        ):
+            value = pick(key, env_key)
+            if value is not None:
+                values[key] = _split(value) if isinstance(value, str) else tuple(value)
+        amap = pick("redis_address_map", "LKCHAOS_REDIS_ADDRESS_MAP")
+        if amap is not None:
+            values["redis_address_map"] = _parse_map(amap) if isinstance(amap, str) else dict(amap)
+
+        lk_secrets = (secrets or {}).get("livekit", {}) if secrets else {}
+        for key in ("api_key", "api_secret"):
+            if lk_secrets.get(key):
+                values[f"livekit_{key}"] = str(lk_secrets[key])
+
+        state_dir = _default_state_dir()
+        values["state_dir"] = str(state_dir)
+        if not values.get("livekit_api_key") or not values.get("livekit_api_secret"):
+            stack = _stack_keys(state_dir)
+            values.setdefault("livekit_api_key", stack.get("LIVEKIT_API_KEY", ""))
+            values.setdefault("livekit_api_secret", stack.get("LIVEKIT_API_SECRET", ""))
+        values.setdefault("ca_file", str(state_dir / "certs" / "ca.crt"))
+        return cls(**values)
+
+    def require_keys(self) -> tuple[str, str]:
+        """The API key pair, or a ConfigError saying where to set it."""
+        if not self.livekit_api_key or not self.livekit_api_secret:
+            raise ConfigError(
+                "no LiveKit API key/secret: set LIVEKIT_API_KEY and LIVEKIT_API_SECRET (or the "
+                "experiment's secrets), or start the reference stack with `lkchaos stack up`, "
+                "which generates them"
+            )
+        return self.livekit_api_key, self.livekit_api_secret
+
+    def map_redis_address(self, host: str, port: int) -> tuple[str, int]:
+        """Translate an address Sentinel announces into one reachable from here."""
+        target = self.redis_address_map.get(f"{host}:{port}")
+        if target is None:
+            return host, port
+        mhost, _, mport = target.rpartition(":")
+        return mhost, int(mport)
+
+    @staticmethod
+    def split_address(address: str, default_port: int) -> tuple[str, int]:
+        host, sep, port = address.rpartition(":")
+        if not sep:
+            return address, default_port
+        if not port.isdigit():
+            raise ConfigError(f"address {address!r} has a port that is not a number")
+        return host, int(port)

@@ -1,0 +1,184 @@
+"""Build the reference stack's images offline: base image, pinned Go servers, Python wheels.
+
+Each step reuses what an earlier run left (the Go binaries in the user cache, the wheels with a
+stamp of the requirements they were built from, images already in the engine), so a warm
+machine builds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lkchaos.errors import CommandFailed, PrerequisiteError
+from lkchaos.stack import layout
+from lkchaos.stack.compose import Compose, run
+from lkchaos.stack.layout import StackPaths
+
+BASE_IMAGE = "debian:bookworm-slim"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class GoBinary:
+    """A Go program built from its module at a pinned version."""
+
+    name: str
+    module: str
+    version: str
+    package: str
+    image: str
+
+    @property
+    def cache_name(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+GO_BINARIES: tuple[GoBinary, ...] = (
+    GoBinary(
+        "livekit-server", "github.com/livekit/livekit-server", layout.LIVEKIT_VERSION,
+        "./cmd/server", "livekit",
+    ),
+    GoBinary(
+        "toxiproxy-server", "github.com/Shopify/toxiproxy/v2", layout.TOXIPROXY_VERSION,
+        "./cmd/server", "toxiproxy",
+    ),
+    GoBinary(
+        "toxiproxy-cli", "github.com/Shopify/toxiproxy/v2", layout.TOXIPROXY_VERSION,
+        "./cmd/cli", "toxiproxy",
+    ),
+    GoBinary(
+        "caddy", "github.com/caddyserver/caddy/v2", layout.CADDY_VERSION, "./cmd/caddy", "caddy",
+    ),
+)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lkchaos"
+
+
+def image_exists(name: str) -> bool:
+    try:
+        run(["docker", "image", "inspect", name], timeout=30)
+    except CommandFailed:
+        return False
+    return True
+
+
+def ensure_base_image(say: Say) -> None:
+    """Make ``debian:bookworm-slim`` available: already local, pulled, or debootstrapped.
+
+    Set ``LKCHAOS_OFFLINE=1`` to skip the pull attempt on a machine without a registry.
+    """
+    if image_exists(BASE_IMAGE):
+        return
+    if os.environ.get("LKCHAOS_OFFLINE") != "1":
+        say(f"pulling {BASE_IMAGE}")
+        try:
+            run(["docker", "pull", BASE_IMAGE], timeout=300)
+            return
+        except CommandFailed:
+            say(f"no registry answered; building {BASE_IMAGE} with debootstrap")
+    if shutil.which("debootstrap") is None:
+        raise PrerequisiteError(
+            f"{BASE_IMAGE} is not available and cannot be pulled; install debootstrap "
+            "(`apt-get install debootstrap`) so lkchaos can build it, or load the image yourself"
+        )
+    mirror = os.environ.get("LKCHAOS_DEBIAN_MIRROR", DEBIAN_MIRROR)
+    with tempfile.TemporaryDirectory(prefix="lkchaos-rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        run(["debootstrap", "--variant=minbase", "bookworm", str(root), mirror], timeout=900,
+            hint="debootstrap needs root and a reachable Debian mirror (LKCHAOS_DEBIAN_MIRROR)")
+        run(["sh", "-c", f"tar -C '{root}' -c . | docker import - {BASE_IMAGE}"], timeout=300)
+    say(f"built {BASE_IMAGE} from Debian packages")
+
+
+def build_go_binary(binary: GoBinary, say: Say) -> Path:
+    """Build (once) and return the cached binary.
+
+    The module is fetched from the Go module proxy and built as the main module, so its own
+    ``replace`` directives apply (livekit-server has some, which ``go install`` refuses).
+    """
+    target = cache_dir() / "bin" / binary.cache_name
+    if target.is_file():
+        return target
+    if shutil.which("go") is None:
+        raise PrerequisiteError(
+            f"building {binary.name} needs Go 1.24 or newer on PATH (https://go.dev/dl/)"
+        )
+    say(f"building {binary.name} {binary.version} with Go (a few minutes, once)")
+    proc = run(["go", "mod", "download", "-json", f"{binary.module}@{binary.version}"], timeout=600)
+    source = Path(json.loads(proc.stdout)["Dir"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lkchaos-go-") as tmp:
+        work = Path(tmp) / "src"
+        shutil.copytree(source, work)
+        for path in [work, *work.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+        partial = target.with_suffix(".partial")
+        run(["go", "build", "-trimpath", "-o", str(partial), binary.package], timeout=1800,
+            env={"CGO_ENABLED": "0"}, hint=f"while building {binary.name}", cwd=work)
+        partial.replace(target)
+    return target
+
+
+def stage_go_binaries(paths: StackPaths, say: Say) -> None:
+    for binary in GO_BINARIES:
+        built = build_go_binary(binary, say)
+        dest = paths.images_dir / binary.image / "bin" / binary.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.is_file() or dest.stat().st_size != built.stat().st_size:
+            shutil.copy2(built, dest)
+
+
+def stage_wheels(paths: StackPaths, say: Say) -> None:
+    """Fill the voice image's wheel folder from ``stack/voice/requirements.txt`` (once)."""
+    requirements = paths.root / "stack" / "voice" / "requirements.txt"
+    wheels = paths.images_dir / "voice" / "wheels"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    stamp = wheels / ".requirements.sha256"
+    if stamp.is_file() and stamp.read_text().strip() == digest:
+        return
+    say("collecting Python wheels for the voice image (once)")
+    wheels.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "pip", "wheel", "-q", "-r", str(requirements), "-w", str(wheels)]
+    if sys.version_info[:2] != (3, 11):
+        # The image runs Debian bookworm's Python 3.11: fetch its wheels, not the host's.
+        argv += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
+                 "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64"]
+    run(argv, timeout=1800, hint="pip must reach a package index (pip config list)")
+    stamp.write_text(digest + "\n")
+
+
+def build(paths: StackPaths, say: Say, force: bool = False) -> None:
+    """Build every image of the stack that is missing (all of them with ``force``)."""
+    ensure_base_image(say)
+    stage_go_binaries(paths, say)
+    stage_wheels(paths, say)
+    compose = Compose(paths)
+    images = _service_images(compose)
+    by_image: dict[str, str] = {}
+    for service, image in sorted(images.items()):
+        by_image.setdefault(image, service)
+    missing = sorted(svc for image, svc in by_image.items() if force or not image_exists(image))
+    if not missing:
+        say("all images present")
+        return
+    say(f"building images for: {', '.join(missing)}")
+    compose.run("build", *missing, timeout=3600, capture=False)
+
+
+def _service_images(compose: Compose) -> dict[str, str]:
+    proc = compose.run("config", "--format", "json", timeout=60)
+    services = json.loads(proc.stdout)["services"]
+    return {name: svc["image"] for name, svc in services.items() if "build" in svc}

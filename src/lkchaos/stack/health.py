@@ -1,0 +1,166 @@
+"""Service state and health of the reference stack, waiting for it, and cross-checks.
+
+State and health come from the Docker engine (compose healthchecks); the cross-checks look
+inside: LiveKit nodes registered in Redis, Sentinel's master and replicas, Toxiproxy's proxies,
+the resolver's answer for the public name.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lkchaos.errors import LkChaosError, ServiceUnhealthy, StackError
+from lkchaos.settings import Settings
+from lkchaos.stack import layout
+from lkchaos.stack.compose import Compose
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    state: str  # running, exited, paused, restarting, created, missing
+    health: str  # healthy, unhealthy, starting, none
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "running" and self.health in ("healthy", "none")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def service_statuses(compose: Compose, client: Any) -> list[ServiceStatus]:
+    containers = compose.containers(client)
+    statuses = []
+    for service in layout.SERVICES:
+        container = containers.get(service)
+        if container is None:
+            statuses.append(ServiceStatus(service, "missing", "none"))
+            continue
+        container.reload()
+        state = container.attrs.get("State", {})
+        health = state.get("Health", {}).get("Status", "none")
+        statuses.append(ServiceStatus(service, str(state.get("Status", "unknown")), str(health)))
+    return statuses
+
+
+def wait_healthy(
+    compose: Compose,
+    client: Any,
+    timeout: float,
+    say: Callable[[str], None],
+    starter: subprocess.Popen[str] | None = None,
+) -> list[ServiceStatus]:
+    """Poll until every service is running and healthy; say each change as it happens.
+
+    ``starter`` is the ``docker compose up`` still running, if any: its failure ends the wait.
+    Raises ServiceUnhealthy naming the first service that exited, turned unhealthy, or was
+    still not healthy at the deadline, with its last log lines.
+    """
+    deadline = time.monotonic() + timeout
+    seen: dict[str, tuple[str, str]] = {}
+    started = time.monotonic()
+    while True:
+        statuses = service_statuses(compose, client)
+        for st in statuses:
+            if seen.get(st.service) != (st.state, st.health):
+                seen[st.service] = (st.state, st.health)
+                ready = sum(1 for s in statuses if s.ok)
+                elapsed = time.monotonic() - started
+                say(f"[{elapsed:5.1f}s {ready:2d}/{len(statuses)}] {st.service}: "
+                    f"{st.state}{'' if st.health == 'none' else ', ' + st.health}")
+        if all(st.ok for st in statuses):
+            return statuses
+        if starter is not None and starter.poll() not in (None, 0):
+            output = starter.stdout.read() if starter.stdout else ""
+            raise StackError(f"`docker compose up` failed:\n{output.strip()}")
+        for st in statuses:
+            if st.state in ("exited", "dead") or st.health == "unhealthy":
+                raise ServiceUnhealthy(
+                    st.service, f"{st.state} ({st.health})", compose.logs(client, st.service),
+                    f"see `lkchaos stack logs {st.service}`",
+                )
+        if time.monotonic() > deadline:
+            late = next(st for st in statuses if not st.ok)
+            raise ServiceUnhealthy(
+                late.service, f"still {late.state}/{late.health} after {timeout:.0f} s",
+                compose.logs(client, late.service),
+                "raise --timeout if the machine is slow, or look at its logs",
+            )
+        time.sleep(1.0)
+
+
+def _check(name: str, fn: Callable[[], tuple[bool, str]]) -> Check:
+    try:
+        ok, detail = fn()
+    except (LkChaosError, OSError) as exc:
+        return Check(name, False, str(exc).splitlines()[0])
+    except Exception as exc:  # a backend library's own error type: report, don't crash status
+        return Check(name, False, f"{type(exc).__name__}: {exc}")
+    return Check(name, ok, detail)
+
+
+def cross_checks(settings: Settings) -> list[Check]:
+    """Look inside the stack: registration, replication, proxies, DNS."""
+    from lkchaos.dns.client import resolve
+    from lkchaos.redis import client as redis_client
+    from lkchaos.toxiproxy.client import ToxiproxyClient
+
+    def nodes() -> tuple[bool, str]:
+        with redis_client.primary(settings) as r:
+            count = int(r.hlen("nodes"))
+        return count >= 2, f"{count} LiveKit node(s) registered in Redis"
+
+    def sentinel() -> tuple[bool, str]:
+        answers = redis_client.ask_sentinels(settings)
+        if not answers:
+            return False, "no Sentinel answered"
+        masters = {(a.host, a.port) for a in answers}
+        first = answers[0]
+        agree = len(masters) == 1
+        return (
+            agree and first.num_slaves >= 1,
+            f"master {first.host}:{first.port} per {len(answers)} Sentinel(s)"
+            f"{'' if agree else ' (they disagree: ' + str(sorted(masters)) + ')'}, "
+            f"{first.num_slaves} replica(s)",
+        )
+
+    def proxies() -> tuple[bool, str]:
+        with ToxiproxyClient(settings.toxiproxy_url) as toxi:
+            found = toxi.proxies()
+        missing = sorted(set(layout.TOXIPROXY_LINKS) - set(found))
+        disabled = sorted(n for n, p in found.items() if not p.get("enabled", True))
+        detail = f"{len(found)} proxies"
+        if missing:
+            detail += f", missing: {', '.join(missing)}"
+        if disabled:
+            detail += f", disabled: {', '.join(disabled)}"
+        return not missing and not disabled, detail
+
+    def dns() -> tuple[bool, str]:
+        name = f"lk.{settings.domain}"
+        answer = resolve(name, settings.dns_server)
+        return bool(answer.addresses), f"{name} -> {', '.join(answer.addresses) or answer.rcode}"
+
+    return [
+        _check("livekit nodes", nodes),
+        _check("sentinel", sentinel),
+        _check("toxiproxy", proxies),
+        _check("dns", dns),
+    ]
+
+
+def require_running(compose: Compose, client: Any) -> None:
+    """Raise StackError naming what is not up, with what to do."""
+    bad = [st for st in service_statuses(compose, client) if not st.ok]
+    if bad:
+        listed = ", ".join(f"{st.service} ({st.state}/{st.health})" for st in bad)
+        raise StackError(f"the stack is not healthy: {listed}. Run `lkchaos stack up`.")

@@ -1,0 +1,1 @@
+"""Toxiproxy: probes and actions over its HTTP API (``lkchaos.toxiproxy``)."""
