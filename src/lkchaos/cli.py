@@ -168,3 +168,7 @@ def logs(services: tuple[str, ...], tail: int, follow: bool) -> None:
         )
     args = ["logs", "--tail", str(tail), *(["--follow"] if follow else []), *services]
     Compose(StackPaths.discover()).run(*args, timeout=86400 if follow else 60, capture=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ from lkchaos import __version__
 ACTIVITY_MODULES: tuple[tuple[str, str], ...] = (
     ("lkchaos.docker.probes", "probe"),
     ("lkchaos.livekit.probes", "probe"),
+    ("lkchaos.redis.probes", "probe"),
 )
 
 

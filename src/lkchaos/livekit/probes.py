@@ -1,20 +1,74 @@
-"""Probes on the LiveKit nodes.
+"""Probes on the LiveKit nodes and on the room state they keep in Redis.
 
 ``nodes_health`` returns ``{"ok": bool, "healthy": int, "nodes": {url: {"status": int,
 "body": str}}}``. A node answers ``200 OK``, or ``406 Not Ready`` when its stats are stale
 (it lost Redis); a node that does not answer has ``status`` 0. Example tolerance::
 
     {"type": "jsonpath", "path": "$.healthy", "expect": 2}
+
+``room_state`` reads LiveKit's keys in Redis (``rooms``, ``room_internal``,
+``room_participants:<room>``, ``nodes``, ``room_node_map``, ``agent_dispatch:<room>``,
+``agent_job:<room>``) and each node's RoomService (ListRooms, ListParticipants), and returns::
+
+    {"ok": true, "livekit_version": "1.13.5", "rooms": 2, "participants": 3, "nodes": 2,
+     "dispatches": 1, "jobs": 1,
+     "api": {"http://127.0.0.1:27880": {"rooms": 2, "participants": 3}},
+     "mismatches": [], "warnings": [], "attempts": 1, "waited_s": 0.0}
+
+``ok`` means no mismatch. Each mismatch is ``{"kind", "room", "node", "detail"}``; kinds:
+``room_missing_from_api``, ``room_missing_from_redis``, ``room_sid_differs``,
+``participants_differ``, ``node_unreachable`` (a node's RoomService did not answer),
+``room_without_node``, ``node_map_without_room``, ``room_on_unknown_node``,
+``room_on_unavailable_node``, ``node_unavailable`` (not serving, or stats older than 5 s),
+``orphan_participants``, ``orphan_internal``, ``orphan_dispatches``, ``orphan_jobs``,
+``undecodable``. ``warnings`` lists ``num_participants_stale`` (``Room.num_participants`` is
+refreshed every 5 s), which does not affect ``ok``. Participant writes lag the joins and leaves,
+so the probe re-reads until consistent or ``wait`` seconds passed. Tolerances::
+
+    {"type": "jsonpath", "path": "$.ok", "expect": true}
+    {"type": "jsonpath", "path": "$.rooms", "expect": 2}
+    {"type": "jsonpath", "count": 0,
+     "path": "$.mismatches[*][?(@.kind != \\"node_unreachable\\")]"}
+
+``snapshot_room_state`` saves rooms and participant identities (agents counted apart) to
+``<state dir>/snapshots/<name>.json``; ``compare_room_state`` later returns ``ok`` false when a
+room, a participant or an agent was lost since (tolerance ``{"type": "jsonpath", "path":
+"$.ok", "expect": true}``). Snapshot as the first step of ``method`` and compare in the
+hypothesis with ``chaos run --hypothesis-strategy=after-method-only``, so the comparison runs
+only after the fault. ``roomservice_latency`` times ListRooms on each node.
+
+Errors: Redis unreachable, missing API keys, or a missing snapshot raise ``ActivityFailed``
+(nothing can be judged); a LiveKit node that does not answer gives ``ok: false`` and says so,
+so that a tolerance decides.
 """
 
+import datetime as dt
+import json
+import re
+import time
+from pathlib import Path
 from typing import Any, List
 
 import httpx
+import redis
+from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
+from livekit import api
 
+from lkchaos.errors import LkChaosError
+from lkchaos.livekit import client as lk
+from lkchaos.livekit import state
 from lkchaos.settings import Settings
 
-__all__ = ["nodes_health"]
+__all__ = [
+    "nodes_health",
+    "room_state",
+    "snapshot_room_state",
+    "compare_room_state",
+    "roomservice_latency",
+]
+
+SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def nodes_health(
@@ -34,3 +88,200 @@ def nodes_health(
             nodes[url] = {"status": 0, "body": f"{type(exc).__name__}: {exc}"}
     healthy = sum(1 for n in nodes.values() if n["status"] == 200)
     return {"ok": healthy == len(nodes) and healthy > 0, "healthy": healthy, "nodes": nodes}
+
+
+def _observe(settings: Settings, urls: List[str], timeout: float) -> state.Observation:
+    try:
+        return state.observe(settings, urls or list(settings.livekit_node_urls), timeout)
+    except (LkChaosError, redis.RedisError) as exc:
+        raise ActivityFailed(
+            f"cannot read LiveKit's room state: {exc}. Check that Redis answers through the "
+            "configured Sentinels (sentinel_addresses, redis_address_map) and that the LiveKit "
+            "API key and secret are set."
+        ) from exc
+
+
+def _counts(obs: state.Observation) -> dict[str, Any]:
+    store = obs.store
+    answers: dict[str, Any] = {}
+    for url, seen in obs.apis.items():
+        answers[url] = {"error": seen} if isinstance(seen, str) else {
+            "rooms": len(seen.rooms),
+            "participants": sum(len(p) for p in seen.participants.values()),
+        }
+    return {
+        "livekit_version": store.version,
+        "rooms": len(store.rooms),
+        "participants": sum(len(store.participants.get(r, {})) for r in store.rooms),
+        "nodes": len(store.nodes),
+        "dispatches": sum(len(d) for d in store.dispatches.values()),
+        "jobs": sum(len(j) for j in store.jobs.values()),
+        "api": answers,
+    }
+
+
+def room_state(
+    urls: List[str] = None,  # type: ignore[assignment]
+    wait: float = 5.0,
+    timeout: float = 2.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """LiveKit's state in Redis checked against itself and against each node's RoomService.
+
+    Re-reads until consistent or ``wait`` seconds passed (participant writes lag); each Redis
+    and API request has ``timeout`` seconds. Returns ``ok``, counts and ``mismatches``.
+    """
+    settings = Settings.load(configuration, secrets)
+    obs, attempts, waited = state.settle(
+        lambda: _observe(settings, urls, timeout), lambda o: not o.mismatches, wait
+    )
+    return {
+        "ok": not obs.mismatches,
+        **_counts(obs),
+        "mismatches": [m.as_dict() for m in obs.mismatches],
+        "warnings": [m.as_dict() for m in obs.warnings],
+        "attempts": attempts,
+        "waited_s": waited,
+    }
+
+
+def _snapshot_file(settings: Settings, name: str) -> Path:
+    if not SNAPSHOT_NAME.fullmatch(name or ""):
+        raise ActivityFailed(
+            f"snapshot name {name!r} is not usable as a file name: use letters, digits, '.', "
+            "'_' or '-' (for example \"baseline\")"
+        )
+    return Path(settings.state_dir) / "snapshots" / f"{name}.json"
+
+
+def snapshot_room_state(
+    name: str = "baseline",
+    urls: List[str] = None,  # type: ignore[assignment]
+    wait: float = 5.0,
+    timeout: float = 2.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """Save the rooms and participants in Redis (cross-checked with RoomService) as ``name``.
+
+    Written to ``<state dir>/snapshots/<name>.json`` and returned with ``path`` and ``ok``
+    (true when Redis and the API agreed: ``consistent``). ``rooms`` maps each room to its
+    ``sid``, ``node``, ``participants`` (identity to sid) and ``agents`` (identity to sid).
+    """
+    settings = Settings.load(configuration, secrets)
+    path = _snapshot_file(settings, name)
+    obs, _, _ = state.settle(
+        lambda: _observe(settings, urls, timeout), lambda o: not o.mismatches, wait
+    )
+    taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    snapshot = state.snapshot_of(obs, name, taken_at)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        raise ActivityFailed(
+            f"cannot write the snapshot to {path}: {exc}. Check the state folder's permissions "
+            "(LKCHAOS_STATE_DIR)."
+        ) from exc
+    return {**snapshot, "ok": snapshot["consistent"], "path": str(path)}
+
+
+def _load_snapshot(path: Path, name: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ActivityFailed(
+            f"no room-state snapshot named {name!r} ({path}): run snapshot_room_state with "
+            f"name={name!r} first, before the fault"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise ActivityFailed(
+            f"cannot read the room-state snapshot {path}: {exc}. Take it again with "
+            "snapshot_room_state."
+        ) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("rooms"), dict):
+        raise ActivityFailed(
+            f"{path} is not a room-state snapshot: take it again with snapshot_room_state"
+        )
+    return data
+
+
+def compare_room_state(
+    name: str = "baseline",
+    ignore_rooms_prefix: str = None,  # type: ignore[assignment]
+    urls: List[str] = None,  # type: ignore[assignment]
+    wait: float = 10.0,
+    timeout: float = 2.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """Compare the rooms and participants now with the snapshot ``name``.
+
+    ``ok`` is false when a room, a participant (by identity) or an agent (by count per room)
+    was lost; re-reads until nothing is lost or ``wait`` seconds passed, so participants may
+    reconnect. Also lists ``new_rooms``, ``new_participants``, ``recreated_rooms`` (new
+    sid), ``rejoined_participants`` (new sid), ``moved_rooms`` (other node) and the current
+    Redis/API ``mismatches``. Rooms named with ``ignore_rooms_prefix`` are left out.
+    """
+    settings = Settings.load(configuration, secrets)
+    path = _snapshot_file(settings, name)
+    before = _load_snapshot(path, name)
+
+    def diff(obs: state.Observation) -> dict[str, Any]:
+        now = state.snapshot_of(obs, name, "")
+        return state.diff_snapshots(before, now, ignore_rooms_prefix or None)
+
+    obs, attempts, waited = state.settle(
+        lambda: _observe(settings, urls, timeout), lambda o: bool(diff(o)["ok"]), wait
+    )
+    result = diff(obs)
+    counted = _counts(obs)
+    return {
+        **result,
+        "snapshot": name,
+        "taken_at": before.get("taken_at"),
+        "rooms": counted["rooms"],
+        "participants": counted["participants"],
+        "mismatches": [m.as_dict() for m in obs.mismatches],
+        "attempts": attempts,
+        "waited_s": waited,
+    }
+
+
+def roomservice_latency(
+    urls: List[str] = None,  # type: ignore[assignment]
+    timeout: float = 2.0,
+    max_ms: float = None,  # type: ignore[assignment]
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """Time one ListRooms round trip (with connection set-up) on each node, in milliseconds.
+
+    Returns ``{"ok", "slowest_ms", "max_ms", "nodes": {url: {"ms", "rooms", "error"}}}``;
+    ``ok`` is false when a node did not answer within ``timeout`` seconds or, with ``max_ms``,
+    was slower than that. Missing API keys raise ``ActivityFailed``.
+    """
+    settings = Settings.load(configuration, secrets)
+
+    async def timed(c: api.LiveKitAPI) -> tuple[float, int]:
+        start = time.perf_counter()
+        answer = await c.room.list_rooms(api.ListRoomsRequest())
+        return (time.perf_counter() - start) * 1000, len(answer.rooms)
+
+    nodes: dict[str, dict[str, Any]] = {}
+    for url in urls or settings.livekit_node_urls:
+        try:
+            ms, rooms = lk.call(url, settings, timed, timeout)
+            nodes[url] = {"ms": round(ms, 1), "rooms": rooms, "error": None}
+        except state.API_ERRORS as exc:
+            nodes[url] = {"ms": None, "rooms": None, "error": f"{type(exc).__name__}: {exc}"}
+        except LkChaosError as exc:
+            raise ActivityFailed(f"cannot call RoomService at {url}: {exc}") from exc
+    times = [n["ms"] for n in nodes.values() if n["ms"] is not None]
+    slowest = max(times) if times else None
+    answered = bool(nodes) and len(times) == len(nodes)
+    fast = max_ms is None or (slowest is not None and slowest <= max_ms)
+    return {"ok": answered and fast, "slowest_ms": slowest, "max_ms": max_ms, "nodes": nodes}

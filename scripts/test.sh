@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Run every check: lint, types, unit tests, then the integration tests against the live
+# reference stack (brought up first, built if missing). Installs what it needs.
+#   scripts/test.sh            everything
+#   scripts/test.sh --unit     lint, types and unit tests only (no Docker)
+# Extra arguments after -- go to pytest, e.g. scripts/test.sh -- -k sentinel
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+unit_only=0
+pytest_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --unit) unit_only=1 ;;
+    --) shift; pytest_args=("$@"); break ;;
+    *) echo "unknown option $1 (use --unit, or -- followed by pytest arguments)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+bash scripts/bootstrap.sh
+
+# pytest exits 5 when it collected nothing: that is a failure here, never a pass.
+run_pytest() {
+  set +e
+  .venv/bin/pytest "$@"
+  rc=$?
+  set -e
+  if [ "$rc" = 5 ]; then echo "pytest collected no tests for: $*" >&2; exit 1; fi
+  [ "$rc" = 0 ] || exit "$rc"
+}
+
+.venv/bin/ruff check src tests stack/voice
+.venv/bin/mypy
+run_pytest -m "not integration" "${pytest_args[@]}"
+[ "$unit_only" = 1 ] && exit 0
+
+.venv/bin/lkchaos stack up
+if [ "${CI:-}" = true ]; then trap '.venv/bin/lkchaos stack down || true' EXIT; fi
+run_pytest -m integration "${pytest_args[@]}"

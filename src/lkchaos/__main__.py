@@ -1,0 +1,5 @@
+"""``python -m lkchaos`` runs the ``lkchaos`` command."""
+
+from lkchaos.cli import main
+
+main()

@@ -1,0 +1,435 @@
+"""LiveKit's room state as kept in Redis and as RoomService reports it, and how the two differ.
+
+Keys written by livekit-server v1.13.5 (``pkg/service/redisstore.go``,
+``pkg/routing/redisrouter.go``); every hash value is a protobuf message unless said otherwise:
+
+- ``rooms``: hash, room name -> ``livekit.Room``
+- ``room_internal``: hash, room name -> ``livekit.RoomInternal`` (agent dispatches set at creation)
+- ``room_participants:<room>``: hash, identity -> ``livekit.ParticipantInfo``
+- ``nodes``: hash, node id -> ``livekit.Node`` (stats refreshed every 2 s)
+- ``room_node_map``: hash, room name -> node id (plain text)
+- ``agent_dispatch:<room>``: hash, dispatch id -> ``livekit.AgentDispatch`` (jobs stripped)
+- ``agent_job:<room>``: hash, job id -> ``livekit.Job`` (room stripped, participant identity only)
+- ``room_lock:<room>``: string, a lock token with a 5 s TTL; ``livekit_version``: string
+
+RoomService ``ListRooms`` reads ``rooms``; ``ListParticipants`` reads ``room_participants:<room>``
+unless the server sets ``api.enable_psrpc_for_get_list_participants`` (then it asks the node
+hosting the room). ``Room.num_participants`` is a count the room refreshes every 5 s, so it is
+up to 5 s behind (livekit/livekit#991): reported as a warning, not a mismatch.
+
+Reading (:func:`read_store`, :func:`read_api`) is kept apart from decoding (:func:`build_store`)
+and comparison (:func:`check_store`, :func:`compare_api`, :func:`diff_snapshots`), which are pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+import redis
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
+from livekit import api
+from livekit.protocol import agent, agent_dispatch, models
+
+from lkchaos.livekit import client as lk
+from lkchaos.redis import client as redis_client
+from lkchaos.settings import Settings
+
+ROOMS = "rooms"
+ROOM_INTERNAL = "room_internal"
+NODES = "nodes"
+ROOM_NODE_MAP = "room_node_map"
+PARTICIPANTS_PREFIX = "room_participants:"
+DISPATCH_PREFIX = "agent_dispatch:"
+JOB_PREFIX = "agent_job:"
+VERSION = "livekit_version"
+#: LiveKit stops choosing a node whose stats are this old (``selector.AvailableSeconds``).
+AVAILABLE_SECONDS = 5
+NODE_SERVING = 1
+
+T = TypeVar("T")
+M = TypeVar("M", bound=Message)
+
+
+def _internal_types() -> tuple[type[Message], type[Message]]:
+    """``livekit.Node`` and ``livekit.RoomInternal``, whose .proto is not shipped in Python: the
+    fields read here, with LiveKit's numbers and wire types (enums as int32; others skipped)."""
+    f = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="lkchaos_livekit_internal.proto", package="lkchaos.internal", syntax="proto3"
+    )
+    schema: dict[str, list[tuple[str, int, Any]]] = {
+        "NodeStats": [("started_at", 1, f.TYPE_INT64), ("updated_at", 2, f.TYPE_INT64)],
+        "Node": [("id", 1, f.TYPE_STRING), ("ip", 2, f.TYPE_STRING), ("stats", 4, "NodeStats"),
+                 ("state", 6, f.TYPE_INT32)],
+        "RoomInternal": [("agent_dispatches", 5, f.TYPE_BYTES)],
+    }
+    for name, fields in schema.items():
+        msg = proto.message_type.add(name=name)
+        for fname, number, ftype in fields:
+            one = msg.field.add(name=fname, number=number, label=f.LABEL_OPTIONAL)
+            if fname == "agent_dispatches":
+                one.label = f.LABEL_REPEATED
+            if isinstance(ftype, str):
+                one.type, one.type_name = f.TYPE_MESSAGE, f".lkchaos.internal.{ftype}"
+            else:
+                one.type = ftype
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    node, internal = (pool.FindMessageTypeByName(f"lkchaos.internal.{n}")
+                      for n in ("Node", "RoomInternal"))
+    return message_factory.GetMessageClass(node), message_factory.GetMessageClass(internal)
+
+
+NodeMessage, RoomInternalMessage = _internal_types()
+
+
+@dataclass(frozen=True)
+class Participant:
+    identity: str
+    sid: str
+    kind: str = "STANDARD"
+
+    @property
+    def dependent(self) -> bool:
+        """Agents and egress: LiveKit leaves them out of ``Room.num_participants``."""
+        return self.kind in ("AGENT", "EGRESS")
+
+
+@dataclass(frozen=True)
+class RoomRecord:
+    name: str
+    sid: str
+    num_participants: int = 0
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    id: str
+    ip: str = ""
+    state: int = NODE_SERVING
+    updated_at: int | None = None
+
+    def available(self, now: float) -> bool:
+        """LiveKit's own rule: serving, and stats (if any) younger than 5 s."""
+        fresh = self.updated_at is None or now - self.updated_at < AVAILABLE_SECONDS
+        return self.state == NODE_SERVING and fresh
+
+
+@dataclass
+class StoreState:
+    """What Redis holds, decoded."""
+
+    rooms: dict[str, RoomRecord] = field(default_factory=dict)
+    participants: dict[str, dict[str, Participant]] = field(default_factory=dict)
+    internal: dict[str, list[str]] = field(default_factory=dict)
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    room_nodes: dict[str, str] = field(default_factory=dict)
+    dispatches: dict[str, dict[str, str]] = field(default_factory=dict)
+    jobs: dict[str, dict[str, str]] = field(default_factory=dict)
+    undecodable: list[str] = field(default_factory=list)
+    version: str = ""
+
+
+@dataclass
+class ApiState:
+    """What one node's RoomService answers."""
+
+    rooms: dict[str, RoomRecord] = field(default_factory=dict)
+    participants: dict[str, dict[str, Participant]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    kind: str
+    detail: str
+    room: str | None = None
+    node: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "room": self.room, "node": self.node, "detail": self.detail}
+
+
+# --- decoding -----------------------------------------------------------------------------
+
+
+def _parse(message: M, data: bytes) -> M:
+    message.ParseFromString(data)
+    return message
+
+
+def participant_of(info: models.ParticipantInfo) -> Participant:
+    return Participant(info.identity, info.sid, models.ParticipantInfo.Kind.Name(info.kind))
+
+
+def room_of(room: models.Room) -> RoomRecord:
+    return RoomRecord(room.name, room.sid, room.num_participants)
+
+
+def decode_node(data: bytes) -> NodeRecord:
+    node: Any = _parse(NodeMessage(), data)
+    updated = int(node.stats.updated_at) if node.HasField("stats") else None
+    return NodeRecord(str(node.id), str(node.ip), int(node.state), updated)
+
+
+def decode_room_internal(data: bytes) -> list[str]:
+    """The agent names of the dispatches configured when the room was created."""
+    internal: Any = _parse(RoomInternalMessage(), data)
+    return [
+        _parse(agent_dispatch.RoomAgentDispatch(), raw).agent_name
+        for raw in internal.agent_dispatches
+    ]
+
+
+def build_store(raw: Mapping[str, Mapping[bytes, bytes]], version: str = "") -> StoreState:
+    """Decode the hashes read from Redis (key -> {field: value}); bad values are listed."""
+    state = StoreState(version=version)
+    for key, fields in raw.items():
+        for fbytes, value in fields.items():
+            name = fbytes.decode("utf-8", "replace")
+            try:
+                if key == ROOMS:
+                    state.rooms[name] = room_of(_parse(models.Room(), value))
+                elif key == ROOM_INTERNAL:
+                    state.internal[name] = decode_room_internal(value)
+                elif key == NODES:
+                    state.nodes[name] = decode_node(value)
+                elif key == ROOM_NODE_MAP:
+                    state.room_nodes[name] = value.decode("utf-8", "replace")
+                elif key.startswith(PARTICIPANTS_PREFIX):
+                    info = _parse(models.ParticipantInfo(), value)
+                    room = key.removeprefix(PARTICIPANTS_PREFIX)
+                    state.participants.setdefault(room, {})[name] = participant_of(info)
+                elif key.startswith(DISPATCH_PREFIX):
+                    dispatch = _parse(agent_dispatch.AgentDispatch(), value)
+                    room = key.removeprefix(DISPATCH_PREFIX)
+                    state.dispatches.setdefault(room, {})[name] = dispatch.agent_name
+                elif key.startswith(JOB_PREFIX):
+                    job = _parse(agent.Job(), value)
+                    status = agent.JobStatus.Name(job.state.status)
+                    state.jobs.setdefault(key.removeprefix(JOB_PREFIX), {})[name] = status
+            except (DecodeError, ValueError):
+                state.undecodable.append(f"{key}[{name}]")
+    return state
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def fetch_raw(r: redis.Redis) -> tuple[dict[str, dict[bytes, bytes]], str]:
+    """Every LiveKit room hash, read in one MULTI/EXEC so the view is consistent."""
+    keys = [ROOMS, ROOM_INTERNAL, NODES, ROOM_NODE_MAP]
+    for prefix in (PARTICIPANTS_PREFIX, DISPATCH_PREFIX, JOB_PREFIX):
+        keys += sorted(k.decode() for k in r.scan_iter(match=f"{prefix}*", count=500))
+    pipe = r.pipeline(transaction=True)
+    for key in keys:
+        pipe.hgetall(key)
+    pipe.get(VERSION)
+    *hashes, version = pipe.execute()
+    raw = {key: dict(h) for key, h in zip(keys, hashes, strict=True) if h}
+    return raw, version.decode() if version else ""
+
+
+def read_store(settings: Settings, timeout: float = redis_client.TIMEOUT) -> StoreState:
+    """Read and decode LiveKit's state from the Redis primary (found through Sentinel)."""
+    with redis_client.primary(settings, timeout) as r:
+        raw, version = fetch_raw(r)
+    return build_store(raw, version)
+
+
+def read_api(url: str, settings: Settings, timeout: float = lk.TIMEOUT) -> ApiState:
+    """ListRooms, then ListParticipants for every room (concurrently), on one node."""
+
+    async def fetch(c: api.LiveKitAPI) -> ApiState:
+        rooms = (await c.room.list_rooms(api.ListRoomsRequest())).rooms
+        answers = await asyncio.gather(
+            *(c.room.list_participants(api.ListParticipantsRequest(room=r.name)) for r in rooms)
+        )
+        return ApiState(
+            rooms={r.name: room_of(r) for r in rooms},
+            participants={
+                r.name: {p.identity: participant_of(p) for p in a.participants}
+                for r, a in zip(rooms, answers, strict=True)
+            },
+        )
+
+    return lk.call(url, settings, fetch, timeout)
+
+
+# --- comparison (pure) --------------------------------------------------------------------
+
+
+def check_store(store: StoreState, now: float) -> list[Mismatch]:
+    """Inconsistencies inside Redis itself."""
+    out = [Mismatch("undecodable", f"{item} is not valid protobuf") for item in store.undecodable]
+    for node in sorted(store.nodes.values(), key=lambda n: n.id):
+        if not node.available(now):
+            age = "never" if node.updated_at is None else f"{now - node.updated_at:.0f} s ago"
+            out.append(Mismatch("node_unavailable", f"state {node.state}, stats {age}",
+                                node=node.id))
+    for room in sorted(store.rooms):
+        node_id = store.room_nodes.get(room)
+        if node_id is None:
+            out.append(Mismatch("room_without_node", "in rooms, not in room_node_map", room))
+        elif node_id not in store.nodes:
+            out.append(Mismatch("room_on_unknown_node", "mapped to a node not in nodes", room,
+                                node_id))
+        elif not store.nodes[node_id].available(now):
+            out.append(Mismatch("room_on_unavailable_node", "its node is not serving", room,
+                                node_id))
+    orphans = (
+        ("node_map_without_room", store.room_nodes, ROOM_NODE_MAP),
+        ("orphan_internal", store.internal, ROOM_INTERNAL),
+        ("orphan_participants", store.participants, PARTICIPANTS_PREFIX + "<room>"),
+        ("orphan_dispatches", store.dispatches, DISPATCH_PREFIX + "<room>"),
+        ("orphan_jobs", store.jobs, JOB_PREFIX + "<room>"),
+    )
+    for kind, table, where in orphans:
+        for room in sorted(set(table) - set(store.rooms)):
+            out.append(Mismatch(kind, f"{where} holds a room not in rooms", room))
+    return out
+
+
+def compare_api(store: StoreState, seen: ApiState, url: str) -> list[Mismatch]:
+    """Differences between Redis and what one node's RoomService answers."""
+    out: list[Mismatch] = []
+    for room in sorted(set(store.rooms) - set(seen.rooms)):
+        out.append(Mismatch("room_missing_from_api", "not listed by ListRooms", room, url))
+    for room in sorted(set(seen.rooms) - set(store.rooms)):
+        out.append(Mismatch("room_missing_from_redis", "listed by ListRooms", room, url))
+    for room in sorted(set(store.rooms) & set(seen.rooms)):
+        if store.rooms[room].sid != seen.rooms[room].sid:
+            out.append(Mismatch("room_sid_differs", f"Redis {store.rooms[room].sid}, API "
+                                f"{seen.rooms[room].sid}", room, url))
+        mine, theirs = store.participants.get(room, {}), seen.participants.get(room, {})
+        only_redis, only_api = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
+        if only_redis or only_api:
+            out.append(Mismatch("participants_differ", f"only in Redis {only_redis}, only in "
+                                f"ListParticipants {only_api}", room, url))
+    return out
+
+
+def warnings_for(store: StoreState) -> list[Mismatch]:
+    """``Room.num_participants`` that disagree with the participants stored (often stale)."""
+    out = []
+    for room, record in sorted(store.rooms.items()):
+        stored = sum(1 for p in store.participants.get(room, {}).values() if not p.dependent)
+        if record.num_participants != stored:
+            out.append(Mismatch("num_participants_stale", f"Room.num_participants "
+                                f"{record.num_participants}, {stored} stored", room))
+    return out
+
+
+@dataclass
+class Observation:
+    store: StoreState
+    apis: dict[str, ApiState | str]
+    mismatches: list[Mismatch]
+    warnings: list[Mismatch]
+
+
+def judge(store: StoreState, apis: Mapping[str, ApiState | str], now: float) -> Observation:
+    """Every mismatch between Redis and the nodes' answers (a str answer is an error)."""
+    found = check_store(store, now)
+    for url, seen in apis.items():
+        if isinstance(seen, str):
+            found.append(Mismatch("node_unreachable", seen, node=url))
+        else:
+            found += compare_api(store, seen, url)
+    return Observation(store, dict(apis), found, warnings_for(store))
+
+
+API_ERRORS = (api.TwirpError, aiohttp.ClientError, OSError, TimeoutError)
+
+
+def observe(settings: Settings, urls: Sequence[str], timeout: float) -> Observation:
+    """Read Redis (errors propagate) and every node (errors become node_unreachable)."""
+    store = read_store(settings, timeout)
+    apis: dict[str, ApiState | str] = {}
+    for url in urls:
+        try:
+            apis[url] = read_api(url, settings, timeout)
+        except API_ERRORS as exc:
+            apis[url] = f"RoomService at {url} did not answer: {type(exc).__name__}: {exc}"
+    return judge(store, apis, time.time())
+
+
+def settle(
+    read: Callable[[], T], done: Callable[[T], bool], wait: float, interval: float = 0.2,
+    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+) -> tuple[T, int, float]:
+    """Re-read until ``done`` or ``wait`` seconds passed: (last reading, attempts, seconds)."""
+    start, attempts = clock(), 0
+    while True:
+        value = read()
+        attempts += 1
+        elapsed = clock() - start
+        if done(value) or elapsed >= wait:
+            return value, attempts, round(elapsed, 3)
+        sleep(min(interval, wait - elapsed))
+        interval = min(interval * 1.5, 1.0)
+
+
+# --- snapshots ----------------------------------------------------------------------------
+
+def snapshot_of(obs: Observation, name: str, taken_at: str) -> dict[str, Any]:
+    """Rooms, their node, and participant identities -> sids (agents apart), from Redis."""
+    store = obs.store
+    rooms: dict[str, Any] = {}
+    for room, record in sorted(store.rooms.items()):
+        people = store.participants.get(room, {})
+        rooms[room] = {
+            "sid": record.sid,
+            "node": store.room_nodes.get(room),
+            "participants": {i: p.sid for i, p in sorted(people.items()) if not p.dependent},
+            "agents": {i: p.sid for i, p in sorted(people.items()) if p.kind == "AGENT"},
+        }
+    return {
+        "name": name, "taken_at": taken_at, "livekit_version": store.version,
+        "consistent": not obs.mismatches,
+        "mismatches": [m.as_dict() for m in obs.mismatches], "rooms": rooms,
+    }
+
+
+def diff_snapshots(
+    before: Mapping[str, Any], after: Mapping[str, Any], ignore_prefix: str | None = None
+) -> dict[str, Any]:
+    """What was lost, added, recreated (new sid), moved or rejoined between two snapshots.
+
+    Agents are compared by count per room: a re-dispatched agent has a new identity.
+    """
+    def rooms(snap: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in snap["rooms"].items()
+                if not (ignore_prefix and k.startswith(ignore_prefix))}
+
+    old, new = rooms(before), rooms(after)
+    out: dict[str, Any] = {
+        "lost_rooms": sorted(set(old) - set(new)), "new_rooms": sorted(set(new) - set(old)),
+        "recreated_rooms": [], "moved_rooms": {}, "lost_participants": {},
+        "new_participants": {}, "rejoined_participants": {}, "lost_agents": {},
+    }
+    for room in sorted(set(old) & set(new)):
+        was, now = old[room], new[room]
+        if was["sid"] != now["sid"]:
+            out["recreated_rooms"].append(room)
+        if was.get("node") != now.get("node"):
+            out["moved_rooms"][room] = {"from": was.get("node"), "to": now.get("node")}
+        p_old, p_new = was["participants"], now["participants"]
+        for key, ids in (
+            ("lost_participants", sorted(set(p_old) - set(p_new))),
+            ("new_participants", sorted(set(p_new) - set(p_old))),
+            ("rejoined_participants", sorted(i for i in set(p_old) & set(p_new)
+                                             if p_old[i] != p_new[i])),
+        ):
+            if ids:
+                out[key][room] = ids
+        missing = len(was.get("agents", {})) - len(now.get("agents", {}))
+        if missing > 0:
+            out["lost_agents"][room] = missing
+    out["ok"] = not (out["lost_rooms"] or out["lost_participants"] or out["lost_agents"])
+    return out

@@ -1,0 +1,54 @@
+"""Probes on Redis and Sentinel, reached through the configured Sentinels.
+
+``sentinel_master`` returns::
+
+    {"ok": true, "master": "redis-primary:6379", "agree": true, "sentinels": 3,
+     "replicas": 1}
+
+``ok`` means at least two Sentinels answered, they name the same master, and it has at least
+one replica. Tolerance example: ``{"type": "jsonpath", "path": "$.ok", "expect": true}``.
+``replication`` returns the primary's ``INFO replication`` as a dict (``role``,
+``connected_slaves``, ...).
+"""
+
+from typing import Any
+
+import redis
+from chaoslib.exceptions import ActivityFailed
+from chaoslib.types import Configuration, Secrets
+
+from lkchaos.errors import LkChaosError
+from lkchaos.redis import client
+from lkchaos.settings import Settings
+
+__all__ = ["sentinel_master", "replication"]
+
+
+def sentinel_master(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Which master the Sentinels name, whether they agree, how many replicas it has."""
+    settings = Settings.load(configuration, secrets)
+    answers = client.ask_sentinels(settings)
+    masters = sorted({f"{a.host}:{a.port}" for a in answers})
+    replicas = answers[0].num_slaves if answers else 0
+    return {
+        "ok": len(answers) >= 2 and len(masters) == 1 and replicas >= 1,
+        "master": masters[0] if len(masters) == 1 else None,
+        "masters": masters,
+        "agree": len(masters) == 1,
+        "sentinels": len(answers),
+        "replicas": replicas,
+    }
+
+
+def replication(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """``INFO replication`` of the current primary (found through Sentinel)."""
+    settings = Settings.load(configuration, secrets)
+    try:
+        with client.primary(settings, decode=True) as primary:
+            info: dict[str, Any] = primary.info("replication")
+    except (LkChaosError, redis.RedisError) as exc:
+        raise ActivityFailed(
+            f"cannot read replication info from the Redis primary: {exc}. Check the Sentinel "
+            "addresses (sentinel_addresses) and the redis_address_map."
+        ) from exc
+    return info

@@ -1,0 +1,48 @@
+"""The agent worker is registered with LiveKit and joins the rooms it is dispatched to."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import httpx
+import pytest
+from livekit import api
+
+from lkchaos.livekit import client as lk
+from lkchaos.settings import Settings
+from lkchaos.stack import layout
+
+AGENT_NAME = "lkchaos-agent"
+
+
+def test_agent_worker_health() -> None:
+    response = httpx.get(f"http://127.0.0.1:{layout.host_port('agent_health')}/", timeout=5)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("node", [0, 1], ids=["via-livekit-1", "via-livekit-2"])
+def test_agent_joins_a_room_it_is_dispatched_to(settings: Settings, node: int) -> None:
+    room = f"it-agent-{uuid.uuid4().hex[:8]}"
+
+    async def scenario(c: api.LiveKitAPI) -> list[str]:
+        await c.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=30))
+        try:
+            await c.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(agent_name=AGENT_NAME, room=room)
+            )
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                listed = await c.room.list_participants(api.ListParticipantsRequest(room=room))
+                agents = [p.identity for p in listed.participants
+                          if p.kind == api.ParticipantInfo.Kind.AGENT]
+                if agents:
+                    return agents
+                await asyncio.sleep(0.25)
+            return []
+        finally:
+            await c.room.delete_room(api.DeleteRoomRequest(room=room))
+
+    agents = lk.call(settings.livekit_node_urls[node], settings, scenario, timeout=30)
+    assert agents, f"no agent joined {room} within 20 s of its dispatch"

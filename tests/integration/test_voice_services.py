@@ -1,0 +1,78 @@
+"""The stack's own voice services: Whisper transcribes speech, MCP serves its tools."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import httpx2
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from lkchaos.stack import layout
+
+WHISPER = f"http://127.0.0.1:{layout.host_port('whisper')}"
+MCP = f"http://127.0.0.1:{layout.host_port('mcp')}/mcp"
+WORDS = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+         "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+
+
+def normalise(text: str) -> str:
+    words = re.sub(r"[^a-z0-9 ]", " ", text.lower()).split()
+    return " ".join(WORDS.get(w, w) for w in words)
+
+
+@pytest.fixture(scope="module")
+def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed: run scripts/bootstrap.sh")
+    path = tmp_path_factory.mktemp("speech") / "question.wav"
+    subprocess.run(["espeak-ng", "-w", str(path), "What is two plus three?"], check=True,
+                   timeout=30)
+    return path
+
+
+def test_whisper_health() -> None:
+    response = httpx.get(f"{WHISPER}/health", timeout=5)
+    assert response.status_code == 200 and response.json()["status"] == "ok"
+
+
+def test_whisper_transcribes_an_espeak_clip(question_wav: Path) -> None:
+    with question_wav.open("rb") as audio:
+        response = httpx.post(
+            f"{WHISPER}/v1/audio/transcriptions",
+            files={"file": ("question.wav", audio, "audio/wav")},
+            data={"model": "tiny.en", "response_format": "json"},
+            timeout=30,
+        )
+    assert response.status_code == 200, response.text
+    assert normalise(response.json()["text"]) == "what is 2 plus 3"
+
+
+def test_whisper_rejects_a_request_without_audio() -> None:
+    response = httpx.post(f"{WHISPER}/v1/audio/transcriptions", data={"model": "x"}, timeout=10)
+    assert response.status_code == 400
+
+
+async def _mcp_session() -> tuple[list[str], str, bool]:
+    http = httpx2.AsyncClient(timeout=10)
+    async with http, streamable_http_client(MCP, http_client=http) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            tools = sorted(t.name for t in (await session.list_tools()).tools)
+            result = await session.call_tool("multiply", {"a": 17, "b": 3})
+            text = "".join(getattr(c, "text", "") for c in result.content)
+            failed = await session.call_tool("divide", {"a": 1, "b": 0})
+            return tools, text, bool(failed.is_error)
+
+
+def test_mcp_lists_its_tools_and_computes() -> None:
+    tools, text, division_by_zero_failed = asyncio.run(_mcp_session())
+    assert {"add", "subtract", "multiply", "divide", "current_time", "lookup"} <= set(tools)
+    assert float(text) == 51
+    assert division_by_zero_failed

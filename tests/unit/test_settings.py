@@ -1,0 +1,79 @@
+"""Settings come from configuration, then the environment, then the reference stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lkchaos.errors import ConfigError
+from lkchaos.settings import Settings
+
+ENV_KEYS = (
+    "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LKCHAOS_SENTINELS",
+    "LKCHAOS_REDIS_ADDRESS_MAP", "LKCHAOS_TOXIPROXY_URL", "LKCHAOS_LIVEKIT_NODE_URLS",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
+    monkeypatch.chdir(tmp_path)  # no compose file here: the state dir comes from the env
+    monkeypatch.delenv("LKCHAOS_ROOT", raising=False)
+    return state
+
+
+def test_defaults_describe_the_reference_stack() -> None:
+    s = Settings.load()
+    assert s.livekit_url == "wss://lk.chaos.test"
+    assert s.livekit_node_urls == ("http://127.0.0.1:27880", "http://127.0.0.1:27890")
+    assert s.sentinel_master == "lkchaos"
+    assert s.map_redis_address("redis-replica", 6379) == ("127.0.0.1", 27380)
+    assert s.map_redis_address("10.0.0.9", 6379) == ("10.0.0.9", 6379)
+
+
+def test_keys_fall_back_to_the_stack_state(clean_env: Path) -> None:
+    (clean_env / "stack.env").write_text("LIVEKIT_API_KEY=k\nLIVEKIT_API_SECRET=s\n")
+    assert Settings.load().require_keys() == ("k", "s")
+
+
+def test_missing_keys_say_where_to_set_them() -> None:
+    with pytest.raises(ConfigError, match="LIVEKIT_API_KEY and LIVEKIT_API_SECRET"):
+        Settings.load().require_keys()
+
+
+def test_configuration_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEKIT_URL", "wss://from-env")
+    monkeypatch.setenv("LKCHAOS_SENTINELS", "a:1, b:2")
+    s = Settings.load({"livekit_url": "wss://from-config"})
+    assert s.livekit_url == "wss://from-config"
+    assert s.sentinel_addresses == ("a:1", "b:2")
+
+
+def test_secrets_and_address_map_for_a_users_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LKCHAOS_REDIS_ADDRESS_MAP", "redis-a:6379=10.1.1.1:7000")
+    s = Settings.load(
+        {"livekit_node_urls": ["http://n1:7880"]},
+        {"livekit": {"api_key": "key", "api_secret": "secret"}},
+    )
+    assert s.require_keys() == ("key", "secret")
+    assert s.livekit_node_urls == ("http://n1:7880",)
+    assert s.map_redis_address("redis-a", 6379) == ("10.1.1.1", 7000)
+
+
+@pytest.mark.parametrize("value", ["nonsense", "a=", "=b"])
+def test_malformed_address_map_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("LKCHAOS_REDIS_ADDRESS_MAP", value)
+    with pytest.raises(ConfigError, match="from=to"):
+        Settings.load()
+
+
+def test_split_address() -> None:
+    assert Settings.split_address("127.0.0.1:27053", 53) == ("127.0.0.1", 27053)
+    assert Settings.split_address("dns.local", 53) == ("dns.local", 53)
+    with pytest.raises(ConfigError, match="not a number"):
+        Settings.split_address("host:abc", 53)
