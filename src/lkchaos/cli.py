@@ -88,6 +88,10 @@ def up(do_build: bool, timeout: float) -> None:
     if do_build:
         builder.build(paths, say)
     compose = Compose(paths)
+    stale = compose.stale_services(client)
+    if stale:
+        say(f"replacing containers on rebuilt images: {', '.join(stale)}")
+        compose.run("rm", "--stop", "--force", *stale, timeout=120)
     say("starting services")
     with compose.popen("up", "-d", "--no-build", "--remove-orphans") as starter:
         try:

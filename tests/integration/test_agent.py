@@ -26,23 +26,29 @@ def test_agent_worker_health() -> None:
 def test_agent_joins_a_room_it_is_dispatched_to(settings: Settings, node: int) -> None:
     room = f"it-agent-{uuid.uuid4().hex[:8]}"
 
-    async def scenario(c: api.LiveKitAPI) -> list[str]:
+    async def scenario(c: api.LiveKitAPI) -> tuple[list[str], bool]:
         await c.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=30))
+        dispatch = await c.agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(agent_name=AGENT_NAME, room=room)
+        )
+        agents: list[str] = []
         try:
-            await c.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(agent_name=AGENT_NAME, room=room)
-            )
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
+            while not agents and time.monotonic() < deadline:
                 listed = await c.room.list_participants(api.ListParticipantsRequest(room=room))
+                # Joined and media connected, not only signalling.
                 agents = [p.identity for p in listed.participants
-                          if p.kind == api.ParticipantInfo.Kind.AGENT]
-                if agents:
-                    return agents
+                          if p.kind == api.ParticipantInfo.Kind.AGENT
+                          and p.state == api.ParticipantInfo.State.ACTIVE]
                 await asyncio.sleep(0.25)
-            return []
         finally:
+            await c.agent_dispatch.delete_dispatch(dispatch.id, room)
             await c.room.delete_room(api.DeleteRoomRequest(room=room))
+        # The agent must leave with the room, not bring it back.
+        await asyncio.sleep(3)
+        rooms = await c.room.list_rooms(api.ListRoomsRequest(names=[room]))
+        return agents, bool(rooms.rooms)
 
-    agents = lk.call(settings.livekit_node_urls[node], settings, scenario, timeout=30)
+    agents, reappeared = lk.call(settings.livekit_node_urls[node], settings, scenario, timeout=30)
     assert agents, f"no agent joined {room} within 20 s of its dispatch"
+    assert not reappeared, f"{room} was back after it was deleted"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from voicestack import dialogue
 from voicestack.dialogue import Arithmetic, CapitalQuery, Reply, TimeQuery, ToolCall
-from voicestack.numbers import format_number, parse_number, parse_numbers, tokenize
+from voicestack.spoken_numbers import format_number, parse_number, parse_numbers, tokenize
 
 FIXED_TIME = "2025-03-01T14:05:09+00:00"
 CAPITALS = {"france": "Paris", "japan": "Tokyo", "united kingdom": "London"}
@@ -154,6 +153,8 @@ def test_format_number_special_values() -> None:
         ("What is 20 percent of 50?", "20 percent of 50 is 10."),
         ("What is 10 divided by 3?", "10 divided by 3 is about 3.33."),
         ("What is a hundred divided by eight?", "100 divided by 8 is 12.5."),
+        ("What is for plus 4?", "4 plus 4 is 8."),
+        ("What is 7 minus too?", "7 minus 2 is 5."),
     ],
 )
 def test_arithmetic_answers(text: str, reply: str) -> None:
@@ -241,13 +242,19 @@ def test_capital_answers() -> None:
 
 
 def test_lookup_tool_call_arguments() -> None:
-    assert dialogue.plan(CapitalQuery("france")) == ToolCall("lookup", {"topic": "capital of france"})
+    assert dialogue.plan(CapitalQuery("france")) == ToolCall(
+        "lookup", {"topic": "capital of france"}
+    )
 
 
 # -- everything else ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["", "Thank you.", "you", "Tell me a joke.", "I am 25 years old."])
+@pytest.mark.parametrize(
+    "text",
+    ["", "Thank you.", "you", "Tell me a joke.", "I am 25 years old.", "What is it for?",
+     "I went to the store for 5 minutes."],
+)  # fmt: skip
 def test_unknown_input_gets_help_reply(text: str) -> None:
     reply = dialogue.respond(text, fake_tool)
     assert reply == Reply(dialogue.UNKNOWN_REPLY, ok=False)

@@ -445,3 +445,25 @@ def test_read_api_lists_participants_of_every_room(monkeypatch: pytest.MonkeyPat
     seen = state.read_api("http://n1", Settings())
     assert set(seen.rooms) == {"a", "b"}
     assert {r: set(p) for r, p in seen.participants.items()} == {"a": {"a-1"}, "b": {"b-1"}}
+
+
+def test_observe_turns_a_silent_node_into_a_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = state.build_store(healthy_raw())
+
+    def fake_read_api(url: str, settings: Settings, timeout: float) -> ApiState:
+        if url == "http://down":
+            raise aiohttp.ClientConnectionError("refused")
+        return ApiState(store.rooms, store.participants)
+
+    monkeypatch.setattr(state, "read_store", lambda settings, timeout: store)
+    monkeypatch.setattr(state, "read_api", fake_read_api)
+    obs = state.observe(Settings(), ["http://up", "http://down"], 1.0)
+    assert [(m.kind, m.node) for m in obs.mismatches] == [("node_unreachable", "http://down")]
+    assert "ClientConnectionError" in obs.mismatches[0].detail
+
+
+def test_missing_api_keys_are_an_activity_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Settings, "load", classmethod(lambda cls, c=None, s=None: Settings()))
+    monkeypatch.setattr(state, "read_store", lambda settings, timeout: StoreState())
+    with pytest.raises(ActivityFailed, match="API key"):
+        probes.room_state(urls=["http://n1"], wait=0)

@@ -63,22 +63,20 @@ def _internal_types() -> tuple[type[Message], type[Message]]:
     proto = descriptor_pb2.FileDescriptorProto(
         name="lkchaos_livekit_internal.proto", package="lkchaos.internal", syntax="proto3"
     )
-    schema: dict[str, list[tuple[str, int, Any]]] = {
-        "NodeStats": [("started_at", 1, f.TYPE_INT64), ("updated_at", 2, f.TYPE_INT64)],
-        "Node": [("id", 1, f.TYPE_STRING), ("ip", 2, f.TYPE_STRING), ("stats", 4, "NodeStats"),
-                 ("state", 6, f.TYPE_INT32)],
-        "RoomInternal": [("agent_dispatches", 5, f.TYPE_BYTES)],
+    stats = ".lkchaos.internal.NodeStats"
+    schema: dict[str, list[tuple[str, int, Any, str]]] = {
+        "NodeStats": [("started_at", 1, f.TYPE_INT64, ""), ("updated_at", 2, f.TYPE_INT64, "")],
+        "Node": [("id", 1, f.TYPE_STRING, ""), ("ip", 2, f.TYPE_STRING, ""),
+                 ("stats", 4, f.TYPE_MESSAGE, stats), ("state", 6, f.TYPE_INT32, "")],
+        "RoomInternal": [("agent_dispatches", 5, f.TYPE_BYTES, "")],
     }
     for name, fields in schema.items():
         msg = proto.message_type.add(name=name)
-        for fname, number, ftype in fields:
-            one = msg.field.add(name=fname, number=number, label=f.LABEL_OPTIONAL)
-            if fname == "agent_dispatches":
-                one.label = f.LABEL_REPEATED
-            if isinstance(ftype, str):
-                one.type, one.type_name = f.TYPE_MESSAGE, f".lkchaos.internal.{ftype}"
-            else:
-                one.type = ftype
+        for fname, number, ftype, type_name in fields:
+            label = f.LABEL_REPEATED if fname == "agent_dispatches" else f.LABEL_OPTIONAL
+            one = msg.field.add(name=fname, number=number, type=ftype, label=label)
+            if type_name:
+                one.type_name = type_name
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     node, internal = (pool.FindMessageTypeByName(f"lkchaos.internal.{n}")
@@ -155,9 +153,6 @@ class Mismatch:
         return {"kind": self.kind, "room": self.room, "node": self.node, "detail": self.detail}
 
 
-# --- decoding -----------------------------------------------------------------------------
-
-
 def _parse(message: M, data: bytes) -> M:
     message.ParseFromString(data)
     return message
@@ -218,9 +213,6 @@ def build_store(raw: Mapping[str, Mapping[bytes, bytes]], version: str = "") -> 
     return state
 
 
-# --- reading ------------------------------------------------------------------------------
-
-
 def fetch_raw(r: redis.Redis) -> tuple[dict[str, dict[bytes, bytes]], str]:
     """Every LiveKit room hash, read in one MULTI/EXEC so the view is consistent."""
     keys = [ROOMS, ROOM_INTERNAL, NODES, ROOM_NODE_MAP]
@@ -261,27 +253,22 @@ def read_api(url: str, settings: Settings, timeout: float = lk.TIMEOUT) -> ApiSt
     return lk.call(url, settings, fetch, timeout)
 
 
-# --- comparison (pure) --------------------------------------------------------------------
-
-
 def check_store(store: StoreState, now: float) -> list[Mismatch]:
     """Inconsistencies inside Redis itself."""
     out = [Mismatch("undecodable", f"{item} is not valid protobuf") for item in store.undecodable]
     for node in sorted(store.nodes.values(), key=lambda n: n.id):
         if not node.available(now):
-            age = "never" if node.updated_at is None else f"{now - node.updated_at:.0f} s ago"
-            out.append(Mismatch("node_unavailable", f"state {node.state}, stats {age}",
-                                node=node.id))
+            age = "none" if node.updated_at is None else f"{now - node.updated_at:.0f} s old"
+            out.append(Mismatch("node_unavailable", f"state {node.state}, stats {age}", None,
+                                node.id))
     for room in sorted(store.rooms):
         node_id = store.room_nodes.get(room)
         if node_id is None:
             out.append(Mismatch("room_without_node", "in rooms, not in room_node_map", room))
         elif node_id not in store.nodes:
-            out.append(Mismatch("room_on_unknown_node", "mapped to a node not in nodes", room,
-                                node_id))
+            out.append(Mismatch("room_on_unknown_node", "node not in nodes", room, node_id))
         elif not store.nodes[node_id].available(now):
-            out.append(Mismatch("room_on_unavailable_node", "its node is not serving", room,
-                                node_id))
+            out.append(Mismatch("room_on_unavailable_node", "node not serving", room, node_id))
     orphans = (
         ("node_map_without_room", store.room_nodes, ROOM_NODE_MAP),
         ("orphan_internal", store.internal, ROOM_INTERNAL),
@@ -374,8 +361,6 @@ def settle(
         sleep(min(interval, wait - elapsed))
         interval = min(interval * 1.5, 1.0)
 
-
-# --- snapshots ----------------------------------------------------------------------------
 
 def snapshot_of(obs: Observation, name: str, taken_at: str) -> dict[str, Any]:
     """Rooms, their node, and participant identities -> sids (agents apart), from Redis."""

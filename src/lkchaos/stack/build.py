@@ -67,6 +67,41 @@ def cache_dir() -> Path:
     return Path(base) / "lkchaos"
 
 
+SKIPPED_PARTS = {"bin", "wheels", "__pycache__", ".mypy_cache", ".pytest_cache"}
+
+
+def context_digest(context: Path) -> str:
+    """A digest of a build context's own files (not the staged binaries and wheels).
+
+    Pinned versions are part of the files (Dockerfiles, requirements, the compose file's
+    tags), so a changed Dockerfile, service source or pin gives a new digest.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        rel = path.relative_to(context)
+        if SKIPPED_PARTS & set(rel.parts):
+            continue
+        digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _stamps_file() -> Path:
+    return cache_dir() / "image-inputs.json"
+
+
+def _read_stamps() -> dict[str, str]:
+    try:
+        data = json.loads(_stamps_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_stamps(stamps: dict[str, str]) -> None:
+    _stamps_file().parent.mkdir(parents=True, exist_ok=True)
+    _stamps_file().write_text(json.dumps(stamps, indent=2, sort_keys=True) + "\n")
+
+
 def image_exists(name: str) -> bool:
     try:
         run(["docker", "image", "inspect", name], timeout=30)
@@ -132,8 +167,11 @@ def build_go_binary(binary: GoBinary, say: Say) -> Path:
     return target
 
 
-def stage_go_binaries(paths: StackPaths, say: Say) -> None:
+def stage_go_binaries(paths: StackPaths, say: Say, images: set[str]) -> None:
+    """Copy the cached Go binaries (built if needed) into the build contexts of ``images``."""
     for binary in GO_BINARIES:
+        if binary.image not in images:
+            continue
         built = build_go_binary(binary, say)
         dest = paths.images_dir / binary.image / "bin" / binary.name
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +182,8 @@ def stage_go_binaries(paths: StackPaths, say: Say) -> None:
 def stage_wheels(paths: StackPaths, say: Say) -> None:
     """Fill the voice image's wheel folder from ``stack/voice/requirements.txt`` (once)."""
     requirements = paths.root / "stack" / "voice" / "requirements.txt"
+    if not requirements.is_file():
+        raise PrerequisiteError(f"{requirements} is missing: the checkout is incomplete")
     wheels = paths.images_dir / "voice" / "wheels"
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
     stamp = wheels / ".requirements.sha256"
@@ -161,24 +201,42 @@ def stage_wheels(paths: StackPaths, say: Say) -> None:
 
 
 def build(paths: StackPaths, say: Say, force: bool = False) -> None:
-    """Build every image of the stack that is missing (all of them with ``force``)."""
-    ensure_base_image(say)
-    stage_go_binaries(paths, say)
-    stage_wheels(paths, say)
+    """Build every image of the stack that is missing (all of them with ``force``).
+
+    Inputs (base image, Go binaries, wheels) are prepared only for the images to build, so a
+    machine that has every image needs neither Go nor a package index.
+    """
     compose = Compose(paths)
-    images = _service_images(compose)
-    by_image: dict[str, str] = {}
-    for service, image in sorted(images.items()):
-        by_image.setdefault(image, service)
-    missing = sorted(svc for image, svc in by_image.items() if force or not image_exists(image))
-    if not missing:
-        say("all images present")
+    by_image: dict[str, tuple[str, str]] = {}
+    for service, (image, context) in sorted(_service_images(compose).items()):
+        by_image.setdefault(image, (service, context))
+    stamps = _read_stamps()
+    digests = {image: context_digest(Path(context)) for image, (_, context) in by_image.items()}
+    todo = {
+        image: sc for image, sc in by_image.items()
+        if force or stamps.get(image) != digests[image] or not image_exists(image)
+    }
+    if not todo:
+        say("all images present and up to date")
         return
-    say(f"building images for: {', '.join(missing)}")
-    compose.run("build", *missing, timeout=3600, capture=False)
+    contexts = {Path(context).name for _, context in todo.values()}
+    ensure_base_image(say)
+    stage_go_binaries(paths, say, contexts)
+    if any(image.startswith("lkchaos/voice") for image in todo):
+        stage_wheels(paths, say)
+    services = sorted(service for service, _ in todo.values())
+    say(f"building images for: {', '.join(services)}")
+    compose.run("build", *services, timeout=3600, capture=False)
+    stamps.update({image: digests[image] for image in todo})
+    _write_stamps(stamps)
 
 
-def _service_images(compose: Compose) -> dict[str, str]:
+def _service_images(compose: Compose) -> dict[str, tuple[str, str]]:
+    """Service -> (image, build context) for every service the stack builds."""
     proc = compose.run("config", "--format", "json", timeout=60)
     services = json.loads(proc.stdout)["services"]
-    return {name: svc["image"] for name, svc in services.items() if "build" in svc}
+    return {
+        name: (svc["image"], svc["build"]["context"])
+        for name, svc in services.items()
+        if "build" in svc
+    }

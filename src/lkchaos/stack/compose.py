@@ -129,6 +129,21 @@ class Compose:
         )
         return {c.labels.get("com.docker.compose.service", c.name): c for c in found}
 
+    def stale_services(self, client: Any) -> list[str]:
+        """Services whose container runs an older image than the one their tag names now."""
+        from docker.errors import ImageNotFound
+
+        stale = []
+        for service, container in self.containers(client).items():
+            tag = container.attrs.get("Config", {}).get("Image", "")
+            try:
+                current = client.images.get(tag).id
+            except ImageNotFound:
+                continue
+            if container.attrs.get("Image") != current:
+                stale.append(service)
+        return sorted(stale)
+
     def logs(self, client: Any, service: str, tail: int = 20) -> str:
         container = self.containers(client).get(service)
         if container is None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .numbers import format_number, is_exact, parse_number, tokenize
+from .spoken_numbers import format_number, is_exact, parse_number, parse_operand, tokenize
 
 TOOL_APOLOGY = "Sorry, I can't reach my tools right now."
 STT_APOLOGY = "Sorry, I can't reach my speech recognition right now."
@@ -76,7 +76,7 @@ class Arithmetic:
 
 @dataclass(frozen=True)
 class TimeQuery:
-    """"What time is it (in <place>)?"; ``timezone`` is an IANA name."""
+    """A question for the time, e.g. "What time is it in Tokyo?"; ``timezone`` is IANA."""
 
     timezone: str = "UTC"
     place: str | None = None
@@ -84,7 +84,7 @@ class TimeQuery:
 
 @dataclass(frozen=True)
 class CapitalQuery:
-    """"What is the capital of <country>?"; ``country`` is lower case."""
+    """A question for the capital of ``country`` (lower case)."""
 
     country: str
 
@@ -139,7 +139,7 @@ def _spoken(numbers: Sequence[float], ops: Sequence[str]) -> str:
 
 def _infix_at(tokens: list[str], i: int) -> Arithmetic | None:
     """``A op B [op C ...]`` starting at ``tokens[i]``, optionally followed by squared/cubed."""
-    first = parse_number(tokens, i)
+    first = parse_operand(tokens, i)
     if first is None:
         return None
     numbers, ops = [first[0]], []
@@ -148,7 +148,7 @@ def _infix_at(tokens: list[str], i: int) -> Arithmetic | None:
         op = _match_operator(tokens, j)
         if op is None:
             break
-        nxt = parse_number(tokens, op[1])
+        nxt = parse_operand(tokens, op[1])
         if nxt is None:
             break
         ops.append(op[0])
@@ -167,7 +167,7 @@ def _infix_at(tokens: list[str], i: int) -> Arithmetic | None:
 
 
 def _prefix_at(tokens: list[str], i: int) -> Arithmetic | None:
-    """"sum of A and B", "add A to B", "subtract A from B", "A percent of B"..."""
+    """Verb or noun first: "sum of A and B", "add A to B", "subtract A from B"..."""
     word = tokens[i]
     if word not in _PREFIX_FORMS:
         return None
@@ -188,7 +188,7 @@ def _prefix_at(tokens: list[str], i: int) -> Arithmetic | None:
 
 
 def _percent_at(tokens: list[str], i: int) -> Arithmetic | None:
-    """"A percent of B" as A times B divided by 100."""
+    """Percentages: "A percent of B" is A times B divided by 100."""
     first = parse_number(tokens, i)
     if first is None:
         return None
@@ -244,7 +244,9 @@ def parse(text: str) -> Intent:
             if name in _TIMEZONES:
                 return TimeQuery(_TIMEZONES[name], name)
         return TimeQuery()
-    if re.fullmatch(r"(?:(?:hi|hello|hey|good (?:morning|afternoon|evening))\b ?)+(?:there)?", clean):
+    if re.fullmatch(
+        r"(?:(?:hi|hello|hey|good (?:morning|afternoon|evening))\b ?)+(?:there)?", clean
+    ):
         return Greeting()
     return Unknown(text)
 
@@ -285,7 +287,7 @@ def _arithmetic_step(intent: Arithmetic, outputs: Sequence[str]) -> ToolCall | R
 
 
 def format_time(iso: str, intent: TimeQuery) -> str:
-    """"It's 14:05 UTC." from the ``current_time`` tool's ISO-8601 output."""
+    """The spoken time ("It's 14:05 UTC.") from ``current_time``'s ISO-8601 output."""
     moment = datetime.fromisoformat(iso.strip())
     clock = moment.strftime("%H:%M")
     if intent.place and intent.timezone != "UTC":

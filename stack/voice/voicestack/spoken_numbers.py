@@ -30,6 +30,9 @@ SCALES: dict[str, int] = {
     "trillion": 1_000_000_000_000,
 }
 NEGATIVE_WORDS = frozenset({"minus", "negative", "-"})
+# Words speech recognition writes for a lone digit ("what is for plus 4"); read as
+# numbers only where an operator makes that unambiguous (see parse_operand).
+HOMOPHONES: dict[str, int] = {"for": 4, "to": 2, "too": 2, "won": 1, "ate": 8}
 
 _TOKEN_RE = re.compile(r"\d+(?:,\d{3})+(?:\.\d+)?|\d*\.\d+|\d+|[a-z]+|[-+*/x^=%]")
 _DIGIT_RE = re.compile(r"^(?:\d+(?:,\d{3})*(?:\.\d+)?|\d*\.\d+)$")
@@ -143,6 +146,19 @@ def parse_number(tokens: list[str], i: int) -> tuple[float, int] | None:
             break
         j += 1
     return sign * (total + current + fraction), j
+
+
+def parse_operand(tokens: list[str], i: int) -> tuple[float, int] | None:
+    """Like :func:`parse_number`, but also reads a lone homophone ("for" = 4) as a digit."""
+    parsed = parse_number(tokens, i)
+    if parsed is not None:
+        return parsed
+    sign, j = 1.0, i
+    if j < len(tokens) and tokens[j] in NEGATIVE_WORDS:
+        sign, j = -1.0, j + 1
+    if j < len(tokens) and tokens[j] in HOMOPHONES:
+        return sign * HOMOPHONES[tokens[j]], j + 1
+    return None
 
 
 def parse_numbers(text: str) -> list[float]:
