@@ -50,6 +50,43 @@ def main() -> None:
     """Chaos engineering for self-hosted LiveKit voice-agent deployments."""
 
 
+@main.command()
+@handle_errors
+def recover() -> None:
+    """Undo every fault lkchaos can leave behind, even after its runner was killed.
+
+    Undoes the fault ledger, removes lkchaos's toxics, re-enables its Toxiproxy links,
+    unpauses and starts the project's services and releases a stale run lock; lists what it
+    did, then checks the baseline. Exits 1 if the stack is still not back.
+    """
+    from lkchaos.safety.probes import baseline
+    from lkchaos.safety.recovery import recover as do_recover
+    from lkchaos.settings import Settings
+
+    start = time.monotonic()
+    report = do_recover(Settings.load())
+    for item in report:
+        click.echo(f"{item['outcome']:<12} {item['fault']}")
+    if not report:
+        click.echo("nothing to recover")
+    state = baseline()
+    ok = state["ok"]
+    if not ok:
+        # Services just started may still be warming up: give them a bounded while.
+        deadline = time.monotonic() + 60
+        while not ok and time.monotonic() < deadline:
+            time.sleep(1)
+            state = baseline()
+            ok = state["ok"]
+    took = time.monotonic() - start
+    if ok:
+        click.secho(f"baseline restored ({took:.1f} s)", fg="green")
+        return
+    problems = {k: v for k, v in state.items() if v and k not in ("ok", "nodes_ready", "nodes")}
+    click.secho(f"the stack is not back to baseline: {json.dumps(problems)}", fg="red", err=True)
+    sys.exit(1)
+
+
 @main.group()
 def stack() -> None:
     """Build, start, inspect and remove the reference stack (docker-compose.chaos.yml)."""

@@ -10,9 +10,17 @@ from lkchaos import __version__
 
 #: Every module holding activities, with the kind of activity it holds.
 ACTIVITY_MODULES: tuple[tuple[str, str], ...] = (
+    ("lkchaos.controls.probes", "probe"),
+    ("lkchaos.docker.actions", "action"),
     ("lkchaos.docker.probes", "probe"),
     ("lkchaos.livekit.probes", "probe"),
+    ("lkchaos.redis.actions", "action"),
     ("lkchaos.redis.probes", "probe"),
+    ("lkchaos.safety.actions", "action"),
+    ("lkchaos.safety.probes", "probe"),
+    ("lkchaos.voice.probes", "probe"),
+    ("lkchaos.toxiproxy.probes", "probe"),
+    ("lkchaos.toxiproxy.actions", "action"),
 )
 
 

@@ -20,6 +20,9 @@ Settings (configuration key / environment variable: default for the reference st
 - ``domain`` / ``LKCHAOS_DOMAIN``: ``chaos.test``
 - ``ca_file`` / ``LKCHAOS_CA_FILE``: the stack's CA in its state folder
 - ``compose_project`` / ``LKCHAOS_COMPOSE_PROJECT``: ``lkchaos``
+- ``voice_prober_url`` / ``LKCHAOS_VOICE_PROBER_URL``: ``http://127.0.0.1:28090``, the
+  stack's prober; ``""`` runs the voice probe in this process
+- ``agent_name`` / ``LKCHAOS_AGENT_NAME``: ``lkchaos-agent``, the agent callers dispatch
 
 Lists are comma-separated in the environment; the address map is ``from=to`` pairs, e.g.
 ``redis-primary:6379=10.0.0.5:6379``. Secrets may also be given as Chaos Toolkit secrets
@@ -97,6 +100,8 @@ class Settings:
     domain: str = layout.DOMAIN
     ca_file: str = ""
     compose_project: str = layout.PROJECT
+    voice_prober_url: str = f"http://{LOCAL}:{layout.host_port('prober')}"
+    agent_name: str = "lkchaos-agent"
     state_dir: str = ""
 
     @classmethod
@@ -126,11 +131,17 @@ class Settings:
             "domain": "LKCHAOS_DOMAIN",
             "ca_file": "LKCHAOS_CA_FILE",
             "compose_project": "LKCHAOS_COMPOSE_PROJECT",
+            "agent_name": "LKCHAOS_AGENT_NAME",
         }
         for key, env_key in text_keys.items():
             value = pick(key, env_key)
             if value is not None:
                 values[key] = str(value)
+        # An empty prober URL is meaningful (run in process), so "" is not "unset" here.
+        if "voice_prober_url" in conf and conf["voice_prober_url"] is not None:
+            values["voice_prober_url"] = str(conf["voice_prober_url"])
+        elif "LKCHAOS_VOICE_PROBER_URL" in env:
+            values["voice_prober_url"] = env["LKCHAOS_VOICE_PROBER_URL"]
         for key, env_key in (
             ("livekit_node_urls", "LKCHAOS_LIVEKIT_NODE_URLS"),
             ("sentinel_addresses", "LKCHAOS_SENTINELS"),

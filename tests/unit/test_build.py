@@ -28,3 +28,17 @@ def test_every_go_binary_is_pinned_and_lands_in_an_image_context() -> None:
     assert {b.version for b in build.GO_BINARIES} == {
         layout.LIVEKIT_VERSION, layout.TOXIPROXY_VERSION, layout.CADDY_VERSION
     }
+
+
+def test_digest_honours_dockerignore_like_docker(tmp_path: Path) -> None:
+    (tmp_path / ".dockerignore").write_text("*\n!src/pkg\n**/__pycache__\n")
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    (tmp_path / "src" / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / ".venv" / "lib").mkdir(parents=True)
+    (tmp_path / ".venv" / "lib" / "big.py").write_text("ignored\n")
+    first = build.context_digest(tmp_path)
+    (tmp_path / ".venv" / "lib" / "big.py").write_text("still ignored\n")
+    (tmp_path / "notes.txt").write_text("ignored too\n")
+    assert build.context_digest(tmp_path) == first
+    (tmp_path / "src" / "pkg" / "a.py").write_text("x = 2\n")
+    assert build.context_digest(tmp_path) != first

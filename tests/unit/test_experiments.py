@@ -36,3 +36,10 @@ def test_a_misspelt_function_is_caught(tmp_path: Path) -> None:
     path.write_text(json.dumps(experiment))
     with pytest.raises(InvalidActivity, match="no_such_probe"):
         ensure_experiment_is_valid(load_experiment(str(path)))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_experiment_declares_the_safety_control(path: Path) -> None:
+    controls = json.loads(path.read_text()).get("controls", [])
+    modules = [c.get("provider", {}).get("module") for c in controls]
+    assert "lkchaos.safety.control" in modules, "rollbacks must run whatever the outcome"

@@ -7,6 +7,7 @@ machine builds nothing.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -67,21 +68,62 @@ def cache_dir() -> Path:
     return Path(base) / "lkchaos"
 
 
+#: Images installed from the wheel folder that `stage_wheels` fills.
+WHEEL_IMAGES = ("lkchaos/voice", "lkchaos/prober")
 SKIPPED_PARTS = {"bin", "wheels", "__pycache__", ".mypy_cache", ".pytest_cache"}
 
 
-def context_digest(context: Path) -> str:
-    """A digest of a build context's own files (not the staged binaries and wheels).
+def _dockerignore(context: Path) -> list[tuple[bool, str]]:
+    """(negated, pattern) pairs from the context's .dockerignore, in order."""
+    path = context / ".dockerignore"
+    if not path.is_file():
+        return []
+    rules = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            negated = line.startswith("!")
+            rules.append((negated, line.lstrip("!").strip("/")))
+    return rules
 
-    Pinned versions are part of the files (Dockerfiles, requirements, the compose file's
-    tags), so a changed Dockerfile, service source or pin gives a new digest.
+
+def _ignored(rel: str, rules: list[tuple[bool, str]]) -> bool:
+    """Docker's rule: the last pattern matching the path (or a parent of it) decides."""
+    parts = rel.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for negated, pattern in rules:
+        if any(fnmatch.fnmatchcase(c, pattern) for c in candidates):
+            ignored = not negated
+    return ignored
+
+
+def context_digest(context: Path) -> str:
+    """A digest of what a build context sends, less the staged binaries and wheels.
+
+    Honours the context's ``.dockerignore``. Pinned versions are part of the files
+    (Dockerfiles, requirements, the compose file's tags), so a changed Dockerfile, service
+    source or pin gives a new digest.
     """
+    rules = _dockerignore(context)
+    reincluded = [pattern for negated, pattern in rules if negated]
     digest = hashlib.sha256()
-    for path in sorted(p for p in context.rglob("*") if p.is_file()):
-        rel = path.relative_to(context)
-        if SKIPPED_PARTS & set(rel.parts):
-            continue
-        digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    for folder, dirs, files in os.walk(context):
+        base = Path(folder).relative_to(context)
+        keep = []
+        for name in sorted(dirs):
+            rel = str(base / name)
+            if name in SKIPPED_PARTS:
+                continue
+            if _ignored(rel, rules) and not any(p.startswith(rel + "/") for p in reincluded):
+                continue
+            keep.append(name)
+        dirs[:] = keep
+        for name in sorted(files):
+            rel = str(base / name)
+            if _ignored(rel, rules):
+                continue
+            digest.update(rel.encode() + b"\0" + (Path(folder) / name).read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -222,7 +264,7 @@ def build(paths: StackPaths, say: Say, force: bool = False) -> None:
     contexts = {Path(context).name for _, context in todo.values()}
     ensure_base_image(say)
     stage_go_binaries(paths, say, contexts)
-    if any(image.startswith("lkchaos/voice") for image in todo):
+    if any(image.startswith(WHEEL_IMAGES) for image in todo):
         stage_wheels(paths, say)
     services = sorted(service for service, _ in todo.values())
     say(f"building images for: {', '.join(services)}")

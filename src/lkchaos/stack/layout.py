@@ -32,6 +32,7 @@ SERVICES: tuple[str, ...] = (
     "mcp",
     "toxiproxy",
     "agent",
+    "prober",
 )
 
 #: Last octet of each service's address in the stack network.
@@ -48,6 +49,7 @@ HOST_OCTET: dict[str, int] = {
     "whisper": 41,
     "mcp": 42,
     "agent": 43,
+    "prober": 44,
     "dns": 53,
 }
 
@@ -72,6 +74,7 @@ HOST_PORTS: dict[str, tuple[str, int, int]] = {
     "whisper": ("whisper", 8000, 28000),
     "mcp": ("mcp", 8100, 28100),
     "agent_health": ("agent", 8081, 28081),
+    "prober": ("prober", 8090, 28090),
 }
 
 #: Toxiproxy links: name -> (listen port on the toxiproxy container, upstream host:port).

@@ -37,14 +37,17 @@ class TurnReporter:
         self._turn = 0
         self._pending: set[asyncio.Task[None]] = set()
         self._latest_stt: STTResult | None = None
+        # The LLM may decide before the framework adds the user's message to the history,
+        # so the decision belongs to the turn until its reply is published, not until the
+        # next user message.
+        self._decision: Decision | None = None
+        self._outcome: str | None = None
         self._new_turn()
 
     def _new_turn(self) -> None:
         self._data: dict[str, Any] = {"tools": [], "tool_errors": 0, "tool_ms": None}
         self._stt = self._latest_stt  # the recognition that produced this turn's transcript
         self._latest_stt = None
-        self._decision: Decision | None = None
-        self._outcome: str | None = None
 
     def attach(self, session: AgentSession[None]) -> None:
         session.on("conversation_item_added", self._on_item)
@@ -115,6 +118,7 @@ class TurnReporter:
             report["outcome"] = "stt_unavailable"
         log.info("turn report %s", json.dumps(report))
         self._data = {"tools": [], "tool_errors": 0, "tool_ms": None}
+        self._decision, self._outcome = None, None
         task = asyncio.create_task(self._set_attribute(json.dumps(report)))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -1,0 +1,228 @@
+"""Figures derived from a probe's samples and the run's marks: availability, time to detect,
+time to recover (RTO), longest outage, achieved sampling interval.
+
+A sample is ``{"t", "at", "ok", "latency_ms", "value"}``, ``t`` being when the probe call
+started (seconds since the control started). Figures use when each result was *known*,
+``t + latency_ms / 1000``, called the sample's observation time below.
+
+- ``availability``: share of ok samples; ``availability_during_fault`` the same over the
+  samples observed between the fault's start and end (to now while it lasts).
+- ``time_to_detect_s``: from the start of the first fault action to the first failed sample
+  observed after it; null when no sample failed after the fault started.
+- ``rto_s``: from the end of the fault to the observation of the first ok sample after the
+  last failed one (0.0 if that came before the end of the fault, or the probe never failed).
+  While ``recovered`` is false (the latest sample failed, or there is none) it is the time
+  from the end of the fault to the end of sampling (or now): a lower bound. Null when no fault
+  has ended.
+- ``longest_outage_s``: longest run of failed samples, from the first failed observation to
+  the next ok one (or the end of sampling); 0.0 when the probe never failed.
+- ``interval_median_s``, ``interval_p95_s``: between consecutive sample starts; null with
+  fewer than two samples.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Sample = Mapping[str, Any]
+Mark = Mapping[str, Any]
+
+_TEXT_LIMIT = 160
+_PREFERRED_KEYS = ("ok", "status", "stage", "reason", "healthy", "latency_s", "error")
+_MAX_KEYS = 6
+
+
+@dataclass(frozen=True)
+class Fault:
+    """When the fault started and ended, in seconds since the control started."""
+
+    start_t: float | None = None
+    end_t: float | None = None
+    end_from: str | None = None
+    actions: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "start_t": _round(self.start_t), "end_t": _round(self.end_t),
+            "end_from": self.end_from, "actions": list(self.actions),
+        }  # fmt: skip
+
+
+def fault_window(
+    marks: Sequence[Mark], fault_end: str, fault_actions: Sequence[str] | None
+) -> Fault:
+    """The fault: from the first fault action's start to the last one's end, or to the start
+    of the rollbacks (``fault_end="rollbacks"``; the last action's end until they start).
+
+    Fault actions are the method's actions, or only those named in ``fault_actions``. Their
+    calls count, not their ``pauses``: an action's end mark carries when its call started and
+    ended (``call_start_t``, ``call_end_t``).
+    """
+
+    def is_fault(mark: Mark, event: str) -> bool:
+        return (
+            mark.get("event") == event and mark.get("phase") == "method"
+            and mark.get("type") == "action"
+            and (not fault_actions or mark.get("name") in fault_actions)
+        )  # fmt: skip
+
+    starts = [m for m in marks if is_fault(m, "activity_start")]
+    if not starts:
+        return Fault()
+    ends = [m for m in marks if is_fault(m, "activity_end")]
+    start_t = (
+        min(_call_t(m, "call_start_t") for m in ends) if ends
+        else min(float(m["t"]) for m in starts)
+    )  # fmt: skip
+    last_end = (
+        max(_call_t(m, "call_end_t") for m in ends) if ends and len(ends) >= len(starts)
+        else None
+    )  # fmt: skip
+    end_t, end_from = last_end, "last_action_end" if last_end is not None else None
+    if fault_end == "rollbacks":
+        rollbacks = [float(m["t"]) for m in marks if m.get("event") == "rollbacks_start"]
+        if rollbacks:
+            end_t, end_from = rollbacks[0], "rollbacks_start"
+    return Fault(
+        start_t=start_t, end_t=end_t, end_from=end_from,
+        actions=[str(m.get("name")) for m in starts],
+    )  # fmt: skip
+
+
+def _call_t(mark: Mark, key: str) -> float:
+    """When the action's call itself started or ended (its pauses excluded), if known."""
+    value = mark.get(key)
+    return float(value) if value is not None else float(mark["t"])
+
+
+def observed(sample: Sample) -> float:
+    """When the sample's result was known: its start plus its latency."""
+    return float(sample["t"]) + float(sample["latency_ms"]) / 1000.0
+
+
+def derive(samples: Sequence[Sample], fault: Fault, end_t: float) -> dict[str, Any]:
+    """The figures of one probe (see the module docstring); ``end_t`` is the end of sampling,
+    or now while it runs."""
+    n = len(samples)
+    failed = [i for i, s in enumerate(samples) if not s["ok"]]
+    recovered = n > 0 and bool(samples[-1]["ok"])
+    recovered_at: float | None = None
+    if n and not failed:
+        recovered_at = observed(samples[0])
+    elif recovered:
+        recovered_at = observed(samples[failed[-1] + 1])
+
+    during: float | None = None
+    detect: float | None = None
+    if fault.start_t is not None:
+        stop = fault.end_t if fault.end_t is not None else end_t
+        window = [s for s in samples if fault.start_t <= observed(s) <= stop]
+        during = sum(1 for s in window if s["ok"]) / len(window) if window else None
+        first = next((observed(s) for s in samples
+                      if not s["ok"] and observed(s) >= fault.start_t), None)  # fmt: skip
+        detect = first - fault.start_t if first is not None else None
+
+    rto: float | None = None
+    if fault.end_t is not None:
+        if n and not failed:
+            rto = 0.0
+        elif recovered and recovered_at is not None:
+            rto = max(0.0, recovered_at - fault.end_t)
+        else:
+            rto = max(0.0, end_t - fault.end_t)
+
+    starts = [float(s["t"]) for s in samples]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    return {
+        "samples": n,
+        "failures": len(failed),
+        "availability": _round(1 - len(failed) / n if n else None, 4),
+        "availability_during_fault": _round(during, 4),
+        "time_to_detect_s": _round(detect),
+        "rto_s": _round(rto),
+        "recovered": recovered,
+        "recovered_at_t": _round(recovered_at) if failed else None,
+        "first_failure_t": _round(observed(samples[failed[0]])) if failed else None,
+        "last_failure_t": _round(observed(samples[failed[-1]])) if failed else None,
+        "longest_outage_s": _round(_longest_outage(samples, end_t)),
+        "interval_median_s": _round(statistics.median(gaps) if gaps else None),
+        "interval_p95_s": _round(_percentile(gaps, 0.95) if gaps else None),
+    }
+
+
+def settled(samples: Sequence[Sample], fault: Fault, stable_s: float) -> bool:
+    """True when there is nothing left to wait for: no fault has ended, or the probe is ok
+    and has been ok for ``stable_s`` seconds, observed after the fault ended."""
+    if fault.end_t is None:
+        return True
+    if not samples or not samples[-1]["ok"]:
+        return False
+    failed = [i for i, s in enumerate(samples) if not s["ok"]]
+    since = observed(samples[failed[-1] + 1]) if failed else fault.end_t
+    return observed(samples[-1]) - max(since, fault.end_t) >= stable_s
+
+
+def summarize(value: Any, keys: Sequence[str] | None = None) -> Any:
+    """A small, JSON-safe summary of a probe's result for the journal.
+
+    Scalars stay (long text is cut), a dict keeps ``keys`` (or the usual status keys, else its
+    first few scalar entries), a list becomes ``{"len": n}``.
+    """
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return _cut(value)
+    if isinstance(value, Mapping):
+        wanted = list(keys) if keys is not None else [k for k in _PREFERRED_KEYS if k in value]
+        if not wanted:
+            wanted = [k for k, v in value.items() if _is_scalar(v)][:_MAX_KEYS]
+        return {str(k): _scalar(value.get(k)) for k in wanted if k in value}
+    if isinstance(value, list | tuple | set):
+        return {"len": len(value)}
+    return _cut(repr(value))
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, str):
+        return _cut(value)
+    if _is_scalar(value):
+        return value
+    if isinstance(value, list | tuple | set | Mapping):
+        return {"len": len(value)}
+    return _cut(repr(value))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _TEXT_LIMIT else text[: _TEXT_LIMIT - 1] + "…"
+
+
+def _longest_outage(samples: Sequence[Sample], end_t: float) -> float:
+    longest = 0.0
+    began: float | None = None
+    for sample in samples:
+        if not sample["ok"] and began is None:
+            began = observed(sample)
+        elif sample["ok"] and began is not None:
+            longest = max(longest, observed(sample) - began)
+            began = None
+    if began is not None:
+        longest = max(longest, end_t - began)
+    return longest
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)

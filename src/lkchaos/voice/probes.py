@@ -1,0 +1,121 @@
+"""The voice round-trip probe: a caller asks a question out loud and checks the spoken answer.
+
+``voice_round_trip`` returns (full shape in ``lkchaos.voice.roundtrip.run``)::
+
+    {"ok": true, "stage": "ok", "reason": "heard '5'",
+     "question": "What is two plus three?", "expected": ["5", "five"],
+     "heard": "Two plus three is 5.", "latency_s": 1.42,
+     "timings_ms": {"join": 120.3, "dispatch": 830.1, "end_of_speech_to_first_audio": 1420.0,
+                    "end_of_speech_to_reply_end": 3350.2, "transcription": 310.5},
+     "agent": {"outcome": "answered", "stt_ms": 760, "tool_ms": 48, "e2e_ms": 1390, ...},
+     "room": "lkchaos-probe-1a2b3c4d5e"}
+
+On failure ``ok`` is false and ``stage`` names where: ``join``, ``dispatch``, ``no_reply``,
+``wrong_reply``, ``timeout``, or ``slow_reply`` (right, but over ``max_latency_s``), with the
+``reason``. Tolerances::
+
+    {"type": "jsonpath", "path": "$.ok", "expect": true}
+    {"type": "range", "range": [0.0, 2.5], "target": "latency_s"}
+
+Against the reference stack the round trip runs in the stack's prober container, so the
+caller goes through the stack's DNS and Caddy's TLS like a real one; set
+``voice_prober_url`` to ``""`` to run it in this process instead (your own deployment, where
+this machine resolves and trusts like your callers do).
+"""
+
+from typing import Any, Dict, List
+
+import httpx
+from chaoslib.exceptions import ActivityFailed
+from chaoslib.types import Configuration, Secrets
+
+from lkchaos.settings import Settings
+
+__all__ = ["voice_round_trip"]
+
+
+def voice_round_trip(
+    question: str = None,  # type: ignore[assignment]
+    expected: List[str] = None,  # type: ignore[assignment]
+    timeout: float = 45.0,
+    stage_timeouts: Dict[str, float] = None,  # type: ignore[assignment]
+    max_latency_s: float = None,  # type: ignore[assignment]
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Ask a question by voice through the whole stack and check the agent's spoken answer.
+
+    ``question`` defaults to a rotating set of arithmetic questions; any "What is A
+    plus|minus|times|divided by B?" works without ``expected``. ``timeout`` bounds the whole
+    round trip; ``stage_timeouts`` may set ``join``, ``dispatch``, ``first_reply_audio`` and
+    ``reply`` (seconds). With ``max_latency_s``, a right answer that came later than that
+    (end of speech to first reply audio) fails too, at stage ``slow_reply``. The probe always
+    leaves its room.
+    """
+    if not timeout > 0:
+        raise ActivityFailed(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if max_latency_s is not None and not max_latency_s > 0:
+        raise ActivityFailed(f"max_latency_s must be positive, not {max_latency_s!r}")
+    settings = Settings.load(configuration, secrets)
+    timeouts = {**(stage_timeouts or {}), "total": float(timeout)}
+    if settings.voice_prober_url:
+        result = _via_prober(settings.voice_prober_url, question, expected, timeouts)
+    else:
+        result = _in_process(settings, question, expected, timeouts)
+    return apply_latency_budget(result, max_latency_s)
+
+
+def apply_latency_budget(result: dict[str, Any], max_latency_s: float | None) -> dict[str, Any]:
+    """Fail a correct but late answer: ``ok`` false, ``stage`` ``slow_reply``."""
+    latency = result.get("latency_s")
+    if max_latency_s is None or not result.get("ok") or latency is None:
+        return result
+    if latency > max_latency_s:
+        return {
+            **result, "ok": False, "stage": "slow_reply",
+            "reason": f"answered right but in {latency:.2f} s, over {max_latency_s:g} s",
+        }
+    return result
+
+
+def _via_prober(
+    url: str, question: str | None, expected: list[str] | None, timeouts: dict[str, float]
+) -> dict[str, Any]:
+    body = {"question": question, "expected": expected, "timeouts": timeouts}
+    try:
+        response = httpx.post(
+            url.rstrip("/") + "/round-trip", json=body, timeout=timeouts["total"] + 15
+        )
+    except httpx.HTTPError as exc:
+        raise ActivityFailed(
+            f"the voice prober at {url} did not answer ({type(exc).__name__}: {exc}). Is the "
+            "stack up (`lkchaos stack status`)? For your own deployment set voice_prober_url "
+            "to \"\" to run the probe in this process."
+        ) from exc
+    if response.status_code == 400:
+        raise ActivityFailed(f"the voice probe refused its arguments: {response.json()['error']}")
+    if response.status_code != 200:
+        raise ActivityFailed(f"the voice prober failed: {response.status_code} {response.text}")
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _in_process(
+    settings: Settings, question: str | None, expected: list[str] | None,
+    timeouts: dict[str, float],
+) -> dict[str, Any]:  # fmt: skip
+    import asyncio
+
+    from lkchaos.voice import roundtrip
+    from lkchaos.voice.questions import DEFAULT_QUESTIONS, QuestionError
+
+    key, secret = settings.require_keys()
+    try:
+        return asyncio.run(
+            roundtrip.run(
+                settings.livekit_url, key, secret, question or DEFAULT_QUESTIONS[0], expected,
+                settings.agent_name, roundtrip.Timeouts(**timeouts),
+            )
+        )
+    except (QuestionError, ValueError, TypeError) as exc:
+        raise ActivityFailed(f"the voice probe refused its arguments: {exc}") from exc

@@ -1,0 +1,252 @@
+"""One spoken round trip through the whole stack, stage by stage, never hanging.
+
+Stages, each with its own timeout, and the name reported when it fails:
+
+``join``        connect to LiveKit as a caller (TLS, DNS and signalling all count here)
+``dispatch``    the agent, dispatched by the caller's token, joins and starts listening
+``no_reply``    after the question, no reply audio arrives
+``wrong_reply`` a reply came, but the expected answer is not in its transcript
+``timeout``     the whole round trip took longer than its overall limit
+
+The result is a plain dict (see :func:`run`); the room is always left and freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from livekit import api, rtc
+
+from lkchaos.voice import audio
+from lkchaos.voice.questions import check_reply, expected_answers
+
+AGENT_STATE = "lk.agent.state"
+TURN_ATTRIBUTE = "lkchaos.turn"
+AGENT_TIMINGS = ("stt_ms", "transcription_delay_ms", "tool_ms", "llm_ttft_ms",
+                 "tts_first_audio_ms", "e2e_ms")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds allowed per stage, and for the whole round trip."""
+
+    join: float = 10.0
+    dispatch: float = 15.0
+    first_reply_audio: float = 15.0
+    reply: float = 15.0
+    total: float = 45.0
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not value > 0:
+                raise ValueError(f"timeout {name} must be a positive number of seconds")
+
+
+@dataclass
+class Outcome:
+    question: str
+    expected: list[str]
+    room: str
+    ok: bool = False
+    stage: str = "join"
+    reason: str = ""
+    heard: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    agent: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        first = self.timings_ms.get("end_of_speech_to_first_audio")
+        return {
+            "ok": self.ok,
+            "stage": "ok" if self.ok else self.stage,
+            "reason": self.reason,
+            "question": self.question,
+            "expected": self.expected,
+            "heard": self.heard,
+            "latency_s": round(first / 1000, 3) if first is not None else None,
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "agent": self.agent,
+            "room": self.room,
+        }
+
+
+def caller_token(
+    key: str, secret: str, room: str, identity: str, agent_name: str
+) -> str:
+    """A caller's join token that also dispatches ``agent_name`` to the room."""
+    return (
+        api.AccessToken(key, secret)
+        .with_identity(identity)
+        .with_ttl(dt.timedelta(minutes=5))
+        .with_grants(api.VideoGrants(room_join=True, room=room))
+        .with_room_config(
+            api.RoomConfiguration(agents=[api.RoomAgentDispatch(agent_name=agent_name)])
+        )
+        .to_jwt()
+    )
+
+
+async def _wait(predicate: Callable[[], T | None], timeout: float) -> T | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    return None
+
+
+def _agent(room: rtc.Room) -> rtc.RemoteParticipant | None:
+    for participant in room.remote_participants.values():
+        if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+            return participant
+    return None
+
+
+def _audio_track(participant: rtc.RemoteParticipant) -> rtc.RemoteAudioTrack | None:
+    for publication in participant.track_publications.values():
+        if isinstance(publication.track, rtc.RemoteAudioTrack):
+            return publication.track
+    return None
+
+
+def _turn_report(participant: rtc.RemoteParticipant) -> dict[str, Any]:
+    raw = participant.attributes.get(TURN_ATTRIBUTE)
+    if not raw:
+        return {}
+    with contextlib.suppress(ValueError):
+        report = json.loads(raw)
+        if isinstance(report, dict):
+            return report
+    return {}
+
+
+async def _converse(
+    out: Outcome, url: str, token: str, timeouts: Timeouts, room: rtc.Room,
+    speaker: audio.Speaker, listeners: list[audio.Listener], joining: list[asyncio.Task[None]],
+) -> None:  # fmt: skip
+    started = time.perf_counter()
+    # Never cancel Room.connect: the SDK's native side must see it through, or it aborts the
+    # whole process. The SDK bounds it itself; past our limit we stop waiting, and run()
+    # lets it finish before leaving the room.
+    options = rtc.RoomOptions(connect_timeout=timeouts.join)
+    connecting = asyncio.ensure_future(room.connect(url, token, options))
+    joining.append(connecting)
+    done, _ = await asyncio.wait({connecting}, timeout=timeouts.join)
+    if not done:
+        out.reason = f"could not join {url} within {timeouts.join:g} s"
+        return
+    if connecting.exception() is not None:
+        exc = connecting.exception()
+        out.reason = f"could not join {url}: {type(exc).__name__}: {exc}".rstrip(": ")
+        return
+    try:
+        await asyncio.wait_for(speaker.publish(room), timeouts.join)
+    except TimeoutError:
+        out.reason = f"joined {url} but could not publish audio within {timeouts.join:g} s"
+        return
+    out.timings_ms["join"] = (time.perf_counter() - started) * 1000
+
+    out.stage = "dispatch"
+    started = time.perf_counter()
+    agent = await _wait(lambda: _agent(room), timeouts.dispatch)
+    if agent is None:
+        out.reason = f"no agent joined within {timeouts.dispatch:g} s of the dispatch"
+        return
+    track = await _wait(lambda: _audio_track(agent), timeouts.dispatch)
+    if track is None:
+        out.reason = "the agent joined but published no audio"
+        return
+    listener = audio.Listener(track)
+    listeners.append(listener)
+    if not await _wait(lambda: agent.attributes.get(AGENT_STATE) == "listening",
+                       timeouts.dispatch):
+        out.reason = "the agent joined but never started listening"
+        return
+    out.timings_ms["dispatch"] = (time.perf_counter() - started) * 1000
+    await asyncio.sleep(0.3)  # the agent's subscription to our track settles
+
+    out.stage = "no_reply"
+    previous_turn = _turn_report(agent).get("turn", 0)
+    samples = audio.speech(out.question)
+    end_of_speech = await speaker.say(samples)
+    reply = await listener.reply(end_of_speech, timeouts.first_reply_audio, timeouts.reply)
+    if reply is None:
+        out.reason = f"no reply audio within {timeouts.first_reply_audio:g} s of the question"
+        return
+    first_at, last_at, pcm = reply
+    out.timings_ms["end_of_speech_to_first_audio"] = (first_at - end_of_speech) * 1000
+    out.timings_ms["end_of_speech_to_reply_end"] = (last_at - end_of_speech) * 1000
+
+    out.stage = "wrong_reply"
+    report = await _wait(
+        lambda: (r := _turn_report(agent)) and r.get("turn", 0) > previous_turn and r, 3.0
+    )
+    if report:
+        out.agent = {k: report.get(k) for k in ("outcome", "heard", "reply", "tools",
+                                                *AGENT_TIMINGS)}
+    started = time.perf_counter()
+    out.heard = await asyncio.to_thread(audio.transcribe, pcm)
+    out.timings_ms["transcription"] = (time.perf_counter() - started) * 1000
+    check = check_reply(out.heard, out.expected)
+    out.ok, out.reason = check.ok, check.reason
+
+
+async def run(
+    url: str,
+    api_key: str,
+    api_secret: str,
+    question: str,
+    expected: list[str] | None = None,
+    agent_name: str = "lkchaos-agent",
+    timeouts: Timeouts | None = None,
+) -> dict[str, Any]:
+    """Ask ``question`` as a caller in a fresh room and check the spoken answer.
+
+    Returns ``{"ok", "stage", "reason", "question", "expected", "heard", "latency_s",
+    "timings_ms": {"join", "dispatch", "end_of_speech_to_first_audio",
+    "end_of_speech_to_reply_end", "transcription"}, "agent": {the agent's own report},
+    "room"}``. ``stage`` is ``ok`` or where it failed. Raises ``QuestionError`` only for a
+    question whose answer cannot be worked out when ``expected`` is not given.
+    """
+    timeouts = timeouts or Timeouts()
+    out = Outcome(
+        question=question,
+        expected=list(expected) if expected else expected_answers(question),
+        room=f"lkchaos-probe-{uuid.uuid4().hex[:10]}",
+    )
+    token = caller_token(api_key, api_secret, out.room, f"caller-{out.room[-10:]}", agent_name)
+    room, speaker = rtc.Room(), audio.Speaker()
+    listeners: list[audio.Listener] = []
+    joining: list[asyncio.Task[None]] = []
+    try:
+        await asyncio.wait_for(
+            _converse(out, url, token, timeouts, room, speaker, listeners, joining),
+            timeouts.total,
+        )
+    except TimeoutError:
+        out.reason = f"the round trip took longer than {timeouts.total:g} s (at {out.stage})"
+        out.stage = "timeout"
+    finally:
+        for listener in listeners:
+            await listener.aclose()
+        await speaker.aclose()
+        if joining and not joining[0].done():
+            # The SDK retries a few times, each bounded by connect_timeout.
+            await asyncio.wait(joining, timeout=4 * timeouts.join + 5)
+        for task in joining:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: reported above, not an "unretrieved" warning
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(room.disconnect(), 5)
+    return out.as_dict()

@@ -1,0 +1,117 @@
+"""Safety without a stack: the ledger, the run lock, and rollbacks that always run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from chaoslib.experiment import run_experiment
+
+from lkchaos.safety import ledger, runlock
+from tests.unit import chaos_helpers as helpers
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A private state folder; no Docker engine and no Toxiproxy to reach."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
+    monkeypatch.setenv("LKCHAOS_ROOT", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("LKCHAOS_TOXIPROXY_URL", "http://127.0.0.1:9")
+    return state
+
+
+def test_ledger_records_forgets_and_undoes(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(ledger, "UNDO_MODULE_PREFIX", "tests.")
+    trace = str(tmp_path / "trace")
+    undo = {"path": trace, "line": "undone"}
+    ledger.record(isolated, ledger.Fault("paused", "agent", "tests.unit.chaos_helpers",
+                                         "append", undo))
+    ledger.record(isolated, ledger.Fault("stopped", "mcp", "tests.unit.chaos_helpers",
+                                         "append", {"path": trace, "line": "mcp"}))
+    assert [f.describe() for f in ledger.pending(isolated)] == [
+        "paused on agent", "stopped on mcp"
+    ]
+    assert ledger.forget(isolated, "paused", "agent") == 1
+    assert ledger.forget(isolated, "paused", "agent") == 0  # idempotent
+    results = ledger.undo_all(isolated, {})
+    assert [(r["fault"], r["outcome"]) for r in results] == [("stopped on mcp", "undone")]
+    assert helpers.lines(trace) == ["mcp"]
+    assert ledger.pending(isolated) == []
+
+
+def test_ledger_refuses_undo_functions_outside_lkchaos(isolated: Path) -> None:
+    with pytest.raises(Exception, match="undo must be an lkchaos function"):
+        ledger.record(isolated, ledger.Fault("x", "y", "os", "system", {"command": "true"}))
+
+
+def test_run_lock_names_the_running_experiment(isolated: Path) -> None:
+    isolated.mkdir(parents=True, exist_ok=True)
+    runlock.lock_path(isolated).write_text(
+        f'{{"pid": {os.getppid()}, "title": "redis failover", "started": "2026-01-01T00:00:00"}}'
+    )
+    with pytest.raises(runlock.LockHeld, match="'redis failover' .*lkchaos recover"):
+        runlock.acquire(isolated, "another")
+
+
+def test_a_stale_lock_is_taken_over(isolated: Path) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    isolated.mkdir(parents=True, exist_ok=True)
+    runlock.lock_path(isolated).write_text(
+        f'{{"pid": {int(gone.stdout)}, "title": "crashed", "started": "2026-01-01T00:00:00"}}'
+    )
+    assert runlock.acquire(isolated, "mine") == (
+        "took over a stale lock left by a runner that is gone"
+    )
+    holder = runlock.holder(isolated)
+    assert holder is not None and holder.title == "mine"
+    runlock.release(isolated)
+    assert runlock.holder(isolated) is None
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [(helpers.action("interrupt"), "interrupted"), (helpers.action("sigterm"), "interrupted")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_rollbacks_run_when_chaos_toolkit_would_skip_them(
+    tmp_path: Path, isolated: Path, failure: dict[str, object], status: str
+) -> None:
+    trace = str(tmp_path / "trace")
+    journal = run_experiment(helpers.experiment(trace, [failure]))
+    assert journal["status"] == status
+    assert helpers.lines(trace) == ["fault", "rollback"]
+    assert journal["lkchaos_safety"]["rollbacks_played_by_lkchaos"] == 1
+    assert runlock.holder(isolated) is None  # the lock was released
+
+
+def test_rollbacks_are_not_played_twice(tmp_path: Path, isolated: Path) -> None:
+    trace = str(tmp_path / "trace")
+    journal = run_experiment(helpers.experiment(trace, []))
+    assert journal["status"] == "completed"
+    assert helpers.lines(trace) == ["fault", "rollback"]
+    assert "rollbacks_played_by_lkchaos" not in journal["lkchaos_safety"]
+
+
+def test_a_second_experiment_is_refused_and_touches_nothing(
+    tmp_path: Path, isolated: Path
+) -> None:
+    isolated.mkdir(parents=True, exist_ok=True)
+    runlock.lock_path(isolated).write_text(
+        f'{{"pid": {os.getppid()}, "title": "first", "started": "2026-01-01T00:00:00"}}'
+    )
+    trace = str(tmp_path / "trace")
+    journal = run_experiment(helpers.experiment(trace, []))
+    assert journal["status"] == "interrupted"
+    assert helpers.lines(trace) == []  # neither the fault nor any rollback ran
+    assert "lkchaos_safety" not in journal
+    holder = runlock.holder(isolated)
+    assert holder is not None and holder.title == "first"

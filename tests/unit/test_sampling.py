@@ -1,0 +1,442 @@
+"""The sampling control, run inside real Chaos Toolkit experiments (no network, no Docker).
+
+The probes and actions of these experiments are the functions at the top of this module: a
+"service" that an action breaks and another repairs after a warm-up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from copy import deepcopy
+from typing import Any
+
+import pytest
+from chaoslib.exceptions import ActivityFailed, InvalidControl
+from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
+from chaoslib.types import Dry
+
+from lkchaos.controls import sampling
+from lkchaos.controls.figures import Fault, derive, fault_window, settled, summarize
+from lkchaos.controls.options import parse_options
+from lkchaos.controls.probes import recovery
+
+MODULE = __name__
+
+# -- the system under test: a flag, broken and repaired by actions ----------------------------
+_service: dict[str, Any] = {"down": False, "heal_at": None, "calls": 0}
+
+
+def service_ok() -> bool:
+    """True unless broken; a repair takes effect after its warm-up."""
+    _service["calls"] += 1
+    heal_at = _service["heal_at"]
+    if _service["down"] and heal_at is not None and time.monotonic() >= heal_at:
+        _service["down"], _service["heal_at"] = False, None
+    return not _service["down"]
+
+
+def service_status() -> dict[str, Any]:
+    ok = service_ok()
+    return {"ok": ok, "status": 200 if ok else 503, "detail": {"nested": True}}
+
+
+def break_service() -> None:
+    _service["down"], _service["heal_at"] = True, None
+
+
+def repair_service(warmup_s: float = 0.0) -> None:
+    _service["heal_at"] = time.monotonic() + warmup_s
+
+
+def explode() -> bool:
+    raise RuntimeError("probe exploded")
+
+
+def slow_ok(delay_s: float = 0.05) -> bool:
+    time.sleep(delay_s)
+    return True
+
+
+def interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.fixture(autouse=True)
+def fresh_service() -> Iterator[None]:
+    _service.update(down=False, heal_at=None, calls=0)
+    yield
+    sampling.cleanup_control()
+    _service.update(down=False, heal_at=None)
+
+
+# -- building experiments ---------------------------------------------------------------------
+def _provider(func: str, **arguments: Any) -> dict[str, Any]:
+    return {"type": "python", "module": MODULE, "func": func, "arguments": arguments}
+
+
+def probe(
+    name: str, func: str, interval_s: Any, tolerance: Any = True, **kw: Any
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"type": "probe", "name": name, "interval_s": interval_s,
+                            "provider": _provider(func, **kw)}  # fmt: skip
+    if tolerance is not None:
+        spec["tolerance"] = tolerance
+    return spec
+
+
+def action(name: str, func: str, after_s: float = 0.0, **kw: Any) -> dict[str, Any]:
+    act: dict[str, Any] = {"type": "action", "name": name, "provider": _provider(func, **kw)}
+    if after_s:
+        act["pauses"] = {"after": after_s}
+    return act
+
+
+def experiment(
+    probes: list[dict[str, Any]],
+    method: list[dict[str, Any]],
+    rollbacks: list[dict[str, Any]] | None = None,
+    hypothesis: list[dict[str, Any]] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    exp: dict[str, Any] = {
+        "title": "sampling test", "description": "sampling test",
+        "controls": [{"name": "sampling", "provider": {
+            "type": "python", "module": "lkchaos.controls.sampling",
+            "arguments": {"probes": probes, **options}}}],
+        "method": method,
+        "rollbacks": rollbacks or [],
+    }  # fmt: skip
+    if hypothesis:
+        exp["steady-state-hypothesis"] = {"title": "ok", "probes": hypothesis}
+    return exp
+
+
+def section(journal: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = journal["lkchaos"]["sampling"]
+    return result
+
+
+def sampling_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("lkchaos-sampling-")]
+
+
+def events(sec: dict[str, Any]) -> list[str]:
+    return [m["event"] for m in sec["marks"]]
+
+
+RECOVERED: dict[str, Any] = {
+    "type": "probe", "name": "svc-recovered-within-2s",
+    "tolerance": {"type": "range", "range": [0, 2], "target": "rto_s"},
+    "provider": {"type": "python", "module": "lkchaos.controls.probes", "func": "recovery",
+                 "arguments": {"probe": "svc", "wait_s": 3, "stable_s": 0.2}},
+}  # fmt: skip
+
+
+# -- a whole run ------------------------------------------------------------------------------
+def test_run_records_series_marks_and_figures() -> None:
+    exp = experiment(
+        probes=[
+            probe("svc", "service_ok", 0.05),
+            probe("status", "service_status", 0.1, tolerance=None),
+            probe("broken", "explode", 0.1),
+        ],
+        method=[action("break", "break_service", after_s=0.5),
+                action("repair", "repair_service", warmup_s=0.5)],  # fmt: skip
+        rollbacks=[action("noop", "repair_service")],
+        hypothesis=[RECOVERED],
+        baseline_s=0.3, tail_s=1, settle_s=0.2,  # "broken" never settles: the whole tail
+    )  # fmt: skip
+    ensure_experiment_is_valid(exp)
+    journal = run_experiment(exp)
+
+    assert journal["status"] == "completed" and not journal["deviated"]
+    assert sampling_threads() == []
+    sec = section(journal)
+    marks = events(sec)
+    for event in ("experiment_start", "sampling_start", "hypothesis_start", "method_start",
+                  "activity_start", "activity_end", "method_end", "rollbacks_start",
+                  "rollbacks_end", "experiment_end", "sampling_stop"):  # fmt: skip
+        assert event in marks, event
+    assert marks.index("method_start") < marks.index("method_end") < marks.index("rollbacks_start")
+    acts = [(m["name"], m["phase"]) for m in sec["marks"] if m["event"] == "activity_end"]
+    assert ("break", "method") in acts and ("repair", "method") in acts
+    assert ("noop", "rollbacks") in acts and ("svc-recovered-within-2s", "before_method") in acts
+    assert sec["fault"]["actions"] == ["break", "repair"]
+    assert sec["fault"]["end_from"] == "last_action_end"
+
+    svc = sec["probes"]["svc"]
+    samples = svc["samples"]
+    assert set(samples[0]) == {"t", "at", "ok", "latency_ms", "value"}
+    assert any(not s["ok"] for s in samples) and samples[-1]["ok"]
+    assert all(s["t"] <= b["t"] for s, b in zip(samples, samples[1:], strict=False))
+    fig = svc["figures"]
+    assert fig["recovered"] is True
+    assert 0 <= fig["time_to_detect_s"] < 0.5
+    assert 0.3 <= fig["rto_s"] <= 1.5  # the repair's warm-up is 0.5 s
+    assert 0.7 <= fig["longest_outage_s"] <= 2.0  # 0.5 s pause + 0.5 s warm-up
+    assert fig["availability_during_fault"] <= 0.2
+    assert 0.2 < fig["availability"] < 1.0
+    assert 0.03 <= fig["interval_median_s"] <= 0.15  # asked for 0.05 s
+    assert fig["interval_p95_s"] >= fig["interval_median_s"]
+
+    status = sec["probes"]["status"]
+    assert status["tolerance"] is None
+    assert status["samples"][0]["value"] == {"ok": True, "status": 200}
+    assert any(s["value"] == {"ok": False, "status": 503} and not s["ok"]
+               for s in status["samples"])  # fmt: skip
+
+    broken = sec["probes"]["broken"]
+    assert broken["figures"]["availability"] == 0.0
+    assert broken["figures"]["recovered"] is False
+    assert all(not s["ok"] and "probe exploded" in s["value"]["error"] for s in broken["samples"])
+
+    after = journal["steady_states"]["after"]["probes"][0]
+    assert after["tolerance_met"] is True
+    assert after["output"]["fault_ended"] is True and after["output"]["settled"] is True
+    before = journal["steady_states"]["before"]["probes"][0]["output"]
+    assert before["fault_ended"] is False and before["rto_s"] == 0.0
+
+
+def test_recovery_tolerance_fails_when_recovery_is_too_slow() -> None:
+    slow = deepcopy(RECOVERED)
+    slow["tolerance"]["range"] = [0, 0.2]
+    exp = experiment(
+        probes=[probe("svc", "service_ok", 0.05)],
+        method=[action("break", "break_service"), action("repair", "repair_service",
+                                                         warmup_s=0.8)],
+        hypothesis=[slow],
+    )  # fmt: skip
+    journal = run_experiment(exp)
+    assert journal["deviated"] is True
+    output = journal["steady_states"]["after"]["probes"][0]["output"]
+    assert output["recovered"] is True and 0.5 <= output["rto_s"] <= 2.0
+    assert sampling_threads() == []
+
+
+def test_method_window_and_fault_ending_at_rollbacks() -> None:
+    exp = experiment(
+        probes=[probe("svc", "service_ok", 0.05)],
+        method=[action("break", "break_service", after_s=0.3)],
+        rollbacks=[action("repair", "repair_service", warmup_s=0.3)],
+        start="method", fault_end="rollbacks", tail_s=2, settle_s=0.2,
+    )  # fmt: skip
+    journal = run_experiment(exp)
+    sec = section(journal)
+    marks = {m["event"]: m["t"] for m in sec["marks"]}
+    assert sec["sampling_started_t"] >= marks["experiment_start"]
+    assert "hypothesis_start" not in marks
+    assert sec["fault"]["end_from"] == "rollbacks_start"
+    assert sec["fault"]["end_t"] == pytest.approx(marks["rollbacks_start"], abs=0.001)
+    fig = sec["probes"]["svc"]["figures"]
+    assert fig["recovered"] is True and 0.15 <= fig["rto_s"] <= 1.5
+    assert sampling_threads() == []
+
+
+def test_stop_at_method_end() -> None:
+    exp = experiment(
+        probes=[probe("svc", "service_ok", 0.05)],
+        method=[action("wait", "repair_service", after_s=0.3)],
+        rollbacks=[action("later", "repair_service", after_s=0.3)],
+        stop="method",
+    )  # fmt: skip
+    sec = section(run_experiment(exp))
+    stop_t = next(m["t"] for m in sec["marks"] if m["event"] == "sampling_stop")
+    assert stop_t < next(m["t"] for m in sec["marks"] if m["event"] == "rollbacks_start")
+    assert all(s["t"] <= stop_t for s in sec["probes"]["svc"]["samples"])
+    assert sec["probes"]["svc"]["stopped_by"] == "stopped"
+
+
+def test_back_to_back_sampling_and_bounds() -> None:
+    exp = experiment(
+        probes=[probe("voice-like", "slow_ok", 0, delay_s=0.05),
+                probe("capped", "service_ok", 0, tolerance=None),
+                probe("short", "service_ok", 0.1)],
+        method=[action("wait", "repair_service", after_s=0.6)],
+        max_samples=5, max_duration_s=0.3,
+    )  # fmt: skip
+    sec = section(run_experiment(exp))
+    voice = sec["probes"]["voice-like"]
+    assert 0.04 <= voice["figures"]["interval_median_s"] <= 0.2  # its own latency, no wait
+    capped = sec["probes"]["capped"]
+    assert len(capped["samples"]) == 5 and capped["stopped_by"] == "max_samples"
+    short = sec["probes"]["short"]
+    assert short["stopped_by"] == "max_duration"
+    assert short["samples"][-1]["t"] - short["samples"][0]["t"] <= 0.4
+    assert sampling_threads() == []
+
+
+def test_interrupted_run_still_journals_and_stops() -> None:
+    exp = experiment(
+        probes=[probe("svc", "service_ok", 0.05)],
+        method=[action("break", "break_service", after_s=0.2), action("stop", "interrupt")],
+    )  # fmt: skip
+    journal = run_experiment(exp)
+    assert journal["status"] == "interrupted"
+    sec = section(journal)
+    assert sec["probes"]["svc"]["samples"]
+    assert "method_end" in events(sec)
+    assert sampling_threads() == []
+
+
+def test_a_probe_stuck_past_the_join_timeout_is_reported_and_dropped() -> None:
+    exp = experiment(
+        probes=[probe("stuck", "slow_ok", 0, delay_s=0.8), probe("svc", "service_ok", 0.05)],
+        method=[action("wait", "repair_service", after_s=0.1)],
+        join_timeout_s=0.1,
+    )  # fmt: skip
+    sec = section(run_experiment(exp))
+    assert sec["unfinished_threads"] == ["stuck"]
+    assert sec["probes"]["stuck"]["stopped_by"] == "still running"
+    assert sec["probes"]["stuck"]["samples"] == []
+    for thread in sampling_threads():
+        thread.join(2.0)
+    assert sampling_threads() == []
+
+
+def test_declaring_the_control_twice_interrupts_the_run() -> None:
+    exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[])
+    second = deepcopy(exp["controls"][0])
+    second["name"] = "sampling-again"
+    second["provider"]["arguments"]["probes"][0]["name"] = "other"
+    exp["controls"].append(second)
+    journal = run_experiment(exp)
+    assert journal["status"] == "interrupted"
+    assert "svc" in section(journal)["probes"]
+    assert sampling_threads() == []
+
+
+def test_dry_run_samples_nothing() -> None:
+    exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[])
+    exp["dry"] = Dry.PROBES
+    sec = section(run_experiment(exp))
+    assert "dry run" in sec["note"] and sec["probes"]["svc"]["samples"] == []
+    assert _service["calls"] == 0
+
+
+def test_cleanup_stops_a_sampler_left_running() -> None:
+    exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[])
+    arguments = exp["controls"][0]["provider"]["arguments"]
+    sampling.before_experiment_control(exp, experiment=exp, configuration={}, **arguments)
+    assert len(sampling_threads()) == 1
+    assert recovery("svc")["samples"] >= 0
+    sampling.cleanup_control()
+    assert sampling_threads() == []
+    with pytest.raises(ActivityFailed, match="no running sampling control"):
+        recovery("svc")
+
+
+# -- bad arguments ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"probes": []}, "non-empty list"),
+        ({"probes": None}, "non-empty list"),
+        ({"colour": "red"}, "unknown arguments \\['colour'\\]"),
+        ({"probes": [probe("svc", "service_ok", -1)]}, "interval_s must be a number >= 0"),
+        ({"probes": [probe("svc", "service_ok", "fast")]}, "interval_s must be a number"),
+        ({"probes": [{**probe("svc", "service_ok", 1), "every": 2}]}, "unknown keys"),
+        ({"probes": [{**probe("svc", "service_ok", 1), "type": "action"}]}, "\"type\": \"probe\""),
+        ({"probes": [probe("svc", "service_ok", 1), probe("svc", "service_ok", 1)]},
+         "names must be unique"),
+        ({"probes": [probe("svc", "no_such_function", 1)]}, "probes\\[0\\] \\('svc'\\)"),
+        ({"probes": [probe("svc", "service_ok", 1, tolerance={"type": "range"})]}, "range"),
+        ({"max_samples": 0}, "max_samples"),
+        ({"max_duration_s": 0}, "max_duration_s must be a number > 0"),
+        ({"start": "rollbacks"}, "start must be one of"),
+        ({"fault_end": "never"}, "fault_end must be one of"),
+        ({"fault_actions": ["nope"]}, "not actions of the method"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_fail_before_sampling(change: dict[str, Any], message: str) -> None:
+    exp = experiment(probes=[probe("svc", "service_ok", 0.05)],
+                     method=[action("break", "break_service")])  # fmt: skip
+    exp["controls"][0]["provider"]["arguments"].update(change)
+    arguments = exp["controls"][0]["provider"]["arguments"]
+    with pytest.raises(InvalidControl, match=message):
+        parse_options(arguments, method=exp["method"])
+    if "fault_actions" not in change:
+        with pytest.raises(InvalidControl, match=message):
+            ensure_experiment_is_valid(exp)
+    journal = run_experiment(exp)
+    assert journal["status"] == "interrupted"
+    assert journal["run"] == []  # the method never ran
+    assert "lkchaos sampling control" in section(journal)["error"]
+    assert _service["calls"] == 0 and sampling_threads() == []
+
+
+def test_placeholders_pass_validation_and_are_checked_once_substituted() -> None:
+    exp = experiment(probes=[probe("svc", "service_ok", "${every}")], method=[])
+    exp["configuration"] = {"every": 0.05}
+    ensure_experiment_is_valid(exp)
+    sec = section(run_experiment(exp))
+    assert sec["probes"]["svc"]["interval_s"] == 0.05
+
+
+def test_recovery_rejects_bad_arguments() -> None:
+    with pytest.raises(ActivityFailed, match="wait_s"):
+        recovery("svc", wait_s=-1)
+    with pytest.raises(ActivityFailed, match="no running sampling control"):
+        recovery("svc")
+
+
+# -- figures on hand-made series --------------------------------------------------------------
+def _series(*oks: bool, step: float = 1.0) -> list[dict[str, Any]]:
+    return [{"t": i * step, "ok": ok, "latency_ms": 0.0} for i, ok in enumerate(oks)]
+
+
+def test_figures_of_a_probe_that_never_failed() -> None:
+    fig = derive(_series(True, True, True), Fault(0.5, 1.5, "last_action_end", ["a"]), 3.0)
+    assert fig["time_to_detect_s"] is None and fig["rto_s"] == 0.0
+    assert fig["longest_outage_s"] == 0.0 and fig["availability"] == 1.0
+    assert fig["recovered"] is True and fig["recovered_at_t"] is None
+
+
+def test_figures_of_an_outage_and_recovery() -> None:
+    oks = (True, True, False, False, False, True, True, True)
+    fig = derive(_series(*oks), Fault(1.5, 2.5, "last_action_end", ["a"]), 8.0)
+    assert fig["time_to_detect_s"] == 0.5  # first failure observed at 2
+    assert fig["rto_s"] == 2.5  # ok again at 5, fault ended at 2.5
+    assert fig["longest_outage_s"] == 3.0  # 2 to 5
+    assert fig["availability"] == 0.625 and fig["availability_during_fault"] == 0.0
+    assert fig["interval_median_s"] == 1.0 and fig["interval_p95_s"] == 1.0
+
+
+def test_figures_while_not_recovered_and_without_fault() -> None:
+    fig = derive(_series(True, False, False), Fault(0.5, 1.0, "last_action_end", []), 6.0)
+    assert fig["recovered"] is False and fig["rto_s"] == 5.0  # lower bound: now - fault end
+    assert fig["longest_outage_s"] == 5.0
+    empty = derive([], Fault(), 1.0)
+    assert empty["availability"] is None and empty["rto_s"] is None
+    assert empty["interval_median_s"] is None
+
+
+def test_fault_window_uses_action_calls_and_rollbacks() -> None:
+    marks = [
+        {"t": 1.0, "event": "activity_start", "phase": "method", "type": "action", "name": "a"},
+        {"t": 3.0, "event": "activity_end", "phase": "method", "type": "action", "name": "a",
+         "call_start_t": 1.1, "call_end_t": 1.2},
+        {"t": 3.1, "event": "activity_start", "phase": "method", "type": "probe", "name": "p"},
+        {"t": 5.0, "event": "rollbacks_start", "phase": "rollbacks"},
+    ]  # fmt: skip
+    assert fault_window(marks, "last_action", None) == Fault(1.1, 1.2, "last_action_end", ["a"])
+    assert fault_window(marks, "rollbacks", None).end_t == 5.0
+    assert fault_window(marks, "last_action", ["b"]) == Fault()
+    assert fault_window(marks[:1], "last_action", None).end_t is None  # still running
+
+
+def test_settled_needs_an_ok_sample_after_the_fault() -> None:
+    fault = Fault(0.0, 2.0, "last_action_end", ["a"])
+    assert not settled(_series(True, True), fault, 0.0)
+    assert settled(_series(True, False, True, True), fault, 1.0)
+    assert not settled(_series(True, False, True, True), fault, 1.5)
+    assert settled([], Fault(), 5.0)
+
+
+def test_summaries_stay_small() -> None:
+    assert summarize({"ok": True, "stage": "ok", "timings_ms": {"join": 1}}) == {
+        "ok": True, "stage": "ok"}  # fmt: skip
+    assert summarize({"a": 1, "b": [1, 2]}, keys=["b"]) == {"b": {"len": 2}}
+    assert summarize([1, 2, 3]) == {"len": 3}
+    assert len(summarize("x" * 1000)) <= 160

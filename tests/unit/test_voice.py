@@ -1,0 +1,160 @@
+"""The voice probe's own logic: questions, answer checks, request parsing, error paths."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+from chaoslib.exceptions import ActivityFailed
+
+from lkchaos.voice import prober, roundtrip
+from lkchaos.voice.probes import voice_round_trip
+from lkchaos.voice.questions import (
+    DEFAULT_QUESTIONS,
+    QuestionError,
+    check_reply,
+    expected_answers,
+    spoken,
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "answers"),
+    [
+        ("What is two plus three?", ["5", "five"]),
+        ("What is 17 times 3?", ["51", "fifty one"]),
+        ("what's 100 minus 250", ["-150", "minus one hundred fifty"]),
+        ("How much is twenty three multiplied by four?", ["92", "ninety two"]),
+        ("What is 7 divided by 2?", ["3.5"]),
+        ("Calculate one thousand and five over five", ["201", "two hundred one"]),
+    ],
+)
+def test_expected_answers_for_any_arithmetic_question(question: str, answers: list[str]) -> None:
+    assert expected_answers(question) == answers
+
+
+def test_every_default_question_has_an_answer() -> None:
+    for question in DEFAULT_QUESTIONS:
+        assert expected_answers(question)
+
+
+@pytest.mark.parametrize(
+    "question", ["What time is it?", "What is the capital of France?", "What is 3 divided by 0?"]
+)
+def test_unanswerable_questions_say_to_pass_expected(question: str) -> None:
+    with pytest.raises(QuestionError):
+        expected_answers(question)
+
+
+def test_spoken_numbers() -> None:
+    assert spoken(0) == "zero"
+    assert spoken(51) == "fifty one"
+    assert spoken(1005) == "one thousand five"
+    assert spoken(-12) == "minus twelve"
+
+
+@pytest.mark.parametrize(
+    ("heard", "ok"),
+    [
+        ("Two plus three is 5.", True),
+        ("two plus three is five", True),
+        ("The answer is 15.", False),  # 5 inside 15 is not 5
+        ("Sorry, I can't reach my tools right now.", False),
+        ("", False),
+    ],
+)
+def test_check_reply_matches_whole_answers(heard: str, ok: bool) -> None:
+    assert check_reply(heard, ["5", "five"]).ok is ok
+
+
+def test_check_reply_explains_an_inaudible_reply() -> None:
+    assert "inaudible" in check_reply("  ", ["5"]).reason
+
+
+def test_timeouts_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="dispatch must be a positive"):
+        roundtrip.Timeouts(dispatch=0)
+
+
+def test_prober_request_parsing() -> None:
+    question, expected, timeouts = prober.parse_request(
+        {"question": "What is 1 plus 1?", "expected": ["2"], "timeouts": {"total": 20}}
+    )
+    assert (question, expected, timeouts.total) == ("What is 1 plus 1?", ["2"], 20.0)
+    default_question, _, _ = prober.parse_request({})
+    assert default_question in DEFAULT_QUESTIONS
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "JSON object"),
+        ({"question": 5}, "question must be a string"),
+        ({"expected": "5"}, "list of non-empty strings"),
+        ({"timeouts": {"nap": 3}}, "unknown timeout(s): nap"),
+        ({"timeouts": {"join": -1}}, "join must be a positive"),
+    ],
+)
+def test_prober_rejects_bad_requests(body: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        prober.parse_request(body)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_prober_says_what_to_do() -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(ActivityFailed, match="did not answer.*lkchaos stack status"):
+        voice_round_trip(timeout=1, configuration={"voice_prober_url": url})
+
+
+def test_bad_timeout_is_refused_before_anything_runs() -> None:
+    with pytest.raises(ActivityFailed, match="positive number of seconds"):
+        voice_round_trip(timeout=0, configuration={"voice_prober_url": "http://127.0.0.1:9"})
+
+
+def test_prober_refusal_is_passed_on() -> None:
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"error": "unknown timeout(s): nap"}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(ActivityFailed, match="refused its arguments: unknown timeout"):
+            voice_round_trip(stage_timeouts={"nap": 3}, configuration={"voice_prober_url": url})
+    finally:
+        thread.join(timeout=5)
+        server.server_close()
+
+
+def test_latency_budget_fails_a_late_right_answer() -> None:
+    from lkchaos.voice.probes import apply_latency_budget
+
+    right = {"ok": True, "stage": "ok", "latency_s": 2.4, "reason": "heard '5'"}
+    assert apply_latency_budget(right, None) == right
+    assert apply_latency_budget(right, 3.0) == right
+    late = apply_latency_budget(right, 2.0)
+    assert (late["ok"], late["stage"]) == (False, "slow_reply")
+    assert "2.40 s, over 2 s" in late["reason"]
+    wrong = {"ok": False, "stage": "wrong_reply", "latency_s": 9.0}
+    assert apply_latency_budget(wrong, 2.0) == wrong
