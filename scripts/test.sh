@@ -19,6 +19,8 @@ while [ $# -gt 0 ]; do
 done
 
 bash scripts/bootstrap.sh
+# Short fault windows in CI: the same experiments, a smaller knob.
+if [ "${CI:-}" = true ]; then export LKCHAOS_FAULT_S=${LKCHAOS_FAULT_S:-8}; fi
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 run_pytest() {

@@ -177,3 +177,57 @@ def ensure_stack_certs(certs_dir: Path, names: list[str], min_days_left: int = 7
         write_pair(make_leaf(ca, [name]), crt, key)
         written.append(crt)
     return written
+
+
+#: Kinds of bad leaf :func:`make_faulty_leaf` builds.
+FAULTY_KINDS = ("expired", "not_yet_valid", "wrong_name", "untrusted", "expiring")
+
+
+def make_faulty_leaf(issuer: Issuer, name: str, kind: str, days: float | None = None) -> Issuer:
+    """A leaf for ``name`` that is wrong in one way only, the rest being as a good leaf's.
+
+    - ``expired``: signed by ``issuer``, expired ``days`` ago (default 1).
+    - ``not_yet_valid``: signed by ``issuer``, valid from ``days`` from now (default 1).
+    - ``wrong_name``: signed by ``issuer``, valid, for ``wrong-name.<parent of name>`` only.
+    - ``untrusted``: valid, for ``name``, signed by a throwaway CA nobody trusts.
+    - ``expiring``: signed by ``issuer``, valid now, expiring in ``days`` (required).
+    """
+    if kind not in FAULTY_KINDS:
+        raise ValueError(f"unknown kind {kind!r}; kinds: {', '.join(FAULTY_KINDS)}")
+    if days is not None and days <= 0:
+        raise ValueError(f"days must be more than zero, not {days}")
+    now = _now()
+    if kind == "expired":
+        end = now - dt.timedelta(days=days or 1)
+        return make_leaf(issuer, [name], end - dt.timedelta(days=90), end)
+    if kind == "not_yet_valid":
+        start = now + dt.timedelta(days=days or 1)
+        return make_leaf(issuer, [name], start, start + dt.timedelta(days=90))
+    if kind == "wrong_name":
+        parent = name.partition(".")[2] or name
+        return make_leaf(issuer, [f"wrong-name.{parent}"])
+    if kind == "untrusted":
+        return make_leaf(make_ca("lkchaos untrusted CA"), [name])
+    if days is None:
+        raise ValueError("an expiring certificate needs days (how soon it expires)")
+    return make_leaf(issuer, [name], now - dt.timedelta(hours=1), now + dt.timedelta(days=days))
+
+
+def write_pair_atomic(pair: Issuer, cert_path: Path, key_path: Path) -> None:
+    """Like :func:`write_pair`, but each file is replaced in one step (a temporary file in the
+    same folder, then a rename), so a server reading the folder never sees half a file."""
+    for path, data in ((key_path, key_pem(pair.key)), (cert_path, cert_pem(pair.cert))):
+        replace_file(path, data)
+
+
+def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.lkchaos-tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+def load_cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())

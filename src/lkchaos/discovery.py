@@ -13,7 +13,9 @@ ACTIVITY_MODULES: tuple[tuple[str, str], ...] = (
     ("lkchaos.controls.probes", "probe"),
     ("lkchaos.docker.actions", "action"),
     ("lkchaos.docker.probes", "probe"),
+    ("lkchaos.livekit.actions", "action"),
     ("lkchaos.livekit.probes", "probe"),
+    ("lkchaos.network.actions", "action"),
     ("lkchaos.redis.actions", "action"),
     ("lkchaos.redis.probes", "probe"),
     ("lkchaos.safety.actions", "action"),
@@ -21,6 +23,10 @@ ACTIVITY_MODULES: tuple[tuple[str, str], ...] = (
     ("lkchaos.voice.probes", "probe"),
     ("lkchaos.toxiproxy.probes", "probe"),
     ("lkchaos.toxiproxy.actions", "action"),
+    ("lkchaos.tls.actions", "action"),
+    ("lkchaos.tls.probes", "probe"),
+    ("lkchaos.dns.actions", "action"),
+    ("lkchaos.dns.probes", "probe"),
 )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -34,3 +36,15 @@ def docker() -> Iterator[object]:
 def stack_is_up(docker: object) -> None:
     """Fail (not skip) when the stack is not healthy: these tests exist to run against it."""
     require_running(Compose(StackPaths.discover()), docker)
+
+
+def wait_baseline(timeout: float = 120) -> dict[str, Any]:
+    """The baseline probe, retried until ok or ``timeout`` s (services may still be starting)."""
+    from lkchaos.safety.probes import baseline
+
+    deadline = time.monotonic() + timeout
+    while True:
+        state = baseline()
+        if state["ok"] or time.monotonic() > deadline:
+            return state
+        time.sleep(1)

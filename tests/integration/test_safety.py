@@ -17,6 +17,7 @@ import pytest
 from lkchaos.safety import ledger, runlock
 from lkchaos.safety.probes import baseline
 from lkchaos.settings import Settings
+from tests.integration.conftest import wait_baseline
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAOS = str(Path(sys.executable).parent / "chaos")
@@ -67,15 +68,6 @@ def _wait_for_faults(settings: Settings, count: int, proc: subprocess.Popen[byte
     time.sleep(1)  # the pause has begun
 
 
-def _wait_baseline(timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = baseline()
-        if state["ok"] or time.monotonic() > deadline:
-            return state
-        time.sleep(1)
-
-
 @pytest.fixture
 def clean_stack(settings: Settings) -> Any:
     yield
@@ -95,7 +87,7 @@ def test_ctrl_c_mid_fault_rolls_everything_back(settings: Settings, tmp_path: Pa
     assert journal["lkchaos_safety"]["rollbacks_played_by_lkchaos"] == 2
     assert ledger.pending(settings.state_dir) == []
     assert runlock.holder(settings.state_dir) is None
-    state = _wait_baseline()
+    state = wait_baseline()
     assert state["ok"], state
     print(f"cleanup after Ctrl-C: {cleanup_s:.2f} s")
 

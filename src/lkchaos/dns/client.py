@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import dns.exception
 import dns.message
@@ -11,6 +13,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from lkchaos.errors import ConfigError, StackError
 from lkchaos.settings import Settings
 
 TIMEOUT = 2.0
@@ -39,3 +42,251 @@ def resolve(name: str, server: str, rdtype: str = "A", timeout: float = TIMEOUT)
         if rrset.rdtype == dns.rdatatype.from_text(rdtype)
     )
     return Answer(name, dns.rcode.to_text(response.rcode()), addresses, latency)
+
+
+def lookup(name: str, server: str, rdtype: str = "A", timeout: float = TIMEOUT) -> Answer:
+    """Like :func:`resolve`, but a server that cannot be reached at all (a closed port answers
+    with ICMP) or a reply that cannot be read is an answer too: ``UNREACHABLE``, ``ERROR``."""
+    start = time.perf_counter()
+    try:
+        return resolve(name, server, rdtype, timeout)
+    except OSError:
+        return Answer(name, "UNREACHABLE", (), (time.perf_counter() - start) * 1000)
+    except dns.exception.DNSException:
+        return Answer(name, "ERROR", (), (time.perf_counter() - start) * 1000)
+
+
+# The stack's resolver: dnsmasq in the ``dns`` service, answering from a hosts file that is
+# bind-mounted from this machine and re-read on SIGHUP. Faults edit that file in place (a
+# single-file bind mount keeps pointing at the file's inode, so it must not be replaced by a
+# rename) with lines lkchaos marks, so that undoing them gives back the original text exactly:
+#
+#   #lkchaos-hidden lk.chaos.test 172.29.77.10 lk.chaos.test     <- the original, hidden
+#   192.0.2.1 lk.chaos.test #lkchaos-fault lk.chaos.test wrong_address
+#
+# SERVFAIL needs more than the hosts file: dnsmasq answers SERVFAIL only when the server it
+# forwards to does, so a ``server=/<name>/`` block is added to its configuration (read only
+# when it starts) pointing at a responder that answers SERVFAIL to everything.
+
+HIDDEN = "#lkchaos-hidden "
+FAULT = "#lkchaos-fault "
+DNS_SERVICE = "dns"
+HOSTS_MOUNT = "/etc/dnsmasq.d/hosts"
+CONF_MOUNT = "/etc/dnsmasq.conf"
+#: Port of the SERVFAIL responder inside the dns container.
+SERVFAIL_PORT = 5354
+#: A UDP server (Perl is in every Debian image) that answers every query with SERVFAIL.
+SERVFAIL_RESPONDER = f"""$0 = "lkchaos-servfail";
+use IO::Socket::INET;
+my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:{SERVFAIL_PORT}", Proto => "udp")
+  or die "lkchaos-servfail: $!";
+while (defined $s->recv(my $q, 4096)) {{
+  next if length($q) < 12;
+  my $flags = (unpack("n", substr($q, 2, 2)) & 0x7900) | 0x8082;
+  $s->send(substr($q, 0, 2) . pack("n", $flags) . substr($q, 4, 2) . "\\0" x 6
+           . substr($q, 12));
+}}
+"""
+
+
+def _fields(line: str) -> list[str]:
+    return line.split("#", 1)[0].split()
+
+
+def hosts_names(text: str) -> dict[str, list[str]]:
+    """Name -> addresses, as dnsmasq answers them now (hidden lines do not count)."""
+    names: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        fields = _fields(line)
+        for name in fields[1:]:
+            names.setdefault(name.lower(), []).append(fields[0])
+    return names
+
+
+def hidden_names(text: str) -> set[str]:
+    """Names with an lkchaos fault in the hosts file."""
+    found = set()
+    for line in text.splitlines():
+        for marker in (HIDDEN, FAULT):
+            if marker in line:
+                found.add(line.split(marker, 1)[1].split()[0])
+    return found
+
+
+def known_names(text: str) -> set[str]:
+    return set(hosts_names(unhide(text)))
+
+
+def hide(text: str, name: str, kind: str, address: str | None = None) -> str:
+    """``text`` with every line naming ``name`` hidden (other names of such lines kept) and,
+    with ``address``, a line answering ``name`` with it. A fault already there is undone
+    first, so faults on one name do not stack."""
+    name = name.lower()
+    out: list[str] = []
+    for line in unhide(text, name).splitlines():
+        fields = _fields(line)
+        if name not in [f.lower() for f in fields[1:]]:
+            out.append(line)
+            continue
+        out.append(f"{HIDDEN}{name} {line}")
+        others = [f for f in fields[1:] if f.lower() != name]
+        if others:
+            out.append(f"{fields[0]} {' '.join(others)} {FAULT}{name} keep")
+    if address is not None:
+        out.append(f"{address} {name} {FAULT}{name} {kind}")
+    return "\n".join(out) + ("\n" if text.endswith("\n") or not text else "")
+
+
+def unhide(text: str, name: str | None = None) -> str:
+    """``text`` without lkchaos's faults (on ``name`` only, or all)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if FAULT in line and (name is None or line.split(FAULT, 1)[1].split()[0] == name):
+            continue
+        if line.startswith(HIDDEN):
+            target, _, original = line[len(HIDDEN):].partition(" ")
+            if name is None or target == name:
+                out.append(original)
+                continue
+        out.append(line)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def _block(name: str) -> tuple[str, str]:
+    return f"# lkchaos-fault {name} servfail: begin", f"# lkchaos-fault {name} servfail: end"
+
+
+def add_servfail(conf: str, name: str) -> str:
+    """dnsmasq's configuration with ``name`` forwarded to the SERVFAIL responder."""
+    conf = remove_servfail(conf, name)
+    begin, end = _block(name)
+    sep = "" if conf.endswith("\n") or not conf else "\n"
+    return f"{conf}{sep}{begin}\nserver=/{name}/127.0.0.1#{SERVFAIL_PORT}\n{end}\n"
+
+
+def remove_servfail(conf: str, name: str | None = None) -> str:
+    """dnsmasq's configuration without lkchaos's SERVFAIL blocks (for ``name``, or all)."""
+    out: list[str] = []
+    skipping = False
+    for line in conf.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped.startswith("# lkchaos-fault ") and stripped.endswith("servfail: begin"):
+            if name is None or stripped.split()[2] == name:
+                skipping = True
+                continue
+        if skipping:
+            if stripped.startswith("# lkchaos-fault ") and stripped.endswith("servfail: end"):
+                skipping = False
+            continue
+        out.append(line)
+    return "".join(out)
+
+
+def servfail_names(conf: str) -> set[str]:
+    return {
+        line.split()[2] for line in conf.splitlines()
+        if line.startswith("# lkchaos-fault ") and line.rstrip().endswith("servfail: begin")
+    }
+
+
+@dataclass(frozen=True)
+class Resolver:
+    """The dns service's container and, on this machine, the files it answers from."""
+
+    container: Any
+    hosts: Path
+    conf: Path
+
+    @property
+    def state(self) -> str:
+        from lkchaos.docker.client import container_state
+
+        return str(container_state(self.container)["state"])
+
+
+def resolver(client: Any, settings: Settings) -> Resolver:
+    """Find the dns service and the files it bind-mounts (ConfigError if it cannot be used)."""
+    from lkchaos.docker.client import service_container
+
+    container = service_container(client, settings.compose_project, DNS_SERVICE)
+    bound = {
+        str(m.get("Destination")): Path(str(m.get("Source")))
+        for m in container.attrs.get("Mounts") or [] if m.get("Type") == "bind"
+    }
+    hosts, conf = bound.get(HOSTS_MOUNT), bound.get(CONF_MOUNT)
+    if hosts is None or conf is None:
+        raise ConfigError(
+            f"the {DNS_SERVICE} container does not bind-mount {HOSTS_MOUNT} and {CONF_MOUNT}: "
+            "lkchaos cannot tell which files its resolver answers from"
+        )
+    if not hosts.is_file() or not conf.is_file():
+        raise ConfigError(f"{hosts} or {conf} is not on this machine: run lkchaos on the "
+                          "Docker host")  # fmt: skip
+    return Resolver(container, hosts, conf)
+
+
+def reload_hosts(found: Resolver) -> bool:
+    """SIGHUP: dnsmasq re-reads its hosts file at once. False when it is not running (a
+    paused or stopped dnsmasq reads the file when it runs again: unpausing sends SIGHUP)."""
+    if found.state != "running":
+        return False
+    found.container.kill(signal="SIGHUP")
+    return True
+
+
+def wait_answering(server: str, name: str, wait_s: float = 15.0) -> float:
+    """Poll ``server`` until it answers at all (any rcode); returns the seconds waited."""
+    start = time.monotonic()
+    while True:
+        answer = lookup(name, server, timeout=0.5)
+        if answer.rcode not in ("TIMEOUT", "UNREACHABLE", "ERROR"):
+            return time.monotonic() - start
+        if time.monotonic() - start > wait_s:
+            raise StackError(f"the resolver at {server} does not answer {wait_s:.0f} s after "
+                             "its restart: see `docker logs` of the dns service")  # fmt: skip
+        time.sleep(0.05)
+
+
+def restart(found: Resolver, settings: Settings, probe_name: str) -> float:
+    """Restart dnsmasq (its configuration is read only at start), start the SERVFAIL
+    responder if the configuration forwards to it, and wait until it answers again. Returns
+    the seconds from the restart to the first answer: how long nothing resolved."""
+    start = time.monotonic()
+    found.container.restart(timeout=2)
+    if servfail_names(found.conf.read_text()):
+        start_servfail_responder(found)
+    wait_answering(settings.dns_server, probe_name)
+    return time.monotonic() - start
+
+
+def start_servfail_responder(found: Resolver) -> None:
+    code, output = found.container.exec_run(["perl", "-e", SERVFAIL_RESPONDER], detach=True)
+    if code not in (0, None):
+        raise StackError(f"cannot start the SERVFAIL responder in {DNS_SERVICE}: {output!r}")
+
+
+def sweep(settings: Settings) -> list[dict[str, Any]]:
+    """Undo every lkchaos fault left in the resolver's files (for ``lkchaos recover``), and
+    have a running resolver re-read its hosts file in any case (a file restored while it was
+    paused is read only then)."""
+    from lkchaos.stack.compose import docker_client
+
+    client = docker_client()
+    try:
+        found = resolver(client, settings)
+        hosts, conf = found.hosts.read_text(), found.conf.read_text()
+        names = sorted(hidden_names(hosts) | servfail_names(conf))
+        if names:
+            found.hosts.write_text(unhide(hosts))
+        if servfail_names(conf):
+            found.conf.write_text(remove_servfail(conf))
+            if found.state == "running":
+                restart(found, settings, names[0])
+        else:
+            reload_hosts(found)
+    except OSError as exc:
+        raise StackError(f"cannot restore the resolver's files: {exc}") from exc
+    finally:
+        client.close()
+    return [{"fault": f"DNS answers for {name} altered", "outcome": "restored"}
+            for name in names]  # fmt: skip

@@ -22,7 +22,9 @@
 ``room_on_unavailable_node``, ``node_unavailable`` (not serving, or stats older than 5 s),
 ``orphan_participants``, ``orphan_internal``, ``orphan_dispatches``, ``orphan_jobs``,
 ``undecodable``. ``warnings`` lists ``num_participants_stale`` (``Room.num_participants`` is
-refreshed every 5 s), which does not affect ``ok``. Participant writes lag the joins and leaves,
+refreshed every 5 s) and, unless ``strict_jobs``, ``orphan_jobs`` (LiveKit 1.13.5 leaves
+``agent_job:<room>`` behind for good when a room is deleted with an agent job running in it);
+warnings do not affect ``ok``. Participant writes lag the joins and leaves,
 so the probe re-reads until consistent or ``wait`` seconds passed. Tolerances::
 
     {"type": "jsonpath", "path": "$.ok", "expect": true}
@@ -120,10 +122,17 @@ def _counts(obs: state.Observation) -> dict[str, Any]:
     }
 
 
+#: Left by LiveKit 1.13.5 itself: deleting a room while an agent job runs in it leaves
+#: ``agent_job:<room>`` behind for good (no TTL). Stale data, not a broken call: reported as a
+#: warning unless ``strict_jobs`` asks for it to count.
+LEAKED_BY_LIVEKIT = frozenset({"orphan_jobs"})
+
+
 def room_state(
     urls: List[str] = None,  # type: ignore[assignment]
     wait: float = 5.0,
     timeout: float = 2.0,
+    strict_jobs: bool = False,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> dict[str, Any]:
@@ -131,16 +140,25 @@ def room_state(
 
     Re-reads until consistent or ``wait`` seconds passed (participant writes lag); each Redis
     and API request has ``timeout`` seconds. Returns ``ok``, counts and ``mismatches``.
+    ``orphan_jobs`` (agent jobs of rooms that are gone, which LiveKit leaves when a room is
+    deleted with an agent in it) are ``warnings`` unless ``strict_jobs`` is true.
     """
     settings = Settings.load(configuration, secrets)
+    tolerated = frozenset() if strict_jobs else LEAKED_BY_LIVEKIT
+
+    def counted(o: state.Observation) -> list[state.Mismatch]:
+        return [m for m in o.mismatches if m.kind not in tolerated]
+
     obs, attempts, waited = state.settle(
-        lambda: _observe(settings, urls, timeout), lambda o: not o.mismatches, wait
+        lambda: _observe(settings, urls, timeout), lambda o: not counted(o), wait
     )
+    mismatches = counted(obs)
+    leaked = [m for m in obs.mismatches if m.kind in tolerated]
     return {
-        "ok": not obs.mismatches,
+        "ok": not mismatches,
         **_counts(obs),
-        "mismatches": [m.as_dict() for m in obs.mismatches],
-        "warnings": [m.as_dict() for m in obs.warnings],
+        "mismatches": [m.as_dict() for m in mismatches],
+        "warnings": [m.as_dict() for m in [*leaked, *obs.warnings]],
         "attempts": attempts,
         "waited_s": waited,
     }
@@ -215,10 +233,16 @@ def compare_room_state(
     urls: List[str] = None,  # type: ignore[assignment]
     wait: float = 10.0,
     timeout: float = 2.0,
+    missing_ok: bool = False,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> dict[str, Any]:
     """Compare the rooms and participants now with the snapshot ``name``.
+
+    With ``missing_ok`` a missing snapshot is not an error but ``{"ok": true, "compared":
+    false}``: so the comparison can stand in a steady-state hypothesis, which Chaos Toolkit
+    also runs before the method takes the snapshot (the safety control clears the snapshots
+    of earlier runs when an experiment starts).
 
     ``ok`` is false when a room, a participant (by identity) or an agent (by count per room)
     was lost; re-reads until nothing is lost or ``wait`` seconds passed, so participants may
@@ -228,6 +252,9 @@ def compare_room_state(
     """
     settings = Settings.load(configuration, secrets)
     path = _snapshot_file(settings, name)
+    if missing_ok and not path.is_file():
+        return {"ok": True, "compared": False, "snapshot": name,
+                "note": "no snapshot yet: nothing to compare"}
     before = _load_snapshot(path, name)
 
     def diff(obs: state.Observation) -> dict[str, Any]:
@@ -241,6 +268,7 @@ def compare_room_state(
     counted = _counts(obs)
     return {
         **result,
+        "compared": True,
         "snapshot": name,
         "taken_at": before.get("taken_at"),
         "rooms": counted["rooms"],

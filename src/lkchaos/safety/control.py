@@ -12,6 +12,7 @@ Declare it in every experiment (the experiments in this repository all do)::
   Chaos Toolkit did not, then undoes whatever the fault ledger still holds, so no fault
   outlives the run, whatever ``--rollback-strategy`` says.
 - SIGTERM is turned into the same graceful stop as Ctrl-C.
+- Room-state snapshots left by earlier runs are removed when an experiment starts.
 - What it did is written to the journal under ``"lkchaos_safety"``.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -50,6 +52,9 @@ def before_experiment_control(
     except runlock.LockHeld as exc:
         raise InterruptExecution(str(exc)) from exc
     _run.update(state_dir=settings.state_dir, note=note, started=time.monotonic())
+    # Room-state snapshots belong to one run: none from an earlier run may be compared.
+    for old in (Path(settings.state_dir) / "snapshots").glob("*.json"):
+        old.unlink(missing_ok=True)
     try:
         _run["previous_sigterm"] = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread: leave SIGTERM alone
@@ -86,7 +91,9 @@ def after_experiment_control(
             report["rollbacks_played_by_lkchaos"] = _play_rollbacks(
                 context, state, configuration, secrets
             )
-        report["recovered"] = recover(Settings.load(configuration, secrets), configuration)
+        report["recovered"] = recover(
+            Settings.load(configuration, secrets), configuration, thorough=False
+        )
     finally:
         report["cleanup_s"] = round(time.monotonic() - started, 3)
         state["lkchaos_safety"] = report

@@ -40,15 +40,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def holder(state_dir: str | Path) -> Holder | None:
-    """Who holds the lock, if a live process does."""
-    path = lock_path(state_dir)
+def _read(path: Path) -> Holder | None:
     try:
         data = json.loads(path.read_text())
-        current = Holder(int(data["pid"]), str(data["title"]), str(data["started"]))
+        return Holder(int(data["pid"]), str(data["title"]), str(data["started"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return current if _alive(current.pid) else None
+
+
+def holder(state_dir: str | Path) -> Holder | None:
+    """Who holds the lock, if a live process does."""
+    current = _read(lock_path(state_dir))
+    return current if current is not None and _alive(current.pid) else None
 
 
 def acquire(state_dir: str | Path, title: str) -> str | None:
@@ -100,10 +103,6 @@ def release(state_dir: str | Path) -> None:
 def force_release(state_dir: str | Path) -> Holder | None:
     """Remove the lock whoever holds it (recovery after a crash); returns the old holder."""
     path = lock_path(state_dir)
-    try:
-        data = json.loads(path.read_text())
-        old = Holder(int(data["pid"]), str(data["title"]), str(data["started"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        old = None
+    old = _read(path)
     path.unlink(missing_ok=True)
     return old

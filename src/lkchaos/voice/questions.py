@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-#: Questions asked in turn when none is given. Each needs the agent's MCP tools.
+#: Questions asked in turn when none is given. Each needs the agent's MCP tools. Their
+#: spoken answers are ones Whisper tiny.en transcribes reliably from espeak-ng ("12 plus 30
+#: is 42" came back as "12 plus 32" in about one call in twenty, so it is not here).
 DEFAULT_QUESTIONS: tuple[str, ...] = (
     "What is two plus three?",
     "What is 17 times 3?",
     "What is 9 minus 4?",
-    "What is 12 plus 30?",
 )
 
 _UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",

@@ -1,0 +1,226 @@
+"""Resolver faults through the stack's dnsmasq (the compose service ``dns``).
+
+- ``stop_resolver(mode="pause")``: no answer at all; ``pause`` freezes the container (queries
+  time out), ``stop`` stops it (its port closes). Rollback: ``start_resolver``.
+- ``nxdomain_name(name)``: NXDOMAIN for ``name``, whose lines are hidden in the hosts file,
+  then SIGHUP. Rollback: ``restore_name``.
+- ``wrong_address(name, address="192.0.2.1")``: ``name`` answers ``address``; hosts file,
+  SIGHUP. Rollback: ``restore_name``.
+- ``servfail_name(name)``: SERVFAIL for ``name``; hosts file, a ``server=`` block in dnsmasq's
+  configuration, and a restart of dns. Rollback: ``restore_name``.
+
+dnsmasq re-reads its hosts file on SIGHUP, at once and without dropping a query; its
+configuration only when it starts, so SERVFAIL (and its undoing) restarts the dns service:
+for about a second nothing resolves, which the result reports as ``restart_s``. The hosts
+file is edited in place with marked lines; the rollbacks remove exactly those, and
+``restore_dns`` every fault at once. Names are those of the hosts file (the test domain's).
+dnsmasq's answers are cached downstream for its ``local-ttl`` (5 s on the reference stack).
+Every action validates first, writes the ledger, then acts, and returns what it did::
+
+    {"name": "lk.chaos.test", "fault": "wrong_address", "address": "192.0.2.1",
+     "before": ["172.29.77.10"], "reloaded": "sighup", "restart_s": null}
+
+Example::
+
+    {"type": "action", "name": "resolver-down",
+     "provider": {"type": "python", "module": "lkchaos.dns.actions", "func": "stop_resolver"}}
+"""
+
+import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Dict, List
+
+from chaoslib.exceptions import ActivityFailed
+from chaoslib.types import Configuration, Secrets
+
+from lkchaos.dns import client as dns
+from lkchaos.errors import LkChaosError
+from lkchaos.safety import ledger
+from lkchaos.settings import Settings
+from lkchaos.stack.compose import docker_client
+
+__all__ = [
+    "stop_resolver", "start_resolver", "nxdomain_name", "wrong_address", "servfail_name",
+    "restore_name", "restore_dns",
+]
+
+UNDO = "lkchaos.dns.actions"
+DOWN, NAME = "dns_down", "dns_name"
+MODES = ("pause", "stop")
+#: TEST-NET-1 (RFC 5737): routed nowhere, so connections to it hang until they time out.
+DEFAULT_WRONG_ADDRESS = "192.0.2.1"
+
+
+@contextmanager
+def _resolver(settings: Settings, what: str) -> Iterator[dns.Resolver]:
+    try:
+        client = docker_client()
+    except LkChaosError as exc:
+        raise ActivityFailed(f"{what} failed: {exc}") from exc
+    try:
+        yield dns.resolver(client, settings)
+    except (LkChaosError, OSError) as exc:
+        raise ActivityFailed(f"{what} failed: {exc}; `lkchaos recover` undoes what was "
+                             "done") from exc  # fmt: skip
+    finally:
+        client.close()
+
+
+def _name(found: dns.Resolver, name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise ActivityFailed(f"name must be a name of the resolver's hosts file, not {name!r}")
+    known = dns.known_names(found.hosts.read_text())
+    if name.lower() not in known:
+        raise ActivityFailed(f"{name!r} is not in the resolver's hosts file ({found.hosts}); "
+                             f"names: {', '.join(sorted(known))}")  # fmt: skip
+    return name.lower()
+
+
+def _running(found: dns.Resolver) -> None:
+    state = found.state
+    if state != "running":
+        raise ActivityFailed(f"the resolver is {state}, not running: start_resolver first")
+
+
+def _apply(found: dns.Resolver, settings: Settings, name: str, kind: str,
+           address: str | None) -> Dict[str, Any]:  # fmt: skip
+    text = found.hosts.read_text()
+    before = dns.hosts_names(dns.unhide(text, name)).get(name, [])
+    ledger.record(settings.state_dir, ledger.Fault(NAME, name, UNDO, "restore_name",
+                                                   {"name": name}))  # fmt: skip
+    found.hosts.write_text(dns.hide(text, name, kind, address))  # in place: see dns.client
+    restart_s = None
+    conf = found.conf.read_text()
+    if kind == "servfail" or name in dns.servfail_names(conf):
+        edited = dns.add_servfail(conf, name) if kind == "servfail" else (
+            dns.remove_servfail(conf, name))  # fmt: skip
+        found.conf.write_text(edited)
+        restart_s = round(dns.restart(found, settings, name), 3)
+        reloaded = "restart"
+    else:
+        dns.reload_hosts(found)
+        reloaded = "sighup"
+    return {"name": name, "fault": kind, "address": address, "before": before,
+            "reloaded": reloaded, "restart_s": restart_s}  # fmt: skip
+
+
+def stop_resolver(
+    mode: str = "pause", configuration: Configuration = None, secrets: Secrets = None
+) -> Dict[str, Any]:
+    """Take the resolver down: ``pause`` (it answers nothing; queries time out) or ``stop``
+    (its port closes). Rollback: ``start_resolver``."""
+    if mode not in MODES:
+        raise ActivityFailed(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    settings = Settings.load(configuration, secrets)
+    with _resolver(settings, "taking the resolver down") as found:
+        _running(found)
+        ledger.record(settings.state_dir, ledger.Fault(DOWN, dns.DNS_SERVICE, UNDO,
+                                                       "start_resolver"))  # fmt: skip
+        if mode == "pause":
+            found.container.pause()
+        else:
+            found.container.stop(timeout=2)
+        return {"service": dns.DNS_SERVICE, "mode": mode, "before": "running",
+                "after": found.state}  # fmt: skip
+
+
+def start_resolver(configuration: Configuration = None, secrets: Secrets = None) -> Dict[str, Any]:
+    """Bring the resolver back (unpause or start it) and have it re-read its hosts file. A
+    rollback: does nothing to a running resolver."""
+    settings = Settings.load(configuration, secrets)
+    with _resolver(settings, "starting the resolver") as found:
+        before = found.state
+        if before == "paused":
+            found.container.unpause()
+            dns.reload_hosts(found)  # edits made while it was paused
+        elif before != "running":
+            found.container.start()
+            if dns.servfail_names(found.conf.read_text()):
+                dns.start_servfail_responder(found)
+        ledger.forget(settings.state_dir, DOWN, dns.DNS_SERVICE)
+        return {"service": dns.DNS_SERVICE, "before": before, "after": found.state}
+
+
+def nxdomain_name(
+    name: str, configuration: Configuration = None, secrets: Secrets = None
+) -> Dict[str, Any]:
+    """The resolver answers NXDOMAIN for ``name`` (its lines hidden from the hosts file, then
+    SIGHUP). Rollback: ``restore_name``."""
+    settings = Settings.load(configuration, secrets)
+    with _resolver(settings, f"NXDOMAIN for {name}") as found:
+        key = _name(found, name)
+        _running(found)
+        return _apply(found, settings, key, "nxdomain", None)
+
+
+def wrong_address(
+    name: str,
+    address: str = DEFAULT_WRONG_ADDRESS,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """The resolver answers ``address`` for ``name`` (default 192.0.2.1, routed nowhere).
+    Rollback: ``restore_name``."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError as exc:
+        raise ActivityFailed(f"address must be an IPv4 or IPv6 address, not {address!r}") from exc
+    settings = Settings.load(configuration, secrets)
+    with _resolver(settings, f"a wrong address for {name}") as found:
+        key = _name(found, name)
+        _running(found)
+        return _apply(found, settings, key, "wrong_address", str(ip))
+
+
+def servfail_name(
+    name: str, configuration: Configuration = None, secrets: Secrets = None
+) -> Dict[str, Any]:
+    """The resolver answers SERVFAIL for ``name``: forwarded to a responder that fails every
+    query, which needs a restart of the dns service. Rollback: ``restore_name``."""
+    settings = Settings.load(configuration, secrets)
+    with _resolver(settings, f"SERVFAIL for {name}") as found:
+        key = _name(found, name)
+        _running(found)
+        return _apply(found, settings, key, "servfail", None)
+
+
+def _restore(found: dns.Resolver, settings: Settings, name: str | None) -> Dict[str, Any]:
+    hosts, conf = found.hosts.read_text(), found.conf.read_text()
+    faulted = dns.hidden_names(hosts) | dns.servfail_names(conf)
+    names: List[str] = sorted(faulted if name is None else faulted & {name})
+    reloaded, restart_s = None, None
+    if names:
+        found.hosts.write_text(dns.unhide(hosts, name))
+        if dns.servfail_names(conf) & set(names):
+            found.conf.write_text(dns.remove_servfail(conf, name))
+            if found.state == "running":
+                restart_s = round(dns.restart(found, settings, names[0]), 3)
+            reloaded = "restart"
+        else:
+            reloaded = "sighup" if dns.reload_hosts(found) else None
+    for done in names if name is None else [name]:
+        ledger.forget(settings.state_dir, NAME, done)
+    return {"restored": names, "reloaded": reloaded, "restart_s": restart_s}
+
+
+def restore_name(
+    name: str, configuration: Configuration = None, secrets: Secrets = None
+) -> Dict[str, Any]:
+    """Undo the fault on ``name`` (whichever it is): the original hosts lines back, and
+    SERVFAIL's configuration removed (with a restart). A rollback: nothing when none is in
+    place."""
+    if not isinstance(name, str) or not name:
+        raise ActivityFailed(f"name must be a name of the resolver's hosts file, not {name!r}")
+    settings = Settings.load(configuration, secrets)
+    with _resolver(settings, f"restoring {name}") as found:
+        return {"name": name.lower(), **_restore(found, settings, name.lower())}
+
+
+def restore_dns(configuration: Configuration = None, secrets: Secrets = None) -> Dict[str, Any]:
+    """Undo every lkchaos fault on the resolver: names restored, and the resolver running. A
+    rollback: nothing when none is in place."""
+    settings = Settings.load(configuration, secrets)
+    started = start_resolver(configuration=configuration, secrets=secrets)
+    with _resolver(settings, "restoring the resolver") as found:
+        return {**_restore(found, settings, None), "resolver": started}

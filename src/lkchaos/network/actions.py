@@ -1,0 +1,327 @@
+"""Network faults Toxiproxy cannot express, inside a service's own network namespace.
+
+A short-lived sidecar (``lkchaos/nettools``, built on demand from ``actions/Dockerfile``) joins
+the target container's network namespace with ``NET_ADMIN`` and adds iptables rules or tc
+qdiscs there; nothing on the host changes. Every rule carries the comment
+``lkchaos:<fault id>:<kind>`` and every qdisc an lkchaos handle, so a clear removes exactly
+those. Each action refuses a service outside the compose project, the harness ``prober``, a
+stopped service and bad arguments before it changes anything, writes the fault to the ledger
+before it applies it, and returns what it applied::
+
+    {"service": "livekit-2", "action": "media_packet_loss", "fault_id": "3f2a9c0d1b2e",
+     "mechanism": "iptables", "percent": 20.0, "ports": ["7882/udp", "3478/udp", ...],
+     "rules": ["filter -I INPUT ! -i lo -p udp -m multiport --ports ... -j DROP", ...],
+     "qdiscs": [], "replaced": {"rules": [], "qdiscs": []}}
+
+Rollbacks (safe to run when there is nothing to undo): ``heal_partition`` for ``partition``,
+``clear_network_faults`` for all of them. Ports are ``PORT`` or ``LOW-HIGH``, with ``/udp`` or
+``/tcp`` (neither: both), and match traffic to or from them. Example::
+
+    {"type": "action", "name": "lose-media-on-node-2",
+     "provider": {"type": "python", "module": "lkchaos.network.actions",
+                  "func": "media_packet_loss",
+                  "arguments": {"service": "livekit-2", "percent": 20}}}
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Dict, List, TypeVar
+
+from chaoslib.exceptions import ActivityFailed
+from chaoslib.types import Configuration, Secrets
+
+from lkchaos.docker.client import project_containers
+from lkchaos.errors import LkChaosError
+from lkchaos.network import rules, sidecar
+from lkchaos.safety import ledger
+from lkchaos.settings import Settings
+from lkchaos.stack.compose import docker_client
+
+__all__ = [
+    "partition", "heal_partition", "media_packet_loss", "limit_bandwidth", "block_udp",
+    "clear_network_faults",
+]  # fmt: skip
+
+#: Services of the reference stack that are test harness, never a target.
+HARNESS = frozenset({"prober"})
+UNDO = "lkchaos.network.actions"
+LEDGER_PREFIX = "network-"
+T = TypeVar("T")
+
+
+def _checked(check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return check(*args, **kwargs)
+    except rules.RuleError as exc:
+        raise ActivityFailed(str(exc)) from exc
+
+
+@contextmanager
+def _engine() -> Iterator[Any]:
+    try:
+        client = docker_client()
+    except LkChaosError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    try:
+        yield client
+    except LkChaosError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    finally:
+        client.close()
+
+
+def _target(containers: Dict[str, Any], settings: Settings, service: Any, role: str) -> Any:
+    if not isinstance(service, str) or not service:
+        raise ActivityFailed(f"{role} must be the name of a compose service, not {service!r}")
+    if role == "service" and service in HARNESS:
+        raise ActivityFailed(f"{service!r} is lkchaos's own test harness, not a target")
+    if service not in containers:
+        offered = set(containers) - (HARNESS if role == "service" else set())
+        known = ", ".join(sorted(offered)) or "none (is the stack up?)"
+        raise ActivityFailed(f"no service {service!r} in compose project "
+                             f"{settings.compose_project!r}; services: {known}")  # fmt: skip
+    return containers[service]
+
+
+def _check_service(service: Any) -> str:
+    if not isinstance(service, str) or not service:
+        raise ActivityFailed(f"service must be the name of a compose service, not {service!r}")
+    if service in HARNESS:
+        raise ActivityFailed(f"{service!r} is lkchaos's own test harness, not a target")
+    return service
+
+
+def _running(container: Any) -> bool:
+    container.reload()
+    return str(container.status) in ("running", "paused")
+
+
+def _running_target(client: Any, settings: Settings, service: Any) -> Any:
+    containers = project_containers(client, settings.compose_project)
+    target = _target(containers, settings, service, "service")
+    if not _running(target):
+        raise ActivityFailed(f"{service} is {target.status}, not running: start it first "
+                             "(lkchaos.docker.actions.start_service)")  # fmt: skip
+    return target
+
+
+def _record(settings: Settings, kind: str, service: str, undo: str) -> ledger.Fault:
+    return ledger.record(settings.state_dir, ledger.Fault(
+        LEDGER_PREFIX + kind, service, UNDO, undo, {"service": service}))  # fmt: skip
+
+
+def _apply(
+    client: Any, target: Any, settings: Settings, fault: ledger.Fault, script: str,
+    replaces: bool,
+) -> Dict[str, Any]:  # fmt: skip
+    """Run an apply script; on failure take back what it added (when it replaces its kind)."""
+    try:
+        return rules.parse_cleared(sidecar.run(client, target, script))
+    except LkChaosError as exc:
+        if replaces:
+            kind = fault.kind.removeprefix(LEDGER_PREFIX)
+            try:
+                sidecar.clear(client, target, (kind,))
+                ledger.forget(settings.state_dir, fault.kind, fault.target)
+            except LkChaosError:
+                pass  # still in the ledger: `lkchaos recover` clears it
+        raise ActivityFailed(f"{fault.kind} on {fault.target} not applied: {exc}") from exc
+
+
+def _result(
+    service: str, action: str, fault: ledger.Fault, mechanism: str, applied: Sequence[Any],
+    tc: Sequence[str], **extra: Any,
+) -> Dict[str, Any]:  # fmt: skip
+    return {"service": service, "action": action, "fault_id": fault.id, "mechanism": mechanism,
+            **extra, "rules": [str(r) for r in applied], "qdiscs": list(tc)}
+
+
+def _probe(client: Any, target: Any, service: str) -> rules.Probe:
+    probe = rules.parse_probe(sidecar.run(client, target, rules.PROBE_SCRIPT))
+    if not probe.devices:
+        raise ActivityFailed(f"{service} has no network interface but lo: nothing to shape")
+    return probe
+
+
+def partition(
+    service: str,
+    peers: List[str],
+    direction: str = "both",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Cut ``service`` off from ``peers`` (other compose services, by their current container
+    addresses): packets from them (``ingress``), to them (``egress``) or both are dropped, so
+    connections hang rather than being refused. Adds to an earlier partition of the service.
+    Rollback: ``heal_partition``."""
+    _check_service(service)
+    where = _checked(rules.check_direction, direction)
+    if isinstance(peers, str) or not isinstance(peers, list | tuple) or not peers:
+        raise ActivityFailed(f"peers must be a non-empty list of services, not {peers!r}")
+    if service in peers:
+        raise ActivityFailed(f"{service!r} cannot be partitioned from itself")
+    settings = Settings.load(configuration, secrets)
+    with _engine() as client:
+        target = _running_target(client, settings, service)
+        containers = project_containers(client, settings.compose_project)
+        cut: Dict[str, List[str]] = {}
+        for peer in dict.fromkeys(peers):
+            found = sidecar.addresses(_target(containers, settings, peer, "peer"))
+            if not found:
+                raise ActivityFailed(f"peer {peer} has no address (is it running?)")
+            cut[peer] = found
+        sidecar.ensure_image(client)
+        fault = _record(settings, "partition", service, "heal_partition")
+        tag = rules.comment(fault.id, "partition")
+        applied = rules.partition_rules([a for f in cut.values() for a in f], where, tag)
+        _apply(client, target, settings, fault, rules.apply_script(applied, []), False)
+    return _result(service, "partition", fault, "iptables", applied, [],
+                   peers=cut, direction=where)  # fmt: skip
+
+
+def media_packet_loss(
+    service: str,
+    percent: float,
+    ports: List[str] = None,  # type: ignore[assignment]
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Lose ``percent`` % of the packets (chosen at random) to and from a LiveKit node's media
+    ports: by default UDP 7882 (ICE), 3478 (TURN) and 30000-30100 (TURN relays), both ways.
+    netem where the kernel has it (outgoing; incoming by iptables), iptables
+    ``-m statistic --mode random`` elsewhere; ``mechanism`` says which. Replaces an earlier
+    loss on the service; 0 % only removes it. Rollback: ``clear_network_faults``."""
+    _check_service(service)
+    pct = _checked(rules.check_percent, percent)
+    port_map = _checked(rules.parse_ports, ports, rules.MEDIA_PORTS)
+    settings = Settings.load(configuration, secrets)
+    with _engine() as client:
+        target = _running_target(client, settings, service)
+        sidecar.ensure_image(client)
+        probe = _probe(client, target, service)
+        mechanism, reason = rules.choose_loss_mechanism(probe)
+        if pct == 0:
+            mechanism, reason = "none", "0 %: any earlier loss removed"
+        fault = _record(settings, "loss", service, "clear_network_faults")
+        tag = rules.comment(fault.id, "loss")
+        applied: List[rules.Rule] = []
+        tc: List[str] = []
+        if mechanism == "netem":
+            tc = [c for dev in probe.devices for c in rules.netem_commands(dev, pct)]
+            applied = rules.classify_rules(port_map, f"{rules.LOSS_HANDLE}:4", tag)
+            applied += rules.drop_rules(port_map, pct, tag, chains=("INPUT",))
+        elif mechanism == "iptables":
+            applied = rules.drop_rules(port_map, pct, tag)
+        script = rules.apply_script(applied, tc, replace=("loss",))
+        replaced = _apply(client, target, settings, fault, script, True)
+        if pct == 0:
+            ledger.forget(settings.state_dir, fault.kind, service)
+    return _result(service, "media_packet_loss", fault, mechanism, applied, tc,
+                   replaced=replaced, reason=reason, percent=pct,
+                   ports=rules.describe_ports(port_map))  # fmt: skip
+
+
+def limit_bandwidth(
+    service: str,
+    rate_kbit: int,
+    ports: List[str] = None,  # type: ignore[assignment]
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Cap what ``service`` sends at ``rate_kbit`` kbit/s (tc htb on each of its interfaces):
+    all of its traffic, or only the traffic to or from ``ports``. Outgoing only: to slow what
+    a service receives, limit its sender. Replaces an earlier limit on the service.
+    Rollback: ``clear_network_faults``."""
+    _check_service(service)
+    rate = _checked(rules.check_rate, rate_kbit)
+    port_map = {} if ports is None else _checked(rules.parse_ports, ports, ())
+    settings = Settings.load(configuration, secrets)
+    with _engine() as client:
+        target = _running_target(client, settings, service)
+        sidecar.ensure_image(client)
+        probe = _probe(client, target, service)
+        why = rules.check_bandwidth_roots(probe)
+        if why:
+            raise ActivityFailed(f"cannot limit {service}'s bandwidth: {why}")
+        fault = _record(settings, "bandwidth", service, "clear_network_faults")
+        tag = rules.comment(fault.id, "bandwidth")
+        tc = [c for dev in probe.devices for c in rules.htb_commands(dev, rate, bool(port_map))]
+        applied = rules.classify_rules(port_map, f"{rules.BANDWIDTH_HANDLE}:2", tag)
+        script = rules.apply_script(applied, tc, replace=("bandwidth",))
+        replaced = _apply(client, target, settings, fault, script, True)
+    return _result(service, "limit_bandwidth", fault, "tc-htb", applied, tc,
+                   replaced=replaced, rate_kbit=rate, devices=probe.devices, direction="egress",
+                   ports=rules.describe_ports(port_map) or "all")  # fmt: skip
+
+
+def block_udp(
+    service: str,
+    ports: List[str] = None,  # type: ignore[assignment]
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Drop every UDP packet to or from a LiveKit node's UDP ICE and TURN ports (7882 and 3478
+    by default; ``ports`` must be UDP), so clients fall back to ICE over TCP (7881) or
+    TURN/TLS (5349). Replaces an earlier block. Rollback: ``clear_network_faults``."""
+    _check_service(service)
+    port_map = _checked(rules.parse_ports, ports, rules.UDP_ICE_PORTS, udp_only=True)
+    settings = Settings.load(configuration, secrets)
+    with _engine() as client:
+        target = _running_target(client, settings, service)
+        sidecar.ensure_image(client)
+        fault = _record(settings, "udp-block", service, "clear_network_faults")
+        applied = rules.drop_rules(port_map, 100, rules.comment(fault.id, "udp-block"))
+        script = rules.apply_script(applied, [], replace=("udp-block",))
+        replaced = _apply(client, target, settings, fault, script, True)
+    return _result(service, "block_udp", fault, "iptables", applied, [],
+                   replaced=replaced, ports=rules.describe_ports(port_map))  # fmt: skip
+
+
+def _clear(
+    settings: Settings, service: str | None, kinds: Sequence[str]
+) -> Dict[str, Any]:
+    removed: List[Dict[str, Any]] = []
+    qdiscs: List[Dict[str, Any]] = []
+    skipped: List[str] = []
+    with _engine() as client:
+        containers = project_containers(client, settings.compose_project)
+        if service is not None:
+            containers = {service: _target(containers, settings, service, "service")}
+        present = sidecar.image_present(client)  # without it no fault can have been applied
+        for name, container in sorted(containers.items()):
+            if not present or not _running(container):
+                skipped.append(name)  # a stopped container's network namespace is gone
+                continue
+            found = sidecar.clear(client, container, kinds)
+            removed += [{"service": name, **rule} for rule in found["rules"]]
+            qdiscs += [{"service": name, **qdisc} for qdisc in found["qdiscs"]]
+    ledger_kinds = {LEDGER_PREFIX + kind for kind in kinds}
+    for fault in ledger.pending(settings.state_dir):
+        if fault.kind in ledger_kinds and service in (None, fault.target):
+            ledger.forget(settings.state_dir, fault.kind, fault.target)
+    return {"removed": removed, "qdiscs": qdiscs, "count": len(removed) + len(qdiscs),
+            "skipped": skipped}  # fmt: skip
+
+
+def heal_partition(
+    service: str, configuration: Configuration = None, secrets: Secrets = None
+) -> Dict[str, Any]:
+    """Remove every lkchaos partition rule of ``service`` (and nothing else). A rollback:
+    nothing to remove is not an error. Returns ``{"removed": [{"service", "rule", "packets",
+    ...}], "qdiscs": [], "count", "skipped"}``; ``packets`` counts what each rule dropped."""
+    settings = Settings.load(configuration, secrets)
+    return {"service": service, **_clear(settings, service, ("partition",))}
+
+
+def clear_network_faults(
+    service: str = None,  # type: ignore[assignment]
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Remove every lkchaos network rule and qdisc from ``service``, or from every running
+    service of the project: the rollback of all network faults. Nothing to remove is not an
+    error. Returns ``{"removed": [{"service", "table", "chain", "rule", "packets", "bytes",
+    "fault_id", "kind"}], "qdiscs": [{"service", "device", "qdisc", ...}], "count",
+    "skipped"}`` (``skipped``: services not running, whose rules went with them)."""
+    settings = Settings.load(configuration, secrets)
+    return {"service": service, **_clear(settings, service, rules.KINDS)}
