@@ -42,7 +42,9 @@ EXPERIMENTS = FIRST + sorted(
 
 
 def run(name: str, tmp_path: Path) -> dict[str, Any]:
-    journal_path = tmp_path / f"{name}.journal.json"
+    # Kept in the state folder, so a run's journals can be read (and compared) afterwards.
+    journal_path = ROOT / ".lkchaos" / "journals" / f"it-{name}"
+    journal_path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [CHAOS, "--no-version-check", "run", "--journal-path", str(journal_path),
          str(ROOT / "experiments" / name)],

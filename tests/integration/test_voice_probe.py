@@ -55,16 +55,16 @@ def service_down(docker: Any, settings: Settings, service: str, how: str) -> Ite
 
 
 def test_voice_round_trip_passes_on_the_healthy_stack() -> None:
-    result = voice_round_trip(question="What is 17 times 3?", timeout=45)
+    result = voice_round_trip(question="What is 9 minus 4?", timeout=45)
     assert result["ok"], result
     assert result["stage"] == "ok"
-    assert "51" in result["heard"] or "fifty" in result["heard"].lower()
+    assert "5" in result["heard"] or "five" in result["heard"].lower()
     timings = result["timings_ms"]
     for stage in ("join", "dispatch", "end_of_speech_to_first_audio", "transcription"):
         assert timings[stage] > 0
     assert 0 < result["latency_s"] < 15
     agent = result["agent"]
-    assert agent["outcome"] == "answered" and "multiply" in agent["tools"]
+    assert agent["outcome"] == "answered" and "subtract" in agent["tools"]
     assert agent["stt_ms"] > 0 and agent["e2e_ms"] > 0
 
 

@@ -138,6 +138,7 @@ def resolver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDN
     fake = FakeDNS(hosts, conf)
     monkeypatch.setattr(actions, "docker_client", lambda: FakeDocker(fake))
     monkeypatch.setattr(dnsc, "wait_answering", lambda server, name, wait_s=15.0: 0.0)
+    monkeypatch.setattr(dnsc, "wait_rcode", lambda server, name, rcode, wait_s=5.0: rcode)
     yield fake
 
 

@@ -11,7 +11,7 @@
 
 dnsmasq re-reads its hosts file on SIGHUP, at once and without dropping a query; its
 configuration only when it starts, so SERVFAIL (and its undoing) restarts the dns service:
-for about a second nothing resolves, which the result reports as ``restart_s``. The hosts
+for 0.6 to 0.8 s nothing resolves, which the result reports as ``restart_s``. The hosts
 file is edited in place with marked lines; the rollbacks remove exactly those, and
 ``restore_dns`` every fault at once. Names are those of the hosts file (the test domain's).
 dnsmasq's answers are cached downstream for its ``local-ttl`` (5 s on the reference stack).
@@ -96,8 +96,13 @@ def _apply(found: dns.Resolver, settings: Settings, name: str, kind: str,
         edited = dns.add_servfail(conf, name) if kind == "servfail" else (
             dns.remove_servfail(conf, name))  # fmt: skip
         found.conf.write_text(edited)
-        restart_s = round(dns.restart(found, settings, name), 3)
+        restart_s = round(dns.restart(found, settings), 3)
         reloaded = "restart"
+        if kind == "servfail":
+            seen = dns.wait_rcode(settings.dns_server, name, "SERVFAIL")
+            if seen != "SERVFAIL":
+                raise ActivityFailed(f"{name} gets {seen}, not SERVFAIL, after the resolver's "
+                                     "restart; roll back with restore_name")  # fmt: skip
     else:
         dns.reload_hosts(found)
         reloaded = "sighup"
@@ -195,7 +200,7 @@ def _restore(found: dns.Resolver, settings: Settings, name: str | None) -> Dict[
         if dns.servfail_names(conf) & set(names):
             found.conf.write_text(dns.remove_servfail(conf, name))
             if found.state == "running":
-                restart_s = round(dns.restart(found, settings, names[0]), 3)
+                restart_s = round(dns.restart(found, settings), 3)
             reloaded = "restart"
         else:
             reloaded = "sighup" if dns.reload_hosts(found) else None

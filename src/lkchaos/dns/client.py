@@ -1,4 +1,5 @@
-"""Resolve names through a chosen DNS server (not the system resolver), with a timeout."""
+"""Resolve names through a chosen DNS server (not the system resolver), with a timeout; and
+reach the reference stack's resolver (dnsmasq in the ``dns`` service) to alter its answers."""
 
 from __future__ import annotations
 
@@ -247,16 +248,30 @@ def wait_answering(server: str, name: str, wait_s: float = 15.0) -> float:
         time.sleep(0.05)
 
 
-def restart(found: Resolver, settings: Settings, probe_name: str) -> float:
+def restart(found: Resolver, settings: Settings) -> float:
     """Restart dnsmasq (its configuration is read only at start), start the SERVFAIL
     responder if the configuration forwards to it, and wait until it answers again. Returns
-    the seconds from the restart to the first answer: how long nothing resolved."""
+    the seconds from the restart to the first answer for a name without a fault: how long
+    nothing resolved."""
+    conf = found.conf.read_text()
+    names = sorted(hosts_names(found.hosts.read_text()))
+    healthy = [n for n in names if n not in servfail_names(conf)] or names or ["localhost"]
     start = time.monotonic()
     found.container.restart(timeout=2)
-    if servfail_names(found.conf.read_text()):
+    if servfail_names(conf):
         start_servfail_responder(found)
-    wait_answering(settings.dns_server, probe_name)
+    wait_answering(settings.dns_server, healthy[0])
     return time.monotonic() - start
+
+
+def wait_rcode(server: str, name: str, rcode: str, wait_s: float = 5.0) -> str:
+    """Poll until ``name`` gets ``rcode`` (or ``wait_s`` passed); returns the last rcode."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        seen = lookup(name, server, timeout=0.5).rcode
+        if seen == rcode or time.monotonic() >= deadline:
+            return seen
+        time.sleep(0.05)
 
 
 def start_servfail_responder(found: Resolver) -> None:
@@ -281,7 +296,7 @@ def sweep(settings: Settings) -> list[dict[str, Any]]:
         if servfail_names(conf):
             found.conf.write_text(remove_servfail(conf))
             if found.state == "running":
-                restart(found, settings, names[0])
+                restart(found, settings)
         else:
             reload_hosts(found)
     except OSError as exc:

@@ -1,7 +1,7 @@
 """Probes on name resolution through the deployment's resolver (the ``dns_server`` setting;
 on the reference stack its dnsmasq, published on 127.0.0.1:27053), not the system's.
 
-``resolve_names`` asks for each name once over UDP and returns::
+``resolve_names`` asks for each name once over UDP, all at once, and returns::
 
     {"ok": true, "server": "127.0.0.1:27053", "failed": [], "max_latency_ms": 1.2,
      "rcodes": {"lk.chaos.test": "NOERROR", ...},
@@ -21,6 +21,7 @@ does not answer is not an error of the probe: ``ok`` is false so that a toleranc
 """
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List
 
 from chaoslib.exceptions import ActivityFailed
@@ -80,17 +81,19 @@ def resolve_names(
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
-    """Resolve each name through the deployment's resolver: rcode, addresses and latency per
-    name; ``ok`` when every one answers NOERROR with addresses (those of ``expected`` when
-    given) in time. Default names: ``lk.``, ``whip.`` and ``turn.`` of the domain."""
+    """Resolve each name (concurrently) through the deployment's resolver: rcode, addresses
+    and latency per name; ``ok`` when every one answers NOERROR with addresses (those of
+    ``expected`` when given) in time. Default names: ``lk.``, ``whip.`` and ``turn.`` of the
+    domain."""
     settings = Settings.load(configuration, secrets)
     if names is None:
         names = [f"{prefix}.{settings.domain}" for prefix in ("lk", "whip", "turn")]
     _check(names, expected, rdtype, timeout, max_latency_ms, server)
     target = server or settings.dns_server
+    with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:
+        found = list(pool.map(lambda n: client.lookup(n, target, rdtype, timeout), names))
     report: Dict[str, Dict[str, Any]] = {}
-    for name in names:
-        answer = client.lookup(name, target, rdtype, timeout)
+    for name, answer in zip(names, found, strict=True):
         want = (expected or {}).get(name)
         ok = answer.rcode == "NOERROR" and bool(answer.addresses)
         if want is not None:

@@ -71,7 +71,7 @@ def _check(name: Any, kind: Any, days: Any) -> None:
         raise ActivityFailed("an expiring certificate needs days: how soon it expires")
 
 
-def _site(settings: Settings, container: Any, name: str) -> rotation.CaddySite:
+def _site(container: Any, name: str) -> rotation.CaddySite:
     sites = rotation.caddy_sites(container)
     if name not in sites:
         served = ", ".join(sorted(sites)) or "none"
@@ -118,7 +118,7 @@ def swap_certificate(
             state = container_state(container)["state"]
             if state != "running":
                 raise ActivityFailed(f"Caddy is {state}, not running: start it first")
-            site = _site(settings, container, name)
+            site = _site(container, name)
             issuer = _issuer(site)
             bad = certs.make_faulty_leaf(issuer, name, kind, days)
             ledger.record(settings.state_dir, ledger.Fault(
@@ -126,7 +126,7 @@ def swap_certificate(
             original = rotation.keep_original(settings, site)
             certs.write_pair_atomic(bad, site.cert, site.key)
             reload_s = rotation.reload_caddy(container)
-    except LkChaosError as exc:
+    except (LkChaosError, OSError) as exc:
         raise ActivityFailed(f"swapping the certificate of {name} failed: {exc}; run "
                              "`lkchaos recover` to put the original back") from exc  # fmt: skip
     new = certs.fingerprint(bad.cert)

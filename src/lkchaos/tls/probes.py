@@ -41,7 +41,6 @@ from lkchaos.tls import client
 
 __all__ = ["certificate", "certificate_expiry", "protocol_versions", "cipher_strength", "hsts"]
 
-LEVELS = ("ok", "warning", "critical", "expired", "not_yet_valid", "error")
 SEVERITY = {"ok": 0, "warning": 1, "critical": 2, "expired": 3, "not_yet_valid": 3, "error": 4}
 #: The HSTS max-age the validation checklist asks for: one year.
 ONE_YEAR = 31536000

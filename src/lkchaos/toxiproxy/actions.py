@@ -203,21 +203,21 @@ def add_latency(
 
 def add_bandwidth(
     proxy: str,
-    rate_kbps: int,
+    rate_kbytes_s: int,
     stream: str = "downstream",
     toxicity: float = 1.0,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
-    """Cap a link's throughput at ``rate_kbps`` kilobytes per second (at least 1).
+    """Cap a link's throughput at ``rate_kbytes_s`` kilobytes per second (at least 1).
 
     The unit is Toxiproxy's KB/s, not kilobits: 1 KB/s = 8 kbit/s.
 
     ``stream``, ``toxicity`` and the result: see the module's doc. The toxic's name is
     ``lkchaos_bandwidth_<stream>``.
     """
-    attributes = {"rate": rate_kbps}
-    labels = {"rate": "rate_kbps"}
+    attributes = {"rate": rate_kbytes_s}
+    labels = {"rate": "rate_kbytes_s"}
     return _add(proxy, "bandwidth", attributes, stream, toxicity, configuration, secrets, labels)
 
 
