@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The main job: install what is needed, bring the reference stack up (building it the first
 # time), run an experiment with Chaos Toolkit and print its outcome.
-#   scripts/run.sh                                  runs experiments/stack-healthy.json
+#   scripts/run.sh                                  runs experiments/steady-state.json
 #   scripts/run.sh experiments/<other>.json         runs another experiment
 set -euo pipefail
 cd "$(dirname "$0")/.."
-experiment=${1:-experiments/stack-healthy.json}
+experiment=${1:-experiments/steady-state.json}
 [ -f "$experiment" ] || { echo "no experiment file $experiment" >&2; exit 2; }
 
 bash scripts/bootstrap.sh

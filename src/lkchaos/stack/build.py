@@ -191,7 +191,7 @@ def build_go_binary(binary: GoBinary, say: Say) -> Path:
         return target
     if shutil.which("go") is None:
         raise PrerequisiteError(
-            f"building {binary.name} needs Go 1.24 or newer on PATH (https://go.dev/dl/)"
+            f"building {binary.name} needs Go 1.26 or newer on PATH (https://go.dev/dl/)"
         )
     say(f"building {binary.name} {binary.version} with Go (a few minutes, once)")
     proc = run(["go", "mod", "download", "-json", f"{binary.module}@{binary.version}"], timeout=600)
