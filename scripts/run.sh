@@ -16,16 +16,22 @@ set +e
 .venv/bin/chaos --no-version-check run --journal-path "$journal" "$experiment"
 rc=$?
 set -e
-.venv/bin/python - "$journal" <<'PY'
+.venv/bin/python - "$journal" "$rc" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
+failed = False
 print(f"\nexperiment: {j['experiment']['title']}")
 print(f"status: {j['status']}   deviated: {j['deviated']}   duration: {j['duration']:.1f} s")
 for phase in ("before", "after"):
     hyp = (j.get("steady_states") or {}).get(phase) or {}
     for probe in hyp.get("probes", []):
-        mark = "ok " if probe.get("tolerance_met") else "NOT"
-        print(f"  [{phase:6}] {mark} {probe['activity']['name']}")
+        met = probe.get("tolerance_met")
+        failed |= not met
+        print(f"  [{phase:6}] {'ok ' if met else 'NOT'} {probe['activity']['name']}")
+        if not met and isinstance(probe.get("output"), dict):
+            out = probe["output"]
+            print(f"           {out.get('stage', '')} {out.get('reason', '')}".rstrip())
 print(f"journal: {sys.argv[1]}")
+# Chaos Toolkit exits 0 when the hypothesis fails before the method: this job must not.
+sys.exit(1 if failed or j["deviated"] or j["status"] != "completed" or sys.argv[2] != "0" else 0)
 PY
-exit "$rc"

@@ -110,8 +110,10 @@ def build(force: bool) -> None:
               help="Build missing images first.")
 @click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds to wait for every service to be healthy.")
+@click.option("--warm-up/--no-warm-up", "warm_up", default=True, show_default=True,
+              help="Make one call through the whole stack before returning.")
 @handle_errors
-def up(do_build: bool, timeout: float) -> None:
+def up(do_build: bool, timeout: float, warm_up: bool) -> None:
     """Start the stack and wait until every service is healthy."""
     from lkchaos.stack import build as builder
     from lkchaos.stack.compose import Compose, docker_client
@@ -136,7 +138,37 @@ def up(do_build: bool, timeout: float) -> None:
         finally:
             if starter.poll() is None:
                 starter.terminate()
+    if warm_up:
+        _warm_up(compose, client, timeout)
     say(f"stack healthy in {time.monotonic() - start:.1f} s")
+
+
+def _warm_up(compose: Any, client: Any, timeout: float) -> None:
+    """One call through the whole stack: the agent's health endpoint answers before the worker
+    has registered with LiveKit, so "healthy" alone does not mean callers are answered."""
+    import httpx
+
+    from lkchaos.errors import ServiceUnhealthy
+    from lkchaos.stack import layout
+
+    url = f"http://127.0.0.1:{layout.host_port('prober')}/round-trip"
+    deadline = time.monotonic() + min(timeout, 120.0)
+    result: dict[str, Any] = {}
+    say("warm-up call through the stack")
+    while time.monotonic() < deadline:
+        try:
+            result = httpx.post(url, json={"timeouts": {"total": 30}}, timeout=45).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            result = {"stage": "prober", "reason": str(exc)}
+        if result.get("ok"):
+            say(f"a caller was answered ({result.get('latency_s')} s)")
+            return
+        time.sleep(2)
+    raise ServiceUnhealthy(
+        "agent", f"not answering callers (last call: {result.get('stage')}: "
+        f"{result.get('reason')})", compose.logs(client, "agent"),
+        "see `lkchaos stack logs agent whisper mcp`",
+    )
 
 
 @stack.command()
