@@ -122,12 +122,11 @@ class Compose:
             stderr=subprocess.STDOUT,
         )
 
-    def containers(self, client: Any, all_states: bool = True) -> dict[str, Any]:
-        """This project's containers keyed by compose service name."""
-        found = client.containers.list(
-            all=all_states, filters={"label": f"com.docker.compose.project={self.project}"}
-        )
-        return {c.labels.get("com.docker.compose.service", c.name): c for c in found}
+    def containers(self, client: Any) -> dict[str, Any]:
+        """This project's containers (any state) keyed by compose service name."""
+        from lkchaos.docker.client import project_containers
+
+        return project_containers(client, self.project)
 
     def stale_services(self, client: Any) -> list[str]:
         """Services whose container runs an older image than the one their tag names now."""
