@@ -26,6 +26,8 @@ def run_once(experiment: Path, index: int) -> dict[str, dict[str, float | None]]
                     str(experiment)], cwd=ROOT, timeout=1800, check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     data = json.loads(journal.read_text())
+    print(f"{experiment.name} run {index + 1}: {data.get('status')}, "
+          f"deviated: {data.get('deviated')}", flush=True)
     sampling = (data.get("lkchaos") or {}).get("sampling") or {}
     return {name: {k: probe["figures"].get(k) for k in ("time_to_detect_s", "rto_s",
                                                          "interval_median_s")}

@@ -28,9 +28,14 @@ for phase in ("before", "after"):
         met = probe.get("tolerance_met")
         failed |= not met
         print(f"  [{phase:6}] {'ok ' if met else 'NOT'} {probe['activity']['name']}")
-        if not met and isinstance(probe.get("output"), dict):
-            out = probe["output"]
-            print(f"           {out.get('stage', '')} {out.get('reason', '')}".rstrip())
+        out = probe.get("output")
+        if isinstance(out, dict) and "answered" in out:
+            print(f"           {out['answered']}/{out['calls']} answered, median "
+                  f"{out['latency_median_s']} s, slowest {out['latency_max_s']} s")
+        if not met and isinstance(out, dict):
+            for call in out.get("results") or [out]:
+                if not call.get("ok"):
+                    print(f"           {call.get('stage', '')} {call.get('reason', '')}".rstrip())
 print(f"journal: {sys.argv[1]}")
 # Chaos Toolkit exits 0 when the hypothesis fails before the method: this job must not.
 sys.exit(1 if failed or j["deviated"] or j["status"] != "completed" or sys.argv[2] != "0" else 0)

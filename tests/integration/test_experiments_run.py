@@ -55,6 +55,25 @@ def run(name: str, tmp_path: Path) -> dict[str, Any]:
     return journal
 
 
+def voice_series(journal: dict[str, Any]) -> list[str]:
+    """The caller samples of a run, one line each, for a failure message to explain itself."""
+    sampling = (journal.get("lkchaos") or {}).get("sampling") or {}
+    fault = sampling.get("fault") or {}
+    caller = (sampling.get("probes") or {}).get("caller-answered") or {}
+    lines = [f"fault {fault.get('start_t')}-{fault.get('end_t')} s"]
+    for sample in caller.get("samples", []):
+        value = sample.get("value")
+        detail = (
+            f"{value.get('stage')}: {value.get('reason')}" if isinstance(value, dict)
+            else str(value)
+        )
+        lines.append(
+            f"t={sample['t']:.1f} took {sample['latency_ms'] / 1000:.1f} s "
+            f"ok={sample['ok']} {detail[:200]}"
+        )
+    return lines
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_runs(name: str, tmp_path: Path) -> None:
     journal = run(name, tmp_path)
@@ -66,12 +85,14 @@ def test_experiment_runs(name: str, tmp_path: Path) -> None:
     if name in KNOWN_DEVIATIONS:
         assert journal["deviated"], f"{name} no longer deviates: {KNOWN_DEVIATIONS[name]}"
     else:
-        failed = [
-            p["activity"]["name"]
+        failed = {
+            p["activity"]["name"]: p.get("output")
             for p in (journal["steady_states"].get("after") or {}).get("probes", [])
             if not p.get("tolerance_met")
-        ]
-        assert not journal["deviated"], f"{name} deviated on {failed}"
+        }
+        assert not journal["deviated"], (
+            f"{name} deviated on {failed}; voice samples: {voice_series(journal)}"
+        )
     assert journal["lkchaos_safety"]["recovered"] == [], "a fault outlived the rollbacks"
     sampling = (journal.get("lkchaos") or {}).get("sampling")
     if journal["experiment"].get("method"):

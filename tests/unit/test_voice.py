@@ -12,7 +12,7 @@ import pytest
 from chaoslib.exceptions import ActivityFailed
 
 from lkchaos.voice import prober, roundtrip
-from lkchaos.voice.probes import voice_round_trip
+from lkchaos.voice.probes import summarize_round_trips, voice_round_trip, voice_round_trips
 from lkchaos.voice.questions import (
     DEFAULT_QUESTIONS,
     QuestionError,
@@ -158,3 +158,85 @@ def test_latency_budget_fails_a_late_right_answer() -> None:
     assert "2.40 s, over 2 s" in late["reason"]
     wrong = {"ok": False, "stage": "wrong_reply", "latency_s": 9.0}
     assert apply_latency_budget(wrong, 2.0) == wrong
+
+
+def _call(ok: bool, latency: float | None, stage: str = "ok") -> dict[str, Any]:
+    return {"ok": ok, "stage": stage, "reason": "", "latency_s": latency, "question": "q",
+            "heard": "h", "room": "r", "timings_ms": {}}
+
+
+def test_one_slow_call_among_fast_ones_keeps_the_median_within_budget() -> None:
+    calls = [_call(True, 1.8), _call(True, 3.4), _call(True, 2.0)]
+    verdict = summarize_round_trips(calls, 3, 3.0)
+    assert verdict["ok"], verdict
+    assert (verdict["answered"], verdict["latency_median_s"], verdict["latency_max_s"]) == (
+        3, 2.0, 3.4)
+    assert set(verdict["results"][0]) == {"ok", "stage", "reason", "latency_s", "question",
+                                          "heard"}
+
+
+def test_a_slow_service_fails_the_median_budget() -> None:
+    verdict = summarize_round_trips([_call(True, 3.2), _call(True, 3.5), _call(True, 1.0)], 3, 3.0)
+    assert not verdict["ok"]
+    assert verdict["latency_median_s"] == 3.2
+
+
+def test_too_few_answered_calls_fail_and_are_counted_by_stage() -> None:
+    calls = [_call(True, 1.5), _call(False, None, "dispatch"), _call(False, 9.0, "wrong_reply")]
+    strict = summarize_round_trips(calls, 3, None)
+    assert not strict["ok"]
+    assert strict["failures"] == {"dispatch": 1, "wrong_reply": 1}
+    assert summarize_round_trips(calls, 1, None)["ok"]
+    nothing = summarize_round_trips([_call(False, None, "join")], 1, 3.0)
+    assert not nothing["ok"] and nothing["latency_median_s"] is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"calls": 0}, "calls must be a whole number from 1 to 20"),
+        ({"calls": 2.5}, "calls must be a whole number"),
+        ({"calls": 2, "min_answered": 3}, r"min_answered must be .* from 1 to calls \(2\)"),
+        ({"max_median_latency_s": -1}, "max_median_latency_s must be positive"),
+    ],
+)
+def test_voice_round_trips_refuses_bad_arguments_before_calling(
+    arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ActivityFailed, match=message):
+        voice_round_trips(**arguments, configuration={"voice_prober_url": "http://127.0.0.1:9"})
+
+
+def test_voice_round_trips_makes_every_call_through_the_prober() -> None:
+    latencies = iter([1.5, 2.5, 4.0])
+    seen: list[dict[str, Any]] = []
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps(_call(True, next(latencies))).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        verdict = voice_round_trips(
+            calls=3, max_median_latency_s=3.0, question="What is two plus three?", timeout=20,
+            configuration={"voice_prober_url": url},
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(seen) == 3
+    assert all(b["question"] == "What is two plus three?" and b["timeouts"]["total"] == 20
+               for b in seen)
+    assert verdict["ok"] and verdict["latency_median_s"] == 2.5 and verdict["latency_max_s"] == 4.0

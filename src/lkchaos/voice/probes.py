@@ -17,12 +17,23 @@ On failure ``ok`` is false and ``stage`` names where: ``join``, ``dispatch``, ``
     {"type": "jsonpath", "path": "$.ok", "expect": true}
     {"type": "range", "range": [0.0, 2.5], "target": "latency_s"}
 
+``voice_round_trips`` makes several calls in a row and judges them together, for a steady
+state that one slow call must not break: ``ok`` when at least ``min_answered`` were answered
+right and the median latency of those is within ``max_median_latency_s``::
+
+    {"ok": true, "calls": 3, "answered": 3, "min_answered": 3, "latency_median_s": 1.81,
+     "latency_max_s": 3.02, "max_median_latency_s": 3.0, "failures": {},
+     "results": [{"ok": true, "stage": "ok", "reason": "heard '5'", "latency_s": 1.81,
+                  "question": "What is two plus three?", "heard": "2 plus 3 is 5."}, ...]}
+
 Against the reference stack the round trip runs in the stack's prober container, so the
 caller goes through the stack's DNS and Caddy's TLS like a real one; set
 ``voice_prober_url`` to ``""`` to run it in this process instead (your own deployment, where
 this machine resolves and trusts like your callers do).
 """
 
+import statistics
+from collections import Counter
 from typing import Any, Dict, List
 
 import httpx
@@ -31,7 +42,9 @@ from chaoslib.types import Configuration, Secrets
 
 from lkchaos.settings import Settings
 
-__all__ = ["voice_round_trip"]
+__all__ = ["voice_round_trip", "voice_round_trips"]
+
+_SUMMARY_KEYS = ("ok", "stage", "reason", "latency_s", "question", "heard")
 
 
 def voice_round_trip(
@@ -63,6 +76,67 @@ def voice_round_trip(
     else:
         result = _in_process(settings, question, expected, timeouts)
     return apply_latency_budget(result, max_latency_s)
+
+
+def voice_round_trips(
+    calls: int = 3,
+    min_answered: int = None,  # type: ignore[assignment]
+    max_median_latency_s: float = None,  # type: ignore[assignment]
+    question: str = None,  # type: ignore[assignment]
+    expected: List[str] = None,  # type: ignore[assignment]
+    timeout: float = 45.0,
+    stage_timeouts: Dict[str, float] = None,  # type: ignore[assignment]
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Make ``calls`` voice round trips one after the other and judge them together.
+
+    ``ok`` when at least ``min_answered`` (default: all) were answered right and, with
+    ``max_median_latency_s``, the median latency of the answered calls is within it. One slow
+    call among fast ones does not fail a steady state; a slow service does. The other
+    arguments are those of ``voice_round_trip``, for every call.
+    """
+    if isinstance(calls, bool) or not isinstance(calls, int) or not 1 <= calls <= 20:
+        raise ActivityFailed(f"calls must be a whole number from 1 to 20, not {calls!r}")
+    needed = calls if min_answered is None else min_answered
+    if isinstance(needed, bool) or not isinstance(needed, int) or not 1 <= needed <= calls:
+        raise ActivityFailed(
+            f"min_answered must be a whole number from 1 to calls ({calls}), not {needed!r}"
+        )
+    if max_median_latency_s is not None and not max_median_latency_s > 0:
+        raise ActivityFailed(
+            f"max_median_latency_s must be positive, not {max_median_latency_s!r}"
+        )
+    results = [
+        voice_round_trip(
+            question=question, expected=expected, timeout=timeout,
+            stage_timeouts=stage_timeouts, configuration=configuration, secrets=secrets,
+        )
+        for _ in range(calls)
+    ]  # fmt: skip
+    return summarize_round_trips(results, needed, max_median_latency_s)
+
+
+def summarize_round_trips(
+    results: List[Dict[str, Any]], min_answered: int, max_median_latency_s: float | None
+) -> Dict[str, Any]:
+    """The verdict on several round trips (see ``voice_round_trips``)."""
+    latencies = [
+        float(r["latency_s"]) for r in results if r.get("ok") and r.get("latency_s") is not None
+    ]
+    median = statistics.median(latencies) if latencies else None
+    fast = max_median_latency_s is None or (median is not None and median <= max_median_latency_s)
+    return {
+        "ok": len(latencies) >= min_answered and fast,
+        "calls": len(results),
+        "answered": len(latencies),
+        "min_answered": min_answered,
+        "latency_median_s": None if median is None else round(median, 3),
+        "latency_max_s": max(latencies) if latencies else None,
+        "max_median_latency_s": max_median_latency_s,
+        "failures": dict(Counter(str(r.get("stage")) for r in results if not r.get("ok"))),
+        "results": [{k: r.get(k) for k in _SUMMARY_KEYS} for r in results],
+    }
 
 
 def apply_latency_budget(result: dict[str, Any], max_latency_s: float | None) -> dict[str, Any]:

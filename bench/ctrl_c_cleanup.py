@@ -1,0 +1,111 @@
+"""Cleanup time after Ctrl-C, for every kind of fault the experiments inject.
+
+    .venv/bin/python bench/ctrl_c_cleanup.py [--runs 1] [experiments/redis-failover.json ...]
+
+Needs the stack up. For each experiment (default: every one in experiments/ with a fault
+action), starts `chaos run`, waits until the fault ledger holds a fault, lets it bite for a
+second, and sends SIGINT as Ctrl-C would. Reports the safety control's own measure (from the
+interrupt to every fault undone, ``lkchaos_safety.cleanup_s`` in the journal), the time until
+the runner exited, and whether the baseline probe then passed. Journals go to
+.lkchaos/journals/bench-ctrl-c-*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lkchaos.safety import ledger
+from lkchaos.safety.probes import baseline
+from lkchaos.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def wait_baseline(limit_s: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + limit_s
+    while True:
+        state = baseline()
+        if state["ok"] or time.monotonic() > deadline:
+            return state
+        time.sleep(2)
+
+
+def interrupt_once(experiment: Path, index: int, state_dir: str) -> dict[str, Any]:
+    journal = ROOT / ".lkchaos" / "journals" / f"bench-ctrl-c-{experiment.stem}-{index}.json"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path", str(journal),
+         str(experiment)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not ledger.pending(state_dir):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            return {"experiment": experiment.name, "error": "no fault was ever injected"}
+        time.sleep(0.1)
+    faults = [f"{f.kind} on {f.target}" for f in ledger.pending(state_dir)]
+    time.sleep(1)
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=600)
+    exited_s = time.monotonic() - interrupted
+    data = json.loads(journal.read_text()) if journal.exists() else {}
+    safety = data.get("lkchaos_safety") or {}
+    state = wait_baseline()
+    return {
+        "experiment": experiment.name, "faults": faults, "status": data.get("status"),
+        "cleanup_s": safety.get("cleanup_s"), "exited_s": round(exited_s, 2),
+        "left_behind": ledger.pending(state_dir) != [], "baseline_ok": state["ok"],
+    }  # fmt: skip
+
+
+def has_fault(experiment: Path) -> bool:
+    method = json.loads(experiment.read_text()).get("method") or []
+    modules = {a.get("provider", {}).get("module", "") for a in method if a["type"] == "action"}
+    return any(not m.startswith("lkchaos.livekit") for m in modules)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("experiments", nargs="*", type=Path)
+    args = parser.parse_args()
+    if not 1 <= args.runs <= 20:
+        parser.error("--runs must be between 1 and 20")
+    chosen = args.experiments or sorted(
+        p for p in (ROOT / "experiments").glob("*.json") if has_fault(p)
+    )
+    state_dir = Settings.load(None, None).state_dir
+    if ledger.pending(state_dir):
+        sys.exit("faults are pending in the ledger: run `lkchaos recover` first")
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores")
+    for experiment in chosen:
+        for index in range(args.runs):
+            result = interrupt_once(experiment, index, state_dir)
+            if "error" in result:
+                print(f"{result['experiment']:<30} {result['error']}", flush=True)
+                continue
+            print(
+                f"{result['experiment']:<30} cleanup {result['cleanup_s']} s, runner exited "
+                f"after {result['exited_s']} s, status {result['status']}, left behind: "
+                f"{result['left_behind']}, baseline ok: {result['baseline_ok']} "
+                f"({'; '.join(result['faults'])})",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
