@@ -207,36 +207,70 @@ def test_voice_round_trips_refuses_bad_arguments_before_calling(
         voice_round_trips(**arguments, configuration={"voice_prober_url": "http://127.0.0.1:9"})
 
 
+class _FakeProber:
+    """An HTTP server standing in for the prober: answers each call with the next result."""
+
+    def __init__(self, answers: list[dict[str, Any]]) -> None:
+        self.requests: list[dict[str, Any]] = []
+        queue = iter(answers)
+        requests = self.requests
+
+        class Answer(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                body = json.dumps(next(queue)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Answer)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> _FakeProber:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_voice_round_trips_makes_every_call_through_the_prober() -> None:
-    latencies = iter([1.5, 2.5, 4.0])
-    seen: list[dict[str, Any]] = []
-
-    class Answer(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            body = json.dumps(_call(True, next(latencies))).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Answer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with _FakeProber([_call(True, 1.5), _call(True, 2.5), _call(True, 4.0)]) as prober_:
         verdict = voice_round_trips(
             calls=3, max_median_latency_s=3.0, question="What is two plus three?", timeout=20,
-            configuration={"voice_prober_url": url},
+            configuration={"voice_prober_url": prober_.url},
         )
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert len(seen) == 3
+    assert len(prober_.requests) == 3
     assert all(b["question"] == "What is two plus three?" and b["timeouts"]["total"] == 20
-               for b in seen)
+               for b in prober_.requests)
     assert verdict["ok"] and verdict["latency_median_s"] == 2.5 and verdict["latency_max_s"] == 4.0
+
+
+def test_one_of_two_stops_at_the_first_answered_call() -> None:
+    with _FakeProber([_call(True, 1.5), _call(True, 1.5)]) as prober_:
+        verdict = voice_round_trips(calls=2, min_answered=1,
+                                    configuration={"voice_prober_url": prober_.url})
+    assert verdict["ok"] and verdict["calls"] == 1 and len(prober_.requests) == 1
+
+
+def test_one_of_two_calls_again_after_a_misheard_question() -> None:
+    answers = [_call(False, 2.0, "wrong_reply"), _call(True, 1.7)]
+    with _FakeProber(answers) as prober_:
+        verdict = voice_round_trips(calls=2, min_answered=1,
+                                    configuration={"voice_prober_url": prober_.url})
+    assert verdict["ok"] and verdict["calls"] == 2
+    assert verdict["failures"] == {"wrong_reply": 1}
+
+
+def test_calls_stop_once_the_minimum_cannot_be_reached() -> None:
+    answers = [_call(False, None, "dispatch"), _call(True, 1.0), _call(True, 1.0)]
+    with _FakeProber(answers) as prober_:
+        verdict = voice_round_trips(calls=3, configuration={"voice_prober_url": prober_.url})
+    assert not verdict["ok"] and len(prober_.requests) == 1
+    assert verdict["failures"] == {"dispatch": 1}

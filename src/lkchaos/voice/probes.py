@@ -93,8 +93,12 @@ def voice_round_trips(
 
     ``ok`` when at least ``min_answered`` (default: all) were answered right and, with
     ``max_median_latency_s``, the median latency of the answered calls is within it. One slow
-    call among fast ones does not fail a steady state; a slow service does. The other
-    arguments are those of ``voice_round_trip``, for every call.
+    call among fast ones does not fail a steady state; a slow service does. The calls stop
+    early once ``min_answered`` can no longer be reached, and, without a latency budget, once
+    it is reached: ``calls=2, min_answered=1`` is "a caller is answered", not failed by the
+    one call in fifty whose question the agent's Whisper mishears, yet a second call is made
+    only after a failed one. The other arguments are those of ``voice_round_trip``, for every
+    call.
     """
     if isinstance(calls, bool) or not isinstance(calls, int) or not 1 <= calls <= 20:
         raise ActivityFailed(f"calls must be a whole number from 1 to 20, not {calls!r}")
@@ -107,13 +111,18 @@ def voice_round_trips(
         raise ActivityFailed(
             f"max_median_latency_s must be positive, not {max_median_latency_s!r}"
         )
-    results = [
-        voice_round_trip(
-            question=question, expected=expected, timeout=timeout,
-            stage_timeouts=stage_timeouts, configuration=configuration, secrets=secrets,
-        )
-        for _ in range(calls)
-    ]  # fmt: skip
+    results: List[Dict[str, Any]] = []
+    for _ in range(calls):
+        results.append(
+            voice_round_trip(
+                question=question, expected=expected, timeout=timeout,
+                stage_timeouts=stage_timeouts, configuration=configuration, secrets=secrets,
+            )
+        )  # fmt: skip
+        answered = sum(1 for r in results if r.get("ok"))
+        failed = len(results) - answered
+        if failed > calls - needed or (answered >= needed and max_median_latency_s is None):
+            break
     return summarize_round_trips(results, needed, max_median_latency_s)
 
 
