@@ -26,8 +26,13 @@ def run_once(experiment: Path, index: int) -> dict[str, dict[str, float | None]]
                     str(experiment)], cwd=ROOT, timeout=1800, check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     data = json.loads(journal.read_text())
+    before = (data.get("steady_states") or {}).get("before") or {}
     print(f"{experiment.name} run {index + 1}: {data.get('status')}, "
           f"deviated: {data.get('deviated')}", flush=True)
+    if before and not before.get("steady_state_met"):
+        # Chaos Toolkit then skips the method and still says "completed": nothing to count.
+        print("  the steady state was not met before the method: run left out", flush=True)
+        return {}
     sampling = (data.get("lkchaos") or {}).get("sampling") or {}
     return {name: {k: probe["figures"].get(k) for k in ("time_to_detect_s", "rto_s",
                                                          "interval_median_s")}
@@ -54,7 +59,7 @@ def main() -> None:
     for experiment in chosen:
         runs = [run_once(experiment, i) for i in range(args.runs)]
         print(f"\n{experiment.name}")
-        for probe in runs[0]:
+        for probe in sorted({name for r in runs for name in r}):
             ttd = [r[probe]["time_to_detect_s"] for r in runs if probe in r]
             rto = [r[probe]["rto_s"] for r in runs if probe in r]
             print(f"  {probe:<16} detect {summary(ttd)}   recover {summary(rto)}")

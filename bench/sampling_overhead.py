@@ -1,12 +1,12 @@
 """The sampling control's effect on voice latency: the same round trips with and without it.
 
-    .venv/bin/python bench/sampling_overhead.py [--blocks 4] [--calls 5]
+    .venv/bin/python bench/sampling_overhead.py [--blocks 4] [--calls 5] [--probes 3]
 
 Needs the stack up. Runs generated experiments through `chaos run`: each one's method is
 ``--calls`` voice round trips, one after the other. The "sampled" experiment also declares the
 sampling control with cheap probes like those the fault experiments sample (LiveKit node
-readiness, the Sentinels' view of the Redis primary, RoomService latency), each every 0.25 s;
-the "plain" one has no control.
+readiness, the Sentinels' view of the Redis primary, RoomService latency: the first
+``--probes`` of them), each every 0.25 s; the "plain" one has no control.
 Blocks alternate (plain, sampled, plain, ...) so that drift in the stack hits both alike.
 Prints p50/p95/mean of the voice latency (end of speech to first reply audio) and of the whole
 call, per variant, and the sampling interval the control achieved. Journals go to
@@ -39,7 +39,7 @@ CHEAP_PROBES: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
 ]  # fmt: skip
 
 
-def experiment(calls: int, sampled: bool) -> dict[str, Any]:
+def experiment(calls: int, sampled: bool, probes: int = len(CHEAP_PROBES)) -> dict[str, Any]:
     method = [
         {"type": "probe", "name": f"call-{i + 1}",
          "provider": {"type": "python", "module": "lkchaos.voice.probes",
@@ -51,16 +51,16 @@ def experiment(calls: int, sampled: bool) -> dict[str, Any]:
          "provider": {"type": "python", "module": "lkchaos.safety.control"}},
     ]  # fmt: skip
     if sampled:
-        probes = [
+        sampled_probes = [
             {"type": "probe", "name": name, "interval_s": 0.25, "tolerance": tolerance,
              "provider": {"type": "python", "module": module, "func": func,
                           "arguments": arguments}}
-            for name, module, func, arguments, tolerance in CHEAP_PROBES
+            for name, module, func, arguments, tolerance in CHEAP_PROBES[:probes]
         ]  # fmt: skip
         controls.append(
             {"name": "sampling",
              "provider": {"type": "python", "module": "lkchaos.controls.sampling",
-                          "arguments": {"probes": probes, "baseline_s": 0, "tail_s": 0,
+                          "arguments": {"probes": sampled_probes, "baseline_s": 0, "tail_s": 0,
                                         "settle_s": 0}}}
         )  # fmt: skip
     return {
@@ -72,13 +72,13 @@ def experiment(calls: int, sampled: bool) -> dict[str, Any]:
     }
 
 
-def run_block(calls: int, sampled: bool, index: int) -> dict[str, Any]:
+def run_block(calls: int, sampled: bool, index: int, probes: int) -> dict[str, Any]:
     kind = "sampled" if sampled else "plain"
     journal = ROOT / ".lkchaos" / "journals" / f"bench-sampling-{kind}-{index}.json"
     journal.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{kind}.json"
-        path.write_text(json.dumps(experiment(calls, sampled)))
+        path.write_text(json.dumps(experiment(calls, sampled, probes)))
         subprocess.run(
             [CHAOS, "--no-version-check", "run", "--journal-path", str(journal), str(path)],
             cwd=ROOT, timeout=60 * calls + 300, check=False, stdout=subprocess.DEVNULL,
@@ -104,7 +104,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--blocks", type=int, default=4, help="blocks per variant")
     parser.add_argument("--calls", type=int, default=5, help="voice calls per block")
+    parser.add_argument("--probes", type=int, default=len(CHEAP_PROBES),
+                        help=f"cheap probes sampled (1-{len(CHEAP_PROBES)})")
     args = parser.parse_args()
+    if not 1 <= args.probes <= len(CHEAP_PROBES):
+        parser.error(f"--probes must be between 1 and {len(CHEAP_PROBES)}")
     if not 1 <= args.blocks <= 50 or not 1 <= args.calls <= 50:
         parser.error("--blocks and --calls must be between 1 and 50")
     latency: dict[str, list[float]] = {"plain": [], "sampled": []}
@@ -114,7 +118,7 @@ def main() -> None:
     for index in range(args.blocks):
         for sampled in (False, True):
             kind = "sampled" if sampled else "plain"
-            journal = run_block(args.calls, sampled, index)
+            journal = run_block(args.calls, sampled, index, args.probes)
             if journal.get("status") != "completed":
                 sys.exit(f"{kind} block {index} ended {journal.get('status')!r}: see its journal")
             for activity in journal["run"]:

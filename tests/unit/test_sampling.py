@@ -280,6 +280,21 @@ def test_interrupted_run_still_journals_and_stops() -> None:
     assert sampling_threads() == []
 
 
+def test_no_tail_after_an_interrupt() -> None:
+    # The service stays broken: a completed run would keep sampling for the whole 60 s tail.
+    exp = experiment(
+        probes=[probe("svc", "service_ok", 0.05)],
+        method=[action("break", "break_service", after_s=0.2), action("stop", "interrupt")],
+        tail_s=60, settle_s=1,
+    )  # fmt: skip
+    journal = run_experiment(exp)
+    assert journal["status"] == "interrupted"
+    sec = section(journal)
+    end_t = next(m["t"] for m in sec["marks"] if m["event"] == "experiment_end")
+    assert sec["stopped_t"] - end_t < 30, (end_t, sec["stopped_t"])
+    assert sampling_threads() == []
+
+
 def test_a_probe_stuck_past_the_join_timeout_is_reported_and_dropped() -> None:
     exp = experiment(
         probes=[probe("stuck", "slow_ok", 0, delay_s=0.8), probe("svc", "service_ok", 0.05)],

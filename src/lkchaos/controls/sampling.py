@@ -20,8 +20,9 @@ definitions plus ``interval_s``, default 1.0, and optional ``summary_keys``),
 (``last_action`` or ``rollbacks``), ``fault_actions`` (names; default every method action),
 ``baseline_s`` (sample this long before the method starts), ``tail_s`` and ``settle_s`` (at
 the stop, keep sampling up to ``tail_s`` until every probe has been ok for ``settle_s`` since
-the fault ended), ``join_timeout_s`` (5). Bad arguments fail the validation
-(``validate_control``) or, unvalidated, interrupt the run before anything is sampled.
+the fault ended; not after Ctrl-C or an abort), ``join_timeout_s`` (5). Bad arguments fail
+the validation (``validate_control``) or, unvalidated, interrupt the run before anything is
+sampled.
 
 How probes reach the running sampler: a module-level registry holds the sampler of each
 running experiment, keyed by the experiment object Chaos Toolkit passes to every hook, from
@@ -108,11 +109,11 @@ def sampled_probes() -> list[str]:
     return sorted({spec.name for s in samplers for spec in s.options.probes})
 
 
-def _finish(sampler: Sampler) -> None:
-    """The tail (if any), then stop and join."""
+def _finish(sampler: Sampler, tail: bool = True) -> None:
+    """The tail (if any, and if ``tail``), then stop and join."""
     try:
         options = sampler.options
-        if options.tail_s > 0 and sampler.running:
+        if tail and options.tail_s > 0 and sampler.running:
             sampler.wait_settled(options.settle_s, options.tail_s)
     finally:
         sampler.stop()
@@ -233,7 +234,9 @@ def after_experiment_control(
             section = {"error": entry.error}
         else:
             entry.sampler.mark("experiment_end")
-            _finish(entry.sampler)
+            # Whoever interrupted the run wants it over: no tail after Ctrl-C or an abort.
+            status = state.get("status") if isinstance(state, dict) else None
+            _finish(entry.sampler, tail=status not in ("interrupted", "aborted"))
             section = entry.sampler.report()
     finally:
         _entry(exp, pop=True)

@@ -58,6 +58,7 @@ from chaoslib.types import Configuration, Secrets
 from livekit import api
 
 from lkchaos.errors import LkChaosError
+from lkchaos.httpclient import shared_client
 from lkchaos.livekit import client as lk
 from lkchaos.livekit import state
 from lkchaos.settings import Settings
@@ -84,7 +85,7 @@ def nodes_health(
     nodes: dict[str, dict[str, Any]] = {}
     for url in urls or settings.livekit_node_urls:
         try:
-            response = httpx.get(url.rstrip("/") + "/", timeout=timeout)
+            response = shared_client().get(url.rstrip("/") + "/", timeout=timeout)
             nodes[url] = {"status": response.status_code, "body": response.text.strip()}
         except httpx.HTTPError as exc:
             nodes[url] = {"status": 0, "body": f"{type(exc).__name__}: {exc}"}

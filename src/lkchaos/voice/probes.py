@@ -40,6 +40,7 @@ import httpx
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
+from lkchaos.httpclient import shared_client
 from lkchaos.settings import Settings
 
 __all__ = ["voice_round_trip", "voice_round_trips"]
@@ -166,7 +167,7 @@ def _via_prober(
 ) -> dict[str, Any]:
     body = {"question": question, "expected": expected, "timeouts": timeouts}
     try:
-        response = httpx.post(
+        response = shared_client().post(
             url.rstrip("/") + "/round-trip", json=body, timeout=timeouts["total"] + 15
         )
     except httpx.HTTPError as exc:
