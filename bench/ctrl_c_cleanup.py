@@ -31,6 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C's default action. A shell starting this in the background (`&`)
+    makes its children ignore SIGINT, and Python keeps an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_baseline(limit_s: float = 180) -> dict[str, Any]:
     deadline = time.monotonic() + limit_s
     while True:
@@ -48,6 +54,7 @@ def interrupt_once(experiment: Path, index: int, state_dir: str) -> dict[str, An
         [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path", str(journal),
          str(experiment)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 300
     while not ledger.pending(state_dir):

@@ -51,11 +51,18 @@ def _experiment(path: Path) -> Path:
     return path
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C's default action. A shell starting this in the background (`&`)
+    makes its children ignore SIGINT, and Python keeps an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(tmp_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [CHAOS, "--no-version-check", "run", "--journal-path", str(tmp_path / "journal.json"),
          str(_experiment(tmp_path / "experiment.json"))],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=default_sigint,
     )
 
 
