@@ -4,9 +4,10 @@
 
 Needs the stack up. For each experiment (default: every one in experiments/ with a fault
 action), starts `chaos run`, waits until the fault ledger holds a fault, lets it bite for a
-second, and sends SIGINT as Ctrl-C would. Reports the safety control's own measure (from the
-interrupt to every fault undone, ``lkchaos_safety.cleanup_s`` in the journal), the time until
-the runner exited, and whether the baseline probe then passed. Journals go to
+second, and sends SIGINT as Ctrl-C would. Reports the time from the interrupt until the ledger
+holds no fault (every fault undone), the safety control's own step
+(``lkchaos_safety.cleanup_s`` in the journal: playing the rollbacks and emptying the ledger),
+the time until the runner exited, and whether the baseline probe then passed. Journals go to
 .lkchaos/journals/bench-ctrl-c-*.
 """
 
@@ -61,20 +62,31 @@ def interrupt_once(experiment: Path, index: int, state_dir: str) -> dict[str, An
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             proc.wait()
-            return {"experiment": experiment.name, "error": "no fault was ever injected"}
+            return {"experiment": experiment.name,
+                    "error": f"the run ended before injecting a fault: see {journal}"}
         time.sleep(0.1)
     faults = [f"{f.kind} on {f.target}" for f in ledger.pending(state_dir)]
     time.sleep(1)
     interrupted = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=600)
+    undone_s = None
+    while proc.poll() is None or undone_s is None:
+        if undone_s is None and not ledger.pending(state_dir):
+            undone_s = round(time.monotonic() - interrupted, 2)
+        if proc.poll() is not None and undone_s is None:
+            break  # exited with faults left: reported below
+        if time.monotonic() - interrupted > 600:
+            proc.kill()
+        time.sleep(0.05)
+    proc.wait()
     exited_s = time.monotonic() - interrupted
     data = json.loads(journal.read_text()) if journal.exists() else {}
     safety = data.get("lkchaos_safety") or {}
     state = wait_baseline()
     return {
         "experiment": experiment.name, "faults": faults, "status": data.get("status"),
-        "cleanup_s": safety.get("cleanup_s"), "exited_s": round(exited_s, 2),
+        "cleanup_s": safety.get("cleanup_s"), "undone_s": undone_s,
+        "exited_s": round(exited_s, 2),
         "left_behind": ledger.pending(state_dir) != [], "baseline_ok": state["ok"],
     }  # fmt: skip
 
@@ -106,7 +118,8 @@ def main() -> None:
                 print(f"{result['experiment']:<30} {result['error']}", flush=True)
                 continue
             print(
-                f"{result['experiment']:<30} cleanup {result['cleanup_s']} s, runner exited "
+                f"{result['experiment']:<30} faults undone {result['undone_s']} s after the "
+                f"interrupt (control's own step {result['cleanup_s']} s), runner exited "
                 f"after {result['exited_s']} s, status {result['status']}, left behind: "
                 f"{result['left_behind']}, baseline ok: {result['baseline_ok']} "
                 f"({'; '.join(result['faults'])})",
