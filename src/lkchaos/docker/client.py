@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from lkchaos.errors import ConfigError
 
 
 def project_containers(client: Any, project: str) -> dict[str, Any]:
-    """The project's containers (any state) keyed by compose service name."""
-    found = client.containers.list(
-        all=True, filters={"label": f"com.docker.compose.project={project}"}
-    )
+    """The project's containers (any state) keyed by compose service name.
+
+    The SDK lists, then inspects each container: one removed in between (compose replacing
+    it) raises NotFound, so the listing is simply taken again."""
+    from docker.errors import NotFound
+
+    attempts = 5
+    for attempt in range(attempts):
+        try:
+            found = client.containers.list(
+                all=True, filters={"label": f"com.docker.compose.project={project}"}
+            )
+            break
+        except NotFound:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
     return {c.labels.get("com.docker.compose.service", c.name): c for c in found}
 
 

@@ -82,7 +82,13 @@ def wait_healthy(
         if starter is not None and starter.poll() not in (None, 0):
             output = starter.stdout.read() if starter.stdout else ""
             raise StackError(f"`docker compose up` failed:\n{output.strip()}")
-        for st in statuses:
+        # While `docker compose up` runs, containers it replaces stop, turn unhealthy (their
+        # dependencies were replaced first) and are removed: compose itself fails on a
+        # dependency that does not become healthy. Judge states once it is done.
+        composing = starter is not None and starter.poll() is None
+        for st in statuses if not composing else []:
+            if st.state == "removing":
+                continue
             if st.state in ("exited", "dead") or st.health == "unhealthy":
                 raise ServiceUnhealthy(
                     st.service, f"{st.state} ({st.health})", compose.logs(client, st.service),
