@@ -122,29 +122,10 @@ def test_bad_timeout_is_refused_before_anything_runs() -> None:
 
 
 def test_prober_refusal_is_passed_on() -> None:
-    class Refuse(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.dumps({"error": "unknown timeout(s): nap"}).encode()
-            self.send_response(400)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Refuse)
-    thread = threading.Thread(target=server.handle_request, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with _FakeProber([{"error": "unknown timeout(s): nap"}], status=400) as refusing:
         with pytest.raises(ActivityFailed, match="refused its arguments: unknown timeout"):
-            voice_round_trip(stage_timeouts={"nap": 3}, configuration={"voice_prober_url": url})
-    finally:
-        thread.join(timeout=5)
-        server.server_close()
+            voice_round_trip(stage_timeouts={"nap": 3},
+                             configuration={"voice_prober_url": refusing.url})
 
 
 def test_latency_budget_fails_a_late_right_answer() -> None:
@@ -210,7 +191,7 @@ def test_voice_round_trips_refuses_bad_arguments_before_calling(
 class _FakeProber:
     """An HTTP server standing in for the prober: answers each call with the next result."""
 
-    def __init__(self, answers: list[dict[str, Any]]) -> None:
+    def __init__(self, answers: list[dict[str, Any]], status: int = 200) -> None:
         self.requests: list[dict[str, Any]] = []
         queue = iter(answers)
         requests = self.requests
@@ -219,7 +200,7 @@ class _FakeProber:
             def do_POST(self) -> None:  # noqa: N802
                 requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 body = json.dumps(next(queue)).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
