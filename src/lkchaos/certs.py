@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,16 +120,10 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def write_pair(pair: Issuer, cert_path: Path, key_path: Path) -> None:
-    """Write a certificate and its key as PEM.
-
-    Both are written 0644: the containers run their servers as other users and must read the
-    key. These are throwaway keys for the test domain, kept in the user's own state folder.
-    """
-    cert_path.parent.mkdir(parents=True, exist_ok=True)
-    cert_path.write_bytes(cert_pem(pair.cert))
-    key_path.write_bytes(key_pem(pair.key))
-    cert_path.chmod(0o644)
-    key_path.chmod(0o644)
+    """Write a certificate (0644) and its key (0600, private from the moment it is written:
+    the stack's servers run as root in their containers and read it all the same)."""
+    replace_file(key_path, key_pem(pair.key), mode=KEY_MODE)
+    replace_file(cert_path, cert_pem(pair.cert))
 
 
 def load_pair(cert_path: Path, key_path: Path) -> Issuer:
@@ -216,16 +211,31 @@ def make_faulty_leaf(issuer: Issuer, name: str, kind: str, days: float | None = 
 def write_pair_atomic(pair: Issuer, cert_path: Path, key_path: Path) -> None:
     """Like :func:`write_pair`, but each file is replaced in one step (a temporary file in the
     same folder, then a rename), so a server reading the folder never sees half a file."""
-    for path, data in ((key_path, key_pem(pair.key)), (cert_path, cert_pem(pair.cert))):
-        replace_file(path, data)
+    replace_file(key_path, key_pem(pair.key), mode=KEY_MODE)
+    replace_file(cert_path, cert_pem(pair.cert))
+
+
+#: Mode of private key files.
+KEY_MODE = 0o600
 
 
 def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (atomic on POSIX)."""
+    """Write ``data`` to ``path`` through a temporary file and a rename (atomic on POSIX).
+
+    The temporary file is created with ``mode`` (never wider, whatever the umask), so a
+    private file is private from its first byte.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.lkchaos-tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(mode)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask may have narrowed it; never widen beyond ``mode``
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
 
 

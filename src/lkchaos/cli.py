@@ -87,6 +87,63 @@ def recover() -> None:
     sys.exit(1)
 
 
+@main.command()
+@click.option("--run", "run_id", metavar="ID", help="Only this run (a prefix of its id is enough).")
+@click.option("--since", metavar="WHEN",
+              help="Only entries since then: a duration (30m, 2h, 7d) or an ISO date or time.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines as they are stored.")
+@handle_errors
+def audit(run_id: str | None, since: str | None, as_json: bool) -> None:
+    """Every fault injected and undone: when, which run and experiment, what, who.
+
+    Reads the append-only audit log in the stack's state folder (`audit.jsonl`); arguments
+    that name secret material are masked there.
+    """
+    from lkchaos.safety import audit as log
+    from lkchaos.settings import Settings
+
+    state_dir = Settings.load().state_dir
+    entries = log.read(state_dir, run=run_id, since=log.parse_since(since) if since else None)
+    for item in entries:
+        click.echo(json.dumps(item) if as_json else log.format_line(item))
+    if not entries and not as_json:
+        say(f"no audit entries in {log.audit_path(state_dir)}"
+            + (" for this selection" if run_id or since else ""))
+
+
+@main.command()
+@click.argument("experiments", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--offline", is_flag=True,
+              help="Check the arguments only; do not read the deployment.")
+def check(experiments: tuple[str, ...], offline: bool) -> None:
+    """Check experiments without running anything or changing the deployment.
+
+    Every lkchaos activity's arguments (types, ranges, units, injection, the harness) and,
+    unless --offline, that the services, proxies and names they target exist (read only).
+    Exits 0 when every experiment is clean, 2 with every problem listed otherwise.
+    """
+    from lkchaos.preflight import ExperimentFileError, check_file
+
+    failed = 0
+    for path in experiments:
+        try:
+            problems = check_file(path, offline=offline)
+        except ExperimentFileError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            failed += 1
+            continue
+        if not problems:
+            click.secho(f"{path}: ok", fg="green")
+            continue
+        failed += 1
+        click.secho(f"{path}: {len(problems)} problem(s)", fg="red", err=True)
+        for problem in problems:
+            click.echo(f"  - {problem}", err=True)
+    if failed:
+        say(f"{failed} of {len(experiments)} experiment(s) would not run; nothing was changed")
+        sys.exit(2)
+
+
 @main.group()
 def stack() -> None:
     """Build, start, inspect and remove the reference stack (docker-compose.chaos.yml)."""
@@ -149,15 +206,20 @@ def _warm_up(compose: Any, client: Any, timeout: float) -> None:
     import httpx
 
     from lkchaos.errors import ServiceUnhealthy
+    from lkchaos.settings import Settings
     from lkchaos.stack import layout
+    from lkchaos.voice.credential import authorization
 
     url = f"http://127.0.0.1:{layout.host_port('prober')}/round-trip"
+    _, secret = Settings.load().require_keys()
+    headers = {"Authorization": authorization(secret)}
     deadline = time.monotonic() + min(timeout, 120.0)
     result: dict[str, Any] = {}
     say("warm-up call through the stack")
     while time.monotonic() < deadline:
         try:
-            result = httpx.post(url, json={"timeouts": {"total": 30}}, timeout=45).json()
+            result = httpx.post(url, json={"timeouts": {"total": 30}}, timeout=45,
+                                headers=headers).json()
         except (httpx.HTTPError, ValueError) as exc:
             result = {"stage": "prober", "reason": str(exc)}
         if result.get("ok"):

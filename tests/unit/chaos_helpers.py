@@ -52,3 +52,39 @@ def experiment(trace: str, method: list[dict[str, Any]]) -> dict[str, Any]:
 def action(func: str, **arguments: Any) -> dict[str, Any]:
     return {"type": "action", "name": func, "provider": {
         "type": "python", "module": __name__, "func": func, "arguments": arguments}}
+
+
+def value(result: Any) -> Any:
+    """A probe that returns ``result``."""
+    return result
+
+
+def broken(message: str) -> None:
+    """An action that fails, as an lkchaos action does when it cannot verify its effect."""
+    from chaoslib.exceptions import ActivityFailed
+
+    raise ActivityFailed(message)
+
+
+def record_fault(trace: str, target: str, undo: str = "append",
+                 configuration: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """An action that records a fault in the ledger (as lkchaos actions do) and injects it."""
+    from lkchaos.safety import ledger
+    from lkchaos.settings import Settings
+
+    ledger.record(Settings.load(configuration).state_dir, ledger.Fault(
+        "marked", target, __name__, undo, {"path": trace, "line": f"undo {target}"}))
+    append(trace, f"inject {target}")
+
+
+def failing_undo(path: str, line: str, configuration: dict[str, Any] | None = None) -> None:
+    """An undo that fails."""
+    raise RuntimeError(f"cannot undo {line}")
+
+
+def probe(name: str, func: str, tolerance: Any = None, **arguments: Any) -> dict[str, Any]:
+    activity: dict[str, Any] = {"type": "probe", "name": name, "provider": {
+        "type": "python", "module": __name__, "func": func, "arguments": arguments}}
+    if tolerance is not None:
+        activity["tolerance"] = tolerance
+    return activity

@@ -20,6 +20,7 @@ from lkchaos.dns import actions, probes
 from lkchaos.dns import client as dnsc
 from lkchaos.safety import ledger
 from lkchaos.stack.render import StackConfig, dns_hosts, dnsmasq_conf
+from lkchaos.verify import NotInEffect
 
 HOSTS = dns_hosts(StackConfig())
 CONF = dnsmasq_conf(StackConfig())
@@ -82,15 +83,36 @@ class FakeDNS:
             {"Type": "bind", "Source": str(conf), "Destination": dnsc.CONF_MOUNT},
         ]}
         self.calls: list[str] = []
+        self.hosts, self.conf = hosts, conf
+        self.served = hosts.read_text()  # what dnsmasq answers from: read at start and SIGHUP
+        self.deaf = False  # True: SIGHUP is taken but the file is never re-read
 
     def _set(self, state: str) -> None:
         self.attrs["State"]["Status"] = state
+        if state == "running":
+            self.served = self.hosts.read_text()
+
+    def answer(self, name: str, server: str, rdtype: str = "A",
+               timeout: float = 0.5) -> dnsc.Answer:  # fmt: skip
+        """What dnsmasq would answer now, from the hosts text it last read."""
+        state = self.attrs["State"]["Status"]
+        if state != "running":
+            return dnsc.Answer(name, "TIMEOUT" if state == "paused" else "UNREACHABLE", (), 1.0)
+        if name in dnsc.servfail_names(self.conf.read_text()):
+            return dnsc.Answer(name, "SERVFAIL", (), 1.0)
+        found = dnsc.hosts_names(self.served).get(name)
+        if found is None:
+            return dnsc.Answer(name, "NXDOMAIN", (), 1.0)
+        wanted = [a for a in found if (":" in a) == (rdtype == "AAAA")]
+        return dnsc.Answer(name, "NOERROR", tuple(wanted), 1.0)
 
     def reload(self) -> None:
         pass
 
     def kill(self, signal: str) -> None:
         self.calls.append(f"kill {signal}")
+        if signal == "SIGHUP" and not self.deaf:
+            self.served = self.hosts.read_text()
 
     def pause(self) -> None:
         self.calls.append("pause")
@@ -139,6 +161,7 @@ def resolver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDN
     monkeypatch.setattr(actions, "docker_client", lambda: FakeDocker(fake))
     monkeypatch.setattr(dnsc, "wait_answering", lambda server, name, wait_s=15.0: 0.0)
     monkeypatch.setattr(dnsc, "wait_rcode", lambda server, name, rcode, wait_s=5.0: rcode)
+    monkeypatch.setattr(dnsc, "lookup", fake.answer)
     yield fake
 
 
@@ -178,6 +201,16 @@ def test_nxdomain_then_servfail_then_restore(resolver: FakeDNS, tmp_path: Path) 
     assert restored["reloaded"] == "restart"
     assert files(resolver) == (HOSTS, CONF)
     assert pending(tmp_path) == []
+
+
+def test_a_resolver_that_never_rereads_its_file_fails_the_action(
+    resolver: FakeDNS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LKCHAOS_VERIFY_S", "0.2")
+    resolver.deaf = True
+    with pytest.raises(NotInEffect, match="NXDOMAIN for lk.chaos.test.*last seen: NOERROR"):
+        actions.nxdomain_name("lk.chaos.test")
+    assert [kind for kind, _, _ in pending(tmp_path)] == ["dns_name"]  # recover undoes it
 
 
 def test_resolver_down_and_back(resolver: FakeDNS, tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def test_exactly_one_target_form(kwargs: dict[str, object]) -> None:
 
 
 def test_negative_stop_timeout_is_refused() -> None:
-    with pytest.raises(ActivityFailed, match="zero or more seconds"):
+    with pytest.raises(ActivityFailed, match="whole number of seconds at least 0"):
         actions.stop_service(service="agent", timeout=-1)
 
 

@@ -13,6 +13,7 @@ from chaoslib.exceptions import ActivityFailed
 
 from lkchaos.network import actions, rules, sidecar
 from lkchaos.safety import ledger
+from lkchaos.verify import NotInEffect
 
 NO_NETEM_PROBE = """\
 dev lo qdisc noqueue 0: root refcnt 2
@@ -279,7 +280,30 @@ class FakeEngine:
         if script == rules.PROBE_SCRIPT:
             return self.probe
         self.ledger_at_apply = [f.kind for f in ledger.pending(self.state)]
+        if not self.kernel_keeps and rules.VERIFY_MARKER in script:
+            return rules.VERIFY_MARKER + "\n"
+        return listing(script)
+
+    kernel_keeps = True  # False: the kernel takes the commands but lists nothing afterwards
+
+
+def listing(script: str) -> str:
+    """What the sidecar prints for a verified script: the marker, then the rules and root
+    qdiscs the script added (as iptables-save -c and tc show them); "" for other scripts."""
+    if rules.VERIFY_MARKER not in script:
         return ""
+    lines = [rules.VERIFY_MARKER]
+    for command in script.splitlines():
+        if not command.startswith("printf ") or "iptables-restore" not in command:
+            continue
+        words = shlex.split(command.split("|", 1)[0])[2:]
+        table = words[0].lstrip("*")
+        for spec in words[1:-1]:
+            chain, rest = spec.split(" ", 2)[1:]
+            lines.append(f"rule {table} [0:0] -A {chain} {rest}")
+    for device, handle in re.findall(r"tc qdisc add dev (\S+) root handle (\w+):", script):
+        lines.append(f"qdisc {device} qdisc prio {handle}: root refcnt 2")
+    return "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize(("probe", "mechanism"), [(NO_NETEM_PROBE, "iptables"),
@@ -342,6 +366,39 @@ def test_zero_percent_only_removes_an_earlier_loss(
     assert ledger.pending(no_engine) == []
 
 
+@pytest.mark.parametrize("call", [
+    lambda: actions.block_udp("livekit-2"),
+    lambda: actions.media_packet_loss("livekit-2", 20),
+    lambda: actions.partition("agent", ["whisper"]),
+])  # fmt: skip
+def test_a_fault_the_kernel_does_not_list_fails_and_stays_in_the_ledger(
+    monkeypatch: pytest.MonkeyPatch, no_engine: Path, call: Any
+) -> None:
+    engine = FakeEngine(monkeypatch, no_engine, NETEM_PROBE)
+    engine.kernel_keeps = False
+    with pytest.raises(NotInEffect, match="the kernel lists 0 of its"):
+        call()
+    # partition does not replace earlier rules, so its entry stays for recovery to clear;
+    # the others have already been taken back
+    assert [f.kind for f in ledger.pending(no_engine)] in ([], ["network-partition"])
+
+
+def test_a_removal_that_leaves_rules_fails(
+    monkeypatch: pytest.MonkeyPatch, no_engine: Path
+) -> None:
+    FakeEngine(monkeypatch, no_engine, NO_NETEM_PROBE)
+    actions.block_udp("livekit-2")
+
+    def stubborn(client: Any, target: Any, script: str, timeout: float = 0) -> str:
+        left = "rule filter [3:120] -A INPUT -p udp --comment lkchaos:abc123:udp-block -j DROP"
+        return f"{rules.VERIFY_MARKER}\n{left}\n"
+
+    monkeypatch.setattr(sidecar, "run", stubborn)
+    with pytest.raises(ActivityFailed, match="stayed in .*after their removal"):
+        actions.clear_network_faults("livekit-2")
+    assert [f.kind for f in ledger.pending(no_engine)] == ["network-udp-block"]
+
+
 def test_a_failed_apply_is_taken_back(monkeypatch: pytest.MonkeyPatch, no_engine: Path) -> None:
     engine = FakeEngine(monkeypatch, no_engine, NO_NETEM_PROBE)
 
@@ -349,10 +406,10 @@ def test_a_failed_apply_is_taken_back(monkeypatch: pytest.MonkeyPatch, no_engine
         engine.scripts.append(script)
         if "iptables-restore -w -n || exit 6" in script:
             raise sidecar.SidecarError("iptables-restore: line 2 failed")
-        return ""
+        return listing(script)
 
     monkeypatch.setattr(sidecar, "run", failing)
     with pytest.raises(ActivityFailed, match="network-udp-block on livekit-2 not applied"):
         actions.block_udp("livekit-2")
-    assert engine.scripts[-1] == rules.clear_script(["udp-block"])
+    assert engine.scripts[-1] == rules.verified(rules.clear_script(["udp-block"]), ["udp-block"])
     assert ledger.pending(no_engine) == []

@@ -17,6 +17,7 @@ from livekit.protocol import agent, agent_dispatch, models
 from lkchaos.livekit import client as lk_client
 from lkchaos.livekit import probes, state
 from lkchaos.livekit.state import ApiState, NodeRecord, Participant, RoomRecord, StoreState
+from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 
 NOW = 1_800_000_000.0
@@ -346,6 +347,30 @@ def test_snapshot_then_compare(stack: dict[str, Any], tmp_path: Path) -> None:
 def test_compare_without_a_snapshot_says_to_take_one(stack: dict[str, Any]) -> None:
     with pytest.raises(ActivityFailed, match="run snapshot_room_state"):
         probes.compare_room_state("never-taken", wait=0)
+
+
+def test_missing_snapshot_passes_only_before_any_fault(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    before = probes.compare_room_state("never-taken", wait=0, missing_ok=True)
+    assert before["ok"] is True and before["compared"] is False
+    ledger.record(tmp_path, ledger.Fault("stopped", "redis-primary", "lkchaos.docker.actions",
+                                         "start_service", {"service": "redis-primary"}))
+    after = probes.compare_room_state("never-taken", wait=0, missing_ok=True)
+    assert after["ok"] is False and after["compared"] is False
+    assert "stopped on redis-primary" in after["note"]
+
+
+def test_a_snapshot_with_too_few_participants_compares_nothing(stack: dict[str, Any]) -> None:
+    probes.snapshot_room_state("thin", wait=0)  # room a: alice and bob (its agent apart)
+    assert probes.compare_room_state("thin", wait=0, min_participants=2)["ok"] is True
+    thin = probes.compare_room_state("thin", wait=0, min_participants=4)
+    assert thin["ok"] is False and thin["compared"] is False and "holds 2" in thin["note"]
+    ignored = probes.compare_room_state("thin", wait=0, min_participants=1,
+                                        ignore_rooms_prefix="a")
+    assert ignored["ok"] is False
+    with pytest.raises(ActivityFailed, match="min_participants"):
+        probes.compare_room_state("thin", wait=0, min_participants=-1)
 
 
 def test_compare_rejects_a_file_that_is_not_a_snapshot(

@@ -455,3 +455,57 @@ def test_summaries_stay_small() -> None:
     assert summarize({"a": 1, "b": [1, 2]}, keys=["b"]) == {"b": {"len": 2}}
     assert summarize([1, 2, 3]) == {"len": 3}
     assert len(summarize("x" * 1000)) <= 160
+
+
+# -- mishearings are set apart ----------------------------------------------------------------
+def _with_misheard(oks: tuple[bool, ...], misheard: set[int]) -> list[dict[str, Any]]:
+    series = _series(*oks)
+    for i in misheard:
+        series[i]["misheard"] = True
+    return series
+
+
+def test_one_misheard_question_is_not_an_outage() -> None:
+    oks = (True, True, True, False, True, True)
+    fault = Fault(1.5, 2.5, "last_action_end", ["a"])
+    fig = derive(_with_misheard(oks, {3}), fault, 6.0)
+    assert fig["misheard"] == 1 and fig["misheard_set_apart"] == 1
+    assert fig["failures"] == 0 and fig["availability"] == 1.0
+    assert fig["rto_s"] == 0.0 and fig["time_to_detect_s"] is None
+    assert fig["longest_outage_s"] == 0.0 and fig["samples"] == 6
+    assert fig["interval_median_s"] == 1.0
+    plain = derive(_series(*oks), fault, 6.0)  # the same failure, not misheard, counts
+    assert plain["failures"] == 1 and plain["rto_s"] == 1.5
+
+
+def test_a_misheard_question_does_not_stretch_the_recovery() -> None:
+    oks = (True, False, False, True, False, True, True)
+    fig = derive(_with_misheard(oks, {4}), Fault(0.5, 1.5, "last_action_end", ["a"]), 7.0)
+    assert fig["rto_s"] == 1.5  # ok at 3; the misheard sample at 4 does not move it to 5
+    assert fig["failures"] == 2 and fig["misheard_set_apart"] == 1
+
+
+def test_mishearing_in_a_row_counts_as_an_outage() -> None:
+    oks = (True, False, False, False, True)
+    fig = derive(_with_misheard(oks, {1, 2, 3}), Fault(0.5, 1.0, "last_action_end", ["a"]), 5.0)
+    assert fig["misheard"] == 3 and fig["misheard_set_apart"] == 0
+    assert fig["failures"] == 3 and fig["longest_outage_s"] == 3.0
+
+
+def test_an_ok_sample_is_never_set_apart() -> None:
+    fig = derive(_with_misheard((True, True), {0}), Fault(), 2.0)
+    assert fig["misheard"] == 0 and fig["misheard_set_apart"] == 0
+
+
+def test_settled_ignores_a_lone_misheard_sample() -> None:
+    fault = Fault(0.0, 1.0, "last_action_end", ["a"])
+    assert settled(_with_misheard((True, True, True, False), {3}), fault, 0.5)
+    assert not settled(_series(True, True, True, False), fault, 0.5)
+
+
+def test_the_sampler_marks_misheard_results() -> None:
+    from lkchaos.controls.sampler import _misheard
+
+    assert _misheard({"ok": False, "stage": "misheard"})
+    assert not _misheard({"ok": False, "stage": "wrong_reply"})
+    assert not _misheard(False) and not _misheard(None)

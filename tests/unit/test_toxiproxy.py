@@ -68,7 +68,10 @@ class FakeToxiproxy:
             toxics.append(body)
             return httpx.Response(200, json=body)
         found = next((t for t in toxics if t["name"] == parts[3]), None)
-        if found is None or (self.race_delete and request.method == "DELETE"):
+        if found is not None and self.race_delete and request.method == "DELETE":
+            toxics.remove(found)  # someone else removed it just before this request
+            found = None
+        if found is None:
             return httpx.Response(404, json={"error": "toxic not found", "status": 404})
         if request.method == "DELETE":
             toxics.remove(found)

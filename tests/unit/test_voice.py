@@ -12,14 +12,18 @@ import pytest
 from chaoslib.exceptions import ActivityFailed
 
 from lkchaos.voice import prober, roundtrip
+from lkchaos.voice.credential import authorization
 from lkchaos.voice.probes import summarize_round_trips, voice_round_trip, voice_round_trips
 from lkchaos.voice.questions import (
     DEFAULT_QUESTIONS,
     QuestionError,
+    all_default_questions,
     check_reply,
     expected_answers,
     spoken,
 )
+
+SECRETS = {"livekit": {"api_key": "key", "api_secret": "the-secret"}}
 
 
 @pytest.mark.parametrize(
@@ -65,6 +69,8 @@ def test_spoken_numbers() -> None:
         ("The answer is 15.", False),  # 5 inside 15 is not 5
         ("Sorry, I can't reach my tools right now.", False),
         ("", False),
+        ("Seven minus two is 5.", True),
+        ("Five plus three is 8.", False),  # 5 restated from the question is not the answer
     ],
 )
 def test_check_reply_matches_whole_answers(heard: str, ok: bool) -> None:
@@ -86,7 +92,7 @@ def test_prober_request_parsing() -> None:
     )
     assert (question, expected, timeouts.total) == ("What is 1 plus 1?", ["2"], 20.0)
     default_question, _, _ = prober.parse_request({})
-    assert default_question in DEFAULT_QUESTIONS
+    assert default_question in all_default_questions()
 
 
 @pytest.mark.parametrize(
@@ -113,7 +119,7 @@ def _free_port() -> int:
 def test_unreachable_prober_says_what_to_do() -> None:
     url = f"http://127.0.0.1:{_free_port()}"
     with pytest.raises(ActivityFailed, match="did not answer.*lkchaos stack status"):
-        voice_round_trip(timeout=1, configuration={"voice_prober_url": url})
+        voice_round_trip(timeout=1, configuration={"voice_prober_url": url}, secrets=SECRETS)
 
 
 def test_bad_timeout_is_refused_before_anything_runs() -> None:
@@ -124,7 +130,7 @@ def test_bad_timeout_is_refused_before_anything_runs() -> None:
 def test_prober_refusal_is_passed_on() -> None:
     with _FakeProber([{"error": "unknown timeout(s): nap"}], status=400) as refusing:
         with pytest.raises(ActivityFailed, match="refused its arguments: unknown timeout"):
-            voice_round_trip(stage_timeouts={"nap": 3},
+            voice_round_trip(stage_timeouts={"nap": 3}, secrets=SECRETS,
                              configuration={"voice_prober_url": refusing.url})
 
 
@@ -153,7 +159,7 @@ def test_one_slow_call_among_fast_ones_keeps_the_median_within_budget() -> None:
     assert (verdict["answered"], verdict["latency_median_s"], verdict["latency_max_s"]) == (
         3, 2.0, 3.4)
     assert set(verdict["results"][0]) == {"ok", "stage", "reason", "latency_s", "question",
-                                          "heard"}
+                                          "heard", "misheard"}
 
 
 def test_a_slow_service_fails_the_median_budget() -> None:
@@ -193,12 +199,14 @@ class _FakeProber:
 
     def __init__(self, answers: list[dict[str, Any]], status: int = 200) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []
         queue = iter(answers)
-        requests = self.requests
+        requests, authorizations = self.requests, self.authorizations
 
         class Answer(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                authorizations.append(self.headers.get("Authorization"))
                 body = json.dumps(next(queue)).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -225,9 +233,10 @@ def test_voice_round_trips_makes_every_call_through_the_prober() -> None:
     with _FakeProber([_call(True, 1.5), _call(True, 2.5), _call(True, 4.0)]) as prober_:
         verdict = voice_round_trips(
             calls=3, max_median_latency_s=3.0, question="What is two plus three?", timeout=20,
-            configuration={"voice_prober_url": prober_.url},
+            configuration={"voice_prober_url": prober_.url}, secrets=SECRETS,
         )
     assert len(prober_.requests) == 3
+    assert set(prober_.authorizations) == {authorization("the-secret")}
     assert all(b["question"] == "What is two plus three?" and b["timeouts"]["total"] == 20
                for b in prober_.requests)
     assert verdict["ok"] and verdict["latency_median_s"] == 2.5 and verdict["latency_max_s"] == 4.0
@@ -236,7 +245,8 @@ def test_voice_round_trips_makes_every_call_through_the_prober() -> None:
 def test_one_of_two_stops_at_the_first_answered_call() -> None:
     with _FakeProber([_call(True, 1.5), _call(True, 1.5)]) as prober_:
         verdict = voice_round_trips(calls=2, min_answered=1,
-                                    configuration={"voice_prober_url": prober_.url})
+                                    configuration={"voice_prober_url": prober_.url},
+                                    secrets=SECRETS)
     assert verdict["ok"] and verdict["calls"] == 1 and len(prober_.requests) == 1
 
 
@@ -244,7 +254,8 @@ def test_one_of_two_calls_again_after_a_misheard_question() -> None:
     answers = [_call(False, 2.0, "wrong_reply"), _call(True, 1.7)]
     with _FakeProber(answers) as prober_:
         verdict = voice_round_trips(calls=2, min_answered=1,
-                                    configuration={"voice_prober_url": prober_.url})
+                                    configuration={"voice_prober_url": prober_.url},
+                                    secrets=SECRETS)
     assert verdict["ok"] and verdict["calls"] == 2
     assert verdict["failures"] == {"wrong_reply": 1}
 
@@ -252,6 +263,247 @@ def test_one_of_two_calls_again_after_a_misheard_question() -> None:
 def test_calls_stop_once_the_minimum_cannot_be_reached() -> None:
     answers = [_call(False, None, "dispatch"), _call(True, 1.0), _call(True, 1.0)]
     with _FakeProber(answers) as prober_:
-        verdict = voice_round_trips(calls=3, configuration={"voice_prober_url": prober_.url})
+        verdict = voice_round_trips(calls=3, configuration={"voice_prober_url": prober_.url},
+                                    secrets=SECRETS)
     assert not verdict["ok"] and len(prober_.requests) == 1
     assert verdict["failures"] == {"dispatch": 1}
+
+
+# -- default questions vary ---------------------------------------------------------------------
+def test_default_questions_vary_over_operands_and_operations() -> None:
+    import random
+
+    from lkchaos.voice.questions import (
+        OPERAND_MAX,
+        OPERAND_MIN,
+        OPERATIONS,
+        parse_question,
+        random_question,
+    )
+
+    rng = random.Random(7)
+    asked = [random_question(rng) for _ in range(300)]
+    parsed = [parse_question(q) for q in asked]
+    assert {op for _, op, _ in parsed} == {"+", "-", "*"} and len(OPERATIONS) == 3
+    operands = {a for a, _, _ in parsed} | {b for _, _, b in parsed}
+    assert operands == set(range(OPERAND_MIN, OPERAND_MAX + 1))
+    assert len({tuple(expected_answers(q)) for q in asked}) > 30
+    assert all(int(expected_answers(q)[0]) >= 0 for q in asked)  # minus never goes negative
+    assert set(asked) <= set(all_default_questions())
+    assert len(all_default_questions()) == 308
+    assert all(q in all_default_questions() for q in DEFAULT_QUESTIONS)
+
+
+def test_an_agent_stuck_on_one_reply_fails_most_default_questions() -> None:
+    import random
+
+    from lkchaos.voice.questions import random_question
+
+    rng = random.Random(3)
+    right = sum(check_reply("2 plus 3 is 5.", expected_answers(random_question(rng))).ok
+                for _ in range(200))  # fmt: skip
+    assert right < 10
+
+
+@pytest.mark.parametrize(
+    ("asked", "heard", "same"),
+    [
+        ("What is nine minus four?", "What is 9 minus 4?", True),
+        ("What is nine minus four?", "what is nine minus four", True),
+        ("What is nine minus four?", "What is i minus 4?", False),
+        ("What is nine minus four?", "What is 9 plus 4?", False),
+        ("What is four plus two?", "What is for plus 2?", True),
+        ("What is seven times eight?", "What is 7 x 8?", True),
+        ("What is seven times eight?", "What is 7 × 8?", True),
+        ("What is seven times eight?", "What is 7*8?", True),
+        ("What is twelve minus three?", "What is 12-3?", True),
+        ("What is twelve minus three?", "", False),
+        ("What time is it?", "What time is it", True),
+        ("What time is it?", "What dime is it?", False),
+    ],
+)
+def test_same_question_compares_what_is_asked(asked: str, heard: str, same: bool) -> None:
+    from lkchaos.voice.questions import same_question
+
+    assert same_question(asked, heard) is same
+
+
+def _judge(ok: bool, reply: str, agent: dict[str, Any]) -> tuple[str, bool | None]:
+    stage, _, misheard = roundtrip.judge("What is nine minus four?", ok, "r", reply, agent)
+    return stage, misheard
+
+
+def test_the_verdict_tells_mishearing_apology_and_wrong_answer_apart() -> None:
+    heard_right = {"heard": "What is 9 minus 4?", "outcome": "answered"}
+    assert _judge(True, "9 minus 4 is 5.", heard_right) == ("ok", False)
+    assert _judge(False, "9 minus 4 is 6.", heard_right) == ("wrong_reply", False)
+    misheard = {"heard": "What is i minus 4?", "outcome": "declined"}
+    assert _judge(False, "Sorry, I didn't get that.", misheard) == ("misheard", True)
+    assert _judge(False, "1 minus 4 is -3.", {"heard": "What is 1 minus 4?"}) == (
+        "misheard", True)  # fmt: skip
+    tools_down = {"heard": "What is 9 minus 4?", "outcome": "tools_unavailable"}
+    assert _judge(False, "Sorry, I can't reach my tools right now.", tools_down) == (
+        "apology", False)  # fmt: skip
+    stt_down = {"heard": "", "outcome": "stt_unavailable"}
+    assert _judge(False, "Sorry, I can't reach my speech recognition.", stt_down) == (
+        "apology", None)  # fmt: skip
+    assert _judge(False, "Sorry, something.", {}) == ("apology", None)
+    assert _judge(False, "It is 6.", {}) == ("wrong_reply", None)
+    # A right answer is right whatever the agent says it heard.
+    assert _judge(True, "9 minus 4 is 5.", misheard) == ("ok", True)
+
+
+def test_the_result_carries_the_agents_transcript_and_the_mishearing() -> None:
+    out = roundtrip.Outcome(question="q", expected=["5"], room="r", stage="misheard",
+                            misheard=True, agent={"heard": "What is i minus 4?"})  # fmt: skip
+    result = out.as_dict()
+    assert result["agent_heard"] == "What is i minus 4?" and result["misheard"] is True
+    assert {"ok", "stage", "reason", "latency_s", "question", "expected", "heard",
+            "timings_ms", "agent", "room"} <= set(result)  # fmt: skip
+
+
+def test_misheard_calls_are_counted_apart() -> None:
+    verdict = summarize_round_trips(
+        [_call(False, 2.0, "misheard"), _call(True, 1.0), _call(False, None, "no_reply")], 1, None
+    )
+    assert verdict["misheard"] == 1
+    assert verdict["failures"] == {"misheard": 1, "no_reply": 1}
+
+
+# -- the prober's credential and arguments --------------------------------------------------
+def test_the_credential_is_derived_from_the_secret() -> None:
+    from lkchaos.voice.credential import is_authorized, prober_token
+
+    token = prober_token("the-secret")
+    assert "the-secret" not in token and len(token) == 64
+    assert token != prober_token("another-secret")
+    assert is_authorized(f"Bearer {token}", "the-secret")
+    assert is_authorized(f"bearer {token}", "the-secret")
+    for header in (None, "", token, f"Basic {token}", f"Bearer {prober_token('x')}",
+                   "Bearer the-secret"):  # fmt: skip
+        assert not is_authorized(header, "the-secret")
+    assert not is_authorized(f"Bearer {token}", "")
+    with pytest.raises(ValueError, match="needs the LiveKit API secret"):
+        prober_token("")
+
+
+def _prober_call(
+    method: str, path: str, headers: dict[str, str] | None = None, body: Any = None
+) -> tuple[int, dict[str, Any]]:
+    """One request to the prober's application, on a loopback port, with no LiveKit behind."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    config = {"url": "wss://lk.invalid", "key": "key", "secret": "the-secret", "agent": "a"}
+
+    async def go() -> tuple[int, dict[str, Any]]:
+        async with TestClient(TestServer(prober.make_app(config), host="127.0.0.1")) as client:
+            response = await client.request(method, path, headers=headers, json=body)
+            return response.status, await response.json()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [None, {"Authorization": "Bearer nope"}, {"Authorization": "the-secret"},
+     {"Authorization": f"Bearer {'0' * 64}"}],
+)  # fmt: skip
+def test_the_prober_refuses_requests_without_the_credential(
+    headers: dict[str, str] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def must_not_run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise AssertionError("a round trip ran for an unauthenticated request")
+
+    monkeypatch.setattr(roundtrip, "run", must_not_run)
+    status, body = _prober_call("POST", "/round-trip", headers, {"question": "What is 1 plus 1?"})
+    assert status == 401 and "Authorization: Bearer" in body["error"]
+
+
+def test_the_prober_serves_a_request_with_the_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    async def fake_run(*args: Any) -> dict[str, Any]:
+        calls.append(args)
+        return {"ok": True, "stage": "ok", "question": args[3], "timings_ms": {}}
+
+    monkeypatch.setattr(roundtrip, "run", fake_run)
+    good = {"Authorization": authorization("the-secret")}
+    status, body = _prober_call("POST", "/round-trip", good, {"question": "What is 1 plus 1?"})
+    assert status == 200 and body["ok"] and calls[0][3] == "What is 1 plus 1?"
+    status, body = _prober_call("POST", "/round-trip", good, {"question": "-x 1 plus 1\n"})
+    assert status == 400 and "printable" in body["error"]
+    assert _prober_call("GET", "/health")[0] == 200  # the healthcheck needs no credential
+
+
+def test_the_prober_listens_on_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(prober.web, "run_app", lambda app, **kw: seen.update(kw))
+    monkeypatch.setattr(prober.audio, "whisper_model", lambda: None)
+    for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"):
+        monkeypatch.setenv(name, "x")
+    prober.main([])
+    assert seen["host"] == "127.0.0.1"
+
+
+def test_a_wrong_credential_says_what_to_do() -> None:
+    with _FakeProber([{"error": "no"}], status=401) as refusing:
+        with pytest.raises(ActivityFailed, match="refused the credential.*API secret"):
+            voice_round_trip(secrets=SECRETS, configuration={"voice_prober_url": refusing.url})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"question": "What is 1 plus 1?\n--help"}, "printable"),
+        ({"question": "x" * 301}, "over 300 characters"),
+        ({"expected": ["5"] * 11}, "at most 10 answers"),
+        ({"expected": ["5" * 101]}, "at most 10 answers of at most 100 characters"),
+        ({"question": "q", "voice": "--help"}, "unknown field"),
+    ],
+)
+def test_prober_arguments_are_bounded(body: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        prober.parse_request(body)
+
+
+# -- nothing reaches a subprocess as an option ----------------------------------------------
+def test_the_question_reaches_espeak_on_stdin_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import subprocess
+    import wave
+
+    from lkchaos.voice import audio
+
+    seen: list[tuple[list[str], bytes]] = []
+
+    def fake_run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        seen.append((command, kwargs["input"]))
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(22050)
+            w.writeframes(b"\0\0" * 2205)
+        return subprocess.CompletedProcess(command, 0, buffer.getvalue(), b"")
+
+    monkeypatch.setattr(audio.subprocess, "run", fake_run)
+    audio.speech.cache_clear()
+    text = "--voices -w /tmp/owned.wav What is 1 plus 1?"
+    samples = audio.speech(text)
+    audio.speech.cache_clear()
+    command, stdin = seen[0]
+    assert stdin == text.encode()
+    assert all(text not in part and "owned" not in part for part in command)
+    assert command[:2] == ["espeak-ng", "--stdout"] and command[command.index("-v") + 1] == "en-us"
+    assert len(samples) >= int(audio.PAD_S * audio.RATE)
+
+
+@pytest.mark.parametrize("voice", ["--help", "-w", "en-us -w x", "en us", "", "../x"])
+def test_espeak_voices_are_validated(voice: str) -> None:
+    from lkchaos.voice import audio
+
+    with pytest.raises(ValueError, match="not an espeak-ng voice name"):
+        audio.espeak_command(voice)
+    assert audio.espeak_command("en-us+f3")[3] == "en-us+f3"

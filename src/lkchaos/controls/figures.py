@@ -5,8 +5,9 @@ A sample is ``{"t", "at", "ok", "latency_ms", "value"}``, ``t`` being when the p
 started (seconds since the control started). Figures use when each result was *known*,
 ``t + latency_ms / 1000``, called the sample's observation time below.
 
-- ``availability``: share of ok samples; ``availability_during_fault`` the same over the
-  samples observed between the fault's start and end (to now while it lasts).
+- ``availability``: share of ok samples (of those counted: see mishearings below);
+  ``availability_during_fault`` the same over the samples observed between the fault's start
+  and end (to now while it lasts).
 - ``time_to_detect_s``: from the start of the first fault action to the first failed sample
   observed after it; null when no sample failed after the fault started.
 - ``rto_s``: from the end of the fault to the observation of the first ok sample after the
@@ -18,6 +19,14 @@ started (seconds since the control started). Figures use when each result was *k
   the next ok one (or the end of sampling); 0.0 when the probe never failed.
 - ``interval_median_s``, ``interval_p95_s``: between consecutive sample starts; null with
   fewer than two samples.
+
+Mishearings are set apart. A failed sample whose probe says the question was misheard (the
+voice probe's ``stage`` ``misheard``, recorded as the sample's ``"misheard": true``) is a
+failure of speech recognition on one utterance, not of the service: alone (no misheard sample
+right before or after it) it counts in ``misheard`` and ``misheard_set_apart`` and in none of
+the figures above, which are derived from the other samples. Two or more misheard samples in a
+row count as failures like any other: a deployment that mishears every caller is down for
+them, and an agent that always reports a stale transcript cannot hide an outage that way.
 """
 
 from __future__ import annotations
@@ -104,9 +113,27 @@ def observed(sample: Sample) -> float:
     return float(sample["t"]) + float(sample["latency_ms"]) / 1000.0
 
 
+def is_misheard(sample: Sample) -> bool:
+    """Whether a sample failed because the question was misheard."""
+    return bool(sample.get("misheard")) and not sample["ok"]
+
+
+def counted(samples: Sequence[Sample]) -> list[Sample]:
+    """The samples the figures count: all but each misheard one with no misheard neighbour."""
+    flags = [is_misheard(s) for s in samples]
+    return [
+        s for i, s in enumerate(samples)
+        if not flags[i] or (i > 0 and flags[i - 1]) or (i + 1 < len(flags) and flags[i + 1])
+    ]  # fmt: skip
+
+
 def derive(samples: Sequence[Sample], fault: Fault, end_t: float) -> dict[str, Any]:
     """The figures of one probe (see the module docstring); ``end_t`` is the end of sampling,
     or now while it runs."""
+    every, taken = samples, len(samples)
+    misheard = sum(1 for s in samples if is_misheard(s))
+    samples = counted(samples)
+    set_apart = taken - len(samples)
     n = len(samples)
     failed = [i for i, s in enumerate(samples) if not s["ok"]]
     recovered = n > 0 and bool(samples[-1]["ok"])
@@ -135,11 +162,13 @@ def derive(samples: Sequence[Sample], fault: Fault, end_t: float) -> dict[str, A
         else:
             rto = max(0.0, end_t - fault.end_t)
 
-    starts = [float(s["t"]) for s in samples]
+    starts = [float(s["t"]) for s in every]
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     return {
-        "samples": n,
+        "samples": taken,
         "failures": len(failed),
+        "misheard": misheard,
+        "misheard_set_apart": set_apart,
         "availability": _round(1 - len(failed) / n if n else None, 4),
         "availability_during_fault": _round(during, 4),
         "time_to_detect_s": _round(detect),
@@ -159,6 +188,7 @@ def settled(samples: Sequence[Sample], fault: Fault, stable_s: float) -> bool:
     and has been ok for ``stable_s`` seconds, observed after the fault ended."""
     if fault.end_t is None:
         return True
+    samples = counted(samples)
     if not samples or not samples[-1]["ok"]:
         return False
     failed = [i for i, s in enumerate(samples) if not s["ok"]]

@@ -44,6 +44,11 @@ def default_ok(result: Any) -> bool:
     return True
 
 
+def _misheard(result: Any) -> bool:
+    """Whether a probe's result says the question was misheard (the voice probe's stage)."""
+    return isinstance(result, Mapping) and result.get("stage") == "misheard"
+
+
 def _error(exc: BaseException, prefix: str = "") -> str:
     text = f"{prefix}{type(exc).__name__}: {exc}"
     return text if len(text) <= _ERROR_LIMIT else text[: _ERROR_LIMIT - 1] + "…"
@@ -282,19 +287,23 @@ class Sampler:
 
     def _take(self, spec: ProbeSpec, started: float) -> dict[str, Any]:
         at = _iso()
+        result: Any = None
         try:
             result = run_activity(deepcopy(spec.activity), self._configuration, self._secrets)
         except Exception as exc:
             ok, value = False, {"error": _error(exc)}
         else:
             ok, value = self._judge(spec, result)
-        return {
+        sample = {
             "t": round(started - self._t0, 4),
             "at": at,
             "ok": ok,
             "latency_ms": round((self._clock() - started) * 1000.0, 3),
             "value": value,
         }
+        if not ok and _misheard(result):
+            sample["misheard"] = True  # set apart by the figures (see figures.counted)
+        return sample
 
     def _judge(self, spec: ProbeSpec, result: Any) -> tuple[bool, Any]:
         try:

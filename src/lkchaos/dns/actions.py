@@ -15,7 +15,11 @@ for 0.6 to 0.8 s nothing resolves, which the result reports as ``restart_s``. Th
 file is edited in place with marked lines; the rollbacks remove exactly those, and
 ``restore_dns`` every fault at once. Names are those of the hosts file (the test domain's).
 dnsmasq's answers are cached downstream for its ``local-ttl`` (5 s on the reference stack).
-Every action validates first, writes the ledger, then acts, and returns what it did::
+Every action validates first, writes the ledger, then acts, and returns only once the
+resolver gives the new answer (NXDOMAIN, the wrong address, SERVFAIL, no answer at all; for a
+rollback the original addresses), asked directly at ``dns_server`` within
+``LKCHAOS_VERIFY_S`` (10 s by default); otherwise it fails (``lkchaos.verify.NotInEffect``).
+It returns what it did::
 
     {"name": "lk.chaos.test", "fault": "wrong_address", "address": "192.0.2.1",
      "before": ["172.29.77.10"], "reloaded": "sighup", "restart_s": null}
@@ -27,7 +31,7 @@ Example::
 """
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Dict, List
 
@@ -39,6 +43,8 @@ from lkchaos.errors import LkChaosError
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 from lkchaos.stack.compose import docker_client
+from lkchaos.values import check_dns_name
+from lkchaos.verify import until
 
 __all__ = [
     "stop_resolver", "start_resolver", "nxdomain_name", "wrong_address", "servfail_name",
@@ -67,14 +73,34 @@ def _resolver(settings: Settings, what: str) -> Iterator[dns.Resolver]:
         client.close()
 
 
+def _check_name(name: Any) -> str:
+    """A host name (lower-cased) that can go into the hosts file and dnsmasq's
+    configuration: no options, no newlines, no shell or dnsmasq syntax."""
+    return check_dns_name("name", name)
+
+
+def _check_mode(mode: Any) -> str:
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ActivityFailed(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return str(mode)
+
+
+def _check_address(address: Any) -> str:
+    try:
+        if not isinstance(address, str):
+            raise ValueError(address)
+        return str(ipaddress.ip_address(address))
+    except ValueError as exc:
+        raise ActivityFailed(f"address must be an IPv4 or IPv6 address, not {address!r}") from exc
+
+
 def _name(found: dns.Resolver, name: Any) -> str:
-    if not isinstance(name, str) or not name:
-        raise ActivityFailed(f"name must be a name of the resolver's hosts file, not {name!r}")
+    key = _check_name(name)
     known = dns.known_names(found.hosts.read_text())
-    if name.lower() not in known:
+    if key not in known:
         raise ActivityFailed(f"{name!r} is not in the resolver's hosts file ({found.hosts}); "
                              f"names: {', '.join(sorted(known))}")  # fmt: skip
-    return name.lower()
+    return key
 
 
 def _running(found: dns.Resolver) -> None:
@@ -106,8 +132,34 @@ def _apply(found: dns.Resolver, settings: Settings, name: str, kind: str,
     else:
         dns.reload_hosts(found)
         reloaded = "sighup"
+    if kind == "nxdomain":
+        _answers(settings, name, lambda a: a.rcode == "NXDOMAIN", "NXDOMAIN")
+    elif kind == "wrong_address":
+        _answers(settings, name, lambda a: a.rcode == "NOERROR" and a.addresses == (address,),
+                 f"the address {address}", rdtype="AAAA" if address and ":" in address else "A")
     return {"name": name, "fault": kind, "address": address, "before": before,
             "reloaded": reloaded, "restart_s": restart_s}  # fmt: skip
+
+
+def _restored(settings: Settings, name: str, addresses: List[str]) -> None:
+    want = tuple(sorted(a for a in addresses if ":" not in a))
+
+    def back(answer: dns.Answer) -> bool:
+        return answer.rcode == "NOERROR" and tuple(sorted(answer.addresses)) == want
+
+    _answers(settings, name, back, f"the original address {list(want)}")
+
+
+def _answers(
+    settings: Settings, name: str, holds: Callable[[dns.Answer], bool], what: str,
+    rdtype: str = "A",
+) -> None:  # fmt: skip
+    """Until the resolver answers ``name`` as ``holds`` wants (asked at ``dns_server``)."""
+    def look() -> dns.Answer:
+        return dns.lookup(name, settings.dns_server, rdtype=rdtype, timeout=0.5)
+
+    until(look, holds, f"{what} for {name} from the resolver at {settings.dns_server}",
+          describe=lambda a: f"{a.rcode} {list(a.addresses)}")
 
 
 def stop_resolver(
@@ -115,8 +167,7 @@ def stop_resolver(
 ) -> Dict[str, Any]:
     """Take the resolver down: ``pause`` (it answers nothing; queries time out) or ``stop``
     (its port closes). Rollback: ``start_resolver``."""
-    if mode not in MODES:
-        raise ActivityFailed(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    _check_mode(mode)
     settings = Settings.load(configuration, secrets)
     with _resolver(settings, "taking the resolver down") as found:
         _running(found)
@@ -126,6 +177,9 @@ def stop_resolver(
             found.container.pause()
         else:
             found.container.stop(timeout=2)
+        probe = sorted(dns.known_names(found.hosts.read_text())) or ["localhost"]
+        _answers(settings, probe[0], lambda a: a.rcode in ("TIMEOUT", "UNREACHABLE"),
+                 "no answer")
         return {"service": dns.DNS_SERVICE, "mode": mode, "before": "running",
                 "after": found.state}  # fmt: skip
 
@@ -143,6 +197,9 @@ def start_resolver(configuration: Configuration = None, secrets: Secrets = None)
             found.container.start()
             if dns.servfail_names(found.conf.read_text()):
                 dns.start_servfail_responder(found)
+        probe = sorted(dns.known_names(found.hosts.read_text())) or ["localhost"]
+        _answers(settings, probe[0], lambda a: a.rcode not in ("TIMEOUT", "UNREACHABLE", "ERROR"),
+                 "an answer")
         ledger.forget(settings.state_dir, DOWN, dns.DNS_SERVICE)
         return {"service": dns.DNS_SERVICE, "before": before, "after": found.state}
 
@@ -152,6 +209,7 @@ def nxdomain_name(
 ) -> Dict[str, Any]:
     """The resolver answers NXDOMAIN for ``name`` (its lines hidden from the hosts file, then
     SIGHUP). Rollback: ``restore_name``."""
+    _check_name(name)
     settings = Settings.load(configuration, secrets)
     with _resolver(settings, f"NXDOMAIN for {name}") as found:
         key = _name(found, name)
@@ -167,10 +225,8 @@ def wrong_address(
 ) -> Dict[str, Any]:
     """The resolver answers ``address`` for ``name`` (default 192.0.2.1, routed nowhere).
     Rollback: ``restore_name``."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError as exc:
-        raise ActivityFailed(f"address must be an IPv4 or IPv6 address, not {address!r}") from exc
+    _check_name(name)
+    ip = _check_address(address)
     settings = Settings.load(configuration, secrets)
     with _resolver(settings, f"a wrong address for {name}") as found:
         key = _name(found, name)
@@ -183,6 +239,7 @@ def servfail_name(
 ) -> Dict[str, Any]:
     """The resolver answers SERVFAIL for ``name``: forwarded to a responder that fails every
     query, which needs a restart of the dns service. Rollback: ``restore_name``."""
+    _check_name(name)
     settings = Settings.load(configuration, secrets)
     with _resolver(settings, f"SERVFAIL for {name}") as found:
         key = _name(found, name)
@@ -204,6 +261,10 @@ def _restore(found: dns.Resolver, settings: Settings, name: str | None) -> Dict[
             reloaded = "restart"
         else:
             reloaded = "sighup" if dns.reload_hosts(found) else None
+        if found.state == "running":  # a paused resolver reads the file when it runs again
+            restored = dns.hosts_names(found.hosts.read_text())
+            for done in names:
+                _restored(settings, done, restored.get(done, []))
     for done in names if name is None else [name]:
         ledger.forget(settings.state_dir, NAME, done)
     return {"restored": names, "reloaded": reloaded, "restart_s": restart_s}
@@ -215,8 +276,7 @@ def restore_name(
     """Undo the fault on ``name`` (whichever it is): the original hosts lines back, and
     SERVFAIL's configuration removed (with a restart). A rollback: nothing when none is in
     place."""
-    if not isinstance(name, str) or not name:
-        raise ActivityFailed(f"name must be a name of the resolver's hosts file, not {name!r}")
+    _check_name(name)
     settings = Settings.load(configuration, secrets)
     with _resolver(settings, f"restoring {name}") as found:
         return {"name": name.lower(), **_restore(found, settings, name.lower())}

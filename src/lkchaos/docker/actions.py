@@ -7,8 +7,14 @@ ledger (so ``lkchaos recover`` can undo it even if the runner dies), and returns
     {"service": "agent", "action": "kill", "signal": "SIGKILL",
      "before": "running", "after": "exited"}
 
+Each action returns only once the engine shows its effect (the container exited, paused, or
+running again with a new start time), within ``LKCHAOS_VERIFY_S`` (10 s by default), and fails
+otherwise (``lkchaos.verify.NotInEffect``); ``verified_s`` says how long that took. A kill
+with a signal the process may handle (anything but SIGKILL, SIGTERM, SIGINT, SIGQUIT) is
+verified as delivered only.
+
 Rollbacks: ``start_service`` undoes kill and stop, ``unpause_service`` undoes pause. Both
-are safe to run when there is nothing to undo. Example::
+are safe to run when there is nothing to undo, and verify the service runs again. Example::
 
     {"type": "action", "name": "kill-the-agent",
      "provider": {"type": "python", "module": "lkchaos.docker.actions",
@@ -27,6 +33,8 @@ from lkchaos.errors import LkChaosError
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 from lkchaos.stack.compose import docker_client
+from lkchaos.values import check_number, check_service_name
+from lkchaos.verify import until
 
 __all__ = [
     "kill_service", "stop_service", "pause_service", "restart_service",
@@ -38,9 +46,27 @@ HARNESS = frozenset({"prober"})
 UNDO = "lkchaos.docker.actions"
 
 
-def _target(settings: Settings, service: str | None, one_of: list[str] | None) -> tuple[Any, str]:
-    if bool(service) == bool(one_of):
+def _check_target(service: Any, one_of: Any) -> list[str]:
+    """The candidate services, or ActivityFailed: exactly one of ``service`` (a name) or
+    ``one_of`` (a non-empty list of names), none of them the harness."""
+    if (service is None) == (one_of is None):
         raise ActivityFailed("name exactly one of `service` or `one_of` (a list to pick from)")
+    if one_of is not None and (not isinstance(one_of, list) or not one_of):
+        raise ActivityFailed(f"one_of must be a non-empty list of services, not {one_of!r}")
+    candidates = [service] if one_of is None else one_of
+    for name in candidates:
+        check_service_name("service" if one_of is None else "one_of", name)
+        if name in HARNESS:
+            raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
+    return list(candidates)
+
+
+def _check_timeout(timeout: Any) -> int:
+    return int(check_number("timeout", timeout, "seconds", whole=True))
+
+
+def _target(settings: Settings, service: str | None, one_of: list[str] | None) -> tuple[Any, str]:
+    _check_target(service, one_of)
     try:
         containers = project_containers(docker_client(), settings.compose_project)
     except LkChaosError as exc:
@@ -60,6 +86,8 @@ def _target(settings: Settings, service: str | None, one_of: list[str] | None) -
 
 
 def _signal_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise ActivityFailed(f"signal must be a signal name such as SIGKILL, not {name!r}")
     upper = name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"
     if upper not in signals.Signals.__members__:
         raise ActivityFailed(f"unknown signal {name!r}; for example SIGKILL, SIGTERM, SIGHUP")
@@ -75,6 +103,35 @@ def _result(service: str, action: str, before: str, container: Any, **extra: Any
             "after": container_state(container)["state"], **extra}
 
 
+#: Signals whose default action ends the process; other signals may be handled and ignored.
+ENDING = frozenset({"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT"})
+
+
+def _started_at(container: Any) -> str:
+    return str(container.attrs.get("State", {}).get("StartedAt", ""))
+
+
+def _look(container: Any) -> tuple[str, str]:
+    """The container's state and the time its current process started."""
+    container.reload()
+    return str(container.attrs.get("State", {}).get("Status", "unknown")), _started_at(container)
+
+
+def _wait_down(container: Any, name: str, started: str, what: str) -> float:
+    """Until the process that ran is gone: not running, or running again (a restart policy)
+    with a new start time."""
+    def gone(seen: tuple[str, str]) -> bool:
+        return seen[0] not in ("running", "paused") or seen[1] != started
+
+    return until(lambda: _look(container), gone, f"{what} of {name}",
+                 describe=lambda seen: f"{seen[0]} since {seen[1]}")[1]
+
+
+def _wait_state(container: Any, name: str, states: tuple[str, ...], what: str) -> float:
+    return until(lambda: _look(container), lambda seen: seen[0] in states, f"{what} of {name}",
+                 describe=lambda seen: seen[0])[1]
+
+
 def kill_service(
     service: str = None,  # type: ignore[assignment]
     one_of: List[str] = None,  # type: ignore[assignment]
@@ -88,9 +145,13 @@ def kill_service(
     sig = _signal_name(signal)
     container, name = _target(settings, service, one_of)
     before = container_state(container)["state"]
+    if before != "running":
+        raise ActivityFailed(f"{name} is {before}, not running: nothing to kill")
+    started = _started_at(container)
     _record(settings, "stopped", name, "start_service")
     container.kill(signal=sig)
-    return _result(name, "kill", before, container, signal=sig)
+    waited = _wait_down(container, name, started, f"{sig}") if sig in ENDING else 0.0
+    return _result(name, "kill", before, container, signal=sig, verified_s=round(waited, 3))
 
 
 def stop_service(
@@ -101,14 +162,15 @@ def stop_service(
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
     """Stop a service (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
-    if timeout < 0:
-        raise ActivityFailed("timeout must be zero or more seconds")
+    _check_timeout(timeout)
     settings = Settings.load(configuration, secrets)
     container, name = _target(settings, service, one_of)
     before = container_state(container)["state"]
+    started = _started_at(container)
     _record(settings, "stopped", name, "start_service")
     container.stop(timeout=timeout)
-    return _result(name, "stop", before, container)
+    waited = _wait_down(container, name, started, "the stop") if before == "running" else 0.0
+    return _result(name, "stop", before, container, verified_s=round(waited, 3))
 
 
 def pause_service(
@@ -125,7 +187,8 @@ def pause_service(
         raise ActivityFailed(f"{name} is {before}, not running: nothing to pause")
     _record(settings, "paused", name, "unpause_service")
     container.pause()
-    return _result(name, "pause", before, container)
+    waited = _wait_state(container, name, ("paused",), "the pause")
+    return _result(name, "pause", before, container, verified_s=round(waited, 3))
 
 
 def restart_service(
@@ -136,11 +199,16 @@ def restart_service(
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
     """Restart a service (stop, then start): no fault is left behind."""
+    _check_timeout(timeout)
     settings = Settings.load(configuration, secrets)
     container, name = _target(settings, service, one_of)
     before = container_state(container)["state"]
+    started = _started_at(container)
     container.restart(timeout=timeout)
-    return _result(name, "restart", before, container)
+    waited = until(lambda: _look(container),
+                   lambda seen: seen[0] == "running" and seen[1] != started,
+                   f"the restart of {name}", describe=lambda seen: f"{seen[0]} since {seen[1]}")[1]
+    return _result(name, "restart", before, container, verified_s=round(waited, 3))
 
 
 def start_service(
@@ -155,9 +223,10 @@ def start_service(
         container.unpause()
     elif before != "running":
         container.start()
+    waited = _wait_state(container, name, ("running",), "the start")
     ledger.forget(settings.state_dir, "stopped", name)
     ledger.forget(settings.state_dir, "paused", name)
-    return _result(name, "start", before, container)
+    return _result(name, "start", before, container, verified_s=round(waited, 3))
 
 
 def unpause_service(
@@ -169,5 +238,6 @@ def unpause_service(
     before = container_state(container)["state"]
     if before == "paused":
         container.unpause()
+        _wait_state(container, name, ("running", "exited", "dead"), "the unpause")
     ledger.forget(settings.state_dir, "paused", name)
     return _result(name, "unpause", before, container)

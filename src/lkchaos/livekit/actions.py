@@ -2,11 +2,24 @@
 
 ``create_room`` makes a room with a long empty timeout before the fault, so that a later
 ``compare_room_state`` can prove it was not lost; ``delete_room`` is its rollback (a room that
-is already gone is not an error). Both return ``{"room", "sid"/"deleted", "node_url"}``::
+is already gone is not an error). Both return ``{"room", "sid"/"deleted", "node_url"}`` once
+RoomService lists the room (or no longer does).
+
+``hold_participants`` keeps ``count`` participants (``lkchaos-held-1..n``) connected in a room
+through the fault, so that ``compare_room_state`` after it has participants that must still
+be there; ``release_participants`` is its rollback. On the reference stack the stack's
+prober holds them (its own network, DNS and CA); with ``voice_prober_url`` ``""`` this
+process does, in a background thread, for as long as the run lasts. The hold is in the fault
+ledger, bounded by ``duration_s`` (at most an hour) and ends by itself::
 
     {"type": "action", "name": "a-room-to-keep",
      "provider": {"type": "python", "module": "lkchaos.livekit.actions", "func": "create_room",
                   "arguments": {"name": "held-call"}}}
+
+    {"type": "action", "name": "callers-stay-connected",
+     "provider": {"type": "python", "module": "lkchaos.livekit.actions",
+                  "func": "hold_participants",
+                  "arguments": {"room": "held-call", "count": 2, "duration_s": 300}}}
 """
 
 from typing import Any, Dict
@@ -16,17 +29,31 @@ from chaoslib.types import Configuration, Secrets
 from livekit import api
 
 from lkchaos.errors import LkChaosError
+from lkchaos.httpclient import shared_client
 from lkchaos.livekit import client
+from lkchaos.livekit import hold as holding
+from lkchaos.safety import ledger
 from lkchaos.settings import Settings
+from lkchaos.values import check_number, check_text
+from lkchaos.verify import until
 
-__all__ = ["create_room", "delete_room"]
+__all__ = ["create_room", "delete_room", "hold_participants", "release_participants"]
+
+UNDO = "lkchaos.livekit.actions"
+HELD = "held_participants"
+
+
+def _check_room(name: Any, empty_timeout: Any = 1, node: Any = 0) -> None:
+    check_text("name", name)
+    check_number("empty_timeout", empty_timeout, "seconds", minimum=1, whole=True)
+    check_number("node", node, "node index (0 is the first of livekit_node_urls)", whole=True)
 
 
 def _node(settings: Settings, node: int) -> str:
     urls = settings.livekit_node_urls
     if not 0 <= node < len(urls):
         raise ActivityFailed(f"node must be between 0 and {len(urls) - 1} (livekit_node_urls)")
-    return urls[node]
+    return urls[int(node)]
 
 
 def create_room(
@@ -37,8 +64,7 @@ def create_room(
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
     """Create a room through RoomService on one node (the first by default)."""
-    if not name or empty_timeout <= 0:
-        raise ActivityFailed("a room needs a name and a positive empty_timeout")
+    _check_room(name, empty_timeout, node)
     settings = Settings.load(configuration, secrets)
     url = _node(settings, node)
 
@@ -58,6 +84,7 @@ def delete_room(
     name: str, node: int = 0, configuration: Configuration = None, secrets: Secrets = None
 ) -> Dict[str, Any]:
     """Delete a room (a rollback: a room already gone is fine)."""
+    _check_room(name, node=node)
     settings = Settings.load(configuration, secrets)
     url = _node(settings, node)
 
@@ -73,3 +100,98 @@ def delete_room(
     except (LkChaosError, api.TwirpError, OSError) as exc:
         raise ActivityFailed(f"could not delete room {name!r} on {url}: {exc}") from exc
     return {"room": name, "deleted": deleted, "node_url": url}
+
+
+def _listed(settings: Settings, room: str, node: int = 0) -> set[str]:
+    """The identities RoomService lists in ``room`` now (none when the room is gone)."""
+    async def identities(c: api.LiveKitAPI) -> set[str]:
+        listed = await c.room.list_rooms(api.ListRoomsRequest(names=[room]))
+        if not listed.rooms:
+            return set()
+        found = await c.room.list_participants(api.ListParticipantsRequest(room=room))
+        return {p.identity for p in found.participants}
+
+    return client.call(_node(settings, node), settings, identities)
+
+
+def _prober(settings: Settings, method: str, path: str, body: Any = None,
+            timeout: float = 60.0) -> Dict[str, Any]:  # fmt: skip
+    from lkchaos.voice.credential import authorization
+
+    url = settings.voice_prober_url.rstrip("/") + path
+    _, secret = settings.require_keys()
+    try:
+        response = shared_client().request(method, url, json=body, timeout=timeout,
+                                           headers={"Authorization": authorization(secret)})
+    except Exception as exc:
+        raise ActivityFailed(f"the prober at {settings.voice_prober_url} did not answer "
+                             f"({type(exc).__name__}: {exc}); is the stack up?") from exc
+    if response.status_code != 200:
+        try:
+            error = response.json().get("error", response.text)
+        except ValueError:
+            error = response.text
+        raise ActivityFailed(f"the prober refused {method} {path}: {response.status_code} "
+                             f"{error}")  # fmt: skip
+    result: Dict[str, Any] = response.json()
+    return result
+
+
+def hold_participants(
+    room: str,
+    count: int = 2,
+    duration_s: float = 600,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Join ``count`` participants (``lkchaos-held-1..count``, no tracks) to ``room`` and keep
+    them connected for ``duration_s`` seconds or until ``release_participants``. Returns once
+    RoomService lists all of them: ``{"room", "identities", "joined_s", "until", "listed"}``.
+    Rollback: ``release_participants``."""
+    try:
+        room, count, duration_s = holding.check(room, count, duration_s)
+    except holding.HoldError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    settings = Settings.load(configuration, secrets)
+    ledger.record(settings.state_dir, ledger.Fault(HELD, room, UNDO, "release_participants",
+                                                   {"room": room}))  # fmt: skip
+    body = {"room": room, "count": count, "duration_s": duration_s}
+    if settings.voice_prober_url:
+        result = _prober(settings, "POST", "/hold", body, timeout=30 + 5 * count)
+    else:
+        key, secret = settings.require_keys()
+        background = holding.in_process()
+        try:
+            result = background.run(background.holds.hold(
+                settings.livekit_url, key, secret, room, count, duration_s), 30 + 5 * count)
+        except holding.HoldError as exc:
+            raise ActivityFailed(str(exc)) from exc
+    wanted = set(holding.identities(count))
+    listed, _ = until(lambda: _listed(settings, room), lambda seen: wanted <= seen,
+                      f"{count} held participants in room {room}",
+                      describe=lambda seen: f"listed {sorted(seen)}")
+    return {**result, "listed": sorted(listed & wanted)}
+
+
+def release_participants(
+    room: str, configuration: Configuration = None, secrets: Secrets = None
+) -> Dict[str, Any]:
+    """Disconnect the participants ``hold_participants`` keeps in ``room``; returns once
+    RoomService lists none of them: ``{"room", "released", "connected_at_release"}``. A
+    rollback: nothing held is not an error."""
+    try:
+        holding.check(room, 1, 1)
+    except holding.HoldError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    settings = Settings.load(configuration, secrets)
+    if settings.voice_prober_url:
+        result = _prober(settings, "DELETE", f"/hold/{room}")
+    else:
+        background = holding.in_process()
+        result = background.run(background.holds.release(room), 30)
+    until(lambda: _listed(settings, room),
+          lambda seen: not any(i.startswith(holding.IDENTITY_PREFIX) for i in seen),
+          f"release of the participants held in {room}",
+          describe=lambda seen: f"listed {sorted(seen)}")
+    ledger.forget(settings.state_dir, HELD, room)
+    return result

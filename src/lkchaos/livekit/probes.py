@@ -235,15 +235,23 @@ def compare_room_state(
     wait: float = 10.0,
     timeout: float = 2.0,
     missing_ok: bool = False,
+    min_participants: int = 0,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> dict[str, Any]:
     """Compare the rooms and participants now with the snapshot ``name``.
 
     With ``missing_ok`` a missing snapshot is not an error but ``{"ok": true, "compared":
-    false}``: so the comparison can stand in a steady-state hypothesis, which Chaos Toolkit
-    also runs before the method takes the snapshot (the safety control clears the snapshots
-    of earlier runs when an experiment starts).
+    false}`` while no fault is pending in the fault ledger: so the comparison can stand in a
+    steady-state hypothesis, which Chaos Toolkit also runs before the method takes the
+    snapshot (the safety control clears the snapshots of earlier runs when an experiment
+    starts). Once a fault is pending (after the method), a missing snapshot means the
+    comparison cannot compare, and that is ``ok`` false, never a pass.
+
+    ``min_participants``: the snapshot must hold at least that many participants (outside
+    ``ignore_rooms_prefix`` rooms, agents not counted), or ``ok`` is false with
+    ``compared`` false: "nothing lost" proves nothing about a room nobody was in. Use it with
+    ``lkchaos.livekit.actions.hold_participants``.
 
     ``ok`` is false when a room, a participant (by identity) or an agent (by count per room)
     was lost; re-reads until nothing is lost or ``wait`` seconds passed, so participants may
@@ -251,12 +259,29 @@ def compare_room_state(
     sid), ``rejoined_participants`` (new sid), ``moved_rooms`` (other node) and the current
     Redis/API ``mismatches``. Rooms named with ``ignore_rooms_prefix`` are left out.
     """
+    if isinstance(min_participants, bool) or not isinstance(min_participants, int) or (
+            min_participants < 0):  # fmt: skip
+        raise ActivityFailed(f"min_participants must be a whole number of 0 or more, not "
+                             f"{min_participants!r}")  # fmt: skip
     settings = Settings.load(configuration, secrets)
     path = _snapshot_file(settings, name)
     if missing_ok and not path.is_file():
-        return {"ok": True, "compared": False, "snapshot": name,
-                "note": "no snapshot yet: nothing to compare"}
+        from lkchaos.safety import ledger
+
+        pending = [f.describe() for f in ledger.pending(settings.state_dir)]
+        if not pending:
+            return {"ok": True, "compared": False, "snapshot": name,
+                    "note": "no snapshot yet: nothing to compare"}
+        return {"ok": False, "compared": False, "snapshot": name,
+                "note": f"no snapshot {name!r} although faults are pending ({', '.join(pending)}"
+                        "): the method never took it, so nothing was compared"}  # fmt: skip
     before = _load_snapshot(path, name)
+    held = sum(len(r.get("participants", {})) for k, r in before["rooms"].items()
+               if not (ignore_rooms_prefix and k.startswith(ignore_rooms_prefix)))
+    if held < min_participants:
+        return {"ok": False, "compared": False, "snapshot": name,
+                "note": f"the snapshot holds {held} participants, fewer than min_participants "
+                        f"({min_participants}): nothing that could be lost was there to compare"}
 
     def diff(obs: state.Observation) -> dict[str, Any]:
         now = state.snapshot_of(obs, name, "")

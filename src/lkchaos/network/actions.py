@@ -13,6 +13,10 @@ before it applies it, and returns what it applied::
      "rules": ["filter -I INPUT ! -i lo -p udp -m multiport --ports ... -j DROP", ...],
      "qdiscs": [], "replaced": {"rules": [], "qdiscs": []}}
 
+Each action returns only once the sidecar's listing, taken in the same run right after the
+change, shows the fault's rules (by its id) and qdiscs; a rollback only once the listing finds
+none left. Otherwise it fails (``lkchaos.verify.NotInEffect``).
+
 Rollbacks (safe to run when there is nothing to undo): ``heal_partition`` for ``partition``,
 ``clear_network_faults`` for all of them. Ports are ``PORT`` or ``LOW-HIGH``, with ``/udp`` or
 ``/tcp`` (neither: both), and match traffic to or from them. Example::
@@ -36,6 +40,8 @@ from lkchaos.network import rules, sidecar
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 from lkchaos.stack.compose import docker_client
+from lkchaos.values import check_service_name
+from lkchaos.verify import NotInEffect
 
 __all__ = [
     "partition", "heal_partition", "media_packet_loss", "limit_bandwidth", "block_udp",
@@ -84,11 +90,20 @@ def _target(containers: Dict[str, Any], settings: Settings, service: Any, role: 
 
 
 def _check_service(service: Any) -> str:
-    if not isinstance(service, str) or not service:
-        raise ActivityFailed(f"service must be the name of a compose service, not {service!r}")
-    if service in HARNESS:
-        raise ActivityFailed(f"{service!r} is lkchaos's own test harness, not a target")
-    return service
+    name = check_service_name("service", service)
+    if name in HARNESS:
+        raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
+    return name
+
+
+def _check_peers(service: Any, peers: Any) -> List[str]:
+    if isinstance(peers, str) or not isinstance(peers, list | tuple) or not peers:
+        raise ActivityFailed(f"peers must be a non-empty list of services, not {peers!r}")
+    for peer in peers:
+        check_service_name("peers", peer)
+    if service in peers:
+        raise ActivityFailed(f"{service!r} cannot be partitioned from itself")
+    return list(peers)
 
 
 def _running(container: Any) -> bool:
@@ -110,21 +125,45 @@ def _record(settings: Settings, kind: str, service: str, undo: str) -> ledger.Fa
         LEDGER_PREFIX + kind, service, UNDO, undo, {"service": service}))  # fmt: skip
 
 
+def _check_in_effect(
+    listing: Dict[str, List[Dict[str, Any]]], fault: ledger.Fault, rule_count: int,
+    tc: Sequence[str],
+) -> None:  # fmt: skip
+    """The sidecar's listing after the apply shows this fault's rules and qdiscs, or raise."""
+    ours = [r for r in listing["rules"] if r["fault_id"] == fault.id]
+    devices = {c.split(" dev ", 1)[1].split()[0] for c in tc if " root " in c and " dev " in c}
+    shaped = {q["device"] for q in listing["qdiscs"]}
+    if len(ours) != rule_count or not devices <= shaped:
+        qdiscs = f", and its qdisc on {sorted(shaped)} of {sorted(devices)}" if devices else ""
+        raise NotInEffect(
+            f"{fault.kind} on {fault.target}: right after the apply the kernel lists "
+            f"{len(ours)} of its {rule_count} iptables rules{qdiscs}; `lkchaos recover` "
+            "removes what was added"
+        )
+
+
 def _apply(
     client: Any, target: Any, settings: Settings, fault: ledger.Fault, script: str,
-    replaces: bool,
+    replaces: bool, rule_count: int = 0, tc: Sequence[str] = (),
 ) -> Dict[str, Any]:  # fmt: skip
-    """Run an apply script; on failure take back what it added (when it replaces its kind)."""
+    """Run an apply script and verify, in the same sidecar run, that the kernel lists the
+    fault's rules and qdiscs; on failure take back what it added (when it replaces its kind).
+    Returns what the apply replaced."""
+    kind = fault.kind.removeprefix(LEDGER_PREFIX)
     try:
-        return rules.parse_cleared(sidecar.run(client, target, script))
-    except LkChaosError as exc:
+        output = sidecar.run(client, target, rules.verified(script, (kind,)))
+        head, tail = _checked(rules.split_verified, output)
+        _check_in_effect(rules.parse_cleared(tail), fault, rule_count, tc)
+        return rules.parse_cleared(head)
+    except (LkChaosError, NotInEffect) as exc:
         if replaces:
-            kind = fault.kind.removeprefix(LEDGER_PREFIX)
             try:
                 sidecar.clear(client, target, (kind,))
                 ledger.forget(settings.state_dir, fault.kind, fault.target)
             except LkChaosError:
                 pass  # still in the ledger: `lkchaos recover` clears it
+        if isinstance(exc, NotInEffect):
+            raise
         raise ActivityFailed(f"{fault.kind} on {fault.target} not applied: {exc}") from exc
 
 
@@ -156,10 +195,7 @@ def partition(
     Rollback: ``heal_partition``."""
     _check_service(service)
     where = _checked(rules.check_direction, direction)
-    if isinstance(peers, str) or not isinstance(peers, list | tuple) or not peers:
-        raise ActivityFailed(f"peers must be a non-empty list of services, not {peers!r}")
-    if service in peers:
-        raise ActivityFailed(f"{service!r} cannot be partitioned from itself")
+    _check_peers(service, peers)
     settings = Settings.load(configuration, secrets)
     with _engine() as client:
         target = _running_target(client, settings, service)
@@ -174,7 +210,8 @@ def partition(
         fault = _record(settings, "partition", service, "heal_partition")
         tag = rules.comment(fault.id, "partition")
         applied = rules.partition_rules([a for f in cut.values() for a in f], where, tag)
-        _apply(client, target, settings, fault, rules.apply_script(applied, []), False)
+        _apply(client, target, settings, fault, rules.apply_script(applied, []), False,
+               len(applied))
     return _result(service, "partition", fault, "iptables", applied, [],
                    peers=cut, direction=where)  # fmt: skip
 
@@ -213,7 +250,7 @@ def media_packet_loss(
         elif mechanism == "iptables":
             applied = rules.drop_rules(port_map, pct, tag)
         script = rules.apply_script(applied, tc, replace=("loss",))
-        replaced = _apply(client, target, settings, fault, script, True)
+        replaced = _apply(client, target, settings, fault, script, True, len(applied), tc)
         if pct == 0:
             ledger.forget(settings.state_dir, fault.kind, service)
     return _result(service, "media_packet_loss", fault, mechanism, applied, tc,
@@ -248,7 +285,7 @@ def limit_bandwidth(
         tc = [c for dev in probe.devices for c in rules.htb_commands(dev, rate, bool(port_map))]
         applied = rules.classify_rules(port_map, f"{rules.BANDWIDTH_HANDLE}:2", tag)
         script = rules.apply_script(applied, tc, replace=("bandwidth",))
-        replaced = _apply(client, target, settings, fault, script, True)
+        replaced = _apply(client, target, settings, fault, script, True, len(applied), tc)
     return _result(service, "limit_bandwidth", fault, "tc-htb", applied, tc,
                    replaced=replaced, rate_kbit=rate, devices=probe.devices, direction="egress",
                    ports=rules.describe_ports(port_map) or "all")  # fmt: skip
@@ -272,7 +309,7 @@ def block_udp(
         fault = _record(settings, "udp-block", service, "clear_network_faults")
         applied = rules.drop_rules(port_map, 100, rules.comment(fault.id, "udp-block"))
         script = rules.apply_script(applied, [], replace=("udp-block",))
-        replaced = _apply(client, target, settings, fault, script, True)
+        replaced = _apply(client, target, settings, fault, script, True, len(applied))
     return _result(service, "block_udp", fault, "iptables", applied, [],
                    replaced=replaced, ports=rules.describe_ports(port_map))  # fmt: skip
 
@@ -309,6 +346,7 @@ def heal_partition(
     """Remove every lkchaos partition rule of ``service`` (and nothing else). A rollback:
     nothing to remove is not an error. Returns ``{"removed": [{"service", "rule", "packets",
     ...}], "qdiscs": [], "count", "skipped"}``; ``packets`` counts what each rule dropped."""
+    _check_service(service)
     settings = Settings.load(configuration, secrets)
     return {"service": service, **_clear(settings, service, ("partition",))}
 
@@ -323,5 +361,7 @@ def clear_network_faults(
     error. Returns ``{"removed": [{"service", "table", "chain", "rule", "packets", "bytes",
     "fault_id", "kind"}], "qdiscs": [{"service", "device", "qdisc", ...}], "count",
     "skipped"}`` (``skipped``: services not running, whose rules went with them)."""
+    if service is not None:
+        _check_service(service)
     settings = Settings.load(configuration, secrets)
     return {"service": service, **_clear(settings, service, rules.KINDS)}

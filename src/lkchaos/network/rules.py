@@ -272,6 +272,24 @@ def apply_script(rules: Sequence[Rule], tc: Sequence[str], replace: Sequence[str
     return script
 
 
+#: Printed between a script's changes and the listing that verifies them.
+VERIFY_MARKER = "#lkchaos-verify"
+
+
+def verified(script: str, kinds: Sequence[str]) -> str:
+    """``script``, then a listing of every lkchaos rule and qdisc of ``kinds`` left after it,
+    so one sidecar run both changes and shows the result (see :func:`split_verified`)."""
+    return f"{script}echo {shlex.quote(VERIFY_MARKER)}\n{clear_script(kinds, delete=False)}"
+
+
+def split_verified(output: str) -> tuple[str, str]:
+    """The output of a :func:`verified` script: what the script printed, and the listing."""
+    head, sep, tail = output.partition(VERIFY_MARKER + "\n")
+    if not sep:
+        raise RuleError("the sidecar's script ended before its verification listing")
+    return head, tail
+
+
 _RULE = re.compile(r"^rule (\w+) \[(\d+):(\d+)\] -A (\S+) (.*)$")
 _TAG = re.compile(rf'--comment "?{COMMENT}:([0-9a-f]+):([a-z-]+)"?')
 _SENT = re.compile(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+)")

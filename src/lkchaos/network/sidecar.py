@@ -137,8 +137,23 @@ def addresses(container: Any) -> list[str]:
 def clear(
     client: Any, target: Any, kinds: Sequence[str] = rules.KINDS, delete: bool = True
 ) -> dict[str, list[dict[str, Any]]]:
-    """Remove (or with ``delete=False`` only list) lkchaos rules and qdiscs of ``kinds``."""
-    return rules.parse_cleared(run(client, target, rules.clear_script(kinds, delete)))
+    """Remove (or with ``delete=False`` only list) lkchaos rules and qdiscs of ``kinds``.
+
+    A removal is verified in the same run: a listing after it must find none of them left,
+    or :class:`SidecarError` says what stayed."""
+    if not delete:
+        return rules.parse_cleared(run(client, target, rules.clear_script(kinds, False)))
+    output = run(client, target, rules.verified(rules.clear_script(kinds, True), kinds))
+    try:
+        head, tail = rules.split_verified(output)
+    except rules.RuleError as exc:
+        raise SidecarError(f"{exc} in {getattr(target, 'name', target)}") from exc
+    left = rules.parse_cleared(tail)
+    if left["rules"] or left["qdiscs"]:
+        stayed = [r["rule"] for r in left["rules"]] + [q["qdisc"] for q in left["qdiscs"]]
+        raise SidecarError(f"lkchaos rules or qdiscs stayed in {getattr(target, 'name', target)} "
+                           f"after their removal: {stayed}")  # fmt: skip
+    return rules.parse_cleared(head)
 
 
 def remove_leftover_sidecars(client: Any) -> list[str]:

@@ -20,8 +20,13 @@ from lkchaos.docker import actions as docker_actions
 from lkchaos.errors import LkChaosError
 from lkchaos.redis import client
 from lkchaos.settings import Settings
+from lkchaos.values import check_number
 
 __all__ = ["kill_primary", "sentinel_failover", "restore_old_primary"]
+
+
+def _check_wait(wait_s: Any) -> float:
+    return check_number("wait_s", wait_s, "seconds", strict=True)
 
 
 def _master(settings: Settings) -> tuple[str, int]:
@@ -36,6 +41,7 @@ def kill_primary(
 ) -> Dict[str, Any]:
     """Kill the container of the Redis primary Sentinel names now (SIGKILL: no clean
     shutdown, no last write to disk). Sentinel should promote the replica."""
+    docker_actions._signal_name(signal)
     settings = Settings.load(configuration, secrets)
     host, port = _master(settings)
     result = docker_actions.kill_service(
@@ -50,8 +56,7 @@ def sentinel_failover(
 ) -> Dict[str, Any]:
     """Ask Sentinel for a failover (``SENTINEL FAILOVER``) and wait until it names a new
     primary, at most ``wait_s`` seconds. A switchover: nothing is lost, no rollback needed."""
-    if not wait_s > 0:
-        raise ActivityFailed("wait_s must be a positive number of seconds")
+    _check_wait(wait_s)
     settings = Settings.load(configuration, secrets)
     before = _master(settings)
     started = time.monotonic()
@@ -92,6 +97,8 @@ def restore_old_primary(
 ) -> Dict[str, Any]:
     """Start the killed primary again and wait until it replicates from the current one
     (Sentinel turns it into a replica). A rollback: a running service is left as it is."""
+    docker_actions._check_target(service, None)
+    _check_wait(wait_s)
     settings = Settings.load(configuration, secrets)
     started = docker_actions.start_service(service, configuration, secrets)
     deadline = time.monotonic() + wait_s

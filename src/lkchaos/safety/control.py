@@ -1,16 +1,26 @@
-"""The safety control: one experiment at a time, and rollbacks that always run.
+"""The safety control: checked arguments, one experiment at a time, rollbacks that run, and a
+verdict that counts what the method did.
 
-Declare it in every experiment (the experiments in this repository all do)::
+Declare it in an experiment (the experiments in this repository all do)::
 
     "controls": [{"name": "lkchaos-safety",
                   "provider": {"type": "python", "module": "lkchaos.safety.control"}}]
 
-- Before the experiment it takes the stack's run lock; a second experiment against the same
-  stack is interrupted at once with a message naming the one running.
+or once for every experiment in Chaos Toolkit's settings (``~/.chaostoolkit/settings.yaml``,
+see controls/README.md). Declared both ways it acts once.
+
+- Before the experiment it checks every lkchaos activity's arguments (``lkchaos.preflight``),
+  then takes the stack's run lock and starts a run id that stamps every fault this run
+  records in the ledger; a second experiment against the same stack is interrupted at once.
+- Verdict: a failed lkchaos action of the method (it raised, or could not verify its effect)
+  makes the run ``failed``; a method probe that declares a ``tolerance`` and misses it (by
+  chaoslib's own tolerance code) makes it deviate. ``chaos run`` then exits 1.
 - Chaos Toolkit's default strategy skips rollbacks when a run fails or is interrupted
   (Ctrl-C). After the experiment this control plays the declared rollbacks itself whenever
-  Chaos Toolkit did not, then undoes whatever the fault ledger still holds, so no fault
-  outlives the run, whatever ``--rollback-strategy`` says.
+  Chaos Toolkit did not, then undoes what the ledger still holds of this run (and nothing
+  else: the full sweep is ``lkchaos recover``). An undo that fails stays in the ledger, marked,
+  and the run ends ``failed``. An explicit ``--rollback-strategy never`` is honoured, with a
+  warning; ``--dry`` that skips actions plays no rollback and undoes nothing.
 - SIGTERM is turned into the same graceful stop as Ctrl-C.
 - Room-state snapshots left by earlier runs are removed when an experiment starts.
 - What it did is written to the journal under ``"lkchaos_safety"``.
@@ -18,21 +28,72 @@ Declare it in every experiment (the experiments in this repository all do)::
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
+from chaoslib.hypothesis import within_tolerance
 from chaoslib.rollback import run_rollbacks
+from chaoslib.run import RunEventHandler
+from chaoslib.settings import get_loaded_settings
+from chaoslib.types import Dry
 
-from lkchaos.safety import runlock
-from lkchaos.safety.recovery import recover
+from lkchaos.safety import audit, ledger, runlock
 from lkchaos.settings import Settings
 
+logger = logging.getLogger("chaostoolkit")
+
+#: Actions of these modules fail the run when they fail.
+VERDICT_MODULES: tuple[str, ...] = ("lkchaos.",)
+
+NEVER_WARNING = (
+    "--rollback-strategy never: lkchaos plays no rollback and undoes none of this run's "
+    "faults; they stay in effect. Run `lkchaos recover` to remove them."
+)
+
 _run: dict[str, Any] = {}
+_runtime: dict[str, Any] = {}
+_registries: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def validate_control(control: dict[str, Any]) -> None:
+    """Called by ``chaos validate`` and ``chaos run`` on the control's declaration: the
+    offline argument checks of every lkchaos activity (``lkchaos.preflight``)."""
+    from lkchaos import preflight
+
+    preflight.validate_for_toolkit(control)
+
+
+class _RuntimeSettings(RunEventHandler):  # type: ignore[misc]
+    """Catches the runner's settings (where ``--rollback-strategy`` ends up)."""
+
+    def running(self, experiment: Any, journal: Any, configuration: Any, secrets: Any,
+                schedule: Any, settings: Any) -> None:  # fmt: skip
+        _runtime["settings"] = settings or {}
+
+
+def configure_control(
+    settings: dict[str, Any] | None = None, event_registry: Any = None, **kwargs: Any
+) -> None:
+    if settings:
+        _runtime["settings"] = settings
+    if event_registry is not None and event_registry not in _registries:
+        _registries.add(event_registry)
+        event_registry.register(_RuntimeSettings())
+
+
+def _rollback_strategy(experiment: dict[str, Any]) -> str:
+    for source in (_runtime.get("settings"), get_loaded_settings(), experiment):
+        strategy = ((source or {}).get("runtime") or {}).get("rollbacks", {}).get("strategy")
+        if strategy:
+            return str(strategy)
+    return "default"
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -45,13 +106,52 @@ def before_experiment_control(
     secrets: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
+    if _run.get("experiment") is context and "state_dir" in _run:
+        return  # declared in the settings and in the experiment: act once
     _run.clear()
-    settings = Settings.load(configuration, secrets)
+    # Chaos Toolkit carries on after any other exception of a control: refuse the run instead.
     try:
-        note = runlock.acquire(settings.state_dir, str(context.get("title", "experiment")))
+        _start(context, configuration, secrets)
+    except InterruptExecution:
+        raise
+    except Exception as exc:
+        _finish()
+        raise InterruptExecution(
+            f"the lkchaos safety control could not start the run ({type(exc).__name__}: "
+            f"{exc}); nothing was done. Fix the cause and run the experiment again."
+        ) from exc
+
+
+def _start(
+    context: dict[str, Any], configuration: dict[str, Any] | None,
+    secrets: dict[str, Any] | None,
+) -> None:  # fmt: skip
+    from lkchaos import preflight
+
+    preflight.check_or_raise(context, configuration, secrets)
+    settings = Settings.load(configuration, secrets)
+    audit.register_secret(settings.livekit_api_secret)
+    title = str(context.get("title", "experiment"))
+    try:
+        note = runlock.acquire(settings.state_dir, title)
     except runlock.LockHeld as exc:
         raise InterruptExecution(str(exc)) from exc
-    _run.update(state_dir=settings.state_dir, note=note, started=time.monotonic())
+    run_id = ledger.begin_run(title)
+    warnings: list[str] = []
+    _run.update(state_dir=settings.state_dir, note=note, started=time.monotonic(),
+                experiment=context, run_id=run_id, warnings=warnings)
+    strategy = _rollback_strategy(context)
+    _run["strategy"] = strategy
+    if strategy == "never":
+        logger.warning(NEVER_WARNING)
+        warnings.append(NEVER_WARNING)
+    earlier = [f for f in ledger.pending(settings.state_dir) if f.run_id != run_id]
+    if earlier:
+        message = (f"{len(earlier)} fault(s) of earlier runs are still in the ledger ("
+                   + ", ".join(f.describe() for f in earlier[:5])
+                   + "): run `lkchaos recover` to undo them")
+        logger.warning(message)
+        warnings.append(message)
     # Room-state snapshots belong to one run: none from an earlier run may be compared.
     for old in (Path(settings.state_dir) / "snapshots").glob("*.json"):
         old.unlink(missing_ok=True)
@@ -61,17 +161,132 @@ def before_experiment_control(
         pass
 
 
+def before_activity_control(context: dict[str, Any], **kwargs: Any) -> None:
+    provider = context.get("provider") or {}
+    audit.set_activity(context.get("name"), provider.get("arguments"))
+
+
+def after_activity_control(context: dict[str, Any], **kwargs: Any) -> None:
+    audit.clear_activity()
+
+
 def _play_rollbacks(
     experiment: dict[str, Any], journal: dict[str, Any],
-    configuration: dict[str, Any] | None, secrets: dict[str, Any] | None,
+    configuration: dict[str, Any] | None, secrets: dict[str, Any] | None, dry: Any,
 ) -> int:  # fmt: skip
     runs: list[Any] = []
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for _ in run_rollbacks(experiment, configuration or {}, secrets or {}, pool, None,
+        for _ in run_rollbacks(experiment, configuration or {}, secrets or {}, pool, dry,
                                None, runs):
             pass
     journal["rollbacks"] = runs
     return len(runs)
+
+
+def _error(run: dict[str, Any]) -> str:
+    lines = [line.strip() for line in run.get("exception") or [] if line.strip()]
+    error = lines[-1] if lines else "failed"
+    prefix = "chaoslib.exceptions.ActivityFailed: "
+    while error.startswith(prefix):
+        error = error[len(prefix):]
+    return error
+
+
+def _failed_actions(journal: dict[str, Any]) -> list[dict[str, Any]]:
+    failed = []
+    for run in journal.get("run") or []:
+        activity = run.get("activity") or {}
+        provider = activity.get("provider") or {}
+        module = str(provider.get("module", ""))
+        if (activity.get("type") == "action" and run.get("status") == "failed"
+                and provider.get("type") == "python" and module.startswith(VERDICT_MODULES)):
+            failed.append({"activity": activity.get("name"),
+                           "function": f"{module}.{provider.get('func')}",
+                           "error": _error(run)})
+    return failed
+
+
+def _probe_was_dry(activity: dict[str, Any], dry: Any) -> bool:
+    dry = activity.get("dry", dry)
+    return dry in (Dry.PROBES, Dry.ACTIVITIES)
+
+
+def _missed_tolerances(
+    journal: dict[str, Any], configuration: dict[str, Any] | None,
+    secrets: dict[str, Any] | None, dry: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    missed = []
+    for run in journal.get("run") or []:
+        activity = run.get("activity") or {}
+        if activity.get("type") != "probe" or "tolerance" not in activity:
+            continue
+        if _probe_was_dry(activity, dry):
+            continue
+        tolerance = activity["tolerance"]
+        miss = {"probe": activity.get("name"), "tolerance": tolerance,
+                "output": run.get("output")}
+        if run.get("status") == "failed":
+            missed.append({**miss, "error": _error(run)})
+            continue
+        try:
+            ok = within_tolerance(tolerance, run.get("output"), configuration=configuration,
+                                  secrets=secrets)
+        except Exception as exc:  # a tolerance that cannot be evaluated is not met
+            missed.append({**miss, "error": f"the tolerance could not be evaluated: {exc}"})
+            continue
+        if not ok:
+            missed.append(miss)
+    return missed
+
+
+def _verdict(
+    state: dict[str, Any], report: dict[str, Any], configuration: dict[str, Any] | None,
+    secrets: dict[str, Any] | None, dry: Any,
+) -> None:  # fmt: skip
+    failed = _failed_actions(state)
+    if failed:
+        report["failed_actions"] = failed
+        if state.get("status") in (None, "completed"):
+            state["status"] = "failed"
+        for item in failed:
+            logger.error(f"lkchaos action {item['activity']!r} failed, so the run failed: "
+                         f"{item['error']}")
+    missed = _missed_tolerances(state, configuration, secrets, dry)
+    if missed:
+        report["missed_tolerances"] = missed
+        state["deviated"] = True
+        for item in missed:
+            logger.error(f"method probe {item['probe']!r} missed its tolerance, so the run "
+                         f"deviated (output: {item['output']!r})")
+
+
+def _cleanup(
+    context: dict[str, Any], state: dict[str, Any], report: dict[str, Any],
+    configuration: dict[str, Any] | None, secrets: dict[str, Any] | None, dry: Any,
+) -> None:  # fmt: skip
+    state_dir, run_id = _run["state_dir"], _run["run_id"]
+    if _run.get("strategy") == "never":
+        left = [f.describe() for f in ledger.pending(state_dir) if f.run_id == run_id]
+        report["left_in_ledger"] = left
+        if left:
+            logger.warning(f"left in effect: {', '.join(left)}. {NEVER_WARNING}")
+        return
+    if dry in (Dry.ACTIONS, Dry.ACTIVITIES):
+        # No action ran, so nothing of this run is in the ledger and nothing is played.
+        report["recovered"] = ledger.undo_all(state_dir, configuration, run_id=run_id)
+    else:
+        if context.get("rollbacks") and not state.get("rollbacks"):
+            report["rollbacks_played_by_lkchaos"] = _play_rollbacks(
+                context, state, configuration, secrets, dry
+            )
+        report["recovered"] = ledger.undo_all(state_dir, configuration, run_id=run_id)
+    failed = [r for r in report["recovered"] if not r.get("ok", True)]
+    if failed:
+        report["not_recovered"] = failed
+        state["status"] = "failed"
+        for item in failed:
+            logger.error(f"could not undo {item['fault']} ({item['error']}): it stays in the "
+                         "ledger; run `lkchaos recover`")
 
 
 def after_experiment_control(
@@ -81,22 +296,26 @@ def after_experiment_control(
     secrets: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    if "state_dir" not in _run:  # this run never took the lock: it must not touch anything
-        return
+    if "state_dir" not in _run or _run.get("experiment") is not context:
+        return  # this run never took the lock (or this is the second declaration)
     started = time.monotonic()
-    report: dict[str, Any] = {"lock_note": _run.get("note")}
+    dry = context.get("dry")
+    report: dict[str, Any] = {"run_id": _run["run_id"], "lock_note": _run.get("note"),
+                              "rollback_strategy": _run.get("strategy", "default"),
+                              "warnings": _run.get("warnings", [])}
+    if isinstance(dry, Dry):
+        report["dry"] = dry.value
     try:
-        declared = bool(context.get("rollbacks"))
-        if declared and not state.get("rollbacks"):
-            report["rollbacks_played_by_lkchaos"] = _play_rollbacks(
-                context, state, configuration, secrets
-            )
-        report["recovered"] = recover(
-            Settings.load(configuration, secrets), configuration, thorough=False
-        )
+        _verdict(state, report, configuration, secrets, dry)
+        _cleanup(context, state, report, configuration, secrets, dry)
+    except Exception as exc:  # Chaos Toolkit would swallow it: make the run say so
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        state["status"] = "failed"
+        logger.error(f"the safety control failed: {exc}; run `lkchaos recover`")
     finally:
         report["cleanup_s"] = round(time.monotonic() - started, 3)
-        state["lkchaos_safety"] = report
+        secrets_seen = audit.known_secrets(_run["state_dir"])
+        state["lkchaos_safety"] = audit.scrub(report, secrets_seen)
         _finish()
 
 
@@ -108,9 +327,12 @@ def _finish() -> None:
     state_dir = _run.pop("state_dir", None)
     if state_dir is not None:
         runlock.release(state_dir)
+        ledger.end_run()
     previous = _run.pop("previous_sigterm", None)
     if previous is not None:
         try:
             signal.signal(signal.SIGTERM, previous)
         except ValueError:
             pass
+    _run.pop("experiment", None)
+    _runtime.clear()

@@ -1,11 +1,17 @@
 """The fault ledger: a small JSON file in the stack's state folder, guarded by a file lock.
 
 An entry says what was done and how to undo it: the undo is a function of an lkchaos
-activity module and its arguments, so recovery needs nothing but the file.
+activity module and its arguments, so recovery needs nothing but the file. Each entry carries
+the id of the run that made it (set by the safety control when an experiment starts, or
+``LKCHAOS_RUN_ID`` in the environment), so the end of a run undoes that run's faults only.
+An undo that fails stays in the ledger with its ``attempts`` and ``last_error``, for
+``lkchaos recover`` to retry. Every entry recorded, forgotten or undone is also written to the
+audit log (:mod:`lkchaos.safety.audit`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fcntl
 import importlib
@@ -19,8 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from lkchaos.errors import LkChaosError
+from lkchaos.safety import audit
 
 UNDO_MODULE_PREFIX = "lkchaos."
+RUN_ID_ENV = "LKCHAOS_RUN_ID"
+
+_current_run: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -35,9 +45,35 @@ class Fault:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
     pid: int = field(default_factory=os.getpid)
+    run_id: str = ""
+    experiment: str = ""
+    attempts: int = 0
+    last_error: str = ""
 
     def describe(self) -> str:
         return f"{self.kind} on {self.target}"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fault:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def begin_run(title: str = "", run_id: str | None = None) -> str:
+    """Start stamping recorded faults with a run id (a new one unless given); returns it."""
+    run_id = run_id or uuid.uuid4().hex
+    _current_run.clear()
+    _current_run.update(run_id=run_id, experiment=title)
+    return run_id
+
+
+def end_run() -> None:
+    _current_run.clear()
+
+
+def current_run_id() -> str:
+    """The run faults are recorded for: the experiment running, else ``LKCHAOS_RUN_ID``."""
+    return _current_run.get("run_id") or os.environ.get(RUN_ID_ENV, "")
 
 
 def ledger_path(state_dir: str | Path) -> Path:
@@ -59,15 +95,27 @@ def _locked(path: Path) -> Iterator[list[dict[str, Any]]]:
                 entries = []
             yield entries
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(entries, indent=2) + "\n")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(entries, indent=2) + "\n")
             tmp.replace(path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def record(state_dir: str | Path, fault: Fault) -> Fault:
+    """Write ``fault`` (stamped with the current run) before it is injected; returns it.
+
+    The audit line is written first: if it cannot be, nothing is recorded and the caller,
+    which records before acting, injects nothing.
+    """
     if not fault.undo_module.startswith(UNDO_MODULE_PREFIX):
         raise LkChaosError(f"undo must be an lkchaos function, not {fault.undo_module}")
+    if not fault.run_id:
+        fault = dataclasses.replace(
+            fault, run_id=current_run_id(), experiment=_current_run.get("experiment", "")
+        )
+    audit.write(state_dir, asdict(fault), "injected", strict=True)
     with _locked(ledger_path(state_dir)) as entries:
         entries.append(asdict(fault))
     return fault
@@ -76,10 +124,11 @@ def record(state_dir: str | Path, fault: Fault) -> Fault:
 def forget(state_dir: str | Path, kind: str, target: str) -> int:
     """Remove the entries for one fault (undone by a rollback); returns how many."""
     with _locked(ledger_path(state_dir)) as entries:
-        keep = [e for e in entries if not (e.get("kind") == kind and e.get("target") == target)]
-        removed = len(entries) - len(keep)
-        entries[:] = keep
-    return removed
+        gone = [e for e in entries if e.get("kind") == kind and e.get("target") == target]
+        entries[:] = [e for e in entries if e not in gone]
+    for entry in gone:
+        audit.write(state_dir, entry, "undone")
+    return len(gone)
 
 
 def pending(state_dir: str | Path) -> list[Fault]:
@@ -87,21 +136,60 @@ def pending(state_dir: str | Path) -> list[Fault]:
     if not path.is_file():
         return []
     with _locked(path) as entries:
-        return [Fault(**e) for e in entries]
+        return [Fault.from_dict(e) for e in entries if isinstance(e, dict)]
+
+
+def _settle(state_dir: str | Path, fault_id: str, error: str | None) -> dict[str, Any] | None:
+    """After an undo: drop the entry (``error`` None) or mark it failed; returns the entry as
+    it was when still there (None if the undo function had already forgotten it)."""
+    with _locked(ledger_path(state_dir)) as entries:
+        for index, entry in enumerate(entries):
+            if entry.get("id") != fault_id:
+                continue
+            if error is None:
+                del entries[index]
+            else:
+                entry["attempts"] = int(entry.get("attempts") or 0) + 1
+                entry["last_error"] = error
+            return dict(entry)
+    return None
 
 
 def undo_all(
-    state_dir: str | Path, configuration: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
-    """Undo every recorded fault, newest first; each result says what happened."""
+    state_dir: str | Path, configuration: dict[str, Any] | None = None,
+    run_id: str | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Undo recorded faults, newest first (those of ``run_id`` only, when given).
+
+    Each result is ``{"fault", "id", "run_id", "outcome"}``; a failed undo adds ``"ok":
+    False``, ``"attempts"`` and ``"error"``, and its entry stays in the ledger, marked.
+    """
+    secrets = audit.known_secrets(state_dir)
     results = []
     for fault in reversed(pending(state_dir)):
+        if run_id is not None and fault.run_id != run_id:
+            continue
+        result: dict[str, Any] = {"fault": fault.describe(), "id": fault.id,
+                                  "run_id": fault.run_id or None}
         try:
             module = importlib.import_module(fault.undo_module)
             getattr(module, fault.undo_func)(**fault.undo_arguments, configuration=configuration)
-            outcome = "undone"
         except Exception as exc:  # keep going: one failed undo must not block the others
-            outcome = f"undo failed: {type(exc).__name__}: {exc}"
-        forget(state_dir, fault.kind, fault.target)
-        results.append({"fault": fault.describe(), "id": fault.id, "outcome": outcome})
+            error = str(audit.scrub(f"{type(exc).__name__}: {exc}", secrets))
+            entry = _settle(state_dir, fault.id, error)
+            if entry is None:  # the undo function forgot it, then failed: keep it anyway
+                entry = asdict(dataclasses.replace(
+                    fault, attempts=fault.attempts + 1, last_error=error))
+                with _locked(ledger_path(state_dir)) as entries:
+                    entries.append(entry)
+            attempts = int(entry["attempts"])
+            audit.write(state_dir, entry, "undo failed", error)
+            result.update(outcome=f"undo failed: {error}", ok=False, attempts=attempts,
+                          error=error)
+        else:
+            entry = _settle(state_dir, fault.id, None)
+            if entry is not None:  # the undo function did not forget it itself
+                audit.write(state_dir, entry, "undone")
+            result.update(outcome="undone", ok=True)
+        results.append(result)
     return results

@@ -1,5 +1,9 @@
 """Put the deployment back: undo the ledger, then sweep for anything lkchaos-shaped.
 
+This is ``lkchaos recover`` (and the ``recover`` action): it undoes every run's faults,
+retrying undos that failed before. The safety control at the end of a run does not sweep: it
+undoes that run's own ledger entries only (``ledger.undo_all(..., run_id=...)``).
+
 The sweep covers what a runner killed mid-fault could leave without a ledger entry:
 Toxiproxy toxics named ``lkchaos_*`` and disabled lkchaos links, paused or stopped services
 of the compose project, lkchaos's iptables rules and qdiscs in the project's containers (and
@@ -82,8 +86,7 @@ def recover(
     """Undo and sweep; returns one entry per thing found, with what was done about it.
 
     ``thorough`` adds the network sweep, which looks inside every container (about 0.35 s
-    each): ``lkchaos recover`` uses it; the safety control at the end of a run, where the
-    ledger knows every network fault the run made, does not.
+    each). A fault whose undo fails again stays in the ledger, its ``attempts`` counted.
     """
     report = ledger.undo_all(settings.state_dir, configuration)
     sweeps = [_sweep_toxiproxy, _sweep_containers, _sweep_tls, _sweep_dns]

@@ -12,9 +12,11 @@ stack ``lk.<domain>`` and ``whip.<domain>``) with a new pair that is bad in one 
   for clients, a test of the expiry warnings
 
 then reloads Caddy gracefully (its listeners stay open) and waits until it serves the new
-certificate. The original is kept aside in the state folder, once, and the rollback
-``restore_certificate(name)`` puts it back byte for byte (same fingerprint) and reloads
-again; it does nothing when nothing is swapped. Both return::
+certificate at ``tls_address``; if it does not within the wait, the action fails
+(``lkchaos.verify.NotInEffect``). The original is kept aside in the state folder, once, and
+the rollback ``restore_certificate(name)`` puts it back byte for byte (same fingerprint),
+reloads again and fails if Caddy does not serve it; it does nothing when nothing is swapped.
+Both return::
 
     {"name": "lk.chaos.test", "kind": "expired", "fingerprint": "9c1f...",
      "original_fingerprint": "51ab...", "served_fingerprint": "9c1f...",
@@ -43,6 +45,8 @@ from lkchaos.errors import LkChaosError
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 from lkchaos.tls import rotation
+from lkchaos.values import check_dns_name
+from lkchaos.verify import NotInEffect
 
 __all__ = ["swap_certificate", "restore_certificate"]
 
@@ -53,10 +57,8 @@ MAX_DAYS = 3650
 
 
 def _check(name: Any, kind: Any, days: Any) -> None:
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ActivityFailed(f"name must be a name Caddy serves, such as lk.chaos.test, not "
-                             f"{name!r}")  # fmt: skip
-    if kind not in certs.FAULTY_KINDS:
+    check_dns_name("name", name)
+    if not isinstance(kind, str) or kind not in certs.FAULTY_KINDS:
         raise ActivityFailed(
             f"kind must be one of {', '.join(certs.FAULTY_KINDS)}, not {kind!r}"
         )
@@ -131,10 +133,12 @@ def swap_certificate(
                              "`lkchaos recover` to put the original back") from exc  # fmt: skip
     new = certs.fingerprint(bad.cert)
     served = rotation.wait_served(settings, name, new, rotation.SERVE_WAIT_S)
-    if served is not None and served != new:
-        raise ActivityFailed(
-            f"Caddy still serves {served[:16]}... for {name} after its reload, not the "
-            f"swapped certificate {new[:16]}...; roll back with restore_certificate"
+    if served != new:
+        seen = "no certificate at all" if served is None else f"{served[:16]}..."
+        raise NotInEffect(
+            f"Caddy serves {seen} for {name} at {settings.tls_address} after its reload, not "
+            f"the swapped certificate {new[:16]}...; roll back with restore_certificate (or "
+            "`lkchaos recover`)"
         )
     return {
         "name": name, "kind": kind, "days": days, "fingerprint": new,
@@ -150,19 +154,19 @@ def restore_certificate(
 ) -> Dict[str, Any]:
     """Put back the original certificate of ``name`` (same fingerprint) and reload Caddy. A
     rollback: does nothing when no swap is in place."""
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ActivityFailed(f"name must be a TLS name such as lk.chaos.test, not {name!r}")
+    check_dns_name("name", name)
     settings = Settings.load(configuration, secrets)
     try:
         result = rotation.restore(settings, name)
     except (LkChaosError, OSError) as exc:
         raise ActivityFailed(f"restoring the certificate of {name} failed: {exc}; check that "
                              "Caddy runs, then run `lkchaos recover`") from exc  # fmt: skip
-    ledger.forget(settings.state_dir, KIND, name)
     served = result["served_fingerprint"]
-    if result["restored"] and served is not None and served != result["fingerprint"]:
-        raise ActivityFailed(
-            f"the original certificate of {name} is back on disk, but Caddy still serves "
-            f"{served[:16]}... after its reload: restart Caddy"
+    if result["reloaded"] and served != result["fingerprint"]:
+        seen = "no certificate at all" if served is None else f"{served[:16]}..."
+        raise NotInEffect(
+            f"the original certificate of {name} is back on disk, but Caddy serves {seen} at "
+            f"{settings.tls_address} after its reload: restart Caddy, then `lkchaos recover`"
         )
+    ledger.forget(settings.state_dir, KIND, name)
     return result

@@ -25,6 +25,10 @@ removing what is already gone is not an error::
                   "func": "remove_toxic",
                   "arguments": {"proxy": "agent_livekit", "name": "lkchaos_latency_downstream"}}}
 
+Every action returns once Toxiproxy lists its effect (the toxic with its attributes, the
+toxic gone, the proxy enabled or disabled), and fails otherwise
+(``lkchaos.verify.NotInEffect``).
+
 Toxiproxy works on TCP only.
 """
 
@@ -41,6 +45,8 @@ from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 from lkchaos.toxiproxy import client as toxiproxy
 from lkchaos.toxiproxy.client import PREFIX, STREAMS, TOXICS, toxic_name
+from lkchaos.values import check_flag, check_text
+from lkchaos.verify import until
 
 __all__ = [
     "add_toxic", "add_latency", "add_bandwidth", "add_timeout", "add_reset_peer",
@@ -53,7 +59,13 @@ UNDO = "lkchaos.toxiproxy.actions"
 def _check_proxy_name(proxy: Any) -> str:
     if not isinstance(proxy, str) or not proxy:
         raise ActivityFailed(f"proxy must be the name of a Toxiproxy proxy, not {proxy!r}")
-    return proxy
+    return check_text("proxy", proxy)
+
+
+def _check_toxic_name(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise ActivityFailed(f"name must be the name of a toxic, not {name!r}")
+    return check_text("name", name)
 
 
 def _whole(label: str, value: Any, unit: str, minimum: int) -> int:
@@ -127,6 +139,33 @@ def _connected(
         raise ActivityFailed(f"{what} failed: {exc}") from exc
 
 
+def _toxic_listed(
+    toxi: toxiproxy.ToxiproxyClient, proxy: str, name: str
+) -> Dict[str, Any] | None:
+    found = toxi.proxies(require=proxy)[proxy].get("toxics") or []
+    return next((t for t in found if t.get("name") == name), None)
+
+
+def _verify_toxic(toxi: toxiproxy.ToxiproxyClient, proxy: str, toxic: Dict[str, Any]) -> None:
+    """Until Toxiproxy lists the toxic with the attributes, stream and toxicity asked for."""
+    def matches(seen: Dict[str, Any] | None) -> bool:
+        if seen is None or seen.get("type") != toxic["type"]:
+            return False
+        attrs = seen.get("attributes") or {}
+        return (seen.get("stream") == toxic["stream"]
+                and math.isclose(float(seen.get("toxicity", -1)), toxic["toxicity"])
+                and all(attrs.get(k) == v for k, v in toxic["attributes"].items()))
+
+    until(lambda: _toxic_listed(toxi, proxy, toxic["name"]), matches,
+          f"toxic {toxic['name']} on proxy {proxy}",
+          describe=lambda seen: "not listed" if seen is None else repr(seen))
+
+
+def _verify_gone(toxi: toxiproxy.ToxiproxyClient, proxy: str, name: str) -> None:
+    until(lambda: _toxic_listed(toxi, proxy, name), lambda seen: seen is None,
+          f"removal of toxic {name} from proxy {proxy}")
+
+
 def _fault(kind: str, target: str, undo: str, **arguments: Any) -> ledger.Fault:
     return ledger.Fault(kind, target, UNDO, undo, arguments)
 
@@ -157,6 +196,7 @@ def _add(
                 raise
             existing = toxic
             toxi.update_toxic(proxy, name, toxic["attributes"], toxic["toxicity"])
+        _verify_toxic(toxi, proxy, toxic)
     return {"proxy": proxy, **toxic, "replaced": existing is not None}
 
 
@@ -303,12 +343,12 @@ def remove_toxic(
     Returns ``{"proxy", "name", "removed": bool}``.
     """
     _check_proxy_name(proxy)
-    if not isinstance(name, str) or not name:
-        raise ActivityFailed(f"name must be the name of a toxic, not {name!r}")
+    _check_toxic_name(name)
     with _connected(f"removing toxic {name} from {proxy}", configuration, secrets) as (toxi, st):
         current = toxi.proxies(require=proxy)[proxy].get("toxics") or []
         present = any(t.get("name") == name for t in current)
         removed = present and toxi.remove_toxic_if_present(proxy, name)
+        _verify_gone(toxi, proxy, name)
         ledger.forget(st, "toxic", f"{proxy}/{name}")
     return {"proxy": proxy, "name": name, "removed": removed}
 
@@ -326,6 +366,7 @@ def remove_all_toxics(
     """
     if proxy is not None:
         _check_proxy_name(proxy)
+    check_flag("only_lkchaos", only_lkchaos)
     removed: List[Dict[str, Any]] = []
     with _connected("removing toxics", configuration, secrets) as (toxi, st):
         proxies = toxi.proxies(require=proxy)
@@ -335,6 +376,7 @@ def remove_all_toxics(
                 if only_lkchaos and not name.startswith(PREFIX):
                     continue
                 gone = toxi.remove_toxic_if_present(pname, name)
+                _verify_gone(toxi, pname, name)
                 ledger.forget(st, "toxic", f"{pname}/{name}")
                 if gone:
                     removed.append({
@@ -355,6 +397,9 @@ def _set_enabled(
             ledger.record(st, _fault("proxy_disabled", proxy, "enable_proxy", proxy=proxy))
         if was != enabled:
             toxi.set_enabled(proxy, enabled)
+        until(lambda: bool(toxi.proxies(require=proxy)[proxy].get("enabled", True)),
+              lambda seen: seen == enabled, f"proxy {proxy} {'enabled' if enabled else 'disabled'}",
+              describe=lambda seen: "enabled" if seen else "disabled")
         if enabled:
             ledger.forget(st, "proxy_disabled", proxy)
     return {"proxy": proxy, "enabled": enabled, "changed": was != enabled}
@@ -388,6 +433,11 @@ def reset(configuration: Configuration = None, secrets: Secrets = None) -> Dict[
     with _connected("resetting Toxiproxy", configuration, secrets) as (toxi, st):
         before = toxi.proxies()
         toxi.reset()
+
+        def clean(now: Dict[str, Dict[str, Any]]) -> bool:
+            return all(p.get("enabled", True) and not p.get("toxics") for p in now.values())
+
+        until(toxi.proxies, clean, "Toxiproxy's reset")
         for name, proxy in before.items():
             ledger.forget(st, "proxy_disabled", name)
             for toxic in proxy.get("toxics") or []:

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import io
 import os
+import re
 import subprocess
 import time
 import wave
@@ -23,6 +24,8 @@ from livekit import rtc
 
 RATE = 48000
 FRAME = RATE // 100  # 10 ms
+#: Beam width of the probe's own transcription of replies.
+TRANSCRIBE_BEAM = 1
 #: A vocabulary hint for transcribing replies. It holds none of the expected answers.
 REPLY_PROMPT = "4 plus 9 is 13. 8 times 7 is 56. Sorry, I can't reach my tools right now."
 
@@ -34,19 +37,53 @@ def _resample(pcm: bytes, rate: int, to: int) -> np.ndarray:
     return np.concatenate([np.frombuffer(bytes(f.data), dtype=np.int16) for f in out])
 
 
+#: How the probe speaks its questions (espeak-ng's voice, words per minute, gap between words
+#: in 10 ms units) and the silence before them. ``bench/mishearing.py`` measures how well the
+#: stack's Whisper hears speech made this way.
+VOICE = "en-us"
+WORDS_PER_MINUTE = 150
+WORD_GAP_10MS = 2
+PAD_S = 0.2
+MAX_TEXT = 300
+_VOICE_NAME = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{1,12}){0,3}(?:\+[a-z0-9]{1,12})?")
+
+
+def espeak_command(voice: str = VOICE) -> list[str]:
+    """The espeak-ng command line; the text goes to its standard input, never its options."""
+    if not _VOICE_NAME.fullmatch(voice):
+        raise ValueError(f"{voice!r} is not an espeak-ng voice name (e.g. en-us)")
+    return ["espeak-ng", "--stdout", "-v", voice, "-s", str(WORDS_PER_MINUTE),
+            "-g", str(WORD_GAP_10MS)]  # fmt: skip
+
+
+def check_text(text: str) -> str:
+    """``text`` if it can be spoken: printable, one line, at most ``MAX_TEXT`` characters."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("the text to speak must be a non-empty string")
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"the text to speak is over {MAX_TEXT} characters")
+    if not text.isprintable():
+        raise ValueError("the text to speak must be one line of printable characters")
+    return text
+
+
 @functools.lru_cache(maxsize=32)
-def speech(text: str, voice: str = "en-us") -> np.ndarray:
-    """``text`` spoken by espeak-ng, as 48 kHz mono int16 samples (cached per text)."""
+def speech(text: str, voice: str = VOICE) -> np.ndarray:
+    """``text`` spoken by espeak-ng, as 48 kHz mono int16 samples after ``PAD_S`` of
+    silence (cached per text; the samples end where speech ends, for the latency). The text
+    reaches espeak-ng on its standard input, so nothing in it can be read as an option."""
+    command = espeak_command(voice)
     try:
         wav = subprocess.run(
-            ["espeak-ng", "--stdout", "-v", voice, text],
+            command, input=check_text(text).encode("utf-8"),
             check=True, capture_output=True, timeout=10,
-        ).stdout
+        ).stdout  # fmt: skip
     except FileNotFoundError as exc:
         raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)") from exc
     with wave.open(io.BytesIO(wav)) as w:
         rate, pcm = w.getframerate(), w.readframes(w.getnframes())
-    samples = _resample(pcm, rate, RATE)
+    pad = np.zeros(int(PAD_S * RATE), dtype=np.int16)
+    samples = np.concatenate([pad, _resample(pcm, rate, RATE)])
     samples.setflags(write=False)
     return samples
 
@@ -165,6 +202,6 @@ def transcribe(samples: np.ndarray) -> str:
     """Transcribe 48 kHz int16 audio in this process."""
     audio = _resample(samples.tobytes(), RATE, 16000).astype(np.float32) / 32768.0
     segments, _ = whisper_model().transcribe(
-        audio, language="en", beam_size=1, initial_prompt=REPLY_PROMPT
+        audio, language="en", beam_size=TRANSCRIBE_BEAM, initial_prompt=REPLY_PROMPT
     )
     return "".join(segment.text for segment in segments).strip()

@@ -7,7 +7,19 @@ system's: in a container on the stack network (``dns:`` set to the stack's resol
 
     POST /round-trip  {"question": str?, "expected": [str]?, "timeouts": {...}?}
                       -> the round trip's result (see lkchaos.voice.roundtrip.run)
+    POST /hold        {"room": str, "count": int, "duration_s": float}
+                      -> participants held connected in the room (lkchaos.livekit.hold)
+    GET  /hold        -> the held rooms and how many of their participants are connected
+    DELETE /hold/{room} -> release them
     GET  /health      -> {"status": "ok"}
+
+Every endpoint but ``/health`` answers only requests whose ``Authorization: Bearer`` header
+carries the credential derived from the LiveKit API secret (``lkchaos.voice.credential``);
+any other gets 401 before its body is read, and no call is placed. It listens on 127.0.0.1
+unless told otherwise (``--host``); in the reference stack it listens on the container's
+network so that Docker can publish it, and the port is published on the host's 127.0.0.1
+only. A question is at most 300 printable
+characters on one line and reaches espeak-ng on its standard input, never as an option.
 
 Environment: ``LIVEKIT_URL`` (the public URL, e.g. ``wss://lk.chaos.test``),
 ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET``, ``AGENT_NAME``. One round trip runs at a time:
@@ -19,19 +31,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from lkchaos.livekit import hold as holding
 from lkchaos.voice import audio, roundtrip
-from lkchaos.voice.questions import DEFAULT_QUESTIONS, QuestionError
+from lkchaos.voice.credential import is_authorized
+from lkchaos.voice.questions import QuestionError, random_question
 
 log = logging.getLogger("lkchaos.prober")
-_questions = itertools.cycle(DEFAULT_QUESTIONS)
+CONFIG = web.AppKey("config", dict[str, str])
+HOLDS = web.AppKey("holds", holding.Holds)
 _lock = asyncio.Lock()
+MAX_EXPECTED = 10
+MAX_EXPECTED_CHARS = 100
 
 
 def _env(name: str) -> str:
@@ -45,14 +62,28 @@ def parse_request(body: Any) -> tuple[str, list[str] | None, roundtrip.Timeouts]
     """Validate a request body; ValueError says what is wrong."""
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
-    question = body.get("question") or next(_questions)
+    unknown_keys = set(body) - {"question", "expected", "timeouts"}
+    if unknown_keys:
+        raise ValueError(f"unknown field(s): {', '.join(sorted(map(str, unknown_keys)))}")
+    question = body.get("question") or random_question()
     if not isinstance(question, str):
         raise ValueError("question must be a string")
+    try:
+        audio.check_text(question)
+    except ValueError as exc:
+        raise ValueError(f"question: {exc}") from exc
     expected = body.get("expected")
     if expected is not None and (
         not isinstance(expected, list) or not all(isinstance(e, str) and e for e in expected)
     ):
         raise ValueError("expected must be a list of non-empty strings")
+    if expected is not None and (
+        len(expected) > MAX_EXPECTED or any(len(e) > MAX_EXPECTED_CHARS for e in expected)
+    ):
+        raise ValueError(
+            f"expected must hold at most {MAX_EXPECTED} answers of at most "
+            f"{MAX_EXPECTED_CHARS} characters"
+        )
     raw = body.get("timeouts") or {}
     if not isinstance(raw, dict):
         raise ValueError("timeouts must be an object of stage: seconds")
@@ -66,12 +97,35 @@ def parse_request(body: Any) -> tuple[str, list[str] | None, roundtrip.Timeouts]
     return question, expected, timeouts
 
 
+UNAUTHORIZED = (
+    "this prober answers only requests carrying the stack's credential: send "
+    "'Authorization: Bearer <token>' with the token from lkchaos.voice.credential.prober_token"
+    "(LIVEKIT_API_SECRET), as the lkchaos voice probe does"
+)
+
+
+@web.middleware
+async def require_credential(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Refuse every request but ``GET /health`` without the credential, before reading it."""
+    if request.method == "GET" and request.path == "/health":
+        return await handler(request)
+    secret = request.app[CONFIG]["secret"]
+    if not is_authorized(request.headers.get("Authorization"), secret):
+        log.warning("refused an unauthenticated %s %s", request.method, request.path)
+        return web.json_response(
+            {"error": UNAUTHORIZED}, status=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+    return await handler(request)
+
+
 async def round_trip(request: web.Request) -> web.Response:
     try:
         question, expected, timeouts = parse_request(await request.json())
     except ValueError as exc:  # includes malformed JSON
         return web.json_response({"error": str(exc)}, status=400)
-    config = request.app["config"]
+    config = request.app[CONFIG]
     async with _lock:
         try:
             result = await roundtrip.run(
@@ -84,26 +138,68 @@ async def round_trip(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+async def hold(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        if not isinstance(body, dict) or set(body) - {"room", "count", "duration_s"}:
+            raise ValueError("the body must be an object with room, count and duration_s")
+        room, count, duration_s = holding.check(
+            body.get("room"), body.get("count", 2), body.get("duration_s", 600)
+        )
+    except (ValueError, holding.HoldError) as exc:  # includes malformed JSON
+        return web.json_response({"error": str(exc)}, status=400)
+    config = request.app[CONFIG]
+    try:
+        result = await request.app[HOLDS].hold(
+            config["url"], config["key"], config["secret"], room, count, duration_s
+        )
+    except holding.HoldError as exc:
+        return web.json_response({"error": str(exc)}, status=502)
+    log.info("holding %s participants in %s", count, room)
+    return web.json_response(result)
+
+
+async def release(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[HOLDS].release(request.match_info["room"]))
+
+
+async def held(request: web.Request) -> web.Response:
+    return web.json_response(request.app[HOLDS].status())
+
+
+async def _release_all(app: web.Application) -> None:
+    await app[HOLDS].release_all()
+
+
 async def health(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def make_app() -> web.Application:
-    app = web.Application()
-    app["config"] = {
+def make_app(config: dict[str, str] | None = None) -> web.Application:
+    """The prober's application; ``config`` (``url``, ``key``, ``secret``, ``agent``)
+    defaults to the environment."""
+    app = web.Application(middlewares=[require_credential], client_max_size=64 * 1024)
+    app[CONFIG] = config or {
         "url": _env("LIVEKIT_URL"),
         "key": _env("LIVEKIT_API_KEY"),
         "secret": _env("LIVEKIT_API_SECRET"),
         "agent": os.environ.get("AGENT_NAME", "lkchaos-agent"),
     }
+    app[HOLDS] = holding.Holds()
+    app.on_cleanup.append(_release_all)
     app.router.add_post("/round-trip", round_trip)
+    app.router.add_post("/hold", hold)
+    app.router.add_get("/hold", held)
+    app.router.add_delete("/hold/{room}", release)
     app.router.add_get("/health", health)
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve voice round trips over HTTP.")
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0 only inside a container whose "
+                             "port is published on the host's loopback)")
     parser.add_argument("--port", type=int, default=8090)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

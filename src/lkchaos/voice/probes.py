@@ -10,9 +10,15 @@
      "agent": {"outcome": "answered", "stt_ms": 760, "tool_ms": 48, "e2e_ms": 1390, ...},
      "room": "lkchaos-probe-1a2b3c4d5e"}
 
-On failure ``ok`` is false and ``stage`` names where: ``join``, ``dispatch``, ``no_reply``,
-``wrong_reply``, ``timeout``, or ``slow_reply`` (right, but over ``max_latency_s``), with the
-``reason``. Tolerances::
+The question, when not given, is drawn per call: two operands from 2 to 12 and plus, minus
+or times (``lkchaos.voice.questions``), so an agent stuck on one reply or replaying an old one
+fails. On failure ``ok`` is false and ``stage`` names where: ``join``, ``dispatch``,
+``no_reply`` (the agent stayed silent), ``misheard`` (the agent's own transcript of the
+question, ``agent_heard``, asks something else: its speech recognition failed, not its
+answer), ``apology`` (it heard right and apologised), ``wrong_reply`` (it heard right and
+answered wrong), ``timeout``, or ``slow_reply`` (right, but over ``max_latency_s``), with the
+``reason``. ``misheard`` is true, false, or null when the agent reported no transcript.
+Tolerances::
 
     {"type": "jsonpath", "path": "$.ok", "expect": true}
     {"type": "range", "range": [0.0, 2.5], "target": "latency_s"}
@@ -22,14 +28,15 @@ state that one slow call must not break: ``ok`` when at least ``min_answered`` w
 right and the median latency of those is within ``max_median_latency_s``::
 
     {"ok": true, "calls": 3, "answered": 3, "min_answered": 3, "latency_median_s": 1.81,
-     "latency_max_s": 3.02, "max_median_latency_s": 3.0, "failures": {},
+     "latency_max_s": 3.02, "max_median_latency_s": 3.0, "failures": {}, "misheard": 0,
      "results": [{"ok": true, "stage": "ok", "reason": "heard '5'", "latency_s": 1.81,
                   "question": "What is two plus three?", "heard": "2 plus 3 is 5."}, ...]}
 
 Against the reference stack the round trip runs in the stack's prober container, so the
 caller goes through the stack's DNS and Caddy's TLS like a real one; set
 ``voice_prober_url`` to ``""`` to run it in this process instead (your own deployment, where
-this machine resolves and trusts like your callers do).
+this machine resolves and trusts like your callers do). Requests to the prober carry the
+credential derived from the LiveKit API secret (``lkchaos.voice.credential``).
 """
 
 import statistics
@@ -42,10 +49,11 @@ from chaoslib.types import Configuration, Secrets
 
 from lkchaos.httpclient import shared_client
 from lkchaos.settings import Settings
+from lkchaos.voice.credential import authorization
 
 __all__ = ["voice_round_trip", "voice_round_trips"]
 
-_SUMMARY_KEYS = ("ok", "stage", "reason", "latency_s", "question", "heard")
+_SUMMARY_KEYS = ("ok", "stage", "reason", "latency_s", "question", "heard", "misheard")
 
 
 def voice_round_trip(
@@ -59,12 +67,14 @@ def voice_round_trip(
 ) -> Dict[str, Any]:
     """Ask a question by voice through the whole stack and check the agent's spoken answer.
 
-    ``question`` defaults to a rotating set of arithmetic questions; any "What is A
-    plus|minus|times|divided by B?" works without ``expected``. ``timeout`` bounds the whole
-    round trip; ``stage_timeouts`` may set ``join``, ``dispatch``, ``first_reply_audio`` and
-    ``reply`` (seconds). With ``max_latency_s``, a right answer that came later than that
-    (end of speech to first reply audio) fails too, at stage ``slow_reply``. The probe always
-    leaves its room.
+    ``question`` defaults to one drawn at random per call (operands 2 to 12; plus, minus
+    or times); any "What is A plus|minus|times|divided by B?" works without ``expected``.
+    ``timeout`` bounds the whole round trip; ``stage_timeouts`` may set ``join``,
+    ``dispatch``, ``first_reply_audio`` and ``reply`` (seconds). With ``max_latency_s``, a
+    right answer that came later than that (end of speech to first reply audio) fails too,
+    at stage ``slow_reply``. ``stage`` tells a silent agent (``no_reply``) from one that
+    misheard the question (``misheard``), apologised (``apology``) or answered wrong
+    (``wrong_reply``). The probe always leaves its room.
     """
     if not timeout > 0:
         raise ActivityFailed(f"timeout must be a positive number of seconds, not {timeout!r}")
@@ -73,7 +83,8 @@ def voice_round_trip(
     settings = Settings.load(configuration, secrets)
     timeouts = {**(stage_timeouts or {}), "total": float(timeout)}
     if settings.voice_prober_url:
-        result = _via_prober(settings.voice_prober_url, question, expected, timeouts)
+        _key, secret = settings.require_keys()
+        result = _via_prober(settings.voice_prober_url, secret, question, expected, timeouts)
     else:
         result = _in_process(settings, question, expected, timeouts)
     return apply_latency_budget(result, max_latency_s)
@@ -145,6 +156,7 @@ def summarize_round_trips(
         "latency_max_s": max(latencies) if latencies else None,
         "max_median_latency_s": max_median_latency_s,
         "failures": dict(Counter(str(r.get("stage")) for r in results if not r.get("ok"))),
+        "misheard": sum(1 for r in results if r.get("stage") == "misheard"),
         "results": [{k: r.get(k) for k in _SUMMARY_KEYS} for r in results],
     }
 
@@ -163,12 +175,14 @@ def apply_latency_budget(result: dict[str, Any], max_latency_s: float | None) ->
 
 
 def _via_prober(
-    url: str, question: str | None, expected: list[str] | None, timeouts: dict[str, float]
-) -> dict[str, Any]:
+    url: str, secret: str, question: str | None, expected: list[str] | None,
+    timeouts: dict[str, float],
+) -> dict[str, Any]:  # fmt: skip
     body = {"question": question, "expected": expected, "timeouts": timeouts}
     try:
         response = shared_client().post(
-            url.rstrip("/") + "/round-trip", json=body, timeout=timeouts["total"] + 15
+            url.rstrip("/") + "/round-trip", json=body, timeout=timeouts["total"] + 15,
+            headers={"Authorization": authorization(secret)},
         )
     except httpx.HTTPError as exc:
         raise ActivityFailed(
@@ -178,6 +192,12 @@ def _via_prober(
         ) from exc
     if response.status_code == 400:
         raise ActivityFailed(f"the voice probe refused its arguments: {response.json()['error']}")
+    if response.status_code in (401, 403):
+        raise ActivityFailed(
+            f"the voice prober at {url} refused the credential: the LiveKit API secret given "
+            "(secrets, LIVEKIT_API_SECRET or the stack's .lkchaos/) is not the one the prober "
+            "was started with. Use the stack's own, or restart the prober after a key change."
+        )
     if response.status_code != 200:
         raise ActivityFailed(f"the voice prober failed: {response.status_code} {response.text}")
     result: dict[str, Any] = response.json()
@@ -191,13 +211,13 @@ def _in_process(
     import asyncio
 
     from lkchaos.voice import roundtrip
-    from lkchaos.voice.questions import DEFAULT_QUESTIONS, QuestionError
+    from lkchaos.voice.questions import QuestionError
 
     key, secret = settings.require_keys()
     try:
         return asyncio.run(
             roundtrip.run(
-                settings.livekit_url, key, secret, question or DEFAULT_QUESTIONS[0], expected,
+                settings.livekit_url, key, secret, question, expected,
                 settings.agent_name, roundtrip.Timeouts(**timeouts),
             )
         )

@@ -4,9 +4,16 @@ Stages, each with its own timeout, and the name reported when it fails:
 
 ``join``        connect to LiveKit as a caller (TLS, DNS and signalling all count here)
 ``dispatch``    the agent, dispatched by the caller's token, joins and starts listening
-``no_reply``    after the question, no reply audio arrives
-``wrong_reply`` a reply came, but the expected answer is not in its transcript
+``no_reply``    after the question, no reply audio arrives: the agent stayed silent
+``misheard``    the reply is not the expected answer, and the agent's own transcript of the
+                question (its ``lkchaos.turn`` report) does not ask what was asked
+``apology``     the agent heard the question but apologised instead of answering
+``wrong_reply`` a reply came, the agent heard the question right (or did not report what it
+                heard), but the expected answer is not the reply's
 ``timeout``     the whole round trip took longer than its overall limit
+
+(``slow_reply``, a right answer over the latency budget, is judged by the caller of
+:func:`run`.) A right answer is ``ok`` whatever the agent reports having heard.
 
 The result is a plain dict (see :func:`run`); the room is always left and freed.
 """
@@ -26,10 +33,18 @@ from typing import Any, TypeVar
 from livekit import api, rtc
 
 from lkchaos.voice import audio
-from lkchaos.voice.questions import check_reply, expected_answers
+from lkchaos.voice.questions import (
+    check_reply,
+    expected_answers,
+    is_apology,
+    random_question,
+    same_question,
+)
 
 AGENT_STATE = "lk.agent.state"
 TURN_ATTRIBUTE = "lkchaos.turn"
+#: The agent's turn outcomes that are apologies rather than answers.
+APOLOGY_OUTCOMES = frozenset({"tools_unavailable", "stt_unavailable", "llm_unavailable"})
 AGENT_TIMINGS = ("stt_ms", "transcription_delay_ms", "tool_ms", "llm_ttft_ms",
                  "tts_first_audio_ms", "e2e_ms")
 
@@ -61,6 +76,7 @@ class Outcome:
     stage: str = "join"
     reason: str = ""
     heard: str = ""
+    misheard: bool | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
 
@@ -73,6 +89,8 @@ class Outcome:
             "question": self.question,
             "expected": self.expected,
             "heard": self.heard,
+            "agent_heard": self.agent.get("heard"),
+            "misheard": self.misheard,
             "latency_s": round(first / 1000, 3) if first is not None else None,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "agent": self.agent,
@@ -200,26 +218,54 @@ async def _converse(
     out.timings_ms["transcription"] = (time.perf_counter() - started) * 1000
     check = check_reply(out.heard, out.expected)
     out.ok, out.reason = check.ok, check.reason
+    out.stage, out.reason, out.misheard = judge(out.question, check.ok, check.reason,
+                                                out.heard, out.agent)  # fmt: skip
+
+
+def judge(
+    question: str, ok: bool, reason: str, reply: str, agent: dict[str, Any]
+) -> tuple[str, str, bool | None]:
+    """``(stage, reason, misheard)`` of a round trip whose reply audio came.
+
+    ``misheard`` is None when the agent reported no transcript (no report, or its Whisper
+    failed), else whether its transcript asks something else than ``question``.
+    """
+    heard = agent.get("heard")
+    misheard = None
+    if isinstance(heard, str) and heard.strip():
+        misheard = not same_question(question, heard)
+    if ok:
+        return "ok", reason, misheard
+    if misheard:
+        return "misheard", f"the agent heard {heard!r} for {question!r}; {reason}", True
+    outcome = agent.get("outcome")
+    if is_apology(reply) or outcome in APOLOGY_OUTCOMES:
+        why = f" ({outcome})" if outcome and outcome != "answered" else ""
+        return "apology", f"the agent apologised{why}: {reply!r}", misheard
+    return "wrong_reply", reason, misheard
 
 
 async def run(
     url: str,
     api_key: str,
     api_secret: str,
-    question: str,
+    question: str | None,
     expected: list[str] | None = None,
     agent_name: str = "lkchaos-agent",
     timeouts: Timeouts | None = None,
 ) -> dict[str, Any]:
-    """Ask ``question`` as a caller in a fresh room and check the spoken answer.
+    """Ask ``question`` (None: a random one) as a caller in a fresh room and check the
+    spoken answer.
 
-    Returns ``{"ok", "stage", "reason", "question", "expected", "heard", "latency_s",
+    Returns ``{"ok", "stage", "reason", "question", "expected", "heard", "agent_heard",
+    "misheard", "latency_s",
     "timings_ms": {"join", "dispatch", "end_of_speech_to_first_audio",
     "end_of_speech_to_reply_end", "transcription"}, "agent": {the agent's own report},
     "room"}``. ``stage`` is ``ok`` or where it failed. Raises ``QuestionError`` only for a
     question whose answer cannot be worked out when ``expected`` is not given.
     """
     timeouts = timeouts or Timeouts()
+    question = audio.check_text(question or random_question())
     out = Outcome(
         question=question,
         expected=list(expected) if expected else expected_answers(question),

@@ -91,6 +91,7 @@ from .espeak_tts import EspeakTTS
 from .resilience import STT_FAILURE_MARKER, BoundedMCPToolset, ResilientSTT
 from .rule_llm import RuleBasedLLM
 from .turn_report import TurnReporter
+from .vocabulary import DEFAULT_STT_PROMPT
 
 # The job processes never use the framework's local end-of-turn model: skip preloading it.
 os.environ.setdefault("LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE", "0")
@@ -98,12 +99,6 @@ os.environ.setdefault("LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE", "0")
 log = logging.getLogger("voicestack.agent")
 
 SERVER_TARGET_LOAD = 0.7  # livekit-server's default agent target load
-# Biases Whisper (tiny.en) towards the questions the agent answers; without it, espeak's
-# "nine minus two" comes back as "What is i minus 2?".
-DEFAULT_STT_PROMPT = (
-    "What is 4 plus 9? What is 60 divided by 12? What is 13 times 7 minus 8? "
-    "What time is it? What is the capital of France?"
-)
 INSTRUCTIONS = (
     "You are a voice assistant. Answer in one short spoken sentence. Use the tools for "
     "arithmetic, the current time and capitals, and state numbers in digits. If a tool "

@@ -1,0 +1,230 @@
+"""Check an experiment's lkchaos activities before anything runs, without side effects.
+
+Two levels:
+
+- offline (:func:`check_experiment` with ``deployment=False``): every lkchaos activity of the
+  steady-state hypothesis, the method, the rollbacks and the sampling control's probes names a
+  public function of an lkchaos activity module; its arguments are known, of the right type,
+  in range and unit, free of option or shell injection, resolved (``${name}``), and not aimed
+  at lkchaos's own test harness. The rules are the activities' own argument checkers
+  (:mod:`lkchaos.preflight.rules`).
+- deployment-aware (the default): the services, proxies and names the activities target exist
+  in the deployment, read only (:mod:`lkchaos.preflight.deployment`); a deployment that cannot
+  be read is a problem too.
+
+Every problem is a :class:`Problem`: phase, activity, function, argument, value and what would
+be valid. Entry points: :func:`check_or_raise` for the start of a run (the safety control),
+:func:`validate_for_toolkit` for ``chaos validate``, :func:`check_file` for ``lkchaos check``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from chaoslib.exceptions import ActivityFailed, ChaosException, InterruptExecution, InvalidActivity
+
+from lkchaos.errors import ConfigError
+from lkchaos.preflight import deployment as deployment_level
+from lkchaos.preflight.rules import RULES, Context, blame
+from lkchaos.preflight.walk import Call, Problem, _bind, _load, collect, sampled_probes
+from lkchaos.settings import Settings
+
+__all__ = [
+    "Problem", "ExperimentFileError", "check_experiment", "check_or_raise",
+    "validate_for_toolkit", "load_file", "check_file", "resolve_configuration", "check_call",
+]  # fmt: skip
+
+
+class ExperimentFileError(ConfigError):
+    """An experiment file that cannot be read or parsed; carries the file and the line."""
+
+    def __init__(self, path: str, line: int | None, reason: str) -> None:
+        self.path, self.line, self.reason = path, line, reason
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {reason}")
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """An experiment from a JSON (``.json``) or YAML (``.yaml``, ``.yml``) file.
+
+    Raises :class:`ExperimentFileError` naming the file and, for a syntax error, the line.
+    """
+    import yaml
+
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExperimentFileError(name, None, f"cannot read it ({exc})") from exc
+    if name.endswith((".yaml", ".yml")):
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            reason = getattr(exc, "problem", None) or str(exc)
+            raise ExperimentFileError(name, line, f"not valid YAML: {reason}") from exc
+    else:
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ExperimentFileError(name, exc.lineno, f"not valid JSON: {exc.msg} (column "
+                                      f"{exc.colno})") from exc  # fmt: skip
+    if not isinstance(loaded, dict):
+        raise ExperimentFileError(name, 1, "an experiment must be an object with a title, a "
+                                  f"method..., not {type(loaded).__name__}")  # fmt: skip
+    return loaded
+
+
+def resolve_configuration(
+    experiment: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], list[Problem]]:
+    """The experiment's configuration and secrets loaded as Chaos Toolkit loads them (from
+    the environment for ``{"type": "env"}`` values); a key that cannot be loaded is left out,
+    so that the arguments using it are reported unresolved."""
+    from chaoslib.configuration import load_configuration
+    from chaoslib.secret import load_secrets
+
+    configuration: dict[str, Any] = {}
+    problems: list[Problem] = []
+    raw = experiment.get("configuration") or {}
+    for key, value in (raw.items() if isinstance(raw, Mapping) else []):
+        try:
+            configuration.update(load_configuration({key: value}) or {})
+        except (ChaosException, ValueError, TypeError) as exc:
+            problems.append(Problem("experiment", "", f"configuration.{key}", None,
+                                    f"cannot be loaded: {exc}"))  # fmt: skip
+    secrets: dict[str, Any] = {}
+    raw_secrets = experiment.get("secrets") or {}
+    for scope, values in (raw_secrets.items() if isinstance(raw_secrets, Mapping) else []):
+        try:
+            secrets.update(load_secrets({scope: values}, configuration) or {})
+        except (ChaosException, ValueError, TypeError) as exc:
+            problems.append(Problem("experiment", "", f"secrets.{scope}", "***",
+                                    f"cannot be loaded: {exc}"))  # fmt: skip
+    return configuration, secrets, problems
+
+
+def _rules(call: Call, context: Context) -> list[Problem]:
+    problems: list[Problem] = []
+    arguments = call.bound()
+    for rule in RULES.get(call.key, []):
+        if call.bad & set(rule.arguments):
+            continue  # already reported (type, unresolved): one problem per argument
+        try:
+            rule.check(arguments, context)
+        except ActivityFailed as exc:
+            problems.append(call.problem(blame(rule, str(exc), arguments), str(exc)))
+    return problems
+
+
+def check_call(module: str, func: str, arguments: Mapping[str, Any]) -> list[Problem]:
+    """The argument problems of one call, by the activity's own rules alone (no settings, no
+    deployment): exactly what the activity itself rejects before it acts."""
+    call = Call("method", func, module, func, dict(arguments))
+    call.function, missing = _load(module, func)
+    if missing is not None:
+        return [call.problem(None, missing)]
+    return _bind(call) + _rules(call, Context())
+
+
+def check_experiment(
+    experiment: Mapping[str, Any],
+    configuration: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, Any] | None = None,
+    *,
+    deployment: bool = True,
+    docker_client: Callable[[], Any] | None = None,
+    toxiproxy_client: Callable[[Settings], Any] | None = None,
+) -> list[Problem]:
+    """Every problem of the experiment's lkchaos activities (an empty list: it may run).
+
+    ``configuration`` and ``secrets`` are the loaded ones (as Chaos Toolkit passes them to
+    controls); when ``configuration`` is None they are loaded from the experiment. With
+    ``deployment`` the targets are looked up in the deployment (read only), through the
+    given client factories or lkchaos's own.
+    """
+    problems: list[Problem] = []
+    if configuration is None:
+        configuration, secrets, problems = resolve_configuration(experiment)
+    calls, found = collect(experiment, configuration, secrets)
+    problems += found
+    try:
+        settings: Settings | None = Settings.load(configuration, secrets)
+    except (ConfigError, ValueError) as exc:
+        settings = None
+        problems.append(Problem("experiment", "", "configuration", None, str(exc)))
+    context = Context(settings, frozenset(sampled_probes(experiment)))
+    for call in calls:
+        problems += _rules(call, context)
+    if deployment and settings is not None:
+        wanted = deployment_level.needs(calls)
+        if wanted:
+            found_deployment = deployment_level.read(settings, wanted, docker_client,
+                                                     toxiproxy_client)  # fmt: skip
+            problems += deployment_level.check(calls, found_deployment)
+    return problems
+
+
+def report(problems: list[Problem], title: str = "the experiment") -> str:
+    """The problems as one message, one per line, ending with what to do."""
+    lines = [f"{title} has {len(problems)} problem(s); nothing was run:"]
+    lines += [f"  - {problem}" for problem in problems]
+    lines.append("Fix them and check again with `lkchaos check EXPERIMENT`.")
+    return "\n".join(lines)
+
+
+def check_or_raise(
+    experiment: Mapping[str, Any],
+    configuration: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, Any] | None = None,
+) -> None:
+    """Both levels, for the start of a run: raise ``InterruptExecution`` listing every
+    problem, so that nothing runs, not even the first steady-state probe."""
+    problems = check_experiment(experiment, configuration or {}, secrets or {})
+    if problems:
+        raise InterruptExecution(report(problems, repr(experiment.get("title", "experiment"))))
+
+
+def _experiment_being_validated() -> Mapping[str, Any] | None:
+    """The experiment of Chaos Toolkit's ``validate_controls(experiment)`` up the stack.
+
+    ``chaos validate`` and ``chaos run`` give a control's ``validate_control`` only the
+    control's own declaration; the experiment is found in the calling frame, which is the one
+    way the toolkit offers. None when not called from there.
+    """
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            if frame.f_code.co_name in ("validate_controls", "ensure_experiment_is_valid"):
+                found = frame.f_locals.get("experiment")
+                if isinstance(found, Mapping):
+                    return found
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
+
+
+def validate_for_toolkit(control: Mapping[str, Any]) -> None:
+    """``validate_control`` for a control module: the offline check of the experiment being
+    validated; raises ``InvalidActivity`` listing every problem. Does nothing when the
+    experiment cannot be found (see :func:`_experiment_being_validated`)."""
+    experiment = _experiment_being_validated()
+    if experiment is None:
+        return
+    problems = check_experiment(experiment, deployment=False)
+    if problems:
+        raise InvalidActivity(report(problems, repr(experiment.get("title", "experiment"))))
+
+
+def check_file(
+    path: str | Path, *, offline: bool = False, **clients: Any
+) -> list[Problem]:
+    """:func:`check_experiment` on a file; a file that cannot be parsed raises
+    :class:`ExperimentFileError`."""
+    return check_experiment(load_file(path), deployment=not offline, **clients)

@@ -1,0 +1,366 @@
+"""The argument rules of every lkchaos activity, as the activities' own checkers apply them.
+
+Each rule names the arguments it covers and calls the pure checker of the activity's module
+(``_check_toxic``, ``_check_target``, ``rules.check_percent``, ...), so that an action and its
+preflight reject exactly the same values. A rule raises ``ActivityFailed``; the problem is
+put on the covered argument the message names first. Rules that need the deployment's
+settings (the stack domain, the LiveKit nodes, the Redis address map) read them from
+:class:`Context`, never from the deployment itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaoslib.exceptions import ActivityFailed
+
+from lkchaos.dns import actions as dns_actions
+from lkchaos.dns import probes as dns_probes
+from lkchaos.docker import actions as docker_actions
+from lkchaos.livekit import actions as livekit_actions
+from lkchaos.livekit.probes import SNAPSHOT_NAME
+from lkchaos.network import actions as network_actions
+from lkchaos.network import rules as network_rules
+from lkchaos.redis import actions as redis_actions
+from lkchaos.settings import Settings
+from lkchaos.tls import actions as tls_actions
+from lkchaos.tls import probes as tls_probes
+from lkchaos.toxiproxy import actions as toxi_actions
+from lkchaos.toxiproxy import probes as toxi_probes
+from lkchaos.values import check_number, check_service_name, check_text
+
+Args = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the rules may know besides the arguments: settings, and the sampled probes."""
+
+    settings: Settings | None = None
+    sampled: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Rule:
+    arguments: tuple[str, ...]
+    check: Callable[[Args, Context], object]
+
+
+def _rule(*arguments: str) -> Callable[[Callable[[Args, Context], object]], Rule]:
+    return lambda check: Rule(arguments, check)
+
+
+def blame(rule: Rule, message: str, arguments: Args) -> str:
+    """The covered argument a checker's message names first; if it names none, the first
+    covered argument that was given."""
+    found = [(m.start(), name) for name in rule.arguments
+             if (m := re.search(rf"(?<![\w]){re.escape(name)}(?!\w)", message))]  # fmt: skip
+    given = [name for name in rule.arguments if arguments.get(name) is not None]
+    return min(found)[1] if found else (given or rule.arguments)[0]
+
+
+# --- shared pieces ---------------------------------------------------------------------------
+
+def _target(a: Args, c: Context) -> object:
+    return docker_actions._check_target(a.get("service"), a.get("one_of"))
+
+
+def _service(a: Args, c: Context) -> object:
+    return docker_actions._check_target(a.get("service"), None)
+
+
+def _network_service(a: Args, c: Context) -> object:
+    return network_actions._check_service(a.get("service"))
+
+
+def _optional_network_service(a: Args, c: Context) -> object:
+    return None if a.get("service") is None else _network_service(a, c)
+
+
+def _proxy(a: Args, c: Context) -> object:
+    return toxi_actions._check_proxy_name(a.get("proxy"))
+
+
+def _positive(name: str, unit: str = "seconds") -> Rule:
+    return Rule((name,), lambda a, c: None if a.get(name) is None else check_number(
+        name, a.get(name), unit, strict=True))
+
+
+def _non_negative(name: str, unit: str = "seconds") -> Rule:
+    return Rule((name,), lambda a, c: check_number(name, a.get(name), unit))
+
+
+def _in_domain(a: Args, c: Context) -> object:
+    name = dns_actions._check_name(a.get("name"))
+    domain = c.settings.domain.lower() if c.settings else ""
+    if domain and name != domain and not name.endswith(f".{domain}"):
+        raise ActivityFailed(f"name must be a name in the stack domain {domain!r} (the "
+                             f"`domain` setting), such as lk.{domain}")  # fmt: skip
+    return name
+
+
+def _node(a: Args, c: Context) -> object:
+    livekit_actions._check_room(a.get("name"), a.get("empty_timeout", 1), a.get("node", 0))
+    urls = c.settings.livekit_node_urls if c.settings else ()
+    if urls and not 0 <= a.get("node", 0) < len(urls):
+        raise ActivityFailed(f"node must be from 0 to {len(urls) - 1}: livekit_node_urls has "
+                             f"{len(urls)} nodes ({', '.join(urls)})")  # fmt: skip
+    return None
+
+
+#: ``reset_peer`` needs no attribute: a check of it with ``{}`` checks the stream and toxicity.
+_STREAM = Rule(("stream",), lambda a, c: toxi_actions._check_toxic(
+    "x", "reset_peer", {}, a.get("stream"), 1.0))
+_TOXICITY = Rule(("toxicity",), lambda a, c: toxi_actions._check_toxic(
+    "x", "reset_peer", {}, "downstream", a.get("toxicity")))
+
+
+def _toxic(toxic_type: str, labels: dict[str, str]) -> list[Rule]:
+    def check(a: Args, c: Context) -> object:
+        attributes = {key: a.get(label) for key, label in labels.items() if label in a}
+        return toxi_actions._check_toxic("x", toxic_type, attributes, "downstream", 1.0, labels)
+
+    return [Rule(tuple(labels.values()), check), _STREAM, _TOXICITY]
+
+
+def _netcheck(name: str, check: Callable[..., Any], *extra: Any, **kw: Any) -> Rule:
+    return Rule((name,), lambda a, c: network_actions._checked(check, a.get(name), *extra, **kw))
+
+
+def _redis_service(a: Args, c: Context) -> object:
+    docker_actions._check_target(a.get("service"), None)
+    mapped = {key.rpartition(":")[0] for key in (c.settings.redis_address_map if c.settings
+                                                 else {})}  # fmt: skip
+    if mapped and a.get("service") not in mapped:
+        raise ActivityFailed(f"service must be a Redis service of the address map "
+                             f"(redis_address_map): {', '.join(sorted(mapped))}")  # fmt: skip
+    return None
+
+
+def _sampled(a: Args, c: Context) -> object:
+    probe = check_text("probe", a.get("probe"))
+    if probe not in c.sampled:
+        names = ", ".join(sorted(c.sampled)) or "none: declare lkchaos.controls.sampling"
+        raise ActivityFailed(f"probe must name a probe of the sampling control; it samples: "
+                             f"{names}")  # fmt: skip
+    return probe
+
+
+def _urls(a: Args, c: Context) -> object:
+    urls = a.get("urls")
+    if urls is None:
+        return None
+    if not isinstance(urls, list) or not urls:
+        raise ActivityFailed(f"urls must be a non-empty list of node URLs, not {urls!r}")
+    for url in urls:
+        if not isinstance(check_text("urls", url), str) or not re.match(r"https?://\w", url):
+            raise ActivityFailed(f"urls must be http(s) URLs such as http://127.0.0.1:27880, "
+                                 f"not {url!r}")  # fmt: skip
+    return None
+
+
+def _snapshot(a: Args, c: Context) -> object:
+    name = a.get("name")
+    if not isinstance(name, str) or not SNAPSHOT_NAME.fullmatch(name):
+        raise ActivityFailed(f"name must be letters, digits, '.', '_' or '-' (not first), at "
+                             f"most 100, not {name!r}")  # fmt: skip
+    return None
+
+
+STAGES = ("join", "dispatch", "first_reply_audio", "reply")
+
+
+def _voice(a: Args, c: Context) -> object:
+    question = a.get("question")
+    if question is not None:
+        check_text("question", question, option_safe=True)
+    expected = a.get("expected")
+    if expected is not None:
+        if not isinstance(expected, list) or not expected:
+            raise ActivityFailed(f"expected must be a non-empty list of answers, not {expected!r}")
+        for answer in expected:
+            check_text("expected", answer)
+    stages = a.get("stage_timeouts")
+    if stages is not None:
+        if not isinstance(stages, dict) or set(stages) - set(STAGES):
+            raise ActivityFailed(f"stage_timeouts may set {', '.join(STAGES)} (seconds), not "
+                                 f"{stages!r}")  # fmt: skip
+        for key, value in stages.items():
+            check_number(f"stage_timeouts.{key}", value, "seconds", strict=True)
+    return None
+
+
+def _calls(a: Args, c: Context) -> object:
+    calls = check_number("calls", a.get("calls"), "calls", minimum=1, maximum=20, whole=True)
+    if a.get("min_answered") is not None:
+        check_number("min_answered", a.get("min_answered"), "calls", minimum=1, maximum=calls,
+                     whole=True)  # fmt: skip
+    return None
+
+
+def _tls(a: Args, c: Context) -> object:
+    tls_probes._check(a.get("name"), a.get("address"), a.get("timeout"))
+    return None
+
+
+def _tls_names(a: Args, c: Context) -> object:
+    names = a.get("names")
+    if names is not None and (not isinstance(names, list) or not names):
+        raise ActivityFailed(f"names must be a non-empty list of TLS names, not {names!r}")
+    for name in names or []:
+        tls_probes._check(name, None, 1)
+    return None
+
+
+def _path(a: Args, c: Context) -> object:
+    path = check_text("path", a.get("path"))
+    if not path.startswith("/"):
+        raise ActivityFailed(f"path must start with '/', not {path!r}")
+    return path
+
+
+_VOICE = Rule(("question", "expected", "stage_timeouts"), _voice)
+_URLS = Rule(("urls",), _urls)
+
+RULES: dict[str, list[Rule]] = {
+    # docker
+    **{f"lkchaos.docker.actions.{f}": [Rule(("service", "one_of"), _target),
+                                       _rule("signal")(lambda a, c: docker_actions._signal_name(
+                                           a.get("signal", "SIGKILL")))]
+       for f in ("kill_service",)},
+    **{f"lkchaos.docker.actions.{f}": [Rule(("service", "one_of"), _target),
+                                       _rule("timeout")(lambda a, c: docker_actions
+                                                        ._check_timeout(a.get("timeout")))]
+       for f in ("stop_service", "restart_service")},
+    "lkchaos.docker.actions.pause_service": [Rule(("service", "one_of"), _target)],
+    "lkchaos.docker.actions.start_service": [Rule(("service",), _service)],
+    "lkchaos.docker.actions.unpause_service": [Rule(("service",), _service)],
+    "lkchaos.docker.probes.services_health": [Rule(("services",), lambda a, c: [
+        check_service_name("services", s) for s in a.get("services") or []])],
+    "lkchaos.docker.probes.all_services_healthy": [Rule(("services",), lambda a, c: [
+        check_service_name("services", s) for s in a.get("services") or []])],
+    "lkchaos.docker.probes.service_health": [Rule(("service",), lambda a, c: check_service_name(
+        "service", a.get("service")))],
+    # toxiproxy
+    "lkchaos.toxiproxy.actions.add_toxic": [
+        Rule(("proxy",), _proxy),
+        _rule("toxic_type", "attributes")(lambda a, c: toxi_actions._check_toxic(
+            "x", a.get("toxic_type"), a.get("attributes"), "downstream", 1.0)),
+        _STREAM, _TOXICITY,
+    ],  # fmt: skip
+    "lkchaos.toxiproxy.actions.add_latency": [
+        Rule(("proxy",), _proxy), *_toxic("latency", {"latency": "latency_ms",
+                                                     "jitter": "jitter_ms"})],
+    "lkchaos.toxiproxy.actions.add_bandwidth": [
+        Rule(("proxy",), _proxy), *_toxic("bandwidth", {"rate": "rate_kbytes_s"})],
+    "lkchaos.toxiproxy.actions.add_timeout": [
+        Rule(("proxy",), _proxy), *_toxic("timeout", {"timeout": "timeout_ms"})],
+    "lkchaos.toxiproxy.actions.add_reset_peer": [
+        Rule(("proxy",), _proxy), *_toxic("reset_peer", {"timeout": "timeout_ms"})],
+    "lkchaos.toxiproxy.actions.add_slow_close": [
+        Rule(("proxy",), _proxy), *_toxic("slow_close", {"delay": "delay_ms"})],
+    "lkchaos.toxiproxy.actions.add_limit_data": [
+        Rule(("proxy",), _proxy), *_toxic("limit_data", {"bytes": "bytes"})],
+    "lkchaos.toxiproxy.actions.remove_toxic": [
+        Rule(("proxy",), _proxy),
+        _rule("name")(lambda a, c: toxi_actions._check_toxic_name(a.get("name")))],
+    "lkchaos.toxiproxy.actions.remove_all_toxics": [
+        _rule("proxy")(lambda a, c: None if a.get("proxy") is None else _proxy(a, c))],
+    "lkchaos.toxiproxy.actions.disable_proxy": [Rule(("proxy",), _proxy)],
+    "lkchaos.toxiproxy.actions.enable_proxy": [Rule(("proxy",), _proxy)],
+    "lkchaos.toxiproxy.probes.link_latency": [
+        _rule("proxy", "samples", "path", "address", "timeout", "max_median_ms")(
+            lambda a, c: toxi_probes._check_latency_args(
+                a.get("proxy"), a.get("samples"), a.get("path"), a.get("address"),
+                a.get("timeout"), a.get("max_median_ms")))],  # fmt: skip
+    # network
+    "lkchaos.network.actions.partition": [
+        Rule(("service",), _network_service),
+        _netcheck("direction", network_rules.check_direction),
+        _rule("peers")(lambda a, c: network_actions._check_peers(a.get("service"),
+                                                                 a.get("peers")))],
+    "lkchaos.network.actions.media_packet_loss": [
+        Rule(("service",), _network_service),
+        _netcheck("percent", network_rules.check_percent),
+        _netcheck("ports", network_rules.parse_ports, network_rules.MEDIA_PORTS)],
+    "lkchaos.network.actions.limit_bandwidth": [
+        Rule(("service",), _network_service),
+        _netcheck("rate_kbit", network_rules.check_rate),
+        _rule("ports")(lambda a, c: None if a.get("ports") is None else network_actions
+                       ._checked(network_rules.parse_ports, a.get("ports"), ()))],
+    "lkchaos.network.actions.block_udp": [
+        Rule(("service",), _network_service),
+        _netcheck("ports", network_rules.parse_ports, network_rules.UDP_ICE_PORTS,
+                  udp_only=True)],
+    "lkchaos.network.actions.heal_partition": [Rule(("service",), _network_service)],
+    "lkchaos.network.actions.clear_network_faults": [
+        Rule(("service",), _optional_network_service)],
+    # dns
+    "lkchaos.dns.actions.stop_resolver": [
+        _rule("mode")(lambda a, c: dns_actions._check_mode(a.get("mode")))],
+    "lkchaos.dns.actions.nxdomain_name": [Rule(("name",), _in_domain)],
+    "lkchaos.dns.actions.servfail_name": [Rule(("name",), _in_domain)],
+    "lkchaos.dns.actions.restore_name": [Rule(("name",), _in_domain)],
+    "lkchaos.dns.actions.wrong_address": [
+        Rule(("name",), _in_domain),
+        _rule("address")(lambda a, c: dns_actions._check_address(a.get("address")))],
+    "lkchaos.dns.probes.resolve_names": [
+        _rule("names", "expected", "rdtype", "timeout", "max_latency_ms", "server")(
+            lambda a, c: dns_probes._check(
+                a.get("names") if a.get("names") is not None else ["lk.chaos.test"],
+                a.get("expected"), a.get("rdtype"), a.get("timeout"),
+                a.get("max_latency_ms"), a.get("server")))],  # fmt: skip
+    # tls
+    "lkchaos.tls.actions.swap_certificate": [
+        _rule("name", "kind", "days")(lambda a, c: tls_actions._check(
+            a.get("name"), a.get("kind"), a.get("days")))],
+    "lkchaos.tls.actions.restore_certificate": [
+        _rule("name")(lambda a, c: tls_actions._check(a.get("name"), "expired", None))],
+    **{f"lkchaos.tls.probes.{f}": [Rule(("name", "address", "timeout"), _tls)]
+       for f in ("certificate", "protocol_versions", "cipher_strength")},
+    "lkchaos.tls.probes.hsts": [
+        Rule(("name", "address", "timeout"), _tls),
+        Rule(("path",), _path),
+        _rule("min_max_age")(lambda a, c: check_number("min_max_age", a.get("min_max_age"),
+                                                       "seconds", whole=True))],
+    "lkchaos.tls.probes.certificate_expiry": [
+        _non_negative("warn_days", "days"), _non_negative("critical_days", "days"),
+        Rule(("names",), _tls_names),
+        _rule("address", "timeout")(lambda a, c: tls_probes._check(
+            "x", a.get("address"), a.get("timeout")))],
+    # redis
+    "lkchaos.redis.actions.kill_primary": [
+        _rule("signal")(lambda a, c: docker_actions._signal_name(a.get("signal", "SIGKILL")))],
+    "lkchaos.redis.actions.sentinel_failover": [
+        _rule("wait_s")(lambda a, c: redis_actions._check_wait(a.get("wait_s")))],
+    "lkchaos.redis.actions.restore_old_primary": [
+        Rule(("service",), _redis_service),
+        _rule("wait_s")(lambda a, c: redis_actions._check_wait(a.get("wait_s")))],
+    # livekit
+    "lkchaos.livekit.actions.create_room": [Rule(("name", "empty_timeout", "node"), _node)],
+    "lkchaos.livekit.actions.delete_room": [Rule(("name", "node"), _node)],
+    "lkchaos.livekit.probes.nodes_health": [_URLS, _positive("timeout")],
+    "lkchaos.livekit.probes.room_state": [_URLS, _positive("timeout"), _non_negative("wait")],
+    "lkchaos.livekit.probes.snapshot_room_state": [
+        Rule(("name",), _snapshot), _URLS, _positive("timeout"), _non_negative("wait")],
+    "lkchaos.livekit.probes.compare_room_state": [
+        Rule(("name",), _snapshot), _URLS, _positive("timeout"), _non_negative("wait"),
+        _rule("ignore_rooms_prefix")(lambda a, c: None if a.get("ignore_rooms_prefix") is None
+                                     else check_text("ignore_rooms_prefix",
+                                                     a.get("ignore_rooms_prefix")))],
+    "lkchaos.livekit.probes.roomservice_latency": [
+        _URLS, _positive("timeout"), _positive("max_ms", "ms")],
+    # voice
+    "lkchaos.voice.probes.voice_round_trip": [
+        _VOICE, _positive("timeout"), _positive("max_latency_s")],
+    "lkchaos.voice.probes.voice_round_trips": [
+        _VOICE, _positive("timeout"), _positive("max_median_latency_s"),
+        Rule(("calls", "min_answered"), _calls)],
+    # the run itself
+    "lkchaos.controls.probes.recovery": [
+        Rule(("probe",), _sampled),
+        _non_negative("wait_s"), _non_negative("stable_s")],
+}

@@ -1,0 +1,83 @@
+"""Pure checks of argument values, shared by the activities and ``lkchaos.preflight``.
+
+Each check returns the value it accepted (normalised where said) or raises Chaos Toolkit's
+``ActivityFailed`` with a message that starts with the argument's label and says what would
+be valid. None of them touches the deployment.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from chaoslib.exceptions import ActivityFailed
+
+#: A compose service name (Compose's own rule): no leading '-', no shell metacharacters.
+_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+#: One DNS label (RFC 1123): letters, digits and inner hyphens, at most 63 characters.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+#: Control characters (NUL, newline, carriage return, escape, ...).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_text(label: str, value: Any, *, option_safe: bool = False) -> str:
+    """A non-empty string without control characters (NUL, newlines); with ``option_safe``,
+    one that cannot be read as a command-line option either (no leading '-')."""
+    if not isinstance(value, str) or not value:
+        raise ActivityFailed(f"{label} must be a non-empty string, not {value!r}")
+    if _CONTROL.search(value):
+        raise ActivityFailed(
+            f"{label} must not hold control characters (NUL, newline, ...), not {value!r}"
+        )
+    if option_safe and value.startswith("-"):
+        raise ActivityFailed(f"{label} must not start with '-' (read as an option), not {value!r}")
+    return value
+
+
+def check_service_name(label: str, value: Any) -> str:
+    """A compose service name: letters, digits, '_', '.', '-', not starting with '-' or '.'."""
+    if not isinstance(value, str) or not _SERVICE.fullmatch(value):
+        raise ActivityFailed(
+            f"{label} must be the name of a compose service (letters, digits, '_', '.' and "
+            f"'-', starting with a letter or digit), not {value!r}"
+        )
+    return value
+
+
+def check_dns_name(label: str, value: Any) -> str:
+    """A host name (RFC 1123: dot-separated labels of letters, digits and inner hyphens, at
+    most 253 characters, no trailing dot), lower-cased."""
+    ok = isinstance(value, str) and 0 < len(value) <= 253
+    if ok and all(_LABEL.fullmatch(part) for part in str(value).split(".")):
+        return str(value).lower()
+    raise ActivityFailed(
+        f"{label} must be a host name such as lk.chaos.test (labels of letters, digits and "
+        f"inner hyphens, separated by dots), not {value!r}"
+    )
+
+
+def check_flag(label: str, value: Any) -> bool:
+    """A JSON boolean (``true``/``false``), not a string or a number."""
+    if not isinstance(value, bool):
+        raise ActivityFailed(f"{label} must be true or false, not {value!r}")
+    return value
+
+
+def check_number(
+    label: str, value: Any, unit: str, *, minimum: float = 0.0, strict: bool = False,
+    maximum: float | None = None, whole: bool = False,
+) -> float:  # fmt: skip
+    """A finite number (not a boolean) of ``unit``, at least (``strict``: above) ``minimum``,
+    at most ``maximum``; with ``whole``, a whole number."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    kind = "a whole number" if whole else "a number"
+    if not number or not math.isfinite(value) or (whole and value != int(value)):
+        raise ActivityFailed(f"{label} must be {kind} of {unit}, not {value!r}")
+    low = value > minimum if strict else value >= minimum
+    if not low or (maximum is not None and value > maximum):
+        bound = f"above {minimum:g}" if strict else f"at least {minimum:g}"
+        if maximum is not None:
+            bound += f" and at most {maximum:g}"
+        raise ActivityFailed(f"{label} must be {kind} of {unit} {bound}, not {value!r}")
+    return float(value)
