@@ -227,6 +227,8 @@ def main() -> None:
                         help="to try another gap between words (10 ms units)")
     parser.add_argument("--replies", action="store_true",
                         help="measure instead how the probe's own Whisper hears the answers")
+    parser.add_argument("--phrase", default=None,
+                        help="to try another phrasing, e.g. 'Calculate {a} {op} {b}.'")
     parser.add_argument("--reply-wpm", type=int, default=REPLY_WPM)
     parser.add_argument("--reply-gap", type=int, default=REPLY_GAP)
     parser.add_argument("--beam", type=int, default=audio.TRANSCRIBE_BEAM,
@@ -258,13 +260,15 @@ def main() -> None:
         for _ in range(args.repeats):
             for a, op, b in questions:
                 question = question_text(a, op, b)
+                if args.phrase:
+                    question = args.phrase.format(a=spoken(a), op=op, b=spoken(b))
                 wav = utterance(question, rng, args.bitrate, args.voice)
                 text = transcribe(client, args.url, wav, prompt)
                 ha, hop, hb = heard_operands(text)
                 by_op[op] += 1
                 seen[spoken(a)] += 1
                 seen[spoken(b)] += 1
-                if (ha, hop, hb) == parse_question(question):
+                if (ha, hop, hb) == (a, {"plus": "+", "minus": "-", "times": "*"}[op], b):
                     continue
                 op_missed[op] += 1
                 wrong.append((question, text))

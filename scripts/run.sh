@@ -36,6 +36,17 @@ for phase in ("before", "after"):
             for call in out.get("results") or [out]:
                 if not call.get("ok"):
                     print(f"           {call.get('stage', '')} {call.get('reason', '')}".rstrip())
+safety = j.get("lkchaos_safety") or {}
+for item in safety.get("failed_actions", []):
+    failed = True
+    print(f"  [method] FAILED {item.get('activity')}: {item.get('error', '')[:300]}")
+for item in safety.get("missed_tolerances", []):
+    failed = True
+    print(f"  [method] NOT {item.get('probe')}: output {json.dumps(item.get('output'))[:300]}")
+for item in safety.get("not_recovered", []):
+    failed = True
+    print(f"  [cleanup] NOT UNDONE {item.get('fault')}: {item.get('error', '')} (run "
+          "`.venv/bin/lkchaos recover`)")
 print(f"journal: {sys.argv[1]}")
 # Chaos Toolkit exits 0 when the hypothesis fails before the method: this job must not.
 sys.exit(1 if failed or j["deviated"] or j["status"] != "completed" or sys.argv[2] != "0" else 0)

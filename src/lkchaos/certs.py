@@ -154,6 +154,9 @@ def ensure_stack_certs(certs_dir: Path, names: list[str], min_days_left: int = 7
     by the current CA, so a restart does not change fingerprints; others are replaced.
     """
     certs_dir.mkdir(parents=True, exist_ok=True)
+    for kept in certs_dir.glob("*.key"):  # written by an older lkchaos: make them private
+        if kept.stat().st_mode & 0o077:
+            kept.chmod(KEY_MODE)
     ca_cert, ca_key = certs_dir / CA_FILE, certs_dir / CA_KEY_FILE
     written: list[Path] = []
     if ca_cert.is_file() and ca_key.is_file():

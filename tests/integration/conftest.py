@@ -18,6 +18,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+    # Tests marked order_last (the scan of everything the run produced) run after the rest.
+    items.sort(key=lambda item: item.get_closest_marker("order_last") is not None)
 
 
 @pytest.fixture(scope="session")

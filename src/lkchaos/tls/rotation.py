@@ -190,7 +190,7 @@ def put_back(settings: Settings, name: str) -> dict[str, Any] | None:
         return None
     meta: dict[str, Any] = json.loads(meta_path.read_text())
     key_bytes = (folder / f"{name}.key").read_bytes()
-    certs.replace_file(Path(meta["key"]), key_bytes)
+    certs.replace_file(Path(meta["key"]), key_bytes, mode=certs.KEY_MODE)
     certs.replace_file(Path(meta["cert"]), (folder / f"{name}.crt").read_bytes())
     return meta
 
