@@ -52,9 +52,9 @@ from lkchaos.voice.questions import (
     OPERAND_MAX,
     OPERAND_MIN,
     OPERATIONS,
-    QuestionError,
     check_reply,
     expected_answers,
+    heard_question,
     parse_question,
     question_text,
     spoken,
@@ -65,8 +65,8 @@ from voicestack.vocabulary import DEFAULT_STT_PROMPT  # noqa: E402
 
 AGENT_RATE = 24000
 #: The agent's TTS (``TTS_WPM``, ``TTS_GAP`` in stack/voice/voicestack/agent.py).
-REPLY_WPM = 170
-REPLY_GAP = 0
+REPLY_WPM = 150
+REPLY_GAP = 2
 FRAME = 960  # 20 ms at 48 kHz
 
 
@@ -155,8 +155,9 @@ def reply_heard(
     question: str, rng: random.Random, bitrate: int, wpm: int = REPLY_WPM, gap: int = REPLY_GAP
 ) -> tuple[str, str, bool]:
     """The agent's reply to ``question`` as the probe hears it: espeak-ng as the agent's TTS
-    speaks it (en-us, 170 wpm, text on stdin), Opus to the caller at 48 kHz, the 0.3 s the
-    listener keeps either side, and the probe's own Whisper (``audio.transcribe``)."""
+    speaks it (en-us, 150 wpm, 20 ms word gaps, text on stdin), Opus to the caller at 48 kHz,
+    the 0.3 s the listener keeps either side, and the probe's own Whisper
+    (``audio.transcribe``)."""
     import subprocess
 
     a, op, b = parse_question(question)
@@ -204,10 +205,7 @@ def replies(args: argparse.Namespace, questions: list[tuple[int, str, int]]) -> 
 
 
 def heard_operands(transcript: str) -> tuple[float | None, str | None, float | None]:
-    try:
-        return parse_question(transcript, homophones=True)
-    except QuestionError:
-        return None, None, None
+    return heard_question(transcript) or (None, None, None)
 
 
 def main() -> None:
@@ -228,7 +226,7 @@ def main() -> None:
     parser.add_argument("--replies", action="store_true",
                         help="measure instead how the probe's own Whisper hears the answers")
     parser.add_argument("--phrase", default=None,
-                        help="to try another phrasing, e.g. 'Calculate {a} {op} {b}.'")
+                        help="to try another phrasing, e.g. 'What is, {a} {op} {b}?'")
     parser.add_argument("--reply-wpm", type=int, default=REPLY_WPM)
     parser.add_argument("--reply-gap", type=int, default=REPLY_GAP)
     parser.add_argument("--beam", type=int, default=audio.TRANSCRIBE_BEAM,

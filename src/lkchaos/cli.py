@@ -51,20 +51,24 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--force", is_flag=True,
+              help="Recover even while another process runs an experiment against the stack.")
 @handle_errors
-def recover() -> None:
+def recover(force: bool) -> None:
     """Undo every fault lkchaos can leave behind, even after its runner was killed.
 
     Undoes the fault ledger, removes lkchaos's toxics, re-enables its Toxiproxy links,
     unpauses and starts the project's services and releases a stale run lock; lists what it
-    did, then checks the baseline. Exits 1 if the stack is still not back.
+    did, then checks the baseline. Exits 1 if the stack is still not back, and refuses (exit
+    1, naming the run and its pid) while another process runs an experiment, whose faults it
+    would undo mid-run, unless --force.
     """
     from lkchaos.safety.probes import baseline
     from lkchaos.safety.recovery import recover as do_recover
     from lkchaos.settings import Settings
 
     start = time.monotonic()
-    report = do_recover(Settings.load())
+    report = do_recover(Settings.load(), force=force)
     for item in report:
         click.echo(f"{item['outcome']:<12} {item['fault']}")
     if not report:
@@ -118,11 +122,13 @@ def audit(run_id: str | None, since: str | None, as_json: bool) -> None:
 def check(experiments: tuple[str, ...], offline: bool) -> None:
     """Check experiments without running anything or changing the deployment.
 
-    Every lkchaos activity's arguments (types, ranges, units, injection, the harness) and,
-    unless --offline, that the services, proxies and names they target exist (read only).
-    Exits 0 when every experiment is clean, 2 with every problem listed otherwise.
+    The experiment's shape and where its secrets are given; every lkchaos activity's
+    arguments (types, ranges, units, injection, the harness) and, unless --offline, that the
+    services, proxies and names they target exist (read only). Secret values never appear in
+    what it prints. Exits 0 when every experiment is clean (warnings are printed), 2 with
+    every problem listed otherwise.
     """
-    from lkchaos.preflight import ExperimentFileError, check_file
+    from lkchaos.preflight import ExperimentFileError, check_file, errors
 
     failed = 0
     for path in experiments:
@@ -132,12 +138,19 @@ def check(experiments: tuple[str, ...], offline: bool) -> None:
             click.secho(f"error: {exc}", fg="red", err=True)
             failed += 1
             continue
-        if not problems:
-            click.secho(f"{path}: ok", fg="green")
+        except Exception as exc:  # a check must report, never end in a traceback
+            click.secho(f"error: {path}: could not be checked ({type(exc).__name__})", fg="red",
+                        err=True)  # fmt: skip
+            failed += 1
             continue
-        failed += 1
-        click.secho(f"{path}: {len(problems)} problem(s)", fg="red", err=True)
-        for problem in problems:
+        failing = errors(problems)
+        if not failing:
+            click.secho(f"{path}: ok" + (f", {len(problems)} warning(s)" if problems else ""),
+                        fg="green")  # fmt: skip
+        else:
+            failed += 1
+            click.secho(f"{path}: {len(failing)} problem(s)", fg="red", err=True)
+        for problem in failing + [p for p in problems if p not in failing]:
             click.echo(f"  - {problem}", err=True)
     if failed:
         say(f"{failed} of {len(experiments)} experiment(s) would not run; nothing was changed")

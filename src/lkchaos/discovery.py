@@ -35,3 +35,22 @@ def discover(discover_system: bool = True) -> dict[str, Any]:
     for module, kind in ACTIVITY_MODULES:
         result["activities"].extend(discover_activities(module, kind))
     return result
+
+
+def wrong_kind(activity_type: object, module: str, func: str = "") -> str | None:
+    """Why an activity of ``activity_type`` must not call ``module``, or None when it may.
+
+    A probe must not call a function of an lkchaos ``*.actions`` module (it would change the
+    deployment every time the probe runs, sampled or not) and an action must not call one of
+    an lkchaos ``*.probes`` module (its tolerance and verdict would be lost)."""
+    if module != "lkchaos" and not module.startswith("lkchaos."):
+        return None
+    name = f"{module}.{func}" if func else module
+    if activity_type == "probe" and module.endswith(".actions"):
+        return (f"{name} is an action (it changes the deployment), not a probe: declare it "
+                f"as \"type\": \"action\" in the method or the rollbacks; probes call "
+                f"functions of a *.probes module")  # fmt: skip
+    if activity_type == "action" and module.endswith(".probes"):
+        return (f"{name} is a probe (it only reads), not an action: declare it as "
+                f"\"type\": \"probe\"; actions call functions of a *.actions module")
+    return None

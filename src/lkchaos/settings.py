@@ -24,6 +24,13 @@ Settings (configuration key / environment variable: default for the reference st
   stack's prober; ``""`` runs the voice probe in this process
 - ``agent_name`` / ``LKCHAOS_AGENT_NAME``: ``lkchaos-agent``, the agent callers dispatch
 
+The state folder (run lock, fault ledger, audit log, the reference stack's keys, certificates
+and rendered configs) is always an absolute path, the same from whatever folder lkchaos or
+``chaos run`` is started: ``LKCHAOS_STATE_DIR`` when set; else ``.lkchaos`` in the lkchaos
+checkout, when one is found (``LKCHAOS_ROOT``, or the current folder and its parents);
+else ``$XDG_STATE_HOME/lkchaos`` (``~/.local/state/lkchaos`` when ``XDG_STATE_HOME`` is
+unset or not absolute).
+
 Lists are comma-separated in the environment; the address map is ``from=to`` pairs, e.g.
 ``redis-primary:6379=10.0.0.5:6379``. Secrets may also be given as Chaos Toolkit secrets
 ``{"livekit": {"api_key": ..., "api_secret": ...}}``.
@@ -44,12 +51,21 @@ LOCAL = "127.0.0.1"
 
 
 def _default_state_dir() -> Path:
+    """The state folder, always absolute (see the module docstring): ``LKCHAOS_STATE_DIR``,
+    else the checkout's ``.lkchaos``, else ``$XDG_STATE_HOME/lkchaos``."""
     from lkchaos.stack.layout import StackPaths
 
+    explicit = os.environ.get("LKCHAOS_STATE_DIR")
+    if explicit:
+        return Path(explicit).expanduser().resolve()
     try:
-        return StackPaths.discover().state_dir
+        return StackPaths.discover().state_dir.resolve()
     except ConfigError:
-        return Path(os.environ.get("LKCHAOS_STATE_DIR", ".lkchaos"))
+        pass
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG spec says a relative XDG_STATE_HOME is invalid and must be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return (base / "lkchaos").resolve()
 
 
 def _split(value: str) -> tuple[str, ...]:

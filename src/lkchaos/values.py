@@ -81,3 +81,16 @@ def check_number(
             bound += f" and at most {maximum:g}"
         raise ActivityFailed(f"{label} must be {kind} of {unit} {bound}, not {value!r}")
     return float(value)
+
+
+def check_int(
+    label: str, value: Any, unit: str, *, minimum: int = 0, maximum: int | None = None,
+) -> int:  # fmt: skip
+    """An integer (a JSON number without a fraction part: ``2``, not ``2.0`` nor ``true``) of
+    ``unit``, from ``minimum`` to ``maximum``; for arguments whose activity needs a true int."""
+    bound = f"from {minimum} to {maximum}" if maximum is not None else f"of {minimum} or more"
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):  # fmt: skip
+        raise ActivityFailed(f"{label} must be a whole number of {unit} {bound} (written "
+                             f"without a decimal point), not {value!r}")  # fmt: skip
+    return value

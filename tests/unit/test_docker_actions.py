@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chaoslib.exceptions import ActivityFailed
 
 from lkchaos.docker import actions
 from lkchaos.safety import ledger
+from lkchaos.verify import NotInEffect
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +22,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_unknown_signal_is_refused() -> None:
-    with pytest.raises(ActivityFailed, match="unknown signal 'SIGNOPE'"):
+    with pytest.raises(ActivityFailed, match="'SIGNOPE' is an unknown signal"):
         actions.kill_service(service="agent", signal="SIGNOPE")
 
 
@@ -46,3 +48,86 @@ def test_engine_down_is_an_activity_failure_and_records_nothing(no_engine: Path)
 def test_signal_names_are_normalised() -> None:
     assert actions._signal_name("term") == "SIGTERM"
     assert actions._signal_name("SIGKILL") == "SIGKILL"
+
+
+class FakeContainer:
+    """A container whose state changes as the engine would, or not at all (``stuck``)."""
+
+    def __init__(self, name: str, stuck: bool = False) -> None:
+        self.name, self.stuck = name, stuck
+        self.attrs: dict[str, Any] = {"State": {"Status": "running", "StartedAt": "t0"}}
+        self.labels = {"com.docker.compose.service": name}
+
+    def reload(self) -> None:
+        pass
+
+    def _set(self, status: str, started: str | None = None) -> None:
+        if not self.stuck:
+            self.attrs["State"]["Status"] = status
+            if started:
+                self.attrs["State"]["StartedAt"] = started
+
+    def kill(self, signal: str) -> None:
+        self._set("exited")
+
+    def stop(self, timeout: int) -> None:
+        self._set("exited")
+
+    def pause(self) -> None:
+        self._set("paused")
+
+    def unpause(self) -> None:
+        self._set("running")
+
+    def start(self) -> None:
+        self._set("running", "t1")
+
+    def restart(self, timeout: int) -> None:
+        self._set("running", "t2")
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeContainer]:
+    containers = {"agent": FakeContainer("agent"), "whisper": FakeContainer("whisper", True)}
+    monkeypatch.setattr(actions, "docker_client", lambda: None)
+    monkeypatch.setattr(actions, "project_containers", lambda client, project: containers)
+    monkeypatch.setenv("LKCHAOS_VERIFY_S", "0.2")
+    return containers
+
+
+def test_each_fault_returns_once_the_engine_shows_it(
+    engine: dict[str, FakeContainer], no_engine: Path
+) -> None:
+    killed = actions.kill_service(service="agent")
+    assert killed["after"] == "exited" and killed["verified_s"] >= 0
+    started = actions.start_service(service="agent")
+    assert started["after"] == "running" and ledger.pending(no_engine) == []
+    assert actions.pause_service(service="agent")["after"] == "paused"
+    assert actions.unpause_service(service="agent")["after"] == "running"
+    assert actions.restart_service(service="agent")["after"] == "running"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: actions.kill_service(service="whisper"),
+    lambda: actions.stop_service(service="whisper", timeout=1),
+    lambda: actions.pause_service(service="whisper"),
+    lambda: actions.restart_service(service="whisper", timeout=1),
+])  # fmt: skip
+def test_a_fault_the_engine_never_shows_fails_and_stays_in_the_ledger(
+    engine: dict[str, FakeContainer], no_engine: Path, call: Any
+) -> None:
+    with pytest.raises(NotInEffect, match="whisper: not in effect"):
+        call()
+    kinds = [f.kind for f in ledger.pending(no_engine)]
+    assert kinds in ([], ["stopped"], ["paused"])  # restart records nothing to undo
+
+
+def test_a_rollback_that_cannot_start_the_service_keeps_its_ledger_entry(
+    engine: dict[str, FakeContainer], no_engine: Path
+) -> None:
+    engine["whisper"].attrs["State"]["Status"] = "exited"
+    ledger.record(no_engine, ledger.Fault("stopped", "whisper", actions.UNDO, "start_service",
+                                          {"service": "whisper"}))
+    with pytest.raises(NotInEffect, match="the start of whisper"):
+        actions.start_service(service="whisper")
+    assert [f.kind for f in ledger.pending(no_engine)] == ["stopped"]

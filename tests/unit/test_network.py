@@ -413,3 +413,51 @@ def test_a_failed_apply_is_taken_back(monkeypatch: pytest.MonkeyPatch, no_engine
         actions.block_udp("livekit-2")
     assert engine.scripts[-1] == rules.verified(rules.clear_script(["udp-block"]), ["udp-block"])
     assert ledger.pending(no_engine) == []
+
+
+def test_a_missing_sidecar_image_is_built_to_clear_a_recorded_fault(
+    monkeypatch: pytest.MonkeyPatch, no_engine: Path
+) -> None:
+    engine = FakeEngine(monkeypatch, no_engine, NO_NETEM_PROBE)
+    actions.block_udp("livekit-2")
+    built: list[str] = []
+    monkeypatch.setattr(sidecar, "image_present", lambda client: False)
+    monkeypatch.setattr(sidecar, "ensure_image", lambda client: built.append("x") or "img")
+    engine.scripts.clear()
+    cleared = actions.clear_network_faults()
+    assert built == ["x"]  # built once, for the service with an entry
+    # before the build a service without an entry is skipped (nothing of ours can be there);
+    # once the image is there, the others are cleared too
+    assert cleared["skipped"] == ["agent"]
+    assert len(engine.scripts) == 3 and "udp-block" in engine.scripts[0]
+    assert ledger.pending(no_engine) == []
+
+
+def test_an_entry_that_could_not_be_cleared_is_never_forgotten(
+    monkeypatch: pytest.MonkeyPatch, no_engine: Path
+) -> None:
+    FakeEngine(monkeypatch, no_engine, NO_NETEM_PROBE)
+    actions.block_udp("livekit-2")
+    monkeypatch.setattr(sidecar, "image_present", lambda client: False)
+
+    def no_build(client: Any) -> str:
+        raise sidecar.SidecarError("building the network sidecar image failed: no base image")
+
+    monkeypatch.setattr(sidecar, "ensure_image", no_build)
+    with pytest.raises(ActivityFailed, match="no base image"):
+        actions.clear_network_faults("livekit-2")
+    with pytest.raises(ActivityFailed, match="no base image"):
+        actions.clear_network_faults()
+    assert [f.kind for f in ledger.pending(no_engine)] == ["network-udp-block"]
+
+
+def test_an_entry_of_a_stopped_service_is_forgotten_without_the_image(
+    monkeypatch: pytest.MonkeyPatch, no_engine: Path
+) -> None:
+    engine = FakeEngine(monkeypatch, no_engine, NO_NETEM_PROBE)
+    actions.block_udp("livekit-2")
+    engine.containers["livekit-2"].status = "exited"  # its namespace, and rules, are gone
+    monkeypatch.setattr(sidecar, "image_present", lambda client: False)
+    monkeypatch.setattr(sidecar, "ensure_image", lambda client: pytest.fail("no build needed"))
+    cleared = actions.clear_network_faults()
+    assert "livekit-2" in cleared["skipped"] and ledger.pending(no_engine) == []

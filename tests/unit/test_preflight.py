@@ -151,8 +151,11 @@ def test_a_value_from_the_secrets_is_masked() -> None:
     experiment = preflight.load_file(BAD / "unresolved-variable.json")
     experiment["secrets"] = {"links": {"link_latency_ms": "-7"}}
     problems = preflight.check_experiment(experiment, deployment=False)
-    assert [p.value for p in problems] == ["***"]
-    assert "-7" not in str(problems[0])
+    assert [p.value for p in preflight.errors(problems)] == ["***"]
+    assert "-7" not in str(preflight.errors(problems)[0])
+    # written inline in the experiment: a warning, which does not stop the run
+    assert [(p.level, p.argument) for p in problems if p.level != "error"] == [
+        ("warning", "secrets.links.link_latency_ms")]
 
 
 def test_every_problem_is_listed_not_only_the_first() -> None:

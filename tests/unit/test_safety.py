@@ -109,9 +109,12 @@ def test_a_second_experiment_is_refused_and_touches_nothing(
         f'{{"pid": {os.getppid()}, "title": "first", "started": "2026-01-01T00:00:00"}}'
     )
     trace = str(tmp_path / "trace")
-    journal = run_experiment(helpers.experiment(trace, []))
+    journal = run_experiment(helpers.experiment(trace, []),
+                             settings={"runtime": {"rollbacks": {"strategy": "always"}}})
     assert journal["status"] == "interrupted"
     assert helpers.lines(trace) == []  # neither the fault nor any rollback ran
-    assert "lkchaos_safety" not in journal
+    safety = journal["lkchaos_safety"]
+    assert "'first'" in safety["refused"] and safety["rollbacks_played_by_lkchaos"] == 0
+    assert safety["run_id"] is None
     holder = runlock.holder(isolated)
     assert holder is not None and holder.title == "first"

@@ -113,6 +113,10 @@ def experiment(
     return exp
 
 
+#: A method that changes nothing (an experiment needs at least one activity in its method).
+NOOP = action("noop", "repair_service")
+
+
 def section(journal: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = journal["lkchaos"]["sampling"]
     return result
@@ -311,7 +315,7 @@ def test_a_probe_stuck_past_the_join_timeout_is_reported_and_dropped() -> None:
 
 
 def test_declaring_the_control_twice_interrupts_the_run() -> None:
-    exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[])
+    exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[NOOP])
     second = deepcopy(exp["controls"][0])
     second["name"] = "sampling-again"
     second["provider"]["arguments"]["probes"][0]["name"] = "other"
@@ -323,7 +327,7 @@ def test_declaring_the_control_twice_interrupts_the_run() -> None:
 
 
 def test_dry_run_samples_nothing() -> None:
-    exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[])
+    exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[NOOP])
     exp["dry"] = Dry.PROBES
     sec = section(run_experiment(exp))
     assert "dry run" in sec["note"] and sec["probes"]["svc"]["samples"] == []
@@ -331,7 +335,7 @@ def test_dry_run_samples_nothing() -> None:
 
 
 def test_cleanup_stops_a_sampler_left_running() -> None:
-    exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[])
+    exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[NOOP])
     arguments = exp["controls"][0]["provider"]["arguments"]
     sampling.before_experiment_control(exp, experiment=exp, configuration={}, **arguments)
     assert len(sampling_threads()) == 1
@@ -382,7 +386,7 @@ def test_bad_arguments_fail_before_sampling(change: dict[str, Any], message: str
 
 
 def test_placeholders_pass_validation_and_are_checked_once_substituted() -> None:
-    exp = experiment(probes=[probe("svc", "service_ok", "${every}")], method=[])
+    exp = experiment(probes=[probe("svc", "service_ok", "${every}")], method=[NOOP])
     exp["configuration"] = {"every": 0.05}
     ensure_experiment_is_valid(exp)
     sec = section(run_experiment(exp))

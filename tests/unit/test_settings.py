@@ -77,3 +77,48 @@ def test_split_address() -> None:
     assert Settings.split_address("dns.local", 53) == ("dns.local", 53)
     with pytest.raises(ConfigError, match="not a number"):
         Settings.split_address("host:abc", 53)
+
+
+# -- where the state folder is ------------------------------------------------------------
+def test_the_state_folder_from_the_environment_is_made_absolute(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LKCHAOS_STATE_DIR", "relative/state")
+    assert Settings.load().state_dir == str((tmp_path / "relative" / "state").resolve())
+
+
+def test_the_state_folder_of_a_checkout_is_its_lkchaos_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    checkout = tmp_path / "checkout"
+    (checkout / "sub").mkdir(parents=True)
+    (checkout / "docker-compose.chaos.yml").write_text("services: {}\n")
+    monkeypatch.delenv("LKCHAOS_STATE_DIR")
+    monkeypatch.chdir(checkout / "sub")
+    assert Settings.load().state_dir == str((checkout / ".lkchaos").resolve())
+
+
+@pytest.mark.parametrize("xdg", [None, "", "relative/state"])
+def test_outside_a_checkout_the_state_folder_is_per_user(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, xdg: str | None
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("LKCHAOS_STATE_DIR")
+    if xdg is None:
+        monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_STATE_HOME", xdg)  # unset, empty or relative: ignored
+    first = Settings.load().state_dir
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert Settings.load().state_dir == first == str(home / ".local" / "state" / "lkchaos")
+    assert not (tmp_path / ".lkchaos").exists()
+
+
+def test_outside_a_checkout_xdg_state_home_is_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("LKCHAOS_STATE_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert Settings.load().state_dir == str(tmp_path / "xdg" / "lkchaos")

@@ -16,6 +16,7 @@ from lkchaos.safety import ledger
 from lkchaos.toxiproxy import actions, probes
 from lkchaos.toxiproxy import client as toxiproxy_client
 from lkchaos.toxiproxy.client import ToxiproxyClient, ToxiproxyRefused
+from lkchaos.verify import NotInEffect
 
 
 class FakeToxiproxy:
@@ -34,6 +35,7 @@ class FakeToxiproxy:
         self.requests: list[tuple[str, str]] = []
         self.api_down = False
         self.race_delete = False  # the toxic vanishes between listing and DELETE
+        self.loses_toxics = False  # accepts a new toxic, then never lists it
         self.listener: Callable[[httpx.Request], httpx.Response] = (
             lambda request: httpx.Response(200, text="OK")
         )
@@ -65,7 +67,8 @@ class FakeToxiproxy:
         if len(parts) == 3 and request.method == "POST":
             if any(t["name"] == body["name"] for t in toxics):
                 return httpx.Response(409, json={"error": "toxic already exists"})
-            toxics.append(body)
+            if not self.loses_toxics:
+                toxics.append(body)
             return httpx.Response(200, json=body)
         found = next((t for t in toxics if t["name"] == parts[3]), None)
         if found is not None and self.race_delete and request.method == "DELETE":
@@ -382,3 +385,13 @@ def test_rollbacks_clear_the_ledger(fake: FakeToxiproxy, state: Path) -> None:
     actions.disable_proxy("agent_mcp")
     actions.reset()
     assert ledger.pending(state) == []
+
+
+def test_a_toxic_toxiproxy_accepts_but_never_lists_fails_the_action(
+    fake: FakeToxiproxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LKCHAOS_VERIFY_S", "0.2")
+    fake.loses_toxics = True
+    with pytest.raises(NotInEffect, match="toxic lkchaos_latency_downstream on proxy "
+                                          "agent_livekit: not in effect.*not listed"):
+        actions.add_latency("agent_livekit", 200)

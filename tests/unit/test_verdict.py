@@ -69,11 +69,57 @@ def test_a_failed_lkchaos_action_fails_the_run(tmp_path: Path, isolated: Path) -
         helpers.action("broken", message="the toxic is not listed after 5 s")]))
     assert journal["status"] == "failed"
     assert journal["lkchaos_safety"]["failed_actions"] == [{
-        "activity": "broken", "function": "tests.unit.chaos_helpers.broken",
+        "activity": "broken", "type": "action", "function": "tests.unit.chaos_helpers.broken",
         "error": "the toxic is not listed after 5 s",
     }]
     # chaoslib skips rollbacks of a failed run by default; the control played them
     assert helpers.lines(str(trace)) == ["fault", "rollback"]
+
+
+def test_a_failed_lkchaos_probe_fails_the_run(tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    failing = helpers.probe("delete-room", "broken", message="node unreachable")
+    journal = _run(_experiment(trace, [failing]))
+    assert journal["status"] == "failed" and journal["deviated"] is False
+    assert journal["lkchaos_safety"]["failed_actions"] == [{
+        "activity": "delete-room", "type": "probe",
+        "function": "tests.unit.chaos_helpers.broken", "error": "node unreachable",
+    }]
+
+
+def _messages(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "chaostoolkit"]
+
+
+def test_the_real_verdict_is_the_last_line_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="chaostoolkit"):
+        _run(_experiment(tmp_path / "trace", [helpers.action("broken", message="no toxic")]))
+    messages = _messages(caplog)
+    ended = [i for i, (_, m) in enumerate(messages) if "ended with status: completed" in m]
+    level, last = messages[-1]
+    assert ended and level == logging.ERROR
+    assert last == "lkchaos: the run FAILED: action 'broken' failed: no toxic"
+    assert sum("the run FAILED" in m for _, m in messages) == 1
+
+
+def test_a_deviation_decided_by_the_control_is_the_last_line_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="chaostoolkit"):
+        _run(_experiment(tmp_path / "trace", [helpers.probe("y", "value", 1, result=0)]))
+    level, last = _messages(caplog)[-1]
+    assert level == logging.ERROR
+    assert last == "lkchaos: the run DEVIATED: method probe 'y' missed its tolerance"
+
+
+def test_no_verdict_line_when_the_control_changes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="chaostoolkit"):
+        _run(_experiment(tmp_path / "trace", []))
+    assert not any(m.startswith("lkchaos: the run") for _, m in _messages(caplog))
 
 
 def test_a_failed_action_of_another_extension_does_not_decide(
@@ -299,7 +345,9 @@ def test_the_preflight_check_runs_before_the_lock(
     trace = tmp_path / "trace"
     journal = _run(_experiment(trace, []))
     assert seen == [True]
-    assert journal["status"] == "interrupted" and "lkchaos_safety" not in journal
+    assert journal["status"] == "interrupted"
+    assert journal["lkchaos_safety"]["problems"] == [
+        "activity 'x': argument 'percent' is 150; valid: 0 to 100"]
     assert helpers.lines(str(trace)) == [] and not runlock.lock_path(isolated).exists()
 
 

@@ -17,6 +17,8 @@ from chaoslib.activity import ensure_activity_is_valid
 from chaoslib.exceptions import ChaosException, InvalidControl
 from chaoslib.hypothesis import ensure_hypothesis_tolerance_is_valid
 
+from lkchaos.discovery import wrong_kind
+
 #: Options of the control, with their defaults (``probes`` is required).
 DEFAULTS: dict[str, Any] = {
     "max_samples": 20000,
@@ -133,6 +135,11 @@ def _probe(index: int, raw: Any, *, check: bool, allow: bool) -> ProbeSpec:
         raise _fail(f"{where} needs a non-empty name")
     if not isinstance(raw.get("provider"), Mapping):
         raise _fail(f"{where} needs a provider (as in a steady-state hypothesis probe)")
+    provider = raw["provider"]
+    mismatch = wrong_kind("probe", str(provider.get("module") or ""),
+                          str(provider.get("func") or ""))
+    if mismatch is not None:
+        raise _fail(f"{where}: {mismatch}")
     interval = _number(
         f"{where}: interval_s", raw.get("interval_s", DEFAULT_INTERVAL_S),
         minimum=0.0, strict=False, allow=allow,

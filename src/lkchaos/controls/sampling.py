@@ -42,10 +42,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chaoslib.exceptions import InterruptExecution
-
 from lkchaos.controls.options import parse_options
 from lkchaos.controls.sampler import Sampler
+from lkchaos.safety import gate
 
 __all__ = [
     "validate_control",
@@ -133,19 +132,27 @@ def before_experiment_control(
     secrets: Any = None,
     **arguments: Any,
 ) -> None:
-    """Check the arguments, then start sampling (unless ``start`` is ``method``)."""
+    """Check the experiment (the preflight, once per experiment, whichever lkchaos control
+    starts first) and the arguments, then start sampling (unless ``start`` is ``method``).
+    A refusal ends the run before anything is sampled, with no rollback played."""
     exp = experiment if experiment is not None else context
+    try:
+        gate.check(exp, configuration, secrets)
+    except gate.Refused as exc:
+        if _entry(exp) is None:  # the journal's section says why nothing was sampled
+            with _lock:
+                _runs[id(exp)] = _Entry(exp, error=exc.message)
+        raise
     if _entry(exp) is not None:  # the first declaration keeps sampling and writes the journal
-        raise InterruptExecution(
-            "lkchaos sampling control: declared more than once in the experiment; put all "
-            "the probes to sample in one declaration"
-        )
+        gate.refuse(exp, "lkchaos sampling control: declared more than once in the "
+                    "experiment; put all the probes to sample in one declaration",
+                    configuration, secrets)  # fmt: skip
     try:
         options = parse_options(arguments, method=list(exp.get("method") or []))
     except Exception as exc:
         with _lock:
             _runs[id(exp)] = _Entry(exp, error=str(exc))
-        raise InterruptExecution(str(exc)) from exc
+        gate.refuse(exp, str(exc), configuration, secrets)
     sampler = Sampler(options, configuration, secrets)
     with _lock:
         _runs[id(exp)] = _Entry(exp, sampler=sampler)
@@ -257,3 +264,4 @@ def cleanup_control() -> None:
     for entry in entries:
         if entry.sampler is not None:
             entry.sampler.stop()
+    gate.forget()

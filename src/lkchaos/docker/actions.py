@@ -10,8 +10,9 @@ ledger (so ``lkchaos recover`` can undo it even if the runner dies), and returns
 Each action returns only once the engine shows its effect (the container exited, paused, or
 running again with a new start time), within ``LKCHAOS_VERIFY_S`` (10 s by default), and fails
 otherwise (``lkchaos.verify.NotInEffect``); ``verified_s`` says how long that took. A kill
-with a signal the process may handle (anything but SIGKILL, SIGTERM, SIGINT, SIGQUIT) is
-verified as delivered only.
+takes only the signals whose default action ends the process (:data:`ENDING`: SIGKILL,
+SIGTERM, SIGINT, SIGQUIT), so that its effect can be verified and ``start_service`` undoes it;
+a freeze is ``pause_service``.
 
 Rollbacks: ``start_service`` undoes kill and stop, ``unpause_service`` undoes pause. Both
 are safe to run when there is nothing to undo, and verify the service runs again. Example::
@@ -62,6 +63,7 @@ def _check_target(service: Any, one_of: Any) -> list[str]:
 
 
 def _check_timeout(timeout: Any) -> int:
+    """Seconds as the int Docker's API needs (``10.0`` is 10; ``10.5`` is refused)."""
     return int(check_number("timeout", timeout, "seconds", whole=True))
 
 
@@ -86,11 +88,19 @@ def _target(settings: Settings, service: str | None, one_of: list[str] | None) -
 
 
 def _signal_name(name: str) -> str:
+    """The signal's name (``term`` is ``SIGTERM``), one of :data:`ENDING`: the signals whose
+    effect (the process ends) can be verified and undone (``start_service``)."""
+    allowed = ", ".join(sorted(ENDING))
     if not isinstance(name, str):
-        raise ActivityFailed(f"signal must be a signal name such as SIGKILL, not {name!r}")
+        raise ActivityFailed(f"signal must be one of {allowed}, not {name!r}")
     upper = name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"
-    if upper not in signals.Signals.__members__:
-        raise ActivityFailed(f"unknown signal {name!r}; for example SIGKILL, SIGTERM, SIGHUP")
+    if upper not in ENDING:
+        what = "not allowed" if upper in signals.Signals.__members__ else "an unknown signal"
+        raise ActivityFailed(
+            f"signal {name!r} is {what}: signal must be one of {allowed} (they end the "
+            "process, so that the kill can be verified and undone); to freeze a service as "
+            "SIGSTOP would, use pause_service"
+        )
     return upper
 
 
@@ -140,7 +150,8 @@ def kill_service(
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
     """Send a signal to a service's container (SIGKILL by default): a crash, or with SIGTERM a
-    graceful shutdown. With ``one_of``, one service of the list is picked at random."""
+    graceful shutdown. ``signal`` is SIGKILL, SIGTERM, SIGINT or SIGQUIT (to freeze a
+    service, ``pause_service``). With ``one_of``, one service of the list is picked at random."""
     settings = Settings.load(configuration, secrets)
     sig = _signal_name(signal)
     container, name = _target(settings, service, one_of)
@@ -162,13 +173,13 @@ def stop_service(
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
     """Stop a service (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
-    _check_timeout(timeout)
+    seconds = _check_timeout(timeout)
     settings = Settings.load(configuration, secrets)
     container, name = _target(settings, service, one_of)
     before = container_state(container)["state"]
     started = _started_at(container)
     _record(settings, "stopped", name, "start_service")
-    container.stop(timeout=timeout)
+    container.stop(timeout=seconds)
     waited = _wait_down(container, name, started, "the stop") if before == "running" else 0.0
     return _result(name, "stop", before, container, verified_s=round(waited, 3))
 
@@ -199,12 +210,12 @@ def restart_service(
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
     """Restart a service (stop, then start): no fault is left behind."""
-    _check_timeout(timeout)
+    seconds = _check_timeout(timeout)
     settings = Settings.load(configuration, secrets)
     container, name = _target(settings, service, one_of)
     before = container_state(container)["state"]
     started = _started_at(container)
-    container.restart(timeout=timeout)
+    container.restart(timeout=seconds)
     waited = until(lambda: _look(container),
                    lambda seen: seen[0] == "running" and seen[1] != started,
                    f"the restart of {name}", describe=lambda seen: f"{seen[0]} since {seen[1]}")[1]

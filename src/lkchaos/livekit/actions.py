@@ -70,13 +70,15 @@ def create_room(
 
     async def make(c: api.LiveKitAPI) -> api.Room:
         return await c.room.create_room(
-            api.CreateRoomRequest(name=name, empty_timeout=empty_timeout)
+            api.CreateRoomRequest(name=name, empty_timeout=int(empty_timeout))
         )
 
     try:
         room = client.call(url, settings, make)
     except (LkChaosError, api.TwirpError, OSError) as exc:
         raise ActivityFailed(f"could not create room {name!r} on {url}: {exc}") from exc
+    until(lambda: _rooms(settings, name, node), lambda seen: room.sid in seen,
+          f"room {name} listed by RoomService", describe=lambda seen: f"sids {sorted(seen)}")
     return {"room": room.name, "sid": room.sid, "node_url": url}
 
 
@@ -99,7 +101,18 @@ def delete_room(
         deleted = client.call(url, settings, remove)
     except (LkChaosError, api.TwirpError, OSError) as exc:
         raise ActivityFailed(f"could not delete room {name!r} on {url}: {exc}") from exc
+    until(lambda: _rooms(settings, name, node), lambda seen: not seen,
+          f"room {name} gone from RoomService", describe=lambda seen: f"sids {sorted(seen)}")
     return {"room": name, "deleted": deleted, "node_url": url}
+
+
+def _rooms(settings: Settings, name: str, node: int) -> set[str]:
+    """The sids RoomService lists for rooms named ``name`` now."""
+    async def listed(c: api.LiveKitAPI) -> set[str]:
+        found = await c.room.list_rooms(api.ListRoomsRequest(names=[name]))
+        return {r.sid for r in found.rooms}
+
+    return client.call(_node(settings, node), settings, listed)
 
 
 def _listed(settings: Settings, room: str, node: int = 0) -> set[str]:

@@ -228,6 +228,15 @@ def _load_snapshot(path: Path, name: str) -> dict[str, Any]:
     return data
 
 
+def _check_min_participants(min_participants: Any) -> int:
+    """``min_participants``: an int (not ``2.0``, not a boolean) of 0 or more."""
+    if isinstance(min_participants, bool) or not isinstance(min_participants, int) or (
+            min_participants < 0):  # fmt: skip
+        raise ActivityFailed(f"min_participants must be a whole number of 0 or more (written "
+                             f"without a decimal point), not {min_participants!r}")  # fmt: skip
+    return min_participants
+
+
 def compare_room_state(
     name: str = "baseline",
     ignore_rooms_prefix: str = None,  # type: ignore[assignment]
@@ -259,10 +268,7 @@ def compare_room_state(
     sid), ``rejoined_participants`` (new sid), ``moved_rooms`` (other node) and the current
     Redis/API ``mismatches``. Rooms named with ``ignore_rooms_prefix`` are left out.
     """
-    if isinstance(min_participants, bool) or not isinstance(min_participants, int) or (
-            min_participants < 0):  # fmt: skip
-        raise ActivityFailed(f"min_participants must be a whole number of 0 or more, not "
-                             f"{min_participants!r}")  # fmt: skip
+    _check_min_participants(min_participants)
     settings = Settings.load(configuration, secrets)
     path = _snapshot_file(settings, name)
     if missing_ok and not path.is_file():

@@ -320,22 +320,39 @@ def _clear(
     removed: List[Dict[str, Any]] = []
     qdiscs: List[Dict[str, Any]] = []
     skipped: List[str] = []
-    with _engine() as client:
-        containers = project_containers(client, settings.compose_project)
-        if service is not None:
-            containers = {service: _target(containers, settings, service, "service")}
-        present = sidecar.image_present(client)  # without it no fault can have been applied
-        for name, container in sorted(containers.items()):
-            if not present or not _running(container):
-                skipped.append(name)  # a stopped container's network namespace is gone
-                continue
-            found = sidecar.clear(client, container, kinds)
-            removed += [{"service": name, **rule} for rule in found["rules"]]
-            qdiscs += [{"service": name, **qdisc} for qdisc in found["qdiscs"]]
     ledger_kinds = {LEDGER_PREFIX + kind for kind in kinds}
-    for fault in ledger.pending(settings.state_dir):
-        if fault.kind in ledger_kinds and service in (None, fault.target):
-            ledger.forget(settings.state_dir, fault.kind, fault.target)
+    # An entry is forgotten only once its service was cleared, or when the service is not
+    # running (a stopped container's network namespace, and its rules, are gone).
+    gone: set[str] = set()
+    recorded: List[ledger.Fault] = []
+    try:
+        with _engine() as client:
+            recorded = [f for f in ledger.pending(settings.state_dir)
+                        if f.kind in ledger_kinds and service in (None, f.target)]  # fmt: skip
+            containers = project_containers(client, settings.compose_project)
+            if service is not None:
+                containers = {service: _target(containers, settings, service, "service")}
+            gone.update(f.target for f in recorded if f.target not in containers)
+            present = sidecar.image_present(client)
+            for name, container in sorted(containers.items()):
+                if not _running(container):
+                    skipped.append(name)
+                    gone.add(name)
+                    continue
+                if not present:
+                    if not any(f.target == name for f in recorded):
+                        skipped.append(name)  # no image, no entry: nothing of ours is there
+                        continue
+                    sidecar.ensure_image(client)  # an entry says a fault is there: build it
+                    present = True
+                found = sidecar.clear(client, container, kinds)
+                removed += [{"service": name, **rule} for rule in found["rules"]]
+                qdiscs += [{"service": name, **qdisc} for qdisc in found["qdiscs"]]
+                gone.add(name)
+    finally:  # also when a later service failed: what was cleared is forgotten
+        for fault in recorded:
+            if fault.target in gone:
+                ledger.forget(settings.state_dir, fault.kind, fault.target)
     return {"removed": removed, "qdiscs": qdiscs, "count": len(removed) + len(qdiscs),
             "skipped": skipped}  # fmt: skip
 

@@ -81,10 +81,19 @@ def describe_ports(ports: dict[str, str]) -> list[str]:
     return [f"{t.replace(':', '-')}/{proto}" for proto, ts in ports.items() for t in ts.split(",")]
 
 
+#: The smallest loss besides 0: a probability of one in a million, which both iptables'
+#: ``statistic`` match and netem resolve (below it, a rule would drop nothing).
+MIN_LOSS_PERCENT = 0.0001
+
+
 def check_percent(percent: Any) -> float:
+    """A loss in percent: 0 (the loss removed), or from :data:`MIN_LOSS_PERCENT` to 100."""
     number = isinstance(percent, int | float) and not isinstance(percent, bool)
     if not number or not 0 <= percent <= 100:
         raise RuleError(f"percent must be a number from 0 to 100, not {percent!r}")
+    if 0 < percent < MIN_LOSS_PERCENT:
+        raise RuleError(f"percent must be 0 (no loss) or at least {MIN_LOSS_PERCENT:g} (one "
+                        f"packet in a million), not {percent!r}")  # fmt: skip
     return float(percent)
 
 
@@ -102,7 +111,12 @@ def check_direction(direction: Any) -> str:
 
 
 def probability(percent: float) -> str:
-    return f"{percent / 100:.6f}".rstrip("0").rstrip(".")
+    """``percent`` as iptables' ``--probability`` (``20`` is ``0.2``), to 10 decimals; never
+    ``0`` for a loss above 0 (:func:`check_percent` refuses one too small to show)."""
+    text = f"{percent / 100:.10f}".rstrip("0").rstrip(".")
+    if percent > 0 and float(text) == 0:
+        raise RuleError(f"percent {percent!r} is too small: at least {MIN_LOSS_PERCENT:g}")
+    return text
 
 
 @dataclass(frozen=True)

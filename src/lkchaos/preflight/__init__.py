@@ -12,23 +12,32 @@ Two levels:
   in the deployment, read only (:mod:`lkchaos.preflight.deployment`); a deployment that cannot
   be read is a problem too.
 
+Before both, the experiment's shape (:mod:`lkchaos.preflight.shape`: a title, a description,
+a method list of activities, sections of the right JSON type) and where its secrets are given
+(:mod:`lkchaos.preflight.secrecy`: never the API key or secret in the configuration; a warning
+for a secret written inline).
+
 Every problem is a :class:`Problem`: phase, activity, function, argument, value and what would
-be valid. Entry points: :func:`check_or_raise` for the start of a run (the safety control),
-:func:`validate_for_toolkit` for ``chaos validate``, :func:`check_file` for ``lkchaos check``.
+be valid, and its level (``error``, or ``warning``, which does not stop a run). No problem
+shows a secret: every known secret value is replaced by ``***`` in all of it. Entry points:
+:func:`check_or_raise` for the start of a run (the safety control), :func:`validate_for_toolkit`
+for ``chaos validate``, :func:`check_file` for ``lkchaos check``.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from chaoslib.exceptions import ActivityFailed, ChaosException, InterruptExecution, InvalidActivity
+from chaoslib.exceptions import ActivityFailed, InterruptExecution, InvalidActivity
 
 from lkchaos.errors import ConfigError
 from lkchaos.preflight import deployment as deployment_level
+from lkchaos.preflight import secrecy, shape
 from lkchaos.preflight.rules import RULES, Context, blame
 from lkchaos.preflight.walk import Call, Problem, _bind, _load, collect, sampled_probes
 from lkchaos.settings import Settings
@@ -36,7 +45,10 @@ from lkchaos.settings import Settings
 __all__ = [
     "Problem", "ExperimentFileError", "check_experiment", "check_or_raise",
     "validate_for_toolkit", "load_file", "check_file", "resolve_configuration", "check_call",
+    "errors",
 ]  # fmt: skip
+
+logger = logging.getLogger("chaostoolkit")
 
 
 class ExperimentFileError(ConfigError):
@@ -95,15 +107,17 @@ def resolve_configuration(
     for key, value in (raw.items() if isinstance(raw, Mapping) else []):
         try:
             configuration.update(load_configuration({key: value}) or {})
-        except (ChaosException, ValueError, TypeError) as exc:
+        except Exception as exc:  # any value Chaos Toolkit cannot load is the user's problem
             problems.append(Problem("experiment", "", f"configuration.{key}", None,
                                     f"cannot be loaded: {exc}"))  # fmt: skip
     secrets: dict[str, Any] = {}
     raw_secrets = experiment.get("secrets") or {}
     for scope, values in (raw_secrets.items() if isinstance(raw_secrets, Mapping) else []):
+        if not isinstance(values, Mapping):
+            continue  # a shape problem (lkchaos.preflight.shape)
         try:
             secrets.update(load_secrets({scope: values}, configuration) or {})
-        except (ChaosException, ValueError, TypeError) as exc:
+        except Exception as exc:  # as above
             problems.append(Problem("experiment", "", f"secrets.{scope}", "***",
                                     f"cannot be loaded: {exc}"))  # fmt: skip
     return configuration, secrets, problems
@@ -132,6 +146,11 @@ def check_call(module: str, func: str, arguments: Mapping[str, Any]) -> list[Pro
     return _bind(call) + _rules(call, Context())
 
 
+def errors(problems: list[Problem]) -> list[Problem]:
+    """The problems that stop a run (warnings left out)."""
+    return [problem for problem in problems if problem.level == "error"]
+
+
 def check_experiment(
     experiment: Mapping[str, Any],
     configuration: Mapping[str, Any] | None = None,
@@ -141,23 +160,42 @@ def check_experiment(
     docker_client: Callable[[], Any] | None = None,
     toxiproxy_client: Callable[[Settings], Any] | None = None,
 ) -> list[Problem]:
-    """Every problem of the experiment's lkchaos activities (an empty list: it may run).
+    """Every problem of the experiment (an empty list: it may run; see :func:`errors` for
+    those that stop it), with every known secret value replaced by ``***``.
 
     ``configuration`` and ``secrets`` are the loaded ones (as Chaos Toolkit passes them to
     controls); when ``configuration`` is None they are loaded from the experiment. With
     ``deployment`` the targets are looked up in the deployment (read only), through the
     given client factories or lkchaos's own.
     """
-    problems: list[Problem] = []
+    problems, known = _check(experiment, configuration, secrets, deployment, docker_client,
+                             toxiproxy_client)  # fmt: skip
+    return [secrecy.scrub_problem(problem, known) for problem in problems]
+
+
+def _check(
+    experiment: Mapping[str, Any],
+    configuration: Mapping[str, Any] | None,
+    secrets: Mapping[str, Any] | None,
+    deployment: bool,
+    docker_client: Callable[[], Any] | None = None,
+    toxiproxy_client: Callable[[Settings], Any] | None = None,
+) -> tuple[list[Problem], list[str]]:
+    """The problems, not yet scrubbed, and the secret values to scrub from them."""
+    problems = shape.check(experiment)
+    experiment = shape.sanitized(experiment)
+    problems += secrecy.in_configuration(experiment) + secrecy.inline(experiment)
     if configuration is None:
-        configuration, secrets, problems = resolve_configuration(experiment)
+        configuration, secrets, loaded = resolve_configuration(experiment)
+        problems += loaded
     calls, found = collect(experiment, configuration, secrets)
     problems += found
     try:
         settings: Settings | None = Settings.load(configuration, secrets)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, TypeError, AttributeError) as exc:
         settings = None
         problems.append(Problem("experiment", "", "configuration", None, str(exc)))
+    known = secrecy.known(secrets, _api_secret(settings))
     context = Context(settings, frozenset(sampled_probes(experiment)))
     for call in calls:
         problems += _rules(call, context)
@@ -167,15 +205,36 @@ def check_experiment(
             found_deployment = deployment_level.read(settings, wanted, docker_client,
                                                      toxiproxy_client)  # fmt: skip
             problems += deployment_level.check(calls, found_deployment)
-    return problems
+    return problems, known
 
 
-def report(problems: list[Problem], title: str = "the experiment") -> str:
-    """The problems as one message, one per line, ending with what to do."""
-    lines = [f"{title} has {len(problems)} problem(s); nothing was run:"]
-    lines += [f"  - {problem}" for problem in problems]
+def _api_secret(settings: Settings | None) -> str:
+    """The API secret the settings load (from the environment or the stack's state folder
+    when the experiment's own settings could not be loaded)."""
+    if settings is None:
+        try:
+            settings = Settings.load()
+        except Exception:  # settings that cannot load hold no secret to hide
+            return ""
+    return settings.livekit_api_secret
+
+
+def report(problems: list[Problem], title: str = "the experiment",
+           secrets: list[str] | None = None) -> str:  # fmt: skip
+    """The problems as one message, one per line, ending with what to do; ``secrets`` are
+    scrubbed from all of it."""
+    failing = errors(problems)
+    lines = [f"{title} has {len(failing)} problem(s); nothing was run:"]
+    lines += [f"  - {problem}" for problem in failing]
+    lines += [f"  - {problem}" for problem in problems if problem not in failing]
     lines.append("Fix them and check again with `lkchaos check EXPERIMENT`.")
-    return "\n".join(lines)
+    return secrecy.scrub_text("\n".join(lines), secrets or [])
+
+
+def _warn(problems: list[Problem], secrets: list[str]) -> None:
+    for problem in problems:
+        if problem.level != "error":
+            logger.warning("lkchaos: %s", secrecy.scrub_text(str(problem), secrets))
 
 
 def check_or_raise(
@@ -184,10 +243,14 @@ def check_or_raise(
     secrets: Mapping[str, Any] | None = None,
 ) -> None:
     """Both levels, for the start of a run: raise ``InterruptExecution`` listing every
-    problem, so that nothing runs, not even the first steady-state probe."""
-    problems = check_experiment(experiment, configuration or {}, secrets or {})
-    if problems:
-        raise InterruptExecution(report(problems, repr(experiment.get("title", "experiment"))))
+    problem, so that nothing runs, not even the first steady-state probe. Warnings are
+    logged."""
+    problems, known = _check(experiment, configuration or {}, secrets or {}, True)
+    problems = [secrecy.scrub_problem(problem, known) for problem in problems]
+    if errors(problems):
+        raise InterruptExecution(report(problems, repr(experiment.get("title", "experiment")),
+                                        known))  # fmt: skip
+    _warn(problems, known)
 
 
 def _experiment_being_validated() -> Mapping[str, Any] | None:
@@ -217,9 +280,12 @@ def validate_for_toolkit(control: Mapping[str, Any]) -> None:
     experiment = _experiment_being_validated()
     if experiment is None:
         return
-    problems = check_experiment(experiment, deployment=False)
-    if problems:
-        raise InvalidActivity(report(problems, repr(experiment.get("title", "experiment"))))
+    problems, known = _check(experiment, None, None, False)
+    problems = [secrecy.scrub_problem(problem, known) for problem in problems]
+    if errors(problems):
+        raise InvalidActivity(report(problems, repr(experiment.get("title", "experiment")),
+                                     known))  # fmt: skip
+    _warn(problems, known)
 
 
 def check_file(

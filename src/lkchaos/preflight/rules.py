@@ -21,6 +21,8 @@ from lkchaos.dns import actions as dns_actions
 from lkchaos.dns import probes as dns_probes
 from lkchaos.docker import actions as docker_actions
 from lkchaos.livekit import actions as livekit_actions
+from lkchaos.livekit import hold as livekit_hold
+from lkchaos.livekit import probes as livekit_probes
 from lkchaos.livekit.probes import SNAPSHOT_NAME
 from lkchaos.network import actions as network_actions
 from lkchaos.network import rules as network_rules
@@ -30,7 +32,7 @@ from lkchaos.tls import actions as tls_actions
 from lkchaos.tls import probes as tls_probes
 from lkchaos.toxiproxy import actions as toxi_actions
 from lkchaos.toxiproxy import probes as toxi_probes
-from lkchaos.values import check_number, check_service_name, check_text
+from lkchaos.values import check_int, check_number, check_service_name, check_text
 
 Args = Mapping[str, Any]
 
@@ -194,11 +196,22 @@ def _voice(a: Args, c: Context) -> object:
 
 
 def _calls(a: Args, c: Context) -> object:
-    calls = check_number("calls", a.get("calls"), "calls", minimum=1, maximum=20, whole=True)
+    # voice_round_trips takes ints only (3, not 3.0).
+    calls = check_int("calls", a.get("calls"), "calls", minimum=1, maximum=20)
     if a.get("min_answered") is not None:
-        check_number("min_answered", a.get("min_answered"), "calls", minimum=1, maximum=calls,
-                     whole=True)  # fmt: skip
+        check_int("min_answered", a.get("min_answered"), "calls", minimum=1, maximum=calls)
     return None
+
+
+def _hold(a: Args, c: Context) -> object:
+    try:
+        return livekit_hold.check(a.get("room"), a.get("count"), a.get("duration_s"))
+    except livekit_hold.HoldError as exc:
+        raise ActivityFailed(str(exc)) from exc
+
+
+def _release(a: Args, c: Context) -> object:
+    return _hold({"room": a.get("room"), "count": 1, "duration_s": 1}, c)
 
 
 def _tls(a: Args, c: Context) -> object:
@@ -324,8 +337,8 @@ RULES: dict[str, list[Rule]] = {
     "lkchaos.tls.probes.hsts": [
         Rule(("name", "address", "timeout"), _tls),
         Rule(("path",), _path),
-        _rule("min_max_age")(lambda a, c: check_number("min_max_age", a.get("min_max_age"),
-                                                       "seconds", whole=True))],
+        _rule("min_max_age")(lambda a, c: check_int("min_max_age", a.get("min_max_age"),
+                                                    "seconds"))],
     "lkchaos.tls.probes.certificate_expiry": [
         _non_negative("warn_days", "days"), _non_negative("critical_days", "days"),
         Rule(("names",), _tls_names),
@@ -342,6 +355,9 @@ RULES: dict[str, list[Rule]] = {
     # livekit
     "lkchaos.livekit.actions.create_room": [Rule(("name", "empty_timeout", "node"), _node)],
     "lkchaos.livekit.actions.delete_room": [Rule(("name", "node"), _node)],
+    "lkchaos.livekit.actions.hold_participants": [
+        Rule(("room", "count", "duration_s"), _hold)],
+    "lkchaos.livekit.actions.release_participants": [Rule(("room",), _release)],
     "lkchaos.livekit.probes.nodes_health": [_URLS, _positive("timeout")],
     "lkchaos.livekit.probes.room_state": [_URLS, _positive("timeout"), _non_negative("wait")],
     "lkchaos.livekit.probes.snapshot_room_state": [
@@ -350,7 +366,9 @@ RULES: dict[str, list[Rule]] = {
         Rule(("name",), _snapshot), _URLS, _positive("timeout"), _non_negative("wait"),
         _rule("ignore_rooms_prefix")(lambda a, c: None if a.get("ignore_rooms_prefix") is None
                                      else check_text("ignore_rooms_prefix",
-                                                     a.get("ignore_rooms_prefix")))],
+                                                     a.get("ignore_rooms_prefix"))),
+        _rule("min_participants")(lambda a, c: livekit_probes._check_min_participants(
+            a.get("min_participants", 0)))],
     "lkchaos.livekit.probes.roomservice_latency": [
         _URLS, _positive("timeout"), _positive("max_ms", "ms")],
     # voice

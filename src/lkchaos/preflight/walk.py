@@ -20,7 +20,7 @@ from typing import Any
 
 from chaoslib import substitute
 
-from lkchaos.discovery import ACTIVITY_MODULES
+from lkchaos.discovery import ACTIVITY_MODULES, wrong_kind
 
 SAMPLING = "lkchaos.controls.sampling"
 INJECTED = ("configuration", "secrets")
@@ -36,7 +36,8 @@ class Problem:
     control), ``experiment`` (the file or its configuration) or ``deployment`` (it could not be
     read); ``activity``: the activity's name; ``function``: ``module.func``; ``argument`` and
     ``value``: the argument at fault (the value masked when it comes from the secrets);
-    ``message``: what is wrong and what would be valid.
+    ``message``: what is wrong and what would be valid; ``level``: ``error`` (the experiment
+    must not run) or ``warning`` (it may run, but should be changed).
     """
 
     phase: str
@@ -45,9 +46,12 @@ class Problem:
     value: Any
     message: str
     function: str = ""
+    level: str = "error"
 
     def __str__(self) -> str:
         where = f"{self.phase} activity {self.activity!r}" if self.activity else self.phase
+        if self.level != "error":
+            where = f"{self.level}: {where}"
         if self.function:
             where += f" ({self.function})"
         if self.argument is None:
@@ -171,6 +175,13 @@ def collect(
         call.function, missing = _load(module, call.func)
         if missing is not None:
             problems.append(call.problem(None, missing))
+            continue
+        # The sampling control samples probes only; a hypothesis holds probes.
+        kind = "probe" if phase == "control" else activity.get(
+            "type", "probe" if phase == "hypothesis" else None)
+        mismatch = wrong_kind(kind, module, call.func)
+        if mismatch is not None:
+            problems.append(call.problem(None, mismatch))
             continue
         problems += _bind(call)
         calls.append(call)

@@ -40,7 +40,8 @@ def kill_primary(
     signal: str = "SIGKILL", configuration: Configuration = None, secrets: Secrets = None
 ) -> Dict[str, Any]:
     """Kill the container of the Redis primary Sentinel names now (SIGKILL: no clean
-    shutdown, no last write to disk). Sentinel should promote the replica."""
+    shutdown, no last write to disk; or SIGTERM, SIGINT, SIGQUIT). Sentinel should promote
+    the replica."""
     docker_actions._signal_name(signal)
     settings = Settings.load(configuration, secrets)
     host, port = _master(settings)

@@ -8,8 +8,10 @@ Returns ``{"recovered": [{"fault": "...", "outcome": "..."}], "count": n}``::
 
 from typing import Any, Dict
 
+from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
+from lkchaos.safety.recovery import RunInProgress
 from lkchaos.safety.recovery import recover as _recover
 from lkchaos.settings import Settings
 
@@ -18,7 +20,11 @@ __all__ = ["recover"]
 
 def recover(configuration: Configuration = None, secrets: Secrets = None) -> Dict[str, Any]:
     """Undo every fault in the ledger, remove lkchaos toxics, re-enable lkchaos links,
-    unpause and start the project's services, and release a stale run lock."""
+    unpause and start the project's services, and release a stale run lock. Fails while
+    another process runs an experiment against the stack (this run's own lock is fine)."""
     settings = Settings.load(configuration, secrets)
-    report = _recover(settings, dict(configuration or {}))
+    try:
+        report = _recover(settings, dict(configuration or {}))
+    except RunInProgress as exc:
+        raise ActivityFailed(str(exc)) from exc
     return {"recovered": report, "count": len(report)}

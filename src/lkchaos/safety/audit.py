@@ -215,7 +215,13 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     now = now or dt.datetime.now(dt.UTC)
     match = _RELATIVE.match(text)
     if match:
-        return now - dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+        try:
+            return now - dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+        except (OverflowError, ValueError) as exc:
+            raise ConfigError(
+                f"--since {text!r} reaches back before the year 1: give a shorter duration "
+                "(30m, 2h, 7d) or an ISO date (2026-01-31)"
+            ) from exc
     try:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError as exc:

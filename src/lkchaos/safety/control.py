@@ -9,12 +9,16 @@ Declare it in an experiment (the experiments in this repository all do)::
 or once for every experiment in Chaos Toolkit's settings (``~/.chaostoolkit/settings.yaml``,
 see controls/README.md). Declared both ways it acts once.
 
-- Before the experiment it checks every lkchaos activity's arguments (``lkchaos.preflight``),
-  then takes the stack's run lock and starts a run id that stamps every fault this run
-  records in the ledger; a second experiment against the same stack is interrupted at once.
-- Verdict: a failed lkchaos action of the method (it raised, or could not verify its effect)
-  makes the run ``failed``; a method probe that declares a ``tolerance`` and misses it (by
-  chaoslib's own tolerance code) makes it deviate. ``chaos run`` then exits 1.
+- Before the experiment it checks every lkchaos activity's arguments (``lkchaos.preflight``,
+  through :mod:`lkchaos.safety.gate`: once per experiment, by whichever lkchaos control starts
+  first), then takes the stack's run lock and starts a run id that stamps every fault this
+  run records in the ledger; a second experiment against the same stack is refused at once.
+  A refused run plays no rollback, whatever the strategy (see the gate).
+- Verdict: a failed lkchaos activity of the method (an action that raised or could not
+  verify its effect, or an lkchaos function declared as a probe that raised) makes the run
+  ``failed``; a method probe that declares a ``tolerance`` and misses it (by chaoslib's own
+  tolerance code) makes it deviate. ``chaos run`` then exits 1. When the control changes the
+  verdict it logs one ERROR line saying so, after Chaos Toolkit's own status line.
 - Chaos Toolkit's default strategy skips rollbacks when a run fails or is interrupted
   (Ctrl-C). After the experiment this control plays the declared rollbacks itself whenever
   Chaos Toolkit did not, then undoes what the ledger still holds of this run (and nothing
@@ -44,12 +48,12 @@ from chaoslib.run import RunEventHandler
 from chaoslib.settings import get_loaded_settings
 from chaoslib.types import Dry
 
-from lkchaos.safety import audit, ledger, runlock
+from lkchaos.safety import audit, gate, ledger, runlock
 from lkchaos.settings import Settings
 
 logger = logging.getLogger("chaostoolkit")
 
-#: Actions of these modules fail the run when they fail.
+#: Activities (actions and probes) of these modules fail the run when they fail.
 VERDICT_MODULES: tuple[str, ...] = ("lkchaos.",)
 
 NEVER_WARNING = (
@@ -109,26 +113,26 @@ def before_experiment_control(
     if _run.get("experiment") is context and "state_dir" in _run:
         return  # declared in the settings and in the experiment: act once
     _run.clear()
+    # The preflight comes first (once per experiment, whichever lkchaos control starts
+    # first). A refusal ends the run with no rollback played, whatever the strategy.
+    gate.check(context, configuration, secrets)
     # Chaos Toolkit carries on after any other exception of a control: refuse the run instead.
     try:
         _start(context, configuration, secrets)
-    except InterruptExecution:
-        raise
+    except InterruptExecution as exc:
+        _finish()
+        gate.refuse(context, str(exc), configuration, secrets)
     except Exception as exc:
         _finish()
-        raise InterruptExecution(
-            f"the lkchaos safety control could not start the run ({type(exc).__name__}: "
-            f"{exc}); nothing was done. Fix the cause and run the experiment again."
-        ) from exc
+        gate.refuse(context, f"the lkchaos safety control could not start the run "
+                    f"({type(exc).__name__}: {exc}); nothing was done. Fix the cause and run "
+                    "the experiment again.", configuration, secrets)  # fmt: skip
 
 
 def _start(
     context: dict[str, Any], configuration: dict[str, Any] | None,
     secrets: dict[str, Any] | None,
 ) -> None:  # fmt: skip
-    from lkchaos import preflight
-
-    preflight.check_or_raise(context, configuration, secrets)
     settings = Settings.load(configuration, secrets)
     audit.register_secret(settings.livekit_api_secret)
     title = str(context.get("title", "experiment"))
@@ -198,9 +202,9 @@ def _failed_actions(journal: dict[str, Any]) -> list[dict[str, Any]]:
         activity = run.get("activity") or {}
         provider = activity.get("provider") or {}
         module = str(provider.get("module", ""))
-        if (activity.get("type") == "action" and run.get("status") == "failed"
+        if (activity.get("type") in ("action", "probe") and run.get("status") == "failed"
                 and provider.get("type") == "python" and module.startswith(VERDICT_MODULES)):
-            failed.append({"activity": activity.get("name"),
+            failed.append({"activity": activity.get("name"), "type": activity.get("type"),
                            "function": f"{module}.{provider.get('func')}",
                            "error": _error(run)})
     return failed
@@ -249,8 +253,8 @@ def _verdict(
         if state.get("status") in (None, "completed"):
             state["status"] = "failed"
         for item in failed:
-            logger.error(f"lkchaos action {item['activity']!r} failed, so the run failed: "
-                         f"{item['error']}")
+            logger.error(f"lkchaos {item['type']} {item['activity']!r} failed, so the run "
+                         f"failed: {item['error']}")
     missed = _missed_tolerances(state, configuration, secrets, dry)
     if missed:
         report["missed_tolerances"] = missed
@@ -296,9 +300,16 @@ def after_experiment_control(
     secrets: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
+    refused = gate.refusal(context)
+    if refused is not None:  # refused before anything ran: no rollback, nothing to undo
+        _report_refusal(state, refused)
+        if _run.get("experiment") is context:
+            _finish()
+        return
     if "state_dir" not in _run or _run.get("experiment") is not context:
         return  # this run never took the lock (or this is the second declaration)
     started = time.monotonic()
+    before = (state.get("status"), bool(state.get("deviated")))
     dry = context.get("dry")
     report: dict[str, Any] = {"run_id": _run["run_id"], "lock_note": _run.get("note"),
                               "rollback_strategy": _run.get("strategy", "default"),
@@ -317,10 +328,44 @@ def after_experiment_control(
         secrets_seen = audit.known_secrets(_run["state_dir"])
         state["lkchaos_safety"] = audit.scrub(report, secrets_seen)
         _finish()
+    if (state.get("status"), bool(state.get("deviated"))) != before:
+        # Chaos Toolkit has already logged the status it saw: say the real verdict last.
+        logger.error(str(audit.scrub(_verdict_line(state, report), secrets_seen)))
+
+
+def _report_refusal(state: dict[str, Any], refused: str) -> None:
+    """The journal of a run refused before anything ran (by this control or the sampling
+    control, whichever started first)."""
+    if "lkchaos_safety" in state:
+        return  # declared in the settings and in the experiment: written once
+    state["lkchaos_safety"] = {"run_id": None, "refused": refused,
+                               "problems": gate.problems(refused),
+                               "rollbacks_played_by_lkchaos": 0}  # fmt: skip
+    logger.error("lkchaos: the run was REFUSED before anything ran (no rollback was "
+                 f"played); {len(gate.problems(refused))} problem(s), listed above")
+
+
+def _verdict_line(state: dict[str, Any], report: dict[str, Any]) -> str:
+    """One line with the verdict this control decided and why."""
+    reasons = [f"{item['type']} {item['activity']!r} failed: {item['error']}"
+               for item in report.get("failed_actions", [])]
+    reasons += [f"could not undo {item['fault']}: {item.get('error')}"
+                for item in report.get("not_recovered", [])]
+    if "error" in report:
+        reasons.append(f"the safety control failed: {report['error']}")
+    missed = [f"method probe {item['probe']!r} missed its tolerance"
+              for item in report.get("missed_tolerances", [])]
+    if state.get("status") == "failed":
+        line = "lkchaos: the run FAILED: " + "; ".join(reasons or ["see the errors above"])
+        if state.get("deviated"):
+            line += " (and DEVIATED: " + "; ".join(missed) + ")"
+        return line
+    return "lkchaos: the run DEVIATED: " + "; ".join(missed or ["see the errors above"])
 
 
 def cleanup_control(**kwargs: Any) -> None:
     _finish()
+    gate.forget()
 
 
 def _finish() -> None:

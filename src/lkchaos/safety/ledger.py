@@ -7,6 +7,12 @@ the id of the run that made it (set by the safety control when an experiment sta
 An undo that fails stays in the ledger with its ``attempts`` and ``last_error``, for
 ``lkchaos recover`` to retry. Every entry recorded, forgotten or undone is also written to the
 audit log (:mod:`lkchaos.safety.audit`).
+
+Reading never rewrites the file. Writes replace it atomically and durably (a temporary file,
+fsynced, renamed, the folder fsynced). A file that cannot be read (truncated, not a list) is
+never emptied: it is kept as ``faults.json.corrupt-<time>``, an audit line and an error say
+so, and :class:`LedgerDamaged` tells to run ``lkchaos recover``, whose sweeps still find what
+lkchaos can leave behind.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import datetime as dt
 import fcntl
 import importlib
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -26,6 +33,8 @@ from typing import Any
 
 from lkchaos.errors import LkChaosError
 from lkchaos.safety import audit
+
+logger = logging.getLogger("chaostoolkit")
 
 UNDO_MODULE_PREFIX = "lkchaos."
 RUN_ID_ENV = "LKCHAOS_RUN_ID"
@@ -80,25 +89,80 @@ def ledger_path(state_dir: str | Path) -> Path:
     return Path(state_dir) / "faults.json"
 
 
+class LedgerDamaged(LkChaosError):
+    """The ledger file could not be read; it was kept aside, and a new ledger starts."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, entries: list[dict[str, Any]]) -> None:
+    """Replace the ledger atomically and durably: a temporary file, fsynced, renamed over
+    the ledger, and the folder fsynced so that the rename survives a crash."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(entries, indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    _fsync_dir(path.parent)
+
+
+def _set_aside(path: Path, reason: str) -> LedgerDamaged:
+    """Keep a damaged ledger as ``faults.json.corrupt-<time>`` (never drop its entries), say
+    so in the audit log and the log; returns the error to raise."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = path.with_name(f"{path.name}.corrupt-{stamp}")
+    count = 1
+    while kept.exists():
+        count += 1
+        kept = path.with_name(f"{path.name}.corrupt-{stamp}-{count}")
+    os.replace(path, kept)
+    _fsync_dir(path.parent)
+    message = (
+        f"the fault ledger {path} is damaged ({reason}). It was kept as {kept}, untouched, "
+        "and a new ledger is started: the faults it named cannot be undone from it. Run "
+        "`lkchaos recover`, whose sweeps still remove lkchaos's toxics and disabled links, "
+        "paused or stopped services, network rules, swapped certificates and resolver "
+        f"changes; then read {kept} for anything else it names and undo that by hand."
+    )
+    audit.write(path.parent, {"kind": "ledger", "target": str(kept)}, "ledger set aside",
+                message)  # fmt: skip
+    logger.error(message)
+    return LedgerDamaged(message)
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    """The ledger's entries; a damaged file is set aside and :class:`LedgerDamaged` raised."""
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _set_aside(path, f"not valid JSON: {exc}") from exc
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise _set_aside(path, "not a list of entries")
+    return entries
+
+
 @contextmanager
-def _locked(path: Path) -> Iterator[list[dict[str, Any]]]:
-    """Read-modify-write the ledger under an exclusive lock."""
+def _locked(path: Path, write: bool = True) -> Iterator[list[dict[str, Any]]]:
+    """Read (and with ``write``, then replace) the ledger under an exclusive lock. A read
+    never writes; a damaged file raises :class:`LedgerDamaged` after being kept aside."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            try:
-                entries = json.loads(path.read_text()) if path.is_file() else []
-            except ValueError:
-                entries = []  # a torn write; recovery sweeps anyway
-            if not isinstance(entries, list):
-                entries = []
+            entries = _load(path)
             yield entries
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps(entries, indent=2) + "\n")
-            tmp.replace(path)
+            if write:
+                _write(path, entries)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -132,11 +196,13 @@ def forget(state_dir: str | Path, kind: str, target: str) -> int:
 
 
 def pending(state_dir: str | Path) -> list[Fault]:
+    """The faults recorded; reading never changes the file (a damaged one is kept aside and
+    :class:`LedgerDamaged` raised, saying what to do)."""
     path = ledger_path(state_dir)
     if not path.is_file():
         return []
-    with _locked(path) as entries:
-        return [Fault.from_dict(e) for e in entries if isinstance(e, dict)]
+    with _locked(path, write=False) as entries:
+        return [Fault.from_dict(e) for e in entries]
 
 
 def _settle(state_dir: str | Path, fault_id: str, error: str | None) -> dict[str, Any] | None:

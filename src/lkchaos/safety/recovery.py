@@ -1,7 +1,9 @@
 """Put the deployment back: undo the ledger, then sweep for anything lkchaos-shaped.
 
 This is ``lkchaos recover`` (and the ``recover`` action): it undoes every run's faults,
-retrying undos that failed before. The safety control at the end of a run does not sweep: it
+retrying undos that failed before. It refuses while another process holds the run lock (an
+experiment is running; ``--force`` overrides), since it would undo that run's faults
+mid-run. The safety control at the end of a run does not sweep: it
 undoes that run's own ledger entries only (``ledger.undo_all(..., run_id=...)``).
 
 The sweep covers what a runner killed mid-fault could leave without a ledger entry:
@@ -80,15 +82,45 @@ def _sweep_dns(settings: Settings) -> list[dict[str, Any]]:
     return sweep(settings)
 
 
+class RunInProgress(LkChaosError):
+    """Another process holds the stack's run lock: an experiment is running."""
+
+
+def check_no_run(settings: Settings) -> None:
+    """Raise :class:`RunInProgress` when another process holds the run lock (this process's
+    own run, as for the ``recover`` action inside an experiment, does not count)."""
+    if runlock.held_here(settings.state_dir):
+        return
+    holder = runlock.holder(settings.state_dir)
+    if holder is None:
+        return
+    who = (f"{holder.title!r} (pid {holder.pid}, since {holder.started})" if holder.pid
+           else holder.title)  # fmt: skip
+    raise RunInProgress(
+        f"an experiment is running against this stack: {who}. Recovering now would undo its "
+        "faults in the middle of its run. Wait for it to end (its own cleanup undoes its "
+        "faults), or stop it; `lkchaos recover --force` recovers anyway."
+    )
+
+
 def recover(
-    settings: Settings, configuration: dict[str, Any] | None = None, thorough: bool = True
-) -> list[dict[str, Any]]:
+    settings: Settings, configuration: dict[str, Any] | None = None, thorough: bool = True,
+    force: bool = False,
+) -> list[dict[str, Any]]:  # fmt: skip
     """Undo and sweep; returns one entry per thing found, with what was done about it.
 
-    ``thorough`` adds the network sweep, which looks inside every container (about 0.35 s
-    each). A fault whose undo fails again stays in the ledger, its ``attempts`` counted.
+    Refused (:class:`RunInProgress`) while another process holds the run lock, unless
+    ``force``. ``thorough`` adds the network sweep, which looks inside every container (about
+    0.35 s each). A fault whose undo fails again stays in the ledger, its ``attempts``
+    counted. A damaged ledger is kept aside (see :mod:`lkchaos.safety.ledger`), reported,
+    and the sweeps still run.
     """
-    report = ledger.undo_all(settings.state_dir, configuration)
+    if not force:
+        check_no_run(settings)
+    try:
+        report = ledger.undo_all(settings.state_dir, configuration)
+    except ledger.LedgerDamaged as exc:
+        report = [{"fault": "damaged fault ledger", "outcome": f"error: {exc}"}]
     sweeps = [_sweep_toxiproxy, _sweep_containers, _sweep_tls, _sweep_dns]
     if thorough:
         sweeps.insert(2, _sweep_network)

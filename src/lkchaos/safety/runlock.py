@@ -97,6 +97,11 @@ def _flocked_elsewhere(path: Path) -> bool:
     return False
 
 
+def held_here(state_dir: str | Path) -> bool:
+    """True when this process holds the lock (an experiment of this process is running)."""
+    return str(lock_path(state_dir)) in _held
+
+
 def holder(state_dir: str | Path) -> Holder | None:
     """Who holds the lock, if a live process does."""
     path = lock_path(state_dir)

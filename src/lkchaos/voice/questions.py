@@ -161,17 +161,26 @@ def same_question(asked: str, heard: str) -> bool:
     """Whether ``heard`` (a transcript) asks what ``asked`` asked.
 
     Arithmetic questions compare operands and operation, however written ("What is 9 minus
-    4?" is "What is nine minus four?"; "for" is read as 4, as the agent does); other
-    questions compare their words, punctuation and case aside.
+    4?" is "What is nine minus four?"; "for" is read as 4, as the agent does), of the first
+    sentence of ``heard`` that asks one; other questions compare their words, punctuation and
+    case aside.
     """
     try:
         wanted = parse_question(asked)
     except QuestionError:
         return normalise(asked) == normalise(heard)
-    try:
-        return parse_question(heard, homophones=True) == wanted
-    except QuestionError:
-        return False
+    return heard_question(heard) == wanted
+
+
+def heard_question(transcript: str) -> tuple[float, str, float] | None:
+    """The first arithmetic question in a transcript (Whisper may repeat it: "What is 4 plus
+    9? What is 4 plus 9?"), as the agent reads it, or None."""
+    for sentence in re.split(r"[?!]|\.(?!\d)", transcript):
+        try:
+            return parse_question(sentence, homophones=True)
+        except QuestionError:
+            continue
+    return None
 
 
 def normalise(text: str) -> str:

@@ -29,7 +29,8 @@ Environment:
   restores the framework's CPU-based load (for CPU-saturation experiments).
 - ``LLM_BASE_URL``, ``LLM_MODEL``, ``LLM_API_KEY``, ``LLM_TIMEOUT``: when ``LLM_BASE_URL``
   is set, an OpenAI-compatible LLM replaces the rule-based one (same MCP tools).
-- ``TTS_VOICE`` (default ``en-us``), ``TTS_WPM`` (default 170), ``VAD_MIN_SILENCE``
+- ``TTS_VOICE`` (default ``en-us``), ``TTS_WPM`` (default 150), ``TTS_GAP`` (pause between
+  words, 10 ms units, default 2), ``VAD_MIN_SILENCE``
   (s, default 0.5).
 
 Degradation: a Whisper failure or timeout makes the agent say "Sorry, I can't reach my
@@ -133,6 +134,7 @@ class Settings:
     llm_timeout: float
     tts_voice: str
     tts_wpm: int
+    tts_gap: int
     vad_min_silence: float
 
     @classmethod
@@ -157,7 +159,8 @@ class Settings:
             llm_api_key=env("LLM_API_KEY", "unused"),
             llm_timeout=_env_float("LLM_TIMEOUT", 10.0),
             tts_voice=env("TTS_VOICE", "en-us"),
-            tts_wpm=int(env("TTS_WPM", "170")),
+            tts_wpm=int(env("TTS_WPM", "150")),
+            tts_gap=int(env("TTS_GAP", "2")),
             vad_min_silence=_env_float("VAD_MIN_SILENCE", 0.5),
         )
 
@@ -265,7 +268,9 @@ async def entrypoint(ctx: JobContext) -> None:
         stt=stt,
         vad=ctx.proc.userdata["vad"],
         llm=build_llm(settings, reporter),
-        tts=EspeakTTS(voice=settings.tts_voice, words_per_minute=settings.tts_wpm),
+        tts=EspeakTTS(
+            voice=settings.tts_voice, words_per_minute=settings.tts_wpm, word_gap=settings.tts_gap
+        ),
         turn_handling={
             "turn_detection": "vad",
             "endpointing": {"min_delay": 0.4, "max_delay": 3.0},

@@ -42,7 +42,8 @@ class EspeakTTS(tts.TTS[Any]):
         self,
         *,
         voice: str = "en-us",
-        words_per_minute: int = 170,
+        words_per_minute: int = 150,
+        word_gap: int = 2,
         timeout: float = 10.0,
         executable: str = "espeak-ng",
     ) -> None:
@@ -57,6 +58,7 @@ class EspeakTTS(tts.TTS[Any]):
         self._executable = path
         self._voice = voice
         self._wpm = words_per_minute
+        self._gap = word_gap
         self._timeout = timeout
 
     @property
@@ -68,8 +70,13 @@ class EspeakTTS(tts.TTS[Any]):
         return "espeak-ng"
 
     def command(self) -> list[str]:
-        """The espeak-ng command line; the text goes to its standard input."""
-        return [self._executable, "--stdout", "-v", self._voice, "-s", str(self._wpm)]
+        """The espeak-ng command line; the text goes to its standard input.
+
+        ``word_gap`` is the pause between words in 10 ms units: at 150 words a minute with
+        20 ms gaps the caller's Whisper mishears about 1 reply in 80, against 1 in 25 at
+        170 words a minute without (``bench/mishearing.py --replies``)."""
+        return [self._executable, "--stdout", "-v", self._voice, "-s", str(self._wpm),
+                "-g", str(self._gap)]  # fmt: skip
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS

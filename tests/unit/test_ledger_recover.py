@@ -1,0 +1,179 @@
+"""The ledger keeps what it holds (no rewrite on read, a damaged file kept aside, durable
+writes), and `lkchaos recover` leaves a running experiment alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chaoslib.experiment import run_experiment
+from click.testing import CliRunner
+
+from lkchaos.cli import main
+from lkchaos.safety import audit, ledger, recovery, runlock
+from lkchaos.settings import Settings
+from tests.unit import chaos_helpers as helpers
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    state = tmp_path / "state"
+    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
+    monkeypatch.setenv("LKCHAOS_ROOT", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("LKCHAOS_TOXIPROXY_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(ledger, "UNDO_MODULE_PREFIX", "tests.")
+    return state
+
+
+@pytest.fixture
+def sweeps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sweeps of `recover`, replaced by ones that only say they ran."""
+    ran: list[str] = []
+    for name in ("toxiproxy", "containers", "network", "tls", "dns"):
+        def sweep(settings: Settings, name: str = name) -> list[dict[str, Any]]:
+            ran.append(name)
+            return []
+        monkeypatch.setattr(recovery, f"_sweep_{name}", sweep)
+    return ran
+
+
+def _record(state: Path, trace: Path, target: str = "agent") -> None:
+    ledger.record(state, ledger.Fault("paused", target, "tests.unit.chaos_helpers", "append",
+                                      {"path": str(trace), "line": f"undo {target}"}))
+
+
+# -- the ledger ---------------------------------------------------------------------------
+def test_reading_the_ledger_never_rewrites_it(isolated: Path, tmp_path: Path) -> None:
+    _record(isolated, tmp_path / "trace")
+    path = ledger.ledger_path(isolated)
+    before = (path.stat().st_ino, path.stat().st_mtime_ns, path.read_bytes())
+    assert [f.target for f in ledger.pending(isolated)] == ["agent"]
+    assert (path.stat().st_ino, path.stat().st_mtime_ns, path.read_bytes()) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not-a-list", "not-utf8"])
+def test_a_damaged_ledger_is_kept_aside_loudly(
+    isolated: Path, tmp_path: Path, damage: str
+) -> None:
+    _record(isolated, tmp_path / "trace")
+    _record(isolated, tmp_path / "trace", "mcp")
+    path = ledger.ledger_path(isolated)
+    damaged = {"truncated": path.read_bytes()[:-40], "not-a-list": b'{"kind": "paused"}',
+               "not-utf8": b"\xff\xfe["}[damage]  # fmt: skip
+    path.write_bytes(damaged)
+    with pytest.raises(ledger.LedgerDamaged, match="lkchaos recover") as caught:
+        ledger.pending(isolated)
+    (kept,) = isolated.glob("faults.json.corrupt-*")
+    assert kept.read_bytes() == damaged  # every byte kept, nothing emptied
+    assert str(kept) in str(caught.value)
+    assert not path.exists()
+    assert audit.read(isolated)[-1]["outcome"] == "ledger set aside"
+    assert ledger.pending(isolated) == []  # a new ledger starts
+
+
+def test_writes_are_fsynced_and_renamed(
+    isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    _record(isolated, tmp_path / "trace")
+    assert str(isolated / "faults.tmp") in synced and str(isolated) in synced
+    assert synced.index(str(isolated / "faults.tmp")) < synced.index(str(isolated))
+    assert not (isolated / "faults.tmp").exists()
+    assert json.loads(ledger.ledger_path(isolated).read_text())[0]["target"] == "agent"
+
+
+def test_recover_still_sweeps_after_a_damaged_ledger(
+    isolated: Path, tmp_path: Path, sweeps: list[str]
+) -> None:
+    _record(isolated, tmp_path / "trace")
+    ledger.ledger_path(isolated).write_text('[{"kind": "paus')
+    report = recovery.recover(Settings.load())
+    assert report[0]["fault"] == "damaged fault ledger"
+    assert "kept as" in report[0]["outcome"]
+    assert sweeps == ["toxiproxy", "containers", "network", "tls", "dns"]
+
+
+def test_a_run_that_finds_the_ledger_damaged_is_refused(isolated: Path, tmp_path: Path) -> None:
+    isolated.mkdir(parents=True)
+    ledger.ledger_path(isolated).write_text("[")
+    trace = tmp_path / "trace"
+    journal = run_experiment(helpers.experiment(str(trace), []))
+    assert journal["status"] == "interrupted" and helpers.lines(str(trace)) == []
+    assert "lkchaos recover" in journal["lkchaos_safety"]["refused"]
+    assert runlock.holder(isolated) is None
+
+
+# -- recover and a running experiment -----------------------------------------------------
+@pytest.fixture
+def running(isolated: Path) -> Iterator[int]:
+    """Another process holding the run lock, as a runner does during an experiment."""
+    code = ("import sys, time; from lkchaos.safety import runlock; "
+            "runlock.acquire(sys.argv[1], 'redis failover'); print('held', flush=True); "
+            "time.sleep(60)")  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", code, str(isolated)], cwd=ROOT,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def test_recover_refuses_while_another_process_runs_an_experiment(
+    isolated: Path, tmp_path: Path, sweeps: list[str], running: int
+) -> None:
+    trace = tmp_path / "trace"
+    _record(isolated, trace)
+    with pytest.raises(recovery.RunInProgress, match=rf"'redis failover' \(pid {running},"):
+        recovery.recover(Settings.load())
+    assert sweeps == [] and helpers.lines(str(trace)) == []
+    assert [f.target for f in ledger.pending(isolated)] == ["agent"]
+    report = recovery.recover(Settings.load(), force=True)
+    assert [r["outcome"] for r in report] == ["undone"] and len(sweeps) == 5
+
+
+def test_the_recover_command_refuses_then_forces(
+    isolated: Path, sweeps: list[str], running: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lkchaos.safety import probes
+
+    monkeypatch.setattr(probes, "baseline", lambda: {"ok": True})
+    refused = CliRunner().invoke(main, ["recover"])
+    assert refused.exit_code == 1
+    assert "'redis failover'" in refused.output and f"pid {running}" in refused.output
+    assert "--force" in refused.output and sweeps == []
+    forced = CliRunner().invoke(main, ["recover", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "baseline restored" in forced.output and len(sweeps) == 5
+
+
+def test_the_recover_action_inside_the_running_experiment_is_not_refused(
+    isolated: Path, sweeps: list[str]
+) -> None:
+    from lkchaos.safety.actions import recover
+
+    runlock.acquire(isolated, "this run")
+    try:
+        assert recover()["count"] == 0 and len(sweeps) == 5
+    finally:
+        runlock.release(isolated)
