@@ -1,0 +1,70 @@
+"""A voice probe against an agent that always gives the same answer fails.
+
+The reference agent, started as a second worker under the same agent name while the real
+one is stopped, with its LLM replaced through its own ``LLM_BASE_URL`` by a server stuck on
+"The answer is five." (fixtures/stuck_llm.py): it hears every question and answers every one
+the same. The probe's questions vary per call, so the steady state's three calls cannot all
+be answered right, and each wrong one is reported as a wrong reply to a question heard right.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lkchaos.docker.client import project_containers
+from lkchaos.settings import Settings
+from lkchaos.voice import probes
+from tests.integration.conftest import wait_baseline
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "stuck_llm.py"
+NAME = "lkchaos-it-stuck-agent"
+
+
+@pytest.fixture
+def stuck_agent(settings: Settings, docker: Any) -> Iterator[None]:
+    agent = project_containers(docker, settings.compose_project)["agent"]
+    env = [e for e in agent.attrs["Config"]["Env"] if not e.startswith("LLM_BASE_URL=")]
+    network = next(iter(agent.attrs["NetworkSettings"]["Networks"]))
+    agent.stop(timeout=5)
+    stuck = docker.containers.run(  # type: ignore[attr-defined]
+        agent.attrs["Config"]["Image"], name=NAME, detach=True,
+        command=["sh", "-c", "python /stuck_llm.py 8199 & exec python -m voicestack.agent start"],
+        environment=[*env, "LLM_BASE_URL=http://127.0.0.1:8199/v1", "AGENT_HTTP_PORT=8082"],
+        network=network, dns=agent.attrs["HostConfig"]["Dns"],
+        volumes={str(FIXTURE): {"bind": "/stuck_llm.py", "mode": "ro"}},
+        working_dir=agent.attrs["Config"]["WorkingDir"],
+    )
+    try:
+        yield
+    finally:
+        stuck.remove(force=True)
+        agent.start()
+        assert wait_baseline()["ok"]
+
+
+def _answering() -> dict[str, Any]:
+    """A first call that reaches the stuck agent (it registers within seconds)."""
+    deadline = time.monotonic() + 90
+    while True:
+        result = probes.voice_round_trip(timeout=30)
+        if result["stage"] not in ("dispatch", "join", "timeout") or time.monotonic() > deadline:
+            return result
+
+
+@pytest.mark.usefixtures("stuck_agent")
+def test_an_agent_stuck_on_one_answer_fails_the_voice_steady_state() -> None:
+    first = _answering()
+    assert first["stage"] in ("ok", "wrong_reply"), first
+    result = probes.voice_round_trips(calls=3, timeout=30)
+    assert result["ok"] is False, result  # the steady state's check fails at its first miss
+    calls = result["results"] + [probes.voice_round_trip(timeout=30) for _ in range(3)]
+    questions = [call["question"] for call in calls]
+    assert len(set(questions)) >= 3, questions  # drawn at random per call
+    wrong = [call for call in calls if call["stage"] == "wrong_reply"]
+    assert len(wrong) >= 3, calls  # only a question whose answer is 5 is answered right
+    assert all("five" in call["heard"].lower() or "5" in call["heard"] for call in wrong), wrong
