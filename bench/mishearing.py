@@ -303,3 +303,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    sys.stdout.flush()
+    os._exit(0)  # the LiveKit SDK's native runtime can abort at interpreter teardown

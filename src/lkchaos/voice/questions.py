@@ -1,11 +1,12 @@
 """What the probe asks and how it checks what it hears.
 
-Without a question the probe draws one per call (:func:`random_question`): "What is A OP
+Without a question the probe draws one per call (:func:`random_question`): "What is, A OP
 B?" with A and B drawn uniformly from ``OPERAND_MIN`` to ``OPERAND_MAX`` and OP one of
 ``OPERATIONS`` (for ``minus`` the larger operand comes first, so no answer is negative),
-spoken in words. That is 3 x 11 x 11 questions and 60 distinct answers: an agent stuck on one
-reply, or replaying an earlier one, fails. The stack's Whisper hears every number word of the
-range reliably (see ``bench/mishearing.py`` and the rates in ``probes/README.md``).
+spoken in words, with a pause after "is". That makes 308 questions with 64 distinct
+answers: an agent stuck on one reply, or replaying an earlier one, fails. The stack's Whisper
+hears every number word of the range reliably (see ``bench/mishearing.py`` and the rates in
+``probes/README.md``).
 
 Any arithmetic question works: ``expected_answers("What is 17 times 3?")`` computes 51, and
 a reply is right when its last number (as digits or words) is that answer, so a reply that
@@ -30,9 +31,9 @@ OPERATIONS: tuple[str, ...] = ("plus", "minus", "times")
 
 #: Examples of the default questions, for documentation and for tests.
 DEFAULT_QUESTIONS: tuple[str, ...] = (
-    "What is two plus three?",
-    "What is nine minus four?",
-    "What is seven times eight?",
+    "What is, two plus three?",
+    "What is, nine minus four?",
+    "What is, seven times eight?",
 )
 
 _UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -87,8 +88,12 @@ def random_question(rng: random.Random | None = None) -> str:
 
 
 def question_text(a: int, op: str, b: int) -> str:
-    """``(7, "times", 8)`` -> ``"What is seven times eight?"``."""
-    return f"What is {spoken(a)} {op} {spoken(b)}?"
+    """``(7, "times", 8)`` -> ``"What is, seven times eight?"``.
+
+    The comma is a pause: run together, "is nine" and "is five" came back as "is i" in up to
+    two calls in five; with it and the agent's vocabulary hint, 1 in 924 in the benchmark.
+    """
+    return f"What is, {spoken(a)} {op} {spoken(b)}?"
 
 
 def all_default_questions() -> list[str]:
