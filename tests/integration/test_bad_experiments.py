@@ -13,6 +13,7 @@ case that left none there applied none; the listing proves it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -83,10 +84,14 @@ def test_bad_experiment_is_refused_and_changes_nothing(
 ) -> None:
     expected = EXPECTED[name]
     audit_before = len(audit.read(settings.state_dir))
+    # The keys in the environment, as a user running against their own deployment has them.
+    env = {**os.environ, "LIVEKIT_API_KEY": settings.livekit_api_key,
+           "LIVEKIT_API_SECRET": settings.livekit_api_secret,
+           "LKCHAOS_STATE_DIR": settings.state_dir}
     done = subprocess.run(
         [CHAOS, "--no-version-check", "run", "--journal-path", str(tmp_path / "journal.json"),
          str(CORPUS / name)],
-        cwd=tmp_path, timeout=120, check=False, capture_output=True, text=True,
+        cwd=tmp_path, timeout=120, check=False, capture_output=True, text=True, env=env,
     )
     said = done.stdout + done.stderr
     journal_path = tmp_path / "journal.json"

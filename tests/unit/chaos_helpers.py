@@ -88,3 +88,15 @@ def probe(name: str, func: str, tolerance: Any = None, **arguments: Any) -> dict
     if tolerance is not None:
         activity["tolerance"] = tolerance
     return activity
+
+
+def isolate(monkeypatch: Any, tmp_path: Path) -> Path:
+    """A private state folder for one test; no Docker engine and no Toxiproxy to reach.
+    Returns the state folder."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
+    monkeypatch.setenv("LKCHAOS_ROOT", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("LKCHAOS_TOXIPROXY_URL", "http://127.0.0.1:9")
+    return state

@@ -25,12 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    state = tmp_path / "state"
-    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
-    monkeypatch.setenv("LKCHAOS_ROOT", str(tmp_path / "nowhere"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    monkeypatch.setenv("LKCHAOS_TOXIPROXY_URL", "http://127.0.0.1:9")
+    state = helpers.isolate(monkeypatch, tmp_path)
     monkeypatch.setattr(ledger, "UNDO_MODULE_PREFIX", "tests.")
     return state
 

@@ -43,12 +43,7 @@ def counted() -> bool:
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    state = tmp_path / "state"
-    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
-    monkeypatch.setenv("LKCHAOS_ROOT", str(tmp_path / "nowhere"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    monkeypatch.setenv("LKCHAOS_TOXIPROXY_URL", "http://127.0.0.1:9")
+    state = helpers.isolate(monkeypatch, tmp_path)
     _calls.clear()
     return state
 

@@ -17,12 +17,7 @@ from tests.unit import chaos_helpers as helpers
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A private state folder; no Docker engine and no Toxiproxy to reach."""
-    state = tmp_path / "state"
-    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
-    monkeypatch.setenv("LKCHAOS_ROOT", str(tmp_path / "nowhere"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    monkeypatch.setenv("LKCHAOS_TOXIPROXY_URL", "http://127.0.0.1:9")
+    state = helpers.isolate(monkeypatch, tmp_path)
     return state
 
 

@@ -23,12 +23,7 @@ SAFETY = {"name": "lkchaos-safety",
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A private state folder; no Docker engine and no Toxiproxy to reach; test functions
     count as lkchaos actions and undos."""
-    state = tmp_path / "state"
-    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
-    monkeypatch.setenv("LKCHAOS_ROOT", str(tmp_path / "nowhere"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    monkeypatch.setenv("LKCHAOS_TOXIPROXY_URL", "http://127.0.0.1:9")
+    state = helpers.isolate(monkeypatch, tmp_path)
     monkeypatch.setattr(control, "VERDICT_MODULES", ("lkchaos.", "tests.unit.chaos_helpers"))
     monkeypatch.setattr(ledger, "UNDO_MODULE_PREFIX", "tests.")
     return state

@@ -199,10 +199,11 @@ def whisper_model() -> Any:
     return WhisperModel(path, device="cpu", compute_type="int8")
 
 
-def transcribe(samples: np.ndarray) -> str:
-    """Transcribe 48 kHz int16 audio in this process."""
+def transcribe(samples: np.ndarray, prompt: str | None = REPLY_PROMPT) -> str:
+    """Transcribe 48 kHz int16 audio in this process (``prompt``: Whisper's initial prompt;
+    None for an unprompted second listening)."""
     audio = _resample(samples.tobytes(), RATE, 16000).astype(np.float32) / 32768.0
     segments, _ = whisper_model().transcribe(
-        audio, language="en", beam_size=TRANSCRIBE_BEAM, initial_prompt=REPLY_PROMPT
+        audio, language="en", beam_size=TRANSCRIBE_BEAM, initial_prompt=prompt
     )
     return "".join(segment.text for segment in segments).strip()

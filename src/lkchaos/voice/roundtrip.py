@@ -77,6 +77,7 @@ class Outcome:
     reason: str = ""
     heard: str = ""
     misheard: bool | None = None
+    second_listen: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
 
@@ -91,6 +92,7 @@ class Outcome:
             "heard": self.heard,
             "agent_heard": self.agent.get("heard"),
             "misheard": self.misheard,
+            "second_listen": self.second_listen,
             "latency_s": round(first / 1000, 3) if first is not None else None,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "agent": self.agent,
@@ -217,7 +219,16 @@ async def _converse(
     out.heard = await asyncio.to_thread(audio.transcribe, pcm)
     out.timings_ms["transcription"] = (time.perf_counter() - started) * 1000
     check = check_reply(out.heard, out.expected)
-    out.ok, out.reason = check.ok, check.reason
+    claimed = str(out.agent.get("reply") or "")
+    if not check.ok and claimed and check_reply(claimed, out.expected).ok:
+        # The agent says it spoke the right answer, the probe's ear disagrees: listen to the
+        # same audio once more, unprompted, before calling it wrong (the probe's Whisper
+        # mishears about one reply in a hundred; BENCHMARKS.md). The claim only triggers it.
+        again = await asyncio.to_thread(audio.transcribe, pcm, None)
+        second = check_reply(again, out.expected)
+        out.second_listen = again
+        if second.ok:
+            out.heard, check = again, second
     out.stage, out.reason, out.misheard = judge(out.question, check.ok, check.reason,
                                                 out.heard, out.agent)  # fmt: skip
 
