@@ -511,3 +511,42 @@ def test_espeak_voices_are_validated(voice: str) -> None:
     with pytest.raises(ValueError, match="not an espeak-ng voice name"):
         audio.espeak_command(voice)
     assert audio.espeak_command("en-us+f3")[3] == "en-us+f3"
+
+
+class Ears:
+    """Transcripts of the same audio: prompted first, then unprompted."""
+
+    def __init__(self, prompted: str, unprompted: str) -> None:
+        self.heard = {"prompted": prompted, "unprompted": unprompted}
+        self.calls: list[str] = []
+
+    def __call__(self, pcm: object, prompt: object = "default") -> str:
+        which = "unprompted" if prompt is None else "prompted"
+        self.calls.append(which)
+        return self.heard[which]
+
+
+def test_a_right_reply_is_heard_once() -> None:
+    ears = Ears("7 times 8 is 56.", "unused")
+    heard, check, second = roundtrip.listen(b"", ["56"], "7 times 8 is 56.", ears)
+    assert check.ok and heard == "7 times 8 is 56." and second is None
+    assert ears.calls == ["prompted"]
+
+
+def test_a_misheard_right_reply_is_listened_to_again_and_passes() -> None:
+    ears = Ears("7 times 8 is 58.", "7 times 8 is 56.")
+    heard, check, second = roundtrip.listen(b"", ["56"], "7 times 8 is 56.", ears)
+    assert check.ok and heard == second == "7 times 8 is 56."
+    assert ears.calls == ["prompted", "unprompted"]
+
+
+def test_a_wrong_reply_stays_wrong_whatever_the_agent_claims() -> None:
+    ears = Ears("The answer is five.", "The answer is five.")
+    heard, check, second = roundtrip.listen(b"", ["56"], "7 times 8 is 56.", ears)
+    assert not check.ok and heard == "The answer is five." and second == "The answer is five."
+
+
+def test_no_second_listening_without_a_right_claim() -> None:
+    ears = Ears("The answer is five.", "unused")
+    heard, check, second = roundtrip.listen(b"", ["56"], "The answer is five.", ears)
+    assert not check.ok and second is None and ears.calls == ["prompted"]

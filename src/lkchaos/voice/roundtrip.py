@@ -216,21 +216,34 @@ async def _converse(
         out.agent = {k: report.get(k) for k in ("outcome", "heard", "reply", "tools",
                                                 *AGENT_TIMINGS)}
     started = time.perf_counter()
-    out.heard = await asyncio.to_thread(audio.transcribe, pcm)
-    out.timings_ms["transcription"] = (time.perf_counter() - started) * 1000
-    check = check_reply(out.heard, out.expected)
     claimed = str(out.agent.get("reply") or "")
-    if not check.ok and claimed and check_reply(claimed, out.expected).ok:
-        # The agent says it spoke the right answer, the probe's ear disagrees: listen to the
-        # same audio once more, unprompted, before calling it wrong (the probe's Whisper
-        # mishears about one reply in a hundred; BENCHMARKS.md). The claim only triggers it.
-        again = await asyncio.to_thread(audio.transcribe, pcm, None)
-        second = check_reply(again, out.expected)
-        out.second_listen = again
-        if second.ok:
-            out.heard, check = again, second
+    out.heard, check, out.second_listen = await asyncio.to_thread(
+        listen, pcm, out.expected, claimed, audio.transcribe
+    )
+    out.timings_ms["transcription"] = (time.perf_counter() - started) * 1000
+    out.ok, out.reason = check.ok, check.reason
     out.stage, out.reason, out.misheard = judge(out.question, check.ok, check.reason,
                                                 out.heard, out.agent)  # fmt: skip
+
+
+def listen(
+    pcm: Any, expected: list[str], claimed: str, transcribe: Callable[..., str]
+) -> tuple[str, Any, str | None]:
+    """What the caller heard in the reply audio ``pcm``: ``(transcript, check, second)``.
+
+    When the transcript lacks the answer but the agent ``claimed`` (its turn report) to have
+    said it, the same audio is listened to once more, unprompted (``transcribe(pcm, None)``),
+    and judged by that: the probe's Whisper mishears about one reply in a hundred
+    (BENCHMARKS.md). The claim only triggers the second listening; the verdict is always
+    what the audio says. ``second`` is the second transcript, or None.
+    """
+    heard = transcribe(pcm)
+    check = check_reply(heard, expected)
+    if check.ok or not claimed or not check_reply(claimed, expected).ok:
+        return heard, check, None
+    again = transcribe(pcm, None)
+    second = check_reply(again, expected)
+    return (again, second, again) if second.ok else (heard, check, again)
 
 
 def judge(
