@@ -37,14 +37,14 @@ run_pytest() {
 run_pytest -m "not integration" "${pytest_args[@]}"
 [ "$unit_only" = 1 ] && exit 0
 
+# The integration tests start from an empty Redis, every time: LiveKit never removes the rooms
+# of a node that is gone (the node-loss experiment kills one), so the state one run leaves
+# would fail the next run's room-state checks of the steady state. Images stay.
+.venv/bin/lkchaos stack down >/dev/null 2>&1 || true
+project=com.docker.compose.project=lkchaos  # whatever compose could not take down
+docker ps -aq --filter "label=$project" | xargs -r docker rm -f >/dev/null
+docker volume ls -q --filter "label=$project" | xargs -r docker volume rm -f >/dev/null
 if [ "${CI:-}" = true ]; then
-  # CI starts from an empty Redis: LiveKit never removes the rooms of a node that is gone, so
-  # state left by an earlier run that ended before its `stack down` would fail the room-state
-  # checks of the steady state. Images stay.
-  .venv/bin/lkchaos stack down >/dev/null 2>&1 || true
-  project=com.docker.compose.project=lkchaos  # whatever compose could not take down
-  docker ps -aq --filter "label=$project" | xargs -r docker rm -f >/dev/null
-  docker volume ls -q --filter "label=$project" | xargs -r docker volume rm -f >/dev/null
   trap '.venv/bin/lkchaos stack down || true' EXIT
 fi
 .venv/bin/lkchaos stack up
