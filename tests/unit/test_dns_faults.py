@@ -160,7 +160,6 @@ def resolver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDN
     fake = FakeDNS(hosts, conf)
     monkeypatch.setattr(actions, "docker_client", lambda: FakeDocker(fake))
     monkeypatch.setattr(dnsc, "wait_answering", lambda server, name, wait_s=15.0: 0.0)
-    monkeypatch.setattr(dnsc, "wait_rcode", lambda server, name, rcode, wait_s=5.0: rcode)
     monkeypatch.setattr(dnsc, "lookup", fake.answer)
     yield fake
 
@@ -210,6 +209,18 @@ def test_a_resolver_that_never_rereads_its_file_fails_the_action(
     resolver.deaf = True
     with pytest.raises(NotInEffect, match="NXDOMAIN for lk.chaos.test.*last seen: NOERROR"):
         actions.nxdomain_name("lk.chaos.test")
+    assert [kind for kind, _, _ in pending(tmp_path)] == ["dns_name"]  # recover undoes it
+
+
+def test_a_resolver_that_restarts_without_the_servfail_rule_fails_the_action(
+    resolver: FakeDNS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LKCHAOS_VERIFY_S", "0.2")
+    # dnsmasq came back from its restart still answering the name: the rule never took hold.
+    monkeypatch.setattr(dnsc, "lookup", lambda name, server, rdtype="A", timeout=0.5:
+                        dnsc.Answer(name, "NOERROR", ("10.0.0.1",), 1.0))  # fmt: skip
+    with pytest.raises(NotInEffect, match="SERVFAIL for lk.chaos.test.*last seen: NOERROR"):
+        actions.servfail_name("lk.chaos.test")
     assert [kind for kind, _, _ in pending(tmp_path)] == ["dns_name"]  # recover undoes it
 
 

@@ -264,16 +264,6 @@ def restart(found: Resolver, settings: Settings) -> float:
     return time.monotonic() - start
 
 
-def wait_rcode(server: str, name: str, rcode: str, wait_s: float = 5.0) -> str:
-    """Poll until ``name`` gets ``rcode`` (or ``wait_s`` passed); returns the last rcode."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        seen = lookup(name, server, timeout=0.5).rcode
-        if seen == rcode or time.monotonic() >= deadline:
-            return seen
-        time.sleep(0.05)
-
-
 def start_servfail_responder(found: Resolver) -> None:
     code, output = found.container.exec_run(["perl", "-e", SERVFAIL_RESPONDER], detach=True)
     if code not in (0, None):
