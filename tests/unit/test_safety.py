@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,31 @@ def test_a_stale_lock_is_taken_over(isolated: Path) -> None:
     assert holder is not None and holder.title == "mine"
     runlock.release(isolated)
     assert runlock.holder(isolated) is None
+
+
+def test_a_lock_left_by_a_killed_runner_nobody_reaped_is_taken_over(isolated: Path) -> None:
+    # A CI job that kills its `chaos run` without waiting for it leaves a zombie: the pid
+    # still answers kill(pid, 0), but the runner is gone and holds nothing.
+    runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        isolated.mkdir(parents=True, exist_ok=True)
+        runlock.lock_path(isolated).write_text(
+            f'{{"pid": {runner.pid}, "title": "killed", "started": "2026-01-01T00:00:00"}}'
+        )
+        assert runlock.holder(isolated) is not None  # alive: respected
+        runner.kill()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{runner.pid}/stat").read_text().split(")")[-1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the killed runner never became a zombie"
+            time.sleep(0.05)
+        assert runlock.holder(isolated) is None
+        assert runlock.acquire(isolated, "next") == (
+            "took over a stale lock left by a runner that is gone"
+        )
+        runlock.release(isolated)
+    finally:
+        runner.kill()
+        runner.wait(10)
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,9 @@ def lock_path(state_dir: str | Path) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process. A zombie (ended, not yet reaped by its parent:
+    a runner killed by a CI job that never waited for it) is not: it holds no lock and never
+    will run again."""
     if pid <= 0:
         return False
     try:
@@ -49,7 +52,16 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs (not Linux) or the process just ended
+        return False
+    # "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ")".
+    return stat[stat.rfind(")") + 2:stat.rfind(")") + 3] == "Z"
 
 
 def _parse(text: str) -> Holder | None:

@@ -1,0 +1,14 @@
+"""Settings for the whole test session."""
+
+from __future__ import annotations
+
+import signal
+
+
+def pytest_configure() -> None:
+    # A shell running a command in the background without job control (`cmd &` in a script,
+    # as CI runners and `nohup` do) starts it with SIGINT ignored, and an ignored signal stays
+    # ignored across exec: every `chaos run` the tests start would then shrug off the Ctrl-C
+    # that the interruption tests send. Restore Python's default so children get SIG_DFL.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
