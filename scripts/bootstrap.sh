@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what lkchaos needs on a Debian/Ubuntu machine, doing only what is missing:
 # the Docker engine (Debian's docker.io) and Compose v2, debootstrap (offline base image),
-# espeak-ng and sox (speech for probes and tests), a running dockerd, and the Python
+# espeak-ng and sox (speech for probes and tests), Chromium (the reports are tested as rendered
+# pages), PostgreSQL (the team history's tests), a running dockerd, and the Python
 # virtualenv .venv with lkchaos and its development tools.
 # Safe to run again: a warm machine passes through in a few seconds.
 set -euo pipefail
@@ -17,6 +18,8 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v pg_lsclusters >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || { log "missing: ${missing[*]}; install them (no apt-get here)"; exit 1; }
   log "installing ${missing[*]}"

@@ -19,6 +19,9 @@ while [ $# -gt 0 ]; do
 done
 
 bash scripts/bootstrap.sh
+# A real PostgreSQL server for the history tests (started if it is not running).
+LKCHAOS_TEST_POSTGRES_URL=${LKCHAOS_TEST_POSTGRES_URL:-$(bash scripts/postgres.sh)}
+export LKCHAOS_TEST_POSTGRES_URL
 # Short fault windows in CI: the same experiments, a smaller knob.
 if [ "${CI:-}" = true ]; then export LKCHAOS_FAULT_S=${LKCHAOS_FAULT_S:-8}; fi
 
@@ -37,15 +40,9 @@ run_pytest() {
 run_pytest -m "not integration" "${pytest_args[@]}"
 [ "$unit_only" = 1 ] && exit 0
 
-# The integration tests start from an empty Redis, every time: LiveKit never removes the rooms
-# of a node that is gone (the node-loss experiment kills one), so the state one run leaves
-# would fail the next run's room-state checks of the steady state. Images stay.
-.venv/bin/lkchaos stack down >/dev/null 2>&1 || true
-project=com.docker.compose.project=lkchaos  # whatever compose could not take down
-docker ps -aq --filter "label=$project" | xargs -r docker rm -f >/dev/null
-docker volume ls -q --filter "label=$project" | xargs -r docker volume rm -f >/dev/null
+# The integration tests start from an empty stack (Redis included), every time.
 if [ "${CI:-}" = true ]; then
   trap '.venv/bin/lkchaos stack down || true' EXIT
 fi
-.venv/bin/lkchaos stack up
-run_pytest -m integration "${pytest_args[@]}"
+bash scripts/fresh-stack.sh
+run_pytest -m integration --durations=30 "${pytest_args[@]}"

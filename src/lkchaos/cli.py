@@ -1,6 +1,7 @@
 """The ``lkchaos`` command: run and inspect the reference stack.
 
-``lkchaos stack build|up|down|status|logs``. Errors print one clear message (with the failing
+``lkchaos stack build|up|down|status|logs``, ``check``, ``recover``, ``audit``, ``history``,
+``report`` and ``gameday``. Errors print one clear message (with the failing
 service's last log lines where there is one) and exit non-zero: 1 for a stack or command
 failure, 2 for bad usage or configuration.
 """
@@ -317,6 +318,17 @@ def logs(services: tuple[str, ...], tail: int, follow: bool) -> None:
     args = ["logs", "--tail", str(tail), *(["--follow"] if follow else []), *services]
     Compose(StackPaths.discover()).run(*args, timeout=86400 if follow else 60, capture=False)
 
+
+def _register() -> None:
+    # Each of these modules loads its heavy imports (SQLAlchemy, matplotlib) only when run.
+    from lkchaos.history.cli import history
+    from lkchaos.report.cli import report
+
+    main.add_command(history)
+    main.add_command(report)
+
+
+_register()
 
 if __name__ == "__main__":
     main()

@@ -41,7 +41,7 @@ Sample = Mapping[str, Any]
 Mark = Mapping[str, Any]
 
 _TEXT_LIMIT = 160
-_PREFERRED_KEYS = ("ok", "status", "stage", "reason", "healthy", "latency_s", "error")
+_PREFERRED_KEYS = ("ok", "status", "stage", "reason", "healthy", "latency_s", "error", "audio")
 _MAX_KEYS = 6
 
 

@@ -18,6 +18,10 @@ question, ``agent_heard``, asks something else: its speech recognition failed, n
 answer), ``apology`` (it heard right and apologised), ``wrong_reply`` (it heard right and
 answered wrong), ``timeout``, or ``slow_reply`` (right, but over ``max_latency_s``), with the
 ``reason``. ``misheard`` is true, false, or null when the agent reported no transcript.
+When a round trip failed after the agent's reply audio came, ``audio`` is the absolute path of
+that audio as the caller heard it, a WAV file (16-bit mono, 16 kHz, at most 20 s) kept under
+the state folder, ``<state_dir>/audio/<UTC date>/<uuid>.wav``; ``lkchaos report`` plays it.
+A recording that cannot be written is left out (and logged); it never changes the verdict.
 Tolerances::
 
     {"type": "jsonpath", "path": "$.ok", "expect": true}
@@ -39,8 +43,13 @@ this machine resolves and trusts like your callers do). Requests to the prober c
 credential derived from the LiveKit API secret (``lkchaos.voice.credential``).
 """
 
+import base64
+import datetime as dt
+import logging
 import statistics
+import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any, Dict, List
 
 import httpx
@@ -54,6 +63,8 @@ from lkchaos.voice.credential import authorization
 __all__ = ["voice_round_trip", "voice_round_trips"]
 
 _SUMMARY_KEYS = ("ok", "stage", "reason", "latency_s", "question", "heard", "misheard")
+_AUDIO_KEY = "reply_wav_b64"
+log = logging.getLogger("lkchaos.voice")
 
 
 def voice_round_trip(
@@ -87,6 +98,7 @@ def voice_round_trip(
         result = _via_prober(settings.voice_prober_url, secret, question, expected, timeouts)
     else:
         result = _in_process(settings, question, expected, timeouts)
+    result = keep_reply_audio(result, Path(settings.state_dir))
     return apply_latency_budget(result, max_latency_s)
 
 
@@ -157,8 +169,37 @@ def summarize_round_trips(
         "max_median_latency_s": max_median_latency_s,
         "failures": dict(Counter(str(r.get("stage")) for r in results if not r.get("ok"))),
         "misheard": sum(1 for r in results if r.get("stage") == "misheard"),
-        "results": [{k: r.get(k) for k in _SUMMARY_KEYS} for r in results],
+        "results": [_summary(r) for r in results],
     }
+
+
+def _summary(result: Dict[str, Any]) -> Dict[str, Any]:
+    """One call's entry in ``voice_round_trips``' results; ``audio`` only when it was kept."""
+    summary = {k: result.get(k) for k in _SUMMARY_KEYS}
+    if "audio" in result:
+        summary["audio"] = result["audio"]
+    return summary
+
+
+def keep_reply_audio(result: Dict[str, Any], state_dir: Path) -> Dict[str, Any]:
+    """``result`` without its ``reply_wav_b64`` (base64 WAV, see ``lkchaos.voice.roundtrip``)
+    and, when there was one, with ``audio``: the absolute path of the WAV file it was written
+    to, ``<state_dir>/audio/<UTC date>/<uuid>.wav``. A recording that cannot be decoded or
+    written is logged and left out; nothing else of the result changes."""
+    if _AUDIO_KEY not in result:
+        return result
+    kept = {k: v for k, v in result.items() if k != _AUDIO_KEY}
+    try:
+        wav = base64.b64decode(str(result[_AUDIO_KEY]), validate=True)
+        folder = state_dir / "audio" / dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{uuid.uuid4().hex}.wav"
+        path.write_bytes(wav)
+    except (OSError, ValueError) as exc:  # binascii.Error is a ValueError
+        log.warning("could not keep the reply audio of a failed voice round trip: %s", exc)
+        return kept
+    kept["audio"] = str(path.resolve())
+    return kept
 
 
 def apply_latency_budget(result: dict[str, Any], max_latency_s: float | None) -> dict[str, Any]:

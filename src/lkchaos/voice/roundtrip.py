@@ -15,21 +15,31 @@ Stages, each with its own timeout, and the name reported when it fails:
 (``slow_reply``, a right answer over the latency budget, is judged by the caller of
 :func:`run`.) A right answer is ``ok`` whatever the agent reports having heard.
 
+When a round trip fails after reply audio came, the result also carries that audio as a WAV
+file, base64-encoded, under ``reply_wav_b64`` (16-bit mono, at most ``REPLY_AUDIO_RATE`` Hz and
+``REPLY_AUDIO_MAX_S`` seconds): what the caller heard, for the report. The voice probe takes it
+out of the result and keeps it as a file (``lkchaos.voice.probes``).
+
 The result is a plain dict (see :func:`run`); the room is always left and freed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
+import io
 import json
+import logging
 import time
 import uuid
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
 from livekit import api, rtc
 
 from lkchaos.voice import audio
@@ -48,7 +58,12 @@ APOLOGY_OUTCOMES = frozenset({"tools_unavailable", "stt_unavailable", "llm_unava
 AGENT_TIMINGS = ("stt_ms", "transcription_delay_ms", "tool_ms", "llm_ttft_ms",
                  "tts_first_audio_ms", "e2e_ms")
 
+#: The reply audio kept from a failed round trip: sample rate (Hz) and length (s) at most.
+REPLY_AUDIO_RATE = 16000
+REPLY_AUDIO_MAX_S = 20.0
+
 T = TypeVar("T")
+log = logging.getLogger("lkchaos.voice")
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,7 @@ class Outcome:
     second_listen: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
+    reply_pcm: np.ndarray | None = None  # the reply audio, 48 kHz int16; not in the result
 
     def as_dict(self) -> dict[str, Any]:
         first = self.timings_ms.get("end_of_speech_to_first_audio")
@@ -205,6 +221,7 @@ async def _converse(
         out.reason = f"no reply audio within {timeouts.first_reply_audio:g} s of the question"
         return
     first_at, last_at, pcm = reply
+    out.reply_pcm = pcm
     out.timings_ms["end_of_speech_to_first_audio"] = (first_at - end_of_speech) * 1000
     out.timings_ms["end_of_speech_to_reply_end"] = (last_at - end_of_speech) * 1000
 
@@ -285,7 +302,8 @@ async def run(
     "misheard", "latency_s",
     "timings_ms": {"join", "dispatch", "end_of_speech_to_first_audio",
     "end_of_speech_to_reply_end", "transcription"}, "agent": {the agent's own report},
-    "room"}``. ``stage`` is ``ok`` or where it failed. Raises ``QuestionError`` only for a
+    "room"}``, plus ``"reply_wav_b64"`` (see the module docstring) when it failed after reply
+    audio came. ``stage`` is ``ok`` or where it failed. Raises ``QuestionError`` only for a
     question whose answer cannot be worked out when ``expected`` is not given.
     """
     timeouts = timeouts or Timeouts()
@@ -319,4 +337,44 @@ async def run(
                 task.exception()  # retrieved: reported above, not an "unretrieved" warning
         with contextlib.suppress(Exception):
             await asyncio.wait_for(room.disconnect(), 5)
-    return out.as_dict()
+    return result_of(out)
+
+
+def result_of(out: Outcome) -> dict[str, Any]:
+    """The result of a finished round trip: ``out.as_dict()``, plus ``reply_wav_b64`` when it
+    failed after reply audio came (and the audio could be encoded)."""
+    result = out.as_dict()
+    if not out.ok and out.reply_pcm is not None:
+        encoded = _encoded_reply(out.reply_pcm)
+        if encoded is not None:
+            result["reply_wav_b64"] = encoded
+    return result
+
+
+def reply_wav(
+    pcm: np.ndarray, rate: int = audio.RATE, max_s: float = REPLY_AUDIO_MAX_S,
+    to_rate: int = REPLY_AUDIO_RATE,
+) -> bytes:  # fmt: skip
+    """``pcm`` (mono int16 samples at ``rate`` Hz) as a WAV file's bytes: 16-bit mono,
+    resampled to ``to_rate`` Hz when ``rate`` is higher, cut to its first ``max_s`` seconds."""
+    samples = np.asarray(pcm, dtype=np.int16)[: int(max_s * rate)]
+    if rate > to_rate and samples.size:
+        samples = audio._resample(samples.tobytes(), rate, to_rate)
+        rate = to_rate
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def _encoded_reply(pcm: np.ndarray) -> str | None:
+    """The reply as base64 WAV, or None when it cannot be encoded: keeping the audio must
+    never change the round trip's verdict."""
+    try:
+        return base64.b64encode(reply_wav(pcm)).decode("ascii")
+    except Exception as exc:  # any failure here only loses the recording
+        log.warning("could not keep the reply audio of a failed round trip: %s", exc)
+        return None

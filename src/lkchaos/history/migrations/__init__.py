@@ -1,0 +1,1 @@
+"""Alembic migrations of the run history (applied by :func:`lkchaos.history.open_history`)."""

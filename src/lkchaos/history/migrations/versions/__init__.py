@@ -1,0 +1,1 @@
+"""Alembic revisions of the run history, oldest first by their ``down_revision`` chain."""

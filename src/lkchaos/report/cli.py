@@ -1,0 +1,87 @@
+"""``lkchaos report``: journals (or a game day from the history) to HTML, Markdown and JUnit.
+
+Exit status: 0 when the files were written, 2 for bad usage or a journal that cannot be read,
+1 for any other lkchaos error (a history that cannot be reached, a file that cannot be
+written). The paths written are printed, one per line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from lkchaos.errors import ConfigError, LkChaosError
+from lkchaos.report.load import JournalSource, load_report, read_journal
+from lkchaos.report.model import GamedayInfo
+from lkchaos.report.write import write_report_files
+
+
+def _history_gameday(name_or_id: str, url: str | None) -> tuple[GamedayInfo, list[JournalSource]]:
+    from lkchaos.report.fromhistory import gameday_from_history
+
+    day, journals = gameday_from_history(name_or_id, url)
+    return day, list(journals)
+
+
+def _default_title(journals: tuple[Path, ...], gameday: GamedayInfo | None) -> str:
+    if gameday is not None:
+        return f"Game day {gameday.name}"
+    if len(journals) == 1:
+        title = read_journal(journals[0])["experiment"].get("title")
+        if isinstance(title, str) and title.strip():
+            return title
+    return "lkchaos experiment report"
+
+
+@click.command("report")
+@click.argument("journals", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("report.html"),
+              show_default=True, help="The HTML report to write.")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
+              help="Also write a short Markdown summary (for a pull-request comment).")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path),
+              help="Also write JUnit XML (one test suite per experiment run).")
+@click.option("--title", help="The report's title (default: the experiment's, or the game "
+                              "day's).")
+@click.option("--gameday", "gameday_ref", metavar="NAME_OR_RUN_ID",
+              help="Report on a game day from the history: a game day run id, or a game "
+                   "day's name for its latest run.")
+@click.option("--history-url", help="The history database (default: $LKCHAOS_HISTORY_URL, "
+                                    "else the state folder's SQLite file).")
+def report(journals: tuple[Path, ...], output: Path, markdown_path: Path | None,
+           junit_path: Path | None, title: str | None, gameday_ref: str | None,
+           history_url: str | None) -> None:  # fmt: skip
+    """Turn Chaos Toolkit journals into one self-contained HTML report (opens offline), and
+    optionally Markdown and JUnit XML.
+
+    \b
+    lkchaos report journal.json -o report.html --markdown summary.md --junit junit.xml
+    lkchaos report --gameday weekly --history-url sqlite:///history.sqlite
+    """
+    try:
+        if gameday_ref is None and not journals:
+            raise ConfigError("give one or more journal files, or --gameday NAME_OR_RUN_ID")
+        if gameday_ref is not None and journals:
+            raise ConfigError("give journal files or --gameday, not both")
+        if history_url is not None and gameday_ref is None:
+            raise ConfigError("--history-url is only used with --gameday")
+        day: GamedayInfo | None = None
+        sources: list[JournalSource] = list(journals)
+        if gameday_ref is not None:
+            day, sources = _history_gameday(gameday_ref, history_url)
+        built = load_report(sources, title=title or _default_title(journals, day), gameday=day)
+        paths = {"html": output}
+        if markdown_path is not None:
+            paths["md"] = markdown_path
+        if junit_path is not None:
+            paths["junit"] = junit_path
+        for path in write_report_files(built, paths).values():
+            click.echo(str(path))
+    except ConfigError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    except LkChaosError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)

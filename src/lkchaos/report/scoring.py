@@ -1,0 +1,46 @@
+"""The report's one link to :mod:`lkchaos.score`: a run's score and its RTO bounds.
+
+Scores are shown as of the run's end (no staleness decay): a report describes the run as it
+was. Scoring problems (bad score settings in the experiment) never stop a report; they are
+shown instead of the score.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lkchaos import score
+from lkchaos.errors import LkChaosError
+
+
+def _ended(journal: Mapping[str, Any]) -> dt.datetime | None:
+    for key in ("end", "start"):
+        raw = journal.get(key)
+        if isinstance(raw, str):
+            try:
+                when = dt.datetime.fromisoformat(raw)
+            except ValueError:
+                continue
+            return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return None
+
+
+def score_of(journal: Mapping[str, Any]) -> tuple[float | None, str]:
+    """``(score 0-100, explanation)`` of one run as of its end; ``(None, why)`` when it
+    cannot be scored."""
+    try:
+        result = score.experiment_score(journal, now=_ended(journal))
+    except LkChaosError as exc:
+        return None, f"not scored: {exc}"
+    return result.value, result.explanation
+
+
+def bounds_of(experiment: Mapping[str, Any], probes: Sequence[str]) -> dict[str, float]:
+    """The RTO bound (s) of each sampled probe that has one (``lkchaos.score.rto_bounds``)."""
+    try:
+        bounds = score.rto_bounds(experiment, list(probes))
+    except LkChaosError:
+        return {}
+    return {name: bound for name, bound in bounds.items() if bound is not None}

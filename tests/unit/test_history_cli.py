@@ -1,0 +1,115 @@
+"""``lkchaos history``: plain output (not a terminal), JSON, exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from lkchaos.history import open_history
+from lkchaos.history.cli import history, parse_since, sparkline
+
+JOURNALS = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
+
+
+def load(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((JOURNALS / f"{name}.json").read_text())
+    return loaded
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    with open_history(url) as store:
+        gameday = store.start_gameday(name="quick", path="gamedays/quick.yaml", file_hash="h")
+        for name in ("agent-crash", "deviated", "failed", "dns-failure"):
+            store.record_run(load(name), experiment_path=f"experiments/{name}.json",
+                             gameday_run_id=gameday if name != "failed" else None)  # fmt: skip
+        store.finish_gameday(gameday, status="deviated", score=62.5)
+        store.record_schedule_event(gameday="quick", kind="missed", reason="the host was down",
+                                    at=dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.UTC))
+    return url
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(history, list(args))
+    return result.exit_code, result.output
+
+
+def test_list_is_the_default_command(url: str) -> None:
+    code, output = run("--url", url)
+    assert code == 0
+    lines = output.splitlines()
+    assert lines[0].split()[:4] == ["when", "(UTC)", "experiment", "verdict"]
+    assert [line.split()[2] for line in lines[1:]] == ["deviated", "failed", "dns-failure",
+                                                       "agent-crash"]
+    crash = lines[-1].split()
+    # when (2 words), experiment, verdict, RTO, TTD, availability, score now, run id
+    assert crash[2:] == ["agent-crash", "completed", "23.8", "15.1", "66.7%", crash[7],
+                         "ec7f36d6e6a6"]  # fmt: skip
+    assert float(crash[7]) <= 95.8  # the score as of now: never above the recorded one
+    assert run(f"--url={url}", "list")[1] == output
+
+
+def test_list_filters_and_json(url: str) -> None:
+    code, output = run("--url", url, "--gameday", "quick", "--status", "held", "--json")
+    assert code == 0
+    found = json.loads(output)
+    assert [r["experiment_name"] for r in found] == ["dns-failure", "agent-crash"]
+    assert found[1]["verdict"] == "completed" and found[1]["score"] == 95.8
+    assert found[1]["started_at"] == "2026-11-30T00:44:03.249937+00:00"
+    code, output = run("--url", url, "--experiment", "nothing-like-this")
+    assert (code, output) == (0, "no runs recorded matching these filters\n")
+
+
+def test_show_prints_the_figures_per_probe(url: str) -> None:
+    code, output = run("--url", url, "show", "b48c183b")
+    assert code == 0
+    assert "verdict:    completed" in output and "faults:     2 injected, 2 undone" in output
+    probes = {line.split()[0]: line.split() for line in output.splitlines()
+              if line.startswith(("names-resolve", "caller-answered"))}  # fmt: skip
+    assert probes["names-resolve"][1:5] == ["92", "20", "78.3%", "4.8%"]
+    assert probes["caller-answered"][6] == "16.7"  # RTO s
+
+
+def test_trend_has_one_line_per_run_and_a_sparkline(url: str) -> None:
+    code, output = run("--url", url, "trend", "dns-failure", "--probe", "names-resolve",
+                       "--metric", "availability")  # fmt: skip
+    assert code == 0
+    header, *lines = output.splitlines()
+    assert header.startswith("availability of names-resolve of dns-failure, 1 run(s): ")
+    assert len(lines) == 1 and "quick" in lines[0] and "0.783" in lines[0]
+
+
+def test_gamedays_and_schedule(url: str) -> None:
+    code, output = run("--url", url, "gamedays")
+    assert code == 0 and output.splitlines()[1].split()[2:5] == ["quick", "deviated", "62.5"]
+    code, output = run("--url", url, "schedule", "--json")
+    assert code == 0
+    assert json.loads(output) == [{"gameday": "quick", "kind": "missed",
+                                   "reason": "the host was down",
+                                   "at": "2026-11-29T03:00:00+00:00"}]  # fmt: skip
+
+
+def test_errors_are_one_line_and_exit_non_zero(url: str) -> None:
+    code, output = run("--url", url, "show", "nope")
+    assert code == 1 and output.count("\n") == 1 and "no run 'nope'" in output
+    code, output = run("--url", url, "trend", "dns-failure", "--metric", "speed")
+    assert code == 2 and "unknown metric 'speed'" in output
+    code, output = run("--url", "postgresql://lk:s3cret@127.0.0.1:1/h")
+    assert code == 1 and "s3cret" not in output and "lk:***@127.0.0.1:1" in output
+    code, output = run("--url", url, "--since", "soon")
+    assert code == 2 and "use e.g. 7d" in output
+
+
+def test_parse_since_and_sparkline() -> None:
+    now = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    assert parse_since("7d", now) == dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+    assert parse_since("90m", now) == dt.datetime(2026, 11, 29, 22, 30, tzinfo=dt.UTC)
+    assert parse_since("2026-11-01") == dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    assert sparkline([0.0, None, 5.0, 10.0]) == "▁ ▅█"
+    assert sparkline([None]) == " "
