@@ -58,6 +58,29 @@ def test_a_clean_run_completes_and_says_what_it_did(tmp_path: Path, isolated: Pa
     assert helpers.lines(str(trace)) == ["fault", "inject agent", "rollback", "undo agent"]
 
 
+def test_a_steady_state_missed_before_the_method_fails_the_run(tmp_path: Path) -> None:
+    # Chaos Toolkit alone ends this "completed", not deviated (exit 0): nothing was tested.
+    trace = tmp_path / "trace"
+    exp = _experiment(trace, [helpers.action("record_fault", trace=str(trace), target="agent")])
+    exp["steady-state-hypothesis"] = {"title": "ready", "probes": [
+        helpers.probe("nodes-ready", "value", tolerance=2, result=1)]}
+    journal = _run(exp)
+    assert journal["status"] == "failed" and journal["deviated"] is False
+    assert journal["lkchaos_safety"]["steady_state_not_met_before"] == ["nodes-ready"]
+    assert journal["run"] == []  # the method never ran
+    assert "fault" not in helpers.lines(str(trace))
+
+
+def test_a_steady_state_met_before_the_method_is_not_a_failure(tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    exp = _experiment(trace, [])
+    exp["steady-state-hypothesis"] = {"title": "ready", "probes": [
+        helpers.probe("nodes-ready", "value", tolerance=2, result=2)]}
+    journal = _run(exp)
+    assert journal["status"] == "completed" and journal["deviated"] is False
+    assert "steady_state_not_met_before" not in journal["lkchaos_safety"]
+
+
 def test_a_failed_lkchaos_action_fails_the_run(tmp_path: Path, isolated: Path) -> None:
     trace = tmp_path / "trace"
     journal = _run(_experiment(trace, [

@@ -247,6 +247,16 @@ def _verdict(
     state: dict[str, Any], report: dict[str, Any], configuration: dict[str, Any] | None,
     secrets: dict[str, Any] | None, dry: Any,
 ) -> None:  # fmt: skip
+    unmet = _unmet_before(state)
+    if unmet is not None:
+        # Chaos Toolkit skips the method and ends "completed", not deviated, exit 0 when only
+        # a tolerance was missed: a green run that tested nothing. It is a failure here.
+        report["steady_state_not_met_before"] = unmet
+        if state.get("status") in (None, "completed"):
+            state["status"] = "failed"
+        logger.error("the steady state did not hold before the method, so nothing was "
+                     f"injected and the run failed: {', '.join(unmet) or 'see above'}. Bring "
+                     "the deployment back to its steady state (`lkchaos stack status`) first")
     failed = _failed_actions(state)
     if failed:
         report["failed_actions"] = failed
@@ -262,6 +272,16 @@ def _verdict(
         for item in missed:
             logger.error(f"method probe {item['probe']!r} missed its tolerance, so the run "
                          f"deviated (output: {item['output']!r})")
+
+
+def _unmet_before(state: dict[str, Any]) -> list[str] | None:
+    """The probes that missed their tolerance before the method, or None if it held (or
+    was not checked)."""
+    before = (state.get("steady_states") or {}).get("before")
+    if not isinstance(before, dict) or before.get("steady_state_met") is not False:
+        return None
+    return [str((p.get("activity") or {}).get("name")) for p in before.get("probes", [])
+            if not p.get("tolerance_met", True) or p.get("status") != "succeeded"]
 
 
 def _cleanup(
@@ -349,6 +369,9 @@ def _verdict_line(state: dict[str, Any], report: dict[str, Any]) -> str:
     """One line with the verdict this control decided and why."""
     reasons = [f"{item['type']} {item['activity']!r} failed: {item['error']}"
                for item in report.get("failed_actions", [])]
+    if "steady_state_not_met_before" in report:
+        reasons.append("the steady state did not hold before the method ("
+                       + ", ".join(report["steady_state_not_met_before"]) + ")")
     reasons += [f"could not undo {item['fault']}: {item.get('error')}"
                 for item in report.get("not_recovered", [])]
     if "error" in report:
