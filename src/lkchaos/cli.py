@@ -321,9 +321,11 @@ def logs(services: tuple[str, ...], tail: int, follow: bool) -> None:
 
 def _register() -> None:
     # Each of these modules loads its heavy imports (SQLAlchemy, matplotlib) only when run.
+    from lkchaos.gameday.cli import gameday
     from lkchaos.history.cli import history
     from lkchaos.report.cli import report
 
+    main.add_command(gameday)
     main.add_command(history)
     main.add_command(report)
 

@@ -1,0 +1,65 @@
+"""Cron expressions for game day schedules, parsed with APScheduler 3's ``CronTrigger``.
+
+Five fields (``minute hour day month day_of_week``) as in crontab, or six with a leading
+``second`` field for short test intervals (``*/5 * * * * *``). Day-of-week numbers mean what
+they mean in crontab (0 and 7 are Sunday, 1 is Monday): APScheduler 3 counts from Monday, so
+numbers are translated to day names before it reads them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import tzinfo
+
+from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _day_item(item: str) -> str:
+    base, _, step_text = item.partition("/")
+    if re.search(r"[a-z]", base, re.IGNORECASE):
+        return item  # names already mean the same day in both
+    step = int(step_text) if step_text.isdigit() else None
+    if step_text and step is None:
+        raise ValueError(f"day-of-week step {step_text!r} is not a number")
+    if base == "*":
+        low, high = 0, 6
+    elif re.fullmatch(r"\d+-\d+", base):
+        low, high = (int(part) for part in base.split("-"))
+    elif base.isdigit():
+        low = high = int(base)
+        if step:
+            high = 6
+    else:
+        raise ValueError(f"day-of-week {item!r} is not a day, a range or a list")
+    if not (0 <= low <= 7 and 0 <= high <= 7) or low > high:
+        raise ValueError(f"day-of-week {item!r} is outside 0-7 (0 and 7 are Sunday)")
+    if base == "*" and step is None:
+        return "*"
+    days = [_DAYS[day] for day in range(low, high + 1, step or 1)]
+    return ",".join(dict.fromkeys(days))
+
+
+def _day_of_week(field: str) -> str:
+    return ",".join(_day_item(item) for item in field.split(","))
+
+
+def parse_cron(expression: str, timezone: tzinfo | str | None = None) -> CronTrigger:
+    """A trigger for a 5- or 6-field cron expression.
+
+    Raises ``ValueError`` saying what is wrong (the number of fields, or the field APScheduler
+    rejects). ``timezone`` defaults to the machine's local time zone.
+    """
+    fields = expression.split()
+    if len(fields) == 5:
+        fields = ["0", *fields]
+    elif len(fields) != 6:
+        raise ValueError(f"a cron expression has 5 fields (minute hour day month weekday) or 6 "
+                         f"(with leading seconds), not {len(fields)}: {expression!r}")
+    second, minute, hour, day, month, weekday = fields
+    try:
+        return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
+                           day_of_week=_day_of_week(weekday), timezone=timezone)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{expression!r} is not a valid cron expression: {exc}") from exc

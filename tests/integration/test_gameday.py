@@ -1,0 +1,109 @@
+"""Game days against the live stack: a real run with --ci, and Ctrl-C in the middle of a
+fault, after which nothing may be left on any backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from junitparser import JUnitXml
+
+from lkchaos.safety import ledger
+from lkchaos.settings import Settings
+from tests.integration.conftest import wait_baseline
+from tests.integration.test_bad_experiments import _deployment
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENTS = ROOT / "experiments"
+#: Seconds a game day of these tests may take (each entry is about 50-110 s).
+LIMIT_S = 900
+
+
+def gameday_file(tmp_path: Path, name: str, entries: list[dict[str, Any]]) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps({  # JSON is YAML
+        "name": name,
+        "baseline": {"experiment": str(EXPERIMENTS / "stack-healthy.json"), "timeout_s": 120},
+        "recovery_wait_s": 5,
+        "entries": entries,
+    }))
+    return path
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    env = {**os.environ, "LIVEKIT_API_KEY": settings.livekit_api_key,
+           "LIVEKIT_API_SECRET": settings.livekit_api_secret,
+           "LKCHAOS_STATE_DIR": settings.state_dir}  # fmt: skip
+    env.pop("LKCHAOS_FAULT_S", None)
+    return env
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lkchaos.gameday", *args]
+
+
+def test_ci_game_day_runs_and_reports(tmp_path: Path, settings: Settings) -> None:
+    from lkchaos.history import open_history
+
+    path = gameday_file(tmp_path, "integration-ci", [
+        {"experiment": str(EXPERIMENTS / "dns-failure.json"), "fault_s": 3},
+        {"experiment": str(EXPERIMENTS / "agent-crash.json"), "fault_s": 3},
+    ])
+    out = tmp_path / "out"
+    done = subprocess.run(command("run", "--ci", "--out", str(out), str(path)),
+                          env=environment(settings), cwd=ROOT, text=True, capture_output=True,
+                          timeout=LIMIT_S, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "gameday.json").read_text())
+    assert [e["outcome"] for e in summary["entries"]] == ["held", "held"]
+    cases = [case for suite in JUnitXml.fromfile(str(out / "junit.xml")) for case in suite]
+    assert len(cases) == 2 and all(case.is_passed for case in cases), [c.result for c in cases]
+    assert (out / "report.html").stat().st_size > 0
+    # The fault window reached the experiment: dns-failure read 3 s through its own variable.
+    journal = json.loads((out / "01-dns-failure-1.json").read_text())
+    assert journal["status"] == "completed" and not journal["deviated"]
+    with open_history() as history:
+        runs = history.gameday_runs(name="integration-ci")
+    assert runs and runs[0].gameday_run_id == summary["run_id"]
+    assert runs[0].status == "held"
+
+
+def test_interrupt_mid_fault_leaves_nothing(tmp_path: Path, settings: Settings) -> None:
+    before = _deployment(settings)
+    assert ledger.pending(settings.state_dir) == []
+    path = gameday_file(tmp_path, "integration-interrupt", [
+        {"experiment": str(EXPERIMENTS / "dns-failure.json"), "fault_s": 60},
+        {"experiment": str(EXPERIMENTS / "agent-crash.json")},
+    ])
+    out = tmp_path / "out"
+    process = subprocess.Popen(command("run", "--plain", "--out", str(out), str(path)),
+                               env=environment(settings), cwd=ROOT, text=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + LIMIT_S
+        while (not ledger.pending(settings.state_dir) and process.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        assert ledger.pending(settings.state_dir), "the fault was never injected"
+        process.send_signal(signal.SIGINT)  # the resolver is down for 60 s: mid-fault
+        _, stderr = process.communicate(timeout=LIMIT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    summary = json.loads((out / "gameday.json").read_text())
+    assert [e["outcome"] for e in summary["entries"]] == ["interrupted", "skipped"]
+    assert "lkchaos recovery" in stderr
+    # Nothing left: the ledger, Toxiproxy, containers, resolver answers, certificates.
+    assert ledger.pending(settings.state_dir) == []
+    assert wait_baseline()["ok"]
+    assert _deployment(settings) == before

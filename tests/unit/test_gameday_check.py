@@ -1,0 +1,85 @@
+"""The game day checker: a corpus of bad files, each refused with its line and a fix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lkchaos.gameday.check import GamedayInvalid, check_gameday, load_gameday
+from lkchaos.gameday.cli import gameday
+from lkchaos.gameday.cron import parse_cron
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gamedays"
+BAD = sorted((FIXTURES / "bad").glob("*.yaml"))
+GOOD = [FIXTURES / name for name in ("good.yaml", "long-fault.yaml", "scheduled.yaml",
+                                     "stop-not-recovered.yaml", "stop-on-deviation.yaml")]
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "gamedays").glob("*.yaml"))
+
+
+def expectation(path: Path) -> tuple[int, str]:
+    """Each bad file's first line: ``# expect: LINE: text the message contains``."""
+    match = re.match(r"# expect: (\d+): (.+)", path.read_text().splitlines()[0])
+    assert match, f"{path.name} has no `# expect:` line"
+    return int(match[1]), match[2]
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
+def test_bad_file_is_refused_with_its_line(path: Path) -> None:
+    line, text = expectation(path)
+    result = CliRunner().invoke(gameday, ["check", str(path)])
+    assert result.exit_code == 2, result.output
+    wanted = f"{path}:{line}: "
+    lines = [entry for entry in result.output.splitlines() if entry.startswith(wanted)]
+    assert any(text in entry for entry in lines), result.output
+    # Every problem says what to do after the semicolon.
+    assert all("; " in entry for entry in lines)
+
+
+def test_corpus_covers_every_kind_of_problem() -> None:
+    assert len(BAD) >= 20
+
+
+@pytest.mark.parametrize("path", GOOD + SHIPPED, ids=lambda p: p.stem)
+def test_good_files_pass(path: Path) -> None:
+    result = CliRunner().invoke(gameday, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"{path}: ok" in result.output
+
+
+def test_load_raises_with_every_problem() -> None:
+    with pytest.raises(GamedayInvalid) as caught:
+        load_gameday(FIXTURES / "bad" / "duplicate-names.yaml")
+    assert [p.line for p in caught.value.problems] == [5]
+
+
+def test_entry_defaults() -> None:
+    loaded, problems = check_gameday(FIXTURES / "good.yaml")
+    assert problems == [] and loaded is not None
+    first, second = loaded.entries
+    assert (first.label, first.repeats, first.weight, first.fault_s) == ("holds", 1, 1, None)
+    assert (second.label, second.repeats, second.configuration) == ("fault-twice", 2,
+                                                                      {"unused": 3})
+    assert loaded.stop == "on_not_recovered"
+
+
+@pytest.mark.parametrize(("expression", "fields"), [
+    ("0 3 * * 1", {"day_of_week": "mon", "hour": "3", "second": "0"}),
+    ("0 3 * * 0", {"day_of_week": "sun"}),
+    ("0 3 * * 7", {"day_of_week": "sun"}),
+    ("0 3 * * 1-5", {"day_of_week": "mon,tue,wed,thu,fri"}),
+    ("*/5 * * * * *", {"second": "*/5", "day_of_week": "*"}),
+])
+def test_cron_day_numbers_mean_what_crontab_says(expression: str, fields: dict[str, str]) -> None:
+    trigger = parse_cron(expression, "UTC")
+    found = {field.name: str(field) for field in trigger.fields}
+    assert {key: found[key] for key in fields} == fields
+
+
+@pytest.mark.parametrize("expression", ["0 3 * *", "0 0 3 * * * *", "61 * * * *",
+                                        "0 0 * * 8", "0 0 * * x-y"])
+def test_bad_cron_is_refused_with_the_reason(expression: str) -> None:
+    with pytest.raises(ValueError, match="cron|day-of-week|field"):
+        parse_cron(expression)

@@ -1,0 +1,145 @@
+"""The progress control's lines, the display that reads them, and each child run's setup."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lkchaos.controls import progress as control
+from lkchaos.errors import ConfigError
+from lkchaos.gameday import child
+from lkchaos.gameday.progress import PlainLines, Tail, Tracker, make_display
+
+JOURNALS = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
+ACTION = {"type": "action", "name": "kill-agent",
+          "provider": {"type": "python", "module": "lkchaos.docker.actions"}}
+
+
+def test_control_does_nothing_without_its_variable(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(control.ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    control.before_experiment_control({"title": "t"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_control_never_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(control.ENV, str(tmp_path / "missing-folder" / "progress.jsonl"))
+    control.before_experiment_control({"title": "t"})
+    control.after_activity_control(ACTION, state={"status": "succeeded", "output": object()})
+
+
+def test_control_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(control.ENV, str(path))
+    control.before_experiment_control({"title": "t"})
+    control.before_method_control({})
+    control.before_activity_control(ACTION)
+    control.after_activity_control(ACTION, state={"status": "succeeded", "output": "x" * 500})
+    control.after_method_control({})
+    control.before_hypothesis_control({})
+    control.after_activity_control(
+        {"type": "probe", "name": "p", "provider": {"type": "python", "module": "m"}},
+        state={"status": "failed", "exception": ["Traceback", "ActivityFailed: no answer\n"]})
+    control.after_experiment_control({}, state={"status": "completed", "deviated": True})
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(e["event"], e["edge"]) for e in lines] == [
+        ("experiment", "start"), ("phase", "start"), ("activity", "start"),
+        ("activity", "end"), ("phase", "end"), ("phase", "start"), ("activity", "end"),
+        ("experiment", "end")]
+    end = lines[3]
+    assert (end["name"], end["module"], end["phase"], end["status"]) == (
+        "kill-agent", "lkchaos.docker.actions", "method", "succeeded")
+    assert len(end["result"]) == control.SHORT
+    assert lines[5]["phase"] == "steady-state-after"
+    assert lines[6]["error"] == "ActivityFailed: no answer"
+    assert lines[7]["deviated"] is True
+
+
+def test_tail_reads_only_complete_new_lines(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    tail = Tail(path)
+    assert tail.poll() == []
+    path.write_text('{"a": 1}\n{"b"')
+    assert tail.poll() == [{"a": 1}]
+    with path.open("a") as handle:
+        handle.write(': 2}\nnot json\n')
+    assert tail.poll() == [{"b": 2}]
+
+
+def test_fault_is_active_from_the_lkchaos_action_to_the_end_of_rollbacks() -> None:
+    tracker = Tracker()
+    tracker.feed({"event": "entry", "edge": "start", "index": 1, "name": "agent-crash"})
+    tracker.feed({"event": "activity", "edge": "end", "type": "action", "phase": "method",
+                  "module": "lkchaos.docker.actions", "status": "succeeded"})
+    assert tracker.fault_active
+    tracker.feed({"event": "phase", "edge": "end", "phase": "rollbacks"})
+    assert not tracker.fault_active
+    tracker.feed({"event": "faults", "pending": ["paused agent"]})
+    assert tracker.fault_active  # the ledger still holds one
+
+
+def test_plain_lines() -> None:
+    stream = io.StringIO()
+    display = make_display(False, stream)  # a StringIO is not a terminal
+    assert isinstance(display, PlainLines)
+    display.feed({"event": "entry", "edge": "start", "index": 2, "total": 3, "name": "dns"})
+    display.feed({"event": "activity", "edge": "end", "type": "action", "name": "down",
+                  "phase": "method", "module": "lkchaos.dns.actions", "status": "succeeded",
+                  "result": "ok"})
+    display.feed({"event": "activity", "edge": "start", "name": "down"})  # no line
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("[2/3 dns] entry started")
+    assert lines[1].endswith("[2/3 dns] action down succeeded: ok (fault active)")
+
+
+def test_fault_window() -> None:
+    assert child.fault_window(None, None, False, {}) is None
+    assert child.fault_window(None, 20, False, {}) == 20
+    assert child.fault_window(30, 20, False, {}) == 30
+    assert child.fault_window(None, 20, True, {}) == 8
+    assert child.fault_window(3, 20, True, {}) == 3
+    assert child.fault_window(None, None, True, {"LKCHAOS_FAULT_S": "5"}) == 5
+    with pytest.raises(ConfigError, match="LKCHAOS_FAULT_S"):
+        child.fault_window(None, None, True, {"LKCHAOS_FAULT_S": "soon"})
+
+
+def test_environment_and_vars(tmp_path: Path) -> None:
+    env = child.environment({"PATH": "/bin"}, fault_s=8.0, run_id="r1", entry="dns#1",
+                            journal=tmp_path / "j.json", progress=tmp_path / "p.jsonl")
+    assert {key: env[key] for key in child.FAULT_ENV} == dict.fromkeys(child.FAULT_ENV, "8")
+    assert (env["LKCHAOS_GAMEDAY_RUN_ID"], env["LKCHAOS_GAMEDAY_ENTRY"]) == ("r1", "dns#1")
+    assert child.var_arguments({"a": 1, "b": 2.5, "c": "x"}) == [
+        "--var", "a:int=1", "--var", "b:float=2.5", "--var", "c=x"]
+
+
+def test_settings_merge_keeps_the_users_and_adds_lkchaos_controls(tmp_path: Path) -> None:
+    user = tmp_path / "settings.yaml"
+    user.write_text(yaml.safe_dump({"auths": {"x": {"type": "bearer"}},
+                                    "controls": {"mine": {"provider": {"type": "python",
+                                                                       "module": "json"}}}}))
+    settings, _ = child.merged_settings(user)
+    assert settings["auths"] == {"x": {"type": "bearer"}}
+    assert set(settings["controls"]) >= {"mine", "lkchaos-safety", "lkchaos-progress"}
+    written = child.write_settings(settings, tmp_path / "state")
+    assert written.stat().st_mode & 0o077 == 0  # it may hold the user's credentials
+    with pytest.raises(ConfigError, match="no Chaos Toolkit settings"):
+        child.merged_settings(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("dns-failure.json", "held"), ("deviated.json", "deviated"), ("failed.json", "failed"),
+])
+def test_outcome_of_real_journals(name: str, expected: str) -> None:
+    outcome, note = child.outcome(JOURNALS / name, 0)
+    assert outcome == expected
+    assert (note == "") == (expected == "held")
+
+
+def test_outcome_without_a_journal(tmp_path: Path) -> None:
+    assert child.outcome(tmp_path / "none.json", 2)[0] == "failed"

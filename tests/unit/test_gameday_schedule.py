@@ -1,0 +1,68 @@
+"""``gameday schedule``: a real scheduler process on a 6-field cron every 2 s."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lkchaos.errors import ConfigError
+from lkchaos.gameday.lock import GamedayLock
+from lkchaos.gameday.schedule import parse_duration
+from tests.unit.test_gameday_run import FIXTURES, LIMIT_S, command, history, isolated_env
+
+
+def schedule(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command("schedule", str(FIXTURES / "scheduled.yaml"), *args),
+                          env=isolated_env(tmp_path), cwd=tmp_path, text=True,
+                          capture_output=True, timeout=LIMIT_S, check=False)  # fmt: skip
+
+
+def test_scheduled_game_day_fires_and_lands_in_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done = schedule(tmp_path, "--for", "10s", "--max-runs", "1")
+    assert done.returncode == 0, done.stderr
+    assert "unit-scheduled: fired" in done.stderr
+    assert "unit-scheduled: game day ended, exit 0 (held)" in done.stderr
+    runs_on_disk = list((tmp_path / "state" / "gamedays").glob("unit-scheduled-*/gameday.json"))
+    assert len(runs_on_disk) == 1
+    with history(tmp_path, monkeypatch) as found:
+        runs = found.gameday_runs(name="unit-scheduled")
+        events = found.schedule_events(gameday="unit-scheduled")
+    assert [(r.status, r.scheduled) for r in runs] == [("held", True)]
+    assert "fired" in [e.kind for e in events]
+
+
+def test_fire_is_skipped_while_another_game_day_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with GamedayLock(tmp_path / "state", "unit-holder"):
+        done = schedule(tmp_path, "--for", "5s")
+    assert done.returncode == 0, done.stderr
+    assert "unit-scheduled: skipped (game day 'unit-holder'" in done.stderr
+    assert not (tmp_path / "state" / "gamedays").exists()
+    with history(tmp_path, monkeypatch) as found:
+        kinds = {e.kind for e in found.schedule_events(gameday="unit-scheduled")}
+        assert found.gameday_runs(name="unit-scheduled") == []
+    assert {"fired", "skipped"} <= kinds
+
+
+def test_a_file_without_schedule_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(command("schedule", str(FIXTURES / "good.yaml"), "--for", "1s"),
+                          env=isolated_env(tmp_path), text=True, capture_output=True,
+                          timeout=LIMIT_S, check=False)  # fmt: skip
+    assert done.returncode == 2 and "has no `schedule:`" in done.stderr
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("10m", 600), ("2h", 7200),
+                                               ("7d", 604800), ("1.5", 1.5)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0s", "10 minutes", "-3s", "h"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ConfigError, match="30s, 10m"):
+        parse_duration(text)
