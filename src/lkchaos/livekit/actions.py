@@ -29,7 +29,6 @@ from chaoslib.types import Configuration, Secrets
 from livekit import api
 
 from lkchaos.errors import LkChaosError
-from lkchaos.httpclient import shared_client
 from lkchaos.livekit import client
 from lkchaos.livekit import hold as holding
 from lkchaos.safety import ledger
@@ -129,25 +128,11 @@ def _listed(settings: Settings, room: str, node: int = 0) -> set[str]:
 
 def _prober(settings: Settings, method: str, path: str, body: Any = None,
             timeout: float = 60.0) -> Dict[str, Any]:  # fmt: skip
-    from lkchaos.voice.credential import authorization
+    from lkchaos.voice import prober_client
 
-    url = settings.voice_prober_url.rstrip("/") + path
     _, secret = settings.require_keys()
-    try:
-        response = shared_client().request(method, url, json=body, timeout=timeout,
-                                           headers={"Authorization": authorization(secret)})
-    except Exception as exc:
-        raise ActivityFailed(f"the prober at {settings.voice_prober_url} did not answer "
-                             f"({type(exc).__name__}: {exc}); is the stack up?") from exc
-    if response.status_code != 200:
-        try:
-            error = response.json().get("error", response.text)
-        except ValueError:
-            error = response.text
-        raise ActivityFailed(f"the prober refused {method} {path}: {response.status_code} "
-                             f"{error}")  # fmt: skip
-    result: Dict[str, Any] = response.json()
-    return result
+    return prober_client.call(settings.voice_prober_url, secret, method, path, body,
+                              timeout=timeout)
 
 
 def hold_participants(

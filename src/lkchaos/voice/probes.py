@@ -52,13 +52,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List
 
-import httpx
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from lkchaos.httpclient import shared_client
 from lkchaos.settings import Settings
-from lkchaos.voice.credential import authorization
+from lkchaos.voice import prober_client
 
 __all__ = ["voice_round_trip", "voice_round_trips"]
 
@@ -220,29 +218,8 @@ def _via_prober(
     timeouts: dict[str, float],
 ) -> dict[str, Any]:  # fmt: skip
     body = {"question": question, "expected": expected, "timeouts": timeouts}
-    try:
-        response = shared_client().post(
-            url.rstrip("/") + "/round-trip", json=body, timeout=timeouts["total"] + 15,
-            headers={"Authorization": authorization(secret)},
-        )
-    except httpx.HTTPError as exc:
-        raise ActivityFailed(
-            f"the voice prober at {url} did not answer ({type(exc).__name__}: {exc}). Is the "
-            "stack up (`lkchaos stack status`)? For your own deployment set voice_prober_url "
-            "to \"\" to run the probe in this process."
-        ) from exc
-    if response.status_code == 400:
-        raise ActivityFailed(f"the voice probe refused its arguments: {response.json()['error']}")
-    if response.status_code in (401, 403):
-        raise ActivityFailed(
-            f"the voice prober at {url} refused the credential: the LiveKit API secret given "
-            "(secrets, LIVEKIT_API_SECRET or the stack's .lkchaos/) is not the one the prober "
-            "was started with. Use the stack's own, or restart the prober after a key change."
-        )
-    if response.status_code != 200:
-        raise ActivityFailed(f"the voice prober failed: {response.status_code} {response.text}")
-    result: dict[str, Any] = response.json()
-    return result
+    return prober_client.call(url, secret, "POST", "/round-trip", body,
+                              timeout=timeouts["total"] + 15)
 
 
 def _in_process(
