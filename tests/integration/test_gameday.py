@@ -54,9 +54,9 @@ def command(*args: str) -> list[str]:
 def test_ci_game_day_runs_and_reports(tmp_path: Path, settings: Settings) -> None:
     from lkchaos.history import open_history
 
+    # One short entry: the quick game day of .ci/run runs a longer suite through the same path.
     path = gameday_file(tmp_path, "integration-ci", [
         {"experiment": str(EXPERIMENTS / "dns-failure.json"), "fault_s": 3},
-        {"experiment": str(EXPERIMENTS / "agent-crash.json"), "fault_s": 3},
     ])
     out = tmp_path / "out"
     done = subprocess.run(command("run", "--ci", "--out", str(out), str(path)),
@@ -64,9 +64,10 @@ def test_ci_game_day_runs_and_reports(tmp_path: Path, settings: Settings) -> Non
                           timeout=LIMIT_S, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "gameday.json").read_text())
-    assert [e["outcome"] for e in summary["entries"]] == ["held", "held"]
-    cases = [case for suite in JUnitXml.fromfile(str(out / "junit.xml")) for case in suite]
-    assert len(cases) == 2 and all(case.is_passed for case in cases), [c.result for c in cases]
+    assert [e["outcome"] for e in summary["entries"]] == ["held"]
+    suites = list(JUnitXml.fromfile(str(out / "junit.xml")))
+    cases = [case for suite in suites for case in suite]
+    assert cases and all(case.is_passed for case in cases), [c.result for c in cases]
     assert (out / "report.html").stat().st_size > 0
     # The fault window reached the experiment: dns-failure read 3 s through its own variable.
     journal = json.loads((out / "01-dns-failure-1.json").read_text())
