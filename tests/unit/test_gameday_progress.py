@@ -109,6 +109,12 @@ def test_fault_window() -> None:
         child.fault_window(None, None, True, {"LKCHAOS_FAULT_S": "soon"})
 
 
+@pytest.mark.parametrize("raw", ["0", "-3", "nan", "inf", "99999"])
+def test_fault_window_refuses_a_window_out_of_range(raw: str) -> None:
+    with pytest.raises(ConfigError, match="LKCHAOS_FAULT_S.*from 1 to 3600"):
+        child.fault_window(None, None, True, {"LKCHAOS_FAULT_S": raw})
+
+
 def test_environment_and_vars(tmp_path: Path) -> None:
     env = child.environment({"PATH": "/bin"}, fault_s=8.0, run_id="r1", entry="dns#1",
                             journal=tmp_path / "j.json", progress=tmp_path / "p.jsonl")

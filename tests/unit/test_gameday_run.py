@@ -208,3 +208,21 @@ def test_bad_file_exits_2_before_anything_runs(tmp_path: Path) -> None:
 def test_unknown_option_exits_2(tmp_path: Path) -> None:
     done = run(tmp_path, "run", "--no-such-option", str(FIXTURES / "good.yaml"))
     assert done.returncode == 2 and "no-such-option" in done.stderr
+
+
+def test_bad_ci_fault_window_exits_2_before_anything_runs(tmp_path: Path) -> None:
+    env = {**isolated_env(tmp_path), "LKCHAOS_FAULT_S": "-3"}
+    done = subprocess.run(command("run", "--ci", "--out", str(tmp_path / "out"),
+                                  str(FIXTURES / "good.yaml")),
+                          env=env, cwd=tmp_path, text=True, capture_output=True,
+                          timeout=LIMIT_S, check=False)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "LKCHAOS_FAULT_S='-3'" in done.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "history.db").exists()
+
+
+def test_missing_settings_file_exits_2_and_leaves_no_out_folder(tmp_path: Path) -> None:
+    done = run(tmp_path, "run", "--plain", "--settings", str(tmp_path / "nope.yaml"),
+               "--out", str(tmp_path / "out"), str(FIXTURES / "good.yaml"))
+    assert done.returncode == 2 and "no Chaos Toolkit settings file" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -66,3 +66,15 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ConfigError, match="30s, 10m"):
         parse_duration(text)
+
+
+def test_a_duration_too_long_for_a_date_is_refused() -> None:
+    with pytest.raises(ConfigError, match="too long"):
+        parse_duration("99999999999d")
+
+
+def test_a_game_day_given_twice_is_refused(tmp_path: Path) -> None:
+    done = schedule(tmp_path, str(FIXTURES / "scheduled.yaml"), "--for", "1s")
+    assert done.returncode == 2, done.stderr
+    assert "'unit-scheduled' is already scheduled" in done.stderr
+    assert "Traceback" not in done.stderr

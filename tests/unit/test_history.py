@@ -248,6 +248,8 @@ def test_filters(url: str) -> None:
             history.runs(since=dt.datetime(2026, 11, 30))
         with pytest.raises(ConfigError, match="limit"):
             history.runs(limit=0)
+        with pytest.raises(ConfigError, match="unknown status 'passed'"):
+            history.runs(status="passed")
 
 
 def test_unknown_runs_say_how_to_find_one(url: str) -> None:
@@ -303,6 +305,9 @@ def test_gameday_runs(url: str) -> None:
         assert done.ended_at is not None and done.ended_at >= done.started_at
         assert [g.name for g in history.gameday_runs()] == ["full", "quick"]
         assert [g.gameday_run_id for g in history.gameday_runs(name="quick")] == [quick]
+        assert history.gameday_run(quick[:12]).gameday_run_id == quick
+        with pytest.raises(NotFound, match="no game day run 'zzzz'"):
+            history.gameday_run("zzzz")
         with pytest.raises(NotFound, match="no game day run 'nope'"):
             history.finish_gameday("nope", status="held", score=None)
 

@@ -104,6 +104,16 @@ def test_errors_are_one_line_and_exit_non_zero(url: str) -> None:
     assert code == 1 and "s3cret" not in output and "lk:***@127.0.0.1:1" in output
     code, output = run("--url", url, "--since", "soon")
     assert code == 2 and "use e.g. 7d" in output
+    code, output = run("--url", url, "--since", "99999999999d")
+    assert code == 2 and "reaches back too far" in output
+    code, output = run("--url", url, "--status", "helt")
+    assert code == 2 and "unknown status 'helt'" in output
+
+
+def test_bad_since_creates_no_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'history.sqlite'}"
+    code, output = run("--url", url, "--since", "soon")
+    assert code == 2 and not (tmp_path / "new").exists()
 
 
 def test_parse_since_and_sparkline() -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from lkchaos.report import (
     GamedayInfo,
     load_report,
     render_html,
+    render_junit,
     render_markdown,
     write_reports,
 )
@@ -106,6 +109,26 @@ def test_a_sampled_probe_still_failing_is_not_recovered() -> None:
     assert run.verdict == "not_recovered"
     assert "sampled probe 'caller-answered': still failing when sampling stopped (not " \
            "recovered)" in run.problems
+
+
+@pytest.mark.parametrize("where, value", [
+    (("lkchaos", "sampling", "probes", "nodes-ready", "figures"), None),
+    (("lkchaos",), "x"),
+    (("steady_states",), "x"),
+    (("experiment", "method"), 5),
+    (("experiment", "steady-state-hypothesis"), "x"),
+])
+def test_a_journal_of_an_unexpected_shape_is_reported_not_raised(
+    where: tuple[str, ...], value: Any
+) -> None:
+    odd = journal("agent-crash")
+    parent = odd
+    for key in where[:-1]:
+        parent = parent[key]
+    parent[where[-1]] = value
+    run = load_report([odd], title="t").runs[0]
+    assert run.verdict in ("held", "not_recovered")
+    assert render_markdown([odd], title="t") and render_junit([odd], title="t")
 
 
 @pytest.mark.parametrize("content, message", [
@@ -273,3 +296,14 @@ def test_the_command_loads_without_matplotlib() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_trend_over_a_few_minutes_draws_without_a_warning() -> None:
+    from lkchaos.report.plots import trend_png
+
+    start = dt.datetime(2026, 11, 30, 1, 48, tzinfo=dt.UTC)
+    points = [((start + dt.timedelta(seconds=60 * i)).isoformat(), 90.0) for i in range(5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = trend_png(points[:-1], points[-1], "held")
+    assert png is not None and png.startswith(b"\x89PNG")

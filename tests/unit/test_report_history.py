@@ -57,6 +57,31 @@ def test_a_game_day_comes_from_its_recorded_runs_in_order(history_url: str) -> N
     assert [score for _, score in day.trend] == [88.0]
     same, _ = gameday_from_history(str(day.run_id), history_url)
     assert same.run_id == day.run_id
+    # The 12 characters `lkchaos history gamedays` shows are enough.
+    short, _ = gameday_from_history(str(day.run_id)[:12], history_url)
+    assert short.run_id == day.run_id
+
+
+def test_a_game_day_recorded_by_the_runner_leaves_out_its_baseline_checks(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'runner.sqlite'}"
+    with open_history(url) as history:
+        day = history.start_gameday(name="quick", path="gamedays/quick.yaml", file_hash="h")
+        # As the runner records them: a baseline check around each entry, entries NAME#REPEAT.
+        for minutes, (name, entry) in enumerate([
+                ("dns-failure", "baseline"), ("dns-failure", "dns#1"),
+                ("dns-failure", "baseline"), ("failed", "pause#1"),
+                ("dns-failure", "baseline"), ("dns-failure", "dns#2"),
+                ("dns-failure", "baseline")]):  # fmt: skip
+            history.record_run(run_of(name, f"run{minutes:04d}", minutes),
+                               experiment_path=f"experiments/{name}.json",
+                               gameday_run_id=day, entry=entry)  # fmt: skip
+        history.finish_gameday(day, status="failed", score=50.0)
+    found, journals = gameday_from_history("quick", url)
+    assert [(e.name, e.repeat, e.outcome) for e in found.entries] == [
+        ("dns", 1, "held"), ("pause", 1, "failed"), ("dns", 2, "held")]
+    assert [j["lkchaos_safety"]["run_id"] for j in journals] == ["run0001", "run0003", "run0005"]
 
 
 def test_an_unknown_game_day_is_a_config_error(history_url: str) -> None:

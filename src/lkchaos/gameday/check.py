@@ -126,6 +126,8 @@ def _schema_problem(path: str, error: Any, lines: dict[Location, int]) -> Proble
     if knob in _RANGES:
         low, high = _RANGES[knob]
         fix = f"use a number from {low} to {high}"
+        if knob == "weight":
+            fix = f"use a number greater than {low}, up to {high}"
     if knob == "schedule":
         fix = "write 5 cron fields (minute hour day month weekday), or 6 with leading seconds"
     message = message.removeprefix("Value error, ")

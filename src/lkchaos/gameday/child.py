@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from lkchaos.errors import ConfigError
+from lkchaos.gameday.model import FAULT_S
 
 #: Controls declared at settings level for every run of a game day: name -> module.
 CONTROLS = {
@@ -113,6 +114,10 @@ def fault_window(entry_s: float | None, gameday_s: float | None, ci: bool,
         cap = float(raw) if raw else CI_FAULT_S
     except ValueError as exc:
         raise ConfigError(f"LKCHAOS_FAULT_S={raw!r} is not a number of seconds") from exc
+    low, high = FAULT_S
+    if not low <= cap <= high:  # also refuses nan
+        raise ConfigError(f"LKCHAOS_FAULT_S={raw!r} is out of range: use a number of seconds "
+                          f"from {low} to {high}")
     return min(configured, cap) if configured is not None else cap
 
 

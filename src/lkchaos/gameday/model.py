@@ -55,7 +55,7 @@ class Baseline(_Strict):
     """The experiment that must hold before each entry and after the last one."""
 
     experiment: str = Field(min_length=1)
-    timeout_s: Annotated[float, Field(ge=TIMEOUT_S[0], le=TIMEOUT_S[1])] = 120
+    timeout_s: Annotated[StrictFloat, Field(ge=TIMEOUT_S[0], le=TIMEOUT_S[1])] = 120
 
 
 class Entry(_Strict):
@@ -63,10 +63,10 @@ class Entry(_Strict):
 
     experiment: str = Field(min_length=1)
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)] | None = None
-    repeats: Annotated[int, Field(ge=REPEATS[0], le=REPEATS[1])] = 1
-    fault_s: Annotated[float, Field(ge=FAULT_S[0], le=FAULT_S[1])] | None = None
+    repeats: Annotated[StrictInt, Field(ge=REPEATS[0], le=REPEATS[1])] = 1
+    fault_s: Annotated[StrictFloat, Field(ge=FAULT_S[0], le=FAULT_S[1])] | None = None
     configuration: dict[str, ConfigValue] = Field(default_factory=dict)
-    weight: Annotated[float, Field(gt=0, le=100)] = 1
+    weight: Annotated[StrictFloat, Field(gt=0, le=100)] = 1
 
     @property
     def label(self) -> str:
@@ -89,9 +89,10 @@ class Gameday(_Strict):
     description: str = ""
     schedule: str | None = None
     baseline: Baseline | None = None
-    recovery_wait_s: Annotated[float, Field(ge=RECOVERY_WAIT_S[0], le=RECOVERY_WAIT_S[1])] = 10
+    recovery_wait_s: Annotated[StrictFloat, Field(ge=RECOVERY_WAIT_S[0],
+                                                  le=RECOVERY_WAIT_S[1])] = 10
     stop: StopRule = "on_not_recovered"
-    fault_s: Annotated[float, Field(ge=FAULT_S[0], le=FAULT_S[1])] | None = None
+    fault_s: Annotated[StrictFloat, Field(ge=FAULT_S[0], le=FAULT_S[1])] | None = None
     entries: list[Entry] = Field(min_length=1)
 
     @field_validator("schedule")

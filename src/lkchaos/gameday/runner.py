@@ -335,15 +335,16 @@ def run_gameday(path: str | Path, options: RunOptions, display: Display, *,
 
     path = Path(path)
     gameday = load_gameday(path)
+    plan(gameday, path.parent, options.ci, dict(os.environ))  # a bad $LKCHAOS_FAULT_S: exit 2
     state_dir = Path(Settings.load().state_dir)
 
     def say(text: str) -> None:
         display.feed({"event": "note", "text": text})
 
     with GamedayLock(state_dir, gameday.name):
+        settings, notes = child.merged_settings(options.settings_file)
         out_dir = options.out_dir or default_out_dir(state_dir, gameday.name)
         out_dir.mkdir(parents=True, exist_ok=True)
-        settings, notes = child.merged_settings(options.settings_file)
         for note in notes:
             say(note)
         recorder = record.open_recorder(say)

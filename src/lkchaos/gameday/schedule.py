@@ -38,6 +38,8 @@ MISFIRE_GRACE_S = 300
 #: Seconds to wait for a running game day after SIGTERM (rollback, recovery, reports).
 STOP_WAIT_S = 900.0
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The longest ``--for`` (ten years): anything longer cannot be a date.
+MAX_DURATION_S = 3650 * 86400
 
 
 def parse_duration(text: str) -> float:
@@ -46,7 +48,11 @@ def parse_duration(text: str) -> float:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not match or float(match[1]) <= 0:
         raise ConfigError(f"duration {text!r} is not of the form 30s, 10m, 2h or 7d")
-    return float(match[1]) * _UNITS[match[2] or "s"]
+    seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    if seconds > MAX_DURATION_S:
+        raise ConfigError(f"duration {text!r} is too long: at most {MAX_DURATION_S // 86400}d "
+                          "(or no --for, to run until stopped)")
+    return seconds
 
 
 def _stamp() -> str:
@@ -136,11 +142,17 @@ class Scheduler:
             EVENT_JOB_MISSED,
         )
 
+        names: dict[str, Path] = {}
         for path in self.files:
             gameday = load_gameday(path)
             if gameday.schedule is None:
                 raise ConfigError(f"{path}: has no `schedule:`; add a cron expression such as "
                                   '"0 3 * * 1" (Mondays 03:00) or run it with `gameday run`')
+            if gameday.name in names:
+                raise ConfigError(f"{path}: the game day {gameday.name!r} is already scheduled "
+                                  f"from {names[gameday.name]}; give each file once, and each "
+                                  "game day a name of its own")
+            names[gameday.name] = path
             trigger = parse_cron(gameday.schedule)
             self.scheduler.add_job(self.fire, trigger, args=(gameday.name, path),
                                    id=gameday.name, max_instances=1, coalesce=True,

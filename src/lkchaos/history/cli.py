@@ -51,7 +51,11 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     now = now or dt.datetime.now(dt.UTC)
     match = _DURATION.match(text)
     if match:
-        return now - dt.timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
+        try:
+            return now - dt.timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
+        except OverflowError as exc:
+            raise click.BadParameter(f"{text!r} reaches back too far: use e.g. 7d, 12h, 30m "
+                                     "or 2026-11-01") from exc
     try:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError as exc:
@@ -159,9 +163,10 @@ def list_runs(ctx: click.Context, experiment: str | None, gameday: str | None,
               status: str | None, since: str | None, limit: int,
               as_json: bool) -> None:  # fmt: skip
     """List recorded runs, newest first (score: as of now, staleness applied)."""
+    after = parse_since(since) if since else None  # bad input: exit 2 before opening
     with _open(ctx) as store:
         found = store.runs(experiment=experiment, gameday=gameday, status=status,
-                           since=parse_since(since) if since else None, limit=limit)  # fmt: skip
+                           since=after, limit=limit)  # fmt: skip
     if as_json:
         _json([{**dataclasses.asdict(r), "verdict": r.verdict, "score_now": _score_now(r)}
                for r in found])  # fmt: skip

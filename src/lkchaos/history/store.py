@@ -33,6 +33,8 @@ from lkchaos.history.schema import (
 )
 
 SCHEDULE_KINDS = ("fired", "missed", "skipped")
+#: What :meth:`History.runs` takes as ``status``: Chaos Toolkit's statuses, and the verdicts.
+RUN_STATUSES = ("completed", "failed", "aborted", "interrupted", "deviated", "held")
 #: Metrics :meth:`History.trend` knows: of the run, and of one probe (``probe=``).
 RUN_METRICS = ("rto_s", "time_to_detect_s", "availability", "score", "duration_s", "cleanup_s")
 PROBE_METRICS = ("rto_s", "time_to_detect_s", "availability", "availability_during_fault",
@@ -143,6 +145,8 @@ class History:
         Chaos Toolkit status (``completed`` also matches deviated runs), ``deviated`` or
         ``held`` (completed and not deviated); ``gameday`` a game day's name; ``since`` an
         aware datetime."""
+        if status is not None and status not in RUN_STATUSES:
+            raise ConfigError(f"unknown status {status!r}: use one of {', '.join(RUN_STATUSES)}")
         query = select(runs)
         if experiment is not None:
             query = query.where(or_(runs.c.experiment_name == experiment,
@@ -274,11 +278,19 @@ class History:
         return [_gameday(row) for row in self._all(query, "listing game days")]
 
     def gameday_run(self, gameday_run_id: str) -> GamedayRecord:
-        """One game day run by id. Raises ``NotFound``."""
-        rows = self._all(select(gameday_runs).where(
-            gameday_runs.c.gameday_run_id == gameday_run_id), "reading a game day")
-        if not rows:
-            raise NotFound(f"no game day run {gameday_run_id!r} in the history at {self.url}")
+        """One game day run by id (or a unique prefix of 4+ characters, as ``lkchaos history
+        gamedays`` shows). Raises ``NotFound``."""
+        column = gameday_runs.c.gameday_run_id
+        rows = self._all(select(gameday_runs).where(column == gameday_run_id),
+                         "reading a game day")  # fmt: skip
+        if not rows and len(gameday_run_id) >= 4:
+            escaped = (gameday_run_id.replace("\\", "\\\\").replace("%", "\\%")
+                       .replace("_", "\\_"))  # fmt: skip
+            rows = self._all(select(gameday_runs).where(column.like(f"{escaped}%", escape="\\"))
+                             .limit(2), "reading a game day")  # fmt: skip
+        if len(rows) != 1:
+            what = "several game day runs start with" if rows else "no game day run"
+            raise NotFound(f"{what} {gameday_run_id!r} in the history at {self.url}")
         return _gameday(rows[0])
 
     def record_schedule_event(self, *, gameday: str, kind: str, reason: str,

@@ -59,7 +59,7 @@ def verdict_of(journal: Mapping[str, Any]) -> str:
         return "interrupted"
     sampled = _dict(_dict(_dict(journal.get("lkchaos")).get("sampling")).get("probes"))
     if _list(safety.get("not_recovered")) or any(
-        _dict(p).get("figures", {}).get("recovered") is False and _list(_dict(p).get("samples"))
+        _dict(_dict(p).get("figures")).get("recovered") is False and _list(_dict(p).get("samples"))
         for p in sampled.values()
     ):
         return "not_recovered"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,7 +49,11 @@ _RC: Any = {"font.size": 9, "axes.titlesize": 9.5, "axes.edgecolor": "#9ca3af",
 def _png(figure: Figure) -> bytes:
     FigureCanvasAgg(figure)  # the Agg canvas, explicitly: no backend lookup, no display
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    with warnings.catch_warnings():
+        # A few minutes of dates: matplotlib falls back to a fine interval, and says so on
+        # stderr (of `lkchaos report`, of the game day) every time.
+        warnings.filterwarnings("ignore", message="AutoDateLocator was unable")
+        figure.savefig(buffer, format="png")
     return buffer.getvalue()
 
 

@@ -34,6 +34,8 @@ def score_of(journal: Mapping[str, Any]) -> tuple[float | None, str]:
         result = score.experiment_score(journal, now=_ended(journal))
     except LkChaosError as exc:
         return None, f"not scored: {exc}"
+    except (AttributeError, TypeError, ValueError) as exc:  # a journal of an unexpected shape
+        return None, f"not scored: the journal has an unexpected shape ({exc})"
     return result.value, result.explanation
 
 
@@ -41,6 +43,6 @@ def bounds_of(experiment: Mapping[str, Any], probes: Sequence[str]) -> dict[str,
     """The RTO bound (s) of each sampled probe that has one (``lkchaos.score.rto_bounds``)."""
     try:
         bounds = score.rto_bounds(experiment, list(probes))
-    except LkChaosError:
+    except (LkChaosError, AttributeError, TypeError, ValueError):
         return {}
     return {name: bound for name, bound in bounds.items() if bound is not None}
