@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,3 +55,39 @@ def wait_baseline(timeout: float = 120) -> dict[str, Any]:
         if state["ok"] or time.monotonic() > deadline:
             return state
         time.sleep(1)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK_GAMEDAY = ROOT / "gamedays" / "quick.yaml"
+
+
+@dataclass(frozen=True)
+class GamedayRun:
+    returncode: int
+    out: Path
+    stderr: str
+
+    def journal(self, experiment: str) -> Path:
+        """The journal of the first run of the entry of ``experiment`` (a file name)."""
+        stem = Path(experiment).stem
+        found = sorted(self.out.glob(f"[0-9][0-9]-{stem}-1.json"))
+        assert found, f"the quick game day left no journal of {stem} in {self.out}: {self.stderr}"
+        return found[0]
+
+
+@pytest.fixture(scope="session")
+def quick_gameday(tmp_path_factory: pytest.TempPathFactory) -> GamedayRun:
+    """`gamedays/quick.yaml` run once, exactly as a CI resilience stage runs it
+    (`lkchaos gameday run --ci --out DIR`). Its journals stand for those experiments' own
+    runs in test_experiments_run; in CI its report, Markdown and JUnit are kept in
+    .ci/artifacts/quick."""
+    if os.environ.get("CI") == "true":
+        out = ROOT / ".ci" / "artifacts" / "quick"
+    else:
+        out = tmp_path_factory.mktemp("quick-gameday")
+    done = subprocess.run(
+        [sys.executable, "-m", "lkchaos.gameday", "run", "--ci", "--out", str(out),
+         str(QUICK_GAMEDAY)],
+        cwd=ROOT, text=True, capture_output=True, timeout=1800, check=False,
+    )  # fmt: skip
+    return GamedayRun(done.returncode, out, done.stderr[-4000:])
