@@ -10,6 +10,7 @@ be answered right, and each wrong one is reported as a wrong reply to a question
 from __future__ import annotations
 
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,8 @@ def test_an_agent_stuck_on_one_answer_fails_the_voice_steady_state() -> None:
     wrong = [call for call in calls if call["stage"] == "wrong_reply"]
     assert len(wrong) >= 3, calls  # only a question whose answer is 5 is answered right
     assert all("five" in call["heard"].lower() or "5" in call["heard"] for call in wrong), wrong
+    # Each wrong reply keeps what the caller heard, for the report: a WAV of the reply.
+    for call in wrong:
+        with wave.open(call["audio"]) as heard:
+            assert heard.getnchannels() == 1 and heard.getsampwidth() == 2
+            assert heard.getnframes() / heard.getframerate() > 0.3, call["audio"]
