@@ -1,7 +1,7 @@
 """The ``lkchaos`` command: run and inspect the reference stack.
 
 ``lkchaos stack build|up|down|status|logs``, ``check``, ``recover``, ``audit``, ``history``,
-``report`` and ``gameday``. Errors print one clear message (with the failing
+``report``, ``gameday`` and ``target``. Errors print one clear message (with the failing
 service's last log lines where there is one) and exit non-zero: 1 for a stack or command
 failure, 2 for bad usage or configuration.
 """
@@ -324,10 +324,12 @@ def _register() -> None:
     from lkchaos.gameday.cli import gameday
     from lkchaos.history.cli import history
     from lkchaos.report.cli import report
+    from lkchaos.target.cli import target
 
     main.add_command(gameday)
     main.add_command(history)
     main.add_command(report)
+    main.add_command(target)
 
 
 _register()

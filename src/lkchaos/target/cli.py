@@ -1,0 +1,121 @@
+"""``lkchaos target show`` and ``lkchaos target check``.
+
+``check`` exits 0 when the file is valid and everything it names is reachable (or with
+``--offline``, when the file is valid), 1 when something named is unreachable, 2 when the
+file is invalid or no target can be selected.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import yaml
+
+from lkchaos.errors import ConfigError
+from lkchaos.target import needs, reach, secrets
+from lkchaos.target.convert import settings_values
+from lkchaos.target.load import LoadedTarget, check_target
+from lkchaos.target.model import Target
+from lkchaos.target.select import Selection, select_target
+
+_SECRET_SETTINGS = ("livekit_api_key", "livekit_api_secret")
+
+_target_option = click.option(
+    "--target", "target_file", type=click.Path(dir_okay=False), default=None,
+    help="The target file (else $LKCHAOS_TARGET, else the reference stack's).",
+)  # fmt: skip
+
+
+def _load(target_file: str | None) -> tuple[Selection, LoadedTarget]:
+    """The selected, valid target; prints its problems and exits 2 otherwise."""
+    try:
+        selection = select_target(target_file)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    loaded, problems = check_target(selection.path)
+    if loaded is None:
+        click.echo(f"target: {selection.describe()}: invalid")
+        for problem in problems:
+            click.echo(str(problem))
+        sys.exit(2)
+    return selection, loaded
+
+
+def summary(target: Target) -> str:
+    """One line: what the target has (``2 livekit nodes, redis via sentinel, ...``)."""
+    redis = "redis via sentinel" if target.redis.sentinel else "redis direct"
+    parts = [f"{len(target.livekit.nodes)} livekit node(s)", redis,
+             f"tls proxy {target.tls_proxy.kind}"]  # fmt: skip
+    if target.resolver is not None:
+        fault = "may fault" if target.resolver.may_fault else "may not fault"
+        parts.append(f"resolver {target.resolver.kind} ({fault})")
+    else:
+        parts.append("no resolver")
+    parts.append("toxiproxy" if target.toxiproxy is not None else "no toxiproxy")
+    parts.append(target.runtime.describe())
+    return ", ".join(parts)
+
+
+@click.group("target")
+def target() -> None:
+    """The deployment under test: show and check its target file (docs/targets.md)."""
+
+
+@target.command("show")
+@_target_option
+def show(target_file: str | None) -> None:
+    """Print the selected target, its secrets masked, and the settings it gives."""
+    selection, loaded = _load(target_file)
+    click.echo(f"target: {selection.describe()}")
+    data = loaded.target.model_dump(mode="json", exclude_none=True)
+    click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+    click.echo("secrets:")
+    for key, ref in loaded.target.secret_refs().items():
+        try:
+            secrets.resolve(ref, loaded.folder)
+        except secrets.SecretUnavailable as exc:
+            click.echo(f"  {key}: does not resolve: {exc}")
+        else:
+            click.echo(f"  {key}: {ref.describe()} -> {secrets.MASK}")
+    click.echo("settings:")
+    for key, value in settings_values(loaded, resolve_secrets=False).items():
+        shown = list(value) if isinstance(value, tuple) else value
+        click.echo(f"  {key}: {shown!r}")
+    for key in _SECRET_SETTINGS:
+        click.echo(f"  {key}: {secrets.MASK}")
+
+
+@target.command("check")
+@_target_option
+@click.option("--offline", is_flag=True, help="Validate the file only; reach nothing.")
+def check(target_file: str | None, offline: bool) -> None:
+    """Validate the target, reach what it names, and say which activities can run on it."""
+    selection, loaded = _load(target_file)
+    click.echo(f"target: {selection.describe()}")
+    click.echo(f"valid: {summary(loaded.target)}")
+    failed: set[str] = set()
+    if offline:
+        click.echo("reachability: not checked (--offline)")
+    else:
+        checks = reach.reach(loaded)
+        click.echo(f"reachability: {sum(c.ok for c in checks)} of {len(checks)} ok")
+        for found in checks:
+            click.echo(f"  {found}")
+        failed = {found.component for found in checks if not found.ok}
+    activities = needs.catalogue()
+    verdicts: dict[str, list[str]] = {}
+    for activity in activities:
+        reasons = needs.missing(loaded.target, activity)
+        if not reasons:
+            down = sorted({needs.COMPONENT[n] for n in needs.NEEDS[activity]} & failed)
+            reasons = [f"{component} failed a check (see above)" for component in down]
+        verdicts[activity] = reasons
+    can = sum(not reasons for reasons in verdicts.values())
+    click.echo(f"activities: {can} of {len(activities)} can run on this target")
+    for activity, reasons in verdicts.items():
+        click.echo(f"  {'ok' if not reasons else 'no':<3} {activity}"
+                   + (f": {'; '.join(reasons)}" if reasons else ""))  # fmt: skip
+    if failed:
+        sys.exit(1)

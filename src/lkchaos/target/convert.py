@@ -1,0 +1,57 @@
+"""A target as the values of today's :class:`lkchaos.settings.Settings`.
+
+:func:`settings_values` returns a mapping of Settings field -> value, so that Settings can be
+built from a target (``Settings(**settings_values(loaded))``). Components the target has
+none of map to ``""`` (or an empty tuple / mapping), never to the reference stack's
+addresses: an activity that needs one must refuse (see :mod:`lkchaos.target.needs`).
+``state_dir`` is not the target's: Settings chooses it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lkchaos.target import secrets
+from lkchaos.target.load import LoadedTarget
+
+
+def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
+                    state: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Settings field -> value for this target.
+
+    Keys: ``livekit_url``, ``livekit_node_urls`` (tuple), ``sentinel_addresses`` (tuple, empty
+    for direct Redis), ``sentinel_master`` (``""`` for direct Redis), ``redis_address_map``
+    (dict), ``toxiproxy_url``, ``dns_server``, ``tls_address``, ``domain``,
+    ``compose_project`` (``""`` unless the runtime is compose), ``voice_prober_url``,
+    ``agent_name`` (``""`` without ``voice``); ``ca_file`` when the TLS proxy names one; and
+    with ``resolve_secrets``, ``livekit_api_key`` and ``livekit_api_secret``.
+
+    ``state``: the state folder for ``{state_dir}`` in paths (chosen as Settings does when
+    None). Raises :class:`lkchaos.target.secrets.SecretUnavailable` when a secret does not
+    resolve."""
+    target = loaded.target
+    sentinel = target.redis.sentinel
+    values: dict[str, Any] = {
+        "livekit_url": target.livekit.url,
+        "livekit_node_urls": tuple(node.url for node in target.livekit.nodes),
+        "sentinel_addresses": tuple(sentinel.addresses) if sentinel else (),
+        "sentinel_master": sentinel.master if sentinel else "",
+        "redis_address_map": dict(sentinel.address_map) if sentinel else {},
+        "toxiproxy_url": target.toxiproxy.api_url if target.toxiproxy else "",
+        "dns_server": target.resolver.address if target.resolver else "",
+        "tls_address": target.tls_proxy.address,
+        "domain": target.test_domain,
+        "compose_project": target.runtime.compose.project if target.runtime.compose else "",
+        "voice_prober_url": target.voice.prober_url if target.voice else "",
+        "agent_name": target.voice.agent_name if target.voice else "",
+    }
+    if target.tls_proxy.ca_file:
+        values["ca_file"] = str(secrets.expand_path(target.tls_proxy.ca_file, loaded.folder,
+                                                    state))
+    if resolve_secrets:
+        values["livekit_api_key"] = secrets.resolve(target.livekit.api_key, loaded.folder,
+                                                    state=state)
+        values["livekit_api_secret"] = secrets.resolve(target.livekit.api_secret,
+                                                       loaded.folder, state=state)
+    return values

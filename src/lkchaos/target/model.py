@@ -1,0 +1,430 @@
+"""The target file's schema: the deployment under test, in the field's terms.
+
+A target is a YAML mapping (every key is described, with an example, in docs/targets.md)::
+
+    livekit:
+      url: wss://lk.example.com              # what callers use
+      nodes:                                 # one entry per LiveKit node
+        - {name: node-1, url: http://10.0.0.11:7880, runtime: livekit}
+      api_key: {env: LIVEKIT_API_KEY}        # by reference only
+      api_secret: {file: /etc/lk/keys.env, key: LIVEKIT_API_SECRET}
+    domain: example.com                      # optional: the URL's host minus its first label
+    redis:
+      direct: {primary: 10.0.0.21:6379, replicas: [], password_ref: {env: REDIS_PASSWORD}}
+      # or sentinel: {addresses: [...], master: mymaster, address_map: {...}}
+    tls_proxy: {kind: nginx, address: 10.0.0.10:443, names: [lk.example.com],
+                reload: {signal: SIGHUP}}
+    resolver: {kind: dnsmasq, address: 10.0.0.53:53, may_fault: false}     # optional
+    toxiproxy: {api_url: http://10.0.0.40:8474, links: {agent_livekit: lk}} # optional
+    runtime: {docker: {by: name}}            # or compose: {project: NAME}
+    roles: {agent_worker: voice-agent, redis_primary: redis, tls_proxy: nginx}
+    voice: {prober_url: "", agent_name: my-agent}                            # optional
+
+Secrets are never written in the file: ``{env: NAME}`` or ``{file: PATH, key: NAME}``; they
+are resolved only when asked (:meth:`SecretRef.resolve`) and never kept in a model. Unknown
+keys are refused. :mod:`lkchaos.target.load` adds the file and line to every problem.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+#: The roles a component can play; ``roles`` maps each to the user's own runtime names.
+ROLES: tuple[str, ...] = (
+    "livekit_node", "redis_primary", "redis_replica", "sentinel", "agent_worker",
+    "speech_to_text", "tool_server", "tls_proxy", "resolver", "toxiproxy", "voice_prober",
+)  # fmt: skip
+
+#: Toxiproxy links by role: the connections of the agent worker to what it calls.
+LinkRole = Literal["agent_livekit", "agent_speech_to_text", "agent_tool_server"]
+
+INLINE_SECRET = (
+    "an inline secret is refused: reference it as {env: NAME} (an environment variable) or "
+    "{file: PATH, key: NAME} (a secrets file); the value was not kept"
+)
+KUBERNETES = "runtime kubernetes is not supported yet; see docs/targets.md for how pods would map"
+
+_ADDRESS = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
+_SIGNAL = re.compile(r"^SIG[A-Z0-9]+$")
+
+
+class _Strict(BaseModel):
+    """Unknown keys refused; inputs never echoed in pydantic's own error text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+def _address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError(f"{value!r} is not a host:port address")
+    return value
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"{value!r} is not a {' or '.join(schemes)} URL")
+    return value
+
+
+Name = Annotated[StrictStr, Field(min_length=1)]
+
+
+class SecretRef(_Strict):
+    """Where a secret is: ``{env: NAME}`` or ``{file: PATH, key: NAME}``.
+
+    A file with a ``key`` is read as ``NAME=value`` lines (an env file), or as a mapping when
+    it ends in ``.yaml``, ``.yml`` or ``.json``; without a ``key`` its whole content, stripped,
+    is the secret (as Docker and Kubernetes mount secrets). A relative path is relative to
+    the target file's folder; ``{state_dir}`` in a path is lkchaos's state folder.
+    """
+
+    env: Name | None = None
+    file: Name | None = None
+    key: Name | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret reference is {env: NAME} or {file: PATH, key: NAME}")
+        if self.env is not None and self.key is not None:
+            raise ValueError("`key` goes with `file`, not with `env`")
+        return self
+
+    def describe(self) -> str:
+        """``env LIVEKIT_API_KEY`` or ``file /path (key NAME)``: the reference, never a value."""
+        if self.env is not None:
+            return f"env {self.env}"
+        return f"file {self.file}" + (f" (key {self.key})" if self.key else "")
+
+
+def _refuse_inline(value: Any) -> Any:
+    if isinstance(value, str | int | float | bytes) and not isinstance(value, bool):
+        raise ValueError(INLINE_SECRET)
+    return value
+
+
+Secret = Annotated[SecretRef, BeforeValidator(_refuse_inline)]
+
+
+class Node(_Strict):
+    """One LiveKit node: its name in experiments and reports, its HTTP URL, its runtime name."""
+
+    name: Name
+    url: StrictStr
+    runtime: Name
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("http", "https"))
+
+
+class LiveKit(_Strict):
+    """LiveKit's public URL, its nodes, and its API key pair by reference."""
+
+    url: StrictStr
+    nodes: Annotated[list[Node], Field(min_length=1)]
+    api_key: Secret
+    api_secret: Secret
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("ws", "wss", "http", "https"))
+
+
+class RedisTls(_Strict):
+    """TLS to Redis: the CA that signs its certificate (the system's CAs when absent)."""
+
+    ca_file: Name | None = None
+
+
+class Sentinel(_Strict):
+    """Redis behind Sentinel: the Sentinels, the master's name, and how to reach what they
+    announce (``address_map``: announced ``host:port`` -> ``host:port`` reachable from here)."""
+
+    addresses: Annotated[list[StrictStr], Field(min_length=1)]
+    master: Name
+    address_map: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    password_ref: Secret | None = None
+    tls: RedisTls | None = None
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        return [_address(item) for item in value]
+
+
+class Direct(_Strict):
+    """Redis without Sentinel: the primary's address and its replicas'."""
+
+    primary: StrictStr
+    replicas: list[StrictStr] = Field(default_factory=list)
+    password_ref: Secret | None = None
+    tls: RedisTls | None = None
+
+    @field_validator("primary")
+    @classmethod
+    def _primary(cls, value: str) -> str:
+        return _address(value)
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, value: list[str]) -> list[str]:
+        return [_address(item) for item in value]
+
+
+class Redis(_Strict):
+    """Exactly one of ``sentinel`` or ``direct``."""
+
+    sentinel: Sentinel | None = None
+    direct: Direct | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Redis:
+        if (self.sentinel is None) == (self.direct is None):
+            raise ValueError("redis needs exactly one of `sentinel:` or `direct:`")
+        return self
+
+
+class Reload(_Strict):
+    """How the TLS proxy reloads its certificates: exactly one of ``signal`` (sent to its
+    process), ``command`` (run inside its container) or ``admin_api`` (a URL)."""
+
+    signal: StrictStr | None = None
+    command: Annotated[list[StrictStr], Field(min_length=1)] | None = None
+    admin_api: StrictStr | None = None
+
+    @field_validator("signal")
+    @classmethod
+    def _signal(cls, value: str | None) -> str | None:
+        if value is not None and not _SIGNAL.match(value):
+            raise ValueError(f"{value!r} is not a signal name such as SIGHUP")
+        return value
+
+    @field_validator("admin_api")
+    @classmethod
+    def _api(cls, value: str | None) -> str | None:
+        return value if value is None else _check_url(value, ("http", "https"))
+
+    @model_validator(mode="after")
+    def _one(self) -> Reload:
+        given = [v for v in (self.signal, self.command, self.admin_api) if v is not None]
+        if len(given) != 1:
+            raise ValueError("reload is one of {signal: SIGHUP}, {command: [...]}, "
+                             "{admin_api: URL} or none")  # fmt: skip
+        return self
+
+    def describe(self) -> str:
+        """``signal SIGHUP``, ``command caddy reload ...`` or ``admin API URL``."""
+        if self.signal is not None:
+            return f"signal {self.signal}"
+        if self.command is not None:
+            return "command " + " ".join(self.command)
+        return f"admin API {self.admin_api}"
+
+
+def _reload_none(value: Any) -> Any:
+    return None if value == "none" else value
+
+
+class TlsProxy(_Strict):
+    """The TLS proxy in front of LiveKit: its kind, address, names and certificate reload.
+    ``ca_file``: the CA that signs what it serves, for the TLS probes (``{state_dir}`` allowed;
+    the system's CAs when absent)."""
+
+    kind: Literal["caddy", "nginx", "traefik", "other"]
+    address: StrictStr
+    names: Annotated[list[Name], Field(min_length=1)]
+    reload: Annotated[Reload | None, BeforeValidator(_reload_none)] = None
+    ca_file: Name | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _address(value)
+
+
+class Resolver(_Strict):
+    """The deployment's own resolver; ``may_fault`` lets lkchaos change its answers."""
+
+    kind: Literal["dnsmasq"]
+    address: StrictStr
+    may_fault: StrictBool = False
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _address(value)
+
+
+class Toxiproxy(_Strict):
+    """Toxiproxy's API and its proxies by link role (``agent_livekit: my_proxy``)."""
+
+    api_url: StrictStr
+    links: dict[LinkRole, Name] = Field(default_factory=dict)
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("http", "https"))
+
+
+class Compose(_Strict):
+    """Containers of a Docker Compose project; runtime names are its service names."""
+
+    project: Name
+
+
+class Docker(_Strict):
+    """Plain Docker containers, by container name or by the value of one label."""
+
+    by: Literal["name", "label"]
+    label: Name | None = None
+
+    @model_validator(mode="after")
+    def _label(self) -> Docker:
+        if (self.by == "label") != (self.label is not None):
+            raise ValueError("`label: KEY` is given exactly when `by: label`")
+        return self
+
+
+class Runtime(_Strict):
+    """How containers are reached: exactly one of ``compose`` or ``docker``."""
+
+    compose: Compose | None = None
+    docker: Docker | None = None
+    kubernetes: Any = None
+
+    @field_validator("kubernetes")
+    @classmethod
+    def _refuse(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError(KUBERNETES)
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> Runtime:
+        if (self.compose is None) == (self.docker is None):
+            raise ValueError("runtime needs exactly one of `compose:` or `docker:`")
+        return self
+
+    def describe(self) -> str:
+        """``compose project lkchaos``, ``docker containers by name`` or ``... by label K``."""
+        if self.compose is not None:
+            return f"compose project {self.compose.project}"
+        assert self.docker is not None
+        if self.docker.by == "label":
+            return f"docker containers by label {self.docker.label}"
+        return "docker containers by name"
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+NameList = Annotated[list[Name], BeforeValidator(_as_list)]
+
+
+class Roles(_Strict):
+    """Role -> the user's runtime name (a compose service, a container name or label value).
+    ``livekit_node``, ``redis_replica`` and ``sentinel`` take a list (or one name)."""
+
+    livekit_node: NameList = Field(default_factory=list)
+    redis_primary: Name | None = None
+    redis_replica: NameList = Field(default_factory=list)
+    sentinel: NameList = Field(default_factory=list)
+    agent_worker: Name | None = None
+    speech_to_text: Name | None = None
+    tool_server: Name | None = None
+    tls_proxy: Name | None = None
+    resolver: Name | None = None
+    toxiproxy: Name | None = None
+    voice_prober: Name | None = None
+
+    def names(self) -> dict[str, list[str]]:
+        """Every mapped role -> its runtime names (roles left out are absent)."""
+        found: dict[str, list[str]] = {}
+        for role in ROLES:
+            value = getattr(self, role)
+            names = list(value) if isinstance(value, list) else [value] if value else []
+            if names:
+                found[role] = names
+        return found
+
+
+class Voice(_Strict):
+    """The voice round trip: the prober's URL (``""``: run it in this process) and the agent
+    name callers dispatch."""
+
+    prober_url: StrictStr = ""
+    agent_name: Name
+
+    @field_validator("prober_url")
+    @classmethod
+    def _prober(cls, value: str) -> str:
+        return value if value == "" else _check_url(value, ("http", "https"))
+
+
+class Target(_Strict):
+    """A whole target file. ``domain`` defaults to LiveKit's URL host minus its first label
+    (``wss://lk.example.com`` -> ``example.com``); ``roles.livekit_node`` defaults to the
+    nodes' runtime names."""
+
+    livekit: LiveKit
+    domain: Name | None = None
+    redis: Redis
+    tls_proxy: TlsProxy
+    resolver: Resolver | None = None
+    toxiproxy: Toxiproxy | None = None
+    runtime: Runtime
+    roles: Roles = Field(default_factory=Roles)
+    voice: Voice | None = None
+
+    @property
+    def test_domain(self) -> str:
+        """The domain under test: ``domain``, else the LiveKit URL's host minus a label."""
+        if self.domain:
+            return self.domain
+        host = urlsplit(self.livekit.url).hostname or ""
+        return host.split(".", 1)[1] if "." in host else host
+
+    @property
+    def livekit_nodes(self) -> list[str]:
+        """The runtime names of the LiveKit nodes (``roles.livekit_node`` or the nodes')."""
+        return list(self.roles.livekit_node) or [node.runtime for node in self.livekit.nodes]
+
+    def role_names(self) -> dict[str, list[str]]:
+        """Every role this target maps -> runtime names, LiveKit nodes included."""
+        found = self.roles.names()
+        found["livekit_node"] = self.livekit_nodes
+        return found
+
+    def secret_refs(self) -> dict[str, SecretRef]:
+        """Every secret reference by its dotted key (``livekit.api_key``...)."""
+        refs = {"livekit.api_key": self.livekit.api_key,
+                "livekit.api_secret": self.livekit.api_secret}  # fmt: skip
+        for mode in ("sentinel", "direct"):
+            found = getattr(self.redis, mode)
+            if found is not None and found.password_ref is not None:
+                refs[f"redis.{mode}.password_ref"] = found.password_ref
+        return refs
+
+
+def field_names(model: type[BaseModel]) -> list[str]:
+    """The keys a mapping of this model accepts."""
+    return list(model.model_fields)

@@ -1,0 +1,152 @@
+"""What each activity of the catalogue needs of a target, in one table.
+
+:data:`NEEDS` maps every activity function (``module.func``) to the needs below; a test holds
+that every function of every ``lkchaos.*.actions`` and ``lkchaos.*.probes`` module is in it.
+:func:`missing` says, for one activity and one target, exactly what is missing.
+
+Needs (what the target must have):
+
+- ``runtime``: the containers, through the runtime (compose or docker)
+- ``livekit``: LiveKit's nodes and API keys
+- ``redis``: Redis, direct or behind Sentinel
+- ``sentinel``: Redis behind Sentinel
+- ``redis_primary``: ``roles.redis_primary``, the primary's runtime name
+- ``tls_proxy``: the TLS proxy's address and names
+- ``tls_reload``: a way to reload the TLS proxy's certificates, and its container
+- ``resolver``: a resolver's address
+- ``resolver_faultable``: a dnsmasq resolver lkchaos may fault, and its container
+- ``toxiproxy``: Toxiproxy's API
+- ``voice``: the ``voice`` section (the agent name callers dispatch)
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import pkgutil
+from collections.abc import Callable
+from typing import Literal
+
+import lkchaos
+from lkchaos.target.model import Target
+
+Need = Literal["runtime", "livekit", "redis", "sentinel", "redis_primary", "tls_proxy",
+               "tls_reload", "resolver", "resolver_faultable", "toxiproxy", "voice"]  # fmt: skip
+
+#: Which component's reachability each need depends on (see :mod:`lkchaos.target.reach`).
+COMPONENT: dict[Need, str] = {
+    "runtime": "docker", "livekit": "livekit", "redis": "redis", "sentinel": "redis",
+    "redis_primary": "docker", "tls_proxy": "tls_proxy", "tls_reload": "tls_proxy",
+    "resolver": "resolver", "resolver_faultable": "resolver", "toxiproxy": "toxiproxy",
+    "voice": "livekit",
+}  # fmt: skip
+
+
+def _group(module: str, needs: tuple[Need, ...], *funcs: str) -> dict[str, tuple[Need, ...]]:
+    return {f"lkchaos.{module}.{func}": needs for func in funcs}
+
+
+#: Activity function -> what it needs of the target (an empty tuple: nothing).
+NEEDS: dict[str, tuple[Need, ...]] = {
+    **_group("controls.probes", (), "recovery"),
+    **_group("docker.actions", ("runtime",), "kill_service", "stop_service", "pause_service",
+             "restart_service", "start_service", "unpause_service"),
+    **_group("docker.probes", ("runtime",), "services_health", "all_services_healthy",
+             "service_health"),
+    **_group("livekit.actions", ("livekit",), "create_room", "delete_room",
+             "hold_participants", "release_participants"),
+    **_group("livekit.probes", ("livekit",), "nodes_health", "roomservice_latency"),
+    **_group("livekit.probes", ("livekit", "redis"), "room_state", "snapshot_room_state",
+             "compare_room_state"),
+    **_group("network.actions", ("runtime",), "partition", "heal_partition",
+             "media_packet_loss", "limit_bandwidth", "block_udp", "clear_network_faults"),
+    **_group("redis.actions", ("runtime", "redis", "redis_primary"), "kill_primary",
+             "restore_old_primary"),
+    **_group("redis.actions", ("sentinel",), "sentinel_failover"),
+    **_group("redis.probes", ("sentinel",), "sentinel_master"),
+    **_group("redis.probes", ("redis",), "replication"),
+    **_group("safety.actions", ("runtime",), "recover"),
+    **_group("safety.probes", ("runtime", "livekit"), "baseline"),
+    **_group("voice.probes", ("livekit", "voice"), "voice_round_trip", "voice_round_trips"),
+    **_group("toxiproxy.probes", ("toxiproxy",), "proxies_state", "link_latency"),
+    **_group("toxiproxy.actions", ("toxiproxy",), "add_toxic", "add_latency", "add_bandwidth",
+             "add_timeout", "add_reset_peer", "add_slow_close", "add_limit_data",
+             "remove_toxic", "remove_all_toxics", "disable_proxy", "enable_proxy", "reset"),
+    **_group("tls.actions", ("runtime", "tls_reload"), "swap_certificate",
+             "restore_certificate"),
+    **_group("tls.probes", ("tls_proxy",), "certificate", "certificate_expiry",
+             "protocol_versions", "cipher_strength", "hsts"),
+    **_group("dns.actions", ("runtime", "resolver_faultable"), "stop_resolver",
+             "start_resolver", "nxdomain_name", "wrong_address", "servfail_name",
+             "restore_name", "restore_dns"),
+    **_group("dns.probes", ("resolver",), "resolve_names"),
+}
+
+
+def _tls_reload(target: Target) -> str | None:
+    reload = target.tls_proxy.reload
+    if reload is None:
+        return ("needs a way to reload the TLS proxy's certificates: the target's tls_proxy "
+                "has reload: none")
+    if reload.admin_api is None and target.roles.tls_proxy is None:
+        return "needs the TLS proxy's container: roles.tls_proxy is not set"
+    return None
+
+
+def _resolver_faultable(target: Target) -> str | None:
+    if target.resolver is None:
+        return "needs a resolver lkchaos may fault: the target has none"
+    if not target.resolver.may_fault:
+        return "needs a resolver lkchaos may fault: the target's resolver has may_fault: false"
+    if target.roles.resolver is None:
+        return "needs the resolver's container: roles.resolver is not set"
+    return None
+
+
+#: Need -> what is missing on a target, or None when the target has it.
+CHECKS: dict[Need, Callable[[Target], str | None]] = {
+    "runtime": lambda t: None,  # the schema requires a runtime
+    "livekit": lambda t: None,  # the schema requires nodes and keys
+    "redis": lambda t: None,  # the schema requires Redis
+    "tls_proxy": lambda t: None,  # the schema requires the TLS proxy
+    "sentinel": lambda t: None if t.redis.sentinel is not None else
+    "needs Redis Sentinel: the target's Redis is direct",
+    "redis_primary": lambda t: None if t.roles.redis_primary else
+    "needs the Redis primary's container: roles.redis_primary is not set",
+    "tls_reload": _tls_reload,
+    "resolver": lambda t: None if t.resolver is not None else
+    "needs a resolver: the target has none",
+    "resolver_faultable": _resolver_faultable,
+    "toxiproxy": lambda t: None if t.toxiproxy is not None else
+    "needs Toxiproxy: the target has none",
+    "voice": lambda t: None if t.voice is not None else
+    "needs the voice section (the agent name callers dispatch): the target has none",
+}
+
+
+def missing(target: Target, activity: str) -> list[str]:
+    """What ``activity`` (``module.func``) lacks on ``target``: one sentence per missing need;
+    empty when it can run. Raises KeyError for a function that is not in :data:`NEEDS`."""
+    found = [CHECKS[need](target) for need in NEEDS[activity]]
+    return [reason for reason in found if reason is not None]
+
+
+def catalogue() -> list[str]:
+    """Every activity function (``module.func``) of every ``lkchaos.*.actions`` and
+    ``lkchaos.*.probes`` module: its ``__all__``, else its public functions. Sorted."""
+    found: list[str] = []
+    for package in pkgutil.iter_modules(lkchaos.__path__):
+        if not package.ispkg:
+            continue
+        for kind in ("actions", "probes"):
+            name = f"lkchaos.{package.name}.{kind}"
+            if importlib.util.find_spec(name) is None:
+                continue
+            module = importlib.import_module(name)
+            names = getattr(module, "__all__", None)
+            if names is None:
+                names = [key for key, value in vars(module).items() if not key.startswith("_")
+                         and inspect.isfunction(value) and value.__module__ == name]
+            found += [f"{name}.{func}" for func in names]
+    return sorted(found)

@@ -1,0 +1,156 @@
+"""Reach what a target names: each check is one line of ``lkchaos target check``.
+
+- each LiveKit node: an HTTP GET of its URL (any answer below 500 counts);
+- Redis (each Sentinel, or the primary and replicas), the TLS proxy, the resolver and
+  Toxiproxy's API: a TCP connect;
+- the runtime: the Docker engine's list of containers must hold every runtime name the roles
+  map to (compose service names, container names, or label values);
+- each secret reference must resolve (its value is never shown).
+
+Every network call has a timeout of :data:`TIMEOUT_S` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from lkchaos.target import secrets
+from lkchaos.target.load import LoadedTarget
+from lkchaos.target.model import Target
+
+TIMEOUT_S = 3.0
+#: Engine API version named up front, so that the SDK does not connect before the listing
+#: (Debian's engine 20.10 speaks up to 1.41; newer engines accept it).
+DOCKER_API_VERSION = "1.41"
+
+
+@dataclass(frozen=True)
+class Reached:
+    """One check: the ``component`` it belongs to (``livekit``, ``redis``, ``tls_proxy``,
+    ``resolver``, ``toxiproxy``, ``docker``, ``secrets``), what was tried, whether it worked,
+    and the answer or the error."""
+
+    component: str
+    what: str
+    ok: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{'ok' if self.ok else 'FAIL':<5} {self.what}: {self.detail}"
+
+
+def http_get(component: str, what: str, url: str, timeout: float = TIMEOUT_S) -> Reached:
+    """GET ``url``; ok on any HTTP answer with a status below 500."""
+    try:
+        response = httpx.get(url, timeout=timeout, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        return Reached(component, what, False, f"{url} did not answer ({exc or type(exc)})")
+    return Reached(component, what, response.status_code < 500,
+                   f"{url} answered HTTP {response.status_code}")
+
+
+def tcp(component: str, what: str, address: str, timeout: float = TIMEOUT_S) -> Reached:
+    """A TCP connect to ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        return Reached(component, what, False, f"cannot connect to {address} ({exc})")
+    return Reached(component, what, True, f"{address} accepts connections")
+
+
+def _url_address(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+def _network(target: Target) -> list[Reached]:
+    found = [http_get("livekit", f"livekit node {node.name}", node.url)
+             for node in target.livekit.nodes]
+    if target.redis.sentinel is not None:
+        found += [tcp("redis", "redis sentinel", address)
+                  for address in target.redis.sentinel.addresses]
+    if target.redis.direct is not None:
+        found.append(tcp("redis", "redis primary", target.redis.direct.primary))
+        found += [tcp("redis", "redis replica", address)
+                  for address in target.redis.direct.replicas]
+    found.append(tcp("tls_proxy", f"tls proxy ({target.tls_proxy.kind})",
+                     target.tls_proxy.address))
+    if target.resolver is not None:
+        found.append(tcp("resolver", "resolver", target.resolver.address))
+    if target.toxiproxy is not None:
+        found.append(tcp("toxiproxy", "toxiproxy API", _url_address(target.toxiproxy.api_url)))
+    return found
+
+
+def _names(target: Target, containers: list[Any]) -> set[str]:
+    runtime = target.runtime
+    if runtime.compose is not None:
+        return {str(c.labels.get("com.docker.compose.service")) for c in containers
+                if c.labels.get("com.docker.compose.project") == runtime.compose.project}
+    assert runtime.docker is not None
+    if runtime.docker.by == "label":
+        key = runtime.docker.label or ""
+        return {str(c.labels[key]) for c in containers if key in c.labels}
+    return {str(c.name) for c in containers}
+
+
+def runtime_checks(target: Target) -> list[Reached]:
+    """One check per mapped runtime name, or one failure when the engine cannot be reached.
+    The engine is found as the Docker CLI finds it (``DOCKER_HOST`` or the local socket)."""
+    import docker
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    where = target.runtime.describe()
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+        return [Reached("docker", "docker engine", False,
+                        f"the Docker engine is not reachable: no socket at {host}; start the "
+                        "engine or set DOCKER_HOST to it")]  # fmt: skip
+    try:
+        client = docker.from_env(version=DOCKER_API_VERSION, timeout=int(TIMEOUT_S))
+        try:
+            containers = client.containers.list(all=True)
+        finally:
+            client.close()
+    except (DockerException, RequestException, OSError) as exc:
+        return [Reached("docker", "docker engine", False,
+                        f"the Docker engine is not reachable: {exc}")]
+    present = _names(target, containers)
+    found = [Reached("docker", "docker engine", True, f"{len(containers)} containers listed")]
+    for role, names in sorted(target.role_names().items()):
+        for name in names:
+            ok = name in present
+            found.append(Reached("docker", f"role {role}", ok,
+                                 f"{name!r} found in {where}" if ok else
+                                 f"no {name!r} in {where}: start it, or correct roles.{role}"))
+    return found
+
+
+def secret_checks(loaded: LoadedTarget) -> list[Reached]:
+    """One check per secret reference: it resolves (never showing its value) or why not."""
+    found = []
+    for key, ref in loaded.target.secret_refs().items():
+        try:
+            secrets.resolve(ref, loaded.folder)
+        except secrets.SecretUnavailable as exc:
+            found.append(Reached("secrets", f"secret {key}", False, str(exc)))
+        else:
+            found.append(Reached("secrets", f"secret {key}", True,
+                                 f"{ref.describe()} resolves ({secrets.MASK})"))
+    return found
+
+
+def reach(loaded: LoadedTarget) -> list[Reached]:
+    """Every check of the target, in order: secrets, network, runtime."""
+    return [*secret_checks(loaded), *_network(loaded.target), *runtime_checks(loaded.target)]

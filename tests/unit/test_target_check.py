@@ -1,0 +1,211 @@
+"""``lkchaos target check``: the needs table, offline verdicts, and reaching real servers."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lkchaos.discovery import ACTIVITY_MODULES
+from lkchaos.target import NEEDS, catalogue, load_target, missing
+from lkchaos.target.cli import target as target_cli
+from lkchaos.target.needs import CHECKS, COMPONENT
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "stack" / "targets" / "reference.yaml"
+MINIMAL = ROOT / "tests" / "fixtures" / "targets" / "minimal.yaml"
+
+#: What does not apply on the minimal target (one node, direct Redis with AUTH, nginx,
+#: no Toxiproxy, no resolver, no voice section), and why.
+NO_SENTINEL = "needs Redis Sentinel: the target's Redis is direct"
+NO_RESOLVER = "needs a resolver: the target has none"
+NO_FAULTABLE = "needs a resolver lkchaos may fault: the target has none"
+NO_TOXIPROXY = "needs Toxiproxy: the target has none"
+NO_VOICE = "needs the voice section (the agent name callers dispatch): the target has none"
+MINIMAL_MISSING = {
+    "lkchaos.redis.actions.sentinel_failover": NO_SENTINEL,
+    "lkchaos.redis.probes.sentinel_master": NO_SENTINEL,
+    "lkchaos.dns.probes.resolve_names": NO_RESOLVER,
+    **{f"lkchaos.dns.actions.{f}": NO_FAULTABLE for f in (
+        "stop_resolver", "start_resolver", "nxdomain_name", "wrong_address", "servfail_name",
+        "restore_name", "restore_dns")},
+    **{f"lkchaos.toxiproxy.{f}": NO_TOXIPROXY for f in (
+        "probes.proxies_state", "probes.link_latency", "actions.add_toxic",
+        "actions.add_latency", "actions.add_bandwidth", "actions.add_timeout",
+        "actions.add_reset_peer", "actions.add_slow_close", "actions.add_limit_data",
+        "actions.remove_toxic", "actions.remove_all_toxics", "actions.disable_proxy",
+        "actions.enable_proxy", "actions.reset")},
+    "lkchaos.voice.probes.voice_round_trip": NO_VOICE,
+    "lkchaos.voice.probes.voice_round_trips": NO_VOICE,
+}  # fmt: skip
+
+
+def test_every_catalogue_function_is_in_the_needs_table() -> None:
+    functions = catalogue()
+    assert set(functions) == set(NEEDS), (
+        f"missing from NEEDS: {sorted(set(functions) - set(NEEDS))}; "
+        f"not in the catalogue: {sorted(set(NEEDS) - set(functions))}")
+    modules = {name.rsplit(".", 1)[0] for name in functions}
+    assert modules == {module for module, _ in ACTIVITY_MODULES}
+
+
+def test_every_need_has_a_check_and_a_component() -> None:
+    used = {need for needs in NEEDS.values() for need in needs}
+    assert used <= set(CHECKS) and set(CHECKS) == set(COMPONENT)
+
+
+def test_everything_applies_to_the_reference_target() -> None:
+    target = load_target(REFERENCE).target
+    assert {name: missing(target, name) for name in NEEDS if missing(target, name)} == {}
+
+
+def test_what_does_not_apply_to_the_minimal_target() -> None:
+    target = load_target(MINIMAL).target
+    found = {name: "; ".join(missing(target, name)) for name in NEEDS if missing(target, name)}
+    assert found == MINIMAL_MISSING
+
+
+def _offline(path: Path) -> list[str]:
+    result = CliRunner().invoke(target_cli, ["check", "--offline", "--target", str(path)])
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
+def test_offline_check_of_the_reference_target() -> None:
+    lines = _offline(REFERENCE)
+    total = len(catalogue())
+    assert lines[0] == f"target: {REFERENCE} (from --target)"
+    assert lines[1] == ("valid: 2 livekit node(s), redis via sentinel, tls proxy caddy, "
+                        "resolver dnsmasq (may fault), toxiproxy, compose project lkchaos")
+    assert lines[2] == "reachability: not checked (--offline)"
+    assert lines[3] == f"activities: {total} of {total} can run on this target"
+    assert lines[4:] == [f"  ok  {name}" for name in catalogue()]
+
+
+def test_offline_check_of_the_minimal_target() -> None:
+    lines = _offline(MINIMAL)
+    total = len(catalogue())
+    assert lines[1] == ("valid: 1 livekit node(s), redis direct, tls proxy nginx, no resolver, "
+                        "no toxiproxy, docker containers by name")
+    assert lines[3] == (f"activities: {total - len(MINIMAL_MISSING)} of {total} can run on "
+                        "this target")
+    refused = {line.split()[1].rstrip(":"): line.split(": ", 1)[1]
+               for line in lines[4:] if line.startswith("  no ")}
+    assert refused == MINIMAL_MISSING
+
+
+def test_reload_none_and_unfaultable_resolver(tmp_path: Path) -> None:
+    text = MINIMAL.read_text().replace("reload: {signal: SIGHUP}", "reload: none")
+    text += "resolver: {kind: dnsmasq, address: \"127.0.0.1:53\"}\n"
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    target = load_target(path).target
+    assert missing(target, "lkchaos.tls.actions.swap_certificate") == [
+        "needs a way to reload the TLS proxy's certificates: the target's tls_proxy has "
+        "reload: none"]
+    assert missing(target, "lkchaos.dns.actions.stop_resolver") == [
+        "needs a resolver lkchaos may fault: the target's resolver has may_fault: false"]
+    assert missing(target, "lkchaos.dns.probes.resolve_names") == []
+
+
+# -- online: real local servers, never Docker ---------------------------------------------
+
+
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_url() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def listener() -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+@pytest.fixture
+def closed_port() -> str:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"127.0.0.1:{port}"
+
+
+def _target(tmp_path: Path, node: str, redis: str, proxy: str, resolver: str) -> Path:
+    (tmp_path / "keys.env").write_text("LK_SECRET=s3cr3t-never-shown\n")
+    text = (MINIMAL.read_text().replace("http://127.0.0.1:7880", node)
+            .replace("127.0.0.1:6379", redis).replace("127.0.0.1:443", proxy))
+    text += f"resolver: {{kind: dnsmasq, address: \"{resolver}\"}}\n"
+    path = tmp_path / "target.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_online_check_reports_what_is_unreachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_url: str, listener: str,
+    closed_port: str,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    monkeypatch.setenv("LK_KEY", "s3cr3t-never-shown")
+    monkeypatch.delenv("REDIS_PASSWORD", raising=False)
+    path = _target(tmp_path, http_url, listener, listener, closed_port)
+    result = CliRunner().invoke(target_cli, ["check", "--target", str(path)])
+    assert result.exit_code == 1, result.output
+    out = result.output
+    assert "s3cr3t-never-shown" not in out
+    assert f"ok    livekit node only: {http_url} answered HTTP 200" in out
+    assert f"ok    redis primary: {listener} accepts connections" in out
+    assert f"ok    tls proxy (nginx): {listener} accepts connections" in out
+    assert f"FAIL  resolver: cannot connect to {closed_port}" in out
+    assert "ok    secret livekit.api_key: env LK_KEY resolves (***)" in out
+    assert "FAIL  secret redis.direct.password_ref: env REDIS_PASSWORD: the environment " \
+           "variable REDIS_PASSWORD is not set or empty; export it" in out
+    assert "FAIL  docker engine: the Docker engine is not reachable: " in out
+    assert ("  no  lkchaos.docker.actions.kill_service: docker failed a check (see above)"
+            in out)
+    assert ("  no  lkchaos.dns.probes.resolve_names: resolver failed a check (see above)"
+            in out)
+    assert "  ok  lkchaos.tls.probes.hsts\n" in out
+
+
+def test_online_check_exits_0_when_everything_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_url: str, listener: str,
+) -> None:
+    monkeypatch.setattr("lkchaos.target.reach.runtime_checks", lambda target: [])
+    monkeypatch.setenv("LK_KEY", "k")
+    monkeypatch.setenv("REDIS_PASSWORD", "p")
+    path = _target(tmp_path, http_url, listener, listener, listener)
+    result = CliRunner().invoke(target_cli, ["check", "--target", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "FAIL" not in result.output
+
+
+def test_online_node_answering_500_is_unreachable(tmp_path: Path, closed_port: str) -> None:
+    from lkchaos.target.reach import http_get
+
+    found = http_get("livekit", "node", f"http://{closed_port}/", timeout=1.0)
+    assert not found.ok and "did not answer" in found.detail
