@@ -11,38 +11,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from lkchaos import __version__
-from lkchaos.errors import ConfigError, LkChaosError
+from lkchaos.cliutil import handle_errors
+from lkchaos.errors import ConfigError
 from lkchaos.stack.layout import StackPaths
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def say(message: str) -> None:
     click.echo(message, err=True)
-
-
-def handle_errors(fn: F) -> F:
-    """Turn lkchaos errors into a message on stderr and a non-zero exit."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(2)
-        except LkChaosError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group()

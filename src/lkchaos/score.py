@@ -177,7 +177,9 @@ def decayed(value: float, ended_at: dt.datetime, now: dt.datetime | None = None)
     return round(value * staleness(age_days), 1)
 
 
-def _when(journal: Mapping[str, Any]) -> dt.datetime | None:
+def journal_end(journal: Mapping[str, Any]) -> dt.datetime | None:
+    """When the journaled run ended (else started), UTC if the journal's time is naive; None
+    when it has neither time."""
     for key in ("end", "start"):
         raw = journal.get(key)
         if isinstance(raw, str):
@@ -237,7 +239,7 @@ def experiment_score(journal: Mapping[str, Any], *, now: dt.datetime | None = No
     undecayed). Raises ``ConfigError`` for bad score settings in the experiment."""
     experiment = journal.get("experiment") or {}
     weights, weight = _weights(experiment)
-    when = _when(journal)
+    when = journal_end(journal)
     now = now or dt.datetime.now(dt.UTC)
     age_days = max(0.0, (now - when).total_seconds() / 86400.0) if when else 0.0
     factor = staleness(age_days)

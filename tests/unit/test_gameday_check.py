@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from click.testing import CliRunner
 from lkchaos.gameday.check import GamedayInvalid, check_gameday, load_gameday
 from lkchaos.gameday.cli import gameday
 from lkchaos.gameday.cron import parse_cron
+from tests.unit.bad_files import assert_refused_at_its_line
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gamedays"
 BAD = sorted((FIXTURES / "bad").glob("*.yaml"))
@@ -19,23 +19,11 @@ GOOD = [FIXTURES / name for name in ("good.yaml", "long-fault.yaml", "scheduled.
 SHIPPED = sorted((Path(__file__).resolve().parents[2] / "gamedays").glob("*.yaml"))
 
 
-def expectation(path: Path) -> tuple[int, str]:
-    """Each bad file's first line: ``# expect: LINE: text the message contains``."""
-    match = re.match(r"# expect: (\d+): (.+)", path.read_text().splitlines()[0])
-    assert match, f"{path.name} has no `# expect:` line"
-    return int(match[1]), match[2]
-
-
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
 def test_bad_file_is_refused_with_its_line(path: Path) -> None:
-    line, text = expectation(path)
     result = CliRunner().invoke(gameday, ["check", str(path)])
     assert result.exit_code == 2, result.output
-    wanted = f"{path}:{line}: "
-    lines = [entry for entry in result.output.splitlines() if entry.startswith(wanted)]
-    assert any(text in entry for entry in lines), result.output
-    # Every problem says what to do after the semicolon.
-    assert all("; " in entry for entry in lines)
+    assert_refused_at_its_line(path, result.output)
 
 
 def test_corpus_covers_every_kind_of_problem() -> None:

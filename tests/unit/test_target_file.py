@@ -25,6 +25,7 @@ from lkchaos.target import (
 )
 from lkchaos.target import secrets as target_secrets
 from lkchaos.target.cli import target as target_cli
+from tests.unit.bad_files import assert_refused_at_its_line
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "targets"
@@ -34,22 +35,11 @@ MINIMAL = FIXTURES / "minimal.yaml"
 SECRET = "s3cr3t-value-never-shown"
 
 
-def expectation(path: Path) -> tuple[int, str]:
-    """Each bad file's first line: ``# expect: LINE: text the message contains``."""
-    match = re.match(r"# expect: (\d+): (.+)", path.read_text().splitlines()[0])
-    assert match, f"{path.name} has no `# expect:` line"
-    return int(match[1]), match[2]
-
-
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
 def test_bad_file_is_refused_with_its_line(path: Path) -> None:
-    line, text = expectation(path)
     result = CliRunner().invoke(target_cli, ["check", "--offline", "--target", str(path)])
     assert result.exit_code == 2, result.output
-    wanted = f"{path}:{line}: "
-    lines = [entry for entry in result.output.splitlines() if entry.startswith(wanted)]
-    assert any(text in entry for entry in lines), result.output
-    assert all("; " in entry for entry in lines)  # every problem says what to do
+    assert_refused_at_its_line(path, result.output)
 
 
 def test_corpus_is_broad() -> None:

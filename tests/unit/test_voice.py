@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -22,6 +19,7 @@ from lkchaos.voice.questions import (
     expected_answers,
     spoken,
 )
+from tests.unit.fake_prober import FakeProber
 
 SECRETS = {"livekit": {"api_key": "key", "api_secret": "the-secret"}}
 
@@ -128,7 +126,7 @@ def test_bad_timeout_is_refused_before_anything_runs() -> None:
 
 
 def test_prober_refusal_is_passed_on() -> None:
-    with _FakeProber([{"error": "unknown timeout(s): nap"}], status=400) as refusing:
+    with FakeProber([{"error": "unknown timeout(s): nap"}], status=400) as refusing:
         with pytest.raises(ActivityFailed, match="refused its arguments: unknown timeout"):
             voice_round_trip(stage_timeouts={"nap": 3}, secrets=SECRETS,
                              configuration={"voice_prober_url": refusing.url})
@@ -194,43 +192,8 @@ def test_voice_round_trips_refuses_bad_arguments_before_calling(
         voice_round_trips(**arguments, configuration={"voice_prober_url": "http://127.0.0.1:9"})
 
 
-class _FakeProber:
-    """An HTTP server standing in for the prober: answers each call with the next result."""
-
-    def __init__(self, answers: list[dict[str, Any]], status: int = 200) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.authorizations: list[str | None] = []
-        queue = iter(answers)
-        requests, authorizations = self.requests, self.authorizations
-
-        class Answer(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                authorizations.append(self.headers.get("Authorization"))
-                body = json.dumps(next(queue)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Answer)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> _FakeProber:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_voice_round_trips_makes_every_call_through_the_prober() -> None:
-    with _FakeProber([_call(True, 1.5), _call(True, 2.5), _call(True, 4.0)]) as prober_:
+    with FakeProber([_call(True, 1.5), _call(True, 2.5), _call(True, 4.0)]) as prober_:
         verdict = voice_round_trips(
             calls=3, max_median_latency_s=3.0, question="What is two plus three?", timeout=20,
             configuration={"voice_prober_url": prober_.url}, secrets=SECRETS,
@@ -243,7 +206,7 @@ def test_voice_round_trips_makes_every_call_through_the_prober() -> None:
 
 
 def test_one_of_two_stops_at_the_first_answered_call() -> None:
-    with _FakeProber([_call(True, 1.5), _call(True, 1.5)]) as prober_:
+    with FakeProber([_call(True, 1.5), _call(True, 1.5)]) as prober_:
         verdict = voice_round_trips(calls=2, min_answered=1,
                                     configuration={"voice_prober_url": prober_.url},
                                     secrets=SECRETS)
@@ -252,7 +215,7 @@ def test_one_of_two_stops_at_the_first_answered_call() -> None:
 
 def test_one_of_two_calls_again_after_a_misheard_question() -> None:
     answers = [_call(False, 2.0, "wrong_reply"), _call(True, 1.7)]
-    with _FakeProber(answers) as prober_:
+    with FakeProber(answers) as prober_:
         verdict = voice_round_trips(calls=2, min_answered=1,
                                     configuration={"voice_prober_url": prober_.url},
                                     secrets=SECRETS)
@@ -262,7 +225,7 @@ def test_one_of_two_calls_again_after_a_misheard_question() -> None:
 
 def test_calls_stop_once_the_minimum_cannot_be_reached() -> None:
     answers = [_call(False, None, "dispatch"), _call(True, 1.0), _call(True, 1.0)]
-    with _FakeProber(answers) as prober_:
+    with FakeProber(answers) as prober_:
         verdict = voice_round_trips(calls=3, configuration={"voice_prober_url": prober_.url},
                                     secrets=SECRETS)
     assert not verdict["ok"] and len(prober_.requests) == 1
@@ -452,7 +415,7 @@ def test_the_prober_listens_on_loopback_by_default(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_wrong_credential_says_what_to_do() -> None:
-    with _FakeProber([{"error": "no"}], status=401) as refusing:
+    with FakeProber([{"error": "no"}], status=401) as refusing:
         with pytest.raises(ActivityFailed, match="refused the credential.*API secret"):
             voice_round_trip(secrets=SECRETS, configuration={"voice_prober_url": refusing.url})
 

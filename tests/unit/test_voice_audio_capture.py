@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
-import threading
 import wave
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ import pytest
 
 from lkchaos.voice import roundtrip
 from lkchaos.voice.probes import keep_reply_audio, summarize_round_trips, voice_round_trip
+from tests.unit.fake_prober import FakeProber
 
 SECRETS = {"livekit": {"api_key": "key", "api_secret": "the-secret"}}
 
@@ -133,42 +131,12 @@ def test_several_calls_keep_each_failed_calls_audio_in_their_summary() -> None:
     assert "audio" not in verdict["results"][1]
 
 
-class _Prober:
-    """An HTTP server standing in for the stack's prober: answers every call with ``answer``."""
-
-    def __init__(self, answer: dict[str, Any]) -> None:
-        body = json.dumps(answer).encode()
-
-        class Answer(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers["Content-Length"]))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Answer)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> _Prober:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_audio_from_the_prober_reaches_the_hosts_state_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LKCHAOS_STATE_DIR", str(tmp_path))
     wav = roundtrip.reply_wav(_tone(0.5))
-    with _Prober(_failed_result(wav)) as prober:
+    with FakeProber([_failed_result(wav)]) as prober:
         result = voice_round_trip(timeout=5, secrets=SECRETS,
                                   configuration={"voice_prober_url": prober.url})
     assert result["ok"] is False and result["stage"] == "misheard"

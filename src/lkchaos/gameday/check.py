@@ -5,81 +5,38 @@ ranges, unknown keys with a "did you mean"); the cron expression; entry names un
 experiment (the baseline's too) exists, is JSON, passes ``lkchaos check --offline``
 (:func:`lkchaos.preflight.check_file`) and Chaos Toolkit's own validation.
 
-Lines come from PyYAML's composed nodes: each schema error's location (``entries.2.fault_s``)
-is mapped to the line of that node, or of the nearest enclosing one that exists.
+Lines come from PyYAML's composed nodes (:mod:`lkchaos.yamlcheck`): each schema error's
+location (``entries.2.fault_s``) is mapped to the line of that node, or of the nearest
+enclosing one that exists.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from lkchaos.errors import ConfigError
+from lkchaos import yamlcheck
 from lkchaos.gameday import model
-
-Location = tuple[str | int, ...]
+from lkchaos.yamlcheck import FileInvalid, Location, Problem, in_line_order, key_problem, line_of
 
 #: Trailing parts pydantic adds to a location for each member of a union that failed.
 _UNION_TAGS = ("str", "int", "float")
 
 _RANGES = {"fault_s": model.FAULT_S, "repeats": model.REPEATS, "timeout_s": model.TIMEOUT_S,
            "recovery_wait_s": model.RECOVERY_WAIT_S, "weight": (0, 100)}
+#: The problem and fix of a file that holds no mapping.
+_NOT_A_MAPPING = ("a game day must be a mapping with a name and entries",
+                  "see gamedays/quick.yaml for an example")
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One problem of a game day file: where (file, 1-based line), what, and what to do."""
-
-    path: str
-    line: int
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}; {self.fix}"
-
-
-class GamedayInvalid(ConfigError):
+class GamedayInvalid(FileInvalid):
     """A game day file with problems; ``problems`` lists them all."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(problem) for problem in problems))
-
-
-def _lines(node: yaml.Node, where: Location, found: dict[Location, int],
-           duplicates: list[tuple[Location, int]]) -> None:  # fmt: skip
-    found[where] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            name = str(key.value)
-            if name in seen:
-                duplicates.append(((*where, name), key.start_mark.line + 1))
-            seen.add(name)
-            found[(*where, name, "<key>")] = key.start_mark.line + 1
-            _lines(value, (*where, name), found, duplicates)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _lines(item, (*where, index), found, duplicates)
-
-
-def line_of(lines: dict[Location, int], where: Location) -> int:
-    """The line of the node at ``where``, or of its nearest enclosing node (1 at worst)."""
-    for end in range(len(where), -1, -1):
-        if where[:end] in lines:
-            return lines[where[:end]]
-    return 1
 
 
 def _model_at(where: Location) -> type[BaseModel]:
@@ -94,23 +51,12 @@ def _model_at(where: Location) -> type[BaseModel]:
 def _schema_problem(path: str, error: Any, lines: dict[Location, int]) -> Problem:
     where: Location = tuple(error["loc"])
     kind, message = error["type"], error["msg"]
+    common = key_problem(path, error, lines, where, kind,
+                         known_keys=lambda at: model.field_names(_model_at(at)))
+    if common is not None:
+        return common
     dotted = ".".join(str(part) for part in where) or "the file"
-    if kind == "extra_forbidden":
-        key = str(where[-1])
-        known = model.field_names(_model_at(where))
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-        return Problem(path, line_of(lines, (*where, "<key>")), f"unknown key {dotted!r}",
-                       f"{hint} (remove it or correct its spelling)")  # fmt: skip
-    if kind == "missing":
-        return Problem(path, line_of(lines, where[:-1]), f"{dotted} is missing",
-                       f"add `{where[-1]}:`")  # fmt: skip
     value = error.get("input")
-    if kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
-        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(choices)}"
-        return Problem(path, line_of(lines, where), f"{dotted}: {value!r} is not allowed", hint)
     if where and where[-1] in _UNION_TAGS:  # a configuration value of none of the types
         where = where[:-1]
         return Problem(path, line_of(lines, where),
@@ -132,41 +78,6 @@ def _schema_problem(path: str, error: Any, lines: dict[Location, int]) -> Proble
         fix = "write 5 cron fields (minute hour day month weekday), or 6 with leading seconds"
     message = message.removeprefix("Value error, ")
     return Problem(path, line_of(lines, where), f"{dotted}: {message}{shown}", fix)
-
-
-def _dedupe(problems: list[Problem]) -> list[Problem]:
-    return sorted(dict.fromkeys(problems), key=lambda problem: problem.line)
-
-
-def parse(path: str | Path) -> tuple[dict[str, Any], dict[Location, int], list[Problem]]:
-    """The file's mapping, the line of each node, and its syntax problems (a mapping is
-    returned empty when the file cannot be read or parsed)."""
-    name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return {}, {}, [Problem(name, 1, f"cannot be read ({exc})", "check the path")]
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        reason = getattr(exc, "problem", None) or str(exc)
-        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and start is not None and start.line + 1 != line:
-            reason += f" ({context} at line {start.line + 1})"
-        return {}, {}, [Problem(name, line, f"not valid YAML: {reason}",
-                                "check the indentation and quoting around that line")]
-    if not isinstance(data, dict) or node is None:
-        return {}, {}, [Problem(name, 1, "a game day must be a mapping with a name and entries",
-                                "see gamedays/quick.yaml for an example")]  # fmt: skip
-    lines: dict[Location, int] = {}
-    duplicates: list[tuple[Location, int]] = []
-    _lines(node, (), lines, duplicates)
-    problems = [Problem(name, line, f"key {'.'.join(map(str, where))!r} is given twice",
-                        "keep one of them") for where, line in duplicates]
-    return data, lines, problems
 
 
 @contextmanager
@@ -251,18 +162,18 @@ def check_gameday(path: str | Path, *, experiments: bool = True,
     day is None when its schema does not validate.
     """
     name = str(path)
-    data, lines, problems = parse(path)
+    data, lines, problems = yamlcheck.parse(path, not_mapping=_NOT_A_MAPPING)
     if not data:
         return None, problems
     try:
         gameday = model.Gameday.model_validate(data)
     except ValidationError as exc:
         problems += [_schema_problem(name, error, lines) for error in exc.errors()]
-        return None, _dedupe(problems)
+        return None, in_line_order(problems)
     problems += _names(name, gameday, lines)
     if experiments:
         problems += _experiments(name, gameday, lines)
-    return gameday, _dedupe(problems)
+    return gameday, in_line_order(problems)
 
 
 def load_gameday(path: str | Path) -> model.Gameday:

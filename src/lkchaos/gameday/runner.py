@@ -31,7 +31,8 @@ from lkchaos.gameday.interrupts import POLL_S, Interrupts
 from lkchaos.gameday.lock import GamedayLock
 from lkchaos.gameday.model import Gameday
 from lkchaos.gameday.progress import Display, Tail
-from lkchaos.gameday.reports import EntryResult, GamedayResult, write_reports
+from lkchaos.gameday.reports import write_reports
+from lkchaos.report.model import EntryInfo, GamedayInfo
 
 EXIT = {"held": 0, "deviated": 1, "invalid": 2, "not_recovered": 3, "running": 4,
         "interrupted": 130}  # fmt: skip
@@ -218,7 +219,7 @@ class GamedayRun:
         self.display.feed({"event": "baseline", "edge": "end", "ok": False, "note": note})
         return False, note
 
-    def run_step(self, step: Step) -> EntryResult:
+    def run_step(self, step: Step) -> EntryInfo:
         journal = self.out_dir / f"{step.index:02d}-{step.name}-{step.repeat}.json"
         self.display.feed({"event": "entry", "edge": "start", "index": step.index,
                            "total": self.total, "name": step.name, "repeat": step.repeat})
@@ -227,14 +228,14 @@ class GamedayRun:
         outcome, note = child.outcome(journal, code)
         if self.interrupts.interrupted and outcome == "held":
             outcome, note = "interrupted", "the game day was interrupted during this entry"
-        return EntryResult(step.name, str(step.experiment), step.repeat,
+        return EntryInfo(step.name, str(step.experiment), step.repeat,
                            journal if journal.is_file() else None, outcome, note)
 
-    def _ended(self, result: EntryResult) -> None:
+    def _ended(self, result: EntryInfo) -> None:
         self.display.feed({"event": "entry", "edge": "end", "name": result.name,
                            "outcome": result.outcome, "note": result.note})
 
-    def _stops(self, result: EntryResult) -> bool:
+    def _stops(self, result: EntryInfo) -> bool:
         rule = self.gameday.stop
         if rule == "never":
             return False
@@ -245,10 +246,10 @@ class GamedayRun:
             return True
         return False
 
-    def run(self) -> list[EntryResult]:
+    def run(self) -> list[EntryInfo]:
         steps = plan(self.gameday, self.path.parent, self.options.ci, dict(os.environ))
         self.total = len(steps)
-        results: list[EntryResult] = []
+        results: list[EntryInfo] = []
         ok, note = self.baseline("before the game day")
         if not ok:
             if not self.interrupts.interrupted:
@@ -269,7 +270,7 @@ class GamedayRun:
                 break
         return self._fill(results, steps)
 
-    def _recovered(self, result: EntryResult) -> EntryResult:
+    def _recovered(self, result: EntryInfo) -> EntryInfo:
         """The result, marked not recovered when the baseline does not hold after it (an
         interrupt during the check leaves it as it was)."""
         ok, note = self.baseline(f"after {result.name}")
@@ -279,17 +280,17 @@ class GamedayRun:
         return replace(result, outcome="not_recovered",
                        note=f"{prior}not back at baseline: {note}")
 
-    def _fill(self, results: list[EntryResult], steps: list[Step]) -> list[EntryResult]:
+    def _fill(self, results: list[EntryInfo], steps: list[Step]) -> list[EntryInfo]:
         """Results for the steps not run: skipped, with the reason."""
         reason = ("not run: the game day was interrupted" if self.interrupts.interrupted
                   else self.stop_reason)  # fmt: skip
         for step in steps[len(results):]:
-            results.append(EntryResult(step.name, str(step.experiment), step.repeat, None,
+            results.append(EntryInfo(step.name, str(step.experiment), step.repeat, None,
                                        "skipped", reason))
         return results
 
 
-def exit_code(results: list[EntryResult], interrupted: bool, left: bool) -> int:
+def exit_code(results: list[EntryInfo], interrupted: bool, left: bool) -> int:
     """The exit code (see :data:`EXIT`); ``left``: the deployment was not at baseline at the
     start or the final recovery found something."""
     if interrupted:
@@ -301,7 +302,7 @@ def exit_code(results: list[EntryResult], interrupted: bool, left: bool) -> int:
     return EXIT["held"]
 
 
-def _status(code: int, results: list[EntryResult]) -> str:
+def _status(code: int, results: list[EntryInfo]) -> str:
     if code == EXIT["deviated"]:
         return "deviated" if any(r.outcome == "deviated" for r in results) else "failed"
     return {0: "held", 3: "not_recovered", 130: "interrupted"}.get(code, "failed")
@@ -371,7 +372,7 @@ def run_gameday(path: str | Path, options: RunOptions, display: Display, *,
         status = _status(code, results)
         score = record.score([(r.journal, _weight(gameday, r.name)) for r in results])
         recorder.finish_gameday(run_id, status, score)
-        result = GamedayResult(gameday.name, run_id, started, _now(), status, results, score,
+        result = GamedayInfo(gameday.name, run_id, started, _now(), status, results, score,
                                tuple(trend))  # fmt: skip
         recorder.close()
         written = write_reports(out_dir, result, options.junit, say)

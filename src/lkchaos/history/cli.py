@@ -14,36 +14,19 @@ import datetime as dt
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
-from functools import wraps
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
-from lkchaos.errors import ConfigError, LkChaosError
+from lkchaos.cliutil import handle_errors
 from lkchaos.history.records import RunRecord
 from lkchaos.history.store import PROBE_METRICS, RUN_METRICS, History, open_history
 from lkchaos.score import decayed
 
-F = TypeVar("F", bound=Callable[..., Any])
 _SPARKS = "▁▂▃▄▅▆▇█"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def _errors(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(2)
-        except LkChaosError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
@@ -158,7 +141,7 @@ def _open(ctx: click.Context) -> History:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 @click.pass_context
-@_errors
+@handle_errors
 def list_runs(ctx: click.Context, experiment: str | None, gameday: str | None,
               status: str | None, since: str | None, limit: int,
               as_json: bool) -> None:  # fmt: skip
@@ -186,7 +169,7 @@ def list_runs(ctx: click.Context, experiment: str | None, gameday: str | None,
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
 @click.pass_context
-@_errors
+@handle_errors
 def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """One run (by id or a unique prefix): its verdict, score and figures per probe."""
     with _open(ctx) as store:
@@ -229,7 +212,7 @@ def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
 @click.option("--probe", help="A sampled probe's figure instead of the run's worst.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.pass_context
-@_errors
+@handle_errors
 def trend(ctx: click.Context, experiment: str, metric: str, probe: str | None,
           limit: int) -> None:  # fmt: skip
     """A metric of an experiment across its runs (oldest first), with a sparkline."""
@@ -255,7 +238,7 @@ def trend(ctx: click.Context, experiment: str, metric: str, probe: str | None,
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 @click.pass_context
-@_errors
+@handle_errors
 def gamedays(ctx: click.Context, name: str | None, limit: int, as_json: bool) -> None:
     """Game day runs, newest first."""
     with _open(ctx) as store:
@@ -277,7 +260,7 @@ def gamedays(ctx: click.Context, name: str | None, limit: int, as_json: bool) ->
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 @click.pass_context
-@_errors
+@handle_errors
 def schedule(ctx: click.Context, gameday: str | None, limit: int, as_json: bool) -> None:
     """Schedule events (fired, missed, skipped), newest first."""
     with _open(ctx) as store:

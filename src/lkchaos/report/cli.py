@@ -7,12 +7,12 @@ written). The paths written are printed, one per line.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from lkchaos.errors import ConfigError, LkChaosError
+from lkchaos.cliutil import handle_errors
+from lkchaos.errors import ConfigError
 from lkchaos.report.load import JournalSource, load_report, read_journal
 from lkchaos.report.model import GamedayInfo
 from lkchaos.report.write import write_report_files
@@ -50,6 +50,7 @@ def _default_title(journals: tuple[Path, ...], gameday: GamedayInfo | None) -> s
                    "day's name for its latest run.")
 @click.option("--history-url", help="The history database (default: $LKCHAOS_HISTORY_URL, "
                                     "else the state folder's SQLite file).")
+@handle_errors
 def report(journals: tuple[Path, ...], output: Path, markdown_path: Path | None,
            junit_path: Path | None, title: str | None, gameday_ref: str | None,
            history_url: str | None) -> None:  # fmt: skip
@@ -60,28 +61,21 @@ def report(journals: tuple[Path, ...], output: Path, markdown_path: Path | None,
     lkchaos report journal.json -o report.html --markdown summary.md --junit junit.xml
     lkchaos report --gameday weekly --history-url sqlite:///history.sqlite
     """
-    try:
-        if gameday_ref is None and not journals:
-            raise ConfigError("give one or more journal files, or --gameday NAME_OR_RUN_ID")
-        if gameday_ref is not None and journals:
-            raise ConfigError("give journal files or --gameday, not both")
-        if history_url is not None and gameday_ref is None:
-            raise ConfigError("--history-url is only used with --gameday")
-        day: GamedayInfo | None = None
-        sources: list[JournalSource] = list(journals)
-        if gameday_ref is not None:
-            day, sources = _history_gameday(gameday_ref, history_url)
-        built = load_report(sources, title=title or _default_title(journals, day), gameday=day)
-        paths = {"html": output}
-        if markdown_path is not None:
-            paths["md"] = markdown_path
-        if junit_path is not None:
-            paths["junit"] = junit_path
-        for path in write_report_files(built, paths).values():
-            click.echo(str(path))
-    except ConfigError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(2)
-    except LkChaosError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(1)
+    if gameday_ref is None and not journals:
+        raise ConfigError("give one or more journal files, or --gameday NAME_OR_RUN_ID")
+    if gameday_ref is not None and journals:
+        raise ConfigError("give journal files or --gameday, not both")
+    if history_url is not None and gameday_ref is None:
+        raise ConfigError("--history-url is only used with --gameday")
+    day: GamedayInfo | None = None
+    sources: list[JournalSource] = list(journals)
+    if gameday_ref is not None:
+        day, sources = _history_gameday(gameday_ref, history_url)
+    built = load_report(sources, title=title or _default_title(journals, day), gameday=day)
+    paths = {"html": output}
+    if markdown_path is not None:
+        paths["md"] = markdown_path
+    if junit_path is not None:
+        paths["junit"] = junit_path
+    for path in write_report_files(built, paths).values():
+        click.echo(str(path))

@@ -7,7 +7,6 @@ shown instead of the score.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,23 +14,11 @@ from lkchaos import score
 from lkchaos.errors import LkChaosError
 
 
-def _ended(journal: Mapping[str, Any]) -> dt.datetime | None:
-    for key in ("end", "start"):
-        raw = journal.get(key)
-        if isinstance(raw, str):
-            try:
-                when = dt.datetime.fromisoformat(raw)
-            except ValueError:
-                continue
-            return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-    return None
-
-
 def score_of(journal: Mapping[str, Any]) -> tuple[float | None, str]:
     """``(score 0-100, explanation)`` of one run as of its end; ``(None, why)`` when it
     cannot be scored."""
     try:
-        result = score.experiment_score(journal, now=_ended(journal))
+        result = score.experiment_score(journal, now=score.journal_end(journal))
     except LkChaosError as exc:
         return None, f"not scored: {exc}"
     except (AttributeError, TypeError, ValueError) as exc:  # a journal of an unexpected shape

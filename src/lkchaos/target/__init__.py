@@ -10,11 +10,12 @@ Public API::
 """
 
 from lkchaos.target.convert import settings_values
-from lkchaos.target.load import LoadedTarget, Problem, TargetInvalid, check_target, load_target
+from lkchaos.target.load import LoadedTarget, TargetInvalid, check_target, load_target
 from lkchaos.target.model import SecretRef, Target
 from lkchaos.target.needs import NEEDS, catalogue, missing
 from lkchaos.target.secrets import SecretUnavailable
 from lkchaos.target.select import Selection, select_target
+from lkchaos.yamlcheck import Problem
 
 __all__ = [
     "NEEDS",

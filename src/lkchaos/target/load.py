@@ -2,52 +2,34 @@
 
 Checked: YAML syntax and duplicate keys, the schema (:mod:`lkchaos.target.model`: types,
 unknown keys with a "did you mean", inline secrets, exactly-one choices), node names unique
-and ``roles.livekit_node`` agreeing with the nodes. Lines come from PyYAML's composed nodes,
-as in :mod:`lkchaos.gameday.check`: a schema error's location (``livekit.nodes.0.url``) is
+and ``roles.livekit_node`` agreeing with the nodes. Lines come from PyYAML's composed nodes
+(:mod:`lkchaos.yamlcheck`): a schema error's location (``livekit.nodes.0.url``) is
 mapped to that node's line, or to the nearest enclosing one. Secrets are not resolved here,
 and no value under a secret's key is ever quoted in a problem.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from lkchaos.errors import ConfigError
+from lkchaos import yamlcheck
 from lkchaos.target import model
-
-Location = tuple[str | int, ...]
+from lkchaos.yamlcheck import FileInvalid, Location, Problem, in_line_order, key_problem, line_of
 
 _SECRET_KEYS = {"api_key", "api_secret", "password_ref"}
+#: The problem and fix of a file that holds no mapping.
+_NOT_A_MAPPING = ("a target must be a mapping with livekit, redis, tls_proxy and runtime",
+                  "see stack/targets/reference.yaml for an example")
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One problem of a target file: where (file, 1-based line), what, and what to do."""
-
-    path: str
-    line: int
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}; {self.fix}"
-
-
-class TargetInvalid(ConfigError):
+class TargetInvalid(FileInvalid):
     """A target file with problems; ``problems`` lists them all, in line order."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(problem) for problem in problems))
 
 
 @dataclass(frozen=True)
@@ -60,31 +42,6 @@ class LoadedTarget:
     @property
     def folder(self) -> Path:
         return self.path.parent
-
-
-def _lines(node: yaml.Node, where: Location, found: dict[Location, int],
-           duplicates: list[tuple[Location, int]]) -> None:  # fmt: skip
-    found[where] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            name = str(key.value)
-            if name in seen:
-                duplicates.append(((*where, name), key.start_mark.line + 1))
-            seen.add(name)
-            found[(*where, name, "<key>")] = key.start_mark.line + 1
-            _lines(value, (*where, name), found, duplicates)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _lines(item, (*where, index), found, duplicates)
-
-
-def line_of(lines: dict[Location, int], where: Location) -> int:
-    """The line of the node at ``where``, or of its nearest enclosing node (1 at worst)."""
-    for end in range(len(where), -1, -1):
-        if where[:end] in lines:
-            return lines[where[:end]]
-    return 1
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -130,22 +87,11 @@ def _schema_problem(path: str, error: Any, lines: dict[Location, int]) -> Proble
     if where[-1:] == ("[key]",):  # a mapping keyed by a fixed set (toxiproxy.links)
         where, kind = where[:-1], "extra_forbidden"
         dotted = ".".join(str(part) for part in where)
-    if kind == "extra_forbidden":
-        key = str(where[-1])
-        known = _keys_at(where)
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-        return Problem(path, line_of(lines, (*where, "<key>")), f"unknown key {dotted!r}",
-                       f"{hint} (remove it or correct its spelling)")  # fmt: skip
-    if kind == "missing":
-        return Problem(path, line_of(lines, where[:-1]), f"{dotted} is missing",
-                       f"add `{where[-1]}:` (see docs/targets.md)")  # fmt: skip
+    common = key_problem(path, error, lines, where, kind, known_keys=_keys_at,
+                         missing_fix=" (see docs/targets.md)")
+    if common is not None:
+        return common
     value = error.get("input")
-    if kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
-        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(choices)}"
-        return Problem(path, line_of(lines, where), f"{dotted}: {value!r} is not allowed", hint)
     if message == model.INLINE_SECRET:
         return Problem(path, line_of(lines, where), f"{dotted}: {message}",
                        "move the value to an environment variable or a secrets file")
@@ -159,38 +105,6 @@ def _schema_problem(path: str, error: Any, lines: dict[Location, int]) -> Proble
     line = line_of(lines, (*where, "<key>") if isinstance(value, dict | list) else where)
     return Problem(path, line, f"{dotted}: {message}{shown}",
                    "see docs/targets.md for this key's form and an example")
-
-
-def parse(path: Path) -> tuple[dict[str, Any], dict[Location, int], list[Problem]]:
-    """The file's mapping, each node's line, and its syntax problems (the mapping is empty
-    when the file cannot be read or parsed)."""
-    name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return {}, {}, [Problem(name, 1, f"cannot be read ({exc})", "check the path")]
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        reason = getattr(exc, "problem", None) or type(exc).__name__
-        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and start is not None and start.line + 1 != line:
-            reason += f" ({context} at line {start.line + 1})"
-        return {}, {}, [Problem(name, line, f"not valid YAML: {reason}",
-                                "check the indentation and quoting around that line")]
-    if not isinstance(data, dict) or node is None:
-        return {}, {}, [Problem(name, 1, "a target must be a mapping with livekit, redis, "
-                                "tls_proxy and runtime",
-                                "see stack/targets/reference.yaml for an example")]
-    lines: dict[Location, int] = {}
-    duplicates: list[tuple[Location, int]] = []
-    _lines(node, (), lines, duplicates)
-    problems = [Problem(name, line, f"key {'.'.join(map(str, where))!r} is given twice",
-                        "keep one of them") for where, line in duplicates]
-    return data, lines, problems
 
 
 def _cross(name: str, target: model.Target, lines: dict[Location, int]) -> list[Problem]:
@@ -216,14 +130,15 @@ def check_target(path: str | Path) -> tuple[LoadedTarget | None, list[Problem]]:
     None when the file does not validate."""
     file = Path(path)
     name = str(path)
-    data, lines, problems = parse(file)
+    data, lines, problems = yamlcheck.parse(file, not_mapping=_NOT_A_MAPPING,
+                                            quote_errors=False)
     if not data:
         return None, problems
     try:
         target = model.Target.model_validate(data)
     except ValidationError as exc:
         problems += [_schema_problem(name, error, lines) for error in exc.errors()]
-        return None, sorted(dict.fromkeys(problems), key=lambda problem: problem.line)
+        return None, in_line_order(problems)
     problems += _cross(name, target, lines)
     problems.sort(key=lambda problem: problem.line)
     return (None if problems else LoadedTarget(target, file.resolve())), problems
