@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 
 def pytest_configure() -> None:
     # A shell running a command in the background without job control (`cmd &` in a script,
@@ -12,3 +14,10 @@ def pytest_configure() -> None:
     # that the interruption tests send. Restore Python's default so children get SIG_DFL.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _no_target_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own ``LKCHAOS_TARGET`` must not change what the tests see; a test that
+    needs one sets it itself."""
+    monkeypatch.delenv("LKCHAOS_TARGET", raising=False)

@@ -25,6 +25,25 @@ def say(message: str) -> None:
     click.echo(message, err=True)
 
 
+_target_option = click.option(
+    "--target", "target_file", type=click.Path(dir_okay=False), default=None,
+    help="The target file (else $LKCHAOS_TARGET, else the experiment's lkchaos_target, else "
+         "the reference stack's); see docs/targets.md.",
+)  # fmt: skip
+
+
+def _check_target() -> None:
+    """Refuse (ConfigError: exit 2) a selected target that is missing or invalid, before
+    anything is done; no target at all is fine (the built-in defaults apply)."""
+    from lkchaos.settings import selected_target
+
+    selection = selected_target()
+    if selection is not None:
+        from lkchaos.target.layer import load_cached
+
+        load_cached(selection)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="lkchaos")
 def main() -> None:
@@ -34,16 +53,26 @@ def main() -> None:
 @main.command()
 @click.option("--force", is_flag=True,
               help="Recover even while another process runs an experiment against the stack.")
+@_target_option
 @handle_errors
-def recover(force: bool) -> None:
+def recover(force: bool, target_file: str | None) -> None:
     """Undo every fault lkchaos can leave behind, even after its runner was killed.
 
     Undoes the fault ledger, removes lkchaos's toxics, re-enables its Toxiproxy links,
     unpauses and starts the project's services and releases a stale run lock; lists what it
     did, then checks the baseline. Exits 1 if the stack is still not back, and refuses (exit
     1, naming the run and its pid) while another process runs an experiment, whose faults it
-    would undo mid-run, unless --force.
+    would undo mid-run, unless --force. The target is the one `lkchaos target check` shows
+    (--target, else $LKCHAOS_TARGET, else the reference stack's).
     """
+    from lkchaos.target.select import target_for_process
+
+    with target_for_process(target_file):
+        _check_target()
+        _recover(force)
+
+
+def _recover(force: bool) -> None:
     from lkchaos.safety.probes import baseline
     from lkchaos.safety.recovery import recover as do_recover
     from lkchaos.settings import Settings
@@ -100,15 +129,27 @@ def audit(run_id: str | None, since: str | None, as_json: bool) -> None:
 @click.argument("experiments", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--offline", is_flag=True,
               help="Check the arguments only; do not read the deployment.")
-def check(experiments: tuple[str, ...], offline: bool) -> None:
+@_target_option
+@handle_errors
+def check(experiments: tuple[str, ...], offline: bool, target_file: str | None) -> None:
     """Check experiments without running anything or changing the deployment.
 
     The experiment's shape and where its secrets are given; every lkchaos activity's
     arguments (types, ranges, units, injection, the harness) and, unless --offline, that the
     services, proxies and names they target exist (read only). Secret values never appear in
     what it prints. Exits 0 when every experiment is clean (warnings are printed), 2 with
-    every problem listed otherwise.
+    every problem listed otherwise, or when the selected target is missing or invalid (as
+    `lkchaos target check` selects it: --target, else $LKCHAOS_TARGET, else the experiment's
+    lkchaos_target, else the reference stack's).
     """
+    from lkchaos.target.select import target_for_process
+
+    with target_for_process(target_file):
+        _check_target()
+        _check(experiments, offline)
+
+
+def _check(experiments: tuple[str, ...], offline: bool) -> None:
     from lkchaos.preflight import ExperimentFileError, check_file, errors
 
     failed = 0

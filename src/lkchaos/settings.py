@@ -1,16 +1,26 @@
 """Where the deployment under test is, read once from Chaos Toolkit configuration and secrets.
 
-The defaults describe the reference stack (``docker-compose.chaos.yml``); every value can be
-set for a user's own deployment, in the experiment's ``configuration`` (plain values or
-``{"type": "env", "key": ...}``) or in the environment. Lookup order for each setting:
-configuration key, then environment variable, then the default.
+Lookup order for each setting: the experiment's ``configuration`` key (plain values or
+``{"type": "env", "key": ...}``), then the environment variable, then the target file in use
+(docs/targets.md), then the built-in default, which describes the reference stack
+(``docker-compose.chaos.yml``).
+
+The target in use is chosen in one place, :func:`lkchaos.target.select_target`: ``--target
+FILE`` where a command has it (``lkchaos recover``, ``check``, ``target check``), else
+``$LKCHAOS_TARGET``, else the configuration key ``lkchaos_target``, else the reference stack's
+own ``stack/targets/reference.yaml`` in the lkchaos checkout. It gives exactly the defaults
+below. When none can be selected (an installed package outside a checkout), the built-in
+defaults apply; a target that was named but is missing or invalid is a :class:`ConfigError`
+naming the file and its problems. A target's file is read again only when it changes. Its API
+key and secret are resolved only when no other layer gives them, and a reference that does
+not resolve is reported by :meth:`Settings.require_keys`, not by :meth:`Settings.load`.
 
 Settings (configuration key / environment variable: default for the reference stack):
 
 - ``livekit_url`` / ``LIVEKIT_URL``: ``wss://lk.chaos.test``, the URL callers use
 - ``livekit_node_urls`` / ``LKCHAOS_LIVEKIT_NODE_URLS``: each node's HTTP port on 127.0.0.1
-- ``livekit_api_key`` / ``LIVEKIT_API_KEY``: from the stack's state folder
-- ``livekit_api_secret`` / ``LIVEKIT_API_SECRET``: from the stack's state folder
+- ``livekit_api_key`` / ``LIVEKIT_API_KEY``: the target's, else from the stack's state folder
+- ``livekit_api_secret`` / ``LIVEKIT_API_SECRET``: likewise
 - ``sentinel_addresses`` / ``LKCHAOS_SENTINELS``: the three Sentinels on 127.0.0.1
 - ``sentinel_master`` / ``LKCHAOS_SENTINEL_MASTER``: ``lkchaos``
 - ``redis_address_map`` / ``LKCHAOS_REDIS_ADDRESS_MAP``: stack names to published ports
@@ -46,11 +56,12 @@ from typing import Any
 
 from lkchaos.errors import ConfigError
 from lkchaos.stack import layout
+from lkchaos.target.select import Selection, select_target
 
 LOCAL = "127.0.0.1"
 
 
-def _default_state_dir() -> Path:
+def default_state_dir() -> Path:
     """The state folder, always absolute (see the module docstring): ``LKCHAOS_STATE_DIR``,
     else the checkout's ``.lkchaos``, else ``$XDG_STATE_HOME/lkchaos``."""
     from lkchaos.stack.layout import StackPaths
@@ -80,6 +91,14 @@ def _parse_map(value: str) -> dict[str, str]:
             raise ConfigError(f"address map entry {pair!r} is not of the form from=to")
         mapping[src.strip()] = dst.strip()
     return mapping
+
+
+def selected_target(configuration: Mapping[str, Any] | None = None) -> Selection | None:
+    """The target in use (see the module docstring), or None when none can be selected."""
+    try:
+        return select_target(None, configuration)
+    except ConfigError:  # nothing names one and there is no checkout: the defaults apply
+        return None
 
 
 def _stack_keys(state_dir: Path) -> dict[str, str]:
@@ -119,6 +138,8 @@ class Settings:
     voice_prober_url: str = f"http://{LOCAL}:{layout.host_port('prober')}"
     agent_name: str = "lkchaos-agent"
     state_dir: str = ""
+    #: Why the target's API key or secret did not resolve (names the reference, not a value).
+    keys_problem: str = field(default="", repr=False, compare=False)
 
     @classmethod
     def load(
@@ -126,15 +147,24 @@ class Settings:
         configuration: Mapping[str, Any] | None = None,
         secrets: Mapping[str, Any] | None = None,
     ) -> Settings:
-        """Build settings from Chaos Toolkit configuration/secrets, the environment, defaults."""
+        """Build settings from Chaos Toolkit configuration/secrets, the environment, the
+        target in use and the defaults (see the module docstring)."""
         conf = dict(configuration or {})
         env = os.environ
         values: dict[str, Any] = {}
+        state_dir = default_state_dir()
+        selection = selected_target(conf)
+        target: dict[str, Any] = {}
+        loaded = None
+        if selection is not None:
+            from lkchaos.target.layer import layer
+
+            target, loaded = layer(selection, state_dir)
 
         def pick(key: str, env_key: str) -> Any:
             if key in conf and conf[key] not in (None, ""):
                 return conf[key]
-            return env.get(env_key) or None
+            return env.get(env_key) or target.get(key)
 
         text_keys = {
             "livekit_url": "LIVEKIT_URL",
@@ -158,6 +188,8 @@ class Settings:
             values["voice_prober_url"] = str(conf["voice_prober_url"])
         elif "LKCHAOS_VOICE_PROBER_URL" in env:
             values["voice_prober_url"] = env["LKCHAOS_VOICE_PROBER_URL"]
+        elif "voice_prober_url" in target:
+            values["voice_prober_url"] = target["voice_prober_url"]
         for key, env_key in (
             ("livekit_node_urls", "LKCHAOS_LIVEKIT_NODE_URLS"),
             ("sentinel_addresses", "LKCHAOS_SENTINELS"),
@@ -174,22 +206,30 @@ class Settings:
             if lk_secrets.get(key):
                 values[f"livekit_{key}"] = str(lk_secrets[key])
 
-        state_dir = _default_state_dir()
         values["state_dir"] = str(state_dir)
         if not values.get("livekit_api_key") or not values.get("livekit_api_secret"):
-            stack = _stack_keys(state_dir)
-            values.setdefault("livekit_api_key", stack.get("LIVEKIT_API_KEY", ""))
-            values.setdefault("livekit_api_secret", stack.get("LIVEKIT_API_SECRET", ""))
+            if loaded is not None:
+                from lkchaos.target.layer import api_keys
+
+                key, secret, problem = api_keys(loaded, state_dir)
+                values["keys_problem"] = problem
+            else:
+                stack = _stack_keys(state_dir)
+                key = stack.get("LIVEKIT_API_KEY", "")
+                secret = stack.get("LIVEKIT_API_SECRET", "")
+            values.setdefault("livekit_api_key", key)
+            values.setdefault("livekit_api_secret", secret)
         values.setdefault("ca_file", str(state_dir / "certs" / "ca.crt"))
         return cls(**values)
 
     def require_keys(self) -> tuple[str, str]:
         """The API key pair, or a ConfigError saying where to set it."""
         if not self.livekit_api_key or not self.livekit_api_secret:
+            why = f" ({self.keys_problem})" if self.keys_problem else ""
             raise ConfigError(
-                "no LiveKit API key/secret: set LIVEKIT_API_KEY and LIVEKIT_API_SECRET (or the "
-                "experiment's secrets), or start the reference stack with `lkchaos stack up`, "
-                "which generates them"
+                f"no LiveKit API key/secret{why}: set LIVEKIT_API_KEY and LIVEKIT_API_SECRET "
+                "(or the experiment's secrets), correct the target file's api_key/api_secret, "
+                "or start the reference stack with `lkchaos stack up`, which generates them"
             )
         return self.livekit_api_key, self.livekit_api_secret
 

@@ -15,6 +15,8 @@ import pytest
 
 from lkchaos.controls.history import run_arguments
 
+REFERENCE = Path(__file__).resolve().parents[2] / "stack" / "targets" / "reference.yaml"
+
 CHAOS = Path(sys.executable).with_name("chaos")
 SAFETY = {"name": "lkchaos-safety", "provider": {"type": "python",
                                                  "module": "lkchaos.safety.control"}}
@@ -76,7 +78,7 @@ def test_a_run_is_recorded_once_with_where_it_came_from(tmp_path: Path) -> None:
     result = chaos_run(tmp_path, experiment, f"sqlite:///{database}", "--settings",
                        str(settings), env={"LKCHAOS_GAMEDAY_RUN_ID": "g-1",
                                            "LKCHAOS_GAMEDAY_ENTRY": "tiny",
-                                           "LKCHAOS_TARGET": "reference"})  # fmt: skip
+                                           "LKCHAOS_TARGET": str(REFERENCE)})  # fmt: skip
     assert result.returncode == 0, result.stderr
     (row,) = recorded(database)
     written = journal(tmp_path)
@@ -87,7 +89,8 @@ def test_a_run_is_recorded_once_with_where_it_came_from(tmp_path: Path) -> None:
     assert (row["experiment_path"], row["journal_path"]) == (str(experiment),
                                                              str(tmp_path / "journal.json"))
     assert (row["experiment_name"], row["status"], row["deviated"]) == ("tiny", "completed", 0)
-    assert (row["gameday_run_id"], row["entry"], row["target"]) == ("g-1", "tiny", "reference")
+    assert (row["gameday_run_id"], row["entry"], row["target"]) == ("g-1", "tiny",
+                                                                    str(REFERENCE))
     assert row["score"] == 100.0
 
 

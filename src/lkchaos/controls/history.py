@@ -22,7 +22,7 @@ calls after every hook and before ``chaos run`` writes the journal file: the not
 control adds lands in that file.
 
 Recorded with the run: ``$LKCHAOS_GAMEDAY_RUN_ID``, ``$LKCHAOS_GAMEDAY_ENTRY``,
-``$LKCHAOS_TARGET`` and ``$LKCHAOS_JOURNAL_PATH`` when set (a game day's runner sets them),
+``$LKCHAOS_TARGET`` (the target file, docs/targets.md) and ``$LKCHAOS_JOURNAL_PATH`` when set,
 and the experiment's file: Chaos Toolkit does not pass it to controls, so it is read from
 ``sys.argv`` when the process is ``chaos run`` (its last positional argument and
 ``--journal-path``), see :func:`run_arguments`. Run otherwise (``chaoslib`` called from
@@ -165,6 +165,17 @@ def _record(journal: dict[str, Any], url: str | None) -> dict[str, Any]:
             journal, experiment_path=experiment_path, journal_path=journal_path,
             gameday_run_id=os.environ.get("LKCHAOS_GAMEDAY_RUN_ID") or None,
             entry=os.environ.get("LKCHAOS_GAMEDAY_ENTRY") or None,
-            target=os.environ.get("LKCHAOS_TARGET") or None,
+            target=_target(),
         )  # fmt: skip
         return {"recorded": True, "run_id": run_id, "url": history.url, "error": None}
+
+
+def _target() -> str | None:
+    """The target file in use (its path, at most 200 characters), or None for none."""
+    from lkchaos.settings import selected_target
+
+    try:
+        chosen = selected_target()
+    except Exception:  # a broken target already failed the run; say what was asked for
+        return (os.environ.get("LKCHAOS_TARGET") or "")[-200:] or None
+    return None if chosen is None else str(chosen.path)[-200:]

@@ -28,9 +28,9 @@ class SecretUnavailable(ConfigError):
 
 def state_dir() -> Path:
     """lkchaos's state folder (absolute), as :class:`lkchaos.settings.Settings` chooses it."""
-    from lkchaos.settings import _default_state_dir
+    from lkchaos.settings import default_state_dir
 
-    return _default_state_dir()
+    return default_state_dir()
 
 
 def expand_path(text: str, base: Path, state: Path | None = None) -> Path:

@@ -2,7 +2,9 @@
 
 Order, first found wins:
 
-1. ``--target FILE`` on the command line (the ``flag`` argument);
+1. ``--target FILE`` on the command line (the ``flag`` argument, else the one a command set
+   for the whole process with :func:`target_for_process`, which every ``Settings.load`` of
+   that process then sees);
 2. the environment variable ``LKCHAOS_TARGET``;
 3. the experiment's configuration key ``lkchaos_target`` (a plain value, or Chaos Toolkit's
    ``{"type": "env", "key": ...}`` which Chaos Toolkit resolves before lkchaos sees it);
@@ -15,7 +17,8 @@ An empty value counts as unset. Relative paths are relative to the current folde
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,23 @@ from lkchaos.errors import ConfigError
 ENV = "LKCHAOS_TARGET"
 CONFIG_KEY = "lkchaos_target"
 REFERENCE = Path("stack") / "targets" / "reference.yaml"
+
+#: The ``--target`` of the command this process runs (see :func:`target_for_process`).
+_process_flag: str | None = None
+
+
+@contextmanager
+def target_for_process(flag: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Within the block, ``flag`` counts as ``--target`` for every selection of this process
+    (``None`` or ``""``: no flag). A command with a ``--target`` option wraps its work in it,
+    so that the settings every activity loads name the same target."""
+    global _process_flag
+    before = _process_flag
+    _process_flag = str(flag) if flag else None
+    try:
+        yield
+    finally:
+        _process_flag = before
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,8 @@ def select_target(flag: str | os.PathLike[str] | None = None,
     target and no reference checkout is found. The file is not read here."""
     env = os.environ if environ is None else environ
     conf = configuration or {}
+    if flag is None or str(flag) == "":
+        flag = _process_flag
     for value, source in ((flag, "flag"), (env.get(ENV), "environment"),
                           (conf.get(CONFIG_KEY), "configuration")):  # fmt: skip
         if value is not None and str(value) != "":

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from lkchaos.errors import StackError
+from lkchaos.errors import ConfigError, StackError
 from lkchaos.settings import Settings
 
 TIMEOUT = httpx.Timeout(5.0)
@@ -215,5 +215,12 @@ class ToxiproxyClient:
 
 
 def connect(settings: Settings) -> ToxiproxyClient:
-    """The client for the deployment's Toxiproxy (``toxiproxy_url``)."""
+    """The client for the deployment's Toxiproxy (``toxiproxy_url``); a ConfigError when the
+    deployment has none (a target without a ``toxiproxy`` section)."""
+    if not settings.toxiproxy_url:
+        raise ConfigError(
+            "this activity needs Toxiproxy and the target has none (toxiproxy_url is empty): "
+            "add a `toxiproxy:` section to the target file or set LKCHAOS_TOXIPROXY_URL "
+            "(`lkchaos target check` lists what can run on this target)"
+        )
     return ToxiproxyClient(settings.toxiproxy_url)
