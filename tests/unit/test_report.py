@@ -307,3 +307,22 @@ def test_a_trend_over_a_few_minutes_draws_without_a_warning() -> None:
         warnings.simplefilter("error")
         png = trend_png(points[:-1], points[-1], "held")
     assert png is not None and png.startswith(b"\x89PNG")
+
+
+def test_a_trend_of_one_run_spans_a_day_either_side_not_years() -> None:
+    from lkchaos.report.plots import trend_window
+
+    assert trend_window([20_000.5]) == (19_999.5, 20_001.5)
+    assert trend_window([20_000.1, 20_000.6]) == (19_999.1, 20_001.6)
+    assert trend_window([20_000.0, 20_007.0]) is None  # a week of runs: matplotlib's range
+    assert trend_window([]) is None
+
+
+def test_paths_inside_the_current_folder_are_shown_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lkchaos.report.load import shown_path
+
+    monkeypatch.chdir(tmp_path)
+    assert shown_path(tmp_path / "out" / "01-agent-crash-1.json") == "out/01-agent-crash-1.json"
+    assert shown_path("/elsewhere/journal.json") == "/elsewhere/journal.json"

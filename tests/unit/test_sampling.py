@@ -13,6 +13,7 @@ from copy import deepcopy
 from typing import Any
 
 import pytest
+from chaoslib.control import load_global_controls
 from chaoslib.exceptions import ActivityFailed, InvalidControl
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
 from chaoslib.types import Dry
@@ -513,3 +514,25 @@ def test_the_sampler_marks_misheard_results() -> None:
     assert _misheard({"ok": False, "stage": "misheard"})
     assert not _misheard({"ok": False, "stage": "wrong_reply"})
     assert not _misheard(False) and not _misheard(None)
+
+
+def test_controls_declared_in_the_settings_too_mark_each_activity_once() -> None:
+    # Chaos Toolkit calls the experiment's own controls at the hypothesis and activity levels
+    # once per settings-level control (as with a game day, which declares three there).
+    load_global_controls({"controls": {
+        name: {"provider": {"type": "python", "module": "lkchaos.controls.progress"}}
+        for name in ("first", "second", "third")}})  # fmt: skip
+    exp = experiment(
+        probes=[probe("svc", "service_ok", 0.05)],
+        method=[action("break", "break_service"), action("repair", "repair_service")],
+        hypothesis=[{**RECOVERED, "name": "always", "tolerance": True,
+                     "provider": _provider("service_ok")}],  # fmt: skip
+    )
+    journal = run_experiment(exp)
+    assert journal["status"] == "completed"
+    marks = [(m["event"], m.get("name")) for m in section(journal)["marks"]]
+    assert marks.count(("hypothesis_start", None)) == 2  # before and after the method
+    assert marks.count(("hypothesis_end", None)) == 2
+    for name, runs in (("always", 2), ("break", 1), ("repair", 1)):
+        assert marks.count(("activity_start", name)) == runs, marks
+        assert marks.count(("activity_end", name)) == runs, marks

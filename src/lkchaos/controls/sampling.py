@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lkchaos.controls.options import parse_options
@@ -73,6 +73,8 @@ class _Entry:
     experiment: Any
     sampler: Sampler | None = None
     error: str | None = None
+    #: ids of the hypotheses and activities started and not yet ended (see ``_opens``).
+    open: set[int] = field(default_factory=set)
 
 
 _lock = threading.Lock()
@@ -92,6 +94,30 @@ def _entry(experiment: Any, pop: bool = False) -> _Entry | None:
 def _sampler(experiment: Any) -> Sampler | None:
     entry = _entry(experiment)
     return entry.sampler if entry is not None else None
+
+
+def _opens(experiment: Any, context: Any) -> Sampler | None:
+    """The sampler, at the first start of a hypothesis or activity; None at a repeat.
+
+    Chaos Toolkit calls an experiment's own controls at the hypothesis and activity levels
+    once per control declared in its settings (``chaoslib.control.get_context_controls``): with
+    the safety control there too, or under a game day, each start and end would be marked two
+    or three times. One start and one end per run of a hypothesis or activity: a start while
+    the same one is open, or an end when it is not, is a repeat and is ignored."""
+    entry = _entry(experiment)
+    if entry is None or entry.sampler is None or id(context) in entry.open:
+        return None
+    entry.open.add(id(context))
+    return entry.sampler
+
+
+def _closes(experiment: Any, context: Any) -> Sampler | None:
+    """The sampler, at the first end of an open hypothesis or activity; None at a repeat."""
+    entry = _entry(experiment)
+    if entry is None or entry.sampler is None or id(context) not in entry.open:
+        return None
+    entry.open.discard(id(context))
+    return entry.sampler
 
 
 def find_sampler(probe: str) -> Sampler | None:
@@ -166,14 +192,14 @@ def before_experiment_control(
 
 
 def before_hypothesis_control(context: Any, experiment: Any = None, **_: Any) -> None:
-    if (sampler := _sampler(experiment)) is not None:
+    if (sampler := _opens(experiment, context)) is not None:
         sampler.mark("hypothesis_start")
 
 
 def after_hypothesis_control(
     context: Any, experiment: Any = None, state: Any = None, **_: Any
 ) -> None:
-    if (sampler := _sampler(experiment)) is not None:
+    if (sampler := _closes(experiment, context)) is not None:
         met = state.get("steady_state_met") if isinstance(state, Mapping) else None
         sampler.mark("hypothesis_end", met=met)
 
@@ -211,14 +237,14 @@ def after_rollback_control(context: Any, experiment: Any = None, **_: Any) -> No
 
 
 def before_activity_control(context: Any, experiment: Any = None, **_: Any) -> None:
-    if (sampler := _sampler(experiment)) is not None and isinstance(context, Mapping):
+    if isinstance(context, Mapping) and (sampler := _opens(experiment, context)) is not None:
         sampler.mark("activity_start", name=context.get("name"), type=context.get("type"))
 
 
 def after_activity_control(
     context: Any, experiment: Any = None, state: Any = None, **_: Any
 ) -> None:
-    if (sampler := _sampler(experiment)) is not None and isinstance(context, Mapping):
+    if isinstance(context, Mapping) and (sampler := _closes(experiment, context)) is not None:
         run = state if isinstance(state, Mapping) else {}
         sampler.mark(
             "activity_end", name=context.get("name"), type=context.get("type"),

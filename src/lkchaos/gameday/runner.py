@@ -32,6 +32,7 @@ from lkchaos.gameday.lock import GamedayLock
 from lkchaos.gameday.model import Gameday
 from lkchaos.gameday.progress import Display, Tail
 from lkchaos.gameday.reports import write_reports
+from lkchaos.report.load import shown_path
 from lkchaos.report.model import EntryInfo, GamedayInfo
 
 EXIT = {"held": 0, "deviated": 1, "invalid": 2, "not_recovered": 3, "running": 4,
@@ -228,7 +229,7 @@ class GamedayRun:
         outcome, note = child.outcome(journal, code)
         if self.interrupts.interrupted and outcome == "held":
             outcome, note = "interrupted", "the game day was interrupted during this entry"
-        return EntryInfo(step.name, str(step.experiment), step.repeat,
+        return EntryInfo(step.name, shown_path(step.experiment), step.repeat,
                            journal if journal.is_file() else None, outcome, note)
 
     def _ended(self, result: EntryInfo) -> None:
@@ -285,7 +286,7 @@ class GamedayRun:
         reason = ("not run: the game day was interrupted" if self.interrupts.interrupted
                   else self.stop_reason)  # fmt: skip
         for step in steps[len(results):]:
-            results.append(EntryInfo(step.name, str(step.experiment), step.repeat, None,
+            results.append(EntryInfo(step.name, shown_path(step.experiment), step.repeat, None,
                                        "skipped", reason))
         return results
 

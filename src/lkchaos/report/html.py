@@ -16,6 +16,7 @@ from typing import Any
 from lkchaos import __version__
 from lkchaos.report import template
 from lkchaos.report.analyse import short
+from lkchaos.report.load import shown_path
 from lkchaos.report.model import VERDICTS, Report, Run, Step, label
 
 #: Audio clips embedded in one report at most (each up to ~850 KB once base64-encoded).
@@ -102,8 +103,9 @@ def _gameday(report: Report) -> str:
     for number, entry in enumerate(report.entries, 1):
         info, run = entry.info, entry.run
         name = (f"<a href='#{run.anchor}'>{e(info.name)}</a>" if run else e(info.name))
-        rows.append([str(number), name, f"<code>{e(info.experiment)}</code>", str(info.repeat),
-                     badge(info.outcome), score(run.score if run else None), e(info.note)])
+        shown = f"<code>{e(shown_path(info.experiment))}</code>"
+        rows.append([str(number), name, shown, str(info.repeat), badge(info.outcome),
+                     score(run.score if run else None), e(info.note)])
     entries = table(["#", "Entry", "Experiment", "Repeat", "Outcome", "Score", "Note"], rows,
                     numeric=(0, 3, 5))
     return (f"<section class='card'><h2>Game day {e(day.name)} {badge(day.status)}</h2>"

@@ -61,10 +61,20 @@ def check_journal(journal: Any, where: str) -> dict[str, Any]:
     return dict(journal)
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as a report shows it: relative to the current folder when it is inside it
+    (reports travel as CI artifacts: where the runner's checkout was means nothing there),
+    else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 def _journal(source: JournalSource, position: int) -> tuple[dict[str, Any], str]:
     if isinstance(source, Path | str):
         path = Path(source)
-        return read_journal(path), str(path)
+        return read_journal(path), shown_path(path)
     journal = check_journal(source, f"journal #{position} (given as a mapping)")
     safety = journal.get("lkchaos_safety")
     run_id = safety.get("run_id") if isinstance(safety, Mapping) else None

@@ -205,6 +205,9 @@ def trend_png(trend: Sequence[tuple[str, float]], current: tuple[str, float] | N
             ax.plot([_days(now[0])], [now[1]], "o", markersize=10, label="this run",
                     color=COLOURS.get(status, "#111827"))
         ax.set_ylim(0, 105)
+        xs = [_days(p[0]) for p in points] + ([_days(now[0])] if now and now[0] else [])
+        if (window := trend_window(xs)) is not None:
+            ax.set_xlim(*window)
         ax.set_ylabel("score")
         ax.grid(color="#e5e7eb", linewidth=0.6)
         for side in ("top", "right"):
@@ -214,6 +217,15 @@ def trend_png(trend: Sequence[tuple[str, float]], current: tuple[str, float] | N
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
         ax.legend(loc="lower left", frameon=False, fontsize=8.5)
         return _png(figure)
+
+
+def trend_window(days: Sequence[float]) -> tuple[float, float] | None:
+    """The x range of a trend (date numbers, in days) when matplotlib's own would not do: one
+    run, or runs within a day, would otherwise be drawn on an axis of years. A day either
+    side then; None to let matplotlib choose."""
+    if not days or max(days) - min(days) >= 1.0:
+        return None
+    return min(days) - 1.0, max(days) + 1.0
 
 
 def _days(when: dt.datetime) -> float:
