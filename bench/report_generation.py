@@ -29,8 +29,9 @@ FIXTURES = ROOT / "tests" / "fixtures" / "journals"
 
 
 def _sources(folder: Path | None) -> list[Path]:
-    if folder is not None:
-        return sorted(folder.glob("*.json"))
+    if folder is not None:  # the journals among them (a game day's folder has gameday.json)
+        return [p for p in sorted(folder.glob("*.json"))
+                if "experiment" in json.loads(p.read_text())]
     return [p for p in sorted(FIXTURES.glob("*.json"))
             if json.loads(p.read_text()).get("lkchaos", {}).get("sampling")]
 
