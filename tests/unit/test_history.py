@@ -53,6 +53,9 @@ def postgres_base() -> str:
     if not url:
         pytest.fail(f"{PG_ENV} is not set: run `export {PG_ENV}=$(bash scripts/postgres.sh)` "
                     "(it starts a local PostgreSQL) and run the tests again")  # fmt: skip
+    if not url.startswith(("postgresql://", "postgres://")) or "\n" in url:
+        pytest.fail(f"{PG_ENV} is not one PostgreSQL URL: {url!r}; "
+                    "scripts/postgres.sh must print only the URL on stdout")  # fmt: skip
     return url
 
 
