@@ -20,6 +20,7 @@ command -v sox >/dev/null 2>&1 || missing+=(sox)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v pg_lsclusters >/dev/null 2>&1 || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # the Redis client's tests
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || { log "missing: ${missing[*]}; install them (no apt-get here)"; exit 1; }
   log "installing ${missing[*]}"
@@ -38,7 +39,7 @@ want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing lkchaos and its dependencies into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e ".[dev]"
+  .venv/bin/pip install -q -e ".[dev,voice,stack]"
   echo "$want" > "$stamp"
 fi
 

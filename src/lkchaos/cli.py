@@ -58,9 +58,10 @@ def main() -> None:
 def recover(force: bool, target_file: str | None) -> None:
     """Undo every fault lkchaos can leave behind, even after its runner was killed.
 
-    Undoes the fault ledger, removes lkchaos's toxics, re-enables its Toxiproxy links,
-    unpauses and starts the project's services and releases a stale run lock; lists what it
-    did, then checks the baseline. Exits 1 if the stack is still not back, and refuses (exit
+    Undoes the fault ledger, removes lkchaos's toxics, re-enables the target's Toxiproxy
+    links, unpauses and starts the containers that play a role on the target, clears
+    lkchaos's network rules in them, and releases a stale run lock; lists what it did, then
+    checks the baseline. Exits 1 if the stack is still not back, and refuses (exit
     1, naming the run and its pid) while another process runs an experiment, whose faults it
     would undo mid-run, unless --force. The target is the one `lkchaos target check` shows
     (--target, else $LKCHAOS_TARGET, else the reference stack's).
@@ -117,7 +118,8 @@ def audit(run_id: str | None, since: str | None, as_json: bool) -> None:
     from lkchaos.settings import Settings
 
     state_dir = Settings.load().state_dir
-    entries = log.read(state_dir, run=run_id, since=log.parse_since(since) if since else None)
+    after = log.parse_since(since) if since is not None else None  # "" is refused
+    entries = log.read(state_dir, run=run_id, since=after)
     for item in entries:
         click.echo(json.dumps(item) if as_json else log.format_line(item))
     if not entries and not as_json:

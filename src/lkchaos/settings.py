@@ -33,6 +33,21 @@ Settings (configuration key / environment variable: default for the reference st
 - ``voice_prober_url`` / ``LKCHAOS_VOICE_PROBER_URL``: ``http://127.0.0.1:28090``, the
   stack's prober; ``""`` runs the voice probe in this process
 - ``agent_name`` / ``LKCHAOS_AGENT_NAME``: ``lkchaos-agent``, the agent callers dispatch
+- ``redis_password`` / ``LKCHAOS_REDIS_PASSWORD``: Redis AUTH (also the secret
+  ``{"redis": {"password": ...}}`` or the target's ``password_ref``); ``""``: no AUTH
+- ``redis_tls`` / ``LKCHAOS_REDIS_TLS``: ``false``; ``redis_ca_file`` / ``LKCHAOS_REDIS_CA_FILE``
+
+From the target only (the built-in defaults describe the reference stack):
+
+- ``runtime``: ``compose`` (runtime names are compose service names of ``compose_project``),
+  ``docker-name`` (container names) or ``docker-label`` (values of ``runtime_label``)
+- ``roles``: role -> runtime names (``agent_worker`` -> ``("agent",)``), see
+  :mod:`lkchaos.roles` for how activities name them
+- ``toxiproxy_links``: link role -> Toxiproxy proxy name
+- ``redis_primary_address``, ``redis_replica_addresses``: Redis without Sentinel
+- ``tls_proxy_kind`` and ``tls_reload`` (``{"command": (...)}``, ``{"signal": "SIGHUP"}``,
+  ``{"admin_api": URL}``, or ``{}``: certificates cannot be swapped)
+- ``resolver_may_fault``: whether lkchaos may fault the resolver
 
 The state folder (run lock, fault ledger, audit log, the reference stack's keys, certificates
 and rendered configs) is always an absolute path, the same from whatever folder lkchaos or
@@ -54,25 +69,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lkchaos.checkout import find_root, read_env_file
 from lkchaos.errors import ConfigError
-from lkchaos.stack import layout
 from lkchaos.target.select import Selection, select_target
 
 LOCAL = "127.0.0.1"
+#: The reference stack's roles (stack/targets/reference.yaml).
+REFERENCE_ROLES: dict[str, tuple[str, ...]] = {
+    "livekit_node": ("livekit-1", "livekit-2"),
+    "redis_primary": ("redis-primary",),
+    "redis_replica": ("redis-replica",),
+    "sentinel": ("sentinel-1", "sentinel-2", "sentinel-3"),
+    "agent_worker": ("agent",),
+    "speech_to_text": ("whisper",),
+    "tool_server": ("mcp",),
+    "tls_proxy": ("caddy",),
+    "resolver": ("dns",),
+    "toxiproxy": ("toxiproxy",),
+    "voice_prober": ("prober",),
+}
+#: How the reference stack's Caddy reloads its certificates (run in its container).
+CADDY_RELOAD = ("caddy", "reload", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile",
+                "--force")  # fmt: skip
 
 
 def default_state_dir() -> Path:
     """The state folder, always absolute (see the module docstring): ``LKCHAOS_STATE_DIR``,
     else the checkout's ``.lkchaos``, else ``$XDG_STATE_HOME/lkchaos``."""
-    from lkchaos.stack.layout import StackPaths
-
     explicit = os.environ.get("LKCHAOS_STATE_DIR")
     if explicit:
         return Path(explicit).expanduser().resolve()
-    try:
-        return StackPaths.discover().state_dir.resolve()
-    except ConfigError:
-        pass
+    root = find_root()
+    if root is not None:
+        return (root / ".lkchaos").resolve()
     xdg = os.environ.get("XDG_STATE_HOME", "")
     # The XDG spec says a relative XDG_STATE_HOME is invalid and must be ignored.
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
@@ -93,6 +122,17 @@ def _parse_map(value: str) -> dict[str, str]:
     return mapping
 
 
+def _flag(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{key} must be true or false, not {value!r}")
+
+
 def selected_target(configuration: Mapping[str, Any] | None = None) -> Selection | None:
     """The target in use (see the module docstring), or None when none can be selected."""
     try:
@@ -102,8 +142,6 @@ def selected_target(configuration: Mapping[str, Any] | None = None) -> Selection
 
 
 def _stack_keys(state_dir: Path) -> dict[str, str]:
-    from lkchaos.stack.render import read_env_file
-
     env_file = state_dir / "stack.env"
     return read_env_file(env_file) if env_file.is_file() else {}
 
@@ -112,34 +150,49 @@ def _stack_keys(state_dir: Path) -> dict[str, str]:
 class Settings:
     """Addresses and credentials of the deployment under test."""
 
-    livekit_url: str = f"wss://lk.{layout.DOMAIN}"
-    livekit_node_urls: tuple[str, ...] = (
-        f"http://{LOCAL}:{layout.host_port('livekit_1_http')}",
-        f"http://{LOCAL}:{layout.host_port('livekit_2_http')}",
-    )
+    # The defaults describe the reference stack (stack/targets/reference.yaml; a unit test
+    # holds them equal to it and to the ports src/lkchaos/stack/layout.py publishes).
+    livekit_url: str = "wss://lk.chaos.test"
+    livekit_node_urls: tuple[str, ...] = (f"http://{LOCAL}:27880", f"http://{LOCAL}:27890")
     livekit_api_key: str = ""
     livekit_api_secret: str = field(default="", repr=False)
-    sentinel_addresses: tuple[str, ...] = tuple(
-        f"{LOCAL}:{layout.host_port(f'sentinel_{i}')}" for i in (1, 2, 3)
-    )
-    sentinel_master: str = layout.SENTINEL_MASTER
+    sentinel_addresses: tuple[str, ...] = (f"{LOCAL}:27479", f"{LOCAL}:27480", f"{LOCAL}:27481")
+    sentinel_master: str = "lkchaos"
     redis_address_map: Mapping[str, str] = field(
         default_factory=lambda: {
-            "redis-primary:6379": f"{LOCAL}:{layout.host_port('redis_primary')}",
-            "redis-replica:6379": f"{LOCAL}:{layout.host_port('redis_replica')}",
+            "redis-primary:6379": f"{LOCAL}:27379",
+            "redis-replica:6379": f"{LOCAL}:27380",
         }
     )
-    toxiproxy_url: str = f"http://{LOCAL}:{layout.host_port('toxiproxy_api')}"
-    dns_server: str = f"{LOCAL}:{layout.host_port('dns')}"
-    tls_address: str = f"{LOCAL}:{layout.host_port('caddy_https')}"
-    domain: str = layout.DOMAIN
+    toxiproxy_url: str = f"http://{LOCAL}:28474"
+    dns_server: str = f"{LOCAL}:27053"
+    tls_address: str = f"{LOCAL}:7443"
+    domain: str = "chaos.test"
     ca_file: str = ""
-    compose_project: str = layout.PROJECT
-    voice_prober_url: str = f"http://{LOCAL}:{layout.host_port('prober')}"
+    compose_project: str = "lkchaos"
+    voice_prober_url: str = f"http://{LOCAL}:28090"
     agent_name: str = "lkchaos-agent"
+    runtime: str = "compose"
+    runtime_label: str = ""
+    roles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(REFERENCE_ROLES))
+    toxiproxy_links: Mapping[str, str] = field(
+        default_factory=lambda: {"agent_livekit": "agent_livekit",
+                                 "agent_speech_to_text": "agent_whisper",
+                                 "agent_tool_server": "agent_mcp"}  # fmt: skip
+    )
+    redis_primary_address: str = ""
+    redis_replica_addresses: tuple[str, ...] = ()
+    redis_password: str = field(default="", repr=False)
+    redis_tls: bool = False
+    redis_ca_file: str = ""
+    tls_proxy_kind: str = "caddy"
+    tls_reload: Mapping[str, Any] = field(default_factory=lambda: {"command": CADDY_RELOAD})
+    resolver_may_fault: bool = True
     state_dir: str = ""
     #: Why the target's API key or secret did not resolve (names the reference, not a value).
     keys_problem: str = field(default="", repr=False, compare=False)
+    #: Why the target's Redis password did not resolve (names the reference, not a value).
+    redis_password_problem: str = field(default="", repr=False, compare=False)
 
     @classmethod
     def load(
@@ -197,6 +250,19 @@ class Settings:
             value = pick(key, env_key)
             if value is not None:
                 values[key] = _split(value) if isinstance(value, str) else tuple(value)
+        for key in ("runtime", "runtime_label", "roles", "toxiproxy_links",
+                    "redis_primary_address", "redis_replica_addresses", "tls_proxy_kind",
+                    "tls_reload", "resolver_may_fault"):  # fmt: skip
+            if key in target:
+                values[key] = target[key]
+        for key, env_key in (("redis_password", "LKCHAOS_REDIS_PASSWORD"),
+                             ("redis_ca_file", "LKCHAOS_REDIS_CA_FILE")):  # fmt: skip
+            value = pick(key, env_key)
+            if value is not None:
+                values[key] = str(value)
+        redis_tls = pick("redis_tls", "LKCHAOS_REDIS_TLS")
+        if redis_tls is not None:
+            values["redis_tls"] = _flag("redis_tls", redis_tls)
         amap = pick("redis_address_map", "LKCHAOS_REDIS_ADDRESS_MAP")
         if amap is not None:
             values["redis_address_map"] = _parse_map(amap) if isinstance(amap, str) else dict(amap)
@@ -206,6 +272,14 @@ class Settings:
             if lk_secrets.get(key):
                 values[f"livekit_{key}"] = str(lk_secrets[key])
 
+        redis_secrets = (secrets or {}).get("redis", {}) if secrets else {}
+        if redis_secrets.get("password"):
+            values["redis_password"] = str(redis_secrets["password"])
+        if not values.get("redis_password") and loaded is not None:
+            from lkchaos.target.layer import redis_password
+
+            values["redis_password"], values["redis_password_problem"] = redis_password(
+                loaded, state_dir)
         values["state_dir"] = str(state_dir)
         if not values.get("livekit_api_key") or not values.get("livekit_api_secret"):
             if loaded is not None:

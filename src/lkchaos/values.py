@@ -15,6 +15,8 @@ from chaoslib.exceptions import ActivityFailed
 
 #: A compose service name (Compose's own rule): no leading '-', no shell metacharacters.
 _SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+#: A role's member, ``livekit_node:2`` (lkchaos.roles checks the role).
+_MEMBER = re.compile(r"[a-z_]{1,40}:[0-9]{1,3}")
 #: One DNS label (RFC 1123): letters, digits and inner hyphens, at most 63 characters.
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 #: Control characters (NUL, newline, carriage return, escape, ...).
@@ -36,13 +38,15 @@ def check_text(label: str, value: Any, *, option_safe: bool = False) -> str:
 
 
 def check_service_name(label: str, value: Any) -> str:
-    """A compose service name: letters, digits, '_', '.', '-', not starting with '-' or '.'."""
-    if not isinstance(value, str) or not _SERVICE.fullmatch(value):
-        raise ActivityFailed(
-            f"{label} must be the name of a compose service (letters, digits, '_', '.' and "
-            f"'-', starting with a letter or digit), not {value!r}"
-        )
-    return value
+    """A component's name: a role (``agent_worker``), a role's member (``livekit_node:2``), or
+    a runtime name (letters, digits, '_', '.', '-', not starting with '-' or '.'); see
+    :mod:`lkchaos.roles`."""
+    if isinstance(value, str) and (_SERVICE.fullmatch(value) or _MEMBER.fullmatch(value)):
+        return value
+    raise ActivityFailed(
+        f"{label} must name a role (agent_worker, livekit_node:2, ...) or a service (letters, "
+        f"digits, '_', '.' and '-', starting with a letter or digit), not {value!r}"
+    )
 
 
 def check_dns_name(label: str, value: Any) -> str:

@@ -254,8 +254,8 @@ def test_experiment_detects_and_recovers(
 
 
 @pytest.mark.parametrize(("experiment", "kind", "env"), [
-    ("cert-expiry.json", "certificate", {"LKCHAOS_CERT_FAULT_S": "300"}),
-    ("dns-failure.json", "dns_down", {"LKCHAOS_DNS_DOWN_S": "300"}),
+    ("cert-expiry.json", "certificate", {"LKCHAOS_FAULT_S": "300"}),
+    ("dns-failure.json", "dns_down", {"LKCHAOS_FAULT_S": "300"}),
 ])
 def test_ctrl_c_mid_fault_restores(
     settings: Settings, experiment: str, kind: str, env: dict[str, str], tmp_path: Path,

@@ -253,11 +253,10 @@ def test_restore_dns_undoes_everything(resolver: FakeDNS, tmp_path: Path) -> Non
 def test_the_sweep_restores_files_left_behind(resolver: FakeDNS,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from lkchaos.settings import Settings
-    from lkchaos.stack import compose
 
     actions.wrong_address(LK)
     actions.servfail_name("whip.chaos.test")
-    monkeypatch.setattr(compose, "docker_client", lambda: FakeDocker(resolver))
+    monkeypatch.setattr(dnsc, "docker_client", lambda: FakeDocker(resolver))
     report = dnsc.sweep(Settings.load())
     assert [r["fault"] for r in report] == [f"DNS answers for {LK} altered",
                                             "DNS answers for whip.chaos.test altered"]

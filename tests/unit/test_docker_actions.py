@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,8 @@ class FakeContainer:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeContainer]:
     containers = {"agent": FakeContainer("agent"), "whisper": FakeContainer("whisper", True)}
-    monkeypatch.setattr(actions, "docker_client", lambda: None)
-    monkeypatch.setattr(actions, "project_containers", lambda client, project: containers)
+    monkeypatch.setattr(actions, "docker_session", lambda: contextlib.nullcontext(None))
+    monkeypatch.setattr(actions, "runtime_containers", lambda client, settings: containers)
     monkeypatch.setenv("LKCHAOS_VERIFY_S", "0.2")
     return containers
 

@@ -71,3 +71,21 @@ def test_cron_day_numbers_mean_what_crontab_says(expression: str, fields: dict[s
 def test_bad_cron_is_refused_with_the_reason(expression: str) -> None:
     with pytest.raises(ValueError, match="cron|day-of-week|field"):
         parse_cron(expression)
+
+
+@pytest.mark.parametrize("expression", ["0 3 30 2 *", "0 3 31 4 *", "0 0 0 31 11 *"])
+def test_a_cron_that_never_fires_is_refused(expression: str) -> None:
+    with pytest.raises(ValueError, match="never fires .*the 30th of February"):
+        parse_cron(expression, "UTC")
+    assert parse_cron("0 3 29 2 *", "UTC") is not None  # a leap day does come
+
+
+def test_an_experiment_that_is_a_folder_is_named_as_one(tmp_path: Path) -> None:
+    from lkchaos.gameday.check import experiment_problems
+
+    (tmp_path / "experiments").mkdir()
+    assert experiment_problems(tmp_path / "experiments") == [
+        f"experiment {str(tmp_path / 'experiments')!r} is a folder: name an experiment file "
+        "in it (e.g. experiments/agent-crash.json)"]
+    assert experiment_problems(tmp_path / "nope.json") == [
+        f"experiment {str(tmp_path / 'nope.json')!r} does not exist"]

@@ -103,9 +103,11 @@ def test_errors_are_one_line_and_exit_non_zero(url: str) -> None:
     code, output = run("--url", "postgresql://lk:s3cret@127.0.0.1:1/h")
     assert code == 1 and "s3cret" not in output and "lk:***@127.0.0.1:1" in output
     code, output = run("--url", url, "--since", "soon")
-    assert code == 2 and "use e.g. 7d" in output
+    assert code == 2 and "is neither a duration (30m, 2h, 7d, 2w)" in output
     code, output = run("--url", url, "--since", "99999999999d")
     assert code == 2 and "reaches back too far" in output
+    code, output = run("--url", url, "--since", "")  # empty is a mistake, not "no limit"
+    assert code == 2 and "is neither a duration" in output
     code, output = run("--url", url, "--status", "helt")
     assert code == 2 and "unknown status 'helt'" in output
 

@@ -266,7 +266,7 @@ class FakeEngine:
         services = ["livekit-2", "whisper", "agent", "prober"]
         self.containers = {s: FakeContainer(s) for s in services}
         monkeypatch.setattr(actions, "docker_client", lambda: self)
-        monkeypatch.setattr(actions, "project_containers", lambda client, project: self.containers)
+        monkeypatch.setattr(actions, "runtime_containers", lambda client, settings: self.containers)
         monkeypatch.setattr(sidecar, "ensure_image", lambda client: sidecar.IMAGE)
         monkeypatch.setattr(sidecar, "image_present", lambda client: True)
         monkeypatch.setattr(sidecar, "addresses", lambda c: ["172.29.77.41"])
@@ -337,9 +337,11 @@ def test_partition_then_heal(monkeypatch: pytest.MonkeyPatch, no_engine: Path) -
 
 def test_unknown_peer_lists_services(monkeypatch: pytest.MonkeyPatch, no_engine: Path) -> None:
     FakeEngine(monkeypatch, no_engine, NO_NETEM_PROBE)
-    with pytest.raises(ActivityFailed, match="no service 'ghost'.*services: agent, livekit-2"):
+    with pytest.raises(ActivityFailed, match="no container 'ghost' among compose project "
+                                             "'lkchaos'; there are: agent, livekit-2"):
         actions.partition("agent", ["ghost"])
-    with pytest.raises(ActivityFailed, match="no service 'nope'.*services: agent, livekit-2"):
+    with pytest.raises(ActivityFailed, match="no container 'nope' among compose project "
+                                             "'lkchaos'; there are: agent, livekit-2"):
         actions.block_udp("nope")
     assert ledger.pending(no_engine) == []
 

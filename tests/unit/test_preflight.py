@@ -85,8 +85,8 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     monkeypatch.setattr(dns, "resolver", lambda client, settings: type(
         "R", (), {"hosts": Hosts()})())
-    monkeypatch.setattr(rotation, "caddy_sites", lambda container: {
-        "lk.chaos.test": None, "whip.chaos.test": None})
+    monkeypatch.setattr(rotation, "served_names", lambda client, settings: {
+        "lk.chaos.test", "whip.chaos.test"})
     return {"docker_client": FakeDocker, "toxiproxy_client": FakeToxiproxy}
 
 

@@ -87,7 +87,7 @@ class Recorder:
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     rec = Recorder()
     targets = {
-        "lkchaos.docker.actions": ["docker_client"],
+        "lkchaos.docker.actions": ["docker_session"],
         "lkchaos.network.actions": ["docker_client"],
         "lkchaos.dns.actions": ["docker_client"],
         "lkchaos.tls.rotation": ["docker", "restore"],

@@ -70,8 +70,9 @@ def test_what_does_not_apply_to_the_minimal_target() -> None:
     assert found == MINIMAL_MISSING
 
 
-def _offline(path: Path) -> list[str]:
-    result = CliRunner().invoke(target_cli, ["check", "--offline", "--target", str(path)])
+def _offline(path: Path, *extra: str) -> list[str]:
+    result = CliRunner().invoke(target_cli, ["check", "--offline", "--target", str(path),
+                                             *extra])  # fmt: skip
     assert result.exit_code == 0, result.output
     return result.output.splitlines()
 
@@ -84,7 +85,12 @@ def test_offline_check_of_the_reference_target() -> None:
                         "resolver dnsmasq (may fault), toxiproxy, compose project lkchaos")
     assert lines[2] == "reachability: not checked (--offline)"
     assert lines[3] == f"activities: {total} of {total} can run on this target"
-    assert lines[4:] == [f"  ok  {name}" for name in catalogue()]
+    end = 4 + total
+    assert lines[4:end] == [f"  ok  {name}" for name in catalogue()]
+    experiments = sorted(path.name for path in (ROOT / "experiments").glob("*.json"))
+    count = len(experiments)
+    assert lines[end] == f"experiments: {count} of {count} apply to this target"
+    assert lines[end + 1:] == [f"  ok  {name}" for name in experiments]
 
 
 def test_offline_check_of_the_minimal_target() -> None:
@@ -95,8 +101,30 @@ def test_offline_check_of_the_minimal_target() -> None:
     assert lines[3] == (f"activities: {total - len(MINIMAL_MISSING)} of {total} can run on "
                         "this target")
     refused = {line.split()[1].rstrip(":"): line.split(": ", 1)[1]
-               for line in lines[4:] if line.startswith("  no ")}
+               for line in lines[4:4 + total] if line.startswith("  no ")}
     assert refused == MINIMAL_MISSING
+
+
+def test_experiments_that_do_not_apply_say_exactly_why() -> None:
+    # The minimal target with a voice section: what is left out is what the target lacks.
+    lines = _offline(MINIMAL, "--", str(ROOT / "experiments" / "livekit-node-loss.json"),
+                     str(ROOT / "experiments" / "agent-crash.json"),
+                     str(ROOT / "experiments" / "redis-failover.json"))
+    start = lines.index("experiments: 0 of 3 apply to this target")
+    assert lines[start + 1:] == [
+        "  no  livekit-node-loss.json",
+        "        - needs the voice section (the agent name callers dispatch): the target has "
+        "none (caller-answered-now, caller-answered)",
+        "        - service 'livekit_node:2': the target has 1 livekit_node (lk-server), so "
+        "livekit_node:2 does not exist (kill-livekit-2, livekit-2-back)",
+        "  no  agent-crash.json",
+        "        - needs the voice section (the agent name callers dispatch): the target has "
+        "none (caller-answered-now, caller-answered)",
+        "  no  redis-failover.json",
+        "        - needs the voice section (the agent name callers dispatch): the target has "
+        "none (caller-answered-now, caller-answered)",
+        "        - needs Redis Sentinel: the target's Redis is direct (sentinels-agree)",
+    ]
 
 
 def test_reload_none_and_unfaultable_resolver(tmp_path: Path) -> None:

@@ -399,7 +399,8 @@ def test_swap_arguments_are_checked_before_anything(
 
 def test_names_caddy_does_not_serve_are_refused(caddy: FakeCaddy, certs_dir: Path) -> None:
     assert caddy.server is not None
-    with pytest.raises(ActivityFailed, match="LiveKit nodes.*names it serves: lk.chaos.test"):
+    with pytest.raises(ActivityFailed,
+                       match="LiveKit nodes.*names whose files lkchaos can swap: lk.chaos.test"):
         actions.swap_certificate("turn.chaos.test", "expired",
                                  configuration=conf(caddy.server, certs_dir))
     caddy.attrs["State"]["Status"] = "exited"
@@ -413,3 +414,11 @@ def test_served_certificate_loads(certs_dir: Path) -> None:
         seen = client.handshake(server.address, NAME)
     assert seen.der is not None
     assert x509.load_der_x509_certificate(seen.der) == pair.cert
+
+
+def test_the_reference_caddy_serves_its_two_names(caddy: FakeCaddy, certs_dir: Path) -> None:
+    expected = {NAME, "whip.chaos.test"}
+    assert rotation.served_names(FakeDocker(caddy), Settings.load()) == expected
+    sites = rotation.caddy_sites(caddy)
+    assert set(sites) == expected
+    assert sites[NAME] == rotation.Site(NAME, certs_dir / f"{NAME}.crt", certs_dir / f"{NAME}.key")

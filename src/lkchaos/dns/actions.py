@@ -1,4 +1,9 @@
-"""Resolver faults through the stack's dnsmasq (the compose service ``dns``).
+"""Resolver faults through the target's dnsmasq (the ``resolver`` role).
+
+Only a target whose resolver is a dnsmasq it lets lkchaos fault (``resolver: {kind: dnsmasq,
+may_fault: true}``, and ``roles.resolver`` naming its container) is touched; on any other,
+every action here is refused before anything is done, saying why. The resolver's files are
+found through its container's bind mounts (see :mod:`lkchaos.dns.client`).
 
 - ``stop_resolver(mode="pause")``: no answer at all; ``pause`` freezes the container (queries
   time out), ``stop`` stops it (its port closes). Rollback: ``start_resolver``.
@@ -10,7 +15,7 @@
   configuration, and a restart of dns. Rollback: ``restore_name``.
 
 dnsmasq re-reads its hosts file on SIGHUP, at once and without dropping a query; its
-configuration only when it starts, so SERVFAIL (and its undoing) restarts the dns service:
+configuration only when it starts, so SERVFAIL (and its undoing) restarts the resolver:
 for 0.6 to 0.8 s nothing resolves, which the result reports as ``restart_s``. The hosts
 file is edited in place with marked lines; the rollbacks remove exactly those, and
 ``restore_dns`` every fault at once. Names are those of the hosts file (the test domain's).
@@ -39,10 +44,10 @@ from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
 from lkchaos.dns import client as dns
+from lkchaos.docker.client import docker_client
 from lkchaos.errors import LkChaosError
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
-from lkchaos.stack.compose import docker_client
 from lkchaos.values import check_dns_name
 from lkchaos.verify import until
 
@@ -58,8 +63,21 @@ MODES = ("pause", "stop")
 DEFAULT_WRONG_ADDRESS = "192.0.2.1"
 
 
+def _refuse(settings: Settings, what: str) -> None:
+    """Refuse, before anything is done, on a target whose resolver lkchaos may not fault."""
+    reason = dns.refusal(settings)
+    if reason is None:
+        try:
+            dns.resolver_name(settings)
+        except LkChaosError as exc:
+            reason = str(exc)
+    if reason is not None:
+        raise ActivityFailed(f"{what} is refused: {reason}")
+
+
 @contextmanager
 def _resolver(settings: Settings, what: str) -> Iterator[dns.Resolver]:
+    _refuse(settings, what)
     try:
         client = docker_client()
     except LkChaosError as exc:
@@ -168,7 +186,7 @@ def stop_resolver(
     settings = Settings.load(configuration, secrets)
     with _resolver(settings, "taking the resolver down") as found:
         _running(found)
-        ledger.record(settings.state_dir, ledger.Fault(DOWN, dns.DNS_SERVICE, UNDO,
+        ledger.record(settings.state_dir, ledger.Fault(DOWN, found.name, UNDO,
                                                        "start_resolver"))  # fmt: skip
         if mode == "pause":
             found.container.pause()
@@ -177,7 +195,7 @@ def stop_resolver(
         probe = sorted(dns.known_names(found.hosts.read_text())) or ["localhost"]
         _answers(settings, probe[0], lambda a: a.rcode in ("TIMEOUT", "UNREACHABLE"),
                  "no answer")
-        return {"service": dns.DNS_SERVICE, "mode": mode, "before": "running",
+        return {"service": found.name, "mode": mode, "before": "running",
                 "after": found.state}  # fmt: skip
 
 
@@ -197,8 +215,8 @@ def start_resolver(configuration: Configuration = None, secrets: Secrets = None)
         probe = sorted(dns.known_names(found.hosts.read_text())) or ["localhost"]
         _answers(settings, probe[0], lambda a: a.rcode not in ("TIMEOUT", "UNREACHABLE", "ERROR"),
                  "an answer")
-        ledger.forget(settings.state_dir, DOWN, dns.DNS_SERVICE)
-        return {"service": dns.DNS_SERVICE, "before": before, "after": found.state}
+        ledger.forget(settings.state_dir, DOWN, found.name)
+        return {"service": found.name, "before": before, "after": found.state}
 
 
 def nxdomain_name(
@@ -235,7 +253,7 @@ def servfail_name(
     name: str, configuration: Configuration = None, secrets: Secrets = None
 ) -> Dict[str, Any]:
     """The resolver answers SERVFAIL for ``name``: forwarded to a responder that fails every
-    query, which needs a restart of the dns service. Rollback: ``restore_name``."""
+    query, which needs a restart of the resolver. Rollback: ``restore_name``."""
     _check_name(name)
     settings = Settings.load(configuration, secrets)
     with _resolver(settings, f"SERVFAIL for {name}") as found:

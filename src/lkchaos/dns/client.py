@@ -1,11 +1,17 @@
 """Resolve names through a chosen DNS server (not the system resolver), with a timeout; and
-reach the reference stack's resolver (dnsmasq in the ``dns`` service) to alter its answers."""
+reach the target's resolver (dnsmasq, the ``resolver`` role) to alter its answers.
+
+Only a dnsmasq the target lets lkchaos fault (``resolver: {kind: dnsmasq, may_fault: true}``)
+is reached: :func:`resolver` refuses any other (:func:`refusal` says why). Its files are found
+through its container's bind mounts: its configuration at :data:`CONF_MOUNT` (dnsmasq's
+default), and the hosts file it answers from, the first ``addn-hosts=`` file of that
+configuration that is bind-mounted (else :data:`HOSTS_MOUNT`, the reference stack's)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dns.exception
@@ -13,7 +19,10 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+from chaoslib.exceptions import ActivityFailed
 
+from lkchaos import roles
+from lkchaos.docker.client import container_state, docker_client, runtime_container
 from lkchaos.errors import ConfigError, StackError
 from lkchaos.settings import Settings
 
@@ -57,7 +66,7 @@ def lookup(name: str, server: str, rdtype: str = "A", timeout: float = TIMEOUT) 
         return Answer(name, "ERROR", (), (time.perf_counter() - start) * 1000)
 
 
-# The stack's resolver: dnsmasq in the ``dns`` service, answering from a hosts file that is
+# The target's resolver: dnsmasq, answering from a hosts file that is
 # bind-mounted from this machine and re-read on SIGHUP. Faults edit that file in place (a
 # single-file bind mount keeps pointing at the file's inode, so it must not be replaced by a
 # rename) with lines lkchaos marks, so that undoing them gives back the original text exactly:
@@ -71,9 +80,13 @@ def lookup(name: str, server: str, rdtype: str = "A", timeout: float = TIMEOUT) 
 
 HIDDEN = "#lkchaos-hidden "
 FAULT = "#lkchaos-fault "
-DNS_SERVICE = "dns"
+#: The hosts file when the configuration names none that is bind-mounted (the reference's).
 HOSTS_MOUNT = "/etc/dnsmasq.d/hosts"
+#: dnsmasq's configuration file, where it reads it by default.
 CONF_MOUNT = "/etc/dnsmasq.conf"
+NO_RESOLVER = "the target has no resolver"
+NO_FAULT = ("the target's resolver has may_fault: false: lkchaos only asks it questions; set "
+            "may_fault: true to allow DNS faults")  # fmt: skip
 #: Port of the SERVFAIL responder inside the dns container.
 SERVFAIL_PORT = 5354
 #: A UDP server (Perl is in every Debian image) that answers every query with SERVFAIL.
@@ -192,38 +205,91 @@ def servfail_names(conf: str) -> set[str]:
 
 @dataclass(frozen=True)
 class Resolver:
-    """The dns service's container and, on this machine, the files it answers from."""
+    """The resolver's container, its runtime name and, on this machine, the files it answers
+    from."""
 
     container: Any
     hosts: Path
     conf: Path
+    name: str = "dns"
 
     @property
     def state(self) -> str:
-        from lkchaos.docker.client import container_state
-
         return str(container_state(self.container)["state"])
 
 
-def resolver(client: Any, settings: Settings) -> Resolver:
-    """Find the dns service and the files it bind-mounts (ConfigError if it cannot be used)."""
-    from lkchaos.docker.client import service_container
+def refusal(settings: Settings) -> str | None:
+    """Why lkchaos may not fault this target's resolver, or None."""
+    if not settings.dns_server:
+        return NO_RESOLVER
+    if not settings.resolver_may_fault:
+        return NO_FAULT
+    return None
 
-    container = service_container(client, settings.compose_project, DNS_SERVICE)
-    bound = {
+
+def resolver_name(settings: Settings) -> str:
+    """The resolver's runtime name (the ``resolver`` role); ConfigError when unmapped."""
+    try:
+        return roles.resolve_one(settings, "resolver", "the resolver")
+    except ActivityFailed as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _bound(container: Any) -> dict[str, Path]:
+    return {
         str(m.get("Destination")): Path(str(m.get("Source")))
         for m in container.attrs.get("Mounts") or [] if m.get("Type") == "bind"
     }
-    hosts, conf = bound.get(HOSTS_MOUNT), bound.get(CONF_MOUNT)
-    if hosts is None or conf is None:
+
+
+def _on_host(bound: dict[str, Path], inside: str) -> Path | None:
+    """The file ``inside`` the container, on this machine through a bind mount, or None."""
+    target = PurePosixPath(inside)
+    for dest, source in sorted(bound.items(), key=lambda item: -len(item[0])):
+        mount = PurePosixPath(dest)
+        if target == mount:
+            return source
+        if mount in target.parents:
+            return source.joinpath(*target.relative_to(mount).parts)
+    return None
+
+
+def hosts_files(conf: str) -> list[str]:
+    """The ``addn-hosts=`` paths of a dnsmasq configuration, in order."""
+    found = []
+    for line in conf.splitlines():
+        key, sep, value = line.split("#", 1)[0].strip().partition("=")
+        if sep and key.strip() == "addn-hosts" and value.strip():
+            found.append(value.strip())
+    return found
+
+
+def resolver(client: Any, settings: Settings) -> Resolver:
+    """Find the resolver's container and the files it bind-mounts (ConfigError if it cannot
+    be used, or may not be faulted)."""
+    reason = refusal(settings)
+    if reason is not None:
+        raise ConfigError(reason)
+    name = resolver_name(settings)
+    container = runtime_container(client, settings, name)
+    bound = _bound(container)
+    conf = bound.get(CONF_MOUNT)
+    if conf is None or not conf.is_file():
         raise ConfigError(
-            f"the {DNS_SERVICE} container does not bind-mount {HOSTS_MOUNT} and {CONF_MOUNT}: "
-            "lkchaos cannot tell which files its resolver answers from"
+            f"the resolver {name!r} does not bind-mount its configuration {CONF_MOUNT} from a "
+            "file on this machine: lkchaos edits dnsmasq's files here, so mount it from the "
+            "Docker host (and run lkchaos there)"
         )
-    if not hosts.is_file() or not conf.is_file():
-        raise ConfigError(f"{hosts} or {conf} is not on this machine: run lkchaos on the "
-                          "Docker host")  # fmt: skip
-    return Resolver(container, hosts, conf)
+    candidates = [*hosts_files(conf.read_text()), HOSTS_MOUNT]
+    for inside in candidates:
+        hosts = _on_host(bound, inside)
+        if hosts is not None and hosts.is_file():
+            return Resolver(container, hosts, conf, name)
+    raise ConfigError(
+        f"none of the resolver {name!r}'s hosts files ({', '.join(dict.fromkeys(candidates))}) "
+        "is bind-mounted from a file on this machine: lkchaos answers faults through dnsmasq's "
+        "addn-hosts file, so mount it from the Docker host"
+    )
 
 
 def reload_hosts(found: Resolver) -> bool:
@@ -244,7 +310,7 @@ def wait_answering(server: str, name: str, wait_s: float = 15.0) -> float:
             return time.monotonic() - start
         if time.monotonic() - start > wait_s:
             raise StackError(f"the resolver at {server} does not answer {wait_s:.0f} s after "
-                             "its restart: see `docker logs` of the dns service")  # fmt: skip
+                             "its restart: see the resolver container's logs")  # fmt: skip
         time.sleep(0.05)
 
 
@@ -267,15 +333,17 @@ def restart(found: Resolver, settings: Settings) -> float:
 def start_servfail_responder(found: Resolver) -> None:
     code, output = found.container.exec_run(["perl", "-e", SERVFAIL_RESPONDER], detach=True)
     if code not in (0, None):
-        raise StackError(f"cannot start the SERVFAIL responder in {DNS_SERVICE}: {output!r}")
+        raise StackError(f"cannot start the SERVFAIL responder (perl) in {found.name}: "
+                         f"{output!r}")
 
 
 def sweep(settings: Settings) -> list[dict[str, Any]]:
     """Undo every lkchaos fault left in the resolver's files (for ``lkchaos recover``), and
     have a running resolver re-read its hosts file in any case (a file restored while it was
-    paused is read only then)."""
-    from lkchaos.stack.compose import docker_client
-
+    paused is read only then). Nothing on a target whose resolver lkchaos may not fault: it
+    never changed it."""
+    if refusal(settings) is not None:
+        return []
     client = docker_client()
     try:
         found = resolver(client, settings)

@@ -90,6 +90,9 @@ def resolve_names(
         names = [f"{prefix}.{settings.domain}" for prefix in ("lk", "whip", "turn")]
     _check(names, expected, rdtype, timeout, max_latency_ms, server)
     target = server or settings.dns_server
+    if not target:
+        raise ActivityFailed(f"{client.NO_RESOLVER}: add a resolver (its address) to the target "
+                             "file, or pass server")  # fmt: skip
     with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:
         found = list(pool.map(lambda n: client.lookup(n, target, rdtype, timeout), names))
     report: Dict[str, Dict[str, Any]] = {}

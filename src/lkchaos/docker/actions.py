@@ -1,10 +1,14 @@
-"""Faults on the deployment's containers, by compose service name.
+"""Faults on the deployment's containers, by role or runtime name.
 
-Every action refuses a service outside the configured compose project (and the stack's own
-test harness, ``prober``), validates its arguments before acting, writes the fault to the
-ledger (so ``lkchaos recover`` can undo it even if the runner dies), and returns what it did::
+``service`` (and each name of ``one_of``) is a role (``agent_worker``; a role with several
+members picks one at random), a role's member (``livekit_node:2``) or a runtime name (a
+compose service, container name or label value, as the target's runtime says); see
+:mod:`lkchaos.roles`. Every action refuses a container the target does not describe (and
+lkchaos's own test harness, the role ``voice_prober``), validates its arguments before
+acting, writes the fault to the ledger (so ``lkchaos recover`` can undo it even if the runner
+dies), and returns what it did::
 
-    {"service": "agent", "action": "kill", "signal": "SIGKILL",
+    {"service": "agent", "role": "agent_worker", "action": "kill", "signal": "SIGKILL",
      "before": "running", "after": "exited"}
 
 Each action returns only once the engine shows its effect (the container exited, paused, or
@@ -19,21 +23,28 @@ are safe to run when there is nothing to undo, and verify the service runs again
 
     {"type": "action", "name": "kill-the-agent",
      "provider": {"type": "python", "module": "lkchaos.docker.actions",
-                  "func": "kill_service", "arguments": {"service": "agent"}}}
+                  "func": "kill_service", "arguments": {"service": "agent_worker"}}}
 """
 
 import random
 import signal as signals
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Dict, List
 
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from lkchaos.docker.client import container_state, project_containers
+from lkchaos import roles
+from lkchaos.docker.client import (
+    container_state,
+    describe_runtime,
+    docker_session,
+    runtime_containers,
+)
 from lkchaos.errors import LkChaosError
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
-from lkchaos.stack.compose import docker_client
 from lkchaos.values import check_number, check_service_name
 from lkchaos.verify import until
 
@@ -42,8 +53,6 @@ __all__ = [
     "start_service", "unpause_service",
 ]
 
-#: Services of the reference stack that are test harness, never a target.
-HARNESS = frozenset({"prober"})
 UNDO = "lkchaos.docker.actions"
 
 
@@ -57,7 +66,7 @@ def _check_target(service: Any, one_of: Any) -> list[str]:
     candidates = [service] if one_of is None else one_of
     for name in candidates:
         check_service_name("service" if one_of is None else "one_of", name)
-        if name in HARNESS:
+        if name in roles.HARNESS_ROLES:
             raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
     return list(candidates)
 
@@ -67,24 +76,34 @@ def _check_timeout(timeout: Any) -> int:
     return int(check_number("timeout", timeout, "seconds", whole=True))
 
 
-def _target(settings: Settings, service: str | None, one_of: list[str] | None) -> tuple[Any, str]:
-    _check_target(service, one_of)
+@contextmanager
+def _target(settings: Settings, service: str | None, one_of: list[str] | None,
+            single: bool = False) -> Iterator[tuple[Any, str]]:  # fmt: skip
+    """The chosen container and its runtime name, with the Docker client open meanwhile.
+    ``single``: ``service`` must stand for one container (a rollback undoes one fault)."""
+    label = "service" if one_of is None else "one_of"
+    candidates: list[str] = []
+    for value in _check_target(service, one_of):
+        found = ([roles.resolve_one(settings, value, label)] if single
+                 else roles.resolve(settings, value, label))  # fmt: skip
+        candidates += [name for name in found if name not in candidates]
+    harness = roles.harness(settings)
+    for name in candidates:
+        if name in harness:
+            raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
     try:
-        containers = project_containers(docker_client(), settings.compose_project)
+        with docker_session() as client:
+            containers = runtime_containers(client, settings)
+            for name in candidates:
+                if name not in containers:
+                    known = ", ".join(sorted(set(containers) - harness)) or (
+                        "none (is the deployment up?)")
+                    raise ActivityFailed(f"no container {name!r} among "
+                                         f"{describe_runtime(settings)}; there are: {known}")
+            chosen = random.choice(candidates)
+            yield containers[chosen], chosen
     except LkChaosError as exc:
         raise ActivityFailed(str(exc)) from exc
-    candidates = [service] if service else list(one_of or [])
-    for name in candidates:
-        if name in HARNESS:
-            raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
-        if name not in containers:
-            known = ", ".join(sorted(set(containers) - HARNESS)) or "none (is the stack up?)"
-            raise ActivityFailed(
-                f"no service {name!r} in compose project {settings.compose_project!r}; "
-                f"services: {known}"
-            )
-    chosen = random.choice(candidates)
-    return containers[chosen], chosen
 
 
 def _signal_name(name: str) -> str:
@@ -108,9 +127,10 @@ def _record(settings: Settings, kind: str, service: str, undo: str) -> None:
     ledger.record(settings.state_dir, ledger.Fault(kind, service, UNDO, undo, {"service": service}))
 
 
-def _result(service: str, action: str, before: str, container: Any, **extra: Any) -> dict[str, Any]:
-    return {"service": service, "action": action, "before": before,
-            "after": container_state(container)["state"], **extra}
+def _result(settings: Settings, service: str, action: str, before: str, container: Any,
+            **extra: Any) -> dict[str, Any]:  # fmt: skip
+    return {"service": service, "role": roles.role_of(settings, service), "action": action,
+            "before": before, "after": container_state(container)["state"], **extra}
 
 
 #: Signals whose default action ends the process; other signals may be handled and ignored.
@@ -154,15 +174,16 @@ def kill_service(
     service, ``pause_service``). With ``one_of``, one service of the list is picked at random."""
     settings = Settings.load(configuration, secrets)
     sig = _signal_name(signal)
-    container, name = _target(settings, service, one_of)
-    before = container_state(container)["state"]
-    if before != "running":
-        raise ActivityFailed(f"{name} is {before}, not running: nothing to kill")
-    started = _started_at(container)
-    _record(settings, "stopped", name, "start_service")
-    container.kill(signal=sig)
-    waited = _wait_down(container, name, started, f"{sig}") if sig in ENDING else 0.0
-    return _result(name, "kill", before, container, signal=sig, verified_s=round(waited, 3))
+    with _target(settings, service, one_of) as (container, name):
+        before = container_state(container)["state"]
+        if before != "running":
+            raise ActivityFailed(f"{name} is {before}, not running: nothing to kill")
+        started = _started_at(container)
+        _record(settings, "stopped", name, "start_service")
+        container.kill(signal=sig)
+        waited = _wait_down(container, name, started, f"{sig}") if sig in ENDING else 0.0
+        return _result(settings, name, "kill", before, container, signal=sig,
+                       verified_s=round(waited, 3))
 
 
 def stop_service(
@@ -175,13 +196,13 @@ def stop_service(
     """Stop a service (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
     seconds = _check_timeout(timeout)
     settings = Settings.load(configuration, secrets)
-    container, name = _target(settings, service, one_of)
-    before = container_state(container)["state"]
-    started = _started_at(container)
-    _record(settings, "stopped", name, "start_service")
-    container.stop(timeout=seconds)
-    waited = _wait_down(container, name, started, "the stop") if before == "running" else 0.0
-    return _result(name, "stop", before, container, verified_s=round(waited, 3))
+    with _target(settings, service, one_of) as (container, name):
+        before = container_state(container)["state"]
+        started = _started_at(container)
+        _record(settings, "stopped", name, "start_service")
+        container.stop(timeout=seconds)
+        waited = _wait_down(container, name, started, "the stop") if before == "running" else 0.0
+        return _result(settings, name, "stop", before, container, verified_s=round(waited, 3))
 
 
 def pause_service(
@@ -192,14 +213,14 @@ def pause_service(
 ) -> Dict[str, Any]:
     """Freeze a service's processes (cgroup freezer): alive but answering nothing."""
     settings = Settings.load(configuration, secrets)
-    container, name = _target(settings, service, one_of)
-    before = container_state(container)["state"]
-    if before != "running":
-        raise ActivityFailed(f"{name} is {before}, not running: nothing to pause")
-    _record(settings, "paused", name, "unpause_service")
-    container.pause()
-    waited = _wait_state(container, name, ("paused",), "the pause")
-    return _result(name, "pause", before, container, verified_s=round(waited, 3))
+    with _target(settings, service, one_of) as (container, name):
+        before = container_state(container)["state"]
+        if before != "running":
+            raise ActivityFailed(f"{name} is {before}, not running: nothing to pause")
+        _record(settings, "paused", name, "unpause_service")
+        container.pause()
+        waited = _wait_state(container, name, ("paused",), "the pause")
+        return _result(settings, name, "pause", before, container, verified_s=round(waited, 3))
 
 
 def restart_service(
@@ -212,14 +233,15 @@ def restart_service(
     """Restart a service (stop, then start): no fault is left behind."""
     seconds = _check_timeout(timeout)
     settings = Settings.load(configuration, secrets)
-    container, name = _target(settings, service, one_of)
-    before = container_state(container)["state"]
-    started = _started_at(container)
-    container.restart(timeout=seconds)
-    waited = until(lambda: _look(container),
-                   lambda seen: seen[0] == "running" and seen[1] != started,
-                   f"the restart of {name}", describe=lambda seen: f"{seen[0]} since {seen[1]}")[1]
-    return _result(name, "restart", before, container, verified_s=round(waited, 3))
+    with _target(settings, service, one_of) as (container, name):
+        before = container_state(container)["state"]
+        started = _started_at(container)
+        container.restart(timeout=seconds)
+        waited = until(lambda: _look(container),
+                       lambda seen: seen[0] == "running" and seen[1] != started,
+                       f"the restart of {name}",
+                       describe=lambda seen: f"{seen[0]} since {seen[1]}")[1]
+        return _result(settings, name, "restart", before, container, verified_s=round(waited, 3))
 
 
 def start_service(
@@ -228,16 +250,16 @@ def start_service(
     """Start a stopped or killed service (unpausing it first if paused). A rollback: does
     nothing to a running service."""
     settings = Settings.load(configuration, secrets)
-    container, name = _target(settings, service, None)
-    before = container_state(container)["state"]
-    if before == "paused":
-        container.unpause()
-    elif before != "running":
-        container.start()
-    waited = _wait_state(container, name, ("running",), "the start")
-    ledger.forget(settings.state_dir, "stopped", name)
-    ledger.forget(settings.state_dir, "paused", name)
-    return _result(name, "start", before, container, verified_s=round(waited, 3))
+    with _target(settings, service, None, single=True) as (container, name):
+        before = container_state(container)["state"]
+        if before == "paused":
+            container.unpause()
+        elif before != "running":
+            container.start()
+        waited = _wait_state(container, name, ("running",), "the start")
+        ledger.forget(settings.state_dir, "stopped", name)
+        ledger.forget(settings.state_dir, "paused", name)
+        return _result(settings, name, "start", before, container, verified_s=round(waited, 3))
 
 
 def unpause_service(
@@ -245,10 +267,10 @@ def unpause_service(
 ) -> Dict[str, Any]:
     """Resume a paused service. A rollback: does nothing to a service that is not paused."""
     settings = Settings.load(configuration, secrets)
-    container, name = _target(settings, service, None)
-    before = container_state(container)["state"]
-    if before == "paused":
-        container.unpause()
-        _wait_state(container, name, ("running", "exited", "dead"), "the unpause")
-    ledger.forget(settings.state_dir, "paused", name)
-    return _result(name, "unpause", before, container)
+    with _target(settings, service, None, single=True) as (container, name):
+        before = container_state(container)["state"]
+        if before == "paused":
+            container.unpause()
+            _wait_state(container, name, ("running", "exited", "dead"), "the unpause")
+        ledger.forget(settings.state_dir, "paused", name)
+        return _result(settings, name, "unpause", before, container)

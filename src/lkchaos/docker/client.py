@@ -1,11 +1,121 @@
-"""Find a compose project's containers through the Docker SDK (the one way lkchaos does)."""
+"""The one Docker client lkchaos opens, and the deployment's containers through it.
+
+:func:`docker_client` opens the engine (``DOCKER_HOST``, else the local socket), pinged, with
+a timeout; close it when done (``with closing(docker_client()) as client``).
+:func:`runtime_containers` lists the target's containers keyed by runtime name, as the
+target's ``runtime`` says: compose service names of one project, container names, or the
+values of one label (:attr:`lkchaos.settings.Settings.runtime`).
+"""
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from lkchaos.errors import ConfigError
+from lkchaos.errors import ConfigError, StackError
+
+if TYPE_CHECKING:
+    from lkchaos.settings import Settings
+
+DOCKER_TIMEOUT = 10.0
+#: Engine API version: Debian's engine (20.10) speaks up to 1.41, and newer engines accept it.
+#: Naming it saves a round-trip and keeps the SDK from connecting before we ping.
+DOCKER_API_VERSION = "1.41"
+
+
+def docker_client(timeout: float = DOCKER_TIMEOUT) -> Any:
+    """A Docker SDK client for the engine (``DOCKER_HOST`` or the local socket), checked with a
+    ping; a StackError saying how to start the engine when it does not answer."""
+    import docker
+    from docker.errors import DockerException
+
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+        raise StackError(
+            f"cannot reach the Docker engine: no socket at {host}. Start it (e.g. `dockerd &` "
+            "or `systemctl start docker`) and check that `docker info` answers."
+        )
+    client = None
+    try:
+        client = docker.from_env(version=DOCKER_API_VERSION, timeout=int(timeout))
+        client.ping()
+    except DockerException as exc:
+        if client is not None:
+            client.close()
+        raise StackError(
+            f"cannot reach the Docker engine ({exc}). Start it (e.g. `dockerd &` or "
+            "`systemctl start docker`) and check that `docker info` answers."
+        ) from exc
+    return client
+
+
+@contextmanager
+def docker_session(timeout: float = DOCKER_TIMEOUT) -> Iterator[Any]:
+    """:func:`docker_client`, closed when the block ends."""
+    client = docker_client(timeout)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def describe_runtime(settings: Settings) -> str:
+    """``compose project lkchaos``, ``docker containers by name`` or ``... by label KEY``."""
+    if settings.runtime == "compose":
+        return f"compose project {settings.compose_project!r}"
+    if settings.runtime == "docker-label":
+        return f"docker containers by label {settings.runtime_label!r}"
+    return "docker containers by name"
+
+
+def runtime_containers(client: Any, settings: Settings) -> dict[str, Any]:
+    """The target's containers (any state) keyed by runtime name (see the module docstring).
+
+    By name or label, only containers whose runtime name the target maps to a role (or that
+    carry the label) are listed, so a fault never reaches a container the target does not
+    describe."""
+    if settings.runtime == "compose":
+        if not settings.compose_project:
+            raise ConfigError("the target's runtime is compose but names no project: set "
+                              "runtime.compose.project in the target file")  # fmt: skip
+        return project_containers(client, settings.compose_project)
+    if settings.runtime == "docker-label":
+        key = settings.runtime_label
+        found = _listed(client, {"label": key})
+        return {str(c.labels.get(key)): c for c in found if c.labels.get(key)}
+    if settings.runtime == "docker-name":
+        known = {name for members in settings.roles.values() for name in members}
+        return {c.name: c for c in _listed(client, {}) if c.name in known}
+    raise ConfigError(f"unknown runtime {settings.runtime!r}: the target's runtime is compose "
+                      "or docker (by name or label)")  # fmt: skip
+
+
+def runtime_container(client: Any, settings: Settings, name: str) -> Any:
+    """The container of one runtime name, or a ConfigError listing the names that exist."""
+    containers = runtime_containers(client, settings)
+    if name not in containers:
+        known = ", ".join(sorted(containers)) or "none (is the deployment up?)"
+        raise ConfigError(f"no container {name!r} among {describe_runtime(settings)}; "
+                          f"there are: {known}")  # fmt: skip
+    return containers[name]
+
+
+def _listed(client: Any, filters: dict[str, str]) -> list[Any]:
+    from docker.errors import NotFound
+
+    attempts = 5
+    for attempt in range(attempts):
+        try:
+            return list(client.containers.list(all=True, filters=filters))
+        except NotFound:  # a container removed between listing and inspecting it
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+    return []
 
 
 def project_containers(client: Any, project: str) -> dict[str, Any]:
@@ -13,19 +123,7 @@ def project_containers(client: Any, project: str) -> dict[str, Any]:
 
     The SDK lists, then inspects each container: one removed in between (compose replacing
     it) raises NotFound, so the listing is simply taken again."""
-    from docker.errors import NotFound
-
-    attempts = 5
-    for attempt in range(attempts):
-        try:
-            found = client.containers.list(
-                all=True, filters={"label": f"com.docker.compose.project={project}"}
-            )
-            break
-        except NotFound:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2)
+    found = _listed(client, {"label": f"com.docker.compose.project={project}"})
     return {c.labels.get("com.docker.compose.service", c.name): c for c in found}
 
 

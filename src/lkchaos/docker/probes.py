@@ -1,4 +1,4 @@
-"""Probes on the deployment's containers, by compose service name.
+"""Probes on the deployment's containers, by role or runtime name (see :mod:`lkchaos.roles`).
 
 ``services_health`` returns a dict; use it with a jsonpath tolerance, or use
 ``all_services_healthy`` (a bool) with ``"tolerance": true``::
@@ -14,10 +14,11 @@ from typing import Any, List
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from lkchaos.docker.client import container_state, project_containers
+from lkchaos import roles
+from lkchaos.docker.client import container_state, docker_session, runtime_containers
 from lkchaos.errors import LkChaosError
 from lkchaos.settings import Settings
-from lkchaos.stack.compose import docker_client
+from lkchaos.values import check_service_name
 
 __all__ = ["services_health", "all_services_healthy", "service_health"]
 
@@ -27,24 +28,30 @@ def services_health(
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> dict[str, Any]:
-    """State and health of each service (all of the project's services by default).
+    """State and health of each container (every container of the target by default).
 
-    Returns ``{"ok": bool, "unhealthy": [names], "services": {name: {"state", "health",
-    "ok"}}}``. A requested service that does not exist counts as unhealthy ("missing").
-    """
+    ``services``: roles (``livekit_node`` stands for each node), roles' members
+    (``livekit_node:2``) or runtime names. Returns ``{"ok": bool, "unhealthy": [names],
+    "services": {runtime name: {"state", "health", "ok"}}}``. A requested container that
+    does not exist counts as unhealthy ("missing")."""
     settings = Settings.load(configuration, secrets)
+    wanted: list[str] = []
+    for value in services or []:
+        check_service_name("services", value)
+        wanted += [name for name in roles.resolve(settings, value, "services")
+                   if name not in wanted]  # fmt: skip
+    report: dict[str, dict[str, Any]] = {}
     try:
-        containers = project_containers(docker_client(), settings.compose_project)
+        with docker_session() as client:
+            containers = runtime_containers(client, settings)
+            for name in wanted or sorted(containers):
+                container = containers.get(name)
+                report[name] = (
+                    container_state(container) if container is not None
+                    else {"state": "missing", "health": "none", "ok": False}
+                )
     except LkChaosError as exc:
         raise ActivityFailed(str(exc)) from exc
-    wanted = list(services) if services else sorted(containers)
-    report: dict[str, dict[str, Any]] = {}
-    for name in wanted:
-        container = containers.get(name)
-        report[name] = (
-            container_state(container) if container is not None
-            else {"state": "missing", "health": "none", "ok": False}
-        )
     unhealthy = sorted(name for name, st in report.items() if not st["ok"])
     return {"ok": bool(report) and not unhealthy, "unhealthy": unhealthy, "services": report}
 
@@ -61,5 +68,8 @@ def all_services_healthy(
 def service_health(
     service: str, configuration: Configuration = None, secrets: Secrets = None
 ) -> dict[str, Any]:
-    """State and health of one service: ``{"state", "health", "ok"}``."""
-    return dict(services_health([service], configuration, secrets)["services"][service])
+    """State and health of one container (a role of one member, a role's member, or a
+    runtime name): ``{"state", "health", "ok"}``."""
+    settings = Settings.load(configuration, secrets)
+    name = roles.resolve_one(settings, check_service_name("service", service))
+    return dict(services_health([name], configuration, secrets)["services"][name])

@@ -99,6 +99,9 @@ def experiment_problems(experiment: Path) -> list[str]:
 
     from lkchaos.preflight import ExperimentFileError, check_file, errors
 
+    if experiment.is_dir():
+        return [f"experiment {str(experiment)!r} is a folder: name an experiment file in it "
+                "(e.g. experiments/agent-crash.json)"]
     if not experiment.is_file():
         return [f"experiment {str(experiment)!r} does not exist"]
     try:

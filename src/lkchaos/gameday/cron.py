@@ -8,6 +8,7 @@ numbers are translated to day names before it reads them.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from datetime import tzinfo
 
@@ -48,8 +49,9 @@ def _day_of_week(field: str) -> str:
 def parse_cron(expression: str, timezone: tzinfo | str | None = None) -> CronTrigger:
     """A trigger for a 5- or 6-field cron expression.
 
-    Raises ``ValueError`` saying what is wrong (the number of fields, or the field APScheduler
-    rejects). ``timezone`` defaults to the machine's local time zone.
+    Raises ``ValueError`` saying what is wrong (the number of fields, the field APScheduler
+    rejects, or an expression that never fires, such as the 30th of February).
+    ``timezone`` defaults to the machine's local time zone.
     """
     fields = expression.split()
     if len(fields) == 5:
@@ -59,7 +61,11 @@ def parse_cron(expression: str, timezone: tzinfo | str | None = None) -> CronTri
                          f"(with leading seconds), not {len(fields)}: {expression!r}")
     second, minute, hour, day, month, weekday = fields
     try:
-        return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
-                           day_of_week=_day_of_week(weekday), timezone=timezone)
+        trigger = CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
+                              day_of_week=_day_of_week(weekday), timezone=timezone)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{expression!r} is not a valid cron expression: {exc}") from exc
+    if trigger.get_next_fire_time(None, dt.datetime.now(dt.UTC)) is None:
+        raise ValueError(f"{expression!r} never fires (no date matches its day, month and "
+                         "weekday, e.g. the 30th of February): correct the day or the month")
+    return trigger

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,30 +19,22 @@ from typing import Any
 import click
 
 from lkchaos.cliutil import handle_errors
+from lkchaos.errors import ConfigError
 from lkchaos.history.records import RunRecord
 from lkchaos.history.store import PROBE_METRICS, RUN_METRICS, History, open_history
 from lkchaos.score import decayed
 
 _SPARKS = "▁▂▃▄▅▆▇█"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
-    """``7d``, ``12h``, ``30m``, ``2w``, ``90s`` ago, or an ISO date/time (UTC if naive)."""
-    now = now or dt.datetime.now(dt.UTC)
-    match = _DURATION.match(text)
-    if match:
-        try:
-            return now - dt.timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
-        except OverflowError as exc:
-            raise click.BadParameter(f"{text!r} reaches back too far: use e.g. 7d, 12h, 30m "
-                                     "or 2026-11-01") from exc
+    """:func:`lkchaos.safety.audit.parse_since`, its error as a usage error (exit 2)."""
+    from lkchaos.safety.audit import parse_since as parse
+
     try:
-        when = dt.datetime.fromisoformat(text.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"{text!r}: use e.g. 7d, 12h, 30m or 2026-11-01") from exc
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        return parse(text, now)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def _num(value: float | None, fmt: str = "{:.1f}") -> str:
@@ -146,7 +137,7 @@ def list_runs(ctx: click.Context, experiment: str | None, gameday: str | None,
               status: str | None, since: str | None, limit: int,
               as_json: bool) -> None:  # fmt: skip
     """List recorded runs, newest first (score: as of now, staleness applied)."""
-    after = parse_since(since) if since else None  # bad input: exit 2 before opening
+    after = parse_since(since) if since is not None else None  # bad input: exit 2 first
     with _open(ctx) as store:
         found = store.runs(experiment=experiment, gameday=gameday, status=status,
                            since=after, limit=limit)  # fmt: skip

@@ -94,13 +94,19 @@ def nodes_health(
 
 
 def _observe(settings: Settings, urls: List[str], timeout: float) -> state.Observation:
+    from lkchaos.livekit.keys import UnknownLiveKitVersion
+
     try:
         return state.observe(settings, urls or list(settings.livekit_node_urls), timeout)
+    except UnknownLiveKitVersion as exc:
+        raise ActivityFailed(str(exc)) from exc
     except (LkChaosError, redis.RedisError) as exc:
+        through = ("the configured Sentinels (sentinel_addresses, redis_address_map)"
+                   if settings.sentinel_addresses else "its address (the target's redis.direct)")
         raise ActivityFailed(
-            f"cannot read LiveKit's room state: {exc}. Check that Redis answers through the "
-            "configured Sentinels (sentinel_addresses, redis_address_map) and that the LiveKit "
-            "API key and secret are set."
+            f"cannot read LiveKit's room state: {exc}. Check that Redis answers through "
+            f"{through}, with the password and TLS the target gives, and that the LiveKit API "
+            "key and secret are set."
         ) from exc
 
 

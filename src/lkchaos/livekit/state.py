@@ -1,16 +1,7 @@
 """LiveKit's room state as kept in Redis and as RoomService reports it, and how the two differ.
 
-Keys written by livekit-server v1.13.5 (``pkg/service/redisstore.go``,
-``pkg/routing/redisrouter.go``); every hash value is a protobuf message unless said otherwise:
-
-- ``rooms``: hash, room name -> ``livekit.Room``
-- ``room_internal``: hash, room name -> ``livekit.RoomInternal`` (agent dispatches set at creation)
-- ``room_participants:<room>``: hash, identity -> ``livekit.ParticipantInfo``
-- ``nodes``: hash, node id -> ``livekit.Node`` (stats refreshed every 2 s)
-- ``room_node_map``: hash, room name -> node id (plain text)
-- ``agent_dispatch:<room>``: hash, dispatch id -> ``livekit.AgentDispatch`` (jobs stripped)
-- ``agent_job:<room>``: hash, job id -> ``livekit.Job`` (room stripped, participant identity only)
-- ``room_lock:<room>``: string, a lock token with a 5 s TTL; ``livekit_version``: string
+LiveKit's keys and their encodings, and the LiveKit versions they are known for, are in
+:mod:`lkchaos.livekit.keys`; :func:`read_store` refuses a version that module does not know.
 
 RoomService ``ListRooms`` reads ``rooms``; ``ListParticipants`` reads ``room_participants:<room>``
 unless the server sets ``api.enable_psrpc_for_get_list_participants`` (then it asks the node
@@ -31,60 +22,26 @@ from typing import Any, TypeVar
 
 import aiohttp
 import redis
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 from livekit import api
 from livekit.protocol import agent, agent_dispatch, models
 
 from lkchaos.livekit import client as lk
+from lkchaos.livekit import keys
+from lkchaos.livekit.keys import (
+    DISPATCH_PREFIX,
+    JOB_PREFIX,
+    NODES,
+    PARTICIPANTS_PREFIX,
+    ROOM_INTERNAL,
+    ROOM_NODE_MAP,
+    ROOMS,
+)
 from lkchaos.redis import client as redis_client
 from lkchaos.settings import Settings
 
-ROOMS = "rooms"
-ROOM_INTERNAL = "room_internal"
-NODES = "nodes"
-ROOM_NODE_MAP = "room_node_map"
-PARTICIPANTS_PREFIX = "room_participants:"
-DISPATCH_PREFIX = "agent_dispatch:"
-JOB_PREFIX = "agent_job:"
-VERSION = "livekit_version"
-#: LiveKit stops choosing a node whose stats are this old (``selector.AvailableSeconds``).
-AVAILABLE_SECONDS = 5
-NODE_SERVING = 1
-
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
-
-
-def _internal_types() -> tuple[type[Message], type[Message]]:
-    """``livekit.Node`` and ``livekit.RoomInternal``, whose .proto is not shipped in Python: the
-    fields read here, with LiveKit's numbers and wire types (enums as int32; others skipped)."""
-    f = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="lkchaos_livekit_internal.proto", package="lkchaos.internal", syntax="proto3"
-    )
-    stats = ".lkchaos.internal.NodeStats"
-    schema: dict[str, list[tuple[str, int, Any, str]]] = {
-        "NodeStats": [("started_at", 1, f.TYPE_INT64, ""), ("updated_at", 2, f.TYPE_INT64, "")],
-        "Node": [("id", 1, f.TYPE_STRING, ""), ("ip", 2, f.TYPE_STRING, ""),
-                 ("stats", 4, f.TYPE_MESSAGE, stats), ("state", 6, f.TYPE_INT32, "")],
-        "RoomInternal": [("agent_dispatches", 5, f.TYPE_BYTES, "")],
-    }
-    for name, fields in schema.items():
-        msg = proto.message_type.add(name=name)
-        for fname, number, ftype, type_name in fields:
-            label = f.LABEL_REPEATED if fname == "agent_dispatches" else f.LABEL_OPTIONAL
-            one = msg.field.add(name=fname, number=number, type=ftype, label=label)
-            if type_name:
-                one.type_name = type_name
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    node, internal = (pool.FindMessageTypeByName(f"lkchaos.internal.{n}")
-                      for n in ("Node", "RoomInternal"))
-    return message_factory.GetMessageClass(node), message_factory.GetMessageClass(internal)
-
-
-NodeMessage, RoomInternalMessage = _internal_types()
 
 
 @dataclass(frozen=True)
@@ -110,13 +67,13 @@ class RoomRecord:
 class NodeRecord:
     id: str
     ip: str = ""
-    state: int = NODE_SERVING
+    state: int = keys.NODE_SERVING
     updated_at: int | None = None
 
     def available(self, now: float) -> bool:
         """LiveKit's own rule: serving, and stats (if any) younger than 5 s."""
-        fresh = self.updated_at is None or now - self.updated_at < AVAILABLE_SECONDS
-        return self.state == NODE_SERVING and fresh
+        fresh = self.updated_at is None or now - self.updated_at < keys.AVAILABLE_SECONDS
+        return self.state == keys.NODE_SERVING and fresh
 
 
 @dataclass
@@ -167,14 +124,14 @@ def room_of(room: models.Room) -> RoomRecord:
 
 
 def decode_node(data: bytes) -> NodeRecord:
-    node: Any = _parse(NodeMessage(), data)
+    node: Any = _parse(keys.NodeMessage(), data)
     updated = int(node.stats.updated_at) if node.HasField("stats") else None
     return NodeRecord(str(node.id), str(node.ip), int(node.state), updated)
 
 
 def decode_room_internal(data: bytes) -> list[str]:
     """The agent names of the dispatches configured when the room was created."""
-    internal: Any = _parse(RoomInternalMessage(), data)
+    internal: Any = _parse(keys.RoomInternalMessage(), data)
     return [
         _parse(agent_dispatch.RoomAgentDispatch(), raw).agent_name
         for raw in internal.agent_dispatches
@@ -215,23 +172,26 @@ def build_store(raw: Mapping[str, Mapping[bytes, bytes]], version: str = "") -> 
 
 def fetch_raw(r: redis.Redis) -> tuple[dict[str, dict[bytes, bytes]], str]:
     """Every LiveKit room hash, read in one MULTI/EXEC so the view is consistent."""
-    keys = [ROOMS, ROOM_INTERNAL, NODES, ROOM_NODE_MAP]
-    for prefix in (PARTICIPANTS_PREFIX, DISPATCH_PREFIX, JOB_PREFIX):
-        keys += sorted(k.decode() for k in r.scan_iter(match=f"{prefix}*", count=500))
+    names = list(keys.HASHES)
+    for prefix in keys.ROOM_PREFIXES:
+        names += sorted(k.decode() for k in r.scan_iter(match=f"{prefix}*", count=500))
     pipe = r.pipeline(transaction=True)
-    for key in keys:
+    for key in names:
         pipe.hgetall(key)
-    pipe.get(VERSION)
+    pipe.get(keys.VERSION)
     *hashes, version = pipe.execute()
-    raw = {key: dict(h) for key, h in zip(keys, hashes, strict=True) if h}
+    raw = {key: dict(h) for key, h in zip(names, hashes, strict=True) if h}
     return raw, version.decode() if version else ""
 
 
 def read_store(settings: Settings, timeout: float = redis_client.TIMEOUT) -> StoreState:
-    """Read and decode LiveKit's state from the Redis primary (found through Sentinel)."""
+    """Read and decode LiveKit's state from the Redis primary (through Sentinel, or direct).
+
+    Raises :class:`lkchaos.livekit.keys.UnknownLiveKitVersion` before decoding anything when
+    Redis records a LiveKit version whose layout is not known."""
     with redis_client.primary(settings, timeout) as r:
         raw, version = fetch_raw(r)
-    return build_store(raw, version)
+    return build_store(raw, keys.check_version(version))
 
 
 def read_api(url: str, settings: Settings, timeout: float = lk.TIMEOUT) -> ApiState:

@@ -1,12 +1,13 @@
 """Network faults Toxiproxy cannot express, inside a service's own network namespace.
 
-A short-lived sidecar (``lkchaos/nettools``, built on demand from ``actions/Dockerfile``) joins
-the target container's network namespace with ``NET_ADMIN`` and adds iptables rules or tc
-qdiscs there; nothing on the host changes. Every rule carries the comment
+A short-lived sidecar (``lkchaos/nettools``, built on demand from the Dockerfile inside this
+package) joins the target container's network namespace with ``NET_ADMIN`` and adds iptables
+rules or tc qdiscs there; nothing on the host changes. Every rule carries the comment
 ``lkchaos:<fault id>:<kind>`` and every qdisc an lkchaos handle, so a clear removes exactly
-those. Each action refuses a service outside the compose project, the harness ``prober``, a
-stopped service and bad arguments before it changes anything, writes the fault to the ledger
-before it applies it, and returns what it applied::
+those. ``service`` and ``peers`` name roles (``livekit_node:2``) or runtime names (see
+:mod:`lkchaos.roles`). Each action refuses a container the target does not describe, the
+harness (``voice_prober``), a stopped service and bad arguments before it changes anything,
+writes the fault to the ledger before it applies it, and returns what it applied::
 
     {"service": "livekit-2", "action": "media_packet_loss", "fault_id": "3f2a9c0d1b2e",
      "mechanism": "iptables", "percent": 20.0, "ports": ["7882/udp", "3478/udp", ...],
@@ -24,7 +25,7 @@ Rollbacks (safe to run when there is nothing to undo): ``heal_partition`` for ``
     {"type": "action", "name": "lose-media-on-node-2",
      "provider": {"type": "python", "module": "lkchaos.network.actions",
                   "func": "media_packet_loss",
-                  "arguments": {"service": "livekit-2", "percent": 20}}}
+                  "arguments": {"service": "livekit_node:2", "percent": 20}}}
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -34,12 +35,12 @@ from typing import Any, Dict, List, TypeVar
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from lkchaos.docker.client import project_containers
+from lkchaos import roles
+from lkchaos.docker.client import describe_runtime, docker_client, runtime_containers
 from lkchaos.errors import LkChaosError
 from lkchaos.network import rules, sidecar
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
-from lkchaos.stack.compose import docker_client
 from lkchaos.values import check_service_name
 from lkchaos.verify import NotInEffect
 
@@ -48,8 +49,6 @@ __all__ = [
     "clear_network_faults",
 ]  # fmt: skip
 
-#: Services of the reference stack that are test harness, never a target.
-HARNESS = frozenset({"prober"})
 UNDO = "lkchaos.network.actions"
 LEDGER_PREFIX = "network-"
 T = TypeVar("T")
@@ -78,20 +77,29 @@ def _engine() -> Iterator[Any]:
 
 def _target(containers: Dict[str, Any], settings: Settings, service: Any, role: str) -> Any:
     if not isinstance(service, str) or not service:
-        raise ActivityFailed(f"{role} must be the name of a compose service, not {service!r}")
-    if role == "service" and service in HARNESS:
+        raise ActivityFailed(f"{role} must name a role or a service, not {service!r}")
+    harness = roles.harness(settings)
+    if role == "service" and service in harness:
         raise ActivityFailed(f"{service!r} is lkchaos's own test harness, not a target")
     if service not in containers:
-        offered = set(containers) - (HARNESS if role == "service" else set())
-        known = ", ".join(sorted(offered)) or "none (is the stack up?)"
-        raise ActivityFailed(f"no service {service!r} in compose project "
-                             f"{settings.compose_project!r}; services: {known}")  # fmt: skip
+        offered = set(containers) - (harness if role == "service" else set())
+        known = ", ".join(sorted(offered)) or "none (is the deployment up?)"
+        raise ActivityFailed(f"no container {service!r} among {describe_runtime(settings)}; "
+                             f"there are: {known}")  # fmt: skip
     return containers[service]
 
 
 def _check_service(service: Any) -> str:
     name = check_service_name("service", service)
-    if name in HARNESS:
+    if name in roles.HARNESS_ROLES:
+        raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
+    return name
+
+
+def _one(settings: Settings, service: str) -> str:
+    """The one runtime name ``service`` (a role, a role's member or a runtime name) stands for."""
+    name = roles.resolve_one(settings, service)
+    if name in roles.harness(settings):
         raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
     return name
 
@@ -112,7 +120,7 @@ def _running(container: Any) -> bool:
 
 
 def _running_target(client: Any, settings: Settings, service: Any) -> Any:
-    containers = project_containers(client, settings.compose_project)
+    containers = runtime_containers(client, settings)
     target = _target(containers, settings, service, "service")
     if not _running(target):
         raise ActivityFailed(f"{service} is {target.status}, not running: start it first "
@@ -197,9 +205,13 @@ def partition(
     where = _checked(rules.check_direction, direction)
     _check_peers(service, peers)
     settings = Settings.load(configuration, secrets)
+    service = _one(settings, service)
+    peers = [name for peer in peers for name in roles.resolve(settings, peer, "peers")]
+    if service in peers:
+        raise ActivityFailed(f"{service!r} cannot be partitioned from itself")
     with _engine() as client:
         target = _running_target(client, settings, service)
-        containers = project_containers(client, settings.compose_project)
+        containers = runtime_containers(client, settings)
         cut: Dict[str, List[str]] = {}
         for peer in dict.fromkeys(peers):
             found = sidecar.addresses(_target(containers, settings, peer, "peer"))
@@ -232,6 +244,7 @@ def media_packet_loss(
     pct = _checked(rules.check_percent, percent)
     port_map = _checked(rules.parse_ports, ports, rules.MEDIA_PORTS)
     settings = Settings.load(configuration, secrets)
+    service = _one(settings, service)
     with _engine() as client:
         target = _running_target(client, settings, service)
         sidecar.ensure_image(client)
@@ -273,6 +286,7 @@ def limit_bandwidth(
     rate = _checked(rules.check_rate, rate_kbit)
     port_map = {} if ports is None else _checked(rules.parse_ports, ports, ())
     settings = Settings.load(configuration, secrets)
+    service = _one(settings, service)
     with _engine() as client:
         target = _running_target(client, settings, service)
         sidecar.ensure_image(client)
@@ -303,6 +317,7 @@ def block_udp(
     _check_service(service)
     port_map = _checked(rules.parse_ports, ports, rules.UDP_ICE_PORTS, udp_only=True)
     settings = Settings.load(configuration, secrets)
+    service = _one(settings, service)
     with _engine() as client:
         target = _running_target(client, settings, service)
         sidecar.ensure_image(client)
@@ -329,7 +344,7 @@ def _clear(
         with _engine() as client:
             recorded = [f for f in ledger.pending(settings.state_dir)
                         if f.kind in ledger_kinds and service in (None, f.target)]  # fmt: skip
-            containers = project_containers(client, settings.compose_project)
+            containers = runtime_containers(client, settings)
             if service is not None:
                 containers = {service: _target(containers, settings, service, "service")}
             gone.update(f.target for f in recorded if f.target not in containers)
@@ -365,6 +380,7 @@ def heal_partition(
     ...}], "qdiscs": [], "count", "skipped"}``; ``packets`` counts what each rule dropped."""
     _check_service(service)
     settings = Settings.load(configuration, secrets)
+    service = _one(settings, service)
     return {"service": service, **_clear(settings, service, ("partition",))}
 
 
@@ -381,4 +397,6 @@ def clear_network_faults(
     if service is not None:
         _check_service(service)
     settings = Settings.load(configuration, secrets)
+    if service is not None:
+        service = _one(settings, service)
     return {"service": service, **_clear(settings, service, rules.KINDS)}

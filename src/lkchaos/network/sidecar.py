@@ -1,26 +1,32 @@
 """The network-fault sidecar: a short-lived container in a target's network namespace.
 
 ``docker run --rm --network container:<target> --cap-add NET_ADMIN lkchaos/nettools:<version>
-sh -c <script>``, through the Docker SDK, with a timeout. The image (``actions/Dockerfile``:
-Debian with iptables and iproute2) is built on demand, and again when that Dockerfile changes.
-Every call has a timeout; failures raise :class:`SidecarError` saying what to do.
+sh -c <script>``, through the Docker SDK, with a timeout. The image (Debian with iptables and
+iproute2) is built on demand from the Dockerfile that ships in this package
+(``lkchaos/network/nettools/Dockerfile``), and built again when that Dockerfile changes: the
+image carries the file's SHA-256 as a label. Every call has a timeout; failures raise
+:class:`SidecarError` saying what to do.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Sequence
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from lkchaos import __version__
-from lkchaos.errors import ConfigError, LkChaosError
+from lkchaos.docker.client import docker_client
+from lkchaos.errors import LkChaosError
 from lkchaos.network import rules
 
 IMAGE = f"lkchaos/nettools:{__version__}"
 #: Label on every sidecar container (its value: the target's container name).
 SIDECAR_LABEL = "lkchaos.sidecar"
 DIGEST_LABEL = "lkchaos.dockerfile.sha256"
+#: Where the image's Dockerfile is, inside the ``lkchaos.network`` package.
+DOCKERFILE = "nettools/Dockerfile"
 RUN_TIMEOUT = 30.0
 BUILD_TIMEOUT = 900.0
 _EXITS = {3: "removing iptables rules", 4: "removing a qdisc", 5: "adding a qdisc (tc)",
@@ -31,15 +37,27 @@ class SidecarError(LkChaosError):
     """The sidecar could not be built or run, or its script failed."""
 
 
-def dockerfile() -> Path | None:
-    """``actions/Dockerfile`` of the lkchaos checkout, or None outside one."""
-    from lkchaos.stack.layout import StackPaths
-
+def dockerfile() -> bytes:
+    """The sidecar image's Dockerfile, read from the installed package."""
+    source = resources.files("lkchaos.network")
+    for part in DOCKERFILE.split("/"):
+        source = source / part
     try:
-        path = StackPaths.discover().root / "actions" / "Dockerfile"
-    except ConfigError:
-        return None
-    return path if path.is_file() else None
+        return source.read_bytes()
+    except OSError as exc:
+        raise SidecarError(
+            f"the network sidecar's Dockerfile (lkchaos/network/{DOCKERFILE}) is missing from "
+            f"the installed lkchaos package ({exc}): reinstall lkchaos"
+        ) from exc
+
+
+def base_image(source: bytes) -> str:
+    """The image a Dockerfile builds on: its first ``FROM`` (``debian:bookworm-slim``)."""
+    for line in source.decode("utf-8", "replace").splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0].upper() == "FROM":
+            return words[1]
+    return "(no FROM line)"
 
 
 def _image(client: Any) -> Any:
@@ -56,32 +74,28 @@ def image_present(client: Any) -> bool:
 
 
 def ensure_image(client: Any) -> str:
-    """The sidecar image's tag, after building it if it is missing or its Dockerfile changed."""
+    """The sidecar image's tag, after building it if it is missing or its Dockerfile changed.
+
+    The build context is the packaged Dockerfile alone (it copies no file)."""
     from docker.errors import BuildError, DockerException
 
-    from lkchaos.stack.compose import docker_client
-
     source = dockerfile()
+    digest = hashlib.sha256(source).hexdigest()
     image = _image(client)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest() if source else ""
-    if image is not None and (not source or image.labels.get(DIGEST_LABEL) == digest):
+    if image is not None and (image.labels or {}).get(DIGEST_LABEL) == digest:
         return IMAGE
-    if source is None:
-        raise SidecarError(
-            f"the network sidecar image {IMAGE} is missing and actions/Dockerfile was not found: "
-            "run lkchaos from its checkout (or set LKCHAOS_ROOT), or build it there with "
-            f"`docker build -t {IMAGE} actions/`"
-        )
     builder = docker_client(timeout=BUILD_TIMEOUT)
     try:
-        builder.images.build(path=str(source.parent), dockerfile=source.name, tag=IMAGE,
-                             rm=True, forcerm=True, labels={DIGEST_LABEL: digest})  # fmt: skip
+        builder.images.build(fileobj=io.BytesIO(source), tag=IMAGE, rm=True, forcerm=True,
+                             labels={DIGEST_LABEL: digest})  # fmt: skip
     except BuildError as exc:
         tail = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log)
+        base = base_image(source)
         raise SidecarError(
-            f"building the network sidecar image {IMAGE} from {source} failed: {exc.msg}\n"
-            f"{tail[-1500:].strip()}\nIt needs the base image debian:bookworm-slim (local or "
-            "pullable) and Debian's package mirror; `lkchaos stack build` prepares the base image."
+            f"building the network sidecar image {IMAGE} failed: {exc.msg}\n"
+            f"{tail[-1500:].strip()}\nIt needs the base image {base} (local or pullable: "
+            f"`docker pull {base}`, or `lkchaos stack build` prepares it) and Debian's package "
+            "mirror."
         ) from exc
     except DockerException as exc:
         raise SidecarError(f"building the network sidecar image {IMAGE} failed: {exc}") from exc
@@ -169,35 +183,3 @@ def remove_leftover_sidecars(client: Any) -> list[str]:
                 continue
             removed.append(str(sidecar.name))
     return removed
-
-
-def sweep(project: str) -> list[dict[str, Any]]:
-    """Remove every lkchaos rule and qdisc from the project's running containers.
-
-    Without the sidecar image on this engine, no network fault can have been injected here,
-    and only leftover sidecars are looked for.
-    """
-    from lkchaos.docker.client import project_containers
-    from lkchaos.stack.compose import docker_client
-
-    client = docker_client()
-    try:
-        done = [{"fault": f"network sidecar {name} left behind", "outcome": "removed"}
-                for name in remove_leftover_sidecars(client)]  # fmt: skip
-        if not image_present(client):
-            return done
-        for service, container in sorted(project_containers(client, project).items()):
-            if container.status != "running":
-                continue
-            try:
-                found = clear(client, container)
-            except LkChaosError as exc:
-                done.append({"fault": f"network faults on {service}", "outcome": f"error: {exc}"})
-                continue
-            done += [{"fault": f"{r['kind']} rule on {service}: {r['rule']}", "outcome": "removed"}
-                     for r in found["rules"]]  # fmt: skip
-            done += [{"fault": f"qdisc {q['qdisc']} on {service} {q['device']}",
-                      "outcome": "removed"} for q in found["qdiscs"]]  # fmt: skip
-    finally:
-        client.close()
-    return done

@@ -1,12 +1,13 @@
 """The deployment-aware level of the preflight check: it reads, and never changes, the
 deployment.
 
-Read: the compose project's containers (and the other containers on the engine, to tell a
-target outside the project apart from a typo), through the Docker SDK; Toxiproxy's proxies
-(``GET /proxies``); the names in the resolver's hosts file and the names Caddy serves a
-certificate file for (the files their containers bind-mount). Only what the experiment's
-activities name is read. A backend that cannot be read is itself a problem: the run would
-meet the same.
+Read: the target's containers (and, for a compose project, the other containers on the engine,
+to tell a target outside the project apart from a typo), through the Docker SDK; Toxiproxy's
+proxies (``GET /proxies``); the names in the resolver's hosts file and the names the TLS proxy
+serves a certificate file for (the files their containers bind-mount). Roles and link roles are
+resolved through the target in use (:mod:`lkchaos.roles`). Only what the experiment's
+activities name is read. A backend that cannot be read is itself a problem: the run would meet
+the same.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lkchaos.docker.actions import HARNESS
+from chaoslib.exceptions import ActivityFailed
+
+from lkchaos import roles
 from lkchaos.errors import LkChaosError
 from lkchaos.preflight.walk import Call, Problem
 from lkchaos.settings import Settings
@@ -52,6 +55,7 @@ class Deployment:
     """What the deployment holds, as read; a part that could not be read is None."""
 
     project: str
+    settings: Settings = field(default_factory=Settings)
     services: set[str] | None = None
     #: Containers outside the project: compose service or container name -> its project.
     outside: dict[str, str] = field(default_factory=dict)
@@ -59,6 +63,8 @@ class Deployment:
     dns_names: set[str] | None = None
     tls_names: set[str] | None = None
     unreachable: list[str] = field(default_factory=list)
+    #: Faults the target cannot take, and why (a resolver lkchaos may not fault, ...).
+    refused: list[str] = field(default_factory=list)
 
 
 def needs(calls: Iterable[Call]) -> set[str]:
@@ -68,27 +74,34 @@ def needs(calls: Iterable[Call]) -> set[str]:
 
 
 def _docker(deployment: Deployment, client: Any, wanted: set[str], settings: Settings) -> None:
-    from lkchaos.docker.client import project_containers
+    from lkchaos.docker.client import runtime_containers
 
-    deployment.services = set(project_containers(client, settings.compose_project))
-    for container in client.containers.list(all=True):
-        labels = container.labels or {}
-        project = labels.get("com.docker.compose.project", "")
-        if project != settings.compose_project:
-            for name in (labels.get("com.docker.compose.service"), container.name):
-                if name:
-                    deployment.outside[str(name)] = project
+    deployment.services = set(runtime_containers(client, settings))
+    if settings.runtime == "compose":
+        for container in client.containers.list(all=True):
+            labels = container.labels or {}
+            project = labels.get("com.docker.compose.project", "")
+            if project != settings.compose_project:
+                for name in (labels.get("com.docker.compose.service"), container.name):
+                    if name:
+                        deployment.outside[str(name)] = project
     if "dns" in wanted:
         from lkchaos.dns import client as dns
 
-        found = dns.resolver(client, settings)
-        deployment.dns_names = dns.known_names(found.hosts.read_text())
+        why = dns.refusal(settings)
+        if why is not None:
+            deployment.refused.append(f"DNS faults cannot run on this target: {why}")
+        else:
+            found = dns.resolver(client, settings)
+            deployment.dns_names = dns.known_names(found.hosts.read_text())
     if "tls" in wanted:
-        from lkchaos.docker.client import service_container
         from lkchaos.tls import rotation
 
-        caddy = service_container(client, settings.compose_project, rotation.CADDY_SERVICE)
-        deployment.tls_names = set(rotation.caddy_sites(caddy))
+        why = rotation.refusal(settings)
+        if why is not None:
+            deployment.refused.append(f"certificate faults cannot run on this target: {why}")
+        else:
+            deployment.tls_names = rotation.served_names(client, settings)
 
 
 def read(
@@ -98,17 +111,19 @@ def read(
     toxiproxy_client: Callable[[Settings], Any] | None = None,
 ) -> Deployment:
     """Read what ``wanted`` asks for; the factories default to lkchaos's own clients."""
-    deployment = Deployment(settings.compose_project)
+    from lkchaos.docker.client import describe_runtime
+
+    deployment = Deployment(describe_runtime(settings), settings)
     if wanted & {"docker", "dns", "tls"}:
-        from lkchaos.stack.compose import docker_client as lkchaos_docker
+        from lkchaos.docker.client import docker_client as lkchaos_docker
 
         client = None
         try:
             client = (docker_client or lkchaos_docker)()
             _docker(deployment, client, wanted, settings)
         except (LkChaosError, OSError) as exc:
-            deployment.unreachable.append(f"the Docker engine or the compose project "
-                                          f"{settings.compose_project!r}: {exc}")  # fmt: skip
+            deployment.unreachable.append(f"the Docker engine or the "
+                                          f"{deployment.project}: {exc}")  # fmt: skip
         finally:
             if client is not None and hasattr(client, "close"):
                 client.close()
@@ -123,24 +138,31 @@ def read(
     return deployment
 
 
-def _service_problem(deployment: Deployment, name: str) -> str | None:
+def _service_problem(deployment: Deployment, value: str) -> str | None:
     assert deployment.services is not None
-    if name in deployment.services or name in HARNESS:
-        return None
-    if name in deployment.outside:
-        other = deployment.outside[name]
-        where = f"compose project {other!r}" if other else "no compose project"
-        return (f"{name!r} belongs to {where}, outside the compose project "
-                f"{deployment.project!r} (compose_project): lkchaos targets only that "
-                "project's services")
-    known = ", ".join(sorted(deployment.services - HARNESS)) or "none (is the stack up?)"
-    return f"no service {name!r} in compose project {deployment.project!r}; services: {known}"
+    try:
+        names = roles.resolve(deployment.settings, value)
+    except ActivityFailed as exc:
+        return str(exc)
+    harness = roles.harness(deployment.settings)
+    for name in names:
+        if name in deployment.services or name in harness:
+            continue
+        if name in deployment.outside:
+            other = deployment.outside[name]
+            where = f"compose project {other!r}" if other else "no compose project"
+            return (f"{name!r} belongs to {where}, outside the {deployment.project}: "
+                    "lkchaos targets only the target's own containers")  # fmt: skip
+        known = ", ".join(sorted(deployment.services - harness)) or "none (is it up?)"
+        return f"no container {name!r} among {deployment.project}; there are: {known}"
+    return None
 
 
 def check(calls: Iterable[Call], deployment: Deployment) -> list[Problem]:
     """Problems with the objects the calls name: services, proxies, DNS and TLS names."""
     problems = [Problem("deployment", "", None, None, f"cannot read {what}; start it, or "
                         "check the experiment with --offline") for what in deployment.unreachable]
+    problems += [Problem("deployment", "", None, None, why) for why in deployment.refused]
     for call in calls:
         for arg, kind in TARGETS.get(call.key, ()):
             value = call.arguments.get(arg)
@@ -157,9 +179,11 @@ def check(calls: Iterable[Call], deployment: Deployment) -> list[Problem]:
 def _problem(deployment: Deployment, kind: str, value: Any) -> str | None:
     if kind in ("service", "services") and deployment.services is not None:
         return _service_problem(deployment, str(value))
-    if kind == "proxy" and deployment.proxies is not None and value not in deployment.proxies:
-        known = ", ".join(sorted(deployment.proxies)) or "(none)"
-        return f"Toxiproxy has no proxy named {value!r}; its proxies are: {known}"
+    if kind == "proxy" and deployment.proxies is not None:
+        name = deployment.settings.toxiproxy_links.get(str(value), str(value))
+        if name not in deployment.proxies:
+            known = ", ".join(sorted(deployment.proxies)) or "(none)"
+            return f"Toxiproxy has no proxy named {name!r}; its proxies are: {known}"
     if kind == "dns_name" and deployment.dns_names is not None:
         if str(value).lower() not in deployment.dns_names:
             known = ", ".join(sorted(deployment.dns_names)) or "(none)"
@@ -167,5 +191,6 @@ def _problem(deployment: Deployment, kind: str, value: Any) -> str | None:
     if kind == "tls_name" and deployment.tls_names is not None:
         if value not in deployment.tls_names:
             known = ", ".join(sorted(deployment.tls_names)) or "(none)"
-            return f"Caddy serves no certificate file for {value!r}; names it serves: {known}"
+            return (f"the TLS proxy serves no certificate file for {value!r}; names it "
+                    f"serves: {known}")  # fmt: skip
     return None

@@ -17,6 +17,7 @@ from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 
+from lkchaos import roles
 from lkchaos.dns import actions as dns_actions
 from lkchaos.dns import probes as dns_probes
 from lkchaos.docker import actions as docker_actions
@@ -66,16 +67,36 @@ def blame(rule: Rule, message: str, arguments: Args) -> str:
 
 # --- shared pieces ---------------------------------------------------------------------------
 
+def _resolved(c: Context, label: str, values: list[Any]) -> list[str]:
+    """The runtime names ``values`` stand for on the target in use (roles resolved), none of
+    them lkchaos's test harness; without settings, the values as they are."""
+    if c.settings is None:
+        return [str(value) for value in values]
+    names = [name for value in values for name in roles.resolve(c.settings, str(value), label)]
+    harness = roles.harness(c.settings)
+    for name in names:
+        if name in harness:
+            raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
+    return names
+
+
 def _target(a: Args, c: Context) -> object:
-    return docker_actions._check_target(a.get("service"), a.get("one_of"))
+    candidates = docker_actions._check_target(a.get("service"), a.get("one_of"))
+    return _resolved(c, "service" if a.get("one_of") is None else "one_of", candidates)
 
 
-def _service(a: Args, c: Context) -> object:
-    return docker_actions._check_target(a.get("service"), None)
+def _service(a: Args, c: Context) -> list[str]:
+    names = _resolved(c, "service", docker_actions._check_target(a.get("service"), None))
+    if len(names) > 1:
+        choices = ", ".join(f"{a.get('service')}:{i}" for i in range(1, len(names) + 1))
+        raise ActivityFailed(f"service {a.get('service')!r} stands for {len(names)} components "
+                             f"({', '.join(names)}): name one of {choices}")  # fmt: skip
+    return names
 
 
 def _network_service(a: Args, c: Context) -> object:
-    return network_actions._check_service(a.get("service"))
+    network_actions._check_service(a.get("service"))
+    return _service(a, c)
 
 
 def _optional_network_service(a: Args, c: Context) -> object:
@@ -133,12 +154,15 @@ def _netcheck(name: str, check: Callable[..., Any], *extra: Any, **kw: Any) -> R
 
 
 def _redis_service(a: Args, c: Context) -> object:
-    docker_actions._check_target(a.get("service"), None)
-    mapped = {key.rpartition(":")[0] for key in (c.settings.redis_address_map if c.settings
-                                                 else {})}  # fmt: skip
-    if mapped and a.get("service") not in mapped:
-        raise ActivityFailed(f"service must be a Redis service of the address map "
-                             f"(redis_address_map): {', '.join(sorted(mapped))}")  # fmt: skip
+    if a.get("service") is None:
+        return None
+    names = _service(a, c)
+    if c.settings is not None:
+        redis = [n for role in ("redis_primary", "redis_replica")
+                 for n in c.settings.roles.get(role, ())]  # fmt: skip
+        if not set(names) <= set(redis):
+            raise ActivityFailed("service must be a Redis container of the target (roles "
+                                 f"redis_primary, redis_replica): {', '.join(redis) or 'none'}")
     return None
 
 

@@ -1,12 +1,15 @@
-"""Redis faults through Sentinel: lose the primary, force a failover, bring the old one back.
+"""Redis faults: lose the primary, force a failover, bring the old primary back.
 
-The primary is whatever Sentinel names now. In the reference stack Sentinel announces compose
-service names (``redis-primary``, ``redis-replica``), so the primary's container is found by
-that name; the kill is recorded in the fault ledger and undone by ``restore_old_primary`` (or
-``lkchaos recover``). Each action returns what it did and what Sentinel said::
+The primary is the node Sentinel names now (with Sentinel), or the container of the role
+``redis_primary`` (direct Redis). Its container is the one among the roles ``redis_primary``
+and ``redis_replica`` that answers to the host Sentinel announces, by runtime name, container
+name, hostname, network alias or IP address (:mod:`lkchaos.redis.nodes`); no naming
+convention is assumed. The kill goes through :func:`lkchaos.docker.actions.kill_service`, so it
+is recorded in the fault ledger and undone by ``restore_old_primary`` (or ``lkchaos
+recover``). Each action returns what it did and what Sentinel said::
 
-    {"action": "kill_primary", "killed": "redis-primary", "signal": "SIGKILL",
-     "master_before": "redis-primary:6379"}
+    {"action": "kill_primary", "killed": "redis-primary", "role": "redis_primary",
+     "matched_by": "runtime name", "signal": "SIGKILL", "master_before": "redis-primary:6379"}
 """
 
 import time
@@ -16,9 +19,12 @@ import redis
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
+from lkchaos import roles
 from lkchaos.docker import actions as docker_actions
+from lkchaos.docker.client import docker_session, runtime_containers
 from lkchaos.errors import LkChaosError
-from lkchaos.redis import client
+from lkchaos.redis import client, nodes
+from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 from lkchaos.values import check_number
 
@@ -36,20 +42,69 @@ def _master(settings: Settings) -> tuple[str, int]:
         raise ActivityFailed(str(exc)) from exc
 
 
+def _redis_containers(settings: Settings) -> dict[str, Any]:
+    """The containers of the roles redis_primary and redis_replica that exist, by runtime
+    name (attributes as the engine reports them now)."""
+    wanted = nodes.candidates(settings)
+    if not wanted:
+        raise ActivityFailed("the target maps no redis_primary or redis_replica: add `roles: "
+                             "{redis_primary: NAME, redis_replica: [NAME]}` to the target file")
+    try:
+        with docker_session() as docker:
+            found = runtime_containers(docker, settings)
+            chosen = {name: found[name] for name in wanted if name in found}
+            for container in chosen.values():
+                container.reload()
+    except LkChaosError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    return chosen
+
+
+def container_of(host: str, port: int, containers: Dict[str, Any]) -> tuple[str, str]:
+    """The runtime name of the one container that answers to ``host`` and how it matched;
+    ActivityFailed, saying what was announced and looked at, when none or several do."""
+    found = nodes.find(host, containers)
+    if len(found) == 1:
+        return found[0]
+    looked = nodes.describe(containers)
+    if not found:
+        raise ActivityFailed(
+            f"Sentinel announces the primary at {host}:{port}, and no container of the roles "
+            f"redis_primary and redis_replica answers to {host!r} (looked at: {looked}). Map "
+            "the container that holds it to one of these roles in the target file, or make "
+            "Sentinel announce one of its names (replica-announce-ip)"
+        )
+    raise ActivityFailed(
+        f"Sentinel announces the primary at {host}:{port}, and several containers answer to "
+        f"{host!r}: {', '.join(f'{n} ({k})' for n, k in found)}; lkchaos cannot tell which "
+        "one to kill. Make Sentinel announce a name or address only one of them has"
+    )
+
+
 def kill_primary(
     signal: str = "SIGKILL", configuration: Configuration = None, secrets: Secrets = None
 ) -> Dict[str, Any]:
-    """Kill the container of the Redis primary Sentinel names now (SIGKILL: no clean
-    shutdown, no last write to disk; or SIGTERM, SIGINT, SIGQUIT). Sentinel should promote
-    the replica."""
+    """Kill the container of the Redis primary (the one Sentinel names now, or the role
+    redis_primary without Sentinel) with SIGKILL (no clean shutdown, no last write to disk),
+    SIGTERM, SIGINT or SIGQUIT. With Sentinel, the replica should be promoted."""
     docker_actions._signal_name(signal)
     settings = Settings.load(configuration, secrets)
-    host, port = _master(settings)
+    try:
+        direct = client.is_direct(settings)
+    except LkChaosError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    if direct:
+        name = roles.resolve_one(settings, "redis_primary")
+        host, port = client.master_address(settings)
+        how = "role redis_primary (Redis without Sentinel)"
+    else:
+        host, port = _master(settings)
+        name, how = container_of(host, port, _redis_containers(settings))
     result = docker_actions.kill_service(
-        service=host, signal=signal, configuration=configuration, secrets=secrets
+        service=name, signal=signal, configuration=configuration, secrets=secrets
     )
-    return {"action": "kill_primary", "killed": host, "signal": result["signal"],
-            "master_before": f"{host}:{port}"}
+    return {"action": "kill_primary", "killed": name, "role": roles.role_of(settings, name),
+            "matched_by": how, "signal": result["signal"], "master_before": f"{host}:{port}"}
 
 
 def sentinel_failover(
@@ -59,19 +114,20 @@ def sentinel_failover(
     primary, at most ``wait_s`` seconds. A switchover: nothing is lost, no rollback needed."""
     _check_wait(wait_s)
     settings = Settings.load(configuration, secrets)
+    if not settings.sentinel_addresses:
+        raise ActivityFailed("sentinel_failover needs Redis Sentinel, and the target's Redis is "
+                             "direct (no Sentinel to ask for a failover)")  # fmt: skip
     before = _master(settings)
     started = time.monotonic()
     last_error = ""
+    access = client.Access.of(settings)
     for address in settings.sentinel_addresses:
-        host, port = Settings.split_address(address, 26379)
-        sentinel = client.connect(host, port)
         try:
-            sentinel.sentinel_failover(settings.sentinel_master)
+            with client.sentinel(address, access) as sentinel:
+                sentinel.sentinel_failover(settings.sentinel_master)
             break
-        except redis.RedisError as exc:
+        except (redis.RedisError, LkChaosError) as exc:
             last_error = f"{address}: {exc}"
-        finally:
-            sentinel.close()
     else:
         raise ActivityFailed(f"no Sentinel accepted the failover ({last_error})")
     while time.monotonic() - started < wait_s:
@@ -90,35 +146,103 @@ def sentinel_failover(
     )
 
 
+def last_killed(settings: Settings) -> str | None:
+    """The Redis node stopped most recently and not yet restarted, from the fault ledger
+    (this run's faults first), or None."""
+    redis_nodes = set(nodes.candidates(settings))
+    stopped = [f for f in ledger.pending(settings.state_dir)
+               if f.kind == "stopped" and f.target in redis_nodes]  # fmt: skip
+    run = ledger.current_run_id()
+    mine = [f for f in stopped if run and f.run_id == run]
+    chosen = mine or stopped
+    return chosen[-1].target if chosen else None
+
+
+def _announced(settings: Settings) -> list[tuple[str, int]]:
+    """Every data node's address as announced: the primary's first, then the replicas'
+    (down ones included, as Sentinel still lists them), or the direct addresses."""
+    if client.is_direct(settings):
+        primary = client.master_address(settings)
+        return [primary, *client.replicas(settings)]
+    master = client.master_address(settings)
+    listed = [(str(r["ip"]), int(r["port"])) for r in client.sentinel_replicas(settings)]
+    return [master, *listed]
+
+
+def _address_of(settings: Settings, name: str, container: Any) -> tuple[tuple[str, int], bool]:
+    """The announced address of the node in ``container`` and whether it is the primary's.
+
+    Direct Redis: an address whose host the container answers to, else by role position
+    (redis_primary is the primary's address, redis_replica:N the N-th replica's)."""
+    announced = _announced(settings)
+    for index, (host, port) in enumerate(announced):
+        if nodes.matches(host, name, container):
+            return (host, port), index == 0
+    if client.is_direct(settings):
+        if name in settings.roles.get("redis_primary", ()):
+            return announced[0], True
+        replicas = list(settings.roles.get("redis_replica", ()))
+        if name in replicas and replicas.index(name) + 1 < len(announced):
+            return announced[replicas.index(name) + 1], False
+    shown = ", ".join(f"{h}:{p}" for h, p in announced) or "none"
+    raise LookupError(f"none of the addresses announced ({shown}) is {name}'s")
+
+
+def _state(settings: Settings, name: str) -> dict[str, Any]:
+    """Where the restarted node is now: its address, role, and whether it is back."""
+    with docker_session() as docker:
+        container = runtime_containers(docker, settings)[name]
+        container.reload()
+    (host, port), is_master = _address_of(settings, name, container)
+    with client.node(settings, host, port) as node:
+        info = node.info("replication")
+    role = str(info.get("role"))
+    replicating = role == "slave" and info.get("master_link_status") == "up"
+    return {"address": f"{host}:{port}", "role": role,
+            "back": (is_master and role == "master") or replicating}
+
+
 def restore_old_primary(
-    service: str = "redis-primary",
+    service: str = None,  # type: ignore[assignment]
     wait_s: float = 30.0,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
-    """Start the killed primary again and wait until it replicates from the current one
-    (Sentinel turns it into a replica). A rollback: a running service is left as it is."""
-    docker_actions._check_target(service, None)
+    """Start the killed Redis node again and wait until it replicates from the current
+    primary (Sentinel turns it into a replica), or, without Sentinel, until it serves again.
+    ``service`` (a role or runtime name) defaults to the Redis node the last kill stopped
+    (from the fault ledger), else the role redis_primary. A rollback: a running node is left
+    as it is."""
+    if service is not None:
+        docker_actions._check_target(service, None)
     _check_wait(wait_s)
     settings = Settings.load(configuration, secrets)
-    started = docker_actions.start_service(service, configuration, secrets)
+    try:
+        chosen = service or last_killed(settings) or "redis_primary"
+    except LkChaosError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    name = roles.resolve_one(settings, chosen)
+    started = docker_actions.start_service(name, configuration, secrets)
     deadline = time.monotonic() + wait_s
-    role = "unknown"
-    while time.monotonic() < deadline:
-        host, port = settings.map_redis_address(service, 6379)
+    last: dict[str, Any] = {"role": "unknown", "address": "not found"}
+    problem = ""
+    while True:
         try:
-            with client.connect(host, port) as node:
-                info = node.info("replication")
-            role = str(info.get("role"))
-            master = _master(settings)
-            replicating = role == "slave" and info.get("master_link_status") == "up"
-            if master[0] == service or replicating:
-                return {"action": "restore_old_primary", "service": service, "role": role,
+            last = _state(settings, name)
+            if last["back"]:
+                master = client.master_address(settings)
+                return {"action": "restore_old_primary", "service": name,
+                        "role": last["role"], "address": last["address"],
                         "master": f"{master[0]}:{master[1]}", "was": started["before"]}
-        except (redis.RedisError, ActivityFailed):
-            pass
+        except client.RedisAuthError as exc:
+            raise ActivityFailed(str(exc)) from exc
+        except (redis.RedisError, LkChaosError, LookupError, KeyError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.5)
     raise ActivityFailed(
-        f"{service} is running but not replicating after {wait_s:g} s (role {role}); "
-        "check `lkchaos stack logs sentinel-1 " + service + "`"
+        f"{name} is running but not replicating after {wait_s:g} s (role {last['role']}, "
+        f"address {last['address']}{'; last error ' + problem if problem else ''}); check "
+        f"the logs of {name} and of the Sentinels"
     )

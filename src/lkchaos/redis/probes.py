@@ -1,4 +1,5 @@
-"""Probes on Redis and Sentinel, reached through the configured Sentinels.
+"""Probes on Redis and Sentinel, reached through the configured Sentinels (or directly, for
+``replication``, when the target's Redis has no Sentinel), with the target's AUTH and TLS.
 
 ``sentinel_master`` returns::
 
@@ -27,7 +28,13 @@ __all__ = ["sentinel_master", "replication"]
 def sentinel_master(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Which master the Sentinels name, whether they agree, how many replicas it has."""
     settings = Settings.load(configuration, secrets)
-    answers = client.ask_sentinels(settings)
+    if not settings.sentinel_addresses:
+        raise ActivityFailed("sentinel_master needs Redis Sentinel, and the target's Redis is "
+                             "direct: use the replication probe instead")  # fmt: skip
+    try:
+        answers = client.ask_sentinels(settings)
+    except LkChaosError as exc:
+        raise ActivityFailed(str(exc)) from exc
     masters = sorted({f"{a.host}:{a.port}" for a in answers})
     replicas = answers[0].num_slaves if answers else 0
     return {
@@ -41,14 +48,15 @@ def sentinel_master(configuration: Configuration = None, secrets: Secrets = None
 
 
 def replication(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """``INFO replication`` of the current primary (found through Sentinel)."""
+    """``INFO replication`` of the current primary (found through Sentinel, or direct)."""
     settings = Settings.load(configuration, secrets)
     try:
         with client.primary(settings, decode=True) as primary:
             info: dict[str, Any] = primary.info("replication")
     except (LkChaosError, redis.RedisError) as exc:
         raise ActivityFailed(
-            f"cannot read replication info from the Redis primary: {exc}. Check the Sentinel "
-            "addresses (sentinel_addresses) and the redis_address_map."
+            f"cannot read replication info from the Redis primary: {exc}. Check the target's "
+            "redis section (Sentinel addresses and address_map, or the direct primary), its "
+            "password and TLS settings."
         ) from exc
     return info

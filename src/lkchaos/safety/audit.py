@@ -211,7 +211,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
-    """``30m``, ``2h``, ``7d`` (that long ago), or an ISO date or time (UTC unless it says)."""
+    """``90s``, ``30m``, ``2h``, ``7d``, ``2w`` (that long ago), or an ISO date or time (UTC
+    unless it says); a ConfigError saying what is accepted otherwise. Every ``--since`` of the
+    command line (``lkchaos audit``, ``lkchaos history``) reads it here."""
     now = now or dt.datetime.now(dt.UTC)
     match = _RELATIVE.match(text)
     if match:
@@ -219,15 +221,15 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
             return now - dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])
         except (OverflowError, ValueError) as exc:
             raise ConfigError(
-                f"--since {text!r} reaches back before the year 1: give a shorter duration "
-                "(30m, 2h, 7d) or an ISO date (2026-01-31)"
+                f"--since {text!r} reaches back too far (before the year 1): give a shorter "
+                "duration (30m, 2h, 7d, 2w) or an ISO date (2026-01-31)"
             ) from exc
     try:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError as exc:
         raise ConfigError(
-            f"--since {text!r} is neither a duration (30m, 2h, 7d) nor an ISO date or time "
-            "(2026-01-31 or 2026-01-31T10:00:00)"
+            f"--since {text!r} is neither a duration (30m, 2h, 7d, 2w) nor an ISO date or "
+            "time (2026-01-31 or 2026-01-31T10:00:00)"
         ) from exc
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 

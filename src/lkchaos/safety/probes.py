@@ -31,11 +31,12 @@ def baseline(configuration: Configuration = None, secrets: Secrets = None) -> Di
     toxics: list[str] = []
     disabled: list[str] = []
     try:
-        with ToxiproxyClient(settings.toxiproxy_url) as toxi:
-            for name, proxy in toxi.proxies().items():
-                toxics += [f"{name}/{t['name']}" for t in proxy.get("toxics") or []]
-                if not proxy.get("enabled", True):
-                    disabled.append(name)
+        if settings.toxiproxy_url:  # a target without Toxiproxy has none to look at
+            with ToxiproxyClient(settings.toxiproxy_url) as toxi:
+                for name, proxy in toxi.proxies().items():
+                    toxics += [f"{name}/{t['name']}" for t in proxy.get("toxics") or []]
+                    if not proxy.get("enabled", True):
+                        disabled.append(name)
     except LkChaosError as exc:
         disabled.append(f"toxiproxy unreachable: {exc}")
     pending = [fault.describe() for fault in ledger.pending(settings.state_dir)]

@@ -7,11 +7,13 @@ mid-run. The safety control at the end of a run does not sweep: it
 undoes that run's own ledger entries only (``ledger.undo_all(..., run_id=...)``).
 
 The sweep covers what a runner killed mid-fault could leave without a ledger entry:
-Toxiproxy toxics named ``lkchaos_*`` and disabled lkchaos links, paused or stopped services
-of the compose project, lkchaos's iptables rules and qdiscs in the project's containers (and
-network sidecars left behind), certificates swapped by ``lkchaos.tls`` (their originals are
-kept in the state folder), lkchaos's marked lines in the resolver's hosts file and
-configuration, and a run lock whose process is gone.
+Toxiproxy toxics named ``lkchaos_*`` and disabled links of the target (``toxiproxy.links``),
+paused or stopped containers that play a role on the target (containers it does not describe,
+such as one-shot jobs, are left alone), lkchaos's iptables rules and qdiscs in those
+containers (and network sidecars left behind), certificates swapped by ``lkchaos.tls`` (their
+originals are kept in the state folder), lkchaos's marked lines in the resolver's hosts file
+and configuration, and a run lock whose process is gone. A component the target does not have
+(no Toxiproxy, no resolver lkchaos may fault) is not swept.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from typing import Any
 from lkchaos.errors import LkChaosError
 from lkchaos.safety import ledger, runlock
 from lkchaos.settings import Settings
-from lkchaos.stack import layout
 
 TOXIC_PREFIX = "lkchaos_"
 
@@ -29,7 +30,10 @@ TOXIC_PREFIX = "lkchaos_"
 def _sweep_toxiproxy(settings: Settings) -> list[dict[str, Any]]:
     from lkchaos.toxiproxy.client import ToxiproxyClient
 
-    done = []
+    done: list[dict[str, Any]] = []
+    if not settings.toxiproxy_url:
+        return done
+    links = set(settings.toxiproxy_links.values())
     with ToxiproxyClient(settings.toxiproxy_url) as toxi:
         for name, proxy in toxi.proxies().items():
             for toxic in proxy.get("toxics") or []:
@@ -37,21 +41,29 @@ def _sweep_toxiproxy(settings: Settings) -> list[dict[str, Any]]:
                     toxi.remove_toxic(name, toxic["name"])
                     done.append({"fault": f"toxic {toxic['name']} on {name}",
                                  "outcome": "removed"})
-            if not proxy.get("enabled", True) and name in layout.TOXIPROXY_LINKS:
+            if not proxy.get("enabled", True) and name in links:
                 toxi.set_enabled(name, True)
                 done.append({"fault": f"proxy {name} disabled", "outcome": "enabled"})
     return done
 
 
+def _described(settings: Settings, client: Any) -> dict[str, Any]:
+    """The target's containers that play a role, harness excluded, by runtime name."""
+    from lkchaos import roles
+    from lkchaos.docker.client import runtime_containers
+
+    mapped = {name for members in settings.roles.values() for name in members}
+    mapped -= roles.harness(settings)
+    return {name: container for name, container in runtime_containers(client, settings).items()
+            if name in mapped}  # fmt: skip
+
+
 def _sweep_containers(settings: Settings) -> list[dict[str, Any]]:
-    from lkchaos.docker.client import container_state, project_containers
-    from lkchaos.stack.compose import docker_client
+    from lkchaos.docker.client import container_state, docker_session
 
     done = []
-    client = docker_client()
-    try:
-        containers = project_containers(client, settings.compose_project)
-        for name, container in sorted(containers.items()):
+    with docker_session() as client:
+        for name, container in sorted(_described(settings, client).items()):
             state = container_state(container)["state"]
             if state == "paused":
                 container.unpause()
@@ -59,15 +71,34 @@ def _sweep_containers(settings: Settings) -> list[dict[str, Any]]:
             elif state in ("exited", "created", "dead"):
                 container.start()
                 done.append({"fault": f"{name} {state}", "outcome": "started"})
-    finally:
-        client.close()
     return done
 
 
 def _sweep_network(settings: Settings) -> list[dict[str, Any]]:
-    from lkchaos.network.sidecar import sweep
+    """Remove every lkchaos rule and qdisc from the target's running containers. Without the
+    sidecar image on this engine no network fault can have been injected here, and only
+    leftover sidecars are looked for."""
+    from lkchaos.docker.client import docker_session
+    from lkchaos.network import sidecar
 
-    return sweep(settings.compose_project)
+    with docker_session() as client:
+        done = [{"fault": f"network sidecar {name} left behind", "outcome": "removed"}
+                for name in sidecar.remove_leftover_sidecars(client)]  # fmt: skip
+        if not sidecar.image_present(client):
+            return done
+        for name, container in sorted(_described(settings, client).items()):
+            if container.status != "running":
+                continue
+            try:
+                found = sidecar.clear(client, container)
+            except LkChaosError as exc:
+                done.append({"fault": f"network faults on {name}", "outcome": f"error: {exc}"})
+                continue
+            done += [{"fault": f"{r['kind']} rule on {name}: {r['rule']}", "outcome": "removed"}
+                     for r in found["rules"]]  # fmt: skip
+            done += [{"fault": f"qdisc {q['qdisc']} on {name} {q['device']}",
+                      "outcome": "removed"} for q in found["qdiscs"]]  # fmt: skip
+    return done
 
 
 def _sweep_tls(settings: Settings) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""The one way lkchaos drives ``docker compose`` and reaches the Docker engine.
+"""The one way lkchaos drives ``docker compose`` for the reference stack (the engine itself is
+reached through :func:`lkchaos.docker.client.docker_client`, re-exported here).
 
 Every call has a timeout. Failures raise :class:`~lkchaos.errors.CommandFailed` or
 :class:`~lkchaos.errors.PrerequisiteError` with a hint saying what to do.
@@ -14,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lkchaos.errors import CommandFailed, PrerequisiteError, StackError
+from lkchaos.docker.client import DOCKER_API_VERSION, DOCKER_TIMEOUT, docker_client
+from lkchaos.errors import CommandFailed, PrerequisiteError
 from lkchaos.stack import layout
 from lkchaos.stack.layout import StackPaths
 
-DOCKER_TIMEOUT = 10.0
-#: Engine API version: Debian's engine (20.10) speaks up to 1.41, and newer engines accept it.
-#: Naming it saves a round-trip and keeps the SDK from connecting before we ping.
-DOCKER_API_VERSION = "1.41"
+__all__ = ["DOCKER_API_VERSION", "DOCKER_TIMEOUT", "Compose", "docker_client", "run"]
+
 
 
 def run(
@@ -52,31 +52,6 @@ def run(
     if proc.returncode != 0:
         raise CommandFailed(argv, proc.returncode, proc.stdout or "", hint)
     return proc
-
-
-def docker_client(timeout: float = DOCKER_TIMEOUT) -> Any:
-    """A Docker SDK client for the local engine, checked with a ping."""
-    import docker
-    from docker.errors import DockerException
-
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
-        raise StackError(
-            f"cannot reach the Docker engine: no socket at {host}. Start it (e.g. `dockerd &` "
-            "or `systemctl start docker`) and check that `docker info` answers."
-        )
-    client = None
-    try:
-        client = docker.from_env(version=DOCKER_API_VERSION, timeout=int(timeout))
-        client.ping()
-    except DockerException as exc:
-        if client is not None:
-            client.close()
-        raise StackError(
-            f"cannot reach the Docker engine ({exc}). Start it (e.g. `dockerd &` or "
-            "`systemctl start docker`) and check that `docker info` answers."
-        ) from exc
-    return client
 
 
 @dataclass(frozen=True)

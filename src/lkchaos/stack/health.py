@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lkchaos.errors import LkChaosError, ServiceUnhealthy, StackError
+from lkchaos.livekit import keys
 from lkchaos.settings import Settings
 from lkchaos.stack import layout
 from lkchaos.stack.compose import Compose
@@ -122,7 +123,7 @@ def cross_checks(settings: Settings) -> list[Check]:
 
     def nodes() -> tuple[bool, str]:
         with redis_client.primary(settings) as r:
-            count = int(r.hlen("nodes"))
+            count = int(r.hlen(keys.NODES))
         return count >= 2, f"{count} LiveKit node(s) registered in Redis"
 
     def sentinel() -> tuple[bool, str]:

@@ -108,20 +108,11 @@ class StackPaths:
         ``LKCHAOS_ROOT`` wins; otherwise the current folder and its parents are searched.
         ``LKCHAOS_STATE_DIR`` overrides where keys, certificates and rendered configs go.
         """
-        from lkchaos.errors import ConfigError
+        from lkchaos.checkout import require_root
 
-        env_root = os.environ.get("LKCHAOS_ROOT")
-        candidates = [Path(env_root)] if env_root else []
-        here = (start or Path.cwd()).resolve()
-        candidates += [here, *here.parents]
-        for candidate in candidates:
-            if (candidate / "docker-compose.chaos.yml").is_file():
-                state = os.environ.get("LKCHAOS_STATE_DIR")
-                return cls(candidate, Path(state) if state else Path())
-        raise ConfigError(
-            "docker-compose.chaos.yml not found in this folder or its parents: run lkchaos from "
-            "the lkchaos checkout, or set LKCHAOS_ROOT to it"
-        )
+        root = require_root(start)
+        state = os.environ.get("LKCHAOS_STATE_DIR")
+        return cls(root, Path(state) if state else Path())
 
     @property
     def compose_file(self) -> Path:

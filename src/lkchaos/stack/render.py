@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from lkchaos import certs
+from lkchaos.checkout import read_env_file
 from lkchaos.errors import ConfigError
 from lkchaos.stack import layout
 
@@ -209,19 +210,6 @@ def new_keys() -> dict[str, str]:
         "LIVEKIT_API_KEY": "lkchaos-" + secrets.token_hex(4),
         "LIVEKIT_API_SECRET": secrets.token_urlsafe(36),
     }
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
-        values[key.strip()] = value.strip()
-    return values
 
 
 def write_state(state_dir: Path, cfg: StackConfig) -> dict[str, str]:

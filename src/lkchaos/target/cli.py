@@ -1,19 +1,24 @@
 """``lkchaos target show`` and ``lkchaos target check``.
 
-``check`` exits 0 when the file is valid and everything it names is reachable (or with
-``--offline``, when the file is valid), 1 when something named is unreachable, 2 when the
-file is invalid or no target can be selected.
+``check`` prints which activities of the catalogue can run on the target and which
+experiments apply to it (the files given, else the checkout's ``experiments/*.json``), each
+with exactly what is missing. It exits 0 when the file is valid and everything it names is
+reachable (or with ``--offline``, when the file is valid), 1 when something named is
+unreachable, 2 when the file is invalid or no target can be selected. An experiment that does
+not apply is not an error: the target simply lacks what it tests.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 import yaml
 
+from lkchaos.checkout import find_root
 from lkchaos.errors import ConfigError
-from lkchaos.target import needs, reach, secrets
+from lkchaos.target import applies, needs, reach, secrets
 from lkchaos.target.convert import settings_values
 from lkchaos.target.load import LoadedTarget, check_target
 from lkchaos.target.model import Target
@@ -87,11 +92,20 @@ def show(target_file: str | None) -> None:
         click.echo(f"  {key}: {secrets.MASK}")
 
 
+def _experiments(given: tuple[str, ...]) -> list[Path]:
+    if given:
+        return [Path(item) for item in given]
+    root = find_root()
+    return sorted((root / "experiments").glob("*.json")) if root is not None else []
+
+
 @target.command("check")
 @_target_option
 @click.option("--offline", is_flag=True, help="Validate the file only; reach nothing.")
-def check(target_file: str | None, offline: bool) -> None:
-    """Validate the target, reach what it names, and say which activities can run on it."""
+@click.argument("experiments", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+def check(target_file: str | None, offline: bool, experiments: tuple[str, ...]) -> None:
+    """Validate the target, reach what it names, and say which activities can run on it and
+    which EXPERIMENTS apply to it (default: the checkout's experiments/*.json)."""
     selection, loaded = _load(target_file)
     click.echo(f"target: {selection.describe()}")
     click.echo(f"valid: {summary(loaded.target)}")
@@ -117,5 +131,14 @@ def check(target_file: str | None, offline: bool) -> None:
     for activity, reasons in verdicts.items():
         click.echo(f"  {'ok' if not reasons else 'no':<3} {activity}"
                    + (f": {'; '.join(reasons)}" if reasons else ""))  # fmt: skip
+    files = _experiments(experiments)
+    if files:
+        verdicts_by_file = applies.check_files(files, loaded)
+        fit = sum(not why for why in verdicts_by_file.values())
+        click.echo(f"experiments: {fit} of {len(files)} apply to this target")
+        for path, why in verdicts_by_file.items():
+            click.echo(f"  {'ok' if not why else 'no':<3} {path.name}")
+            for reason in why:
+                click.echo(f"        - {reason}")
     if failed:
         sys.exit(1)

@@ -14,6 +14,7 @@ from typing import Any
 
 from lkchaos.target import secrets
 from lkchaos.target.load import LoadedTarget
+from lkchaos.target.model import Target
 
 
 def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
@@ -24,14 +25,23 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
     for direct Redis), ``sentinel_master`` (``""`` for direct Redis), ``redis_address_map``
     (dict), ``toxiproxy_url``, ``dns_server``, ``tls_address``, ``domain``,
     ``compose_project`` (``""`` unless the runtime is compose), ``voice_prober_url``,
-    ``agent_name`` (``""`` without ``voice``); ``ca_file`` when the TLS proxy names one; and
-    with ``resolve_secrets``, ``livekit_api_key`` and ``livekit_api_secret``.
+    ``agent_name`` (``""`` without ``voice``), ``runtime`` (``compose``, ``docker-name`` or
+    ``docker-label``), ``runtime_label``, ``roles`` (role -> tuple of runtime names),
+    ``toxiproxy_links``, ``redis_primary_address`` and ``redis_replica_addresses`` (direct
+    Redis), ``redis_tls``, ``redis_ca_file``, ``tls_proxy_kind``, ``tls_reload`` (``{}``,
+    ``{"command": tuple}``, ``{"signal": NAME}`` or ``{"admin_api": URL}``),
+    ``resolver_may_fault``; ``ca_file`` when the TLS proxy names one; and
+    with ``resolve_secrets``, ``livekit_api_key``, ``livekit_api_secret`` and, when the
+    target has a ``password_ref``, ``redis_password``.
 
     ``state``: the state folder for ``{state_dir}`` in paths (chosen as Settings does when
     None). Raises :class:`lkchaos.target.secrets.SecretUnavailable` when a secret does not
     resolve."""
     target = loaded.target
     sentinel = target.redis.sentinel
+    direct = target.redis.direct
+    mode = sentinel or direct
+    redis_tls = mode.tls if mode is not None else None
     values: dict[str, Any] = {
         "livekit_url": target.livekit.url,
         "livekit_node_urls": tuple(node.url for node in target.livekit.nodes),
@@ -45,13 +55,47 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
         "compose_project": target.runtime.compose.project if target.runtime.compose else "",
         "voice_prober_url": target.voice.prober_url if target.voice else "",
         "agent_name": target.voice.agent_name if target.voice else "",
+        "runtime": _runtime(target),
+        "runtime_label": (target.runtime.docker.label or "") if target.runtime.docker else "",
+        "roles": {role: tuple(names) for role, names in target.role_names().items()},
+        "toxiproxy_links": dict(target.toxiproxy.links) if target.toxiproxy else {},
+        "redis_primary_address": direct.primary if direct else "",
+        "redis_replica_addresses": tuple(direct.replicas) if direct else (),
+        "redis_tls": redis_tls is not None,
+        "redis_ca_file": str(secrets.expand_path(redis_tls.ca_file, loaded.folder, state))
+        if redis_tls is not None and redis_tls.ca_file else "",
+        "tls_proxy_kind": target.tls_proxy.kind,
+        "tls_reload": _reload(target),
+        "resolver_may_fault": bool(target.resolver and target.resolver.may_fault),
     }
     if target.tls_proxy.ca_file:
         values["ca_file"] = str(secrets.expand_path(target.tls_proxy.ca_file, loaded.folder,
                                                     state))
     if resolve_secrets:
+        found = sentinel or direct
+        if found is not None and found.password_ref is not None:
+            values["redis_password"] = secrets.resolve(found.password_ref, loaded.folder,
+                                                       state=state)  # fmt: skip
         values["livekit_api_key"] = secrets.resolve(target.livekit.api_key, loaded.folder,
                                                     state=state)
         values["livekit_api_secret"] = secrets.resolve(target.livekit.api_secret,
                                                        loaded.folder, state=state)
     return values
+
+
+def _runtime(target: Target) -> str:
+    if target.runtime.compose is not None:
+        return "compose"
+    assert target.runtime.docker is not None
+    return f"docker-{target.runtime.docker.by}"
+
+
+def _reload(target: Target) -> dict[str, Any]:
+    reload = target.tls_proxy.reload
+    if reload is None:
+        return {}
+    if reload.command is not None:
+        return {"command": tuple(reload.command)}
+    if reload.signal is not None:
+        return {"signal": reload.signal}
+    return {"admin_api": reload.admin_api}

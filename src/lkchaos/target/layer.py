@@ -68,3 +68,18 @@ def api_keys(loaded: LoadedTarget, state: Path,
             values.append("")
             reasons.append(str(exc))
     return values[0], values[1], "; ".join(reasons)
+
+
+def redis_password(loaded: LoadedTarget, state: Path,
+                   environ: Mapping[str, str] | None = None) -> tuple[str, str]:  # fmt: skip
+    """The target's Redis password (``""`` without ``password_ref``, or when it does not
+    resolve) and why not (names the reference, never a value)."""
+    redis = loaded.target.redis
+    found = redis.sentinel or redis.direct
+    if found is None or found.password_ref is None:
+        return "", ""
+    try:
+        return secrets.resolve(found.password_ref, loaded.folder, state=state,
+                               environ=environ), ""  # fmt: skip
+    except secrets.SecretUnavailable as exc:
+        return "", str(exc)

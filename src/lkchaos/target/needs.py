@@ -12,7 +12,8 @@ Needs (what the target must have):
 - ``sentinel``: Redis behind Sentinel
 - ``redis_primary``: ``roles.redis_primary``, the primary's runtime name
 - ``tls_proxy``: the TLS proxy's address and names
-- ``tls_reload``: a way to reload the TLS proxy's certificates, and its container
+- ``tls_reload``: a TLS proxy lkchaos can swap certificates on: Caddy or nginx, a way to
+  reload its certificates, and its container (not needed with Caddy's admin API)
 - ``resolver``: a resolver's address
 - ``resolver_faultable``: a dnsmasq resolver lkchaos may fault, and its container
 - ``toxiproxy``: Toxiproxy's API
@@ -84,11 +85,22 @@ NEEDS: dict[str, tuple[Need, ...]] = {
 }
 
 
+#: The TLS proxies whose certificate files lkchaos can find (see :mod:`lkchaos.tls.rotation`).
+SWAPPABLE_PROXIES = ("caddy", "nginx")
+
+
 def _tls_reload(target: Target) -> str | None:
-    reload = target.tls_proxy.reload
+    proxy = target.tls_proxy
+    reload = proxy.reload
     if reload is None:
         return ("needs a way to reload the TLS proxy's certificates: the target's tls_proxy "
                 "has reload: none")
+    if proxy.kind not in SWAPPABLE_PROXIES:
+        return (f"needs a TLS proxy whose certificate files lkchaos can find (caddy or nginx): "
+                f"the target's tls_proxy is {proxy.kind}")  # fmt: skip
+    if reload.admin_api is not None and proxy.kind != "caddy":
+        return (f"needs a reload {proxy.kind} understands: admin_api is Caddy's admin API; "
+                "use reload: {signal: SIGHUP}")  # fmt: skip
     if reload.admin_api is None and target.roles.tls_proxy is None:
         return "needs the TLS proxy's container: roles.tls_proxy is not set"
     return None

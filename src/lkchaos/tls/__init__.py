@@ -1,2 +1,2 @@
-"""TLS: certificate faults on Caddy's names and probes of what clients are served
-(``lkchaos.tls``)."""
+"""TLS: certificate faults on the TLS proxy's names (Caddy or nginx) and probes of what
+clients are served (``lkchaos.tls``)."""

@@ -1,22 +1,27 @@
-"""Certificate faults: Caddy serves a bad certificate for one of its names, then the original.
+"""Certificate faults: the TLS proxy serves a bad certificate for one of its names, then the
+original.
 
-``swap_certificate(name, kind, days=None)`` replaces the certificate and key Caddy serves for
-``name`` (any name of a Caddy site block with a ``tls <cert> <key>`` line; on the reference
-stack ``lk.<domain>`` and ``whip.<domain>``) with a new pair that is bad in one way:
+``swap_certificate(name, kind, days=None)`` replaces the certificate and key the target's TLS
+proxy serves for ``name`` with a new pair that is bad in one way:
 
-- ``expired``: from the stack CA, expired ``days`` ago (default 1)
-- ``not_yet_valid``: from the stack CA, valid only from ``days`` from now (default 1)
-- ``wrong_name``: from the stack CA, valid, for ``wrong-name.<domain>`` instead
+- ``expired``: from the deployment's CA, expired ``days`` ago (default 1)
+- ``not_yet_valid``: from the deployment's CA, valid only from ``days`` from now (default 1)
+- ``wrong_name``: from the deployment's CA, valid, for ``wrong-name.<domain>`` instead
 - ``untrusted``: valid, for the name, from a CA nobody trusts
-- ``expiring``: from the stack CA, valid, but expiring in ``days`` (required): not a failure
-  for clients, a test of the expiry warnings
+- ``expiring``: from the deployment's CA, valid, but expiring in ``days`` (required): not a
+  failure for clients, a test of the expiry warnings
 
-then reloads Caddy gracefully (its listeners stay open) and waits until it serves the new
-certificate at ``tls_address``; if it does not within the wait, the action fails
+The deployment's CA is ``ca.crt`` and ``ca.key`` beside the served certificate (the reference
+stack keeps them there); ``untrusted`` needs none. Which file serves ``name``, and how the
+proxy reloads, come from the target (:mod:`lkchaos.tls.rotation`): Caddy (its ``tls`` lines
+or its admin API's configuration) and nginx (``nginx -T``) are supported, the files must be on
+a bind mount of the proxy's container, and a target whose ``tls_proxy`` has ``reload: none``
+is refused. After the reload the action waits until the proxy serves the new certificate at
+``tls_address``; if it does not within the wait, the action fails
 (``lkchaos.verify.NotInEffect``). The original is kept aside in the state folder, once, and
 the rollback ``restore_certificate(name)`` puts it back byte for byte (same fingerprint),
-reloads again and fails if Caddy does not serve it; it does nothing when nothing is swapped.
-Both return::
+reloads again and fails if the proxy does not serve it; it does nothing when nothing is
+swapped. Both return::
 
     {"name": "lk.chaos.test", "kind": "expired", "fingerprint": "9c1f...",
      "original_fingerprint": "51ab...", "served_fingerprint": "9c1f...",
@@ -25,7 +30,7 @@ Both return::
      "served_fingerprint": "51ab...", "reloaded": true, "reload_s": 0.19}
 
 ``turn.<domain>`` is served by LiveKit's TURN listener, which reads its certificate only when
-it starts; it is not a Caddy site, so it is refused here. Example::
+it starts; the proxy does not serve it, so it is refused here. Example::
 
     {"type": "action", "name": "expire-lk-certificate",
      "provider": {"type": "python", "module": "lkchaos.tls.actions",
@@ -40,7 +45,7 @@ from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
 from lkchaos import certs
-from lkchaos.docker.client import container_state, service_container
+from lkchaos.docker.client import container_state
 from lkchaos.errors import LkChaosError
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
@@ -73,32 +78,42 @@ def _check(name: Any, kind: Any, days: Any) -> None:
         raise ActivityFailed("an expiring certificate needs days: how soon it expires")
 
 
-def _site(container: Any, name: str) -> rotation.CaddySite:
-    sites = rotation.caddy_sites(container)
-    if name not in sites:
-        served = ", ".join(sorted(sites)) or "none"
+def _site(container: Any, settings: Settings, name: str) -> rotation.Site:
+    sites = rotation.served(container, settings)
+    proxy = settings.tls_proxy_kind
+    found = sites.get(name.lower())
+    if found is None:
+        swappable = ", ".join(sorted(n for n, s in sites.items() if s.site)) or "none"
         extra = ""
         if name.startswith("turn."):
             extra = (" (TURN's certificate is LiveKit's, read only when it starts: swapping "
                      "it needs a restart of the LiveKit nodes, not a certificate rotation)")
-        raise ActivityFailed(f"Caddy serves no certificate file for {name!r}{extra}; names it "
-                             f"serves: {served}")  # fmt: skip
-    site = sites[name]
-    for path in (site.cert, site.key):
-        if not path.is_file():
-            raise ActivityFailed(f"{path} (Caddy's file for {name}) does not exist")
-    return site
+        raise ActivityFailed(f"the TLS proxy ({proxy}) serves no certificate file for "
+                             f"{name!r}{extra}; names whose files lkchaos can swap: "
+                             f"{swappable}")  # fmt: skip
+    if found.site is None:
+        raise ActivityFailed(f"the certificate of {name} cannot be swapped: {found.problem}")
+    return found.site
 
 
-def _issuer(site: rotation.CaddySite) -> certs.Issuer:
+def _issuer(site: rotation.Site, kind: str) -> certs.Issuer:
+    if kind == "untrusted":  # signed by a throwaway CA: the deployment's is not needed
+        return certs.make_ca("lkchaos untrusted CA")
     folder = site.cert.parent
     try:
         return certs.load_pair(folder / certs.CA_FILE, folder / certs.CA_KEY_FILE)
     except (OSError, ValueError) as exc:
         raise ActivityFailed(
             f"cannot load the CA and its key from {folder} ({exc}): a bad certificate that "
-            "differs from a good one in one way only must be signed by the CA clients trust"
+            "differs from a good one in one way only must be signed by the CA clients trust; "
+            "put ca.crt and ca.key there, or use kind untrusted"
         ) from exc
+
+
+def _refuse(settings: Settings) -> None:
+    reason = rotation.refusal(settings)
+    if reason is not None:
+        raise ActivityFailed(f"{reason}; `lkchaos target check` lists what this target lacks")
 
 
 def swap_certificate(
@@ -108,26 +123,27 @@ def swap_certificate(
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
-    """Make Caddy serve a bad certificate for ``name``: ``expired``, ``not_yet_valid``,
+    """Make the TLS proxy serve a bad certificate for ``name``: ``expired``, ``not_yet_valid``,
     ``wrong_name``, ``untrusted`` or ``expiring`` (in ``days``); the original is kept aside.
     Rollback: ``restore_certificate``."""
     _check(name, kind, days)
     settings = Settings.load(configuration, secrets)
+    _refuse(settings)
+    name = name.lower()
     try:
-        with rotation.docker() as client:
-            container = service_container(client, settings.compose_project,
-                                          rotation.CADDY_SERVICE)  # fmt: skip
-            state = container_state(container)["state"]
-            if state != "running":
-                raise ActivityFailed(f"Caddy is {state}, not running: start it first")
-            site = _site(container, name)
-            issuer = _issuer(site)
-            bad = certs.make_faulty_leaf(issuer, name, kind, days)
+        with rotation.proxy(settings) as container:
+            if container is not None:
+                state = container_state(container)["state"]
+                if state != "running":
+                    raise ActivityFailed(f"the TLS proxy is {state}, not running: start it "
+                                         "first")  # fmt: skip
+            site = _site(container, settings, name)
+            bad = certs.make_faulty_leaf(_issuer(site, kind), name, kind, days)
             ledger.record(settings.state_dir, ledger.Fault(
                 KIND, name, UNDO, "restore_certificate", {"name": name}))  # fmt: skip
             original = rotation.keep_original(settings, site)
-            certs.write_pair_atomic(bad, site.cert, site.key)
-            reload_s = rotation.reload_caddy(container)
+            rotation.write_pair(site, bad)
+            reload_s = rotation.reload_proxy(container, settings)
     except (LkChaosError, OSError) as exc:
         raise ActivityFailed(f"swapping the certificate of {name} failed: {exc}; run "
                              "`lkchaos recover` to put the original back") from exc  # fmt: skip
@@ -136,9 +152,9 @@ def swap_certificate(
     if served != new:
         seen = "no certificate at all" if served is None else f"{served[:16]}..."
         raise NotInEffect(
-            f"Caddy serves {seen} for {name} at {settings.tls_address} after its reload, not "
-            f"the swapped certificate {new[:16]}...; roll back with restore_certificate (or "
-            "`lkchaos recover`)"
+            f"the TLS proxy serves {seen} for {name} at {settings.tls_address} after its "
+            f"reload, not the swapped certificate {new[:16]}...; roll back with "
+            "restore_certificate (or `lkchaos recover`)"
         )
     return {
         "name": name, "kind": kind, "days": days, "fingerprint": new,
@@ -152,21 +168,23 @@ def swap_certificate(
 def restore_certificate(
     name: str, configuration: Configuration = None, secrets: Secrets = None
 ) -> Dict[str, Any]:
-    """Put back the original certificate of ``name`` (same fingerprint) and reload Caddy. A
-    rollback: does nothing when no swap is in place."""
+    """Put back the original certificate of ``name`` (same fingerprint) and reload the TLS
+    proxy. A rollback: does nothing when no swap is in place."""
     check_dns_name("name", name)
+    name = name.lower()
     settings = Settings.load(configuration, secrets)
     try:
         result = rotation.restore(settings, name)
     except (LkChaosError, OSError) as exc:
         raise ActivityFailed(f"restoring the certificate of {name} failed: {exc}; check that "
-                             "Caddy runs, then run `lkchaos recover`") from exc  # fmt: skip
+                             "the TLS proxy runs, then run `lkchaos recover`") from exc  # fmt: skip
     served = result["served_fingerprint"]
     if result["reloaded"] and served != result["fingerprint"]:
         seen = "no certificate at all" if served is None else f"{served[:16]}..."
         raise NotInEffect(
-            f"the original certificate of {name} is back on disk, but Caddy serves {seen} at "
-            f"{settings.tls_address} after its reload: restart Caddy, then `lkchaos recover`"
+            f"the original certificate of {name} is back on disk, but the TLS proxy serves "
+            f"{seen} at {settings.tls_address} after its reload: restart it, then "
+            "`lkchaos recover`"
         )
     ledger.forget(settings.state_dir, KIND, name)
     return result

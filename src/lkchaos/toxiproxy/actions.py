@@ -1,6 +1,8 @@
 """Faults on the deployment's links through Toxiproxy: toxics, and partitions (disabled proxies).
 
-Every action checks all of its arguments, then that the proxy exists (the error lists the
+``proxy`` is a link role of the target (``agent_livekit``, ``agent_speech_to_text``,
+``agent_tool_server``: the target's ``toxiproxy.links`` names the proxy) or a proxy's own
+name. Every action checks all of its arguments, then that the proxy exists (the error lists the
 proxies that do), before it changes anything, and returns what it did. A fault is written to
 the fault ledger before it is injected, and its rollback removes the entry, so ``lkchaos
 recover`` can undo it even when the runner died.
@@ -55,6 +57,17 @@ __all__ = [
 ]  # fmt: skip
 
 UNDO = "lkchaos.toxiproxy.actions"
+
+def _link(proxy: str, configuration: Configuration, secrets: Secrets) -> str:
+    """The proxy's name on the target: a link role (``agent_livekit``, ``agent_speech_to_text``,
+    ``agent_tool_server``) is mapped through the target's ``toxiproxy.links``; any other name
+    is a proxy's own name."""
+    try:
+        links = Settings.load(configuration, secrets).toxiproxy_links
+    except LkChaosError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    return links.get(proxy, proxy)
+
 
 def _check_proxy_name(proxy: Any) -> str:
     if not isinstance(proxy, str) or not proxy:
@@ -175,6 +188,7 @@ def _add(
     configuration: Configuration, secrets: Secrets, labels: dict[str, str] | None = None,
 ) -> Dict[str, Any]:  # fmt: skip
     toxic = _check_toxic(proxy, toxic_type, attributes, stream, toxicity, labels)
+    proxy = _link(proxy, configuration, secrets)
     name, target = toxic["name"], f"{proxy}/{toxic['name']}"
     with _connected(f"adding toxic {name} to proxy {proxy}", configuration, secrets) as (toxi, st):
         current = toxi.proxies(require=proxy)[proxy].get("toxics") or []
@@ -343,6 +357,7 @@ def remove_toxic(
     Returns ``{"proxy", "name", "removed": bool}``.
     """
     _check_proxy_name(proxy)
+    proxy = _link(proxy, configuration, secrets)
     _check_toxic_name(name)
     with _connected(f"removing toxic {name} from {proxy}", configuration, secrets) as (toxi, st):
         current = toxi.proxies(require=proxy)[proxy].get("toxics") or []
@@ -366,6 +381,7 @@ def remove_all_toxics(
     """
     if proxy is not None:
         _check_proxy_name(proxy)
+        proxy = _link(proxy, configuration, secrets)
     check_flag("only_lkchaos", only_lkchaos)
     removed: List[Dict[str, Any]] = []
     with _connected("removing toxics", configuration, secrets) as (toxi, st):
@@ -390,6 +406,7 @@ def _set_enabled(
     proxy: str, enabled: bool, configuration: Configuration, secrets: Secrets
 ) -> Dict[str, Any]:
     _check_proxy_name(proxy)
+    proxy = _link(proxy, configuration, secrets)
     verb = "enabling" if enabled else "disabling"
     with _connected(f"{verb} proxy {proxy}", configuration, secrets) as (toxi, st):
         was = bool(toxi.proxies(require=proxy)[proxy].get("enabled", True))

