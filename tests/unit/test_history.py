@@ -172,8 +172,11 @@ def test_records_every_fixture_with_its_figures(url: str) -> None:
                                                                              23.847)
         assert crash.score == 95.8
         assert crash.experiment_path == "/x/agent-crash.json"
-        assert len(crash.experiment_hash) == 64 and crash.livekit_version
+        # The LiveKit version is what the run met, never a guess: agent-crash's journal
+        # has no room-state probe, redis-failover's says 1.13.5.
+        assert len(crash.experiment_hash) == 64 and crash.livekit_version is None
         redis = history.run(ids["redis-failover"])
+        assert redis.livekit_version == "1.13.5"
         assert (redis.availability, redis.time_to_detect_s, redis.rto_s) == (0.2857, 11.422,
                                                                              14.832)
         assert history.run(ids["deviated"]).verdict == "deviated"
@@ -377,3 +380,21 @@ def test_an_sqlite_file_that_cannot_be_created(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(LkChaosError, match="writable place"):
         open_history(f"sqlite:///{tmp_path / 'file' / 'history.sqlite'}")
+
+
+def test_the_livekit_version_comes_from_the_run_or_the_deployment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.delenv("LKCHAOS_LIVEKIT_VERSION", raising=False)
+    with open_history(f"sqlite:///{tmp_path / 'h.sqlite'}") as history:
+        # Not in the journal: what the deployment said (the history control asks its Redis).
+        crash = history.record_run(load("agent-crash"), livekit_version="1.12.0")
+        assert history.run(crash).livekit_version == "1.12.0"
+        # In the journal: the journal wins over what is passed.
+        redis = history.record_run(load("redis-failover"), livekit_version="1.12.0")
+        assert history.run(redis).livekit_version == "1.13.5"
+        # Recorded again without it: the first record's value is kept.
+        history.record_run(load("agent-crash"))
+        assert history.run(crash).livekit_version == "1.12.0"
+        monkeypatch.setenv("LKCHAOS_LIVEKIT_VERSION", "v9.9.9-mine")
+        history.record_run(load("redis-failover"))
+        assert history.run(redis).livekit_version == "v9.9.9-mine"

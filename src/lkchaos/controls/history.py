@@ -165,9 +165,26 @@ def _record(journal: dict[str, Any], url: str | None) -> dict[str, Any]:
             journal, experiment_path=experiment_path, journal_path=journal_path,
             gameday_run_id=os.environ.get("LKCHAOS_GAMEDAY_RUN_ID") or None,
             entry=os.environ.get("LKCHAOS_GAMEDAY_ENTRY") or None,
-            target=_target(),
+            target=_target(), livekit_version=_livekit_version(),
         )  # fmt: skip
         return {"recorded": True, "run_id": run_id, "url": history.url, "error": None}
+
+
+def _livekit_version() -> str | None:
+    """The LiveKit version the deployment records in its Redis (``livekit_version``), asked
+    with a short timeout; None when it cannot be read (never a guess)."""
+    from lkchaos.livekit import keys
+    from lkchaos.redis import client
+    from lkchaos.settings import Settings
+
+    try:
+        with client.primary(Settings.load(), timeout=1.0) as r:
+            raw = r.get(keys.VERSION)
+    except Exception:  # the deployment may be down after a run: the record still goes in
+        logger.debug("could not read LiveKit's version from Redis", exc_info=True)
+        return None
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+    return keys.normalise(text) if text.strip() else None
 
 
 def _target() -> str | None:

@@ -20,7 +20,7 @@ import os
 import re
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -176,13 +176,31 @@ def worst(rows: list[dict[str, Any]]) -> tuple[float | None, float | None, float
             max(rto) if rto else None)  # fmt: skip
 
 
-def livekit_version() -> str | None:
-    """``$LKCHAOS_LIVEKIT_VERSION`` when set, else the reference stack's pinned LiveKit."""
+def livekit_version(journal: Mapping[str, Any] | None = None) -> str | None:
+    """The LiveKit version the run met: ``$LKCHAOS_LIVEKIT_VERSION`` when set, else the first
+    ``livekit_version`` an activity of the journal reported (the room-state probes read it
+    from LiveKit's Redis), else None (unknown: never a guess)."""
     explicit = os.environ.get("LKCHAOS_LIVEKIT_VERSION", "").strip()
     if explicit:
         return explicit[:64]
-    try:
-        from lkchaos.stack.layout import LIVEKIT_VERSION
-    except ImportError:  # pragma: no cover - the stack module ships with lkchaos
+    found = _first_version(journal) if journal is not None else None
+    return found[:64] if found else None
+
+
+def _first_version(value: Any, depth: int = 0) -> str | None:
+    if depth > 12:
         return None
-    return str(LIVEKIT_VERSION)
+    if isinstance(value, Mapping):
+        found = value.get("livekit_version")
+        if isinstance(found, str) and found.strip():
+            return found.strip()
+        items: Iterable[Any] = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        inner = _first_version(item, depth + 1)
+        if inner:
+            return inner
+    return None

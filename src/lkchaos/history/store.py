@@ -39,7 +39,8 @@ RUN_STATUSES = ("completed", "failed", "aborted", "interrupted", "deviated", "he
 RUN_METRICS = ("rto_s", "time_to_detect_s", "availability", "score", "duration_s", "cleanup_s")
 PROBE_METRICS = ("rto_s", "time_to_detect_s", "availability", "availability_during_fault",
                  "longest_outage_s")  # fmt: skip
-_KEEP_IF_NONE = ("experiment_path", "journal_path", "gameday_run_id", "entry", "target")
+_KEEP_IF_NONE = ("experiment_path", "journal_path", "gameday_run_id", "entry", "target",
+                 "livekit_version")
 
 
 class NotFound(LkChaosError, KeyError):
@@ -102,17 +103,21 @@ class History:
 
     def record_run(self, journal: Mapping[str, Any], *, experiment_path: str | None = None,
                    journal_path: str | None = None, gameday_run_id: str | None = None,
-                   entry: str | None = None, target: str | None = None) -> str:  # fmt: skip
+                   entry: str | None = None, target: str | None = None,
+                   livekit_version: str | None = None) -> str:  # fmt: skip
         """Record a run from its journal and return its run id (the safety control's
         ``lkchaos_safety.run_id``, else a new uuid4 hex). Idempotent: recording a run id
         again replaces its rows, keeping the keyword values of the first record that the
-        new call leaves None."""
+        new call leaves None. ``livekit_version``: what the deployment runs, when the
+        journal does not say (:func:`lkchaos.history.extract.livekit_version`)."""
         if not isinstance(journal, Mapping):
             raise ConfigError(f"a journal must be a mapping, not {type(journal).__name__}")
         row, figures, series = _rows(journal)
         given = {"experiment_path": experiment_path, "journal_path": journal_path,
                  "gameday_run_id": gameday_run_id, "entry": entry, "target": target}
         row.update(given)
+        if row["livekit_version"] is None and livekit_version:
+            row["livekit_version"] = livekit_version[:64]
         row["experiment_name"] = extract.experiment_name(row["experiment_title"], experiment_path)
         run_id = row["run_id"]
         try:
@@ -359,7 +364,7 @@ def _rows(journal: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
         "cleanup_s": float(cleanup) if isinstance(cleanup, int | float) else None,
         "availability": availability, "time_to_detect_s": ttd, "rto_s": rto,
         "score": value, "score_explanation": explanation,
-        "lkchaos_version": __version__, "livekit_version": extract.livekit_version(),
+        "lkchaos_version": __version__, "livekit_version": extract.livekit_version(journal),
         "recorded_at": _now(),
     }  # fmt: skip
     return row, figures, series
