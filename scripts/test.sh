@@ -35,7 +35,7 @@ run_pytest() {
   [ "$rc" = 0 ] || exit "$rc"
 }
 
-.venv/bin/ruff check src tests stack/voice
+.venv/bin/ruff check src tests stack/voice stack/second
 .venv/bin/mypy
 run_pytest -m "not integration" "${pytest_args[@]}"
 [ "$unit_only" = 1 ] && exit 0

@@ -74,6 +74,8 @@ def recover(force: bool, target_file: str | None) -> None:
 
 
 def _recover(force: bool) -> None:
+    from chaoslib.exceptions import ActivityFailed
+
     from lkchaos.safety.probes import baseline
     from lkchaos.safety.recovery import recover as do_recover
     from lkchaos.settings import Settings
@@ -81,24 +83,40 @@ def _recover(force: bool) -> None:
     start = time.monotonic()
     report = do_recover(Settings.load(), force=force)
     for item in report:
-        click.echo(f"{item['outcome']:<12} {item['fault']}")
+        outcome = str(item["outcome"])
+        if outcome.startswith("error: "):  # what could not be done first, then why
+            click.echo(f"{'error':<12} {item['fault']}: {outcome[len('error: '):]}")
+        else:
+            click.echo(f"{outcome:<12} {item['fault']}")
     if not report:
         click.echo("nothing to recover")
-    state = baseline()
+
+    def look() -> dict[str, Any]:
+        try:
+            return baseline()
+        except ActivityFailed as exc:  # the deployment cannot even be looked at
+            return {"ok": False, "cannot_check": str(exc)}
+
+    state = look()
     ok = state["ok"]
-    if not ok:
+    if not ok and "cannot_check" not in state:
         # Services just started may still be warming up: give them a bounded while.
         deadline = time.monotonic() + 60
         while not ok and time.monotonic() < deadline:
             time.sleep(1)
-            state = baseline()
+            state = look()
             ok = state["ok"]
     took = time.monotonic() - start
     if ok:
         click.secho(f"baseline restored ({took:.1f} s)", fg="green")
         return
+    if "cannot_check" in state:
+        click.secho(f"cannot check that the deployment is back: {state['cannot_check']}",
+                    fg="red", err=True)  # fmt: skip
+        sys.exit(1)
     problems = {k: v for k, v in state.items() if v and k not in ("ok", "nodes_ready", "nodes")}
-    click.secho(f"the stack is not back to baseline: {json.dumps(problems)}", fg="red", err=True)
+    click.secho(f"the deployment is not back to baseline: {json.dumps(problems)}", fg="red",
+                err=True)  # fmt: skip
     sys.exit(1)
 
 

@@ -75,8 +75,13 @@ def resolve(settings: Settings, value: str, label: str = "service") -> list[str]
 
 def resolve_one(settings: Settings, value: str, label: str = "service") -> str:
     """The one runtime name ``value`` stands for; a role with several members is refused,
-    naming the positions to choose from."""
+    naming the positions to choose from (unless ``value`` is also one of those members' own
+    runtime name: then it is that container)."""
     names = resolve(settings, value, label)
+    if len(names) != 1 and value in names:
+        # A runtime name that is also the name of a role it plays (a container called
+        # "sentinel" among roles.sentinel): that one container, as a fault's undo needs.
+        return value
     if len(names) != 1:
         role = value
         choices = ", ".join(f"{role}:{i}" for i in range(1, len(names) + 1))

@@ -45,6 +45,7 @@ From the target only (the built-in defaults describe the reference stack):
   :mod:`lkchaos.roles` for how activities name them
 - ``toxiproxy_links``: link role -> Toxiproxy proxy name
 - ``redis_primary_address``, ``redis_replica_addresses``: Redis without Sentinel
+- ``tls_names``: the names the TLS proxy serves certificates for
 - ``tls_proxy_kind`` and ``tls_reload`` (``{"command": (...)}``, ``{"signal": "SIGHUP"}``,
   ``{"admin_api": URL}``, or ``{}``: certificates cannot be swapped)
 - ``resolver_may_fault``: whether lkchaos may fault the resolver
@@ -186,6 +187,7 @@ class Settings:
     redis_tls: bool = False
     redis_ca_file: str = ""
     tls_proxy_kind: str = "caddy"
+    tls_names: tuple[str, ...] = ("lk.chaos.test", "whip.chaos.test")
     tls_reload: Mapping[str, Any] = field(default_factory=lambda: {"command": CADDY_RELOAD})
     resolver_may_fault: bool = True
     state_dir: str = ""
@@ -213,6 +215,9 @@ class Settings:
             from lkchaos.target.layer import layer
 
             target, loaded = layer(selection, state_dir)
+        from lkchaos.safety import ledger
+
+        ledger.note_deployment(str(selection.path) if selection is not None else "")
 
         def pick(key: str, env_key: str) -> Any:
             if key in conf and conf[key] not in (None, ""):
@@ -252,7 +257,7 @@ class Settings:
                 values[key] = _split(value) if isinstance(value, str) else tuple(value)
         for key in ("runtime", "runtime_label", "roles", "toxiproxy_links",
                     "redis_primary_address", "redis_replica_addresses", "tls_proxy_kind",
-                    "tls_reload", "resolver_may_fault"):  # fmt: skip
+                    "tls_names", "tls_reload", "resolver_may_fault"):  # fmt: skip
             if key in target:
                 values[key] = target[key]
         for key, env_key in (("redis_password", "LKCHAOS_REDIS_PASSWORD"),
@@ -295,6 +300,13 @@ class Settings:
             values.setdefault("livekit_api_secret", secret)
         values.setdefault("ca_file", str(state_dir / "certs" / "ca.crt"))
         return cls(**values)
+
+    @property
+    def livekit_host(self) -> str:
+        """The host callers reach LiveKit at (``lk.chaos.test`` of ``wss://lk.chaos.test``)."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.livekit_url).hostname or ""
 
     def require_keys(self) -> tuple[str, str]:
         """The API key pair, or a ConfigError saying where to set it."""

@@ -14,7 +14,7 @@ from typing import Any
 from chaoslib.exceptions import ActivityFailed
 
 #: A compose service name (Compose's own rule): no leading '-', no shell metacharacters.
-_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: A role's member, ``livekit_node:2`` (lkchaos.roles checks the role).
 _MEMBER = re.compile(r"[a-z_]{1,40}:[0-9]{1,3}")
 #: One DNS label (RFC 1123): letters, digits and inner hyphens, at most 63 characters.
@@ -41,12 +41,32 @@ def check_service_name(label: str, value: Any) -> str:
     """A component's name: a role (``agent_worker``), a role's member (``livekit_node:2``), or
     a runtime name (letters, digits, '_', '.', '-', not starting with '-' or '.'); see
     :mod:`lkchaos.roles`."""
-    if isinstance(value, str) and (_SERVICE.fullmatch(value) or _MEMBER.fullmatch(value)):
+    if isinstance(value, str) and _MEMBER.fullmatch(value):
+        return _check_member(label, value)
+    if isinstance(value, str) and _SERVICE.fullmatch(value):
         return value
     raise ActivityFailed(
         f"{label} must name a role (agent_worker, livekit_node:2, ...) or a service (letters, "
         f"digits, '_', '.' and '-', starting with a letter or digit), not {value!r}"
     )
+
+
+def _check_member(label: str, value: str) -> str:
+    """``role:N``: a known role and a position from 1."""
+    import difflib
+
+    from lkchaos.target.model import ROLES
+
+    role, _, position = value.partition(":")
+    if role not in ROLES:
+        close = difflib.get_close_matches(role, ROLES, n=1)
+        hint = f" (did you mean {close[0]}:{position}?)" if close else ""
+        raise ActivityFailed(f"{label} {value!r} names an unknown role {role!r}{hint}; roles: "
+                             f"{', '.join(ROLES)}")  # fmt: skip
+    if int(position) < 1:
+        raise ActivityFailed(f"{label} {value!r}: positions start at 1 ({role}:1 is the first "
+                             "in the order the target lists them)")  # fmt: skip
+    return value
 
 
 def check_dns_name(label: str, value: Any) -> str:

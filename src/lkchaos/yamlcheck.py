@@ -4,6 +4,10 @@ Used by :mod:`lkchaos.gameday.check` and :mod:`lkchaos.target.load`. Lines come 
 composed nodes: a schema error's location (``entries.2.fault_s``) is mapped to the line of that
 node, or of the nearest enclosing one that exists. Each problem reads ``FILE:LINE: problem;
 fix``.
+
+Aliases are read once: a node an alias repeats is walked a single time however often it is
+repeated (a "billion laughs" file costs what its text costs), and an alias inside the node it
+names (``a: &r [*r]``) is refused with its line.
 """
 
 from __future__ import annotations
@@ -48,21 +52,55 @@ def in_line_order(problems: Iterable[Problem]) -> list[Problem]:
     return sorted(dict.fromkeys(problems), key=lambda problem: problem.line)
 
 
-def _lines(node: yaml.Node, where: Location, found: dict[Location, int],
+class _RecursiveAlias(yaml.composer.ComposerError):
+    """An alias inside the node its anchor names: the node would contain itself."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a recursive alias where it is written."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            named = self.anchors.get(event.anchor)
+            # A collection still being composed has no end yet: the alias is inside it.
+            if named is not None and named.end_mark is None:
+                raise _RecursiveAlias(None, None, f"*{event.anchor} is a recursive YAML alias "
+                                      f"(it is inside the node &{event.anchor} names)",
+                                      event.start_mark)  # fmt: skip
+        return super().compose_node(parent, index)
+
+
+def _lines(root: yaml.Node, found: dict[Location, int],
            duplicates: list[tuple[Location, int]]) -> None:  # fmt: skip
-    found[where] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            name = str(key.value)
-            if name in seen:
-                duplicates.append(((*where, name), key.start_mark.line + 1))
-            seen.add(name)
-            found[(*where, name, "<key>")] = key.start_mark.line + 1
-            _lines(value, (*where, name), found, duplicates)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _lines(item, (*where, index), found, duplicates)
+    """The line of each node by its location, and the duplicate keys. Nodes are walked in the
+    file's order and each once: a node an alias repeats is walked at its anchor, and the
+    alias's location gets the line of its key (in a list, of the list), so the walk is as
+    long as the file, never as long as its expansion."""
+    walked: set[int] = set()
+    pending: list[tuple[yaml.Node, Location, int]] = [(root, (), 1)]
+    while pending:
+        node, where, alias_line = pending.pop()
+        if id(node) in walked:
+            found.setdefault(where, alias_line)
+            continue
+        walked.add(id(node))
+        line = found[where] = node.start_mark.line + 1
+        children: list[tuple[yaml.Node, Location, int]] = []
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                # A list or mapping as a key is refused when constructed; never print it.
+                shown = key.value if isinstance(key, yaml.ScalarNode) else f"<{key.id}>"
+                name, key_line = str(shown), key.start_mark.line + 1
+                if name in seen:
+                    duplicates.append(((*where, name), key_line))
+                seen.add(name)
+                found[(*where, name, "<key>")] = key_line
+                children.append((value, (*where, name), key_line))
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(item, (*where, index), line) for index, item in enumerate(node.value)]
+        pending.extend(reversed(children))
 
 
 def line_of(lines: dict[Location, int], where: Location) -> int:
@@ -86,9 +124,19 @@ def parse(path: str | Path, *, not_mapping: tuple[str, str], quote_errors: bool 
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return {}, {}, [Problem(name, 1, f"cannot be read ({exc})", "check the path")]
+    lines: dict[Location, int] = {}
+    duplicates: list[tuple[Location, int]] = []
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is not None:  # before constructing, which folds merge keys (<<) in place
+            _lines(node, lines, duplicates)
+        data = None if node is None else loader.construct_document(node)
+    except _RecursiveAlias as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 1
+        return {}, {}, [Problem(name, line, str(exc.problem),
+                                "write the value out, or alias only a node that ends before "
+                                "the alias")]  # fmt: skip
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -99,11 +147,10 @@ def parse(path: str | Path, *, not_mapping: tuple[str, str], quote_errors: bool 
             reason += f" ({context} at line {start.line + 1})"
         return {}, {}, [Problem(name, line, f"not valid YAML: {reason}",
                                 "check the indentation and quoting around that line")]
+    finally:
+        loader.dispose()
     if not isinstance(data, dict) or node is None:
         return {}, {}, [Problem(name, 1, *not_mapping)]
-    lines: dict[Location, int] = {}
-    duplicates: list[tuple[Location, int]] = []
-    _lines(node, (), lines, duplicates)
     problems = [Problem(name, line, f"key {'.'.join(map(str, where))!r} is given twice",
                         "keep one of them") for where, line in duplicates]
     return data, lines, problems

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,3 +49,23 @@ def test_a_container_removed_while_listing_means_listing_again() -> None:
 def test_a_listing_that_keeps_failing_is_reported() -> None:
     with pytest.raises(NotFound):
         project_containers(_Client(failures=10), "lkchaos")
+
+
+def test_an_engine_that_refuses_is_a_clear_error(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # A dead engine leaves its socket file behind; a TCP DOCKER_HOST may refuse: both fail
+    # inside requests, and must still say how to start the engine.
+    from lkchaos.docker.client import docker_client
+    from lkchaos.errors import StackError
+
+    stale = tmp_path / "docker.sock"
+    stale.touch()
+    with warnings.catch_warnings():
+        # The Docker SDK's unix adapter drops the socket of a refused connect unclosed.
+        warnings.simplefilter("ignore", ResourceWarning)
+        for host in (f"unix://{stale}", "tcp://127.0.0.1:1"):
+            monkeypatch.setenv("DOCKER_HOST", host)
+            with pytest.raises(StackError, match=rf"cannot reach the Docker engine at {host} "
+                                                 ".*Start it"):  # fmt: skip
+                docker_client(timeout=2)
+        gc.collect()

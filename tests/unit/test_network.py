@@ -80,7 +80,7 @@ def test_percent_outside_0_to_100_is_refused(percent: Any) -> None:
         rules.check_percent(percent)
 
 
-@pytest.mark.parametrize("rate", [0, -5, 1.5, "64", True])
+@pytest.mark.parametrize("rate", [0, -5, 1.5, "64", True, float("inf"), float("nan")])
 def test_non_positive_or_fractional_rate_is_refused(rate: Any) -> None:
     with pytest.raises(rules.RuleError, match="above 0"):
         rules.check_rate(rate)

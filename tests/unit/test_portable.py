@@ -215,3 +215,119 @@ def test_docker_by_label_keys_containers_by_the_labels_value() -> None:
     settings = Settings(runtime="docker-label", runtime_label="role", compose_project="")
     assert _names(settings) == {"agent": "voice-agent", "db-migrate": "migrations"}
     assert describe_runtime(settings) == "docker containers by label 'role'"
+
+
+# --- the preflight and target check judge roles against the target in use -------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+MINIMAL = ROOT / "tests" / "fixtures" / "targets" / "minimal.yaml"
+
+
+def _experiment(*method: dict[str, Any]) -> dict[str, Any]:
+    return {"title": "t", "description": "d", "method": list(method)}
+
+
+def _call(name: str, module: str, func: str, **arguments: Any) -> dict[str, Any]:
+    kind = "probe" if module.endswith(".probes") else "action"
+    return {"type": kind, "name": name,
+            "provider": {"type": "python", "module": module, "func": func,
+                         "arguments": arguments}}  # fmt: skip
+
+
+def _problems(experiment: dict[str, Any], target: Path) -> list[str]:
+    from lkchaos import preflight
+
+    found = preflight.check_experiment(experiment, {"lkchaos_target": str(target)}, {},
+                                       deployment=False)  # fmt: skip
+    return [str(problem) for problem in preflight.errors(found)]
+
+
+@pytest.mark.parametrize(("call", "expected"), [
+    (_call("cut", "lkchaos.network.actions", "partition", service="agent_worker",
+           peers=["tool_server"]), "the target maps no tool_server"),
+    (_call("cut", "lkchaos.network.actions", "partition", service="livekit_node:1",
+           peers=["livekit_node"]), "cannot be partitioned from itself"),
+    (_call("look", "lkchaos.docker.probes", "services_health", services=["livekit_node:7"]),
+     "the target has 1 livekit_node (lk-server), so livekit_node:7 does not exist"),
+    (_call("look", "lkchaos.docker.probes", "service_health", service="speech_to_text"),
+     "the target maps no speech_to_text"),
+    (_call("down", "lkchaos.dns.actions", "stop_resolver"),
+     "the target cannot run it: it needs a resolver lkchaos may fault"),
+    (_call("fail", "lkchaos.redis.actions", "sentinel_failover"),
+     "the target cannot run it: it needs Redis Sentinel"),
+    (_call("kill", "lkchaos.docker.actions", "kill_service", service="agent_wroker:1"),
+     "unknown role 'agent_wroker' (did you mean agent_worker:1?)"),
+    (_call("kill", "lkchaos.docker.actions", "kill_service", service="livekit_node:0"),
+     "positions start at 1"),
+])
+def test_the_preflight_refuses_what_the_target_cannot_do(call: dict[str, Any],
+                                                         expected: str) -> None:
+    problems = _problems(_experiment(call), MINIMAL)
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_a_link_role_the_target_does_not_map_is_refused(tmp_path: Path) -> None:
+    text = (ROOT / "stack" / "targets" / "reference.yaml").read_text()
+    target = tmp_path / "t.yaml"
+    target.write_text(text.replace("    agent_tool_server: agent_mcp\n", ""))
+    call = _call("slow", "lkchaos.toxiproxy.actions", "add_latency", proxy="agent_tool_server",
+                 latency_ms=100)
+    problems = _problems(_experiment(call), target)
+    assert any("proxy 'agent_tool_server' is a link role the target does not map" in problem
+               for problem in problems), problems  # fmt: skip
+    ok = _call("slow", "lkchaos.toxiproxy.actions", "add_latency", proxy="agent_livekit",
+               latency_ms=100)
+    assert _problems(_experiment(ok), target) == []
+
+
+def test_target_check_and_the_preflight_agree() -> None:
+    # What the preflight refuses on the target, target check says does not apply, and why.
+    from lkchaos.target import applies
+    from lkchaos.target.load import load_target
+
+    harness = _call("kill", "lkchaos.docker.actions", "kill_service", service="voice_prober")
+    both = _call("back", "lkchaos.docker.actions", "start_service", service="livekit_node")
+    loaded = load_target(ROOT / "stack" / "targets" / "reference.yaml")
+    found = applies.describe(applies.reasons(_experiment(harness, both), loaded))
+    assert found == [
+        "service 'voice_prober' is lkchaos's own test harness, not a target (kill)",
+        "service 'livekit_node' stands for 2 components (livekit-1, livekit-2): name one of "
+        "livekit_node:1, livekit_node:2 (back)"]
+
+
+def test_an_undo_by_runtime_name_finds_that_container() -> None:
+    # A container named like the role it plays: its ledger entry says "sentinel".
+    settings = Settings(roles={"sentinel": ("sentinel", "sentinel-b")})
+    assert roles.resolve_one(settings, "sentinel") == "sentinel"
+    assert roles.resolve(settings, "sentinel") == ["sentinel", "sentinel-b"]
+
+
+def test_a_fault_is_undone_only_from_the_target_it_was_made_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # Two deployments may share one state folder: recovering one must not act on the other.
+    import lkchaos.docker.actions as docker_actions
+    from lkchaos.safety import ledger
+
+    undone: list[str] = []
+    monkeypatch.setattr(docker_actions, "start_service",
+                        lambda service, configuration=None: undone.append(service))
+    monkeypatch.setitem(ledger._deployment, "path", "")
+
+    def fault(target: str) -> ledger.Fault:
+        return ledger.Fault("stopped", target, "lkchaos.docker.actions", "start_service",
+                            {"service": target})  # fmt: skip
+
+    ledger.note_deployment("/srv/a.yaml")
+    ledger.record(tmp_path, fault("agent"))
+    ledger.note_deployment("/srv/b.yaml")
+    ledger.record(tmp_path, fault("voice-agent"))
+    assert ledger.forget(tmp_path, "stopped", "agent") == 0  # not b's fault to forget
+    report = ledger.undo_all(tmp_path)
+    assert undone == ["voice-agent"]
+    assert [r["outcome"] for r in report] == [
+        "undone", "left alone: made on the target /srv/a.yaml; run `lkchaos recover "
+        "--target /srv/a.yaml`"]
+    assert [f.target for f in ledger.pending(tmp_path)] == ["agent"]
+    ledger.note_deployment("/srv/a.yaml")
+    assert [r["outcome"] for r in ledger.undo_all(tmp_path)] == ["undone"]
+    assert undone == ["voice-agent", "agent"] and ledger.pending(tmp_path) == []

@@ -8,6 +8,8 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import yaml
+from chaoslib.exceptions import ActivityFailed
 from click.testing import CliRunner
 from pydantic import ValidationError
 
@@ -25,6 +27,7 @@ from lkchaos.target import (
 )
 from lkchaos.target import secrets as target_secrets
 from lkchaos.target.cli import target as target_cli
+from lkchaos.values import check_service_name
 from tests.unit.bad_files import assert_refused_at_its_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +67,70 @@ def test_model_errors_hide_their_input() -> None:
     with pytest.raises(ValidationError) as caught:
         Target.model_validate(data)
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["a", "livekit-1", "redis_primary.2", "A" * 128, "a" * 129,
+                                  "", "-x", ".x", "live kit", "a:1", "a\nb", "prox\u00ff"])
+def test_runtime_names_follow_the_argument_rule(name: str) -> None:
+    """A runtime name the target accepts is one every activity argument accepts, and back."""
+    data = yaml.safe_load(MINIMAL.read_text())
+    data["roles"]["agent_worker"] = name
+    try:
+        Target.model_validate(data)
+        in_target = True
+    except ValidationError as exc:
+        assert "is not a runtime name" in str(exc)
+        in_target = False
+    try:
+        check_service_name("service", name)
+        as_argument = True
+    except ActivityFailed:
+        as_argument = False
+    assert in_target == as_argument == (0 < len(name) <= 128 and name[0].isalnum()
+                                        and " " not in name and ":" not in name
+                                        and name.isascii() and "\n" not in name)
+
+
+@pytest.mark.parametrize(("address", "valid"), [
+    ("127.0.0.1:1", True), ("redis:65535", True), ("[::1]:6379", True),
+    ("127.0.0.1:0", False), ("127.0.0.1:65536", False), ("127.0.0.1:99999", False)])
+def test_address_ports_are_1_to_65535(address: str, valid: bool) -> None:
+    data = yaml.safe_load(MINIMAL.read_text())
+    data["redis"]["direct"]["primary"] = address
+    data["livekit"]["nodes"][0]["url"] = f"http://{address}"
+    if valid:
+        Target.model_validate(data)
+        return
+    with pytest.raises(ValidationError) as caught:
+        Target.model_validate(data)
+    assert [error["loc"] for error in caught.value.errors()] == [
+        ("livekit", "nodes", 0, "url"), ("redis", "direct", "primary")]
+
+
+def test_roles_in_the_nodes_order_are_valid(tmp_path: Path) -> None:
+    path = tmp_path / "target.yaml"
+    text = REFERENCE.read_text()
+    assert "livekit_node: [livekit-1, livekit-2]" in text
+    path.write_text(text)
+    assert check_target(path)[1] == []
+    path.write_text(text.replace("[livekit-1, livekit-2]", "[livekit-2, livekit-1]"))
+    assert [problem.message.split(" (")[0] for problem in check_target(path)[1]] == [
+        "list roles.livekit_node in the order of livekit.nodes: livekit-1, livekit-2"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("  speech_to_text: [a]\n", "roles.speech_to_text: write one runtime name: only livekit_node"),
+    ("  sentinel: {a: b}\n", "roles.sentinel: write a list here"),
+    ("  resolver: 53\n", "roles.resolver: write one text value here (quote a number"),
+    ("  voice_prober: {name: p}\n", "roles.voice_prober: write one runtime name"),
+    ("  tool_server: yes\n", "roles.tool_server: write one text value here (quote a number or"),
+])  # fmt: skip
+def test_type_problems_say_what_to_write(tmp_path: Path, extra: str, message: str) -> None:
+    path = tmp_path / "target.yaml"
+    path.write_text(MINIMAL.read_text() + extra)
+    problems = check_target(path)[1]
+    assert [problem.message.startswith(message) for problem in problems] == [True]
+    assert "Input should be" not in problems[0].message
 
 
 def test_minimal_target_is_valid() -> None:

@@ -32,6 +32,7 @@ def docker_client(timeout: float = DOCKER_TIMEOUT) -> Any:
     ping; a StackError saying how to start the engine when it does not answer."""
     import docker
     from docker.errors import DockerException
+    from requests.exceptions import RequestException
 
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
@@ -43,12 +44,15 @@ def docker_client(timeout: float = DOCKER_TIMEOUT) -> Any:
     try:
         client = docker.from_env(version=DOCKER_API_VERSION, timeout=int(timeout))
         client.ping()
-    except DockerException as exc:
+    except (DockerException, OSError, ValueError, RequestException) as exc:
+        # A dead engine whose socket file is left behind, or a TCP DOCKER_HOST that refuses,
+        # fails in requests, not in the SDK.
         if client is not None:
             client.close()
         raise StackError(
-            f"cannot reach the Docker engine ({exc}). Start it (e.g. `dockerd &` or "
-            "`systemctl start docker`) and check that `docker info` answers."
+            f"cannot reach the Docker engine at {host} ({type(exc).__name__}: {exc}). Start it "
+            "(e.g. `dockerd &` or `systemctl start docker`), or correct DOCKER_HOST, and check "
+            "that `docker info` answers."
         ) from exc
     return client
 

@@ -12,6 +12,7 @@ itself (a LiveKit node's TURN relay to its own media port, for one) is left alon
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -98,7 +99,8 @@ def check_percent(percent: Any) -> float:
 
 
 def check_rate(rate_kbit: Any) -> int:
-    whole = isinstance(rate_kbit, int | float) and not isinstance(rate_kbit, bool)
+    whole = (isinstance(rate_kbit, int | float) and not isinstance(rate_kbit, bool)
+             and math.isfinite(rate_kbit))  # fmt: skip
     if not whole or rate_kbit != int(rate_kbit) or rate_kbit <= 0:
         raise RuleError(f"rate_kbit must be a whole number of kbit/s above 0, not {rate_kbit!r}")
     return int(rate_kbit)

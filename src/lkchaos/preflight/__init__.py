@@ -199,6 +199,7 @@ def _check(
     context = Context(settings, frozenset(sampled_probes(experiment)))
     for call in calls:
         problems += _rules(call, context)
+    problems += _target_lacks(calls, configuration)
     if deployment and settings is not None:
         wanted = deployment_level.needs(calls)
         if wanted:
@@ -206,6 +207,32 @@ def _check(
                                                      toxiproxy_client)  # fmt: skip
             problems += deployment_level.check(calls, found_deployment)
     return problems, known
+
+
+def _target_lacks(calls: list[Call], configuration: Mapping[str, Any] | None) -> list[Problem]:
+    """A problem for each activity the selected target cannot run (no resolver lkchaos may
+    fault, Redis without Sentinel, no Toxiproxy, ...), as ``lkchaos target check`` says."""
+    from lkchaos.settings import selected_target
+    from lkchaos.target import needs
+    from lkchaos.target.layer import load_cached
+
+    selection = selected_target(configuration)
+    if selection is None:
+        return []
+    try:
+        target = load_cached(selection).target
+    except ConfigError:  # reported by Settings.load already
+        return []
+    problems = []
+    for call in calls:
+        try:
+            reasons = needs.missing(target, call.key)
+        except KeyError:  # not an activity of the catalogue: reported elsewhere
+            continue
+        problems += [call.problem(None, f"the target cannot run it: it {reason} "
+                                        "(`lkchaos target check` lists what can run)")
+                     for reason in reasons]  # fmt: skip
+    return problems
 
 
 def _api_secret(settings: Settings | None) -> str:

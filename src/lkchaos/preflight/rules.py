@@ -29,6 +29,7 @@ from lkchaos.network import actions as network_actions
 from lkchaos.network import rules as network_rules
 from lkchaos.redis import actions as redis_actions
 from lkchaos.settings import Settings
+from lkchaos.target.model import LinkRole
 from lkchaos.tls import actions as tls_actions
 from lkchaos.tls import probes as tls_probes
 from lkchaos.toxiproxy import actions as toxi_actions
@@ -36,6 +37,8 @@ from lkchaos.toxiproxy import probes as toxi_probes
 from lkchaos.values import check_int, check_number, check_service_name, check_text
 
 Args = Mapping[str, Any]
+#: Toxiproxy link roles (``toxiproxy.links`` keys of a target).
+LINK_ROLES: tuple[str, ...] = LinkRole.__args__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,59 @@ def _optional_network_service(a: Args, c: Context) -> object:
     return None if a.get("service") is None else _network_service(a, c)
 
 
+def _link(c: Context, proxy: Any) -> None:
+    """A link role (``agent_speech_to_text``) must be one the target's toxiproxy.links maps."""
+    settings = c.settings
+    if (settings is not None and settings.toxiproxy_url and proxy in LINK_ROLES
+            and proxy not in settings.toxiproxy_links):  # fmt: skip
+        raise ActivityFailed(
+            f"proxy {proxy!r} is a link role the target does not map: add `links: {{{proxy}: "
+            "YOUR_PROXY}` to its toxiproxy section, or name the proxy itself")
+
+
 def _proxy(a: Args, c: Context) -> object:
-    return toxi_actions._check_proxy_name(a.get("proxy"))
+    name = toxi_actions._check_proxy_name(a.get("proxy"))
+    _link(c, name)
+    return name
+
+
+def _latency_args(a: Args, c: Context) -> object:
+    toxi_probes._check_latency_args(a.get("proxy"), a.get("samples"), a.get("path"),
+                                    a.get("address"), a.get("timeout"), a.get("max_median_ms"))
+    _link(c, a.get("proxy"))
+    return None
+
+
+def _services(a: Args, c: Context) -> object:
+    """Probes' ``services``: names or roles (the harness may be looked at)."""
+    values = a.get("services") or []
+    for value in values:
+        check_service_name("services", value)
+    if c.settings is not None:
+        for value in values:
+            roles.resolve(c.settings, str(value), "services")
+    return values
+
+
+def _probed_service(a: Args, c: Context) -> object:
+    """A probe's one ``service``: a name, a role of one member or a role's member."""
+    value = check_service_name("service", a.get("service"))
+    return value if c.settings is None else roles.resolve_one(c.settings, value)
+
+
+def _peers(a: Args, c: Context) -> object:
+    peers = network_actions._check_peers(a.get("service"), a.get("peers"))
+    if c.settings is None:
+        return peers
+    names = [name for peer in peers for name in roles.resolve(c.settings, str(peer), "peers")]
+    try:
+        own = roles.resolve_one(c.settings, str(a.get("service")))
+    except ActivityFailed:  # the service's own rule reports it
+        return names
+    if own in names:
+        raise ActivityFailed(f"{a.get('service')!r} ({own}) cannot be partitioned from itself: "
+                             f"peers {peers} include it")  # fmt: skip
+    return names
 
 
 def _positive(name: str, unit: str = "seconds") -> Rule:
@@ -275,12 +329,9 @@ RULES: dict[str, list[Rule]] = {
     "lkchaos.docker.actions.pause_service": [Rule(("service", "one_of"), _target)],
     "lkchaos.docker.actions.start_service": [Rule(("service",), _service)],
     "lkchaos.docker.actions.unpause_service": [Rule(("service",), _service)],
-    "lkchaos.docker.probes.services_health": [Rule(("services",), lambda a, c: [
-        check_service_name("services", s) for s in a.get("services") or []])],
-    "lkchaos.docker.probes.all_services_healthy": [Rule(("services",), lambda a, c: [
-        check_service_name("services", s) for s in a.get("services") or []])],
-    "lkchaos.docker.probes.service_health": [Rule(("service",), lambda a, c: check_service_name(
-        "service", a.get("service")))],
+    "lkchaos.docker.probes.services_health": [Rule(("services",), _services)],
+    "lkchaos.docker.probes.all_services_healthy": [Rule(("services",), _services)],
+    "lkchaos.docker.probes.service_health": [Rule(("service",), _probed_service)],
     # toxiproxy
     "lkchaos.toxiproxy.actions.add_toxic": [
         Rule(("proxy",), _proxy),
@@ -310,15 +361,12 @@ RULES: dict[str, list[Rule]] = {
     "lkchaos.toxiproxy.actions.enable_proxy": [Rule(("proxy",), _proxy)],
     "lkchaos.toxiproxy.probes.link_latency": [
         _rule("proxy", "samples", "path", "address", "timeout", "max_median_ms")(
-            lambda a, c: toxi_probes._check_latency_args(
-                a.get("proxy"), a.get("samples"), a.get("path"), a.get("address"),
-                a.get("timeout"), a.get("max_median_ms")))],  # fmt: skip
+            _latency_args)],
     # network
     "lkchaos.network.actions.partition": [
         Rule(("service",), _network_service),
         _netcheck("direction", network_rules.check_direction),
-        _rule("peers")(lambda a, c: network_actions._check_peers(a.get("service"),
-                                                                 a.get("peers")))],
+        _rule("peers")(_peers)],
     "lkchaos.network.actions.media_packet_loss": [
         Rule(("service",), _network_service),
         _netcheck("percent", network_rules.check_percent),

@@ -256,7 +256,8 @@ def _verdict(
             state["status"] = "failed"
         logger.error("the steady state did not hold before the method, so nothing was "
                      f"injected and the run failed: {', '.join(unmet) or 'see above'}. Bring "
-                     "the deployment back to its steady state (`lkchaos stack status`) first")
+                     "the deployment back to its steady state first (`lkchaos target check` "
+                     "says what answers; on the reference stack, `lkchaos stack status`)")
     failed = _failed_actions(state)
     if failed:
         report["failed_actions"] = failed

@@ -8,6 +8,11 @@ An undo that fails stays in the ledger with its ``attempts`` and ``last_error``,
 ``lkchaos recover`` to retry. Every entry recorded, forgotten or undone is also written to the
 audit log (:mod:`lkchaos.safety.audit`).
 
+Each entry also names the target file it was made on (``deployment``): an undo runs only
+from a process working on that target, since on another it would act on the wrong
+deployment's containers; ``lkchaos recover`` lists such entries with the command that undoes
+them.
+
 Reading never rewrites the file. Writes replace it atomically and durably (a temporary file,
 fsynced, renamed, the folder fsynced). A file that cannot be read (truncated, not a list) is
 never emptied: it is kept as ``faults.json.corrupt-<time>``, an audit line and an error say
@@ -40,6 +45,18 @@ UNDO_MODULE_PREFIX = "lkchaos."
 RUN_ID_ENV = "LKCHAOS_RUN_ID"
 
 _current_run: dict[str, str] = {}
+#: The target file the last settings of this process were read for ("" for the built-in
+#: defaults): :meth:`lkchaos.settings.Settings.load` notes it, every entry carries it.
+_deployment: dict[str, str] = {"path": ""}
+
+
+def note_deployment(path: str) -> None:
+    """Say which target file the faults recorded from now on are made on."""
+    _deployment["path"] = path
+
+
+def current_deployment() -> str:
+    return _deployment["path"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,8 @@ class Fault:
     pid: int = field(default_factory=os.getpid)
     run_id: str = ""
     experiment: str = ""
+    #: The target file the fault was made on ("" for the built-in defaults or an old entry).
+    deployment: str = ""
     attempts: int = 0
     last_error: str = ""
 
@@ -179,16 +198,26 @@ def record(state_dir: str | Path, fault: Fault) -> Fault:
         fault = dataclasses.replace(
             fault, run_id=current_run_id(), experiment=_current_run.get("experiment", "")
         )
+    if not fault.deployment:
+        fault = dataclasses.replace(fault, deployment=current_deployment())
     audit.write(state_dir, asdict(fault), "injected", strict=True)
     with _locked(ledger_path(state_dir)) as entries:
         entries.append(asdict(fault))
     return fault
 
 
+def _here(entry: dict[str, Any]) -> bool:
+    """Whether an entry was made on the target this process works on (or says none)."""
+    made_on = str(entry.get("deployment") or "")
+    return not made_on or made_on == current_deployment()
+
+
 def forget(state_dir: str | Path, kind: str, target: str) -> int:
-    """Remove the entries for one fault (undone by a rollback); returns how many."""
+    """Remove the entries for one fault (undone by a rollback) made on the target in use;
+    returns how many."""
     with _locked(ledger_path(state_dir)) as entries:
-        gone = [e for e in entries if e.get("kind") == kind and e.get("target") == target]
+        gone = [e for e in entries if e.get("kind") == kind and e.get("target") == target
+                and _here(e)]  # fmt: skip
         entries[:] = [e for e in entries if e not in gone]
     for entry in gone:
         audit.write(state_dir, entry, "undone")
@@ -237,6 +266,13 @@ def undo_all(
             continue
         result: dict[str, Any] = {"fault": fault.describe(), "id": fault.id,
                                   "run_id": fault.run_id or None}
+        if not _here(asdict(fault)):
+            # Undoing it here would act on the wrong deployment's containers.
+            result.update(outcome=f"left alone: made on the target {fault.deployment}; run "
+                                  f"`lkchaos recover --target {fault.deployment}`", ok=False,
+                          attempts=fault.attempts, error="another target")  # fmt: skip
+            results.append(result)
+            continue
         try:
             module = importlib.import_module(fault.undo_module)
             getattr(module, fault.undo_func)(**fault.undo_arguments, configuration=configuration)

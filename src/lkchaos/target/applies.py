@@ -1,32 +1,26 @@
 """Whether an experiment applies to a target, and if not, exactly why.
 
 An experiment applies when every lkchaos activity it holds (steady state, method, rollbacks,
-the sampling control's probes) can run on the target (:func:`lkchaos.target.needs.missing`),
-every role it names resolves there (``livekit_node:2`` needs two LiveKit nodes; see
-:mod:`lkchaos.roles`), and every Toxiproxy link role it names is one of the target's
-``toxiproxy.links``. Only the files are read: nothing is reached.
+the sampling control's probes) can run on the target (:func:`lkchaos.target.needs.missing`)
+and passes the preflight's argument rules with the target's settings (:mod:`lkchaos.preflight`,
+as ``lkchaos check --offline`` runs them): every role it names resolves there
+(``livekit_node:2`` needs two LiveKit nodes; see :mod:`lkchaos.roles`), never to the test
+harness, a rollback's role stands for one container, and every Toxiproxy link role it names
+is one of the target's ``toxiproxy.links``. Only the files are read: nothing is reached.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chaoslib.exceptions import ActivityFailed
-
-from lkchaos import roles
-from lkchaos.preflight import walk
+from lkchaos.preflight import _rules, errors, load_file, shape, walk
+from lkchaos.preflight.rules import Context
 from lkchaos.settings import Settings
 from lkchaos.target import needs
 from lkchaos.target.convert import settings_values
 from lkchaos.target.load import LoadedTarget
-from lkchaos.target.model import LinkRole
-
-#: Arguments that name components, and the one that names a Toxiproxy link.
-COMPONENT_ARGUMENTS = ("service", "one_of", "peers", "services")
-LINK_ROLES: tuple[str, ...] = LinkRole.__args__  # type: ignore[attr-defined]
 
 
 def target_settings(loaded: LoadedTarget) -> Settings:
@@ -50,21 +44,20 @@ def reasons(experiment: Mapping[str, Any], loaded: LoadedTarget,
         if activity not in stopped:
             stopped.append(activity)
 
+    for problem in errors(shape.check(experiment)):
+        what = f"{problem.argument}: " if problem.argument else ""
+        add(f"not a valid experiment: {what}{problem.message}", "the file")
+    context = Context(settings, frozenset(walk.sampled_probes(experiment)))
     for call in calls:
         for reason in _needs(loaded, call.key):
             add(reason, call.activity)
-        for argument in COMPONENT_ARGUMENTS:
-            value = call.arguments.get(argument)
-            for item in value if isinstance(value, list) else [value]:
-                if roles.is_reference(item):
-                    try:
-                        roles.resolve(settings, str(item), argument)
-                    except ActivityFailed as exc:
-                        add(str(exc), call.activity)
-        proxy = call.arguments.get("proxy")
-        if (proxy in LINK_ROLES and settings.toxiproxy_url
-                and proxy not in settings.toxiproxy_links):  # fmt: skip
-            add(f"proxy {proxy!r}: the target's toxiproxy.links has no {proxy}", call.activity)
+        for problem in _rules(call, context):
+            message = problem.message
+            if problem.argument and message.startswith(repr(problem.value)):
+                message = f"{problem.argument} {message}"
+            elif problem.argument and not message.startswith(problem.argument):
+                message = f"{problem.argument} {problem.value!r}: {message}"
+            add(message, call.activity)
     return found
 
 
@@ -87,8 +80,8 @@ def check_files(paths: list[Path], loaded: LoadedTarget) -> dict[Path, list[str]
     verdicts: dict[Path, list[str]] = {}
     for path in paths:
         try:
-            experiment = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
+            experiment = load_file(path)
+        except Exception as exc:  # any unreadable file is one line of the listing
             verdicts[path] = [f"cannot be read as an experiment: {exc}"]
             continue
         if not isinstance(experiment, Mapping):

@@ -28,8 +28,9 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
     ``agent_name`` (``""`` without ``voice``), ``runtime`` (``compose``, ``docker-name`` or
     ``docker-label``), ``runtime_label``, ``roles`` (role -> tuple of runtime names),
     ``toxiproxy_links``, ``redis_primary_address`` and ``redis_replica_addresses`` (direct
-    Redis), ``redis_tls``, ``redis_ca_file``, ``tls_proxy_kind``, ``tls_reload`` (``{}``,
-    ``{"command": tuple}``, ``{"signal": NAME}`` or ``{"admin_api": URL}``),
+    Redis), ``redis_tls``, ``redis_ca_file``, ``tls_proxy_kind``, ``tls_names``,
+    ``tls_reload`` (``{}``, ``{"command": tuple}``, ``{"signal": NAME}`` or
+    ``{"admin_api": URL}``),
     ``resolver_may_fault``; ``ca_file`` when the TLS proxy names one; and
     with ``resolve_secrets``, ``livekit_api_key``, ``livekit_api_secret`` and, when the
     target has a ``password_ref``, ``redis_password``.
@@ -65,6 +66,7 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
         "redis_ca_file": str(secrets.expand_path(redis_tls.ca_file, loaded.folder, state))
         if redis_tls is not None and redis_tls.ca_file else "",
         "tls_proxy_kind": target.tls_proxy.kind,
+        "tls_names": tuple(target.tls_proxy.names),
         "tls_reload": _reload(target),
         "resolver_may_fault": bool(target.resolver and target.resolver.may_fault),
     }

@@ -1,8 +1,10 @@
 """Read a target file: every problem names its file, line and what to do.
 
-Checked: YAML syntax and duplicate keys, the schema (:mod:`lkchaos.target.model`: types,
-unknown keys with a "did you mean", inline secrets, exactly-one choices), node names unique
-and ``roles.livekit_node`` agreeing with the nodes. Lines come from PyYAML's composed nodes
+Checked: YAML syntax, duplicate keys and recursive aliases, the schema
+(:mod:`lkchaos.target.model`: types, unknown keys with a "did you mean", inline secrets,
+exactly-one choices, runtime names, addresses), each node's name, runtime name and URL its own,
+``roles.livekit_node`` listing the nodes' runtime names in their order, and the voice prober
+playing no other role. Lines come from PyYAML's composed nodes
 (:mod:`lkchaos.yamlcheck`): a schema error's location (``livekit.nodes.0.url``) is
 mapped to that node's line, or to the nearest enclosing one. Secrets are not resolved here,
 and no value under a secret's key is ever quoted in a problem.
@@ -15,6 +17,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,6 +29,17 @@ _SECRET_KEYS = {"api_key", "api_secret", "password_ref"}
 #: The problem and fix of a file that holds no mapping.
 _NOT_A_MAPPING = ("a target must be a mapping with livekit, redis, tls_proxy and runtime",
                   "see stack/targets/reference.yaml for an example")
+#: The roles that take a list of runtime names; every other takes one.
+_LIST_ROLES = ("livekit_node", "redis_replica", "sentinel")
+#: What to write at a key whose value has the wrong type, where a key's own form says more
+#: than "a mapping with keys ...".
+_FORMS = {
+    ("tls_proxy", "reload"): "write one of {signal: SIGHUP}, {command: [caddy, reload, ...]}, "
+                             "{admin_api: URL}, or `none` (or leave reload out)",
+    ("redis",): "write `redis: {direct: {primary: HOST:PORT}}` or "
+                "`redis: {sentinel: {addresses: [HOST:PORT, ...], master: NAME}}`",
+    ("runtime",): "write `runtime: {compose: {project: NAME}}` or `runtime: {docker: {by: name}}`",
+}  # fmt: skip
 
 
 class TargetInvalid(FileInvalid):
@@ -98,30 +112,110 @@ def _schema_problem(path: str, error: Any, lines: dict[Location, int]) -> Proble
     if message == model.KUBERNETES:
         return Problem(path, line_of(lines, (*where, "<key>")), message,
                        "use `compose:` or `docker:` for now")  # fmt: skip
-    shown = ""
-    if not secret and kind != "value_error" and not isinstance(value, dict | list):
-        shown = f" (got {value!r})"
     # A problem of a whole mapping or list is shown at its key, where a block one starts.
-    line = line_of(lines, (*where, "<key>") if isinstance(value, dict | list) else where)
-    return Problem(path, line, f"{dotted}: {message}{shown}",
+    line = line_of(lines, (*where, "<key>") if isinstance(value, dict | list | None) else where)
+    if kind == "value_error":
+        return Problem(path, line, f"{dotted}: {message}",
+                       "see docs/targets.md for this key's form and an example")
+    got = "" if secret else f" (got {_described(value)})"
+    return Problem(path, line, f"{dotted}: {_wanted(where, kind, error)}{got}",
                    "see docs/targets.md for this key's form and an example")
 
 
-def _cross(name: str, target: model.Target, lines: dict[Location, int]) -> list[Problem]:
+def _described(value: Any) -> str:
+    """A value's kind in the file's terms (its text for a short scalar)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict | list):
+        kind = "a mapping" if isinstance(value, dict) else "a list"
+        return kind if value else kind.replace("a ", "an empty ")
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _wanted(where: Location, kind: str, error: Any) -> str:
+    """What to write at ``where`` instead of a value of the wrong type or size."""
+    at = tuple(part for part in where if not isinstance(part, int))
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        if where[-1:] and where[-1] in _SECRET_KEYS:
+            return "write {env: NAME} or {file: PATH, key: NAME}"
+        if at in _FORMS:
+            return _FORMS[at]
+        keys = _keys_at((*where, ""))
+        return f"write a mapping here (keys: {', '.join(keys)})" if keys else "write a mapping here"
+    if kind == "string_type":
+        if where[:1] == ("roles",) and isinstance(error.get("input"), list | dict):
+            return (f"write one runtime name: only {', '.join(_LIST_ROLES)} take a list "
+                    "(roles.NAME: [a, b])")
+        return "write one text value here (quote a number or true/false to make it text)"
+    if kind == "list_type":
+        return "write a list here: [a, b], or one item per `- ` line"
+    if kind == "bool_type":
+        return "write true or false"
+    if kind == "too_short":
+        count = error.get("ctx", {}).get("min_length", 1)
+        return f"give at least {count} item{'s' if count != 1 else ''}"
+    if kind == "string_too_short":
+        return "write a value here, not an empty text"
+    return str(error["msg"])
+
+
+def _url_key(url: str) -> str:
+    """A node URL as compared with the others': scheme and host in lower case, the port
+    spelt out, no trailing slash."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return f"{parts.scheme.lower()}://{parts.hostname}:{port}{parts.path.rstrip('/')}"
+
+
+def _nodes(name: str, target: model.Target, lines: dict[Location, int]) -> list[Problem]:
+    """Each node's name, runtime name and URL its own."""
     problems: list[Problem] = []
-    seen: set[str] = set()
-    for index, node in enumerate(target.livekit.nodes):
-        if node.name in seen:
-            problems.append(Problem(name, line_of(lines, ("livekit", "nodes", index, "name")),
+    nodes = target.livekit.nodes
+    first: dict[tuple[str, str], int] = {}
+    fixes = {"runtime": "each node is a container of its own: give each its own runtime name",
+             "url": "give each node its own URL (the HTTP API of that node)"}  # fmt: skip
+    for index, node in enumerate(nodes):
+        at = ("livekit", "nodes", index)
+        if first.setdefault(("name", node.name), index) != index:
+            problems.append(Problem(name, line_of(lines, (*at, "name")),
                                     f"node name {node.name!r} is used twice",
                                     "give each node a name of its own"))
-        seen.add(node.name)
+        for key, value, compared in (("runtime", node.runtime, node.runtime),
+                                     ("url", node.url, _url_key(node.url))):  # fmt: skip
+            other = first.setdefault((key, compared), index)
+            if other != index:
+                problems.append(Problem(
+                    name, line_of(lines, (*at, key)),
+                    f"nodes {nodes[other].name} and {node.name} have the same {key} {value}",
+                    fixes[key]))
+    return problems
+
+
+def _cross(name: str, target: model.Target, lines: dict[Location, int]) -> list[Problem]:
+    problems = _nodes(name, target, lines)
     runtimes = [node.runtime for node in target.livekit.nodes]
-    if target.roles.livekit_node and sorted(target.roles.livekit_node) != sorted(runtimes):
+    listed = list(target.roles.livekit_node)
+    at = line_of(lines, ("roles", "livekit_node"))
+    if listed and sorted(listed) != sorted(runtimes):
         problems.append(Problem(
-            name, line_of(lines, ("roles", "livekit_node")),
-            f"roles.livekit_node {target.roles.livekit_node} differs from the nodes' runtime "
+            name, at, f"roles.livekit_node {listed} differs from the nodes' runtime "
             f"names {runtimes}", "leave roles.livekit_node out, or list the same names"))
+    elif listed and listed != runtimes:
+        problems.append(Problem(
+            name, at, f"list roles.livekit_node in the order of livekit.nodes: "
+            f"{', '.join(runtimes)} (experiments name livekit_node:2 for the second node)",
+            "reorder roles.livekit_node, or leave it out (it defaults to the nodes' runtime "
+            "names)"))
+    prober = target.roles.voice_prober
+    for role, names in target.role_names().items():
+        if prober and role != "voice_prober" and prober in names:
+            where = f"roles.{role}" if role != "livekit_node" or listed else "livekit.nodes"
+            problems.append(Problem(
+                name, line_of(lines, ("roles", "voice_prober")),
+                f"roles.voice_prober {prober!r}: the voice prober is lkchaos's test harness and "
+                f"cannot also be the {role.replace('_', ' ')} ({where})",
+                "run the prober in a container of its own, or leave roles.voice_prober out"))
     return problems
 
 

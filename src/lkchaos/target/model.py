@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -57,8 +58,13 @@ INLINE_SECRET = (
 )
 KUBERNETES = "runtime kubernetes is not supported yet; see docs/targets.md for how pods would map"
 
-_ADDRESS = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
+_ADDRESS = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:(?P<port>\d{1,5})$")
 _SIGNAL = re.compile(r"^SIG[A-Z0-9]+$")
+#: A runtime name: what Docker and Compose accept as a container or service name, and what
+#: lkchaos's own argument checks accept (:func:`lkchaos.values.check_service_name`).
+_RUNTIME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+RUNTIME_NAME_RULE = ("a runtime name is letters, digits, '_', '.' and '-', starting with a letter "
+                     "or digit, at most 128 characters")  # fmt: skip
 
 
 class _Strict(BaseModel):
@@ -68,8 +74,11 @@ class _Strict(BaseModel):
 
 
 def _address(value: str) -> str:
-    if not _ADDRESS.match(value):
+    match = _ADDRESS.match(value)
+    if not match:
         raise ValueError(f"{value!r} is not a host:port address")
+    if not 1 <= int(match["port"]) <= 65535:
+        raise ValueError(f"{value!r}: port {int(match['port'])} is not a port (1-65535)")
     return value
 
 
@@ -77,10 +86,25 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
         raise ValueError(f"{value!r} is not a {' or '.join(schemes)} URL")
+    try:
+        port = parts.port
+    except ValueError:  # beyond 65535, or not a number
+        port = 0
+    if port == 0:
+        raise ValueError(f"{value!r}: its port is not a port (1-65535)")
+    return value
+
+
+def _runtime_name(value: str) -> str:
+    if not _RUNTIME_NAME.fullmatch(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(f"{shown!r} is not a runtime name: {RUNTIME_NAME_RULE}")
     return value
 
 
 Name = Annotated[StrictStr, Field(min_length=1)]
+#: A container's name in the runtime (a compose service, a container name or a label value).
+RuntimeName = Annotated[StrictStr, AfterValidator(_runtime_name)]
 
 
 class SecretRef(_Strict):
@@ -125,7 +149,7 @@ class Node(_Strict):
 
     name: Name
     url: StrictStr
-    runtime: Name
+    runtime: RuntimeName
 
     @field_validator("url")
     @classmethod
@@ -167,6 +191,11 @@ class Sentinel(_Strict):
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
         return [_address(item) for item in value]
+
+    @field_validator("address_map")
+    @classmethod
+    def _address_map(cls, value: dict[str, str]) -> dict[str, str]:
+        return {_address(key): _address(item) for key, item in value.items()}
 
 
 class Direct(_Strict):
@@ -337,24 +366,24 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-NameList = Annotated[list[Name], BeforeValidator(_as_list)]
+RuntimeNames = Annotated[list[RuntimeName], BeforeValidator(_as_list)]
 
 
 class Roles(_Strict):
     """Role -> the user's runtime name (a compose service, a container name or label value).
     ``livekit_node``, ``redis_replica`` and ``sentinel`` take a list (or one name)."""
 
-    livekit_node: NameList = Field(default_factory=list)
-    redis_primary: Name | None = None
-    redis_replica: NameList = Field(default_factory=list)
-    sentinel: NameList = Field(default_factory=list)
-    agent_worker: Name | None = None
-    speech_to_text: Name | None = None
-    tool_server: Name | None = None
-    tls_proxy: Name | None = None
-    resolver: Name | None = None
-    toxiproxy: Name | None = None
-    voice_prober: Name | None = None
+    livekit_node: RuntimeNames = Field(default_factory=list)
+    redis_primary: RuntimeName | None = None
+    redis_replica: RuntimeNames = Field(default_factory=list)
+    sentinel: RuntimeNames = Field(default_factory=list)
+    agent_worker: RuntimeName | None = None
+    speech_to_text: RuntimeName | None = None
+    tool_server: RuntimeName | None = None
+    tls_proxy: RuntimeName | None = None
+    resolver: RuntimeName | None = None
+    toxiproxy: RuntimeName | None = None
+    voice_prober: RuntimeName | None = None
 
     def names(self) -> dict[str, list[str]]:
         """Every mapped role -> its runtime names (roles left out are absent)."""

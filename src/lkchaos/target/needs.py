@@ -116,6 +116,20 @@ def _resolver_faultable(target: Target) -> str | None:
     return None
 
 
+def _voice(target: Target) -> str | None:
+    if target.voice is None:
+        return "needs the voice section (the agent name callers dispatch): the target has none"
+    if target.voice.prober_url == "":
+        from lkchaos.voice import extra
+
+        absent = extra.missing()
+        if absent:
+            return ("needs lkchaos[voice] to run the voice round trip in this process (the "
+                    f"target's voice.prober_url is \"\"; not installed: {', '.join(absent)}): "
+                    "pip install 'lkchaos[voice]', or give a prober_url")  # fmt: skip
+    return None
+
+
 #: Need -> what is missing on a target, or None when the target has it.
 CHECKS: dict[Need, Callable[[Target], str | None]] = {
     "runtime": lambda t: None,  # the schema requires a runtime
@@ -132,8 +146,7 @@ CHECKS: dict[Need, Callable[[Target], str | None]] = {
     "resolver_faultable": _resolver_faultable,
     "toxiproxy": lambda t: None if t.toxiproxy is not None else
     "needs Toxiproxy: the target has none",
-    "voice": lambda t: None if t.voice is not None else
-    "needs the voice section (the agent name callers dispatch): the target has none",
+    "voice": lambda t: _voice(t),
 }
 
 

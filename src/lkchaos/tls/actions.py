@@ -62,7 +62,8 @@ MAX_DAYS = 3650
 
 
 def _check(name: Any, kind: Any, days: Any) -> None:
-    check_dns_name("name", name)
+    if name is not None:
+        check_dns_name("name", name)
     if not isinstance(kind, str) or kind not in certs.FAULTY_KINDS:
         raise ActivityFailed(
             f"kind must be one of {', '.join(certs.FAULTY_KINDS)}, not {kind!r}"
@@ -117,19 +118,20 @@ def _refuse(settings: Settings) -> None:
 
 
 def swap_certificate(
-    name: str,
-    kind: str,
+    name: str = None,  # type: ignore[assignment]
+    kind: str = None,  # type: ignore[assignment]
     days: float = None,  # type: ignore[assignment]
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
-    """Make the TLS proxy serve a bad certificate for ``name``: ``expired``, ``not_yet_valid``,
+    """Make the TLS proxy serve a bad certificate for ``name`` (default: the host callers use,
+    from the target's LiveKit URL): ``kind`` is ``expired``, ``not_yet_valid``,
     ``wrong_name``, ``untrusted`` or ``expiring`` (in ``days``); the original is kept aside.
     Rollback: ``restore_certificate``."""
     _check(name, kind, days)
     settings = Settings.load(configuration, secrets)
     _refuse(settings)
-    name = name.lower()
+    name = (name or settings.livekit_host).lower()
     try:
         with rotation.proxy(settings) as container:
             if container is not None:
@@ -166,13 +168,17 @@ def swap_certificate(
 
 
 def restore_certificate(
-    name: str, configuration: Configuration = None, secrets: Secrets = None
+    name: str = None,  # type: ignore[assignment]
+    configuration: Configuration = None,
+    secrets: Secrets = None,
 ) -> Dict[str, Any]:
-    """Put back the original certificate of ``name`` (same fingerprint) and reload the TLS
-    proxy. A rollback: does nothing when no swap is in place."""
-    check_dns_name("name", name)
-    name = name.lower()
+    """Put back the original certificate of ``name`` (default: the host of the target's
+    LiveKit URL; same fingerprint) and reload the TLS proxy. A rollback: does nothing when no
+    swap is in place."""
+    if name is not None:
+        check_dns_name("name", name)
     settings = Settings.load(configuration, secrets)
+    name = (name or settings.livekit_host).lower()
     try:
         result = rotation.restore(settings, name)
     except (LkChaosError, OSError) as exc:

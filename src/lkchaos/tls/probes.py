@@ -47,7 +47,7 @@ ONE_YEAR = 31536000
 
 
 def _check(name: Any, address: Any, timeout: Any) -> None:
-    if not isinstance(name, str) or not name:
+    if name is not None and (not isinstance(name, str) or not name):
         raise ActivityFailed(f"name must be a TLS name such as lk.chaos.test, not {name!r}")
     if address is not None and (
         not isinstance(address, str) or not address.rpartition(":")[2].isdigit()
@@ -104,17 +104,19 @@ def _inspect(name: str, address: str, timeout: float, settings: Settings) -> Dic
 
 
 def certificate(
-    name: str,
+    name: str = None,  # type: ignore[assignment]
     address: str = None,  # type: ignore[assignment]
     timeout: float = 5.0,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
-    """The certificate served for ``name``: fingerprint, days left, chain valid against the
-    stack CA, name matches, and whether a client trusting that CA accepts it (``ok``)."""
+    """The certificate served for ``name`` (default: the host of the target's LiveKit URL):
+    fingerprint, days left, chain valid against the deployment's CA, name matches, and
+    whether a client trusting that CA accepts it (``ok``)."""
     _check(name, address, timeout)
     settings = Settings.load(configuration, secrets)
-    return _inspect(name, address or settings.tls_address, timeout, settings)
+    return _inspect(name or settings.livekit_host, address or settings.tls_address, timeout,
+                    settings)  # fmt: skip
 
 
 def _level(found: Dict[str, Any], warn_days: float, critical_days: float) -> str:
@@ -141,7 +143,7 @@ def certificate_expiry(
 ) -> Dict[str, Any]:
     """How soon each served certificate expires, as levels: ``warning`` within ``warn_days``
     (60), ``critical`` within ``critical_days`` (30), then ``expired``. Default names: the
-    ``lk.`` and ``whip.`` names of the domain."""
+    target's ``tls_proxy.names``."""
     for label, value in (("warn_days", warn_days), ("critical_days", critical_days)):
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ActivityFailed(f"{label} must be a number of days, 0 or more, not {value!r}")
@@ -152,7 +154,7 @@ def certificate_expiry(
         )
     settings = Settings.load(configuration, secrets)
     if names is None:
-        names = [f"lk.{settings.domain}", f"whip.{settings.domain}"]
+        names = list(settings.tls_names)
     if not isinstance(names, list) or not names:
         raise ActivityFailed(f"names must be a non-empty list of TLS names, not {names!r}")
     report: Dict[str, Dict[str, Any]] = {}

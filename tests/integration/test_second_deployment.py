@@ -1,0 +1,304 @@
+"""The catalogue on a second deployment, unlike the reference stack, through its target alone.
+
+`stack/second` (compose project ``voiceprod``) has one LiveKit node, one Redis with AUTH and no
+Sentinel, nginx in front, no Toxiproxy, no resolver of ours, and is reached as Docker
+containers by name. This module brings it up once (`scripts/second-stack.sh up`) and down
+at the end, and checks that:
+
+- `lkchaos target check` lists exactly the experiments that do not apply, and why;
+- every experiment that applies completes without deviating;
+- after a SIGKILL of the runner mid-fault, `lkchaos recover` puts the deployment back.
+
+Every command runs with no ``LKCHAOS_*`` or ``LIVEKIT_*`` variable in its environment but
+``LKCHAOS_TARGET``: the target file is the only thing that tells lkchaos about the
+deployment. Fault windows are shortened through the experiments' configuration
+(``chaos run --var``). It needs no reference stack, and may run while that one is up (their
+names and ports differ). Select it with ``-m second``, or leave it out with
+``-m "integration and not second"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lkchaos.safety import ledger, runlock
+
+pytestmark = pytest.mark.second
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = ROOT / "stack" / "second" / "target.yaml"
+SCRIPT = ROOT / "scripts" / "second-stack.sh"
+BIN = Path(sys.executable).parent
+CHAOS, LKCHAOS = str(BIN / "chaos"), str(BIN / "lkchaos")
+
+#: The deployment's containers (target.yaml's runtime names) and lkchaos's prober.
+CONTAINERS = ("redis", "lk-server", "nginx", "stt", "tools", "voice-agent", "voice-prober")
+#: Short fault windows: the experiments' own knobs, given as configuration.
+KNOBS = ("fault_s:float=5",)
+
+#: Experiments that apply to this target, in the order they run (steady state first).
+APPLICABLE = ["steady-state.json", "agent-crash.json", "whisper-outage.json",
+              "mcp-outage.json", "cert-expiry.json"]  # fmt: skip
+#: Experiments that do not apply -> what `lkchaos target check` must say (one fragment per
+#: reason it gives, in its order).
+NOT_APPLICABLE: dict[str, list[str]] = {
+    "agent-livekit-partition.json": ["needs Toxiproxy: the target has none"],
+    "dns-failure.json": ["needs a resolver: the target has none",
+                         "needs a resolver lkchaos may fault: the target has none"],
+    "livekit-node-loss.json": ["the target has 1 livekit_node (lk-server), so livekit_node:2"],
+    "media-packet-loss.json": ["the target has 1 livekit_node (lk-server), so livekit_node:2"],
+    "redis-failover.json": ["needs Redis Sentinel: the target's Redis is direct"],
+    "redis-outage.json": ["the target maps no redis_replica"],
+    "stack-healthy.json": ["needs Redis Sentinel: the target's Redis is direct"],
+}
+#: Activities of the catalogue that cannot run on this target, by the reason given.
+_DNS = ("nxdomain_name", "restore_dns", "restore_name", "servfail_name", "start_resolver",
+        "stop_resolver", "wrong_address")  # fmt: skip
+_TOXIPROXY = ("add_bandwidth", "add_latency", "add_limit_data", "add_reset_peer",
+              "add_slow_close", "add_timeout", "add_toxic", "disable_proxy", "enable_proxy",
+              "remove_all_toxics", "remove_toxic", "reset")  # fmt: skip
+ACTIVITIES_NOT_APPLICABLE: dict[str, str] = {
+    **{f"lkchaos.dns.actions.{name}": "needs a resolver lkchaos may fault: the target has none"
+       for name in _DNS},
+    "lkchaos.dns.probes.resolve_names": "needs a resolver: the target has none",
+    "lkchaos.redis.actions.sentinel_failover":
+        "needs Redis Sentinel: the target's Redis is direct",
+    "lkchaos.redis.probes.sentinel_master": "needs Redis Sentinel: the target's Redis is direct",
+    **{f"lkchaos.toxiproxy.actions.{name}": "needs Toxiproxy: the target has none"
+       for name in _TOXIPROXY},
+    "lkchaos.toxiproxy.probes.link_latency": "needs Toxiproxy: the target has none",
+    "lkchaos.toxiproxy.probes.proxies_state": "needs Toxiproxy: the target has none",
+}  # fmt: skip
+#: The method probe of a degradation experiment: what the caller must hear during the fault.
+APOLOGY = {"whisper-outage.json": "apology-heard-during-outage",
+           "mcp-outage.json": "apology-heard-during-outage"}  # fmt: skip
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without lkchaos's or LiveKit's variables, plus LKCHAOS_TARGET."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("LKCHAOS_", "LIVEKIT_", "VOICEPROD_"))}  # fmt: skip
+    env["LKCHAOS_TARGET"] = str(TARGET)
+    return env
+
+
+def run(args: list[str], timeout: float, env: dict[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(args, cwd=ROOT, env=env or clean_env(), text=True,
+                          capture_output=True, timeout=timeout, check=False)  # fmt: skip
+
+
+def container_states() -> dict[str, str]:
+    """Each container of the deployment -> ``status/health`` (``missing`` when absent)."""
+    states: dict[str, str] = {}
+    for name in CONTAINERS:
+        done = run(["docker", "inspect", "-f",
+                    "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                    name], timeout=30)  # fmt: skip
+        states[name] = done.stdout.strip() if done.returncode == 0 else "missing"
+    return states
+
+
+def wait_healthy(timeout: float = 90) -> dict[str, str]:
+    """The containers' states once all run healthy, or as they are after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = container_states()
+        if all(state == "running/healthy" for state in states.values()):
+            return states
+        if time.monotonic() > deadline:
+            return states
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def state_dir() -> Path:
+    """lkchaos's state folder as the commands below see it (the fault ledger, the run lock)."""
+    done = run([sys.executable, "-c",
+                "from lkchaos.settings import default_state_dir; print(default_state_dir())"],
+               timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip())
+
+
+@pytest.fixture(scope="module")
+def second_deployment() -> Iterator[None]:
+    """The deployment up and healthy for this module, and down (volumes too) after it."""
+    started = time.monotonic()
+    up = run(["bash", str(SCRIPT), "up"], timeout=3600)
+    assert up.returncode == 0, f"{SCRIPT.name} up failed:\n{up.stdout}\n{up.stderr[-4000:]}"
+    print(f"voiceprod up in {time.monotonic() - started:.1f} s")
+    try:
+        yield
+    finally:
+        down = run(["bash", str(SCRIPT), "down"], timeout=300)
+        assert down.returncode == 0, f"{SCRIPT.name} down failed: {down.stderr[-4000:]}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stack_is_up(second_deployment: None) -> None:
+    """In place of the package's check of the reference stack: this module needs only its
+    own deployment."""
+
+
+def parse_check(out: str) -> tuple[dict[str, str], set[str], dict[str, list[str]]]:
+    """From `lkchaos target check`: activities that cannot run -> reason; experiments that
+    apply; experiments that do not -> their reasons."""
+    activities: dict[str, str] = {}
+    applying: set[str] = set()
+    refused: dict[str, list[str]] = {}
+    section, current = "", ""
+    for line in out.splitlines():
+        if not line.startswith(" "):
+            section = line.split(":", 1)[0]
+            continue
+        words = line.split()
+        if section == "activities" and words[0] == "no":
+            name, _, reason = line.strip()[3:].strip().partition(": ")
+            activities[name] = reason
+        elif section == "experiments" and words[0] in ("ok", "no"):
+            current = words[1]
+            if words[0] == "ok":
+                applying.add(current)
+            else:
+                refused[current] = []
+        elif section == "experiments" and words[0] == "-":
+            refused[current].append(line.strip()[2:])
+    return activities, applying, refused
+
+
+def test_target_check_lists_what_does_not_apply_and_why() -> None:
+    done = run([LKCHAOS, "target", "check", "--target", str(TARGET)], timeout=120,
+               env={**clean_env(), "LKCHAOS_TARGET": ""})  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "valid: 1 livekit node(s), redis direct, tls proxy nginx, no resolver, no " \
+           "toxiproxy, docker containers by name" in done.stdout, done.stdout
+    reach = next(line for line in done.stdout.splitlines() if line.startswith("reachability:"))
+    counted, _, total = reach.split(":")[1].strip().partition(" of ")
+    assert total.split()[0] == counted, done.stdout
+    activities, applying, refused = parse_check(done.stdout)
+    assert activities == ACTIVITIES_NOT_APPLICABLE
+    shipped = {p.name for p in (ROOT / "experiments").glob("*.json")}
+    assert applying | set(refused) == shipped
+    assert applying == set(APPLICABLE), done.stdout
+    assert set(refused) == set(NOT_APPLICABLE), done.stdout
+    for name, fragments in NOT_APPLICABLE.items():
+        given = refused[name]
+        assert len(given) == len(fragments), (name, given)
+        for fragment, reason in zip(fragments, given, strict=True):
+            assert fragment in reason, (name, given)
+
+
+def failed_probes(journal: dict[str, Any]) -> dict[str, Any]:
+    """Steady-state probes that missed their tolerance, before or after -> their output."""
+    missed: dict[str, Any] = {}
+    for phase in ("before", "after"):
+        for probe in (journal["steady_states"].get(phase) or {}).get("probes", []):
+            if not probe.get("tolerance_met"):
+                missed[f"{phase}:{probe['activity']['name']}"] = probe.get("output")
+    return missed
+
+
+def failed_activities(journal: dict[str, Any]) -> dict[str, str]:
+    return {
+        activity["activity"]["name"]: str(activity.get("exception") or activity.get("output"))
+        for activity in journal["run"] + journal.get("rollbacks", [])
+        if activity["status"] != "succeeded"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", APPLICABLE)
+def test_applicable_experiment_completes_without_deviating(
+    name: str, tmp_path: Path, state_dir: Path
+) -> None:
+    journal_path = tmp_path / "journal.json"
+    knobs = [arg for knob in KNOBS for arg in ("--var", knob)]
+    done = run([CHAOS, "--no-version-check", "run", *knobs, "--journal-path",
+                str(journal_path), str(ROOT / "experiments" / name)], timeout=900)  # fmt: skip
+    assert journal_path.is_file(), done.stderr[-4000:]
+    journal: dict[str, Any] = json.loads(journal_path.read_text())
+    problems = {"probes": failed_probes(journal), "activities": failed_activities(journal)}
+    assert journal["status"] == "completed", (journal["status"], problems,
+                                              done.stderr[-2000:])  # fmt: skip
+    assert not journal["deviated"], problems
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert journal["lkchaos_safety"]["recovered"] == [], "a fault outlived the rollbacks"
+    if name in APOLOGY:
+        heard = [a for a in journal["run"] if a["activity"]["name"] == APOLOGY[name]]
+        assert heard and heard[0]["output"]["ok"], heard
+    assert ledger.pending(state_dir) == []
+    states = wait_healthy()
+    assert set(states.values()) == {"running/healthy"}, states
+
+
+def _docker_action(name: str, func: str, **arguments: Any) -> dict[str, Any]:
+    return {"type": "action", "name": name, "provider": {
+        "type": "python", "module": "lkchaos.docker.actions", "func": func,
+        "arguments": arguments}}  # fmt: skip
+
+
+def interrupted_experiment(path: Path) -> Path:
+    """Two faults named by role, then a long wait during which the runner is killed."""
+    experiment = {
+        "version": "1.0.0",
+        "title": "runner killed mid-fault on voiceprod",
+        "description": "The tool server stopped and speech-to-text frozen, then a wait.",
+        "controls": [{"name": "lkchaos-safety",
+                      "provider": {"type": "python", "module": "lkchaos.safety.control"}}],
+        "method": [
+            _docker_action("stop-tools", "stop_service", service="tool_server", timeout=2),
+            {**_docker_action("freeze-stt", "pause_service", service="speech_to_text"),
+             "pauses": {"after": 120}},
+        ],
+        "rollbacks": [
+            _docker_action("start-tools", "start_service", service="tool_server"),
+            _docker_action("unfreeze-stt", "unpause_service", service="speech_to_text"),
+        ],
+    }  # fmt: skip
+    path.write_text(json.dumps(experiment))
+    return path
+
+
+def test_recover_after_sigkill_of_the_runner_restores_the_deployment(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    assert ledger.pending(state_dir) == []
+    proc = subprocess.Popen(
+        [CHAOS, "--no-version-check", "run", "--journal-path", str(tmp_path / "journal.json"),
+         str(interrupted_experiment(tmp_path / "experiment.json"))],
+        cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while len(ledger.pending(state_dir)) < 2:
+            assert proc.poll() is None, "the runner ended before injecting its faults"
+            assert time.monotonic() < deadline, "the faults were never injected"
+            time.sleep(0.2)
+        time.sleep(1)  # inside the wait now
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    left = container_states()
+    assert left["tools"].startswith("exited/"), left
+    assert left["stt"].startswith("paused/"), left
+    assert {fault.target for fault in ledger.pending(state_dir)} == {"tools", "stt"}
+
+    done = run([LKCHAOS, "recover", "--target", str(TARGET)], timeout=180,
+               env={**clean_env(), "LKCHAOS_TARGET": ""})  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stopped on tools" in done.stdout and "paused on stt" in done.stdout, done.stdout
+    assert "baseline restored" in done.stdout, done.stdout
+    assert ledger.pending(state_dir) == []
+    assert runlock.holder(state_dir) is None
+    states = wait_healthy()
+    assert set(states.values()) == {"running/healthy"}, states
