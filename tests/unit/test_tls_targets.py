@@ -381,3 +381,21 @@ def test_caddy_config_named_by_the_reload_command_is_read_in_the_container(
     failing = FakeCaddy(certs_dir, reload_status=1)
     with pytest.raises(StackError, match="exited with status 1: reload: config is invalid"):
         rotation.reload_proxy(failing, settings)
+
+
+def test_the_swap_is_signed_by_the_targets_ca_file_when_the_proxy_has_no_key(
+        tmp_path: Path) -> None:  # fmt: skip
+    # The CA's key kept out of the proxy's mount: beside the target's tls_proxy.ca_file.
+    served = tmp_path / "proxy"
+    served.mkdir()
+    site = rotation.Site("rtc.example.org", served / "rtc.crt", served / "rtc.key")
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    ca = certs.make_ca("target CA")
+    certs.write_pair(ca, vault / "deployment-ca.crt", vault / "deployment-ca.key")
+    settings = Settings(ca_file=str(vault / "deployment-ca.crt"))
+    issuer = actions._issuer(site, "expired", settings)
+    assert certs.fingerprint(issuer.cert) == certs.fingerprint(ca.cert)
+    with pytest.raises(ActivityFailed, match=r"cannot load the CA and its key \(tried "
+                                             r".*proxy/ca.crt"):  # fmt: skip
+        actions._issuer(site, "expired", Settings(ca_file=str(tmp_path / "none.crt")))

@@ -39,6 +39,7 @@ it starts; the proxy does not serve it, so it is refused here. Example::
 """
 
 import math
+from pathlib import Path
 from typing import Any, Dict
 
 from chaoslib.exceptions import ActivityFailed
@@ -97,18 +98,28 @@ def _site(container: Any, settings: Settings, name: str) -> rotation.Site:
     return found.site
 
 
-def _issuer(site: rotation.Site, kind: str) -> certs.Issuer:
+def _issuer(site: rotation.Site, kind: str, settings: Settings) -> certs.Issuer:
+    """The CA that signs the swapped certificate: ``ca.crt`` and ``ca.key`` beside the served
+    certificate, else the target's ``tls_proxy.ca_file`` with its key beside it (``ca.key``,
+    or the same name ending in ``.key``), so the CA's key need not be in the proxy's mount."""
     if kind == "untrusted":  # signed by a throwaway CA: the deployment's is not needed
         return certs.make_ca("lkchaos untrusted CA")
-    folder = site.cert.parent
-    try:
-        return certs.load_pair(folder / certs.CA_FILE, folder / certs.CA_KEY_FILE)
-    except (OSError, ValueError) as exc:
-        raise ActivityFailed(
-            f"cannot load the CA and its key from {folder} ({exc}): a bad certificate that "
-            "differs from a good one in one way only must be signed by the CA clients trust; "
-            "put ca.crt and ca.key there, or use kind untrusted"
-        ) from exc
+    candidates = [(site.cert.parent / certs.CA_FILE, site.cert.parent / certs.CA_KEY_FILE)]
+    if settings.ca_file:
+        ca = Path(settings.ca_file)
+        candidates += [(ca, ca.parent / certs.CA_KEY_FILE), (ca, ca.with_suffix(".key"))]
+    tried = []
+    for cert, key in candidates:
+        try:
+            return certs.load_pair(cert, key)
+        except (OSError, ValueError) as exc:
+            tried.append(f"{cert} + {key} ({exc})")
+    raise ActivityFailed(
+        f"cannot load the CA and its key (tried {'; '.join(tried)}): a bad certificate that "
+        "differs from a good one in one way only must be signed by the CA clients trust; put "
+        "ca.crt and ca.key beside the served certificate or the target's tls_proxy.ca_file "
+        "and its key beside it, or use kind untrusted"
+    )
 
 
 def _refuse(settings: Settings) -> None:
@@ -140,7 +151,7 @@ def swap_certificate(
                     raise ActivityFailed(f"the TLS proxy is {state}, not running: start it "
                                          "first")  # fmt: skip
             site = _site(container, settings, name)
-            bad = certs.make_faulty_leaf(_issuer(site, kind), name, kind, days)
+            bad = certs.make_faulty_leaf(_issuer(site, kind, settings), name, kind, days)
             ledger.record(settings.state_dir, ledger.Fault(
                 KIND, name, UNDO, "restore_certificate", {"name": name}))  # fmt: skip
             original = rotation.keep_original(settings, site)
