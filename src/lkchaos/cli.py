@@ -27,8 +27,8 @@ def say(message: str) -> None:
 
 _target_option = click.option(
     "--target", "target_file", type=click.Path(dir_okay=False), default=None,
-    help="The target file (else $LKCHAOS_TARGET, else the experiment's lkchaos_target, else "
-         "the reference stack's); see docs/targets.md.",
+    help="The target file (else $LKCHAOS_TARGET, else, for an experiment, its "
+         "lkchaos_target, else the reference stack's); see docs/targets.md.",
 )  # fmt: skip
 
 
@@ -42,6 +42,10 @@ def _check_target() -> None:
         from lkchaos.target.layer import load_cached
 
         load_cached(selection)
+    # Said on stderr, so that what is printed on stdout stays the command's own.
+    shown = (selection.describe() if selection is not None
+             else "none: the built-in defaults (the reference stack)")  # fmt: skip
+    click.echo(f"target: {shown}", err=True)
 
 
 @click.group()
@@ -84,8 +88,9 @@ def _recover(force: bool) -> None:
     report = do_recover(Settings.load(), force=force)
     for item in report:
         outcome = str(item["outcome"])
-        if outcome.startswith("error: "):  # what could not be done first, then why
-            click.echo(f"{'error':<12} {item['fault']}: {outcome[len('error: '):]}")
+        head, sep, why = outcome.partition(": ")
+        if sep and head in ("error", "left alone", "undo failed"):  # what, then why
+            click.echo(f"{head:<12} {item['fault']}: {why}")
         else:
             click.echo(f"{outcome:<12} {item['fault']}")
     if not report:
@@ -316,7 +321,11 @@ def status(as_json: bool) -> None:
     from lkchaos.stack.health import cross_checks, service_statuses
 
     compose = Compose(StackPaths.discover())
-    statuses = service_statuses(compose, docker_client())
+    client = docker_client()
+    try:
+        statuses = service_statuses(compose, client)
+    finally:
+        client.close()
     running = any(st.state == "running" for st in statuses)
     checks = cross_checks(Settings.load()) if running else []
     healthy = all(st.ok for st in statuses) and all(c.ok for c in checks)

@@ -28,7 +28,8 @@ Settings (configuration key / environment variable: default for the reference st
 - ``dns_server`` / ``LKCHAOS_DNS_SERVER``: ``127.0.0.1:27053``
 - ``tls_address`` / ``LKCHAOS_TLS_ADDRESS``: ``127.0.0.1:7443`` (Caddy)
 - ``domain`` / ``LKCHAOS_DOMAIN``: ``chaos.test``
-- ``ca_file`` / ``LKCHAOS_CA_FILE``: the stack's CA in its state folder
+- ``ca_file`` / ``LKCHAOS_CA_FILE``: the CA clients trust (the target's ``tls_proxy.ca_file``;
+  ``""`` for the system's CAs; without a target, the reference stack's CA in the state folder)
 - ``compose_project`` / ``LKCHAOS_COMPOSE_PROJECT``: ``lkchaos``
 - ``voice_prober_url`` / ``LKCHAOS_VOICE_PROBER_URL``: ``http://127.0.0.1:28090``, the
   stack's prober; ``""`` runs the voice probe in this process
@@ -298,7 +299,8 @@ class Settings:
                 secret = stack.get("LIVEKIT_API_SECRET", "")
             values.setdefault("livekit_api_key", key)
             values.setdefault("livekit_api_secret", secret)
-        values.setdefault("ca_file", str(state_dir / "certs" / "ca.crt"))
+        if loaded is None:  # the built-in defaults: the reference stack's own CA
+            values.setdefault("ca_file", str(state_dir / "certs" / "ca.crt"))
         return cls(**values)
 
     @property

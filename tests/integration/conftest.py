@@ -91,3 +91,30 @@ def quick_gameday(tmp_path_factory: pytest.TempPathFactory) -> GamedayRun:
         cwd=ROOT, text=True, capture_output=True, timeout=1800, check=False,
     )  # fmt: skip
     return GamedayRun(done.returncode, out, done.stderr[-4000:])
+
+
+#: Experiments whose run is shared by two tests: the detection test of
+#: test_cert_dns_faults (with a fault window longer than a voice sample, so that a caller is
+#: seen failing) and test_experiments_run, which reads the same journal.
+SHARED_RUNS = ("cert-expiry.json",)
+
+
+@pytest.fixture(scope="session")
+def shared_journals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each experiment of :data:`SHARED_RUNS` -> the journal of its one run with
+    ``LKCHAOS_FAULT_S=20``, run on first use."""
+    return {}
+
+
+def shared_run(journals: dict[str, Path], experiment: str, tmp: Path) -> Path:
+    """The journal of ``experiment``'s shared run (run now if it was not yet)."""
+    if experiment not in journals:
+        journal = tmp / f"shared-{experiment}"
+        subprocess.run(
+            [str(Path(sys.executable).parent / "chaos"), "--no-version-check", "run",
+             "--journal-path", str(journal), str(ROOT / "experiments" / experiment)],
+            cwd=ROOT, env={**os.environ, "LKCHAOS_FAULT_S": "20"}, timeout=900, check=False,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        journals[experiment] = journal
+    return journals[experiment]

@@ -27,6 +27,7 @@ from lkchaos.settings import Settings
 from lkchaos.stack.compose import docker_client
 from lkchaos.tls import actions as tls_actions
 from lkchaos.tls import probes as tls_probes
+from tests.integration.conftest import SHARED_RUNS, shared_run
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAOS = str(Path(sys.executable).parent / "chaos")
@@ -230,10 +231,16 @@ def _figures(journal: dict[str, Any], probe: str) -> dict[str, Any]:
     ("cert-expiry.json", "lk-certificate-trusted"), ("dns-failure.json", "names-resolve"),
 ])
 def test_experiment_detects_and_recovers(
-    experiment: str, probe: str, tmp_path: Path, original: str, answers: dict[str, Any]
+    experiment: str, probe: str, tmp_path: Path, original: str, answers: dict[str, Any],
+    shared_journals: dict[str, Path],
 ) -> None:
-    journal_path = tmp_path / "journal.json"
-    _chaos(journal_path, experiment, {}).wait(timeout=900)
+    # A window longer than a voice sample (9-13 s), so that a caller is seen failing: CI's
+    # short LKCHAOS_FAULT_S would let every call fall between two samples.
+    if experiment in SHARED_RUNS:  # test_experiments_run reads the same run
+        journal_path = shared_run(shared_journals, experiment, tmp_path)
+    else:
+        journal_path = tmp_path / "journal.json"
+        _chaos(journal_path, experiment, {"LKCHAOS_FAULT_S": "20"}).wait(timeout=900)
     journal = json.loads(journal_path.read_text())
     assert journal["status"] == "completed" and not journal["deviated"], [
         (p["activity"]["name"], p.get("output"))

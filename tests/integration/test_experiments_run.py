@@ -1,5 +1,11 @@
 """Every experiment in experiments/ runs with `chaos run` against the live stack.
 
+Each runs once in the suite: the quick game day's entries come from its journals, cert-expiry
+from the run test_cert_dns_faults shares (a longer fault window, so that callers are seen
+failing), and whisper-outage and mcp-outage run on the second deployment
+(test_second_deployment, with the same checks as here): the agent, Whisper and the tool
+server are the same images there, and that keeps CI's integration stage within its budget.
+
 Each must complete without deviating, unless the system under test truly fails the
 hypothesis: then the deviation is asserted here and the finding is written in the experiment's
 description. Journals must hold the sampled time series with time to detect and RTO, and the
@@ -17,7 +23,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import QUICK_GAMEDAY, GamedayRun, wait_baseline
+from tests.integration.conftest import (
+    QUICK_GAMEDAY,
+    SHARED_RUNS,
+    GamedayRun,
+    shared_run,
+    wait_baseline,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAOS = str(Path(sys.executable).parent / "chaos")
@@ -37,8 +49,11 @@ APOLOGY = {"whisper-outage.json", "mcp-outage.json"}
 #: The steady-state experiments first: a fault experiment may leave residue that LiveKit
 #: itself never cleans (rooms of a killed node stay in Redis, mapped to a node that is gone).
 FIRST = ["stack-healthy.json", "steady-state.json"]
+#: Run, and checked the same way, on the second deployment (see the module docstring).
+ON_SECOND = {"whisper-outage.json", "mcp-outage.json"}
 EXPERIMENTS = FIRST + sorted(
-    p.name for p in (ROOT / "experiments").glob("*.json") if p.name not in FIRST
+    p.name for p in (ROOT / "experiments").glob("*.json")
+    if p.name not in FIRST and p.name not in ON_SECOND
 )
 
 
@@ -86,8 +101,18 @@ def test_experiment_runs(name: str, tmp_path: Path, request: pytest.FixtureReque
     if name in quick_entries():  # already run by the quick game day, in CI's own way
         gameday: GamedayRun = request.getfixturevalue("quick_gameday")
         journal = json.loads(gameday.journal(name).read_text())
+    elif name in SHARED_RUNS:
+        shared = request.getfixturevalue("shared_journals")
+        journal = json.loads(shared_run(shared, name, tmp_path).read_text())
     else:
         journal = run(name, tmp_path)
+    check_journal(name, journal)
+    state = wait_baseline()
+    assert state["ok"], state
+
+
+def check_journal(name: str, journal: dict[str, Any]) -> None:
+    """What every experiment's run must show (shared with test_second_deployment)."""
     assert journal["status"] == "completed", journal["status"]
     before = journal["steady_states"]["before"]
     assert before is None or before["steady_state_met"], [
@@ -119,5 +144,12 @@ def test_experiment_runs(name: str, tmp_path: Path, request: pytest.FixtureReque
         if activity["activity"]["name"] == "apology-heard-during-outage":
             assert name in APOLOGY
             assert activity["output"]["ok"], activity["output"]
-    state = wait_baseline()
-    assert state["ok"], state
+
+
+def test_every_experiment_runs_somewhere() -> None:
+    # Those left out here are run by test_second_deployment: none is left out of both.
+    from tests.integration.test_second_deployment import APPLICABLE
+
+    shipped = {p.name for p in (ROOT / "experiments").glob("*.json")}
+    assert set(EXPERIMENTS) | set(APPLICABLE) == shipped
+    assert ON_SECOND <= set(APPLICABLE)

@@ -331,3 +331,16 @@ def test_a_fault_is_undone_only_from_the_target_it_was_made_on(
     ledger.note_deployment("/srv/a.yaml")
     assert [r["outcome"] for r in ledger.undo_all(tmp_path)] == ["undone"]
     assert undone == ["voice-agent", "agent"] and ledger.pending(tmp_path) == []
+
+
+def test_replicas_of_one_runtime_name_are_all_listed_and_one_is_chosen() -> None:
+    from lkchaos.docker.client import runtime_replicas
+
+    scaled = [FakeContainer(f"lkchaos-agent-{i}", {"com.docker.compose.project": "lkchaos",
+                                                   "com.docker.compose.service": "agent"})
+              for i in (2, 1, 3)]  # fmt: skip
+    client = FakeClient(scaled)
+    assert [(name, c.name) for name, c in runtime_replicas(client, Settings())] == [
+        ("agent", "lkchaos-agent-1"), ("agent", "lkchaos-agent-2"), ("agent", "lkchaos-agent-3")]
+    # A fault and its undo act on the same replica: always the first by container name.
+    assert runtime_containers(client, Settings())["agent"].name == "lkchaos-agent-1"

@@ -74,7 +74,19 @@ def _offline(path: Path, *extra: str) -> list[str]:
     result = CliRunner().invoke(target_cli, ["check", "--offline", "--target", str(path),
                                              *extra])  # fmt: skip
     assert result.exit_code == 0, result.output
-    return result.output.splitlines()
+    return [line for line in result.output.splitlines()
+            if not line.startswith(("state folder:", "overridden by the environment:"))]
+
+
+def test_an_environment_override_and_the_state_folder_are_named(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # fmt: skip
+    monkeypatch.setenv("LIVEKIT_URL", "wss://prod.example.com")
+    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(tmp_path / "state"))
+    result = CliRunner().invoke(target_cli, ["check", "--offline", "--target", str(MINIMAL)])
+    lines = result.output.splitlines()
+    assert ("overridden by the environment: LIVEKIT_URL (sets livekit_url); unset them to use "
+            "the target's values") in lines  # fmt: skip
+    assert any(line.startswith(f"state folder: {tmp_path / 'state'} ") for line in lines)
 
 
 def test_offline_check_of_the_reference_target() -> None:

@@ -75,6 +75,16 @@ def test_check_reply_matches_whole_answers(heard: str, ok: bool) -> None:
     assert check_reply(heard, ["5", "five"]).ok is ok
 
 
+@pytest.mark.parametrize(("heard", "ok"), [
+    ("10 times 4 is 4d.", True),  # Whisper's spelling of espeak-ng's "forty", seen in CI
+    ("10 times 4 is 4D.", True),
+    ("10 times 4 is 4.", False),  # a four is not forty
+    ("10 times 4 is 14.", False),
+])
+def test_the_tens_as_whisper_writes_them(heard: str, ok: bool) -> None:
+    assert check_reply(heard, ["40", "forty"]).ok is ok
+
+
 def test_check_reply_explains_an_inaudible_reply() -> None:
     assert "inaudible" in check_reply("  ", ["5"]).reason
 

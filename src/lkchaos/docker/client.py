@@ -76,8 +76,10 @@ def describe_runtime(settings: Settings) -> str:
     return "docker containers by name"
 
 
-def runtime_containers(client: Any, settings: Settings) -> dict[str, Any]:
-    """The target's containers (any state) keyed by runtime name (see the module docstring).
+def runtime_replicas(client: Any, settings: Settings) -> list[tuple[str, Any]]:
+    """Every container of the target (any state) with its runtime name, sorted by runtime
+    name then container name: a scaled compose service, or containers sharing one label
+    value, appear once each (see the module docstring).
 
     By name or label, only containers whose runtime name the target maps to a role (or that
     carry the label) are listed, so a fault never reaches a container the target does not
@@ -86,16 +88,30 @@ def runtime_containers(client: Any, settings: Settings) -> dict[str, Any]:
         if not settings.compose_project:
             raise ConfigError("the target's runtime is compose but names no project: set "
                               "runtime.compose.project in the target file")  # fmt: skip
-        return project_containers(client, settings.compose_project)
-    if settings.runtime == "docker-label":
+        key = "com.docker.compose.service"
+        found = _listed(client, {"label": f"com.docker.compose.project={settings.compose_project}"})
+        named = [(str(c.labels.get(key) or c.name), c) for c in found]
+    elif settings.runtime == "docker-label":
         key = settings.runtime_label
-        found = _listed(client, {"label": key})
-        return {str(c.labels.get(key)): c for c in found if c.labels.get(key)}
-    if settings.runtime == "docker-name":
+        named = [(str(c.labels.get(key)), c) for c in _listed(client, {"label": key})
+                 if c.labels.get(key)]  # fmt: skip
+    elif settings.runtime == "docker-name":
         known = {name for members in settings.roles.values() for name in members}
-        return {c.name: c for c in _listed(client, {}) if c.name in known}
-    raise ConfigError(f"unknown runtime {settings.runtime!r}: the target's runtime is compose "
-                      "or docker (by name or label)")  # fmt: skip
+        named = [(str(c.name), c) for c in _listed(client, {}) if c.name in known]
+    else:
+        raise ConfigError(f"unknown runtime {settings.runtime!r}: the target's runtime is "
+                          "compose or docker (by name or label)")  # fmt: skip
+    return sorted(named, key=lambda item: (item[0], str(item[1].name)))
+
+
+def runtime_containers(client: Any, settings: Settings) -> dict[str, Any]:
+    """The target's containers keyed by runtime name (:func:`runtime_replicas`); of several
+    containers with one runtime name (replicas), the first by container name, so that a
+    fault and its undo act on the same one."""
+    chosen: dict[str, Any] = {}
+    for name, container in runtime_replicas(client, settings):
+        chosen.setdefault(name, container)
+    return chosen
 
 
 def runtime_container(client: Any, settings: Settings, name: str) -> Any:

@@ -47,15 +47,16 @@ def _sweep_toxiproxy(settings: Settings) -> list[dict[str, Any]]:
     return done
 
 
-def _described(settings: Settings, client: Any) -> dict[str, Any]:
-    """The target's containers that play a role, harness excluded, by runtime name."""
+def _described(settings: Settings, client: Any) -> list[tuple[str, Any]]:
+    """The target's containers that play a role, harness excluded, with their runtime names
+    (every replica of a scaled service)."""
     from lkchaos import roles
-    from lkchaos.docker.client import runtime_containers
+    from lkchaos.docker.client import runtime_replicas
 
     mapped = {name for members in settings.roles.values() for name in members}
     mapped -= roles.harness(settings)
-    return {name: container for name, container in runtime_containers(client, settings).items()
-            if name in mapped}  # fmt: skip
+    return [(name, container) for name, container in runtime_replicas(client, settings)
+            if name in mapped]  # fmt: skip
 
 
 def _sweep_containers(settings: Settings) -> list[dict[str, Any]]:
@@ -63,7 +64,7 @@ def _sweep_containers(settings: Settings) -> list[dict[str, Any]]:
 
     done = []
     with docker_session() as client:
-        for name, container in sorted(_described(settings, client).items()):
+        for name, container in _described(settings, client):
             state = container_state(container)["state"]
             if state == "paused":
                 container.unpause()
@@ -86,7 +87,7 @@ def _sweep_network(settings: Settings) -> list[dict[str, Any]]:
                 for name in sidecar.remove_leftover_sidecars(client)]  # fmt: skip
         if not sidecar.image_present(client):
             return done
-        for name, container in sorted(_described(settings, client).items()):
+        for name, container in _described(settings, client):
             if container.status != "running":
                 continue
             try:

@@ -92,6 +92,35 @@ def show(target_file: str | None) -> None:
         click.echo(f"  {key}: {secrets.MASK}")
 
 
+#: Settings the environment can set over the target's (Settings.load's order).
+OVERRIDES = {
+    "LIVEKIT_URL": "livekit_url", "LIVEKIT_API_KEY": "livekit_api_key",
+    "LIVEKIT_API_SECRET": "livekit_api_secret", "LKCHAOS_LIVEKIT_NODE_URLS": "livekit_node_urls",
+    "LKCHAOS_SENTINELS": "sentinel_addresses", "LKCHAOS_SENTINEL_MASTER": "sentinel_master",
+    "LKCHAOS_REDIS_ADDRESS_MAP": "redis_address_map", "LKCHAOS_TOXIPROXY_URL": "toxiproxy_url",
+    "LKCHAOS_DNS_SERVER": "dns_server", "LKCHAOS_TLS_ADDRESS": "tls_address",
+    "LKCHAOS_DOMAIN": "domain", "LKCHAOS_CA_FILE": "ca_file",
+    "LKCHAOS_COMPOSE_PROJECT": "compose_project", "LKCHAOS_AGENT_NAME": "agent_name",
+    "LKCHAOS_VOICE_PROBER_URL": "voice_prober_url", "LKCHAOS_REDIS_PASSWORD": "redis_password",
+    "LKCHAOS_REDIS_TLS": "redis_tls", "LKCHAOS_REDIS_CA_FILE": "redis_ca_file",
+}  # fmt: skip
+
+
+def _overrides() -> None:
+    """Say which settings the environment sets over the target's: they win (every command
+    and activity reads them first), so a stray export must not go unnoticed."""
+    import os
+
+    from lkchaos.settings import default_state_dir
+
+    found = [f"{name} (sets {key})" for name, key in OVERRIDES.items() if os.environ.get(name)]
+    if found:
+        click.echo(f"overridden by the environment: {', '.join(found)}; unset them to use the "
+                   "target's values")  # fmt: skip
+    click.echo(f"state folder: {default_state_dir()} (the fault ledger, run lock and audit "
+               "log; set LKCHAOS_STATE_DIR to keep one whatever folder you run from)")
+
+
 def _experiments(given: tuple[str, ...]) -> list[Path]:
     if given:
         return [Path(item) for item in given]
@@ -109,6 +138,7 @@ def check(target_file: str | None, offline: bool, experiments: tuple[str, ...]) 
     selection, loaded = _load(target_file)
     click.echo(f"target: {selection.describe()}")
     click.echo(f"valid: {summary(loaded.target)}")
+    _overrides()
     failed: set[str] = set()
     if offline:
         click.echo("reachability: not checked (--offline)")
@@ -132,7 +162,10 @@ def check(target_file: str | None, offline: bool, experiments: tuple[str, ...]) 
         click.echo(f"  {'ok' if not reasons else 'no':<3} {activity}"
                    + (f": {'; '.join(reasons)}" if reasons else ""))  # fmt: skip
     files = _experiments(experiments)
-    if files:
+    if not files:
+        click.echo("experiments: not listed: no lkchaos checkout here (run from it, set "
+                   "LKCHAOS_ROOT to it, or name the experiment files)")  # fmt: skip
+    else:
         verdicts_by_file = applies.check_files(files, loaded)
         fit = sum(not why for why in verdicts_by_file.values())
         click.echo(f"experiments: {fit} of {len(files)} apply to this target")

@@ -126,7 +126,7 @@ def _voice(target: Target) -> str | None:
         if absent:
             return ("needs lkchaos[voice] to run the voice round trip in this process (the "
                     f"target's voice.prober_url is \"\"; not installed: {', '.join(absent)}): "
-                    "pip install 'lkchaos[voice]', or give a prober_url")  # fmt: skip
+                    "pip install '/path/to/lkchaos[voice]', or give a prober_url")  # fmt: skip
     return None
 
 

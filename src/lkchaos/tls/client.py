@@ -49,14 +49,21 @@ class Handshake:
         return self.outcome == "accepted"
 
 
+#: ``cafile`` meaning the system's trusted CAs (a target without ``tls_proxy.ca_file``).
+SYSTEM_CAS = ":system:"
+
+
 def context(
     cafile: str | None = None,
     version: str | None = None,
     ciphers: str | None = None,
 ) -> ssl.SSLContext:
-    """A client context: verifying against ``cafile`` (chain and name) if given, else not."""
+    """A client context: verifying against ``cafile`` (chain and name) if given, against the
+    system's CAs for :data:`SYSTEM_CAS`, else not at all."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if cafile:
+    if cafile == SYSTEM_CAS:
+        ctx.load_default_certs()
+    elif cafile:
         ctx.load_verify_locations(cafile=cafile)
     else:
         ctx.check_hostname = False

@@ -57,7 +57,10 @@ def _check(name: Any, address: Any, timeout: Any) -> None:
         raise ActivityFailed(f"timeout must be a number of seconds above 0, not {timeout!r}")
 
 
-def _ca(settings: Settings) -> x509.Certificate:
+def _ca(settings: Settings) -> x509.Certificate | None:
+    """The CA clients trust, or None for the system's CAs (``ca_file`` empty)."""
+    if not settings.ca_file:
+        return None
     try:
         return certs.load_cert(Path(settings.ca_file))
     except (OSError, ValueError) as exc:
@@ -76,7 +79,8 @@ def _inspect(name: str, address: str, timeout: float, settings: Settings) -> Dic
         return result
     cert = x509.load_der_x509_certificate(seen.der)
     now = dt.datetime.now(dt.UTC)
-    verdict = client.handshake(address, name, cafile=settings.ca_file, timeout=timeout)
+    verdict = client.handshake(address, name, cafile=settings.ca_file or client.SYSTEM_CAS,
+                               timeout=timeout)  # fmt: skip
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         dns_names = san.get_values_for_type(x509.DNSName)
@@ -92,7 +96,8 @@ def _inspect(name: str, address: str, timeout: float, settings: Settings) -> Dic
         days_left=round((cert.not_valid_after_utc - now).total_seconds() / 86400, 3),
         expired=cert.not_valid_after_utc < now,
         not_yet_valid=cert.not_valid_before_utc > now,
-        chain_valid=client.chain_valid(cert, ca, now),
+        # With the system's CAs, the handshake's verification is the chain's.
+        chain_valid=client.chain_valid(cert, ca, now) if ca is not None else verdict.ok,
         name_matches=client.name_matches(cert, name),
         verified=verdict.ok,
         verify_error=verdict.error,

