@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from lkchaos.livekit import keys, state
 from lkchaos.redis import client as redis_client
 from lkchaos.settings import Settings
 from lkchaos.stack import layout
+from tests.unit.test_room_state import FakeRedis
 
 
 def test_the_reference_stacks_livekit_is_known_and_was_run() -> None:
@@ -42,37 +42,6 @@ def test_an_unknown_version_is_refused_naming_both_sides(found: str) -> None:
 
 
 # --- read_store applies the gate ---------------------------------------------------------
-
-
-class FakePipeline:
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data, self.queued = data, []  # type: ignore[var-annotated]
-
-    def hgetall(self, key: str) -> None:
-        self.queued.append(self.data.get(key, {}))
-
-    def get(self, key: str) -> None:
-        self.queued.append(self.data.get(key))
-
-    def execute(self) -> list[Any]:
-        return list(self.queued)
-
-
-class FakeRedis:
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = data
-
-    def __enter__(self) -> FakeRedis:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def scan_iter(self, match: str, count: int) -> Iterator[bytes]:
-        return iter(k.encode() for k in self.data if k.startswith(match.rstrip("*")))
-
-    def pipeline(self, transaction: bool) -> FakePipeline:
-        return FakePipeline(self.data)
 
 
 def redis_holding(version: bytes | None) -> dict[str, Any]:

@@ -437,6 +437,12 @@ class FakeRedis:
         self.data = data
         self.transaction: bool | None = None
 
+    def __enter__(self) -> FakeRedis:  # as `with redis_client.primary(...)` uses it
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
     def scan_iter(self, match: str, count: int) -> Iterator[bytes]:
         prefix = match.rstrip("*")
         return iter(k.encode() for k in self.data if k.startswith(prefix))
