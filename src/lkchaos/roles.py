@@ -25,7 +25,8 @@ from chaoslib.exceptions import ActivityFailed
 from lkchaos.settings import Settings
 from lkchaos.target.model import ROLES
 
-__all__ = ["ROLES", "harness", "is_reference", "parse", "resolve", "resolve_one", "role_of"]
+__all__ = ["ROLES", "harness", "is_reference", "parse", "resolve", "resolve_one", "role_of",
+           "targets"]
 #: Roles that are lkchaos's own test harness on a target, never a fault's target.
 HARNESS_ROLES = ("voice_prober",)
 
@@ -90,6 +91,24 @@ def resolve_one(settings: Settings, value: str, label: str = "service") -> str:
             f"name one of {choices}"
         )
     return names[0]
+
+
+def targets(settings: Settings, values: list[str], label: str = "service",
+            single: bool = False) -> list[str]:  # fmt: skip
+    """The runtime names ``values`` stand for, in order and each once, none of them lkchaos's
+    test harness: what a fault may act on. ``single``: each value must stand for one
+    container (:func:`resolve_one`), as a rollback undoing one fault needs. Raises
+    ActivityFailed saying which value is wrong."""
+    names: list[str] = []
+    for value in values:
+        found = [resolve_one(settings, value, label)] if single else resolve(settings, value,
+                                                                             label)  # fmt: skip
+        names += [name for name in found if name not in names]
+    own = harness(settings)
+    for name in names:
+        if name in own:
+            raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
+    return names
 
 
 def harness(settings: Settings) -> frozenset[str]:

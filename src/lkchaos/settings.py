@@ -76,6 +76,23 @@ from lkchaos.errors import ConfigError
 from lkchaos.target.select import Selection, select_target
 
 LOCAL = "127.0.0.1"
+#: Setting -> the environment variable that sets it, over the target's value (see the
+#: module docstring for the order).
+ENV_KEYS: dict[str, str] = {
+    "livekit_url": "LIVEKIT_URL", "livekit_api_key": "LIVEKIT_API_KEY",
+    "livekit_api_secret": "LIVEKIT_API_SECRET", "livekit_node_urls": "LKCHAOS_LIVEKIT_NODE_URLS",
+    "sentinel_addresses": "LKCHAOS_SENTINELS", "sentinel_master": "LKCHAOS_SENTINEL_MASTER",
+    "redis_address_map": "LKCHAOS_REDIS_ADDRESS_MAP", "toxiproxy_url": "LKCHAOS_TOXIPROXY_URL",
+    "dns_server": "LKCHAOS_DNS_SERVER", "tls_address": "LKCHAOS_TLS_ADDRESS",
+    "domain": "LKCHAOS_DOMAIN", "ca_file": "LKCHAOS_CA_FILE",
+    "compose_project": "LKCHAOS_COMPOSE_PROJECT", "agent_name": "LKCHAOS_AGENT_NAME",
+    "voice_prober_url": "LKCHAOS_VOICE_PROBER_URL", "redis_password": "LKCHAOS_REDIS_PASSWORD",
+    "redis_tls": "LKCHAOS_REDIS_TLS", "redis_ca_file": "LKCHAOS_REDIS_CA_FILE",
+}  # fmt: skip
+#: The settings read as plain text from the layers.
+_TEXT_KEYS = ("livekit_url", "livekit_api_key", "livekit_api_secret", "sentinel_master",
+              "toxiproxy_url", "dns_server", "tls_address", "domain", "ca_file",
+              "compose_project", "agent_name")  # fmt: skip
 #: The reference stack's roles (stack/targets/reference.yaml).
 REFERENCE_ROLES: dict[str, tuple[str, ...]] = {
     "livekit_node": ("livekit-1", "livekit-2"),
@@ -225,35 +242,19 @@ class Settings:
                 return conf[key]
             return env.get(env_key) or target.get(key)
 
-        text_keys = {
-            "livekit_url": "LIVEKIT_URL",
-            "livekit_api_key": "LIVEKIT_API_KEY",
-            "livekit_api_secret": "LIVEKIT_API_SECRET",
-            "sentinel_master": "LKCHAOS_SENTINEL_MASTER",
-            "toxiproxy_url": "LKCHAOS_TOXIPROXY_URL",
-            "dns_server": "LKCHAOS_DNS_SERVER",
-            "tls_address": "LKCHAOS_TLS_ADDRESS",
-            "domain": "LKCHAOS_DOMAIN",
-            "ca_file": "LKCHAOS_CA_FILE",
-            "compose_project": "LKCHAOS_COMPOSE_PROJECT",
-            "agent_name": "LKCHAOS_AGENT_NAME",
-        }
-        for key, env_key in text_keys.items():
-            value = pick(key, env_key)
+        for key in _TEXT_KEYS:
+            value = pick(key, ENV_KEYS[key])
             if value is not None:
                 values[key] = str(value)
         # An empty prober URL is meaningful (run in process), so "" is not "unset" here.
         if "voice_prober_url" in conf and conf["voice_prober_url"] is not None:
             values["voice_prober_url"] = str(conf["voice_prober_url"])
-        elif "LKCHAOS_VOICE_PROBER_URL" in env:
-            values["voice_prober_url"] = env["LKCHAOS_VOICE_PROBER_URL"]
+        elif ENV_KEYS["voice_prober_url"] in env:
+            values["voice_prober_url"] = env[ENV_KEYS["voice_prober_url"]]
         elif "voice_prober_url" in target:
             values["voice_prober_url"] = target["voice_prober_url"]
-        for key, env_key in (
-            ("livekit_node_urls", "LKCHAOS_LIVEKIT_NODE_URLS"),
-            ("sentinel_addresses", "LKCHAOS_SENTINELS"),
-        ):
-            value = pick(key, env_key)
+        for key in ("livekit_node_urls", "sentinel_addresses"):
+            value = pick(key, ENV_KEYS[key])
             if value is not None:
                 values[key] = _split(value) if isinstance(value, str) else tuple(value)
         for key in ("runtime", "runtime_label", "roles", "toxiproxy_links",
@@ -261,15 +262,14 @@ class Settings:
                     "tls_names", "tls_reload", "resolver_may_fault"):  # fmt: skip
             if key in target:
                 values[key] = target[key]
-        for key, env_key in (("redis_password", "LKCHAOS_REDIS_PASSWORD"),
-                             ("redis_ca_file", "LKCHAOS_REDIS_CA_FILE")):  # fmt: skip
-            value = pick(key, env_key)
+        for key in ("redis_password", "redis_ca_file"):
+            value = pick(key, ENV_KEYS[key])
             if value is not None:
                 values[key] = str(value)
-        redis_tls = pick("redis_tls", "LKCHAOS_REDIS_TLS")
+        redis_tls = pick("redis_tls", ENV_KEYS["redis_tls"])
         if redis_tls is not None:
             values["redis_tls"] = _flag("redis_tls", redis_tls)
-        amap = pick("redis_address_map", "LKCHAOS_REDIS_ADDRESS_MAP")
+        amap = pick("redis_address_map", ENV_KEYS["redis_address_map"])
         if amap is not None:
             values["redis_address_map"] = _parse_map(amap) if isinstance(amap, str) else dict(amap)
 

@@ -17,30 +17,18 @@ from lkchaos.errors import ConfigError
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 from tests.unit.test_dns_faults import FakeDNS, FakeDocker
+from tests.unit.test_tls_targets import target as tls_target
 
 NAME = "rtc.example.org"
 HOSTS = f"10.0.0.10 {NAME}\n10.0.0.11 node-1.example.org\n"
 CONF = "no-resolv\n# the deployment's names\naddn-hosts=/etc/hosts.d/lk.hosts  # ours\n"
-TARGET = """livekit:
-  url: wss://rtc.example.org
-  nodes: [{{name: only, url: "http://127.0.0.1:7880", runtime: lk-server}}]
-  api_key: {{env: LK_KEY}}
-  api_secret: {{env: LK_SECRET}}
-redis: {{direct: {{primary: "127.0.0.1:6379"}}}}
-tls_proxy: {{kind: nginx, address: "127.0.0.1:443", names: [rtc.example.org]}}
-{resolver}
-runtime: {{docker: {{by: name}}}}
-roles: {{{roles}}}
-"""
 FAULTABLE = 'resolver: {kind: dnsmasq, address: "127.0.0.1:5353", may_fault: true}'
 
 
 def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resolver: str = FAULTABLE,
            roles: str = "resolver: my-dnsmasq") -> None:
-    path = tmp_path / "target.yaml"
-    path.write_text(TARGET.format(resolver=resolver, roles=roles))
-    monkeypatch.setenv("LKCHAOS_TARGET", str(path))
-    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(tmp_path / "state"))
+    tls_target(tmp_path, monkeypatch, reload="reload: none", roles=roles,
+               extra=f"{resolver}\n" if resolver else "")
 
 
 class MyDnsmasq(FakeDNS):

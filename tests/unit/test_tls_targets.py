@@ -30,7 +30,7 @@ TARGET = """livekit:
   api_secret: {{env: LK_SECRET}}
 redis: {{direct: {{primary: "127.0.0.1:6379"}}}}
 tls_proxy: {{kind: {kind}, address: "127.0.0.1:443", names: [rtc.example.org], {reload}}}
-runtime: {{docker: {{by: name}}}}
+{extra}runtime: {{docker: {{by: name}}}}
 roles: {{{roles}}}
 """
 DUMP = """# configuration file /etc/nginx/nginx.conf:
@@ -60,9 +60,12 @@ server {{
 
 
 def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "nginx",
-           reload: str = "reload: {signal: SIGHUP}", roles: str = "tls_proxy: nginx") -> None:
+           reload: str = "reload: {signal: SIGHUP}", roles: str = "tls_proxy: nginx",
+           extra: str = "") -> None:  # fmt: skip
+    """A one-node target (``extra``: more top-level lines, e.g. a resolver) selected through
+    ``LKCHAOS_TARGET``, with a state folder of its own."""
     path = tmp_path / "target.yaml"
-    path.write_text(TARGET.format(kind=kind, reload=reload, roles=roles))
+    path.write_text(TARGET.format(kind=kind, reload=reload, roles=roles, extra=extra))
     monkeypatch.setenv("LKCHAOS_TARGET", str(path))
     monkeypatch.setenv("LKCHAOS_STATE_DIR", str(tmp_path / "state"))
 
@@ -284,15 +287,21 @@ def admin(certs_dir: Path, server: TLSServer) -> Iterator[str]:
     httpd.server_close()
 
 
-def test_caddy_admin_api_reload_without_a_container(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, certs_dir: Path, server: TLSServer,
-    admin: str,
-) -> None:
+@pytest.fixture
+def admin_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, certs_dir: Path,
+                 server: TLSServer, admin: str) -> tuple[dict[str, Any], str]:  # fmt: skip
+    """A Caddy target reloaded through the admin API, with no container: its configuration
+    and the fingerprint of the certificate it serves at first."""
     target(tmp_path, monkeypatch, "caddy", f'reload: {{admin_api: "{admin}"}}',
            "agent_worker: agent")
     _no_docker(monkeypatch)
-    conf = _conf(server, certs_dir)
-    original = certs.fingerprint(certs.load_cert(certs_dir / f"{NAME}.crt"))
+    return _conf(server, certs_dir), certs.fingerprint(certs.load_cert(certs_dir / f"{NAME}.crt"))
+
+
+def test_caddy_admin_api_reload_without_a_container(
+    admin_target: tuple[dict[str, Any], str]
+) -> None:
+    conf, original = admin_target
     swapped = actions.swap_certificate(NAME, "not_yet_valid", configuration=conf)
     assert swapped["served_fingerprint"] == swapped["fingerprint"] != original
     headers, body = CaddyAdmin.loads[-1]
@@ -304,15 +313,10 @@ def test_caddy_admin_api_reload_without_a_container(
 
 
 def test_a_refused_admin_api_reload_fails_the_swap_and_keeps_the_original(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, certs_dir: Path, server: TLSServer,
-    admin: str,
+    admin_target: tuple[dict[str, Any], str], certs_dir: Path
 ) -> None:
-    target(tmp_path, monkeypatch, "caddy", f'reload: {{admin_api: "{admin}"}}',
-           "agent_worker: agent")
-    _no_docker(monkeypatch)
+    conf, original = admin_target
     CaddyAdmin.status = 400
-    conf = _conf(server, certs_dir)
-    original = certs.fingerprint(certs.load_cert(certs_dir / f"{NAME}.crt"))
     with pytest.raises(ActivityFailed, match="refused the reload: HTTP 400.*lkchaos recover"):
         actions.swap_certificate(NAME, "expired", configuration=conf)
     settings = Settings.load(conf)

@@ -165,17 +165,22 @@ def _record(journal: dict[str, Any], url: str | None) -> dict[str, Any]:
             journal, experiment_path=experiment_path, journal_path=journal_path,
             gameday_run_id=os.environ.get("LKCHAOS_GAMEDAY_RUN_ID") or None,
             entry=os.environ.get("LKCHAOS_GAMEDAY_ENTRY") or None,
-            target=_target(), livekit_version=_livekit_version(),
+            target=_target(), livekit_version=_livekit_version(journal),
         )  # fmt: skip
         return {"recorded": True, "run_id": run_id, "url": history.url, "error": None}
 
 
-def _livekit_version() -> str | None:
+def _livekit_version(journal: dict[str, Any]) -> str | None:
     """The LiveKit version the deployment records in its Redis (``livekit_version``), asked
-    with a short timeout; None when it cannot be read (never a guess)."""
+    with a short timeout, when the journal (or ``$LKCHAOS_LIVEKIT_VERSION``) does not already
+    say; None when it cannot be read (never a guess)."""
+    from lkchaos.history import extract
     from lkchaos.livekit import keys
     from lkchaos.redis import client
     from lkchaos.settings import Settings
+
+    if extract.livekit_version(journal) is not None:
+        return None  # record_run takes it from the journal: no need to ask Redis
 
     try:
         with client.primary(Settings.load(), timeout=1.0) as r:

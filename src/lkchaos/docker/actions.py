@@ -38,8 +38,8 @@ from chaoslib.types import Configuration, Secrets
 from lkchaos import roles
 from lkchaos.docker.client import (
     container_state,
-    describe_runtime,
     docker_session,
+    no_container,
     runtime_containers,
 )
 from lkchaos.errors import LkChaosError
@@ -82,24 +82,14 @@ def _target(settings: Settings, service: str | None, one_of: list[str] | None,
     """The chosen container and its runtime name, with the Docker client open meanwhile.
     ``single``: ``service`` must stand for one container (a rollback undoes one fault)."""
     label = "service" if one_of is None else "one_of"
-    candidates: list[str] = []
-    for value in _check_target(service, one_of):
-        found = ([roles.resolve_one(settings, value, label)] if single
-                 else roles.resolve(settings, value, label))  # fmt: skip
-        candidates += [name for name in found if name not in candidates]
+    candidates = roles.targets(settings, _check_target(service, one_of), label, single)
     harness = roles.harness(settings)
-    for name in candidates:
-        if name in harness:
-            raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
     try:
         with docker_session() as client:
             containers = runtime_containers(client, settings)
             for name in candidates:
                 if name not in containers:
-                    known = ", ".join(sorted(set(containers) - harness)) or (
-                        "none (is the deployment up?)")
-                    raise ActivityFailed(f"no container {name!r} among "
-                                         f"{describe_runtime(settings)}; there are: {known}")
+                    raise ActivityFailed(no_container(name, settings, set(containers) - harness))
             chosen = random.choice(candidates)
             yield containers[chosen], chosen
     except LkChaosError as exc:

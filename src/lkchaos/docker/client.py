@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,10 +118,14 @@ def runtime_container(client: Any, settings: Settings, name: str) -> Any:
     """The container of one runtime name, or a ConfigError listing the names that exist."""
     containers = runtime_containers(client, settings)
     if name not in containers:
-        known = ", ".join(sorted(containers)) or "none (is the deployment up?)"
-        raise ConfigError(f"no container {name!r} among {describe_runtime(settings)}; "
-                          f"there are: {known}")  # fmt: skip
+        raise ConfigError(no_container(name, settings, containers))
     return containers[name]
+
+
+def no_container(name: str, settings: Settings, known: Iterable[str]) -> str:
+    """Why ``name`` is not found: where lkchaos looked and the runtime names that exist."""
+    listed = ", ".join(sorted(known)) or "none (is the deployment up?)"
+    return f"no container {name!r} among {describe_runtime(settings)}; there are: {listed}"
 
 
 def _listed(client: Any, filters: dict[str, str]) -> list[Any]:

@@ -36,7 +36,7 @@ from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
 from lkchaos import roles
-from lkchaos.docker.client import describe_runtime, docker_client, runtime_containers
+from lkchaos.docker.client import docker_client, no_container, runtime_containers
 from lkchaos.errors import LkChaosError
 from lkchaos.network import rules, sidecar
 from lkchaos.safety import ledger
@@ -83,9 +83,7 @@ def _target(containers: Dict[str, Any], settings: Settings, service: Any, role: 
         raise ActivityFailed(f"{service!r} is lkchaos's own test harness, not a target")
     if service not in containers:
         offered = set(containers) - (harness if role == "service" else set())
-        known = ", ".join(sorted(offered)) or "none (is the deployment up?)"
-        raise ActivityFailed(f"no container {service!r} among {describe_runtime(settings)}; "
-                             f"there are: {known}")  # fmt: skip
+        raise ActivityFailed(no_container(service, settings, offered))
     return containers[service]
 
 
@@ -98,10 +96,17 @@ def _check_service(service: Any) -> str:
 
 def _one(settings: Settings, service: str) -> str:
     """The one runtime name ``service`` (a role, a role's member or a runtime name) stands for."""
-    name = roles.resolve_one(settings, service)
-    if name in roles.harness(settings):
-        raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
-    return name
+    return roles.targets(settings, [service], single=True)[0]
+
+
+def _peer_names(settings: Settings, service: str, peers: List[str]) -> List[str]:
+    """The runtime names of ``peers`` (roles resolved), none of them ``service``'s own
+    (a runtime name): a service is not partitioned from itself."""
+    names = [name for peer in peers for name in roles.resolve(settings, peer, "peers")]
+    if service in names:
+        raise ActivityFailed(f"{service!r} cannot be partitioned from itself: peers {peers} "
+                             "include it")  # fmt: skip
+    return names
 
 
 def _check_peers(service: Any, peers: Any) -> List[str]:
@@ -206,9 +211,7 @@ def partition(
     _check_peers(service, peers)
     settings = Settings.load(configuration, secrets)
     service = _one(settings, service)
-    peers = [name for peer in peers for name in roles.resolve(settings, peer, "peers")]
-    if service in peers:
-        raise ActivityFailed(f"{service!r} cannot be partitioned from itself")
+    peers = _peer_names(settings, service, peers)
     with _engine() as client:
         target = _running_target(client, settings, service)
         containers = runtime_containers(client, settings)

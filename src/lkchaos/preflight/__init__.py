@@ -225,10 +225,7 @@ def _target_lacks(calls: list[Call], configuration: Mapping[str, Any] | None) ->
         return []
     problems = []
     for call in calls:
-        try:
-            reasons = needs.missing(target, call.key)
-        except KeyError:  # not an activity of the catalogue: reported elsewhere
-            continue
+        reasons = needs.missing(target, call.key, known_only=False)
         problems += [call.problem(None, f"the target cannot run it: it {reason} "
                                         "(`lkchaos target check` lists what can run)")
                      for reason in reasons]  # fmt: skip

@@ -70,17 +70,12 @@ def blame(rule: Rule, message: str, arguments: Args) -> str:
 
 # --- shared pieces ---------------------------------------------------------------------------
 
-def _resolved(c: Context, label: str, values: list[Any]) -> list[str]:
-    """The runtime names ``values`` stand for on the target in use (roles resolved), none of
-    them lkchaos's test harness; without settings, the values as they are."""
+def _resolved(c: Context, label: str, values: list[Any], single: bool = False) -> list[str]:
+    """The runtime names ``values`` stand for on the target in use, as the actions resolve
+    them (:func:`lkchaos.roles.targets`); without settings, the values as they are."""
     if c.settings is None:
         return [str(value) for value in values]
-    names = [name for value in values for name in roles.resolve(c.settings, str(value), label)]
-    harness = roles.harness(c.settings)
-    for name in names:
-        if name in harness:
-            raise ActivityFailed(f"{name!r} is lkchaos's own test harness, not a target")
-    return names
+    return roles.targets(c.settings, [str(value) for value in values], label, single)
 
 
 def _target(a: Args, c: Context) -> object:
@@ -89,12 +84,8 @@ def _target(a: Args, c: Context) -> object:
 
 
 def _service(a: Args, c: Context) -> list[str]:
-    names = _resolved(c, "service", docker_actions._check_target(a.get("service"), None))
-    if len(names) > 1:
-        choices = ", ".join(f"{a.get('service')}:{i}" for i in range(1, len(names) + 1))
-        raise ActivityFailed(f"service {a.get('service')!r} stands for {len(names)} components "
-                             f"({', '.join(names)}): name one of {choices}")  # fmt: skip
-    return names
+    return _resolved(c, "service", docker_actions._check_target(a.get("service"), None),
+                     single=True)  # fmt: skip
 
 
 def _network_service(a: Args, c: Context) -> object:
@@ -150,15 +141,11 @@ def _peers(a: Args, c: Context) -> object:
     peers = network_actions._check_peers(a.get("service"), a.get("peers"))
     if c.settings is None:
         return peers
-    names = [name for peer in peers for name in roles.resolve(c.settings, str(peer), "peers")]
     try:
         own = roles.resolve_one(c.settings, str(a.get("service")))
     except ActivityFailed:  # the service's own rule reports it
-        return names
-    if own in names:
-        raise ActivityFailed(f"{a.get('service')!r} ({own}) cannot be partitioned from itself: "
-                             f"peers {peers} include it")  # fmt: skip
-    return names
+        own = ""
+    return network_actions._peer_names(c.settings, own, peers)
 
 
 def _positive(name: str, unit: str = "seconds") -> Rule:

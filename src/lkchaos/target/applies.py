@@ -49,7 +49,7 @@ def reasons(experiment: Mapping[str, Any], loaded: LoadedTarget,
         add(f"not a valid experiment: {what}{problem.message}", "the file")
     context = Context(settings, frozenset(walk.sampled_probes(experiment)))
     for call in calls:
-        for reason in _needs(loaded, call.key):
+        for reason in needs.missing(loaded.target, call.key, known_only=False):
             add(reason, call.activity)
         for problem in _rules(call, context):
             message = problem.message
@@ -64,13 +64,6 @@ def reasons(experiment: Mapping[str, Any], loaded: LoadedTarget,
 def describe(found: Mapping[str, list[str]]) -> list[str]:
     """One line per reason: ``<reason> (<activity>, <activity>)``."""
     return [f"{reason} ({', '.join(stopped)})" for reason, stopped in found.items()]
-
-
-def _needs(loaded: LoadedTarget, activity: str) -> list[str]:
-    try:
-        return needs.missing(loaded.target, activity)
-    except KeyError:  # not an activity of the catalogue: preflight reports it
-        return []
 
 
 def check_files(paths: list[Path], loaded: LoadedTarget) -> dict[Path, list[str]]:

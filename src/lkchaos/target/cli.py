@@ -92,28 +92,14 @@ def show(target_file: str | None) -> None:
         click.echo(f"  {key}: {secrets.MASK}")
 
 
-#: Settings the environment can set over the target's (Settings.load's order).
-OVERRIDES = {
-    "LIVEKIT_URL": "livekit_url", "LIVEKIT_API_KEY": "livekit_api_key",
-    "LIVEKIT_API_SECRET": "livekit_api_secret", "LKCHAOS_LIVEKIT_NODE_URLS": "livekit_node_urls",
-    "LKCHAOS_SENTINELS": "sentinel_addresses", "LKCHAOS_SENTINEL_MASTER": "sentinel_master",
-    "LKCHAOS_REDIS_ADDRESS_MAP": "redis_address_map", "LKCHAOS_TOXIPROXY_URL": "toxiproxy_url",
-    "LKCHAOS_DNS_SERVER": "dns_server", "LKCHAOS_TLS_ADDRESS": "tls_address",
-    "LKCHAOS_DOMAIN": "domain", "LKCHAOS_CA_FILE": "ca_file",
-    "LKCHAOS_COMPOSE_PROJECT": "compose_project", "LKCHAOS_AGENT_NAME": "agent_name",
-    "LKCHAOS_VOICE_PROBER_URL": "voice_prober_url", "LKCHAOS_REDIS_PASSWORD": "redis_password",
-    "LKCHAOS_REDIS_TLS": "redis_tls", "LKCHAOS_REDIS_CA_FILE": "redis_ca_file",
-}  # fmt: skip
-
-
 def _overrides() -> None:
     """Say which settings the environment sets over the target's: they win (every command
     and activity reads them first), so a stray export must not go unnoticed."""
     import os
 
-    from lkchaos.settings import default_state_dir
+    from lkchaos.settings import ENV_KEYS, default_state_dir
 
-    found = [f"{name} (sets {key})" for name, key in OVERRIDES.items() if os.environ.get(name)]
+    found = [f"{name} (sets {key})" for key, name in ENV_KEYS.items() if os.environ.get(name)]
     if found:
         click.echo(f"overridden by the environment: {', '.join(found)}; unset them to use the "
                    "target's values")  # fmt: skip
