@@ -21,6 +21,18 @@ command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v pg_lsclusters >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # the Redis client's tests
+# promtool and amtool check the monitoring configs; the binaries serve the Prometheus probes' tests.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
+# LiveKit Ingress is built with CGO against GStreamer; gst-launch-1.0 pushes RTMP in its probes.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+dpkg -s libgstreamer-plugins-bad1.0-dev >/dev/null 2>&1 || missing+=(libgstreamer1.0-dev \
+  libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev)
+command -v gst-launch-1.0 >/dev/null 2>&1 || missing+=(gstreamer1.0-tools \
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || { log "missing: ${missing[*]}; install them (no apt-get here)"; exit 1; }
   log "installing ${missing[*]}"
@@ -39,7 +51,7 @@ want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing lkchaos and its dependencies into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e ".[dev,voice,stack]"
+  .venv/bin/pip install -q -e ".[dev,voice,stack,ingress]"
   echo "$want" > "$stamp"
 fi
 

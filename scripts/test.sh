@@ -22,8 +22,13 @@ bash scripts/bootstrap.sh
 # A real PostgreSQL server for the history tests (started if it is not running).
 LKCHAOS_TEST_POSTGRES_URL=${LKCHAOS_TEST_POSTGRES_URL:-$(bash scripts/postgres.sh)}
 export LKCHAOS_TEST_POSTGRES_URL
-# Short fault windows in CI: the same experiments, a smaller knob.
-if [ "${CI:-}" = true ]; then export LKCHAOS_FAULT_S=${LKCHAOS_FAULT_S:-8}; fi
+# Short fault windows in CI: the same experiments, a smaller knob. In CI nothing may be
+# skipped, so the images (and the pinned servers the unit tests run for real: LiveKit, Caddy
+# with layer 4, Ingress) are built before the unit tests.
+if [ "${CI:-}" = true ]; then
+  export LKCHAOS_FAULT_S=${LKCHAOS_FAULT_S:-8}
+  export LKCHAOS_NO_SKIPS=1
+fi
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 run_pytest() {
@@ -37,6 +42,7 @@ run_pytest() {
 
 .venv/bin/ruff check src tests stack/voice stack/second
 .venv/bin/mypy
+if [ "${CI:-}" = true ] && [ "$unit_only" = 0 ]; then .venv/bin/lkchaos stack build; fi
 run_pytest -m "not integration" "${pytest_args[@]}"
 [ "$unit_only" = 1 ] && exit 0
 

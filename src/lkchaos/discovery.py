@@ -17,6 +17,7 @@ ACTIVITY_MODULES: tuple[tuple[str, str], ...] = (
     ("lkchaos.livekit.probes", "probe"),
     ("lkchaos.network.actions", "action"),
     ("lkchaos.redis.actions", "action"),
+    ("lkchaos.stress.actions", "action"),
     ("lkchaos.redis.probes", "probe"),
     ("lkchaos.safety.actions", "action"),
     ("lkchaos.safety.probes", "probe"),
@@ -27,6 +28,8 @@ ACTIVITY_MODULES: tuple[tuple[str, str], ...] = (
     ("lkchaos.tls.probes", "probe"),
     ("lkchaos.dns.actions", "action"),
     ("lkchaos.dns.probes", "probe"),
+    ("lkchaos.prometheus.probes", "probe"), ("lkchaos.hooks.probes", "probe"),
+    ("lkchaos.ingress.probes", "probe"),
 )
 
 

@@ -37,6 +37,19 @@ Settings (configuration key / environment variable: default for the reference st
 - ``redis_password`` / ``LKCHAOS_REDIS_PASSWORD``: Redis AUTH (also the secret
   ``{"redis": {"password": ...}}`` or the target's ``password_ref``); ``""``: no AUTH
 - ``redis_tls`` / ``LKCHAOS_REDIS_TLS``: ``false``; ``redis_ca_file`` / ``LKCHAOS_REDIS_CA_FILE``
+- ``prometheus_url`` / ``LKCHAOS_PROMETHEUS_URL``: ``http://127.0.0.1:29090``
+- ``alertmanager_url`` / ``LKCHAOS_ALERTMANAGER_URL``: ``http://127.0.0.1:29093``
+- ``pushgateway_url`` / ``LKCHAOS_PUSHGATEWAY_URL``: ``http://127.0.0.1:29091``, where fault
+  marks go (:mod:`lkchaos.prometheus.marks`)
+- ``receiver_url`` / ``LKCHAOS_RECEIVER_URL``: ``http://127.0.0.1:28200``, the receiver that
+  records LiveKit's webhooks and Alertmanager's notifications
+- ``ingress_rtmp_url`` / ``LKCHAOS_INGRESS_RTMP_URL``: ``rtmp://127.0.0.1:21935/x`` and
+  ``ingress_whip_url`` / ``LKCHAOS_INGRESS_WHIP_URL``: ``http://127.0.0.1:28080/w``, where the
+  Ingress probes push (``""``: the URL LiveKit's CreateIngress returns)
+
+For the voice prober and the four monitoring URLs, ``""`` is a value, not "unset": the
+configuration key or environment variable set to ``""`` means "this deployment has none"
+(the target says so by leaving the URL out of its ``monitoring`` section, or the section out).
 
 From the target only (the built-in defaults describe the reference stack):
 
@@ -88,7 +101,13 @@ ENV_KEYS: dict[str, str] = {
     "compose_project": "LKCHAOS_COMPOSE_PROJECT", "agent_name": "LKCHAOS_AGENT_NAME",
     "voice_prober_url": "LKCHAOS_VOICE_PROBER_URL", "redis_password": "LKCHAOS_REDIS_PASSWORD",
     "redis_tls": "LKCHAOS_REDIS_TLS", "redis_ca_file": "LKCHAOS_REDIS_CA_FILE",
+    "prometheus_url": "LKCHAOS_PROMETHEUS_URL", "alertmanager_url": "LKCHAOS_ALERTMANAGER_URL",
+    "pushgateway_url": "LKCHAOS_PUSHGATEWAY_URL", "receiver_url": "LKCHAOS_RECEIVER_URL",
+    "ingress_rtmp_url": "LKCHAOS_INGRESS_RTMP_URL", "ingress_whip_url": "LKCHAOS_INGRESS_WHIP_URL",
 }  # fmt: skip
+#: The settings where ``""`` is a value ("none here"), not "unset".
+_EMPTY_MEANS_NONE = ("voice_prober_url", "prometheus_url", "alertmanager_url", "pushgateway_url",
+                     "receiver_url", "ingress_rtmp_url", "ingress_whip_url")
 #: The settings read as plain text from the layers.
 _TEXT_KEYS = ("livekit_url", "livekit_api_key", "livekit_api_secret", "sentinel_master",
               "toxiproxy_url", "dns_server", "tls_address", "domain", "ca_file",
@@ -106,6 +125,12 @@ REFERENCE_ROLES: dict[str, tuple[str, ...]] = {
     "resolver": ("dns",),
     "toxiproxy": ("toxiproxy",),
     "voice_prober": ("prober",),
+    "webhook_receiver": ("hooks",),
+    "prometheus": ("prometheus",),
+    "alertmanager": ("alertmanager",),
+    "pushgateway": ("pushgateway",),
+    "metrics_exporter": ("redis-exporter", "node-exporter", "blackbox"),
+    "ingress": ("ingress",),
 }
 #: How the reference stack's Caddy reloads its certificates (run in its container).
 CADDY_RELOAD = ("caddy", "reload", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile",
@@ -191,13 +216,20 @@ class Settings:
     compose_project: str = "lkchaos"
     voice_prober_url: str = f"http://{LOCAL}:28090"
     agent_name: str = "lkchaos-agent"
+    prometheus_url: str = f"http://{LOCAL}:29090"
+    alertmanager_url: str = f"http://{LOCAL}:29093"
+    pushgateway_url: str = f"http://{LOCAL}:29091"
+    receiver_url: str = f"http://{LOCAL}:28200"
+    ingress_rtmp_url: str = f"rtmp://{LOCAL}:21935/x"
+    ingress_whip_url: str = f"http://{LOCAL}:28080/w"
     runtime: str = "compose"
     runtime_label: str = ""
     roles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(REFERENCE_ROLES))
     toxiproxy_links: Mapping[str, str] = field(
         default_factory=lambda: {"agent_livekit": "agent_livekit",
                                  "agent_speech_to_text": "agent_whisper",
-                                 "agent_tool_server": "agent_mcp"}  # fmt: skip
+                                 "agent_tool_server": "agent_mcp",
+                                 "livekit_webhooks": "livekit_hooks"}  # fmt: skip
     )
     redis_primary_address: str = ""
     redis_replica_addresses: tuple[str, ...] = ()
@@ -205,7 +237,7 @@ class Settings:
     redis_tls: bool = False
     redis_ca_file: str = ""
     tls_proxy_kind: str = "caddy"
-    tls_names: tuple[str, ...] = ("lk.chaos.test", "whip.chaos.test")
+    tls_names: tuple[str, ...] = ("lk.chaos.test", "turn.chaos.test", "whip.chaos.test")
     tls_reload: Mapping[str, Any] = field(default_factory=lambda: {"command": CADDY_RELOAD})
     resolver_may_fault: bool = True
     state_dir: str = ""
@@ -246,13 +278,15 @@ class Settings:
             value = pick(key, ENV_KEYS[key])
             if value is not None:
                 values[key] = str(value)
-        # An empty prober URL is meaningful (run in process), so "" is not "unset" here.
-        if "voice_prober_url" in conf and conf["voice_prober_url"] is not None:
-            values["voice_prober_url"] = str(conf["voice_prober_url"])
-        elif ENV_KEYS["voice_prober_url"] in env:
-            values["voice_prober_url"] = env[ENV_KEYS["voice_prober_url"]]
-        elif "voice_prober_url" in target:
-            values["voice_prober_url"] = target["voice_prober_url"]
+        # An empty prober URL is meaningful (run in process), an empty monitoring URL too
+        # (none here), so "" is not "unset" for these.
+        for key in _EMPTY_MEANS_NONE:
+            if key in conf and conf[key] is not None:
+                values[key] = str(conf[key])
+            elif ENV_KEYS[key] in env:
+                values[key] = env[ENV_KEYS[key]]
+            elif key in target:
+                values[key] = target[key]
         for key in ("livekit_node_urls", "sentinel_addresses"):
             value = pick(key, ENV_KEYS[key])
             if value is not None:
@@ -301,7 +335,11 @@ class Settings:
             values.setdefault("livekit_api_secret", secret)
         if loaded is None:  # the built-in defaults: the reference stack's own CA
             values.setdefault("ca_file", str(state_dir / "certs" / "ca.crt"))
-        return cls(**values)
+        settings = cls(**values)
+        from lkchaos.prometheus import marks
+
+        marks.note_pushgateway(settings.pushgateway_url)
+        return settings
 
     @property
     def livekit_host(self) -> str:

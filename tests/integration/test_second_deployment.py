@@ -47,19 +47,37 @@ CONTAINERS = ("redis", "lk-server", "nginx", "stt", "tools", "voice-agent", "voi
 #: Short fault windows: the experiments' own knobs, given as configuration.
 KNOBS = ("fault_s:float=8",)  # as CI's LKCHAOS_FAULT_S
 
-#: Experiments that apply to this target, in the order they run (steady state first).
-APPLICABLE = ["steady-state.json", "agent-crash.json", "whisper-outage.json",
-              "mcp-outage.json", "cert-expiry.json"]  # fmt: skip
+#: Experiments that run here, in that order (steady state first): every one applies.
+RUN_HERE = ["steady-state.json", "agent-crash.json", "whisper-outage.json",
+            "mcp-outage.json", "cert-expiry.json", "token-clock-skew.json"]  # fmt: skip
+#: Experiments that apply to this target: those run here, and the stress experiments,
+#: which run on the reference stack (the same images; CI's time budget).
+APPLICABLE = [*RUN_HERE, "cpu-pressure-agent.json", "memory-pressure-livekit.json",
+              "disk-full-stt.json"]  # fmt: skip
+_NO_INGRESS = "needs LiveKit Ingress: the target has no ingress section"
+_NO_RECEIVER = "needs a webhook receiver: the target has no monitoring.receiver_url"
+_NO_PROMETHEUS = "needs Prometheus: the target has no monitoring.prometheus_url"
 #: Experiments that do not apply -> what `lkchaos target check` must say (one fragment per
 #: reason it gives, in its order).
 NOT_APPLICABLE: dict[str, list[str]] = {
     "agent-livekit-partition.json": ["needs Toxiproxy: the target has none"],
+    "alert-on-service-down.json": ["needs Prometheus: the target has no monitoring.prometheus_url",
+                                   "needs a webhook receiver: the target has no "
+                                   "monitoring.receiver_url"],
+    "ingress-node-loss.json": [_NO_INGRESS, "so livekit_node:2 does not exist"],
+    "ingress-redis-failover.json": [_NO_INGRESS,
+                                    "needs Redis Sentinel: the target's Redis is direct"],
+    "ingress-rtmp-packet-loss.json": [_NO_INGRESS, "the target maps no ingress"],
+    "webhook-link-cut.json": ["needs a webhook receiver: the target has no "
+                              "monitoring.receiver_url", "needs Toxiproxy: the target has none"],
     "dns-failure.json": ["needs a resolver: the target has none",
                          "needs a resolver lkchaos may fault: the target has none"],
     "livekit-node-loss.json": ["the target has 1 livekit_node (lk-server), so livekit_node:2"],
     "media-packet-loss.json": ["the target has 1 livekit_node (lk-server), so livekit_node:2"],
     "redis-failover.json": ["needs Redis Sentinel: the target's Redis is direct"],
+    "redis-lost-during-drain.json": ["the target maps no redis_replica"],
     "redis-outage.json": ["the target maps no redis_replica"],
+    "redis-stall.json": ["needs Redis Sentinel: the target's Redis is direct"],
     "stack-healthy.json": ["needs Redis Sentinel: the target's Redis is direct"],
 }
 #: Activities of the catalogue that cannot run on this target, by the reason given.
@@ -75,10 +93,19 @@ ACTIVITIES_NOT_APPLICABLE: dict[str, str] = {
     "lkchaos.redis.actions.sentinel_failover":
         "needs Redis Sentinel: the target's Redis is direct",
     "lkchaos.redis.probes.sentinel_master": "needs Redis Sentinel: the target's Redis is direct",
+    "lkchaos.redis.probes.remember_primary": "needs Redis Sentinel: the target's Redis is direct",
+    "lkchaos.redis.probes.primary_kept": "needs Redis Sentinel: the target's Redis is direct",
     **{f"lkchaos.toxiproxy.actions.{name}": "needs Toxiproxy: the target has none"
        for name in _TOXIPROXY},
     "lkchaos.toxiproxy.probes.link_latency": "needs Toxiproxy: the target has none",
     "lkchaos.toxiproxy.probes.proxies_state": "needs Toxiproxy: the target has none",
+    **{f"lkchaos.hooks.probes.{name}": _NO_RECEIVER
+       for name in ("alert_delivered", "room_webhooks", "webhooks_for_call")},
+    **{f"lkchaos.ingress.probes.{name}": _NO_INGRESS for name in ("rtmp_publish", "whip_publish")},
+    **{f"lkchaos.prometheus.probes.{name}": _NO_PROMETHEUS
+       for name in ("alert_state", "query", "targets_up", "wait_for_alert")},
+    "lkchaos.prometheus.probes.alertmanager_alerts":
+        "needs Alertmanager: the target has no monitoring.alertmanager_url",
 }  # fmt: skip
 #: The method probe of a degradation experiment: what the caller must hear during the fault.
 APOLOGY = {"whisper-outage.json": "apology-heard-during-outage",
@@ -218,7 +245,7 @@ def failed_activities(journal: dict[str, Any]) -> dict[str, str]:
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", APPLICABLE)
+@pytest.mark.parametrize("name", RUN_HERE)
 def test_applicable_experiment_completes_without_deviating(
     name: str, tmp_path: Path, state_dir: Path
 ) -> None:

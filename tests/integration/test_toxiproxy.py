@@ -14,6 +14,7 @@ EXPECTED = {
     "agent_livekit": ("/", "OK"),
     "agent_whisper": ("/health", '"status"'),
     "agent_mcp": ("/health", '"status"'),
+    "livekit_hooks": ("/health", '"status"'),
 }
 
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
+import pytest
+
+from lkchaos.errors import CommandFailed, PrerequisiteError
 from lkchaos.stack import build, layout
+
+CADDY = next(b for b in build.GO_BINARIES if b.name == "caddy")
+EXACT = re.compile(r"^v\d+\.\d+\.\d+$")
 
 
 def test_digest_follows_sources_but_not_staged_binaries(tmp_path: Path) -> None:
@@ -20,13 +28,33 @@ def test_digest_follows_sources_but_not_staged_binaries(tmp_path: Path) -> None:
     assert build.context_digest(tmp_path) != first
 
 
+def test_image_inputs_follow_the_go_binaries_staged_into_the_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contexts = {}
+    for name in ("caddy", "voice"):
+        contexts[name] = tmp_path / name
+        contexts[name].mkdir()
+        (contexts[name] / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    before = {name: build.image_inputs_digest(path) for name, path in contexts.items()}
+    newer = build.GoBinary(CADDY.name, CADDY.module, CADDY.version, CADDY.package, CADDY.image,
+                           plugins=((CADDY.plugins[0][0], "v9.9.9"),), imports=CADDY.imports,
+                           flavour=CADDY.flavour)  # fmt: skip
+    others = tuple(b for b in build.GO_BINARIES if b is not CADDY)
+    monkeypatch.setattr(build, "GO_BINARIES", (*others, newer))
+    assert build.image_inputs_digest(contexts["caddy"]) != before["caddy"]  # same files
+    assert build.image_inputs_digest(contexts["voice"]) == before["voice"]  # no Go binary
+
+
 def test_every_go_binary_is_pinned_and_lands_in_an_image_context() -> None:
     images = {p.name for p in (Path(__file__).resolve().parents[2] / "stack/images").iterdir()}
     for binary in build.GO_BINARIES:
-        assert binary.version.startswith("v") and binary.version.count(".") == 2
+        assert EXACT.match(binary.version)
+        assert all(EXACT.match(version) for _, version in binary.plugins)
         assert binary.image in images
     assert {b.version for b in build.GO_BINARIES} == {
-        layout.LIVEKIT_VERSION, layout.TOXIPROXY_VERSION, layout.CADDY_VERSION
+        layout.LIVEKIT_VERSION, layout.TOXIPROXY_VERSION, layout.CADDY_VERSION,
+        layout.INGRESS_VERSION,
     }
 
 
@@ -42,3 +70,93 @@ def test_digest_honours_dockerignore_like_docker(tmp_path: Path) -> None:
     assert build.context_digest(tmp_path) == first
     (tmp_path / "src" / "pkg" / "a.py").write_text("x = 2\n")
     assert build.context_digest(tmp_path) != first
+
+
+def test_caddy_is_a_generated_main_module_with_the_layer4_app_at_exact_versions() -> None:
+    assert CADDY.generated and CADDY.image == "caddy"
+    assert CADDY.plugins == (("github.com/mholt/caddy-l4", build.CADDY_L4_VERSION),)
+    go_mod = CADDY.go_mod()
+    required = re.findall(r"^\t(\S+) (\S+)$", go_mod, flags=re.MULTILINE)
+    assert required == [("github.com/caddyserver/caddy/v2", layout.CADDY_VERSION),
+                        ("github.com/mholt/caddy-l4", build.CADDY_L4_VERSION)]
+    main_go = CADDY.main_go()
+    imported = re.findall(r'^\t(?:_|cmd) "([^"]+)"$', main_go, flags=re.MULTILINE)
+    assert imported == ["github.com/caddyserver/caddy/v2/cmd",
+                        "github.com/caddyserver/caddy/v2/modules/standard",
+                        "github.com/mholt/caddy-l4/layer4",
+                        "github.com/mholt/caddy-l4/modules/l4proxy",
+                        "github.com/mholt/caddy-l4/modules/l4subroute",
+                        "github.com/mholt/caddy-l4/modules/l4tls"]
+    assert "cmd.Main()" in main_go
+
+
+def test_caddy_cache_name_names_both_pins_so_a_plain_caddy_is_not_reused() -> None:
+    assert CADDY.cache_name == f"caddy-l4-{layout.CADDY_VERSION}-{build.CADDY_L4_VERSION}"
+    plain = build.GoBinary("caddy", CADDY.module, CADDY.version, "./cmd/caddy", "caddy")
+    assert plain.cache_name == f"caddy-{layout.CADDY_VERSION}"
+    assert len({b.cache_name for b in build.GO_BINARIES}) == len(build.GO_BINARIES)
+
+
+FAKE_GO = """#!/bin/sh
+# Records each call (arguments, the environment that matters, the files present) and acts
+# like go: `go build -o OUT` writes OUT.
+{ echo "ARGS $*"; echo "ENV CGO_ENABLED=$CGO_ENABLED GOTOOLCHAIN=$GOTOOLCHAIN"; ls; } >> "$LOG"
+[ -n "$FAIL_ON" ] && [ "$1 $2" = "$FAIL_ON" ] && { echo "go: module lookup refused" >&2; exit 1; }
+if [ "$1" = build ]; then
+  while [ $# -gt 0 ]; do [ "$1" = -o ] && echo built > "$2"; shift; done
+fi
+exit 0
+"""
+
+
+@pytest.fixture
+def fake_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    (bin_dir / "go").write_text(FAKE_GO)
+    (bin_dir / "go").chmod(0o755)
+    log = tmp_path / "go.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    monkeypatch.setenv("LOG", str(log))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("GOTOOLCHAIN", raising=False)
+    return log
+
+
+def test_generated_build_tidies_pinned_go_mod_then_builds_static_once(fake_go: Path) -> None:
+    said: list[str] = []
+    target = build.build_go_binary(CADDY, said.append)
+    assert target == build.cache_dir() / "bin" / CADDY.cache_name
+    assert target.read_text() == "built\n"
+    calls = fake_go.read_text().split("ARGS ")[1:]
+    assert [c.splitlines()[0] for c in calls] == [
+        "mod tidy", f"build -trimpath -o {target.with_suffix('.partial')} ."
+    ]
+    assert "GOTOOLCHAIN=local" in calls[0]
+    assert "CGO_ENABLED=0" in calls[1]
+    assert {"go.mod", "main.go"} <= set(calls[0].splitlines()[2:])
+    assert said == [f"building caddy from github.com/caddyserver/caddy/v2@{layout.CADDY_VERSION} "
+                    f"github.com/mholt/caddy-l4@{build.CADDY_L4_VERSION} with Go "
+                    "(a few minutes, once)"]
+    fake_go.unlink()
+    assert build.build_go_binary(CADDY, said.append) == target
+    assert not fake_go.exists()  # cached: go was not run again
+
+
+def test_refused_module_names_the_pins_and_what_to_check(
+    fake_go: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAIL_ON", "mod tidy")
+    with pytest.raises(CommandFailed, match=r"(?s)module lookup refused.*Go 1\.26 or newer.*"
+                       r"serving each pinned version"):  # fmt: skip
+        build.build_go_binary(CADDY, lambda _: None)
+    assert not (build.cache_dir() / "bin" / CADDY.cache_name).exists()
+
+
+def test_missing_go_is_a_prerequisite_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(PrerequisiteError, match="needs Go 1.26 or newer on PATH"):
+        build.build_go_binary(CADDY, lambda _: None)

@@ -49,3 +49,31 @@ def test_upstream_images_carry_the_pinned_versions(services: dict[str, Any]) -> 
 def test_every_service_has_a_healthcheck(services: dict[str, Any]) -> None:
     for name, svc in services.items():
         assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+
+
+def test_the_system_restarts_as_production_does_and_the_harness_on_failure(
+    services: dict[str, Any],
+) -> None:
+    for name, svc in services.items():
+        expected = "on-failure" if name == "prober" else "unless-stopped"
+        assert svc.get("restart") == expected, (name, svc.get("restart"))
+
+
+def test_the_agent_reaches_livekit_through_the_load_balancer_not_one_node(
+    services: dict[str, Any],
+) -> None:
+    agent = services["agent"]
+    assert agent["environment"]["LIVEKIT_URL"] == "ws://toxiproxy:17880"
+    assert layout.TOXIPROXY_LINKS["agent_livekit"][1] == "caddy:7880"
+    assert "livekit-1" not in agent["depends_on"]
+
+
+def test_every_scraped_service_is_in_the_stack() -> None:
+    from lkchaos.stack import monitoring
+
+    for targets, _ in monitoring.JOBS.values():
+        for target in targets:
+            host = target.split(":")[0]
+            assert host == "localhost" or host in layout.SERVICES, target
+    for instance in monitoring.REDIS_INSTANCES:
+        assert instance.split(":")[0] in layout.SERVICES

@@ -71,7 +71,7 @@ class FakeToxiproxy:
         pass
 
     def proxies(self) -> dict[str, Any]:
-        return {"agent_livekit": {}, "agent_whisper": {}, "agent_mcp": {}}
+        return {"agent_livekit": {}, "agent_whisper": {}, "agent_mcp": {}, "livekit_hooks": {}}
 
 
 @pytest.fixture

@@ -27,9 +27,15 @@ NO_RESOLVER = "needs a resolver: the target has none"
 NO_FAULTABLE = "needs a resolver lkchaos may fault: the target has none"
 NO_TOXIPROXY = "needs Toxiproxy: the target has none"
 NO_VOICE = "needs the voice section (the agent name callers dispatch): the target has none"
+NO_PROMETHEUS = "needs Prometheus: the target has no monitoring.prometheus_url"
+NO_ALERTMANAGER = "needs Alertmanager: the target has no monitoring.alertmanager_url"
+NO_RECEIVER = "needs a webhook receiver: the target has no monitoring.receiver_url"
+NO_INGRESS = "needs LiveKit Ingress: the target has no ingress section"
 MINIMAL_MISSING = {
     "lkchaos.redis.actions.sentinel_failover": NO_SENTINEL,
     "lkchaos.redis.probes.sentinel_master": NO_SENTINEL,
+    "lkchaos.redis.probes.remember_primary": NO_SENTINEL,
+    "lkchaos.redis.probes.primary_kept": NO_SENTINEL,
     "lkchaos.dns.probes.resolve_names": NO_RESOLVER,
     **{f"lkchaos.dns.actions.{f}": NO_FAULTABLE for f in (
         "stop_resolver", "start_resolver", "nxdomain_name", "wrong_address", "servfail_name",
@@ -42,6 +48,14 @@ MINIMAL_MISSING = {
         "actions.enable_proxy", "actions.reset")},
     "lkchaos.voice.probes.voice_round_trip": NO_VOICE,
     "lkchaos.voice.probes.voice_round_trips": NO_VOICE,
+    **{f"lkchaos.prometheus.probes.{f}": NO_PROMETHEUS for f in (
+        "query", "alert_state", "wait_for_alert", "targets_up")},
+    "lkchaos.prometheus.probes.alertmanager_alerts": NO_ALERTMANAGER,
+    "lkchaos.hooks.probes.room_webhooks": NO_RECEIVER,
+    "lkchaos.hooks.probes.alert_delivered": NO_RECEIVER,
+    "lkchaos.hooks.probes.webhooks_for_call": f"{NO_RECEIVER}; {NO_VOICE}",
+    "lkchaos.ingress.probes.rtmp_publish": NO_INGRESS,
+    "lkchaos.ingress.probes.whip_publish": NO_INGRESS,
 }  # fmt: skip
 
 
@@ -128,7 +142,7 @@ def test_experiments_that_do_not_apply_say_exactly_why() -> None:
         "        - needs the voice section (the agent name callers dispatch): the target has "
         "none (caller-answered-now, caller-answered)",
         "        - service 'livekit_node:2': the target has 1 livekit_node (lk-server), so "
-        "livekit_node:2 does not exist (kill-livekit-2, livekit-2-back)",
+        "livekit_node:2 does not exist (livekit-2-back)",
         "  no  agent-crash.json",
         "        - needs the voice section (the agent name callers dispatch): the target has "
         "none (caller-answered-now, caller-answered)",
@@ -197,8 +211,9 @@ def closed_port() -> str:
 
 def _target(tmp_path: Path, node: str, redis: str, proxy: str, resolver: str) -> Path:
     (tmp_path / "keys.env").write_text("LK_SECRET=s3cr3t-never-shown\n")
-    text = (MINIMAL.read_text().replace("http://127.0.0.1:7880", node)
-            .replace("127.0.0.1:6379", redis).replace("127.0.0.1:443", proxy))
+    # Quoted, so that a port put in by an earlier replacement is never matched again.
+    text = (MINIMAL.read_text().replace('"http://127.0.0.1:7880"', f'"{node}"')
+            .replace('"127.0.0.1:6379"', f'"{redis}"').replace('"127.0.0.1:443"', f'"{proxy}"'))
     text += f"resolver: {{kind: dnsmasq, address: \"{resolver}\"}}\n"
     path = tmp_path / "target.yaml"
     path.write_text(text)

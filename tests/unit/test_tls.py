@@ -279,6 +279,7 @@ def test_caddyfile_names_and_files() -> None:
     text = caddyfile(StackConfig())
     assert rotation.parse_caddyfile(text) == {
         NAME: ("/certs/lk.chaos.test.crt", "/certs/lk.chaos.test.key"),
+        "turn.chaos.test": ("/certs/turn.chaos.test.crt", "/certs/turn.chaos.test.key"),
         "whip.chaos.test": ("/certs/whip.chaos.test.crt", "/certs/whip.chaos.test.key"),
     }
     other = "https://a.test:443, b.test {\n\ttls /certs/ab.pem /certs/ab-key.pem\n}\n"
@@ -399,9 +400,9 @@ def test_swap_arguments_are_checked_before_anything(
 
 def test_names_caddy_does_not_serve_are_refused(caddy: FakeCaddy, certs_dir: Path) -> None:
     assert caddy.server is not None
-    with pytest.raises(ActivityFailed,
-                       match="LiveKit nodes.*names whose files lkchaos can swap: lk.chaos.test"):
-        actions.swap_certificate("turn.chaos.test", "expired",
+    with pytest.raises(ActivityFailed, match="serves no certificate file for 'media.chaos.test'; "
+                                             "names whose files lkchaos can swap: lk.chaos.test"):
+        actions.swap_certificate("media.chaos.test", "expired",
                                  configuration=conf(caddy.server, certs_dir))
     caddy.attrs["State"]["Status"] = "exited"
     with pytest.raises(ActivityFailed, match="not running"):

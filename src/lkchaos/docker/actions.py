@@ -18,7 +18,12 @@ takes only the signals whose default action ends the process (:data:`ENDING`: SI
 SIGTERM, SIGINT, SIGQUIT), so that its effect can be verified and ``start_service`` undoes it;
 a freeze is ``pause_service``.
 
-Rollbacks: ``start_service`` undoes kill and stop, ``unpause_service`` undoes pause. Both
+``crash_service`` is a crash as the runtime sees one: it kills the container's main process by
+its host PID from a short sidecar in the host's PID namespace (``docker kill`` counts as an
+operator's stop, after which the engine never applies the restart policy), then reports
+whether the restart policy brought the service back and how fast.
+
+Rollbacks: ``start_service`` undoes kill, crash and stop, ``unpause_service`` undoes pause. Both
 are safe to run when there is nothing to undo, and verify the service runs again. Example::
 
     {"type": "action", "name": "kill-the-agent",
@@ -43,13 +48,14 @@ from lkchaos.docker.client import (
     runtime_containers,
 )
 from lkchaos.errors import LkChaosError
+from lkchaos.network import sidecar
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 from lkchaos.values import check_number, check_service_name
 from lkchaos.verify import until
 
 __all__ = [
-    "kill_service", "stop_service", "pause_service", "restart_service",
+    "kill_service", "crash_service", "stop_service", "pause_service", "restart_service",
     "start_service", "unpause_service",
 ]
 
@@ -174,6 +180,84 @@ def kill_service(
         waited = _wait_down(container, name, started, f"{sig}") if sig in ENDING else 0.0
         return _result(settings, name, "kill", before, container, signal=sig,
                        verified_s=round(waited, 3))
+
+
+#: Restart policies under which the engine restarts a container whose process died.
+HEALING = frozenset({"always", "unless-stopped", "on-failure"})
+#: The crash sidecar: the host's PIDs, no network, no capability beyond Docker's default.
+CRASHER = sidecar.Options(network=False, net_admin=False, pid="host", what="crash sidecar",
+                          hint="The engine must allow a container in the host's PID namespace "
+                               "(--pid host) that may signal other containers' processes.")
+
+
+def _runtime(container: Any) -> dict[str, Any]:
+    """What the engine says of the container's process: state, start time, host PID, restart
+    count and restart policy."""
+    container.reload()
+    state = container.attrs.get("State", {})
+    policy = container.attrs.get("HostConfig", {}).get("RestartPolicy") or {}
+    return {"state": str(state.get("Status", "unknown")), "started_at": _started_at(container),
+            "pid": int(state.get("Pid") or 0),
+            "restart_count": int(container.attrs.get("RestartCount") or 0),
+            "restart_policy": str(policy.get("Name") or "no")}  # fmt: skip
+
+
+def _healed(container: Any, name: str, started: str, policy: str, after: float) -> float | None:
+    """Seconds from the crash until the engine ran the service again (new start time), or
+    None: the policy does not restart it, or it was not running again within the wait."""
+    if policy not in HEALING:
+        return None
+    try:
+        _, waited = until(lambda: _runtime(container),
+                          lambda seen: seen["state"] == "running" and seen["started_at"] != started,
+                          f"the restart of {name} by its policy {policy}")  # fmt: skip
+    except ActivityFailed:
+        return None
+    return round(after + waited, 3)
+
+
+def crash_service(
+    service: str,
+    signal: str = "SIGKILL",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Crash a service: its main process killed by its host PID (``State.Pid``), from a
+    short sidecar in the host's PID namespace, so that the engine sees a crash, not an
+    operator's stop, and applies the restart policy (``docker kill`` never does).
+
+    ``signal`` is SIGKILL (default), SIGTERM, SIGINT or SIGQUIT; a main process that is its
+    namespace's init and has no handler for the signal ignores all but SIGKILL, and the
+    action then fails as not in effect. Verified: the container exited, or runs again with a
+    new start time, within ``LKCHAOS_VERIFY_S``. Returns ``{"service", "role", "action":
+    "crash", "signal", "pid" (host PID killed), "before", "after" (states), "restart_policy"
+    (no, always, unless-stopped, on-failure), "restart_count_before", "restart_count_after",
+    "restarted" (bool: the runtime ran it again), "healed_s" (seconds from the kill until it
+    ran again, or null), "verified_s"}``. Rollback: ``start_service`` (it starts the service
+    only if the runtime did not)."""
+    settings = Settings.load(configuration, secrets)
+    sig = _signal_name(signal)
+    with _target(settings, service, None, single=True) as (container, name):
+        seen = _runtime(container)
+        if seen["state"] != "running" or seen["pid"] <= 0:
+            raise ActivityFailed(f"{name} is {seen['state']}, not running: nothing to crash "
+                                 f"(start it first: start_service {name!r})")  # fmt: skip
+        _record(settings, "stopped", name, "start_service")
+        script = f"kill -s {sig.removeprefix('SIG')} {seen['pid']}"
+        try:
+            client = container.client
+            sidecar.ensure_image(client)
+            sidecar.run(client, container, script, options=CRASHER)
+        except LkChaosError as exc:
+            raise ActivityFailed(f"crashing {name} failed: {exc}") from exc
+        waited = _wait_down(container, name, seen["started_at"], f"the crash ({sig})")
+        healed = _healed(container, name, seen["started_at"], seen["restart_policy"], waited)
+        after = _runtime(container)
+        return _result(settings, name, "crash", seen["state"], container, signal=sig,
+                       pid=seen["pid"], restart_policy=seen["restart_policy"],
+                       restart_count_before=seen["restart_count"],
+                       restart_count_after=after["restart_count"], restarted=healed is not None,
+                       healed_s=healed, verified_s=round(waited, 3))
 
 
 def stop_service(

@@ -20,7 +20,7 @@ from lkchaos.errors import LkChaosError
 from lkchaos.settings import Settings
 from lkchaos.values import check_service_name
 
-__all__ = ["services_health", "all_services_healthy", "service_health"]
+__all__ = ["services_health", "all_services_healthy", "service_health", "service_restarts"]
 
 
 def services_health(
@@ -73,3 +73,31 @@ def service_health(
     settings = Settings.load(configuration, secrets)
     name = roles.resolve_one(settings, check_service_name("service", service))
     return dict(services_health([name], configuration, secrets)["services"][name])
+
+
+def service_restarts(
+    service: str, configuration: Configuration = None, secrets: Secrets = None
+) -> dict[str, Any]:
+    """Whether the runtime heals a service: ``{"running" (bool), "restart_count" (restarts by
+    the engine since the container was created), "started_at" (its process's start time,
+    RFC 3339), "restart_policy" (no, always, unless-stopped, on-failure)}``. After
+    ``crash_service``, ``running`` true with a new ``started_at`` shows the runtime healed it."""
+    settings = Settings.load(configuration, secrets)
+    name = roles.resolve_one(settings, check_service_name("service", service))
+    try:
+        with docker_session() as client:
+            containers = runtime_containers(client, settings)
+            if name not in containers:
+                from lkchaos.docker.client import no_container
+
+                raise ActivityFailed(no_container(name, settings, containers))
+            container = containers[name]
+            container.reload()
+    except LkChaosError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    state = container.attrs.get("State", {})
+    policy = container.attrs.get("HostConfig", {}).get("RestartPolicy") or {}
+    return {"running": state.get("Status") == "running",
+            "restart_count": int(container.attrs.get("RestartCount") or 0),
+            "started_at": str(state.get("StartedAt", "")),
+            "restart_policy": str(policy.get("Name") or "no")}

@@ -20,6 +20,11 @@ ledger, bounded by ``duration_s`` (at most an hour) and ends by itself::
      "provider": {"type": "python", "module": "lkchaos.livekit.actions",
                   "func": "hold_participants",
                   "arguments": {"room": "held-call", "count": 2, "duration_s": 300}}}
+
+``kill_node_hosting`` kills the LiveKit node that hosts a room (the node Redis's
+``room_node_map`` names for it), so a node-loss experiment hits the calls it holds rather
+than a node chosen in advance; its rollback is ``lkchaos.docker.actions.start_service`` on the
+``service`` it returns, or ``start_service`` on every ``livekit_node`` member.
 """
 
 from typing import Any, Dict
@@ -36,7 +41,8 @@ from lkchaos.settings import Settings
 from lkchaos.values import check_number, check_text
 from lkchaos.verify import until
 
-__all__ = ["create_room", "delete_room", "hold_participants", "release_participants"]
+__all__ = ["create_room", "delete_room", "hold_participants", "release_participants",
+           "kill_node_hosting"]
 
 UNDO = "lkchaos.livekit.actions"
 HELD = "held_participants"
@@ -114,8 +120,10 @@ def _rooms(settings: Settings, name: str, node: int) -> set[str]:
     return client.call(_node(settings, node), settings, listed)
 
 
-def _listed(settings: Settings, room: str, node: int = 0) -> set[str]:
-    """The identities RoomService lists in ``room`` now (none when the room is gone)."""
+def _listed(settings: Settings, room: str) -> set[str]:
+    """The identities RoomService lists in ``room`` now (none when the room is gone), asked of
+    the first node that answers: RoomService answers for the whole cluster, and a node-loss
+    experiment must still see its held participants through the surviving node."""
     async def identities(c: api.LiveKitAPI) -> set[str]:
         listed = await c.room.list_rooms(api.ListRoomsRequest(names=[room]))
         if not listed.rooms:
@@ -123,7 +131,13 @@ def _listed(settings: Settings, room: str, node: int = 0) -> set[str]:
         found = await c.room.list_participants(api.ListParticipantsRequest(room=room))
         return {p.identity for p in found.participants}
 
-    return client.call(_node(settings, node), settings, identities)
+    failures: list[str] = []
+    for url in settings.livekit_node_urls:
+        try:
+            return client.call(url, settings, identities)
+        except Exception as exc:  # the node is down or refuses: ask the next one
+            failures.append(f"{url}: {type(exc).__name__}: {exc}")
+    raise LkChaosError("no LiveKit node answered RoomService: " + "; ".join(failures))
 
 
 def _prober(settings: Settings, method: str, path: str, body: Any = None,
@@ -193,3 +207,63 @@ def release_participants(
           describe=lambda seen: f"listed {sorted(seen)}")
     ledger.forget(settings.state_dir, HELD, room)
     return result
+
+
+def node_hosting(settings: Settings, room: str) -> tuple[str, str, str]:
+    """(runtime name, node id, node IP) of the LiveKit node hosting ``room``, from Redis's
+    ``room_node_map`` and ``nodes``, matched to a ``livekit_node`` container by IP address or
+    name. Raises ActivityFailed naming what is missing."""
+    from lkchaos.docker.client import docker_session, runtime_containers
+    from lkchaos.livekit import state
+    from lkchaos.redis.nodes import matches
+
+    try:
+        store = state.read_store(settings)
+    except (LkChaosError, OSError) as exc:
+        raise ActivityFailed(f"cannot read LiveKit's room state from Redis: {exc}") from exc
+    node_id = store.room_nodes.get(room)
+    if not node_id:
+        hosted = ", ".join(sorted(store.room_nodes)) or "none"
+        raise ActivityFailed(
+            f"no LiveKit node hosts room {room!r} (rooms with a node: {hosted}); create or "
+            "hold the room first (create_room, hold_participants)"
+        )
+    node = store.nodes.get(node_id)
+    if node is None or not node.ip:
+        raise ActivityFailed(f"room {room!r} is mapped to node {node_id}, which Redis does not "
+                             "list with an address (the node may already be gone)")
+    members = list(settings.roles.get("livekit_node", ()))
+    if not members:
+        raise ActivityFailed("the target maps no livekit_node; add `roles: {livekit_node: "
+                             "[NAME, ...]}` to the target file")
+    with docker_session() as docker:
+        containers = runtime_containers(docker, settings)
+        for name in members:
+            container = containers.get(name)
+            if container is not None and matches(node.ip, name, container):
+                return name, node_id, node.ip
+    raise ActivityFailed(
+        f"room {room!r} is on node {node_id} at {node.ip}, and no livekit_node container "
+        f"({', '.join(members)}) has that address or name; check the target's roles"
+    )
+
+
+def kill_node_hosting(
+    room: str,
+    signal: str = "SIGKILL",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Kill the LiveKit node hosting ``room`` (see :func:`node_hosting`) with
+    ``lkchaos.docker.actions.kill_service``: its ledger entry, verification and result, plus
+    ``{"room", "node_id", "node_ip"}``. Rollback: ``start_service`` on ``livekit_node`` (every
+    member: starting a running node is a no-op)."""
+    from lkchaos.docker import actions as docker_actions
+
+    check_text("room", room)
+    docker_actions._signal_name(signal)
+    settings = Settings.load(configuration, secrets)
+    service, node_id, node_ip = node_hosting(settings, room)
+    result = docker_actions.kill_service(service=service, signal=signal,
+                                         configuration=configuration, secrets=secrets)
+    return {**result, "room": room, "node_id": node_id, "node_ip": node_ip}

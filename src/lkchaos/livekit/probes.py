@@ -39,6 +39,21 @@ room, a participant or an agent was lost since (tolerance ``{"type": "jsonpath",
 hypothesis with ``chaos run --hypothesis-strategy=after-method-only``, so the comparison runs
 only after the fault. ``roomservice_latency`` times ListRooms on each node.
 
+``join_token_skew`` mints a join token as an issuer whose clock is ``skew_s`` seconds ahead
+(negative: behind) would, asks a node's ``/rtc/validate`` whether it accepts it, and returns
+``{"skew_s": 90, "accepted": false, "accepted_by": 0, "status": 401, "reason": "token has
+invalid claims: token is not valid yet", "leeway_s": 60, "nodes": {"http://127.0.0.1:27880":
+{"accepted": false, "status": 401, "reason": "..."}}}`` (tolerances ``{"type": "jsonpath",
+"path": "$.accepted", "expect": true}``; every node refusing: ``{"type": "jsonpath", "path":
+"$.accepted_by", "expect": 0}``).
+
+``node_drained`` says whether a LiveKit node sent a stop signal (``stop_service`` or
+``kill_service`` with SIGTERM, recorded in the fault ledger) drained and exited by itself
+within ``within_s``: ``{"ok": false, "service": "livekit-1", "asked": true, "state": "exited",
+"drain_s": 30.1, "within_s": 10, "exit_code": 137, "killed": true, "since_signal_s": 31.0}`` is
+a node that was still draining when its grace period ran out; with no stop sent in the run,
+``{"ok": true, "asked": false}``, so it holds before the fault.
+
 Errors: Redis unreachable, missing API keys, or a missing snapshot raise ``ActivityFailed``
 (nothing can be judged); a LiveKit node that does not answer gives ``ok: false`` and says so,
 so that a tolerance decides.
@@ -57,11 +72,15 @@ from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 from livekit import api
 
+from lkchaos import roles
+from lkchaos.docker.client import docker_session, runtime_containers
 from lkchaos.errors import LkChaosError
 from lkchaos.httpclient import shared_client
 from lkchaos.livekit import client as lk
-from lkchaos.livekit import state
+from lkchaos.livekit import state, tokens
+from lkchaos.safety import ledger
 from lkchaos.settings import Settings
+from lkchaos.values import check_number, check_service_name, check_text
 
 __all__ = [
     "nodes_health",
@@ -69,8 +88,12 @@ __all__ = [
     "snapshot_room_state",
     "compare_room_state",
     "roomservice_latency",
+    "join_token_skew",
+    "node_drained",
 ]
 
+#: A process's exit code after SIGKILL (128 + 9), as Docker records it.
+KILLED_EXIT_CODE = 137
 SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -351,3 +374,161 @@ def roomservice_latency(
     answered = bool(nodes) and len(times) == len(nodes)
     fast = max_ms is None or (slowest is not None and slowest <= max_ms)
     return {"ok": answered and fast, "slowest_ms": slowest, "max_ms": max_ms, "nodes": nodes}
+
+
+def _check_skew(skew_s: Any, node: Any, ttl_s: Any, timeout: Any) -> None:
+    """The arguments of ``join_token_skew``, as its preflight checks them."""
+    limit = tokens.MAX_SKEW_S
+    check_number("skew_s", skew_s, "seconds", minimum=-limit, maximum=limit)
+    if node is not None:
+        check_number("node", node, "node index (0 is the first of livekit_node_urls)",
+                     whole=True)  # fmt: skip
+    check_number("ttl_s", ttl_s, "seconds", minimum=1, maximum=limit, whole=True)
+    check_number("timeout", timeout, "seconds", strict=True)
+
+
+def join_token_skew(
+    skew_s: float = 0.0,
+    node: int = None,  # type: ignore[assignment]
+    ttl_s: int = 600,
+    room: str = "lkchaos-clock-skew",
+    timeout: float = 5.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """Mint a join token for ``room`` (valid ``ttl_s`` seconds) as an issuer whose clock is
+    ``skew_s`` seconds ahead of the nodes' (negative: behind), and ask every node (or node
+    ``node``, an index into livekit_node_urls) whether it accepts it, with LiveKit's own
+    ``/rtc/validate``. ``accepted`` is true when every node asked accepts it;
+    ``accepted_by`` counts those that do; ``status`` and ``reason`` are the first refusal's
+    (200 and ``success`` when none refused).
+
+    LiveKit allows one minute of leeway on ``nbf`` and ``exp`` (livekit/protocol
+    ``auth/verifier.go``, ``tokenLeeway = time.Minute``) and does not check ``iat``: ahead by
+    up to 60 s is accepted, ahead by more is refused; behind is accepted while
+    ``-skew_s < ttl_s + 60``. No room is created and nobody joins."""
+    _check_skew(skew_s, node, ttl_s, timeout)
+    check_text("room", room)
+    settings = Settings.load(configuration, secrets)
+    urls = list(settings.livekit_node_urls)
+    if node is not None:
+        if not 0 <= int(node) < len(urls):
+            raise ActivityFailed(f"node must be from 0 to {len(urls) - 1}: livekit_node_urls "
+                                 f"has {len(urls)} nodes ({', '.join(urls)})")  # fmt: skip
+        urls = [urls[int(node)]]
+    try:
+        token = tokens.skewed_token(settings, float(skew_s), "lkchaos-clock-skew", room,
+                                    int(ttl_s))  # fmt: skip
+    except LkChaosError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    verdicts: dict[str, tokens.Verdict] = {}
+    for url in urls:
+        try:
+            verdicts[url] = tokens.validate(url, token, timeout)
+        except httpx.HTTPError as exc:
+            raise ActivityFailed(
+                f"LiveKit at {url} did not answer /rtc/validate ({type(exc).__name__}: "
+                f"{exc}): nothing can be said of the token; check it with nodes_health"
+            ) from exc
+    refused = [v for v in verdicts.values() if not v.accepted]
+    first = refused[0] if refused else tokens.Verdict(True, 200, "success")
+    return {"skew_s": skew_s, "accepted": not refused and bool(verdicts),
+            "accepted_by": len(verdicts) - len(refused), "status": first.status,
+            "reason": first.reason, "leeway_s": tokens.LEEWAY_S,
+            "nodes": {url: {"accepted": v.accepted, "status": v.status, "reason": v.reason}
+                      for url, v in verdicts.items()}}
+
+
+def _drain_state(settings: Settings, name: str,
+                 asked: dt.datetime) -> tuple[str, float | None, int | None]:  # fmt: skip
+    """``draining`` while the process that got the signal still runs, else ``exited`` (or
+    ``restarted``: running again, started after the signal); the seconds from the signal to
+    that process's exit (Docker's ``FinishedAt``), or None; and its exit code while the
+    container has not run again, or None."""
+    with docker_session() as docker:
+        container = runtime_containers(docker, settings)[name]
+        container.reload()
+    seen = container.attrs.get("State", {})
+    finished = _docker_time(seen.get("FinishedAt"))
+    drain_s = round((finished - asked).total_seconds(), 1) if finished > asked else None
+    if seen.get("Status") not in ("running", "paused"):
+        return "exited", drain_s, int(seen.get("ExitCode") or 0)
+    if _docker_time(seen.get("StartedAt")) > asked:
+        return "restarted", drain_s, None
+    return "draining", None, None
+
+
+def _docker_time(value: Any) -> dt.datetime:
+    """Docker's ``2026-11-30T07:13:45.123456789Z`` (nanoseconds, UTC) as a datetime; its
+    zero time (``0001-01-01T00:00:00Z``, never) as the earliest."""
+    text = str(value or "0001-01-01T00:00:00Z").removesuffix("Z")
+    whole, _, fraction = text.partition(".")
+    return dt.datetime.fromisoformat(f"{whole}.{(fraction + '000000')[:6]}+00:00")
+
+
+def _signal_time(settings: Settings, name: str,
+                 pending: dt.datetime | None) -> dt.datetime | None:  # fmt: skip
+    """The time of the stop signal: the ledger's entry while it is pending, noted in the
+    state folder's snapshots (cleared when a run starts) so that it is still known once
+    ``start_service`` has forgotten the entry; None when this run sent none."""
+    path = Path(settings.state_dir) / "snapshots" / f"drain-{name}.json"
+    try:
+        if pending is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"signalled_at": pending.isoformat()}) + "\n")
+            return pending
+        if not path.is_file():
+            return None
+        return dt.datetime.fromisoformat(json.loads(path.read_text())["signalled_at"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ActivityFailed(f"cannot note or read when {name} was signalled ({path}): {exc}. "
+                             "Check the state folder (LKCHAOS_STATE_DIR)") from exc
+
+
+def node_drained(
+    service: str = "livekit_node:1",
+    within_s: float = 60.0,
+    wait_s: float = 30.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """Whether the LiveKit node ``service`` (a role such as ``livekit_node:1``, or a runtime
+    name), sent a stop signal that the fault ledger still holds (``kill_service`` records
+    one before signalling), exited within ``within_s`` seconds of the signal, waiting up to
+    ``wait_s`` seconds for it to exit. Returns ``state`` (``draining``: the signalled process
+    still runs; ``exited``; ``restarted``), ``drain_s`` (signal to exit, from Docker's
+    ``FinishedAt``), ``exit_code`` and ``killed`` (137: the grace period of ``stop_service``
+    ran out and the runtime sent SIGKILL) and ``ok``. ``ok`` false is a node stuck draining,
+    killed at the end of its grace period, or whose drain took longer than ``within_s``
+    (LiveKit waits for its participants to leave, then deregisters from Redis, before it
+    exits). The signal's time is noted on the first call
+    that sees it, so a later call still judges the drain once ``start_service`` has started
+    the node again. With no stop sent in this run, ``ok`` true and ``asked`` false: the probe
+    holds before the fault."""
+    check_service_name("service", service)
+    check_number("within_s", within_s, "seconds")
+    check_number("wait_s", wait_s, "seconds")
+    settings = Settings.load(configuration, secrets)
+    name = roles.resolve_one(settings, service)
+    try:
+        asked = [dt.datetime.fromisoformat(f.at) for f in ledger.pending(settings.state_dir)
+                 if f.kind == "stopped" and f.target == name]  # fmt: skip
+    except LkChaosError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    asked_at = _signal_time(settings, name, asked[-1] if asked else None)
+    if asked_at is None:
+        return {"ok": True, "service": name, "asked": False}
+    deadline = time.monotonic() + float(wait_s)
+    try:
+        while (seen := _drain_state(settings, name, asked_at))[0] == "draining" and (
+                time.monotonic() < deadline):  # fmt: skip
+            time.sleep(0.5)
+    except (LkChaosError, KeyError, ValueError) as exc:
+        raise ActivityFailed(f"cannot tell whether {name} exited: {exc}") from exc
+    state_now, drain_s, exit_code = seen
+    killed = exit_code == KILLED_EXIT_CODE
+    since = dt.datetime.now(dt.UTC) - asked_at
+    return {"ok": drain_s is not None and drain_s <= within_s and not killed, "service": name,
+            "asked": True, "state": state_now, "drain_s": drain_s, "within_s": within_s,
+            "exit_code": exit_code, "killed": killed,
+            "since_signal_s": round(since.total_seconds(), 1)}

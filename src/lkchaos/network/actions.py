@@ -316,7 +316,8 @@ def block_udp(
 ) -> Dict[str, Any]:
     """Drop every UDP packet to or from a LiveKit node's UDP ICE and TURN ports (7882 and 3478
     by default; ``ports`` must be UDP), so clients fall back to ICE over TCP (7881) or
-    TURN/TLS (5349). Replaces an earlier block. Rollback: ``clear_network_faults``."""
+    TURN/TLS (443, through the TLS proxy). Replaces an earlier block. Rollback:
+    ``clear_network_faults``."""
     _check_service(service)
     port_map = _checked(rules.parse_ports, ports, rules.UDP_ICE_PORTS, udp_only=True)
     settings = Settings.load(configuration, secrets)

@@ -31,7 +31,8 @@ NETEM_HANDLE = "4c4d"
 CHECK_HANDLE = "4c4e"
 #: A LiveKit node's UDP media: ICE (one muxed port), TURN/UDP, and TURN's relay range.
 MEDIA_PORTS = ("7882/udp", "3478/udp", "30000-30100/udp")
-#: What ``block_udp`` drops so that clients fall back to ICE/TCP (7881) and TURN/TLS (5349).
+#: What ``block_udp`` drops so that clients fall back to ICE/TCP (7881) and TURN/TLS (443 on
+#: the TLS proxy, as LiveKit advertises it).
 UDP_ICE_PORTS = ("7882/udp", "3478/udp")
 MULTIPORT_SLOTS = 15
 #: The interfaces of the namespace (``lo`` included), one per line.

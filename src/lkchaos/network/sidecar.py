@@ -1,18 +1,25 @@
-"""The network-fault sidecar: a short-lived container in a target's network namespace.
+"""The fault sidecar: a short-lived container beside a target container.
 
-``docker run --rm --network container:<target> --cap-add NET_ADMIN lkchaos/nettools:<version>
-sh -c <script>``, through the Docker SDK, with a timeout. The image (Debian with iptables and
-iproute2) is built on demand from the Dockerfile that ships in this package
-(``lkchaos/network/nettools/Dockerfile``), and built again when that Dockerfile changes: the
-image carries the file's SHA-256 as a label. Every call has a timeout; failures raise
-:class:`SidecarError` saying what to do.
+By default it runs in the target's network namespace (``docker run --rm --network
+container:<target> --cap-add NET_ADMIN lkchaos/nettools:<version> sh -c <script>``), through
+the Docker SDK, with a timeout. :class:`Options` runs it otherwise: in the host's PID namespace
+(a crash by host PID), inside the target's cgroup (``--cgroup-parent``: CPU and memory
+pressure the target's own limits and accounting apply to), in the target's PID namespace, with
+the target's volumes (``--volumes-from``: disk filling), or with no network at all.
+:func:`start` starts one detached (a bounded load that outlives the call).
+
+The image (Debian with iptables, iproute2 and stress-ng) is built on demand from the Dockerfile
+that ships in this package (``lkchaos/network/nettools/Dockerfile``), and built again when that
+Dockerfile changes: the image carries the file's SHA-256 as a label. Every call has a timeout;
+failures raise :class:`SidecarError` saying what to do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -104,27 +111,72 @@ def ensure_image(client: Any) -> str:
     return IMAGE
 
 
-def run(client: Any, target: Any, script: str, timeout: float = RUN_TIMEOUT) -> str:
-    """Run ``script`` with ``sh`` in ``target``'s network namespace; its standard output."""
+@dataclass(frozen=True)
+class Options:
+    """How a sidecar sits beside its target; the default is the network sidecar.
+
+    ``network``: join the target's network namespace (else no network at all);
+    ``net_admin``: with NET_ADMIN; ``pid``: ``"host"`` (the host's PID namespace),
+    ``"target"`` (the target's) or ``""`` (its own); ``cgroup_parent``: a cgroup to run
+    inside (the target's, so its limits apply); ``volumes_from``: mount the target's volumes
+    at their paths; ``labels``: more labels (:data:`SIDECAR_LABEL` is always set);
+    ``what``: how errors name it; ``hint``: what errors advise when its script fails."""
+
+    network: bool = True
+    net_admin: bool = True
+    pid: str = ""
+    cgroup_parent: str = ""
+    volumes_from: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    what: str = "network sidecar"
+    hint: str = ("The container needs iptables (nf_tables) and tc support in the kernel, and "
+                 "the engine must allow NET_ADMIN.")  # fmt: skip
+
+
+NETWORK = Options()
+
+
+def create_kwargs(target: Any, options: Options) -> dict[str, Any]:
+    """The Docker SDK's ``containers.create`` arguments for a sidecar of ``target``."""
+    name = str(getattr(target, "name", target))
+    kwargs: dict[str, Any] = {
+        "network_mode": f"container:{target.id}" if options.network else "none",
+        "labels": {SIDECAR_LABEL: name, **options.labels},
+    }
+    if options.net_admin:
+        kwargs["cap_add"] = ["NET_ADMIN"]
+    if options.pid:
+        kwargs["pid_mode"] = "host" if options.pid == "host" else f"container:{target.id}"
+    if options.cgroup_parent:
+        kwargs["cgroup_parent"] = options.cgroup_parent
+    if options.volumes_from:
+        kwargs["volumes_from"] = [str(target.id)]
+    return kwargs
+
+
+def run(client: Any, target: Any, script: str, timeout: float = RUN_TIMEOUT,
+        options: Options = NETWORK) -> str:  # fmt: skip
+    """Run ``script`` with ``sh`` beside ``target`` (by default in its network namespace);
+    its standard output."""
     from docker.errors import DockerException
     from requests.exceptions import RequestException
 
     name = str(getattr(target, "name", target))
+    what = options.what
     sidecar = None
     try:
-        sidecar = client.containers.create(
-            IMAGE, ["sh", "-c", script], network_mode=f"container:{target.id}",
-            cap_add=["NET_ADMIN"], labels={SIDECAR_LABEL: name},
-        )  # fmt: skip
+        sidecar = client.containers.create(IMAGE, ["sh", "-c", script],
+                                           **create_kwargs(target, options))  # fmt: skip
         sidecar.start()
         status = int(sidecar.wait(timeout=timeout).get("StatusCode", -1))
         out = sidecar.logs(stdout=True, stderr=False).decode("utf-8", "replace")
         err = sidecar.logs(stdout=False, stderr=True).decode("utf-8", "replace")
     except RequestException as exc:
-        raise SidecarError(f"the network sidecar in {name} did not finish in {timeout:.0f} s "
+        raise SidecarError(f"the {what} in {name} did not finish in {timeout:.0f} s "
                            "(is the Docker engine overloaded?)") from exc  # fmt: skip
     except DockerException as exc:
-        raise SidecarError(f"cannot run the network sidecar in {name}'s network: {exc}") from exc
+        where = f"in {name}'s network" if options == NETWORK else f"beside {name}"
+        raise SidecarError(f"cannot run the {what} {where}: {exc}") from exc
     finally:
         if sidecar is not None:
             try:
@@ -132,13 +184,35 @@ def run(client: Any, target: Any, script: str, timeout: float = RUN_TIMEOUT) -> 
             except (DockerException, RequestException):
                 pass  # the recovery sweep removes leftover sidecars
     if status != 0:
-        step = _EXITS.get(status, f"its script (exit status {status})")
+        step = _EXITS.get(status, f"its script (exit status {status})") if options == NETWORK \
+            else f"its script (exit status {status})"
         raise SidecarError(
-            f"the network sidecar failed {step} in {name}: {err.strip()[-800:] or out[-800:]}\n"
-            "The container needs iptables (nf_tables) and tc support in the kernel, and the "
-            "engine must allow NET_ADMIN."
+            f"the {what} failed {step} in {name}: {err.strip()[-800:] or out[-800:]}\n"
+            f"{options.hint}"
         )
     return str(out)
+
+
+def start(client: Any, target: Any, command: Sequence[str], options: Options) -> Any:
+    """Start ``command`` detached beside ``target``; the engine removes the container when
+    the command ends (bound it: ``timeout``, ``--timeout``). The started container."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    name = str(getattr(target, "name", target))
+    sidecar = None
+    try:
+        sidecar = client.containers.create(IMAGE, list(command), auto_remove=True,
+                                           **create_kwargs(target, options))  # fmt: skip
+        sidecar.start()
+        return sidecar
+    except (DockerException, RequestException) as exc:
+        if sidecar is not None:
+            try:
+                sidecar.remove(force=True)
+            except (DockerException, RequestException):
+                pass  # the recovery sweep removes leftover sidecars
+        raise SidecarError(f"cannot start the {options.what} beside {name}: {exc}") from exc
 
 
 def addresses(container: Any) -> list[str]:

@@ -26,8 +26,10 @@ from lkchaos.settings import Settings
 #: Which argument of which activity names which kind of deployment object.
 TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
     **{f"lkchaos.docker.actions.{f}": (("service", "service"), ("one_of", "services"))
-       for f in ("kill_service", "stop_service", "pause_service", "restart_service",
-                 "start_service", "unpause_service")},  # fmt: skip
+       for f in ("kill_service", "crash_service", "stop_service", "pause_service",
+                 "restart_service", "start_service", "unpause_service")},  # fmt: skip
+    **{f"lkchaos.stress.actions.{f}": (("service", "service"),)
+       for f in ("cpu_pressure", "memory_pressure", "end_pressure", "fill_disk", "free_disk")},
     **{f"lkchaos.network.actions.{f}": (("service", "service"),)
        for f in ("partition", "media_packet_loss", "limit_bandwidth", "block_udp",
                  "heal_partition", "clear_network_faults")},  # fmt: skip

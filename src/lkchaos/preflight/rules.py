@@ -21,14 +21,19 @@ from lkchaos import roles
 from lkchaos.dns import actions as dns_actions
 from lkchaos.dns import probes as dns_probes
 from lkchaos.docker import actions as docker_actions
+from lkchaos.hooks import probes as hooks_probes
+from lkchaos.ingress import probes as ingress_probes
 from lkchaos.livekit import actions as livekit_actions
 from lkchaos.livekit import hold as livekit_hold
 from lkchaos.livekit import probes as livekit_probes
 from lkchaos.livekit.probes import SNAPSHOT_NAME
 from lkchaos.network import actions as network_actions
 from lkchaos.network import rules as network_rules
+from lkchaos.prometheus import probes as prom_probes
 from lkchaos.redis import actions as redis_actions
+from lkchaos.redis import probes as redis_probes
 from lkchaos.settings import Settings
+from lkchaos.stress import actions as stress_actions
 from lkchaos.target.model import LinkRole
 from lkchaos.tls import actions as tls_actions
 from lkchaos.tls import probes as tls_probes
@@ -175,6 +180,18 @@ def _node(a: Args, c: Context) -> object:
     return None
 
 
+def _token_skew(a: Args, c: Context) -> object:
+    node = a.get("node")
+    livekit_probes._check_skew(a.get("skew_s", 0.0), node, a.get("ttl_s", 600),
+                               a.get("timeout", 5.0))  # fmt: skip
+    check_text("room", a.get("room", "lkchaos-clock-skew"))
+    urls = c.settings.livekit_node_urls if c.settings else ()
+    if urls and node is not None and not 0 <= node < len(urls):
+        raise ActivityFailed(f"node must be from 0 to {len(urls) - 1}: livekit_node_urls has "
+                             f"{len(urls)} nodes ({', '.join(urls)})")  # fmt: skip
+    return None
+
+
 #: ``reset_peer`` needs no attribute: a check of it with ``{}`` checks the stream and toxicity.
 _STREAM = Rule(("stream",), lambda a, c: toxi_actions._check_toxic(
     "x", "reset_peer", {}, a.get("stream"), 1.0))
@@ -300,6 +317,11 @@ def _path(a: Args, c: Context) -> object:
     return path
 
 
+def _optional_mib(name: str) -> Rule:
+    return Rule((name,), lambda a, c: stress_actions._check_megabytes(name, a.get(name),
+                                                                      optional=True))
+
+
 _VOICE = Rule(("question", "expected", "stage_timeouts"), _voice)
 _URLS = Rule(("urls",), _urls)
 
@@ -313,12 +335,37 @@ RULES: dict[str, list[Rule]] = {
                                        _rule("timeout")(lambda a, c: docker_actions
                                                         ._check_timeout(a.get("timeout")))]
        for f in ("stop_service", "restart_service")},
+    "lkchaos.docker.actions.crash_service": [
+        Rule(("service",), _service),
+        _rule("signal")(lambda a, c: docker_actions._signal_name(a.get("signal", "SIGKILL")))],
     "lkchaos.docker.actions.pause_service": [Rule(("service", "one_of"), _target)],
     "lkchaos.docker.actions.start_service": [Rule(("service",), _service)],
     "lkchaos.docker.actions.unpause_service": [Rule(("service",), _service)],
     "lkchaos.docker.probes.services_health": [Rule(("services",), _services)],
     "lkchaos.docker.probes.all_services_healthy": [Rule(("services",), _services)],
     "lkchaos.docker.probes.service_health": [Rule(("service",), _probed_service)],
+    # stress
+    "lkchaos.stress.actions.cpu_pressure": [
+        Rule(("service",), _service),
+        _rule("workers")(lambda a, c: stress_actions._check_workers(a.get("workers", 1))),
+        _rule("load_percent")(lambda a, c: stress_actions._check_load(
+            a.get("load_percent", 100))),
+        _rule("duration_s")(lambda a, c: stress_actions._check_duration(
+            a.get("duration_s", 60)))],
+    "lkchaos.stress.actions.memory_pressure": [
+        Rule(("service",), _service),
+        _rule("megabytes")(lambda a, c: stress_actions._check_megabytes(
+            "megabytes", a.get("megabytes"))),
+        _rule("duration_s")(lambda a, c: stress_actions._check_duration(
+            a.get("duration_s", 60)))],
+    "lkchaos.stress.actions.end_pressure": [Rule(("service",), _service)],
+    "lkchaos.stress.actions.fill_disk": [
+        Rule(("service",), _service),
+        _rule("path")(lambda a, c: stress_actions._check_path(a.get("path"))),
+        _optional_mib("megabytes"), _optional_mib("leave_free_mb")],
+    "lkchaos.stress.actions.free_disk": [
+        Rule(("service",), _service),
+        _rule("path")(lambda a, c: stress_actions._check_path(a.get("path")))],
     # toxiproxy
     "lkchaos.toxiproxy.actions.add_toxic": [
         Rule(("proxy",), _proxy),
@@ -411,12 +458,43 @@ RULES: dict[str, list[Rule]] = {
     "lkchaos.redis.actions.restore_old_primary": [
         Rule(("service",), _redis_service),
         _rule("wait_s")(lambda a, c: redis_actions._check_wait(a.get("wait_s")))],
+    "lkchaos.redis.actions.stall_primary": [
+        _rule("pause_ms", "every_s", "duration_s", "mode")(
+            lambda a, c: redis_actions._check_stall(
+                a.get("pause_ms", 1500), a.get("every_s", 2.0), a.get("duration_s", 30.0),
+                a.get("mode", "ALL")))],
+    "lkchaos.redis.actions.unstall_primary": [
+        _rule("wait_s")(lambda a, c: redis_actions._check_wait(a.get("wait_s", 30.0)))],
+    **{f"lkchaos.redis.probes.{f}": [
+        _rule("name")(lambda a, c: redis_probes._check_name(a.get("name", "primary")))]
+       for f in ("remember_primary", "primary_kept")},
     # livekit
     "lkchaos.livekit.actions.create_room": [Rule(("name", "empty_timeout", "node"), _node)],
     "lkchaos.livekit.actions.delete_room": [Rule(("name", "node"), _node)],
     "lkchaos.livekit.actions.hold_participants": [
         Rule(("room", "count", "duration_s"), _hold)],
     "lkchaos.livekit.actions.release_participants": [Rule(("room",), _release)],
+    "lkchaos.livekit.actions.kill_node_hosting": [
+        _rule("room")(lambda a, c: check_text("room", a.get("room"))),
+        _rule("signal")(lambda a, c: docker_actions._signal_name(a.get("signal", "SIGKILL")))],
+    # webhook receiver
+    "lkchaos.hooks.probes.room_webhooks": [
+        _rule("room", "since_s")(lambda a, c: hooks_probes._check_room_args(
+            a.get("room"), a.get("since_s", 600.0))),
+        _rule("late_s", "max_delay_s", "wait_finished_s")(lambda a, c: hooks_probes._check_common(
+            a.get("late_s", 5.0), a.get("max_delay_s"), a.get("wait_finished_s", 0.0),
+            "wait_finished_s"))],
+    "lkchaos.hooks.probes.webhooks_for_call": [
+        _rule("late_s", "max_delay_s", "finish_wait_s")(lambda a, c: hooks_probes._check_common(
+            a.get("late_s", 5.0), a.get("max_delay_s"), a.get("finish_wait_s", 60.0),
+            "finish_wait_s")),
+        _rule("timeout")(lambda a, c: check_number("timeout", a.get("timeout", 45.0), "seconds",
+                                                   strict=True, maximum=600))],
+    "lkchaos.hooks.probes.alert_delivered": [
+        _rule("alertname", "status", "within_s", "since_s", "labels")(
+            lambda a, c: hooks_probes._check_alert(
+                a.get("alertname"), a.get("status", "firing"), a.get("within_s", 60.0),
+                a.get("since_s", 120.0), a.get("labels")))],
     "lkchaos.livekit.probes.nodes_health": [_URLS, _positive("timeout")],
     "lkchaos.livekit.probes.room_state": [_URLS, _positive("timeout"), _non_negative("wait")],
     "lkchaos.livekit.probes.snapshot_room_state": [
@@ -430,12 +508,46 @@ RULES: dict[str, list[Rule]] = {
             a.get("min_participants", 0)))],
     "lkchaos.livekit.probes.roomservice_latency": [
         _URLS, _positive("timeout"), _positive("max_ms", "ms")],
+    "lkchaos.livekit.probes.join_token_skew": [
+        Rule(("skew_s", "node", "ttl_s", "timeout", "room"), _token_skew)],
+    "lkchaos.livekit.probes.node_drained": [
+        _rule("service")(lambda a, c: _probed_service({"service": a.get(
+            "service", "livekit_node:1")}, c)),
+        _non_negative("within_s"), _non_negative("wait_s")],
     # voice
     "lkchaos.voice.probes.voice_round_trip": [
         _VOICE, _positive("timeout"), _positive("max_latency_s")],
     "lkchaos.voice.probes.voice_round_trips": [
         _VOICE, _positive("timeout"), _positive("max_median_latency_s"),
         Rule(("calls", "min_answered"), _calls)],
+    # ingress
+    "lkchaos.ingress.probes.rtmp_publish": [
+        _rule("room", "duration_s", "timeout", "endpoint")(lambda a, c: ingress_probes._check(
+            a.get("room", "lkchaos-ingress-rtmp"), a.get("duration_s", 5.0),
+            a.get("timeout", 30.0), a.get("endpoint"))),
+        _rule("pusher")(lambda a, c: ingress_probes._check_pusher_name(a.get("pusher", "auto")))],
+    "lkchaos.ingress.probes.whip_publish": [
+        _rule("room", "duration_s", "timeout", "endpoint")(lambda a, c: ingress_probes._check(
+            a.get("room", "lkchaos-ingress-whip"), a.get("duration_s", 5.0),
+            a.get("timeout", 30.0), a.get("endpoint")))],
+    # prometheus
+    "lkchaos.prometheus.probes.query": [
+        _rule("expr", "timeout")(lambda a, c: prom_probes._check_query(
+            a.get("expr"), a.get("timeout")))],
+    "lkchaos.prometheus.probes.alert_state": [
+        _rule("alertname", "labels")(lambda a, c: prom_probes._check_alert(
+            a.get("alertname"), a.get("labels")))],
+    "lkchaos.prometheus.probes.wait_for_alert": [
+        _rule("alertname", "state", "within_s", "labels", "interval_s")(
+            lambda a, c: prom_probes._check_wait(a.get("alertname"), a.get("state"),
+                                                 a.get("within_s"), a.get("labels"),
+                                                 a.get("interval_s")))],
+    "lkchaos.prometheus.probes.targets_up": [
+        _rule("jobs", "timeout")(lambda a, c: prom_probes._check_targets(
+            a.get("jobs"), a.get("timeout")))],
+    "lkchaos.prometheus.probes.alertmanager_alerts": [
+        _rule("alertname")(lambda a, c: None if a.get("alertname") is None else check_text(
+            "alertname", a.get("alertname")))],
     # the run itself
     "lkchaos.controls.probes.recovery": [
         Rule(("probe",), _sampled),

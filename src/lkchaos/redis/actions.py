@@ -1,4 +1,4 @@
-"""Redis faults: lose the primary, force a failover, bring the old primary back.
+"""Redis faults: lose the primary, force a failover, bring the old primary back, stall it.
 
 The primary is the node Sentinel names now (with Sentinel), or the container of the role
 ``redis_primary`` (direct Redis). Its container is the one among the roles ``redis_primary``
@@ -10,6 +10,12 @@ recover``). Each action returns what it did and what Sentinel said::
 
     {"action": "kill_primary", "killed": "redis-primary", "role": "redis_primary",
      "matched_by": "runtime name", "signal": "SIGKILL", "master_before": "redis-primary:6379"}
+
+``stall_primary`` stalls the primary without killing it: ``CLIENT PAUSE`` again and again,
+each pause shorter than Sentinel's ``down-after-milliseconds``, so the Sentinels should never
+see it down. Every pause expires by itself; the stall is recorded in the fault ledger while it
+runs (``unstall_primary`` is its undo), so a runner killed mid-stall leaves at most one pause,
+which ``lkchaos recover`` or the pause's own end clears.
 """
 
 import time
@@ -26,9 +32,10 @@ from lkchaos.errors import LkChaosError
 from lkchaos.redis import client, nodes
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
-from lkchaos.values import check_number
+from lkchaos.values import check_number, check_text
 
-__all__ = ["kill_primary", "sentinel_failover", "restore_old_primary"]
+__all__ = ["kill_primary", "sentinel_failover", "restore_old_primary", "stall_primary",
+           "unstall_primary"]
 
 
 def _check_wait(wait_s: Any) -> float:
@@ -246,3 +253,167 @@ def restore_old_primary(
         f"address {last['address']}{'; last error ' + problem if problem else ''}); check "
         f"the logs of {name} and of the Sentinels"
     )
+
+
+# --- a stalling primary, below Sentinel's failover threshold ------------------------------
+
+PAUSE_MODES = ("ALL", "WRITE")
+STALL_KIND = "client_pause"
+#: The longest stall one action runs for, in seconds.
+MAX_STALL_S = 3600.0
+
+
+def _check_stall(pause_ms: Any, every_s: Any, duration_s: Any, mode: Any) -> str:
+    """The stall's arguments, as its preflight checks them; returns the mode in capitals."""
+    check_number("pause_ms", pause_ms, "milliseconds", minimum=1, whole=True)
+    check_number("every_s", every_s, "seconds", strict=True)
+    check_number("duration_s", duration_s, "seconds", strict=True, maximum=MAX_STALL_S)
+    if pause_ms >= every_s * 1000:
+        raise ActivityFailed(
+            f"pause_ms ({pause_ms:g}) must be shorter than every_s ({every_s:g} s = "
+            f"{every_s * 1000:g} ms): pauses issued closer than they last run into one "
+            "long pause")
+    upper = check_text("mode", mode).upper()
+    if upper not in PAUSE_MODES:
+        raise ActivityFailed(f"mode must be ALL (every command waits) or WRITE (writes wait, "
+                             f"reads go on), not {mode!r}")  # fmt: skip
+    return upper
+
+
+def down_after_ms(settings: Settings) -> int:
+    """Sentinel's ``down-after-milliseconds`` for the master: the smallest any Sentinel that
+    answers has (the first to reach it starts the failover)."""
+    access = client.Access.of(settings)
+    found: list[int] = []
+    problems: list[str] = []
+    for address in settings.sentinel_addresses:
+        try:
+            with client.sentinel(address, access) as sentinel:
+                info: dict[str, Any] = sentinel.sentinel_master(  # type: ignore[assignment]
+                    settings.sentinel_master)
+            found.append(int(info["down-after-milliseconds"]))
+        except client.RedisAuthError as exc:
+            raise ActivityFailed(str(exc)) from exc
+        except (redis.RedisError, LkChaosError, KeyError, ValueError) as exc:
+            problems.append(f"{address}: {exc}")
+    if not found:
+        raise ActivityFailed(
+            f"no Sentinel said its down-after-milliseconds for {settings.sentinel_master!r} "
+            f"({'; '.join(problems) or 'no Sentinel configured'}): without the failover "
+            "threshold no stall can be kept below it")
+    return min(found)
+
+
+def _pause(node: redis.Redis, ms: int, mode: str) -> None:
+    node.client_pause(ms, all=mode == "ALL")
+
+
+def stall_primary(
+    pause_ms: int = 1500,
+    every_s: float = 2.0,
+    duration_s: float = 30.0,
+    mode: str = "ALL",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Stall the Redis primary for ``duration_s`` seconds: ``CLIENT PAUSE pause_ms mode`` on
+    it every ``every_s`` seconds (``ALL``: every command waits, Sentinel's pings too;
+    ``WRITE``: writes wait), then ``CLIENT UNPAUSE``. With Sentinel, a pause as long as its
+    ``down-after-milliseconds`` is refused: the fault is a primary slow enough to hurt, and
+    too short-lived for Sentinel to fail over. Returns once the stall is over, with ``pauses``
+    issued, ``paused_ms`` in all, ``threshold_ms`` (Sentinel's; None for direct Redis), the
+    primary before and after and ``same_primary``: a failover during a stall below the
+    threshold (``same_primary`` false) is a finding. Each pause expires by itself."""
+    upper = _check_stall(pause_ms, every_s, duration_s, mode)
+    settings = Settings.load(configuration, secrets)
+    try:
+        direct = client.is_direct(settings)
+        threshold = None if direct else down_after_ms(settings)
+        if threshold is not None and pause_ms >= threshold:
+            raise ActivityFailed(
+                f"pause_ms {pause_ms:g} would reach Sentinel's failover threshold: its "
+                f"down-after-milliseconds for {settings.sentinel_master!r} is {threshold} ms. "
+                f"A stall below the threshold needs pause_ms under {threshold}; to fail the "
+                "primary over, use kill_primary or sentinel_failover")
+        before = client.master_address(settings)
+        node = client.node(settings, *before, timeout=pause_ms / 1000 + client.TIMEOUT)
+    except (LkChaosError, redis.RedisError) as exc:
+        raise ActivityFailed(f"cannot reach the Redis primary to stall it: {exc}") from exc
+    where = f"{before[0]}:{before[1]}"
+    try:
+        ledger.record(settings.state_dir, ledger.Fault(STALL_KIND, where, __name__,
+                                                       "unstall_primary", {}))  # fmt: skip
+    except LkChaosError:
+        node.close()
+        raise
+    pauses, paused_ms, failed = 0, 0, []
+    started = time.monotonic()
+    end = started + float(duration_s)
+    try:
+        tick = started
+        while tick < end:
+            ms = max(1, min(int(pause_ms), round((end - time.monotonic()) * 1000)))
+            try:
+                _pause(node, ms, upper)
+                pauses, paused_ms = pauses + 1, paused_ms + ms
+            except redis.RedisError as exc:
+                failed.append(f"{round(time.monotonic() - started, 1)} s: {exc}")
+            tick += float(every_s)
+            time.sleep(max(0.0, min(tick, end) - time.monotonic()))
+    finally:
+        unpaused = _unpause(node)
+        node.close()
+        ledger.forget(settings.state_dir, STALL_KIND, where)
+    try:
+        after = client.master_address(settings)
+    except LkChaosError as exc:
+        raise ActivityFailed(f"the stall is over, and no Sentinel names a primary: {exc}"
+                             ) from exc  # fmt: skip
+    return {"action": "stall_primary", "primary": where, "mode": upper, "pause_ms": pause_ms,
+            "every_s": every_s, "pauses": pauses, "paused_ms": paused_ms,
+            "failed_pauses": failed[:10], "unpaused": unpaused, "threshold_ms": threshold,
+            "master_before": where, "master_after": f"{after[0]}:{after[1]}",
+            "same_primary": after == before, "took_s": round(time.monotonic() - started, 2)}
+
+
+def _unpause(node: redis.Redis) -> bool | str:
+    """``CLIENT UNPAUSE`` on ``node``: True, or why not. Under ``CLIENT PAUSE ALL``, Redis
+    holds the unpause itself until the pause ends: it returns then."""
+    try:
+        node.client_unpause()
+        return True
+    except redis.RedisError as exc:
+        return f"{type(exc).__name__}: {exc} (a pause ends by itself)"
+
+
+def unstall_primary(
+    wait_s: float = 30.0, configuration: Configuration = None, secrets: Secrets = None
+) -> Dict[str, Any]:
+    """``CLIENT UNPAUSE`` on every Redis data node (the primary and the replicas, as announced,
+    so a node paused before a failover is reached too); waits at most ``wait_s`` seconds on
+    each (a ``CLIENT PAUSE ALL`` holds the unpause until the pause ends). A rollback, and the
+    undo of ``stall_primary`` in the fault ledger: a node that does not answer is reported,
+    not an error, since a pause expires by itself."""
+    _check_wait(wait_s)
+    settings = Settings.load(configuration, secrets)
+    try:
+        addresses = _announced(settings)
+    except client.RedisAuthError as exc:
+        raise ActivityFailed(str(exc)) from exc
+    except (LkChaosError, redis.RedisError) as exc:
+        addresses, problem = [], f"{type(exc).__name__}: {exc}"
+    else:
+        problem = ""
+    done: dict[str, Any] = {}
+    for host, port in dict.fromkeys(addresses):
+        try:
+            with client.node(settings, host, port, timeout=float(wait_s)) as node:
+                done[f"{host}:{port}"] = _unpause(node)
+        except client.RedisAuthError as exc:
+            raise ActivityFailed(str(exc)) from exc
+        except (LkChaosError, redis.RedisError) as exc:
+            done[f"{host}:{port}"] = f"{type(exc).__name__}: {exc} (a pause ends by itself)"
+    for where in {f.target for f in ledger.pending(settings.state_dir) if f.kind == STALL_KIND}:
+        ledger.forget(settings.state_dir, STALL_KIND, where)
+    return {"action": "unstall_primary", "nodes": done,
+            **({"problem": problem} if problem else {})}

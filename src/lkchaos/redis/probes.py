@@ -10,8 +10,19 @@
 one replica. Tolerance example: ``{"type": "jsonpath", "path": "$.ok", "expect": true}``.
 ``replication`` returns the primary's ``INFO replication`` as a dict (``role``,
 ``connected_slaves``, ...).
+
+``remember_primary`` notes the primary Sentinel names and its ``config-epoch`` (which every
+failover raises) in ``<state dir>/snapshots/redis-primary-<name>.json``; ``primary_kept``
+later returns ``{"ok": true, "master_before": ..., "master_now": ..., "epoch_before": 3,
+"epoch_now": 3}``, ``ok`` false when the primary or the epoch changed since: a failover
+happened. Remember in the method before the fault, check in the hypothesis with
+``missing_ok`` (the safety control clears earlier runs' snapshots). Tolerance:
+``{"type": "jsonpath", "path": "$.ok", "expect": true}``.
 """
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -22,7 +33,9 @@ from lkchaos.errors import LkChaosError
 from lkchaos.redis import client
 from lkchaos.settings import Settings
 
-__all__ = ["sentinel_master", "replication"]
+__all__ = ["sentinel_master", "replication", "remember_primary", "primary_kept"]
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def sentinel_master(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
@@ -60,3 +73,76 @@ def replication(configuration: Configuration = None, secrets: Secrets = None) ->
             "password and TLS settings."
         ) from exc
     return info
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ActivityFailed(f"name must be letters, digits, '.', '_' or '-' (not first), at "
+                             f"most 100, not {name!r}")  # fmt: skip
+    return name
+
+
+def _epoch(settings: Settings) -> tuple[str, int]:
+    """The primary the first Sentinel that answers names, and its config-epoch."""
+    if not settings.sentinel_addresses:
+        raise ActivityFailed("remember_primary and primary_kept need Redis Sentinel, and the "
+                             "target's Redis is direct (it never fails over)")  # fmt: skip
+    access = client.Access.of(settings)
+    problems = []
+    for address in settings.sentinel_addresses:
+        try:
+            with client.sentinel(address, access) as sentinel:
+                info: dict[str, Any] = sentinel.sentinel_master(  # type: ignore[assignment]
+                    settings.sentinel_master)
+            return f"{info['ip']}:{info['port']}", int(info["config-epoch"])
+        except client.RedisAuthError as exc:
+            raise ActivityFailed(str(exc)) from exc
+        except (redis.RedisError, LkChaosError, KeyError, ValueError) as exc:
+            problems.append(f"{address}: {exc}")
+    raise ActivityFailed(f"no Sentinel named the primary of {settings.sentinel_master!r} "
+                         f"({'; '.join(problems)}): is Redis Sentinel up?")  # fmt: skip
+
+
+def _snapshot(settings: Settings, name: str) -> Path:
+    return Path(settings.state_dir) / "snapshots" / f"redis-primary-{name}.json"
+
+
+def remember_primary(name: str = "primary", configuration: Configuration = None,
+                     secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
+    """Note the primary Sentinel names now and its config-epoch, for ``primary_kept``."""
+    _check_name(name)
+    settings = Settings.load(configuration, secrets)
+    master, epoch = _epoch(settings)
+    path = _snapshot(settings, name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"master": master, "epoch": epoch}) + "\n")
+    except OSError as exc:
+        raise ActivityFailed(f"cannot write {path}: {exc}. Check the state folder's "
+                             "permissions (LKCHAOS_STATE_DIR)") from exc  # fmt: skip
+    return {"master": master, "epoch": epoch, "path": str(path)}
+
+
+def primary_kept(name: str = "primary", missing_ok: bool = False,
+                 configuration: Configuration = None,
+                 secrets: Secrets = None) -> dict[str, Any]:  # fmt: skip
+    """Whether Sentinel names the same primary, at the same config-epoch, as when
+    ``remember_primary`` ran: ``ok`` false means a failover happened in between. With
+    ``missing_ok``, nothing remembered yet is ``{"ok": true, "compared": false}``."""
+    _check_name(name)
+    settings = Settings.load(configuration, secrets)
+    path = _snapshot(settings, name)
+    if missing_ok and not path.is_file():
+        return {"ok": True, "compared": False}
+    try:
+        before = json.loads(path.read_text())
+        master_before, epoch_before = str(before["master"]), int(before["epoch"])
+    except FileNotFoundError as exc:
+        raise ActivityFailed(f"nothing remembered as {name!r} ({path}): run remember_primary "
+                             f"with name={name!r} before the fault") from exc  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ActivityFailed(f"cannot read {path}: {exc}. Run remember_primary again") from exc
+    master, epoch = _epoch(settings)
+    return {"ok": master == master_before and epoch == epoch_before, "compared": True,
+            "master_before": master_before, "master_now": master,
+            "epoch_before": epoch_before, "epoch_now": epoch}

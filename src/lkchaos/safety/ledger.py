@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from lkchaos.errors import LkChaosError
+from lkchaos.prometheus import marks
 from lkchaos.safety import audit
 
 logger = logging.getLogger("chaostoolkit")
@@ -203,6 +204,7 @@ def record(state_dir: str | Path, fault: Fault) -> Fault:
     audit.write(state_dir, asdict(fault), "injected", strict=True)
     with _locked(ledger_path(state_dir)) as entries:
         entries.append(asdict(fault))
+    marks.fault_started(asdict(fault))  # best effort, bounded: see lkchaos.prometheus.marks
     return fault
 
 
@@ -221,6 +223,7 @@ def forget(state_dir: str | Path, kind: str, target: str) -> int:
         entries[:] = [e for e in entries if e not in gone]
     for entry in gone:
         audit.write(state_dir, entry, "undone")
+        marks.fault_ended(entry)
     return len(gone)
 
 
@@ -292,6 +295,7 @@ def undo_all(
             entry = _settle(state_dir, fault.id, None)
             if entry is not None:  # the undo function did not forget it itself
                 audit.write(state_dir, entry, "undone")
+                marks.fault_ended(entry)
             result.update(outcome="undone", ok=True)
         results.append(result)
     return results

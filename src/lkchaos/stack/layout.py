@@ -16,6 +16,7 @@ SENTINEL_MASTER = "lkchaos"
 LIVEKIT_VERSION = "v1.13.5"
 TOXIPROXY_VERSION = "v2.12.0"
 CADDY_VERSION = "v2.11.9"
+INGRESS_VERSION = "v1.5.0"
 
 #: Services in start order (dependencies first). Names are stable: experiments use them.
 SERVICES: tuple[str, ...] = (
@@ -28,10 +29,18 @@ SERVICES: tuple[str, ...] = (
     "livekit-1",
     "livekit-2",
     "caddy",
+    "ingress",
     "whisper",
     "mcp",
     "toxiproxy",
     "agent",
+    "hooks",
+    "redis-exporter",
+    "node-exporter",
+    "blackbox",
+    "pushgateway",
+    "alertmanager",
+    "prometheus",
     "prober",
 )
 
@@ -50,7 +59,15 @@ HOST_OCTET: dict[str, int] = {
     "mcp": 42,
     "agent": 43,
     "prober": 44,
+    "hooks": 45,
+    "ingress": 60,
+    "prometheus": 50,
+    "alertmanager": 51,
     "dns": 53,
+    "pushgateway": 54,
+    "redis-exporter": 55,
+    "node-exporter": 56,
+    "blackbox": 57,
 }
 
 #: Host ports (127.0.0.1) -> (service, container port).
@@ -60,7 +77,6 @@ HOST_PORTS: dict[str, tuple[str, int, int]] = {
     "livekit_2_http": ("livekit-2", 7880, 27890),
     "livekit_1_metrics": ("livekit-1", 6789, 26789),
     "livekit_2_metrics": ("livekit-2", 6789, 26790),
-    "turn_tls": ("livekit-1", 5349, 25349),
     "redis_primary": ("redis-primary", 6379, 27379),
     "redis_replica": ("redis-replica", 6379, 27380),
     "sentinel_1": ("sentinel-1", 26379, 27479),
@@ -75,13 +91,21 @@ HOST_PORTS: dict[str, tuple[str, int, int]] = {
     "mcp": ("mcp", 8100, 28100),
     "agent_health": ("agent", 8081, 28081),
     "prober": ("prober", 8090, 28090),
+    "hooks": ("hooks", 8200, 28200),
+    "ingress_rtmp": ("ingress", 1935, 21935),
+    "ingress_whip": ("ingress", 8080, 28080),
+    "prometheus": ("prometheus", 9090, 29090),
+    "alertmanager": ("alertmanager", 9093, 29093),
+    "pushgateway": ("pushgateway", 9091, 29091),
+    "link_livekit_hooks": ("toxiproxy", 18300, 18300),
 }
 
 #: Toxiproxy links: name -> (listen port on the toxiproxy container, upstream host:port).
 TOXIPROXY_LINKS: dict[str, tuple[int, str]] = {
-    "agent_livekit": (17880, "livekit-1:7880"),
+    "agent_livekit": (17880, "caddy:7880"),
     "agent_whisper": (18000, "whisper:8000"),
     "agent_mcp": (18100, "mcp:8100"),
+    "livekit_hooks": (18300, "hooks:8200"),
 }
 
 

@@ -19,7 +19,7 @@ import yaml
 from lkchaos import certs
 from lkchaos.checkout import read_env_file
 from lkchaos.errors import ConfigError
-from lkchaos.stack import layout
+from lkchaos.stack import layout, monitoring
 
 DEFAULT_NET_PREFIX = "172.29.77"
 
@@ -59,13 +59,106 @@ class StackConfig:
         return [self.name("lk"), self.name("turn"), self.name("whip")]
 
 
-def livekit_yaml(cfg: StackConfig) -> str:
+#: LiveKit's TURN/TLS port on each node: plain TCP behind Caddy, which terminates TLS on 443.
+TURN_TLS_PORT = 5349
+#: Where LiveKit posts its webhooks: through Toxiproxy to the stack's webhook receiver.
+WEBHOOK_LINK = "livekit_hooks"
+
+
+def webhook_url() -> str:
+    """LiveKit's webhook URL: the Toxiproxy link in front of the receiver, so it can be faulted."""
+    port, _ = layout.TOXIPROXY_LINKS[WEBHOOK_LINK]
+    return f"http://toxiproxy:{port}/livekit"
+
+
+#: LiveKit Ingress's ports inside the stack network.
+INGRESS_RTMP_PORT = 1935
+INGRESS_WHIP_PORT = 8080
+#: The one UDP port of WHIP sessions' WebRTC (ICE, muxed).
+INGRESS_WEBRTC_PORT = 7885
+INGRESS_HEALTH_PORT = 9092
+INGRESS_METRICS_PORT = 6789
+#: The ingress service's address octet, until the layout names it (HOST_OCTET["ingress"]).
+#: Where Ingress reaches LiveKit: Caddy's internal load balancer (both nodes, health-checked),
+#: as the agent does, so a session started while a node is down lands on the other one.
+INGRESS_LIVEKIT_URL = "ws://caddy:7880"
+#: Ingress's CPU costs on the reference stack's small machine (2 cores): with the defaults
+#: (2 CPUs per transcoding session) every request is refused as "server capacity exceeded".
+INGRESS_CPU_COST = {
+    # Ingress admits a session only while idle CPU exceeds its cost plus min_idle_ratio of
+    # every core (livekit/ingress pkg/stats/monitor.go); on two cores shared with the whole
+    # stack the defaults (2 CPUs per session, 30 % idle) refuse every stream.
+    "rtmp_cpu_cost": 0.2,
+    "whip_cpu_cost": 0.2,
+    "whip_bypass_transcoding_cpu_cost": 0.05,
+    "url_cpu_cost": 0.2,
+    "min_idle_ratio": 0.02,
+}
+
+
+def ingress_base_urls(cfg: StackConfig) -> dict[str, str]:
+    """LiveKit's ``ingress`` block: the URLs clients push to, as CreateIngress returns them.
+
+    RTMP goes straight to the ingress (``rtmp.<domain>``, port 1935: Caddy does not proxy
+    RTMP); WHIP goes through Caddy's TLS listener (``whip.<domain>`` on 443 to the ingress's
+    port 8080). A client outside the stack network (lkchaos on the host) reaches them on the
+    published ports instead (see the ``ingress_rtmp_url`` / ``ingress_whip_url`` settings).
+    """
+    return {
+        "rtmp_base_url": f"rtmp://{cfg.name('rtmp')}:{INGRESS_RTMP_PORT}/x",
+        "whip_base_url": f"https://{cfg.name('whip')}/w",
+    }
+
+
+def _ingress_address(cfg: StackConfig) -> str:
+    return cfg.address("ingress")
+
+
+def ingress_yaml(cfg: StackConfig, ws_url: str = INGRESS_LIVEKIT_URL) -> str:
+    """LiveKit Ingress's config: Redis through Sentinel (as the nodes), LiveKit at ``ws_url``.
+
+    The API key pair comes from ``LIVEKIT_API_KEY`` / ``LIVEKIT_API_SECRET`` in the
+    environment, never from this file. WHIP's WebRTC uses one UDP port and the ingress's own
+    address (``node_ip``), so no STUN server is asked for it. ``cpu_cost`` is lowered for a
+    small machine (:data:`INGRESS_CPU_COST`).
+    """
+    config = {
+        "ws_url": ws_url,
+        "redis": {
+            "sentinel_master_name": layout.SENTINEL_MASTER,
+            "sentinel_addresses": [f"sentinel-{i}:26379" for i in (1, 2, 3)],
+        },
+        "rtmp_port": INGRESS_RTMP_PORT,
+        "whip_port": INGRESS_WHIP_PORT,
+        "health_port": INGRESS_HEALTH_PORT,
+        "prometheus_port": INGRESS_METRICS_PORT,
+        "logging": {"level": "info"},
+        "rtc_config": {
+            "udp_port": INGRESS_WEBRTC_PORT,
+            "use_external_ip": False,
+            "node_ip": _ingress_address(cfg),
+        },
+        "cpu_cost": dict(INGRESS_CPU_COST),
+    }
+    return "# Rendered by lkchaos; edit src/lkchaos/stack/render.py instead.\n" + yaml.safe_dump(
+        config, sort_keys=False
+    )
+
+
+def livekit_yaml(cfg: StackConfig, api_key: str) -> str:
     """LiveKit server config shared by both nodes (each gets ``--node-ip`` on its command line).
 
-    Keys come from ``LIVEKIT_KEYS`` in the environment, never from this file. Redis is reached
+    Keys come from ``LIVEKIT_KEYS`` in the environment, never from this file; ``api_key`` only
+    names the key that signs webhooks (its secret stays in the environment). Redis is reached
     through Sentinel. ICE uses one muxed UDP port and TCP; STUN points at the node's own TURN
     port so no client is ever sent to a public STUN server.
+
+    TURN/TLS is terminated by Caddy on 443 (``turn.external_tls``): each node listens for
+    plain TCP on :data:`TURN_TLS_PORT` and holds no certificate, and LiveKit then tells
+    clients ``turns:turn.<domain>:443?transport=tcp``.
     """
+    if not api_key:
+        raise ConfigError("livekit.yaml needs the stack's API key to sign webhooks; got none")
     sentinels = [f"sentinel-{i}:26379" for i in (1, 2, 3)]
     config = {
         "port": 7880,
@@ -83,55 +176,140 @@ def livekit_yaml(cfg: StackConfig) -> str:
         "turn": {
             "enabled": True,
             "domain": cfg.name("turn"),
-            "tls_port": 5349,
+            "tls_port": TURN_TLS_PORT,
+            "external_tls": True,
             "udp_port": 3478,
             "relay_range_start": 30000,
             "relay_range_end": 30100,
-            "cert_file": f"/certs/{cfg.name('turn')}.crt",
-            "key_file": f"/certs/{cfg.name('turn')}.key",
         },
+        "webhook": {"api_key": api_key, "urls": [webhook_url()]},
         "prometheus": {"port": 6789},
         "room": {"empty_timeout": 120, "departure_timeout": 10},
+        "ingress": ingress_base_urls(cfg),
     }
     return "# Rendered by lkchaos; edit src/lkchaos/stack/render.py instead.\n" + yaml.safe_dump(
         config, sort_keys=False
     )
 
 
-def caddyfile(cfg: StackConfig) -> str:
-    """Caddy: TLS on :443 with the stack's own certificates, SNI-routed by name.
+#: Caddy's plain-HTTP listener inside the stack network: both LiveKit nodes, load-balanced.
+INTERNAL_HTTP_PORT = 7880
+#: Caddy's Prometheus metrics listener inside the stack network (path ``/metrics``).
+METRICS_PORT = 9180
+#: Where the WHIP ingress is expected; until one is deployed, whip.<domain> answers 502.
+WHIP_UPSTREAM = "ingress:8080"
+#: HSTS header value on the TLS sites: one year.
+HSTS = "max-age=31536000"
 
-    ``lk.<domain>`` goes to both LiveKit nodes (WebSocket signalling and the HTTP APIs) with
-    active health checks on LiveKit's ``/`` (200 OK, 406 when a node lost Redis);
-    ``whip.<domain>`` is reserved for an ingress and answers 503 until one is deployed.
+
+def _livekit_upstreams(indent: str) -> str:
+    """``reverse_proxy`` to both LiveKit nodes with active health checks on ``/``.
+
+    LiveKit answers ``/`` with 200 OK, and 406 when the node lost Redis. A request whose node
+    refuses the connection is tried on the other one for up to 2 s (``lb_try_duration``), so
+    losing a node costs no request even before the health check notices. A reload keeps
+    upgraded connections (signalling WebSockets) of the old config open for up to five minutes
+    (``stream_close_delay``), so a certificate rotation does not cut every session at once.
     """
-    lk, whip = cfg.name("lk"), cfg.name("whip")
+    lines = [
+        "reverse_proxy livekit-1:7880 livekit-2:7880 {",
+        "\tlb_policy round_robin",
+        "\tlb_try_duration 2s",
+        "\tlb_try_interval 250ms",
+        "\thealth_uri /",
+        "\thealth_interval 2s",
+        "\thealth_timeout 1s",
+        "\tfail_duration 5s",
+        "\tstream_close_delay 5m",
+        "}",
+    ]
+    return "\n".join(indent + line for line in lines)
+
+
+def caddyfile(cfg: StackConfig) -> str:
+    """Caddy: one TLS listener on :443, SNI-routed, plus two plain listeners inside the stack.
+
+    - ``turn.<domain>``: the layer-4 listener wrapper matches the name in the TLS ClientHello,
+      terminates TLS with the stack's certificate (loaded by the ``turn`` site block, which
+      never sees a connection) and proxies the plain TCP to both nodes' TURN port
+      (:data:`TURN_TLS_PORT`, ``turn.external_tls``), round-robin; a node that refuses the
+      connection is skipped for the other one. Every other ClientHello goes on to the HTTP app.
+    - ``lk.<domain>``: both LiveKit nodes (WebSocket signalling and the HTTP APIs), with active
+      health checks, HSTS one year.
+    - ``whip.<domain>``: the WHIP ingress at :data:`WHIP_UPSTREAM`; while none answers, a
+      502 saying so after at most 2 s.
+    - ``:7880``: plain HTTP to both LiveKit nodes, the same health checks: what the agent uses.
+    - ``:9180``: Caddy's Prometheus metrics at ``/metrics``.
+
+    The ``servers :443`` options, the layer-4 wrapper with them, apply to the listener whose
+    address is exactly ``:443``: a bind address (``default_bind``, ``bind``) must be named there
+    too, or TURN/TLS falls through to the HTTP app. Certificates come only from files
+    (``auto_https disable_certs``): no ACME, no OCSP, no trust store change.
+    ``caddy reload --adapter caddyfile`` reloads it, certificates included.
+    """
+    lk, turn, whip = cfg.name("lk"), cfg.name("turn"), cfg.name("whip")
+    upstreams = "\n".join(
+        f"\t\t\t\t\t\tupstream tcp/{node}:{TURN_TLS_PORT}" for node in ("livekit-1", "livekit-2")
+    )
     return f"""# Rendered by lkchaos; edit src/lkchaos/stack/render.py instead.
 {{
 	auto_https disable_certs
 	ocsp_stapling off
 	skip_install_trust
+	metrics
 	servers :443 {{
 		protocols h1 h2
+		listener_wrappers {{
+			layer4 {{
+				@turn tls sni {turn}
+				route @turn {{
+					tls
+					proxy {{
+						lb_policy round_robin
+						lb_try_duration 2s
+						lb_try_interval 250ms
+						health_interval 2s
+						health_timeout 1s
+						fail_duration 5s
+{upstreams}
+					}}
+				}}
+			}}
+			tls
+		}}
 	}}
 }}
 
 {lk} {{
 	tls /certs/{lk}.crt /certs/{lk}.key
-	header Strict-Transport-Security "max-age=31536000"
-	reverse_proxy livekit-1:7880 livekit-2:7880 {{
-		lb_policy round_robin
-		health_uri /
-		health_interval 2s
-		health_timeout 1s
-		fail_duration 5s
-	}}
+	header Strict-Transport-Security "{HSTS}"
+{_livekit_upstreams(chr(9))}
+}}
+
+{turn} {{
+	tls /certs/{turn}.crt /certs/{turn}.key
+	respond "{turn} serves TURN over TLS, not HTTP" 421
 }}
 
 {whip} {{
 	tls /certs/{whip}.crt /certs/{whip}.key
-	header Strict-Transport-Security "max-age=31536000"
-	respond "no WHIP ingress is deployed in this stack" 503
+	header Strict-Transport-Security "{HSTS}"
+	reverse_proxy {WHIP_UPSTREAM} {{
+		transport http {{
+			dial_timeout 2s
+		}}
+	}}
+	handle_errors {{
+		respond "no WHIP ingress answered at {WHIP_UPSTREAM}: {{err.message}}" {{err.status_code}}
+	}}
+}}
+
+http://:{INTERNAL_HTTP_PORT} {{
+{_livekit_upstreams(chr(9))}
+}}
+
+http://:{METRICS_PORT} {{
+	metrics /metrics
 }}
 """
 
@@ -159,7 +337,8 @@ def dns_hosts(cfg: StackConfig) -> str:
     lines = [
         f"{cfg.address('caddy')} {cfg.name('lk')}",
         f"{cfg.address('caddy')} {cfg.name('whip')}",
-        f"{cfg.address('livekit-1')} {cfg.name('turn')}",
+        f"{cfg.address('caddy')} {cfg.name('turn')}",
+        f"{_ingress_address(cfg)} {cfg.name('rtmp')}",
         f"{cfg.address('livekit-1')} {cfg.name('livekit-1')}",
         f"{cfg.address('livekit-2')} {cfg.name('livekit-2')}",
     ]
@@ -192,15 +371,21 @@ def toxiproxy_json() -> str:
     return json.dumps(proxies, indent=2) + "\n"
 
 
-def render_configs(cfg: StackConfig) -> dict[str, str]:
-    """Every config file, keyed by its path relative to the config folder."""
+def render_configs(cfg: StackConfig, api_key: str) -> dict[str, str]:
+    """Every config file, keyed by its path relative to the config folder.
+
+    ``api_key`` is the stack's LiveKit API key (``LIVEKIT_API_KEY``): livekit.yaml names it
+    as the key that signs webhooks.
+    """
     return {
-        "livekit.yaml": livekit_yaml(cfg),
+        "livekit.yaml": livekit_yaml(cfg, api_key),
+        "ingress.yaml": ingress_yaml(cfg),
         "Caddyfile": caddyfile(cfg),
         "dnsmasq.conf": dnsmasq_conf(cfg),
         "dns-hosts": dns_hosts(cfg),
         "sentinel.conf": sentinel_conf(cfg),
         "toxiproxy.json": toxiproxy_json(),
+        **monitoring.render(cfg.domain),
     }
 
 
@@ -213,15 +398,11 @@ def new_keys() -> dict[str, str]:
 
 
 def write_state(state_dir: Path, cfg: StackConfig) -> dict[str, str]:
-    """Write configs, certificates and (once) the key pair; return the stack's environment."""
-    config_dir, certs_dir = state_dir / "config", state_dir / "certs"
-    config_dir.mkdir(parents=True, exist_ok=True)
-    for rel, text in render_configs(cfg).items():
-        target = config_dir / rel
-        if not target.is_file() or target.read_text() != text:
-            target.write_text(text)
-    certs.ensure_stack_certs(certs_dir, cfg.tls_names)
+    """Write the key pair (once), configs and certificates; return the stack's environment.
 
+    The keys come first: livekit.yaml is rendered with the API key.
+    """
+    config_dir, certs_dir = state_dir / "config", state_dir / "certs"
     env_file = state_dir / "stack.env"
     env = read_env_file(env_file) if env_file.is_file() else {}
     if not env.get("LIVEKIT_API_KEY") or not env.get("LIVEKIT_API_SECRET"):
@@ -231,4 +412,13 @@ def write_state(state_dir: Path, cfg: StackConfig) -> dict[str, str]:
     body = "".join(f"{key}={value}\n" for key, value in sorted(env.items()))
     header = "# Generated by lkchaos: the stack's API key pair. Keep it private.\n"
     certs.replace_file(env_file, (header + body).encode(), mode=certs.KEY_MODE)
+
+    config_dir.mkdir(parents=True, exist_ok=True)
+    for rel, text in render_configs(cfg, env["LIVEKIT_API_KEY"]).items():
+        target = config_dir / rel
+        if not target.is_file() or target.read_text() != text:
+            target.write_text(text)
+    # Leaves are re-issued before the monitoring's certificate warning (60 days) would fire.
+    certs.ensure_stack_certs(certs_dir, cfg.tls_names,
+                             min_days_left=monitoring.CERT_DAYS[1] + 1)
     return env

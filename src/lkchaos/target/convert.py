@@ -31,9 +31,10 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
     Redis), ``redis_tls``, ``redis_ca_file``, ``tls_proxy_kind``, ``tls_names``,
     ``tls_reload`` (``{}``, ``{"command": tuple}``, ``{"signal": NAME}`` or
     ``{"admin_api": URL}``),
-    ``resolver_may_fault``; ``ca_file`` when the TLS proxy names one; and
-    with ``resolve_secrets``, ``livekit_api_key``, ``livekit_api_secret`` and, when the
-    target has a ``password_ref``, ``redis_password``.
+    ``resolver_may_fault``, ``prometheus_url``, ``alertmanager_url``, ``pushgateway_url`` and
+    ``receiver_url`` (``""`` where the ``monitoring`` section names none); ``ca_file`` when
+    the TLS proxy names one; and with ``resolve_secrets``, ``livekit_api_key``,
+    ``livekit_api_secret`` and, when the target has a ``password_ref``, ``redis_password``.
 
     ``state``: the state folder for ``{state_dir}`` in paths (chosen as Settings does when
     None). Raises :class:`lkchaos.target.secrets.SecretUnavailable` when a secret does not
@@ -43,6 +44,7 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
     direct = target.redis.direct
     mode = sentinel or direct
     redis_tls = mode.tls if mode is not None else None
+    monitoring = target.monitoring
     values: dict[str, Any] = {
         "livekit_url": target.livekit.url,
         "livekit_node_urls": tuple(node.url for node in target.livekit.nodes),
@@ -69,6 +71,12 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
         "tls_names": tuple(target.tls_proxy.names),
         "tls_reload": _reload(target),
         "resolver_may_fault": bool(target.resolver and target.resolver.may_fault),
+        "prometheus_url": monitoring.prometheus_url if monitoring else "",
+        "alertmanager_url": monitoring.alertmanager_url if monitoring else "",
+        "pushgateway_url": monitoring.pushgateway_url if monitoring else "",
+        "receiver_url": monitoring.receiver_url if monitoring else "",
+        "ingress_rtmp_url": target.ingress.rtmp_url if target.ingress else "",
+        "ingress_whip_url": target.ingress.whip_url if target.ingress else "",
     }
     if target.tls_proxy.ca_file:
         values["ca_file"] = str(secrets.expand_path(target.tls_proxy.ca_file, loaded.folder,

@@ -30,7 +30,7 @@ _SECRET_KEYS = {"api_key", "api_secret", "password_ref"}
 _NOT_A_MAPPING = ("a target must be a mapping with livekit, redis, tls_proxy and runtime",
                   "see stack/targets/reference.yaml for an example")
 #: The roles that take a list of runtime names; every other takes one.
-_LIST_ROLES = ("livekit_node", "redis_replica", "sentinel")
+_LIST_ROLES = ("livekit_node", "redis_replica", "sentinel", "metrics_exporter")
 #: What to write at a key whose value has the wrong type, where a key's own form says more
 #: than "a mapping with keys ...".
 _FORMS = {

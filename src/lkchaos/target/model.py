@@ -19,6 +19,8 @@ A target is a YAML mapping (every key is described, with an example, in docs/tar
     runtime: {docker: {by: name}}            # or compose: {project: NAME}
     roles: {agent_worker: voice-agent, redis_primary: redis, tls_proxy: nginx}
     voice: {prober_url: "", agent_name: my-agent}                            # optional
+    monitoring: {prometheus_url: http://10.0.0.60:9090}                      # optional
+    ingress: {rtmp_url: rtmp://10.0.0.70:1935/x}                             # optional
 
 Secrets are never written in the file: ``{env: NAME}`` or ``{file: PATH, key: NAME}``; they
 are resolved only when asked (:meth:`SecretRef.resolve`) and never kept in a model. Unknown
@@ -47,10 +49,13 @@ from pydantic import (
 ROLES: tuple[str, ...] = (
     "livekit_node", "redis_primary", "redis_replica", "sentinel", "agent_worker",
     "speech_to_text", "tool_server", "tls_proxy", "resolver", "toxiproxy", "voice_prober",
+    "webhook_receiver", "prometheus", "alertmanager", "pushgateway", "metrics_exporter",
+    "ingress",
 )  # fmt: skip
 
 #: Toxiproxy links by role: the connections of the agent worker to what it calls.
-LinkRole = Literal["agent_livekit", "agent_speech_to_text", "agent_tool_server"]
+LinkRole = Literal["agent_livekit", "agent_speech_to_text", "agent_tool_server",
+                   "livekit_webhooks"]
 
 INLINE_SECRET = (
     "an inline secret is refused: reference it as {env: NAME} (an environment variable) or "
@@ -371,7 +376,8 @@ RuntimeNames = Annotated[list[RuntimeName], BeforeValidator(_as_list)]
 
 class Roles(_Strict):
     """Role -> the user's runtime name (a compose service, a container name or label value).
-    ``livekit_node``, ``redis_replica`` and ``sentinel`` take a list (or one name)."""
+    ``livekit_node``, ``redis_replica``, ``sentinel`` and ``metrics_exporter`` take a list (or
+    one name)."""
 
     livekit_node: RuntimeNames = Field(default_factory=list)
     redis_primary: RuntimeName | None = None
@@ -384,6 +390,12 @@ class Roles(_Strict):
     resolver: RuntimeName | None = None
     toxiproxy: RuntimeName | None = None
     voice_prober: RuntimeName | None = None
+    webhook_receiver: RuntimeName | None = None
+    prometheus: RuntimeName | None = None
+    alertmanager: RuntimeName | None = None
+    pushgateway: RuntimeName | None = None
+    metrics_exporter: RuntimeNames = Field(default_factory=list)
+    ingress: RuntimeName | None = None
 
     def names(self) -> dict[str, list[str]]:
         """Every mapped role -> its runtime names (roles left out are absent)."""
@@ -409,6 +421,41 @@ class Voice(_Strict):
         return value if value == "" else _check_url(value, ("http", "https"))
 
 
+class Monitoring(_Strict):
+    """Where the deployment's monitoring answers: Prometheus's HTTP API, Alertmanager's, a
+    Pushgateway for lkchaos's fault marks, and a receiver that records LiveKit's webhooks and
+    Alertmanager's notifications. Each is optional: a URL left out (or ``""``) means the
+    deployment has none, and what needs it does not apply."""
+
+    prometheus_url: StrictStr = ""
+    alertmanager_url: StrictStr = ""
+    pushgateway_url: StrictStr = ""
+    receiver_url: StrictStr = ""
+
+    @field_validator("prometheus_url", "alertmanager_url", "pushgateway_url", "receiver_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return value if value == "" else _check_url(value, ("http", "https"))
+
+
+class Ingress(_Strict):
+    """LiveKit Ingress as lkchaos's publishers reach it: the RTMP and WHIP URLs to push to.
+    A URL left out (``""``) means the one LiveKit's CreateIngress returns."""
+
+    rtmp_url: StrictStr = ""
+    whip_url: StrictStr = ""
+
+    @field_validator("rtmp_url")
+    @classmethod
+    def _rtmp(cls, value: str) -> str:
+        return value if value == "" else _check_url(value, ("rtmp", "rtmps"))
+
+    @field_validator("whip_url")
+    @classmethod
+    def _whip(cls, value: str) -> str:
+        return value if value == "" else _check_url(value, ("http", "https"))
+
+
 class Target(_Strict):
     """A whole target file. ``domain`` defaults to LiveKit's URL host minus its first label
     (``wss://lk.example.com`` -> ``example.com``); ``roles.livekit_node`` defaults to the
@@ -423,6 +470,8 @@ class Target(_Strict):
     runtime: Runtime
     roles: Roles = Field(default_factory=Roles)
     voice: Voice | None = None
+    monitoring: Monitoring | None = None
+    ingress: Ingress | None = None
 
     @property
     def test_domain(self) -> str:

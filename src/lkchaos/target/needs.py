@@ -18,6 +18,10 @@ Needs (what the target must have):
 - ``resolver_faultable``: a dnsmasq resolver lkchaos may fault, and its container
 - ``toxiproxy``: Toxiproxy's API
 - ``voice``: the ``voice`` section (the agent name callers dispatch)
+- ``prometheus``: ``monitoring.prometheus_url``
+- ``alertmanager``: ``monitoring.alertmanager_url``
+- ``ingress``: the ``ingress`` section (LiveKit Ingress, where to push RTMP and WHIP)
+- ``receiver``: ``monitoring.receiver_url`` (the receiver of webhooks and notifications)
 """
 
 from __future__ import annotations
@@ -33,14 +37,16 @@ import lkchaos
 from lkchaos.target.model import Target
 
 Need = Literal["runtime", "livekit", "redis", "sentinel", "redis_primary", "tls_proxy",
-               "tls_reload", "resolver", "resolver_faultable", "toxiproxy", "voice"]  # fmt: skip
+               "tls_reload", "resolver", "resolver_faultable", "toxiproxy", "voice",
+               "prometheus", "alertmanager", "receiver", "ingress"]  # fmt: skip
 
 #: Which component's reachability each need depends on (see :mod:`lkchaos.target.reach`).
 COMPONENT: dict[Need, str] = {
     "runtime": "docker", "livekit": "livekit", "redis": "redis", "sentinel": "redis",
     "redis_primary": "docker", "tls_proxy": "tls_proxy", "tls_reload": "tls_proxy",
     "resolver": "resolver", "resolver_faultable": "resolver", "toxiproxy": "toxiproxy",
-    "voice": "livekit",
+    "voice": "livekit", "prometheus": "prometheus", "alertmanager": "alertmanager",
+    "receiver": "receiver", "ingress": "ingress",
 }  # fmt: skip
 
 
@@ -51,13 +57,18 @@ def _group(module: str, needs: tuple[Need, ...], *funcs: str) -> dict[str, tuple
 #: Activity function -> what it needs of the target (an empty tuple: nothing).
 NEEDS: dict[str, tuple[Need, ...]] = {
     **_group("controls.probes", (), "recovery"),
-    **_group("docker.actions", ("runtime",), "kill_service", "stop_service", "pause_service",
-             "restart_service", "start_service", "unpause_service"),
+    **_group("docker.actions", ("runtime",), "kill_service", "crash_service", "stop_service",
+             "pause_service", "restart_service", "start_service", "unpause_service"),
     **_group("docker.probes", ("runtime",), "services_health", "all_services_healthy",
-             "service_health"),
+             "service_health", "service_restarts"),
+    **_group("stress.actions", ("runtime",), "cpu_pressure", "memory_pressure", "end_pressure",
+             "fill_disk", "free_disk"),
     **_group("livekit.actions", ("livekit",), "create_room", "delete_room",
              "hold_participants", "release_participants"),
-    **_group("livekit.probes", ("livekit",), "nodes_health", "roomservice_latency"),
+    **_group("livekit.actions", ("runtime", "livekit", "redis"), "kill_node_hosting"),
+    **_group("livekit.probes", ("livekit",), "nodes_health", "roomservice_latency",
+             "join_token_skew"),
+    **_group("livekit.probes", ("runtime", "livekit"), "node_drained"),
     **_group("livekit.probes", ("livekit", "redis"), "room_state", "snapshot_room_state",
              "compare_room_state"),
     **_group("network.actions", ("runtime",), "partition", "heal_partition",
@@ -65,7 +76,9 @@ NEEDS: dict[str, tuple[Need, ...]] = {
     **_group("redis.actions", ("runtime", "redis", "redis_primary"), "kill_primary",
              "restore_old_primary"),
     **_group("redis.actions", ("sentinel",), "sentinel_failover"),
-    **_group("redis.probes", ("sentinel",), "sentinel_master"),
+    **_group("redis.actions", ("redis",), "stall_primary", "unstall_primary"),
+    **_group("redis.probes", ("sentinel",), "sentinel_master", "remember_primary",
+             "primary_kept"),
     **_group("redis.probes", ("redis",), "replication"),
     **_group("safety.actions", ("runtime",), "recover"),
     **_group("safety.probes", ("runtime", "livekit"), "baseline"),
@@ -82,6 +95,12 @@ NEEDS: dict[str, tuple[Need, ...]] = {
              "start_resolver", "nxdomain_name", "wrong_address", "servfail_name",
              "restore_name", "restore_dns"),
     **_group("dns.probes", ("resolver",), "resolve_names"),
+    **_group("prometheus.probes", ("prometheus",), "query", "alert_state", "wait_for_alert",
+             "targets_up"),
+    **_group("prometheus.probes", ("alertmanager",), "alertmanager_alerts"),
+    **_group("hooks.probes", ("receiver",), "room_webhooks", "alert_delivered"),
+    **_group("hooks.probes", ("receiver", "livekit", "voice"), "webhooks_for_call"),
+    **_group("ingress.probes", ("livekit", "ingress"), "rtmp_publish", "whip_publish"),
 }
 
 
@@ -147,6 +166,14 @@ CHECKS: dict[Need, Callable[[Target], str | None]] = {
     "toxiproxy": lambda t: None if t.toxiproxy is not None else
     "needs Toxiproxy: the target has none",
     "voice": lambda t: _voice(t),
+    "ingress": lambda t: None if t.ingress is not None else
+    "needs LiveKit Ingress: the target has no ingress section",
+    "prometheus": lambda t: None if t.monitoring and t.monitoring.prometheus_url else
+    "needs Prometheus: the target has no monitoring.prometheus_url",
+    "alertmanager": lambda t: None if t.monitoring and t.monitoring.alertmanager_url else
+    "needs Alertmanager: the target has no monitoring.alertmanager_url",
+    "receiver": lambda t: None if t.monitoring and t.monitoring.receiver_url else
+    "needs a webhook receiver: the target has no monitoring.receiver_url",
 }
 
 

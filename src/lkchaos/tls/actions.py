@@ -29,8 +29,10 @@ swapped. Both return::
     {"name": "lk.chaos.test", "restored": true, "fingerprint": "51ab...",
      "served_fingerprint": "51ab...", "reloaded": true, "reload_s": 0.19}
 
-``turn.<domain>`` is served by LiveKit's TURN listener, which reads its certificate only when
-it starts; the proxy does not serve it, so it is refused here. Example::
+A name the TLS proxy does not terminate (LiveKit's own TURN/TLS listener, when it is not
+behind the proxy) is refused: its certificate is read only when LiveKit starts. On the
+reference stack Caddy terminates ``turn.<domain>`` on 443 too, so its certificate swaps like
+the others. Example::
 
     {"type": "action", "name": "expire-lk-certificate",
      "provider": {"type": "python", "module": "lkchaos.tls.actions",
@@ -88,8 +90,8 @@ def _site(container: Any, settings: Settings, name: str) -> rotation.Site:
         swappable = ", ".join(sorted(n for n, s in sites.items() if s.site)) or "none"
         extra = ""
         if name.startswith("turn."):
-            extra = (" (TURN's certificate is LiveKit's, read only when it starts: swapping "
-                     "it needs a restart of the LiveKit nodes, not a certificate rotation)")
+            extra = (" (if LiveKit's TURN terminates TLS itself, its certificate is read only "
+                     "when it starts: swapping it needs a restart of the LiveKit nodes)")
         raise ActivityFailed(f"the TLS proxy ({proxy}) serves no certificate file for "
                              f"{name!r}{extra}; names whose files lkchaos can swap: "
                              f"{swappable}")  # fmt: skip

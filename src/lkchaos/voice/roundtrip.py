@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import numpy as np
 from livekit import api, rtc
 
-from lkchaos.voice import audio
+from lkchaos.voice import audio, mediapath
 from lkchaos.voice.questions import (
     check_reply,
     expected_answers,
@@ -95,6 +95,7 @@ class Outcome:
     second_listen: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
+    media: dict[str, Any] = field(default_factory=dict)
     reply_pcm: np.ndarray | None = None  # the reply audio, 48 kHz int16; not in the result
 
     def as_dict(self) -> dict[str, Any]:
@@ -112,6 +113,7 @@ class Outcome:
             "latency_s": round(first / 1000, 3) if first is not None else None,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "agent": self.agent,
+            "media_path": self.media,
             "room": self.room,
         }
 
@@ -165,6 +167,15 @@ def _turn_report(participant: rtc.RemoteParticipant) -> dict[str, Any]:
         if isinstance(report, dict):
             return report
     return {}
+
+
+async def _media_path(room: rtc.Room) -> dict[str, Any]:
+    """The call's media path (:mod:`lkchaos.voice.mediapath`), or why it is unknown."""
+    try:
+        stats = await asyncio.wait_for(room.get_rtc_stats(), 3.0)
+    except Exception as exc:  # the SDK raises RuntimeError or its own; a path is a bonus
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return mediapath.paths(stats.publisher_stats, stats.subscriber_stats)
 
 
 async def _converse(
@@ -222,6 +233,7 @@ async def _converse(
         return
     first_at, last_at, pcm = reply
     out.reply_pcm = pcm
+    out.media = await _media_path(room)
     out.timings_ms["end_of_speech_to_first_audio"] = (first_at - end_of_speech) * 1000
     out.timings_ms["end_of_speech_to_reply_end"] = (last_at - end_of_speech) * 1000
 

@@ -18,6 +18,8 @@ Environment:
   connecting, default 5).
 - ``AGENT_NAME`` (default ``lkchaos-agent``).
 - ``AGENT_HTTP_HOST``/``AGENT_HTTP_PORT``: worker health server (default 0.0.0.0:8081).
+- ``AGENT_METRICS_PORT``: the framework's Prometheus metrics at ``/metrics`` on that port of
+  ``AGENT_HTTP_HOST`` (default 9464; 0 turns them off).
 - ``AGENT_IDLE_PROCESSES`` (default 1).
 - ``AGENT_LOAD`` (``jobs`` default, or ``cpu``), ``AGENT_MAX_JOBS`` (default 3),
   ``AGENT_LOAD_THRESHOLD`` (``cpu`` only, default 0.7). The LiveKit server only hands a job
@@ -124,6 +126,7 @@ class Settings:
     agent_name: str
     http_host: str
     http_port: int
+    metrics_port: int
     idle_processes: int
     load_mode: str
     max_jobs: int
@@ -150,6 +153,7 @@ class Settings:
             agent_name=env("AGENT_NAME", "lkchaos-agent"),
             http_host=env("AGENT_HTTP_HOST", "0.0.0.0"),
             http_port=int(env("AGENT_HTTP_PORT", "8081")),
+            metrics_port=int(env("AGENT_METRICS_PORT", "9464")),
             idle_processes=int(env("AGENT_IDLE_PROCESSES", "1")),
             load_mode=env("AGENT_LOAD", "jobs"),
             max_jobs=int(env("AGENT_MAX_JOBS", "3")),
@@ -333,6 +337,7 @@ def build_server(settings: Settings | None = None) -> AgentServer:
     server = AgentServer(
         host=settings.http_host,
         port=settings.http_port,
+        prometheus_port=settings.metrics_port or None,
         num_idle_processes=settings.idle_processes,
         load_threshold=SERVER_TARGET_LOAD if by_jobs else settings.load_threshold,
         load_fnc=job_count_load(settings.max_jobs) if by_jobs else None,

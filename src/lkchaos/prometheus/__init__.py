@@ -1,0 +1,2 @@
+"""Prometheus: probes on the deployment's monitoring, and fault marks a person reading
+Prometheus sees (``lkchaos.prometheus``)."""

@@ -1,0 +1,1 @@
+"""Resource faults on a service: CPU and memory pressure, and disk filling (see ``actions``)."""
