@@ -213,11 +213,17 @@ def stack() -> None:
 @click.option("--force", is_flag=True, help="Rebuild every image, not only missing ones.")
 @handle_errors
 def build(force: bool) -> None:
-    """Build the stack's images offline (base image, pinned Go servers, Python wheels)."""
+    """Build the stack's images offline (base image, pinned Go servers, Python wheels).
+
+    Renders the stack's state first (configs, certificates, and the API key pair the first
+    time), as `stack up` does: the compose file names the keys, so Compose cannot read it
+    without them."""
     from lkchaos.stack import build as builder
+    from lkchaos.stack.render import StackConfig, write_state
 
     paths = StackPaths.discover()
     start = time.monotonic()
+    write_state(paths.state_dir, StackConfig.from_env())
     builder.build(paths, say, force=force)
     say(f"build done in {time.monotonic() - start:.1f} s")
 

@@ -347,6 +347,57 @@ def _write_main_module(binary: GoBinary, work: Path) -> None:
               "Go module proxy (go env GOPROXY) serving each pinned version"))  # fmt: skip
 
 
+#: The project's own Go programs, one main module each under ``stack/tools/<name>``, with the
+#: ``go.mod`` and ``go.sum`` that pin their dependencies. Built on the host, staged into no image.
+TOOLS = ("turncaller",)
+
+
+def tool_source(name: str, paths: StackPaths) -> Path:
+    """The folder of the tool ``name``, checked to hold a complete main module."""
+    if name not in TOOLS:
+        raise PrerequisiteError(f"no tool named {name!r}; the tools are: {', '.join(TOOLS)}")
+    source = paths.root / "stack" / "tools" / name
+    missing = [f for f in ("go.mod", "go.sum", "main.go") if not (source / f).is_file()]
+    if missing:
+        raise PrerequisiteError(f"{source} lacks {', '.join(missing)}: the checkout is incomplete")
+    return source
+
+
+def tool_digest(source: Path) -> str:
+    """A digest of a tool's module files: an edit to its code or its pins gives a new one."""
+    digest = hashlib.sha256()
+    for path in sorted(source.iterdir()):
+        if path.is_file() and (path.suffix == ".go" or path.name in ("go.mod", "go.sum")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def build_tool(name: str, say: Say, paths: StackPaths | None = None) -> Path:
+    """Build (once per version of its files) and return the cached binary of a tool.
+
+    A static build without CGO (it runs in any Linux container, mounted read-only), with
+    ``-mod=readonly`` (the pinned ``go.sum`` must cover every module: nothing is resolved
+    anew) and ``GOTOOLCHAIN=local`` (a Go too old for the pins fails with the version needed).
+    """
+    source = tool_source(name, paths or StackPaths.discover())
+    target = cache_dir() / "bin" / f"{name}-{tool_digest(source)[:16]}"
+    if target.is_file():
+        return target
+    if shutil.which("go") is None:
+        raise PrerequisiteError(
+            f"building {name} needs Go {GO_MIN} or newer on PATH (https://go.dev/dl/)"
+        )
+    say(f"building {name} from {source} with Go (about a minute, once)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "."], timeout=1200,
+        env={"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}, cwd=source,
+        hint=(f"while building {name}: it needs the Go that its go.mod names, or newer, and the "
+              "Go module proxy (go env GOPROXY) serving each version its go.sum pins"))  # fmt: skip
+    partial.replace(target)
+    return target
+
+
 def stage_go_binaries(paths: StackPaths, say: Say, images: set[str]) -> None:
     """Copy the cached Go binaries (built if needed) into the build contexts of ``images``."""
     for binary in GO_BINARIES:
