@@ -96,3 +96,15 @@ def test_a_room_no_node_hosts_is_refused_with_what_to_do() -> None:
 
     with pytest.raises(ActivityFailed, match="no LiveKit node hosts room 'no-such-room'"):
         livekit_actions.kill_node_hosting(room="no-such-room")
+
+
+def test_an_alert_delivery_without_alertmanagers_token_is_refused() -> None:
+    url = f"http://127.0.0.1:{layout.host_port('hooks')}"
+    since = time.time()
+    forged = {"alerts": [{"status": "resolved", "labels": {"alertname": "ForgedAlert"}}]}
+    answer = httpx.post(f"{url}/alertmanager", json=forged, timeout=5)
+    assert answer.status_code == 401
+    wrong = httpx.post(f"{url}/alertmanager", json=forged, timeout=5,
+                       headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 401
+    assert hooks_client.alert_deliveries(url, alertname="ForgedAlert", since=since) == []

@@ -4,6 +4,9 @@ it; a fake engine stands for Docker, a fake sidecar for the host-PID kill."""
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,8 @@ from lkchaos.docker import actions
 from lkchaos.network import sidecar
 from lkchaos.safety import ledger
 from lkchaos.verify import NotInEffect
+
+REAL_RUN = sidecar.run
 
 
 class Container:
@@ -75,7 +80,7 @@ def test_the_kill_comes_from_the_host_pid_namespace(monkeypatch: pytest.MonkeyPa
     runs = _engine(monkeypatch, Container())
     actions.crash_service("agent", signal="term")
     [(script, options)] = runs
-    assert script == "kill -s TERM 4242"
+    assert script.endswith("; kill -s TERM 4242") and "/proc/4242/cgroup" in script
     kwargs = sidecar.create_kwargs(Container(), options)
     assert kwargs["pid_mode"] == "host" and kwargs["network_mode"] == "none"
     assert "cap_add" not in kwargs
@@ -143,3 +148,67 @@ def test_the_preflight_check_knows_crash_service() -> None:
     assert [p.argument for p in problems] == ["signal"]
     assert preflight.check_call("lkchaos.docker.actions", "crash_service",
                                 {"service": "agent"}) == []
+
+
+def test_the_pid_is_read_after_the_image_is_ready(monkeypatch: pytest.MonkeyPatch,
+                                                 state: Path) -> None:  # fmt: skip
+    container = Container()
+    runs = _engine(monkeypatch, container)
+
+    def build(client: Any) -> str:  # the service restarts while the image builds
+        container.attrs["State"].update(StartedAt="t1", Pid=5151)
+        return sidecar.IMAGE
+
+    monkeypatch.setattr(sidecar, "ensure_image", build)
+    result = actions.crash_service("agent")
+    [(script, _)] = runs
+    assert script.endswith("kill -s KILL 5151") and result["pid"] == 5151
+
+
+def _sh(script: str) -> int:
+    return subprocess.run(["sh", "-c", script], capture_output=True, timeout=30).returncode
+
+
+@pytest.mark.skipif(not Path("/proc/self/cgroup").is_file(), reason="needs Linux /proc")
+def test_the_crash_script_kills_only_a_process_of_the_container() -> None:
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # a process that is not the container's (its cgroup does not name the id) lives on
+        status = _sh(actions._crash_script(victim.pid, "f" * 64, "SIGKILL"))
+        assert status == actions.STALE_PID and victim.poll() is None
+        # one whose cgroup names it is killed (here: a text of its own cgroup file)
+        own = Path(f"/proc/{victim.pid}/cgroup").read_text().splitlines()[0]
+        assert _sh(actions._crash_script(victim.pid, own, "SIGKILL")) == 0
+        assert victim.wait(timeout=10) == -9
+    finally:
+        if victim.poll() is None:
+            os.kill(victim.pid, 9)
+            victim.wait(timeout=10)
+
+
+def test_a_pid_taken_by_another_process_is_not_killed(monkeypatch: pytest.MonkeyPatch,
+                                                     state: Path) -> None:  # fmt: skip
+    class Sidecar:  # the engine's answer when the script found the PID outside the cgroup
+        def start(self) -> None:
+            pass
+
+        def wait(self, timeout: float) -> dict[str, int]:
+            return {"StatusCode": actions.STALE_PID}
+
+        def logs(self, stdout: bool, stderr: bool) -> bytes:
+            return b""
+
+        def remove(self, force: bool) -> None:
+            pass
+
+    class Client:
+        containers = type("Containers", (), {"create": lambda self, *a, **k: Sidecar()})()
+
+    container = Container()
+    container.client = Client()
+    _engine(monkeypatch, container)
+    monkeypatch.setattr(sidecar, "run", REAL_RUN)
+    with pytest.raises(ActivityFailed, match=r"the process changed before the kill .PID 4242"
+                       r".*nothing was killed"):
+        actions.crash_service("agent")
+    assert container.attrs["State"]["Status"] == "running"

@@ -82,3 +82,11 @@ def test_late_events_are_listed_and_fail_only_with_a_budget() -> None:
     assert relaxed["max_delay_s"] == 7.5
     strict = judge(events, finished_expected=True, late_s=5, max_delay_s=5)
     assert not strict["ok"]
+
+
+def test_a_participant_whose_every_event_was_lost_is_counted_lost() -> None:
+    events = [e for e in _call() if e["participant"] != "agent"]
+    assert judge(events, finished_expected=True, late_s=5)["ok"]  # invisible without a count
+    verdict = judge(events, finished_expected=True, late_s=5, participants=2)
+    assert not verdict["ok"]
+    assert verdict["lost"] == ["participant_joined (2 participants expected, 1 seen)"]

@@ -92,3 +92,15 @@ def test_amtool_accepts_the_alertmanager_config(tmp_path: Path) -> None:
     proc = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_alertmanager_shows_the_receiver_its_bearer_token(tmp_path: Path) -> None:
+    config = yaml.safe_load(monitoring.render("chaos.test", "t0ken")["alertmanager.yml"])
+    hook = config["receivers"][0]["webhook_configs"][0]
+    assert hook["http_config"] == {"authorization": {"type": "Bearer", "credentials": "t0ken"}}
+    if shutil.which("amtool"):
+        path = tmp_path / "alertmanager.yml"
+        path.write_text(monitoring.render("chaos.test", "t0ken")["alertmanager.yml"])
+        proc = subprocess.run(["amtool", "check-config", str(path)], capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr

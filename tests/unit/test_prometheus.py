@@ -426,3 +426,13 @@ def test_empty_in_the_environment_means_none_and_configuration_wins(
     assert (configured.prometheus_url, configured.pushgateway_url) == ("http://c:1",
                                                                        "http://c:2")
 
+
+
+def test_a_scalar_is_ok_only_when_it_says_yes() -> None:
+    from lkchaos.prometheus.probes import shape_result
+
+    def scalar(text: str) -> dict[str, object]:
+        return shape_result({"resultType": "scalar", "result": [1796000000.0, text]})
+
+    assert scalar("1")["ok"] is True and scalar("0.5")["value"] == 0.5
+    assert scalar("0")["ok"] is False and scalar("NaN")["ok"] is False

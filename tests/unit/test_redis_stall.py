@@ -200,3 +200,31 @@ def test_names_of_remembered_primaries_are_checked() -> None:
     for func in ("remember_primary", "primary_kept"):
         with pytest.raises(ActivityFailed, match="name must be letters"):
             RULES[f"lkchaos.redis.probes.{func}"][0].check({"name": "../x"}, Context())
+
+
+def test_the_primary_is_the_one_at_the_highest_epoch_any_sentinel_reports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """A Sentinel that has not heard of a failover yet must not hide it."""
+    from contextlib import contextmanager
+
+    from lkchaos.redis import client as redis_client
+    from lkchaos.redis import probes as redis_probes
+
+    answers = {"s1:26379": {"ip": "old-primary", "port": 6379, "config-epoch": 3},
+               "s2:26379": {"ip": "new-primary", "port": 6379, "config-epoch": 4}}
+
+    class Fake:
+        def __init__(self, address: str) -> None:
+            self.address = address
+
+        def sentinel_master(self, name: str) -> dict[str, object]:
+            return answers[self.address]
+
+    @contextmanager
+    def sentinel(address: str, access: object) -> Iterator[Fake]:
+        yield Fake(address)
+
+    monkeypatch.setattr(redis_client, "sentinel", sentinel)
+    settings = Settings(sentinel_addresses=("s1:26379", "s2:26379"), state_dir=str(tmp_path))
+    assert redis_probes._epoch(settings) == ("new-primary:6379", 4)

@@ -121,8 +121,11 @@ def test_a_path_must_be_on_a_mount() -> None:
 
 def test_only_a_filesystem_of_its_own_is_filled_to_its_floor() -> None:
     found = {m.destination: m for m in _mounts({"/scratch": "size=8m"})}
-    assert disk.own_filesystem(found["/data"], "ext2/ext3")  # a tmpfs volume
+    assert disk.own_filesystem(found["/data"], "tmpfs")  # a tmpfs volume
     assert disk.own_filesystem(found["/scratch"], "tmpfs")
+    # a tmpfs whose folder measures as another filesystem (a symlink out of it) is not its own
+    assert not disk.own_filesystem(found["/scratch"], "ext2/ext3")
+    assert not disk.own_filesystem(found["/data"], "overlayfs")
     assert not disk.own_filesystem(found["/cache"], "ext2/ext3")  # the engine's disk
     assert not disk.own_filesystem(found["/var/log/app"], "ext2/ext3")
     assert disk.route(list(found.values())) == "proc_root"
@@ -137,11 +140,24 @@ def test_how_much_is_written() -> None:
     assert disk.fill_bytes(tmpfs, 100, 4, True, "x") == 60 * MIB  # the floor comes first
     with pytest.raises(disk.DiskError, match="not above the floor of 64 MiB"):
         disk.fill_bytes(tmpfs, None, 64, True, "x")
-    host = disk.Space(free=1000 * MIB, total=9000 * MIB, fstype="ext2/ext3")
-    assert disk.fill_bytes(host, 999, None, False, "x") == 999 * MIB
-    for megabytes in (None, 1000):
+    host = disk.Space(free=10000 * MIB, total=15000 * MIB, fstype="ext2/ext3")
+    assert disk.fill_bytes(host, 8976, None, False, "x") == 8976 * MIB  # leaves 1 GiB
+    for megabytes in (None, 10000):
         with pytest.raises(disk.DiskError, match="engine host's disk .*below what is free"):
             disk.fill_bytes(host, megabytes, None, False, "x")
+
+
+def test_the_host_disk_keeps_a_floor_free() -> None:
+    small = disk.Space(free=10000 * MIB, total=15000 * MIB, fstype="ext2/ext3")
+    with pytest.raises(disk.DiskError, match="keeps at least 1024 MiB free .*megabytes 8977 "
+                       "would leave 1023 MiB; pass a megabytes of at most 8976"):
+        disk.fill_bytes(small, 8977, None, False, "x")
+    big = disk.Space(free=50000 * MIB, total=100000 * MIB, fstype="ext2/ext3")  # 5 %: 5000
+    assert disk.fill_bytes(big, 45000, None, False, "x") == 45000 * MIB
+    with pytest.raises(disk.DiskError, match="keeps at least 5000 MiB free"):
+        disk.fill_bytes(big, 45001, None, False, "x")
+    own = disk.Space(free=10000 * MIB, total=15000 * MIB, fstype="tmpfs")
+    assert disk.fill_bytes(own, 9999, None, True, "x") == 9999 * MIB  # no floor of its own
 
 
 @pytest.mark.skipif(shutil.which("fallocate") is None, reason="needs util-linux")
@@ -221,9 +237,99 @@ def test_the_preflight_check_applies_the_same_rules(monkeypatch: pytest.MonkeyPa
                                    "duration_s": 9999}) == ["workers", "load_percent",
                                                             "duration_s"]
     assert blamed("cpu_pressure", {"service": "agent", "workers": 2}) == []
+    # a fractional fault window (``${fault_s}``) is rounded up, not refused
+    assert blamed("cpu_pressure", {"service": "agent", "duration_s": 15.5}) == []
+    assert blamed("memory_pressure", {"service": "agent", "megabytes": 8,
+                                      "duration_s": 15.5}) == []
     assert blamed("memory_pressure", {"service": "agent", "megabytes": 0}) == ["megabytes"]
     assert blamed("fill_disk", {"service": "agent", "path": "rel"}) == ["path"]
     assert blamed("fill_disk", {"service": "agent", "path": "/d", "leave_free_mb": -1}) == [
         "leave_free_mb"]
     assert blamed("free_disk", {"service": "agent", "path": "/d"}) == []
     assert blamed("end_pressure", {"service": "voice_prober"}) == ["service"]
+
+
+# --- freeing a stopped service, and a PID that changed ---------------------------------------
+
+TMPFS = {"/scratch": "size=8m"}
+CID = "c0ffee" * 10 + "beef"
+
+
+class Volumes:
+    def get(self, name: str) -> Any:
+        return type("Volume", (), {"attrs": {"Options": OPTIONS.get(name)}})()
+
+
+def _disk_service(monkeypatch: pytest.MonkeyPatch, running: bool,
+                  run: Any) -> Container:  # fmt: skip
+    state = {"Status": "running", "Pid": 77} if running else {"Status": "exited", "Pid": 0}
+    container = Container({"Mounts": MOUNTS, "HostConfig": {"Tmpfs": TMPFS}, "State": state})
+    container.id = CID
+    container.client = type("Client", (), {"volumes": Volumes()})()  # type: ignore[attr-defined]
+    monkeypatch.setattr(actions, "_target",
+                        lambda *a, **k: contextlib.nullcontext((container, "agent")))
+    monkeypatch.setattr(sidecar, "ensure_image", lambda client: sidecar.IMAGE)
+    monkeypatch.setattr(sidecar, "run", run)
+    return container
+
+
+def _filled(state: Path, folder: str) -> None:
+    ledger.record(state, ledger.Fault("disk", f"agent:{folder}", actions.UNDO, "free_disk",
+                                      {"service": "agent", "path": folder}))
+
+
+def test_a_stopped_services_tmpfs_needs_nothing_freed(monkeypatch: pytest.MonkeyPatch,
+                                                      state: Path) -> None:  # fmt: skip
+    _disk_service(monkeypatch, False, lambda *a, **k: pytest.fail("no sidecar may run"))
+    _filled(state, "/scratch")
+    result = actions.free_disk("agent", "/scratch")
+    assert result["freed_mb"] == 0 and result["free_mb_after"] is None
+    assert "tmpfs /scratch was discarded when it stopped" in result["note"]
+    assert ledger.pending(state) == []
+
+
+def test_a_stopped_services_volume_is_freed_through_that_volume(
+    monkeypatch: pytest.MonkeyPatch, state: Path
+) -> None:
+    runs: list[tuple[str, sidecar.Options]] = []
+
+    def run(client: Any, target: Any, script: str, timeout: float = 30.0,
+            options: sidecar.Options = sidecar.NETWORK) -> str:  # fmt: skip
+        runs.append((script, options))
+        return f"{4 * MIB}\n100 4096 200 ext2/ext3\n"
+
+    container = _disk_service(monkeypatch, False, run)
+    _filled(state, "/var/log/app")
+    result = actions.free_disk("agent", "/var/log/app")
+    assert (result["freed_mb"], result["free_mb_after"]) == (4, 100 * 4096 // MIB)
+    [(script, options)] = runs
+    assert script == disk.free_script("/var/log/app")  # no PID, no /proc route
+    kwargs = sidecar.create_kwargs(container, options)
+    assert kwargs["volumes"] == {"/srv/logs": {"bind": "/var/log/app", "mode": "rw"}}
+    assert "volumes_from" not in kwargs and "pid_mode" not in kwargs
+    assert ledger.pending(state) == []
+    actions.free_disk("agent", "/data/sub")  # a named volume, mounted by its name
+    assert sidecar.create_kwargs(container, runs[-1][1])["volumes"] == {
+        "scratch": {"bind": "/data", "mode": "rw"}}
+
+
+@pytest.mark.skipif(not Path("/proc/self/cgroup").is_file(), reason="needs Linux /proc")
+def test_a_pid_no_longer_the_services_is_not_reached(monkeypatch: pytest.MonkeyPatch,
+                                                     state: Path) -> None:  # fmt: skip
+    def run(client: Any, target: Any, script: str, timeout: float = 30.0,
+            options: sidecar.Options = sidecar.NETWORK) -> str:  # fmt: skip
+        # the script as the host-PID sidecar would run it: PID 77 is not in this cgroup
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+        if done.returncode:
+            raise sidecar.SidecarError(f"exit {done.returncode}: {done.stderr.strip()}")
+        return done.stdout
+
+    _disk_service(monkeypatch, True, run)
+    with pytest.raises(ActivityFailed, match=f"exit {disk.STALE_PID}: the process changed "
+                       "before the disk sidecar reached it .PID 77.*nothing was written"):
+        actions.fill_disk("agent", "/scratch", megabytes=1)
+    assert ledger.pending(state) == []
+    _filled(state, "/scratch")
+    with pytest.raises(ActivityFailed, match="the process changed"):
+        actions.free_disk("agent", "/scratch")
+    assert len(ledger.pending(state)) == 1  # still to undo

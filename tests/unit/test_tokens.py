@@ -183,3 +183,31 @@ def test_the_preflight_accepts_the_defaults() -> None:
     for rule in RULES["lkchaos.livekit.probes.join_token_skew"]:
         rule.check({"skew_s": -90}, context)
 
+
+
+def test_an_answer_that_is_neither_acceptance_nor_refusal_is_no_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import http.server
+    import threading
+
+    class BadGateway(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(502)
+            self.end_headers()
+            self.wfile.write(b"upstream down")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BadGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        fixed = settings_for(f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setattr(Settings, "load", classmethod(lambda cls, c=None, s=None: fixed))
+        with pytest.raises(ActivityFailed, match="answered 502.*neither an acceptance"):
+            probes.join_token_skew(skew_s=3600, timeout=2)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -32,6 +32,7 @@ are safe to run when there is nothing to undo, and verify the service runs again
 """
 
 import random
+import shlex
 import signal as signals
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -190,6 +191,18 @@ CRASHER = sidecar.Options(network=False, net_admin=False, pid="host", what="cras
                                "(--pid host) that may signal other containers' processes.")
 
 
+#: Exit status of the crash script when the PID is no longer the container's process.
+STALE_PID = 97
+
+
+def _crash_script(pid: int, container_id: str, sig: str) -> str:
+    """Kill ``pid`` only while it is still in the container's cgroup (its full id is in
+    ``/proc/<pid>/cgroup``, on cgroup v1 and v2); else exit :data:`STALE_PID`, killing
+    nothing: the service may have restarted, and its PID gone to another host process."""
+    return (f"grep -qF {shlex.quote(str(container_id))} /proc/{pid}/cgroup 2>/dev/null || "
+            f"exit {STALE_PID}; kill -s {sig.removeprefix('SIG')} {pid}")  # fmt: skip
+
+
 def _runtime(container: Any) -> dict[str, Any]:
     """What the engine says of the container's process: state, start time, host PID, restart
     count and restart policy."""
@@ -229,7 +242,9 @@ def crash_service(
     ``signal`` is SIGKILL (default), SIGTERM, SIGINT or SIGQUIT; a main process that is its
     namespace's init and has no handler for the signal ignores all but SIGKILL, and the
     action then fails as not in effect. Verified: the container exited, or runs again with a
-    new start time, within ``LKCHAOS_VERIFY_S``. Returns ``{"service", "role", "action":
+    new start time, within ``LKCHAOS_VERIFY_S``. The sidecar kills the PID only while it is
+    still the container's (its cgroup): a service that restarted meanwhile is not killed, and
+    the action fails saying the process changed. Returns ``{"service", "role", "action":
     "crash", "signal", "pid" (host PID killed), "before", "after" (states), "restart_policy"
     (no, always, unless-stopped, on-failure), "restart_count_before", "restart_count_after",
     "restarted" (bool: the runtime ran it again), "healed_s" (seconds from the kill until it
@@ -238,17 +253,24 @@ def crash_service(
     settings = Settings.load(configuration, secrets)
     sig = _signal_name(signal)
     with _target(settings, service, None, single=True) as (container, name):
+        client = container.client
+        try:
+            sidecar.ensure_image(client)  # first: a build takes minutes, the PID must be fresh
+        except LkChaosError as exc:
+            raise ActivityFailed(f"crashing {name} failed: {exc}") from exc
         seen = _runtime(container)
         if seen["state"] != "running" or seen["pid"] <= 0:
             raise ActivityFailed(f"{name} is {seen['state']}, not running: nothing to crash "
                                  f"(start it first: start_service {name!r})")  # fmt: skip
         _record(settings, "stopped", name, "start_service")
-        script = f"kill -s {sig.removeprefix('SIG')} {seen['pid']}"
         try:
-            client = container.client
-            sidecar.ensure_image(client)
-            sidecar.run(client, container, script, options=CRASHER)
+            sidecar.run(client, container, _crash_script(seen["pid"], container.id, sig),
+                        options=CRASHER)  # fmt: skip
         except LkChaosError as exc:
+            if f"(exit status {STALE_PID})" in str(exc):
+                raise ActivityFailed(f"crashing {name} failed: the process changed before the "
+                                     f"kill (PID {seen['pid']} is no longer {name}'s main "
+                                     "process: it restarted); nothing was killed") from exc
             raise ActivityFailed(f"crashing {name} failed: {exc}") from exc
         waited = _wait_down(container, name, seen["started_at"], f"the crash ({sig})")
         healed = _healed(container, name, seen["started_at"], seen["restart_policy"], waited)

@@ -48,8 +48,10 @@ _LOGICAL = ("room_started", "participant_joined", "track_published", "participan
 
 
 def judge(events: List[Dict[str, Any]], finished_expected: bool, late_s: float,
-          max_delay_s: float | None = None) -> Dict[str, Any]:
-    """Judge one room's events (in arrival order); pure, see the module docstring."""
+          max_delay_s: float | None = None, participants: int = 0) -> Dict[str, Any]:
+    """Judge one room's events (in arrival order); pure, see the module docstring. With
+    ``participants``, that many must appear: a participant whose every event was lost is
+    otherwise invisible."""
     ids = Counter(e.get("id", "") for e in events if e.get("id"))
     duplicates = sorted(i for i, n in ids.items() if n > 1)
     kinds = [str(e.get("event", "")) for e in events]
@@ -62,6 +64,9 @@ def judge(events: List[Dict[str, Any]], finished_expected: bool, late_s: float,
         for needed in ("participant_joined", "participant_left"):
             if needed not in theirs:
                 lost.append(f"{needed} ({who})")
+    if len(people) < participants:
+        lost.append(f"participant_joined ({participants} participants expected, "
+                    f"{len(people)} seen)")
     finished = "room_finished" in kinds
     if finished_expected and not finished:
         lost.append("room_finished")
@@ -195,7 +200,6 @@ def webhooks_for_call(
     url = _receiver(settings)
     from lkchaos.voice.probes import voice_round_trip
 
-    since = time.time() - 1.0
     call = voice_round_trip(timeout=timeout, configuration=configuration, secrets=secrets)
     summary = {k: call.get(k) for k in ("ok", "stage", "reason")}
     room = str(call.get("room") or "")
@@ -203,9 +207,12 @@ def webhooks_for_call(
         return {"ok": False, "room": "", "call": summary, "events": [], "lost": [],
                 "duplicates": [], "reordered": [], "late": [], "max_delay_s": None,
                 "finished": False, "reason": "the call got no room, so no webhooks to judge"}
-    events = _collect(url, room, since, float(finish_wait_s))
+    # The room's name is new for every call: all its events count, whatever the receiver's
+    # clock says. A call that reached the agent had two participants: the caller, the agent.
+    events = _collect(url, room, 0.0, float(finish_wait_s))
+    expected = 2 if call.get("stage") not in ("join", "dispatch") else 1
     return {"room": room, "call": summary,
-            **judge(events, True, float(late_s), max_delay_s)}
+            **judge(events, True, float(late_s), max_delay_s, participants=expected)}
 
 
 def alert_delivered(

@@ -425,6 +425,8 @@ def join_token_skew(
     for url in urls:
         try:
             verdicts[url] = tokens.validate(url, token, timeout)
+        except tokens.NoVerdict as exc:
+            raise ActivityFailed(str(exc)) from exc
         except httpx.HTTPError as exc:
             raise ActivityFailed(
                 f"LiveKit at {url} did not answer /rtc/validate ({type(exc).__name__}: "
@@ -474,8 +476,10 @@ def _signal_time(settings: Settings, name: str,
     path = Path(settings.state_dir) / "snapshots" / f"drain-{name}.json"
     try:
         if pending is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"signalled_at": pending.isoformat()}) + "\n")
+            noted = json.loads(path.read_text()) if path.is_file() else {}
+            if noted.get("signalled_at") != pending.isoformat():  # a new signal: a new note
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"signalled_at": pending.isoformat()}) + "\n")
             return pending
         if not path.is_file():
             return None
@@ -502,9 +506,10 @@ def node_drained(
     killed at the end of its grace period, or whose drain took longer than ``within_s``
     (LiveKit waits for its participants to leave, then deregisters from Redis, before it
     exits). The signal's time is noted on the first call
-    that sees it, so a later call still judges the drain once ``start_service`` has started
-    the node again. With no stop sent in this run, ``ok`` true and ``asked`` false: the probe
-    holds before the fault."""
+    that sees it, with the exit code once it has exited, so a later call still judges the
+    drain once ``start_service`` has started the node again; a restart whose exit no call saw
+    is not ok (its exit code is gone, and a SIGKILL would pass for a drain). With no stop
+    sent in this run, ``ok`` true and ``asked`` false: the probe holds before the fault."""
     check_service_name("service", service)
     check_number("within_s", within_s, "seconds")
     check_number("wait_s", wait_s, "seconds")
@@ -526,9 +531,37 @@ def node_drained(
     except (LkChaosError, KeyError, ValueError) as exc:
         raise ActivityFailed(f"cannot tell whether {name} exited: {exc}") from exc
     state_now, drain_s, exit_code = seen
+    if state_now == "exited":
+        _note_exit(settings, name, asked_at, exit_code)
+    elif state_now == "restarted":
+        # The exit code is gone once the container runs again: the one noted when this
+        # probe first saw it exited, or unknown (then the drain is not taken as clean).
+        exit_code = _noted_exit(settings, name)
     killed = exit_code == KILLED_EXIT_CODE
     since = dt.datetime.now(dt.UTC) - asked_at
-    return {"ok": drain_s is not None and drain_s <= within_s and not killed, "service": name,
+    clean = drain_s is not None and drain_s <= within_s and not killed and exit_code is not None
+    return {"ok": clean, "service": name,
             "asked": True, "state": state_now, "drain_s": drain_s, "within_s": within_s,
             "exit_code": exit_code, "killed": killed,
             "since_signal_s": round(since.total_seconds(), 1)}
+
+
+def _note_exit(settings: Settings, name: str, asked: dt.datetime, exit_code: int | None) -> None:
+    """Keep the signalled process's exit code beside the signal's time (see
+    :func:`_signal_time`), for a call that sees the node only after it ran again."""
+    path = Path(settings.state_dir) / "snapshots" / f"drain-{name}.json"
+    try:
+        path.write_text(json.dumps({"signalled_at": asked.isoformat(),
+                                    "exit_code": exit_code}) + "\n")
+    except OSError as exc:
+        raise ActivityFailed(f"cannot note how {name} exited ({path}): {exc}. Check the "
+                             "state folder (LKCHAOS_STATE_DIR)") from exc
+
+
+def _noted_exit(settings: Settings, name: str) -> int | None:
+    path = Path(settings.state_dir) / "snapshots" / f"drain-{name}.json"
+    try:
+        code = json.loads(path.read_text()).get("exit_code")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(code) if isinstance(code, int) else None

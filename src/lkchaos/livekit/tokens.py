@@ -29,6 +29,7 @@ from typing import Any
 
 import jwt
 
+from lkchaos.errors import LkChaosError
 from lkchaos.httpclient import shared_client
 from lkchaos.livekit import client as lk
 from lkchaos.settings import Settings
@@ -72,12 +73,22 @@ def _reason(body: str, token: str) -> str:
     return (found.group(1) if found else text).strip()[:300]
 
 
+class NoVerdict(LkChaosError):
+    """The node answered neither "accepted" (200) nor "refused" (401)."""
+
+
 def validate(url: str, token: str, timeout: float) -> Verdict:
-    """Ask the node at ``url`` (its HTTP port) whether it accepts ``token``; a node that does
-    not answer is an ``httpx.HTTPError``."""
+    """Ask the node at ``url`` (its HTTP port) whether it accepts ``token``. Only 200 and
+    401 are verdicts; any other answer (a proxy's 502, a 404 from something that is not
+    LiveKit) raises :class:`NoVerdict`, and a node that does not answer is an
+    ``httpx.HTTPError``."""
     endpoint = lk.http_url(url).rstrip("/") + "/rtc/validate"
     response = shared_client().get(endpoint, params={"access_token": token}, timeout=timeout)
     body = response.text
     if response.status_code == 200:
         return Verdict(True, 200, body.strip()[:300])
-    return Verdict(False, response.status_code, _reason(body, token))
+    if response.status_code == 401:
+        return Verdict(False, 401, _reason(body, token))
+    raise NoVerdict(f"{endpoint} answered {response.status_code} ({_reason(body, token)[:120]}), "
+                    "neither an acceptance (200) nor a refusal (401): is this a LiveKit node's "
+                    "HTTP port?")

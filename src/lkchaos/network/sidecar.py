@@ -119,7 +119,8 @@ class Options:
     ``net_admin``: with NET_ADMIN; ``pid``: ``"host"`` (the host's PID namespace),
     ``"target"`` (the target's) or ``""`` (its own); ``cgroup_parent``: a cgroup to run
     inside (the target's, so its limits apply); ``volumes_from``: mount the target's volumes
-    at their paths; ``labels``: more labels (:data:`SIDECAR_LABEL` is always set);
+    at their paths; ``mounts``: volume names or host paths mounted at paths (even of a
+    stopped target); ``labels``: more labels (:data:`SIDECAR_LABEL` is always set);
     ``what``: how errors name it; ``hint``: what errors advise when its script fails."""
 
     network: bool = True
@@ -127,6 +128,7 @@ class Options:
     pid: str = ""
     cgroup_parent: str = ""
     volumes_from: bool = False
+    mounts: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     what: str = "network sidecar"
     hint: str = ("The container needs iptables (nf_tables) and tc support in the kernel, and "
@@ -151,6 +153,9 @@ def create_kwargs(target: Any, options: Options) -> dict[str, Any]:
         kwargs["cgroup_parent"] = options.cgroup_parent
     if options.volumes_from:
         kwargs["volumes_from"] = [str(target.id)]
+    if options.mounts:
+        kwargs["volumes"] = {source: {"bind": path, "mode": "rw"}
+                             for source, path in options.mounts.items()}  # fmt: skip
     return kwargs
 
 

@@ -344,6 +344,7 @@ RULES: dict[str, list[Rule]] = {
     "lkchaos.docker.probes.services_health": [Rule(("services",), _services)],
     "lkchaos.docker.probes.all_services_healthy": [Rule(("services",), _services)],
     "lkchaos.docker.probes.service_health": [Rule(("service",), _probed_service)],
+    "lkchaos.docker.probes.service_restarts": [Rule(("service",), _probed_service)],
     # stress
     "lkchaos.stress.actions.cpu_pressure": [
         Rule(("service",), _service),

@@ -10,11 +10,12 @@ They read the ``prometheus_url`` and ``alertmanager_url`` settings (the target's
 (for a range vector, each series' last sample); ``value`` is the result's one number: the
 scalar, or the value of the only series, else None (empty, or several series: aggregate them
 with ``sum(...)``/``max(...)``). ``ok`` is true when the result is not empty, which is how a
-PromQL comparison says "true" (``up{job="livekit"} == 1`` is empty when no node is up). A
+PromQL comparison says "true" (``up{job="livekit"} == 1`` is empty when no node is up); a
+scalar result is ok when it is finite and not 0. A
 query Prometheus refuses (a syntax error, a timeout) raises with Prometheus's own message::
 
     {"type": "probe", "name": "error-ratio-under-1-percent",
-     "tolerance": {"type": "jsonpath", "path": "$.value", "expect": [0, 0.01]},
+     "tolerance": {"type": "range", "range": [0, 0.01], "target": "value"},
      "provider": {"type": "python", "module": "lkchaos.prometheus.probes", "func": "query",
       "arguments": {"expr": "sum(rate(errors_total[1m])) / sum(rate(calls_total[1m]))"}}}
 
@@ -50,6 +51,7 @@ active.
 """
 
 import difflib
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -157,7 +159,10 @@ def shape_result(data: Dict[str, Any]) -> Dict[str, Any]:
     value: float | None = None
     ok = False
     if kind == "scalar" and isinstance(result, list) and len(result) == 2:
-        value, ok = _number(result[1]), True
+        # A scalar is always "a result": ok only when it says yes (finite and not 0, as
+        # `1 > bool 0` or `scalar(up)` does), never for 0 or NaN.
+        value = _number(result[1])
+        ok = value is not None and math.isfinite(value) and value != 0
     elif kind == "vector":
         series = [{"labels": dict(item.get("metric") or {}),
                    "value": _number((item.get("value") or [None, None])[1])}
@@ -178,7 +183,8 @@ def query(expr: str = None, timeout: float = 10.0,  # type: ignore[assignment]
           configuration: Configuration = None, secrets: Secrets = None) -> Dict[str, Any]:
     """An instant PromQL query: ``{"ok", "value", "series", "count", "result_type", "expr",
     "warnings"}``. ``value`` is the scalar or the only series' value (else None); ``ok`` is
-    true when the result is not empty. Prometheus evaluates for at most ``timeout`` seconds;
+    true when the result is not empty (for a scalar: when it is finite and not 0).
+    Prometheus evaluates for at most ``timeout`` seconds;
     a query it refuses raises with its own message."""
     _check_query(expr, timeout)
     prometheus = _prometheus(configuration, secrets)

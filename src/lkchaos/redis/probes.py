@@ -83,22 +83,28 @@ def _check_name(name: Any) -> str:
 
 
 def _epoch(settings: Settings) -> tuple[str, int]:
-    """The primary the first Sentinel that answers names, and its config-epoch."""
+    """The primary at the highest config-epoch any Sentinel reports, and that epoch: a
+    Sentinel that has not heard of a failover yet still names the old primary at the old
+    epoch, so the first answer alone could hide one."""
     if not settings.sentinel_addresses:
         raise ActivityFailed("remember_primary and primary_kept need Redis Sentinel, and the "
                              "target's Redis is direct (it never fails over)")  # fmt: skip
     access = client.Access.of(settings)
     problems = []
+    seen: list[tuple[int, str]] = []
     for address in settings.sentinel_addresses:
         try:
             with client.sentinel(address, access) as sentinel:
                 info: dict[str, Any] = sentinel.sentinel_master(  # type: ignore[assignment]
                     settings.sentinel_master)
-            return f"{info['ip']}:{info['port']}", int(info["config-epoch"])
+            seen.append((int(info["config-epoch"]), f"{info['ip']}:{info['port']}"))
         except client.RedisAuthError as exc:
             raise ActivityFailed(str(exc)) from exc
         except (redis.RedisError, LkChaosError, KeyError, ValueError) as exc:
             problems.append(f"{address}: {exc}")
+    if seen:
+        epoch, master = max(seen)
+        return master, epoch
     raise ActivityFailed(f"no Sentinel named the primary of {settings.sentinel_master!r} "
                          f"({'; '.join(problems)}): is Redis Sentinel up?")  # fmt: skip
 

@@ -9,11 +9,12 @@ undoes that run's own ledger entries only (``ledger.undo_all(..., run_id=...)``)
 The sweep covers what a runner killed mid-fault could leave without a ledger entry:
 Toxiproxy toxics named ``lkchaos_*`` and disabled links of the target (``toxiproxy.links``),
 paused or stopped containers that play a role on the target (containers it does not describe,
-such as one-shot jobs, are left alone), lkchaos's iptables rules and qdiscs in those
-containers (and network sidecars left behind), certificates swapped by ``lkchaos.tls`` (their
-originals are kept in the state folder), lkchaos's marked lines in the resolver's hosts file
-and configuration, and a run lock whose process is gone. A component the target does not have
-(no Toxiproxy, no resolver lkchaos may fault) is not swept.
+such as one-shot jobs, are left alone) and the pressure sidecars still loading them,
+lkchaos's iptables rules and qdiscs in those containers (and network sidecars left behind),
+certificates swapped by ``lkchaos.tls`` (their originals are kept in the state folder),
+lkchaos's marked lines in the resolver's hosts file and configuration, and a run lock whose
+process is gone. A component the target does not have (no Toxiproxy, no resolver lkchaos may
+fault) is not swept.
 """
 
 from __future__ import annotations
@@ -59,12 +60,35 @@ def _described(settings: Settings, client: Any) -> list[tuple[str, Any]]:
             if name in mapped]  # fmt: skip
 
 
+def _sweep_pressure(client: Any, names: set[str]) -> list[dict[str, Any]]:
+    """Remove the running pressure sidecars (CPU or memory load, up to an hour) of the
+    target's containers ``names``; another target's are left alone."""
+    from docker.errors import NotFound
+
+    from lkchaos.stress.load import STRESS_LABEL
+
+    done = []
+    for found in client.containers.list(filters={"label": STRESS_LABEL}):
+        loaded = str((found.labels or {}).get(STRESS_LABEL, ""))
+        if loaded not in names:
+            continue
+        try:
+            found.remove(force=True)
+        except NotFound:
+            continue  # its load ended meanwhile and the engine removed it
+        done.append({"fault": f"pressure sidecar {found.name} on {loaded}",
+                     "outcome": "removed"})
+    return done
+
+
 def _sweep_containers(settings: Settings) -> list[dict[str, Any]]:
     from lkchaos.docker.client import container_state, docker_session
 
     done = []
     with docker_session() as client:
-        for name, container in _described(settings, client):
+        described = _described(settings, client)
+        done += _sweep_pressure(client, {name for name, _ in described})
+        for name, container in described:
             state = container_state(container)["state"]
             if state == "paused":
                 container.unpause()

@@ -156,13 +156,16 @@ def alert_rules() -> str:
     return HEADER + yaml.safe_dump(doc, sort_keys=False, width=200)
 
 
-def alertmanager_yml() -> str:
-    """Every alert, and its resolution, to the stack's receiver, quickly (1 s group wait)."""
+def alertmanager_yml(token: str = "") -> str:
+    """Every alert, and its resolution, to the stack's receiver, quickly (1 s group wait);
+    with ``token``, as a bearer token the receiver checks."""
+    hook: dict[str, Any] = {"url": "http://hooks:8200/alertmanager", "send_resolved": True}
+    if token:
+        hook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
     config = {
         "route": {"receiver": "hooks", "group_by": ["alertname", "instance"],
                   "group_wait": "1s", "group_interval": "5s", "repeat_interval": "1h"},
-        "receivers": [{"name": "hooks", "webhook_configs": [
-            {"url": "http://hooks:8200/alertmanager", "send_resolved": True}]}],
+        "receivers": [{"name": "hooks", "webhook_configs": [hook]}],
     }
     return HEADER + yaml.safe_dump(config, sort_keys=False)
 
@@ -179,11 +182,11 @@ def blackbox_yml() -> str:
     return HEADER + yaml.safe_dump(config, sort_keys=False)
 
 
-def render(domain: str) -> dict[str, str]:
+def render(domain: str, hooks_token: str = "") -> dict[str, str]:
     """Monitoring config files, keyed by their path relative to the config folder."""
     return {
         "prometheus.yml": prometheus_yml(domain),
         "lkchaos-rules.yml": alert_rules(),
-        "alertmanager.yml": alertmanager_yml(),
+        "alertmanager.yml": alertmanager_yml(hooks_token),
         "blackbox.yml": blackbox_yml(),
     }

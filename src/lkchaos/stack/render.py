@@ -371,11 +371,12 @@ def toxiproxy_json() -> str:
     return json.dumps(proxies, indent=2) + "\n"
 
 
-def render_configs(cfg: StackConfig, api_key: str) -> dict[str, str]:
+def render_configs(cfg: StackConfig, api_key: str, hooks_token: str = "") -> dict[str, str]:
     """Every config file, keyed by its path relative to the config folder.
 
     ``api_key`` is the stack's LiveKit API key (``LIVEKIT_API_KEY``): livekit.yaml names it
-    as the key that signs webhooks.
+    as the key that signs webhooks. ``hooks_token`` (``LKCHAOS_HOOKS_TOKEN``) is the bearer
+    token Alertmanager shows the receiver.
     """
     return {
         "livekit.yaml": livekit_yaml(cfg, api_key),
@@ -385,7 +386,7 @@ def render_configs(cfg: StackConfig, api_key: str) -> dict[str, str]:
         "dns-hosts": dns_hosts(cfg),
         "sentinel.conf": sentinel_conf(cfg),
         "toxiproxy.json": toxiproxy_json(),
-        **monitoring.render(cfg.domain),
+        **monitoring.render(cfg.domain, hooks_token),
     }
 
 
@@ -407,6 +408,8 @@ def write_state(state_dir: Path, cfg: StackConfig) -> dict[str, str]:
     env = read_env_file(env_file) if env_file.is_file() else {}
     if not env.get("LIVEKIT_API_KEY") or not env.get("LIVEKIT_API_SECRET"):
         env.update(new_keys())
+    if not env.get("LKCHAOS_HOOKS_TOKEN"):
+        env["LKCHAOS_HOOKS_TOKEN"] = secrets.token_urlsafe(24)
     env["LKCHAOS_NET_PREFIX"] = cfg.net_prefix
     env["LKCHAOS_STATE_DIR"] = str(state_dir.resolve())
     body = "".join(f"{key}={value}\n" for key, value in sorted(env.items()))
@@ -414,7 +417,8 @@ def write_state(state_dir: Path, cfg: StackConfig) -> dict[str, str]:
     certs.replace_file(env_file, (header + body).encode(), mode=certs.KEY_MODE)
 
     config_dir.mkdir(parents=True, exist_ok=True)
-    for rel, text in render_configs(cfg, env["LIVEKIT_API_KEY"]).items():
+    for rel, text in render_configs(cfg, env["LIVEKIT_API_KEY"],
+                                    env["LKCHAOS_HOOKS_TOKEN"]).items():
         target = config_dir / rel
         if not target.is_file() or target.read_text() != text:
             target.write_text(text)

@@ -185,15 +185,16 @@ def cpu_pressure(
     service: str,
     workers: int = 1,
     load_percent: int = 100,
-    duration_s: int = 60,
+    duration_s: float = 60,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
     """Load a service's CPU: ``workers`` stress-ng workers (1 to 64), each busy
-    ``load_percent`` percent (1 to 100) of a CPU, for ``duration_s`` seconds (1 to 3600),
-    inside the service's cgroup (its CPU limit applies). Returns once the engine shows the
-    service's CPU use risen: ``{"service", "role", "action": "cpu_pressure", "placement"
-    ("cgroup", or "namespaces" when the engine cannot nest cgroups), "placement_note",
+    ``load_percent`` percent (1 to 100) of a CPU, for ``duration_s`` seconds (1 to 3600; a
+    fraction is rounded up), inside the service's cgroup (its CPU limit applies). Returns
+    once the engine shows the service's CPU use risen: ``{"service", "role", "action":
+    "cpu_pressure", "placement" ("cgroup", or "namespaces" when the engine cannot nest
+    cgroups), "placement_note",
     "sidecar" (container name), "baseline", "seen" (CPU use, e.g. "1.20 CPUs"),
     "verified_s"}``. Rollback: ``end_pressure``."""
     workers, percent, seconds = _check_cpu(workers, load_percent, duration_s)
@@ -204,14 +205,15 @@ def cpu_pressure(
 def memory_pressure(
     service: str,
     megabytes: int,
-    duration_s: int = 60,
+    duration_s: float = 60,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
     """Hold ``megabytes`` MiB of memory inside a service's cgroup for ``duration_s`` seconds
     (1 to 3600), counted against its memory limit. Refused above the service's memory limit,
     or, when it has none, above half the engine's memory. Returns once the engine shows the
-    service's memory use risen by at least half of it: ``{"service", "role", "action":
+    service's memory use risen by at least half of it (``duration_s`` may be fractional: it
+    is rounded up): ``{"service", "role", "action":
     "memory_pressure", "placement", "placement_note", "sidecar", "baseline", "seen" (memory
     in use, e.g. "212.4 MiB"), "verified_s"}``. Rollback: ``end_pressure``."""
     mib = _check_megabytes("megabytes", megabytes)
@@ -262,9 +264,11 @@ def end_pressure(
         return {"service": name, "action": "end_pressure", "removed": sorted(removed)}
 
 
-def _disk_target(container: Any, name: str, path: str) -> tuple[disk.Mount, str, str]:
-    """The mount ``path`` is on, how a sidecar reaches it, and the path as the sidecar sees
-    it; ActivityFailed listing the service's mounts when ``path`` is on none."""
+def _disk_target(container: Any, name: str, path: str,
+                 stopped: bool = False) -> tuple[disk.Mount, str, str, int]:  # fmt: skip
+    """The mount ``path`` is on, how a sidecar reaches it, the path as the sidecar sees it and
+    the service's host PID; ActivityFailed listing the service's mounts when ``path`` is on
+    none. ``stopped``: a service that is not running is reached through its one mount."""
     client = container.client
     container.reload()
     volumes: dict[str, dict[str, str]] = {}
@@ -282,17 +286,30 @@ def _disk_target(container: Any, name: str, path: str) -> tuple[disk.Mount, str,
         raise ActivityFailed(f"{name}: {exc}") from exc
     how = disk.route(found)
     pid = int(container.attrs.get("State", {}).get("Pid") or 0)
+    if how == disk.PROC_ROOT and pid > 0:  # the image first (a build takes minutes), then the PID
+        try:
+            sidecar.ensure_image(client)
+        except LkChaosError as exc:
+            raise ActivityFailed(str(exc)) from exc
+        container.reload()
+        pid = int(container.attrs.get("State", {}).get("Pid") or 0)
     if how == disk.PROC_ROOT and pid <= 0:
+        if stopped and (mount.kind == "tmpfs" or mount.source):
+            return mount, disk.ONE_MOUNT, path, pid
         raise ActivityFailed(f"{name} has a tmpfs mount, so its mounts are reached through its "
                              f"process, and it is not running: start it first")  # fmt: skip
-    return mount, how, disk.seen_path(path, how, pid)
+    return mount, how, disk.seen_path(path, how, pid), pid
 
 
-def _side(container: Any, name: str, script: str, how: str, timeout: float) -> list[str]:
+def _side(container: Any, name: str, script: str, where: tuple[disk.Mount, str, str, int],
+          timeout: float) -> list[str]:  # fmt: skip
+    mount, how, _, pid = where
+    if how == disk.PROC_ROOT:
+        script = disk.same_process(pid, str(container.id)) + script
     try:
         sidecar.ensure_image(container.client)
         out = sidecar.run(container.client, container, script, timeout=timeout,
-                          options=disk.options(name, how))  # fmt: skip
+                          options=disk.options(name, how, mount))  # fmt: skip
     except LkChaosError as exc:
         raise ActivityFailed(str(exc)) from exc
     return out.strip().splitlines()
@@ -321,8 +338,9 @@ def fill_disk(
     floor = _check_megabytes("leave_free_mb", leave_free_mb, optional=True)
     settings = Settings.load(configuration, secrets)
     with _target(settings, service, None, single=True) as (container, name):
-        mount, how, seen = _disk_target(container, name, folder)
-        lines = _side(container, name, disk.measure_script(seen), how, sidecar.RUN_TIMEOUT)
+        where = _disk_target(container, name, folder)
+        mount, how, seen, _ = where
+        lines = _side(container, name, disk.measure_script(seen), where, sidecar.RUN_TIMEOUT)
         try:
             space = disk.parse_statfs(lines[0])
             if disk.parse_size(lines[1]) is not None:
@@ -334,7 +352,7 @@ def fill_disk(
             raise ActivityFailed(f"{name}: {exc}") from exc
         _record(settings, "disk", f"{name}:{folder}", "free_disk", service=name, path=folder)
         timeout = sidecar.RUN_TIMEOUT + nbytes / disk.SLOWEST_WRITE
-        out = _side(container, name, disk.fill_script(seen, nbytes), how, timeout)
+        out = _side(container, name, disk.fill_script(seen, nbytes), where, timeout)
         try:
             size, after = int(out[0]), disk.parse_statfs(out[1])
         except (disk.DiskError, IndexError, ValueError) as exc:
@@ -355,13 +373,22 @@ def free_disk(
     service: str, path: str, configuration: Configuration = None, secrets: Secrets = None
 ) -> Dict[str, Any]:
     """Remove the file ``fill_disk`` wrote in ``path``. A rollback: does nothing when it is
-    not there. Verified: the file is gone. Returns ``{"service", "action": "free_disk",
-    "path", "freed_mb" (0 when there was nothing), "free_mb_after"}`` (MiB)."""
+    not there, and works on a service that is not running (a full disk may be why): its
+    tmpfs was discarded when it stopped, and a volume or bind mount is reached by a sidecar
+    that mounts it. Verified: the file is gone. Returns ``{"service", "action": "free_disk",
+    "path", "freed_mb" (0 when there was nothing), "free_mb_after" (null for a discarded
+    tmpfs), "note"}`` (MiB)."""
     folder = _check_path(path)
     settings = Settings.load(configuration, secrets)
     with _target(settings, service, None, single=True) as (container, name):
-        _, how, seen = _disk_target(container, name, folder)
-        out = _side(container, name, disk.free_script(seen), how, sidecar.RUN_TIMEOUT)
+        where = _disk_target(container, name, folder, stopped=True)
+        if where[1] == disk.ONE_MOUNT and where[0].kind == "tmpfs":
+            ledger.forget(settings.state_dir, "disk", f"{name}:{folder}")
+            return {"service": name, "action": "free_disk", "path": folder, "freed_mb": 0,
+                    "free_mb_after": None,
+                    "note": f"{name} is not running: its tmpfs {where[0].destination} was "
+                            "discarded when it stopped, so nothing was left to free"}
+        out = _side(container, name, disk.free_script(where[2]), where, sidecar.RUN_TIMEOUT)
         try:
             size, after = disk.parse_size(out[0]), disk.parse_statfs(out[1])
         except (disk.DiskError, IndexError, ValueError) as exc:
@@ -369,4 +396,6 @@ def free_disk(
                                  f"({out!r})") from exc  # fmt: skip
         ledger.forget(settings.state_dir, "disk", f"{name}:{folder}")
         return {"service": name, "action": "free_disk", "path": folder,
-                "freed_mb": (size or 0) // disk.MIB, "free_mb_after": after.free // disk.MIB}
+                "freed_mb": (size or 0) // disk.MIB, "free_mb_after": after.free // disk.MIB,
+                "note": "" if where[1] != disk.ONE_MOUNT else
+                        f"{name} is not running: freed through a sidecar with its mount"}

@@ -4,10 +4,13 @@ the sidecar scripts that measure, fill and free it.
 A fill sidecar reaches the target's mounts with ``--volumes-from`` (they appear at the same
 paths); the engine refuses ``--volumes-from`` of a container that has a tmpfs mount, so such
 a target is reached instead through ``/proc/<its PID>/root`` from a sidecar in the host's PID
-namespace (the target must be running). Only a filesystem of its own (a tmpfs, or a volume
-with a driver or device of its own) may be filled to its free-space floor; anything else (a
-bind mount, a plain local volume) is the engine host's disk and is filled only by a
-``megabytes`` smaller than what is free.
+namespace (the target must be running; the script first checks that the PID is still the
+target's, by its cgroup). A stopped target is freed through a sidecar that mounts the one
+volume or bind source the path is on; its tmpfs mounts were discarded when it stopped. Only a
+filesystem of its own (a tmpfs, measured as one in the folder, or a volume with a driver or
+device of its own) may be filled to its free-space floor; anything else (a bind mount, a plain
+local volume) is the engine host's disk and is filled only by a ``megabytes`` that leaves
+:func:`host_floor` free.
 """
 
 from __future__ import annotations
@@ -23,9 +26,16 @@ from lkchaos.network import sidecar
 FILL_NAME = ".lkchaos-fill"
 VOLUMES_FROM = "volumes_from"
 PROC_ROOT = "proc_root"
+#: A sidecar with the one volume or bind source a path is on (the target need not run).
+ONE_MOUNT = "one_mount"
+#: Exit status of a script whose PID is no longer the target's process.
+STALE_PID = 97
 MIB = 1024 * 1024
 #: Bytes per second a fill is allowed at least (its sidecar's timeout follows from it).
 SLOWEST_WRITE = 20 * MIB
+#: Free space a fill never goes below on the engine host's disk: the larger of these.
+HOST_FLOOR_MIB = 1024
+HOST_FLOOR_PERCENT = 5
 
 
 class DiskError(Exception):
@@ -90,8 +100,9 @@ def own_filesystem(mount: Mount, fstype: str) -> bool:
     """Whether the mount is a filesystem of its own (tmpfs, or a volume with a driver or a
     device of its own), which may be filled to its floor without touching the host's disk."""
     options = dict(mount.options)
-    if mount.kind == "tmpfs" or fstype == "tmpfs" or options.get("type") == "tmpfs":
-        return True
+    if mount.kind == "tmpfs" or options.get("type") == "tmpfs":
+        # Only as measured in the folder: a symlink out of the mount leads to another disk.
+        return fstype == "tmpfs"
     return mount.kind == "volume" and (mount.driver not in ("", "local") or "device" in options)
 
 
@@ -100,10 +111,25 @@ def route(found: list[Mount]) -> str:
     return PROC_ROOT if any(m.kind == "tmpfs" for m in found) else VOLUMES_FROM
 
 
-def options(name: str, how: str) -> sidecar.Options:
+def same_process(pid: int, container_id: str) -> str:
+    """A script prefix that exits :data:`STALE_PID` unless host process ``pid`` is still in
+    the container's cgroup (its full id is in ``/proc/<pid>/cgroup``, on cgroup v1 and v2):
+    the target may have restarted, and its PID gone to another process, since it was read."""
+    said = shlex.quote(f"the process changed before the disk sidecar reached it (PID {pid} is "
+                       "no longer the service's: it restarted); nothing was written or "
+                       "removed, run it again")  # fmt: skip
+    return (f"grep -qF {shlex.quote(container_id)} /proc/{pid}/cgroup 2>/dev/null || "
+            f"{{ echo {said} >&2; exit {STALE_PID}; }}; ")  # fmt: skip
+
+
+def options(name: str, how: str, mount: Mount | None = None) -> sidecar.Options:
     hint = "The folder must exist in the mount and be writable by root."
     if how == PROC_ROOT:
         return sidecar.Options(network=False, net_admin=False, pid="host", what="disk sidecar",
+                               labels={"lkchaos.disk": name}, hint=hint)  # fmt: skip
+    if how == ONE_MOUNT:
+        return sidecar.Options(network=False, net_admin=False, what="disk sidecar",
+                               mounts={mount.source: mount.destination} if mount else {},
                                labels={"lkchaos.disk": name}, hint=hint)  # fmt: skip
     return sidecar.Options(network=False, net_admin=False, volumes_from=True,
                            what="disk sidecar", labels={"lkchaos.disk": name}, hint=hint)
@@ -164,10 +190,15 @@ def parse_size(line: str) -> int | None:
     return None if line.strip() == "none" else int(line.strip())
 
 
+def host_floor(total: int) -> int:
+    """Bytes a fill leaves free on the engine host's disk: 1 GiB or 5 % of it, the larger."""
+    return max(HOST_FLOOR_MIB * MIB, total * HOST_FLOOR_PERCENT // 100)
+
+
 def fill_bytes(space: Space, megabytes: int | None, leave_free_mb: int | None, own: bool,
                where: str) -> int:  # fmt: skip
     """Bytes to write (whole MiB), or DiskError: the size asked for, capped by the free-space
-    floor; on the host's disk (``own`` false) only a size below what is free."""
+    floor; on the host's disk (``own`` false) only a size that leaves :func:`host_floor` free."""
     free_mb = space.free // MIB
     if not own and (megabytes is None or megabytes >= free_mb):
         asked = "no megabytes" if megabytes is None else f"megabytes {megabytes}"
@@ -176,6 +207,13 @@ def fill_bytes(space: Space, megabytes: int | None, leave_free_mb: int | None, o
             f"of its own: lkchaos fills it only by a megabytes below what is free ({free_mb} "
             f"MiB), and {asked} was given; pass a smaller megabytes, or mount a tmpfs volume "
             "there to fill it entirely")  # fmt: skip
+    kept = host_floor(space.total) // MIB
+    if not own and megabytes is not None and free_mb - megabytes < kept:
+        raise DiskError(
+            f"{where} is on the engine host's disk ({space.fstype}), which keeps at least "
+            f"{kept} MiB free (1 GiB or 5 % of {space.total // MIB} MiB, whichever is larger): "
+            f"megabytes {megabytes} would leave {free_mb - megabytes} MiB; pass a megabytes of "
+            f"at most {max(free_mb - kept, 0)}")  # fmt: skip
     floor = (leave_free_mb or 0) * MIB
     room = max(space.free - floor, 0)
     nbytes = room if megabytes is None else min(megabytes * MIB, room)

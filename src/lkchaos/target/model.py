@@ -421,6 +421,21 @@ class Voice(_Strict):
         return value if value == "" else _check_url(value, ("http", "https"))
 
 
+def _check_service_url(value: str, schemes: tuple[str, ...]) -> str:
+    """A URL lkchaos may write into journals and logs: no user or password in it (an inline
+    secret), no query or fragment (where tokens travel)."""
+    _check_url(value, schemes)
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{INLINE_SECRET.split(':')[0]}: a user or password in a URL is one "
+                         "(the URL is not repeated here); put the service behind a proxy that "
+                         "authenticates lkchaos, or leave the credentials out")
+    if parts.query or parts.fragment:
+        raise ValueError("the URL carries a query or fragment: give the service's base URL "
+                         "(tokens and keys do not belong in a target file)")
+    return value
+
+
 class Monitoring(_Strict):
     """Where the deployment's monitoring answers: Prometheus's HTTP API, Alertmanager's, a
     Pushgateway for lkchaos's fault marks, and a receiver that records LiveKit's webhooks and
@@ -435,7 +450,7 @@ class Monitoring(_Strict):
     @field_validator("prometheus_url", "alertmanager_url", "pushgateway_url", "receiver_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return value if value == "" else _check_url(value, ("http", "https"))
+        return value if value == "" else _check_service_url(value, ("http", "https"))
 
 
 class Ingress(_Strict):
@@ -448,12 +463,18 @@ class Ingress(_Strict):
     @field_validator("rtmp_url")
     @classmethod
     def _rtmp(cls, value: str) -> str:
-        return value if value == "" else _check_url(value, ("rtmp", "rtmps"))
+        if value == "":
+            return value
+        _check_service_url(value, ("rtmp", "rtmps"))
+        if len([part for part in urlsplit(value).path.split("/") if part]) > 1:
+            raise ValueError("give the RTMP base URL (rtmp://HOST:PORT/APP), without a stream "
+                             "key: lkchaos appends the key of the ingress it creates")
+        return value
 
     @field_validator("whip_url")
     @classmethod
     def _whip(cls, value: str) -> str:
-        return value if value == "" else _check_url(value, ("http", "https"))
+        return value if value == "" else _check_service_url(value, ("http", "https"))
 
 
 class Target(_Strict):

@@ -9,7 +9,9 @@ Endpoints:
   livekit-api's ``WebhookReceiver`` (JWT signed with the API secret, carrying the body's
   SHA-256); a bad or missing signature is 401 and counted, never recorded as an event.
 - ``POST /alertmanager``: an Alertmanager webhook (version 4 payload); each alert in it is
-  recorded with its status (``firing`` / ``resolved``).
+  recorded with its status (``firing`` / ``resolved``). With ``HOOKS_ALERTMANAGER_TOKEN``
+  set, a delivery must carry ``Authorization: Bearer <token>`` (Alertmanager's
+  ``http_config.authorization``), else it is 401 and not recorded.
 - ``GET /events?room=&since=``: LiveKit events in arrival order: ``seq``, ``id``, ``event``,
   ``room``, ``participant``, ``track``, ``created_at`` (LiveKit's, Unix seconds),
   ``received_at`` (this server's wall clock, Unix seconds, fractional).
@@ -76,7 +78,10 @@ def _event_record(event: dict[str, Any], seq: int, received_at: float) -> dict[s
     }
 
 
-def build_app(receiver: WebhookReceiver, keep: int = 20000) -> web.Application:
+def build_app(receiver: WebhookReceiver, keep: int = 20000,
+              token: str = "") -> web.Application:
+    """The receiver; with ``token``, Alertmanager's deliveries must carry it as a bearer
+    token (LiveKit's are signed with the API key either way)."""
     store = Store(keep)
 
     async def livekit(request: web.Request) -> web.Response:
@@ -95,26 +100,36 @@ def build_app(receiver: WebhookReceiver, keep: int = 20000) -> web.Application:
         return web.json_response({"ok": True})
 
     async def alertmanager(request: web.Request) -> web.Response:
+        if token and request.headers.get("Authorization", "") != f"Bearer {token}":
+            REJECTED.labels("alertmanager").inc()
+            return web.json_response({"error": "missing or wrong bearer token"}, status=401)
         try:
             payload = json.loads(await request.text())
             alerts = payload["alerts"]
+            if not isinstance(alerts, list) or not all(
+                    isinstance(a, dict) and isinstance(a.get("labels", {}), dict)
+                    for a in alerts):
+                raise TypeError("alerts must be a list of objects with label maps")
         except (ValueError, KeyError, TypeError) as exc:
             REJECTED.labels("alertmanager").inc()
             return web.json_response({"error": f"not an Alertmanager payload: {exc}"},
                                      status=400)
         now = time.time()
         for alert in alerts:
-            labels = dict(alert.get("labels") or {})
+            labels = {str(k): str(v) for k, v in (alert.get("labels") or {}).items()}
+            status = str(alert.get("status", ""))
             store.alerts.append({
                 "seq": store.next_seq(),
                 "alertname": labels.get("alertname", ""),
-                "status": alert.get("status", ""),
+                "status": status,
                 "labels": labels,
-                "starts_at": alert.get("startsAt", ""),
-                "ends_at": alert.get("endsAt", ""),
+                "starts_at": str(alert.get("startsAt", "")),
+                "ends_at": str(alert.get("endsAt", "")),
                 "received_at": now,
             })
-            DELIVERIES.labels("alertmanager", alert.get("status", "")).inc()
+            # A bounded label: what a sender writes never grows the metric's series.
+            DELIVERIES.labels("alertmanager",
+                              status if status in ("firing", "resolved") else "other").inc()
         return web.json_response({"ok": True, "alerts": len(alerts)})
 
     def _since(request: web.Request) -> float:
@@ -165,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
                          "with the key pair LiveKit signs them with")
     receiver = WebhookReceiver(TokenVerifier(key, secret))
     keep = int(os.environ.get("HOOKS_KEEP", "20000"))
-    web.run_app(build_app(receiver, keep), host=args.host, port=args.port, print=None)
+    token = os.environ.get("HOOKS_ALERTMANAGER_TOKEN", "")
+    web.run_app(build_app(receiver, keep, token), host=args.host, port=args.port, print=None)
 
 
 if __name__ == "__main__":
