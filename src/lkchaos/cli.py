@@ -241,12 +241,13 @@ def up(do_build: bool, timeout: float, warm_up: bool) -> None:
     from lkchaos.stack import build as builder
     from lkchaos.stack.compose import Compose, docker_client
     from lkchaos.stack.health import wait_healthy
-    from lkchaos.stack.render import StackConfig, write_state
+    from lkchaos.stack.render import StackConfig, services_reading, write_state
 
     paths = StackPaths.discover()
     start = time.monotonic()
     client = docker_client()
-    write_state(paths.state_dir, StackConfig.from_env())
+    changed: list[str] = []
+    write_state(paths.state_dir, StackConfig.from_env(), changed)
     if do_build:
         builder.build(paths, say)
     compose = Compose(paths)
@@ -254,6 +255,11 @@ def up(do_build: bool, timeout: float, warm_up: bool) -> None:
     if stale:
         say(f"replacing containers on rebuilt images: {', '.join(stale)}")
         compose.run("rm", "--stop", "--force", *stale, timeout=120)
+    running = set(compose.containers(client))
+    reread = [s for s in services_reading(changed) if s in running and s not in stale]
+    if reread:
+        say(f"restarting {', '.join(reread)}: their configs changed ({', '.join(changed)})")
+        compose.run("restart", *reread, timeout=120)
     say("starting services")
     with compose.popen("up", "-d", "--no-build", "--remove-orphans") as starter:
         try:

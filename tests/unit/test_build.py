@@ -160,3 +160,28 @@ def test_missing_go_is_a_prerequisite_error(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(PrerequisiteError, match="needs Go 1.26 or newer on PATH"):
         build.build_go_binary(CADDY, lambda _: None)
+
+
+def test_a_tool_is_a_complete_pinned_module_and_its_digest_follows_its_code(
+    tmp_path: Path,
+) -> None:
+    from lkchaos.stack.layout import StackPaths
+
+    root = Path(__file__).resolve().parents[2]
+    source = build.tool_source("turncaller", StackPaths(root))
+    assert {"go.mod", "go.sum", "main.go"} <= {p.name for p in source.iterdir()}
+    assert "github.com/livekit/server-sdk-go/v2 v2.19.0" in (source / "go.mod").read_text()
+    with pytest.raises(PrerequisiteError, match="no tool named 'nope'; the tools are: turncaller"):
+        build.tool_source("nope", StackPaths(root))
+    copy = tmp_path / "stack" / "tools" / "turncaller"
+    copy.mkdir(parents=True)
+    for name in ("go.mod", "go.sum", "main.go"):
+        (copy / name).write_bytes((source / name).read_bytes())
+    before = build.tool_digest(copy)
+    (copy / "notes.txt").write_text("not part of the build")
+    assert build.tool_digest(copy) == before
+    (copy / "main.go").write_text((source / "main.go").read_text() + "\n// changed\n")
+    assert build.tool_digest(copy) != before
+    (copy / "go.sum").unlink()
+    with pytest.raises(PrerequisiteError, match="lacks go.sum: the checkout is incomplete"):
+        build.tool_source("turncaller", StackPaths(tmp_path))

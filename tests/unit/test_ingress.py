@@ -177,6 +177,12 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(time, "sleep", lambda s: None)
 
 
+@pytest.fixture(autouse=True)
+def _short_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fakes never report the stream ended: the wait before a delete is cut short."""
+    monkeypatch.setattr(probes, "SETTLE_S", 0.05)
+
+
 # No push URL of its own: the probes push where CreateIngress says.
 SETTINGS = Settings(livekit_node_urls=("http://n1",), livekit_api_key="k",
                     livekit_api_secret="s", ingress_rtmp_url="", ingress_whip_url="")  # fmt: skip

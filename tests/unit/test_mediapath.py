@@ -78,3 +78,16 @@ def test_ice_tcp_and_no_selected_pair() -> None:
     failed = [_pair("P1", "L1", "R1", nominated=True, state=3)]
     assert paths(failed, [])["publisher"]["path"] is None
     assert paths([], [])["subscriber"]["path"] is None
+
+
+def test_without_a_nominated_pair_the_busiest_succeeded_pair_is_the_path() -> None:
+    quiet, busy = _pair("P1", "L1", "R1", nominated=False), _pair("P2", "L2", "R1",
+                                                                 nominated=False)
+    busy.candidate_pair.candidate_pair.bytes_received = 5000
+    stats = [
+        _candidate("local_candidate", "L1", 0, "tcp", "172.29.77.44", 9),
+        _candidate("local_candidate", "L2", 0, "udp", "172.29.77.44", 50000),
+        _candidate("remote_candidate", "R1", 0, "udp", "172.29.77.11", 7882),
+        quiet, busy,
+    ]
+    assert path_of(stats)["path"] == "udp"

@@ -45,6 +45,8 @@ def test_livekit_turn_tls_is_plain_tcp_behind_caddy(cfg: StackConfig) -> None:
     # LiveKit listens without TLS on tls_port and tells clients turns:<domain>:443.
     assert turn["external_tls"] is True and turn["tls_port"] == 5349
     assert "cert_file" not in turn and "key_file" not in turn
+    # The nodes are on the stack's private network: TURN must be allowed to relay there.
+    assert turn["allow_restricted_peer_cidrs"] == [f"{cfg.net_prefix}.0/24"]
 
 
 def test_livekit_webhooks_go_through_the_toxiproxy_link_signed_with_the_stack_key(
@@ -176,3 +178,19 @@ def test_malformed_env_file_says_where(tmp_path: Path) -> None:
     env_file.write_text("LIVEKIT_API_KEY=abc\nthis line is wrong\n")
     with pytest.raises(ConfigError, match=r"stack.env:2: expected KEY=VALUE"):
         render.read_env_file(env_file)
+
+
+def test_a_rewritten_config_names_the_services_that_must_read_it_again(tmp_path: Path) -> None:
+    first: list[str] = []
+    render.write_state(tmp_path, StackConfig(), first)
+    assert first == []  # written for the first time: nothing running read an older one
+    again: list[str] = []
+    render.write_state(tmp_path, StackConfig(), again)
+    assert again == []
+    (tmp_path / "config" / "alertmanager.yml").write_text("# an older rendering\n")
+    (tmp_path / "config" / "livekit.yaml").write_text("# an older rendering\n")
+    changed: list[str] = []
+    render.write_state(tmp_path, StackConfig(), changed)
+    assert sorted(changed) == ["alertmanager.yml", "livekit.yaml"]
+    assert render.services_reading(changed) == ["alertmanager", "livekit-1", "livekit-2"]
+    assert set(render.CONFIG_USERS) <= set(render.render_configs(StackConfig(), "k"))

@@ -246,6 +246,7 @@ def _publish(
         try:
             if publisher is not None:
                 publisher.stop()
+                _settled(settings, created.ingress_id)
         finally:  # the ingress is deleted even if stopping the push failed
             try:
                 client.delete(settings, created.ingress_id, API_TIMEOUT)
@@ -253,6 +254,27 @@ def _publish(
             except client.IngressApiError as exc:
                 result["delete_error"] = str(exc)
             result["took_s"] = round(time.monotonic() - began, 2)
+
+
+#: How long the ingress may take to report its stream ended before it is deleted anyway.
+SETTLE_S = 10.0
+#: States of an ingress whose stream has not ended yet.
+_LIVE = ("ENDPOINT_BUFFERING", "ENDPOINT_PUBLISHING")
+
+
+def _settled(settings: Settings, ingress_id: str) -> None:
+    """Wait (at most :data:`SETTLE_S`) until the ingress reports its stream ended, before it
+    is deleted. LiveKit 1.13.5 crashes on a state update racing a DeleteIngress (a nil
+    pointer in ``IOInfoService.UpdateIngressState``, pkg/service/ioservice_ingress.go:81,
+    seen here killing a node), so a client must let the last update land first."""
+    deadline = time.monotonic() + SETTLE_S
+    while time.monotonic() < deadline:
+        try:
+            if client.state(settings, ingress_id, API_TIMEOUT)["status"] not in _LIVE:
+                return
+        except client.IngressApiError:
+            return  # nothing to wait for that can be asked: the delete says the rest
+        time.sleep(0.3)
 
 
 #: Seconds between attempts while Ingress answers "server capacity exceeded".

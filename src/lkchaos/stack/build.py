@@ -383,17 +383,19 @@ def build_tool(name: str, say: Say, paths: StackPaths | None = None) -> Path:
     target = cache_dir() / "bin" / f"{name}-{tool_digest(source)[:16]}"
     if target.is_file():
         return target
+    wanted = next((line.split()[1] for line in (source / "go.mod").read_text().splitlines()
+                   if line.startswith("go ") and len(line.split()) == 2), GO_MIN)  # fmt: skip
     if shutil.which("go") is None:
         raise PrerequisiteError(
-            f"building {name} needs Go {GO_MIN} or newer on PATH (https://go.dev/dl/)"
+            f"building {name} needs Go {wanted} or newer on PATH (https://go.dev/dl/)"
         )
     say(f"building {name} from {source} with Go (about a minute, once)")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "."], timeout=1200,
         env={"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}, cwd=source,
-        hint=(f"while building {name}: it needs the Go that its go.mod names, or newer, and the "
-              "Go module proxy (go env GOPROXY) serving each version its go.sum pins"))  # fmt: skip
+        hint=(f"while building {name}: it needs Go {wanted} or newer and the Go module proxy "
+              "(go env GOPROXY) serving each version its go.sum pins"))  # fmt: skip
     partial.replace(target)
     return target
 

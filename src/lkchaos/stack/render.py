@@ -181,6 +181,10 @@ def livekit_yaml(cfg: StackConfig, api_key: str) -> str:
             "udp_port": 3478,
             "relay_range_start": 30000,
             "relay_range_end": 30100,
+            # LiveKit's TURN refuses to relay to private addresses unless listed here
+            # (pkg/service/turn.go): the nodes sit on the stack's private network, so without
+            # it TURN allocates but never carries media.
+            "allow_restricted_peer_cidrs": [f"{cfg.net_prefix}.0/24"],
         },
         "webhook": {"api_key": api_key, "urls": [webhook_url()]},
         "prometheus": {"port": 6789},
@@ -398,10 +402,34 @@ def new_keys() -> dict[str, str]:
     }
 
 
-def write_state(state_dir: Path, cfg: StackConfig) -> dict[str, str]:
+#: The services that read each rendered config when they start (Sentinel copies its config
+#: once and rewrites its copy, so a new sentinel.conf is not theirs to re-read).
+CONFIG_USERS: dict[str, tuple[str, ...]] = {
+    "livekit.yaml": ("livekit-1", "livekit-2"),
+    "ingress.yaml": ("ingress",),
+    "Caddyfile": ("caddy",),
+    "dnsmasq.conf": ("dns",),
+    "dns-hosts": ("dns",),
+    "toxiproxy.json": ("toxiproxy",),
+    "prometheus.yml": ("prometheus",),
+    "lkchaos-rules.yml": ("prometheus",),
+    "alertmanager.yml": ("alertmanager",),
+    "blackbox.yml": ("blackbox",),
+}
+
+
+def services_reading(changed: list[str]) -> list[str]:
+    """The services to restart so that they read the rewritten configs ``changed``."""
+    return sorted({service for name in changed for service in CONFIG_USERS.get(name, ())})
+
+
+def write_state(state_dir: Path, cfg: StackConfig,
+                changed: list[str] | None = None) -> dict[str, str]:
     """Write the key pair (once), configs and certificates; return the stack's environment.
 
-    The keys come first: livekit.yaml is rendered with the API key.
+    The keys come first: livekit.yaml is rendered with the API key. With ``changed``, the
+    names of the configs that were rewritten (they existed with other content) are appended:
+    running containers read them only when they start (:func:`services_reading`).
     """
     config_dir, certs_dir = state_dir / "config", state_dir / "certs"
     env_file = state_dir / "stack.env"
@@ -421,6 +449,8 @@ def write_state(state_dir: Path, cfg: StackConfig) -> dict[str, str]:
                                     env["LKCHAOS_HOOKS_TOKEN"]).items():
         target = config_dir / rel
         if not target.is_file() or target.read_text() != text:
+            if target.is_file() and changed is not None:
+                changed.append(rel)
             target.write_text(text)
     # Leaves are re-issued before the monitoring's certificate warning (60 days) would fire.
     certs.ensure_stack_certs(certs_dir, cfg.tls_names,

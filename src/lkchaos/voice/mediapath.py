@@ -31,12 +31,17 @@ def _selected_pair_id(stats: Sequence[Any]) -> str | None:
             chosen = item.transport.transport.selected_candidate_pair_id
             if chosen:
                 return str(chosen)
-    for item in stats:  # no transport names one: the nominated, succeeded pair
-        if item.WhichOneof("stats") == "candidate_pair":
-            pair = item.candidate_pair.candidate_pair
-            if pair.nominated and pair.state == 4:  # PAIR_SUCCEEDED
-                return str(item.candidate_pair.rtc.id)
-    return None
+    # No transport names one: the nominated succeeded pair, else (the ICE-controlled side of a
+    # connection may not flag nomination) the succeeded pair that carried the most bytes.
+    succeeded = [item.candidate_pair for item in stats
+                 if item.WhichOneof("stats") == "candidate_pair"
+                 and item.candidate_pair.candidate_pair.state == 4]  # PAIR_SUCCEEDED
+    if not succeeded:
+        return None
+    best = max(succeeded, key=lambda c: (c.candidate_pair.nominated,
+                                          c.candidate_pair.bytes_received
+                                          + c.candidate_pair.bytes_sent))
+    return str(best.rtc.id)
 
 
 def path_of(stats: Sequence[Any]) -> dict[str, Any]:
