@@ -9,8 +9,9 @@ from lkchaos.settings import Settings
 from lkchaos.stack.render import StackConfig
 
 
+# TURN/TLS is terminated by Caddy on 443; RTMP goes to Ingress directly.
 @pytest.mark.parametrize(("prefix", "service"), [("lk", "caddy"), ("whip", "caddy"),
-                                                  ("turn", "livekit-1")])
+                                                  ("turn", "caddy"), ("rtmp", "ingress")])
 def test_test_names_resolve_to_the_stack(settings: Settings, prefix: str, service: str) -> None:
     answer = resolve(f"{prefix}.{settings.domain}", settings.dns_server)
     assert answer.rcode == "NOERROR"

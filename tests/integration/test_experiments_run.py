@@ -51,10 +51,13 @@ APOLOGY = {"whisper-outage.json", "mcp-outage.json"}
 FIRST = ["stack-healthy.json", "steady-state.json"]
 #: Run, and checked the same way, on the second deployment (see the module docstring).
 ON_SECOND = {"whisper-outage.json", "mcp-outage.json"}
+#: Last: a node killed mid-drain while Redis was gone leaves LiveKit disturbed for minutes
+#: (calls on one node not dispatched): the experiments after it would measure that instead.
+LAST = ["redis-lost-during-drain.json"]
 EXPERIMENTS = FIRST + sorted(
     p.name for p in (ROOT / "experiments").glob("*.json")
-    if p.name not in FIRST and p.name not in ON_SECOND
-)
+    if p.name not in FIRST and p.name not in ON_SECOND and p.name not in LAST
+) + LAST
 
 
 def quick_entries() -> set[str]:
@@ -135,8 +138,9 @@ def check_journal(name: str, journal: dict[str, Any]) -> None:
     # Experiments judged by their own probes (monitoring, webhooks) sample no callers.
     if journal["experiment"].get("method") and "sampling" in controls:
         assert sampling, "the journal holds no time series"
-        caller = sampling["probes"]["caller-answered"]
-        assert caller["samples"], "no voice samples were taken"
+        # Callers where the experiment samples them (Ingress experiments sample publishing).
+        empty = [probe for probe, p in sampling["probes"].items() if not p["samples"]]
+        assert not empty, f"sampled probes without a sample: {empty}"
         if name in DETECTED:
             figures = [p["figures"] for p in sampling["probes"].values()]
             detected = [f for f in figures if f["time_to_detect_s"] is not None]
