@@ -21,7 +21,7 @@ from chaoslib.types import Dry
 from lkchaos.controls import sampling
 from lkchaos.controls.figures import Fault, derive, fault_window, settled, summarize
 from lkchaos.controls.options import parse_options
-from lkchaos.controls.probes import recovery
+from lkchaos.controls.probes import recovery, sampled
 
 MODULE = __name__
 
@@ -399,6 +399,71 @@ def test_recovery_rejects_bad_arguments() -> None:
         recovery("svc", wait_s=-1)
     with pytest.raises(ActivityFailed, match="no running sampling control"):
         recovery("svc")
+
+
+def _now_probe(**arguments: Any) -> dict[str, Any]:
+    return {
+        "type": "probe", "name": "svc-now",
+        "tolerance": {"type": "jsonpath", "path": "$.ok", "expect": True},
+        "provider": {"type": "python", "module": "lkchaos.controls.probes", "func": "sampled",
+                     "arguments": {"probe": "svc", **arguments}},
+    }  # fmt: skip
+
+
+def test_sampled_judges_now_by_samples_that_end_after_it_was_called() -> None:
+    exp = experiment(
+        probes=[probe("svc", "slow_ok", 0, delay_s=0.3)], method=[NOOP],
+        hypothesis=[_now_probe(count=2, timeout_s=5)],
+    )  # fmt: skip
+    journal = run_experiment(exp)
+    assert journal["status"] == "completed" and not journal["deviated"]
+    for phase in ("before", "after"):
+        out = journal["steady_states"][phase]["probes"][0]["output"]
+        assert out["ok"] and out["count"] == 2 and out["ok_samples"] == 2
+        assert all(r["latency_s"] >= 0.3 for r in out["results"])
+
+
+def test_sampled_stops_waiting_once_the_verdict_is_decided() -> None:
+    exp = experiment(
+        probes=[probe("svc", "slow_ok", 0, delay_s=0.3)], method=[NOOP],
+        hypothesis=[_now_probe(count=5, min_ok=1, timeout_s=30)],
+    )  # fmt: skip
+    journal = run_experiment(exp)
+    out = journal["steady_states"]["after"]["probes"][0]["output"]
+    assert out["ok"] and out["count"] == 1 and out["ok_samples"] == 1
+
+
+def test_sampled_deviates_when_the_samples_after_the_fault_fail() -> None:
+    exp = experiment(
+        probes=[probe("svc", "service_ok", 0.05)],
+        method=[action("break", "break_service", after_s=0.2)],
+        hypothesis=[_now_probe(count=3, timeout_s=5)],
+    )  # fmt: skip
+    journal = run_experiment(exp)
+    after = journal["steady_states"]["after"]["probes"][0]["output"]
+    assert journal["deviated"] and after["ok_samples"] == 0 and after["count"] == 3
+
+
+def test_sampled_counts_missing_samples_as_not_ok() -> None:
+    exp = experiment(probes=[probe("svc", "slow_ok", 0, delay_s=0.3)], method=[NOOP])
+    arguments = exp["controls"][0]["provider"]["arguments"]
+    sampling.before_experiment_control(exp, experiment=exp, configuration={}, **arguments)
+    out = sampled("svc", count=50, timeout_s=0.5)
+    assert out["ok"] is False and 0 < out["count"] < 50 and out["waited_s"] >= 0.5
+
+
+def test_sampled_rejects_bad_arguments_and_a_sampler_not_sampling() -> None:
+    with pytest.raises(ActivityFailed, match="count"):
+        sampled("svc", count=0)
+    with pytest.raises(ActivityFailed, match="min_ok"):
+        sampled("svc", count=1, min_ok=2)
+    with pytest.raises(ActivityFailed, match="no running sampling control"):
+        sampled("svc")
+    exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[NOOP], start="method")
+    arguments = exp["controls"][0]["provider"]["arguments"]
+    sampling.before_experiment_control(exp, experiment=exp, configuration={}, **arguments)
+    with pytest.raises(ActivityFailed, match="start to 'experiment'"):
+        sampled("svc")
 
 
 # -- figures on hand-made series --------------------------------------------------------------

@@ -21,17 +21,27 @@ fault action has ended (the hypothesis's run before the method) it is 0.0 and
 ``fault_ended`` is false; while the probe has not recovered it is the time since the fault
 ended, a lower bound, and ``recovered`` is false. Other figures may be null (e.g.
 ``time_to_detect_s`` when nothing failed).
+
+``sampled`` judges "now" by the sampling control's own samples instead of an extra call: the
+next ``count`` samples of a probe that end after it was called, ok when ``min_ok`` of them
+are. A voice steady state checked this way costs no second call running beside the
+sampler's (which would slow both, on a small machine)::
+
+    {"ok": true, "probe": "caller-answered", "count": 1, "ok_samples": 1, "waited_s": 4.2,
+     "results": [{"ok": true, "t": 61.2, "latency_s": 9.6, "value": {...}}]}
 """
 
+import time
 from typing import Any, Dict
 
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
 from lkchaos.controls.figures import settled
+from lkchaos.controls.sampler import Sampler
 from lkchaos.controls.sampling import find_sampler, sampled_probes
 
-__all__ = ["recovery"]
+__all__ = ["recovery", "sampled"]
 
 
 def recovery(
@@ -52,14 +62,7 @@ def recovery(
     for name, value in (("wait_s", wait_s), ("stable_s", stable_s)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
             raise ActivityFailed(f"{name} must be a number of seconds >= 0, not {value!r}")
-    sampler = find_sampler(probe)
-    if sampler is None:
-        running = sampled_probes()
-        raise ActivityFailed(
-            f"no running sampling control samples a probe named {probe!r} (sampled now: "
-            f"{running or 'none'}); declare lkchaos.controls.sampling in the experiment's "
-            "controls with that probe"
-        )
+    sampler = _sampler_of(probe)
     if wait_s > 0 and sampler.fault().end_t is not None:
         sampler.wait_settled(float(stable_s), float(wait_s), [probe])
     fault = sampler.fault()
@@ -74,3 +77,77 @@ def recovery(
     if result["rto_s"] is None:
         result["rto_s"] = 0.0
     return result
+
+
+def _sampler_of(probe: str) -> Sampler:
+    sampler = find_sampler(probe)
+    if sampler is None:
+        running = sampled_probes()
+        raise ActivityFailed(
+            f"no running sampling control samples a probe named {probe!r} (sampled now: "
+            f"{running or 'none'}); declare lkchaos.controls.sampling in the experiment's "
+            "controls with that probe"
+        )
+    return sampler
+
+
+def sampled(
+    probe: str,
+    count: int = 1,
+    min_ok: int | None = None,
+    timeout_s: float = 60.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """The next ``count`` samples of ``probe`` (sampled by this run's sampling control) that
+    end after this call, and whether at least ``min_ok`` of them (default: all) were ok.
+
+    Stops waiting as soon as the verdict is decided (``min_ok`` ok samples, or too many
+    failed for ``min_ok`` to be reached), so ``results`` may hold fewer than ``count``.
+    Waits up to ``timeout_s`` seconds in all; samples that did not come by then count as not
+    ok (the result says how many came). Returns ``{"ok", "probe", "count", "ok_samples", "waited_s",
+    "results": [{"ok", "t", "latency_s", "value"}]}`` (``t`` seconds since the run started).
+    Raises ActivityFailed when no running sampling control samples ``probe``, or it is not
+    sampling yet (its ``start`` is ``method``: sample from the experiment's start instead).
+    """
+    for name, value in (("count", count), ("min_ok", min_ok)):
+        if value is None and name == "min_ok":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ActivityFailed(f"{name} must be a whole number >= 1, not {value!r}")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
+        raise ActivityFailed(f"timeout_s must be a number of seconds > 0, not {timeout_s!r}")
+    need = count if min_ok is None else min_ok
+    if need > count:
+        raise ActivityFailed(f"min_ok ({min_ok}) cannot be more than count ({count})")
+    sampler = _sampler_of(probe)
+    if not sampler.running:
+        raise ActivityFailed(
+            f"the sampling control is not sampling {probe!r} now (it starts with the method, "
+            "or has stopped): set its start to 'experiment' to judge the steady state by it"
+        )
+    began = time.monotonic()
+    since = sampler.now()
+    fresh: list[dict[str, Any]] = []
+    while True:
+        fresh = [s for s in sampler.samples(probe)
+                 if s["t"] + s["latency_ms"] / 1000.0 >= since][:count]  # fmt: skip
+        waited = time.monotonic() - began
+        oks = sum(1 for s in fresh if s["ok"])
+        decided = oks >= need or len(fresh) - oks > count - need
+        if decided or len(fresh) >= count or waited >= timeout_s or not sampler.running:
+            break
+        time.sleep(min(0.2, timeout_s - waited))
+    ok_samples = sum(1 for s in fresh if s["ok"])
+    return {
+        "ok": ok_samples >= need,
+        "probe": probe,
+        "count": len(fresh),
+        "ok_samples": ok_samples,
+        "waited_s": round(time.monotonic() - began, 3),
+        "results": [
+            {"ok": s["ok"], "t": s["t"], "latency_s": round(s["latency_ms"] / 1000.0, 3),
+             "value": s["value"]}
+            for s in fresh
+        ],
+    }

@@ -233,6 +233,13 @@ def _sampled(a: Args, c: Context) -> object:
     return probe
 
 
+def _sample_count(a: Args, c: Context) -> object:
+    count = check_int("count", a.get("count", 1), "samples", minimum=1, maximum=100)
+    if a.get("min_ok") is not None:
+        check_int("min_ok", a.get("min_ok"), "samples", minimum=1, maximum=count)
+    return None
+
+
 def _urls(a: Args, c: Context) -> object:
     urls = a.get("urls")
     if urls is None:
@@ -310,6 +317,13 @@ def _tls_names(a: Args, c: Context) -> object:
     return None
 
 
+def _checklist(a: Args, c: Context) -> object:
+    from lkchaos.validate import probes as validate_probes
+
+    return validate_probes._check_args(a.get("section"), a.get("only"), a.get("skip"),
+                                       a.get("timeout", 30.0))
+
+
 def _path(a: Args, c: Context) -> object:
     path = check_text("path", a.get("path"))
     if not path.startswith("/"):
@@ -345,6 +359,9 @@ RULES: dict[str, list[Rule]] = {
     "lkchaos.docker.probes.all_services_healthy": [Rule(("services",), _services)],
     "lkchaos.docker.probes.service_health": [Rule(("service",), _probed_service)],
     "lkchaos.docker.probes.service_restarts": [Rule(("service",), _probed_service)],
+    # validate
+    "lkchaos.validate.probes.checklist": [Rule(("section", "only", "skip", "timeout"),
+                                               _checklist)],
     # stress
     "lkchaos.stress.actions.cpu_pressure": [
         Rule(("service",), _service),
@@ -553,4 +570,7 @@ RULES: dict[str, list[Rule]] = {
     "lkchaos.controls.probes.recovery": [
         Rule(("probe",), _sampled),
         _non_negative("wait_s"), _non_negative("stable_s")],
+    "lkchaos.controls.probes.sampled": [
+        Rule(("probe",), _sampled), _positive("timeout_s"),
+        _rule("count", "min_ok")(_sample_count)],
 }

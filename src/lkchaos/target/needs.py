@@ -56,7 +56,7 @@ def _group(module: str, needs: tuple[Need, ...], *funcs: str) -> dict[str, tuple
 
 #: Activity function -> what it needs of the target (an empty tuple: nothing).
 NEEDS: dict[str, tuple[Need, ...]] = {
-    **_group("controls.probes", (), "recovery"),
+    **_group("controls.probes", (), "recovery", "sampled"),
     **_group("docker.actions", ("runtime",), "kill_service", "crash_service", "stop_service",
              "pause_service", "restart_service", "start_service", "unpause_service"),
     **_group("docker.probes", ("runtime",), "services_health", "all_services_healthy",
