@@ -21,6 +21,9 @@ command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v pg_lsclusters >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # the Redis client's tests
+# nmap scans the deployment's ports (lkchaos validate); coturn is the TURN server of its unit tests.
+command -v nmap >/dev/null 2>&1 || missing+=(nmap)
+command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
 # promtool and amtool check the monitoring configs; the binaries serve the Prometheus probes' tests.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)

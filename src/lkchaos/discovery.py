@@ -30,6 +30,7 @@ ACTIVITY_MODULES: tuple[tuple[str, str], ...] = (
     ("lkchaos.dns.probes", "probe"),
     ("lkchaos.prometheus.probes", "probe"), ("lkchaos.hooks.probes", "probe"),
     ("lkchaos.ingress.probes", "probe"),
+    ("lkchaos.validate.probes", "probe"),
 )
 
 

@@ -23,8 +23,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.path):
             item.add_marker(pytest.mark.integration)
-    # Tests marked order_last (the scan of everything the run produced) run after the rest.
-    items.sort(key=lambda item: item.get_closest_marker("order_last") is not None)
+    # The checklist's run on the healthy stack comes first (the stack as `lkchaos stack up`
+    # left it, before any test's faults); tests marked order_last (the scan of everything the
+    # run produced) run after the rest.
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("order_last") is not None:
+            return 2
+        return 0 if item.path.name.startswith("test_validate") else 1
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

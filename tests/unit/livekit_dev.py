@@ -3,7 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
 
 from lkchaos.stack import layout
 from lkchaos.stack.build import cache_dir
@@ -18,3 +27,44 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def dev_server(folder: Path, extra_config: str = "") -> Iterator[str]:
+    """A livekit-server in ``--dev`` mode on loopback ports, with :data:`KEY`; its HTTP URL.
+
+    Skips the test when the binary is absent (``lkchaos stack build`` builds it); ends the
+    server on exit. ``extra_config`` is appended to its YAML configuration.
+    """
+    if not os.access(LIVEKIT_BIN, os.X_OK):
+        pytest.skip(f"no livekit-server binary at {LIVEKIT_BIN}: `lkchaos stack build` builds it")
+    port = free_port()
+    config = (f"port: {port}\nbind_addresses: [\"127.0.0.1\"]\n"
+              f"rtc:\n  tcp_port: {free_port()}\n  udp_port: {free_port(socket.SOCK_DGRAM)}\n"
+              "  use_external_ip: false\n  node_ip: 127.0.0.1\n"
+              f"keys:\n  {KEY}: {SECRET}\n{extra_config}")  # fmt: skip
+    (folder / "livekit.yaml").write_text(config)
+    url = f"http://127.0.0.1:{port}"
+    with (folder / "server.log").open("wb") as log:
+        process = subprocess.Popen([str(LIVEKIT_BIN), "--dev", "--config", "livekit.yaml"],
+                                   cwd=folder, stdout=log, stderr=log)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("livekit-server did not start: "
+                                   + (folder / "server.log").read_text()[-2000:])
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)

@@ -60,6 +60,12 @@ def slow_ok(delay_s: float = 0.05) -> bool:
     return True
 
 
+def past_event(ago_s: float = 0.5, took_s: float = 0.2) -> dict[str, Any]:
+    """A result read after it happened (as a held call's turn): it ended ``ago_s`` ago."""
+    now = time.time()
+    return {"ok": True, "started_at": now - ago_s - took_s, "ended_at": now - ago_s}
+
+
 def interrupt() -> None:
     raise KeyboardInterrupt
 
@@ -450,6 +456,16 @@ def test_sampled_counts_missing_samples_as_not_ok() -> None:
     sampling.before_experiment_control(exp, experiment=exp, configuration={}, **arguments)
     out = sampled("svc", count=50, timeout_s=0.5)
     assert out["ok"] is False and 0 < out["count"] < 50 and out["waited_s"] >= 0.5
+
+
+def test_a_result_that_reports_its_own_time_is_placed_then() -> None:
+    exp = experiment(probes=[probe("svc", "past_event", 0.05, tolerance=None, ago_s=0.5)],
+                     method=[action("wait", "slow_ok", delay_s=0.0, after_s=1.0)])  # fmt: skip
+    samples = section(run_experiment(exp))["probes"]["svc"]["samples"]
+    assert len(samples) >= 3
+    assert [s["t"] for s in samples] == sorted(s["t"] for s in samples)
+    assert all(s["latency_ms"] == pytest.approx(200.0, abs=1) for s in samples)  # its own length
+    assert samples[0]["t"] < 0  # it happened before sampling started: placed then
 
 
 def test_sampled_rejects_bad_arguments_and_a_sampler_not_sampling() -> None:

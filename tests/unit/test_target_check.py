@@ -48,6 +48,9 @@ MINIMAL_MISSING = {
         "actions.enable_proxy", "actions.reset")},
     "lkchaos.voice.probes.voice_round_trip": NO_VOICE,
     "lkchaos.voice.probes.voice_round_trips": NO_VOICE,
+    "lkchaos.voice.probes.held_call_turn": NO_VOICE,
+    "lkchaos.voice.probes.end_held_call": NO_VOICE,
+    "lkchaos.voice.probes.held_conversation": NO_VOICE,
     **{f"lkchaos.prometheus.probes.{f}": NO_PROMETHEUS for f in (
         "query", "alert_state", "wait_for_alert", "targets_up")},
     "lkchaos.prometheus.probes.alertmanager_alerts": NO_ALERTMANAGER,
@@ -139,17 +142,17 @@ def test_experiments_that_do_not_apply_say_exactly_why() -> None:
     start = lines.index("experiments: 0 of 3 apply to this target")
     assert lines[start + 1:] == [
         "  no  livekit-node-loss.json",
-        "        - needs the voice section (the agent name callers dispatch): the target has "
-        "none (caller-answered-now, caller-answered)",
         "        - service 'livekit_node:2': the target has 1 livekit_node (lk-server), so "
         "livekit_node:2 does not exist (livekit-2-back)",
+        "        - needs the voice section (the agent name callers dispatch): the target has "
+        "none (caller-answered)",
         "  no  agent-crash.json",
         "        - needs the voice section (the agent name callers dispatch): the target has "
-        "none (caller-answered-now, caller-answered)",
+        "none (caller-answered)",
         "  no  redis-failover.json",
-        "        - needs the voice section (the agent name callers dispatch): the target has "
-        "none (caller-answered-now, caller-answered)",
         "        - needs Redis Sentinel: the target's Redis is direct (sentinels-agree)",
+        "        - needs the voice section (the agent name callers dispatch): the target has "
+        "none (caller-answered)",
     ]
 
 

@@ -7,13 +7,9 @@ need it are skipped, saying where the binary is looked for.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
-import httpx
 import jwt
 import pytest
 from chaoslib.exceptions import ActivityFailed
@@ -21,8 +17,7 @@ from chaoslib.exceptions import ActivityFailed
 from lkchaos.livekit import probes, tokens
 from lkchaos.preflight.rules import RULES, Context
 from lkchaos.settings import Settings
-from tests.unit.livekit_dev import KEY, SECRET, free_port
-from tests.unit.livekit_dev import LIVEKIT_BIN as BINARY
+from tests.unit.livekit_dev import KEY, SECRET, dev_server, free_port
 
 
 def settings_for(url: str) -> Settings:
@@ -32,39 +27,8 @@ def settings_for(url: str) -> Settings:
 @pytest.fixture(scope="module")
 def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A livekit-server in --dev mode on loopback, with one known key; its HTTP URL."""
-    if not os.access(BINARY, os.X_OK):
-        pytest.skip(f"no livekit-server binary at {BINARY}: `lkchaos stack build` builds it")
-    folder = tmp_path_factory.mktemp("livekit")
-    port = free_port()
-    config = (f"port: {port}\nbind_addresses: [\"127.0.0.1\"]\n"
-              f"rtc:\n  tcp_port: {free_port()}\n  udp_port: {free_port(socket.SOCK_DGRAM)}\n"
-              "  use_external_ip: false\n  node_ip: 127.0.0.1\n"
-              f"keys:\n  {KEY}: {SECRET}\n")  # fmt: skip
-    (folder / "livekit.yaml").write_text(config)
-    url = f"http://127.0.0.1:{port}"
-    with (folder / "server.log").open("wb") as log:
-        process = subprocess.Popen([str(BINARY), "--dev", "--config", "livekit.yaml"],
-                                   cwd=folder, stdout=log, stderr=log)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("livekit-server did not start: "
-                                   + (folder / "server.log").read_text()[-2000:])
-            time.sleep(0.1)
+    with dev_server(tmp_path_factory.mktemp("livekit")) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def _sampler_of(probe: str) -> Sampler:
 def sampled(
     probe: str,
     count: int = 1,
-    min_ok: int | None = None,
+    min_ok: int = None,  # type: ignore[assignment]
     timeout_s: float = 60.0,
     configuration: Configuration = None,
     secrets: Secrets = None,

@@ -9,6 +9,7 @@ ends when the sampler is stopped, after ``max_samples`` samples or ``max_duratio
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -47,6 +48,28 @@ def default_ok(result: Any) -> bool:
 def _misheard(result: Any) -> bool:
     """Whether a probe's result says the question was misheard (the voice probe's stage)."""
     return isinstance(result, Mapping) and result.get("stage") == "misheard"
+
+
+#: How far back a result may place itself (seconds before it was read).
+OWN_SPAN_MAX_S = 300.0
+
+
+def _own_span(result: Any, now: float, read_s: float) -> tuple[float, float] | None:
+    """``(started_at, ended_at)`` (epoch seconds) a result reports for itself, when it
+    happened before the probe returned it: a held call's turn is read after it ended, and
+    belongs at the time it happened. None for any other result, or times that make no sense
+    (in the future, ending before starting, older than ``OWN_SPAN_MAX_S`` before the read)."""
+    if not isinstance(result, Mapping):
+        return None
+    raw_start, raw_end = result.get("started_at"), result.get("ended_at")
+    numbers = [v for v in (raw_start, raw_end)
+               if isinstance(v, int | float) and not isinstance(v, bool)]  # fmt: skip
+    if len(numbers) != 2:
+        return None
+    start, end = float(numbers[0]), float(numbers[1])
+    if not now - read_s - OWN_SPAN_MAX_S <= start <= end <= now + 1.0:
+        return None
+    return start, end
 
 
 def _error(exc: BaseException, prefix: str = "") -> str:
@@ -272,7 +295,8 @@ class Sampler:
                 with self._lock:
                     if self._state == "stopped":
                         break
-                    self._samples[spec.name].append(sample)
+                    # In time order: a result that reports its own time may predate the last.
+                    bisect.insort(self._samples[spec.name], sample, key=lambda s: s["t"])
                 count += 1
                 delay = spec.interval_s - (self._clock() - started)
                 left = self.options.max_duration_s - (self._clock() - began)
@@ -294,11 +318,16 @@ class Sampler:
             ok, value = False, {"error": _error(exc)}
         else:
             ok, value = self._judge(spec, result)
+        t, latency = started - self._t0, self._clock() - started
+        span = _own_span(result, time.time(), latency)
+        if span is not None:  # a result that happened before it was read (a held turn)
+            t, latency = span[0] - self._t0_wall, span[1] - span[0]
+            at = datetime.fromtimestamp(span[0], UTC).isoformat()
         sample = {
-            "t": round(started - self._t0, 4),
+            "t": round(t, 4),
             "at": at,
             "ok": ok,
-            "latency_ms": round((self._clock() - started) * 1000.0, 3),
+            "latency_ms": round(latency * 1000.0, 3),
             "value": value,
         }
         if not ok and _misheard(result):

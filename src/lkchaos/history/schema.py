@@ -7,6 +7,8 @@
   ``at`` wall clock UTC, ``ok``, ``latency_ms``, a short ``reason``).
 - ``journals``: the whole journal, JSON compressed with zlib.
 - ``gameday_runs``: one row per game day run; ``schedule_events``: fired/missed/skipped.
+- ``validations``: one row per ``lkchaos validate`` run (or round of ``--watch``, sharing a
+  ``watch_id``) with its counts; ``validation_items``: each item's status and evidence.
 
 Every timestamp is stored as UTC and read back timezone-aware (:class:`UTCDateTime`: SQLite
 has no time zones, PostgreSQL columns are ``timestamptz``). The migrations in
@@ -158,4 +160,38 @@ schedule_events = Table(
     Column("at", UTCDateTime, nullable=False),
     Index("ix_schedule_events_gameday_at", "gameday", "at"),
     Index("ix_schedule_events_at", "at"),
+)  # fmt: skip
+
+validations = Table(
+    "validations", metadata,
+    Column("validation_id", String(64), primary_key=True),
+    Column("watch_id", String(64)),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("target", String(200)),
+    Column("selection", Text, nullable=False),
+    Column("exit_code", Integer, nullable=False),
+    Column("passed", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("warned", Integer, nullable=False),
+    Column("manual", Integer, nullable=False),
+    Column("not_applicable", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("lkchaos_version", String(64), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_validations_started_at", "started_at"),
+    Index("ix_validations_watch_id", "watch_id"),
+)  # fmt: skip
+
+validation_items = Table(
+    "validation_items", metadata,
+    Column("validation_id", String(64),
+           ForeignKey("validations.validation_id", ondelete="CASCADE"), primary_key=True),
+    Column("item_id", String(200), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("duration_s", Float),
+    Index("ix_validation_items_item", "item_id", "validation_id"),
 )  # fmt: skip

@@ -40,6 +40,8 @@ from lkchaos.tls import probes as tls_probes
 from lkchaos.toxiproxy import actions as toxi_actions
 from lkchaos.toxiproxy import probes as toxi_probes
 from lkchaos.values import check_int, check_number, check_service_name, check_text
+from lkchaos.voice import held
+from lkchaos.voice.session import Options
 
 Args = Mapping[str, Any]
 #: Toxiproxy link roles (``toxiproxy.links`` keys of a target).
@@ -238,6 +240,26 @@ def _sample_count(a: Args, c: Context) -> object:
     if a.get("min_ok") is not None:
         check_int("min_ok", a.get("min_ok"), "samples", minimum=1, maximum=count)
     return None
+
+
+def _held_turn(a: Args, c: Context) -> object:
+    held._check_name(a.get("caller", "caller"))
+    held._check_wait(a.get("timeout", 30.0))
+    callers = check_int("callers", a.get("callers", 1), "calls", minimum=1,
+                        maximum=held.MAX_CALLERS)  # fmt: skip
+    try:
+        Options(duration_s=a.get("duration_s", 900.0), turn_gap_s=a.get("turn_gap_s", 0.3),
+                transcribe_every=a.get("transcribe_every", 1),
+                start_delay_s=a.get("stagger_s", 2.5))  # fmt: skip
+    except (ValueError, TypeError) as exc:
+        raise ActivityFailed(f"held call: {exc}") from exc
+    return callers
+
+
+def _held_conversation(a: Args, c: Context) -> object:
+    check_int("turns", a.get("turns", 10), "turns", minimum=1, maximum=500)
+    return check_number("min_answered_pct", a.get("min_answered_pct", 100.0), "%",
+                        maximum=100.0)  # fmt: skip
 
 
 def _urls(a: Args, c: Context) -> object:
@@ -538,6 +560,14 @@ RULES: dict[str, list[Rule]] = {
     "lkchaos.voice.probes.voice_round_trips": [
         _VOICE, _positive("timeout"), _positive("max_median_latency_s"),
         Rule(("calls", "min_answered"), _calls)],
+    "lkchaos.voice.probes.held_call_turn": [
+        _VOICE, _rule("caller", "timeout", "callers", "duration_s", "turn_gap_s",
+                      "transcribe_every", "stagger_s")(_held_turn)],
+    "lkchaos.voice.probes.end_held_call": [_rule("caller")(lambda a, c: held._check_name(
+        a.get("caller", "caller")))],
+    "lkchaos.voice.probes.held_conversation": [
+        _VOICE, _positive("timeout"), _positive("max_latency_p95_s"),
+        _rule("turns", "min_answered_pct")(_held_conversation)],
     # ingress
     "lkchaos.ingress.probes.rtmp_publish": [
         _rule("room", "duration_s", "timeout", "endpoint")(lambda a, c: ingress_probes._check(

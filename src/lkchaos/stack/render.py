@@ -13,6 +13,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -455,4 +456,37 @@ def write_state(state_dir: Path, cfg: StackConfig,
     # Leaves are re-issued before the monitoring's certificate warning (60 days) would fire.
     certs.ensure_stack_certs(certs_dir, cfg.tls_names,
                              min_days_left=monitoring.CERT_DAYS[1] + 1)
+    facts = json.dumps(deployment_facts(cfg), indent=2, sort_keys=True) + "\n"
+    facts_file = state_dir / FACTS_FILE
+    if not facts_file.is_file() or facts_file.read_text() != facts:
+        facts_file.write_text(facts)
     return env
+
+
+#: The reference stack's facts for whoever inspects it as a deployment (``lkchaos validate``):
+#: written as data into the state folder, so that the library reads them without importing
+#: the stack's code.
+FACTS_FILE = "deployment.json"
+
+
+def deployment_facts(cfg: StackConfig) -> dict[str, Any]:
+    """What the reference stack is, as data: its Compose project, published TLS address,
+    each service's address on its network, the ports published on 127.0.0.1, each LiveKit
+    node's metrics URL, the TCP ports listening on its addresses (what a port scan must
+    find), and what its Caddyfile serves besides proxying (no files, no compression)."""
+    nodes = [f"livekit-{n}" for n in range(1, 3)]
+    return {
+        "kind": "lkchaos-reference-stack",
+        "compose_project": layout.PROJECT,
+        "tls_address": f"127.0.0.1:{layout.host_port('caddy_https')}",
+        "addresses": {service: cfg.address(service) for service in layout.HOST_OCTET},
+        "host_ports": {name: port for name, (_, _, port) in layout.HOST_PORTS.items()},
+        "node_metrics_urls": [f"http://127.0.0.1:{layout.host_port(f'livekit_{n}_metrics')}"
+                              "/metrics" for n in range(1, 3)],  # fmt: skip
+        "listening": {
+            # Caddy: HTTPS, the HTTP redirect, LiveKit's internal listener, its metrics.
+            cfg.address("caddy"): [80, 443, 7880, 9180],
+            **{cfg.address(node): [7880, 7881, 5349, 6789] for node in nodes},
+        },
+        "caddy": {"file_server": False, "encode": False},
+    }

@@ -57,6 +57,8 @@ def _group(module: str, needs: tuple[Need, ...], *funcs: str) -> dict[str, tuple
 #: Activity function -> what it needs of the target (an empty tuple: nothing).
 NEEDS: dict[str, tuple[Need, ...]] = {
     **_group("controls.probes", (), "recovery", "sampled"),
+    # each item whose component the target lacks is n/a or error, never a refusal
+    **_group("validate.probes", (), "checklist"),
     **_group("docker.actions", ("runtime",), "kill_service", "crash_service", "stop_service",
              "pause_service", "restart_service", "start_service", "unpause_service"),
     **_group("docker.probes", ("runtime",), "services_health", "all_services_healthy",
@@ -82,7 +84,8 @@ NEEDS: dict[str, tuple[Need, ...]] = {
     **_group("redis.probes", ("redis",), "replication"),
     **_group("safety.actions", ("runtime",), "recover"),
     **_group("safety.probes", ("runtime", "livekit"), "baseline"),
-    **_group("voice.probes", ("livekit", "voice"), "voice_round_trip", "voice_round_trips"),
+    **_group("voice.probes", ("livekit", "voice"), "voice_round_trip", "voice_round_trips",
+             "held_call_turn", "end_held_call", "held_conversation"),
     **_group("toxiproxy.probes", ("toxiproxy",), "proxies_state", "link_latency"),
     **_group("toxiproxy.actions", ("toxiproxy",), "add_toxic", "add_latency", "add_bandwidth",
              "add_timeout", "add_reset_peer", "add_slow_close", "add_limit_data",

@@ -105,7 +105,8 @@ class Speaker:
         self._task = asyncio.create_task(self._pump())
 
     async def say(self, samples: np.ndarray) -> float:
-        """Speak ``samples``; returns the wall-clock time the last frame was sent."""
+        """Speak ``samples``; returns when (``time.monotonic()``) the last frame plays out:
+        its capture, plus what the source's queue still held then."""
         done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         await self._queue.put((samples, done))
         return await done
@@ -127,7 +128,8 @@ class Speaker:
             await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, FRAME))
             if current is not None and pos >= len(current[0]):
                 if not current[1].done():
-                    current[1].set_result(time.time())
+                    # Played out, not queued: the source still holds queued_duration seconds.
+                    current[1].set_result(time.monotonic() + self.source.queued_duration)
                 current = None
             next_at += 0.01
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
@@ -156,7 +158,7 @@ class Listener:
     async def _read(self) -> None:
         async for event in self._stream:
             pcm = np.frombuffer(bytes(event.frame.data), dtype=np.int16)
-            self._frames.append((time.time(), pcm))
+            self._frames.append((time.monotonic(), pcm))
 
     async def reply(
         self, after: float, first_timeout: float, reply_timeout: float, silence: float = 1.2
@@ -172,7 +174,7 @@ class Listener:
             loud = [t for t, pcm in self._frames if t > after and rms(pcm) > self._threshold]
             if loud:
                 first_at, last_at = loud[0], loud[-1]
-                if time.time() - last_at >= silence:
+                if time.monotonic() - last_at >= silence:
                     break
             waited = time.monotonic() - start
             if not loud and waited > first_timeout:

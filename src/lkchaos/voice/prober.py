@@ -11,6 +11,12 @@ system's: in a container on the stack network (``dns:`` set to the stack's resol
                       -> participants held connected in the room (lkchaos.livekit.hold)
     GET  /hold        -> the held rooms and how many of their participants are connected
     DELETE /hold/{room} -> release them
+    POST /calls       {held-call options (lkchaos.voice.session.Options)} -> {"id", "room"}:
+                      a held conversation started (a caller asking turn after turn)
+    GET  /calls/{id}?after=N&wait_s=W -> its turns numbered above N (waiting up to W s for
+                      one), its state and summary (lkchaos.voice.calls.Registry.turns)
+    DELETE /calls/{id} -> end it; its summary
+    GET  /calls       -> the held calls
     GET  /health      -> {"status": "ok"}
 
 Every endpoint but ``/health`` answers only requests whose ``Authorization: Bearer`` header
@@ -24,7 +30,8 @@ characters on one line and reaches espeak-ng on its standard input, never as an 
 Environment: ``LIVEKIT_URL`` (the public URL, e.g. ``wss://lk.chaos.test``),
 ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET``, ``AGENT_NAME``. One round trip runs at a time:
 concurrent requests wait their turn, so they never compete for the two CPU cores the agent
-and Whisper also need.
+and Whisper also need. Held calls run side by side (a load test holds many); one nobody read
+for ``lkchaos.voice.calls.IDLE_S`` seconds is ended.
 """
 
 from __future__ import annotations
@@ -39,13 +46,14 @@ from typing import Any
 from aiohttp import web
 
 from lkchaos.livekit import hold as holding
-from lkchaos.voice import audio, roundtrip
+from lkchaos.voice import audio, calls, roundtrip, session
 from lkchaos.voice.credential import is_authorized
 from lkchaos.voice.questions import QuestionError, random_question
 
 log = logging.getLogger("lkchaos.prober")
 CONFIG = web.AppKey("config", dict[str, str])
 HOLDS = web.AppKey("holds", holding.Holds)
+CALLS = web.AppKey("calls", calls.Registry)
 _lock = asyncio.Lock()
 MAX_EXPECTED = 10
 MAX_EXPECTED_CHARS = 100
@@ -167,8 +175,65 @@ async def held(request: web.Request) -> web.Response:
     return web.json_response(request.app[HOLDS].status())
 
 
+async def start_call(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError("the body must be an object of held-call options")
+        options = session.Options.from_dict(body)
+    except ValueError as exc:  # includes malformed JSON
+        return web.json_response({"error": str(exc)}, status=400)
+    config = request.app[CONFIG]
+    registry = request.app[CALLS]
+    try:
+        call_id = registry.start(config["url"], config["key"], config["secret"],
+                                 config["agent"], options)  # fmt: skip
+    except calls.CallError as exc:
+        return web.json_response({"error": str(exc)}, status=429)
+    room = next(c["room"] for c in registry.status() if c["id"] == call_id)
+    log.info("held call %s started in %s", call_id, room)
+    return web.json_response({"id": call_id, "room": room})
+
+
+def _query_number(request: web.Request, name: str, default: float, top: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from exc
+    if not 0 <= value <= top:
+        raise ValueError(f"{name} must be from 0 to {top:g}")
+    return value
+
+
+async def call_turns(request: web.Request) -> web.Response:
+    try:
+        after = int(_query_number(request, "after", 0, session.MAX_TURNS))
+        wait_s = _query_number(request, "wait_s", 0.0, 120.0)
+        return web.json_response(
+            await request.app[CALLS].turns(request.match_info["id"], after, wait_s))
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    except calls.CallError as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+
+
+async def end_call(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(await request.app[CALLS].end(request.match_info["id"]))
+    except calls.CallError as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    return web.json_response({"calls": request.app[CALLS].status()})
+
+
 async def _release_all(app: web.Application) -> None:
     await app[HOLDS].release_all()
+    await app[CALLS].end_all()
 
 
 async def health(_: web.Request) -> web.Response:
@@ -186,11 +251,16 @@ def make_app(config: dict[str, str] | None = None) -> web.Application:
         "agent": os.environ.get("AGENT_NAME", "lkchaos-agent"),
     }
     app[HOLDS] = holding.Holds()
+    app[CALLS] = calls.Registry()
     app.on_cleanup.append(_release_all)
     app.router.add_post("/round-trip", round_trip)
     app.router.add_post("/hold", hold)
     app.router.add_get("/hold", held)
     app.router.add_delete("/hold/{room}", release)
+    app.router.add_post("/calls", start_call)
+    app.router.add_get("/calls", list_calls)
+    app.router.add_get("/calls/{id}", call_turns)
+    app.router.add_delete("/calls/{id}", end_call)
     app.router.add_get("/health", health)
     return app
 

@@ -60,7 +60,8 @@ from chaoslib.types import Configuration, Secrets
 from lkchaos.settings import Settings
 from lkchaos.voice import prober_client
 
-__all__ = ["voice_round_trip", "voice_round_trips"]
+__all__ = ["voice_round_trip", "voice_round_trips", "held_call_turn", "end_held_call",
+           "held_conversation"]
 
 _SUMMARY_KEYS = ("ok", "stage", "reason", "latency_s", "question", "heard", "misheard")
 _AUDIO_KEY = "reply_wav_b64"
@@ -249,3 +250,60 @@ def _in_process(
         )
     except (QuestionError, ValueError, TypeError) as exc:
         raise ActivityFailed(f"the voice probe refused its arguments: {exc}") from exc
+
+
+def held_call_turn(
+    caller: str = "caller",
+    timeout: float = 30.0,
+    duration_s: float = 900.0,
+    turn_gap_s: float = 0.3,
+    transcribe_every: int = 1,
+    callers: int = 1,
+    stagger_s: float = 2.5,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """The next turn of a held conversation (one caller that joined once and keeps asking),
+    for the sampling control: its first call starts the held call named ``caller``
+    (bounded by ``duration_s``; ``turn_gap_s`` between turns; every ``transcribe_every``-th
+    reply transcribed, the others checked by the agent's own report; ``callers`` calls side
+    by side, started ``stagger_s`` apart, for a sample every few seconds), each call returns
+    the next turn any of them finished, within ``timeout`` seconds: ``{"ok", "stage",
+    "reason", "turn", "t", "latency_s", "question", "heard", "checked_by", "caller", "room",
+    "calls", "reconnects", "agents_seen"}``. Stages: those of a round trip, ``no_agent``,
+    ``no_turn``, ``call_ended`` (see :mod:`lkchaos.voice.held`). End with
+    ``end_held_call``."""
+    from lkchaos.voice import held
+
+    return held.turn(caller, timeout, duration_s, turn_gap_s, transcribe_every, callers,
+                     stagger_s, configuration, secrets)  # fmt: skip
+
+
+def end_held_call(
+    caller: str = "caller", configuration: Configuration = None, secrets: Secrets = None
+) -> Dict[str, Any]:
+    """End the held call ``caller`` and return its summary: ``{"ended", "turns", "answered",
+    "answered_pct", "latency_p50_s", "latency_p95_s", "reconnects", "agents_seen", "stages",
+    "events", "media_path", ...}`` (``ended`` false when there was none)."""
+    from lkchaos.voice import held
+
+    return held.end(caller, configuration, secrets)
+
+
+def held_conversation(
+    turns: int = 10,
+    min_answered_pct: float = 100.0,
+    max_latency_p95_s: float = None,  # type: ignore[assignment]
+    turn_gap_s: float = 0.3,
+    timeout: float = 300.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Hold one call for ``turns`` turns in the same room (within ``timeout`` s) and judge
+    them together: ``ok`` when at least ``min_answered_pct`` % were answered right (and,
+    with ``max_latency_p95_s``, the p95 latency is within it). Returns the call's summary
+    (see ``end_held_call``) with ``ok`` and ``turn_results``."""
+    from lkchaos.voice import held
+
+    return held.conversation(turns, min_answered_pct, max_latency_p95_s, turn_gap_s, timeout,
+                             configuration, secrets)  # fmt: skip

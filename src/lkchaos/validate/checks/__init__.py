@@ -1,0 +1,1 @@
+"""The checklist's checks, one module per area; importing a module registers its checks."""

@@ -1,0 +1,242 @@
+"""Checks of the Ingress/Egress items: n/a where the target has none, else short publishes
+through LiveKit Ingress (RTMP and WHIP, :mod:`lkchaos.ingress.probes`).
+
+A target has Ingress when it names an ``ingress`` runtime (its ``roles``) or an RTMP or WHIP
+URL (its ``ingress`` section). Each publish lasts :data:`HOLD_S` seconds once the ingress
+participant and its tracks are in the room, and cleans up what it created (the push and the
+ingress). ``ingress-egress.turn-integration`` is a TURN item (its check lives with the TURN
+checks). Egress is not part of the target model (nor of the reference stack): its items are
+n/a unless the target names an ``egress`` runtime, and then manual; "webhook notifications
+sent" is judged, without Egress, on the webhooks LiveKit sends for the RTMP publish's room,
+as the target's receiver recorded them (:mod:`lkchaos.hooks`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lkchaos.validate.checks.livekit import guarded, room_name
+from lkchaos.validate.model import Context, Finding, check
+
+#: Seconds each publish is held once its tracks are in the room.
+HOLD_S = 1.0
+#: How long a push with a wrong stream key may run before it counts as accepted.
+REFUSE_S = 4.0
+
+
+def has_ingress(ctx: Context) -> bool:
+    s = ctx.settings
+    return bool(s.roles.get("ingress") or s.ingress_rtmp_url or s.ingress_whip_url)
+
+
+def _none(ctx: Context) -> Finding | None:
+    if not has_ingress(ctx):
+        return Finding("n/a", "the target has no Ingress (no ingress role, RTMP or WHIP URL)")
+    return None
+
+
+def publish(ctx: Context, kind: str) -> dict[str, Any]:
+    """One short publish (``rtmp`` or ``whip``) into a fresh room, run once per run."""
+
+    def compute() -> dict[str, Any]:
+        from lkchaos.ingress import probes, whip
+
+        settings = ctx.settings
+        settings.require_keys()
+        room = room_name(f"ingress-{kind}")
+        timeout = max(ctx.timeout_s, 10.0)
+        if kind == "rtmp":
+            pusher = probes._check_pusher("auto")
+            seconds = timeout + HOLD_S + 5.0
+            return probes._retrying(lambda: probes._publish(
+                "rtmp", room, HOLD_S, timeout, None, settings,
+                lambda url: probes._Rtmp(pusher, url, seconds), pusher), timeout)
+        if whip.aiortc_missing():
+            raise ModuleNotFoundError(whip.NEEDED)
+        return probes._retrying(lambda: probes._publish(
+            "whip", room, HOLD_S, timeout, None, settings,
+            lambda url: probes._Whip(url, settings.ca_file, min(timeout, 15.0)), "aiortc"),
+            timeout)  # fmt: skip
+
+    result: dict[str, Any] = ctx.fact(f"ingress.{kind}", compute)
+    return result
+
+
+def _brief(seen: dict[str, Any]) -> str:
+    tracks = ", ".join(f"{t.get('type')} {t.get('mime_type')}" for t in seen.get("tracks") or [])
+    return (f"{seen['kind'].upper()} to {seen.get('endpoint')}: participant after "
+            f"{seen.get('time_to_participant_s')} s, tracks ({tracks or 'none'}) after "
+            f"{seen.get('time_to_tracks_s')} s, state {seen.get('state')}, cleaned up "
+            f"{seen.get('deleted')}")
+
+
+def _failed(seen: dict[str, Any]) -> str:
+    return (f"{seen['kind'].upper()} publish failed at {seen.get('stage')}: "
+            f"{seen.get('reason') or seen.get('state_error') or 'no reason given'}")
+
+
+def _judge(ctx: Context, kind: str, stages: tuple[str, ...]) -> Finding:
+    """Pass when the publish got past every stage in ``stages`` (fail when it stopped at one
+    of them); ``stages == ()`` means the whole publish must succeed."""
+    if (none := _none(ctx)) is not None:
+        return none
+    seen = publish(ctx, kind)
+    stopped = seen.get("stage")
+    if stopped is None:
+        return Finding("pass", _brief(seen), seen)
+    if not stages or stopped in stages:
+        return Finding("fail", _failed(seen), seen)
+    return Finding("pass", f"{kind.upper()} got past {', '.join(stages)}; it stopped later "
+                   f"({_failed(seen)})", seen)  # fmt: skip
+
+
+@check("ingress-egress.rtmp-streams-accepted")
+@guarded
+def rtmp_accepted(ctx: Context) -> Finding:
+    """An RTMP push with the ingress's stream key is accepted."""
+    return _judge(ctx, "rtmp", ("create", "push"))
+
+
+@check("ingress-egress.stream-forwarding-livekit")
+@guarded
+def rtmp_forwarded(ctx: Context) -> Finding:
+    """The RTMP stream reaches the room: the ingress participant with audio and video."""
+    return _judge(ctx, "rtmp", ())
+
+
+@check("ingress-egress.authentication-working")
+@guarded
+def rtmp_auth(ctx: Context) -> Finding:
+    """A push with a wrong stream key is refused (the pusher ends within a few seconds)."""
+    if (none := _none(ctx)) is not None:
+        return none
+    from lkchaos.ingress import probes
+
+    endpoint = publish(ctx, "rtmp").get("endpoint") or ctx.settings.ingress_rtmp_url
+    if not endpoint:
+        return Finding("error", "no RTMP endpoint known to push to: set the target's "
+                       "ingress.rtmp_url")  # fmt: skip
+    pusher = probes._Rtmp(probes._check_pusher("auto"), f"{endpoint}/lkchaos-wrong-key",
+                          REFUSE_S + 2)  # fmt: skip
+    started = time.monotonic()
+    try:
+        while pusher.running() and time.monotonic() - started < REFUSE_S:
+            time.sleep(0.1)
+        refused = not pusher.running()
+        why = pusher.error() if refused else ""
+    finally:
+        pusher.stop()
+    data = {"endpoint": endpoint, "refused": refused, "after_s": round(time.monotonic() -
+                                                                        started, 2)}
+    if not refused:
+        return Finding("fail", f"a push to {endpoint} with a wrong stream key was still "
+                       f"running after {REFUSE_S:.0f} s", data)  # fmt: skip
+    return Finding("pass", f"a push with a wrong stream key was refused after "
+                   f"{data['after_s']} s ({why[:100]})", data)  # fmt: skip
+
+
+@check("ingress-egress.whip-endpoint-accessible")
+@guarded
+def whip_accessible(ctx: Context) -> Finding:
+    """The WHIP endpoint takes an offer (the ingress is created and the POST answered)."""
+    return _judge(ctx, "whip", ("create",))
+
+
+@check("ingress-egress.sdp-negotiation-successful")
+@guarded
+def whip_sdp(ctx: Context) -> Finding:
+    """The WHIP offer gets an SDP answer (the push stage passes)."""
+    return _judge(ctx, "whip", ("create", "push"))
+
+
+@check("ingress-egress.media-streaming-working", "ingress-egress.ice-candidate-handling")
+@guarded
+def whip_media(ctx: Context) -> Finding:
+    """Audio and video published over WHIP reach the room (which needs ICE to connect)."""
+    return _judge(ctx, "whip", ())
+
+
+_MANUAL = {
+    "ingress-egress.multiple-concurrent-streams": "publish several streams at once and "
+    "confirm each reaches its room (Ingress admits sessions by CPU cost: size it first)",
+    "ingress-egress.stream-quality-preserved": "compare a published stream's resolution, "
+    "frame rate and audio with what subscribers receive",
+    "ingress-egress.metadata-handling-correct": "publish with a participant name and "
+    "metadata and confirm subscribers see them",
+}
+_EGRESS = ("ingress-egress.recording-functionality-working",
+           "ingress-egress.export-formats-supported", "ingress-egress.file-storage-integration",
+           "ingress-egress.cleanup-after-recording")
+#: Seconds to wait for the webhooks of the RTMP publish's room.
+WEBHOOK_WAIT_S = 10.0
+
+
+def judge_webhooks(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """LiveKit's webhooks of one ingress room (:func:`lkchaos.hooks.probes.judge`: one
+    participant, the room not finished yet)."""
+    from lkchaos.hooks.probes import judge
+
+    return judge(events, False, late_s=5.0, participants=1)
+
+
+@check("ingress-egress.webhook-notifications-sent")
+@guarded
+def webhooks(ctx: Context) -> Finding:
+    """LiveKit's webhooks reach the receiver: without Egress, those of the RTMP publish's room
+    (room started, the ingress participant joined and left, its tracks); n/a without Ingress
+    or without a receiver to read them from."""
+    if ctx.settings.roles.get("egress"):
+        return Finding("manual", "Egress is configured: record a room and confirm the "
+                       "egress_started and egress_ended webhooks arrive")  # fmt: skip
+    if not has_ingress(ctx):
+        return Finding("n/a", "the target has neither Egress nor Ingress to send webhooks for")
+    receiver = ctx.settings.receiver_url
+    if not receiver:
+        return Finding("n/a", "the target has no webhook receiver to read LiveKit's webhooks "
+                       "from (monitoring.receiver_url)")  # fmt: skip
+    from lkchaos.hooks import client as hooks
+
+    seen = publish(ctx, "rtmp")
+    if seen.get("stage") in ("create", "push"):
+        return Finding("error", f"no stream to get webhooks for: {_failed(seen)}", seen)
+    room = str(seen["room"])
+    started = time.monotonic()
+    while True:
+        events = hooks.livekit_events(receiver, room=room, timeout=min(ctx.timeout_s, 5.0))
+        verdict = judge_webhooks(events)
+        if verdict["ok"] or time.monotonic() - started > min(WEBHOOK_WAIT_S, ctx.timeout_s):
+            break
+        time.sleep(0.5)
+    data = {"room": room, **verdict}
+    text = f"{room} (no Egress here: the RTMP ingress's room): {', '.join(verdict['events'])}"
+    if not verdict["ok"]:
+        problems = verdict["lost"] + verdict["duplicates"] + verdict["reordered"]
+        return Finding("fail", f"webhooks of {text}; wrong: {'; '.join(problems)}", data)
+    return Finding("pass", f"webhooks of {text}", data)
+
+
+def _register() -> None:
+    for item, what in _MANUAL.items():
+        def manual(ctx: Context, what: str = what) -> Finding:
+            if (none := _none(ctx)) is not None:
+                return none
+            return Finding("manual", what)
+
+        manual.__name__ = "ingress_" + item.rsplit(".", 1)[1].replace("-", "_")
+        manual.__doc__ = f"n/a without Ingress; else manual: {what}."
+        check(item)(manual)
+    for item in _EGRESS:
+        def egress(ctx: Context) -> Finding:
+            if not ctx.settings.roles.get("egress"):
+                return Finding("n/a", "the target has no Egress (the reference stack has "
+                               "none; LiveKit Egress is a separate service)")  # fmt: skip
+            return Finding("manual", "Egress is configured: record a room and confirm the "
+                           "file, its format, its storage, the webhooks and the cleanup")
+
+        egress.__name__ = "egress_" + item.rsplit(".", 1)[1].replace("-", "_")
+        egress.__doc__ = "n/a without Egress; else manual."
+        check(item)(egress)
+
+
+_register()

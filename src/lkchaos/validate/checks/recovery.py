@@ -1,0 +1,318 @@
+"""Checks of the disaster-recovery items: a Redis backup taken and restored, and what the run
+history says about recovery.
+
+The backup is ``redis-cli --rdb`` against the primary (the same snapshot a replica receives);
+the restore loads it into a scratch ``redis-server`` on a free loopback port in a temporary
+folder, both removed afterwards, and LiveKit's keys (and each hash's fields) that existed both
+before and after the backup must be in it. Both tools are Debian's ``redis-tools`` and
+``redis-server``.
+
+The history items read :mod:`lkchaos.history` (``$LKCHAOS_HISTORY_URL``, else the state
+folder's SQLite file; a missing file is "no history", never created here). An experiment
+"held" when its run completed without deviating; its RTO is the longest recovery its sampled
+probes measured.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from lkchaos.livekit import keys
+from lkchaos.redis import client as rc
+from lkchaos.validate.checks.livekit import guarded
+from lkchaos.validate.model import Context, Finding, check
+
+#: Experiments by what they break (the experiments shipped in ``experiments/``).
+SINGLE_SERVICE = ("agent-crash", "livekit-node-loss", "mcp-outage", "whisper-outage",
+                  "redis-failover", "redis-outage", "redis-stall", "ingress-node-loss",
+                  "cpu-pressure-agent", "memory-pressure-livekit", "disk-full-stt")  # fmt: skip
+NETWORK = ("agent-livekit-partition", "dns-failure", "webhook-link-cut", "media-packet-loss",
+           "ingress-rtmp-packet-loss")  # fmt: skip
+MULTIPLE = ("redis-lost-during-drain", "ingress-redis-failover")
+#: Experiments that compare LiveKit's room state across the fault.
+CONSISTENCY = ("redis-failover",)
+LIVEKIT_FAULTS = ("livekit-node-loss", "redis-failover", "redis-outage", "redis-stall",
+                  "redis-lost-during-drain")  # fmt: skip
+
+
+def history_runs(ctx: Context) -> list[Any] | None:
+    """Recorded runs, newest first (at most 500), or None when there is no history."""
+
+    def compute() -> list[Any] | None:
+        from lkchaos.history import ENV_URL, open_history
+
+        url = os.environ.get(ENV_URL)
+        if not url:
+            path = Path(ctx.settings.state_dir) / "history.sqlite"
+            if not path.is_file():
+                return None
+            url = f"sqlite:///{path}"
+        with open_history(url) as history:
+            return list(history.runs(limit=500))
+
+    result: list[Any] | None = ctx.fact("history.runs", compute)
+    return result
+
+
+def _held(run: Any) -> bool:
+    return bool(run.status == "completed" and not run.deviated)
+
+
+def from_history(ctx: Context, experiments: Iterable[str], what: str) -> Finding:
+    """Pass when the latest run of any of ``experiments`` held; fail when runs exist and the
+    latest of each deviated or failed; manual when none ran."""
+    runs = history_runs(ctx)
+    if runs is None:
+        return Finding("manual", f"no run history: run an experiment of {what} "
+                       f"({', '.join(experiments)}) or confirm recovery by hand")  # fmt: skip
+    wanted = set(experiments)
+    latest: dict[str, Any] = {}
+    for run in runs:  # newest first
+        if run.experiment_name in wanted:
+            latest.setdefault(run.experiment_name, run)
+    if not latest:
+        return Finding("manual", f"none of {what} has run ({', '.join(sorted(wanted))}); run "
+                       "one, or confirm recovery by hand")  # fmt: skip
+    data = {name: {"verdict": r.verdict, "started_at": r.started_at.isoformat(),
+                   "rto_s": r.rto_s} for name, r in sorted(latest.items())}  # fmt: skip
+    text = ", ".join(f"{n} {r.verdict} {r.started_at:%Y-%m-%d %H:%M}Z"
+                     + (f" (RTO {r.rto_s:.1f} s)" if r.rto_s is not None else "")
+                     for n, r in sorted(latest.items()))  # fmt: skip
+    if any(_held(r) for r in latest.values()):
+        return Finding("pass", f"latest runs: {text}", data)
+    return Finding("fail", f"no experiment of {what} held in its latest run: {text}", data)
+
+
+@check("dr.single-service-failure")
+@guarded
+def single_service(ctx: Context) -> Finding:
+    """Single-service failures (a node, a replica, the agent, a dependency) recovered, from
+    the run history."""
+    return from_history(ctx, SINGLE_SERVICE, "a single service failure")
+
+
+@check("dr.network-partition-handling")
+@guarded
+def network_partition(ctx: Context) -> Finding:
+    """Network partitions and degraded links handled, from the run history."""
+    return from_history(ctx, NETWORK, "a network partition or degraded link")
+
+
+@check("dr.multiple-service-failure")
+@guarded
+def multiple_service(ctx: Context) -> Finding:
+    """Two faults at once recovered, from the run history."""
+    return from_history(ctx, MULTIPLE, "a multiple service failure")
+
+
+def latest_rto(ctx: Context) -> dict[str, Any]:
+    """The latest measured RTO per experiment (runs without sampling left out)."""
+    out: dict[str, Any] = {}
+    for run in history_runs(ctx) or []:
+        if run.rto_s is not None and run.experiment_name not in out:
+            out[run.experiment_name] = {"rto_s": round(run.rto_s, 3), "verdict": run.verdict,
+                                        "started_at": run.started_at.isoformat()}  # fmt: skip
+    return out
+
+
+@check("dr.recovery-time-documented", "dr.rto-documented")
+@guarded
+def rto(ctx: Context) -> Finding:
+    """The latest RTO per experiment from the run history (and the worst of them)."""
+    if history_runs(ctx) is None:
+        return Finding("manual", "no run history: run the experiments (they measure RTO) or "
+                       "write the RTO down by hand")  # fmt: skip
+    found = latest_rto(ctx)
+    if not found:
+        return Finding("manual", "the run history has no run with a measured RTO (sampled "
+                       "probes); run an experiment with the sampling control")  # fmt: skip
+    worst = max(found.items(), key=lambda kv: kv[1]["rto_s"])
+    text = ", ".join(f"{n} {v['rto_s']:.1f} s" for n, v in sorted(found.items()))
+    return Finding("pass", f"worst {worst[0]} {worst[1]['rto_s']:.1f} s; latest RTO per "
+                   f"experiment: {text}", {"rto": found})  # fmt: skip
+
+
+@check("dr.rpo-documented")
+@guarded
+def rpo(ctx: Context) -> Finding:
+    """The RPO Redis's persistence allows: about 1 s with ``appendfsync everysec``, none
+    lost with ``always``, up to the snapshot interval with RDB alone; replication to a
+    replica bounds it further for a failover."""
+    r = rc.primary(ctx.settings, min(ctx.timeout_s, 5.0), decode=True)
+    try:
+        config = {str(k): str(v) for k, v in (r.config_get("appendonly")
+                  | r.config_get("appendfsync") | r.config_get("save")).items()}
+        info: dict[str, Any] = r.info("replication")
+        # A backup being taken (redis-cli --rdb) is listed with port 0: not a replica.
+        replicas = sum(1 for k, v in info.items() if k.startswith("slave")
+                       and isinstance(v, dict) and int(v.get("port", 0)))
+    finally:
+        r.close()
+    data: dict[str, Any] = {**config, "replicas": replicas}
+    failover = f"; {replicas} replica(s) take writes asynchronously (failover may lose the " \
+               "last moments)" if replicas else ""
+    if config.get("appendonly") == "yes":
+        bound = {"always": "0 s", "everysec": "about 1 s"}.get(str(config.get("appendfsync")),
+                                                               "the OS's flush interval")
+        return Finding("pass", f"RPO {bound} on restart (AOF, appendfsync "
+                       f"{config.get('appendfsync')}){failover}", data)  # fmt: skip
+    save = str(config.get("save") or "").split()
+    if save:
+        interval = min(int(save[i]) for i in range(0, len(save), 2))
+        return Finding("warn", f"RPO up to {interval} s on restart (RDB snapshots only, save "
+                       f"{' '.join(save)}){failover}", data)  # fmt: skip
+    return Finding("fail", f"no persistence: a restart loses everything{failover}", data)
+
+
+# --- backup and restore -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def livekit_snapshot(r: Any) -> dict[str, set[str]]:
+    """LiveKit's keys -> their hash fields (an empty set for other types)."""
+    names = [*keys.HASHES, keys.VERSION]
+    for prefix in keys.ROOM_PREFIXES:
+        names += [k.decode() if isinstance(k, bytes) else k
+                  for k in r.scan_iter(match=f"{prefix}*", count=500)]  # fmt: skip
+    out: dict[str, set[str]] = {}
+    for name in names:
+        kind = r.type(name)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "none":
+            continue
+        fields = r.hkeys(name) if kind == "hash" else []
+        out[name] = {f.decode() if isinstance(f, bytes) else f for f in fields}
+    return out
+
+
+def _tools() -> tuple[str, str]:
+    cli, server = shutil.which("redis-cli"), shutil.which("redis-server")
+    if not cli or not server:
+        raise FileNotFoundError("redis-cli and redis-server are needed for the backup test: "
+                                "apt-get install redis-tools redis-server")  # fmt: skip
+    return cli, server
+
+
+def backup_and_restore(ctx: Context) -> dict[str, Any]:
+    """Take the backup, restore it into a scratch server, compare LiveKit's keys."""
+    cli, server = _tools()
+    settings = ctx.settings
+    timeout = max(ctx.timeout_s, 5.0)
+    host, port = settings.map_redis_address(*rc.master_address(settings, min(timeout, 5.0)))
+    source = rc.primary(settings, min(timeout, 5.0))
+    with tempfile.TemporaryDirectory(prefix="lkchaos-validate-backup-") as folder:
+        dump = Path(folder) / "dump.rdb"
+        env = dict(os.environ, REDISCLI_AUTH=settings.redis_password) if settings.redis_password \
+            else {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+        command = [cli, "-h", host, "-p", str(port)]
+        if settings.redis_tls:
+            command += ["--tls"] + (["--cacert", settings.redis_ca_file]
+                                    if settings.redis_ca_file else [])  # fmt: skip
+        try:
+            before = livekit_snapshot(source)
+            started = time.monotonic()
+            taken = subprocess.run([*command, "--rdb", str(dump)], env=env, capture_output=True,
+                                   text=True, timeout=timeout, check=False)  # fmt: skip
+            backup_s = time.monotonic() - started
+            after = livekit_snapshot(source)
+        finally:
+            source.close()
+        if taken.returncode != 0 or not dump.is_file():
+            return {"backup": False, "reason": (taken.stderr or taken.stdout).strip()[:300]}
+        size = dump.stat().st_size
+        scratch_port = _free_port()
+        restore_started = time.monotonic()
+        process = subprocess.Popen(
+            [server, "--port", str(scratch_port), "--bind", "127.0.0.1", "--dir", folder,
+             "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
+             "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            restored = _wait_loaded(scratch_port, timeout)
+            restore_s = time.monotonic() - restore_started
+            got = livekit_snapshot(restored)
+            restored.close()
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+    expected = {k: before[k] & after[k] for k in before.keys() & after.keys()}
+    missing = sorted(k for k in expected if k not in got)
+    missing_fields = sorted(f"{k}[{f}]" for k, fs in expected.items() if k in got
+                            for f in fs - got[k])  # fmt: skip
+    return {"backup": True, "bytes": size, "backup_s": round(backup_s, 3),
+            "restore_s": round(restore_s, 3), "keys": len(expected),
+            "fields": sum(len(v) for v in expected.values()), "missing": missing,
+            "missing_fields": missing_fields[:20], "source": f"{host}:{port}"}  # fmt: skip
+
+
+def _wait_loaded(port: int, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        client = rc.connect("127.0.0.1", port, timeout=1.0, decode=False)
+        try:
+            if client.ping() and int(client.info("persistence").get("loading", 0)) == 0:
+                return client
+        except Exception:  # not up yet
+            pass
+        client.close()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the scratch redis-server on port {port} did not load the "
+                               f"backup within {timeout:.0f} s")  # fmt: skip
+        time.sleep(0.05)
+
+
+def _backup(ctx: Context) -> dict[str, Any]:
+    result: dict[str, Any] = ctx.fact("dr.backup", lambda: backup_and_restore(ctx))
+    return result
+
+
+@check("dr.redis-data-backup")
+@guarded
+def redis_backup(ctx: Context) -> Finding:
+    """A backup of the primary is taken (``redis-cli --rdb``)."""
+    seen = _backup(ctx)
+    if not seen["backup"]:
+        return Finding("fail", f"redis-cli --rdb failed: {seen['reason']}", seen)
+    return Finding("pass", f"backup of {seen['source']} taken in {seen['backup_s']:.2f} s "
+                   f"({seen['bytes']} bytes, {seen['keys']} LiveKit keys)", seen)
+
+
+@check("dr.backup-restoration-tested")
+@guarded
+def restore(ctx: Context) -> Finding:
+    """The backup loads into a scratch redis-server with LiveKit's keys and fields intact."""
+    seen = _backup(ctx)
+    if not seen["backup"]:
+        return Finding("fail", f"no backup to restore: {seen['reason']}", seen)
+    if seen["missing"] or seen["missing_fields"]:
+        return Finding("fail", f"restored, but missing keys {seen['missing'][:5]} and fields "
+                       f"{seen['missing_fields'][:5]}", seen)  # fmt: skip
+    total = seen["backup_s"] + seen["restore_s"]
+    return Finding("pass", f"restored into a scratch redis-server in {seen['restore_s']:.2f} s "
+                   f"(backup and restore {total:.2f} s): {seen['keys']} LiveKit keys, "
+                   f"{seen['fields']} hash fields intact", seen)  # fmt: skip
+
+
+@check("dr.data-consistency-maintained")
+@guarded
+def consistency(ctx: Context) -> Finding:
+    """Room state consistent through a failover (the experiments that compare LiveKit's
+    state in Redis with the API before and after), from the run history."""
+    return from_history(ctx, CONSISTENCY, "a failure that checks room state")

@@ -1,0 +1,396 @@
+"""Checks of the security items: tokens LiveKit must refuse, input validation, CORS, secrets
+in logs and in the containers' environment, and the containers' privileges.
+
+Each flawed token (wrong signature, unknown API key, expired, not yet valid, issued in the
+future, for another room, without the grant, unsigned) is tried on every node twice: on
+``/rtc/validate`` (what a join checks) and on a RoomService Twirp call. A token the server
+accepts that it should refuse is a ``fail`` whose evidence names it plainly. The API secret is
+never written into evidence: a leak is reported by container and line number only.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+
+from lkchaos.httpclient import shared_client
+from lkchaos.livekit import client as lk
+from lkchaos.settings import Settings
+from lkchaos.validate.checks.livekit import guarded, invalid_requests, nodes, twirp
+from lkchaos.validate.model import Context, Finding, check
+
+#: How far in the past or future the time-flawed tokens are: well beyond LiveKit's minute
+#: of leeway.
+SHIFT_S = 3600
+ROOM_A, ROOM_B = "lkchaos-validate-room-a", "lkchaos-validate-room-b"
+#: flaw -> (what the token is, items it belongs to).
+FLAWS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "wrong signature": ("signed with another secret", ("api-keys", "jwt")),
+    "unknown API key": ("naming an API key the server does not have", ("api-keys",)),
+    "expired": (f"expired {SHIFT_S} s ago", ("jwt",)),
+    "not yet valid": (f"valid only {SHIFT_S} s from now (nbf)", ("jwt",)),
+    "issued in the future": (f"issued {SHIFT_S} s from now (iat)", ("jwt",)),
+    "unsigned": ("alg none, no signature", ("jwt",)),
+    "other room": (f"for room {ROOM_A}, used on {ROOM_B}", ("rbac",)),
+    "no grant": ("without the join or admin grant", ("rbac",)),
+}
+
+
+def _claims(settings: Settings, grants: dict[str, Any]) -> dict[str, Any]:
+    key, _ = settings.require_keys()
+    now = int(time.time())
+    return {"iss": key, "sub": "lkchaos-validate-auth", "nbf": now - 10, "exp": now + 600,
+            "video": grants}  # fmt: skip
+
+
+def flawed_tokens(settings: Settings, purpose: str) -> dict[str, str]:
+    """``purpose`` ``join`` (room join grant on :data:`ROOM_B`) or ``admin`` (room admin on
+    :data:`ROOM_B`): one token per flaw of :data:`FLAWS`, plus ``valid``."""
+    _, secret = settings.require_keys()
+    grants = ({"roomJoin": True, "room": ROOM_B} if purpose == "join"
+              else {"roomAdmin": True, "room": ROOM_B})  # fmt: skip
+    now = int(time.time())
+
+    def sign(claims: dict[str, Any], key: str = secret) -> str:
+        return jwt.encode(claims, key, algorithm="HS256")
+
+    base = _claims(settings, grants)
+    other_room = dict(grants, room=ROOM_A)
+    no_grant = {"room": ROOM_B}
+    return {
+        "valid": sign(base),
+        "wrong signature": sign(base, "not-the-secret-" + "x" * 32),
+        "unknown API key": sign(dict(base, iss="lkchaos-no-such-key")),
+        "expired": sign(dict(base, nbf=now - 2 * SHIFT_S, exp=now - SHIFT_S)),
+        "not yet valid": sign(dict(base, nbf=now + SHIFT_S, exp=now + 2 * SHIFT_S)),
+        "issued in the future": sign(dict(base, iat=now + SHIFT_S)),
+        "unsigned": jwt.encode(base, None, algorithm="none"),  # type: ignore[arg-type]
+        "other room": sign(dict(base, video=other_room)),
+        "no grant": sign(dict(base, video=no_grant)),
+    }
+
+
+def _verdicts(ctx: Context) -> dict[str, Any]:
+    """Per node, per flaw: the status ``/rtc/validate`` and ``ListParticipants`` answered."""
+    out: dict[str, Any] = {}
+    for url in nodes(ctx):
+        created = twirp(url, "CreateRoom", _admin(ctx.settings), ctx.timeout_s,
+                        json={"name": ROOM_B, "empty_timeout": 10})  # fmt: skip
+        if created.status_code != 200:
+            raise RuntimeError(f"CreateRoom {ROOM_B} on {url} answered {created.status_code}")
+        joins = flawed_tokens(ctx.settings, "join")
+        admins = flawed_tokens(ctx.settings, "admin")
+        node: dict[str, Any] = {}
+        try:
+            for flaw in ("valid", *FLAWS):
+                answer = shared_client().get(lk.http_url(url).rstrip("/") + "/rtc/validate",
+                                             params={"access_token": joins[flaw],
+                                                     "room": ROOM_B},
+                                             timeout=ctx.timeout_s)  # fmt: skip
+                call = twirp(url, "ListParticipants", admins[flaw], ctx.timeout_s,
+                             json={"room": ROOM_B})  # fmt: skip
+                node[flaw] = {"validate": answer.status_code, "twirp": call.status_code}
+        finally:
+            twirp(url, "DeleteRoom", _admin(ctx.settings), ctx.timeout_s, json={"room": ROOM_B})
+        out[url] = node
+    return out
+
+
+def _admin(settings: Settings) -> str:
+    from lkchaos.validate.checks.livekit import admin_token
+
+    return admin_token(settings)
+
+
+def verdicts(ctx: Context) -> dict[str, Any]:
+    result: dict[str, Any] = ctx.fact("auth.tokens", lambda: _verdicts(ctx))
+    return result
+
+
+def _judge(ctx: Context, group: str) -> Finding:
+    seen = verdicts(ctx)
+    flaws = [f for f, (_, groups) in FLAWS.items() if group in groups]
+    control = [f"{u}: valid token got {v['valid']}" for u, v in seen.items()
+               if v["valid"]["validate"] != 200 or v["valid"]["twirp"] != 200]  # fmt: skip
+    if control:
+        return Finding("error", "a valid token was refused, so refusals prove nothing: "
+                       + "; ".join(control), seen)  # fmt: skip
+    accepted = []
+    for url, node in seen.items():
+        for flaw in flaws:
+            # A join always enters the room its token names (/rtc/validate ignores another
+            # room asked for), so "other room" is judged on the admin call alone.
+            paths = ("twirp",) if flaw == "other room" else ("validate", "twirp")
+            where = [k for k in paths if node[flaw][k] == 200]
+            if where:
+                path = " and ".join("/rtc/validate" if k == "validate" else "ListParticipants"
+                                    for k in where)  # fmt: skip
+                accepted.append(f"{url} ACCEPTED a token {FLAWS[flaw][0]} ({flaw}) on {path}")
+    data = {"flaws": flaws, "nodes": seen}
+    if accepted:
+        return Finding("fail", "; ".join(accepted), data)
+    return Finding("pass", f"every node refused each token ({', '.join(flaws)}) on "
+                   "/rtc/validate and ListParticipants; a valid one was accepted", data)
+
+
+@check("auth.api-keys-validated")
+@guarded
+def api_keys(ctx: Context) -> Finding:
+    """Tokens with a wrong signature or an unknown API key are refused."""
+    return _judge(ctx, "api-keys")
+
+
+@check("auth.jwt-tokens-verified")
+@guarded
+def jwt_tokens(ctx: Context) -> Finding:
+    """Expired, not-yet-valid, future-issued, unsigned and wrongly signed tokens are refused."""
+    return _judge(ctx, "jwt")
+
+
+@check("auth.role-based-access")
+@guarded
+def role_based(ctx: Context) -> Finding:
+    """A token for room A is refused on room B; a token without the grant is refused."""
+    return _judge(ctx, "rbac")
+
+
+@check("auth.input-validation-comprehensive")
+@guarded
+def input_validation(ctx: Context) -> Finding:
+    """Malformed JSON, wrong types, unknown methods, bad content types and garbage tokens
+    are refused with a 4xx (the same requests as livekit.graceful-handling-invalid)."""
+    seen = invalid_requests(ctx)
+    bad = {n: a["status"] for n, a in seen["answers"].items() if not 400 <= a["status"] < 500}
+    listing = ", ".join(f"{n} {a['status']}" for n, a in seen["answers"].items())
+    if bad:
+        return Finding("fail", f"accepted or failed on invalid input: {bad} ({listing})", seen)
+    return Finding("pass", f"every invalid input refused with a 4xx: {listing}", seen)
+
+
+# --- CORS ---------------------------------------------------------------------------------
+
+ORIGIN = "https://lkchaos-validate.invalid"
+
+
+@check("vuln.web-application-security")
+@guarded
+def cors(ctx: Context) -> Finding:
+    """CORS of LiveKit's API: a preflight from a foreign origin. Allowing any origin with
+    credentials is a fail; allowing any origin without them (LiveKit's API takes bearer
+    tokens, not cookies) is a warning."""
+    seen: dict[str, Any] = {}
+    for url in nodes(ctx):
+        answer = shared_client().options(
+            lk.http_url(url).rstrip("/") + "/twirp/livekit.RoomService/ListRooms",
+            headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization,content-type"},
+            timeout=ctx.timeout_s)  # fmt: skip
+        seen[url] = {"status": answer.status_code,
+                     "allow_origin": answer.headers.get("access-control-allow-origin", ""),
+                     "allow_credentials": answer.headers.get(
+                         "access-control-allow-credentials", "")}  # fmt: skip
+    open_to_all = {u: s for u, s in seen.items() if s["allow_origin"] in ("*", ORIGIN)}
+    with_credentials = [u for u, s in open_to_all.items()
+                        if s["allow_credentials"].lower() == "true"]  # fmt: skip
+    text = "; ".join(f"{u}: Access-Control-Allow-Origin {s['allow_origin'] or '(none)'}"
+                     f"{', with credentials' if s['allow_credentials'] else ''}"
+                     for u, s in seen.items())  # fmt: skip
+    if with_credentials:
+        return Finding("fail", f"CORS allows any origin WITH credentials: {text}", seen)
+    if open_to_all:
+        return Finding("warn", f"CORS: a preflight from {ORIGIN} is allowed ({text}); no "
+                       "credentials are allowed and every call needs a bearer token, but "
+                       "restrict origins at the proxy if only your own pages call the API",
+                       seen)  # fmt: skip
+    return Finding("pass", f"CORS refuses a foreign origin: {text}", seen)
+
+
+# --- transport, secrets, containers -------------------------------------------------------
+
+_PLAIN = {"ws", "http", "rtmp", "redis"}
+
+
+def _local(host: str) -> bool:
+    import ipaddress
+
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@check("auth.communications-encrypted")
+@guarded
+def encrypted(ctx: Context) -> Finding:
+    """Every URL callers use by a public name is TLS (wss, https, rtmps); plain URLs are
+    allowed on loopback only (lkchaos's own view of a local deployment)."""
+    s = ctx.settings
+    urls = {"livekit_url": s.livekit_url, "ingress_rtmp_url": s.ingress_rtmp_url,
+            "ingress_whip_url": s.ingress_whip_url}  # fmt: skip
+    plain = {k: v for k, v in urls.items() if v and urlsplit(v).scheme in _PLAIN
+             and not _local(urlsplit(v).hostname or "")}  # fmt: skip
+    shown = ", ".join(f"{k} {urlsplit(v).scheme}://{urlsplit(v).hostname}"
+                      for k, v in urls.items() if v)  # fmt: skip
+    if plain:
+        return Finding("fail", f"public names without TLS: {plain}", {"urls": urls})
+    redis_note = "" if s.redis_tls else "; Redis is plain (inside the deployment's network)"
+    return Finding("pass", f"no public name without TLS: {shown}{redis_note}", {"urls": urls})
+
+
+def _containers(ctx: Context) -> dict[str, Any]:
+    """name -> container.attrs of every container of the target (through the engine)."""
+
+    def compute() -> dict[str, Any]:
+        from lkchaos.docker.client import docker_session, runtime_containers
+
+        with docker_session() as client:
+            return {n: c.attrs for n, c in runtime_containers(client, ctx.settings).items()}
+
+    result: dict[str, Any] = ctx.fact("containers.attrs", compute)
+    return result
+
+
+def secret_hits(logs: dict[str, str], secrets: list[str]) -> dict[str, list[int]]:
+    """Per container, the line numbers (1-based) of its logs holding any of ``secrets``."""
+    hits: dict[str, list[int]] = {}
+    for name, text in logs.items():
+        lines = [i for i, line in enumerate(text.splitlines(), 1)
+                 if any(secret in line for secret in secrets)]  # fmt: skip
+        if lines:
+            hits[name] = lines
+    return hits
+
+
+@check("auth.sensitive-data-logs")
+@guarded
+def sensitive_logs(ctx: Context) -> Finding:
+    """Neither the LiveKit API secret nor the Redis password appears in any container's logs
+    (read through the container engine)."""
+    from lkchaos.docker.client import docker_session, runtime_containers
+
+    secrets = [v for v in (ctx.settings.livekit_api_secret, ctx.settings.redis_password)
+               if len(v) >= 8]  # fmt: skip
+    if not secrets:
+        return Finding("error", "no API secret known to look for: set LIVEKIT_API_SECRET")
+    logs: dict[str, str] = {}
+    with docker_session() as client:
+        for name, container in runtime_containers(client, ctx.settings).items():
+            logs[name] = container.logs(tail=20000).decode("utf-8", "replace")
+    hits = secret_hits(logs, secrets)
+    data = {"containers": sorted(logs), "hits": hits}
+    if hits:
+        where = "; ".join(f"{n} line(s) {', '.join(map(str, ls[:5]))}" for n, ls in hits.items())
+        return Finding("fail", f"a secret appears in the logs of {where} (value not shown)", data)
+    return Finding("pass", f"no secret in the logs of {len(logs)} containers", data)
+
+
+_SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|KEYS?$|_KEY|CREDENTIAL)", re.I)
+
+
+def env_secrets(attrs: dict[str, Any]) -> list[str]:
+    """Names of environment variables of one container that look like secrets and hold a
+    value inline (``*_FILE`` references to a file are fine)."""
+    names = []
+    for entry in (attrs.get("Config") or {}).get("Env") or []:
+        key, _, value = str(entry).partition("=")
+        if value and _SECRET_NAME.search(key) and not key.endswith("_FILE"):
+            names.append(key)
+        elif key == "LIVEKIT_CONFIG" and re.search(r"^\s*keys\s*:", value, re.M):
+            names.append("LIVEKIT_CONFIG (keys inline)")
+    return sorted(names)
+
+
+@check("auth.secrets-properly-managed")
+@guarded
+def secrets_managed(ctx: Context) -> Finding:
+    """Secrets handed to containers as plain environment variables (visible to anyone who can
+    inspect the container) rather than files or a secret store: a warning listing them."""
+    found = {n: env_secrets(a) for n, a in _containers(ctx).items()}
+    found = {n: v for n, v in found.items() if v}
+    if found:
+        listing = "; ".join(f"{n}: {', '.join(v)}" for n, v in sorted(found.items()))
+        return Finding("warn", f"secrets in plain environment variables (names only): {listing}"
+                       "; prefer files mounted read-only (*_FILE, key_file) or a secret store",
+                       {"env": found})  # fmt: skip
+    return Finding("pass", "no secret-like environment variable holds a value inline",
+                   {"env": {}})  # fmt: skip
+
+
+def privileges(attrs: dict[str, Any]) -> list[str]:
+    """What one container has beyond least privilege."""
+    config, host = attrs.get("Config") or {}, attrs.get("HostConfig") or {}
+    out = []
+    if str(config.get("User") or "") in ("", "0", "root", "0:0", "root:root"):
+        out.append("runs as root")
+    if host.get("Privileged"):
+        out.append("privileged")
+    caps = [str(c) for c in host.get("CapAdd") or []]
+    if caps:
+        out.append("adds " + "+".join(sorted(caps)))
+    if "ALL" not in [str(c) for c in host.get("CapDrop") or []]:
+        out.append("keeps default capabilities")
+    if not host.get("ReadonlyRootfs"):
+        out.append("writable root")
+    if not any("no-new-privileges" in str(o) for o in host.get("SecurityOpt") or []):
+        out.append("no no-new-privileges")
+    return out
+
+
+@check("vuln.container-security-validated")
+@guarded
+def container_security(ctx: Context) -> Finding:
+    """Each container's user, privileged flag, capabilities, read-only root and
+    no-new-privileges, against least privilege: a warning listing what exceeds it (a
+    privileged container is a fail)."""
+    found = {n: privileges(a) for n, a in _containers(ctx).items()}
+    privileged = sorted(n for n, p in found.items() if "privileged" in p)
+    excess = {n: p for n, p in found.items() if p}
+    listing = "; ".join(f"{n}: {', '.join(p)}" for n, p in sorted(excess.items()))
+    if privileged:
+        return Finding("fail", f"privileged containers: {', '.join(privileged)}; {listing}",
+                       {"containers": found})  # fmt: skip
+    if excess:
+        return Finding("warn", f"beyond least privilege: {listing}", {"containers": found})
+    return Finding("pass", f"{len(found)} containers run with least privilege",
+                   {"containers": found})  # fmt: skip
+
+
+#: Roles whose services only the deployment itself should reach.
+INTERNAL_ROLES = ("redis_primary", "redis_replica", "sentinel", "prometheus", "alertmanager",
+                  "pushgateway", "metrics_exporter", "toxiproxy", "webhook_receiver")  # fmt: skip
+
+
+def exposed_ports(attrs: dict[str, Any]) -> list[str]:
+    """Ports of one container published on every interface (not bound to loopback)."""
+    bindings = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    out = []
+    for port, hosts in sorted(bindings.items()):
+        for host in hosts or []:
+            ip = str(host.get("HostIp") or "")
+            if not _local(ip) or ip == "":
+                out.append(f"{port} on {ip or '0.0.0.0'}:{host.get('HostPort')}")
+    return out
+
+
+@check("auth.network-segmentation-enforced")
+@guarded
+def segmentation(ctx: Context) -> Finding:
+    """Internal services (Redis, Sentinel, monitoring, exporters, Toxiproxy, the webhook
+    receiver) are not published beyond loopback on the host."""
+    containers = _containers(ctx)
+    internal = {n for role in INTERNAL_ROLES for n in ctx.settings.roles.get(role, ())}
+    exposed = {n: exposed_ports(a) for n, a in containers.items() if n in internal}
+    exposed = {n: p for n, p in exposed.items() if p}
+    checked = sorted(internal & set(containers))
+    if exposed:
+        listing = "; ".join(f"{n}: {', '.join(p)}" for n, p in sorted(exposed.items()))
+        return Finding("fail", f"internal services published on every interface: {listing}",
+                       {"exposed": exposed, "checked": checked})  # fmt: skip
+    return Finding("pass", f"{len(checked)} internal services published on loopback only or "
+                   f"not at all ({', '.join(checked)})", {"checked": checked})

@@ -1,0 +1,341 @@
+"""Held conversations, behind the probes ``held_call_turn``, ``end_held_call`` and
+``held_conversation`` of :mod:`lkchaos.voice.probes`: a caller that joins once and keeps
+talking.
+
+``held_call_turn`` is made for the sampling control (``lkchaos.controls.sampling``, with
+``interval_s`` 0): its first call starts a held call named ``caller``, and each call returns
+the call's next turn, so the series has one sample per turn (a few seconds apart) and a
+session that stops answering keeps failing in the same room::
+
+    {"ok": true, "stage": "ok", "reason": "heard '12'", "turn": 7, "t": 31.2,
+     "latency_s": 1.12, "question": "What is, three times four?", "heard": "3 times 4 is 12.",
+     "checked_by": "audio", "caller": "caller", "room": "lkchaos-held-1a2b3c4d5e",
+     "calls": 1, "reconnects": 0, "agents_seen": 1}
+
+A turn fails with the stages of a round trip (``no_reply``, ``misheard``, ``apology``,
+``wrong_reply``), ``no_agent`` (no agent in the room to ask), ``no_turn`` (no turn finished
+within ``timeout``) or ``call_ended`` (the call ended by itself: its room was lost; the next
+sample starts a new call, ``calls`` counts them). With ``callers`` above 1, that many calls
+are held side by side, their starts staggered, and each sample is the next turn any of them
+finished: a sample every few seconds. ``end_held_call`` ends it and returns its
+summary (turns, answered %, latency p50/p95, reconnects, agents seen, room events, the media
+path); a held call is also ended when this process exits, and by the prober when nobody read
+it for 45 s. ``held_conversation`` holds one call for ``turns`` turns and judges them
+together (a steady state: "a held conversation passes").
+
+Against the reference stack the call runs in the stack's prober (like the round trip); with
+``voice_prober_url`` set to ``""`` it runs in this process (needs ``lkchaos[voice]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from chaoslib.exceptions import ActivityFailed
+from chaoslib.types import Configuration, Secrets
+
+from lkchaos.settings import Settings
+from lkchaos.voice import prober_client
+from lkchaos.voice.session import Options
+
+__all__ = ["turn", "end", "conversation"]
+
+T = TypeVar("T")
+#: Longest a held-call probe waits for a turn (seconds).
+MAX_WAIT_S = 120.0
+#: Most held calls one name may hold side by side.
+MAX_CALLERS = 8
+
+
+class _Backend(Protocol):
+    def start(self, options: Options) -> tuple[str, str]: ...
+    def turns(self, call_id: str, after: int, wait_s: float) -> dict[str, Any]: ...
+    def end(self, call_id: str) -> dict[str, Any]: ...
+
+
+class _Prober:
+    """Held calls in the voice prober (``lkchaos.voice.prober``)."""
+
+    def __init__(self, url: str, secret: str) -> None:
+        self.url, self.secret = url, secret
+
+    def start(self, options: Options) -> tuple[str, str]:
+        body = {k: getattr(options, k) for k in Options.__dataclass_fields__}
+        out = prober_client.call(self.url, self.secret, "POST", "/calls", body, timeout=30)
+        return str(out["id"]), str(out["room"])
+
+    def turns(self, call_id: str, after: int, wait_s: float) -> dict[str, Any]:
+        return prober_client.call(self.url, self.secret, "GET",
+                                  f"/calls/{call_id}?after={after}&wait_s={wait_s:g}",
+                                  timeout=wait_s + 15)  # fmt: skip
+
+    def end(self, call_id: str) -> dict[str, Any]:
+        return prober_client.call(self.url, self.secret, "DELETE", f"/calls/{call_id}",
+                                  timeout=45)  # fmt: skip
+
+
+class _Local:
+    """Held calls in this process, on a background event loop."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _registry: Any = None
+    _guard = threading.Lock()
+
+    def __init__(self, settings: Settings) -> None:
+        from lkchaos.voice import extra
+
+        absent = extra.missing()
+        if absent:
+            raise ActivityFailed(f"{extra.NEEDED} (not installed: {', '.join(absent)})")
+        key, secret = settings.require_keys()
+        self.config = (settings.livekit_url, key, secret, settings.agent_name)
+        with _Local._guard:
+            if _Local._loop is None:
+                from lkchaos.voice.calls import Registry
+
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="lkchaos-held-calls",
+                                 daemon=True).start()  # fmt: skip
+                _Local._loop, _Local._registry = loop, Registry()
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        assert _Local._loop is not None
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, _Local._loop)
+        return future.result(timeout)
+
+    def start(self, options: Options) -> tuple[str, str]:
+        async def go() -> tuple[str, str]:
+            call_id = _Local._registry.start(*self.config, options)
+            room = next(c["room"] for c in _Local._registry.status() if c["id"] == call_id)
+            return call_id, room
+
+        return self._run(go(), 30)
+
+    def turns(self, call_id: str, after: int, wait_s: float) -> dict[str, Any]:
+        result: dict[str, Any] = self._run(_Local._registry.turns(call_id, after, wait_s),
+                                           wait_s + 15)  # fmt: skip
+        return result
+
+    def end(self, call_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._run(_Local._registry.end(call_id), 45)
+        return result
+
+
+@dataclass
+class _Call:
+    call_id: str
+    room: str
+    seen: int = 0
+    reconnects: int = 0
+    agents_seen: int = 0
+
+
+@dataclass
+class _Handle:
+    backend: _Backend
+    options: Options
+    calls: list[_Call]
+    started: int = 0  # calls started under this name, replacements included
+
+
+_handles: dict[str, _Handle] = {}
+_lock = threading.Lock()
+
+
+def _backend(settings: Settings) -> _Backend:
+    if settings.voice_prober_url:
+        _key, secret = settings.require_keys()
+        return _Prober(settings.voice_prober_url, secret)
+    return _Local(settings)
+
+
+def _options(**values: Any) -> Options:
+    try:
+        return Options.from_dict({k: v for k, v in values.items() if v is not None})
+    except ValueError as exc:
+        raise ActivityFailed(f"held call: {exc}") from exc
+
+
+def _check_name(caller: Any) -> str:
+    if not isinstance(caller, str) or not caller.strip() or len(caller) > 64:
+        raise ActivityFailed(f"caller must be a short name (1-64 characters), not {caller!r}")
+    return caller
+
+
+def _check_wait(timeout: Any) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ActivityFailed(f"timeout must be a number of seconds, not {timeout!r}")
+    if not 0 < timeout <= MAX_WAIT_S:
+        raise ActivityFailed(f"timeout must be more than 0 and at most {MAX_WAIT_S:g} s")
+    return float(timeout)
+
+
+def _start(handle: _Handle, delay_s: float) -> _Call:
+    options = dataclasses.replace(handle.options, start_delay_s=delay_s)
+    call_id, room = handle.backend.start(options)
+    handle.started += 1
+    return _Call(call_id, room)
+
+
+def turn(
+    caller: str = "caller",
+    timeout: float = 30.0,
+    duration_s: float = 900.0,
+    turn_gap_s: float = 0.3,
+    transcribe_every: int = 1,
+    callers: int = 1,
+    stagger_s: float = 2.5,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """The next turn of the held calls named ``caller`` (``callers`` of them side by side,
+    their starts ``stagger_s`` apart so that their turns interleave), started on first use
+    with ``duration_s``, ``turn_gap_s`` and ``transcribe_every`` (see
+    :class:`lkchaos.voice.session.Options`); waits up to ``timeout`` seconds for a turn.
+    Shape in the module docstring; ``calls`` counts the calls started under the name."""
+    name, wait_s = _check_name(caller), _check_wait(timeout)
+    if isinstance(callers, bool) or not isinstance(callers, int) or \
+            not 1 <= callers <= MAX_CALLERS:
+        raise ActivityFailed(f"callers must be a whole number from 1 to {MAX_CALLERS}")
+    options = _options(duration_s=duration_s, turn_gap_s=turn_gap_s,
+                       transcribe_every=transcribe_every, max_turns=2000,
+                       start_delay_s=stagger_s)  # fmt: skip
+    settings = Settings.load(configuration, secrets)
+    with _lock:
+        handle = _handles.get(name)
+        if handle is None:
+            handle = _Handle(_backend(settings), options, [])
+            handle.calls = [_start(handle, k * options.start_delay_s) for k in range(callers)]
+            _handles[name] = handle
+    deadline = time.monotonic() + wait_s
+    while True:
+        found: list[tuple[dict[str, Any], _Call]] = []
+        single = len(handle.calls) == 1
+        for index, call in enumerate(list(handle.calls)):
+            left = max(0.0, deadline - time.monotonic())
+            data = handle.backend.turns(call.call_id, call.seen, left if single else 0.0)
+            summary = data.get("summary") or {}
+            call.reconnects = int(summary.get("reconnects") or 0)
+            call.agents_seen = int(summary.get("agents_seen") or 0)
+            if data.get("turns"):
+                found.append((dict(data["turns"][0]), call))
+            elif data.get("state") == "ended":
+                with contextlib.suppress(ActivityFailed):  # already gone: the verdict stands
+                    handle.backend.end(call.call_id)
+                handle.calls[index] = _start(handle, 0.0)  # the next sample asks the new one
+                return {"ok": False, "stage": "call_ended", "latency_s": None,
+                        "reason": f"the held call ended by itself: {data.get('end_reason')}",
+                        **_about(name, handle, call)}  # fmt: skip
+        if found:
+            result, call = min(found, key=lambda pair: pair[0].get("ended_at") or 0.0)
+            call.seen = int(result["turn"])
+            return {**result, **_about(name, handle, call)}
+        if time.monotonic() >= deadline:
+            return {"ok": False, "stage": "no_turn", "latency_s": None,
+                    "reason": f"no turn finished within {wait_s:g} s",
+                    **_about(name, handle, None)}  # fmt: skip
+        time.sleep(0.2)
+
+
+def _about(name: str, handle: _Handle, call: _Call | None) -> dict[str, Any]:
+    return {
+        "caller": name, "room": call.room if call else None, "calls": handle.started,
+        "reconnects": sum(c.reconnects for c in handle.calls),
+        "agents_seen": sum(c.agents_seen for c in handle.calls),
+    }  # fmt: skip
+
+
+def end(
+    caller: str = "caller", configuration: Configuration = None, secrets: Secrets = None
+) -> dict[str, Any]:
+    """End the held calls named ``caller``; returns their summaries (``{"ended": false}``
+    when there are none): per call turns, answered, answered_pct, latency_p50_s/p95_s,
+    reconnects, agents_seen, stages, events, media_path; and their totals."""
+    name = _check_name(caller)
+    with _lock:
+        handle = _handles.pop(name, None)
+    if handle is None:
+        return {"ended": False, "caller": name, "reason": "no held call by that name"}
+    summaries = [handle.backend.end(call.call_id) for call in handle.calls]
+    turns = sum(int(s.get("turns") or 0) for s in summaries)
+    answered = sum(int(s.get("answered") or 0) for s in summaries)
+    return {
+        "ended": True, "caller": name, "calls": handle.started, "turns": turns,
+        "answered": answered,
+        "answered_pct": round(100.0 * answered / turns, 2) if turns else None,
+        "reconnects": sum(int(s.get("reconnects") or 0) for s in summaries),
+        "agents_seen": sum(int(s.get("agents_seen") or 0) for s in summaries),
+        "summaries": summaries,
+    }  # fmt: skip
+
+
+def conversation(
+    turns: int = 10,
+    min_answered_pct: float = 100.0,
+    max_latency_p95_s: float = None,  # type: ignore[assignment]
+    turn_gap_s: float = 0.3,
+    timeout: float = 300.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """Hold one call for ``turns`` turns (within ``timeout`` seconds) and judge them: ``ok``
+    when at least ``min_answered_pct`` % were answered right and, with
+    ``max_latency_p95_s``, their p95 latency is within it. Returns the call's summary (see
+    :func:`end`) with ``ok`` and ``turn_results`` (each turn's stage and latency)."""
+    if isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= 500:
+        raise ActivityFailed(f"turns must be a whole number from 1 to 500, not {turns!r}")
+    if not isinstance(min_answered_pct, int | float) or not 0 <= min_answered_pct <= 100:
+        raise ActivityFailed("min_answered_pct must be a percentage from 0 to 100")
+    if max_latency_p95_s is not None and not (isinstance(max_latency_p95_s, int | float)
+                                              and max_latency_p95_s > 0):  # fmt: skip
+        raise ActivityFailed("max_latency_p95_s must be a positive number of seconds")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ActivityFailed(f"timeout must be a positive number of seconds, not {timeout!r}")
+    options = _options(max_turns=turns, duration_s=min(float(timeout), 3600.0),
+                       turn_gap_s=turn_gap_s)  # fmt: skip
+    backend = _backend(Settings.load(configuration, secrets))
+    call_id, _room = backend.start(options)
+    results: list[dict[str, Any]] = []
+    try:
+        while True:
+            data = backend.turns(call_id, len(results), min(30.0, float(timeout)))
+            results.extend(data.get("turns") or [])
+            if data.get("state") == "ended" and not data.get("turns"):
+                break
+    finally:
+        summary = backend.end(call_id)
+    pct = summary.get("answered_pct") or 0.0
+    p95 = summary.get("latency_p95_s")
+    ok = len(results) >= turns and pct >= min_answered_pct
+    if max_latency_p95_s is not None:
+        ok = ok and p95 is not None and p95 <= max_latency_p95_s
+    return {
+        "ok": ok, **summary, "min_answered_pct": min_answered_pct,
+        "max_latency_p95_s": max_latency_p95_s,
+        "turn_results": [{k: t.get(k) for k in ("turn", "ok", "stage", "latency_s", "reason")}
+                         for t in results],
+    }  # fmt: skip
+
+
+
+@atexit.register
+def _end_all() -> None:
+    """End every held call this process started (the prober would after 45 s anyway)."""
+    with _lock:
+        handles = list(_handles.items())
+        _handles.clear()
+    for _name, handle in handles:
+        for call in handle.calls:
+            try:
+                handle.backend.end(call.call_id)
+            except Exception:  # the process is exiting: the prober's idle end is the backstop
+                pass

@@ -1,0 +1,314 @@
+"""A held conversation: one caller joins once and keeps asking, turn after turn.
+
+A round trip (:mod:`lkchaos.voice.roundtrip`) is a whole new call per sample; a held call
+stays in its room and asks a new question every few seconds, so the voice signal has the
+resolution of a turn, and a session that never recovers (an agent deaf after its speech
+recognition came back, silent after its signalling connection resumed) shows as turns that
+keep failing in the same room.
+
+Each turn is judged like a round trip (``ok``, or the stage it failed at: ``no_reply``,
+``misheard``, ``apology``, ``wrong_reply``, ``no_agent`` when no agent is in the room to
+ask) with its latency: the end of the caller's speech as played out to the first audio of
+the reply, on the monotonic clock. A turn's reply is checked by transcribing its audio
+(every ``transcribe_every``-th turn; the others by the agent's own report of what it said,
+``checked_by`` says which). Room events (signalling reconnects, the agent leaving or a new
+one arriving) are kept with their times, and the media path the call ended on.
+
+A call ends when told (:meth:`HeldCall.stop`), after ``max_turns`` turns or ``duration_s``
+seconds, or when its room is lost for good; it always leaves its room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit import rtc
+
+from lkchaos.voice import audio, roundtrip
+from lkchaos.voice.questions import check_reply, expected_answers, random_question
+
+#: Bounds of one held call (also the prober's limits on what a request may ask).
+MAX_DURATION_S = 3600.0
+MAX_TURNS = 2000
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a held call behaves: bounds, pacing and checking (seconds unless named)."""
+
+    duration_s: float = 600.0
+    max_turns: int = 200
+    turn_gap_s: float = 0.3
+    transcribe_every: int = 1
+    first_reply_s: float = 8.0
+    reply_s: float = 10.0
+    join_s: float = 10.0
+    dispatch_s: float = 15.0
+    silence_s: float = 0.8
+    start_delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.duration_s <= MAX_DURATION_S:
+            raise ValueError(f"duration_s must be in (0, {MAX_DURATION_S:g}] seconds")
+        if isinstance(self.max_turns, bool) or not 1 <= self.max_turns <= MAX_TURNS:
+            raise ValueError(f"max_turns must be a whole number from 1 to {MAX_TURNS}")
+        if isinstance(self.transcribe_every, bool) or not 0 <= self.transcribe_every <= 1000:
+            raise ValueError("transcribe_every must be a whole number from 0 (never) to 1000")
+        for name in ("turn_gap_s", "start_delay_s"):
+            if not 0 <= getattr(self, name) <= 60:
+                raise ValueError(f"{name} must be from 0 to 60 seconds")
+        for name in ("first_reply_s", "reply_s", "join_s", "dispatch_s", "silence_s"):
+            if not 0 < getattr(self, name) <= 120:
+                raise ValueError(f"{name} must be more than 0 and at most 120 seconds")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Options:
+        """Options from a request or an activity's arguments; unknown names are refused."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown held-call options {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ValueError(f"held-call options: {exc}") from exc
+
+
+@dataclass
+class HeldCall:
+    """One caller held in one room; :meth:`run` until it ends, :meth:`stop` to end it."""
+
+    url: str
+    api_key: str
+    api_secret: str
+    agent_name: str
+    options: Options = field(default_factory=Options)
+    room_name: str = field(default_factory=lambda: f"lkchaos-held-{uuid.uuid4().hex[:10]}")
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    media: dict[str, Any] = field(default_factory=dict)
+    state: str = "starting"  # starting, talking, ended
+    end_reason: str = ""
+
+    def __post_init__(self) -> None:
+        self._t0 = time.monotonic()
+        self._stop = asyncio.Event()
+
+    def now(self) -> float:
+        """Seconds since the call started (monotonic)."""
+        return time.monotonic() - self._t0
+
+    def stop(self) -> None:
+        """Ask the call to end after the turn under way (safe from the call's own loop)."""
+        self._stop.set()
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        self.events.append({"t": round(self.now(), 3), "event": kind, **fields})
+
+    def summary(self) -> dict[str, Any]:
+        """``{"room", "state", "end_reason", "turns", "answered", "answered_pct",
+        "latency_p50_s", "latency_p95_s", "reconnects", "agents_seen", "events",
+        "media_path", "stages"}`` of the call so far."""
+        answered = [t for t in self.turns if t["ok"]]
+        latencies = sorted(t["latency_s"] for t in answered if t.get("latency_s") is not None)
+        stages: dict[str, int] = {}
+        for turn in self.turns:
+            stages[turn["stage"]] = stages.get(turn["stage"], 0) + 1
+        return {
+            "room": self.room_name,
+            "state": self.state,
+            "end_reason": self.end_reason,
+            "duration_s": round(self.now(), 3),
+            "turns": len(self.turns),
+            "answered": len(answered),
+            "answered_pct": round(100.0 * len(answered) / len(self.turns), 2)
+            if self.turns else None,
+            "latency_p50_s": _percentile(latencies, 50),
+            "latency_p95_s": _percentile(latencies, 95),
+            "reconnects": sum(1 for e in self.events if e["event"] == "reconnected"),
+            "agents_seen": len({e.get("identity") for e in self.events
+                                if e["event"] == "agent_joined"}),  # fmt: skip
+            "stages": stages,
+            "events": list(self.events),
+            "media_path": self.media,
+        }
+
+    # -- the call ------------------------------------------------------------------------------
+    async def run(self) -> dict[str, Any]:
+        """Join, talk until the call ends, leave; returns :meth:`summary`."""
+        room, speaker = rtc.Room(), audio.Speaker()
+        listener: audio.Listener | None = None
+        listened: str | None = None
+        connecting: asyncio.Future[None] | None = None
+        self._watch(room)
+        try:
+            await self._pause(self.options.start_delay_s)  # staggers the calls of a group
+            if self._stop.is_set():
+                self.end_reason = "stopped before joining"
+                return self.summary()
+            token = roundtrip.caller_token(self.api_key, self.api_secret, self.room_name,
+                                           f"caller-{self.room_name[-10:]}", self.agent_name)
+            options = rtc.RoomOptions(connect_timeout=self.options.join_s)
+            # Never cancel Room.connect (see roundtrip): wait for it, bounded, and keep it.
+            connecting = asyncio.ensure_future(room.connect(self.url, token, options))
+            done, _ = await asyncio.wait({connecting}, timeout=self.options.join_s)
+            if not done or connecting.exception() is not None:
+                why = "timed out" if not done else repr(connecting.exception())
+                self.end_reason = f"could not join {self.url}: {why}"
+                return self.summary()
+            await asyncio.wait_for(speaker.publish(room), self.options.join_s)
+            self.state = "talking"
+            self._event("joined")
+            while not self._stop.is_set():
+                if len(self.turns) >= self.options.max_turns:
+                    self.end_reason = f"{self.options.max_turns} turns"
+                    break
+                if self.now() >= self.options.duration_s:
+                    self.end_reason = f"{self.options.duration_s:g} s"
+                    break
+                if room.connection_state == rtc.ConnectionState.CONN_DISCONNECTED:
+                    self.end_reason = "the room was lost (disconnected, not resumed)"
+                    break
+                agent, track = await self._agent_with_audio(room)
+                if agent is None or track is None:
+                    self._record(self._failed("no_agent", "no agent with audio in the room "
+                                              f"within {self.options.dispatch_s:g} s"))
+                    continue
+                if listener is None or listened != track.sid:
+                    if listener is not None:
+                        await listener.aclose()
+                    listener, listened = audio.Listener(track), track.sid
+                await self._turn(agent, speaker, listener)
+                await self._pause(self.options.turn_gap_s)
+            if not self.end_reason:
+                self.end_reason = "stopped"
+            self.media = await roundtrip._media_path(room)
+        finally:
+            self.state = "ended"
+            self._event("ended", reason=self.end_reason)
+            if listener is not None:
+                await listener.aclose()
+            await speaker.aclose()
+            if connecting is not None and not connecting.done():
+                await asyncio.wait({connecting}, timeout=4 * self.options.join_s + 5)
+            if connecting is not None and connecting.done() and not connecting.cancelled():
+                connecting.exception()  # retrieved; reported in end_reason
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(room.disconnect(), 5)
+        return self.summary()
+
+    async def _agent_with_audio(
+        self, room: rtc.Room
+    ) -> tuple[rtc.RemoteParticipant | None, rtc.RemoteAudioTrack | None]:
+        agent = await roundtrip._wait(lambda: roundtrip._agent(room), self.options.dispatch_s)
+        if agent is None:
+            return None, None
+        found = agent
+        track = await roundtrip._wait(lambda: roundtrip._audio_track(found),
+                                      self.options.dispatch_s)  # fmt: skip
+        return agent, track
+
+    def _watch(self, room: rtc.Room) -> None:
+        room.on("reconnecting", lambda: self._event("reconnecting"))
+        room.on("reconnected", lambda: self._event("reconnected"))
+        room.on("disconnected", lambda reason=None: self._event("disconnected",
+                                                                 reason=str(reason)))
+
+        def joined(participant: rtc.RemoteParticipant) -> None:
+            if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+                self._event("agent_joined", identity=participant.identity)
+
+        def left(participant: rtc.RemoteParticipant) -> None:
+            if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+                self._event("agent_left", identity=participant.identity)
+
+        room.on("participant_connected", joined)
+        room.on("participant_disconnected", left)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    def _failed(self, stage: str, reason: str) -> dict[str, Any]:
+        return {"ok": False, "stage": stage, "reason": reason, "latency_s": None}
+
+    def _record(self, turn: dict[str, Any]) -> None:
+        turn["turn"] = len(self.turns) + 1
+        turn.setdefault("t", round(self.now(), 3))
+        turn["took_s"] = round(self.now() - turn["t"], 3)
+        # Wall clock, for whoever reads the turn later to place it in time (the sampling
+        # control does) and to order the turns of several calls.
+        turn["ended_at"] = time.time()
+        turn["started_at"] = turn["ended_at"] - turn["took_s"]
+        self.turns.append(turn)
+
+    async def _turn(
+        self, agent: rtc.RemoteParticipant, speaker: audio.Speaker, listener: audio.Listener
+    ) -> None:
+        started = self.now()
+        # Ask only once the agent listens again (it may still be finishing its last reply).
+        await roundtrip._wait(
+            lambda: agent.attributes.get(roundtrip.AGENT_STATE) == "listening",
+            self.options.first_reply_s,
+        )
+        question = random_question()
+        expected = expected_answers(question)
+        previous = roundtrip._turn_report(agent).get("turn", 0)
+        end_of_speech = await speaker.say(audio.speech(question))  # as played out
+        reply = await listener.reply(end_of_speech, self.options.first_reply_s,
+                                     self.options.reply_s, silence=self.options.silence_s)
+        base = {"t": round(started, 3), "question": question}
+        if reply is None:
+            self._record({**base, **self._failed(
+                "no_reply", f"no reply audio within {self.options.first_reply_s:g} s")})
+            return
+        first_at, last_at, pcm = reply
+        every = self.options.transcribe_every
+        by_audio = every > 0 and len(self.turns) % every == 0
+        # The transcription and the wait for the agent's report of the turn, side by side.
+        heard_first = asyncio.ensure_future(asyncio.to_thread(audio.transcribe, pcm)) \
+            if by_audio else None
+        report = await roundtrip._wait(
+            lambda: (r := roundtrip._turn_report(agent)) and r.get("turn", 0) > previous and r,
+            2.0,
+        )  # fmt: skip
+        agent_said = str((report or {}).get("reply") or "")
+        if heard_first is None and not agent_said:  # nothing to check it by but the audio
+            by_audio = True
+            heard_first = asyncio.ensure_future(asyncio.to_thread(audio.transcribe, pcm))
+        if heard_first is not None:
+            first_text = await heard_first
+
+            def transcribe(samples: Any, prompt: str | None = audio.REPLY_PROMPT) -> str:
+                if prompt == audio.REPLY_PROMPT:
+                    return first_text
+                return audio.transcribe(samples, prompt)
+
+            heard, check, _second = await asyncio.to_thread(
+                roundtrip.listen, pcm, expected, agent_said, transcribe
+            )
+        else:
+            heard, check = agent_said, check_reply(agent_said, expected)
+        stage, reason, misheard = roundtrip.judge(
+            question, check.ok, check.reason, heard, dict(report or {})
+        )
+        self._record({
+            **base, "ok": check.ok, "stage": stage, "reason": reason,
+            "latency_s": round(first_at - end_of_speech, 3),
+            "reply_s": round(last_at - first_at, 3), "heard": heard,
+            "agent_heard": (report or {}).get("heard"), "misheard": misheard,
+            "checked_by": "audio" if by_audio else "agent",
+        })  # fmt: skip
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    """The ``pct`` percentile of sorted ``values`` (nearest rank), or None when empty."""
+    if not values:
+        return None
+    rank = max(1, -(-len(values) * pct // 100))
+    return round(values[int(rank) - 1], 3)

@@ -1,0 +1,56 @@
+"""Held conversations on the reference stack: one caller, many turns, the same room."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from livekit import api
+
+from lkchaos.settings import Settings
+from lkchaos.voice.probes import end_held_call, held_call_turn, held_conversation
+
+
+def _participants(room: str) -> list[str]:
+    settings = Settings.load()
+    key, secret = settings.require_keys()
+
+    async def go() -> list[str]:
+        async with api.LiveKitAPI(settings.livekit_node_urls[0], key, secret) as lk:
+            try:
+                found = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+            except api.TwirpError:
+                return []
+            return [p.identity for p in found.participants]
+
+    return asyncio.run(go())
+
+
+def _empties(room: str, within_s: float = 30.0) -> list[str]:
+    """The room's participants once it is empty, or as they are after ``within_s``: the
+    caller leaves at once, the agent when LiveKit ends its job (departure_timeout 10 s)."""
+    deadline = time.monotonic() + within_s
+    while (left := _participants(room)) and time.monotonic() < deadline:
+        time.sleep(1)
+    return left
+
+
+def test_a_held_conversation_of_ten_turns_passes_in_one_room() -> None:
+    result = held_conversation(turns=10, min_answered_pct=90.0, timeout=240)
+    assert result["ok"], result["turn_results"]
+    assert result["turns"] == 10 and result["agents_seen"] == 1 and result["reconnects"] == 0
+    assert [t["turn"] for t in result["turn_results"]] == list(range(1, 11))
+    assert result["latency_p50_s"] is not None and result["latency_p50_s"] < 3.0, result
+    assert not any(p.startswith("caller-") for p in _participants(result["room"]))
+    assert _empties(result["room"]) == []  # the agent followed
+
+
+def test_held_callers_side_by_side_interleave_their_turns_and_leave() -> None:
+    turns = [held_call_turn("it-pair", timeout=40, callers=2, stagger_s=3.0) for _ in range(6)]
+    summary = end_held_call("it-pair")
+    assert all(t["ok"] for t in turns) or sum(t["ok"] for t in turns) >= 5, turns
+    rooms = [t["room"] for t in turns]
+    assert len(set(rooms)) == 2 and rooms[0] != rooms[1], rooms  # one sample from each, in turn
+    assert summary["ended"] and summary["calls"] == 2 and summary["turns"] >= 6, summary
+    for room in set(rooms):
+        assert _empties(room) == [], room

@@ -1,0 +1,167 @@
+"""Held calls against a real livekit-server (``--dev`` on loopback) with no agent in it.
+
+With no agent to answer, every turn must be judged ``no_agent`` within the dispatch bound,
+the caller must stay joined between turns, calls must end when told, when out of turns, or
+when nobody reads them, and none may leave its participant in the room. The probes' argument
+checks and the prober's HTTP endpoints are tested here too; turns that an agent answers are
+in the integration tests (tests/integration/test_held_calls.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from chaoslib.exceptions import ActivityFailed
+from livekit import api
+
+from lkchaos.voice import calls, held, prober
+from lkchaos.voice.credential import authorization
+from lkchaos.voice.session import HeldCall, Options
+from tests.unit.livekit_dev import KEY, SECRET, dev_server
+
+FAST = Options(duration_s=30, max_turns=3, dispatch_s=0.5, turn_gap_s=0.05, join_s=5)
+
+
+@pytest.fixture(scope="module")
+def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with dev_server(tmp_path_factory.mktemp("livekit")) as url:
+        yield url
+
+
+async def _participants(url: str, room: str) -> list[str]:
+    async with api.LiveKitAPI(url, KEY, SECRET) as lk:
+        try:
+            found = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+        except api.TwirpError:
+            return []  # the room is gone
+        return [p.identity for p in found.participants]
+
+
+def test_a_held_call_without_an_agent_judges_each_turn_no_agent(livekit: str) -> None:
+    async def go() -> tuple[dict[str, Any], list[str], list[str]]:
+        call = HeldCall(livekit.replace("http", "ws"), KEY, SECRET, "nobody", FAST)
+        task = asyncio.ensure_future(call.run())
+        while not call.turns:
+            await asyncio.sleep(0.05)
+        during = await _participants(livekit, call.room_name)
+        summary = await task
+        return summary, during, await _participants(livekit, call.room_name)
+
+    summary, during, after = asyncio.run(go())
+    assert during == [f"caller-{summary['room'][-10:]}"]  # joined, and held between turns
+    assert after == []  # left its room
+    assert summary["turns"] == 3 and summary["answered"] == 0
+    assert summary["stages"] == {"no_agent": 3} and summary["end_reason"] == "3 turns"
+    assert [e["event"] for e in summary["events"]][:1] == ["joined"]
+
+
+def test_a_call_that_cannot_join_says_why(livekit: str) -> None:
+    call = HeldCall("ws://127.0.0.1:9", KEY, SECRET, "nobody", Options(join_s=1))
+    summary = asyncio.run(call.run())
+    assert summary["turns"] == 0 and "could not join ws://127.0.0.1:9" in summary["end_reason"]
+
+
+def test_the_registry_ends_calls_on_request_and_when_nobody_reads_them(livekit: str) -> None:
+    async def go() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        registry = calls.Registry(idle_s=1.0)
+        options = Options(duration_s=60, dispatch_s=0.3, turn_gap_s=0.05)
+        url = livekit.replace("http", "ws")
+        kept = registry.start(url, KEY, SECRET, "nobody", options)
+        idle = registry.start(url, KEY, SECRET, "nobody", options)
+        first = await registry.turns(kept, 0, wait_s=10)
+        for _ in range(60):  # read one, leave the other unread for over idle_s
+            await registry.turns(kept, 0)
+            if all(c["id"] != idle for c in registry.status()):
+                break
+            await asyncio.sleep(0.1)
+        status = registry.status()
+        ended = await registry.end(kept)
+        return first, ended, status
+
+    first, ended, status = asyncio.run(go())
+    assert first["turns"] and first["turns"][0]["stage"] == "no_agent"
+    assert [c["state"] for c in status] == ["talking"]  # the unread one was ended
+    assert ended["state"] == "ended" and ended["end_reason"] == "stopped"
+
+
+def test_the_registry_refuses_past_its_limit_and_unknown_ids(livekit: str) -> None:
+    async def go() -> None:
+        registry = calls.Registry(max_calls=1)
+        url = livekit.replace("http", "ws")
+        first = registry.start(url, KEY, SECRET, "nobody", FAST)
+        with pytest.raises(calls.CallError, match="limit is 1"):
+            registry.start(url, KEY, SECRET, "nobody", FAST)
+        with pytest.raises(calls.CallError, match="no held call 'nope'"):
+            await registry.turns("nope")
+        await registry.end(first)
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"duration_s": 0}, "duration_s"),
+        ({"max_turns": 0}, "max_turns"),
+        ({"transcribe_every": -1}, "transcribe_every"),
+        ({"turn_gap_s": 61}, "turn_gap_s"),
+        ({"silence_s": 0}, "silence_s"),
+        ({"colour": "red"}, "unknown held-call options"),
+    ],
+)
+def test_options_refuse_what_cannot_be_held(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Options.from_dict(values)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"caller": ""}, "caller must be a short name"),
+        ({"timeout": 0}, "timeout must be more than 0"),
+        ({"callers": 9}, "callers must be a whole number from 1 to 8"),
+        ({"duration_s": -1}, "held call: duration_s"),
+    ],
+)
+def test_the_turn_probe_refuses_bad_arguments_before_calling(
+    arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ActivityFailed, match=message):
+        held.turn(**arguments)
+
+
+def test_ending_a_caller_that_was_never_started_says_so() -> None:
+    assert held.end("never-started") == {
+        "ended": False, "caller": "never-started", "reason": "no held call by that name"}
+
+
+def test_the_prober_serves_held_calls(livekit: str, tmp_path: Path) -> None:
+    config = {"url": livekit.replace("http", "ws"), "key": KEY, "secret": SECRET,
+              "agent": "nobody"}  # fmt: skip
+    headers = {"Authorization": authorization(SECRET)}
+
+    async def go() -> None:
+        async with TestClient(TestServer(prober.make_app(config))) as client:
+            bad = await client.post("/calls", json={"max_turns": 0}, headers=headers)
+            assert bad.status == 400 and "max_turns" in (await bad.json())["error"]
+            assert (await client.post("/calls", json={})).status == 401
+            started = await client.post("/calls", headers=headers, json={
+                "max_turns": 2, "dispatch_s": 0.3, "turn_gap_s": 0.05})
+            body = await started.json()
+            assert started.status == 200 and body["room"].startswith("lkchaos-held-")
+            turns = await client.get(f"/calls/{body['id']}?after=0&wait_s=10", headers=headers)
+            data = await turns.json()
+            assert data["turns"][0]["stage"] == "no_agent", json.dumps(data)
+            assert (await client.get("/calls/x?wait_s=nope", headers=headers)).status == 400
+            ended = await client.delete(f"/calls/{body['id']}", headers=headers)
+            assert (await ended.json())["state"] == "ended"
+            gone = await client.get(f"/calls/{body['id']}", headers=headers)
+            assert gone.status == 404
+
+    asyncio.run(go())

@@ -1,0 +1,89 @@
+"""The Ingress/Egress checks: n/a without Ingress or Egress, and real RTMP and WHIP publishes
+through the loopback LiveKit + Ingress of test_ingress_live's fixture."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from lkchaos.ingress import whip
+from lkchaos.settings import Settings
+from lkchaos.validate.checks import ingress
+from lkchaos.validate.model import CHECKS, Context
+from tests.unit.test_ingress_live import Stack, stack  # noqa: F401
+
+#: The group's items this module checks (TURN integration is checked with the TURN items).
+ITEMS = [i for i, f in CHECKS.items() if f.__module__ == ingress.__name__]
+EGRESS = ["ingress-egress.recording-functionality-working",
+          "ingress-egress.export-formats-supported", "ingress-egress.file-storage-integration",
+          "ingress-egress.webhook-notifications-sent", "ingress-egress.cleanup-after-recording"]
+NO_PUSHER = shutil.which("gst-launch-1.0") is None and shutil.which("ffmpeg") is None
+
+
+def test_every_item_of_the_group_has_a_check() -> None:
+    from lkchaos.validate.model import items
+
+    group = {i.id for i in items() if i.id.startswith("ingress-egress.")}
+    assert group - set(ITEMS) == {"ingress-egress.turn-integration"}
+
+
+def test_without_ingress_or_egress_nothing_applies() -> None:
+    bare = Settings(roles={"livekit_node": ("lk",)}, ingress_rtmp_url="", ingress_whip_url="")
+    ctx = Context(bare)
+    for item in ITEMS:
+        found = CHECKS[item](ctx)
+        assert found.status == "n/a", (item, found)
+    assert "no Ingress" in CHECKS["ingress-egress.rtmp-streams-accepted"](ctx).evidence
+    assert "no Egress" in CHECKS[EGRESS[0]](ctx).evidence
+
+
+def test_egress_named_is_manual() -> None:
+    ctx = Context(Settings(roles={"egress": ("egress",)}, ingress_rtmp_url="",
+                           ingress_whip_url=""))  # fmt: skip
+    assert {CHECKS[i](ctx).status for i in EGRESS} == {"manual"}
+
+
+def test_webhooks_of_an_ingress_room_are_judged() -> None:
+    events = [{"id": str(i), "event": kind, "participant": who, "created_at": 100 + i,
+               "received_at": 101.0 + i}
+              for i, (kind, who) in enumerate([("room_started", ""),
+                                               ("participant_joined", "lkchaos-rtmp-1"),
+                                               ("track_published", "lkchaos-rtmp-1"),
+                                               ("participant_left", "lkchaos-rtmp-1")])]
+    assert ingress.judge_webhooks(events)["ok"] is True
+    lost = ingress.judge_webhooks(events[:3])
+    assert lost["ok"] is False and lost["lost"] == ["participant_left (lkchaos-rtmp-1)"]
+
+
+def test_webhooks_need_a_receiver(stack: Stack) -> None:  # noqa: F811
+    from dataclasses import replace
+
+    ctx = Context(replace(stack.settings(), receiver_url=""))
+    found = CHECKS["ingress-egress.webhook-notifications-sent"](ctx)
+    assert found.status == "n/a" and "no webhook receiver" in found.evidence
+
+
+@pytest.mark.skipif(NO_PUSHER, reason="apt-get install gstreamer1.0-tools or ffmpeg")
+def test_rtmp_is_accepted_forwarded_and_authenticated(stack: Stack) -> None:  # noqa: F811
+    ctx = Context(stack.settings(), timeout_s=30.0)
+    accepted = CHECKS["ingress-egress.rtmp-streams-accepted"](ctx)
+    assert accepted.status == "pass", f"{accepted}\n{stack.logs()}"
+    assert accepted.data["deleted"] is True
+    forwarded = CHECKS["ingress-egress.stream-forwarding-livekit"](ctx)
+    assert forwarded.status == "pass"
+    assert {t["type"] for t in forwarded.data["tracks"]} >= {"audio", "video"}
+    auth = CHECKS["ingress-egress.authentication-working"](ctx)
+    assert auth.status == "pass", auth.evidence
+    assert auth.data["refused"] is True and "lkchaos-wrong-key" not in auth.evidence
+
+
+@pytest.mark.skipif(whip.aiortc_missing(), reason="pip install lkchaos[ingress] (aiortc)")
+def test_whip_negotiates_and_streams(stack: Stack) -> None:  # noqa: F811
+    ctx = Context(stack.settings(), timeout_s=30.0)
+    for item in ("ingress-egress.whip-endpoint-accessible",
+                 "ingress-egress.sdp-negotiation-successful",
+                 "ingress-egress.media-streaming-working",
+                 "ingress-egress.ice-candidate-handling"):
+        found = CHECKS[item](ctx)
+        assert found.status == "pass", f"{item}: {found}\n{stack.logs()}"

@@ -1,0 +1,118 @@
+"""The disaster-recovery checks: a real backup of the LiveKit fixture's Redis restored into a
+scratch redis-server, and the history items on a real SQLite run history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+import redis
+
+from lkchaos.history import open_history
+from lkchaos.settings import Settings
+from lkchaos.validate.checks import recovery
+from lkchaos.validate.model import CHECKS, Context
+from tests.unit.test_history import variant
+from tests.unit.test_validate_livekit import Local, local, no_engine  # noqa: F401
+
+
+def _scratch_servers() -> list[str]:
+    """Processes whose command line names a backup's temporary folder."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"lkchaos-validate-backup-" in cmdline.read_bytes():
+                found.append(cmdline.parent.name)
+        except OSError:  # the process ended meanwhile
+            continue
+    return found
+
+
+@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="apt-get install redis-tools")
+def test_backup_restores_livekit_keys(local: Local) -> None:  # noqa: F811
+    server = redis.Redis(port=local.redis_port, socket_timeout=2)
+    server.hset("room_participants:lkchaos-validate-backup", "someone", b"\x01")
+    try:
+        ctx = Context(local.settings(), timeout_s=10.0)
+        taken = CHECKS["dr.redis-data-backup"](ctx)
+        restored = CHECKS["dr.backup-restoration-tested"](ctx)
+    finally:
+        server.delete("room_participants:lkchaos-validate-backup")
+        server.close()
+    assert taken.status == "pass", taken.evidence
+    assert taken.data["bytes"] > 0 and taken.data["keys"] >= 3
+    assert restored.status == "pass", restored.evidence
+    assert restored.data["missing"] == [] and restored.data["fields"] >= 2
+    assert "restored into a scratch redis-server" in restored.evidence
+    assert _scratch_servers() == []
+
+
+def test_snapshot_lists_hash_fields(local: Local) -> None:  # noqa: F811
+    server = redis.Redis(port=local.redis_port, socket_timeout=2)
+    try:
+        found = recovery.livekit_snapshot(server)
+    finally:
+        server.close()
+    assert "nodes" in found and len(found["nodes"]) == 1
+    assert found["livekit_version"] == set()
+
+
+def test_rpo_follows_persistence(local: Local) -> None:  # noqa: F811
+    ctx = Context(local.settings())
+    assert CHECKS["dr.rpo-documented"](ctx).status == "fail"
+    server = redis.Redis(port=local.redis_port, socket_timeout=2)
+    try:
+        server.config_set("save", "60 1")
+        snapshots = CHECKS["dr.rpo-documented"](ctx)
+        server.config_set("appendonly", "yes")
+        aof = CHECKS["dr.rpo-documented"](ctx)
+    finally:
+        server.config_set("appendonly", "no")
+        server.config_set("save", "")
+        server.close()
+    assert snapshots.status == "warn" and "RPO up to 60 s" in snapshots.evidence
+    assert aof.status == "pass" and "RPO about 1 s" in aof.evidence
+
+
+# --- the run history --------------------------------------------------------------------------
+
+
+def _settings(state: Path) -> Settings:
+    return Settings(state_dir=str(state), sentinel_addresses=())
+
+
+def test_without_history_everything_is_manual(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LKCHAOS_HISTORY_URL", raising=False)
+    ctx = Context(_settings(tmp_path))
+    for item in ("dr.single-service-failure", "dr.network-partition-handling",
+                 "dr.multiple-service-failure", "dr.rto-documented",
+                 "dr.recovery-time-documented", "livekit.recovery-temporary-failures"):
+        assert CHECKS[item](ctx).status == "manual", item
+    assert not (tmp_path / "history.sqlite").exists()
+
+
+def test_history_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LKCHAOS_HISTORY_URL", raising=False)
+    base = dt.datetime(2026, 11, 1, 3, 0, tzinfo=dt.UTC)
+    with open_history(f"sqlite:///{tmp_path / 'history.sqlite'}") as history:
+        # An older run that held, then a newer one of the same experiment that failed.
+        history.record_run(variant("agent-crash", "old", base, **{"caller-answered__rto_s": 12.5}),
+                           experiment_path="experiments/livekit-node-loss.json")
+        newer = variant("agent-crash", "new", base + dt.timedelta(days=1),
+                        **{"caller-answered__rto_s": 40.0})
+        newer["status"] = "failed"
+        history.record_run(newer, experiment_path="experiments/livekit-node-loss.json")
+        history.record_run(variant("dns-failure", "dns", base),
+                           experiment_path="experiments/dns-failure.json")
+    ctx = Context(_settings(tmp_path))
+    single = CHECKS["dr.single-service-failure"](ctx)
+    assert single.status == "fail" and "livekit-node-loss failed" in single.evidence
+    network = CHECKS["dr.network-partition-handling"](ctx)
+    assert network.status == "pass" and "dns-failure completed" in network.evidence
+    assert CHECKS["dr.multiple-service-failure"](ctx).status == "manual"
+    rto = CHECKS["dr.rto-documented"](ctx)
+    assert rto.status == "pass" and rto.data["rto"]["livekit-node-loss"]["rto_s"] == 40.0
+    assert "worst livekit-node-loss 40.0 s" in rto.evidence

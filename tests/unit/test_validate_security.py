@@ -1,0 +1,152 @@
+"""The security checks: flawed tokens judged by a real livekit-server (the fixture of
+test_validate_livekit), CORS, transport, and the container judgements on inspected data."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+from lkchaos.validate.checks import security
+from lkchaos.validate.model import CHECKS, Context
+from tests.unit.livekit_dev import KEY, SECRET
+from tests.unit.test_validate_livekit import Local, local, no_engine  # noqa: F401
+
+
+def test_each_flawed_token_carries_its_flaw(local: Local) -> None:  # noqa: F811
+    tokens = security.flawed_tokens(local.settings(), "join")
+    assert set(tokens) == {"valid", *security.FLAWS}
+    options: Any = {"verify_exp": False, "verify_nbf": False, "verify_iat": False}
+
+    def claims(flaw: str, key: str = SECRET) -> dict[str, object]:
+        decoded: dict[str, object] = jwt.decode(tokens[flaw], key, algorithms=["HS256"],
+                                                options=options)  # fmt: skip
+        return decoded
+
+    now = time.time()
+    assert claims("valid")["video"] == {"roomJoin": True, "room": security.ROOM_B}
+    with pytest.raises(jwt.InvalidSignatureError):
+        claims("wrong signature")
+    assert claims("unknown API key")["iss"] != KEY
+    assert int(claims("expired")["exp"]) < now - security.SHIFT_S + 5  # type: ignore[call-overload]
+    assert int(claims("not yet valid")["nbf"]) > now + 60  # type: ignore[call-overload]
+    assert int(claims("issued in the future")["iat"]) > now + 60  # type: ignore[call-overload]
+    assert jwt.get_unverified_header(tokens["unsigned"])["alg"] == "none"
+    assert claims("other room")["video"] == {"roomJoin": True, "room": security.ROOM_A}
+    assert claims("no grant")["video"] == {"room": security.ROOM_B}
+
+
+def test_livekit_refuses_bad_keys_and_foreign_rooms(local: Local) -> None:  # noqa: F811
+    ctx = Context(local.settings(), timeout_s=5.0)
+    keys = CHECKS["auth.api-keys-validated"](ctx)
+    assert keys.status == "pass", keys.evidence
+    rbac = CHECKS["auth.role-based-access"](ctx)
+    assert rbac.status == "pass", rbac.evidence
+    node = rbac.data["nodes"][local.url]
+    assert node["valid"] == {"validate": 200, "twirp": 200}
+    assert node["no grant"] == {"validate": 401, "twirp": 401}
+    assert node["other room"]["twirp"] == 401
+
+
+def test_a_token_accepted_that_should_be_refused_is_a_plain_fail(local: Local) -> None:  # noqa: F811
+    """The pinned LiveKit does not check ``iat`` (livekit/protocol#1710): a token issued in
+    the future is accepted, and the finding says so by name."""
+    ctx = Context(local.settings(), timeout_s=5.0)
+    found = CHECKS["auth.jwt-tokens-verified"](ctx)
+    node = found.data["nodes"][local.url]
+    accepted = sorted(f for f in found.data["flaws"] if 200 in node[f].values())
+    refused = sorted(set(found.data["flaws"]) - set(accepted))
+    assert {"expired", "not yet valid", "unsigned", "wrong signature"} <= set(refused)
+    if accepted:
+        assert found.status == "fail"
+        for flaw in accepted:
+            assert f"ACCEPTED a token {security.FLAWS[flaw][0]} ({flaw})" in found.evidence
+    else:
+        assert found.status == "pass"
+    assert not [f for f in refused if f"({f})" in found.evidence]
+
+
+def test_input_validation_uses_the_invalid_requests(local: Local) -> None:  # noqa: F811
+    found = CHECKS["auth.input-validation-comprehensive"](Context(local.settings()))
+    assert found.status == "pass" and "malformed JSON 400" in found.evidence
+
+
+def test_cors_reflecting_any_origin_warns(local: Local) -> None:  # noqa: F811
+    found = CHECKS["vuln.web-application-security"](Context(local.settings()))
+    seen = found.data[local.url]
+    assert seen["allow_origin"] in ("*", security.ORIGIN)
+    assert found.status == "warn" and f"a preflight from {security.ORIGIN} is allowed" in \
+        found.evidence
+
+
+def test_public_names_must_use_tls(local: Local) -> None:  # noqa: F811
+    loopback = CHECKS["auth.communications-encrypted"](Context(local.settings()))
+    assert loopback.status == "pass"
+    public = local.settings(livekit_url="ws://lk.example.com",
+                            ingress_whip_url="https://whip.example.com/w")
+    found = CHECKS["auth.communications-encrypted"](Context(public))
+    assert found.status == "fail" and "livekit_url" in found.evidence
+    assert "ingress_whip_url" not in found.evidence
+
+
+def test_secret_hits_name_lines_not_values() -> None:
+    logs = {"livekit-1": "start\nkeys: abc: s3cr3t-value-long\nok", "redis": "ready"}
+    assert security.secret_hits(logs, ["s3cr3t-value-long"]) == {"livekit-1": [2]}
+    assert security.secret_hits(logs, ["absent-secret"]) == {}
+
+
+def test_the_logs_check_needs_the_engine(local: Local) -> None:  # noqa: F811
+    found = CHECKS["auth.sensitive-data-logs"](Context(local.settings()))
+    assert found.status == "error" and SECRET not in found.evidence
+
+
+def test_secret_like_environment_variables_are_listed_by_name() -> None:
+    attrs = {"Config": {"Env": ["LIVEKIT_KEYS=k: s", "PATH=/usr/bin", "REDIS_PASSWORD_FILE=/x",
+                                "API_TOKEN=", "LIVEKIT_CONFIG=keys:\n  k: s\n"]}}
+    assert security.env_secrets(attrs) == ["LIVEKIT_CONFIG (keys inline)", "LIVEKIT_KEYS"]
+
+
+def test_privileges_against_least_privilege() -> None:
+    hardened = {"Config": {"User": "1000"}, "HostConfig": {
+        "CapDrop": ["ALL"], "ReadonlyRootfs": True, "SecurityOpt": ["no-new-privileges:true"]}}
+    assert security.privileges(hardened) == []
+    loose = {"Config": {"User": ""}, "HostConfig": {"Privileged": True, "CapAdd": ["NET_ADMIN"]}}
+    assert security.privileges(loose) == ["runs as root", "privileged", "adds NET_ADMIN",
+                                          "keeps default capabilities", "writable root",
+                                          "no no-new-privileges"]  # fmt: skip
+
+
+def test_container_security_judges_what_it_inspected(local: Local) -> None:  # noqa: F811
+    hardened = {"Config": {"User": "1000"}, "HostConfig": {
+        "CapDrop": ["ALL"], "ReadonlyRootfs": True, "SecurityOpt": ["no-new-privileges"]}}
+    ctx = Context(local.settings())
+    ctx.cache["containers.attrs"] = ("ok", {"a": hardened, "b": {"Config": {"User": "app"},
+                                                               "HostConfig": {}}})
+    found = CHECKS["vuln.container-security-validated"](ctx)
+    assert found.status == "warn" and found.evidence.startswith("beyond least privilege: b:")
+    ctx.cache["containers.attrs"] = ("ok", {"a": {"HostConfig": {"Privileged": True}}})
+    assert CHECKS["vuln.container-security-validated"](ctx).status == "fail"
+    ctx.cache["containers.attrs"] = ("ok", {"a": hardened})
+    assert CHECKS["vuln.container-security-validated"](ctx).status == "pass"
+    managed = CHECKS["auth.secrets-properly-managed"](ctx)
+    assert managed.status == "pass"
+
+
+def test_internal_services_must_not_be_published_everywhere(local: Local) -> None:  # noqa: F811
+    loopback = {"HostConfig": {"PortBindings": {"6379/tcp": [{"HostIp": "127.0.0.1",
+                                                               "HostPort": "27379"}]}}}
+    everywhere = {"HostConfig": {"PortBindings": {"9090/tcp": [{"HostIp": "",
+                                                                 "HostPort": "9090"}]}}}
+    assert security.exposed_ports(loopback) == []
+    assert security.exposed_ports(everywhere) == ["9090/tcp on 0.0.0.0:9090"]
+    settings = local.settings(roles={"redis_primary": ("redis",), "prometheus": ("prom",),
+                                     "livekit_node": ("lk",)})
+    ctx = Context(settings)
+    ctx.cache["containers.attrs"] = ("ok", {"redis": loopback, "prom": everywhere,
+                                            "lk": everywhere})
+    found = CHECKS["auth.network-segmentation-enforced"](ctx)
+    assert found.status == "fail" and found.evidence.endswith("prom: 9090/tcp on 0.0.0.0:9090")
+    ctx.cache["containers.attrs"] = ("ok", {"redis": loopback, "lk": everywhere})
+    assert CHECKS["auth.network-segmentation-enforced"](ctx).status == "pass"
