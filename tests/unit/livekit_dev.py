@@ -62,6 +62,12 @@ def dev_server(folder: Path, extra_config: str = "") -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """End a server a test started: SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is None:
         process.terminate()
         try:
             process.wait(timeout=10)

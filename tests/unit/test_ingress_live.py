@@ -26,7 +26,7 @@ from lkchaos.ingress import client, probes, push, whip
 from lkchaos.settings import Settings
 from lkchaos.stack.build import GO_BINARIES, cache_dir
 from lkchaos.stack.render import INGRESS_CPU_COST
-from tests.unit.livekit_dev import KEY, LIVEKIT_BIN, SECRET, free_port
+from tests.unit.livekit_dev import KEY, LIVEKIT_BIN, SECRET, free_port, stop_process
 
 INGRESS = next(b for b in GO_BINARIES if b.name == "ingress")
 INGRESS_BIN = cache_dir() / "bin" / INGRESS.cache_name
@@ -71,16 +71,6 @@ def _start(argv: list[str], folder: Path, name: str, env: dict[str, str] | None 
     with (folder / f"{name}.log").open("wb") as log:
         return subprocess.Popen(argv, cwd=folder, stdout=log, stderr=log,
                                 env={**os.environ, **(env or {})})  # fmt: skip
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +130,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(url, folder, rtmp_port, whip_port, health_port)
     finally:
         for process in reversed(started):
-            _stop(process)
+            stop_process(process)
 
 
 @pytest.fixture

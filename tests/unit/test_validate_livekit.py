@@ -28,7 +28,7 @@ from lkchaos.validate.checks import _livekit_media as media
 from lkchaos.validate.checks import _livekit_resources as resources
 from lkchaos.validate.checks import livekit as checks
 from lkchaos.validate.model import CHECKS, Context
-from tests.unit.livekit_dev import KEY, LIVEKIT_BIN, SECRET, free_port
+from tests.unit.livekit_dev import KEY, LIVEKIT_BIN, SECRET, free_port, stop_process
 
 
 @dataclasses.dataclass
@@ -52,16 +52,6 @@ class Local:
         }  # fmt: skip
         values.update(changes)
         return Settings(**values)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +92,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
         yield Local(url, redis_port, folder)
     finally:
         for process in reversed(started):
-            _stop(process)
+            stop_process(process)
 
 
 @pytest.fixture(autouse=True)
