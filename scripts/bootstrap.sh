@@ -54,7 +54,7 @@ want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing lkchaos and its dependencies into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e ".[dev,voice,stack,ingress]"
+  .venv/bin/pip install -q -e ".[dev,voice,stack,ingress,load]"
   echo "$want" > "$stamp"
 fi
 

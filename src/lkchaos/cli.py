@@ -1,9 +1,9 @@
 """The ``lkchaos`` command: run and inspect the reference stack.
 
 ``lkchaos stack build|up|down|status|logs``, ``check``, ``recover``, ``audit``, ``history``,
-``report``, ``gameday``, ``target`` and ``validate``. Errors print one clear message (with
-the failing service's last log lines where there is one) and exit non-zero: 1 for a stack
-or command failure, 2 for bad usage or configuration.
+``report``, ``gameday``, ``target``, ``validate`` and ``load``. Errors print one clear
+message (with the failing service's last log lines where there is one) and exit non-zero: 1
+for a stack or command failure, 2 for bad usage or configuration.
 """
 
 from __future__ import annotations
@@ -385,12 +385,14 @@ def _register() -> None:
     # Each of these modules loads its heavy imports (SQLAlchemy, matplotlib) only when run.
     from lkchaos.gameday.cli import gameday
     from lkchaos.history.cli import history
+    from lkchaos.load.cli import load
     from lkchaos.report.cli import report
     from lkchaos.target.cli import target
     from lkchaos.validate.cli import validate
 
     main.add_command(gameday)
     main.add_command(history)
+    main.add_command(load)
     main.add_command(report)
     main.add_command(target)
     main.add_command(validate)

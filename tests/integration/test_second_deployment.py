@@ -50,10 +50,10 @@ KNOBS = ("fault_s:float=8",)  # as CI's LKCHAOS_FAULT_S
 #: Experiments that run here, in that order (steady state first): every one applies.
 RUN_HERE = ["steady-state.json", "agent-crash.json", "whisper-outage.json",
             "mcp-outage.json", "cert-expiry.json", "token-clock-skew.json"]  # fmt: skip
-#: Experiments that apply to this target: those run here, and the stress experiments,
-#: which run on the reference stack (the same images; CI's time budget).
+#: Experiments that apply to this target: those run here, and the stress and held-call
+#: experiments, which run on the reference stack (the same images; CI's time budget).
 APPLICABLE = [*RUN_HERE, "cpu-pressure-agent.json", "memory-pressure-livekit.json",
-              "disk-full-stt.json"]  # fmt: skip
+              "disk-full-stt.json", "held-whisper-freeze.json"]  # fmt: skip
 _NO_INGRESS = "needs LiveKit Ingress: the target has no ingress section"
 _NO_RECEIVER = "needs a webhook receiver: the target has no monitoring.receiver_url"
 _NO_PROMETHEUS = "needs Prometheus: the target has no monitoring.prometheus_url"
@@ -61,6 +61,7 @@ _NO_PROMETHEUS = "needs Prometheus: the target has no monitoring.prometheus_url"
 #: reason it gives, in its order).
 NOT_APPLICABLE: dict[str, list[str]] = {
     "agent-livekit-partition.json": ["needs Toxiproxy: the target has none"],
+    "held-agent-signalling-cut.json": ["needs Toxiproxy: the target has none"],
     "alert-on-service-down.json": ["needs Prometheus: the target has no monitoring.prometheus_url",
                                    "needs a webhook receiver: the target has no "
                                    "monitoring.receiver_url"],

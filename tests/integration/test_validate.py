@@ -97,10 +97,12 @@ def test_the_host_and_startup_items_hold_on_the_healthy_stack(tmp_path: Path) ->
     assert code == (1 if any(MACHINE_SHORTFALLS.values()) else 0)
 
 
-@pytest.fixture
-def baseline(tmp_path: Path) -> set[str]:
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """What fails on the healthy stack, once for the module: each injected problem must
+    turn exactly its own items to fail on top of it."""
     assert wait_baseline()["ok"]
-    _, report, _ = validate(tmp_path)
+    _, report, _ = validate(tmp_path_factory.mktemp("baseline"))
     return failing(report)
 
 
@@ -164,6 +166,106 @@ def test_an_expiring_certificate_fails_exactly_the_expiry_item(
     assert failing(report) - baseline == {"tls.certificates-not-expiring"}
     evidence = next(e for e in report["items"] if e["id"] == "tls.certificates-not-expiring")
     assert expiring in evidence["evidence"]
+
+
+def _caddy_reload() -> None:
+    done = subprocess.run(["docker", "exec", "lkchaos-caddy-1", "caddy", "reload", "--config",
+                           "/etc/caddy/Caddyfile", "--adapter", "caddyfile"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture
+def weak_tls(settings: Settings) -> Iterator[str]:
+    """lk.'s TLS capped at 1.2 with CBC suites allowed (Caddy cannot go below TLS 1.2): the
+    stack's Caddyfile edited and reloaded, then restored."""
+    path = Path(settings.state_dir) / "config" / "Caddyfile"
+    original = path.read_text()
+    name = f"lk.{settings.domain}"
+    line = f"\ttls /certs/{name}.crt /certs/{name}.key\n"
+    assert line in original, original[:400]
+    suites = ("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA "
+              "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    path.write_text(original.replace(line, line.rstrip("\n") + " {\n\t\tprotocols tls1.2 "
+                                     f"tls1.2\n\t\tciphers {suites}\n\t}}\n"))
+    try:
+        _caddy_reload()
+        _answers_tls(settings, name)
+        yield name
+    finally:
+        path.write_text(original)
+        _caddy_reload()
+        _answers_tls(settings, name)
+
+
+def _answers_tls(settings: Settings, name: str, within_s: float = 15.0) -> None:
+    """Wait until ``name`` completes a TLS handshake at the proxy (after a reload)."""
+    import socket
+    import ssl
+
+    host, port = Settings.split_address(settings.tls_address, 443)
+    context = ssl.create_default_context(cafile=settings.ca_file)
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2) as raw, \
+                    context.wrap_socket(raw, server_hostname=name):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, f"{name} answers no TLS after Caddy's reload"
+            time.sleep(0.2)
+
+
+def test_a_weak_tls_setting_fails_exactly_the_cipher_items(
+        tmp_path: Path, baseline: set[str], weak_tls: str) -> None:  # fmt: skip
+    _, report, _ = validate(tmp_path, "--section", "tls,vuln")
+    new = failing(report) - baseline
+    assert "tls.strong-cipher-suites" in new, new
+    assert new <= {"tls.strong-cipher-suites", "tls.weak-cipher-suites",
+                   "vuln.ssl-tls-configuration"}, new  # fmt: skip
+    evidence = next(e for e in report["items"] if e["id"] == "tls.strong-cipher-suites")
+    # The CBC suite allowed, by its OpenSSL name.
+    assert f"{weak_tls}: accepts weak TLS 1.2 suites" in evidence["evidence"], evidence
+    assert "AES128-SHA" in evidence["evidence"], evidence
+
+
+def _recreate_nodes(extra: list[str]) -> None:
+    from lkchaos.stack.compose import Compose
+    from lkchaos.stack.layout import StackPaths
+
+    compose = Compose(StackPaths.discover())
+    argv = compose.argv(*extra, "up", "-d", "--no-deps", "--force-recreate",
+                        "livekit-1", "livekit-2")  # fmt: skip
+    done = subprocess.run(argv, env={**os.environ, **compose.env()}, capture_output=True,
+                          text=True, timeout=180, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture
+def development_key_accepted(tmp_path: Path) -> Iterator[None]:
+    """Both LiveKit nodes accept LiveKit's development key pair beside the stack's own (a
+    deployment that kept its quick-start keys): an override file adds it to LIVEKIT_KEYS."""
+    key, secret = Settings.load().require_keys()
+    override = tmp_path / "dev-key.yml"
+    keys = f"{key}: {secret}\ndevkey: secret"
+    override.write_text("services:\n" + "".join(
+        f"  {node}:\n    environment:\n      LIVEKIT_KEYS: {json.dumps(keys)}\n"
+        for node in ("livekit-1", "livekit-2")))
+    _recreate_nodes(["-f", str(override)])  # after the stack's own compose file
+    try:
+        assert wait_baseline()["ok"]
+        yield
+    finally:
+        _recreate_nodes([])
+        assert wait_baseline()["ok"]
+
+
+def test_a_token_the_server_should_refuse_fails_exactly_the_key_item(
+        tmp_path: Path, baseline: set[str], development_key_accepted: None) -> None:  # fmt: skip
+    _, report, _ = validate(tmp_path, "--section", "auth")
+    assert failing(report) - baseline == {"auth.api-keys-validated"}
+    evidence = next(e for e in report["items"] if e["id"] == "auth.api-keys-validated")
+    assert "(development key)" in evidence["evidence"], evidence
 
 
 def test_the_probe_holds_on_the_healthy_stack() -> None:

@@ -30,8 +30,10 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 @contextlib.contextmanager
-def dev_server(folder: Path, extra_config: str = "") -> Iterator[str]:
-    """A livekit-server in ``--dev`` mode on loopback ports, with :data:`KEY`; its HTTP URL.
+def dev_server(folder: Path, extra_config: str = "",
+               keys: dict[str, str] | None = None) -> Iterator[str]:
+    """A livekit-server in ``--dev`` mode on loopback ports, with :data:`KEY` (or ``keys``);
+    its HTTP URL.
 
     Skips the test when the binary is absent (``lkchaos stack build`` builds it); ends the
     server on exit. ``extra_config`` is appended to its YAML configuration.
@@ -42,7 +44,8 @@ def dev_server(folder: Path, extra_config: str = "") -> Iterator[str]:
     config = (f"port: {port}\nbind_addresses: [\"127.0.0.1\"]\n"
               f"rtc:\n  tcp_port: {free_port()}\n  udp_port: {free_port(socket.SOCK_DGRAM)}\n"
               "  use_external_ip: false\n  node_ip: 127.0.0.1\n"
-              f"keys:\n  {KEY}: {SECRET}\n{extra_config}")  # fmt: skip
+              "keys:\n" + "".join(f"  {k}: {v}\n" for k, v in (keys or {KEY: SECRET}).items())
+              + extra_config)  # fmt: skip
     (folder / "livekit.yaml").write_text(config)
     url = f"http://127.0.0.1:{port}"
     with (folder / "server.log").open("wb") as log:

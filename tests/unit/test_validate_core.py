@@ -338,3 +338,15 @@ def test_lkchaos_check_refuses_a_bad_checklist_probe(tmp_path: Path) -> None:
         "section": ["tls"], "timeout": 20}
     path.write_text(json.dumps(experiment))
     assert errors(check_file(str(path), offline=True)) == []
+
+
+def test_a_run_leaves_its_window_for_later_runs_to_set_apart(tmp_path: Path) -> None:
+    from lkchaos.validate import runner
+
+    runner.remember_run(str(tmp_path), 100.0, 130.5)
+    (tmp_path / runner.RUNS_FILE).write_text(
+        (tmp_path / runner.RUNS_FILE).read_text() + "not json\n")
+    runner.remember_run(str(tmp_path), 200.0, 210.0)
+    assert runner.run_windows(str(tmp_path)) == [(100.0, 130.5), (200.0, 210.0)]
+    assert runner.run_windows("") == [] and runner.run_windows(str(tmp_path / "no")) == []
+    runner.remember_run(str(tmp_path / "missing" / "dir"), 1.0, 2.0)  # skipped, no error

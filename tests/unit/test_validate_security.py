@@ -4,14 +4,18 @@ test_validate_livekit), CORS, transport, and the container judgements on inspect
 from __future__ import annotations
 
 import time
+import warnings
+from pathlib import Path
 from typing import Any
 
 import jwt
+import jwt.warnings
 import pytest
 
+from lkchaos.settings import Settings
 from lkchaos.validate.checks import security
 from lkchaos.validate.model import CHECKS, Context
-from tests.unit.livekit_dev import KEY, SECRET
+from tests.unit.livekit_dev import KEY, SECRET, dev_server
 from tests.unit.test_validate_livekit import Local, local, no_engine  # noqa: F401
 
 
@@ -21,8 +25,10 @@ def test_each_flawed_token_carries_its_flaw(local: Local) -> None:  # noqa: F811
     options: Any = {"verify_exp": False, "verify_nbf": False, "verify_iat": False}
 
     def claims(flaw: str, key: str = SECRET) -> dict[str, object]:
-        decoded: dict[str, object] = jwt.decode(tokens[flaw], key, algorithms=["HS256"],
-                                                options=options)  # fmt: skip
+        with warnings.catch_warnings():  # the development secret is short on purpose
+            warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+            decoded: dict[str, object] = jwt.decode(tokens[flaw], key, algorithms=["HS256"],
+                                                    options=options)  # fmt: skip
         return decoded
 
     now = time.time()
@@ -30,6 +36,7 @@ def test_each_flawed_token_carries_its_flaw(local: Local) -> None:  # noqa: F811
     with pytest.raises(jwt.InvalidSignatureError):
         claims("wrong signature")
     assert claims("unknown API key")["iss"] != KEY
+    assert claims("development key", security.DEV_SECRET)["iss"] == security.DEV_KEY
     assert int(claims("expired")["exp"]) < now - security.SHIFT_S + 5  # type: ignore[call-overload]
     assert int(claims("not yet valid")["nbf"]) > now + 60  # type: ignore[call-overload]
     assert int(claims("issued in the future")["iat"]) > now + 60  # type: ignore[call-overload]
@@ -150,3 +157,18 @@ def test_internal_services_must_not_be_published_everywhere(local: Local) -> Non
     assert found.status == "fail" and found.evidence.endswith("prom: 9090/tcp on 0.0.0.0:9090")
     ctx.cache["containers.attrs"] = ("ok", {"redis": loopback, "lk": everywhere})
     assert CHECKS["auth.network-segmentation-enforced"](ctx).status == "pass"
+
+
+def test_a_node_that_accepts_the_development_keys_fails_the_api_key_item(
+        tmp_path: Path) -> None:  # fmt: skip
+    """A deployment that kept the quick-start key pair beside its own accepts tokens signed
+    with it: the finding names it."""
+    keys = {KEY: SECRET, security.DEV_KEY: security.DEV_SECRET}
+    with dev_server(tmp_path, keys=keys) as url:
+        settings = Settings(livekit_node_urls=(url,), livekit_url=url.replace("http", "ws"),
+                            livekit_api_key=KEY, livekit_api_secret=SECRET)  # fmt: skip
+        found = CHECKS["auth.api-keys-validated"](Context(settings, timeout_s=5.0))
+    assert found.status == "fail", found.evidence
+    assert f"ACCEPTED a token {security.FLAWS['development key'][0]} (development key)" \
+        in found.evidence
+    assert "(wrong signature)" not in found.evidence and "(unknown API key)" not in found.evidence

@@ -17,10 +17,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib
+import json
 import pkgutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from lkchaos.settings import Settings
@@ -218,7 +220,46 @@ def run(selected: Sequence[Item], settings: Settings, *, timeout_s: float = DEFA
     results = [by_id[i.id] for i in selected]
     if automated_only:
         results = [r for r in results if r.automated]
-    return Report(tuple(results), started_at, dt.datetime.now(dt.UTC), target, load_errors)
+    ended_at = dt.datetime.now(dt.UTC)
+    if funcs:
+        remember_run(settings.state_dir, ctx.started_at, ended_at.timestamp())
+    return Report(tuple(results), started_at, ended_at, target, load_errors)
+
+
+#: Where validation runs leave their time windows: their checks provoke error lines on
+#: purpose (weak TLS clients, refused tokens, a port scan), which later runs set apart.
+RUNS_FILE = "validate-runs.jsonl"
+RUNS_KEPT = 500
+
+
+def remember_run(state_dir: str, started_at: float, ended_at: float) -> None:
+    """Append this run's window to the state folder's :data:`RUNS_FILE` (the latest
+    :data:`RUNS_KEPT` are kept); a folder that cannot be written is skipped silently, as the
+    window only helps later runs read logs."""
+    if not state_dir:
+        return
+    path = Path(state_dir) / RUNS_FILE
+    line = json.dumps({"started_at": round(started_at, 3), "ended_at": round(ended_at, 3)})
+    try:
+        kept = path.read_text().splitlines()[-(RUNS_KEPT - 1):] if path.is_file() else []
+        path.write_text("\n".join([*kept, line]) + "\n")
+    except OSError:
+        return
+
+
+def run_windows(state_dir: str) -> list[tuple[float, float]]:
+    """The windows earlier validation runs left in :data:`RUNS_FILE` (epoch seconds)."""
+    path = Path(state_dir) / RUNS_FILE if state_dir else None
+    if path is None or not path.is_file():
+        return []
+    windows = []
+    for raw in path.read_text().splitlines():
+        try:
+            entry = json.loads(raw)
+            windows.append((float(entry["started_at"]), float(entry["ended_at"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return windows
 
 
 def _roll_up(selected: Sequence[Item], by_id: dict[str, ItemResult]) -> None:

@@ -56,7 +56,7 @@ MAX_WAIT_S = 120.0
 MAX_CALLERS = 8
 
 
-class _Backend(Protocol):
+class Backend(Protocol):
     def start(self, options: Options) -> tuple[str, str]: ...
     def turns(self, call_id: str, after: int, wait_s: float) -> dict[str, Any]: ...
     def end(self, call_id: str) -> dict[str, Any]: ...
@@ -141,7 +141,7 @@ class _Call:
 
 @dataclass
 class _Handle:
-    backend: _Backend
+    backend: Backend
     options: Options
     calls: list[_Call]
     started: int = 0  # calls started under this name, replacements included
@@ -151,7 +151,8 @@ _handles: dict[str, _Handle] = {}
 _lock = threading.Lock()
 
 
-def _backend(settings: Settings) -> _Backend:
+def backend(settings: Settings) -> Backend:
+    """Where held calls run: the prober (``voice_prober_url``) or this process."""
     if settings.voice_prober_url:
         _key, secret = settings.require_keys()
         return _Prober(settings.voice_prober_url, secret)
@@ -213,7 +214,7 @@ def turn(
     with _lock:
         handle = _handles.get(name)
         if handle is None:
-            handle = _Handle(_backend(settings), options, [])
+            handle = _Handle(backend(settings), options, [])
             handle.calls = [_start(handle, k * options.start_delay_s) for k in range(callers)]
             _handles[name] = handle
     deadline = time.monotonic() + wait_s
@@ -302,17 +303,17 @@ def conversation(
         raise ActivityFailed(f"timeout must be a positive number of seconds, not {timeout!r}")
     options = _options(max_turns=turns, duration_s=min(float(timeout), 3600.0),
                        turn_gap_s=turn_gap_s)  # fmt: skip
-    backend = _backend(Settings.load(configuration, secrets))
-    call_id, _room = backend.start(options)
+    where = backend(Settings.load(configuration, secrets))
+    call_id, _room = where.start(options)
     results: list[dict[str, Any]] = []
     try:
         while True:
-            data = backend.turns(call_id, len(results), min(30.0, float(timeout)))
+            data = where.turns(call_id, len(results), min(30.0, float(timeout)))
             results.extend(data.get("turns") or [])
             if data.get("state") == "ended" and not data.get("turns"):
                 break
     finally:
-        summary = backend.end(call_id)
+        summary = where.end(call_id)
     pct = summary.get("answered_pct") or 0.0
     p95 = summary.get("latency_p95_s")
     ok = len(results) >= turns and pct >= min_answered_pct

@@ -141,9 +141,9 @@ def _from_engine(ctx: Context) -> dict[str, Any]:
 
 
 def _memory(stats: dict[str, Any]) -> int:
-    memory = stats.get("memory_stats") or {}
-    detail = memory.get("stats") or {}
-    return int(memory.get("usage", 0)) - int(detail.get("inactive_file", detail.get("cache", 0)))
+    from lkchaos.load.usage import memory_bytes
+
+    return memory_bytes(stats)
 
 
 def _from_prometheus(ctx: Context) -> dict[str, Any]:

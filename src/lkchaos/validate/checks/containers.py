@@ -62,6 +62,9 @@ class Box:
 #: Error lines logged while an lkchaos fault was active, or this long after it was undone
 #: (the deployment recovering from it), are lkchaos's own doing: set apart, not failed.
 RECOVERY_GRACE_S = 180.0
+#: An earlier validation run's window is extended this long (a server logs a refused client
+#: a moment after the client gave up).
+RUN_GRACE_S = 10.0
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) ")
 
 
@@ -364,11 +367,18 @@ def quiet_logs(ctx: Context) -> Finding:
 
 
 def quiet_windows(ctx: Context) -> list[tuple[float, float]]:
-    """lkchaos's own faults (:func:`chaos_windows`) and this run itself (its checks refuse
-    weak clients and bad tokens on purpose): log lines from then are set apart."""
+    """lkchaos's own faults (:func:`chaos_windows`), earlier validation runs and this one
+    (their checks refuse weak clients and bad tokens on purpose): lines from then are set
+    apart."""
+    from lkchaos.validate.runner import run_windows
+
     own = [(ctx.started_at - 1.0, float("inf"))]
-    found: list[tuple[float, float]] = ctx.fact(
-        "containers.quiet", lambda: chaos_windows(ctx.settings.state_dir) + own)
+
+    def compute() -> list[tuple[float, float]]:
+        earlier = [(a - 1.0, b + RUN_GRACE_S) for a, b in run_windows(ctx.settings.state_dir)]
+        return chaos_windows(ctx.settings.state_dir) + earlier + own
+
+    found: list[tuple[float, float]] = ctx.fact("containers.quiet", compute)
     return found
 
 

@@ -1,10 +1,11 @@
 """Checks of the disaster-recovery items: a Redis backup taken and restored, and what the run
 history says about recovery.
 
-The backup is ``redis-cli --rdb`` against the primary (the same snapshot a replica receives);
-the restore loads it into a scratch ``redis-server`` on a free loopback port in a temporary
-folder, both removed afterwards, and LiveKit's keys (and each hash's fields) that existed both
-before and after the backup must be in it. Both tools are Debian's ``redis-tools`` and
+The backup is a logical one: every key of the primary ``DUMP``-ed with its TTL into a file
+(``redis-cli --rdb`` would register lkchaos as a replica, which Sentinel then lists for good);
+the restore ``RESTORE``-s it into a scratch ``redis-server`` on a free loopback port in a
+temporary folder, both removed afterwards, and LiveKit's keys (and each hash's fields) that
+existed both before and after the backup must be in it. The scratch server is Debian's
 ``redis-server``.
 
 The history items read :mod:`lkchaos.history` (``$LKCHAOS_HISTORY_URL``, else the state
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -198,50 +200,112 @@ def livekit_snapshot(r: Any) -> dict[str, set[str]]:
     return out
 
 
-def _tools() -> tuple[str, str]:
-    cli, server = shutil.which("redis-cli"), shutil.which("redis-server")
-    if not cli or not server:
-        raise FileNotFoundError("redis-cli and redis-server are needed for the backup test: "
-                                "apt-get install redis-tools redis-server")  # fmt: skip
-    return cli, server
+def _server() -> str:
+    server = shutil.which("redis-server")
+    if not server:
+        raise FileNotFoundError("redis-server is needed for the backup test (its scratch "
+                                "server): apt-get install redis-server")  # fmt: skip
+    return server
+
+
+#: At most this many keys are backed up (a deployment's LiveKit keyspace is far smaller).
+MAX_KEYS = 200_000
+BATCH = 500
+
+
+def dump_keys(r: Any, path: Path, deadline: float) -> int:
+    """Every key of ``r`` (``SCAN``, then ``DUMP`` and ``PTTL`` in pipelines) written to
+    ``path`` as records ``len(name) name pttl len(payload) payload``; returns how many.
+    Raises TimeoutError past ``deadline`` (monotonic) and ValueError past :data:`MAX_KEYS`."""
+    count = 0
+    with path.open("wb") as out:
+        batch: list[bytes] = []
+
+        def flush() -> None:
+            pipe = r.pipeline(transaction=False)
+            for name in batch:
+                pipe.dump(name)
+                pipe.pttl(name)
+            answers = pipe.execute()
+            for name, payload, ttl in zip(batch, answers[::2], answers[1::2], strict=True):
+                if payload is None:  # gone since the scan
+                    continue
+                out.write(struct.pack(">I", len(name)) + name + struct.pack(">q", int(ttl))
+                          + struct.pack(">I", len(payload)) + payload)  # fmt: skip
+            batch.clear()
+
+        for name in r.scan_iter(count=BATCH):
+            batch.append(name if isinstance(name, bytes) else str(name).encode())
+            count += 1
+            if count > MAX_KEYS:
+                raise ValueError(f"over {MAX_KEYS} keys: too many for this check")
+            if len(batch) >= BATCH:
+                flush()
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the backup did not finish in time")
+        if batch:
+            flush()
+    return count
+
+
+def restore_keys(r: Any, path: Path) -> int:
+    """Load the records of :func:`dump_keys` into ``r`` (``RESTORE`` with each key's TTL);
+    returns how many."""
+    data, offset, count = path.read_bytes(), 0, 0
+    pipe = r.pipeline(transaction=False)
+    while offset < len(data):
+        (size,) = struct.unpack_from(">I", data, offset)
+        name = data[offset + 4:offset + 4 + size]
+        offset += 4 + size
+        (ttl,) = struct.unpack_from(">q", data, offset)
+        (length,) = struct.unpack_from(">I", data, offset + 8)
+        payload = data[offset + 12:offset + 12 + length]
+        offset += 12 + length
+        pipe.restore(name, max(int(ttl), 0), payload, replace=True)
+        count += 1
+        if count % BATCH == 0:
+            pipe.execute()
+    pipe.execute()
+    return count
 
 
 def backup_and_restore(ctx: Context) -> dict[str, Any]:
     """Take the backup, restore it into a scratch server, compare LiveKit's keys."""
-    cli, server = _tools()
+    server = _server()
     settings = ctx.settings
     timeout = max(ctx.timeout_s, 5.0)
     host, port = settings.map_redis_address(*rc.master_address(settings, min(timeout, 5.0)))
     source = rc.primary(settings, min(timeout, 5.0))
     with tempfile.TemporaryDirectory(prefix="lkchaos-validate-backup-") as folder:
-        dump = Path(folder) / "dump.rdb"
-        env = dict(os.environ, REDISCLI_AUTH=settings.redis_password) if settings.redis_password \
-            else {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
-        command = [cli, "-h", host, "-p", str(port)]
-        if settings.redis_tls:
-            command += ["--tls"] + (["--cacert", settings.redis_ca_file]
-                                    if settings.redis_ca_file else [])  # fmt: skip
+        dump = Path(folder) / "keys.dump"
         try:
             before = livekit_snapshot(source)
             started = time.monotonic()
-            taken = subprocess.run([*command, "--rdb", str(dump)], env=env, capture_output=True,
-                                   text=True, timeout=timeout, check=False)  # fmt: skip
+            try:
+                taken = dump_keys(source, dump, started + timeout)
+            except (TimeoutError, ValueError, OSError) as exc:
+                return {"backup": False, "reason": str(exc)}
+            except Exception as exc:  # the server refused DUMP (a renamed command, an ACL)
+                return {"backup": False, "reason": f"{type(exc).__name__}: {exc}"}
             backup_s = time.monotonic() - started
             after = livekit_snapshot(source)
         finally:
             source.close()
-        if taken.returncode != 0 or not dump.is_file():
-            return {"backup": False, "reason": (taken.stderr or taken.stdout).strip()[:300]}
         size = dump.stat().st_size
         scratch_port = _free_port()
         restore_started = time.monotonic()
         process = subprocess.Popen(
             [server, "--port", str(scratch_port), "--bind", "127.0.0.1", "--dir", folder,
-             "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
-             "--protected-mode", "yes"],
+             "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             restored = _wait_loaded(scratch_port, timeout)
+            try:
+                restore_keys(restored, dump)
+            except Exception as exc:  # e.g. a DUMP format newer than the local redis-server
+                return {"backup": True, "restored": False, "bytes": size, "keys_taken": taken,
+                        "backup_s": round(backup_s, 3), "source": f"{host}:{port}",
+                        "reason": f"RESTORE into the scratch redis-server failed: {exc}"}
             restore_s = time.monotonic() - restore_started
             got = livekit_snapshot(restored)
             restored.close()
@@ -256,10 +320,11 @@ def backup_and_restore(ctx: Context) -> dict[str, Any]:
     missing = sorted(k for k in expected if k not in got)
     missing_fields = sorted(f"{k}[{f}]" for k, fs in expected.items() if k in got
                             for f in fs - got[k])  # fmt: skip
-    return {"backup": True, "bytes": size, "backup_s": round(backup_s, 3),
-            "restore_s": round(restore_s, 3), "keys": len(expected),
-            "fields": sum(len(v) for v in expected.values()), "missing": missing,
-            "missing_fields": missing_fields[:20], "source": f"{host}:{port}"}  # fmt: skip
+    return {"backup": True, "restored": True, "bytes": size, "keys_taken": taken,
+            "backup_s": round(backup_s, 3), "restore_s": round(restore_s, 3),
+            "keys": len(expected), "fields": sum(len(v) for v in expected.values()),
+            "missing": missing, "missing_fields": missing_fields[:20],
+            "source": f"{host}:{port}"}  # fmt: skip
 
 
 def _wait_loaded(port: int, timeout: float) -> Any:
@@ -286,12 +351,13 @@ def _backup(ctx: Context) -> dict[str, Any]:
 @check("dr.redis-data-backup")
 @guarded
 def redis_backup(ctx: Context) -> Finding:
-    """A backup of the primary is taken (``redis-cli --rdb``)."""
+    """A backup of the primary is taken (every key ``DUMP``-ed with its TTL)."""
     seen = _backup(ctx)
     if not seen["backup"]:
-        return Finding("fail", f"redis-cli --rdb failed: {seen['reason']}", seen)
+        return Finding("fail", f"the backup (DUMP of every key) failed: {seen['reason']}", seen)
     return Finding("pass", f"backup of {seen['source']} taken in {seen['backup_s']:.2f} s "
-                   f"({seen['bytes']} bytes, {seen['keys']} LiveKit keys)", seen)
+                   f"({seen['keys_taken']} keys DUMP-ed with their TTLs, {seen['bytes']} "
+                   "bytes)", seen)  # fmt: skip
 
 
 @check("dr.backup-restoration-tested")
@@ -301,6 +367,8 @@ def restore(ctx: Context) -> Finding:
     seen = _backup(ctx)
     if not seen["backup"]:
         return Finding("fail", f"no backup to restore: {seen['reason']}", seen)
+    if not seen["restored"]:
+        return Finding("fail", seen["reason"], seen)
     if seen["missing"] or seen["missing_fields"]:
         return Finding("fail", f"restored, but missing keys {seen['missing'][:5]} and fields "
                        f"{seen['missing_fields'][:5]}", seen)  # fmt: skip

@@ -1,21 +1,24 @@
 """Checks of the security items: tokens LiveKit must refuse, input validation, CORS, secrets
 in logs and in the containers' environment, and the containers' privileges.
 
-Each flawed token (wrong signature, unknown API key, expired, not yet valid, issued in the
-future, for another room, without the grant, unsigned) is tried on every node twice: on
-``/rtc/validate`` (what a join checks) and on a RoomService Twirp call. A token the server
-accepts that it should refuse is a ``fail`` whose evidence names it plainly. The API secret is
-never written into evidence: a leak is reported by container and line number only.
+Each flawed token (wrong signature, unknown API key, LiveKit's development key pair,
+expired, not yet valid, issued in the future, for another room, without the grant, unsigned)
+is tried on every node twice: on ``/rtc/validate`` (what a join checks) and on a RoomService
+Twirp call. A token the server accepts that it should refuse is a ``fail`` whose evidence
+names it plainly. The API secret is never written into evidence: a leak is reported by
+container and line number only.
 """
 
 from __future__ import annotations
 
 import re
 import time
+import warnings
 from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
+import jwt.warnings
 
 from lkchaos.httpclient import shared_client
 from lkchaos.livekit import client as lk
@@ -27,10 +30,15 @@ from lkchaos.validate.model import Context, Finding, check
 #: of leeway.
 SHIFT_S = 3600
 ROOM_A, ROOM_B = "lkchaos-validate-room-a", "lkchaos-validate-room-b"
+#: LiveKit's development key pair: what `livekit-server --dev` accepts, and what a deployment
+#: started from a quick-start configuration may still accept.
+DEV_KEY, DEV_SECRET = "devkey", "secret"
 #: flaw -> (what the token is, items it belongs to).
 FLAWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "wrong signature": ("signed with another secret", ("api-keys", "jwt")),
     "unknown API key": ("naming an API key the server does not have", ("api-keys",)),
+    "development key": ("signed with LiveKit's development key pair (devkey/secret, what "
+                        "`livekit-server --dev` accepts)", ("api-keys",)),
     "expired": (f"expired {SHIFT_S} s ago", ("jwt",)),
     "not yet valid": (f"valid only {SHIFT_S} s from now (nbf)", ("jwt",)),
     "issued in the future": (f"issued {SHIFT_S} s from now (iat)", ("jwt",)),
@@ -65,6 +73,7 @@ def flawed_tokens(settings: Settings, purpose: str) -> dict[str, str]:
         "valid": sign(base),
         "wrong signature": sign(base, "not-the-secret-" + "x" * 32),
         "unknown API key": sign(dict(base, iss="lkchaos-no-such-key")),
+        "development key": _dev_signed(dict(base, iss=DEV_KEY)),
         "expired": sign(dict(base, nbf=now - 2 * SHIFT_S, exp=now - SHIFT_S)),
         "not yet valid": sign(dict(base, nbf=now + SHIFT_S, exp=now + 2 * SHIFT_S)),
         "issued in the future": sign(dict(base, iat=now + SHIFT_S)),
@@ -72,6 +81,13 @@ def flawed_tokens(settings: Settings, purpose: str) -> dict[str, str]:
         "other room": sign(dict(base, video=other_room)),
         "no grant": sign(dict(base, video=no_grant)),
     }
+
+
+def _dev_signed(claims: dict[str, Any]) -> str:
+    """``claims`` signed with the development secret (short on purpose: PyJWT warns)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+        return jwt.encode(claims, DEV_SECRET, algorithm="HS256")
 
 
 def _verdicts(ctx: Context) -> dict[str, Any]:

@@ -1,0 +1,83 @@
+"""``lkchaos load``: a voice load ramp of held callers against the target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from lkchaos.cliutil import handle_errors
+from lkchaos.errors import ConfigError
+
+EXIT_HELP = """\b
+Exit status:
+  0  the ramp ran (its knee, if any, is reported) and left no participant behind
+  1  the knee came at or below --require callers, or a room was left with a participant
+  2  could not run (bad arguments, the target or its prober unreachable)"""
+
+
+@click.command(epilog=EXIT_HELP)
+@click.option("--steps", default="10,25,50,100,200", show_default=True,
+              help="Concurrent callers per step, rising, comma separated.")
+@click.option("--step-s", default=60.0, show_default=True, type=float,
+              help="Seconds each step is measured (after its warm-up).")
+@click.option("--warmup-s", default=15.0, show_default=True, type=float,
+              help="Seconds each step's callers settle before turns count.")
+@click.option("--p95-budget-s", default=1.2, show_default=True, type=float,
+              help="A step breaks when its turn latency p95 passes this (seconds).")
+@click.option("--min-answered-pct", default=99.0, show_default=True, type=float,
+              help="A step breaks when fewer of its turns were answered right (%).")
+@click.option("--transcribe-every", default=5, show_default=True, type=int,
+              help="Transcribe every N-th reply's audio; the others are checked by the "
+                   "agent's own report (0: never transcribe).")
+@click.option("--stagger-s", default=0.5, show_default=True, type=float,
+              help="Seconds between the starts of a step's callers.")
+@click.option("--max-callers", default=200, show_default=True, type=int,
+              help="No step may hold more callers than this.")
+@click.option("--keep-going", is_flag=True, help="Run every step, past the knee.")
+@click.option("--require", "required", type=int, default=None, metavar="N",
+              help="Exit 1 unless every step up to N callers held its budget.")
+@click.option("--json", "json_file", metavar="FILE", help="Write the ramp's figures as JSON.")
+@click.option("--markdown", "markdown_file", metavar="FILE",
+              help="Write the ramp's table as Markdown.")
+@handle_errors
+def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
+         min_answered_pct: float, transcribe_every: int, stagger_s: float, max_callers: int,
+         keep_going: bool, required: int | None, json_file: str | None,
+         markdown_file: str | None) -> None:  # fmt: skip
+    """Ramp held callers through steps against the target (the reference stack by default)
+    and find where it breaks: per step, callers connected, turns answered, turn latency
+    p50/p95/p99, join and dispatch times, each container's CPU and memory, LiveKit's packet
+    loss and jitter; the knee is the first step over budget. Every call ends after its step;
+    rooms left with a participant are reported."""
+    from lkchaos.load import ramp
+    from lkchaos.settings import Settings
+
+    plan = ramp.Plan(steps=ramp.parse_steps(steps), step_s=step_s, warmup_s=warmup_s,
+                     p95_budget_s=p95_budget_s, min_answered_pct=min_answered_pct,
+                     transcribe_every=transcribe_every, stagger_s=stagger_s,
+                     max_callers=max_callers, stop_at_knee=not keep_going)  # fmt: skip
+    settings = Settings.load()
+    settings.require_keys()
+    click.echo(f"load ramp: steps {', '.join(map(str, plan.steps))} callers, {plan.step_s:g} s "
+               f"each after {plan.warmup_s:g} s of warm-up; at most "
+               f"{plan.longest_s() / 60:.0f} min", err=True)  # fmt: skip
+    result = ramp.Ramp(settings, plan, lambda text: click.echo(text, err=True)).run()
+    table = ramp.table(result)
+    click.echo(table)
+    for path, text, what in ((json_file, json.dumps(result, indent=2, default=str), "JSON"),
+                             (markdown_file, table + "\n", "Markdown")):  # fmt: skip
+        if path:
+            try:
+                Path(path).write_text(text)
+            except OSError as exc:
+                raise ConfigError(f"cannot write the {what} to {path}: {exc}") from exc
+    left = result["leftover"]
+    if left:
+        click.echo(f"left behind: {left}", err=True)
+        raise SystemExit(1)
+    knee = result["knee"]
+    if required is not None and knee is not None and knee <= required:
+        click.echo(f"the knee ({knee} callers) is at or below the required {required}", err=True)
+        raise SystemExit(1)

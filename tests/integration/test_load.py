@@ -1,0 +1,32 @@
+"""A short voice load ramp on the reference stack (1, 2 and 4 held callers), as a user's CI
+runs it: every step measured, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+LKCHAOS = str(Path(sys.executable).parent / "lkchaos")
+
+
+def test_a_short_ramp_measures_every_step_and_leaves_no_one_behind(tmp_path: Path) -> None:
+    out = tmp_path / "ramp.json"
+    done = subprocess.run(
+        [LKCHAOS, "load", "--steps", "1,2,4", "--step-s", "15", "--warmup-s", "5",
+         "--keep-going", "--transcribe-every", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    steps = result["steps"]
+    assert [s["callers"] for s in steps] == [1, 2, 4]
+    for step in steps:
+        assert step["connected"] == step["callers"], step
+        assert step["turns"] >= 1, step  # a turn takes about 9 s: a few fit in 15 s
+        assert step["usage"].get("cpu_cores_total", 0) > 0, step["usage"]
+        assert "jitter_p95_ms" in step["livekit"], step["livekit"]
+    assert steps[0]["answered_pct"] >= 50, steps[0]  # one caller on a healthy stack
+    assert result["leftover"] == {} and result["rooms"] == 7
+    assert "| callers |" in done.stdout

@@ -1,0 +1,113 @@
+"""The load ramp's plan, figures and knee, and a ramp run against a real livekit-server
+(``--dev`` on loopback) with no agent in it: the step breaks, the ramp stops at the knee,
+and no participant is left behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from lkchaos.cli import main
+from lkchaos.errors import ConfigError
+from lkchaos.load import ramp, usage
+from lkchaos.settings import Settings
+from tests.unit.livekit_dev import KEY, SECRET, dev_server
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"steps": ()}, "steps must be whole numbers"),
+        ({"steps": (5, 2)}, "steps must rise"),
+        ({"steps": (2, 2)}, "steps must rise"),
+        ({"steps": (0,)}, "steps must be whole numbers"),
+        ({"steps": (300,)}, "over the limit of 200 callers"),
+        ({"max_callers": 1000}, "max callers must be from 1 to 256"),
+        ({"step_s": 1}, "step_s must be from 5"),
+        ({"p95_budget_s": 0}, "p95_budget_s must be from 0.05"),
+        ({"min_answered_pct": 101}, "min_answered_pct must be from 0 to 100"),
+        ({"transcribe_every": -1}, "transcribe_every"),
+    ],
+)
+def test_a_plan_refuses_what_cannot_be_run(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ramp.Plan(**changes)
+
+
+def test_steps_parse_from_the_command_line() -> None:
+    assert ramp.parse_steps("1, 2,5") == (1, 2, 5)
+    with pytest.raises(ConfigError, match="whole numbers separated by commas"):
+        ramp.parse_steps("1,two")
+    with pytest.raises(ConfigError, match="names no step"):
+        ramp.parse_steps(" , ")
+
+
+def _turn(ok: bool, latency: float | None, stage: str = "ok") -> dict[str, Any]:
+    return {"ok": ok, "latency_s": latency, "stage": stage if ok else stage}
+
+
+def test_a_steps_figures_and_its_verdict() -> None:
+    turns = [_turn(True, 0.5 + i / 100) for i in range(98)] + \
+        [_turn(False, None, "no_reply"), _turn(False, 3.0, "wrong_reply")]
+    summaries = [{"events": [{"event": "joined", "t": 1.2}, {"event": "agent_joined", "t": 2.0}],
+                  "reconnects": 1},
+                 {"events": [{"event": "joined", "t": 0.3}]}]  # fmt: skip
+    step = ramp.step_figures(turns, summaries, callers=2, delays=[1.0, 0.0])
+    assert step["connected"] == 2 and step["turns"] == 100 and step["answered"] == 98
+    assert step["answered_pct"] == 98.0 and step["reconnects"] == 1
+    assert step["latency_s"] == {"p50": 0.98, "p95": 1.43, "p99": 1.47}  # nearest rank
+    assert step["join_s"]["p50"] == pytest.approx(0.2) and step["dispatch_s"]["p50"] == 0.8
+    assert step["stages"] == {"ok": 98, "no_reply": 1, "wrong_reply": 1}
+    plan = ramp.Plan(steps=(2,), p95_budget_s=1.0, min_answered_pct=99.0)
+    assert ramp.judge(step, plan) == ["98.0 % answered, under 99 %",
+                                      "p95 1.43 s over the budget of 1 s"]
+    assert ramp.judge(step, ramp.Plan(steps=(2,), p95_budget_s=2.0, min_answered_pct=95)) == []
+    assert ramp.judge(ramp.step_figures([], [], 1, [0.0]), plan) == ["no turn finished"]
+
+
+def test_container_usage_between_two_snapshots() -> None:
+    def stats(total: int, system: int, memory: int) -> dict[str, Any]:
+        return {"cpu_stats": {"cpu_usage": {"total_usage": total}, "system_cpu_usage": system,
+                              "online_cpus": 2},
+                "memory_stats": {"usage": memory, "stats": {"inactive_file": 2**20}}}  # fmt: skip
+
+    first = {"agent": stats(1_000, 10_000, 0), "gone": stats(0, 0, 0)}
+    second = {"agent": stats(3_000, 14_000, 101 * 2**20), "new": stats(0, 0, 0)}
+    assert usage.usage(first, second) == {"agent": {"cpu_cores": 1.0, "memory_mib": 100.0}}
+
+
+@pytest.fixture(scope="module")
+def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with dev_server(tmp_path_factory.mktemp("livekit")) as url:
+        yield url
+
+
+def test_a_ramp_without_an_agent_breaks_at_its_first_step_and_leaves_nothing(
+    livekit: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    settings = Settings(livekit_url=livekit.replace("http", "ws"), livekit_node_urls=(livekit,),
+                        livekit_api_key=KEY, livekit_api_secret=SECRET, voice_prober_url="",
+                        prometheus_url="", agent_name="nobody")  # fmt: skip
+    said: list[str] = []
+    plan = ramp.Plan(steps=(1, 2), step_s=5, warmup_s=0, stagger_s=0.1)
+    result = ramp.Ramp(settings, plan, said.append).run()
+    assert [s["callers"] for s in result["steps"]] == [1] and result["knee"] == 1
+    assert result["stopped_early"] and result["rooms"] == 1
+    step = result["steps"][0]
+    assert step["connected"] == 1 and step["breaks"]
+    assert "no container statistics" in step["usage"]["note"]
+    assert step["livekit"] == {"note": "no Prometheus URL: LiveKit's packet loss and jitter "
+                                       "unknown"}  # fmt: skip
+    assert result["leftover"] == {}
+    assert said and said[-1].startswith("   1 callers: 1 connected") and "BREAKS" in said[-1]
+    assert "Knee: 1 callers." in ramp.table(result)
+
+
+def test_the_command_refuses_bad_steps_before_calling_anyone() -> None:
+    done = CliRunner().invoke(main, ["load", "--steps", "4,2"])
+    assert done.exit_code == 2 and "steps must rise" in done.output
