@@ -36,7 +36,20 @@ def _empties(room: str, within_s: float = 30.0) -> list[str]:
     return left
 
 
+def _agent_serves(within_s: float = 90.0) -> None:
+    """Wait until a fresh call is answered: a held call's room is dispatched its agent once,
+    when it is created, and LiveKit does not retry a dispatch that found no worker (an earlier
+    test's fault may have left the worker re-registering)."""
+    from lkchaos.voice.probes import voice_round_trip
+
+    deadline = time.monotonic() + within_s
+    while not (result := voice_round_trip(timeout=30))["ok"]:
+        assert time.monotonic() < deadline, f"no caller answered within {within_s:g} s: {result}"
+        time.sleep(2)
+
+
 def test_a_held_conversation_of_ten_turns_passes_in_one_room() -> None:
+    _agent_serves()
     result = held_conversation(turns=10, min_answered_pct=90.0, timeout=240)
     assert result["ok"], result["turn_results"]
     assert result["turns"] == 10 and result["agents_seen"] == 1 and result["reconnects"] == 0

@@ -73,8 +73,10 @@ def test_the_load_is_bounded_by_stress_ngs_timeout() -> None:
 
 
 def test_thresholds() -> None:
-    assert load.cpu_threshold(0.05, 1, 90, 2) == pytest.approx(0.35)
-    assert load.cpu_threshold(0.0, 8, 100, 2) == pytest.approx(2 / 3)  # capped at the CPUs
+    assert load.cpu_threshold(0.05, 1, 40, 2) == pytest.approx(0.05 + 0.4 / 3)
+    # Capped: a busy machine gives the load its share, not what it asked for.
+    assert load.cpu_threshold(0.05, 1, 90, 2) == pytest.approx(0.30)
+    assert load.cpu_threshold(0.0, 8, 100, 2) == pytest.approx(load.CPU_SHOWN_MAX)
     assert load.cpu_threshold(0.0, 1, 10, 2) == pytest.approx(0.1)  # a floor
     assert load.memory_threshold(10 * MIB, 200) == 110 * MIB
 

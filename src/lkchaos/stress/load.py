@@ -94,11 +94,17 @@ def cpu_rate(client: Any, container_id: str, window: float = RATE_WINDOW_S) -> f
     return max(second.cpu_ns - first.cpu_ns, 0) / 1e9 / elapsed
 
 
+#: The most a load must add to the baseline to count as in effect (CPUs): on a machine whose
+#: cores are all busy, the load gets its share of them, not what it asked for.
+CPU_SHOWN_MAX = 0.25
+
+
 def cpu_threshold(baseline: float, workers: int, load_percent: int, cpus: int) -> float:
     """The rate that shows the load: the baseline plus a third of what the load asks for
-    (at most the engine's CPUs), and at least a tenth of a CPU more."""
+    (at most the engine's CPUs, and at most :data:`CPU_SHOWN_MAX`), and at least a tenth of
+    a CPU more."""
     asked = min(workers * load_percent / 100.0, float(max(cpus, 1)))
-    return baseline + max(asked / 3.0, 0.1)
+    return baseline + max(min(asked / 3.0, CPU_SHOWN_MAX), 0.1)
 
 
 def memory_threshold(baseline: int, megabytes: int) -> int:
