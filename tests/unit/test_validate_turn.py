@@ -62,6 +62,14 @@ class Coturn:
 
     def __init__(self, folder: Path, ca: certs.Issuer) -> None:
         certs.write_pair(certs.make_leaf(ca, [NAME]), folder / "turn.crt", folder / "turn.key")
+        # Free ports are only free when asked: a server that lost its ports to another
+        # process exits, and is started again on new ones.
+        for _attempt in range(3):
+            if self._start(folder):
+                return
+        raise RuntimeError("coturn did not start listening (3 tries of 30 s)")
+
+    def _start(self, folder: Path) -> bool:
         self.udp, self.tls = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
         username, password = turn.credentials(KEY, SECRET, self.participant, self.expiry)
         relay = _free_port(socket.SOCK_DGRAM)
@@ -74,15 +82,15 @@ class Coturn:
              f"--min-port={relay}", f"--max-port={relay + 20}", f"--db={folder / 'turndb'}",
              f"--pidfile={folder / 'turn.pid'}", "--log-file=stdout", "--simple-log"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 socket.create_connection(("127.0.0.1", self.tls), timeout=0.5).close()
-                return
+                return True
             except OSError:
                 time.sleep(0.1)
         self.close()
-        raise RuntimeError("coturn did not start listening within 10 s")
+        return False
 
     @property
     def who(self) -> tuple[str, int]:
