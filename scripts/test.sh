@@ -3,17 +3,21 @@
 # reference stack (brought up first, built if missing). Installs what it needs.
 #   scripts/test.sh            everything
 #   scripts/test.sh --unit     lint, types and unit tests only (no Docker)
+#   scripts/test.sh --catalogue  everything, with every experiment of the catalogue run (CI
+#                              runs all but those marked catalogue: about 15 min more)
 # Extra arguments after -- go to pytest, e.g. scripts/test.sh -- -k sentinel
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 unit_only=0
+integration="integration and not catalogue"
 pytest_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --unit) unit_only=1 ;;
+    --catalogue) integration="integration" ;;
     --) shift; pytest_args=("$@"); break ;;
-    *) echo "unknown option $1 (use --unit, or -- followed by pytest arguments)" >&2; exit 2 ;;
+    *) echo "unknown option $1 (use --unit, --catalogue, or -- followed by pytest arguments)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -51,4 +55,4 @@ if [ "${CI:-}" = true ]; then
   trap '.venv/bin/lkchaos stack down || true' EXIT
 fi
 bash scripts/fresh-stack.sh
-run_pytest -m integration --durations=30 "${pytest_args[@]}"
+run_pytest -m "$integration" --durations=30 "${pytest_args[@]}"

@@ -1,10 +1,11 @@
 """Every experiment in experiments/ runs with `chaos run` against the live stack.
 
-Each runs once in the suite: the quick game day's entries come from its journals, cert-expiry
-from the run test_cert_dns_faults shares (a longer fault window, so that callers are seen
-failing), and whisper-outage and mcp-outage run on the second deployment
-(test_second_deployment, with the same checks as here): the agent, Whisper and the tool
-server are the same images there, and that keeps CI's integration stage within its budget.
+CI's integration stage runs all but :data:`CATALOGUE`, which run with ``-m catalogue``
+(``bench/catalogue.py``). Each runs once in the suite: the quick game day's entries come from
+its journals, cert-expiry from the run test_cert_dns_faults shares (a longer fault window, so
+that callers are seen failing), and whisper-outage and mcp-outage run on the second
+deployment (test_second_deployment, with the same checks as here): the agent, Whisper and the
+tool server are the same images there, and that keeps CI's integration stage within its budget.
 
 Each must complete without deviating, unless the system under test truly fails the
 hypothesis: then the deviation is asserted here and the finding is written in the experiment's
@@ -58,6 +59,23 @@ EXPERIMENTS = FIRST + sorted(
     p.name for p in (ROOT / "experiments").glob("*.json")
     if p.name not in FIRST and p.name not in ON_SECOND and p.name not in LAST
 ) + LAST
+#: Run only with the full catalogue (``-m catalogue``: ``bench/catalogue.py``, a game day's
+#: worth of runs), not in CI's integration stage: each repeats a fault kind or a target that
+#: an experiment in CI already covers, and together they would double CI's time.
+CATALOGUE = {
+    "agent-livekit-partition.json",  # the agent's link cut: held-agent-signalling-cut, same fault
+    "held-agent-signalling-cut.json",  # held callers: held-whisper-freeze and test_held_calls
+    "disk-full-stt.json",  # a resource fault: cpu-pressure-agent
+    "memory-pressure-livekit.json",  # a resource fault: cpu-pressure-agent
+    "ingress-redis-failover.json",  # Ingress under a fault: ingress-node-loss
+    "ingress-rtmp-packet-loss.json",  # Ingress under a fault: ingress-node-loss
+    "media-packet-loss.json",  # Toxiproxy faults: test_toxiproxy_faults
+    "redis-outage.json",  # Redis: redis-failover (the quick game day)
+    "redis-stall.json",  # Redis: redis-failover
+    "redis-lost-during-drain.json",  # Redis: redis-failover
+}
+PARAMS = [pytest.param(name, marks=pytest.mark.catalogue) if name in CATALOGUE else name
+          for name in EXPERIMENTS]  # fmt: skip
 
 
 def quick_entries() -> set[str]:
@@ -99,7 +117,7 @@ def voice_series(journal: dict[str, Any]) -> list[str]:
     return lines
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.parametrize("name", PARAMS)
 def test_experiment_runs(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if name in quick_entries():  # already run by the quick game day, in CI's own way
         gameday: GamedayRun = request.getfixturevalue("quick_gameday")
@@ -159,3 +177,4 @@ def test_every_experiment_runs_somewhere() -> None:
     shipped = {p.name for p in (ROOT / "experiments").glob("*.json")}
     assert set(EXPERIMENTS) | set(RUN_HERE) == shipped
     assert ON_SECOND <= set(RUN_HERE)
+    assert CATALOGUE <= set(EXPERIMENTS)

@@ -46,8 +46,23 @@ def statuses(report: dict[str, Any]) -> dict[str, str]:
     return {item["id"]: item["status"] for item in report["items"]}
 
 
+#: Items that measure how busy the machine is (LiveKit's API and WebSocket latency, its CPU):
+#: on two cores running the whole stack they may flap between runs whatever was injected.
+LOAD_DEPENDENT = {"livekit.response-times-200ms", "livekit.websocket-latency-100ms",
+                  "livekit.cpu-usage-50"}  # fmt: skip
+
+
 def failing(report: dict[str, Any]) -> set[str]:
     return {i for i, s in statuses(report).items() if s == "fail"}
+
+
+def new_failures(report: dict[str, Any], baseline: set[str]) -> set[str]:
+    """The items failing now that did not fail on the healthy stack, load-dependent ones aside."""
+    return failing(report) - baseline - LOAD_DEPENDENT
+
+
+def evidence_of(report: dict[str, Any], item: str) -> str:
+    return str(next(e for e in report["items"] if e["id"] == item)["evidence"])
 
 
 def test_a_full_run_prints_every_item_and_writes_every_output(tmp_path: Path) -> None:
@@ -120,7 +135,7 @@ def test_a_stopped_replica_fails_exactly_its_items(tmp_path: Path, baseline: set
                                                     replica_stopped: None) -> None:
     code, report, _ = validate(tmp_path)
     assert code == 1
-    new = failing(report) - baseline
+    new = new_failures(report, baseline)
     assert {"startup.redis-container-starts", "startup.containers-show-healthy"} <= new
     # Redis's own items see the missing replica; nothing else is touched.
     assert all(i.startswith(("startup.", "redis.", "monitoring.", "dr.")) for i in new), new
@@ -141,13 +156,14 @@ def ingress_stopped() -> Iterator[None]:
 def test_a_closed_port_fails_the_firewall_and_startup_items(
         tmp_path: Path, baseline: set[str], ingress_stopped: None) -> None:  # fmt: skip
     _, report, _ = validate(tmp_path)
-    new = failing(report) - baseline
+    new = new_failures(report, baseline)
     assert {"infra.firewall-rules-configured.port-1935", "infra.firewall-rules-configured",
             "startup.ingress-container-starts", "startup.containers-show-healthy"} <= new
     # Caddy's whip. route has no upstream now: SNI routing and upstreams fail for it.
     whip_route = {"caddy.sni-routing-correct", "caddy.upstream-connections-successful"}
-    assert all(i.startswith(("infra.firewall", "startup.", "ingress-egress.", "monitoring."))
-               or i in whip_route for i in new), new  # fmt: skip
+    stray = {i for i in new if i not in whip_route and not i.startswith(
+        ("infra.firewall", "startup.", "ingress-egress.", "monitoring."))}
+    assert not stray, {i: evidence_of(report, i) for i in stray}
 
 
 @pytest.fixture
@@ -163,7 +179,7 @@ def expiring(settings: Settings) -> Iterator[str]:
 def test_an_expiring_certificate_fails_exactly_the_expiry_item(
         tmp_path: Path, baseline: set[str], expiring: str) -> None:  # fmt: skip
     _, report, _ = validate(tmp_path, "--section", "tls")
-    assert failing(report) - baseline == {"tls.certificates-not-expiring"}
+    assert new_failures(report, baseline) == {"tls.certificates-not-expiring"}
     evidence = next(e for e in report["items"] if e["id"] == "tls.certificates-not-expiring")
     assert expiring in evidence["evidence"]
 
@@ -219,7 +235,7 @@ def _answers_tls(settings: Settings, name: str, within_s: float = 15.0) -> None:
 def test_a_weak_tls_setting_fails_exactly_the_cipher_items(
         tmp_path: Path, baseline: set[str], weak_tls: str) -> None:  # fmt: skip
     _, report, _ = validate(tmp_path, "--section", "tls,vuln")
-    new = failing(report) - baseline
+    new = new_failures(report, baseline)
     assert "tls.strong-cipher-suites" in new, new
     assert new <= {"tls.strong-cipher-suites", "tls.weak-cipher-suites",
                    "vuln.ssl-tls-configuration"}, new  # fmt: skip
@@ -245,9 +261,9 @@ def _recreate_nodes(extra: list[str]) -> None:
 def development_key_accepted(tmp_path: Path) -> Iterator[None]:
     """Both LiveKit nodes accept LiveKit's development key pair beside the stack's own (a
     deployment that kept its quick-start keys): an override file adds it to LIVEKIT_KEYS."""
-    key, secret = Settings.load().require_keys()
     override = tmp_path / "dev-key.yml"
-    keys = f"{key}: {secret}\ndevkey: secret"
+    # The stack's own pair by reference (Compose interpolates it): no secret in a file.
+    keys = "${LIVEKIT_API_KEY}: ${LIVEKIT_API_SECRET}\ndevkey: secret"
     override.write_text("services:\n" + "".join(
         f"  {node}:\n    environment:\n      LIVEKIT_KEYS: {json.dumps(keys)}\n"
         for node in ("livekit-1", "livekit-2")))
@@ -263,7 +279,7 @@ def development_key_accepted(tmp_path: Path) -> Iterator[None]:
 def test_a_token_the_server_should_refuse_fails_exactly_the_key_item(
         tmp_path: Path, baseline: set[str], development_key_accepted: None) -> None:  # fmt: skip
     _, report, _ = validate(tmp_path, "--section", "auth")
-    assert failing(report) - baseline == {"auth.api-keys-validated"}
+    assert new_failures(report, baseline) == {"auth.api-keys-validated"}
     evidence = next(e for e in report["items"] if e["id"] == "auth.api-keys-validated")
     assert "(development key)" in evidence["evidence"], evidence
 
