@@ -64,7 +64,6 @@ EXPERIMENTS = FIRST + sorted(
 #: an experiment in CI already covers, and together they would double CI's time.
 CATALOGUE = {
     "agent-livekit-partition.json",  # the agent's link cut: held-agent-signalling-cut, same fault
-    "held-agent-signalling-cut.json",  # held callers: held-whisper-freeze and test_held_calls
     "disk-full-stt.json",  # a resource fault: cpu-pressure-agent
     "memory-pressure-livekit.json",  # a resource fault: cpu-pressure-agent
     "ingress-redis-failover.json",  # Ingress under a fault: ingress-node-loss

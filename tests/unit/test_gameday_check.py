@@ -37,6 +37,17 @@ def test_good_files_pass(path: Path) -> None:
     assert f"{path}: ok" in result.output
 
 
+def test_the_full_game_day_holds_every_experiment_with_a_method() -> None:
+    import json
+
+    experiments = Path(__file__).resolve().parents[2] / "experiments"
+    with_method = {p.name for p in experiments.glob("*.json")
+                   if json.loads(p.read_text()).get("method")}  # fmt: skip
+    full = load_gameday(Path(__file__).resolve().parents[2] / "gamedays" / "full.yaml")
+    names = [Path(entry.experiment).name for entry in full.entries]
+    assert sorted(names) == sorted(with_method)
+
+
 def test_load_raises_with_every_problem() -> None:
     with pytest.raises(GamedayInvalid) as caught:
         load_gameday(FIXTURES / "bad" / "duplicate-names.yaml")

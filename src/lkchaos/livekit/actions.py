@@ -27,6 +27,7 @@ than a node chosen in advance; its rollback is ``lkchaos.docker.actions.start_se
 ``service`` it returns, or ``start_service`` on every ``livekit_node`` member.
 """
 
+from dataclasses import dataclass
 from typing import Any, Dict
 
 from chaoslib.exceptions import ActivityFailed
@@ -209,10 +210,45 @@ def release_participants(
     return result
 
 
+def busiest_room(room_nodes: dict[str, str], live_nodes: set[str], prefix: str) -> str | None:
+    """A room whose name starts with ``prefix``, on the live node that hosts the most such
+    rooms (ties: the node of the first such room by name), or None when no live node hosts
+    one. Rooms mapped to a node that is gone (LiveKit never removes them) are left out."""
+    rooms = sorted(r for r, n in room_nodes.items() if r.startswith(prefix) and n in live_nodes)
+    if not rooms:
+        return None
+    counts: dict[str, int] = {}
+    for room in rooms:
+        counts[room_nodes[room]] = counts.get(room_nodes[room], 0) + 1
+    busiest = max(counts, key=counts.__getitem__)  # the first of equal counts: by first room
+    return next(r for r in rooms if room_nodes[r] == busiest)
+
+
+@dataclass(frozen=True)
+class Hosting:
+    """The LiveKit node hosting a room: its runtime name, LiveKit node id and IP, the room,
+    and (found by prefix) every room with that prefix on it."""
+
+    service: str
+    node_id: str
+    node_ip: str
+    room: str
+    rooms_on_node: tuple[str, ...] = ()
+
+
 def node_hosting(settings: Settings, room: str) -> tuple[str, str, str]:
     """(runtime name, node id, node IP) of the LiveKit node hosting ``room``, from Redis's
     ``room_node_map`` and ``nodes``, matched to a ``livekit_node`` container by IP address or
     name. Raises ActivityFailed naming what is missing."""
+    found = hosting(settings, room=room)
+    return found.service, found.node_id, found.node_ip
+
+
+def hosting(settings: Settings, room: str | None = None, room_prefix: str | None = None
+            ) -> Hosting:  # fmt: skip
+    """The node hosting ``room``, or with ``room_prefix`` the live node hosting the most rooms
+    whose names start with it (:func:`busiest_room`). Raises ActivityFailed naming what is
+    missing."""
     from lkchaos.docker.client import docker_session, runtime_containers
     from lkchaos.livekit import state
     from lkchaos.redis.nodes import matches
@@ -221,9 +257,17 @@ def node_hosting(settings: Settings, room: str) -> tuple[str, str, str]:
         store = state.read_store(settings)
     except (LkChaosError, OSError) as exc:
         raise ActivityFailed(f"cannot read LiveKit's room state from Redis: {exc}") from exc
+    hosted = ", ".join(sorted(store.room_nodes)) or "none"
+    if room is None:
+        prefix = room_prefix or ""
+        room = busiest_room(store.room_nodes, set(store.nodes), prefix)
+        if room is None:
+            raise ActivityFailed(
+                f"no live LiveKit node hosts a room named {prefix}... (rooms with a node: "
+                f"{hosted}); start the calls first (held callers' rooms are lkchaos-held-*)"
+            )
     node_id = store.room_nodes.get(room)
     if not node_id:
-        hosted = ", ".join(sorted(store.room_nodes)) or "none"
         raise ActivityFailed(
             f"no LiveKit node hosts room {room!r} (rooms with a node: {hosted}); create or "
             "hold the room first (create_room, hold_participants)"
@@ -236,34 +280,57 @@ def node_hosting(settings: Settings, room: str) -> tuple[str, str, str]:
     if not members:
         raise ActivityFailed("the target maps no livekit_node; add `roles: {livekit_node: "
                              "[NAME, ...]}` to the target file")
+    on_node = tuple(sorted(r for r, n in store.room_nodes.items()
+                           if room_prefix is not None and r.startswith(room_prefix)
+                           and n == node_id))  # fmt: skip
     with docker_session() as docker:
         containers = runtime_containers(docker, settings)
         for name in members:
             container = containers.get(name)
             if container is not None and matches(node.ip, name, container):
-                return name, node_id, node.ip
+                return Hosting(name, node_id, node.ip, room, on_node)
     raise ActivityFailed(
         f"room {room!r} is on node {node_id} at {node.ip}, and no livekit_node container "
         f"({', '.join(members)}) has that address or name; check the target's roles"
     )
 
 
+def _check_hosting(room: Any, room_prefix: Any) -> None:
+    if (room is None) == (room_prefix is None):
+        raise ActivityFailed(
+            "give exactly one of room (a room's name) and room_prefix (the node hosting the "
+            "most rooms named so is killed, e.g. 'lkchaos-held-' for held callers' rooms)"
+        )
+    if room is not None:
+        check_text("room", room)
+    else:
+        check_text("room_prefix", room_prefix)
+
+
 def kill_node_hosting(
-    room: str,
+    room: str = None,  # type: ignore[assignment]
     signal: str = "SIGKILL",
+    room_prefix: str = None,  # type: ignore[assignment]
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
-    """Kill the LiveKit node hosting ``room`` (see :func:`node_hosting`) with
+    """Kill the LiveKit node hosting ``room`` (see :func:`node_hosting`), or with
+    ``room_prefix`` instead the live node hosting the most rooms whose names start with it
+    (``"lkchaos-held-"``: the held callers' rooms, so the node with the most of them), with
     ``lkchaos.docker.actions.kill_service``: its ledger entry, verification and result, plus
-    ``{"room", "node_id", "node_ip"}``. Rollback: ``start_service`` on ``livekit_node`` (every
-    member: starting a running node is a no-op)."""
+    ``{"room", "node_id", "node_ip", "rooms_on_node"}`` (``rooms_on_node``: the rooms with
+    that prefix it hosted, with ``room_prefix``). Rollback: ``start_service`` on
+    ``livekit_node`` (every member: starting a running node is a no-op)."""
     from lkchaos.docker import actions as docker_actions
 
-    check_text("room", room)
+    _check_hosting(room, room_prefix)
     docker_actions._signal_name(signal)
     settings = Settings.load(configuration, secrets)
-    service, node_id, node_ip = node_hosting(settings, room)
-    result = docker_actions.kill_service(service=service, signal=signal,
+    found = hosting(settings, room, room_prefix)
+    result = docker_actions.kill_service(service=found.service, signal=signal,
                                          configuration=configuration, secrets=secrets)
-    return {**result, "room": room, "node_id": node_id, "node_ip": node_ip}
+    about: dict[str, Any] = {"room": found.room, "node_id": found.node_id,
+                             "node_ip": found.node_ip}
+    if room_prefix is not None:
+        about["rooms_on_node"] = list(found.rooms_on_node)
+    return {**result, **about}

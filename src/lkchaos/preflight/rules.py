@@ -515,7 +515,8 @@ RULES: dict[str, list[Rule]] = {
         Rule(("room", "count", "duration_s"), _hold)],
     "lkchaos.livekit.actions.release_participants": [Rule(("room",), _release)],
     "lkchaos.livekit.actions.kill_node_hosting": [
-        _rule("room")(lambda a, c: check_text("room", a.get("room"))),
+        _rule("room", "room_prefix")(lambda a, c: livekit_actions._check_hosting(
+            a.get("room"), a.get("room_prefix"))),
         _rule("signal")(lambda a, c: docker_actions._signal_name(a.get("signal", "SIGKILL")))],
     # webhook receiver
     "lkchaos.hooks.probes.room_webhooks": [
