@@ -8,11 +8,12 @@ Two runs, one after the other, on the same machine and the same LiveKit deployme
    agent's reply and has a sample of replies transcribed) in the stack's prober; the
    prober container's CPU over the step, from the container engine, divided by N.
 2. ``lk load-test --audio-publishers N``: LiveKit's CLI (built from its Go module at
-   ``LK_VERSION`` into ``~/.cache/lkchaos/bin`` when missing), publishing audio only, into
+   ``LK_VERSION`` into lkchaos's build cache when missing), publishing audio only, into
    the first LiveKit node's port; its process CPU (user + system, from the kernel's
    accounting of the finished child) over its wall time, divided by N.
 
-Needs the reference stack up and Go on PATH (the first run builds ``lk``). Prints both and
+Needs the reference stack up, and for the first run Go, a C++ compiler and
+``portaudio19-dev`` (it builds ``lk``). Prints both and
 their ratio; ``--json FILE`` keeps the figures.
 """
 
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,23 +35,39 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from lkchaos.settings import Settings  # noqa: E402
+from lkchaos.stack.build import cache_dir  # noqa: E402
 
-LK_MODULE = "github.com/livekit/livekit-cli/v2/cmd/lk"
+LK_MODULE = "github.com/livekit/livekit-cli/v2"
 LK_VERSION = "v2.18.2"  # the Go module proxy serves exact versions only (no version list)
-LK_BIN = Path.home() / ".cache" / "lkchaos" / "bin" / f"lk-{LK_VERSION}"
+#: lk v2.18.2 requires a pseudo-version of livekit/protocol that the proxy refuses; the next
+#: release builds in its place.
+PROTOCOL = "github.com/livekit/protocol@v1.50.0"
 
 
 def lk_binary() -> Path:
-    """``lk`` at the pinned version, built once."""
-    if LK_BIN.is_file():
-        return LK_BIN
-    with tempfile.TemporaryDirectory() as gobin:
-        print(f"building lk {LK_VERSION} (go install, a few minutes the first time)", flush=True)
-        subprocess.run(["go", "install", f"{LK_MODULE}@{LK_VERSION}"], check=True,
-                       env={**os.environ, "GOBIN": gobin, "CGO_ENABLED": "0"}, timeout=1800)
-        LK_BIN.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(Path(gobin) / "lk", LK_BIN)
-    return LK_BIN
+    """``lk`` at the pinned version, built once into lkchaos's build cache. It needs CGO:
+    its audio packages link PortAudio (Debian's ``portaudio19-dev``, with the
+    ``portaudio_system`` tag) and compile WebRTC's audio processing (C++, a few minutes)."""
+    target = cache_dir() / "bin" / f"lk-{LK_VERSION}"
+    if target.is_file():
+        return target
+    print(f"building lk from {LK_MODULE}@{LK_VERSION} (CGO, about 8 min once)", flush=True)
+    found = subprocess.run(["go", "mod", "download", "-json", f"{LK_MODULE}@{LK_VERSION}"],
+                           capture_output=True, text=True, check=True, timeout=600)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "src"
+        shutil.copytree(json.loads(found.stdout)["Dir"], work)
+        for path in [work, *work.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+        env = {**os.environ, "CGO_ENABLED": "1", "GOFLAGS": "-mod=mod"}
+        subprocess.run(["go", "mod", "edit", f"-replace=github.com/livekit/protocol={PROTOCOL}"],
+                       cwd=work, check=True, timeout=60)
+        partial = target.with_suffix(".partial")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["go", "build", "-tags", "portaudio_system", "-trimpath", "-o",
+                        str(partial), "./cmd/lk"], cwd=work, env=env, check=True, timeout=3600)
+        partial.replace(target)
+    return target
 
 
 def held_callers(callers: int, duration_s: float) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from chaoslib.exceptions import ActivityFailed, InvalidControl
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
 from chaoslib.types import Dry
 
+from lkchaos.controls import sampler as sampler_module
 from lkchaos.controls import sampling
 from lkchaos.controls.figures import Fault, derive, fault_window, settled, summarize
 from lkchaos.controls.options import parse_options
@@ -276,6 +277,21 @@ def test_back_to_back_sampling_and_bounds() -> None:
     assert short["stopped_by"] == "max_duration"
     assert short["samples"][-1]["t"] - short["samples"][0]["t"] <= 0.4
     assert sampling_threads() == []
+
+
+def test_a_back_to_back_probe_that_fails_at_once_waits_between_calls() -> None:
+    # A caller whose join is refused at once must not be retried many times a second.
+    exp = experiment(
+        probes=[probe("svc", "service_ok", 0), probe("voice-like", "slow_ok", 0, delay_s=0.05)],
+        method=[action("break", "break_service", after_s=1.5)],
+        rollbacks=[action("repair", "repair_service")], max_duration_s=1.4, tail_s=0,
+    )  # fmt: skip
+    sec = section(run_experiment(exp))
+    failed = [x for x in sec["probes"]["svc"]["samples"] if not x["ok"]]
+    assert failed, sec["probes"]["svc"]["samples"]
+    gaps = [b["t"] - a["t"] for a, b in zip(failed, failed[1:], strict=False)]
+    assert all(gap >= sampler_module.FAILED_GAP_S - 0.05 for gap in gaps), gaps
+    assert len(sec["probes"]["voice-like"]["samples"]) > 10  # ok samples stay back to back
 
 
 def test_interrupted_run_still_journals_and_stops() -> None:

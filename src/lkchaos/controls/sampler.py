@@ -3,8 +3,11 @@
 A thread calls its probe through Chaos Toolkit (``chaoslib.activity.run_activity``, so any
 provider type works), judges the result with the probe's tolerance (``within_tolerance``, as
 a steady-state hypothesis does) and appends a sample. It starts the next call ``interval_s``
-after the previous one started (at once if the call took longer, back to back with 0). It
-ends when the sampler is stopped, after ``max_samples`` samples or ``max_duration_s``.
+after the previous one started (at once if the call took longer, back to back with 0), but
+never sooner than :data:`FAILED_GAP_S` after the start of a failed call when back to back: a
+call that fails at once (a refused join while LiveKit is down) would otherwise be repeated
+many times a second, loading the deployment it measures and filling the journal. It ends when
+the sampler is stopped, after ``max_samples`` samples or ``max_duration_s``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from lkchaos.controls.options import Options, ProbeSpec
 logger = logging.getLogger("chaostoolkit")
 
 _ERROR_LIMIT = 300
+#: Seconds from the start of a failed call to the next, for back-to-back probes.
+FAILED_GAP_S = 1.0
 _POLL_S = 0.05
 
 
@@ -298,7 +303,10 @@ class Sampler:
                     # In time order: a result that reports its own time may predate the last.
                     bisect.insort(self._samples[spec.name], sample, key=lambda s: s["t"])
                 count += 1
-                delay = spec.interval_s - (self._clock() - started)
+                gap = spec.interval_s
+                if gap == 0 and not sample["ok"]:
+                    gap = FAILED_GAP_S
+                delay = gap - (self._clock() - started)
                 left = self.options.max_duration_s - (self._clock() - began)
                 if delay > 0:
                     self._halt.wait(max(0.0, min(delay, left)))
