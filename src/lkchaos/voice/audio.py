@@ -10,6 +10,7 @@ check.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import io
@@ -146,19 +147,56 @@ def rms(pcm: np.ndarray) -> float:
     return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
 
 
+class AudioLog:
+    """Received audio frames with their arrival time (monotonic) and level, kept for
+    ``keep_s`` seconds: a reply is looked for after its question, never further back, and a
+    held call would otherwise keep every frame it heard (96 kB/s at 48 kHz) and rescan them
+    all on every poll."""
+
+    def __init__(self, keep_s: float = 60.0) -> None:
+        self.keep_s = keep_s
+        self._times: list[float] = []
+        self._levels: list[float] = []
+        self._pcm: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def add(self, at: float, pcm: np.ndarray) -> None:
+        self._times.append(at)
+        self._levels.append(rms(pcm))
+        self._pcm.append(pcm)
+        if at - self._times[0] > 2 * self.keep_s:  # trimmed in batches, not frame by frame
+            cut = bisect.bisect_left(self._times, at - self.keep_s)
+            del self._times[:cut], self._levels[:cut], self._pcm[:cut]
+
+    def loud_after(self, after: float, threshold: float) -> tuple[float, float] | None:
+        """Arrival times of the first and last frame louder than ``threshold`` after
+        ``after``, or None."""
+        start = bisect.bisect_right(self._times, after)
+        loud = [i for i in range(start, len(self._times)) if self._levels[i] > threshold]
+        return (self._times[loud[0]], self._times[loud[-1]]) if loud else None
+
+    def between(self, first: float, last: float) -> np.ndarray:
+        """The samples of the frames that arrived from ``first`` to ``last`` (inclusive)."""
+        lo = bisect.bisect_left(self._times, first)
+        hi = bisect.bisect_right(self._times, last)
+        return np.concatenate(self._pcm[lo:hi]) if hi > lo else np.zeros(0, dtype=np.int16)
+
+
 class Listener:
     """Records a remote audio track; finds a reply's start and end by level."""
 
     def __init__(self, track: rtc.RemoteAudioTrack, threshold: float = 300.0) -> None:
         self._stream = rtc.AudioStream.from_track(track=track, sample_rate=RATE, num_channels=1)
         self._threshold = threshold
-        self._frames: list[tuple[float, np.ndarray]] = []
+        self._log = AudioLog()
         self._task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         async for event in self._stream:
             pcm = np.frombuffer(bytes(event.frame.data), dtype=np.int16)
-            self._frames.append((time.monotonic(), pcm))
+            self._log.add(time.monotonic(), pcm)
 
     async def reply(
         self, after: float, first_timeout: float, reply_timeout: float, silence: float = 1.2
@@ -171,9 +209,9 @@ class Listener:
         start = time.monotonic()
         first_at = last_at = 0.0
         while True:
-            loud = [t for t, pcm in self._frames if t > after and rms(pcm) > self._threshold]
+            loud = self._log.loud_after(after, self._threshold)
             if loud:
-                first_at, last_at = loud[0], loud[-1]
+                first_at, last_at = loud
                 if time.monotonic() - last_at >= silence:
                     break
             waited = time.monotonic() - start
@@ -182,8 +220,7 @@ class Listener:
             if waited > first_timeout + reply_timeout:
                 break
             await asyncio.sleep(0.05)
-        pcm = [p for t, p in self._frames if first_at - 0.3 <= t <= last_at + 0.3]
-        return first_at, last_at, np.concatenate(pcm)
+        return first_at, last_at, self._log.between(first_at - 0.3, last_at + 0.3)
 
     async def aclose(self) -> None:
         self._task.cancel()

@@ -1,0 +1,100 @@
+"""The received-audio log a caller finds replies in: levels, windows, and its bound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lkchaos.voice.audio import FRAME, AudioLog
+
+QUIET = np.zeros(FRAME, dtype=np.int16)
+LOUD = np.full(FRAME, 2000, dtype=np.int16)
+
+
+def test_a_reply_is_found_after_its_question_only() -> None:
+    log = AudioLog()
+    for i in range(100):  # loud at 0.10-0.19 s and again at 0.50-0.59 s
+        log.add(i * 0.01, LOUD if 10 <= i < 20 or 50 <= i < 60 else QUIET)
+    assert log.loud_after(0.0, 300.0) == (0.10, 0.59)
+    first, last = log.loud_after(0.3, 300.0) or (0.0, 0.0)
+    assert (round(first, 2), round(last, 2)) == (0.50, 0.59)
+    assert log.loud_after(0.6, 300.0) is None
+
+
+def test_the_samples_between_two_times_are_whole_frames() -> None:
+    log = AudioLog()
+    for i in range(10):
+        log.add(float(i), np.full(FRAME, i, dtype=np.int16))
+    samples = log.between(2.0, 4.0)
+    assert samples.size == 3 * FRAME and set(samples[::FRAME].tolist()) == {2, 3, 4}
+    assert log.between(20.0, 30.0).size == 0
+
+
+def test_a_long_call_keeps_a_bounded_window() -> None:
+    log = AudioLog(keep_s=1.0)
+    for i in range(10_000):  # 100 s of 10 ms frames
+        log.add(i * 0.01, QUIET)
+    assert len(log) <= 201  # at most twice the window before a trim
+    assert log.loud_after(0.0, 300.0) is None
+    log.add(100.0, LOUD)
+    assert log.loud_after(99.5, 300.0) == (100.0, 100.0)
+
+
+# -- the listener on a real track -------------------------------------------------------------
+def _token(identity: str, room: str) -> str:
+    from livekit import api
+
+    from tests.unit.livekit_dev import KEY, SECRET
+
+    grants = api.VideoGrants(room_join=True, room=room)
+    return api.AccessToken(KEY, SECRET).with_identity(identity).with_grants(grants).to_jwt()
+
+
+async def _hear_a_tone(url: str) -> tuple[float, float, int, float]:
+    import asyncio
+    import time
+
+    from livekit import rtc
+
+    from lkchaos.voice.audio import RATE, Listener, Speaker
+
+    speaking, hearing = rtc.Room(), rtc.Room()
+    subscribed: asyncio.Future[rtc.RemoteAudioTrack] = asyncio.get_running_loop().create_future()
+
+    @hearing.on("track_subscribed")
+    def _on_track(track: rtc.Track, *_: object) -> None:
+        if isinstance(track, rtc.RemoteAudioTrack) and not subscribed.done():
+            subscribed.set_result(track)
+
+    await hearing.connect(url, _token("hearing", "tone"))
+    await speaking.connect(url, _token("speaking", "tone"))
+    speaker = Speaker()
+    try:
+        await speaker.publish(speaking)
+        listener = Listener(await asyncio.wait_for(subscribed, 10))
+        await asyncio.sleep(0.5)
+        after = time.monotonic()
+        tone = (np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE) * 8000).astype(np.int16)
+        played_out = await speaker.say(tone)  # one second of a loud tone
+        heard = await listener.reply(after, first_timeout=10, reply_timeout=10, silence=0.5)
+        await listener.aclose()
+        assert heard is not None, "the listener heard nothing"
+        first, last, samples = heard
+        return first - after, last - first, samples.size, played_out - after
+    finally:
+        await speaker.aclose()
+        await speaking.disconnect()
+        await hearing.disconnect()
+
+
+def test_the_listener_finds_a_second_of_tone_on_a_real_track(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.unit.livekit_dev import dev_server
+
+    with dev_server(tmp_path) as url:
+        starts_after, lasts, size, played = asyncio.run(_hear_a_tone(url))
+    assert 0 <= starts_after < played, (starts_after, played)
+    assert 0.7 <= lasts <= 1.3, lasts  # the tone's second, give or take a frame's jitter
+    assert size >= 0.9 * 48000, size
