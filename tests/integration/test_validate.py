@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,10 +26,31 @@ from tests.integration.conftest import wait_baseline
 
 LKCHAOS = str(Path(sys.executable).parent / "lkchaos")
 #: Items that fail on this machine whatever the stack does (README, "Validation").
-MACHINE_SHORTFALLS = {
-    "infra.minimum-4-cpu": len(os.sched_getaffinity(0)) < 4,
-    "infra.system-time-synchronized": not (host.kernel_clock() or {}).get("synchronised"),
-}
+def free_disk_gib() -> float:
+    """Free GiB where the local engine keeps its data (as the disk item reads it)."""
+    root = Path("/var/lib/docker")
+    return shutil.disk_usage(root if root.exists() else "/").free / host.GIB
+
+
+#: Within this many GiB of the document's minimum, free disk space crosses it during a run
+#: (images, logs, journals): the disk item may then read either way.
+DISK_MARGIN_GIB = 3.0
+def machine_shortfalls() -> dict[str, bool]:
+    """The host items this machine falls short on, read now (free disk space moves)."""
+    return {
+        "infra.minimum-4-cpu": len(os.sched_getaffinity(0)) < 4,
+        "infra.system-time-synchronized": not (host.kernel_clock() or {}).get("synchronised"),
+        "infra.minimum-50gb-disk": free_disk_gib() < host.MIN_DISK_GIB,
+    }
+
+
+MACHINE_SHORTFALLS = machine_shortfalls()
+
+
+def undecided() -> set[str]:
+    """Machine items too close to their minimum now to expect either verdict."""
+    near = abs(free_disk_gib() - host.MIN_DISK_GIB) < DISK_MARGIN_GIB
+    return {"infra.minimum-50gb-disk"} if near else set()
 #: Items the pinned LiveKit (v1.13.5) fails, and the words their evidence must hold (README,
 #: "Validation"): it does not check a token's iat, so a token issued in the future is accepted.
 LIVEKIT_SHORTFALLS = {"auth.jwt-tokens-verified": "(issued in the future)"}
@@ -46,10 +68,11 @@ def statuses(report: dict[str, Any]) -> dict[str, str]:
     return {item["id"]: item["status"] for item in report["items"]}
 
 
-#: Items that measure how busy the machine is (LiveKit's API and WebSocket latency, its CPU):
-#: on two cores running the whole stack they may flap between runs whatever was injected.
+#: Items that measure the machine's state (LiveKit's API and WebSocket latency and its CPU on
+#: two busy cores, the free disk space a run's images and logs use up): they may flap between
+#: runs whatever was injected.
 LOAD_DEPENDENT = {"livekit.response-times-200ms", "livekit.websocket-latency-100ms",
-                  "livekit.cpu-usage-50"}  # fmt: skip
+                  "livekit.cpu-usage-50", "infra.minimum-50gb-disk"}  # fmt: skip
 
 
 def failing(report: dict[str, Any]) -> set[str]:
@@ -82,13 +105,14 @@ def test_a_full_run_prints_every_item_and_writes_every_output(tmp_path: Path) ->
     errors = {i: e["evidence"] for e in report["items"] if (i := e["id"]) and
               found[i] == "error"}  # fmt: skip
     assert not errors, f"checks that could not run on the healthy stack: {errors}"
-    expected = {item for item, short in MACHINE_SHORTFALLS.items() if short}
+    near = undecided()
+    expected = {item for item, short in machine_shortfalls().items() if short} - near
     assert expected <= failing(report)
     evidence = {e["id"]: e["evidence"] for e in report["items"]}
     for item, words in LIVEKIT_SHORTFALLS.items():
         assert found[item] == "fail" and words in evidence[item], evidence[item]
     unexplained = {e["id"]: e["evidence"] for e in report["items"]
-                   if e["status"] == "fail" and e["id"] not in expected
+                   if e["status"] == "fail" and e["id"] not in expected | near
                    and e["id"] not in LIVEKIT_SHORTFALLS}  # fmt: skip
     assert not unexplained, f"the healthy stack fails: {unexplained}"
 
@@ -98,8 +122,10 @@ def test_the_host_and_startup_items_hold_on_the_healthy_stack(tmp_path: Path) ->
                                "infra.dns-records-configured,infra.firewall-rules-configured,"
                                "infra.network-connectivity-validated")  # fmt: skip
     found = statuses(report)
-    for item, short in MACHINE_SHORTFALLS.items():
-        assert found[item] == ("fail" if short else "pass"), item
+    near = undecided()
+    for item, short in machine_shortfalls().items():
+        if item not in near:
+            assert found[item] == ("fail" if short else "pass"), item
     for item in ("infra.minimum-8gb-ram", "infra.docker-docker-compose",
                  "infra.log-rotation-configured", "startup.caddy-container-starts",
                  "startup.livekit-container-starts", "startup.redis-container-starts",
@@ -109,7 +135,8 @@ def test_the_host_and_startup_items_hold_on_the_healthy_stack(tmp_path: Path) ->
                  "startup.api-keys-secrets"):  # fmt: skip
         assert found[item] == "pass", next(e for e in report["items"] if e["id"] == item)
     assert found["startup.egress-container-starts"] == "n/a"
-    assert code == (1 if any(MACHINE_SHORTFALLS.values()) else 0)
+    # Exit 1 when any item fails: the machine's shortfalls are the only failures here.
+    assert code == (1 if any(found[i] == "fail" for i in machine_shortfalls()) else 0)
 
 
 @pytest.fixture(scope="module")
