@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from lkchaos.settings import Settings  # noqa: E402
-from lkchaos.stack.build import cache_dir  # noqa: E402
+from lkchaos.stack.build import GoBinary, _copy_module, cache_dir  # noqa: E402
 
 LK_MODULE = "github.com/livekit/livekit-cli/v2"
 LK_VERSION = "v2.18.2"  # the Go module proxy serves exact versions only (no version list)
@@ -52,13 +51,9 @@ def lk_binary() -> Path:
     if target.is_file():
         return target
     print(f"building lk from {LK_MODULE}@{LK_VERSION} (CGO, about 8 min once)", flush=True)
-    found = subprocess.run(["go", "mod", "download", "-json", f"{LK_MODULE}@{LK_VERSION}"],
-                           capture_output=True, text=True, check=True, timeout=600)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "src"
-        shutil.copytree(json.loads(found.stdout)["Dir"], work)
-        for path in [work, *work.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)
+        _copy_module(GoBinary("lk", LK_MODULE, LK_VERSION, "./cmd/lk", image=""), work)
         env = {**os.environ, "CGO_ENABLED": "1", "GOFLAGS": "-mod=mod"}
         subprocess.run(["go", "mod", "edit", f"-replace=github.com/livekit/protocol={PROTOCOL}"],
                        cwd=work, check=True, timeout=60)

@@ -25,7 +25,8 @@ from lkchaos.validate.model import items
 from tests.integration.conftest import wait_baseline
 
 LKCHAOS = str(Path(sys.executable).parent / "lkchaos")
-#: Items that fail on this machine whatever the stack does (README, "Validation").
+
+
 def free_disk_gib() -> float:
     """Free GiB where the local engine keeps its data (as the disk item reads it)."""
     root = Path("/var/lib/docker")
@@ -35,8 +36,11 @@ def free_disk_gib() -> float:
 #: Within this many GiB of the document's minimum, free disk space crosses it during a run
 #: (images, logs, journals): the disk item may then read either way.
 DISK_MARGIN_GIB = 3.0
+
+
 def machine_shortfalls() -> dict[str, bool]:
-    """The host items this machine falls short on, read now (free disk space moves)."""
+    """Items that fail on this machine whatever the stack does (README, "Validation"), read
+    now: free disk space moves during a run."""
     return {
         "infra.minimum-4-cpu": len(os.sched_getaffinity(0)) < 4,
         "infra.system-time-synchronized": not (host.kernel_clock() or {}).get("synchronised"),
@@ -51,6 +55,8 @@ def undecided() -> set[str]:
     """Machine items too close to their minimum now to expect either verdict."""
     near = abs(free_disk_gib() - host.MIN_DISK_GIB) < DISK_MARGIN_GIB
     return {"infra.minimum-50gb-disk"} if near else set()
+
+
 #: Items the pinned LiveKit (v1.13.5) fails, and the words their evidence must hold (README,
 #: "Validation"): it does not check a token's iat, so a token issued in the future is accepted.
 LIVEKIT_SHORTFALLS = {"auth.jwt-tokens-verified": "(issued in the future)"}
@@ -71,7 +77,7 @@ def statuses(report: dict[str, Any]) -> dict[str, str]:
 #: Items that measure the machine's state (LiveKit's API and WebSocket latency and its CPU on
 #: two busy cores, the free disk space a run's images and logs use up): they may flap between
 #: runs whatever was injected.
-LOAD_DEPENDENT = {"livekit.response-times-200ms", "livekit.websocket-latency-100ms",
+MACHINE_STATE = {"livekit.response-times-200ms", "livekit.websocket-latency-100ms",
                   "livekit.cpu-usage-50", "infra.minimum-50gb-disk"}  # fmt: skip
 
 
@@ -80,8 +86,8 @@ def failing(report: dict[str, Any]) -> set[str]:
 
 
 def new_failures(report: dict[str, Any], baseline: set[str]) -> set[str]:
-    """The items failing now that did not fail on the healthy stack, load-dependent ones aside."""
-    return failing(report) - baseline - LOAD_DEPENDENT
+    """The items failing now that did not fail on the healthy stack, machine-state ones aside."""
+    return failing(report) - baseline - MACHINE_STATE
 
 
 def evidence_of(report: dict[str, Any], item: str) -> str:

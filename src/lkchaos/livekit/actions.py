@@ -280,9 +280,8 @@ def hosting(settings: Settings, room: str | None = None, room_prefix: str | None
     if not members:
         raise ActivityFailed("the target maps no livekit_node; add `roles: {livekit_node: "
                              "[NAME, ...]}` to the target file")
-    on_node = tuple(sorted(r for r, n in store.room_nodes.items()
-                           if room_prefix is not None and r.startswith(room_prefix)
-                           and n == node_id))  # fmt: skip
+    on_node = () if room_prefix is None else tuple(sorted(
+        r for r, n in store.room_nodes.items() if r.startswith(room_prefix) and n == node_id))
     with docker_session() as docker:
         containers = runtime_containers(docker, settings)
         for name in members:
