@@ -13,6 +13,7 @@ from livekit import api, rtc
 
 from lkchaos.livekit import client as lk
 from lkchaos.livekit import probes, state
+from lkchaos.livekit.background import new_room
 from lkchaos.settings import Settings
 
 CONNECT_TIMEOUT = 20.0
@@ -40,7 +41,7 @@ class Stage:
         await lk.with_api(self.node, self.settings, create)
 
     async def join(self, room: str, identity: str, node: str | None = None) -> None:
-        conn = rtc.Room()
+        conn = new_room()
         self.people[identity] = conn
         token = lk.access_token(self.settings, identity, room)
         await asyncio.wait_for(conn.connect(ws_url(node or self.node), token), CONNECT_TIMEOUT)

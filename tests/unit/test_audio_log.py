@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lkchaos.livekit.background import new_room
 from lkchaos.voice.audio import FRAME, AudioLog
 
 QUIET = np.zeros(FRAME, dtype=np.int16)
@@ -59,7 +60,7 @@ async def _hear_a_tone(url: str) -> tuple[float, float, int, float]:
 
     from lkchaos.voice.audio import RATE, Listener, Speaker
 
-    speaking, hearing = rtc.Room(), rtc.Room()
+    speaking, hearing = new_room(), new_room()
     subscribed: asyncio.Future[rtc.RemoteAudioTrack] = asyncio.get_running_loop().create_future()
 
     @hearing.on("track_subscribed")

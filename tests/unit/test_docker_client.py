@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 import warnings
 from pathlib import Path
 from typing import Any
@@ -53,19 +54,21 @@ def test_a_listing_that_keeps_failing_is_reported() -> None:
 
 def test_an_engine_that_refuses_is_a_clear_error(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    # A dead engine leaves its socket file behind; a TCP DOCKER_HOST may refuse: both fail
-    # inside requests, and must still say how to start the engine.
+    # A dead engine leaves its socket file behind; a TCP DOCKER_HOST may refuse: both must
+    # say how to start the engine, and the refused socket must not be left open.
     from lkchaos.docker.client import docker_client
     from lkchaos.errors import StackError
 
     stale = tmp_path / "docker.sock"
-    stale.touch()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as left_behind:
+        left_behind.bind(str(stale))  # the file stays, nothing listens
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{stale}")
     with warnings.catch_warnings():
-        # The Docker SDK's unix adapter drops the socket of a refused connect unclosed.
-        warnings.simplefilter("ignore", ResourceWarning)
-        for host in (f"unix://{stale}", "tcp://127.0.0.1:1"):
-            monkeypatch.setenv("DOCKER_HOST", host)
-            with pytest.raises(StackError, match=rf"cannot reach the Docker engine at {host} "
-                                                 ".*Start it"):  # fmt: skip
-                docker_client(timeout=2)
+        warnings.simplefilter("error", ResourceWarning)
+        with pytest.raises(StackError, match=rf"nothing answers on unix://{stale} .*Start it"):
+            docker_client(timeout=2)
         gc.collect()
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    with pytest.raises(StackError, match=r"cannot reach the Docker engine at tcp://127.0.0.1:1 "
+                                         ".*Start it"):  # fmt: skip
+        docker_client(timeout=2)

@@ -10,6 +10,7 @@ values of one label (:attr:`lkchaos.settings.Settings.runtime`).
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ def docker_client(timeout: float = DOCKER_TIMEOUT) -> Any:
             f"cannot reach the Docker engine: no socket at {host}. Start it (e.g. `dockerd &` "
             "or `systemctl start docker`) and check that `docker info` answers."
         )
+    if host.startswith("unix://"):
+        _answers(host.removeprefix("unix://"), timeout)
     client = None
     try:
         client = docker.from_env(version=DOCKER_API_VERSION, timeout=int(timeout))
@@ -55,6 +58,21 @@ def docker_client(timeout: float = DOCKER_TIMEOUT) -> Any:
             "that `docker info` answers."
         ) from exc
     return client
+
+
+def _answers(path: str, timeout: float) -> None:
+    """Connect to the engine's socket once (closed either way): a socket file left behind by
+    an engine that stopped refuses, and the SDK would leave its own attempt's socket open."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(timeout)
+            probe.connect(path)
+    except OSError as exc:
+        raise StackError(
+            f"cannot reach the Docker engine: nothing answers on unix://{path} ({exc}); the "
+            "engine has stopped. Start it (e.g. `dockerd &` or `systemctl start docker`) and "
+            "check that `docker info` answers."
+        ) from exc
 
 
 @contextmanager

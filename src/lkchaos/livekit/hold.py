@@ -20,18 +20,17 @@ import datetime as dt
 import re
 import threading
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from livekit import api, rtc
+
+from lkchaos.livekit.background import BackgroundLoop, new_room
 
 IDENTITY_PREFIX = "lkchaos-held-"
 MAX_PARTICIPANTS = 20
 MAX_DURATION_S = 3600.0
 ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-T = TypeVar("T")
 
 
 class HoldError(Exception):
@@ -95,7 +94,7 @@ class Holds:
         started = time.monotonic()
         try:
             for identity in identities(count):
-                lk_room = rtc.Room()
+                lk_room = new_room()
                 held.participants[identity] = lk_room
                 token = holder_token(key, secret, room, identity, duration_s)
                 options = rtc.RoomOptions(auto_subscribe=False, connect_timeout=join_timeout)
@@ -129,7 +128,8 @@ class Holds:
                 "connected_at_release": connected}  # fmt: skip
 
     async def release_all(self) -> list[dict[str, Any]]:
-        return [await self.release(room) for room in list(self._held)]
+        """Release every held room, side by side."""
+        return list(await asyncio.gather(*(self.release(room) for room in list(self._held))))
 
     def status(self) -> dict[str, Any]:
         """``{room: {"identities", "connected", "until"}}`` for every held room."""
@@ -151,18 +151,12 @@ async def _leave(held: _Hold) -> None:
             await asyncio.wait_for(lk_room.disconnect(), 5)
 
 
-class _Background:
-    """An event loop in a daemon thread, holding rooms for this process."""
+class _Background(BackgroundLoop):
+    """The loop holding rooms for this process; at exit it releases them all."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
         self.holds = Holds()
-        thread = threading.Thread(target=self.loop.run_forever, name="lkchaos-holds",
-                                  daemon=True)  # fmt: skip
-        thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        super().__init__("lkchaos-holds", self.holds.release_all)
 
 
 _background: _Background | None = None

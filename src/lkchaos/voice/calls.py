@@ -91,10 +91,12 @@ class Registry:
         self._calls.pop(call_id, None)
         return entry.call.summary()
 
-    async def end_all(self) -> None:
-        for call_id in list(self._calls):
-            with contextlib.suppress(Exception):
-                await self.end(call_id)
+    async def end_all(self, timeout: float = 5.0) -> None:
+        """End every call side by side, each given ``timeout`` seconds to finish its turn."""
+        await asyncio.gather(*(self.end(call_id, timeout) for call_id in list(self._calls)),
+                             return_exceptions=True)  # fmt: skip
+        if self._reaper is not None:
+            self._reaper.cancel()
 
     def status(self) -> list[dict[str, Any]]:
         return [{"id": i, "room": e.call.room_name, "state": e.call.state,

@@ -29,20 +29,19 @@ Against the reference stack the call runs in the stack's prober (like the round 
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import dataclasses
 import threading
 import time
 from collections.abc import Coroutine
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
+from lkchaos.livekit.background import BackgroundLoop
 from lkchaos.settings import Settings
 from lkchaos.voice import prober_client
 from lkchaos.voice.session import Options
@@ -84,9 +83,9 @@ class _Prober:
 
 
 class _Local:
-    """Held calls in this process, on a background event loop."""
+    """Held calls in this process, on a background event loop (ended at exit)."""
 
-    _loop: asyncio.AbstractEventLoop | None = None
+    _background: BackgroundLoop | None = None
     _registry: Any = None
     _guard = threading.Lock()
 
@@ -99,18 +98,16 @@ class _Local:
         key, secret = settings.require_keys()
         self.config = (settings.livekit_url, key, secret, settings.agent_name)
         with _Local._guard:
-            if _Local._loop is None:
+            if _Local._background is None:
                 from lkchaos.voice.calls import Registry
 
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="lkchaos-held-calls",
-                                 daemon=True).start()  # fmt: skip
-                _Local._loop, _Local._registry = loop, Registry()
+                registry = Registry()
+                _Local._registry = registry
+                _Local._background = BackgroundLoop("lkchaos-held-calls", registry.end_all)
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
-        assert _Local._loop is not None
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, _Local._loop)
-        return future.result(timeout)
+        assert _Local._background is not None
+        return _Local._background.run(coro, timeout)
 
     def start(self, options: Options) -> tuple[str, str]:
         async def go() -> tuple[str, str]:

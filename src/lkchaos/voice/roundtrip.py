@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 import numpy as np
 from livekit import api, rtc
 
+from lkchaos.livekit.background import new_room
 from lkchaos.voice import audio, mediapath
 from lkchaos.voice.questions import (
     check_reply,
@@ -326,7 +327,7 @@ async def run(
         room=f"lkchaos-probe-{uuid.uuid4().hex[:10]}",
     )
     token = caller_token(api_key, api_secret, out.room, f"caller-{out.room[-10:]}", agent_name)
-    room, speaker = rtc.Room(), audio.Speaker()
+    room, speaker = new_room(), audio.Speaker()
     listeners: list[audio.Listener] = []
     joining: list[asyncio.Task[None]] = []
     try:

@@ -29,6 +29,7 @@ from typing import Any
 
 from livekit import rtc
 
+from lkchaos.livekit.background import new_room
 from lkchaos.voice import audio, roundtrip
 from lkchaos.voice.questions import check_reply, expected_answers, random_question
 
@@ -141,7 +142,7 @@ class HeldCall:
     # -- the call ------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
         """Join, talk until the call ends, leave; returns :meth:`summary`."""
-        room, speaker = rtc.Room(), audio.Speaker()
+        room, speaker = new_room(), audio.Speaker()
         listener: audio.Listener | None = None
         listened: str | None = None
         connecting: asyncio.Future[None] | None = None

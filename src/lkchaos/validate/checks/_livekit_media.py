@@ -15,6 +15,7 @@ import numpy as np
 from livekit import api
 
 from lkchaos.livekit import client as lk
+from lkchaos.livekit.background import new_room
 from lkchaos.settings import Settings
 
 # --- the media session (shared by joins, audio, video, Redis session data and cleanup) -----
@@ -68,7 +69,7 @@ async def media_run(settings: Settings, url: str, video: bool, timeout: float,
     deadline = started + timeout
     await _api(settings, url, timeout, lambda c: c.room.create_room(
         api.CreateRoomRequest(name=room, empty_timeout=10)))
-    pub, sub = rtc.Room(), rtc.Room()
+    pub, sub = new_room(), new_room()
     audio: dict[str, Any] = {"frames": 0, "loud_frames": 0, "first_ms": None, "pcm": []}
     picture: dict[str, Any] = {"frames": 0, "first_ms": None, "size": ""}
     tasks: list[asyncio.Task[None]] = []
@@ -217,11 +218,10 @@ def _delete_and_watch(settings: Settings, url: str, room: str, timeout: float) -
 async def capped_room(settings: Settings, url: str, timeout: float,
                       room: str) -> dict[str, Any]:  # fmt: skip
     """A room created with ``max_participants=1``: the second participant must be refused."""
-    from livekit import rtc
 
     await _api(settings, url, timeout, lambda c: c.room.create_room(
         api.CreateRoomRequest(name=room, empty_timeout=10, max_participants=1)))
-    first, second = rtc.Room(), rtc.Room()
+    first, second = new_room(), new_room()
     ws = lk.http_url(url).replace("http", "ws", 1)
     try:
         await first.connect(ws, lk.access_token(settings, "lkchaos-validate-first", room, 120))

@@ -1,0 +1,116 @@
+"""LiveKit rooms in this process, and an exit that cannot abort the process.
+
+The LiveKit SDK runs WebRTC in a native runtime whose threads call back into Python. It
+disposes that runtime in an ``atexit`` hook registered when its client is first created. Two
+things can still abort a process at exit ("panic in a function that cannot unwind", status
+134, after every test passed):
+
+- a room still connected when the runtime is disposed: held participants and held calls
+  outlive the activity that started them, in a loop of their own (:class:`BackgroundLoop`);
+- a callback already under way when the dispose returns: once the interpreter finalises, a
+  native thread that asks for the GIL is ended by Python, which the runtime cannot survive.
+
+So every room this package creates comes from :func:`new_room`, which registers one exit
+hook *after* the SDK's (``atexit`` runs hooks last-registered first). At exit the hook leaves
+every room held by a :class:`BackgroundLoop`, stops the loops, disposes the runtime itself
+while the interpreter is whole, and waits :data:`SETTLE_S` for callbacks under way to return.
+The SDK's own hook then finds the runtime disposed and does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from livekit import rtc
+from livekit.rtc._ffi_client import FfiClient
+
+#: How long the exit hook waits for a loop's rooms to be left, then for its thread (seconds).
+EXIT_TIMEOUT_S = 10.0
+#: How long the exit hook waits after disposing the runtime for callbacks under way (seconds).
+SETTLE_S = 0.5
+
+T = TypeVar("T")
+logger = logging.getLogger("lkchaos")
+
+_loops: list[BackgroundLoop] = []
+_guard = threading.Lock()
+_hooked = False
+
+
+def guard_exit() -> None:
+    """Create the SDK's client (registering its exit hook) and then ours, once per process."""
+    global _hooked
+    with _guard:
+        if _hooked:
+            return
+        FfiClient.instance  # noqa: B018 - the SDK's exit hook must be registered before ours
+        atexit.register(_exit)
+        _hooked = True
+
+
+def new_room() -> rtc.Room:
+    """A new :class:`livekit.rtc.Room`, with this process's exit guarded (:func:`guard_exit`)."""
+    guard_exit()
+    return rtc.Room()
+
+
+def _exit() -> None:
+    with _guard:
+        loops = list(_loops)
+    for loop in loops:
+        loop.close()
+    try:
+        FfiClient.instance._dispose()  # the SDK's own exit step, while the interpreter is whole
+    except Exception as exc:
+        logger.warning("disposing LiveKit's native runtime failed: %s: %s",
+                       type(exc).__name__, exc)  # fmt: skip
+    time.sleep(SETTLE_S)
+
+
+class LoopClosed(RuntimeError):
+    """The loop was stopped (the process is exiting); nothing more runs on it."""
+
+
+class BackgroundLoop:
+    """A named event loop in a daemon thread; at exit (before the SDK's runtime is disposed)
+    ``on_exit()`` runs on it, bounded by :data:`EXIT_TIMEOUT_S`, and the loop stops."""
+
+    def __init__(self, name: str, on_exit: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        guard_exit()
+        self.name = name
+        self.loop = asyncio.new_event_loop()
+        self._on_exit = on_exit
+        self._closed = False
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+        with _guard:
+            _loops.append(self)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run ``coro`` on the loop and wait up to ``timeout`` seconds for its result.
+
+        Raises :class:`LoopClosed` once the loop is stopped, ``TimeoutError`` past
+        ``timeout``, or whatever ``coro`` raised."""
+        if self._closed:
+            coro.close()
+            raise LoopClosed(f"{self.name}: the process is exiting; nothing more runs")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        """Run ``on_exit()``, then stop the loop and its thread (idempotent)."""
+        if self._closed:
+            return
+        try:
+            self.run(self._on_exit(), EXIT_TIMEOUT_S)
+        except Exception as exc:  # exiting: say what was left, do not raise
+            logger.warning("%s: leaving the rooms at exit failed: %s: %s",
+                           self.name, type(exc).__name__, exc)  # fmt: skip
+        self._closed = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(EXIT_TIMEOUT_S)
