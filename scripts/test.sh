@@ -47,7 +47,10 @@ run_pytest() {
 .venv/bin/ruff check src tests stack/voice stack/second
 .venv/bin/mypy
 if [ "${CI:-}" = true ] && [ "$unit_only" = 0 ]; then .venv/bin/lkchaos stack build; fi
-run_pytest -m "not integration" "${pytest_args[@]}"
+# The unit tests are independent (free ports, their own schemas and folders): one worker
+# per core, at most four (LKCHAOS_TEST_WORKERS overrides; 0 runs them in this process).
+workers=${LKCHAOS_TEST_WORKERS:-$(n=$(nproc); echo $(( n < 4 ? n : 4 )))}
+run_pytest -m "not integration" -n "$workers" "${pytest_args[@]}"
 [ "$unit_only" = 1 ] && exit 0
 
 # The integration tests start from an empty stack (Redis included), every time.
