@@ -52,20 +52,26 @@ def dev_server(folder: Path, extra_config: str = "",
         process = subprocess.Popen([str(LIVEKIT_BIN), "--dev", "--config", "livekit.yaml"],
                                    cwd=folder, stdout=log, stderr=log)  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("livekit-server did not start: "
-                                   + (folder / "server.log").read_text()[-2000:])
-            time.sleep(0.1)
+        wait_serving(url, [process], folder / "server.log")
         yield url
     finally:
         stop_process(process)
+
+
+def wait_serving(url: str, processes: list[subprocess.Popen[bytes]], log: Path,
+                 timeout_s: float = 20.0) -> None:  # fmt: skip
+    """Return once ``url`` + ``/`` answers 200; RuntimeError with the log's end when one of
+    ``processes`` exits first or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url + "/", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
+            raise RuntimeError(f"the servers did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.1)
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:

@@ -5,14 +5,10 @@ the resolution probe against a small local DNS server."""
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dns.message
-import dns.rcode
-import dns.rrset
 import pytest
 from chaoslib.exceptions import ActivityFailed
 
@@ -21,6 +17,7 @@ from lkchaos.dns import client as dnsc
 from lkchaos.safety import ledger
 from lkchaos.stack.render import StackConfig, dns_hosts, dnsmasq_conf
 from lkchaos.verify import NotInEffect
+from tests.unit.local_servers import LocalDNS
 
 HOSTS = dns_hosts(StackConfig())
 CONF = dnsmasq_conf(StackConfig())
@@ -286,36 +283,6 @@ def test_unknown_names_are_refused_before_anything(resolver: FakeDNS, tmp_path: 
     assert files(resolver) == (HOSTS, CONF)
 
 
-class LocalDNS:
-    """A UDP DNS server on 127.0.0.1 answering from a dict; names not in it: NXDOMAIN; names
-    in ``silent``: no answer at all."""
-
-    def __init__(self, records: dict[str, str], silent: set[str]) -> None:
-        self.records, self.silent = records, silent
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            query = dns.message.from_wire(data)
-            name = query.question[0].name.to_text().rstrip(".")
-            if name in self.silent:
-                continue
-            reply = dns.message.make_response(query)
-            if name in self.records:
-                reply.answer.append(dns.rrset.from_text(f"{name}.", 5, "IN", "A",
-                                                        self.records[name]))  # fmt: skip
-            else:
-                reply.set_rcode(dns.rcode.NXDOMAIN)
-            self.sock.sendto(reply.to_wire(), peer)
-
-
 def test_resolve_names_reports_rcodes_addresses_and_latency() -> None:
     server = LocalDNS({LK: "172.29.77.10", "whip.chaos.test": "192.0.2.1"}, {"slow.chaos.test"})
     conf = {"dns_server": server.address}
@@ -330,7 +297,7 @@ def test_resolve_names_reports_rcodes_addresses_and_latency() -> None:
                                "nobody.chaos.test": "NXDOMAIN", "slow.chaos.test": "TIMEOUT"}
     assert found["failed"] == ["whip.chaos.test", "nobody.chaos.test", "slow.chaos.test"]
     assert found["max_latency_ms"] >= 300
-    server.sock.close()
+    server.close()
 
 
 def test_a_closed_port_is_unreachable_not_an_error() -> None:

@@ -22,7 +22,7 @@ from lkchaos.controls import sampler as sampler_module
 from lkchaos.controls import sampling
 from lkchaos.controls.figures import Fault, derive, fault_window, settled, summarize
 from lkchaos.controls.options import parse_options
-from lkchaos.controls.probes import recovery, sampled
+from lkchaos.controls.probes import recovery, sampled, sessions_answered
 
 MODULE = __name__
 
@@ -67,13 +67,31 @@ def past_event(ago_s: float = 0.5, took_s: float = 0.2) -> dict[str, Any]:
     return {"ok": True, "started_at": now - ago_s - took_s, "ended_at": now - ago_s}
 
 
+_turns = {"n": 0}
+
+
+def held_turn(rooms: int = 3, deaf: str = "") -> dict[str, Any]:
+    """Held callers' turns, round robin over ``rooms`` rooms; room ``deaf`` is never answered
+    once the service is broken (a session left deaf while the others answer)."""
+    _turns["n"] += 1
+    room = f"room-{_turns['n'] % rooms}"
+    time.sleep(0.02)
+    ok = service_ok() and not (room == deaf and _service["broken_once"])
+    return {"ok": ok, "room": room, "stage": "ok" if ok else "no_agent"}
+
+
+def break_once() -> None:
+    _service["broken_once"] = True
+    break_service()
+
+
 def interrupt() -> None:
     raise KeyboardInterrupt
 
 
 @pytest.fixture(autouse=True)
 def fresh_service() -> Iterator[None]:
-    _service.update(down=False, heal_at=None, calls=0)
+    _service.update(down=False, heal_at=None, calls=0, broken_once=False)
     yield
     sampling.cleanup_control()
     _service.update(down=False, heal_at=None)
@@ -633,3 +651,67 @@ def test_controls_declared_in_the_settings_too_mark_each_activity_once() -> None
     for name, runs in (("always", 2), ("break", 1), ("repair", 1)):
         assert marks.count(("activity_start", name)) == runs, marks
         assert marks.count(("activity_end", name)) == runs, marks
+
+
+OK_FIELD = {"type": "jsonpath", "path": "$.ok", "expect": True}
+
+
+def _sessions_probe(**arguments: Any) -> dict[str, Any]:
+    return {
+        "type": "probe", "name": "every-session-answered",
+        "tolerance": {"type": "jsonpath", "path": "$.ok", "expect": True},
+        "provider": {"type": "python", "module": "lkchaos.controls.probes",
+                     "func": "sessions_answered", "arguments": {"probe": "held", **arguments}},
+    }  # fmt: skip
+
+
+def _held_run(deaf: str) -> dict[str, Any]:
+    exp = experiment(
+        probes=[{**probe("held", "held_turn", 0, tolerance=OK_FIELD, deaf=deaf),
+                 "summary_keys": ["ok", "stage", "room"]}],
+        method=[action("break", "break_once", after_s=0.3),
+                action("repair", "repair_service", after_s=0.3)],
+        hypothesis=[_sessions_probe(sessions=3, timeout_s=1.5)],
+    )  # fmt: skip
+    return run_experiment(exp)
+
+
+def test_every_session_answered_after_the_fault_holds() -> None:
+    journal = _held_run(deaf="")
+    assert journal["status"] == "completed" and not journal["deviated"]
+    after = journal["steady_states"]["after"]["probes"][0]["output"]
+    assert after["ok"] and after["answered"] == 3 and after["unanswered"] == []
+    assert set(after["sessions"]) == {"room-0", "room-1", "room-2"}
+    assert after["since_t"] > 0  # judged from the fault's end, not the run's start
+
+
+def test_one_session_never_answered_again_deviates_though_most_turns_pass() -> None:
+    journal = _held_run(deaf="room-1")
+    assert journal["deviated"]
+    after = journal["steady_states"]["after"]["probes"][0]["output"]
+    assert after["ok"] is False and after["unanswered"] == ["room-1"]
+    assert after["answered"] == 2 and after["sessions"]["room-1"]["answered"] == 0
+    assert after["sessions"]["room-1"]["last"] == "no_agent"
+    assert after["waited_s"] >= 1.5
+    figures = section(journal)["probes"]["held"]["figures"]
+    assert figures["availability"] > 0.5  # the series alone looks mostly healthy
+
+
+def test_samples_without_the_session_key_say_how_to_keep_it() -> None:
+    exp = experiment(probes=[probe("held", "held_turn", 0, tolerance=OK_FIELD)], method=[NOOP],
+                     hypothesis=[_sessions_probe(timeout_s=0.5)])  # fmt: skip
+    journal = run_experiment(exp)
+    before = journal["steady_states"]["before"]["probes"][0]["output"]
+    assert before["ok"] is False and before["sessions"] == {}
+    assert "summary_keys" in before["note"] and "'room'" in before["note"]
+
+
+def test_sessions_answered_rejects_bad_arguments() -> None:
+    with pytest.raises(ActivityFailed, match="sessions"):
+        sessions_answered("held", sessions=0)
+    with pytest.raises(ActivityFailed, match="key"):
+        sessions_answered("held", key="")
+    with pytest.raises(ActivityFailed, match="timeout_s"):
+        sessions_answered("held", timeout_s=0)
+    with pytest.raises(ActivityFailed, match="no running sampling control"):
+        sessions_answered("held")

@@ -8,8 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import ssl
-import threading
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +22,7 @@ from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 from lkchaos.stack.render import StackConfig, caddyfile
 from lkchaos.tls import actions, client, probes, rotation
+from tests.unit.local_servers import TLSListener, configured, server_context
 
 NAME = "lk.chaos.test"
 
@@ -32,61 +31,28 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class TLSServer:
+class TLSServer(TLSListener):
     """A TLS server on 127.0.0.1 that loads its certificate files again on ``reload()`` and
     answers any request with an HSTS header."""
 
     def __init__(self, cert: Path, key: Path, configure: Any = None) -> None:
         self.cert, self.key, self.configure = cert, key, configure
-        self.ctx = self._context()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self.hsts = "max-age=31536000; includeSubDomains"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _context(self) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, self.key)
-        if self.configure:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self.configure(ctx)
-        return ctx
+        self.reload()
+        self.listen()
 
     def reload(self) -> None:
-        self.ctx = self._context()
+        self.ctx = configured(server_context(self.cert, self.key), self.configure)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
+    def handle(self, tls: ssl.SSLSocket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = tls.recv(4096)
+            if not chunk:
                 return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        conn.settimeout(5)
-        try:
-            with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = tls.recv(4096)
-                    if not chunk:
-                        return
-                    data += chunk
-                tls.sendall(b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: " + self.hsts.encode()
-                            + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
-        except (OSError, ssl.SSLError):
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the thread
-        except OSError:
-            pass
-        self.listener.close()
+            data += chunk
+        tls.sendall(b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: " + self.hsts.encode()
+                    + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
 
 
 @pytest.fixture

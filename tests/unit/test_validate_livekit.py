@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -28,7 +27,7 @@ from lkchaos.validate.checks import _livekit_media as media
 from lkchaos.validate.checks import _livekit_resources as resources
 from lkchaos.validate.checks import livekit as checks
 from lkchaos.validate.model import CHECKS, Context
-from tests.unit.livekit_dev import KEY, LIVEKIT_BIN, SECRET, free_port, stop_process
+from tests.unit.livekit_dev import KEY, LIVEKIT_BIN, SECRET, free_port, stop_process, wait_serving
 
 
 @dataclasses.dataclass
@@ -78,17 +77,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
                                         cwd=folder, stdout=log, stderr=log))  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if any(p.poll() is not None for p in started) or time.monotonic() > deadline:
-                raise RuntimeError("the servers did not start: "
-                                   + (folder / "server.log").read_text()[-2000:])
-            time.sleep(0.1)
+        wait_serving(url, started, folder / "server.log")
         yield Local(url, redis_port, folder)
     finally:
         for process in reversed(started):

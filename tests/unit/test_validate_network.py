@@ -12,48 +12,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import dns.message
-import dns.rcode
-import dns.rrset
 import pytest
 
 from lkchaos.settings import Settings
 from lkchaos.stack import layout, render
 from lkchaos.validate.checks import network
 from lkchaos.validate.model import CHECKS, Context
-
-
-class DnsServer:
-    """Answers A queries for ``records`` and NXDOMAIN for everything else."""
-
-    def __init__(self, records: dict[str, str]) -> None:
-        self.records = records
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            query = dns.message.from_wire(data)
-            reply = dns.message.make_response(query)
-            name = query.question[0].name.to_text().rstrip(".")
-            if name in self.records:
-                reply.answer.append(dns.rrset.from_text(name + ".", 5, "IN", "A",
-                                                        self.records[name]))  # fmt: skip
-            else:
-                reply.set_rcode(dns.rcode.NXDOMAIN)
-            try:
-                self.sock.sendto(reply.to_wire(), peer)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.sock.close()
+from tests.unit.local_servers import LocalDNS
 
 
 class StunServer:
@@ -81,8 +46,8 @@ class StunServer:
 
 
 @pytest.fixture
-def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer({"lk.example.test": "192.0.2.10", "turn.example.test": "192.0.2.10"})
+def dns_server() -> Iterator[LocalDNS]:
+    server = LocalDNS({"lk.example.test": "192.0.2.10", "turn.example.test": "192.0.2.10"})
     yield server
     server.close()
 
@@ -112,7 +77,7 @@ def test_every_dns_child_and_port_child_has_a_check() -> None:
     assert "infra.firewall-rules-configured" not in CHECKS  # the runner rolls the children up
 
 
-def test_dns_children_resolve_through_the_targets_resolver(dns_server: DnsServer) -> None:
+def test_dns_children_resolve_through_the_targets_resolver(dns_server: LocalDNS) -> None:
     ctx = Context(_user(dns_server=dns_server.address))
     lk = CHECKS["infra.dns-records-configured.lk"](ctx)
     assert lk.status == "pass"
@@ -236,7 +201,7 @@ def test_nmap_missing_is_an_error_that_says_what_to_install(
 
 
 def test_connectivity_needs_every_name_resolved_and_answering_tls(
-        dns_server: DnsServer, tmp_path: Path) -> None:  # fmt: skip
+        dns_server: LocalDNS, tmp_path: Path) -> None:  # fmt: skip
     from lkchaos import certs
     from tests.unit.test_validate_tls import ProxyServer
 

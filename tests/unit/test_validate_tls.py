@@ -10,7 +10,6 @@ import socket
 import ssl
 import struct
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from lkchaos.settings import Settings
 from lkchaos.validate.checks import caddy, network
 from lkchaos.validate.checks import tls as tls_checks
 from lkchaos.validate.model import Context
+from tests.unit.local_servers import TLSListener, configured, server_context
 
 LK, TURN, WHIP = "lk.example.test", "turn.example.test", "whip.example.test"
 NAMES = (LK, TURN, WHIP)
@@ -96,68 +96,39 @@ def _stun_reply(request: bytes, peer: tuple[str, int]) -> bytes:
     return struct.pack("!HHI", 0x0101, len(attr), network.STUN_MAGIC) + txid + attr
 
 
-class ProxyServer:
+class ProxyServer(TLSListener):
     """A TLS listener on 127.0.0.1 that answers by SNI: ``lk``: 200 ``OK`` with HSTS (101 to
     a WebSocket upgrade); ``turn``: STUN binding responses; ``whip``: 404."""
 
     def __init__(self, cert: Path, key: Path, configure: Callable[[ssl.SSLContext], None]
                  | None = None, hsts: str = "max-age=31536000") -> None:  # fmt: skip
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
+        ctx = server_context(cert, key)
         ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
         ctx.set_alpn_protocols(["h2", "http/1.1"])
         self.sni: dict[int, str] = {}
         ctx.sni_callback = self._remember
-        if configure is not None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                configure(ctx)
-        self.ctx, self.hsts = ctx, hsts
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.ctx, self.hsts = configured(ctx, configure), hsts
+        self.listen()
 
     def _remember(self, sock: Any, name: str | None, _ctx: ssl.SSLContext) -> None:
         self.sni[id(sock)] = name or ""
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        conn.settimeout(5)
-        try:
-            with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                name = self.sni.pop(id(tls), "")
-                data = tls.recv(4096)
-                if name == TURN:
-                    tls.sendall(_stun_reply(data, tls.getpeername()))
-                    return
-                while data and b"\r\n\r\n" not in data:
-                    data += tls.recv(4096)
-                if name == LK and b"Upgrade: websocket" in data:
-                    tls.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                b"Connection: Upgrade\r\n\r\n")
-                elif name == LK:
-                    tls.sendall(b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: "
-                                + self.hsts.encode() + b"\r\nContent-Length: 2\r\n\r\nOK")
-                else:
-                    tls.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-        except (OSError, ssl.SSLError):
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.listener.close()
+    def handle(self, tls: ssl.SSLSocket) -> None:
+        name = self.sni.pop(id(tls), "")
+        data = tls.recv(4096)
+        if name == TURN:
+            tls.sendall(_stun_reply(data, tls.getpeername()))
+            return
+        while data and b"\r\n\r\n" not in data:
+            data += tls.recv(4096)
+        if name == LK and b"Upgrade: websocket" in data:
+            tls.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\n\r\n")
+        elif name == LK:
+            tls.sendall(b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: "
+                        + self.hsts.encode() + b"\r\nContent-Length: 2\r\n\r\nOK")
+        else:
+            tls.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
 
 
 @pytest.fixture

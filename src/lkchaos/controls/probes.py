@@ -29,6 +29,14 @@ sampler's (which would slow both, on a small machine)::
 
     {"ok": true, "probe": "caller-answered", "count": 1, "ok_samples": 1, "waited_s": 4.2,
      "results": [{"ok": true, "t": 61.2, "latency_s": 9.6, "value": {...}}]}
+
+``sessions_answered`` judges held sessions one by one: a series of held callers' turns can
+be mostly answered while one room is never served again; every session (``value.room``)
+that took a turn after the fault must have been answered at least once since::
+
+    {"ok": false, "probe": "held-caller", "key": "room", "since_t": 41.3, "answered": 2,
+     "unanswered": ["lkchaos-held-7c1d"], "waited_s": 60.0,
+     "sessions": {"lkchaos-held-7c1d": {"turns": 6, "answered": 0, "last": "no_agent"}, ...}}
 """
 
 import time
@@ -41,7 +49,7 @@ from lkchaos.controls.figures import settled
 from lkchaos.controls.sampler import Sampler
 from lkchaos.controls.sampling import find_sampler, sampled_probes
 
-__all__ = ["recovery", "sampled"]
+__all__ = ["recovery", "sampled", "sessions_answered"]
 
 
 def recovery(
@@ -91,6 +99,16 @@ def _sampler_of(probe: str) -> Sampler:
     return sampler
 
 
+def _sampling_now(probe: str) -> Sampler:
+    sampler = _sampler_of(probe)
+    if not sampler.running:
+        raise ActivityFailed(
+            f"the sampling control is not sampling {probe!r} now (it starts with the method, "
+            "or has stopped): set its start to 'experiment' to judge the steady state by it"
+        )
+    return sampler
+
+
 def sampled(
     probe: str,
     count: int = 1,
@@ -120,12 +138,7 @@ def sampled(
     need = count if min_ok is None else min_ok
     if need > count:
         raise ActivityFailed(f"min_ok ({min_ok}) cannot be more than count ({count})")
-    sampler = _sampler_of(probe)
-    if not sampler.running:
-        raise ActivityFailed(
-            f"the sampling control is not sampling {probe!r} now (it starts with the method, "
-            "or has stopped): set its start to 'experiment' to judge the steady state by it"
-        )
+    sampler = _sampling_now(probe)
     began = time.monotonic()
     since = sampler.now()
     fresh: list[dict[str, Any]] = []
@@ -151,3 +164,72 @@ def sampled(
             for s in fresh
         ],
     }
+
+
+def sessions_answered(
+    probe: str,
+    sessions: int = None,  # type: ignore[assignment]
+    key: str = "room",
+    timeout_s: float = 60.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Whether every session seen in ``probe``'s samples since the fault ended (before any
+    fault ended: since this call) was answered at least once since, a session being the
+    samples whose ``value[key]`` is the same (held callers' rooms).
+
+    Waits up to ``timeout_s`` seconds for every session seen to be answered and, with
+    ``sessions``, for at least that many sessions to be; ok when both hold. A session
+    replaced by a new call counts as unanswered: use this where the same sessions must
+    answer again. Returns ``{"ok", "probe", "key", "since_t", "answered", "unanswered",
+    "waited_s", "sessions": {name: {"turns", "answered", "last"}}}`` (``last``: the stage
+    of its last sample), and ``note`` when the samples do not keep ``key`` (the sampling
+    control's ``summary_keys`` must name it). Raises ActivityFailed on bad arguments, or when
+    no running sampling control samples ``probe``.
+    """
+    if sessions is not None and (isinstance(sessions, bool) or not isinstance(sessions, int)
+                                 or sessions < 1):  # fmt: skip
+        raise ActivityFailed(f"sessions must be a whole number >= 1, not {sessions!r}")
+    if not isinstance(key, str) or not key:
+        raise ActivityFailed(f"key must be the name of a field of the samples, not {key!r}")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
+        raise ActivityFailed(f"timeout_s must be a number of seconds > 0, not {timeout_s!r}")
+    sampler = _sampling_now(probe)
+    began = time.monotonic()
+    fault_end = sampler.fault().end_t
+    since = fault_end if fault_end is not None else sampler.now()
+    need = sessions or 1
+    while True:
+        seen = _sessions(sampler.samples(probe), key, since)
+        answered = sorted(name for name, s in seen.items() if s["answered"])
+        unanswered = sorted(name for name, s in seen.items() if not s["answered"])
+        waited = time.monotonic() - began
+        ok = not unanswered and len(answered) >= need
+        if ok or waited >= timeout_s or not sampler.running:
+            break
+        time.sleep(min(0.2, timeout_s - waited))
+    result = {
+        "ok": ok, "probe": probe, "key": key, "since_t": round(since, 3),
+        "answered": len(answered), "unanswered": unanswered,
+        "waited_s": round(time.monotonic() - began, 3), "sessions": seen,
+    }  # fmt: skip
+    if not seen and sampler.samples(probe):
+        result["note"] = (f"no sample of {probe!r} keeps {key!r}: add {key!r} to the probe's "
+                          "summary_keys in the sampling control")  # fmt: skip
+    return result
+
+
+def _sessions(samples: list[dict[str, Any]], key: str, since: float) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for sample in samples:
+        value = sample.get("value")
+        if sample["t"] + sample["latency_ms"] / 1000.0 < since or not isinstance(value, dict):
+            continue
+        name = value.get(key)
+        if name is None:
+            continue
+        entry = seen.setdefault(str(name), {"turns": 0, "answered": 0, "last": None})
+        entry["turns"] += 1
+        entry["answered"] += 1 if sample["ok"] else 0
+        entry["last"] = value.get("stage")
+    return seen

@@ -604,4 +604,9 @@ RULES: dict[str, list[Rule]] = {
     "lkchaos.controls.probes.sampled": [
         Rule(("probe",), _sampled), _positive("timeout_s"),
         _rule("count", "min_ok")(_sample_count)],
+    "lkchaos.controls.probes.sessions_answered": [
+        Rule(("probe",), _sampled), _positive("timeout_s"),
+        _rule("sessions")(lambda a, c: None if a.get("sessions") is None else check_int(
+            "sessions", a.get("sessions"), "sessions", minimum=1, maximum=1000)),
+        _rule("key")(lambda a, c: check_text("key", a.get("key", "room")))],
 }

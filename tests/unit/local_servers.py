@@ -1,0 +1,109 @@
+"""Small servers on 127.0.0.1 that the unit tests run for real: a UDP DNS server and a TLS
+listener. Each runs on daemon threads and stops on ``close()``."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import dns.rrset
+
+
+class LocalDNS:
+    """A UDP DNS server answering A queries from ``records``; other names: NXDOMAIN; names in
+    ``silent``: no answer at all (a resolver that times out)."""
+
+    def __init__(self, records: dict[str, str], silent: set[str] | frozenset[str] = frozenset()
+                 ) -> None:  # fmt: skip
+        self.records, self.silent = records, silent
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            query = dns.message.from_wire(data)
+            name = query.question[0].name.to_text().rstrip(".")
+            if name in self.silent:
+                continue
+            reply = dns.message.make_response(query)
+            if name in self.records:
+                reply.answer.append(dns.rrset.from_text(f"{name}.", 5, "IN", "A",
+                                                        self.records[name]))  # fmt: skip
+            else:
+                reply.set_rcode(dns.rcode.NXDOMAIN)
+            try:
+                self.sock.sendto(reply.to_wire(), peer)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def configured(ctx: ssl.SSLContext, configure: Callable[[ssl.SSLContext], None] | None
+               ) -> ssl.SSLContext:  # fmt: skip
+    """``ctx`` after ``configure(ctx)`` (which may set deprecated protocol versions on
+    purpose, to serve a weak server)."""
+    if configure is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            configure(ctx)
+    return ctx
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+class TLSListener:
+    """A TLS listener: every connection is wrapped with ``self.ctx`` (read when it arrives)
+    and handed to :meth:`handle` on a thread of its own, then closed."""
+
+    ctx: ssl.SSLContext
+
+    def listen(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def handle(self, tls: ssl.SSLSocket) -> None:
+        raise NotImplementedError
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                self.handle(tls)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the thread
+        except OSError:
+            pass
+        self.listener.close()
