@@ -4,8 +4,9 @@ CI's integration stage runs all but :data:`CATALOGUE`, which run with ``-m catal
 (``bench/catalogue.py``). Each runs once in the suite: the quick game day's entries come from
 its journals, cert-expiry from the run test_cert_dns_faults shares (a longer fault window, so
 that callers are seen failing), and whisper-outage and mcp-outage run on the second
-deployment (test_second_deployment, with the same checks as here): the agent, Whisper and the
-tool server are the same images there, and that keeps CI's integration stage within its budget.
+deployment (test_second_deployment, with the same checks as here; whisper-outage there with
+the catalogue): the agent, Whisper and the tool server are the same images there, and that
+keeps CI's integration stage within its budget.
 
 Each must complete without deviating, unless the system under test truly fails the
 hypothesis: then the deviation is asserted here and the finding is written in the experiment's

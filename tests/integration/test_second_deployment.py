@@ -53,7 +53,8 @@ RUN_HERE = ["steady-state.json", "agent-crash.json", "whisper-outage.json",
 #: Experiments that apply to this target: those run here, and the stress and held-call
 #: experiments, which run on the reference stack (the same images; CI's time budget).
 APPLICABLE = [*RUN_HERE, "cpu-pressure-agent.json", "memory-pressure-livekit.json",
-              "disk-full-stt.json", "held-whisper-freeze.json"]  # fmt: skip
+              "disk-full-stt.json", "held-whisper-freeze.json",
+              "held-tool-server-outage.json"]  # fmt: skip
 _NO_INGRESS = "needs LiveKit Ingress: the target has no ingress section"
 _NO_RECEIVER = "needs a webhook receiver: the target has no monitoring.receiver_url"
 _NO_PROMETHEUS = "needs Prometheus: the target has no monitoring.prometheus_url"
@@ -247,10 +248,11 @@ def failed_activities(journal: dict[str, Any]) -> dict[str, str]:
     }  # fmt: skip
 
 
-#: Run here only with the full catalogue (``-m catalogue``): CI runs them on the reference
-#: stack (agent-crash in the quick game day, cert-expiry with test_cert_dns_faults,
-#: whisper-outage with the others); here CI keeps a service fault named by role
-#: (mcp-outage) and the runner killed mid-fault with Whisper frozen, below.
+#: Run here only with the full catalogue (``-m catalogue``): CI runs agent-crash and
+#: cert-expiry on the reference stack (the quick game day, test_cert_dns_faults), and
+#: Whisper's outage there as held-whisper-freeze (the same fault, judged turn by turn); here
+#: CI keeps a service fault named by role with its apology (mcp-outage) and the runner
+#: killed mid-fault with Whisper frozen, below.
 CATALOGUE_HERE = {"agent-crash.json", "cert-expiry.json", "whisper-outage.json"}
 
 

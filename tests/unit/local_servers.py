@@ -69,18 +69,17 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
-class TLSListener:
-    """A TLS listener: every connection is wrapped with ``self.ctx`` (read when it arrives)
-    and handed to :meth:`handle` on a thread of its own, then closed."""
-
-    ctx: ssl.SSLContext
+class Listener:
+    """A TCP listener on 127.0.0.1: every connection goes to :meth:`handle` on a thread of
+    its own (5 s timeout), then is closed."""
 
     def listen(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.port = self.listener.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
         threading.Thread(target=self._serve, daemon=True).start()
 
-    def handle(self, tls: ssl.SSLSocket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         raise NotImplementedError
 
     def _serve(self) -> None:
@@ -94,8 +93,7 @@ class TLSListener:
     def _one(self, conn: socket.socket) -> None:
         conn.settimeout(5)
         try:
-            with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                self.handle(tls)
+            self.handle(conn)
         except (OSError, ssl.SSLError):
             pass
         finally:
@@ -107,3 +105,17 @@ class TLSListener:
         except OSError:
             pass
         self.listener.close()
+
+
+class TLSListener(Listener):
+    """A TLS listener: every connection is wrapped with ``self.ctx`` (read when it arrives)
+    and handed to :meth:`handle_tls`."""
+
+    ctx: ssl.SSLContext
+
+    def handle(self, conn: socket.socket) -> None:
+        with self.ctx.wrap_socket(conn, server_side=True) as tls:
+            self.handle_tls(tls)
+
+    def handle_tls(self, tls: ssl.SSLSocket) -> None:
+        raise NotImplementedError

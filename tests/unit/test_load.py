@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from lkchaos.cli import main
 from lkchaos.errors import ConfigError
-from lkchaos.load import ramp, usage
+from lkchaos.history import open_history
+from lkchaos.load import ramp, record, usage
 from lkchaos.settings import Settings
 from tests.unit.livekit_dev import KEY, SECRET, dev_server
 
@@ -106,6 +107,13 @@ def test_a_ramp_without_an_agent_breaks_at_its_first_step_and_leaves_nothing(
     assert result["leftover"] == {}
     assert said and said[-1].startswith("   1 callers: 1 connected") and "BREAKS" in said[-1]
     assert "Knee: 1 callers." in ramp.table(result)
+    history = f"sqlite:///{tmp_path / 'history.sqlite'}"  # a real ramp's result is recorded
+    open_history(history).close()
+    load_id = record.record(result, "a dev server", history)
+    [kept] = record.recent(history)
+    assert kept["load_id"] == load_id and kept["knee"] == 1 and kept["held_callers"] is None
+    assert kept["steps_measured"][0]["cpu_cores"] is None  # no engine: unknown, not zero
+    assert record.result(load_id, history)["steps"][0]["breaks"] == step["breaks"]
 
 
 def test_the_command_refuses_bad_steps_before_calling_anyone() -> None:

@@ -44,7 +44,7 @@ class TLSServer(TLSListener):
     def reload(self) -> None:
         self.ctx = configured(server_context(self.cert, self.key), self.configure)
 
-    def handle(self, tls: ssl.SSLSocket) -> None:
+    def handle_tls(self, tls: ssl.SSLSocket) -> None:
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = tls.recv(4096)

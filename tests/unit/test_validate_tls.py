@@ -9,7 +9,6 @@ import datetime as dt
 import socket
 import ssl
 import struct
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from lkchaos.settings import Settings
 from lkchaos.validate.checks import caddy, network
 from lkchaos.validate.checks import tls as tls_checks
 from lkchaos.validate.model import Context
-from tests.unit.local_servers import TLSListener, configured, server_context
+from tests.unit.local_servers import Listener, TLSListener, configured, server_context
 
 LK, TURN, WHIP = "lk.example.test", "turn.example.test", "whip.example.test"
 NAMES = (LK, TURN, WHIP)
@@ -113,7 +112,7 @@ class ProxyServer(TLSListener):
     def _remember(self, sock: Any, name: str | None, _ctx: ssl.SSLContext) -> None:
         self.sni[id(sock)] = name or ""
 
-    def handle(self, tls: ssl.SSLSocket) -> None:
+    def handle_tls(self, tls: ssl.SSLSocket) -> None:
         name = self.sni.pop(id(tls), "")
         data = tls.recv(4096)
         if name == TURN:
@@ -313,30 +312,15 @@ def test_websocket_upgrade_goes_through(serve: Serve) -> None:
     assert finding.data["status"] == 101
 
 
-class _Plain:
-    """A plain HTTP server answering every request with ``status`` and ``headers``."""
+class _Plain(Listener):
+    """A plain HTTP server answering every request with ``answer(request)``."""
 
     def __init__(self, answer: Callable[[bytes], bytes]) -> None:
         self.answer = answer
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.listen()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                try:
-                    conn.sendall(self.answer(conn.recv(4096)))
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.listener.close()
+    def handle(self, conn: socket.socket) -> None:
+        conn.sendall(self.answer(conn.recv(4096)))
 
 
 def _host_header(request: bytes) -> str:

@@ -116,7 +116,7 @@ class _ListByDefault(click.Group):
                    "history.sqlite).")  # fmt: skip
 @click.pass_context
 def history(ctx: click.Context, url: str | None) -> None:
-    """Recorded experiment runs, game days and schedule events."""
+    """Recorded experiment runs, game days, schedule events and load ramps."""
     ctx.obj = {"url": url}
 
 
@@ -265,3 +265,36 @@ def schedule(ctx: click.Context, gameday: str | None, limit: int, as_json: bool)
     _table(["at (UTC)", "game day", "event", "reason"],
            [[e.at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), e.gameday, e.kind,
              e.reason] for e in events])  # fmt: skip
+
+
+@history.command("loads")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@click.option("--show", "load_id", metavar="ID", help="One ramp's whole result, as JSON.")
+@click.pass_context
+@handle_errors
+def loads(ctx: click.Context, limit: int, as_json: bool, load_id: str | None) -> None:
+    """Voice load ramps (`lkchaos load`), newest first: the knee, the most callers that held
+    the budget, and each step's turn latency p95 and answers."""
+    from lkchaos.load import record
+
+    url = (ctx.obj or {}).get("url")
+    _open(ctx).close()  # created and migrated like every history command's
+    if load_id is not None:
+        _json(record.result(load_id, url))
+        return
+    found = record.recent(url, limit)
+    if as_json:
+        _json(found)
+        return
+    if not found:
+        click.echo("no load ramps recorded")
+        return
+    _table(["started (UTC)", "steps", "knee", "held", "p95 per step (s)", "answered per step",
+            "left", "id"],
+           [[_when(r["started_at"]), r["steps"], str(r["knee"] or "-"),
+             str(r["held_callers"] or "-"),
+             " ".join(_num(s["latency_p95_s"], "{:.2f}") for s in r["steps_measured"]),
+             " ".join(_pct(s["answered_pct"] / 100) for s in r["steps_measured"]),
+             "?" if r["leftover_rooms"] is None else str(r["leftover_rooms"]),
+             r["load_id"][:12]] for r in found])  # fmt: skip

@@ -20,15 +20,16 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -219,3 +220,22 @@ def connect(url: str | None = None) -> tuple[Engine, str]:
             f"database is running and reachable, and the URL (${ENV_URL}, or the url given)"
         ) from exc
     return engine, masked
+
+
+def insert_all(url: str | None, what: str, rows: Sequence[tuple[Table, list[dict[str, Any]]]]
+               ) -> None:  # fmt: skip
+    """Insert each table's rows into the history at ``url``, in one transaction. Raises
+    LkChaosError naming the (masked) database and ``what`` was being recorded."""
+    from sqlalchemy import insert
+
+    engine, masked = connect(url)
+    try:
+        with engine.begin() as conn:
+            for table, values in rows:
+                if values:
+                    conn.execute(insert(table), values)
+    except SQLAlchemyError as exc:
+        raise LkChaosError(f"the run history at {masked} failed while recording {what}: "
+                           f"{_reason(exc)}; check that the database is up") from exc
+    finally:
+        engine.dispose()

@@ -9,6 +9,9 @@
 - ``gameday_runs``: one row per game day run; ``schedule_events``: fired/missed/skipped.
 - ``validations``: one row per ``lkchaos validate`` run (or round of ``--watch``, sharing a
   ``watch_id``) with its counts; ``validation_items``: each item's status and evidence.
+- ``load_runs``: one row per ``lkchaos load`` ramp (its plan, knee, the largest step that
+  held its budget, leftover rooms, and the whole result, JSON compressed with zlib);
+  ``load_steps``: each step's callers, answers, turn latency and CPU.
 
 Every timestamp is stored as UTC and read back timezone-aware (:class:`UTCDateTime`: SQLite
 has no time zones, PostgreSQL columns are ``timestamptz``). The migrations in
@@ -194,4 +197,44 @@ validation_items = Table(
     Column("evidence", Text, nullable=False),
     Column("duration_s", Float),
     Index("ix_validation_items_item", "item_id", "validation_id"),
+)  # fmt: skip
+
+load_runs = Table(
+    "load_runs", metadata,
+    Column("load_id", String(64), primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("target", String(200)),
+    Column("steps", String(400), nullable=False),
+    Column("step_s", Float, nullable=False),
+    Column("p95_budget_s", Float, nullable=False),
+    Column("min_answered_pct", Float, nullable=False),
+    Column("knee", Integer),
+    Column("held_callers", Integer),
+    Column("stopped_early", Boolean, nullable=False),
+    Column("leftover_rooms", Integer),
+    Column("lkchaos_version", String(64), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("encoding", String(32), nullable=False),
+    Column("result", LargeBinary, nullable=False),
+    Index("ix_load_runs_started_at", "started_at"),
+)  # fmt: skip
+
+load_steps = Table(
+    "load_steps", metadata,
+    Column("load_id", String(64), ForeignKey("load_runs.load_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("callers", Integer, nullable=False),
+    Column("connected", Integer, nullable=False),
+    Column("turns", Integer, nullable=False),
+    Column("answered_pct", Float, nullable=False),
+    Column("latency_p50_s", Float),
+    Column("latency_p95_s", Float),
+    Column("latency_p99_s", Float),
+    Column("join_p50_s", Float),
+    Column("dispatch_p50_s", Float),
+    Column("cpu_cores", Float),
+    Column("breaks", Text, nullable=False),
 )  # fmt: skip

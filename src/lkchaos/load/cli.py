@@ -41,11 +41,15 @@ Exit status:
 @click.option("--json", "json_file", metavar="FILE", help="Write the ramp's figures as JSON.")
 @click.option("--markdown", "markdown_file", metavar="FILE",
               help="Write the ramp's table as Markdown.")
+@click.option("--history/--no-history", "use_history", default=None,
+              help="Record the ramp in the run history (default: when one exists: "
+                   "$LKCHAOS_HISTORY_URL, or history.sqlite in the state folder); "
+                   "`lkchaos history loads` lists them.")
 @handle_errors
 def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
          min_answered_pct: float, transcribe_every: int, stagger_s: float, max_callers: int,
          keep_going: bool, required: int | None, json_file: str | None,
-         markdown_file: str | None) -> None:  # fmt: skip
+         markdown_file: str | None, use_history: bool | None) -> None:  # fmt: skip
     """Ramp held callers through steps against the target (the reference stack by default)
     and find where it breaks: per step, callers connected, turns answered, turn latency
     p50/p95/p99, join and dispatch times, each container's CPU and memory, LiveKit's packet
@@ -53,6 +57,7 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
     rooms left with a participant are reported."""
     from lkchaos.load import ramp
     from lkchaos.settings import Settings
+    from lkchaos.validate.record import history_exists
 
     plan = ramp.Plan(steps=ramp.parse_steps(steps), step_s=step_s, warmup_s=warmup_s,
                      p95_budget_s=p95_budget_s, min_answered_pct=min_answered_pct,
@@ -73,6 +78,8 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
                 Path(path).write_text(text)
             except OSError as exc:
                 raise ConfigError(f"cannot write the {what} to {path}: {exc}") from exc
+    if history_exists(settings.state_dir) if use_history is None else use_history:
+        _record(result)
     left = result["leftover"]
     if left:
         click.echo(f"left behind: {left}", err=True)
@@ -81,3 +88,18 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
     if required is not None and knee is not None and knee <= required:
         click.echo(f"the knee ({knee} callers) is at or below the required {required}", err=True)
         raise SystemExit(1)
+
+
+def _record(result: dict[str, object]) -> None:
+    from lkchaos.errors import LkChaosError
+    from lkchaos.load import record
+    from lkchaos.settings import selected_target
+
+    selection = selected_target()
+    target = selection.describe() if selection is not None else "the reference stack"
+    try:
+        load_id = record.record(result, target)
+    except LkChaosError as exc:  # the ramp is done; not recording it is said, not fatal
+        click.secho(f"warning: not recorded in the run history: {exc}", fg="yellow", err=True)
+        return
+    click.echo(f"recorded in the run history as load ramp {load_id[:12]}", err=True)

@@ -1,4 +1,5 @@
-"""``lkchaos report``: journals (or a game day from the history) to HTML, Markdown and JUnit.
+"""``lkchaos report``: journals (or a game day from the history) to HTML, Markdown and JUnit;
+a voice load ramp (``--load``: its JSON file or its id in the history) to HTML and Markdown.
 
 Exit status: 0 when the files were written, 2 for bad usage or a journal that cannot be read,
 1 for any other lkchaos error (a history that cannot be reached, a file that cannot be
@@ -48,25 +49,35 @@ def _default_title(journals: tuple[Path, ...], gameday: GamedayInfo | None) -> s
 @click.option("--gameday", "gameday_ref", metavar="NAME_OR_RUN_ID",
               help="Report on a game day from the history: a game day run id, or a game "
                    "day's name for its latest run.")
+@click.option("--load", "load_ref", metavar="FILE_OR_LOAD_ID",
+              help="Report on a voice load ramp: the file `lkchaos load --json` wrote, or a "
+                   "load id from `lkchaos history loads`.")
 @click.option("--history-url", help="The history database (default: $LKCHAOS_HISTORY_URL, "
                                     "else the state folder's SQLite file).")
 @handle_errors
 def report(journals: tuple[Path, ...], output: Path, markdown_path: Path | None,
            junit_path: Path | None, title: str | None, gameday_ref: str | None,
-           history_url: str | None) -> None:  # fmt: skip
+           load_ref: str | None, history_url: str | None) -> None:  # fmt: skip
     """Turn Chaos Toolkit journals into one self-contained HTML report (opens offline), and
     optionally Markdown and JUnit XML.
 
     \b
     lkchaos report journal.json -o report.html --markdown summary.md --junit junit.xml
     lkchaos report --gameday weekly --history-url sqlite:///history.sqlite
+    lkchaos report --load ramp.json -o ramp.html
     """
+    if load_ref is not None:
+        if journals or gameday_ref is not None or junit_path is not None:
+            raise ConfigError("--load reports on one load ramp: give no journal files, "
+                              "--gameday or --junit with it")  # fmt: skip
+        _load_report(load_ref, history_url, output, markdown_path, title)
+        return
     if gameday_ref is None and not journals:
         raise ConfigError("give one or more journal files, or --gameday NAME_OR_RUN_ID")
     if gameday_ref is not None and journals:
         raise ConfigError("give journal files or --gameday, not both")
     if history_url is not None and gameday_ref is None:
-        raise ConfigError("--history-url is only used with --gameday")
+        raise ConfigError("--history-url is only used with --gameday or --load")
     day: GamedayInfo | None = None
     sources: list[JournalSource] = list(journals)
     if gameday_ref is not None:
@@ -79,3 +90,28 @@ def report(journals: tuple[Path, ...], output: Path, markdown_path: Path | None,
         paths["junit"] = junit_path
     for path in write_report_files(built, paths).values():
         click.echo(str(path))
+
+
+def _load_report(ref: str, history_url: str | None, output: Path, markdown_path: Path | None,
+                 title: str | None) -> None:  # fmt: skip
+    from lkchaos.errors import LkChaosError
+    from lkchaos.load import ramp, record
+    from lkchaos.report import loadramp
+
+    path = Path(ref)
+    if path.is_file():
+        result, load_id = loadramp.read_result(path), None
+    elif path.suffix == ".json" or "/" in ref:
+        raise ConfigError(f"no load ramp file at {ref} (write one with `lkchaos load --json "
+                          "FILE`, or give a load id from `lkchaos history loads`)")  # fmt: skip
+    else:
+        result, load_id = record.result(ref, history_url), ref
+    written = [(output, loadramp.render(result, title, load_id))]
+    if markdown_path is not None:
+        written.append((markdown_path, ramp.table(result) + "\n"))
+    for target, text in written:
+        try:
+            target.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise LkChaosError(f"cannot write {target}: {exc}") from exc
+        click.echo(str(target))

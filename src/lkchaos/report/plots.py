@@ -243,3 +243,47 @@ def _parse(raw: str) -> dt.datetime | None:
 
 def _style() -> Any:
     return rc_context(_RC)
+
+
+def load_png(steps: Sequence[Mapping[str, Any]], p95_budget_s: float | None,
+             min_answered_pct: float | None) -> bytes | None:  # fmt: skip
+    """A load ramp against its callers: turn latency p50/p95/p99 with the p95 budget, turns
+    answered % with its floor, and the deployment's CPU cores. None without steps."""
+    if not steps:
+        return None
+    callers = [int(s["callers"]) for s in steps]
+    figure = Figure(figsize=(WIDTH_IN, 2.9), dpi=DPI, layout="constrained")
+    with _style():
+        latency, answered, cpu = figure.subplots(1, 3)
+        for pct, style in (("p50", "-o"), ("p95", "-s"), ("p99", ":^")):
+            values = [_num((s.get("latency_s") or {}).get(pct)) for s in steps]
+            latency.plot(callers, [math.nan if v is None else v for v in values], style,
+                         markersize=4, linewidth=1.3, label=pct)
+        if p95_budget_s:
+            latency.axhline(p95_budget_s, color=BAD, linestyle="--", linewidth=1,
+                            label="p95 budget")
+        latency.set_title("turn latency (s)")
+        answered.plot(callers, [float(s.get("answered_pct") or 0.0) for s in steps], "-o",
+                      color=STRIP_OK, markersize=4, linewidth=1.3, label="answered")
+        if min_answered_pct is not None:
+            answered.axhline(min_answered_pct, color=BAD, linestyle="--", linewidth=1,
+                             label="floor")
+        answered.set_ylim(0, 105)
+        answered.set_title("turns answered (%)")
+        cores = [_num((s.get("usage") or {}).get("cpu_cores_total")) for s in steps]
+        cpu.plot(callers, [math.nan if v is None else v for v in cores], "-o", color=ACTION,
+                 markersize=4, linewidth=1.3, label="all containers")
+        cpu.set_ylim(bottom=0)
+        cpu.set_title("CPU (cores)")
+        for ax in (latency, answered, cpu):
+            ax.set_xlabel("concurrent callers")
+            ax.set_xticks(callers)
+            ax.grid(color="#e5e7eb", linewidth=0.6)
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(False)
+            ax.legend(loc="best", frameon=False, fontsize=8)
+        broken = [c for c, s in zip(callers, steps, strict=True) if s.get("breaks")]
+        if broken:
+            for ax in (latency, answered, cpu):
+                ax.axvline(broken[0], color=FAULT, linewidth=1, alpha=0.6)
+        return _png(figure)

@@ -14,11 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select
 
 from lkchaos import __version__
-from lkchaos.errors import LkChaosError
 from lkchaos.validate.runner import Report
 
 
@@ -32,10 +30,9 @@ def record(report: Report, selection: dict[str, Any], url: str | None = None,
            watch_id: str | None = None) -> str:  # fmt: skip
     """Write ``report`` into the history at ``url`` (the default history when None); its
     validation id."""
-    from lkchaos.history.connect import _reason, connect
+    from lkchaos.history.connect import insert_all
     from lkchaos.history.schema import validation_items, validations
 
-    engine, masked = connect(url)
     validation_id = uuid.uuid4().hex
     counts = report.counts()
     row = {
@@ -51,16 +48,7 @@ def record(report: Report, selection: dict[str, Any], url: str | None = None,
     rows = [{"validation_id": validation_id, "item_id": r.item.id, "position": index,
              "status": r.status, "evidence": r.evidence, "duration_s": r.duration_s}
             for index, r in enumerate(report.results)]  # fmt: skip
-    try:
-        with engine.begin() as conn:
-            conn.execute(insert(validations), row)
-            if rows:
-                conn.execute(insert(validation_items), rows)
-    except SQLAlchemyError as exc:
-        raise LkChaosError(f"the run history at {masked} failed while recording the "
-                           f"validation: {_reason(exc)}; check that the database is up") from exc
-    finally:
-        engine.dispose()
+    insert_all(url, "the validation", [(validations, [row]), (validation_items, rows)])
     return validation_id
 
 
