@@ -117,7 +117,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitoring]:
          "--cluster.listen-address="],
         ["prometheus", f"--config.file={folder / 'prometheus.yml'}",
          f"--storage.tsdb.path={folder / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom}",
-         "--storage.tsdb.retention.time=2d"],
+         "--storage.tsdb.retention.time=2d",
+         # An alert that fired before Alertmanager was found is sent again after this (1 m
+         # by default): the Watchdog fires at the first evaluation.
+         "--rules.alert.resend-delay=1s"],
     ]  # fmt: skip
     started = [subprocess.Popen(argv, cwd=folder, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL) for argv in commands]
@@ -190,15 +193,37 @@ def test_series_checks_and_retention(stack: Monitoring) -> None:
         retention.evidence
 
 
-def test_a_test_alert_is_delivered_then_resolved(stack: Monitoring) -> None:
+def test_alerts_raised_by_prometheus_and_routed_test_alerts_are_delivered(
+        stack: Monitoring) -> None:  # fmt: skip
     found = CHECKS["monitoring.alert-delivery-tested"](Context(stack.settings()))
     assert found.status == "pass", found.evidence
-    assert "simulated at Alertmanager" in found.evidence
-    assert found.data["labels"]["severity"] == "critical"
+    assert "always-firing Watchdog alert reached the receiver" in found.evidence
+    assert found.data["watchdog"] == "Watchdog" and found.data["watchdog_received_s_ago"] >= 0
+    assert found.data["routed"]["labels"]["severity"] == "critical"
     active = httpx.get(f"{stack.alertmanager}/api/v2/alerts", timeout=5,
                        params={"filter": f'alertname="{monitoring.ALERTNAME}"',
                                "active": "true"}).json()  # fmt: skip
     assert active == []
+
+
+def test_without_an_always_firing_rule_delivery_is_only_a_warning(
+        stack: Monitoring, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    rules = [r for r in monitoring._rules(Context(stack.settings())) if r["name"] != "Watchdog"]
+    monkeypatch.setattr(monitoring, "_rules", lambda ctx: rules)
+    found = CHECKS["monitoring.alert-delivery-tested"](Context(stack.settings()))
+    assert found.status == "warn" and "add one (expr vector(1)" in found.evidence
+    assert found.data["routed"]["delivered"] is True
+
+
+def test_a_watchdog_that_never_arrives_fails(stack: Monitoring,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = [*monitoring._rules(Context(stack.settings())),
+             {"name": "DeadMansSwitch", "query": "vector(1)"}]
+    monkeypatch.setattr(monitoring, "_rules",
+                        lambda ctx: [r for r in rules if r["name"] != "Watchdog"])
+    found = CHECKS["monitoring.alert-delivery-tested"](
+        Context(stack.settings(), timeout_s=1.0))
+    assert found.status == "fail" and "DeadMansSwitch alert has not reached" in found.evidence
 
 
 def test_unconfigured_channels_are_not_applicable(stack: Monitoring) -> None:

@@ -5,8 +5,10 @@ Rendered into the state folder's ``config/`` with the other configs (see
 :data:`SCRAPE_S` seconds; the alert rules are the design notes' (validation checklist,
 "Alerting Configuration"): service down, error rate over 5 % (critical) and 1 % (warning),
 response time over 1 s and 500 ms, resources over 90 % and 70 %, certificate expiry within 30
-and 60 days. Alertmanager delivers every alert, and its resolution, to the stack's ``hooks``
-receiver, whose deliveries lkchaos reads (:mod:`lkchaos.hooks`).
+and 60 days; and a ``Watchdog`` that always fires, which Alertmanager sends again every
+minute, so that its arrival proves the whole path works. Alertmanager delivers every alert,
+and its resolution, to the stack's ``hooks`` receiver, whose deliveries lkchaos reads
+(:mod:`lkchaos.hooks`).
 
 The alert thresholds and ``for`` times are module constants so that tests and experiments can
 compute the bound within which an alert must fire: ``for`` + one scrape + one evaluation.
@@ -28,6 +30,10 @@ ERROR_RATIO = (0.05, 0.01)
 LATENCY_S = (1.0, 0.5)
 RESOURCE_RATIO = (0.90, 0.70)
 CERT_DAYS = (30, 60)
+#: The always-firing alert that proves rule evaluation, Alertmanager and the receiver work
+#: end to end (a dead man's switch), and how often Alertmanager sends it again (seconds).
+WATCHDOG = "Watchdog"
+WATCHDOG_REPEAT_S = 60
 
 #: Scrape jobs: job -> targets (host:port inside the stack network), metrics path.
 JOBS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -128,6 +134,8 @@ def alert_rules() -> str:
     days_left = "((probe_ssl_earliest_cert_expiry - time()) / 86400)"
     critical_days, warning_days = CERT_DAYS
     rules = [
+        _alert(WATCHDOG, "vector(1)", 0, "none", "always firing: while it arrives, Prometheus "
+               "evaluates the rules and Alertmanager delivers to the receiver"),
         _alert("ServiceDown", "up == 0", DOWN_FOR_S, "critical",
                "{{ $labels.job }} at {{ $labels.instance }} does not answer its scrape"),
         _alert("RedisDown", "redis_up == 0", DOWN_FOR_S, "critical",
@@ -157,14 +165,17 @@ def alert_rules() -> str:
 
 
 def alertmanager_yml(token: str = "") -> str:
-    """Every alert, and its resolution, to the stack's receiver, quickly (1 s group wait);
-    with ``token``, as a bearer token the receiver checks."""
+    """Every alert, and its resolution, to the stack's receiver, quickly (1 s group wait),
+    and the Watchdog again every :data:`WATCHDOG_REPEAT_S` seconds; with ``token``, as a
+    bearer token the receiver checks."""
     hook: dict[str, Any] = {"url": "http://hooks:8200/alertmanager", "send_resolved": True}
     if token:
         hook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
     config = {
         "route": {"receiver": "hooks", "group_by": ["alertname", "instance"],
-                  "group_wait": "1s", "group_interval": "5s", "repeat_interval": "1h"},
+                  "group_wait": "1s", "group_interval": "5s", "repeat_interval": "1h",
+                  "routes": [{"matchers": [f'alertname="{WATCHDOG}"'], "receiver": "hooks",
+                              "repeat_interval": f"{WATCHDOG_REPEAT_S}s"}]},
         "receivers": [{"name": "hooks", "webhook_configs": [hook]}],
     }
     return HEADER + yaml.safe_dump(config, sort_keys=False)

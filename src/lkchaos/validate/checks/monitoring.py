@@ -242,18 +242,79 @@ def _post_alert(ctx: Context, labels: dict[str, str], starts: dt.datetime,
                            f"{answer.text[:200]}")  # fmt: skip
 
 
+#: How far back a Watchdog delivery counts (seconds): two of its repeats and a margin.
+WATCHDOG_LOOKBACK_S = 180.0
+
+
+def watchdog_rule(rules: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The alerting rule that always fires (a dead man's switch: ``vector(1)``, or a rule
+    named Watchdog or DeadMansSwitch), or None."""
+    for rule in rules:
+        expr = re.sub(r"\s+", "", str(rule.get("query") or rule.get("expr") or ""))
+        if expr == "vector(1)" or str(rule.get("name")) in ("Watchdog", "DeadMansSwitch"):
+            return rule
+    return None
+
+
+def _watchdog_delivered(ctx: Context, name: str) -> float | None:
+    """Seconds since the receiver last got ``name`` from Alertmanager, waiting up to the
+    check's timeout for one when none came within :data:`WATCHDOG_LOOKBACK_S`."""
+    from lkchaos.hooks import client as hooks
+
+    started = time.monotonic()
+    while True:
+        now = time.time()
+        found = hooks.alert_deliveries(ctx.settings.receiver_url, name,
+                                       now - WATCHDOG_LOOKBACK_S, min(ctx.timeout_s, 5.0))
+        firing = [a for a in found if a.get("status") == "firing"]
+        if firing:
+            return round(now - max(float(a.get("received_at") or 0) for a in firing), 1)
+        if time.monotonic() - started >= ctx.timeout_s:
+            return None
+        time.sleep(1.0)
+
+
 @check("monitoring.alert-delivery-tested")
 @guarded
 def delivery(ctx: Context) -> Finding:
-    """A test alert posted to Alertmanager with a critical rule's labels (so it takes the same
-    route) reaches the receiver; it is resolved at once after. The condition is simulated at
-    Alertmanager, not induced in the deployment."""
+    """Alerts reach the receiver end to end: the always-firing Watchdog rule's alert, raised
+    by Prometheus's rule evaluation and sent again by Alertmanager every minute, arrived
+    recently; and a test alert posted to Alertmanager with a critical rule's labels (so it
+    takes the same route) reaches the receiver, resolved at once after. Without a Watchdog
+    rule only the second is shown: a warning that says how to add one."""
     if (none := _none(ctx)) is not None:
         return none
     s = ctx.settings
     if not s.alertmanager_url or not s.receiver_url:
         return Finding("n/a", "the target's monitoring section has no Alertmanager or "
                        "receiver URL to test delivery with")  # fmt: skip
+    routed = _routed_test_alert(ctx)
+    if not routed["delivered"]:
+        return Finding("fail", f"a test alert posted to Alertmanager (route of severity "
+                       f"{routed['labels'].get('severity', '?')}) did not reach the receiver "
+                       f"within {routed['seconds']:.0f} s", routed)  # fmt: skip
+    sent = (f"a test alert with the ServiceDown rule's labels reached it through Alertmanager "
+            f"in {routed['seconds']:.1f} s (resolved after)")
+    rule = watchdog_rule(_rules(ctx))
+    if rule is None:
+        return Finding("warn", f"{sent}, but no rule always fires, so no alert raised by "
+                       "Prometheus's own rules is shown to arrive: add one (expr vector(1), "
+                       "named Watchdog) routed to the receiver", {"routed": routed})  # fmt: skip
+    name = str(rule.get("name"))
+    ago = _watchdog_delivered(ctx, name)
+    data = {"routed": routed, "watchdog": name, "watchdog_received_s_ago": ago}
+    if ago is None:
+        return Finding("fail", f"Prometheus's always-firing {name} alert has not reached the "
+                       f"receiver in the last {WATCHDOG_LOOKBACK_S:.0f} s: rule evaluation, "
+                       f"Alertmanager or its route to the receiver is broken ({sent})",
+                       data)  # fmt: skip
+    return Finding("pass", f"Prometheus's always-firing {name} alert reached the receiver "
+                   f"through Alertmanager {ago:.0f} s ago; {sent}", data)
+
+
+def _routed_test_alert(ctx: Context) -> dict[str, Any]:
+    """Post a test alert with the ServiceDown rule's labels to Alertmanager and wait for the
+    receiver to get it; resolve it after. ``{"labels", "delivered", "seconds"}``."""
     from lkchaos.hooks import client as hooks
 
     rule = matching_rule(_rules(ctx), *ALERTS[
@@ -268,7 +329,7 @@ def delivery(ctx: Context) -> Finding:
     hit = None
     try:
         while hit is None and time.monotonic() - started < ctx.timeout_s:
-            found = hooks.alert_deliveries(s.receiver_url, ALERTNAME, since,
+            found = hooks.alert_deliveries(ctx.settings.receiver_url, ALERTNAME, since,
                                            min(ctx.timeout_s, 5.0))
             hit = next((a for a in found if (a.get("labels") or {}).get("instance")
                         == labels["instance"]), None)  # fmt: skip
@@ -276,14 +337,8 @@ def delivery(ctx: Context) -> Finding:
                 time.sleep(0.3)
     finally:
         _post_alert(ctx, labels, starts, dt.datetime.now(dt.UTC))  # resolve it
-    took = time.monotonic() - started
-    data = {"labels": labels, "delivered": hit is not None, "seconds": round(took, 2)}
-    if hit is None:
-        return Finding("fail", f"a test alert posted to Alertmanager (simulated there, route of "
-                       f"severity {labels.get('severity', '?')}) did not reach the receiver "
-                       f"within {took:.0f} s", data)  # fmt: skip
-    return Finding("pass", f"a test alert (simulated at Alertmanager with the ServiceDown "
-                   f"rule's labels) reached the receiver in {took:.1f} s; resolved after", data)
+    return {"labels": labels, "delivered": hit is not None,
+            "seconds": round(time.monotonic() - started, 2)}
 
 
 def _receivers(ctx: Context) -> str:

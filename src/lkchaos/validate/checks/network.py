@@ -251,11 +251,8 @@ def _port_finding(ctx: Context, child: str) -> Finding:
     failed = [r for r in results if not r["ok"]]
     text = "; ".join(f"{r['label'] or r['address']} ({r['address']}): {r['evidence']}"
                      for r in results)  # fmt: skip
-    if child == "ports-50000" and failed and len(failed) == len(results):
-        return Finding("warn", f"{text}: LiveKit answers STUN on its RTC UDP ports only inside "
-                       "an ICE session, so no answer proves nothing; a participant that "
-                       "connects over UDP is the evidence (see the LiveKit items)",
-                       {"endpoints": results})  # fmt: skip
+    if child == "ports-50000" and failed:
+        return _rtc_udp(ctx, results)
     data: dict[str, Any] = {"endpoints": results}
     transport = {"port-3478": "udp", "port-5349": "tls"}.get(child)
     if transport is not None and not failed and ctx.settings.livekit_api_key:
@@ -269,6 +266,41 @@ def _port_finding(ctx: Context, child: str) -> Finding:
             data["turn"] = runs
             text += "".join(f"; {turn.summary(r)[1]}" for r in runs)
     return Finding("fail" if failed else "pass", text, data)
+
+
+def _rtc_udp(ctx: Context, stun: list[dict[str, Any]]) -> Finding:
+    """The RTC UDP item when STUN alone got no answer (LiveKit answers it only inside an ICE
+    session): each node is shown open by a participant whose published audio flows over UDP
+    straight to it (no TURN relay), to the address and port the node announced."""
+    import asyncio
+
+    from lkchaos.validate.checks._livekit_media import media_path
+    from lkchaos.validate.checks.livekit import room_name
+
+    nodes = list(zip(_node_hosts(ctx.settings), ctx.settings.livekit_node_urls, strict=False))
+    if not nodes:
+        return Finding("warn", "no STUN answer and no LiveKit node URL to place a participant "
+                       "through; set the target's livekit.nodes", {"endpoints": stun})
+    results, bad = [], []
+    for (label, host), url in nodes:
+        found = asyncio.run(media_path(ctx.settings, url, min(ctx.timeout_s, 10.0),
+                                       room_name("udp")))  # fmt: skip
+        path = found.get("path") or {}
+        remote = str(path.get("remote") or "")
+        ok = path.get("path") == "udp"
+        results.append({**found, "url": url, "node": label, "host": host, "ok": ok})
+        if ok:
+            continue
+        bad.append(f"{label}: " + (found["reason"] or f"media took {path.get('path')} to "
+                                                       f"{remote or 'nowhere'}, not UDP"))
+    data = {"endpoints": stun, "media": results}
+    shown = "; ".join(f"{r['node']}: a participant's audio flowed over UDP to "
+                      f"{r['path']['remote']}" for r in results if r["ok"])  # fmt: skip
+    if bad:
+        return Finding("fail", "RTC over UDP not shown for " + "; ".join(bad)
+                       + (f" ({shown})" if shown else "") + " (STUN alone gets no answer "
+                       "outside an ICE session)", data)  # fmt: skip
+    return Finding("pass", f"{shown} (STUN alone gets no answer outside an ICE session)", data)
 
 
 def _register_port(child: str) -> None:

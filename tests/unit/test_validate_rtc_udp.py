@@ -1,0 +1,44 @@
+"""The RTC UDP port item against a real livekit-server (``--dev`` on loopback): STUN alone
+gets no answer outside an ICE session, so a participant's published audio must be seen
+flowing over UDP to the node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lkchaos.settings import Settings
+from lkchaos.validate.checks import network  # noqa: F401  (registers the item's check)
+from lkchaos.validate.model import CHECKS, Context
+from tests.unit.livekit_dev import KEY, SECRET, dev_server
+
+ITEM = "infra.firewall-rules-configured.ports-50000"
+
+
+def _settings(node_url: str) -> Settings:
+    return Settings(livekit_url=node_url.replace("http", "ws", 1), livekit_node_urls=(node_url,),
+                    livekit_api_key=KEY, livekit_api_secret=SECRET, tls_names=(),
+                    dns_server="")  # fmt: skip
+
+
+@pytest.fixture
+def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+
+
+def test_media_over_udp_to_the_node_passes_where_stun_gets_no_answer(
+        tmp_path: Path, no_engine: None) -> None:  # fmt: skip
+    with dev_server(tmp_path) as url:
+        found = CHECKS[ITEM](Context(_settings(url), timeout_s=10.0))
+    assert found.status == "pass", found.evidence
+    assert "node 1: a participant's audio flowed over UDP to " in found.evidence
+    assert all(not e["ok"] for e in found.data["endpoints"])  # STUN: no answer
+    [media] = found.data["media"]
+    assert media["path"]["path"] == "udp" and media["path"]["candidate_type"] == "host"
+
+
+def test_a_node_no_participant_reaches_fails_with_why(tmp_path: Path, no_engine: None) -> None:
+    found = CHECKS[ITEM](Context(_settings("http://127.0.0.1:9"), timeout_s=3.0))
+    assert found.status == "fail"
+    assert found.evidence.startswith("RTC over UDP not shown for node 1: ")
