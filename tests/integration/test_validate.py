@@ -168,12 +168,12 @@ def test_a_stopped_replica_fails_exactly_its_items(tmp_path: Path, baseline: set
                                                     replica_stopped: None) -> None:
     code, report, _ = validate(tmp_path)
     assert code == 1
-    new = new_failures(report, baseline)
-    assert {"startup.redis-container-starts", "startup.containers-show-healthy"} <= new
-    # Redis's own items see the missing replica; nothing else is touched.
-    assert all(i.startswith(("startup.", "redis.", "monitoring.", "dr.")) for i in new), new
-    evidence = next(e for e in report["items"] if e["id"] == "startup.redis-container-starts")
-    assert "redis-replica is exited" in evidence["evidence"]
+    # Its container, the stack's health, and Redis's replication: nothing else.
+    assert new_failures(report, baseline) == {
+        "startup.redis-container-starts", "startup.containers-show-healthy",
+        "redis.clustering-working"}, {i: evidence_of(report, i)
+                                      for i in new_failures(report, baseline)}  # fmt: skip
+    assert "redis-replica is exited" in evidence_of(report, "startup.redis-container-starts")
 
 
 @pytest.fixture
@@ -186,17 +186,31 @@ def ingress_stopped() -> Iterator[None]:
         assert wait_baseline()["ok"]
 
 
-def test_a_closed_port_fails_the_firewall_and_startup_items(
+#: What Ingress stopped (its RTMP and WHIP ports closed) turns to fail, and why.
+INGRESS_STOPPED = {
+    # the closed ports, and their parent item
+    "infra.firewall-rules-configured", "infra.firewall-rules-configured.port-1935",
+    "infra.firewall-rules-configured.port-8080",
+    # its container, and the stack's health
+    "startup.ingress-container-starts", "startup.containers-show-healthy",
+    # Caddy's whip. route has no upstream now
+    "caddy.sni-routing-correct", "caddy.upstream-connections-successful",
+    # every Ingress item: nothing takes a stream
+    "ingress-egress.rtmp-streams-accepted", "ingress-egress.stream-forwarding-livekit",
+    "ingress-egress.media-streaming-working", "ingress-egress.ice-candidate-handling",
+    "ingress-egress.sdp-negotiation-successful",
+    # Prometheus's ingress target is down
+    "monitoring.prometheus-metrics-endpoint",
+}  # fmt: skip
+
+
+def test_a_closed_port_fails_exactly_the_items_behind_it(
         tmp_path: Path, baseline: set[str], ingress_stopped: None) -> None:  # fmt: skip
     _, report, _ = validate(tmp_path)
     new = new_failures(report, baseline)
-    assert {"infra.firewall-rules-configured.port-1935", "infra.firewall-rules-configured",
-            "startup.ingress-container-starts", "startup.containers-show-healthy"} <= new
-    # Caddy's whip. route has no upstream now: SNI routing and upstreams fail for it.
-    whip_route = {"caddy.sni-routing-correct", "caddy.upstream-connections-successful"}
-    stray = {i for i in new if i not in whip_route and not i.startswith(
-        ("infra.firewall", "startup.", "ingress-egress.", "monitoring."))}
-    assert not stray, {i: evidence_of(report, i) for i in stray}
+    assert new == INGRESS_STOPPED, {i: evidence_of(report, i) for i in new ^ INGRESS_STOPPED
+                                    if i in new}  # fmt: skip
+    assert "1935" in evidence_of(report, "infra.firewall-rules-configured.port-1935")
 
 
 @pytest.fixture
@@ -211,7 +225,7 @@ def expiring(settings: Settings) -> Iterator[str]:
 
 def test_an_expiring_certificate_fails_exactly_the_expiry_item(
         tmp_path: Path, baseline: set[str], expiring: str) -> None:  # fmt: skip
-    _, report, _ = validate(tmp_path, "--section", "tls")
+    _, report, _ = validate(tmp_path)
     assert new_failures(report, baseline) == {"tls.certificates-not-expiring"}
     evidence = next(e for e in report["items"] if e["id"] == "tls.certificates-not-expiring")
     assert expiring in evidence["evidence"]
@@ -267,11 +281,10 @@ def _answers_tls(settings: Settings, name: str, within_s: float = 15.0) -> None:
 
 def test_a_weak_tls_setting_fails_exactly_the_cipher_items(
         tmp_path: Path, baseline: set[str], weak_tls: str) -> None:  # fmt: skip
-    _, report, _ = validate(tmp_path, "--section", "tls,vuln")
+    _, report, _ = validate(tmp_path)
     new = new_failures(report, baseline)
-    assert "tls.strong-cipher-suites" in new, new
-    assert new <= {"tls.strong-cipher-suites", "tls.weak-cipher-suites",
-                   "vuln.ssl-tls-configuration"}, new  # fmt: skip
+    assert new == {"tls.strong-cipher-suites", "tls.weak-cipher-suites"}, {
+        i: evidence_of(report, i) for i in new}  # fmt: skip
     evidence = next(e for e in report["items"] if e["id"] == "tls.strong-cipher-suites")
     # The CBC suite allowed, by its OpenSSL name.
     assert f"{weak_tls}: accepts weak TLS 1.2 suites" in evidence["evidence"], evidence
@@ -311,10 +324,15 @@ def development_key_accepted(tmp_path: Path) -> Iterator[None]:
 
 def test_a_token_the_server_should_refuse_fails_exactly_the_key_item(
         tmp_path: Path, baseline: set[str], development_key_accepted: None) -> None:  # fmt: skip
-    _, report, _ = validate(tmp_path, "--section", "auth")
-    assert new_failures(report, baseline) == {"auth.api-keys-validated"}
+    _, report, _ = validate(tmp_path)
+    # The key item, and the nodes' own complaint about the key pair, logged as they start.
+    new = new_failures(report, baseline)
+    assert new == {"auth.api-keys-validated", "startup.configuration-files-loaded"}, {
+        i: evidence_of(report, i) for i in new}  # fmt: skip
     evidence = next(e for e in report["items"] if e["id"] == "auth.api-keys-validated")
     assert "(development key)" in evidence["evidence"], evidence
+    assert "a configuration error in the logs of livekit-1, livekit-2" in evidence_of(
+        report, "startup.configuration-files-loaded")
 
 
 def test_the_probe_holds_on_the_healthy_stack() -> None:
@@ -328,3 +346,34 @@ def test_the_probe_holds_on_the_healthy_stack() -> None:
         short = checklist(only=["infra.minimum-4-cpu"])
         assert short["ok"] is False and [f["id"] for f in short["failed"]] == [
             "infra.minimum-4-cpu"]
+
+
+def test_the_checklist_is_a_steady_state_in_chaos_run(tmp_path: Path) -> None:
+    """The probe as a user declares it: the steady state of an experiment run by `chaos
+    run`, checked before and after its method."""
+    held = ["infra.docker-docker-compose", "startup.containers-show-healthy",
+            "tls.certificates-not-expiring"]  # fmt: skip
+    experiment = {
+        "version": "1.0.0", "title": "The checklist holds around a read-only method",
+        "description": "The validation checklist as steady state.",
+        "steady-state-hypothesis": {"title": "the checklist holds", "probes": [{
+            "type": "probe", "name": "checklist-holds",
+            "tolerance": {"type": "jsonpath", "path": "$.ok", "expect": True},
+            "provider": {"type": "python", "module": "lkchaos.validate.probes",
+                         "func": "checklist", "arguments": {"only": held}}}]},
+        "method": [{"type": "probe", "name": "nodes-ready", "provider": {
+            "type": "python", "module": "lkchaos.livekit.probes", "func": "nodes_health"}}],
+    }  # fmt: skip
+    path, journal_path = tmp_path / "checklist.json", tmp_path / "journal.json"
+    path.write_text(json.dumps(experiment))
+    chaos = str(Path(sys.executable).parent / "chaos")
+    done = subprocess.run([chaos, "--no-version-check", "run", "--journal-path",
+                           str(journal_path), str(path)], capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    journal = json.loads(journal_path.read_text())
+    assert journal["status"] == "completed" and not journal["deviated"]
+    for phase in ("before", "after"):
+        [probe] = journal["steady_states"][phase]["probes"]
+        assert probe["tolerance_met"] is True
+        assert [i["id"] for i in probe["output"]["items"]] == held

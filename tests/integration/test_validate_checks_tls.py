@@ -49,8 +49,9 @@ HEALTHY: dict[str, tuple[str, ...]] = {
     "infra.firewall-rules-configured.port-3478": ("pass",),
     "infra.firewall-rules-configured.port-1935": ("pass",),
     "infra.firewall-rules-configured.port-8080": ("pass",),
-    # LiveKit's muxed ICE port answers STUN only with a session's user fragment.
-    "infra.firewall-rules-configured.ports-50000": ("pass", "warn"),
+    # LiveKit's muxed ICE port answers STUN only inside a session: a participant's media
+    # over UDP to each node shows it open.
+    "infra.firewall-rules-configured.ports-50000": ("pass",),
     # Reachable from this machine only: said as a warning.
     "infra.network-connectivity-validated": ("warn",),
     # Loopback is shared with this machine's own services; anything else open there is shown.
@@ -78,6 +79,15 @@ def test_turn_relays_over_udp_and_tls_with_the_stack_keys(ctx: Context) -> None:
         ok, text = turn.summary(result)
         assert ok, text
         assert result["wrong_password"].startswith("refused")
+
+
+def test_each_nodes_rtc_udp_port_carries_a_participants_media(ctx: Context) -> None:
+    finding = CHECKS["infra.firewall-rules-configured.ports-50000"](ctx)
+    assert finding.status == "pass", finding.evidence
+    reached = finding.data["reached"]
+    assert len(reached) == 2 and all(a.endswith(":7882") for a in reached.values()), reached
+    assert "livekit-1: a participant's audio" in finding.evidence
+    assert "livekit-2: a participant's audio" in finding.evidence
 
 
 def test_load_balancing_reaches_both_nodes(ctx: Context) -> None:

@@ -32,13 +32,16 @@ def test_media_over_udp_to_the_node_passes_where_stun_gets_no_answer(
     with dev_server(tmp_path) as url:
         found = CHECKS[ITEM](Context(_settings(url), timeout_s=10.0))
     assert found.status == "pass", found.evidence
-    assert "node 1: a participant's audio flowed over UDP to " in found.evidence
+    # This machine's dev server announces every address of the machine: whichever media
+    # reached, it is shown; where it matches the node's URL host, by the node's name.
+    assert "a participant's audio flowed over UDP to " in found.evidence
     assert all(not e["ok"] for e in found.data["endpoints"])  # STUN: no answer
-    [media] = found.data["media"]
+    media = found.data["media"][-1]
     assert media["path"]["path"] == "udp" and media["path"]["candidate_type"] == "host"
 
 
 def test_a_node_no_participant_reaches_fails_with_why(tmp_path: Path, no_engine: None) -> None:
     found = CHECKS[ITEM](Context(_settings("http://127.0.0.1:9"), timeout_s=3.0))
     assert found.status == "fail"
-    assert found.evidence.startswith("RTC over UDP not shown for node 1: ")
+    assert found.evidence.startswith("no participant's media flowed over UDP to a node "
+                                     "(http://127.0.0.1:9: could not create a room")
