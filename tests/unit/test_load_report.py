@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 from PIL import Image
@@ -66,8 +67,23 @@ def test_a_ramp_from_the_history_is_reported_by_its_id(tmp_path: Path) -> None:
 def test_bad_load_reports_are_refused_clearly(tmp_path: Path) -> None:
     not_a_ramp = tmp_path / "journal.json"
     not_a_ramp.write_text(json.dumps({"experiment": {}}))
+    def ramp_file(name: str, change: Any) -> str:
+        result = ramp_result(0.0)
+        change(result)
+        path = tmp_path / name
+        path.write_text(json.dumps(result))
+        return str(path)
+
     cases = [
         (["--load", str(tmp_path / "missing.json")], "no load ramp file at"),
+        (["--load", ramp_file("a.json", lambda r: r["steps"][0].pop("callers"))],
+         "steps[0].callers is None, not a whole number"),
+        (["--load", ramp_file("b.json", lambda r: r["plan"].update(step_s="15"))],
+         "plan.step_s is '15', not a number"),
+        (["--load", ramp_file("c.json", lambda r: r["steps"][2].update(breaks="slow"))],
+         "steps[2].breaks must be a list of text"),
+        (["--load", str(_ramp_file(tmp_path)), "--history-url", "sqlite:///x.sqlite"],
+         "--history-url is for a load id"),
         (["--load", str(not_a_ramp)], "is not a load ramp's result"),
         (["--load", str(_ramp_file(tmp_path)), "--junit", "j.xml"], "give no journal files"),
         (["--load", "zz-not-an-id", "--history-url", f"sqlite:///{tmp_path / 'h.sqlite'}"],

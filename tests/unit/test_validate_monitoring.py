@@ -222,8 +222,21 @@ def test_a_watchdog_that_never_arrives_fails(stack: Monitoring,
     monkeypatch.setattr(monitoring, "_rules",
                         lambda ctx: [r for r in rules if r["name"] != "Watchdog"])
     found = CHECKS["monitoring.alert-delivery-tested"](
-        Context(stack.settings(), timeout_s=1.0))
+        Context(stack.settings(), timeout_s=5.0))
     assert found.status == "fail" and "DeadMansSwitch alert has not reached" in found.evidence
+
+
+def test_a_watchdog_routed_elsewhere_is_a_warning(stack: Monitoring,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Delivered to another receiver (kube-prometheus routes its Watchdog to a null one):
+    # Alertmanager has it active, the receiver lkchaos reads never gets it.
+    from lkchaos.hooks import client as hooks
+
+    original = hooks.alert_deliveries
+    monkeypatch.setattr(hooks, "alert_deliveries", lambda url, name="", *a, **k: [] if
+                        name == "Watchdog" else original(url, name, *a, **k))
+    found = CHECKS["monitoring.alert-delivery-tested"](Context(stack.settings(), timeout_s=5.0))
+    assert found.status == "warn" and "active at Alertmanager" in found.evidence
 
 
 def test_unconfigured_channels_are_not_applicable(stack: Monitoring) -> None:

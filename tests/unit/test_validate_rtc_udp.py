@@ -45,3 +45,27 @@ def test_a_node_no_participant_reaches_fails_with_why(tmp_path: Path, no_engine:
     assert found.status == "fail"
     assert found.evidence.startswith("no participant's media flowed over UDP to a node "
                                      "(http://127.0.0.1:9: could not create a room")
+
+
+def test_the_item_keeps_within_its_time_when_no_media_ever_flows(
+        no_engine: None, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """UDP blocked: every try waits out its ICE time. The tries are given no more than the
+    check's time in all (the runner stops waiting past it), and each one's reason is kept."""
+    import asyncio
+
+    from lkchaos.validate.checks import _livekit_media
+
+    given: list[float] = []
+
+    async def no_pair(settings: Settings, url: str, timeout: float, room: str) -> dict:
+        given.append(timeout)
+        await asyncio.sleep(min(timeout, 0.2))
+        return {"node": url, "room": room, "path": None,
+                "reason": f"no ICE candidate pair was selected within {timeout:g} s"}
+
+    monkeypatch.setattr(_livekit_media, "media_path", no_pair)
+    found = CHECKS[ITEM](Context(_settings("http://127.0.0.1:9"), timeout_s=12.0))
+    assert found.status == "fail" and "no ICE candidate pair was selected" in found.evidence
+    assert len(found.data["media"]) == len(given) >= 1
+    assert given[0] <= 10.0 and all(t >= 1.0 for t in given)
+    assert given == sorted(given, reverse=True)  # what is left only shrinks

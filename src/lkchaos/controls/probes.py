@@ -179,10 +179,14 @@ def sessions_answered(
     samples whose ``value[key]`` is the same (held callers' rooms).
 
     Waits up to ``timeout_s`` seconds for every session seen to be answered and, with
-    ``sessions``, for at least that many sessions to be; ok when both hold. A session
-    replaced by a new call counts as unanswered: use this where the same sessions must
-    answer again. Returns ``{"ok", "probe", "key", "since_t", "answered", "unanswered",
-    "waited_s", "sessions": {name: {"turns", "answered", "last"}}}`` (``last``: the stage
+    ``sessions``, for at least that many sessions to be; ok when both hold (without
+    ``sessions``, as soon as every session seen so far was answered). A call replaced by a
+    new one counts as unanswered when its room took a turn after the fault; a call replaced
+    during the fault is not seen at all, so where the same sessions must answer again, also
+    check the number of calls (``value.calls``), as the held-call experiments do.
+
+    Returns ``{"ok", "probe", "key", "since_t", "answered", "unanswered", "waited_s",
+    "sessions": {name: {"turns", "answered", "last"}}}`` (``last``: the stage
     of its last sample), and ``note`` when the samples do not keep ``key`` (the sampling
     control's ``summary_keys`` must name it). Raises ActivityFailed on bad arguments, or when
     no running sampling control samples ``probe``.

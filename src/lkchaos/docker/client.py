@@ -67,6 +67,12 @@ def _answers(path: str, timeout: float) -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             probe.settimeout(timeout)
             probe.connect(path)
+    except PermissionError as exc:
+        raise StackError(
+            f"cannot reach the Docker engine: permission denied on unix://{path}. Run as a "
+            "user in the `docker` group (`sudo usermod -aG docker $USER`, then log in again) "
+            "or as root."
+        ) from exc
     except OSError as exc:
         raise StackError(
             f"cannot reach the Docker engine: nothing answers on unix://{path} ({exc}); the "

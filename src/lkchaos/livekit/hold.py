@@ -146,9 +146,12 @@ def _connected(held: _Hold) -> int:
 
 
 async def _leave(held: _Hold) -> None:
-    for lk_room in held.participants.values():
+    """Disconnect every participant of ``held`` side by side, each bounded by 5 s."""
+    async def leave(lk_room: rtc.Room) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(lk_room.disconnect(), 5)
+
+    await asyncio.gather(*(leave(r) for r in held.participants.values()))
 
 
 class _Background(BackgroundLoop):

@@ -69,6 +69,8 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
                f"each after {plan.warmup_s:g} s of warm-up; at most "
                f"{plan.longest_s() / 60:.0f} min", err=True)  # fmt: skip
     result = ramp.Ramp(settings, plan, lambda text: click.echo(text, err=True)).run()
+    if history_exists(settings.state_dir) if use_history is None else use_history:
+        _record(result)  # first: a bad output path below must not lose the ramp
     table = ramp.table(result)
     click.echo(table)
     for path, text, what in ((json_file, json.dumps(result, indent=2, default=str), "JSON"),
@@ -78,8 +80,6 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
                 Path(path).write_text(text)
             except OSError as exc:
                 raise ConfigError(f"cannot write the {what} to {path}: {exc}") from exc
-    if history_exists(settings.state_dir) if use_history is None else use_history:
-        _record(result)
     left = result["leftover"]
     if left:
         click.echo(f"left behind: {left}", err=True)

@@ -100,12 +100,16 @@ def _load_report(ref: str, history_url: str | None, output: Path, markdown_path:
 
     path = Path(ref)
     if path.is_file():
+        if history_url is not None:
+            raise ConfigError("--history-url is for a load id; a file needs none")
         result, load_id = loadramp.read_result(path), None
     elif path.suffix == ".json" or "/" in ref:
         raise ConfigError(f"no load ramp file at {ref} (write one with `lkchaos load --json "
                           "FILE`, or give a load id from `lkchaos history loads`)")  # fmt: skip
     else:
         result, load_id = record.result(ref, history_url), ref
+        if problem := loadramp.shape_problem(result):
+            raise ConfigError(f"load ramp {ref} in the history cannot be shown: {problem}")
     written = [(output, loadramp.render(result, title, load_id))]
     if markdown_path is not None:
         written.append((markdown_path, ramp.table(result) + "\n"))

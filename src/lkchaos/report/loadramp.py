@@ -29,10 +29,44 @@ def read_result(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"cannot read the load ramp {path}: {exc}") from exc
     if not isinstance(loaded, dict) or not isinstance(loaded.get("steps"), list) \
-            or "plan" not in loaded:
+            or not isinstance(loaded.get("plan"), dict):
         raise ConfigError(f"{path} is not a load ramp's result (write one with "
                           "`lkchaos load --json FILE`)")  # fmt: skip
+    problem = shape_problem(loaded)
+    if problem:
+        raise ConfigError(f"{path} is not a load ramp's result: {problem}")
     return loaded
+
+
+def _number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def shape_problem(result: Mapping[str, Any]) -> str:
+    """What makes ``result`` unfit for the page (empty when nothing): each step needs whole
+    ``callers`` and numeric figures, ``breaks`` a list of text; the plan's numbers numbers."""
+    plan = result.get("plan") or {}
+    for key in ("step_s", "warmup_s", "p95_budget_s", "min_answered_pct"):
+        if not _number(plan.get(key)):
+            return f"plan.{key} is {plan.get(key)!r}, not a number"
+    for index, step in enumerate(result.get("steps") or []):
+        where = f"steps[{index}]"
+        if not isinstance(step, Mapping):
+            return f"{where} is not an object"
+        if isinstance(step.get("callers"), bool) or not isinstance(step.get("callers"), int):
+            return f"{where}.callers is {step.get('callers')!r}, not a whole number"
+        if not isinstance(step.get("breaks", []), list) or not all(
+                isinstance(b, str) for b in step.get("breaks", [])):
+            return f"{where}.breaks must be a list of text"
+        for key in ("connected", "turns", "answered_pct"):
+            if not _number(step.get(key)):
+                return f"{where}.{key} is {step.get(key)!r}, not a number"
+        for group in ("latency_s", "join_s", "dispatch_s", "usage", "livekit"):
+            if not isinstance(step.get(group, {}), Mapping):
+                return f"{where}.{group} is not an object"
+        if not all(_number((step.get("latency_s") or {}).get(p)) for p in ("p50", "p95", "p99")):
+            return f"{where}.latency_s holds a value that is not a number"
+    return ""
 
 
 def _n(value: Any, fmt: str = "{:.2f}") -> str:

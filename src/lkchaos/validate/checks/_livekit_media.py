@@ -240,40 +240,42 @@ async def capped_room(settings: Settings, url: str, timeout: float,
 
 
 async def media_path(settings: Settings, url: str, timeout: float, room: str) -> dict[str, Any]:
-    """The path one participant's published audio takes to the node at ``url``: join,
-    publish a tone for up to ``timeout`` seconds until its publisher connection has a
-    selected candidate pair, leave, delete the room. ``{"node", "room", "path": {as
-    :func:`lkchaos.voice.mediapath.path_of`}, "reason"}`` (``reason`` when none was found)."""
+    """The path one participant's published audio takes to the node at ``url``, all within
+    ``timeout`` seconds (the SDK's connect included): join, publish a tone until the
+    publisher connection has a selected candidate pair, leave, delete the room. Never raises:
+    ``{"node", "room", "path": {as :func:`lkchaos.voice.mediapath.path_of`} or None,
+    "reason"}`` (``reason`` when no path was found)."""
     from livekit import rtc
 
     from lkchaos.voice import mediapath
 
     out: dict[str, Any] = {"node": url, "room": room, "path": None, "reason": ""}
     deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(0.5, deadline - time.monotonic())
+
     try:
-        await _api(settings, url, timeout, lambda c: c.room.create_room(
+        await _api(settings, url, left(), lambda c: c.room.create_room(
             api.CreateRoomRequest(name=room, empty_timeout=10)))
     except Exception as exc:  # aiohttp's, the SDK's: the node cannot be asked at all
         out["reason"] = f"could not create a room: {type(exc).__name__}: {exc}"[:300]
         return out
-    speaker = new_room()
+    speaker, source = new_room(), rtc.AudioSource(RATE, 1)
     try:
-        try:
-            ws = lk.http_url(url).replace("http", "ws", 1)
-            await speaker.connect(ws, lk.access_token(settings, "lkchaos-validate-udp", room, 60))
-            source = rtc.AudioSource(RATE, 1)
-            await speaker.local_participant.publish_track(
-                rtc.LocalAudioTrack.create_audio_track("tone", source),
-                rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
-        except Exception as exc:  # the SDK raises its own ConnectError and others
-            out["reason"] = f"{type(exc).__name__}: {exc}"[:300]
-            return out
+        ws = lk.http_url(url).replace("http", "ws", 1)
+        # The SDK bounds its own connect; cancelling it could abort the process.
+        await speaker.connect(ws, lk.access_token(settings, "lkchaos-validate-udp", room, 60),
+                              rtc.RoomOptions(connect_timeout=left()))  # fmt: skip
+        await speaker.local_participant.publish_track(
+            rtc.LocalAudioTrack.create_audio_track("tone", source),
+            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
         index = 0
         while time.monotonic() < deadline:
             await source.capture_frame(rtc.AudioFrame(tone(index), RATE, 1, FRAME))
             index += 1
             if index % 25 == 0:
-                stats = await asyncio.wait_for(speaker.get_rtc_stats(), 3.0)
+                stats = await asyncio.wait_for(speaker.get_rtc_stats(), min(3.0, left()))
                 found = mediapath.path_of(stats.publisher_stats)
                 if found.get("path"):
                     out["path"] = found
@@ -282,9 +284,14 @@ async def media_path(settings: Settings, url: str, timeout: float, room: str) ->
         if out["path"] is None:
             out["reason"] = f"no ICE candidate pair was selected within {timeout:g} s"
         return out
+    except Exception as exc:  # the SDK raises its own ConnectError, TimeoutError and others
+        out["reason"] = out["reason"] or f"{type(exc).__name__}: {exc}"[:300]
+        return out
     finally:
+        with contextlib.suppress(Exception):
+            await source.aclose()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(speaker.disconnect(), 5)
         with contextlib.suppress(Exception):
-            await _api(settings, url, timeout, lambda c: c.room.delete_room(
+            await _api(settings, url, 5.0, lambda c: c.room.delete_room(
                 api.DeleteRoomRequest(room=room)))
