@@ -49,11 +49,22 @@ _IN_PROCESS = threading.Lock()
 _PASSWORD = re.compile(r"(?P<head>://[^:/@]*:)(?P<password>[^@]*)@")
 
 
+#: The default history's file in the state folder.
+SQLITE_FILE = "history.sqlite"
+
+
 def default_url() -> str:
     """``sqlite:///<state dir>/history.sqlite`` (the state dir of ``Settings.load()``)."""
     from lkchaos.settings import Settings
 
-    return f"sqlite:///{Path(Settings.load().state_dir) / 'history.sqlite'}"
+    return f"sqlite:///{Path(Settings.load().state_dir) / SQLITE_FILE}"
+
+
+def history_exists(state_dir: str) -> bool:
+    """Whether there is a history to record into: ``$LKCHAOS_HISTORY_URL`` is set, or the
+    default SQLite file exists in ``state_dir`` (what ``lkchaos validate`` and ``lkchaos
+    load`` record into unless told otherwise)."""
+    return bool(os.environ.get(ENV_URL)) or (Path(state_dir) / SQLITE_FILE).is_file()
 
 
 def resolve_url(url: str | None = None) -> str:

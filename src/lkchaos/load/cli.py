@@ -55,9 +55,9 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
     p50/p95/p99, join and dispatch times, each container's CPU and memory, LiveKit's packet
     loss and jitter; the knee is the first step over budget. Every call ends after its step;
     rooms left with a participant are reported."""
+    from lkchaos.history.connect import history_exists
     from lkchaos.load import ramp
     from lkchaos.settings import Settings
-    from lkchaos.validate.record import history_exists
 
     plan = ramp.Plan(steps=ramp.parse_steps(steps), step_s=step_s, warmup_s=warmup_s,
                      p95_budget_s=p95_budget_s, min_answered_pct=min_answered_pct,

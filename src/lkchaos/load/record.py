@@ -3,7 +3,7 @@
 :func:`record` writes one ramp's result (what :meth:`lkchaos.load.ramp.Ramp.run` returns)
 with its target; :func:`recent` reads the latest back, newest first, each with its steps;
 :func:`result` returns one ramp's whole result. Whether to record follows the checklist's
-rule (:func:`lkchaos.validate.record.history_exists`): when a history exists, or when asked.
+rule (:func:`lkchaos.history.connect.history_exists`): when a history exists, or when asked.
 """
 
 from __future__ import annotations

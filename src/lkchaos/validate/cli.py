@@ -107,9 +107,10 @@ def validate(section: tuple[str, ...], only: tuple[str, ...], skip: tuple[str, .
 
 
 def _recorder(use_history: bool | None, state_dir: str, args: dict[str, Any]) -> Any:
+    from lkchaos.history.connect import history_exists
     from lkchaos.validate import record
 
-    wanted = record.history_exists(state_dir) if use_history is None else use_history
+    wanted = history_exists(state_dir) if use_history is None else use_history
     if not wanted:
         return None
 

@@ -1,29 +1,21 @@
 """A validation run in the run history (tables ``validations`` and ``validation_items``).
 
-:func:`history_exists` says whether there is a history to record into (``$LKCHAOS_HISTORY_URL``
-is set, or the default SQLite file exists in the state folder); :func:`record` writes one run
-(a ``--watch`` round carries the watch's id); :func:`recent` reads them back, newest first.
+:func:`record` writes one run (a ``--watch`` round carries the watch's id) where
+:func:`lkchaos.history.connect.history_exists` finds a history; :func:`recent` reads them
+back, newest first.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from lkchaos import __version__
 from lkchaos.validate.runner import Report
-
-
-def history_exists(state_dir: str) -> bool:
-    from lkchaos.history.connect import ENV_URL
-
-    return bool(os.environ.get(ENV_URL)) or (Path(state_dir) / "history.sqlite").is_file()
 
 
 def record(report: Report, selection: dict[str, Any], url: str | None = None,

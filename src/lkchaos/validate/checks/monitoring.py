@@ -275,10 +275,11 @@ def _watchdog_delivered(ctx: Context, name: str) -> float | None:
 
 
 def _active_at_alertmanager(ctx: Context, name: str) -> bool:
-    url = ctx.settings.alertmanager_url.rstrip("/") + "/api/v2/alerts"
-    answer = shared_client().get(url, params={"filter": f'alertname="{name}"', "active": "true"},
-                                 timeout=min(ctx.timeout_s, 5.0))  # fmt: skip
-    return answer.status_code == 200 and bool(answer.json())
+    from lkchaos.prometheus.client import Alertmanager
+
+    held = Alertmanager(ctx.settings.alertmanager_url).alerts({"alertname": name},
+                                                              min(ctx.timeout_s, 5.0))
+    return any((a.get("status") or {}).get("state") == "active" for a in held)
 
 
 @check("monitoring.alert-delivery-tested")
