@@ -158,6 +158,44 @@ def test_replication_and_sentinel_quorum(replicated: Replicated, local: Local) -
     assert single.status == "n/a"
 
 
+def test_a_replica_still_syncing_is_waited_for_then_named(replicated: Replicated,
+                                                         tmp_path: Path) -> None:
+    """A replica attached while the primary delays its full sync (diskless, 4 s) is in
+    ``wait_bgsave``: a check with no time to wait fails and names it; one with time passes
+    once it is online."""
+    server = shutil.which("redis-server")
+    assert server is not None
+    primary = _client(replicated.primary)
+    primary.config_set("repl-diskless-sync", "yes")
+    primary.config_set("repl-diskless-sync-delay", "4")
+    late = free_port()
+    process = subprocess.Popen([server, "--port", str(late), "--dir", str(tmp_path),
+                                "--appendonly", "no", "--replicaof", "127.0.0.1",
+                                str(replicated.primary), "--requirepass", PASSWORD,
+                                "--masterauth", PASSWORD, "--bind", "127.0.0.1", "--save", ""],
+                               stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while primary.info("replication").get("connected_slaves") != 2:
+            assert time.monotonic() < deadline, "the second replica never connected"
+            time.sleep(0.1)
+        hurried = run("redis.clustering-working", Context(replicated.settings(), timeout_s=3))
+        assert hurried.status == "fail", hurried.evidence
+        assert f"127.0.0.1:{late} wait_bgsave" in hurried.evidence
+        patient = run("redis.clustering-working", Context(replicated.settings(), timeout_s=20))
+        assert patient.status == "pass", patient.evidence
+        assert len(patient.data["replicas"]) == 2 and patient.data["waited_s"] > 0
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        primary.config_set("repl-diskless-sync-delay", "0")
+        deadline = time.monotonic() + 10
+        while primary.info("replication").get("connected_slaves") != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        primary.close()
+
+
 def test_a_lost_replica_fails_clustering(replicated: Replicated) -> None:
     """Last in the module: it stops the replica."""
     replicated.processes["replica"].terminate()

@@ -203,22 +203,44 @@ def pub_sub(ctx: Context) -> Finding:
                    {"channel": channel, "ms": round(ms, 2)})  # fmt: skip
 
 
+#: Seconds at most the clustering item waits for connected replicas still syncing (a
+#: replica restarted or re-attached after a failover goes through ``wait_bgsave`` and
+#: ``send_bulk`` before ``online``); bounded by the check's own timeout.
+SYNC_WAIT_S = 20.0
+
+
+def _replicas_in_sync(ctx: Context) -> tuple[list[dict[str, Any]], float]:
+    """The primary's connected replicas (``INFO replication``'s ``slaveN`` fields) once every
+    one is ``online``, or as they are when ``min(SYNC_WAIT_S, ctx.timeout_s - 3)`` seconds
+    have passed; and the seconds waited. A backup being taken (``redis-cli --rdb``) is
+    listed as a replica with port 0: it is left out."""
+    started = time.monotonic()
+    limit = max(0.0, min(SYNC_WAIT_S, ctx.timeout_s - 3.0))
+    while True:
+        r = _primary(ctx)
+        try:
+            info: dict[str, Any] = r.info("replication")
+        finally:
+            r.close()
+        replicas = [v for k, v in info.items() if k.startswith("slave")
+                    and isinstance(v, dict) and int(v.get("port", 0))]  # fmt: skip
+        waited = time.monotonic() - started
+        if all(v.get("state") == "online" for v in replicas) or waited >= limit:
+            return replicas, waited
+        time.sleep(0.5)
+
+
 @check("redis.clustering-working")
 @guarded
 def clustering(ctx: Context) -> Finding:
-    """Replication (the primary's connected replicas, each in sync) and, with Sentinel,
-    ``SENTINEL CKQUORUM`` on every Sentinel; n/a for a single Redis without replicas."""
+    """Replication (the primary's connected replicas, each in sync, waiting up to
+    ``SYNC_WAIT_S`` for one still syncing) and, with Sentinel, ``SENTINEL CKQUORUM`` on every
+    Sentinel; n/a for a single Redis without replicas."""
     settings = ctx.settings
-    r = _primary(ctx)
-    try:
-        info: dict[str, Any] = r.info("replication")
-    finally:
-        r.close()
-    # A backup being taken (redis-cli --rdb) is listed as a replica with port 0: not one.
-    replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
-                and int(v.get("port", 0))]
+    replicas, waited = _replicas_in_sync(ctx)
     online = [v for v in replicas if v.get("state") == "online"]
-    data: dict[str, Any] = {"replicas": replicas, "sentinels": {}}
+    syncing = [v for v in replicas if v.get("state") != "online"]
+    data: dict[str, Any] = {"replicas": replicas, "sentinels": {}, "waited_s": round(waited, 1)}
     problems = []
     if not rc.is_direct(settings):
         access = rc.Access.of(settings)
@@ -239,10 +261,16 @@ def clustering(ctx: Context) -> Finding:
     if len(online) < max(expected, 1):
         problems.append(f"{len(online)} replica(s) online of {len(replicas)} connected "
                         f"(expected at least {max(expected, 1)})")  # fmt: skip
+    if syncing:
+        problems.append("not in sync after " + f"{waited:.0f} s: " + ", ".join(
+            f"{v.get('ip')}:{v.get('port')} {v.get('state')}" for v in syncing)
+            + " (a full sync still under way: run again once it ends, or look at the "
+            "replica's log)")  # fmt: skip
     lag = [int(v.get("lag", 0)) for v in online]
     quorum = (f"; {len(data['sentinels'])} Sentinels: " + ", ".join(
         f"{a} {v[:40]}" for a, v in data["sentinels"].items())) if data["sentinels"] else ""
-    text = f"{len(online)} replica(s) online (lag {max(lag, default=0)} s){quorum}"
+    after = f", in sync after {waited:.0f} s" if waited >= 0.5 and not syncing else ""
+    text = f"{len(online)} replica(s) online (lag {max(lag, default=0)} s{after}){quorum}"
     if problems:
         return Finding("fail", "; ".join(problems) + f" ({text})", data)
     return Finding("pass", text, data)
