@@ -48,7 +48,9 @@ def test_steps_parse_from_the_command_line() -> None:
 
 
 def _turn(ok: bool, latency: float | None, stage: str = "ok") -> dict[str, Any]:
-    return {"ok": ok, "latency_s": latency, "stage": stage if ok else stage}
+    agent = {"stt_ms": latency * 500, "transcription_delay_ms": latency * 800,
+             "e2e_ms": None} if latency is not None else {}  # fmt: skip
+    return {"ok": ok, "latency_s": latency, "stage": stage if ok else stage, "agent_ms": agent}
 
 
 def test_a_steps_figures_and_its_verdict() -> None:
@@ -63,6 +65,12 @@ def test_a_steps_figures_and_its_verdict() -> None:
     assert step["latency_s"] == {"p50": 0.98, "p95": 1.43, "p99": 1.47}  # nearest rank
     assert step["join_s"]["p50"] == pytest.approx(0.2) and step["dispatch_s"]["p50"] == 0.8
     assert step["stages"] == {"ok": 98, "no_reply": 1, "wrong_reply": 1}
+    # the agent's own timings, of the answered turns only
+    assert step["agent_ms"]["stt_ms"] == {"p50": 490.0, "p95": 715.0}
+    assert step["agent_ms"]["transcription_delay_ms"]["p50"] == pytest.approx(784.0)
+    assert step["agent_ms"]["e2e_ms"] == {"p50": None, "p95": None}
+    assert "transcript 784 ms after the end of speech, Whisper 490 ms" in ramp.line(
+        {**step, "breaks": []})
     plan = ramp.Plan(steps=(2,), p95_budget_s=1.0, min_answered_pct=99.0)
     assert ramp.judge(step, plan) == ["98.0 % answered, under 99 %",
                                       "p95 1.43 s over the budget of 1 s"]

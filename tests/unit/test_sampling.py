@@ -715,3 +715,29 @@ def test_sessions_answered_rejects_bad_arguments() -> None:
         sessions_answered("held", timeout_s=0)
     with pytest.raises(ActivityFailed, match="no running sampling control"):
         sessions_answered("held")
+
+
+def _heard(ok: bool, t: float, misheard: bool = False) -> dict[str, Any]:
+    sample: dict[str, Any] = {"t": t, "latency_ms": 100.0, "ok": ok, "value": {}}
+    if misheard:
+        sample["misheard"] = True
+    return sample
+
+
+def test_sampled_sets_a_lone_mishearing_apart_and_counts_two_in_a_row() -> None:
+    from lkchaos.controls.probes import _judged
+
+    lone = [_heard(True, 0), _heard(False, 1, misheard=True), _heard(True, 2), _heard(True, 3)]
+    kept, apart = _judged(lone, since=0.0, count=2, final=False)
+    assert [s["t"] for s in kept] == [0, 2] and apart == 1
+    # two misheard in a row are a deployment that mishears: both count
+    twice = [_heard(False, 0, misheard=True), _heard(False, 1, misheard=True), _heard(True, 2)]
+    kept, apart = _judged(twice, since=0.0, count=2, final=False)
+    assert [s["ok"] for s in kept] == [False, False] and apart == 0
+    # the latest sample misheard waits for the next one, unless no more will come
+    waiting = [_heard(True, 0), _heard(False, 1, misheard=True)]
+    assert _judged(waiting, since=0.0, count=2, final=False) == ([waiting[0]], 0)
+    assert _judged(waiting, since=0.0, count=2, final=True) == (waiting, 0)
+    # a failure that is not a mishearing always counts; samples before `since` never do
+    failed = [_heard(False, 0), _heard(False, 5), _heard(True, 6)]
+    assert _judged(failed, since=4.0, count=3, final=True) == (failed[1:], 0)

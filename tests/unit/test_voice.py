@@ -330,6 +330,22 @@ def test_the_verdict_tells_mishearing_apology_and_wrong_answer_apart() -> None:
     assert _judge(True, "9 minus 4 is 5.", misheard) == ("ok", True)
 
 
+def test_a_right_reply_the_caller_misheard_is_told_from_a_wrong_one() -> None:
+    """The agent reports the right answer and the caller heard the same sentence with the
+    answer changed: the caller's mishearing (set apart when alone), not a wrong reply."""
+    said = {"heard": "What is 10 times 6?", "reply": "10 times 6 is 60."}
+    stage, reason, _ = roundtrip.judge("What is ten times six?", False, "r",
+                                       "10 times 6 is 16.", said)  # fmt: skip
+    assert stage == "reply_misheard" and "'10 times 6 is 16.'" in reason
+    # another sentence altogether, or a wrong claim, stays a wrong reply
+    assert roundtrip.judge("What is ten times six?", False, "r", "The answer is five.",
+                           said)[0] == "wrong_reply"  # fmt: skip
+    wrong = {**said, "reply": "10 times 6 is 16."}
+    assert roundtrip.judge("What is ten times six?", False, "r", "10 times 6 is 16.",
+                           wrong)[0] == "wrong_reply"  # fmt: skip
+    assert roundtrip.judge("What is ten times six?", False, "r", "", said)[0] == "wrong_reply"
+
+
 def test_the_result_carries_the_agents_transcript_and_the_mishearing() -> None:
     out = roundtrip.Outcome(question="q", expected=["5"], room="r", stage="misheard",
                             misheard=True, agent={"heard": "What is i minus 4?"})  # fmt: skip

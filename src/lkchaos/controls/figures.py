@@ -20,9 +20,10 @@ started (seconds since the control started). Figures use when each result was *k
 - ``interval_median_s``, ``interval_p95_s``: between consecutive sample starts; null with
   fewer than two samples.
 
-Mishearings are set apart. A failed sample whose probe says the question was misheard (the
-voice probe's ``stage`` ``misheard``, recorded as the sample's ``"misheard": true``) is a
-failure of speech recognition on one utterance, not of the service: alone (no misheard sample
+Mishearings are set apart. A failed sample whose probe says an utterance was misheard (the
+voice probes' ``stage`` ``misheard``, the question by the agent, or ``reply_misheard``, the
+reply by the caller; recorded as the sample's ``"misheard": true``) is a failure of speech
+recognition on one utterance, not of the service: alone (no misheard sample
 right before or after it) it counts in ``misheard`` and ``misheard_set_apart`` and in none of
 the figures above, which are derived from the other samples. Two or more misheard samples in a
 row count as failures like any other: a deployment that mishears every caller is down for

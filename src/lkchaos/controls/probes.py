@@ -45,6 +45,7 @@ from typing import Any, Dict
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
+from lkchaos.controls import figures
 from lkchaos.controls.figures import settled
 from lkchaos.controls.sampler import Sampler
 from lkchaos.controls.sampling import find_sampler, sampled_probes
@@ -121,10 +122,14 @@ def sampled(
     end after this call, and whether at least ``min_ok`` of them (default: all) were ok.
 
     Stops waiting as soon as the verdict is decided (``min_ok`` ok samples, or too many
-    failed for ``min_ok`` to be reached), so ``results`` may hold fewer than ``count``.
+    failed for ``min_ok`` to be reached), so ``results`` may hold fewer than ``count``. A
+    sample failed on one misheard utterance, with no misheard sample beside it, is set apart
+    (``misheard_set_apart`` counts them) and the next sample taken instead, as the run's
+    figures do (:mod:`lkchaos.controls.figures`).
     Waits up to ``timeout_s`` seconds in all; samples that did not come by then count as not
-    ok (the result says how many came). Returns ``{"ok", "probe", "count", "ok_samples", "waited_s",
-    "results": [{"ok", "t", "latency_s", "value"}]}`` (``t`` seconds since the run started).
+    ok (the result says how many came). Returns ``{"ok", "probe", "count", "ok_samples",
+    "misheard_set_apart", "waited_s", "results": [{"ok", "t", "latency_s", "value"}]}``
+    (``t`` seconds since the run started).
     Raises ActivityFailed when no running sampling control samples ``probe``, or it is not
     sampling yet (its ``start`` is ``method``: sample from the experiment's start instead).
     """
@@ -142,13 +147,14 @@ def sampled(
     began = time.monotonic()
     since = sampler.now()
     fresh: list[dict[str, Any]] = []
+    set_apart = 0
     while True:
-        fresh = [s for s in sampler.samples(probe)
-                 if s["t"] + s["latency_ms"] / 1000.0 >= since][:count]  # fmt: skip
         waited = time.monotonic() - began
+        over = waited >= timeout_s or not sampler.running
+        fresh, set_apart = _judged(sampler.samples(probe), since, count, final=over)
         oks = sum(1 for s in fresh if s["ok"])
         decided = oks >= need or len(fresh) - oks > count - need
-        if decided or len(fresh) >= count or waited >= timeout_s or not sampler.running:
+        if decided or len(fresh) >= count or over:
             break
         time.sleep(min(0.2, timeout_s - waited))
     ok_samples = sum(1 for s in fresh if s["ok"])
@@ -157,6 +163,7 @@ def sampled(
         "probe": probe,
         "count": len(fresh),
         "ok_samples": ok_samples,
+        "misheard_set_apart": set_apart,
         "waited_s": round(time.monotonic() - began, 3),
         "results": [
             {"ok": s["ok"], "t": s["t"], "latency_s": round(s["latency_ms"] / 1000.0, 3),
@@ -164,6 +171,31 @@ def sampled(
             for s in fresh
         ],
     }
+
+
+def _judged(samples: list[dict[str, Any]], since: float, count: int,
+            final: bool) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+    """The first ``count`` samples observed since ``since`` that judge the service, and how
+    many were set apart: a misheard sample (one utterance misheard, see
+    :mod:`lkchaos.controls.figures`) with no misheard neighbour is set apart, two in a row
+    both count. The latest sample, when misheard, waits for its successor; when ``final``
+    (no more will come) it counts."""
+    flags = [figures.is_misheard(s) for s in samples]
+    kept: list[dict[str, Any]] = []
+    set_apart = 0
+    for i, sample in enumerate(samples):
+        if figures.observed(sample) < since:
+            continue
+        if flags[i] and not (i > 0 and flags[i - 1]):
+            if i + 1 == len(samples) and not final:
+                break  # its neighbour decides
+            if i + 1 < len(samples) and not flags[i + 1]:
+                set_apart += 1
+                continue
+        kept.append(sample)
+        if len(kept) == count:
+            break
+    return kept, set_apart
 
 
 def sessions_answered(

@@ -50,9 +50,14 @@ def default_ok(result: Any) -> bool:
     return True
 
 
+#: The voice probes' stages of one utterance misheard: the question by the agent, or the
+#: reply by the caller.
+MISHEARD_STAGES = frozenset({"misheard", "reply_misheard"})
+
+
 def _misheard(result: Any) -> bool:
-    """Whether a probe's result says the question was misheard (the voice probe's stage)."""
-    return isinstance(result, Mapping) and result.get("stage") == "misheard"
+    """Whether a probe's result says an utterance was misheard (the voice probes' stage)."""
+    return isinstance(result, Mapping) and result.get("stage") in MISHEARD_STAGES
 
 
 #: How far back a result may place itself (seconds before it was read).

@@ -123,6 +123,11 @@ def step_figures(turns: Sequence[dict[str, Any]], summaries: Sequence[dict[str, 
             joins.append(max(0.0, events["joined"] - delay))
             if "agent_joined" in events:
                 dispatches.append(max(0.0, events["agent_joined"] - events["joined"]))
+    agent: dict[str, Any] = {}
+    for key in ("stt_ms", "transcription_delay_ms", "e2e_ms"):
+        values = [float(v) for t in answered
+                  if isinstance(v := (t.get("agent_ms") or {}).get(key), int | float)]
+        agent[key] = {"p50": percentile(values, 50), "p95": percentile(values, 95)}
     stages: dict[str, int] = {}
     for turn in turns:
         stages[str(turn.get("stage"))] = stages.get(str(turn.get("stage")), 0) + 1
@@ -136,6 +141,7 @@ def step_figures(turns: Sequence[dict[str, Any]], summaries: Sequence[dict[str, 
                       "p99": percentile(latencies, 99)},
         "join_s": {"p50": percentile(joins, 50), "p95": percentile(joins, 95)},
         "dispatch_s": {"p50": percentile(dispatches, 50), "p95": percentile(dispatches, 95)},
+        "agent_ms": agent,
         "stages": stages,
         "reconnects": sum(int(s.get("reconnects") or 0) for s in summaries),
     }  # fmt: skip
@@ -277,7 +283,18 @@ def line(step: dict[str, Any]) -> str:
     return (f"{step['callers']:>4} callers: {step['connected']} connected, {step['turns']} turns, "
             f"{step['answered_pct']:.1f} % answered, latency p50 {_f(lat['p50'])} s "
             f"p95 {_f(lat['p95'])} s p99 {_f(lat['p99'])} s"
+            + _agent_part(step.get("agent_ms") or {})
             + (f", {cpu:.2f} cores in use" if cpu is not None else "") + f": {verdict}")
+
+
+def _agent_part(agent: dict[str, Any]) -> str:
+    """Where the agent says the time went (p50 ms), when it reported it."""
+    transcript = (agent.get("transcription_delay_ms") or {}).get("p50")
+    whisper = (agent.get("stt_ms") or {}).get("p50")
+    if transcript is None and whisper is None:
+        return ""
+    return (f" (agent p50: transcript {_g(transcript)} ms after the end of speech, "
+            f"Whisper {_g(whisper)} ms)")
 
 
 def _f(value: float | None) -> str:

@@ -8,6 +8,10 @@ Stages, each with its own timeout, and the name reported when it fails:
 ``misheard``    the reply is not the expected answer, and the agent's own transcript of the
                 question (its ``lkchaos.turn`` report) does not ask what was asked
 ``apology``     the agent heard the question but apologised instead of answering
+``reply_misheard`` the caller's transcription of the reply (listened to twice) lacks the
+                answer that the agent reports having said: one utterance misheard by the
+                caller, or its audio damaged on the way (set apart when alone, like
+                ``misheard``: see :mod:`lkchaos.controls.figures`)
 ``wrong_reply`` a reply came, the agent heard the question right (or did not report what it
                 heard), but the expected answer is not the reply's
 ``timeout``     the whole round trip took longer than its overall limit
@@ -29,9 +33,11 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import difflib
 import io
 import json
 import logging
+import re
 import time
 import uuid
 import wave
@@ -296,7 +302,27 @@ def judge(
     if is_apology(reply) or outcome in APOLOGY_OUTCOMES:
         why = f" ({outcome})" if outcome and outcome != "answered" else ""
         return "apology", f"the agent apologised{why}: {reply!r}", misheard
+    claimed = str(agent.get("reply") or "")
+    if (claimed and check_reply(claimed, expected_answers(question)).ok
+            and _alike(claimed, reply)):  # fmt: skip
+        return "reply_misheard", (f"the agent reports saying {claimed!r}; the caller heard "
+                                  f"{reply!r}"), misheard  # fmt: skip
     return "wrong_reply", reason, misheard
+
+
+#: How alike (difflib's ratio over their words) what the agent reports having said and what
+#: the caller heard must be for a missing answer to count as a mishearing: "10 times 6 is
+#: 60." heard as "10 times 6 is 16." is 0.8; another sentence altogether is far under.
+ALIKE_RATIO = 0.6
+
+
+def _alike(said: str, heard: str) -> bool:
+    """Whether ``heard`` is ``said`` with a few words misheard (see :data:`ALIKE_RATIO`)."""
+    def words(text: str) -> list[str]:
+        return re.findall(r"[a-z0-9]+", text.lower())
+
+    a, b = words(said), words(heard)
+    return bool(a and b) and difflib.SequenceMatcher(None, a, b).ratio() >= ALIKE_RATIO
 
 
 async def run(

@@ -7,7 +7,7 @@ recognition came back, silent after its signalling connection resumed) shows as 
 keep failing in the same room.
 
 Each turn is judged like a round trip (``ok``, or the stage it failed at: ``no_reply``,
-``misheard``, ``apology``, ``wrong_reply``, ``no_agent`` when no agent is in the room to
+``misheard``, ``apology``, ``reply_misheard``, ``wrong_reply``, ``no_agent`` when no agent is in the room to
 ask) with its latency: the end of the caller's speech as played out to the first audio of
 the reply, on the monotonic clock. A turn's reply is checked by transcribing its audio
 (every ``transcribe_every``-th turn; the others by the agent's own report of what it said,
@@ -304,7 +304,14 @@ class HeldCall:
             "reply_s": round(last_at - first_at, 3), "heard": heard,
             "agent_heard": (report or {}).get("heard"), "misheard": misheard,
             "checked_by": "audio" if by_audio else "agent",
+            "agent_ms": {key: (report or {}).get(key) for key in AGENT_TIMINGS},
         })  # fmt: skip
+
+
+#: The agent's own timings of a turn (its ``lkchaos.turn`` report, milliseconds) kept in
+#: each held turn: the Whisper request, end of speech to transcript, end of speech to its
+#: audio. ``None`` where the agent reported none.
+AGENT_TIMINGS = ("stt_ms", "transcription_delay_ms", "e2e_ms")
 
 
 def _percentile(values: list[float], pct: float) -> float | None:

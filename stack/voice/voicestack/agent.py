@@ -1,7 +1,8 @@
 """The voice agent of the system under test: a livekit-agents 1.8 worker, fully offline.
 
 Pipeline: silero VAD -> Whisper (OpenAI plugin STT against the Whisper service, wrapped
-by the framework's VAD stream adapter) -> rule-based LLM (:mod:`voicestack.rule_llm`)
+by :class:`voicestack.early_stt.EarlySTT`, which starts recognition on a short pause)
+-> rule-based LLM (:mod:`voicestack.rule_llm`)
 calling the MCP tools through the framework -> espeak-ng TTS. Turn detection is VAD
 (the default turn detector would load a model or use a cloud gateway). The agent never
 speaks first. Dispatch is explicit, by agent name.
@@ -33,7 +34,11 @@ Environment:
   is set, an OpenAI-compatible LLM replaces the rule-based one (same MCP tools).
 - ``TTS_VOICE`` (default ``en-us``), ``TTS_WPM`` (default 150), ``TTS_GAP`` (pause between
   words, 10 ms units, default 2), ``VAD_MIN_SILENCE``
-  (s, default 0.5).
+  (s, default 0.5: the silence that ends the caller's turn).
+- ``STT_EARLY_SILENCE`` (s, default 0.2): the silence after which the speech so far is
+  sent to Whisper, while the turn's end is still being waited for (cancelled if the caller
+  speaks again); 0, or a value not under ``VAD_MIN_SILENCE``, sends each utterance once
+  the turn has ended, as the framework's own adapter does.
 
 Degradation: a Whisper failure or timeout makes the agent say "Sorry, I can't reach my
 speech recognition right now."; an MCP failure, timeout or absence (and a failing external
@@ -80,6 +85,7 @@ from livekit.agents import (
     llm,
     room_io,
 )
+from livekit.agents import stt as agents_stt
 from livekit.agents.llm import mcp
 from livekit.agents.types import FlushSentinel
 from livekit.agents.voice.agent_session import SessionConnectOptions
@@ -90,6 +96,7 @@ from livekit.agents.voice.events import (
 from livekit.plugins import openai, silero
 
 from . import dialogue
+from .early_stt import EarlySTT
 from .espeak_tts import EspeakTTS
 from .resilience import STT_FAILURE_MARKER, BoundedMCPToolset, ResilientSTT
 from .rule_llm import RuleBasedLLM
@@ -139,6 +146,7 @@ class Settings:
     tts_wpm: int
     tts_gap: int
     vad_min_silence: float
+    stt_early_silence: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -166,7 +174,13 @@ class Settings:
             tts_wpm=int(env("TTS_WPM", "150")),
             tts_gap=int(env("TTS_GAP", "2")),
             vad_min_silence=_env_float("VAD_MIN_SILENCE", 0.5),
+            stt_early_silence=_env_float("STT_EARLY_SILENCE", 0.2),
         )
+
+    @property
+    def early_stt(self) -> bool:
+        """Whether Whisper gets the speech on a shorter silence than the turn's end."""
+        return 0 < self.stt_early_silence < self.vad_min_silence
 
 
 class VoiceAgent(Agent):
@@ -254,9 +268,15 @@ async def entrypoint(ctx: JobContext) -> None:
         language="en",
         prompt=settings.whisper_prompt,
     )
-    stt = ResilientSTT(
+    resilient = ResilientSTT(
         whisper, timeout=settings.whisper_timeout, attempts=2, on_result=reporter.on_stt_result
     )
+    # Otherwise the framework wraps the STT in its own adapter, with the session's VAD.
+    stt: agents_stt.STT[Any] = (
+        EarlySTT(stt_=resilient, vad_=ctx.proc.userdata["vad"],
+                 early_silence_s=settings.stt_early_silence)
+        if settings.early_stt else resilient
+    )  # fmt: skip
     mcp_server = mcp.MCPServerHTTP(
         url=settings.mcp_url,
         transport_type="streamable_http",
