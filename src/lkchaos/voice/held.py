@@ -13,11 +13,11 @@ session that stops answering keeps failing in the same room::
      "calls": 1, "reconnects": 0, "agents_seen": 1}
 
 A turn fails with the stages of a round trip (``no_reply``, ``misheard``, ``apology``,
-``reply_misheard``, ``wrong_reply``), ``no_agent`` (no agent in the room to ask), ``no_turn`` (no turn finished
-within ``timeout``) or ``call_ended`` (the call ended by itself: its room was lost; the next
-sample starts a new call, ``calls`` counts them). With ``callers`` above 1, that many calls
-are held side by side, their starts staggered, and each sample is the next turn any of them
-finished: a sample every few seconds. ``end_held_call`` ends it and returns its
+``reply_misheard``, ``wrong_reply``), ``no_agent`` (no agent in the room to ask), ``no_turn``
+(no turn finished within ``timeout``) or ``call_ended`` (the call ended by itself: its room was
+lost; the next sample starts a new call, ``calls`` counts them). With ``callers`` above 1, that
+many calls are held side by side, their starts staggered, and each sample is the next turn any
+of them finished: a sample every few seconds. ``end_held_call`` ends it and returns its
 summary (turns, answered %, latency p50/p95, reconnects, agents seen, room events, the media
 path); a held call is also ended when this process exits, and by the prober when nobody read
 it for 45 s. ``held_conversation`` holds one call for ``turns`` turns and judges them

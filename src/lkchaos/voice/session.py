@@ -7,9 +7,9 @@ recognition came back, silent after its signalling connection resumed) shows as 
 keep failing in the same room.
 
 Each turn is judged like a round trip (``ok``, or the stage it failed at: ``no_reply``,
-``misheard``, ``apology``, ``reply_misheard``, ``wrong_reply``, ``no_agent`` when no agent is in the room to
-ask) with its latency: the end of the caller's speech as played out to the first audio of
-the reply, on the monotonic clock. A turn's reply is checked by transcribing its audio
+``misheard``, ``apology``, ``reply_misheard``, ``wrong_reply``, ``no_agent`` when no agent is
+in the room to ask) with its latency: the end of the caller's speech as played out to the first
+audio of the reply, on the monotonic clock. A turn's reply is checked by transcribing its audio
 (every ``transcribe_every``-th turn; the others by the agent's own report of what it said,
 ``checked_by`` says which). Room events (signalling reconnects, the agent leaving or a new
 one arriving) are kept with their times, and the media path the call ended on.
