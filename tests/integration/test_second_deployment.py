@@ -78,6 +78,7 @@ NOT_APPLICABLE: dict[str, list[str]] = {
     "held-node-loss.json": ["the target has 1 livekit_node (lk-server), so livekit_node:2"],
     "media-packet-loss.json": ["the target has 1 livekit_node (lk-server), so livekit_node:2"],
     "redis-failover.json": ["needs Redis Sentinel: the target's Redis is direct"],
+    "held-redis-failover.json": ["needs Redis Sentinel: the target's Redis is direct"],
     "redis-lost-during-drain.json": ["the target maps no redis_replica"],
     "redis-outage.json": ["the target maps no redis_replica"],
     "redis-stall.json": ["needs Redis Sentinel: the target's Redis is direct"],
