@@ -26,7 +26,7 @@ from lkchaos.errors import ConfigError
 from lkchaos.settings import Settings
 from lkchaos.voice import held
 from lkchaos.voice.calls import MAX_CALLS
-from lkchaos.voice.session import Options
+from lkchaos.voice.session import HELD_AGENT_TIMINGS, Options
 
 #: The design notes' steps (concurrent callers).
 DEFAULT_STEPS = (10, 25, 50, 100, 200)
@@ -124,7 +124,7 @@ def step_figures(turns: Sequence[dict[str, Any]], summaries: Sequence[dict[str, 
             if "agent_joined" in events:
                 dispatches.append(max(0.0, events["agent_joined"] - events["joined"]))
     agent: dict[str, Any] = {}
-    for key in ("stt_ms", "transcription_delay_ms", "e2e_ms"):
+    for key in HELD_AGENT_TIMINGS:
         values = [float(v) for t in answered
                   if isinstance(v := (t.get("agent_ms") or {}).get(key), int | float)]
         agent[key] = {"p50": percentile(values, 50), "p95": percentile(values, 95)}

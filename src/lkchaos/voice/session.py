@@ -304,14 +304,15 @@ class HeldCall:
             "reply_s": round(last_at - first_at, 3), "heard": heard,
             "agent_heard": (report or {}).get("heard"), "misheard": misheard,
             "checked_by": "audio" if by_audio else "agent",
-            "agent_ms": {key: (report or {}).get(key) for key in AGENT_TIMINGS},
+            "agent_ms": {key: (report or {}).get(key) for key in HELD_AGENT_TIMINGS},
         })  # fmt: skip
 
 
 #: The agent's own timings of a turn (its ``lkchaos.turn`` report, milliseconds) kept in
 #: each held turn: the Whisper request, end of speech to transcript, end of speech to its
-#: audio. ``None`` where the agent reported none.
-AGENT_TIMINGS = ("stt_ms", "transcription_delay_ms", "e2e_ms")
+#: audio. ``None`` where the agent reported none. (A round trip keeps more of them:
+#: ``roundtrip.AGENT_TIMINGS``.)
+HELD_AGENT_TIMINGS = ("stt_ms", "transcription_delay_ms", "e2e_ms")
 
 
 def _percentile(values: list[float], pct: float) -> float | None:

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from typing import Any
 
 from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils, vad
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
-
-log = logging.getLogger("voicestack.early_stt")
 
 #: The wrapped STT retries by itself (see :class:`voicestack.resilience.ResilientSTT`).
 _STREAM_OPTIONS = APIConnectOptions(max_retry=0, timeout=DEFAULT_API_CONNECT_OPTIONS.timeout)
@@ -49,8 +46,6 @@ class EarlySTT(stt.STT[Any]):
         self._stt = stt_
         self._vad = vad_
         self._early_silence_s = early_silence_s
-        self.speculations = 0  # recognitions started early
-        self.wasted = 0  # of which cancelled because the caller spoke again
 
     @property
     def model(self) -> str:
@@ -120,7 +115,6 @@ class _EarlyStream(stt.RecognizeStream):
                     early.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await early
-                    self._owner.wasted += 1
                     early = None
 
             try:
@@ -138,7 +132,6 @@ class _EarlyStream(stt.RecognizeStream):
                         if silence == 0 and early is not None:
                             await _drop_early()  # the caller speaks again
                         elif early is None and silence >= self._owner._early_silence_s:
-                            self._owner.speculations += 1
                             early = self._recognize(speech)
                     elif event.type == vad.VADEventType.END_OF_SPEECH:
                         speech_end_time = (time.time() - event.silence_duration
