@@ -58,4 +58,4 @@ if [ "${CI:-}" = true ]; then
   trap '.venv/bin/lkchaos stack down || true' EXIT
 fi
 bash scripts/fresh-stack.sh
-run_pytest -m "$integration" --durations=30 "${pytest_args[@]}"
+run_pytest -m "$integration" --durations=80 --durations-min=1 "${pytest_args[@]}"

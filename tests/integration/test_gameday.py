@@ -82,11 +82,32 @@ def test_the_quick_game_day_holds_and_reports(quick_gameday: GamedayRun) -> None
     assert titles <= {r.experiment_title for r in recorded}, [r.experiment_title for r in recorded]
 
 
+def resolver_down_experiment(tmp_path: Path) -> Path:
+    """dns-failure.json's fault and rollback with only its resolver check, no callers: the
+    interrupt reaches the fault within seconds (the callers are tested by the catalogue)."""
+    full = json.loads((EXPERIMENTS / "dns-failure.json").read_text())
+    names_resolve = next(probe for probe in full["steady-state-hypothesis"]["probes"]
+                         if probe["name"] == "names-resolve-now")  # fmt: skip
+    experiment = {
+        "title": "The stack's resolver goes down (a game day is interrupted in the fault)",
+        "description": "dns-failure.json without its callers.",
+        "controls": [c for c in full["controls"] if c["name"] != "sampling"],
+        "configuration": full["configuration"],
+        "steady-state-hypothesis": {"title": "The test names resolve",
+                                    "probes": [names_resolve]},
+        "method": full["method"],
+        "rollbacks": full["rollbacks"],
+    }
+    path = tmp_path / "resolver-down.json"
+    path.write_text(json.dumps(experiment))
+    return path
+
+
 def test_interrupt_mid_fault_leaves_nothing(tmp_path: Path, settings: Settings) -> None:
     before = _deployment(settings)
     assert ledger.pending(settings.state_dir) == []
     path = gameday_file(tmp_path, "integration-interrupt", [
-        {"experiment": str(EXPERIMENTS / "dns-failure.json"), "fault_s": 60},
+        {"experiment": str(resolver_down_experiment(tmp_path)), "fault_s": 60},
         {"experiment": str(EXPERIMENTS / "agent-crash.json")},
     ])
     out = tmp_path / "out"

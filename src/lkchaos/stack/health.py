@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import docker.errors
+
 from lkchaos.errors import LkChaosError, ServiceUnhealthy, StackError
 from lkchaos.livekit import keys
 from lkchaos.settings import Settings
@@ -46,7 +48,11 @@ def service_statuses(compose: Compose, client: Any) -> list[ServiceStatus]:
         if container is None:
             statuses.append(ServiceStatus(service, "missing", "none"))
             continue
-        container.reload()
+        try:
+            container.reload()
+        except docker.errors.NotFound:  # removed since listed: compose is replacing it
+            statuses.append(ServiceStatus(service, "missing", "none"))
+            continue
         state = container.attrs.get("State", {})
         health = state.get("Health", {}).get("Status", "none")
         statuses.append(ServiceStatus(service, str(state.get("Status", "unknown")), str(health)))
