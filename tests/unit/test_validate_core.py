@@ -15,7 +15,7 @@ from chaoslib.exceptions import ActivityFailed
 
 from lkchaos.settings import Settings
 from lkchaos.validate import manual, probes, runner, selection, watch
-from lkchaos.validate.model import CHECKS, Context, Finding, items
+from lkchaos.validate.model import CHECKS, Context, Finding, alone, items
 
 CPU, RAM, DISK = "infra.minimum-4-cpu", "infra.minimum-8gb-ram", "infra.minimum-50gb-disk"
 FIREWALL = "infra.firewall-rules-configured"
@@ -152,6 +152,36 @@ def test_no_more_checks_run_at_once_than_workers(settings: Settings) -> None:
     report = runner.run(selection.select(only=ids), settings, workers=2, checks=funcs)
     assert all(r.status == "pass" for r in report.results)
     assert 1 <= state["most"] <= 2
+
+
+def test_a_check_that_measures_latency_runs_after_the_others_by_itself(
+    settings: Settings
+) -> None:
+    lock = threading.Lock()
+    state = {"now": 0, "alone_saw": -1, "others_done": 0}
+
+    def other(ctx: Context) -> Finding:
+        with lock:
+            state["now"] += 1
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+            state["others_done"] += 1
+        return Finding("pass", "other")
+
+    @alone
+    def timed(ctx: Context) -> Finding:
+        with lock:
+            state["alone_saw"] = state["now"] + state["others_done"] * 100
+        return Finding("pass", "timed")
+
+    ids = [i.id for i in selection.select(section="startup")][:5]
+    funcs = {item_id: (lambda ctx, f=other: f(ctx)) for item_id in ids[1:]}
+    funcs[ids[0]] = timed  # first in the document's order, yet run last
+    report = runner.run(selection.select(only=ids), settings, workers=4, checks=funcs)
+    assert all(r.status == "pass" for r in report.results)
+    assert state["alone_saw"] == 400  # the four others done, none running
+    assert [r.item.id for r in report.results] == ids  # reported in the document's order
 
 
 def test_a_check_registered_for_several_items_runs_once(settings: Settings) -> None:

@@ -377,3 +377,34 @@ def test_static_files_and_compression_say_how_they_tell(serve: Serve) -> None:
     finding = caddy.compression(ctx)
     assert finding.status == "manual"
     assert "Content-Encoding" in finding.evidence
+
+
+def test_a_name_that_cannot_be_reached_once_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tls_checks, "RETRY_S", 0.0)
+    ctx = Context(Settings(tls_names=("lk.example.test", "whip.example.test")))
+    tries: dict[str, int] = {}
+
+    def flaky(name: str) -> tuple[str, str, dict[str, Any]]:
+        tries[name] = tries.get(name, 0) + 1
+        if name == "lk.example.test" and tries[name] == 1:
+            raise ssl.SSLError("tlsv1 alert protocol version")
+        if name == "whip.example.test":
+            raise ConnectionRefusedError("refused")
+        return "pass", "fine", {}
+
+    finding = tls_checks.per_name(ctx, flaky)
+    lk, whip = finding.data["names"]["lk.example.test"], finding.data["names"]["whip.example.test"]
+    assert lk["status"] == "pass" and "a first try failed: SSLError" in lk["evidence"]
+    assert whip["status"] == "error" and "ConnectionRefusedError" in whip["evidence"]
+    assert tries == {"lk.example.test": 2, "whip.example.test": 2}
+    assert finding.status == "error"
+
+    def unparsable(name: str) -> tuple[str, str, dict[str, Any]]:
+        tries[name] = tries.get(name, 0) + 1
+        raise ValueError("not a certificate")
+
+    tries.clear()
+    assert tls_checks.per_name(ctx, unparsable).status == "error"
+    assert tries == {"lk.example.test": 1, "whip.example.test": 1}  # not a network loss

@@ -102,6 +102,13 @@ def check(*ids: str) -> Callable[[Check], Check]:
     return register
 
 
+def alone(func: Check) -> Check:
+    """Mark a check that measures latency: it runs after the others, by itself, so that
+    the run's own checks (scans, handshakes, calls in parallel threads) do not skew it."""
+    func.runs_alone = True  # type: ignore[attr-defined]
+    return func
+
+
 @functools.lru_cache(maxsize=1)
 def items() -> tuple[Item, ...]:
     """Every item of the checklist, in the document's order."""

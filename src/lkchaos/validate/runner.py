@@ -194,6 +194,18 @@ def run_checks(funcs: Sequence[Check], ctx: Context, workers: int = DEFAULT_WORK
     return results
 
 
+def run_in_turn(funcs: Sequence[Check], ctx: Context, workers: int = DEFAULT_WORKERS,
+                grace_s: float = GRACE_S) -> dict[Check, tuple[Finding, float]]:
+    """:func:`run_checks` for the checks in parallel, then one by one for those marked
+    :func:`~lkchaos.validate.model.alone` (they measure latency)."""
+    together = [f for f in funcs if not getattr(f, "runs_alone", False)]
+    outcomes = run_checks(together, ctx, workers=workers, grace_s=grace_s)
+    for func in funcs:
+        if getattr(func, "runs_alone", False):
+            outcomes |= run_checks([func], ctx, workers=1, grace_s=grace_s)
+    return outcomes
+
+
 def run(selected: Sequence[Item], settings: Settings, *, timeout_s: float = DEFAULT_TIMEOUT_S,
         workers: int = DEFAULT_WORKERS, automated_only: bool = False, target: str = "",
         checks: Mapping[str, Check] | None = None, grace_s: float = GRACE_S) -> Report:
@@ -207,7 +219,7 @@ def run(selected: Sequence[Item], settings: Settings, *, timeout_s: float = DEFA
     started_at = dt.datetime.now(dt.UTC)
     ctx = RunContext(settings, timeout_s)
     funcs = list(dict.fromkeys(checks[i.id] for i in selected if i.id in checks))
-    outcomes = run_checks(funcs, ctx, workers=workers, grace_s=grace_s)
+    outcomes = run_in_turn(funcs, ctx, workers=workers, grace_s=grace_s)
     by_id: dict[str, ItemResult] = {}
     for item in selected:
         if item.id in checks:

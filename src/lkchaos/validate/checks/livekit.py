@@ -35,7 +35,7 @@ from lkchaos.validate.checks._livekit_resources import (
     livekit_config,
     samples,
 )
-from lkchaos.validate.model import Context, Finding, Status, check
+from lkchaos.validate.model import Context, Finding, Status, alone, check
 
 #: Rooms a check creates start with this, so a person can tell them apart.
 ROOM_PREFIX = "lkchaos-validate-"
@@ -371,6 +371,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+@alone
 @check("livekit.response-times-200ms")
 @guarded
 def response_times(ctx: Context) -> Finding:

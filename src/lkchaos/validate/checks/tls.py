@@ -18,6 +18,7 @@ import datetime as dt
 import re
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,18 +118,34 @@ def walk(chain: list[x509.Certificate], store: list[x509.Certificate]) -> dict[s
     return result
 
 
+#: Seconds before a name that could not be reached is tried again.
+RETRY_S = 1.0
+
+
 def per_name(ctx: Context, judge: Any, names: tuple[str, ...] | None = None) -> Finding:
-    """Run ``judge(name) -> (status, evidence, data)`` for each name; the worst status wins."""
+    """Run ``judge(name) -> (status, evidence, data)`` for each name; the worst status wins.
+    A name that cannot be reached is tried once more after :data:`RETRY_S`: one connection
+    lost on a busy network is not a finding, two in a row are."""
     order: tuple[Status, ...] = ("n/a", "pass", "manual", "warn", "error", "fail")
     names = ctx.settings.tls_names if names is None else names
     if not names:
         return Finding("n/a", "the target names no TLS names (tls_proxy.names)")
     results, worst = {}, "n/a"
     for name in names:
-        try:
-            status, text, data = judge(name)
-        except (OSError, ValueError) as exc:
-            status, text, data = "error", f"cannot reach it: {type(exc).__name__}: {exc}", {}
+        first: OSError | None = None
+        for attempt in (1, 2):
+            try:
+                status, text, data = judge(name)
+            except (OSError, ValueError) as exc:
+                status, text, data = "error", f"cannot reach it: {type(exc).__name__}: {exc}", {}
+                if isinstance(exc, OSError) and attempt == 1:
+                    first = exc
+                    time.sleep(RETRY_S)
+                    continue
+                break
+            if first is not None:
+                text += f" (a first try failed: {type(first).__name__}: {first})"
+            break
         results[name] = {**data, "status": status, "evidence": text}
         worst = max(worst, status, key=order.index)
     evidence = "; ".join(f"{n}: {r['evidence']}" for n, r in results.items())
