@@ -6,9 +6,11 @@ import asyncio
 import concurrent.futures
 import re
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import httpx2
@@ -16,6 +18,8 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from lkchaos.docker.client import service_container
+from lkchaos.settings import Settings
 from lkchaos.stack import layout
 
 WHISPER = f"http://127.0.0.1:{layout.host_port('whisper')}"
@@ -92,6 +96,27 @@ def test_whisper_drops_a_waiting_request_whose_client_went_away(tmp_path: Path) 
     while _dropped() < before + 1:
         assert time.monotonic() < deadline, "the abandoned request was not dropped"
         time.sleep(0.5)
+
+
+def test_whisper_drops_an_upload_its_client_abandons_without_an_error(
+    docker: Any, settings: Settings
+) -> None:
+    # The agent cancels an early recognition while its audio is still being sent.
+    before = _dropped()
+    body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n"
+    host, port = WHISPER.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: whisper\r\n"
+                    b"Content-Type: multipart/form-data; boundary=b\r\n"
+                    b"Content-Length: 100000\r\n\r\n" + body + b"RIFF" + bytes(1000))
+        time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while _dropped() < before + 1:
+        assert time.monotonic() < deadline, "the abandoned upload was not counted as dropped"
+        time.sleep(0.3)
+    whisper = service_container(docker, settings.compose_project, "whisper")
+    logs = whisper.logs(since=int(time.time()) - 30).decode(errors="replace")
+    assert " ERROR " not in logs, logs[-2000:]
 
 
 def test_whisper_rejects_a_request_without_audio() -> None:

@@ -9,8 +9,9 @@ Endpoints:
   ``temperature``. Returns ``{"text": ...}``; errors are OpenAI-style
   ``{"error": {"message", "type"}}`` with 400 for bad input, 413 for uploads over 25 MB and
   503 when too many requests are already waiting. A request whose client has gone away
-  (the agent cancels an early recognition when the caller speaks again) is dropped when
-  its turn comes instead of transcribed for nobody: it is answered 499, never read.
+  (the agent cancels an early recognition when the caller speaks again) is dropped, while
+  it is sent or when its turn comes, instead of transcribed for nobody: it is answered 499,
+  never read, and logged as information, not as an error.
 - ``GET /health``: 200 ``{"status": "ok", "model": ...}`` once the model is loaded.
 - ``GET /v1/models``: the loaded model, OpenAI-style.
 - ``GET /metrics``: Prometheus metrics: ``whisper_http_requests_total`` by path and status
@@ -258,6 +259,9 @@ async def transcriptions(request: web.Request) -> web.Response:
         return error_response(400, str(exc))
     except ClientGone:
         log.info("dropped: the client went away while its request waited")
+        return error_response(CLIENT_GONE, "the client went away", "client_gone")
+    except ConnectionResetError:  # aiohttp's "Connection lost" while the upload was read
+        log.info("dropped: the client went away while sending its audio")
         return error_response(CLIENT_GONE, "the client went away", "client_gone")
     elapsed_ms = (time.perf_counter() - started) * 1000
     log.info("transcribed %.2fs of audio in %.0f ms: %r", result.duration, elapsed_ms, result.text)
