@@ -161,9 +161,7 @@ def round_trips_decided(
 ) -> bool:  # fmt: skip
     """Whether ``summarize_round_trips`` gives the same verdict whatever the ``calls`` not
     yet made return: each may fail, or be answered in any time."""
-    latencies = [
-        float(r["latency_s"]) for r in results if r.get("ok") and r.get("latency_s") is not None
-    ]
+    latencies = answered_latencies(results)
     left = calls - len(results)
     if len(latencies) + left < min_answered:
         return True  # too few can still be answered: failed
@@ -176,13 +174,18 @@ def round_trips_decided(
     )
 
 
+def answered_latencies(results: List[Dict[str, Any]]) -> List[float]:
+    """The latencies (seconds) of the round trips answered right, in call order."""
+    return [
+        float(r["latency_s"]) for r in results if r.get("ok") and r.get("latency_s") is not None
+    ]
+
+
 def summarize_round_trips(
     results: List[Dict[str, Any]], min_answered: int, max_median_latency_s: float | None
 ) -> Dict[str, Any]:
     """The verdict on several round trips (see ``voice_round_trips``)."""
-    latencies = [
-        float(r["latency_s"]) for r in results if r.get("ok") and r.get("latency_s") is not None
-    ]
+    latencies = answered_latencies(results)
     median = statistics.median(latencies) if latencies else None
     fast = max_median_latency_s is None or (median is not None and median <= max_median_latency_s)
     return {

@@ -257,11 +257,9 @@ async def transcriptions(request: web.Request) -> web.Response:
     except BadRequest as exc:
         log.info("rejected: %s", exc)
         return error_response(400, str(exc))
-    except ClientGone:
-        log.info("dropped: the client went away while its request waited")
-        return error_response(CLIENT_GONE, "the client went away", "client_gone")
-    except ConnectionResetError:  # aiohttp's "Connection lost" while the upload was read
-        log.info("dropped: the client went away while sending its audio")
+    except (ClientGone, ConnectionResetError) as exc:  # reset: lost while the upload was read
+        when = "its request waited" if isinstance(exc, ClientGone) else "sending its audio"
+        log.info("dropped: the client went away while %s", when)
         return error_response(CLIENT_GONE, "the client went away", "client_gone")
     elapsed_ms = (time.perf_counter() - started) * 1000
     log.info("transcribed %.2fs of audio in %.0f ms: %r", result.duration, elapsed_ms, result.text)

@@ -130,22 +130,20 @@ def per_name(ctx: Context, judge: Any, names: tuple[str, ...] | None = None) -> 
     names = ctx.settings.tls_names if names is None else names
     if not names:
         return Finding("n/a", "the target names no TLS names (tls_proxy.names)")
+    def attempt(name: str) -> tuple[tuple[str, str, dict[str, Any]], Exception | None]:
+        try:
+            return judge(name), None
+        except (OSError, ValueError) as exc:
+            return ("error", f"cannot reach it: {type(exc).__name__}: {exc}", {}), exc
+
     results, worst = {}, "n/a"
     for name in names:
-        first: OSError | None = None
-        for attempt in (1, 2):
-            try:
-                status, text, data = judge(name)
-            except (OSError, ValueError) as exc:
-                status, text, data = "error", f"cannot reach it: {type(exc).__name__}: {exc}", {}
-                if isinstance(exc, OSError) and attempt == 1:
-                    first = exc
-                    time.sleep(RETRY_S)
-                    continue
-                break
-            if first is not None:
-                text += f" (a first try failed: {type(first).__name__}: {first})"
-            break
+        (status, text, data), failed = attempt(name)
+        if isinstance(failed, OSError):
+            time.sleep(RETRY_S)
+            (status, text, data), again = attempt(name)
+            if again is None:
+                text += f" (a first try failed: {type(failed).__name__}: {failed})"
         results[name] = {**data, "status": status, "evidence": text}
         worst = max(worst, status, key=order.index)
     evidence = "; ".join(f"{n}: {r['evidence']}" for n, r in results.items())
