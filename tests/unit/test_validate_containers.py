@@ -35,8 +35,12 @@ def box(name: str, logs: str = "", **kwargs: Any) -> c.Box:
     return c.Box(name, f"lkchaos-{name}-1", inspect(**kwargs), logs)
 
 
-CADDY_ERROR = ('{"level":"error","ts":1796036339.2,"logger":"caddy.listeners.layer4",'
-               '"msg":"handling connection","error":"remote error: tls: bad certificate"}')
+CADDY_ERROR = ('{"level":"error","ts":1796036339.2,"logger":"http.log.error",'
+               '"msg":"dial tcp 172.29.77.11:7880: connect: connection refused"}')
+#: Caddy's layer 4 app when a client answered the certificate with a TLS alert.
+CLIENT_REFUSED = ('{"level":"error","ts":1796104665.84,"logger":"caddy.listeners.layer4",'
+                  '"msg":"handling connection","error":"remote error: tls: unknown '
+                  'certificate authority"}')
 
 
 @pytest.mark.parametrize("line", [
@@ -59,6 +63,9 @@ def test_error_lines_in_each_services_format(line: str) -> None:
     "no error so far",
     "2026-11-30T10:58:59Z\tERROR\tlivekit.transport.pion.pc\tv4@v4.2.17/peerconnection.go:2122"
     "\tdropping candidate with ufrag IA8P because it doesn't match the current ufrags",
+    CLIENT_REFUSED,
+    "2026/11/30 10:58:59 http: TLS handshake error from 172.29.77.1:5123: remote error: tls: "
+    "bad certificate",
 ])
 def test_lines_that_are_not_errors(line: str) -> None:
     assert c.error_line(line) is None
@@ -93,6 +100,30 @@ def test_logs_name_the_container_and_its_line() -> None:
     assert found.evidence.startswith("1 of 2 containers logged errors since they started: "
                                      "caddy: {\"level\":\"error\"")
     assert c.assess_logs([box("redis", logs="ok")]).status == "pass"
+
+
+def test_handshakes_clients_refused_warn_and_never_hide_an_error() -> None:
+    bad = CLIENT_REFUSED.replace("unknown certificate authority", "bad certificate")
+    twice = f"{CLIENT_REFUSED}\n{bad}"
+    warned = c.assess_logs([box("caddy", logs=f"ok\n{twice}"), box("redis", logs="ok")])
+    assert warned.status == "warn"
+    assert "TLS handshakes refused by clients: caddy: 2 (last: remote error: tls: bad " \
+           "certificate)" in warned.evidence
+    assert warned.data["tls_refused_by_clients"] == {"caddy": 2}
+    assert c.assess_started([box("caddy", logs=twice)], "Caddy").status == "pass"
+    both = c.assess_logs([box("caddy", logs=f"{CADDY_ERROR}\n{CLIENT_REFUSED}")])
+    assert both.status == "fail"
+    assert both.evidence.endswith("(last: remote error: tls: unknown certificate authority): "
+                                  "a client that does not trust the certificate served; if "
+                                  "the TLS items pass, the client lacks the CA")
+
+
+def test_refusals_inside_a_quiet_window_are_set_apart() -> None:
+    stamped = f"2026-11-30T10:58:59.000Z {CLIENT_REFUSED}"
+    when = c._stamped(stamped)[0]
+    assert when is not None
+    assert c.peer_refusals(stamped, [(when - 1, when + 1)]) == []
+    assert c.assess_logs([box("caddy", logs=stamped)], [(when - 1, when + 1)]).status == "pass"
 
 
 def test_environment_names_empty_variables_never_values() -> None:

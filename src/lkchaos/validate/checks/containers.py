@@ -40,6 +40,11 @@ BENIGN = re.compile(
     r"|disabling udev device properties"
     r"|LOGGED ONCE ONLY: cmd LATENCY LATEST"
 )
+#: A TLS alert the peer sent (Go's crypto/tls words it "remote error: tls: <alert>"): a client
+#: refused the certificate served (a client without the deployment's CA, a scanner). It is
+#: the client's verdict, not the server failing, so it is not an error line of the server's;
+#: :func:`assess_logs` reports these handshakes as a warning of their own.
+PEER_REFUSED = re.compile(r"remote error: tls: [a-z ]+")
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,19 @@ def error_line(logs: str, quiet: Sequence[tuple[float, float]] = ()) -> str | No
             continue
         return text.strip()
     return None
+
+
+def peer_refusals(logs: str, quiet: Sequence[tuple[float, float]] = ()) -> list[str]:
+    """The TLS alerts (:data:`PEER_REFUSED`, e.g. ``remote error: tls: unknown certificate
+    authority``) peers sent in ``logs`` outside the ``quiet`` windows, oldest first."""
+    found = []
+    for line in logs.splitlines():
+        when, text = _stamped(line)
+        match = PEER_REFUSED.search(text)
+        if match is None or (when is not None and any(a <= when <= b for a, b in quiet)):
+            continue
+        found.append(match.group(0))
+    return found
 
 
 def set_apart(logs: str, quiet: Sequence[tuple[float, float]]) -> int:
@@ -126,7 +144,7 @@ def chaos_windows(state_dir: str, now: float | None = None) -> list[tuple[float,
 
 
 def _is_error(line: str) -> bool:
-    if BENIGN.search(line):
+    if BENIGN.search(line) or PEER_REFUSED.search(line):
         return False
     return _BARE.search(line) is not None or ERROR_LINE.search(line) is not None
 
@@ -185,18 +203,28 @@ def assess_healthy(boxes: Sequence[Box]) -> Finding:
 
 
 def assess_logs(boxes: Sequence[Box], quiet: Sequence[tuple[float, float]] = ()) -> Finding:
+    """Fail on a container's error line (outside ``quiet``); warn when no container logged
+    one but clients refused TLS handshakes (:data:`PEER_REFUSED`), naming the alerts."""
     found = [(b.name, line) for b in boxes if (line := error_line(b.logs, quiet)) is not None]
     apart = sum(set_apart(b.logs, quiet) for b in boxes)
-    data = {"errors": {name: line for name, line in found}, "set_apart": apart}
+    refused = {b.name: alerts for b in boxes if (alerts := peer_refusals(b.logs, quiet))}
+    data = {"errors": {name: line for name, line in found}, "set_apart": apart,
+            "tls_refused_by_clients": {name: len(a) for name, a in refused.items()}}
     note = (f" ({apart} error lines logged during lkchaos's own faults or the "
             f"{RECOVERY_GRACE_S:g} s after them set apart)") if apart else ""
+    if refused:
+        each = "; ".join(f"{name}: {len(alerts)} (last: {alerts[-1]})"
+                         for name, alerts in refused.items())
+        note += (f"; TLS handshakes refused by clients: {each}: a client that does not trust "
+                 "the certificate served; if the TLS items pass, the client lacks the CA")
     if found:
         shown = "; ".join(f"{name}: {line[:160]}" for name, line in found[:5])
         more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
         return Finding("fail", f"{len(found)} of {len(boxes)} containers logged errors since "
                                f"they started: {shown}{more}{note}", data)  # fmt: skip
-    return Finding("pass", f"no error line in the logs of {len(boxes)} containers since they "
-                           f"started{note}", data)  # fmt: skip
+    return Finding("warn" if refused else "pass",
+                   f"no error line in the logs of {len(boxes)} containers since they "
+                   f"started{note}", data)  # fmt: skip
 
 
 def assess_env(boxes: Sequence[Box]) -> Finding:
