@@ -23,10 +23,20 @@ SECRET = "a-test-secret-long-enough-for-livekit-0123456789"
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free on 127.0.0.1 now (TCP by default; ``socket.SOCK_DGRAM`` for UDP)."""
+    """A port free on every address of this machine now (TCP by default;
+    ``socket.SOCK_DGRAM`` for UDP). Every address, not only 127.0.0.1: LiveKit's UDP port
+    listens on each of the machine's addresses, and a WebRTC client elsewhere (another test
+    worker) may hold the same number on another one. Free only when asked: see
+    :data:`PORT_TAKEN`."""
     with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("", 0))
         return int(sock.getsockname()[1])
+
+
+#: What a server logs when a port it was given was taken in the meantime: it is started
+#: again on new ports (:func:`dev_server`).
+PORT_TAKEN = b"address already in use"
+STARTS = 3
 
 
 @contextlib.contextmanager
@@ -40,19 +50,27 @@ def dev_server(folder: Path, extra_config: str = "",
     """
     if not os.access(LIVEKIT_BIN, os.X_OK):
         pytest.skip(f"no livekit-server binary at {LIVEKIT_BIN}: `lkchaos stack build` builds it")
-    port = free_port()
-    config = (f"port: {port}\nbind_addresses: [\"127.0.0.1\"]\n"
-              f"rtc:\n  tcp_port: {free_port()}\n  udp_port: {free_port(socket.SOCK_DGRAM)}\n"
-              "  use_external_ip: false\n  node_ip: 127.0.0.1\n"
-              "keys:\n" + "".join(f"  {k}: {v}\n" for k, v in (keys or {KEY: SECRET}).items())
-              + extra_config)  # fmt: skip
-    (folder / "livekit.yaml").write_text(config)
-    url = f"http://127.0.0.1:{port}"
-    with (folder / "server.log").open("wb") as log:
-        process = subprocess.Popen([str(LIVEKIT_BIN), "--dev", "--config", "livekit.yaml"],
-                                   cwd=folder, stdout=log, stderr=log)  # fmt: skip
+    for attempt in range(1, STARTS + 1):
+        port = free_port()
+        config = (f"port: {port}\nbind_addresses: [\"127.0.0.1\"]\n"
+                  f"rtc:\n  tcp_port: {free_port()}\n  udp_port: {free_port(socket.SOCK_DGRAM)}\n"
+                  "  use_external_ip: false\n  node_ip: 127.0.0.1\n"
+                  "keys:\n" + "".join(f"  {k}: {v}\n" for k, v in (keys or {KEY: SECRET}).items())
+                  + extra_config)  # fmt: skip
+        (folder / "livekit.yaml").write_text(config)
+        url = f"http://127.0.0.1:{port}"
+        with (folder / "server.log").open("wb") as log:
+            process = subprocess.Popen([str(LIVEKIT_BIN), "--dev", "--config", "livekit.yaml"],
+                                       cwd=folder, stdout=log, stderr=log)  # fmt: skip
+        try:
+            wait_serving(url, [process], folder / "server.log")
+        except RuntimeError:
+            stop_process(process)
+            if attempt < STARTS and PORT_TAKEN in (folder / "server.log").read_bytes():
+                continue
+            raise
+        break
     try:
-        wait_serving(url, [process], folder / "server.log")
         yield url
     finally:
         stop_process(process)
