@@ -8,8 +8,9 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from lkchaos.stack.build import cache_dir
 LIVEKIT_BIN = cache_dir() / "bin" / f"livekit-server-{layout.LIVEKIT_VERSION}"
 KEY = "lkchaos-test"
 SECRET = "a-test-secret-long-enough-for-livekit-0123456789"
+T = TypeVar("T")
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -34,9 +36,30 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 #: What a server logs when a port it was given was taken in the meantime: it is started
-#: again on new ports (:func:`dev_server`).
-PORT_TAKEN = b"address already in use"
+#: again on new ports (:func:`start_on_free_ports`).
+PORT_TAKEN = "address already in use"
 STARTS = 3
+
+
+def start_on_free_ports(launch: Callable[[list[subprocess.Popen[bytes]]], T],
+                        ) -> tuple[T, list[subprocess.Popen[bytes]]]:  # fmt: skip
+    """``launch(started)``'s result and the processes it started (appended to ``started``).
+
+    ``launch`` chooses its ports (:func:`free_port`), starts its servers and waits for them,
+    raising RuntimeError with their logs' end when one does not come up. When that says a
+    port was taken (:data:`PORT_TAKEN`), what it started is stopped and it runs again, on new
+    ports, up to :data:`STARTS` times in all; any other failure is raised at once.
+    """
+    for attempt in range(1, STARTS + 1):
+        started: list[subprocess.Popen[bytes]] = []
+        try:
+            return launch(started), started
+        except RuntimeError as exc:
+            for process in reversed(started):
+                stop_process(process)
+            if attempt == STARTS or PORT_TAKEN not in str(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager
@@ -50,7 +73,8 @@ def dev_server(folder: Path, extra_config: str = "",
     """
     if not os.access(LIVEKIT_BIN, os.X_OK):
         pytest.skip(f"no livekit-server binary at {LIVEKIT_BIN}: `lkchaos stack build` builds it")
-    for attempt in range(1, STARTS + 1):
+
+    def launch(started: list[subprocess.Popen[bytes]]) -> str:
         port = free_port()
         config = (f"port: {port}\nbind_addresses: [\"127.0.0.1\"]\n"
                   f"rtc:\n  tcp_port: {free_port()}\n  udp_port: {free_port(socket.SOCK_DGRAM)}\n"
@@ -60,20 +84,18 @@ def dev_server(folder: Path, extra_config: str = "",
         (folder / "livekit.yaml").write_text(config)
         url = f"http://127.0.0.1:{port}"
         with (folder / "server.log").open("wb") as log:
-            process = subprocess.Popen([str(LIVEKIT_BIN), "--dev", "--config", "livekit.yaml"],
-                                       cwd=folder, stdout=log, stderr=log)  # fmt: skip
-        try:
-            wait_serving(url, [process], folder / "server.log")
-        except RuntimeError:
-            stop_process(process)
-            if attempt < STARTS and PORT_TAKEN in (folder / "server.log").read_bytes():
-                continue
-            raise
-        break
+            started.append(subprocess.Popen(
+                [str(LIVEKIT_BIN), "--dev", "--config", "livekit.yaml"], cwd=folder,
+                stdout=log, stderr=log))  # fmt: skip
+        wait_serving(url, started, folder / "server.log")
+        return url
+
+    url, started = start_on_free_ports(launch)
     try:
         yield url
     finally:
-        stop_process(process)
+        for process in started:
+            stop_process(process)
 
 
 def wait_serving(url: str, processes: list[subprocess.Popen[bytes]], log: Path,

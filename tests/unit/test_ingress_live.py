@@ -26,7 +26,14 @@ from lkchaos.ingress import client, probes, push, whip
 from lkchaos.settings import Settings
 from lkchaos.stack.build import GO_BINARIES, cache_dir
 from lkchaos.stack.render import INGRESS_CPU_COST
-from tests.unit.livekit_dev import KEY, LIVEKIT_BIN, SECRET, free_port, stop_process
+from tests.unit.livekit_dev import (
+    KEY,
+    LIVEKIT_BIN,
+    SECRET,
+    free_port,
+    start_on_free_ports,
+    stop_process,
+)
 
 INGRESS = next(b for b in GO_BINARIES if b.name == "ingress")
 INGRESS_BIN = cache_dir() / "bin" / INGRESS.cache_name
@@ -84,37 +91,37 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if redis_server is None:
         pytest.skip("no redis-server on PATH: apt-get install redis-server")
     folder = tmp_path_factory.mktemp("ingress")
-    redis_port, lk_port = free_port(), free_port()
-    rtmp_port, whip_port = free_port(), free_port()
-    lk_config = {
-        "port": lk_port, "bind_addresses": ["127.0.0.1"],
-        "rtc": {"tcp_port": free_port(), "udp_port": free_port(socket.SOCK_DGRAM),
-                "use_external_ip": False, "node_ip": "127.0.0.1",
-                "enable_loopback_candidate": True},
-        "redis": {"address": f"127.0.0.1:{redis_port}"},
-        "keys": {KEY: SECRET},
-        "ingress": {"rtmp_base_url": f"rtmp://127.0.0.1:{rtmp_port}/x",
-                    "whip_base_url": f"http://127.0.0.1:{whip_port}/w"},
-    }  # fmt: skip
-    health_port = free_port()
-    ingress_config = {
-        "api_key": KEY, "api_secret": SECRET, "ws_url": f"ws://127.0.0.1:{lk_port}",
-        "redis": {"address": f"127.0.0.1:{redis_port}"},
-        "rtmp_port": rtmp_port, "whip_port": whip_port, "http_relay_port": free_port(),
-        "health_port": health_port, "logging": {"level": "info"},
-        "rtc_config": {"udp_port": free_port(socket.SOCK_DGRAM), "use_external_ip": False,
-                       "node_ip": "127.0.0.1", "enable_loopback_candidate": True},
-        # The reference stack's costs: a busy machine (a CI run) must not refuse the stream.
-        "cpu_cost": dict(INGRESS_CPU_COST),
-    }  # fmt: skip
-    (folder / "livekit.yaml").write_text(yaml.safe_dump(lk_config))
-    (folder / "ingress.yaml").write_text(yaml.safe_dump(ingress_config))
     # The service starts each session as `ingress` from PATH.
     (folder / "bin").mkdir()
     (folder / "bin" / "ingress").symlink_to(INGRESS_BIN)
     path = f"{folder / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
-    started: list[subprocess.Popen[bytes]] = []
-    try:
+
+    def launch(started: list[subprocess.Popen[bytes]]) -> Stack:
+        redis_port, lk_port = free_port(), free_port()
+        rtmp_port, whip_port = free_port(), free_port()
+        lk_config = {
+            "port": lk_port, "bind_addresses": ["127.0.0.1"],
+            "rtc": {"tcp_port": free_port(), "udp_port": free_port(socket.SOCK_DGRAM),
+                    "use_external_ip": False, "node_ip": "127.0.0.1",
+                    "enable_loopback_candidate": True},
+            "redis": {"address": f"127.0.0.1:{redis_port}"},
+            "keys": {KEY: SECRET},
+            "ingress": {"rtmp_base_url": f"rtmp://127.0.0.1:{rtmp_port}/x",
+                        "whip_base_url": f"http://127.0.0.1:{whip_port}/w"},
+        }  # fmt: skip
+        health_port = free_port()
+        ingress_config = {
+            "api_key": KEY, "api_secret": SECRET, "ws_url": f"ws://127.0.0.1:{lk_port}",
+            "redis": {"address": f"127.0.0.1:{redis_port}"},
+            "rtmp_port": rtmp_port, "whip_port": whip_port, "http_relay_port": free_port(),
+            "health_port": health_port, "logging": {"level": "info"},
+            "rtc_config": {"udp_port": free_port(socket.SOCK_DGRAM), "use_external_ip": False,
+                           "node_ip": "127.0.0.1", "enable_loopback_candidate": True},
+            # The reference stack's costs: a busy machine (a CI run) must not refuse the stream.
+            "cpu_cost": dict(INGRESS_CPU_COST),
+        }  # fmt: skip
+        (folder / "livekit.yaml").write_text(yaml.safe_dump(lk_config))
+        (folder / "ingress.yaml").write_text(yaml.safe_dump(ingress_config))
         started.append(_start([redis_server, "--port", str(redis_port), "--bind", "127.0.0.1",
                                "--save", "", "--appendonly", "no"], folder, "redis"))
         started.append(_start([str(LIVEKIT_BIN), "--dev", "--config", "livekit.yaml"],
@@ -127,7 +134,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # Liveness; the probes themselves ride out a moment of "server capacity exceeded".
         _wait("ingress", lambda: _answers(f"http://127.0.0.1:{health_port}/"),
               started[-1], folder / "ingress.log")
-        yield Stack(url, folder, rtmp_port, whip_port, health_port)
+        return Stack(url, folder, rtmp_port, whip_port, health_port)
+
+    served, started = start_on_free_ports(launch)
+    try:
+        yield served
     finally:
         for process in reversed(started):
             stop_process(process)

@@ -31,3 +31,15 @@ def test_a_server_whose_udp_port_was_taken_starts_again_on_new_ports(
         with livekit_dev.dev_server(tmp_path) as url:
             assert httpx.get(url + "/", timeout=5).status_code == 200
     assert handed[0] == number and len(handed) == 2 and handed[1] != number
+
+
+def test_any_other_failure_to_start_is_raised_at_once() -> None:
+    calls: list[int] = []
+
+    def launch(started: list[object]) -> None:
+        calls.append(1)
+        raise RuntimeError("the servers did not start: bad configuration")
+
+    with pytest.raises(RuntimeError, match="bad configuration"):
+        livekit_dev.start_on_free_ports(launch)  # type: ignore[arg-type]
+    assert calls == [1]

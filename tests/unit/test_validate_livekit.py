@@ -27,7 +27,15 @@ from lkchaos.validate.checks import _livekit_media as media
 from lkchaos.validate.checks import _livekit_resources as resources
 from lkchaos.validate.checks import livekit as checks
 from lkchaos.validate.model import CHECKS, Context
-from tests.unit.livekit_dev import KEY, LIVEKIT_BIN, SECRET, free_port, stop_process, wait_serving
+from tests.unit.livekit_dev import (
+    KEY,
+    LIVEKIT_BIN,
+    SECRET,
+    free_port,
+    start_on_free_ports,
+    stop_process,
+    wait_serving,
+)
 
 
 @dataclasses.dataclass
@@ -61,24 +69,28 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
     if redis_server is None:
         pytest.skip("no redis-server on PATH: apt-get install redis-server")
     folder = tmp_path_factory.mktemp("validate")
-    redis_port, port = free_port(), free_port()
-    config = {"port": port, "bind_addresses": ["127.0.0.1"],
-              "rtc": {"tcp_port": free_port(), "udp_port": free_port(socket.SOCK_DGRAM),
-                      "use_external_ip": False, "node_ip": "127.0.0.1"},
-              "redis": {"address": f"127.0.0.1:{redis_port}"}, "keys": {KEY: SECRET}}
-    (folder / "livekit.yaml").write_text(yaml.safe_dump(config))
-    started: list[subprocess.Popen[bytes]] = []
-    with (folder / "server.log").open("wb") as log:
-        started.append(subprocess.Popen(
-            [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], cwd=folder, stdout=log, stderr=log))
-        time.sleep(0.2)
-        started.append(subprocess.Popen([str(LIVEKIT_BIN), "--config", "livekit.yaml"],
-                                        cwd=folder, stdout=log, stderr=log))  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
+
+    def launch(started: list[subprocess.Popen[bytes]]) -> Local:
+        redis_port, port = free_port(), free_port()
+        config = {"port": port, "bind_addresses": ["127.0.0.1"],
+                  "rtc": {"tcp_port": free_port(), "udp_port": free_port(socket.SOCK_DGRAM),
+                          "use_external_ip": False, "node_ip": "127.0.0.1"},
+                  "redis": {"address": f"127.0.0.1:{redis_port}"}, "keys": {KEY: SECRET}}
+        (folder / "livekit.yaml").write_text(yaml.safe_dump(config))
+        with (folder / "server.log").open("wb") as log:
+            started.append(subprocess.Popen(
+                [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no"], cwd=folder, stdout=log, stderr=log))
+            time.sleep(0.2)
+            started.append(subprocess.Popen([str(LIVEKIT_BIN), "--config", "livekit.yaml"],
+                                            cwd=folder, stdout=log, stderr=log))  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
         wait_serving(url, started, folder / "server.log")
-        yield Local(url, redis_port, folder)
+        return Local(url, redis_port, folder)
+
+    served, started = start_on_free_ports(launch)
+    try:
+        yield served
     finally:
         for process in reversed(started):
             stop_process(process)
