@@ -158,6 +158,10 @@ def test_experiment_runs(name: str, tmp_path: Path, request: pytest.FixtureReque
         shared = request.getfixturevalue("shared_journals")
         journal = json.loads(shared_run(shared, name, tmp_path).read_text())
     else:
+        # From a settled deployment, as a game day starts each entry: the test before may
+        # have left a service it restarted still starting (its health check not yet passed).
+        settled = wait_baseline()
+        assert settled["ok"], f"the stack is not at its baseline before {name}: {settled}"
         journal = run(name, tmp_path)
     check_journal(name, journal)
     state = wait_baseline()
