@@ -26,14 +26,8 @@ from lkchaos.ingress import client, probes, push, whip
 from lkchaos.settings import Settings
 from lkchaos.stack.build import GO_BINARIES, cache_dir
 from lkchaos.stack.render import INGRESS_CPU_COST
-from tests.unit.livekit_dev import (
-    KEY,
-    LIVEKIT_BIN,
-    SECRET,
-    free_port,
-    start_on_free_ports,
-    stop_process,
-)
+from tests.unit import livekit_dev
+from tests.unit.livekit_dev import KEY, LIVEKIT_BIN, SECRET, free_port, stop_process
 
 INGRESS = next(b for b in GO_BINARIES if b.name == "ingress")
 INGRESS_BIN = cache_dir() / "bin" / INGRESS.cache_name
@@ -136,7 +130,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
               started[-1], folder / "ingress.log")
         return Stack(url, folder, rtmp_port, whip_port, health_port)
 
-    served, started = start_on_free_ports(launch)
+    served, started = livekit_dev.start_on_free_ports(launch)
     try:
         yield served
     finally:
