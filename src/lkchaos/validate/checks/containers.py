@@ -81,7 +81,7 @@ def error_line(logs: str, quiet: Sequence[tuple[float, float]] = ()) -> str | No
         when, text = _stamped(line)
         if not _is_error(text):
             continue
-        if when is not None and any(start <= when <= end for start, end in quiet):
+        if _inside(when, quiet):
             continue
         return text.strip()
     return None
@@ -94,7 +94,7 @@ def peer_refusals(logs: str, quiet: Sequence[tuple[float, float]] = ()) -> list[
     for line in logs.splitlines():
         when, text = _stamped(line)
         match = PEER_REFUSED.search(text)
-        if match is None or (when is not None and any(a <= when <= b for a, b in quiet)):
+        if match is None or _inside(when, quiet):
             continue
         found.append(match.group(0))
     return found
@@ -105,9 +105,14 @@ def set_apart(logs: str, quiet: Sequence[tuple[float, float]]) -> int:
     count = 0
     for line in logs.splitlines():
         when, text = _stamped(line)
-        if when is not None and _is_error(text) and any(a <= when <= b for a, b in quiet):
+        if _is_error(text) and _inside(when, quiet):
             count += 1
     return count
+
+
+def _inside(when: float | None, quiet: Sequence[tuple[float, float]]) -> bool:
+    """Whether a line stamped ``when`` (None: unstamped, never) falls in a ``quiet`` window."""
+    return when is not None and any(start <= when <= end for start, end in quiet)
 
 
 def _stamped(line: str) -> tuple[float | None, str]:
