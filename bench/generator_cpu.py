@@ -7,6 +7,12 @@ Two runs, one after the other, on the same machine and the same LiveKit deployme
 1. ``lkchaos load --steps N``: N held callers (each publishes its questions, subscribes to the
    agent's reply and has a sample of replies transcribed) in the stack's prober; the
    prober container's CPU over the step, from the container engine, divided by N.
+   With ``--engine go`` (or ``both``, the default) also ``lkchaos load --engine go``: the
+   same callers on LiveKit's Go SDK (``stack/tools/heldcallers``), whose process's CPU over
+   the step is divided by N; the judging in the lkchaos process (decoding and transcribing
+   every 5th reply) is given apart.
+3. ``lk perf agent-load-test --rooms N``: LiveKit's own agent load tester (a participant per
+   room echoing the agent's audio back to it), its process CPU likewise.
 2. ``lk load-test --audio-publishers N``: LiveKit's CLI (built from its Go module at
    ``LK_VERSION`` into lkchaos's build cache when missing), publishing audio only, into
    the first LiveKit node's port; its process CPU (user + system, from the kernel's
@@ -65,19 +71,27 @@ def lk_binary() -> Path:
     return target
 
 
-def held_callers(callers: int, duration_s: float) -> dict[str, Any]:
+def held_callers(callers: int, duration_s: float, engine: str = "python") -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ramp.json"
         subprocess.run(
             [str(ROOT / ".venv" / "bin" / "lkchaos"), "load", "--steps", str(callers),
              "--step-s", f"{duration_s:g}", "--warmup-s", "10", "--keep-going", "--json",
-             str(out)],
+             str(out), "--engine", engine, "--no-history"],
             cwd=ROOT, check=False, timeout=duration_s * 4 + 300,
         )  # fmt: skip
         if not out.is_file():
             raise SystemExit("lkchaos load wrote no figures: is the stack up?")
         ramp = json.loads(out.read_text())
     step = ramp["steps"][0]
+    if engine == "go":  # the Go process (the calls) and this machine's judging, apart
+        generator = step["generator"]
+        return {"callers": callers, "connected": step.get("connected"),
+                "turns": step.get("turns"), "answered_pct": step.get("answered_pct"),
+                "cpu_cores": generator["cpu_cores"]["media"],
+                "cpu_cores_per_participant": generator["cpu_cores_per_caller"]["media"],
+                "judging_cpu_cores_per_participant":
+                    generator["cpu_cores_per_caller"]["judging"]}  # fmt: skip
     containers = (step.get("usage") or {}).get("containers") or {}
     prober = next((v for k, v in containers.items() if "prober" in k), None)
     if prober is None:
@@ -88,23 +102,36 @@ def held_callers(callers: int, duration_s: float) -> dict[str, Any]:
             "memory_mib": prober["memory_mib"]}  # fmt: skip
 
 
-def lk_publishers(lk: Path, publishers: int, duration_s: float) -> dict[str, Any]:
+def run_lk(lk: Path, command: list[str], flags: list[str],
+           duration_s: float) -> tuple[float, float, Any]:  # fmt: skip
+    """``lk COMMAND FLAGS`` against the first LiveKit node with the target's keys: (CPU
+    seconds of the process, wall seconds, the finished process). Exits when ``lk`` fails."""
     settings = Settings.load()
     key, secret = settings.require_keys()
     url = settings.livekit_node_urls[0].replace("http://", "ws://")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
     done = subprocess.run(
-        [str(lk), "load-test", "--url", url, "--api-key", key, "--api-secret", secret,
-         "--room", f"lkchaos-lk-load-{os.getpid()}", "--audio-publishers", str(publishers),
-         "--subscribers", "0", "--duration", f"{int(duration_s)}s"],
+        [str(lk), *command, "--url", url, "--api-key", key, "--api-secret", secret, *flags],
         capture_output=True, text=True, check=False, timeout=duration_s + 120,
     )  # fmt: skip
     wall = time.monotonic() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"lk load-test failed ({done.returncode}): {done.stderr[-2000:]}")
+        raise SystemExit(f"lk {' '.join(command)} failed ({done.returncode}): "
+                         f"{done.stderr[-2000:]}")  # fmt: skip
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu_s, wall, done
+
+
+def lk_publishers(lk: Path, publishers: int, duration_s: float) -> dict[str, Any]:
+    cpu_s, wall, done = run_lk(
+        lk, ["load-test"], ["--room", f"lkchaos-lk-load-{os.getpid()}", "--audio-publishers",
+                            str(publishers), "--subscribers", "0", "--duration",
+                            f"{int(duration_s)}s"],
+        duration_s,
+    )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"publishers": publishers, "wall_s": round(wall, 1),
             "cpu_cores": round(cpu_s / wall, 4),
             "cpu_cores_per_participant": round(cpu_s / wall / publishers, 4),
@@ -112,22 +139,41 @@ def lk_publishers(lk: Path, publishers: int, duration_s: float) -> dict[str, Any
             "summary": done.stdout[-1500:]}  # fmt: skip
 
 
+def lk_agent_load_test(lk: Path, rooms: int, duration_s: float) -> dict[str, Any]:
+    """``lk perf agent-load-test``: LiveKit's own agent load tester, one participant per room
+    that echoes the agent's audio back to it (nothing asked, nothing checked)."""
+    cpu_s, wall, _done = run_lk(
+        lk, ["perf", "agent-load-test"], ["--rooms", str(rooms), "--agent-name",
+                                          Settings.load().agent_name, "--duration",
+                                          f"{int(duration_s)}s"],
+        duration_s,
+    )  # fmt: skip
+    return {"rooms": rooms, "wall_s": round(wall, 1), "cpu_cores": round(cpu_s / wall, 4),
+            "cpu_cores_per_participant": round(cpu_s / wall / rooms, 4)}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--callers", type=int, default=4, help="participants in each run")
     parser.add_argument("--duration-s", type=float, default=60.0, help="each run's length")
+    parser.add_argument("--engine", choices=["python", "go", "both"], default="both",
+                        help="which lkchaos callers to measure beside lk (default both)")
     parser.add_argument("--json", dest="json_file", help="write the figures to this file")
     args = parser.parse_args()
     if args.callers < 1 or args.duration_s < 10:
         parser.error("--callers must be >= 1 and --duration-s >= 10")
     lk = lk_binary()
-    ours = held_callers(args.callers, args.duration_s)
+    engines = ["python", "go"] if args.engine == "both" else [args.engine]
+    ours = {engine: held_callers(args.callers, args.duration_s, engine) for engine in engines}
     theirs = lk_publishers(lk, args.callers, args.duration_s)
-    ratio = (ours["cpu_cores_per_participant"] / theirs["cpu_cores_per_participant"]
-             if theirs["cpu_cores_per_participant"] else None)  # fmt: skip
-    figures = {"lkchaos_held_callers": ours, "lk_load_test": theirs,
-               "ratio_lkchaos_to_lk": round(ratio, 2) if ratio else None,
-               "lk_version": LK_VERSION}  # fmt: skip
+    per_lk = theirs["cpu_cores_per_participant"]
+    figures: dict[str, Any] = {f"lkchaos_{engine}_callers": f for engine, f in ours.items()}
+    figures["lk_load_test"] = theirs
+    figures["lk_agent_load_test"] = lk_agent_load_test(lk, args.callers, args.duration_s)
+    for engine, f in ours.items():
+        figures[f"ratio_{engine}_to_lk"] = (round(f["cpu_cores_per_participant"] / per_lk, 2)
+                                            if per_lk else None)  # fmt: skip
+    figures["lk_version"] = LK_VERSION
     print(json.dumps({k: v for k, v in figures.items() if k != "summary"}, indent=2))
     if args.json_file:
         Path(args.json_file).write_text(json.dumps(figures, indent=2) + "\n")

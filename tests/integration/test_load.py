@@ -1,5 +1,6 @@
-"""A short voice load ramp on the reference stack (1, 2 and 4 held callers), as a user's CI
-runs it: every step measured, nothing left behind."""
+"""A short voice load ramp on the reference stack (1, 2 and 4 held callers, the default Go
+callers), as a user's CI runs it: every step measured, the generator's own CPU with it,
+nothing left behind."""
 
 from __future__ import annotations
 
@@ -24,9 +25,13 @@ def test_a_short_ramp_measures_every_step_and_leaves_no_one_behind(tmp_path: Pat
     assert [s["callers"] for s in steps] == [1, 2, 4]
     for step in steps:
         assert step["connected"] == step["callers"], step
-        assert step["turns"] >= 1, step  # a turn takes about 9 s: a few fit in 15 s
+        assert step["turns"] >= 1, step  # a turn takes about 7 s: a few fit in 15 s
         assert step["usage"].get("cpu_cores_total", 0) > 0, step["usage"]
+        assert step["generator"]["cpu_cores"]["media"] > 0, step["generator"]
         assert "jitter_p95_ms" in step["livekit"], step["livekit"]
+    assert result["engine"] == "go"
     assert steps[0]["answered_pct"] >= 50, steps[0]  # one caller on a healthy stack
+    checked = {t for s in steps for t in s.get("checked_by", {})}
+    assert checked == {"audio", "agent"}, steps  # every 2nd reply transcribed
     assert result["leftover"] == {} and result["rooms"] == 7
     assert "| callers |" in done.stdout

@@ -31,6 +31,13 @@ Exit status:
 @click.option("--transcribe-every", default=5, show_default=True, type=int,
               help="Transcribe every N-th reply's audio; the others are checked by the "
                    "agent's own report (0: never transcribe).")
+@click.option("--engine", type=click.Choice(["go", "python"]), default="go",
+              show_default=True,
+              help="go: lean callers on LiveKit's Go SDK, in one process on this machine "
+                   "(questions Opus-encoded once, replies found without decoding; Go builds "
+                   "stack/tools/heldcallers once); python: callers on LiveKit's Python SDK "
+                   "in the stack's prober (WebRTC's whole audio pipeline per caller, about six "
+                   "times the CPU).")
 @click.option("--stagger-s", default=0.5, show_default=True, type=float,
               help="Seconds between the starts of a step's callers.")
 @click.option("--max-callers", default=200, show_default=True, type=int,
@@ -47,7 +54,8 @@ Exit status:
                    "`lkchaos history loads` lists them.")
 @handle_errors
 def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
-         min_answered_pct: float, transcribe_every: int, stagger_s: float, max_callers: int,
+         min_answered_pct: float, transcribe_every: int, engine: str, stagger_s: float,
+         max_callers: int,
          keep_going: bool, required: int | None, json_file: str | None,
          markdown_file: str | None, use_history: bool | None) -> None:  # fmt: skip
     """Ramp held callers through steps against the target (the reference stack by default)
@@ -68,7 +76,18 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
     click.echo(f"load ramp: steps {', '.join(map(str, plan.steps))} callers, {plan.step_s:g} s "
                f"each after {plan.warmup_s:g} s of warm-up; at most "
                f"{plan.longest_s() / 60:.0f} min", err=True)  # fmt: skip
-    result = ramp.Ramp(settings, plan, lambda text: click.echo(text, err=True)).run()
+    def say(text: str) -> None:
+        click.echo(text, err=True)
+
+    if engine == "go":
+        from lkchaos.load.gocallers import GoCallers
+
+        with GoCallers(settings, say) as callers:
+            say(f"Go callers joining {callers.url}")
+            result = ramp.Ramp(settings, plan, say, callers).run()
+    else:
+        result = ramp.Ramp(settings, plan, say).run()
+    result["engine"] = engine
     if history_exists(settings.state_dir) if use_history is None else use_history:
         _record(result)  # first: a bad output path below must not lose the ramp
     table = ramp.table(result)

@@ -129,8 +129,11 @@ def step_figures(turns: Sequence[dict[str, Any]], summaries: Sequence[dict[str, 
                   if isinstance(v := (t.get("agent_ms") or {}).get(key), int | float)]
         agent[key] = {"p50": percentile(values, 50), "p95": percentile(values, 95)}
     stages: dict[str, int] = {}
+    checked: dict[str, int] = {}  # how the replies were checked: "audio", "agent"
     for turn in turns:
         stages[str(turn.get("stage"))] = stages.get(str(turn.get("stage")), 0) + 1
+        if turn.get("checked_by"):
+            checked[str(turn["checked_by"])] = checked.get(str(turn["checked_by"]), 0) + 1
     return {
         "callers": callers,
         "connected": len(joins),
@@ -143,6 +146,7 @@ def step_figures(turns: Sequence[dict[str, Any]], summaries: Sequence[dict[str, 
         "dispatch_s": {"p50": percentile(dispatches, 50), "p95": percentile(dispatches, 95)},
         "agent_ms": agent,
         "stages": stages,
+        "checked_by": checked,
         "reconnects": sum(int(s.get("reconnects") or 0) for s in summaries),
     }  # fmt: skip
 
@@ -182,6 +186,8 @@ class Ramp:
     def step(self, callers: int) -> dict[str, Any]:
         plan = self.plan
         before = self._usage()
+        cpu = getattr(self.backend, "cpu_seconds", None)
+        cpu_before, began_mono = (cpu() if cpu else {}), time.monotonic()
         delays = [i * plan.stagger_s for i in range(callers)]
         options = Options(duration_s=min(3600.0, plan.warmup_s + plan.step_s + delays[-1] + 30),
                           max_turns=2000, transcribe_every=plan.transcribe_every)  # fmt: skip
@@ -199,6 +205,9 @@ class Ramp:
         after = self._usage()
         step = step_figures(turns, summaries, callers, delays)
         step["usage"] = _usage_between(before, after)
+        if cpu is not None:  # callers in this machine's processes: their own CPU
+            step["generator"] = generator_cpu(cpu_before, cpu(), time.monotonic() - began_mono,
+                                              callers)  # fmt: skip
         step["livekit"] = self._livekit(plan.step_s)
         step["breaks"] = judge(step, plan)
         return step
@@ -265,6 +274,17 @@ class Ramp:
         return out
 
 
+def generator_cpu(before: dict[str, float], after: dict[str, float], wall_s: float,
+                  callers: int) -> dict[str, Any]:  # fmt: skip
+    """Cores the load generator's own processes used over ``wall_s`` seconds, per part
+    (``cpu_seconds()`` readings before and after) and per caller: ``{"cpu_cores": {part:
+    cores}, "cpu_cores_per_caller": {part: cores}}``."""
+    cores = {part: round(max(0.0, after[part] - before.get(part, 0.0)) / max(wall_s, 1e-6), 4)
+             for part in after}  # fmt: skip
+    return {"cpu_cores": cores,
+            "cpu_cores_per_caller": {part: round(v / callers, 4) for part, v in cores.items()}}
+
+
 def _usage_between(before: Any, after: Any) -> dict[str, Any]:
     from lkchaos.load import usage
 
@@ -284,7 +304,11 @@ def line(step: dict[str, Any]) -> str:
             f"{step['answered_pct']:.1f} % answered, latency p50 {_f(lat['p50'])} s "
             f"p95 {_f(lat['p95'])} s p99 {_f(lat['p99'])} s"
             + _agent_part(step.get("agent_ms") or {})
-            + (f", {cpu:.2f} cores in use" if cpu is not None else "") + f": {verdict}")
+            + (f", {cpu:.2f} cores in use" if cpu is not None else "")
+            + (", per caller " + " + ".join(f"{v:.3f} ({k})" for k, v in
+                                             gen["cpu_cores_per_caller"].items()) + " cores"
+               if (gen := step.get("generator")) else "")
+            + f": {verdict}")
 
 
 def _agent_part(agent: dict[str, Any]) -> str:

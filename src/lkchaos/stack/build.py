@@ -349,7 +349,7 @@ def _write_main_module(binary: GoBinary, work: Path) -> None:
 
 #: The project's own Go programs, one main module each under ``stack/tools/<name>``, with the
 #: ``go.mod`` and ``go.sum`` that pin their dependencies. Built on the host, staged into no image.
-TOOLS = ("turncaller",)
+TOOLS = ("turncaller", "heldcallers")
 
 
 def tool_source(name: str, paths: StackPaths) -> Path:

@@ -1,0 +1,380 @@
+"""Held callers on LiveKit's Go SDK: a load generator that is not what breaks first.
+
+The Python held callers (:mod:`lkchaos.voice.session`) run WebRTC's whole audio pipeline per
+caller: an Opus encoder, a 10 ms audio device, resampling, the SDK's frame queue (about 0.1 of a
+core per caller here, ``BENCHMARKS.md``). These callers share one Go process
+(``stack/tools/heldcallers``, on ``server-sdk-go`` and pion) and do the least a caller must:
+
+- the questions are spoken (espeak-ng) and Opus-encoded **once**, here, and the Go process
+  sends those packets as they are, 20 ms apart, and a 3-byte Opus silence frame between
+  questions;
+- the agent's reply is found from the audio level each RTP packet carries (RFC 6464, which
+  LiveKit forwards), never decoded: the first packet at or above -40 dBov after the end of the
+  caller's speech is the reply's first audio (as it arrives, before any jitter buffer);
+- what the agent said is read from its turn report (``lkchaos.turn``); every
+  ``transcribe_every``-th reply's Opus packets come back here, are decoded (PyAV) and
+  transcribed (the voice extra's Whisper), so the agent's claim is checked by what was heard.
+
+The class is a :class:`lkchaos.voice.held.Backend`, so :class:`lkchaos.load.ramp.Ramp` runs
+either kind of caller. Each turn has the shape of a Python held call's turn (``ok``,
+``stage``, ``reason``, ``latency_s``, ``checked_by`` ...), each summary the shape of
+:meth:`lkchaos.voice.session.HeldCall.summary` (no ``media_path``: these callers do not read
+their ICE pairs).
+
+Needs Go (to build the tool once, :func:`lkchaos.stack.build.build_tool`), PyAV and, to
+transcribe, the voice extra.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import random
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from lkchaos.errors import ConfigError, PrerequisiteError
+from lkchaos.settings import Settings
+from lkchaos.voice.session import Options
+
+__all__ = ["GoCallers", "caller_url", "opus_packets"]
+
+#: Questions spoken and encoded once per run; each turn asks one of them at random.
+QUESTIONS = 24
+#: Opus as LiveKit's speech preset sends it: 20 ms frames, 24 kbit/s, VoIP.
+OPUS_BITRATE = 24000
+FRAME = 960  # 20 ms at 48 kHz
+#: Longest the process may take to leave every room once told to stop (seconds).
+EXIT_S = 30.0
+
+
+def opus_packets(samples: Any, bitrate: int = OPUS_BITRATE) -> list[bytes]:
+    """48 kHz mono int16 ``samples`` as Opus packets of 20 ms (libopus through PyAV)."""
+    import av
+    import numpy as np
+
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate = 48000
+    encoder.layout = "mono"
+    encoder.format = "s16"
+    encoder.bit_rate = bitrate
+    encoder.options = {"application": "voip", "frame_duration": "20"}
+    padded = np.pad(np.asarray(samples, dtype=np.int16), (0, -len(samples) % FRAME))
+    packets: list[bytes] = []
+    for i in range(0, len(padded), FRAME):
+        frame = av.AudioFrame.from_ndarray(padded[i : i + FRAME].reshape(1, -1), format="s16",
+                                           layout="mono")  # fmt: skip
+        frame.sample_rate = 48000
+        frame.pts = i
+        packets.extend(bytes(p) for p in encoder.encode(frame))
+    packets.extend(bytes(p) for p in encoder.encode(None))
+    return packets
+
+
+def decode_opus(packets: list[bytes]) -> Any:
+    """Opus packets back to 48 kHz mono int16 (what a caller would have played)."""
+    import av
+    import numpy as np
+
+    decoder = av.CodecContext.create("libopus", "r")
+    decoder.sample_rate = 48000
+    decoder.layout = "mono"
+    out = []
+    for data in packets:
+        for frame in decoder.decode(av.Packet(data)):
+            pcm = frame.to_ndarray().reshape(-1)
+            if pcm.dtype != np.int16:
+                pcm = np.clip(pcm * 32768.0, -32768, 32767).astype(np.int16)
+            out.append(pcm)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)
+
+
+def caller_url(settings: Settings) -> str:
+    """Where the Go callers join: ``livekit_url`` when its host resolves from this machine,
+    else the first LiveKit node's port (the reference stack's names resolve only inside it)."""
+    host = urlsplit(settings.livekit_url).hostname or ""
+    try:
+        socket.getaddrinfo(host, None)
+        return settings.livekit_url
+    except OSError:
+        pass
+    if settings.livekit_node_urls:
+        node = settings.livekit_node_urls[0]
+        return "ws" + node[len("http"):] if node.startswith("http") else node
+    raise ConfigError(f"{host} does not resolve from this machine and no LiveKit node URL is "
+                      "set (LKCHAOS_LIVEKIT_NODE_URLS): the Go callers cannot join")
+
+
+def _token(key: str, secret: str, room: str, identity: str, agent: str, valid_s: float) -> str:
+    from livekit import api
+
+    return (
+        api.AccessToken(key, secret).with_identity(identity)
+        .with_ttl(dt.timedelta(seconds=valid_s))
+        .with_grants(api.VideoGrants(room_join=True, room=room))
+        .with_room_config(api.RoomConfiguration(agents=[api.RoomAgentDispatch(agent_name=agent)]))
+        .to_jwt()
+    )  # fmt: skip
+
+
+class _Call:
+    def __init__(self, room: str, options: Options) -> None:
+        self.room, self.options = room, options
+        self.t0 = time.monotonic()
+        self.turns: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.pending = 0  # turns being transcribed
+        self.ended: dict[str, Any] | None = None
+        self.changed = threading.Condition()
+
+
+class GoCallers:
+    """Held calls in one ``heldcallers`` process (a :class:`lkchaos.voice.held.Backend`)."""
+
+    def __init__(self, settings: Settings, say: Any = None, transcribe: bool = True,
+                 questions: int = QUESTIONS) -> None:  # fmt: skip
+        from lkchaos.stack import build
+        from lkchaos.voice import audio
+        from lkchaos.voice.questions import random_question
+
+        say = say or (lambda _text: None)
+        self.key, self.secret = settings.require_keys()
+        self.agent_name = settings.agent_name
+        self.url = caller_url(settings)
+        try:
+            binary = build.build_tool("heldcallers", say)
+        except PrerequisiteError as exc:
+            raise PrerequisiteError(f"{exc}; or run the Python SDK's callers in the stack's "
+                                    "prober instead (lkchaos load --engine python)") from exc
+        rng = random.Random()
+        texts = sorted({random_question(rng) for _ in range(questions * 2)})[:questions]
+        spoken = [{"text": t, "packets": [base64.b64encode(p).decode()
+                                             for p in opus_packets(audio.speech(t))]}
+                     for t in texts]  # fmt: skip
+        self.transcribe = transcribe
+        # Go's collector at a quarter of its default pace: the callers' heap is small and
+        # churns per packet; measured here, 8 % less CPU for a few MiB more.
+        env = {"GOGC": "400", **os.environ}
+        if settings.ca_file and os.path.isfile(settings.ca_file):
+            env["SSL_CERT_FILE"] = settings.ca_file
+        self.process = subprocess.Popen(
+            [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, bufsize=1, env=env,
+        )  # fmt: skip
+        self._write({"url": self.url, "questions": spoken})
+        self.calls: dict[str, _Call] = {}
+        self._lock = threading.Lock()
+        self._judges = ThreadPoolExecutor(1, thread_name_prefix="lkchaos-judge")
+        self._reader = threading.Thread(target=self._read, name="lkchaos-heldcallers",
+                                        daemon=True)  # fmt: skip
+        self._reader.start()
+
+    # -- the Backend protocol ----------------------------------------------------------------
+    def start(self, options: Options) -> tuple[str, str]:
+        call_id = uuid.uuid4().hex[:12]
+        room = f"lkchaos-held-{uuid.uuid4().hex[:10]}"
+        token = _token(self.key, self.secret, room, f"caller-{room[-10:]}", self.agent_name,
+                       options.start_delay_s + options.duration_s + 600)  # fmt: skip
+        with self._lock:
+            self.calls[call_id] = _Call(room, options)
+        wire = {k: getattr(options, k) for k in ("duration_s", "max_turns", "turn_gap_s",
+                                                  "first_reply_s", "reply_s", "join_s",
+                                                  "dispatch_s", "silence_s", "start_delay_s")}
+        wire["keep_audio_every"] = options.transcribe_every if self.transcribe else 0
+        self._write({"op": "start", "id": call_id, "token": token, "options": wire})
+        return call_id, room
+
+    def turns(self, call_id: str, after: int, wait_s: float) -> dict[str, Any]:
+        call = self._call(call_id)
+        deadline = time.monotonic() + wait_s
+        with call.changed:
+            while not any(t["turn"] > after for t in call.turns) and call.ended is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                call.changed.wait(left)
+            return {"turns": [t for t in call.turns if t["turn"] > after],
+                    "state": "ended" if call.ended is not None else "talking"}
+
+    def end(self, call_id: str) -> dict[str, Any]:
+        call = self._call(call_id)
+        self._write({"op": "end", "id": call_id})
+        deadline = time.monotonic() + call.options.reply_s + call.options.join_s + 15
+        with call.changed:
+            while (call.ended is None or call.pending) and time.monotonic() < deadline:
+                call.changed.wait(0.5)
+        return self._summary(call)
+
+    def close(self) -> None:
+        """End every call and the process (it leaves every room first)."""
+        try:
+            if self.process.stdin:
+                self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(EXIT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self._reader.join(5)  # it reads until the process's output ends
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._judges.shutdown(wait=True)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system, seconds) used so far: ``media`` by the Go process (the
+        calls themselves), ``judging`` by this process (judging turns, decoding and
+        transcribing the sampled replies; also whatever else this process does)."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            media = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):  # the process has gone
+            media = 0.0
+        own = os.times()
+        return {"media": media, "judging": own.user + own.system}
+
+    def __enter__(self) -> GoCallers:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _call(self, call_id: str) -> _Call:
+        with self._lock:
+            call = self.calls.get(call_id)
+        if call is None:
+            raise KeyError(f"no held call {call_id}")
+        return call
+
+    def _write(self, message: dict[str, Any]) -> None:
+        stdin: IO[str] | None = self.process.stdin
+        if stdin is None or self.process.poll() is not None:
+            raise PrerequisiteError(f"the heldcallers process exited ({self.process.returncode})")
+        stdin.write(json.dumps(message) + "\n")
+        stdin.flush()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                message = json.loads(line)
+                call = self._call(str(message.get("id")))
+            except (ValueError, KeyError):
+                continue
+            self._receive(call, message)
+        with self._lock:
+            calls = list(self.calls.values())
+        for call in calls:  # the process is gone: every call it held has ended
+            with call.changed:
+                if call.ended is None:
+                    call.ended = {"reason": "the heldcallers process exited"}
+                call.changed.notify_all()
+
+    def _receive(self, call: _Call, message: dict[str, Any]) -> None:
+        kind = message.get("event")
+        if kind == "turn":
+            with call.changed:
+                call.pending += 1
+            self._judges.submit(self._judge, call, message)
+            return
+        with call.changed:
+            if kind == "ended":
+                call.ended = message
+                call.events.append({"t": message["t"], "event": "ended",
+                                    "reason": message.get("reason")})  # fmt: skip
+            elif kind == "error":
+                call.events.append({"t": 0.0, "event": "error", "reason": message.get("error")})
+            else:
+                extra = {k: v for k, v in message.items() if k not in ("id", "event", "t")}
+                call.events.append({"t": message["t"], "event": kind, **extra})
+            call.changed.notify_all()
+
+    def _judge(self, call: _Call, raw: dict[str, Any]) -> None:
+        try:
+            turn = judge_turn(raw, self.transcribe)
+        except Exception as exc:  # a turn that cannot be judged is a failed turn, said why
+            turn = {"ok": False, "stage": "judge_failed", "reason": f"{type(exc).__name__}: {exc}",
+                    "latency_s": None}  # fmt: skip
+        turn["t"] = round(float(raw.get("started") or 0.0), 3)
+        turn["took_s"] = round(float(raw.get("t") or 0.0) - turn["t"], 3)
+        turn["ended_at"] = call.t0 + float(raw.get("t") or 0.0) - time.monotonic() + time.time()
+        turn["started_at"] = turn["ended_at"] - turn["took_s"]
+        with call.changed:
+            turn["turn"] = len(call.turns) + 1
+            call.turns.append(turn)
+            call.pending -= 1
+            call.changed.notify_all()
+
+    def _summary(self, call: _Call) -> dict[str, Any]:
+        from lkchaos.voice.session import _percentile
+
+        with call.changed:
+            turns, events = list(call.turns), list(call.events)
+            ended = call.ended
+        answered = [t for t in turns if t["ok"]]
+        latencies = sorted(t["latency_s"] for t in answered if t.get("latency_s") is not None)
+        stages: dict[str, int] = {}
+        for turn in turns:
+            stages[turn["stage"]] = stages.get(turn["stage"], 0) + 1
+        return {
+            "room": call.room,
+            "state": "ended" if ended is not None else "talking",
+            "end_reason": (ended or {}).get("reason", "did not end in time"),
+            "duration_s": round(float((ended or {}).get("t") or 0.0), 3),
+            "turns": len(turns), "answered": len(answered),
+            "answered_pct": round(100.0 * len(answered) / len(turns), 2) if turns else None,
+            "latency_p50_s": _percentile(latencies, 50),
+            "latency_p95_s": _percentile(latencies, 95),
+            "reconnects": sum(1 for e in events if e["event"] == "reconnected"),
+            "agents_seen": len({e.get("identity") for e in events
+                                if e["event"] == "agent_joined"}),  # fmt: skip
+            "stages": stages, "events": events,
+            "media_path": {"note": "not read by the Go callers"},
+        }  # fmt: skip
+
+
+def judge_turn(raw: dict[str, Any], transcribe: bool = True) -> dict[str, Any]:
+    """A turn as the Go process reported it, judged as a Python held call judges its turns:
+    by the reply's transcript when its audio came back (``audio``), else by the agent's report.
+    """
+    from lkchaos.voice import roundtrip
+    from lkchaos.voice.questions import check_reply, expected_answers
+    from lkchaos.voice.session import HELD_AGENT_TIMINGS
+
+    question = str(raw.get("question") or "")
+    if raw.get("stage"):  # failed before a reply: no_agent, no_reply
+        return {"question": question, "ok": False, "stage": raw["stage"],
+                "reason": str(raw.get("reason") or ""), "latency_s": None}  # fmt: skip
+    expected = expected_answers(question)
+    found = raw.get("report")
+    report: dict[str, Any] = found if isinstance(found, dict) else {}
+    agent_said = str(report.get("reply") or "")
+    packets = raw.get("audio")
+    by_audio = bool(transcribe and isinstance(packets, list) and packets)
+    if by_audio:
+        from lkchaos.voice import audio
+
+        pcm = decode_opus([base64.b64decode(p) for p in packets or []])
+        heard, check, _second = roundtrip.listen(pcm, expected, agent_said, audio.transcribe)
+    else:
+        heard, check = agent_said, check_reply(agent_said, expected)
+    stage, reason, misheard = roundtrip.judge(question, check.ok, check.reason, heard, report)
+    first, last, eos = (float(raw[k]) for k in ("first_reply", "last_reply", "end_of_speech"))
+    return {
+        "question": question, "ok": check.ok, "stage": stage, "reason": reason,
+        "latency_s": round(first - eos, 3), "reply_s": round(last - first, 3), "heard": heard,
+        "agent_heard": report.get("heard"), "misheard": misheard,
+        "checked_by": "audio" if by_audio else "agent",
+        "agent_ms": {key: report.get(key) for key in HELD_AGENT_TIMINGS},
+    }  # fmt: skip

@@ -1,0 +1,641 @@
+// heldcallers holds voice calls with a LiveKit voice agent for a load generator: each call
+// joins a room once and keeps asking, turn after turn, until told to end or a bound is reached.
+// Many calls share one process. Callers are cheap: the questions arrive once as Opus packets
+// (encoded by the driver) and are sent as they are; the agent's reply is found from the audio
+// level each RTP packet carries (RFC 6464), never decoded; what the agent said is read from its
+// turn report (the participant attribute "lkchaos.turn"), and the reply's Opus packets are
+// passed on only for the turns the driver asks to keep, for it to transcribe.
+//
+// The driver writes JSON lines on standard input: first
+//
+//	{"url": "wss://lk.example.com", "questions": [{"text": "...", "packets": ["<base64>", ...]}]}
+//
+// then commands, {"op": "start", "id": "c1", "token": "<join token>", "options": {...}} and
+// {"op": "end", "id": "c1"}. Each call reports JSON lines on standard output, all with its
+// "id": events ("joined", "agent_joined", "agent_left", "reconnecting", "reconnected",
+// "disconnected"), one "turn" per turn, and "ended" last. Times are seconds on the monotonic
+// clock since the call started. When standard input closes, every call ends and the process
+// exits once all have left their rooms.
+//
+// Each call uses one peer connection for both directions (LiveKit's single peer connection
+// mode) and, between questions, sends a silence frame every 400 ms as Opus DTX does.
+// HELDCALLERS_CPUPROFILE=FILE writes a CPU profile of the run (go tool pprof).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+)
+
+const (
+	frame = 20 * time.Millisecond
+	// A packet at or above this level (-dBov, RFC 6464) is speech: -40 dBov, the level the
+	// Python caller's listener calls loud (an RMS of 300 of 32768).
+	loudLevel = 40
+	// Without the audio level extension, a packet this long or longer is taken for speech
+	// (Opus silence and comfort noise are a few bytes).
+	loudBytes = 20
+	// RTP time of one 20 ms Opus frame (48 kHz).
+	samplesPerFrame = 960
+	agentState      = "lk.agent.state"
+	turnAttribute   = "lkchaos.turn"
+	poll            = 20 * time.Millisecond
+	// Between questions, a silence frame this often (Opus DTX's 400 ms), after `hangover`
+	// of silence frames at the normal pace once a question ends.
+	dtxInterval = 400 * time.Millisecond
+	hangover    = 200 * time.Millisecond
+)
+
+// An Opus frame (TOC 0xf8: CELT fullband, 20 ms) that decodes to silence.
+var opusSilence = []byte{0xf8, 0xff, 0xfe}
+
+type question struct {
+	Text    string   `json:"text"`
+	Packets [][]byte `json:"packets"`
+}
+
+type config struct {
+	URL       string     `json:"url"`
+	Questions []question `json:"questions"`
+}
+
+type options struct {
+	DurationS      float64 `json:"duration_s"`
+	MaxTurns       int     `json:"max_turns"`
+	TurnGapS       float64 `json:"turn_gap_s"`
+	FirstReplyS    float64 `json:"first_reply_s"`
+	ReplyS         float64 `json:"reply_s"`
+	JoinS          float64 `json:"join_s"`
+	DispatchS      float64 `json:"dispatch_s"`
+	SilenceS       float64 `json:"silence_s"`
+	StartDelayS    float64 `json:"start_delay_s"`
+	KeepAudioEvery int     `json:"keep_audio_every"`
+}
+
+type command struct {
+	Op      string  `json:"op"`
+	ID      string  `json:"id"`
+	Token   string  `json:"token"`
+	Options options `json:"options"`
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// out writes one JSON line per message, whole, from any goroutine.
+type out struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+func (o *out) send(v map[string]any) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.enc.Encode(v); err != nil {
+		fmt.Fprintln(os.Stderr, "heldcallers: cannot write a report:", err)
+	}
+}
+
+func main() {
+	// HELDCALLERS_CPUPROFILE=FILE: a CPU profile of the whole run (go tool pprof FILE).
+	if path := os.Getenv("HELDCALLERS_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			code := serve()
+			pprof.StopCPUProfile()
+			os.Exit(code)
+		}
+	}
+	os.Exit(serve())
+}
+
+func serve() int {
+	// Ctrl-C reaches the whole process group: the driver ends the calls (it closes standard
+	// input), so that each leaves its room rather than vanish from it.
+	signal.Ignore(os.Interrupt)
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<20), 64<<20)
+	report := &out{enc: json.NewEncoder(os.Stdout)}
+	var cfg config
+	if !in.Scan() {
+		fmt.Fprintln(os.Stderr, "heldcallers: no configuration line on standard input")
+		return 2
+	}
+	if err := json.Unmarshal(in.Bytes(), &cfg); err != nil || cfg.URL == "" || len(cfg.Questions) == 0 {
+		fmt.Fprintln(os.Stderr, "heldcallers: the first line must be {\"url\": ..., \"questions\": "+
+			"[{\"text\": ..., \"packets\": [...]}, ...]} with a URL and at least one question")
+		return 2
+	}
+	calls := map[string]*call{}
+	var wg sync.WaitGroup
+	for in.Scan() {
+		var cmd command
+		if err := json.Unmarshal(in.Bytes(), &cmd); err != nil {
+			report.send(map[string]any{"event": "error", "error": "not a command: " + err.Error()})
+			continue
+		}
+		switch cmd.Op {
+		case "start":
+			if _, taken := calls[cmd.ID]; taken || cmd.ID == "" || cmd.Token == "" {
+				report.send(map[string]any{"id": cmd.ID, "event": "error",
+					"error": "a start needs a new id and a token"})
+				continue
+			}
+			c := newCall(cmd.ID, cfg, cmd.Token, cmd.Options, report)
+			calls[cmd.ID] = c
+			wg.Add(1)
+			go func() { defer wg.Done(); c.run() }()
+		case "end":
+			if c, ok := calls[cmd.ID]; ok {
+				c.stop()
+			} else {
+				report.send(map[string]any{"id": cmd.ID, "event": "error", "error": "no such call"})
+			}
+		default:
+			report.send(map[string]any{"id": cmd.ID, "event": "error",
+				"error": "unknown op " + strconv.Quote(cmd.Op) + " (start, end)"})
+		}
+	}
+	for _, c := range calls {
+		c.stop()
+	}
+	wg.Wait()
+	return 0
+}
+
+// listener follows the agent's audio for the turn under way: from the end of the caller's
+// speech, when the first and the last speech packet came, and their payloads when kept.
+type listener struct {
+	mu          sync.Mutex
+	after       time.Duration // negative: no turn is listening
+	first, last time.Duration
+	keep        bool
+	lastWasLoud bool
+	audio       [][]byte
+}
+
+func newListener() *listener { return &listener{after: -1} }
+
+// arm starts listening for a reply to speech that ended at `after`.
+func (l *listener) arm(after time.Duration, keep bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.after, l.first, l.last, l.keep, l.audio = after, -1, -1, keep, nil
+}
+
+func (l *listener) disarm() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.after, l.audio = -1, nil
+}
+
+// startRun marks a packet already added as quiet as the first of a run of speech.
+func (l *listener) startRun(at time.Duration, payload []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.after < 0 || at < l.after {
+		return
+	}
+	if l.first < 0 {
+		l.first = at
+		if l.keep {
+			l.audio = append(l.audio, payload)
+		}
+	}
+	l.last = max(l.last, at)
+	l.lastWasLoud = true
+}
+
+// inSpeech: the turn under way has heard speech, and the last packet was speech.
+func (l *listener) inSpeech() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.after >= 0 && l.first >= 0 && l.lastWasLoud
+}
+
+func (l *listener) add(at time.Duration, loud bool, payload []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.after < 0 || at < l.after {
+		return
+	}
+	l.lastWasLoud = loud
+	if loud {
+		if l.first < 0 {
+			l.first = at
+		}
+		l.last = at
+	}
+	if l.keep && l.first >= 0 {
+		l.audio = append(l.audio, payload)
+	}
+}
+
+// reply waits for the first speech packet within `first` of the end of speech, then for
+// `silence` without speech (or `whole` since the first): the reply's start and end.
+func (l *listener) reply(now func() time.Duration, first, whole, silence time.Duration,
+	stopped <-chan struct{}) (start, end time.Duration, audio [][]byte, ok bool) {
+	var after time.Duration
+	for {
+		l.mu.Lock()
+		after, start, end, audio = l.after, l.first, l.last, l.audio
+		l.mu.Unlock()
+		t := now()
+		switch {
+		case start < 0 && t-after >= first:
+			return -1, -1, nil, false
+		case start >= 0 && (t-end >= silence || t-start >= whole):
+			return start, end + frame, audio, true
+		}
+		select {
+		case <-stopped:
+			return -1, -1, nil, false
+		case <-time.After(poll):
+		}
+	}
+}
+
+type call struct {
+	id     string
+	cfg    config
+	token  string
+	opt    options
+	report *out
+	t0     time.Time
+	done   chan struct{}
+	once   sync.Once
+
+	utterances chan utterance
+
+	mu     sync.Mutex
+	agent  *lksdk.RemoteParticipant
+	listen *listener
+	turns  int
+	lost   bool
+}
+
+func newCall(id string, cfg config, token string, opt options, report *out) *call {
+	return &call{id: id, cfg: cfg, token: token, opt: opt, report: report, t0: time.Now(),
+		done: make(chan struct{}), utterances: make(chan utterance)}
+}
+
+func (c *call) now() time.Duration { return time.Since(c.t0) }
+
+func (c *call) stop() { c.once.Do(func() { close(c.done) }) }
+
+func (c *call) stopped() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *call) event(kind string, fields map[string]any) {
+	msg := map[string]any{"id": c.id, "event": kind, "t": c.now().Seconds()}
+	for k, v := range fields {
+		msg[k] = v
+	}
+	c.report.send(msg)
+}
+
+// pause waits d or until the call is told to end; false when told.
+func (c *call) pause(d time.Duration) bool {
+	select {
+	case <-c.done:
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+func (c *call) run() {
+	reason := ""
+	defer func() { c.event("ended", map[string]any{"reason": reason}) }()
+	if !c.pause(seconds(c.opt.StartDelayS)) {
+		reason = "stopped before joining"
+		return
+	}
+	room, track, err := c.join()
+	if err != nil {
+		reason = err.Error()
+		return
+	}
+	defer room.Disconnect()
+	c.event("joined", nil)
+	go c.send(track)
+	for {
+		switch {
+		case c.stopped():
+			reason = "stopped"
+		case c.turns >= c.opt.MaxTurns:
+			reason = fmt.Sprintf("%d turns", c.opt.MaxTurns)
+		case c.now() >= seconds(c.opt.DurationS):
+			reason = fmt.Sprintf("%g s", c.opt.DurationS)
+		case c.isLost():
+			reason = "the room was lost (disconnected, not resumed)"
+		}
+		if reason != "" {
+			return
+		}
+		agent, l := c.waitAgent(seconds(c.opt.DispatchS))
+		if agent == nil {
+			if !c.stopped() {
+				c.failed(c.now(), "no_agent", fmt.Sprintf("no agent with audio in the room within %g s",
+					c.opt.DispatchS))
+			}
+			continue
+		}
+		c.turn(agent, l)
+		c.pause(seconds(c.opt.TurnGapS))
+	}
+}
+
+func (c *call) join() (*lksdk.Room, *lksdk.LocalTrack, error) {
+	cb := lksdk.NewRoomCallback()
+	cb.OnParticipantConnected = func(p *lksdk.RemoteParticipant) {
+		if p.Kind() == lksdk.ParticipantAgent {
+			c.event("agent_joined", map[string]any{"identity": p.Identity()})
+		}
+	}
+	cb.OnParticipantDisconnected = func(p *lksdk.RemoteParticipant) {
+		if p.Kind() != lksdk.ParticipantAgent {
+			return
+		}
+		c.event("agent_left", map[string]any{"identity": p.Identity()})
+		c.mu.Lock()
+		if c.agent == p {
+			c.agent, c.listen = nil, nil
+		}
+		c.mu.Unlock()
+	}
+	cb.OnReconnecting = func() { c.event("reconnecting", nil) }
+	cb.OnReconnected = func() { c.event("reconnected", nil) }
+	cb.OnDisconnectedWithReason = func(why lksdk.DisconnectionReason) {
+		c.mu.Lock()
+		c.lost = true
+		c.mu.Unlock()
+		c.event("disconnected", map[string]any{"reason": string(why)})
+	}
+	cb.OnTrackSubscribed = func(track *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication,
+		p *lksdk.RemoteParticipant) {
+		if p.Kind() != lksdk.ParticipantAgent || track.Kind() != webrtc.RTPCodecTypeAudio {
+			return
+		}
+		l := newListener()
+		c.mu.Lock()
+		c.agent, c.listen = p, l
+		c.mu.Unlock()
+		go c.read(track, pub, l)
+	}
+	room := lksdk.NewRoom(cb)
+	ctx, cancel := context.WithTimeout(context.Background(), seconds(c.opt.JoinS))
+	defer cancel()
+	err := room.JoinWithContextAndToken(ctx, c.cfg.URL, c.token,
+		lksdk.WithAutoSubscribe(true),
+		lksdk.WithConnectTimeout(seconds(c.opt.JoinS)),
+		lksdk.WithDisableRegionDiscovery(),
+		lksdk.WithSinglePeerConnection())
+	if err != nil {
+		return nil, nil, fmt.Errorf("could not join %s: %v", c.cfg.URL, err)
+	}
+	track, err := lksdk.NewLocalTrack(webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+	})
+	if err == nil {
+		_, err = room.LocalParticipant.PublishTrack(track, &lksdk.TrackPublicationOptions{
+			Name: "caller", Source: livekit.TrackSource_MICROPHONE,
+		})
+	}
+	if err != nil {
+		room.Disconnect()
+		return nil, nil, errors.New("could not publish the caller's audio track: " + err.Error())
+	}
+	return room, track, nil
+}
+
+func (c *call) isLost() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lost
+}
+
+// read records the agent's audio packets until the track ends. A packet is speech when its
+// level (RFC 6464, where the extension was negotiated) is -40 dBov or louder; without the
+// extension, when it and the packet before it are both `loudBytes` or longer and 20 ms apart
+// in RTP time: with DTX, silence is a long comfort-noise packet every 400 ms between 1-byte
+// ones, never two in a row.
+func (c *call) read(track *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, l *listener) {
+	levelID := 0
+	if receiver := pub.Receiver(); receiver != nil {
+		for _, ext := range receiver.GetParameters().HeaderExtensions {
+			if ext.URI == sdp.AudioLevelURI {
+				levelID = ext.ID
+			}
+		}
+	}
+	var prev *rtp.Packet
+	var prevAt time.Duration
+	for {
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			return
+		}
+		at := c.now()
+		if level, ok := audioLevel(pkt, levelID); ok {
+			l.add(at, level <= loudLevel, pkt.Payload)
+		} else {
+			long := len(pkt.Payload) >= loudBytes
+			run := long && prev != nil && len(prev.Payload) >= loudBytes &&
+				pkt.Timestamp-prev.Timestamp == samplesPerFrame
+			if run && !l.inSpeech() {
+				l.startRun(prevAt, prev.Payload)
+			}
+			l.add(at, run, pkt.Payload)
+		}
+		prev, prevAt = pkt, at
+	}
+}
+
+func audioLevel(pkt *rtp.Packet, levelID int) (uint8, bool) {
+	if levelID == 0 {
+		return 0, false
+	}
+	raw := pkt.GetExtension(uint8(levelID))
+	var level rtp.AudioLevelExtension
+	if len(raw) == 0 || level.Unmarshal(raw) != nil {
+		return 0, false
+	}
+	return level.Level, true
+}
+
+// utterance is a question handed to the sender, and where it says when it was spoken.
+type utterance struct {
+	packets [][]byte
+	spoken  chan time.Duration
+}
+
+// send paces the caller's audio as a WebRTC client with Opus DTX does: a question's packets
+// 20 ms apart, then `hangover` of silence frames, then one silence frame every `dtxInterval`
+// until the next question. RTP timestamps follow the clock, in whole frames, and sequence
+// numbers run on: the gaps read as DTX to the receiver, not as loss.
+func (c *call) send(track *lksdk.LocalTrack) {
+	start, slot := time.Now(), int64(-1)
+	write := func(p []byte, contiguous bool) {
+		next := slot + 1
+		if !contiguous {
+			next = max(next, int64(time.Since(start)/frame))
+		}
+		slot = next
+		_ = track.WriteSample(media.Sample{Data: p, Duration: frame,
+			Timestamp: start.Add(time.Duration(slot) * frame)}, nil)
+	}
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-time.After(dtxInterval):
+			write(opusSilence, false)
+		case u := <-c.utterances:
+			ticker := time.NewTicker(frame)
+			for i, p := range u.packets {
+				if i > 0 {
+					select {
+					case <-c.done:
+						ticker.Stop()
+						return
+					case <-ticker.C:
+					}
+				}
+				write(p, i > 0)
+			}
+			u.spoken <- c.now() + frame
+			for range hangover / frame {
+				select {
+				case <-c.done:
+					ticker.Stop()
+					return
+				case <-ticker.C:
+				}
+				write(opusSilence, true)
+			}
+			ticker.Stop()
+		}
+	}
+}
+
+// say asks a question and returns when its last packet has been sent (the end of speech).
+func (c *call) say(q question) (time.Duration, bool) {
+	u := utterance{packets: q.Packets, spoken: make(chan time.Duration, 1)}
+	select {
+	case c.utterances <- u:
+	case <-c.done:
+		return 0, false
+	}
+	select {
+	case at := <-u.spoken:
+		return at, true
+	case <-c.done:
+		return 0, false
+	}
+}
+
+func (c *call) waitAgent(limit time.Duration) (*lksdk.RemoteParticipant, *listener) {
+	deadline := c.now() + limit
+	for {
+		c.mu.Lock()
+		agent, l := c.agent, c.listen
+		c.mu.Unlock()
+		if agent != nil && l != nil {
+			return agent, l
+		}
+		if c.now() >= deadline || !c.pause(poll*5) {
+			return nil, nil
+		}
+	}
+}
+
+func turnReport(p *lksdk.RemoteParticipant) map[string]any {
+	raw := p.Attributes()[turnAttribute]
+	report := map[string]any{}
+	if raw != "" {
+		_ = json.Unmarshal([]byte(raw), &report)
+	}
+	return report
+}
+
+func reportTurn(report map[string]any) float64 {
+	n, _ := report["turn"].(float64)
+	return n
+}
+
+func (c *call) failed(started time.Duration, stage, reason string) {
+	c.turns++
+	c.event("turn", map[string]any{"started": started.Seconds(), "stage": stage, "reason": reason})
+}
+
+func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
+	started := c.now()
+	// Ask only once the agent listens again (it may still be finishing its last reply).
+	for deadline := started + seconds(c.opt.FirstReplyS); agent.Attributes()[agentState] != "listening" &&
+		c.now() < deadline; {
+		if !c.pause(poll * 5) {
+			return
+		}
+	}
+	q := c.cfg.Questions[rand.IntN(len(c.cfg.Questions))]
+	previous := reportTurn(turnReport(agent))
+	keep := c.opt.KeepAudioEvery > 0 && c.turns%c.opt.KeepAudioEvery == 0
+	endOfSpeech, ok := c.say(q)
+	if !ok {
+		return
+	}
+	l.arm(endOfSpeech, keep)
+	start, end, audio, heard := l.reply(c.now, seconds(c.opt.FirstReplyS),
+		seconds(c.opt.ReplyS), seconds(c.opt.SilenceS), c.done)
+	l.disarm()
+	if c.stopped() {
+		return
+	}
+	if !heard {
+		c.turns++
+		c.event("turn", map[string]any{"started": started.Seconds(), "question": q.Text,
+			"stage": "no_reply", "reason": fmt.Sprintf("no reply audio within %g s", c.opt.FirstReplyS)})
+		return
+	}
+	report := turnReport(agent)
+	for deadline := c.now() + 2*time.Second; reportTurn(report) <= previous && c.now() < deadline; {
+		if !c.pause(poll * 5) {
+			break
+		}
+		report = turnReport(agent)
+	}
+	if reportTurn(report) <= previous {
+		report = map[string]any{}
+	}
+	c.turns++
+	msg := map[string]any{
+		"started": started.Seconds(), "question": q.Text, "end_of_speech": endOfSpeech.Seconds(),
+		"first_reply": start.Seconds(), "last_reply": end.Seconds(), "report": report,
+	}
+	if keep {
+		msg["audio"] = audio
+	}
+	c.event("turn", msg)
+}

@@ -1,0 +1,182 @@
+"""The Go held callers (``stack/tools/heldcallers`` driven by :mod:`lkchaos.load.gocallers`).
+
+The process is run for real against a livekit-server (``--dev`` on loopback) with no agent:
+every turn must be judged ``no_agent``, calls must end when told and leave their rooms, and the
+process must exit when its input closes. Turns an agent answers are in the integration tests
+(tests/integration/test_load.py). The judging of a reported turn, the Opus round trip and the
+choice of URL are tested on their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lkchaos.errors import ConfigError
+from lkchaos.load import gocallers, ramp
+from lkchaos.settings import Settings
+from lkchaos.voice import audio
+from lkchaos.voice.session import Options
+from tests.unit.livekit_dev import KEY, SECRET, dev_server
+
+QUESTION = "What is, seven times eight?"
+
+
+def reported(**changes: Any) -> dict[str, Any]:
+    """A turn as the Go process reports it: answered, 0.6 s after the end of speech."""
+    raw: dict[str, Any] = {
+        "id": "c1", "event": "turn", "t": 9.0, "started": 3.0, "question": QUESTION,
+        "end_of_speech": 5.0, "first_reply": 5.6, "last_reply": 7.4,
+        "report": {"turn": 2, "heard": "What is 7 times 8?", "reply": "7 times 8 is 56.",
+                   "stt_ms": 410.0, "e2e_ms": 700.0},
+    }  # fmt: skip
+    raw.update(changes)
+    return raw
+
+
+def test_a_turn_is_judged_by_the_agents_report_when_no_audio_came_back() -> None:
+    turn = gocallers.judge_turn(reported())
+    assert turn["ok"] and turn["stage"] == "ok" and turn["checked_by"] == "agent"
+    assert turn["latency_s"] == 0.6 and turn["reply_s"] == 1.8
+    assert turn["misheard"] is False and turn["agent_ms"]["stt_ms"] == 410.0
+
+
+def test_a_wrong_answer_in_the_report_fails_the_turn() -> None:
+    turn = gocallers.judge_turn(reported(report={"turn": 2, "heard": "What is 7 times 8?",
+                                                 "reply": "7 times 8 is 54."}))  # fmt: skip
+    assert not turn["ok"] and turn["stage"] == "wrong_reply"
+
+
+def test_a_turn_without_a_report_or_audio_is_not_answered() -> None:
+    turn = gocallers.judge_turn(reported(report={}))
+    assert not turn["ok"] and turn["checked_by"] == "agent"
+
+
+def test_a_failure_before_the_reply_keeps_its_stage_and_reason() -> None:
+    raw = {"id": "c1", "event": "turn", "t": 12.0, "started": 3.0, "question": QUESTION,
+           "stage": "no_reply", "reason": "no reply audio within 8 s"}  # fmt: skip
+    turn = gocallers.judge_turn(raw)
+    assert turn == {"question": QUESTION, "ok": False, "stage": "no_reply",
+                    "reason": "no reply audio within 8 s", "latency_s": None}  # fmt: skip
+
+
+def test_kept_reply_audio_is_decoded_and_judged_by_what_was_heard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    packets = gocallers.opus_packets(audio.speech("seven times eight is fifty four"))
+    heard: list[int] = []
+
+    def transcribe(samples: np.ndarray, prompt: str | None = audio.REPLY_PROMPT) -> str:
+        heard.append(len(samples))
+        return "7 times 8 is 54."  # what the audio says, whatever the agent claims
+
+    monkeypatch.setattr(audio, "transcribe", transcribe)
+    raw = reported(audio=[base64.b64encode(p).decode() for p in packets])
+    turn = gocallers.judge_turn(raw)
+    assert turn["checked_by"] == "audio" and not turn["ok"] and turn["heard"] == "7 times 8 is 54."
+    assert heard and heard[0] >= len(packets) * gocallers.FRAME - gocallers.FRAME
+    assert gocallers.judge_turn(raw, transcribe=False)["checked_by"] == "agent"
+
+
+def test_speech_survives_the_opus_round_trip() -> None:
+    speech = audio.speech(QUESTION)
+    packets = gocallers.opus_packets(speech)
+    assert len(packets) >= len(speech) // gocallers.FRAME
+    assert all(0 < len(p) < 400 for p in packets)  # 20 ms at 24 kbit/s: about 60 bytes
+    back = gocallers.decode_opus(packets)
+    assert abs(len(back) - len(packets) * gocallers.FRAME) <= gocallers.FRAME
+    rms = float(np.sqrt(np.mean(back.astype(np.float64) ** 2)))
+    assert rms > 0.3 * float(np.sqrt(np.mean(speech.astype(np.float64) ** 2)))
+
+
+def test_the_callers_join_the_public_url_when_it_resolves_else_the_first_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings(livekit_url="wss://lk.example.test",
+                        livekit_node_urls=("http://127.0.0.1:27880", "http://127.0.0.1:27890"))
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_a, **_k: [])
+    assert gocallers.caller_url(settings) == "wss://lk.example.test"
+
+    def unknown(*_args: Any, **_kwargs: Any) -> Any:
+        raise socket.gaierror("Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    assert gocallers.caller_url(settings) == "ws://127.0.0.1:27880"
+    with pytest.raises(ConfigError, match="does not resolve from this machine"):
+        gocallers.caller_url(Settings(livekit_url="wss://lk.example.test", livekit_node_urls=()))
+
+
+def test_the_generators_cpu_is_given_per_part_and_per_caller() -> None:
+    figures = ramp.generator_cpu({"media": 1.0, "judging": 5.0}, {"media": 3.0, "judging": 6.0},
+                                 10.0, 4)  # fmt: skip
+    assert figures == {"cpu_cores": {"media": 0.2, "judging": 0.1},
+                       "cpu_cores_per_caller": {"media": 0.05, "judging": 0.025}}
+
+
+@pytest.fixture(scope="module")
+def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if shutil.which("go") is None:
+        pytest.skip("the Go callers are built with Go, which is not on PATH")
+    with dev_server(tmp_path_factory.mktemp("livekit")) as url:
+        yield url
+
+
+def test_go_callers_without_an_agent_judge_each_turn_and_leave(livekit: str,
+                                                               tmp_path: Path) -> None:
+    from livekit import api
+
+    from lkchaos.livekit import client as lk
+
+    settings = Settings(livekit_url=livekit.replace("http", "ws"), livekit_node_urls=(livekit,),
+                        livekit_api_key=KEY, livekit_api_secret=SECRET, agent_name="nobody",
+                        ca_file="")  # fmt: skip
+    options = Options(duration_s=30, max_turns=50, dispatch_s=0.5, turn_gap_s=0.05, join_s=5)
+    with gocallers.GoCallers(settings, questions=2) as callers:
+        call_id, room = callers.start(options)
+        first = callers.turns(call_id, 0, wait_s=15)
+        assert first["turns"], "no turn within 15 s"
+
+        async def members(lkapi: api.LiveKitAPI) -> list[str]:
+            found = await lkapi.room.list_participants(api.ListParticipantsRequest(room=room))
+            return [p.identity for p in found.participants]
+
+        during = lk.call(livekit, settings, members)
+        summary = callers.end(call_id)
+        with pytest.raises(KeyError):
+            callers.turns("nope", 0, 0)
+    assert callers.process.returncode == 0  # exited by itself once its input closed
+    assert during == [f"caller-{room[-10:]}"]  # joined, and held between turns
+    assert summary["state"] == "ended" and summary["end_reason"] == "stopped"
+    assert summary["turns"] >= 1 and set(summary["stages"]) == {"no_agent"}
+    assert all(t["reason"] == "no agent with audio in the room within 0.5 s"
+               for t in callers.turns(call_id, 0, 0)["turns"])  # fmt: skip
+    assert [e["event"] for e in summary["events"]][0] == "joined"
+    assert [e["event"] for e in summary["events"]][-1] in ("ended", "disconnected")
+
+
+def test_a_ramp_of_go_callers_without_an_agent_breaks_and_leaves_nothing(
+    livekit: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    settings = Settings(livekit_url=livekit.replace("http", "ws"), livekit_node_urls=(livekit,),
+                        livekit_api_key=KEY, livekit_api_secret=SECRET, voice_prober_url="",
+                        prometheus_url="", agent_name="nobody", ca_file="")  # fmt: skip
+    said: list[str] = []
+    plan = ramp.Plan(steps=(1, 2), step_s=5, warmup_s=0, stagger_s=0.1)
+    with gocallers.GoCallers(settings, questions=2) as callers:
+        result = ramp.Ramp(settings, plan, said.append, callers).run()
+    assert [s["callers"] for s in result["steps"]] == [1] and result["knee"] == 1
+    step = result["steps"][0]
+    # No agent: the caller joined, and waits up to its dispatch bound (15 s) for one.
+    assert step["connected"] == 1 and step["breaks"] == ["no turn finished"]
+    assert set(step["generator"]["cpu_cores"]) == {"media", "judging"}
+    assert step["generator"]["cpu_cores"]["media"] > 0  # the Go process did the calling
+    assert result["leftover"] == {}
+    assert "(media) + " in said[-1] and "BREAKS" in said[-1]
