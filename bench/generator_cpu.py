@@ -1,26 +1,26 @@
-"""CPU per simulated participant: lkchaos's held callers beside `lk load-test`'s publishers.
+"""CPU per simulated participant: lkchaos's held callers beside LiveKit's CLI, ``lk``.
 
-    .venv/bin/python bench/generator_cpu.py [--callers 4] [--duration-s 60]
+    .venv/bin/python bench/generator_cpu.py [--callers 4] [--duration-s 60] [--engine both]
 
-Two runs, one after the other, on the same machine and the same LiveKit deployment:
+Runs one after the other, on the same machine and the same LiveKit deployment:
 
-1. ``lkchaos load --steps N``: N held callers (each publishes its questions, subscribes to the
-   agent's reply and has a sample of replies transcribed) in the stack's prober; the
-   prober container's CPU over the step, from the container engine, divided by N.
-   With ``--engine go`` (or ``both``, the default) also ``lkchaos load --engine go``: the
-   same callers on LiveKit's Go SDK (``stack/tools/heldcallers``), whose process's CPU over
-   the step is divided by N; the judging in the lkchaos process (decoding and transcribing
-   every 5th reply) is given apart.
-3. ``lk perf agent-load-test --rooms N``: LiveKit's own agent load tester (a participant per
+1. ``lkchaos load --steps N --engine python``: N held callers on LiveKit's Python SDK (each
+   publishes its questions, subscribes to the agent's reply and has a sample of replies
+   transcribed) in the stack's prober; the prober container's CPU over the step, from the
+   container engine, divided by N (the transcription included).
+2. ``lkchaos load --steps N --engine go``: the same callers on LiveKit's Go SDK
+   (``stack/tools/heldcallers``); its process's CPU over the step divided by N, and apart
+   from it the lkchaos process's (judging, decoding and transcribing every 5th reply).
+3. ``lk load-test --audio-publishers N``: LiveKit's CLI (built from its Go module at
+   ``LK_VERSION`` into lkchaos's build cache when missing), publishing audio only, into the
+   first LiveKit node's port; its process CPU (user + system, from the kernel's accounting of
+   the finished child) over its wall time, divided by N.
+4. ``lk perf agent-load-test --rooms N``: LiveKit's own agent load tester (a participant per
    room echoing the agent's audio back to it), its process CPU likewise.
-2. ``lk load-test --audio-publishers N``: LiveKit's CLI (built from its Go module at
-   ``LK_VERSION`` into lkchaos's build cache when missing), publishing audio only, into
-   the first LiveKit node's port; its process CPU (user + system, from the kernel's
-   accounting of the finished child) over its wall time, divided by N.
 
 Needs the reference stack up, and for the first run Go, a C++ compiler and
-``portaudio19-dev`` (it builds ``lk``). Prints both and
-their ratio; ``--json FILE`` keeps the figures.
+``portaudio19-dev`` (it builds ``lk``). Prints the figures and the ratios to ``lk
+load-test``'s (the Go callers' with and without their judging); ``--json FILE`` keeps them.
 """
 
 from __future__ import annotations
@@ -173,6 +173,9 @@ def main() -> int:
     for engine, f in ours.items():
         figures[f"ratio_{engine}_to_lk"] = (round(f["cpu_cores_per_participant"] / per_lk, 2)
                                             if per_lk else None)  # fmt: skip
+        if "judging_cpu_cores_per_participant" in f and per_lk:
+            whole = f["cpu_cores_per_participant"] + f["judging_cpu_cores_per_participant"]
+            figures[f"ratio_{engine}_with_judging_to_lk"] = round(whole / per_lk, 2)
     figures["lk_version"] = LK_VERSION
     print(json.dumps({k: v for k, v in figures.items() if k != "summary"}, indent=2))
     if args.json_file:

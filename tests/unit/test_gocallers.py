@@ -10,8 +10,11 @@ choice of URL are tested on their own.
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lkchaos.errors import ConfigError
+from lkchaos.errors import ConfigError, PrerequisiteError
 from lkchaos.load import gocallers, ramp
 from lkchaos.settings import Settings
 from lkchaos.voice import audio
@@ -158,7 +161,7 @@ def test_go_callers_without_an_agent_judge_each_turn_and_leave(livekit: str,
     assert all(t["reason"] == "no agent with audio in the room within 0.5 s"
                for t in callers.turns(call_id, 0, 0)["turns"])  # fmt: skip
     assert [e["event"] for e in summary["events"]][0] == "joined"
-    assert [e["event"] for e in summary["events"]][-1] in ("ended", "disconnected")
+    assert [e["event"] for e in summary["events"]][-1] == "ended"  # always the last
 
 
 def test_a_ramp_of_go_callers_without_an_agent_breaks_and_leaves_nothing(
@@ -180,3 +183,51 @@ def test_a_ramp_of_go_callers_without_an_agent_breaks_and_leaves_nothing(
     assert step["generator"]["cpu_cores"]["media"] > 0  # the Go process did the calling
     assert result["leftover"] == {}
     assert "(media) + " in said[-1] and "BREAKS" in said[-1]
+
+
+def test_a_call_that_runs_out_of_turns_ends_by_itself_and_says_so_last(livekit: str) -> None:
+    settings = Settings(livekit_url=livekit.replace("http", "ws"), livekit_node_urls=(livekit,),
+                        livekit_api_key=KEY, livekit_api_secret=SECRET, agent_name="nobody",
+                        ca_file="")  # fmt: skip
+    with gocallers.GoCallers(settings, questions=1) as callers:
+        call_id, _room = callers.start(Options(duration_s=30, max_turns=2, dispatch_s=0.3,
+                                               turn_gap_s=0.05, join_s=5))  # fmt: skip
+        deadline = time.monotonic() + 20
+        while callers.turns(call_id, 0, 1)["state"] != "ended" and time.monotonic() < deadline:
+            pass
+        summary = callers.end(call_id)
+    assert summary["end_reason"] == "2 turns" and summary["turns"] == 2
+    assert [e["event"] for e in summary["events"]][-1] == "ended"
+
+
+def test_refused_commands_name_their_call_and_the_process_keeps_serving() -> None:
+    if shutil.which("go") is None:
+        pytest.skip("the Go callers are built with Go, which is not on PATH")
+    from lkchaos.stack import build
+
+    binary = build.build_tool("heldcallers", lambda _line: None)
+    lines = [
+        json.dumps({"url": "ws://127.0.0.1:9", "questions": [{"text": "x", "packets": []}]}),
+        json.dumps({"op": "start", "id": "a"}),  # no token
+        '{"op": "start", "id": "b", "options": {"max_turns": "many"}}',  # not a command
+        json.dumps({"op": "dance", "id": "c"}),
+        json.dumps({"op": "end", "id": "nobody"}),
+    ]
+    done = subprocess.run([str(binary)], input="\n".join(lines) + "\n", capture_output=True,
+                          text=True, timeout=30, check=False)  # fmt: skip
+    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0, done.stderr
+    assert [(r["id"], r.get("op"), r["event"]) for r in replies] == [
+        ("a", "start", "error"), ("b", "start", "error"), ("c", "dance", "error"),
+        ("nobody", "end", "error")]  # fmt: skip
+    assert "not a command" in replies[1]["error"] and "unknown op" in replies[2]["error"]
+
+
+def test_the_go_callers_need_the_voice_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lkchaos.voice import extra
+
+    monkeypatch.setattr(extra, "missing", lambda: ["faster_whisper"])
+    settings = Settings(livekit_url="ws://127.0.0.1:9", livekit_api_key=KEY,
+                        livekit_api_secret=SECRET)  # fmt: skip
+    with pytest.raises(PrerequisiteError, match=r"need lkchaos\[voice\].*--engine python"):
+        gocallers.GoCallers(settings)

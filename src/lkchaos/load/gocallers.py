@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import importlib.util
 import json
 import os
 import random
@@ -52,6 +53,8 @@ QUESTIONS = 24
 #: Opus as LiveKit's speech preset sends it: 20 ms frames, 24 kbit/s, VoIP.
 OPUS_BITRATE = 24000
 FRAME = 960  # 20 ms at 48 kHz
+#: Threads judging turns (decoding and transcribing the sampled replies).
+JUDGES = 2
 #: Longest the process may take to leave every room once told to stop (seconds).
 EXIT_S = 30.0
 
@@ -113,6 +116,13 @@ def caller_url(settings: Settings) -> str:
                       "set (LKCHAOS_LIVEKIT_NODE_URLS): the Go callers cannot join")
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _token(key: str, secret: str, room: str, identity: str, agent: str, valid_s: float) -> str:
     from livekit import api
 
@@ -142,6 +152,15 @@ class GoCallers:
     def __init__(self, settings: Settings, say: Any = None, transcribe: bool = True,
                  questions: int = QUESTIONS) -> None:  # fmt: skip
         from lkchaos.stack import build
+        from lkchaos.voice import extra
+
+        absent = extra.missing() + [m for m in ("av", "numpy") if not _importable(m)]
+        if absent:
+            raise PrerequisiteError(
+                f"the Go callers need lkchaos[voice] (not installed: {', '.join(absent)}): PyAV "
+                "encodes the questions as Opus, Whisper transcribes the sampled replies; pip "
+                "install '/path/to/lkchaos[voice]', or run the Python SDK's callers in the "
+                "stack's prober instead (lkchaos load --engine python)")
         from lkchaos.voice import audio
         from lkchaos.voice.questions import random_question
 
@@ -171,8 +190,11 @@ class GoCallers:
         )  # fmt: skip
         self._write({"url": self.url, "questions": spoken})
         self.calls: dict[str, _Call] = {}
+        self.errors: list[str] = []  # lines of the process about no call of ours
         self._lock = threading.Lock()
-        self._judges = ThreadPoolExecutor(1, thread_name_prefix="lkchaos-judge")
+        # Two: a transcription takes about a second here, and one judge would fall behind
+        # past about 40 callers (a turn every 7 s, one in 5 transcribed).
+        self._judges = ThreadPoolExecutor(JUDGES, thread_name_prefix="lkchaos-judge")
         self._reader = threading.Thread(target=self._read, name="lkchaos-heldcallers",
                                         daemon=True)  # fmt: skip
         self._reader.start()
@@ -202,7 +224,8 @@ class GoCallers:
                     break
                 call.changed.wait(left)
             return {"turns": [t for t in call.turns if t["turn"] > after],
-                    "state": "ended" if call.ended is not None else "talking"}
+                    "state": "ended" if call.ended is not None and not call.pending
+                    else "talking"}
 
     def end(self, call_id: str) -> dict[str, Any]:
         call = self._call(call_id)
@@ -270,7 +293,8 @@ class GoCallers:
             try:
                 message = json.loads(line)
                 call = self._call(str(message.get("id")))
-            except (ValueError, KeyError):
+            except (ValueError, KeyError, AttributeError):
+                self.errors.append(line.strip()[:500])  # of no call: kept for whoever asks
                 continue
             self._receive(call, message)
         with self._lock:
@@ -295,6 +319,8 @@ class GoCallers:
                                     "reason": message.get("reason")})  # fmt: skip
             elif kind == "error":
                 call.events.append({"t": 0.0, "event": "error", "reason": message.get("error")})
+                if message.get("op") == "start":  # refused: the call never started
+                    call.ended = {"t": 0.0, "reason": f"refused: {message.get('error')}"}
             else:
                 extra = {k: v for k, v in message.items() if k not in ("id", "event", "t")}
                 call.events.append({"t": message["t"], "event": kind, **extra})

@@ -1,10 +1,13 @@
 // heldcallers holds voice calls with a LiveKit voice agent for a load generator: each call
 // joins a room once and keeps asking, turn after turn, until told to end or a bound is reached.
 // Many calls share one process. Callers are cheap: the questions arrive once as Opus packets
-// (encoded by the driver) and are sent as they are; the agent's reply is found from the audio
-// level each RTP packet carries (RFC 6464), never decoded; what the agent said is read from its
-// turn report (the participant attribute "lkchaos.turn"), and the reply's Opus packets are
-// passed on only for the turns the driver asks to keep, for it to transcribe.
+// (encoded by the driver) and are sent as they are; the agent's reply is found from its RTP
+// packets, never decoded: by the audio level each carries (RFC 6464) where the SFU forwards
+// it, else by a run of full-size packets 20 ms apart (LiveKit v1.13 forwards no level to this
+// subscriber; an agent's silence, with DTX, is a 1-3-byte packet between one comfort-noise
+// packet every 400 ms). What the agent said is read from its turn report (the participant
+// attribute "lkchaos.turn"); the reply's Opus packets are passed on for the turns the driver
+// asks to keep, and for any turn the agent did not report, for it to transcribe.
 //
 // The driver writes JSON lines on standard input: first
 //
@@ -13,9 +16,10 @@
 // then commands, {"op": "start", "id": "c1", "token": "<join token>", "options": {...}} and
 // {"op": "end", "id": "c1"}. Each call reports JSON lines on standard output, all with its
 // "id": events ("joined", "agent_joined", "agent_left", "reconnecting", "reconnected",
-// "disconnected"), one "turn" per turn, and "ended" last. Times are seconds on the monotonic
-// clock since the call started. When standard input closes, every call ends and the process
-// exits once all have left their rooms.
+// "disconnected"), one "turn" per turn, and "ended", always its last line; a command refused
+// is an "error" with the command's "id" and "op". Times are seconds on the monotonic clock
+// since the call started. When standard input closes, every call ends and the process exits
+// once all have left their rooms.
 //
 // Each call uses one peer connection for both directions (LiveKit's single peer connection
 // mode) and, between questions, sends a silence frame every 400 ms as Opus DTX does.
@@ -146,13 +150,19 @@ func serve() int {
 	for in.Scan() {
 		var cmd command
 		if err := json.Unmarshal(in.Bytes(), &cmd); err != nil {
-			report.send(map[string]any{"event": "error", "error": "not a command: " + err.Error()})
+			var named struct {
+				ID string `json:"id"`
+				Op string `json:"op"`
+			}
+			_ = json.Unmarshal(in.Bytes(), &named)
+			report.send(map[string]any{"id": named.ID, "op": named.Op, "event": "error",
+				"error": "not a command: " + err.Error()})
 			continue
 		}
 		switch cmd.Op {
 		case "start":
 			if _, taken := calls[cmd.ID]; taken || cmd.ID == "" || cmd.Token == "" {
-				report.send(map[string]any{"id": cmd.ID, "event": "error",
+				report.send(map[string]any{"id": cmd.ID, "op": cmd.Op, "event": "error",
 					"error": "a start needs a new id and a token"})
 				continue
 			}
@@ -164,18 +174,24 @@ func serve() int {
 			if c, ok := calls[cmd.ID]; ok {
 				c.stop()
 			} else {
-				report.send(map[string]any{"id": cmd.ID, "event": "error", "error": "no such call"})
+				report.send(map[string]any{"id": cmd.ID, "op": cmd.Op, "event": "error",
+					"error": "no such call"})
 			}
 		default:
-			report.send(map[string]any{"id": cmd.ID, "event": "error",
+			report.send(map[string]any{"id": cmd.ID, "op": cmd.Op, "event": "error",
 				"error": "unknown op " + strconv.Quote(cmd.Op) + " (start, end)"})
 		}
+	}
+	code := 0
+	if err := in.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "heldcallers: cannot read standard input, ending every call:", err)
+		code = 1
 	}
 	for _, c := range calls {
 		c.stop()
 	}
 	wg.Wait()
-	return 0
+	return code
 }
 
 // listener follows the agent's audio for the turn under way: from the end of the caller's
@@ -287,6 +303,8 @@ type call struct {
 	listen *listener
 	turns  int
 	lost   bool
+	// The call has ended: nothing more is reported of it.
+	finished bool
 }
 
 func newCall(id string, cfg config, token string, opt options, report *out) *call {
@@ -308,6 +326,12 @@ func (c *call) stopped() bool {
 }
 
 func (c *call) event(kind string, fields map[string]any) {
+	c.mu.Lock()
+	finished := c.finished
+	c.mu.Unlock()
+	if finished {
+		return
+	}
 	msg := map[string]any{"id": c.id, "event": kind, "t": c.now().Seconds()}
 	for k, v := range fields {
 		msg[k] = v
@@ -327,7 +351,14 @@ func (c *call) pause(d time.Duration) bool {
 
 func (c *call) run() {
 	reason := ""
-	defer func() { c.event("ended", map[string]any{"reason": reason}) }()
+	defer func() {
+		c.stop() // the sender too, however the call ended
+		c.mu.Lock()
+		c.finished = true // the room's late callbacks (its own disconnect) are not reported
+		c.mu.Unlock()
+		c.report.send(map[string]any{"id": c.id, "event": "ended", "t": c.now().Seconds(),
+			"reason": reason})
+	}()
 	if !c.pause(seconds(c.opt.StartDelayS)) {
 		reason = "stopped before joining"
 		return
@@ -407,6 +438,13 @@ func (c *call) join() (*lksdk.Room, *lksdk.LocalTrack, error) {
 	room := lksdk.NewRoom(cb)
 	ctx, cancel := context.WithTimeout(context.Background(), seconds(c.opt.JoinS))
 	defer cancel()
+	go func() { // told to end while joining: give up the join
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	err := room.JoinWithContextAndToken(ctx, c.cfg.URL, c.token,
 		lksdk.WithAutoSubscribe(true),
 		lksdk.WithConnectTimeout(seconds(c.opt.JoinS)),
@@ -606,7 +644,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	if !ok {
 		return
 	}
-	l.arm(endOfSpeech, keep)
+	l.arm(endOfSpeech, true) // sent back when kept, or when the agent does not report
 	start, end, audio, heard := l.reply(c.now, seconds(c.opt.FirstReplyS),
 		seconds(c.opt.ReplyS), seconds(c.opt.SilenceS), c.done)
 	l.disarm()
@@ -622,7 +660,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	report := turnReport(agent)
 	for deadline := c.now() + 2*time.Second; reportTurn(report) <= previous && c.now() < deadline; {
 		if !c.pause(poll * 5) {
-			break
+			return // told to end: the turn is not judged
 		}
 		report = turnReport(agent)
 	}
@@ -634,7 +672,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 		"started": started.Seconds(), "question": q.Text, "end_of_speech": endOfSpeech.Seconds(),
 		"first_reply": start.Seconds(), "last_reply": end.Seconds(), "report": report,
 	}
-	if keep {
+	if keep || len(report) == 0 { // nothing else to check the reply by
 		msg["audio"] = audio
 	}
 	c.event("turn", msg)
