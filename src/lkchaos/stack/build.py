@@ -391,7 +391,9 @@ def build_tool(name: str, say: Say, paths: StackPaths | None = None) -> Path:
         )
     say(f"building {name} from {source} with Go (about a minute, once)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
+    # Its own partial file per process: two processes building at once (test workers) each
+    # put a whole binary in place, never one half-written by the other.
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "."], timeout=1200,
         env={"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}, cwd=source,
         hint=(f"while building {name}: it needs Go {wanted} or newer and the Go module proxy "
