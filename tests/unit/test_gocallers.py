@@ -231,3 +231,18 @@ def test_the_go_callers_need_the_voice_extra(monkeypatch: pytest.MonkeyPatch) ->
                         livekit_api_secret=SECRET)  # fmt: skip
     with pytest.raises(PrerequisiteError, match=r"need lkchaos\[voice\].*--engine python"):
         gocallers.GoCallers(settings)
+
+
+def test_a_ramp_whose_callers_cannot_join_stops_with_why(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("go") is None:
+        pytest.skip("the Go callers are built with Go, which is not on PATH")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    settings = Settings(livekit_url="ws://127.0.0.1:9", livekit_node_urls=(),
+                        livekit_api_key=KEY, livekit_api_secret=SECRET, voice_prober_url="",
+                        prometheus_url="", agent_name="nobody", ca_file="")  # fmt: skip
+    plan = ramp.Plan(steps=(1, 2), step_s=5, warmup_s=0)
+    with gocallers.GoCallers(settings, questions=1) as callers, \
+            pytest.raises(ConfigError, match=r"no caller of the 1-caller step joined LiveKit "
+                                             r"\(could not join ws://127.0.0.1:9: .*refused"):
+        ramp.Ramp(settings, plan, lambda _line: None, callers).run()

@@ -166,6 +166,12 @@ class Ramp:
         started = time.time()
         for callers in self.plan.steps:
             step = self.step(callers)
+            if not step["connected"]:  # nothing was measured: the target is not there
+                raise ConfigError(
+                    f"no caller of the {callers}-caller step joined LiveKit "
+                    f"({'; '.join(step['end_reasons']) or 'no reason given'}): is the target "
+                    "up and its URL and keys right? (`lkchaos stack status` for the reference "
+                    "stack)")
             steps.append(step)
             self.say(line(step))
             if step["breaks"] and knee is None:
@@ -204,6 +210,8 @@ class Ramp:
             summaries = [self._end(call_id) for call_id in ids]
         after = self._usage()
         step = step_figures(turns, summaries, callers, delays)
+        step["end_reasons"] = sorted({str(s.get("end_reason") or s.get("error") or "")
+                                      for s in summaries} - {""})[:5]  # fmt: skip
         step["usage"] = _usage_between(before, after)
         if cpu is not None:  # callers in this machine's processes: their own CPU
             step["generator"] = generator_cpu(cpu_before, cpu(), time.monotonic() - began_mono,
