@@ -6,14 +6,16 @@ core per caller here, ``BENCHMARKS.md``). These callers share one Go process
 (``stack/tools/heldcallers``, on ``server-sdk-go`` and pion) and do the least a caller must:
 
 - the questions are spoken (espeak-ng) and Opus-encoded **once**, here, and the Go process
-  sends those packets as they are, 20 ms apart, and a 3-byte Opus silence frame between
-  questions;
-- the agent's reply is found from the audio level each RTP packet carries (RFC 6464, which
-  LiveKit forwards), never decoded: the first packet at or above -40 dBov after the end of the
-  caller's speech is the reply's first audio (as it arrives, before any jitter buffer);
+  sends those packets as they are, 20 ms apart, and between questions a 3-byte Opus silence
+  frame every 400 ms (as Opus DTX does); one peer connection per call;
+- the agent's reply is found from its RTP packets, never decoded: by their audio level (RFC
+  6464) where the SFU forwards it, else (LiveKit v1.13 forwards none to this subscriber) by
+  a run of full-size packets 20 ms apart, an agent's silence being 1-3-byte DTX packets. The
+  latency runs from the question's last packet as sent to the reply's first as received;
 - what the agent said is read from its turn report (``lkchaos.turn``); every
-  ``transcribe_every``-th reply's Opus packets come back here, are decoded (PyAV) and
-  transcribed (the voice extra's Whisper), so the agent's claim is checked by what was heard.
+  ``transcribe_every``-th reply's Opus packets, and those of any turn the agent did not
+  report, come back here, are decoded (PyAV) and transcribed (the voice extra's Whisper), so
+  the agent's claim is checked by what was heard.
 
 The class is a :class:`lkchaos.voice.held.Backend`, so :class:`lkchaos.load.ramp.Ramp` runs
 either kind of caller. Each turn has the shape of a Python held call's turn (``ok``,
@@ -21,8 +23,8 @@ either kind of caller. Each turn has the shape of a Python held call's turn (``o
 :meth:`lkchaos.voice.session.HeldCall.summary` (no ``media_path``: these callers do not read
 their ICE pairs).
 
-Needs Go (to build the tool once, :func:`lkchaos.stack.build.build_tool`), PyAV and, to
-transcribe, the voice extra.
+Needs Go (to build the tool once, :func:`lkchaos.stack.build.build_tool`) and the voice
+extra (PyAV, numpy, Whisper): :class:`GoCallers` raises PrerequisiteError without them.
 """
 
 from __future__ import annotations
