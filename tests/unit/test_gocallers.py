@@ -123,6 +123,15 @@ def test_the_generators_cpu_is_given_per_part_and_per_caller() -> None:
                        "cpu_cores_per_caller": {"media": 0.05, "judging": 0.025}}
 
 
+def dev_settings(url: str, nodes: bool = True) -> Settings:
+    """The target: a LiveKit at ``url`` (HTTP) with the test keys, an agent nobody runs, no
+    prober, Prometheus, container engine or CA; with ``nodes``, ``url`` is its node too."""
+    return Settings(livekit_url=url.replace("http", "ws"),
+                    livekit_node_urls=(url,) if nodes else (), livekit_api_key=KEY,
+                    livekit_api_secret=SECRET, voice_prober_url="", prometheus_url="",
+                    agent_name="nobody", ca_file="")  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if shutil.which("go") is None:
@@ -137,9 +146,7 @@ def test_go_callers_without_an_agent_judge_each_turn_and_leave(livekit: str,
 
     from lkchaos.livekit import client as lk
 
-    settings = Settings(livekit_url=livekit.replace("http", "ws"), livekit_node_urls=(livekit,),
-                        livekit_api_key=KEY, livekit_api_secret=SECRET, agent_name="nobody",
-                        ca_file="")  # fmt: skip
+    settings = dev_settings(livekit)
     options = Options(duration_s=30, max_turns=50, dispatch_s=0.5, turn_gap_s=0.05, join_s=5)
     with gocallers.GoCallers(settings, questions=2) as callers:
         call_id, room = callers.start(options)
@@ -168,9 +175,7 @@ def test_a_ramp_of_go_callers_without_an_agent_breaks_and_leaves_nothing(
     livekit: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    settings = Settings(livekit_url=livekit.replace("http", "ws"), livekit_node_urls=(livekit,),
-                        livekit_api_key=KEY, livekit_api_secret=SECRET, voice_prober_url="",
-                        prometheus_url="", agent_name="nobody", ca_file="")  # fmt: skip
+    settings = dev_settings(livekit)
     said: list[str] = []
     plan = ramp.Plan(steps=(1, 2), step_s=5, warmup_s=0, stagger_s=0.1)
     with gocallers.GoCallers(settings, questions=2) as callers:
@@ -186,9 +191,7 @@ def test_a_ramp_of_go_callers_without_an_agent_breaks_and_leaves_nothing(
 
 
 def test_a_call_that_runs_out_of_turns_ends_by_itself_and_says_so_last(livekit: str) -> None:
-    settings = Settings(livekit_url=livekit.replace("http", "ws"), livekit_node_urls=(livekit,),
-                        livekit_api_key=KEY, livekit_api_secret=SECRET, agent_name="nobody",
-                        ca_file="")  # fmt: skip
+    settings = dev_settings(livekit)
     with gocallers.GoCallers(settings, questions=1) as callers:
         call_id, _room = callers.start(Options(duration_s=30, max_turns=2, dispatch_s=0.3,
                                                turn_gap_s=0.05, join_s=5))  # fmt: skip
@@ -238,9 +241,7 @@ def test_a_ramp_whose_callers_cannot_join_stops_with_why(tmp_path: Path,
     if shutil.which("go") is None:
         pytest.skip("the Go callers are built with Go, which is not on PATH")
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    settings = Settings(livekit_url="ws://127.0.0.1:9", livekit_node_urls=(),
-                        livekit_api_key=KEY, livekit_api_secret=SECRET, voice_prober_url="",
-                        prometheus_url="", agent_name="nobody", ca_file="")  # fmt: skip
+    settings = dev_settings("http://127.0.0.1:9", nodes=False)
     plan = ramp.Plan(steps=(1, 2), step_s=5, warmup_s=0)
     with gocallers.GoCallers(settings, questions=1) as callers, \
             pytest.raises(ConfigError, match=r"no caller of the 1-caller step joined LiveKit "

@@ -30,7 +30,6 @@ extra (PyAV, numpy, Whisper): :class:`GoCallers` raises PrerequisiteError withou
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import importlib.util
 import json
 import os
@@ -46,9 +45,10 @@ from urllib.parse import urlsplit
 
 from lkchaos.errors import ConfigError, PrerequisiteError
 from lkchaos.settings import Settings
+from lkchaos.voice import roundtrip
 from lkchaos.voice.session import Options
 
-__all__ = ["GoCallers", "caller_url", "opus_packets"]
+__all__ = ["GoCallers", "caller_url", "decode_opus", "judge_turn", "opus_packets"]
 
 #: Questions spoken and encoded once per run; each turn asks one of them at random.
 QUESTIONS = 24
@@ -125,18 +125,6 @@ def _importable(module: str) -> bool:
         return False
 
 
-def _token(key: str, secret: str, room: str, identity: str, agent: str, valid_s: float) -> str:
-    from livekit import api
-
-    return (
-        api.AccessToken(key, secret).with_identity(identity)
-        .with_ttl(dt.timedelta(seconds=valid_s))
-        .with_grants(api.VideoGrants(room_join=True, room=room))
-        .with_room_config(api.RoomConfiguration(agents=[api.RoomAgentDispatch(agent_name=agent)]))
-        .to_jwt()
-    )  # fmt: skip
-
-
 class _Call:
     def __init__(self, room: str, options: Options) -> None:
         self.room, self.options = room, options
@@ -205,8 +193,9 @@ class GoCallers:
     def start(self, options: Options) -> tuple[str, str]:
         call_id = uuid.uuid4().hex[:12]
         room = f"lkchaos-held-{uuid.uuid4().hex[:10]}"
-        token = _token(self.key, self.secret, room, f"caller-{room[-10:]}", self.agent_name,
-                       options.start_delay_s + options.duration_s + 600)  # fmt: skip
+        token = roundtrip.caller_token(
+            self.key, self.secret, room, f"caller-{room[-10:]}", self.agent_name,
+            ttl_s=options.start_delay_s + options.duration_s + 600)  # it may rejoin till then
         with self._lock:
             self.calls[call_id] = _Call(room, options)
         wire = {k: getattr(options, k) for k in ("duration_s", "max_turns", "turn_gap_s",
@@ -345,38 +334,25 @@ class GoCallers:
             call.changed.notify_all()
 
     def _summary(self, call: _Call) -> dict[str, Any]:
-        from lkchaos.voice.session import _percentile
+        from lkchaos.voice.session import call_figures
 
         with call.changed:
             turns, events = list(call.turns), list(call.events)
             ended = call.ended
-        answered = [t for t in turns if t["ok"]]
-        latencies = sorted(t["latency_s"] for t in answered if t.get("latency_s") is not None)
-        stages: dict[str, int] = {}
-        for turn in turns:
-            stages[turn["stage"]] = stages.get(turn["stage"], 0) + 1
         return {
             "room": call.room,
             "state": "ended" if ended is not None else "talking",
             "end_reason": (ended or {}).get("reason", "did not end in time"),
             "duration_s": round(float((ended or {}).get("t") or 0.0), 3),
-            "turns": len(turns), "answered": len(answered),
-            "answered_pct": round(100.0 * len(answered) / len(turns), 2) if turns else None,
-            "latency_p50_s": _percentile(latencies, 50),
-            "latency_p95_s": _percentile(latencies, 95),
-            "reconnects": sum(1 for e in events if e["event"] == "reconnected"),
-            "agents_seen": len({e.get("identity") for e in events
-                                if e["event"] == "agent_joined"}),  # fmt: skip
-            "stages": stages, "events": events,
+            **call_figures(turns, events),
             "media_path": {"note": "not read by the Go callers"},
-        }  # fmt: skip
+        }
 
 
 def judge_turn(raw: dict[str, Any], transcribe: bool = True) -> dict[str, Any]:
     """A turn as the Go process reported it, judged as a Python held call judges its turns:
     by the reply's transcript when its audio came back (``audio``), else by the agent's report.
     """
-    from lkchaos.voice import roundtrip
     from lkchaos.voice.questions import check_reply, expected_answers
     from lkchaos.voice.session import HELD_AGENT_TIMINGS
 

@@ -126,13 +126,14 @@ class Outcome:
 
 
 def caller_token(
-    key: str, secret: str, room: str, identity: str, agent_name: str
+    key: str, secret: str, room: str, identity: str, agent_name: str, ttl_s: float = 300.0
 ) -> str:
-    """A caller's join token that also dispatches ``agent_name`` to the room."""
+    """A caller's join token that also dispatches ``agent_name`` to the room, valid for
+    ``ttl_s`` seconds (a held call rejoining after a node loss needs it still valid)."""
     return (
         api.AccessToken(key, secret)
         .with_identity(identity)
-        .with_ttl(dt.timedelta(minutes=5))
+        .with_ttl(dt.timedelta(seconds=ttl_s))
         .with_grants(api.VideoGrants(room_join=True, room=room))
         .with_room_config(
             api.RoomConfiguration(agents=[api.RoomAgentDispatch(agent_name=agent_name)])

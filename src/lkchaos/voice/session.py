@@ -115,27 +115,12 @@ class HeldCall:
         """``{"room", "state", "end_reason", "turns", "answered", "answered_pct",
         "latency_p50_s", "latency_p95_s", "reconnects", "agents_seen", "events",
         "media_path", "stages"}`` of the call so far."""
-        answered = [t for t in self.turns if t["ok"]]
-        latencies = sorted(t["latency_s"] for t in answered if t.get("latency_s") is not None)
-        stages: dict[str, int] = {}
-        for turn in self.turns:
-            stages[turn["stage"]] = stages.get(turn["stage"], 0) + 1
         return {
             "room": self.room_name,
             "state": self.state,
             "end_reason": self.end_reason,
             "duration_s": round(self.now(), 3),
-            "turns": len(self.turns),
-            "answered": len(answered),
-            "answered_pct": round(100.0 * len(answered) / len(self.turns), 2)
-            if self.turns else None,
-            "latency_p50_s": _percentile(latencies, 50),
-            "latency_p95_s": _percentile(latencies, 95),
-            "reconnects": sum(1 for e in self.events if e["event"] == "reconnected"),
-            "agents_seen": len({e.get("identity") for e in self.events
-                                if e["event"] == "agent_joined"}),  # fmt: skip
-            "stages": stages,
-            "events": list(self.events),
+            **call_figures(self.turns, self.events),
             "media_path": self.media,
         }
 
@@ -313,6 +298,29 @@ class HeldCall:
 #: audio. ``None`` where the agent reported none. (A round trip keeps more of them:
 #: ``roundtrip.AGENT_TIMINGS``.)
 HELD_AGENT_TIMINGS = ("stt_ms", "transcription_delay_ms", "e2e_ms")
+
+
+def call_figures(turns: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a held call's summary says of its ``turns`` and room ``events``, whatever kind of
+    caller held it: ``{"turns", "answered", "answered_pct", "latency_p50_s",
+    "latency_p95_s", "reconnects", "agents_seen", "stages", "events"}``."""
+    answered = [t for t in turns if t["ok"]]
+    latencies = sorted(t["latency_s"] for t in answered if t.get("latency_s") is not None)
+    stages: dict[str, int] = {}
+    for turn in turns:
+        stages[turn["stage"]] = stages.get(turn["stage"], 0) + 1
+    return {
+        "turns": len(turns),
+        "answered": len(answered),
+        "answered_pct": round(100.0 * len(answered) / len(turns), 2) if turns else None,
+        "latency_p50_s": _percentile(latencies, 50),
+        "latency_p95_s": _percentile(latencies, 95),
+        "reconnects": sum(1 for e in events if e["event"] == "reconnected"),
+        "agents_seen": len({e.get("identity") for e in events
+                            if e["event"] == "agent_joined"}),  # fmt: skip
+        "stages": stages,
+        "events": list(events),
+    }
 
 
 def _percentile(values: list[float], pct: float) -> float | None:
