@@ -176,7 +176,8 @@ class GoCallers:
             env["SSL_CERT_FILE"] = settings.ca_file
         self.process = subprocess.Popen(
             [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True, bufsize=1, env=env,
+            stderr=None if env.get("HELDCALLERS_LOG") else subprocess.DEVNULL, text=True, bufsize=1,
+            env=env,
         )  # fmt: skip
         self._write({"url": self.url, "questions": spoken})
         self.calls: dict[str, _Call] = {}

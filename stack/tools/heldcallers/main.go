@@ -21,9 +21,14 @@
 // since the call started. When standard input closes, every call ends and the process exits
 // once all have left their rooms.
 //
-// Each call uses one peer connection for both directions (LiveKit's single peer connection
-// mode) and, between questions, sends a silence frame every 400 ms as Opus DTX does.
-// HELDCALLERS_CPUPROFILE=FILE writes a CPU profile of the run (go tool pprof).
+// Each call uses the SDK's default two peer connections (publisher and subscriber) and, between
+// questions, sends a silence frame every 400 ms as Opus DTX does. Not the single peer
+// connection mode: in server-sdk-go v2.19.0 and v2.20.0 it starts reading signalling before it
+// sets the offer sent with the join, so an answer that comes back first is refused ("stable->
+// SetRemote(answer)->stable") and the join times out; seen here on a loaded machine, about one
+// join in twenty.
+// HELDCALLERS_CPUPROFILE=FILE writes a CPU profile of the run (go tool pprof);
+// HELDCALLERS_LOG=LEVEL (debug, info, warn) writes the SDK's and pion's log to standard error.
 package main
 
 import (
@@ -41,6 +46,7 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+	protoLogger "github.com/livekit/protocol/logger"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -117,6 +123,14 @@ func (o *out) send(v map[string]any) {
 }
 
 func main() {
+	if level := os.Getenv("HELDCALLERS_LOG"); level != "" {
+		l, err := protoLogger.NewZapLogger(&protoLogger.Config{Level: level})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "heldcallers: HELDCALLERS_LOG:", err)
+			os.Exit(2)
+		}
+		lksdk.SetLogger(l)
+	}
 	// HELDCALLERS_CPUPROFILE=FILE: a CPU profile of the whole run (go tool pprof FILE).
 	if path := os.Getenv("HELDCALLERS_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
@@ -448,8 +462,7 @@ func (c *call) join() (*lksdk.Room, *lksdk.LocalTrack, error) {
 	err := room.JoinWithContextAndToken(ctx, c.cfg.URL, c.token,
 		lksdk.WithAutoSubscribe(true),
 		lksdk.WithConnectTimeout(seconds(c.opt.JoinS)),
-		lksdk.WithDisableRegionDiscovery(),
-		lksdk.WithSinglePeerConnection())
+		lksdk.WithDisableRegionDiscovery())
 	if err != nil {
 		return nil, nil, fmt.Errorf("could not join %s: %v", c.cfg.URL, err)
 	}
