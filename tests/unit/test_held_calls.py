@@ -165,3 +165,56 @@ def test_the_prober_serves_held_calls(livekit: str, tmp_path: Path) -> None:
             assert gone.status == 404
 
     asyncio.run(go())
+
+
+def test_a_call_says_what_it_waits_for_and_since_when(livekit: str) -> None:
+    options = Options(duration_s=30, max_turns=1, dispatch_s=2.0, join_s=5)
+
+    async def go() -> tuple[list[dict[str, Any] | None], dict[str, Any] | None]:
+        call = HeldCall(livekit.replace("http", "ws"), KEY, SECRET, "nobody", options)
+        assert call.waiting() is None  # not started
+        task = asyncio.ensure_future(call.run())
+        seen: list[dict[str, Any] | None] = []
+        while not call.turns:
+            seen.append(call.waiting())
+            await asyncio.sleep(0.1)
+        await task
+        return seen, call.waiting()
+
+    seen, after = asyncio.run(go())
+    kinds = [w["for"] for w in seen if w]
+    assert kinds[0] == "join" and kinds[-1] == "agent", kinds  # joined, then no agent came
+    waits = [w["s"] for w in seen if w and w["for"] == "agent"]
+    assert waits == sorted(waits) and 1.5 < waits[-1] <= 2.5, waits  # since it joined
+    assert after is None  # ended: it waits for nothing
+
+
+def test_the_turn_probe_reports_a_session_overdue_between_turns(livekit: str) -> None:
+    """No agent comes for 20 s; the probe says so every every_s once overdue_s has passed,
+    long before the turn itself ends no_agent."""
+    configuration = {"livekit_url": livekit.replace("http", "ws"), "voice_prober_url": "",
+                     "agent_name": "nobody"}  # fmt: skip
+    secrets = {"livekit": {"api_key": KEY, "api_secret": SECRET}}
+    try:
+        first = held.turn("overdue", timeout=30, overdue_s=1.0, every_s=0.5,
+                          configuration=configuration, secrets=secrets)  # fmt: skip
+        second = held.turn("overdue", timeout=30, overdue_s=1.0, every_s=0.5,
+                           configuration=configuration, secrets=secrets)  # fmt: skip
+    finally:
+        summary = held.end("overdue", configuration, secrets)
+    for sample in (first, second):
+        assert sample["ok"] is False and sample["stage"] == "overdue", sample
+        assert sample["room"].startswith("lkchaos-held-"), sample
+        assert "for the agent to be there and listen, over 1 s" in sample["reason"], sample
+    assert 1.0 < first["waited_s"] < second["waited_s"] < 10, (first, second)
+    assert first["started_at"] == first["ended_at"] < second["started_at"]  # when seen
+    assert summary["answered"] == 0 and summary["calls"] == 1  # the same call all along
+
+
+def test_overdue_samples_need_a_bound_and_a_pace_in_range() -> None:
+    with pytest.raises(ActivityFailed, match="every_s needs overdue_s"):
+        held.turn(every_s=1.0)
+    with pytest.raises(ActivityFailed, match="overdue_s must be more than 0"):
+        held.turn(overdue_s=0)
+    with pytest.raises(ActivityFailed, match="every_s must be more than 0 and at most 60"):
+        held.turn(overdue_s=5, every_s=61)

@@ -538,6 +538,17 @@ def test_figures_of_an_outage_and_recovery() -> None:
     assert fig["interval_median_s"] == 1.0 and fig["interval_p95_s"] == 1.0
 
 
+def test_time_to_detect_is_the_earliest_failure_observed_not_the_earliest_placed() -> None:
+    # A held turn placed at its start (t=2) and known at its end (t=9); a session seen
+    # overdue at t=4, placed there: the fault was detected at 4.
+    samples = [{"t": 0.0, "ok": True, "latency_ms": 0.0},
+               {"t": 2.0, "ok": False, "latency_ms": 7000.0},
+               {"t": 4.0, "ok": False, "latency_ms": 0.0},
+               {"t": 10.0, "ok": True, "latency_ms": 0.0}]  # fmt: skip
+    fig = derive(samples, Fault(1.0, 6.0, "last_action_end", ["a"]), 12.0)
+    assert fig["time_to_detect_s"] == 3.0
+
+
 def test_figures_while_not_recovered_and_without_fault() -> None:
     fig = derive(_series(True, False, False), Fault(0.5, 1.0, "last_action_end", []), 6.0)
     assert fig["recovered"] is False and fig["rto_s"] == 5.0  # lower bound: now - fault end

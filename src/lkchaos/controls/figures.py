@@ -150,8 +150,10 @@ def derive(samples: Sequence[Sample], fault: Fault, end_t: float) -> dict[str, A
         stop = fault.end_t if fault.end_t is not None else end_t
         window = [s for s in samples if fault.start_t <= observed(s) <= stop]
         during = sum(1 for s in window if s["ok"]) / len(window) if window else None
-        first = next((observed(s) for s in samples
-                      if not s["ok"] and observed(s) >= fault.start_t), None)  # fmt: skip
+        # The earliest failure observed: a sample placed at its start (a held turn) may be
+        # observed after one placed later (a session seen overdue while that turn ran).
+        first = min((observed(s) for s in samples
+                     if not s["ok"] and observed(s) >= fault.start_t), default=None)  # fmt: skip
         detect = first - fault.start_t if first is not None else None
 
     rto: float | None = None

@@ -222,6 +222,10 @@ class Listener:
             pcm = np.frombuffer(bytes(event.frame.data), dtype=np.int16)
             self._log.add(time.monotonic(), pcm)
 
+    def heard_since(self, after: float) -> bool:
+        """Whether a frame louder than the threshold arrived after ``after`` (monotonic)."""
+        return self._log.loud_after(after, self._threshold) is not None
+
     async def reply(
         self, after: float, first_timeout: float, reply_timeout: float, silence: float = 1.2
     ) -> tuple[float, float, np.ndarray] | None:

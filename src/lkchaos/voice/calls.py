@@ -64,7 +64,9 @@ class Registry:
 
     async def turns(self, call_id: str, after: int = 0, wait_s: float = 0.0) -> dict[str, Any]:
         """The call's turns numbered above ``after``, waiting up to ``wait_s`` seconds for
-        one: ``{"id", "room", "state", "end_reason", "turns": [...], "summary"}``."""
+        one: ``{"id", "room", "state", "end_reason", "turns": [...], "waiting", "summary"}``
+        (``waiting``: what the call waits for from the agent and since how long, see
+        :meth:`lkchaos.voice.session.HeldCall.waiting`)."""
         entry = self._entry(call_id)
         deadline = time.monotonic() + max(0.0, wait_s)
         while (len(entry.call.turns) <= after and not entry.task.done()
@@ -75,6 +77,7 @@ class Registry:
         return {
             "id": call_id, "room": call.room_name, "state": call.state,
             "end_reason": call.end_reason, "turns": call.turns[after:],
+            "waiting": call.waiting(),
             "summary": {k: v for k, v in call.summary().items() if k != "events"},
         }  # fmt: skip
 

@@ -17,7 +17,17 @@ A turn fails with the stages of a round trip (``no_reply``, ``misheard``, ``apol
 (no turn finished within ``timeout``) or ``call_ended`` (the call ended by itself: its room was
 lost; the next sample starts a new call, ``calls`` counts them). With ``callers`` above 1, that
 many calls are held side by side, their starts staggered, and each sample is the next turn any
-of them finished: a sample every few seconds. ``end_held_call`` ends it and returns its
+of them finished: a sample every few seconds. With ``overdue_s``, while no turn finishes and a
+session has waited longer than ``overdue_s`` (to join, for the agent, or for its reply), a
+failed sample comes every ``every_s`` seconds, so that replies that hang through a fault are
+seen at that pace, not only when each turn gives up (never an ok sample between turns: only
+an answered turn says the agent answers)::
+
+    {"ok": false, "stage": "overdue", "reason": "waiting 5.4 s for its reply, over 4 s",
+     "waited_s": 5.4, "latency_s": null, "room": "lkchaos-held-1a2b3c4d5e", "caller": "caller",
+     "calls": 3, "reconnects": 0, "agents_seen": 3}
+
+``end_held_call`` ends it and returns its
 summary (turns, answered %, latency p50/p95, reconnects, agents seen, room events, the media
 path); a held call is also ended when this process exits, and by the prober when nobody read
 it for 45 s. ``held_conversation`` holds one call for ``turns`` turns and judges them
@@ -51,6 +61,8 @@ __all__ = ["turn", "end", "conversation"]
 T = TypeVar("T")
 #: Longest a held-call probe waits for a turn (seconds).
 MAX_WAIT_S = 120.0
+#: Seconds between the samples taken between turns (``overdue_s``), unless told.
+EVERY_S = 2.0
 #: Most held calls one name may hold side by side.
 MAX_CALLERS = 8
 
@@ -177,6 +189,38 @@ def _check_wait(timeout: Any) -> float:
     return float(timeout)
 
 
+def _check_overdue(overdue_s: Any, every_s: Any) -> tuple[float | None, float | None]:
+    """``(overdue_s, every_s)`` checked: both None, or every_s defaults to ``EVERY_S``."""
+    if overdue_s is None:
+        if every_s is not None:
+            raise ActivityFailed("every_s needs overdue_s: a sample between turns says "
+                                 "whether any session has waited longer than overdue_s")
+        return None, None
+    for name, value, top in (("overdue_s", overdue_s, MAX_WAIT_S), ("every_s", every_s, 60.0)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= top:
+            raise ActivityFailed(f"{name} must be more than 0 and at most {top:g} s, "
+                                 f"not {value!r}")
+    return float(overdue_s), float(EVERY_S if every_s is None else every_s)
+
+
+def _overdue(waits: list[tuple[dict[str, Any], _Call]], overdue_s: float) -> dict[str, Any] | None:
+    """The sample taken between turns when a session has waited longer than ``overdue_s``
+    (to join, for the agent, or for its reply; the longest wait named), else None."""
+    if not waits:
+        return None
+    longest, call = max(waits, key=lambda pair: float(pair[0]["s"]))
+    waited = float(longest["s"])
+    if waited <= overdue_s:
+        return None
+    what = {"reply": "its reply", "join": "its room to be joined"}.get(
+        str(longest["for"]), "the agent to be there and listen")
+    return {"ok": False, "stage": "overdue", "latency_s": None, "waited_s": waited,
+            "reason": f"waiting {waited:.1f} s for {what}, over {overdue_s:g} s",
+            "room": call.room}  # fmt: skip
+
+
 def _start(handle: _Handle, delay_s: float) -> _Call:
     options = dataclasses.replace(handle.options, start_delay_s=delay_s)
     call_id, room = handle.backend.start(options)
@@ -192,6 +236,8 @@ def turn(
     transcribe_every: int = 1,
     callers: int = 1,
     stagger_s: float = 2.5,
+    overdue_s: float | None = None,
+    every_s: float | None = None,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> dict[str, Any]:
@@ -199,8 +245,12 @@ def turn(
     their starts ``stagger_s`` apart so that their turns interleave), started on first use
     with ``duration_s``, ``turn_gap_s`` and ``transcribe_every`` (see
     :class:`lkchaos.voice.session.Options`); waits up to ``timeout`` seconds for a turn.
-    Shape in the module docstring; ``calls`` counts the calls started under the name."""
+    With ``overdue_s``, a call that finds no turn within ``every_s`` seconds (default 2)
+    returns as soon as a session has waited longer than ``overdue_s`` (to join, for the
+    agent, or for its reply): a failed sample, stage ``overdue``. Shape in the module
+    docstring; ``calls`` counts the calls started under the name."""
     name, wait_s = _check_name(caller), _check_wait(timeout)
+    overdue, every = _check_overdue(overdue_s, every_s)
     if isinstance(callers, bool) or not isinstance(callers, int) or \
             not 1 <= callers <= MAX_CALLERS:
         raise ActivityFailed(f"callers must be a whole number from 1 to {MAX_CALLERS}")
@@ -215,12 +265,16 @@ def turn(
             handle.calls = [_start(handle, k * options.start_delay_s) for k in range(callers)]
             _handles[name] = handle
     deadline = time.monotonic() + wait_s
+    between = None if every is None else time.monotonic() + min(every, wait_s)
     while True:
         found: list[tuple[dict[str, Any], _Call]] = []
-        single = len(handle.calls) == 1
+        waits: list[tuple[dict[str, Any], _Call]] = []
+        single = len(handle.calls) == 1 and between is None
         for index, call in enumerate(list(handle.calls)):
             left = max(0.0, deadline - time.monotonic())
             data = handle.backend.turns(call.call_id, call.seen, left if single else 0.0)
+            if isinstance(data.get("waiting"), dict):
+                waits.append((data["waiting"], call))
             summary = data.get("summary") or {}
             call.reconnects = int(summary.get("reconnects") or 0)
             call.agents_seen = int(summary.get("agents_seen") or 0)
@@ -237,6 +291,14 @@ def turn(
             result, call = min(found, key=lambda pair: pair[0].get("ended_at") or 0.0)
             call.seen = int(result["turn"])
             return {**result, **_about(name, handle, call)}
+        # Between turns, a session waiting too long (a backend that does not say what its
+        # calls wait for gives turns only).
+        if between is not None and overdue is not None and time.monotonic() >= between:
+            late = _overdue(waits, overdue)
+            if late is not None:  # placed when seen, not when this call began
+                seen_at = time.time()
+                return {**_about(name, handle, None), **late, "started_at": seen_at,
+                        "ended_at": seen_at}  # fmt: skip
         if time.monotonic() >= deadline:
             return {"ok": False, "stage": "no_turn", "latency_s": None,
                     "reason": f"no turn finished within {wait_s:g} s",

@@ -288,6 +288,8 @@ def held_call_turn(
     transcribe_every: int = 1,
     callers: int = 1,
     stagger_s: float = 2.5,
+    overdue_s: float = None,  # type: ignore[assignment]
+    every_s: float = None,  # type: ignore[assignment]
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
@@ -299,12 +301,16 @@ def held_call_turn(
     the next turn any of them finished, within ``timeout`` seconds: ``{"ok", "stage",
     "reason", "turn", "t", "latency_s", "question", "heard", "checked_by", "caller", "room",
     "calls", "reconnects", "agents_seen"}``. Stages: those of a round trip, ``no_agent``,
-    ``no_turn``, ``call_ended`` (see :mod:`lkchaos.voice.held`). End with
-    ``end_held_call``."""
+    ``no_turn``, ``call_ended`` (see :mod:`lkchaos.voice.held`). With ``overdue_s``
+    (seconds), a call that finds no turn finished within ``every_s`` (seconds, default 2)
+    returns as soon as a session has waited longer than ``overdue_s`` to join, for the
+    agent, or for the first audio of its reply: a failed sample, stage ``overdue``, the
+    longest wait in ``waited_s`` and its room; so the series keeps a sample every
+    ``every_s`` while replies hang. End with ``end_held_call``."""
     from lkchaos.voice import held
 
     return held.turn(caller, timeout, duration_s, turn_gap_s, transcribe_every, callers,
-                     stagger_s, configuration, secrets)  # fmt: skip
+                     stagger_s, overdue_s, every_s, configuration, secrets)  # fmt: skip
 
 
 def end_held_call(

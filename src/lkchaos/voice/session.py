@@ -99,10 +99,27 @@ class HeldCall:
     def __post_init__(self) -> None:
         self._t0 = time.monotonic()
         self._stop = asyncio.Event()
+        # What the call waits for, since when (monotonic): "join", "agent" (to be in the
+        # room, with audio, listening) or "reply" (its first audio after the question).
+        self._waiting: tuple[str, float] | None = None
+        self._listener: audio.Listener | None = None
 
     def now(self) -> float:
         """Seconds since the call started (monotonic)."""
         return time.monotonic() - self._t0
+
+    def waiting(self) -> dict[str, Any] | None:
+        """What the call has been waiting for, and for how long: ``{"for": "join" | "agent" |
+        "reply", "s": seconds}`` (to join its room; for the agent to be there, with audio,
+        listening; for the first audio of its reply); None while it waits for nothing
+        (before its start delay ends, asking, hearing a reply, judging it, between turns,
+        ended)."""
+        if self._waiting is None or self.state == "ended":
+            return None
+        kind, since = self._waiting
+        if kind == "reply" and self._listener is not None and self._listener.heard_since(since):
+            return None  # the reply has begun
+        return {"for": kind, "s": round(max(0.0, time.monotonic() - since), 3)}
 
     def stop(self) -> None:
         """Ask the call to end after the turn under way (safe from the call's own loop)."""
@@ -137,6 +154,7 @@ class HeldCall:
             if self._stop.is_set():
                 self.end_reason = "stopped before joining"
                 return self.summary()
+            self._waiting = ("join", time.monotonic())
             token = roundtrip.caller_token(self.api_key, self.api_secret, self.room_name,
                                            f"caller-{self.room_name[-10:]}", self.agent_name)
             options = rtc.RoomOptions(connect_timeout=self.options.join_s)
@@ -160,6 +178,7 @@ class HeldCall:
                 if room.connection_state == rtc.ConnectionState.CONN_DISCONNECTED:
                     self.end_reason = "the room was lost (disconnected, not resumed)"
                     break
+                self._waiting = ("agent", time.monotonic())
                 agent, track = await self._agent_with_audio(room)
                 if agent is None or track is None:
                     self._record(self._failed("no_agent", "no agent with audio in the room "
@@ -169,13 +188,14 @@ class HeldCall:
                     if listener is not None:
                         await listener.aclose()
                     listener, listened = audio.Listener(track), track.sid
+                    self._listener = listener
                 await self._turn(agent, speaker, listener)
                 await self._pause(self.options.turn_gap_s)
             if not self.end_reason:
                 self.end_reason = "stopped"
             self.media = await roundtrip._media_path(room)
         finally:
-            self.state = "ended"
+            self.state, self._waiting = "ended", None
             self._event("ended", reason=self.end_reason)
             if listener is not None:
                 await listener.aclose()
@@ -224,6 +244,7 @@ class HeldCall:
         return {"ok": False, "stage": stage, "reason": reason, "latency_s": None}
 
     def _record(self, turn: dict[str, Any]) -> None:
+        self._waiting = None
         turn["turn"] = len(self.turns) + 1
         turn.setdefault("t", round(self.now(), 3))
         turn["took_s"] = round(self.now() - turn["t"], 3)
@@ -245,9 +266,12 @@ class HeldCall:
         question = random_question()
         expected = expected_answers(question)
         previous = roundtrip._turn_report(agent).get("turn", 0)
+        self._waiting = None  # asking
         end_of_speech = await speaker.say(audio.speech(question))  # as played out
+        self._waiting = ("reply", end_of_speech)
         reply = await listener.reply(end_of_speech, self.options.first_reply_s,
                                      self.options.reply_s, silence=self.options.silence_s)
+        self._waiting = None  # the reply came (or will not): judging it
         base = {"t": round(started, 3), "question": question}
         if reply is None:
             self._record({**base, **self._failed(
