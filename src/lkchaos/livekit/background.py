@@ -34,6 +34,11 @@ from livekit.rtc._ffi_client import FfiClient
 EXIT_TIMEOUT_S = 10.0
 #: How long the exit hook waits after disposing the runtime for callbacks under way (seconds).
 SETTLE_S = 0.5
+#: How long closing a media source may take before it is left to close alone (seconds).
+CLOSE_SOURCE_S = 5.0
+#: How long an audio source may take to accept one frame (seconds): a frame of 10-50 ms into
+#: a queue of at most a second.
+CAPTURE_S = 3.0
 
 T = TypeVar("T")
 logger = logging.getLogger("lkchaos")
@@ -58,6 +63,52 @@ def new_room() -> rtc.Room:
     """A new :class:`livekit.rtc.Room`, with this process's exit guarded (:func:`guard_exit`)."""
     guard_exit()
     return rtc.Room()
+
+
+async def close_source(source: rtc.AudioSource | rtc.VideoSource,
+                       timeout_s: float = CLOSE_SOURCE_S) -> bool:  # fmt: skip
+    """Close a media source's native handle without letting it hold this process: in a
+    daemon thread, waited for at most ``timeout_s`` seconds. The SDK's close joins the
+    source's capture thread, and that thread can stall spinning on a loaded machine (seen
+    here at full CPU for minutes, the close never returning; livekit/rust-sdks#1289 bounds
+    the capture for the same stall). True when it closed in time; else it is left to finish
+    alone, logged, and False returned."""
+    done = threading.Event()
+
+    def close() -> None:
+        try:
+            asyncio.run(source.aclose())
+        except Exception as exc:  # logged: the caller goes on either way
+            logger.warning("closing a LiveKit media source failed: %s: %s",
+                           type(exc).__name__, exc)  # fmt: skip
+        finally:
+            done.set()
+
+    threading.Thread(target=close, name="lkchaos-close-source", daemon=True).start()
+    waited = 0.0
+    while not done.is_set() and waited < timeout_s:
+        await asyncio.sleep(0.05)
+        waited += 0.05
+    if not done.is_set():
+        logger.warning("a LiveKit media source did not close within %g s (its native capture "
+                       "thread stalled); left to close alone", timeout_s)  # fmt: skip
+    return done.is_set()
+
+
+async def capture(source: rtc.AudioSource, frame: rtc.AudioFrame,
+                  timeout_s: float = CAPTURE_S) -> None:  # fmt: skip
+    """``source.capture_frame(frame)``, bounded: raises :class:`SourceStalled` when the
+    source has not taken the frame within ``timeout_s`` seconds (its native queue stopped
+    draining: see :func:`close_source`)."""
+    try:
+        await asyncio.wait_for(source.capture_frame(frame), timeout_s)
+    except TimeoutError:
+        raise SourceStalled(f"the audio source took no frame for {timeout_s:g} s: its native "
+                            "capture stalled (a loaded machine?)") from None
+
+
+class SourceStalled(RuntimeError):
+    """A LiveKit audio source stopped taking frames (see :func:`capture`)."""
 
 
 def _exit() -> None:

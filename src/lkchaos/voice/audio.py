@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from livekit import rtc
 
+from lkchaos.livekit.background import capture, close_source
+
 RATE = 48000
 FRAME = RATE // 100  # 10 ms: the frame a level is measured on
 #: Frames per block handed to or received from the rtc SDK (50 ms).
@@ -115,7 +117,16 @@ class Speaker:
         its capture, plus what the source's queue still held then."""
         done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         await self._queue.put((samples, done))
-        return await done
+        if self._task is None:
+            return await done
+        # The pump may stop (its source stalled, SourceStalled): say so rather than wait.
+        pending: set[asyncio.Future[Any]] = {done, self._task}
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():
+            done.cancel()
+            self._task.result()  # raises what stopped it
+            raise RuntimeError("the caller's audio stopped")
+        return done.result()
 
     async def _pump(self) -> None:
         silence = np.zeros(BLOCK, dtype=np.int16)
@@ -132,7 +143,7 @@ class Speaker:
                 padding = BLOCK - len(chunk)
                 if padding:
                     chunk = np.pad(chunk, (0, padding))
-            await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, BLOCK))
+            await capture(self.source, rtc.AudioFrame(chunk.tobytes(), RATE, 1, BLOCK))
             if current is not None and pos >= len(current[0]):
                 if not current[1].done():
                     # Played out, not queued: the source still holds queued_duration seconds,
@@ -147,9 +158,9 @@ class Speaker:
     async def aclose(self) -> None:
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        await self.source.aclose()
+        await close_source(self.source)
 
 
 def rms(pcm: np.ndarray) -> float:

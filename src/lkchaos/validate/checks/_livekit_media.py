@@ -15,7 +15,7 @@ import numpy as np
 from livekit import api
 
 from lkchaos.livekit import client as lk
-from lkchaos.livekit.background import new_room
+from lkchaos.livekit.background import SourceStalled, capture, close_source, new_room
 from lkchaos.settings import Settings
 
 # --- the media session (shared by joins, audio, video, Redis session data and cleanup) -----
@@ -73,6 +73,7 @@ async def media_run(settings: Settings, url: str, video: bool, timeout: float,
     audio: dict[str, Any] = {"frames": 0, "loud_frames": 0, "first_ms": None, "pcm": []}
     picture: dict[str, Any] = {"frames": 0, "first_ms": None, "size": ""}
     tasks: list[asyncio.Task[None]] = []
+    sources: list[Any] = []  # closed after both left, each bounded (close_source)
 
     async def read_audio(track: Any) -> None:
         stream = rtc.AudioStream.from_track(track=track, sample_rate=RATE, num_channels=1)
@@ -124,17 +125,23 @@ async def media_run(settings: Settings, url: str, video: bool, timeout: float,
         out["redis_participants"] = await asyncio.to_thread(_redis_participants, settings, room,
                                                             timeout)  # fmt: skip
         source = rtc.AudioSource(RATE, 1)
+        sources.append(source)
         await pub.local_participant.publish_track(
             rtc.LocalAudioTrack.create_audio_track("tone", source),
             rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
         vsource = rtc.VideoSource(64, 64) if video else None
         if vsource is not None:
+            sources.append(vsource)
             await pub.local_participant.publish_track(
                 rtc.LocalVideoTrack.create_video_track("picture", vsource),
                 rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA))
         index = 0
         while time.monotonic() < deadline - 1.0:
-            await source.capture_frame(rtc.AudioFrame(tone(index), RATE, 1, FRAME))
+            try:
+                await capture(source, rtc.AudioFrame(tone(index), RATE, 1, FRAME))
+            except SourceStalled as exc:
+                out["reason"] = str(exc)
+                break
             if vsource is not None and index % 3 == 0:
                 shade = (index * 7) % 256
                 vsource.capture_frame(rtc.VideoFrame(64, 64, rtc.VideoBufferType.RGBA,
@@ -160,8 +167,11 @@ async def media_run(settings: Settings, url: str, video: bool, timeout: float,
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await pub.disconnect()
-        await sub.disconnect()
+        for participant in (pub, sub):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(participant.disconnect(), 5)
+        for closing in sources:
+            await close_source(closing)
         out["redis_after"] = await asyncio.to_thread(_delete_and_watch, settings, url, room,
                                                      timeout)  # fmt: skip
     return out
@@ -272,7 +282,7 @@ async def media_path(settings: Settings, url: str, timeout: float, room: str) ->
             rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
         index = 0
         while time.monotonic() < deadline:
-            await source.capture_frame(rtc.AudioFrame(tone(index), RATE, 1, FRAME))
+            await capture(source, rtc.AudioFrame(tone(index), RATE, 1, FRAME))
             index += 1
             if index % 25 == 0:
                 stats = await asyncio.wait_for(speaker.get_rtc_stats(), min(3.0, left()))
@@ -289,9 +299,8 @@ async def media_path(settings: Settings, url: str, timeout: float, room: str) ->
         return out
     finally:
         with contextlib.suppress(Exception):
-            await source.aclose()
-        with contextlib.suppress(Exception):
             await asyncio.wait_for(speaker.disconnect(), 5)
+        await close_source(source)  # after leaving: the track is unpublished first
         with contextlib.suppress(Exception):
             await _api(settings, url, 5.0, lambda c: c.room.delete_room(
                 api.DeleteRoomRequest(room=room)))
