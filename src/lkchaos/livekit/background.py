@@ -99,7 +99,8 @@ async def capture(source: rtc.AudioSource, frame: rtc.AudioFrame,
                   timeout_s: float = CAPTURE_S) -> None:  # fmt: skip
     """``source.capture_frame(frame)``, bounded: raises :class:`SourceStalled` when the
     source has not taken the frame within ``timeout_s`` seconds (its native queue stopped
-    draining: see :func:`close_source`)."""
+    draining: see :func:`close_source`). Not for a task that is cancelled from outside, such
+    as a pump: on Python 3.11 ``asyncio.wait_for`` can swallow that cancellation."""
     try:
         await asyncio.wait_for(source.capture_frame(frame), timeout_s)
     except TimeoutError:

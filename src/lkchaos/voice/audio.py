@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from livekit import rtc
 
-from lkchaos.livekit.background import capture, close_source
+from lkchaos.livekit.background import close_source
 
 RATE = 48000
 FRAME = RATE // 100  # 10 ms: the frame a level is measured on
@@ -143,7 +143,9 @@ class Speaker:
                 padding = BLOCK - len(chunk)
                 if padding:
                     chunk = np.pad(chunk, (0, padding))
-            await capture(self.source, rtc.AudioFrame(chunk.tobytes(), RATE, 1, BLOCK))
+            # Unbounded here: the pump is cancelled by aclose, and asyncio.wait_for on
+            # Python 3.11 can swallow that cancellation (the pump would never end).
+            await self.source.capture_frame(rtc.AudioFrame(chunk.tobytes(), RATE, 1, BLOCK))
             if current is not None and pos >= len(current[0]):
                 if not current[1].done():
                     # Played out, not queued: the source still holds queued_duration seconds,
