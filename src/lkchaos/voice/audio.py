@@ -119,7 +119,7 @@ class Speaker:
         await self._queue.put((samples, done))
         if self._task is None:
             return await done
-        # The pump may stop (its source stalled, SourceStalled): say so rather than wait.
+        # The pump may stop (the SDK's capture_frame raised): say so rather than wait.
         pending: set[asyncio.Future[Any]] = {done, self._task}
         await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         if not done.done():

@@ -114,7 +114,7 @@ class HeldCall:
         listening; for the first audio of its reply); None while it waits for nothing
         (before its start delay ends, asking, hearing a reply, judging it, between turns,
         ended)."""
-        if self._waiting is None or self.state == "ended":
+        if self._waiting is None:  # reset when the call ends
             return None
         kind, since = self._waiting
         if kind == "reply" and self._listener is not None and self._listener.heard_since(since):
