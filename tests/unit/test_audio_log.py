@@ -114,3 +114,78 @@ def test_the_listener_finds_a_second_of_tone_on_a_real_track(tmp_path: Path) -> 
     assert 0 <= starts_after < played, (starts_after, played)
     assert 0.7 <= lasts <= 1.3, lasts  # the tone's second, give or take a frame's jitter
     assert size >= 0.9 * 48000, size
+
+
+async def _hear_two_tones(url: str, finished: bool) -> float:
+    """Two 0.6 s tones 1 s apart, listened to with a 3 s silence bound and a ``finished``
+    speaker (or not): how long the reply heard lasted (first to last loud frame)."""
+    import asyncio
+    import time
+
+    from livekit import rtc
+
+    from lkchaos.voice.audio import RATE, Listener, Speaker
+
+    speaking, hearing = new_room(), new_room()
+    subscribed: asyncio.Future[rtc.RemoteAudioTrack] = asyncio.get_running_loop().create_future()
+
+    @hearing.on("track_subscribed")
+    def _on_track(track: rtc.Track, *_: object) -> None:
+        if isinstance(track, rtc.RemoteAudioTrack) and not subscribed.done():
+            subscribed.set_result(track)
+
+    await hearing.connect(url, _token("hearing", "tones"))
+    await speaking.connect(url, _token("speaking", "tones"))
+    speaker = Speaker()
+    try:
+        await speaker.publish(speaking)
+        listener = Listener(await asyncio.wait_for(subscribed, 10))
+        await asyncio.sleep(0.5)
+        after = time.monotonic()
+        tone = (np.sin(2 * np.pi * 440 * np.arange(int(0.6 * RATE)) / RATE) * 8000)
+        gap = np.zeros(RATE, dtype=np.int16)
+        saying = asyncio.ensure_future(speaker.say(np.concatenate([tone, gap, tone])
+                                                   .astype(np.int16)))  # fmt: skip
+        heard = await listener.reply(after, first_timeout=10, reply_timeout=10, silence=3.0,
+                                     finished=lambda: finished, finished_silence=0.5)
+        await saying
+        await listener.aclose()
+        assert heard is not None, "the listener heard nothing"
+        return heard[1] - heard[0]
+    finally:
+        await speaker.aclose()
+        await speaking.disconnect()
+        await hearing.disconnect()
+
+
+def test_a_reply_ends_at_a_pause_only_once_the_speaker_has_finished(tmp_path: Path) -> None:
+    """A speaker that says it has finished: its reply ends at the first pause of 0.5 s (the
+    first tone); one that does not: the pause is waited out (both tones)."""
+    import asyncio
+
+    from tests.unit.livekit_dev import dev_server
+
+    with dev_server(tmp_path) as url:
+        cut = asyncio.run(_hear_two_tones(url, finished=True))
+        whole = asyncio.run(_hear_two_tones(url, finished=False))
+    assert 0.4 <= cut <= 0.9, cut  # the first tone
+    assert 2.0 <= whole <= 2.5, whole  # tone, second of silence, tone
+
+
+class _Agent:
+    def __init__(self) -> None:
+        self.attributes: dict[str, str] = {}
+
+
+def test_the_agent_has_finished_speaking_once_it_spoke_and_listens_again() -> None:
+    from lkchaos.voice.roundtrip import AGENT_STATE, finished_speaking
+
+    agent = _Agent()
+    finished = finished_speaking(agent)  # type: ignore[arg-type]
+    seen = []
+    for state in ["listening", "thinking", "speaking", "thinking", "speaking", "listening"]:
+        agent.attributes[AGENT_STATE] = state
+        seen.append(finished())
+    assert seen == [False, False, False, False, False, True]  # a tool call mid-reply is not the end
+    silent = _Agent()
+    assert finished_speaking(silent)() is False  # type: ignore[arg-type]  # reports no state

@@ -21,6 +21,7 @@ import re
 import subprocess
 import time
 import wave
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -240,20 +241,27 @@ class Listener:
         return self._log.loud_after(after, self._threshold) is not None
 
     async def reply(
-        self, after: float, first_timeout: float, reply_timeout: float, silence: float = 1.2
+        self, after: float, first_timeout: float, reply_timeout: float, silence: float = 1.2,
+        finished: Callable[[], bool] | None = None, finished_silence: float = 0.5,
     ) -> tuple[float, float, np.ndarray] | None:
         """``(first_audio_at, last_audio_at, samples)`` of the first reply after ``after``.
 
-        None when no audio came within ``first_timeout``; a reply still going after
-        ``reply_timeout`` more seconds is cut there.
+        The reply ends after ``silence`` seconds without a loud frame, or after
+        ``finished_silence`` once ``finished()`` (polled every 50 ms from the start) says the
+        speaker has finished: the agent reports when its speech has played out, and waiting
+        out a pause between its words is then needless. None when no audio came within
+        ``first_timeout``; a reply still going after ``reply_timeout`` more seconds is cut
+        there.
         """
         start = time.monotonic()
         first_at = last_at = 0.0
         while True:
+            done = finished is not None and finished()
             loud = self._log.loud_after(after, self._threshold)
             if loud:
                 first_at, last_at = loud
-                if time.monotonic() - last_at >= silence:
+                quiet = time.monotonic() - last_at
+                if quiet >= silence or (done and quiet >= finished_silence):
                     break
             waited = time.monotonic() - start
             if not loud and waited > first_timeout:

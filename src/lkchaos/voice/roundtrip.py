@@ -142,6 +142,22 @@ def caller_token(
     )
 
 
+def finished_speaking(agent: rtc.RemoteParticipant) -> Callable[[], bool]:
+    """A predicate, true once the agent has been seen speaking since it was made and is
+    listening again (its ``lk.agent.state``): its reply has played out. Only ``listening``
+    ends it: an agent that says a few words, then calls a tool (``thinking``), then answers,
+    has not finished. Never true for an agent that does not report its state."""
+    spoke = False
+
+    def finished() -> bool:
+        nonlocal spoke
+        state = agent.attributes.get(AGENT_STATE)
+        spoke = spoke or state == "speaking"
+        return spoke and state == "listening"
+
+    return finished
+
+
 async def _wait(predicate: Callable[[], T | None], timeout: float) -> T | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -235,7 +251,8 @@ async def _converse(
     previous_turn = _turn_report(agent).get("turn", 0)
     samples = audio.speech(out.question)
     end_of_speech = await speaker.say(samples)
-    reply = await listener.reply(end_of_speech, timeouts.first_reply_audio, timeouts.reply)
+    reply = await listener.reply(end_of_speech, timeouts.first_reply_audio, timeouts.reply,
+                                 finished=finished_speaking(agent))
     if reply is None:
         out.reason = f"no reply audio within {timeouts.first_reply_audio:g} s of the question"
         return

@@ -270,7 +270,8 @@ class HeldCall:
         end_of_speech = await speaker.say(audio.speech(question))  # as played out
         self._waiting = ("reply", end_of_speech)
         reply = await listener.reply(end_of_speech, self.options.first_reply_s,
-                                     self.options.reply_s, silence=self.options.silence_s)
+                                     self.options.reply_s, silence=self.options.silence_s,
+                                     finished=roundtrip.finished_speaking(agent))
         self._waiting = None  # the reply came (or will not): judging it
         base = {"t": round(started, 3), "question": question}
         if reply is None:
