@@ -3,8 +3,8 @@
     .venv/bin/python bench/voice_round_trip.py [-n 20] [--question "What is 17 times 3?"]
 
 Needs the reference stack up (`lkchaos stack up`); the round trips run back to back in the
-stack's prober. Prints p50/p95 of end of speech to first reply audio, the caller-side stage
-timings and the agent's own per-stage report, and the failures by stage.
+stack's prober. Prints p50/p95 of end of speech to first reply audio, the whole call's time,
+the caller-side stage timings and the agent's own per-stage report, and the failures by stage.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import collections
 import os
 import platform
 import statistics
+import time
 from typing import Any
 
 from lkchaos.voice.probes import voice_round_trip
@@ -40,8 +41,11 @@ def main() -> None:
     if not 1 <= args.runs <= 500:
         parser.error("--runs must be between 1 and 500")
     results: list[dict[str, Any]] = []
+    walls: list[float] = []
     for i in range(args.runs):
+        began = time.monotonic()
         result = voice_round_trip(question=args.question, timeout=45)
+        walls.append((time.monotonic() - began) * 1000)
         results.append(result)
         print(f"{i + 1:3d} {result['stage']:<12} {result.get('latency_s')!s:>6} s  "
               f"{result['question']!r} -> {result['heard']!r}", flush=True)
@@ -50,6 +54,7 @@ def main() -> None:
     failures = collections.Counter(r["stage"] for r in results if not r["ok"])
     print(f"runs: {len(results)}, ok: {len(ok)}, failures by stage: {dict(failures)}")
     print("\ncaller side (ms):")
+    print(row("whole round trip (the probe's call)", walls))
     for key in ("end_of_speech_to_first_audio", "end_of_speech_to_reply_end", "join", "dispatch",
                 "transcription"):
         print(row(key, [r["timings_ms"][key] for r in ok if key in r["timings_ms"]]))

@@ -461,8 +461,9 @@ def test_the_prober_refuses_requests_without_the_credential(
 def test_the_prober_serves_a_request_with_the_credential(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Any, ...]] = []
 
-    async def fake_run(*args: Any) -> dict[str, Any]:
+    async def fake_run(*args: Any, **kwargs: Any) -> dict[str, Any]:
         calls.append(args)
+        assert callable(kwargs["leave_later"])  # a failed join's room is left in the background
         return {"ok": True, "stage": "ok", "question": args[3], "timings_ms": {}}
 
     monkeypatch.setattr(roundtrip, "run", fake_run)
@@ -583,3 +584,36 @@ def test_no_second_listening_without_a_right_claim() -> None:
     ears = Ears("The answer is five.", "unused")
     heard, check, second = roundtrip.listen(b"", ["56"], "The answer is five.", ears)
     assert not check.ok and second is None and ears.calls == ["prompted"]
+
+
+def test_the_prober_answers_a_failed_join_within_its_bound_and_leaves_later() -> None:
+    """A LiveKit URL whose port takes connections and never answers: the SDK retries the
+    join (never cancelled); the prober answers ``join`` while it still does, and the room
+    is left once the retries end, before the prober stops."""
+    import asyncio
+    import socket
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections complete in the kernel; nobody reads them
+    secret = "a-secret-long-enough-for-hmac-sha256"
+    config = {"url": f"ws://127.0.0.1:{silent.getsockname()[1]}", "key": "key",
+              "secret": secret, "agent": "a"}  # fmt: skip
+    body = {"question": "What is 1 plus 1?", "timeouts": {"join": 1.0, "total": 30}}
+
+    async def go() -> tuple[int, dict[str, Any], int]:
+        async with TestClient(TestServer(prober.make_app(config), host="127.0.0.1")) as client:
+            response = await client.post("/round-trip", json=body,
+                                         headers={"Authorization": authorization(secret)})
+            return response.status, await response.json(), len(prober._leaving)
+
+    try:
+        status, result, leaving = asyncio.run(go())
+    finally:
+        silent.close()
+    assert status == 200 and result["stage"] == "join", result
+    assert "within 1 s" in result["reason"], result
+    assert leaving == 1  # the join was still being retried when the result was sent
+    assert not prober._leaving  # and the room was left before the prober stopped

@@ -40,7 +40,7 @@ import argparse
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -55,6 +55,9 @@ CONFIG = web.AppKey("config", dict[str, str])
 HOLDS = web.AppKey("holds", holding.Holds)
 CALLS = web.AppKey("calls", calls.Registry)
 _lock = asyncio.Lock()
+#: Round trips leaving their rooms after their result was sent (a join the SDK was still
+#: retrying): kept here so that they run to the end, and waited for when the prober stops.
+_leaving: set[asyncio.Task[None]] = set()
 MAX_EXPECTED = 10
 MAX_EXPECTED_CHARS = 100
 
@@ -138,7 +141,7 @@ async def round_trip(request: web.Request) -> web.Response:
         try:
             result = await roundtrip.run(
                 config["url"], config["key"], config["secret"], question, expected,
-                config["agent"], timeouts,
+                config["agent"], timeouts, leave_later=_leave_later,
             )
         except QuestionError as exc:
             return web.json_response({"error": str(exc)}, status=400)
@@ -231,9 +234,17 @@ async def list_calls(request: web.Request) -> web.Response:
     return web.json_response({"calls": request.app[CALLS].status()})
 
 
+def _leave_later(leaving: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(leaving)
+    _leaving.add(task)
+    task.add_done_callback(_leaving.discard)
+
+
 async def _release_all(app: web.Application) -> None:
     await app[HOLDS].release_all()
     await app[CALLS].end_all()
+    if _leaving:
+        await asyncio.wait(set(_leaving), timeout=60)
 
 
 async def health(_: web.Request) -> web.Response:

@@ -65,6 +65,8 @@ const (
 	// RTP time of one 20 ms Opus frame (48 kHz).
 	samplesPerFrame = 960
 	agentState      = "lk.agent.state"
+	// Silence that ends a reply once the agent reports its speech has played out.
+	finishedSilence = 500 * time.Millisecond
 	turnAttribute   = "lkchaos.turn"
 	poll            = 20 * time.Millisecond
 	// Between questions, a silence frame this often (Opus DTX's 400 ms), after `hangover`
@@ -277,19 +279,22 @@ func (l *listener) add(at time.Duration, loud bool, payload []byte) {
 }
 
 // reply waits for the first speech packet within `first` of the end of speech, then for
-// `silence` without speech (or `whole` since the first): the reply's start and end.
+// `silence` without speech (or `whole` since the first), or `finishedSilence` once
+// `finished` (polled from the start) says the agent's speech has played out: the reply's
+// start and end.
 func (l *listener) reply(now func() time.Duration, first, whole, silence time.Duration,
-	stopped <-chan struct{}) (start, end time.Duration, audio [][]byte, ok bool) {
+	finished func() bool, stopped <-chan struct{}) (start, end time.Duration, audio [][]byte, ok bool) {
 	var after time.Duration
 	for {
 		l.mu.Lock()
 		after, start, end, audio = l.after, l.first, l.last, l.audio
 		l.mu.Unlock()
 		t := now()
+		done := finished()
 		switch {
 		case start < 0 && t-after >= first:
 			return -1, -1, nil, false
-		case start >= 0 && (t-end >= silence || t-start >= whole):
+		case start >= 0 && (t-end >= silence || t-start >= whole || (done && t-end >= finishedSilence)):
 			return start, end + frame, audio, true
 		}
 		select {
@@ -297,6 +302,19 @@ func (l *listener) reply(now func() time.Duration, first, whole, silence time.Du
 			return -1, -1, nil, false
 		case <-time.After(poll):
 		}
+	}
+}
+
+// finishedSpeaking is true once the agent has been seen speaking since it was made and
+// is listening again (its lk.agent.state): its reply has played out. Only "listening" ends
+// it (an agent that calls a tool mid-reply is "thinking"), and never for an agent that
+// reports no state.
+func finishedSpeaking(agent *lksdk.RemoteParticipant) func() bool {
+	spoke := false
+	return func() bool {
+		state := agent.Attributes()[agentState]
+		spoke = spoke || state == "speaking"
+		return spoke && state == "listening"
 	}
 }
 
@@ -659,7 +677,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	}
 	l.arm(endOfSpeech, true) // sent back when kept, or when the agent does not report
 	start, end, audio, heard := l.reply(c.now, seconds(c.opt.FirstReplyS),
-		seconds(c.opt.ReplyS), seconds(c.opt.SilenceS), c.done)
+		seconds(c.opt.ReplyS), seconds(c.opt.SilenceS), finishedSpeaking(agent), c.done)
 	l.disarm()
 	if c.stopped() {
 		return
