@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,13 +70,15 @@ def _token(identity: str, room: str) -> str:
     return api.AccessToken(KEY, SECRET).with_identity(identity).with_grants(grants).to_jwt()
 
 
-async def _hear_a_tone(url: str) -> tuple[float, float, int, float]:
+@contextlib.asynccontextmanager
+async def _caller_and_listener(url: str, room: str) -> AsyncIterator[tuple[Any, Any]]:
+    """``(speaker, listener)``: one participant speaking into ``room``, another listening
+    to its track."""
     import asyncio
-    import time
 
     from livekit import rtc
 
-    from lkchaos.voice.audio import RATE, Listener, Speaker
+    from lkchaos.voice.audio import Listener, Speaker
 
     speaking, hearing = new_room(), new_room()
     subscribed: asyncio.Future[rtc.RemoteAudioTrack] = asyncio.get_running_loop().create_future()
@@ -83,25 +88,36 @@ async def _hear_a_tone(url: str) -> tuple[float, float, int, float]:
         if isinstance(track, rtc.RemoteAudioTrack) and not subscribed.done():
             subscribed.set_result(track)
 
-    await hearing.connect(url, _token("hearing", "tone"))
-    await speaking.connect(url, _token("speaking", "tone"))
+    await hearing.connect(url, _token("hearing", room))
+    await speaking.connect(url, _token("speaking", room))
     speaker = Speaker()
     try:
         await speaker.publish(speaking)
         listener = Listener(await asyncio.wait_for(subscribed, 10))
-        await asyncio.sleep(0.5)
-        after = time.monotonic()
-        tone = (np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE) * 8000).astype(np.int16)
-        played_out = await speaker.say(tone)  # one second of a loud tone
-        heard = await listener.reply(after, first_timeout=10, reply_timeout=10, silence=0.5)
-        await listener.aclose()
-        assert heard is not None, "the listener heard nothing"
-        first, last, samples = heard
-        return first - after, last - first, samples.size, played_out - after
+        try:
+            await asyncio.sleep(0.5)
+            yield speaker, listener
+        finally:
+            await listener.aclose()
     finally:
         await speaker.aclose()
         await speaking.disconnect()
         await hearing.disconnect()
+
+
+async def _hear_a_tone(url: str) -> tuple[float, float, int, float]:
+    import time
+
+    from lkchaos.voice.audio import RATE
+
+    async with _caller_and_listener(url, "tone") as (speaker, listener):
+        after = time.monotonic()
+        tone = (np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE) * 8000).astype(np.int16)
+        played_out = await speaker.say(tone)  # one second of a loud tone
+        heard = await listener.reply(after, first_timeout=10, reply_timeout=10, silence=0.5)
+    assert heard is not None, "the listener heard nothing"
+    first, last, samples = heard
+    return first - after, last - first, samples.size, played_out - after
 
 
 def test_the_listener_finds_a_second_of_tone_on_a_real_track(tmp_path: Path) -> None:
@@ -122,25 +138,9 @@ async def _hear_two_tones(url: str, finished: bool) -> float:
     import asyncio
     import time
 
-    from livekit import rtc
+    from lkchaos.voice.audio import RATE
 
-    from lkchaos.voice.audio import RATE, Listener, Speaker
-
-    speaking, hearing = new_room(), new_room()
-    subscribed: asyncio.Future[rtc.RemoteAudioTrack] = asyncio.get_running_loop().create_future()
-
-    @hearing.on("track_subscribed")
-    def _on_track(track: rtc.Track, *_: object) -> None:
-        if isinstance(track, rtc.RemoteAudioTrack) and not subscribed.done():
-            subscribed.set_result(track)
-
-    await hearing.connect(url, _token("hearing", "tones"))
-    await speaking.connect(url, _token("speaking", "tones"))
-    speaker = Speaker()
-    try:
-        await speaker.publish(speaking)
-        listener = Listener(await asyncio.wait_for(subscribed, 10))
-        await asyncio.sleep(0.5)
+    async with _caller_and_listener(url, "tones") as (speaker, listener):
         after = time.monotonic()
         tone = (np.sin(2 * np.pi * 440 * np.arange(int(0.6 * RATE)) / RATE) * 8000)
         gap = np.zeros(RATE, dtype=np.int16)
@@ -149,13 +149,8 @@ async def _hear_two_tones(url: str, finished: bool) -> float:
         heard = await listener.reply(after, first_timeout=10, reply_timeout=10, silence=3.0,
                                      finished=lambda: finished, finished_silence=0.5)
         await saying
-        await listener.aclose()
-        assert heard is not None, "the listener heard nothing"
-        return heard[1] - heard[0]
-    finally:
-        await speaker.aclose()
-        await speaking.disconnect()
-        await hearing.disconnect()
+    assert heard is not None, "the listener heard nothing"
+    return float(heard[1] - heard[0])
 
 
 def test_a_reply_ends_at_a_pause_only_once_the_speaker_has_finished(tmp_path: Path) -> None:
