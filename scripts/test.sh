@@ -50,33 +50,12 @@ if [ "${CI:-}" = true ] && [ "$unit_only" = 0 ]; then .venv/bin/lkchaos stack bu
 # The unit tests are independent (free ports, their own schemas and folders): one worker
 # per core, at most four (LKCHAOS_TEST_WORKERS overrides; 0 runs them in this process).
 workers=${LKCHAOS_TEST_WORKERS:-$(n=$(nproc); echo $(( n < 4 ? n : 4 )))}
-stack_pid=""
-if [ "$unit_only" = 0 ]; then
-  # The integration tests start from an empty stack (Redis included), every time. It comes
-  # up while the unit tests run (they use no Docker, and none of the stack's host ports:
-  # those are all under the kernel's ephemeral range, where the unit tests' servers bind).
-  stop_bring_up() {  # a bring-up still running when this script exits (a unit test failed)
-    if [ -n "$stack_pid" ]; then pkill -TERM -P "$stack_pid" 2>/dev/null; kill "$stack_pid" 2>/dev/null; fi
-    return 0
-  }
-  if [ "${CI:-}" = true ]; then
-    trap 'stop_bring_up; .venv/bin/lkchaos stack down || true' EXIT
-  else
-    trap stop_bring_up EXIT
-  fi
-  mkdir -p .lkchaos
-  bash scripts/fresh-stack.sh > .lkchaos/stack-up.log 2>&1 &
-  stack_pid=$!
-fi
 run_pytest -m "not integration" -n "$workers" "${pytest_args[@]}"
 [ "$unit_only" = 1 ] && exit 0
 
-if ! wait "$stack_pid"; then
-  stack_pid=""
-  cat .lkchaos/stack-up.log >&2
-  echo "the reference stack did not come up (its output is above, and in .lkchaos/stack-up.log)" >&2
-  exit 1
+# The integration tests start from an empty stack (Redis included), every time.
+if [ "${CI:-}" = true ]; then
+  trap '.venv/bin/lkchaos stack down || true' EXIT
 fi
-stack_pid=""
-cat .lkchaos/stack-up.log
+bash scripts/fresh-stack.sh
 run_pytest -m "$integration" --durations=80 --durations-min=1 "${pytest_args[@]}"

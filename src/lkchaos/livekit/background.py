@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -65,33 +66,61 @@ def new_room() -> rtc.Room:
     return rtc.Room()
 
 
+class _Closer:
+    """One daemon thread that closes media sources, one at a time, in the order asked: two
+    native closes never run at once. A fresh-clone CI run crashed (a segmentation fault)
+    when a second source's close started in a thread of its own while the first was still
+    stalled in the SDK's dispose; a stalled close now holds the ones after it instead."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Any, threading.Event]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def close(self, source: Any) -> threading.Event:
+        """Queue ``source`` to be closed; the event is set once it was."""
+        done = threading.Event()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lkchaos-close-source",
+                                                daemon=True)  # fmt: skip
+                self._thread.start()
+        self._queue.put((source, done))
+        return done
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        while True:
+            source, done = self._queue.get()
+            try:
+                loop.run_until_complete(source.aclose())
+            except Exception as exc:  # logged: the caller goes on either way
+                logger.warning("closing a LiveKit media source failed: %s: %s",
+                               type(exc).__name__, exc)  # fmt: skip
+            finally:
+                done.set()
+
+
+_closer = _Closer()
+
+
 async def close_source(source: rtc.AudioSource | rtc.VideoSource,
                        timeout_s: float = CLOSE_SOURCE_S) -> bool:  # fmt: skip
-    """Close a media source's native handle without letting it hold this process: in a
-    daemon thread, waited for at most ``timeout_s`` seconds. The SDK's close joins the
-    source's capture thread, and that thread can stall spinning on a loaded machine (seen
-    here at full CPU for minutes, the close never returning; livekit/rust-sdks#1289 bounds
-    the capture for the same stall). True when it closed in time; else it is left to finish
-    alone, logged, and False returned."""
-    done = threading.Event()
-
-    def close() -> None:
-        try:
-            asyncio.run(source.aclose())
-        except Exception as exc:  # logged: the caller goes on either way
-            logger.warning("closing a LiveKit media source failed: %s: %s",
-                           type(exc).__name__, exc)  # fmt: skip
-        finally:
-            done.set()
-
-    threading.Thread(target=close, name="lkchaos-close-source", daemon=True).start()
+    """Close a media source's native handle without letting it hold this process: in this
+    process's one closing thread (never two native closes at once), waited for at most
+    ``timeout_s`` seconds. The SDK's close joins the source's capture thread, and that
+    thread can stall spinning on a loaded machine (seen here at full CPU for minutes, the
+    close never returning; livekit/rust-sdks#1289 bounds the capture for the same stall).
+    True when it closed in time; else it is left to close later (after any close stalled
+    before it), logged, and False returned."""
+    done = _closer.close(source)
     waited = 0.0
     while not done.is_set() and waited < timeout_s:
         await asyncio.sleep(0.05)
         waited += 0.05
     if not done.is_set():
-        logger.warning("a LiveKit media source did not close within %g s (its native capture "
-                       "thread stalled); left to close alone", timeout_s)  # fmt: skip
+        logger.warning("a LiveKit media source did not close within %g s (a native capture "
+                       "thread stalled); left to close later", timeout_s)  # fmt: skip
     return done.is_set()
 
 
