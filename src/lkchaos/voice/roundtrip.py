@@ -41,7 +41,7 @@ import re
 import time
 import uuid
 import wave
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -400,10 +400,11 @@ async def run(
 
 
 async def _leave(
-    room: rtc.Room, speaker: audio.Speaker, listeners: list[audio.Listener],
-    joining: list[asyncio.Task[None]], join_s: float,
+    room: rtc.Room, speaker: audio.Speaker, listeners: Sequence[audio.Listener],
+    joining: Sequence[asyncio.Future[None]], join_s: float,
 ) -> None:  # fmt: skip
-    """Stop listening and speaking, wait for a join still under way, leave the room."""
+    """Stop listening and speaking, wait for a join still under way (never cancelled: the
+    SDK bounds it), leave the room. A round trip's and a held call's end alike."""
     for listener in listeners:
         await listener.aclose()
     await speaker.aclose()

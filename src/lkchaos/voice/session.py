@@ -197,15 +197,9 @@ class HeldCall:
         finally:
             self.state, self._waiting = "ended", None
             self._event("ended", reason=self.end_reason)
-            if listener is not None:
-                await listener.aclose()
-            await speaker.aclose()
-            if connecting is not None and not connecting.done():
-                await asyncio.wait({connecting}, timeout=4 * self.options.join_s + 5)
-            if connecting is not None and connecting.done() and not connecting.cancelled():
-                connecting.exception()  # retrieved; reported in end_reason
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(room.disconnect(), 5)
+            # A join's failure is retrieved there, and reported in end_reason.
+            await roundtrip._leave(room, speaker, [listener] if listener else [],
+                                   [connecting] if connecting else [], self.options.join_s)
         return self.summary()
 
     async def _agent_with_audio(
