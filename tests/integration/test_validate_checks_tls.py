@@ -88,6 +88,11 @@ def test_each_nodes_rtc_udp_port_carries_a_participants_media(ctx: Context) -> N
     assert len(reached) == 2 and all(a.endswith(":7882") for a in reached.values()), reached
     assert "livekit-1: a participant's audio" in finding.evidence
     assert "livekit-2: a participant's audio" in finding.evidence
+    # Each room was created on the node whose port it shows (by its id in Redis), so two
+    # rooms are enough whichever node LiveKit's selector favours.
+    assert len(finding.data["node_ids"]) == 2, finding.data["node_ids"]
+    assert [t["node_id"] for t in finding.data["media"]] == \
+        [finding.data["node_ids"][h] for h in sorted(finding.data["node_ids"])], finding.data
 
 
 def test_load_balancing_reaches_both_nodes(ctx: Context) -> None:

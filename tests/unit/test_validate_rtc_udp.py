@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lkchaos.settings import Settings
-from lkchaos.validate.checks import network  # noqa: F401  (registers the item's check)
+from lkchaos.validate.checks import network  # registers the item's check
 from lkchaos.validate.model import CHECKS, Context
 from tests.unit.livekit_dev import KEY, SECRET, dev_server
 
@@ -57,7 +57,8 @@ def test_the_item_keeps_within_its_time_when_no_media_ever_flows(
 
     given: list[float] = []
 
-    async def no_pair(settings: Settings, url: str, timeout: float, room: str) -> dict:
+    async def no_pair(settings: Settings, url: str, timeout: float, room: str,
+                      node_id: str = "") -> dict:
         given.append(timeout)
         await asyncio.sleep(min(timeout, 0.2))
         return {"node": url, "room": room, "path": None,
@@ -69,3 +70,79 @@ def test_the_item_keeps_within_its_time_when_no_media_ever_flows(
     assert len(found.data["media"]) == len(given) >= 1
     assert given[0] <= 10.0 and all(t >= 1.0 for t in given)
     assert given == sorted(given, reverse=True)  # what is left only shrinks
+
+
+def _two_nodes(monkeypatch: pytest.MonkeyPatch, media_on: set[str]) -> list[tuple[str, str]]:
+    """Two nodes on loopback addresses whose node ids Redis lists; the fake media path reports
+    UDP to the node a room was created on, for the nodes in ``media_on``. Returns the calls
+    (url, node_id) made."""
+    import asyncio
+
+    from lkchaos.livekit import state
+    from lkchaos.validate.checks import _livekit_media
+
+    ids = {"ND_one": "127.0.0.2", "ND_two": "127.0.0.3"}
+    store = state.StoreState(nodes={
+        i: state.NodeRecord(i, ip, updated_at=None) for i, ip in ids.items()})
+    monkeypatch.setattr(state, "read_store", lambda settings, timeout: store)
+    calls: list[tuple[str, str]] = []
+
+    async def placed(settings: Settings, url: str, timeout: float, room: str,
+                     node_id: str = "") -> dict:  # fmt: skip
+        calls.append((url, node_id))
+        await asyncio.sleep(0)
+        ip = ids.get(node_id, "127.0.0.3")  # unplaced: the selector's choice, always one node
+        path = {"path": "udp", "remote": f"{ip}:7882"} if ip in media_on else None
+        return {"node": url, "room": room, "node_id": node_id, "path": path,
+                "reason": "" if path else "no ICE candidate pair was selected within 1 s"}
+
+    monkeypatch.setattr(_livekit_media, "media_path", placed)
+    # STUN to these loopback addresses gets no answer either way; do not wait it out.
+    monkeypatch.setattr(network, "_probe", lambda endpoint, settings, timeout:
+                        (False, "no STUN answer"))  # fmt: skip
+    return calls
+
+
+def _two_node_settings() -> Settings:
+    return Settings(livekit_url="ws://127.0.0.2:7880",
+                    livekit_node_urls=("http://127.0.0.2:7880", "http://127.0.0.3:7880"),
+                    livekit_api_key=KEY, livekit_api_secret=SECRET, tls_names=(),
+                    dns_server="")  # fmt: skip
+
+
+def test_each_room_is_created_on_the_node_whose_port_is_shown(
+        no_engine: None, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A node the selector never picks is still shown: its room is created on it by id."""
+    calls = _two_nodes(monkeypatch, {"127.0.0.2", "127.0.0.3"})
+    found = CHECKS[ITEM](Context(_two_node_settings(), timeout_s=12.0))
+    assert found.status == "pass", found.evidence
+    assert calls == [("http://127.0.0.2:7880", "ND_one"), ("http://127.0.0.3:7880", "ND_two")]
+    assert found.data["reached"] == {"127.0.0.2": "127.0.0.2:7882",
+                                     "127.0.0.3": "127.0.0.3:7882"}
+
+
+def test_a_node_placed_by_id_whose_media_never_flows_fails(
+        no_engine: None, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Placed on the node and still no UDP: that node's port is shut, a fail (not 'not shown')."""
+    calls = _two_nodes(monkeypatch, {"127.0.0.2"})
+    found = CHECKS[ITEM](Context(_two_node_settings(), timeout_s=12.0))
+    assert found.status == "fail", found.evidence
+    assert "no participant's media flowed over UDP to node 2" in found.evidence
+    assert "room on ND_two" in found.evidence
+    assert ("http://127.0.0.3:7880", "ND_two") in calls
+
+
+def test_without_redis_a_node_the_selector_never_picks_is_a_warning(
+        no_engine: None, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from lkchaos.livekit import state
+
+    _two_nodes(monkeypatch, {"127.0.0.2", "127.0.0.3"})
+
+    def unreachable(settings: Settings, timeout: float) -> state.StoreState:
+        raise ConnectionError("Redis unreachable")
+
+    monkeypatch.setattr(state, "read_store", unreachable)
+    found = CHECKS[ITEM](Context(_two_node_settings(), timeout_s=12.0))
+    assert found.status == "warn", found.evidence
+    assert "placed none of" in found.evidence and "node 1" in found.evidence
+    assert "could not be read from Redis" in found.evidence

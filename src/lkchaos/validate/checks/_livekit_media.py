@@ -249,17 +249,21 @@ async def capped_room(settings: Settings, url: str, timeout: float,
                 api.DeleteRoomRequest(room=room)))
 
 
-async def media_path(settings: Settings, url: str, timeout: float, room: str) -> dict[str, Any]:
-    """The path one participant's published audio takes to the node at ``url``, all within
-    ``timeout`` seconds (the SDK's connect included): join, publish a tone until the
-    publisher connection has a selected candidate pair, leave, delete the room. Never raises:
-    ``{"node", "room", "path": {as :func:`lkchaos.voice.mediapath.path_of`} or None,
-    "reason"}`` (``reason`` when no path was found)."""
+async def media_path(settings: Settings, url: str, timeout: float, room: str,
+                     node_id: str = "") -> dict[str, Any]:
+    """The path one participant's published audio takes, all within ``timeout`` seconds (the
+    SDK's connect included): create the room through the node at ``url`` (on the LiveKit node
+    ``node_id`` when given: ``CreateRoomRequest.node_id``, else where LiveKit's node selector
+    puts it), join, publish a tone until the publisher connection has a selected candidate
+    pair, leave, delete the room. Never raises: ``{"node", "room", "node_id", "path": {as
+    :func:`lkchaos.voice.mediapath.path_of`} or None, "reason"}`` (``reason`` when no path
+    was found)."""
     from livekit import rtc
 
     from lkchaos.voice import mediapath
 
-    out: dict[str, Any] = {"node": url, "room": room, "path": None, "reason": ""}
+    out: dict[str, Any] = {"node": url, "room": room, "node_id": node_id, "path": None,
+                           "reason": ""}  # fmt: skip
     deadline = time.monotonic() + timeout
 
     def left() -> float:
@@ -267,7 +271,7 @@ async def media_path(settings: Settings, url: str, timeout: float, room: str) ->
 
     try:
         await _api(settings, url, left(), lambda c: c.room.create_room(
-            api.CreateRoomRequest(name=room, empty_timeout=10)))
+            api.CreateRoomRequest(name=room, empty_timeout=10, node_id=node_id)))
     except Exception as exc:  # aiohttp's, the SDK's: the node cannot be asked at all
         out["reason"] = f"could not create a room: {type(exc).__name__}: {exc}"[:300]
         return out

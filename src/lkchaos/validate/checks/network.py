@@ -276,9 +276,11 @@ RTC_UDP_TRIES = 6
 def _rtc_udp(ctx: Context, stun: list[dict[str, Any]], started: float) -> Finding:
     """The RTC UDP item when STUN alone got no answer (LiveKit answers it only inside an ICE
     session): a participant's published audio must flow over UDP straight to the node (no
-    TURN relay). LiveKit places each room on a node of its choosing, so participants are
-    placed (at most :data:`RTC_UDP_TRIES`) until media has reached every node's address;
-    where the addresses media reaches are not the nodes' URL hosts (a load balancer in
+    TURN relay). Each room is created on the node whose RTC port is to be shown (its node id
+    read from LiveKit's ``nodes`` hash in Redis, matched by the node's announced IP); where
+    Redis cannot be read, LiveKit's node selector places each room, so participants are
+    placed (at most :data:`RTC_UDP_TRIES`) until media has reached every node's address.
+    Where the addresses media reaches are not the nodes' URL hosts (a load balancer in
     front), media over UDP at all is the evidence."""
     import asyncio
 
@@ -290,6 +292,7 @@ def _rtc_udp(ctx: Context, stun: list[dict[str, Any]], started: float) -> Findin
         return Finding("warn", "no STUN answer and no LiveKit node URL to place a participant "
                        "through; set the target's livekit.nodes", {"endpoints": stun})
     hosts = {host: label for (label, host), _ in nodes}
+    node_ids = _node_ids(ctx.settings, set(hosts), min(ctx.timeout_s / 4, 2.0))
     reached: dict[str, str] = {}  # remote host -> "address:port"
     tries: list[dict[str, Any]] = []
     # The whole item (its STUN probes included, from ``started``) within the check's time:
@@ -299,18 +302,18 @@ def _rtc_udp(ctx: Context, stun: list[dict[str, Any]], started: float) -> Findin
         remaining = deadline - time.monotonic()
         if remaining < 1.0:
             break
-        waiting = [url for (_, host), url in nodes if host not in reached] or \
-            [url for _, url in nodes]
-        url = waiting[attempt % len(waiting)]
+        waiting = [(host, url) for (_, host), url in nodes if host not in reached] or \
+            [(host, url) for (_, host), url in nodes]
+        host, url = waiting[attempt % len(waiting)]
         found = asyncio.run(media_path(ctx.settings, url, min(remaining, 10.0),
-                                       room_name("udp")))  # fmt: skip
+                                       room_name("udp"), node_ids.get(host, "")))  # fmt: skip
         path = found.get("path") or {}
         tries.append({**found, "url": url})
         if path.get("path") == "udp" and path.get("remote"):
             reached[str(path["remote"]).rsplit(":", 1)[0]] = str(path["remote"])
         if set(hosts) <= set(reached) or len(reached) >= len(hosts):
             break
-    data = {"endpoints": stun, "media": tries, "reached": reached}
+    data = {"endpoints": stun, "media": tries, "reached": reached, "node_ids": node_ids}
     if not reached:
         why = "; ".join(f"{t['url']}: " + (t["reason"] or f"media took "
                         f"{(t.get('path') or {}).get('path')}, not UDP") for t in tries)
@@ -331,9 +334,32 @@ def _rtc_udp(ctx: Context, stun: list[dict[str, Any]], started: float) -> Findin
                       for h in hosts if h in reached)  # fmt: skip
     missing = [hosts[h] for h in hosts if h not in reached]
     if missing:
+        if all(h in node_ids for h in hosts):  # placed on each node, and still no media
+            why = "; ".join(f"{t['url']} (room on {t['node_id']}): " + (t["reason"] or
+                            f"media took {(t.get('path') or {}).get('path')}, not UDP")
+                            for t in tries
+                            if t["node_id"] in {node_ids[h] for h in hosts if h not in reached})
+            return Finding("fail", f"{shown}; no participant's media flowed over UDP to "
+                           f"{', '.join(missing)} ({why}){note}", data)  # fmt: skip
         return Finding("warn", f"{shown}; LiveKit placed none of {len(tries)} rooms on "
-                       f"{', '.join(missing)}, so its RTC UDP port is not shown{note}", data)
+                       f"{', '.join(missing)}, so its RTC UDP port is not shown (its node id "
+                       f"could not be read from Redis to place a room there){note}", data)
     return Finding("pass", shown + note, data)
+
+
+def _node_ids(settings: Settings, hosts: set[str], timeout: float) -> dict[str, str]:
+    """host -> LiveKit node id, for the ``hosts`` that a serving node announces as its IP
+    (LiveKit's ``nodes`` hash in Redis); empty where Redis cannot be read (a target whose
+    Redis is not reachable from here: rooms are then placed by LiveKit's selector)."""
+    from lkchaos.livekit import state
+
+    try:
+        store = state.read_store(settings, timeout)
+    except Exception:  # Redis's own items report why it cannot be read
+        return {}
+    now = time.time()
+    return {node.ip: node.id for node in store.nodes.values()
+            if node.ip in hosts and node.available(now)}  # fmt: skip
 
 
 def _register_port(child: str) -> None:
