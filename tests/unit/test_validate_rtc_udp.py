@@ -72,16 +72,17 @@ def test_the_item_keeps_within_its_time_when_no_media_ever_flows(
     assert given == sorted(given, reverse=True)  # what is left only shrinks
 
 
-def _two_nodes(monkeypatch: pytest.MonkeyPatch, media_on: set[str]) -> list[tuple[str, str]]:
-    """Two nodes on loopback addresses whose node ids Redis lists; the fake media path reports
-    UDP to the node a room was created on, for the nodes in ``media_on``. Returns the calls
-    (url, node_id) made."""
+def _two_nodes(monkeypatch: pytest.MonkeyPatch, media_on: set[str],
+               ids: dict[str, str] | None = None) -> list[tuple[str, str]]:  # fmt: skip
+    """Two nodes whose node ids and announced IPs (``ids``; by default the URLs' loopback
+    hosts) Redis lists; the fake media path reports UDP to the node a room was created on,
+    for the IPs in ``media_on``. Returns the calls (url, node_id) made."""
     import asyncio
 
     from lkchaos.livekit import state
     from lkchaos.validate.checks import _livekit_media
 
-    ids = {"ND_one": "127.0.0.2", "ND_two": "127.0.0.3"}
+    ids = ids or {"ND_one": "127.0.0.2", "ND_two": "127.0.0.3"}
     store = state.StoreState(nodes={
         i: state.NodeRecord(i, ip, updated_at=None) for i, ip in ids.items()})
     monkeypatch.setattr(state, "read_store", lambda settings, timeout: store)
@@ -91,7 +92,7 @@ def _two_nodes(monkeypatch: pytest.MonkeyPatch, media_on: set[str]) -> list[tupl
                      node_id: str = "") -> dict:  # fmt: skip
         calls.append((url, node_id))
         await asyncio.sleep(0)
-        ip = ids.get(node_id, "127.0.0.3")  # unplaced: the selector's choice, always one node
+        ip = ids.get(node_id, list(ids.values())[1])  # unplaced: the selector's one choice
         path = {"path": "udp", "remote": f"{ip}:7882"} if ip in media_on else None
         return {"node": url, "room": room, "node_id": node_id, "path": path,
                 "reason": "" if path else "no ICE candidate pair was selected within 1 s"}
@@ -146,3 +147,43 @@ def test_without_redis_a_node_the_selector_never_picks_is_a_warning(
     assert found.status == "warn", found.evidence
     assert "placed none of" in found.evidence and "node 1" in found.evidence
     assert "could not be read from Redis" in found.evidence
+
+
+def test_behind_a_load_balancer_each_node_is_placed_on_through_the_one_url(
+        no_engine: None, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """One URL (a load balancer) and two nodes announcing other addresses: a room on each by
+    its id, through that URL, and each node named by its id and address."""
+    calls = _two_nodes(monkeypatch, {"10.1.0.7", "10.1.0.8"},
+                       {"ND_a": "10.1.0.7", "ND_b": "10.1.0.8"})
+    settings = Settings(livekit_url="ws://127.0.0.2:7880",
+                        livekit_node_urls=("http://127.0.0.2:7880",), livekit_api_key=KEY,
+                        livekit_api_secret=SECRET, tls_names=(), dns_server="")  # fmt: skip
+    found = CHECKS[ITEM](Context(settings, timeout_s=12.0))
+    assert found.status == "pass", found.evidence
+    assert calls == [("http://127.0.0.2:7880", "ND_a"), ("http://127.0.0.2:7880", "ND_b")]
+    assert "node ND_a (10.1.0.7): a participant's audio flowed over UDP to 10.1.0.7:7882" \
+        in found.evidence
+    assert "node ND_b (10.1.0.8)" in found.evidence
+
+
+def test_a_node_is_tried_again_while_the_checks_time_lasts(
+        no_engine: None, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A first try that found no path (ICE slow on a busy node) is not the verdict."""
+    from lkchaos.validate.checks import _livekit_media
+
+    calls = _two_nodes(monkeypatch, {"127.0.0.2", "127.0.0.3"})
+    placed = _livekit_media.media_path
+    failed_once: set[str] = set()
+
+    async def slow_first(settings: Settings, url: str, timeout: float, room: str,
+                         node_id: str = "") -> dict:  # fmt: skip
+        found = await placed(settings, url, timeout, room, node_id)
+        if node_id == "ND_two" and node_id not in failed_once:
+            failed_once.add(node_id)
+            return {**found, "path": None, "reason": "no ICE candidate pair was selected"}
+        return found
+
+    monkeypatch.setattr(_livekit_media, "media_path", slow_first)
+    found = CHECKS[ITEM](Context(_two_node_settings(), timeout_s=12.0))
+    assert found.status == "pass", found.evidence
+    assert [node for _, node in calls] == ["ND_one", "ND_two", "ND_two"]

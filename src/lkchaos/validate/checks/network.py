@@ -276,50 +276,122 @@ RTC_UDP_TRIES = 6
 def _rtc_udp(ctx: Context, stun: list[dict[str, Any]], started: float) -> Finding:
     """The RTC UDP item when STUN alone got no answer (LiveKit answers it only inside an ICE
     session): a participant's published audio must flow over UDP straight to the node (no
-    TURN relay). Each room is created on the node whose RTC port is to be shown (its node id
-    read from LiveKit's ``nodes`` hash in Redis, matched by the node's announced IP); where
-    Redis cannot be read, LiveKit's node selector places each room, so participants are
-    placed (at most :data:`RTC_UDP_TRIES`) until media has reached every node's address.
-    Where the addresses media reaches are not the nodes' URL hosts (a load balancer in
-    front), media over UDP at all is the evidence."""
+    TURN relay).
+
+    Where LiveKit's ``nodes`` hash in Redis can be read, a room is created on each serving
+    node by its id (``CreateRoomRequest.node_id``), so every node's port is shown whichever
+    node the selector favours, behind a load balancer or NAT too (a node is named by its URL
+    where its announced IP is a URL's host, else by that IP). Where Redis cannot be read,
+    LiveKit's node selector places each room, so participants are placed (at most
+    :data:`RTC_UDP_TRIES`) until media has reached every node's address. Either way a node
+    is tried again while the check's time lasts."""
+    nodes = list(zip(_node_hosts(ctx.settings), ctx.settings.livekit_node_urls, strict=False))
+    if not nodes:
+        return Finding("warn", "no STUN answer and no LiveKit node URL to place a participant "
+                       "through; set the target's livekit.nodes", {"endpoints": stun})
+    # The whole item (its STUN probes included, from ``started``) within the check's time:
+    # the runner stops waiting past it. At least 3 s for one participant.
+    deadline = max(started + ctx.timeout_s - 1.0, time.monotonic() + 3.0)
+    serving = _serving_nodes(ctx.settings, min(ctx.timeout_s / 4, 2.0))
+    if serving:
+        return _rtc_udp_placed(ctx, nodes, serving, stun, deadline)
+    return _rtc_udp_selected(ctx, nodes, stun, deadline)
+
+
+def _media(ctx: Context, url: str, deadline: float, node_id: str = "") -> dict[str, Any] | None:
+    """One participant's media path through ``url`` (see ``_livekit_media.media_path``), or
+    None when too little of the check's time is left to try."""
     import asyncio
 
     from lkchaos.validate.checks._livekit_media import media_path
     from lkchaos.validate.checks.livekit import room_name
 
-    nodes = list(zip(_node_hosts(ctx.settings), ctx.settings.livekit_node_urls, strict=False))
-    if not nodes:
-        return Finding("warn", "no STUN answer and no LiveKit node URL to place a participant "
-                       "through; set the target's livekit.nodes", {"endpoints": stun})
+    remaining = deadline - time.monotonic()
+    if remaining < 1.0:
+        return None
+    found = asyncio.run(media_path(ctx.settings, url, min(remaining, 10.0), room_name("udp"),
+                                   node_id))  # fmt: skip
+    return {**found, "url": url}
+
+
+def _udp_remote(found: dict[str, Any]) -> str | None:
+    path = found.get("path") or {}
+    return str(path["remote"]) if path.get("path") == "udp" and path.get("remote") else None
+
+
+def _why(tries: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{t['url']}" + (f" (room on {t['node_id']})" if t.get("node_id") else "")
+                     + ": " + (t["reason"] or f"media took {(t.get('path') or {}).get('path')}"
+                               ", not UDP") for t in tries)  # fmt: skip
+
+
+_NOTE = " (STUN alone gets no answer outside an ICE session)"
+
+
+def _rtc_udp_placed(ctx: Context, nodes: list[tuple[tuple[str, str], str]],
+                    serving: dict[str, str], stun: list[dict[str, Any]],
+                    deadline: float) -> Finding:  # fmt: skip
+    """A room on each serving node (``serving``: node id -> announced IP), by its id."""
+    urls = {host: url for (_, host), url in nodes}
+    labels = {host: label for (label, host), _ in nodes}
+    first = nodes[0][1]
+    # node id -> (name, the URL its room is created through)
+    targets = {node_id: (labels.get(ip, f"node {node_id} ({ip})"), urls.get(ip, first))
+               for node_id, ip in sorted(serving.items(), key=lambda kv: kv[1])}  # fmt: skip
+    shown: dict[str, str] = {}  # node id -> the address its media reached
+    tries: list[dict[str, Any]] = []
+    for attempt in range(max(RTC_UDP_TRIES, len(targets))):
+        waiting = [n for n in targets if n not in shown]
+        if not waiting:
+            break
+        node_id = waiting[attempt % len(waiting)]
+        found = _media(ctx, targets[node_id][1], deadline, node_id)
+        if found is None:
+            break
+        tries.append(found)
+        remote = _udp_remote(found)
+        if remote:
+            shown[node_id] = remote
+    reached = {remote.rsplit(":", 1)[0]: remote for remote in shown.values()}
+    data = {"endpoints": stun, "media": tries, "reached": reached, "node_ids":
+            {ip: node_id for node_id, ip in serving.items()}}  # fmt: skip
+    text = "; ".join(f"{targets[n][0]}: a participant's audio flowed over UDP to {shown[n]}"
+                     for n in targets if n in shown)  # fmt: skip
+    missing = [n for n in targets if n not in shown]
+    if missing:
+        why = _why([t for t in tries if t["node_id"] in missing]) or \
+            "the check's time ran out before a room was tried there"
+        text = (text + "; " if text else "") + (
+            f"no participant's media flowed over UDP to "
+            f"{', '.join(targets[n][0] for n in missing)} ({why})")
+        return Finding("fail", text + _NOTE, data)
+    return Finding("pass", text + _NOTE, data)
+
+
+def _rtc_udp_selected(ctx: Context, nodes: list[tuple[tuple[str, str], str]],
+                      stun: list[dict[str, Any]], deadline: float) -> Finding:  # fmt: skip
+    """Rooms placed by LiveKit's node selector (Redis could not be read to place them)."""
     hosts = {host: label for (label, host), _ in nodes}
-    node_ids = _node_ids(ctx.settings, set(hosts), min(ctx.timeout_s / 4, 2.0))
     reached: dict[str, str] = {}  # remote host -> "address:port"
     tries: list[dict[str, Any]] = []
-    # The whole item (its STUN probes included, from ``started``) within the check's time:
-    # the runner stops waiting past it. At least 3 s for one participant.
-    deadline = max(started + ctx.timeout_s - 1.0, time.monotonic() + 3.0)
     for attempt in range(RTC_UDP_TRIES):
-        remaining = deadline - time.monotonic()
-        if remaining < 1.0:
+        waiting = [url for (_, host), url in nodes if host not in reached] or \
+            [url for _, url in nodes]
+        found = _media(ctx, waiting[attempt % len(waiting)], deadline)
+        if found is None:
             break
-        waiting = [(host, url) for (_, host), url in nodes if host not in reached] or \
-            [(host, url) for (_, host), url in nodes]
-        host, url = waiting[attempt % len(waiting)]
-        found = asyncio.run(media_path(ctx.settings, url, min(remaining, 10.0),
-                                       room_name("udp"), node_ids.get(host, "")))  # fmt: skip
-        path = found.get("path") or {}
-        tries.append({**found, "url": url})
-        if path.get("path") == "udp" and path.get("remote"):
-            reached[str(path["remote"]).rsplit(":", 1)[0]] = str(path["remote"])
+        tries.append(found)
+        remote = _udp_remote(found)
+        if remote:
+            reached[remote.rsplit(":", 1)[0]] = remote
         if set(hosts) <= set(reached) or len(reached) >= len(hosts):
             break
-    data = {"endpoints": stun, "media": tries, "reached": reached, "node_ids": node_ids}
+    data = {"endpoints": stun, "media": tries, "reached": reached, "node_ids": {}}
     if not reached:
-        why = "; ".join(f"{t['url']}: " + (t["reason"] or f"media took "
-                        f"{(t.get('path') or {}).get('path')}, not UDP") for t in tries)
-        return Finding("fail", f"no participant's media flowed over UDP to a node ({why}); "
-                       "STUN alone gets no answer outside an ICE session", data)
-    note = " (STUN alone gets no answer outside an ICE session)"
+        return Finding("fail", f"no participant's media flowed over UDP to a node "
+                       f"({_why(tries)}){_NOTE}", data)  # fmt: skip
+    unplaced = " (LiveKit's node selector placed the rooms: the nodes' ids could not be " \
+        "read from Redis to place a room on each)"
     if not set(hosts) & set(reached):
         # The nodes announce addresses other than their URLs' hosts (a load balancer, NAT):
         # as many distinct addresses as nodes is the evidence.
@@ -328,38 +400,29 @@ def _rtc_udp(ctx: Context, stun: list[dict[str, Any]], started: float) -> Findin
         if len(reached) < len(hosts):
             return Finding("warn", f"{text}: {len(reached)} address(es) for {len(hosts)} "
                            f"nodes in {len(tries)} rooms, so not every node's RTC UDP port "
-                           f"is shown{note}", data)  # fmt: skip
-        return Finding("pass", text + note, data)
+                           f"is shown{unplaced}{_NOTE}", data)  # fmt: skip
+        return Finding("pass", text + _NOTE, data)
     shown = "; ".join(f"{hosts[h]}: a participant's audio flowed over UDP to {reached[h]}"
                       for h in hosts if h in reached)  # fmt: skip
     missing = [hosts[h] for h in hosts if h not in reached]
     if missing:
-        if all(h in node_ids for h in hosts):  # placed on each node, and still no media
-            why = "; ".join(f"{t['url']} (room on {t['node_id']}): " + (t["reason"] or
-                            f"media took {(t.get('path') or {}).get('path')}, not UDP")
-                            for t in tries
-                            if t["node_id"] in {node_ids[h] for h in hosts if h not in reached})
-            return Finding("fail", f"{shown}; no participant's media flowed over UDP to "
-                           f"{', '.join(missing)} ({why}){note}", data)  # fmt: skip
         return Finding("warn", f"{shown}; LiveKit placed none of {len(tries)} rooms on "
-                       f"{', '.join(missing)}, so its RTC UDP port is not shown (its node id "
-                       f"could not be read from Redis to place a room there){note}", data)
-    return Finding("pass", shown + note, data)
+                       f"{', '.join(missing)}, so its RTC UDP port is not shown{unplaced}"
+                       f"{_NOTE}", data)  # fmt: skip
+    return Finding("pass", shown + _NOTE, data)
 
 
-def _node_ids(settings: Settings, hosts: set[str], timeout: float) -> dict[str, str]:
-    """host -> LiveKit node id, for the ``hosts`` that a serving node announces as its IP
-    (LiveKit's ``nodes`` hash in Redis); empty where Redis cannot be read (a target whose
-    Redis is not reachable from here: rooms are then placed by LiveKit's selector)."""
+def _serving_nodes(settings: Settings, timeout: float) -> dict[str, str]:
+    """LiveKit's serving nodes: node id -> the IP it announces (LiveKit's ``nodes`` hash in
+    Redis); empty where Redis cannot be read from here (its own items report why)."""
     from lkchaos.livekit import state
 
     try:
         store = state.read_store(settings, timeout)
-    except Exception:  # Redis's own items report why it cannot be read
+    except Exception:  # the Redis items report why it cannot be read
         return {}
     now = time.time()
-    return {node.ip: node.id for node in store.nodes.values()
-            if node.ip in hosts and node.available(now)}  # fmt: skip
+    return {node.id: node.ip for node in store.nodes.values() if node.available(now)}
 
 
 def _register_port(child: str) -> None:
