@@ -49,6 +49,40 @@ def test_fire_is_skipped_while_another_game_day_runs(
     assert {"fired", "skipped"} <= kinds
 
 
+def test_time_up_during_a_game_day_waits_for_it_and_exits_0(tmp_path: Path) -> None:
+    """``--for`` elapsing while a game day runs (about 4 s here) stops the scheduler cleanly
+    once the game day has ended: no traceback, exit 0 (it once raced APScheduler's own loop
+    and crashed)."""
+    done = schedule(tmp_path, "--for", "3s")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "--for elapsed: stopping after the running game day" in done.stderr
+    assert "unit-scheduled: game day ended, exit 0 (held)" in done.stderr
+    assert done.stderr.count("game day ended, exit") == 1, done.stderr  # none after the stop
+
+
+def test_sigterm_stops_the_scheduler_after_the_running_game_day(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(command("schedule", str(FIXTURES / "scheduled.yaml")),
+                            env=isolated_env(tmp_path), cwd=tmp_path, text=True,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + LIMIT_S
+    while not any("unit-scheduled: fired" in line for line in lines):
+        assert time.monotonic() < deadline and proc.poll() is None, lines
+        lines.append(proc.stderr.readline())
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=LIMIT_S)
+    text = "".join(lines) + rest
+    assert proc.returncode == 0, text
+    assert "Traceback" not in text, text
+    assert "SIGTERM: stopping the scheduler" in text
+    assert text.count("unit-scheduled: game day ended") <= 1, text
+
+
 def test_a_file_without_schedule_is_refused(tmp_path: Path) -> None:
     done = subprocess.run(command("schedule", str(FIXTURES / "good.yaml"), "--for", "1s"),
                           env=isolated_env(tmp_path), text=True, capture_output=True,

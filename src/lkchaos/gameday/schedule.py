@@ -1,7 +1,11 @@
 """``lkchaos gameday schedule``: a long-lived process that runs game days at their cron times.
 
-APScheduler 3's ``BlockingScheduler`` with one ``CronTrigger`` job per game day
-(``max_instances=1``, ``coalesce``, ``misfire_grace_time``). Each fire runs the game day in a
+APScheduler 3's ``BackgroundScheduler`` with one ``CronTrigger`` job per game day
+(``max_instances=1``, ``coalesce``, ``misfire_grace_time``). The main thread waits for the end
+(``--for``, ``--max-runs``, a signal) and alone shuts the scheduler down: a shutdown from one of
+its own jobs races its main loop (APScheduler marks itself stopped before taking its lock, and
+its loop then fails to remove the finished job), which crashed the process when ``--for``
+elapsed. Each fire runs the game day in a
 child process (``python -m lkchaos.gameday run --scheduled --plain FILE``) and waits for it.
 Never two game days at once: a fire while another game day holds the lock (see
 :mod:`lkchaos.gameday.lock`) is recorded ``skipped`` with the holder; a fire APScheduler could
@@ -22,6 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -37,6 +42,8 @@ from lkchaos.gameday.runner import EXIT
 MISFIRE_GRACE_S = 300
 #: Seconds to wait for a running game day after SIGTERM (rollback, recovery, reports).
 STOP_WAIT_S = 900.0
+#: Seconds between the main thread's looks at the stop flags (``--for``, a signal, a stop).
+POLL_S = 0.2
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: The longest ``--for`` (ten years): anything longer cannot be a date.
 MAX_DURATION_S = 3650 * 86400
@@ -64,18 +71,19 @@ class Scheduler:
 
     def __init__(self, files: list[Path], *, ci: bool, max_runs: int | None,
                  say: Callable[[str], None]) -> None:  # fmt: skip
-        from apscheduler.schedulers.blocking import (  # type: ignore[import-untyped]
-            BlockingScheduler,
+        from apscheduler.schedulers.background import (  # type: ignore[import-untyped]
+            BackgroundScheduler,
         )
 
         from lkchaos.settings import Settings
 
         self.files, self.ci, self.max_runs, self._say = files, ci, max_runs, say
         self.state_dir = Path(Settings.load().state_dir)
-        self.scheduler = BlockingScheduler()
+        self.scheduler = BackgroundScheduler()
         self.recorder = record.open_recorder(self.say)
         self.runs = 0
         self.stopping = False
+        self._signalled: int | None = None  # set by the signal handler
         self.child: subprocess.Popen[bytes] | None = None
         self._busy = threading.Lock()
 
@@ -88,30 +96,43 @@ class Scheduler:
         self.recorder.schedule_event(name, kind, reason, at)
 
     def fire(self, name: str, path: Path) -> None:
-        """One fire of a game day's schedule: run it unless another game day runs."""
-        if self.stopping:
+        """One fire of a game day's schedule: run it unless another game day runs. The whole
+        fire holds ``_busy``, so the scheduler's end waits for it, and a fire that finds the
+        scheduler stopping starts nothing; a fire of another game day meanwhile is skipped."""
+        if not self._busy.acquire(blocking=False):
+            if not self.stopping:
+                self._event(name, "fired")
+                self._event(name, "skipped", "another scheduled game day is running")
             return
-        self._event(name, "fired")
-        running = lock.holder(self.state_dir)
-        if running is not None:
-            self._event(name, "skipped", f"{running} was running")
-            return
-        argv = [sys.executable, "-m", "lkchaos.gameday", "run", "--scheduled", "--plain",
-                *(["--ci"] if self.ci else []), str(path)]  # fmt: skip
-        with self._busy:
+        try:
+            if self.stopping:
+                return
+            self._event(name, "fired")
+            running = lock.holder(self.state_dir)
+            if running is not None:
+                self._event(name, "skipped", f"{running} was running")
+                return
+            argv = [sys.executable, "-m", "lkchaos.gameday", "run", "--scheduled", "--plain",
+                    *(["--ci"] if self.ci else []), str(path)]  # fmt: skip
             self.child = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                           start_new_session=True)  # fmt: skip
+            if self.stopping:  # a stop asked for while it started: it rolls back at once
+                self.child.send_signal(signal.SIGTERM)
             code = self.child.wait()
             self.child = None
-        if code == EXIT["running"]:
-            self._event(name, "skipped", "another game day took the lock first")
-            return
-        meaning = {v: k for k, v in EXIT.items()}.get(code, "error")
-        self.say(f"{name}: game day ended, exit {code} ({meaning})")
-        self.runs += 1
-        if self.max_runs is not None and self.runs >= self.max_runs:
-            self.say(f"{self.runs} game day(s) run: stopping (--max-runs)")
-            self.stop()
+            if code == EXIT["running"]:
+                self._event(name, "skipped", "another game day took the lock first")
+                return
+            meaning = {v: k for k, v in EXIT.items()}.get(code, "error")
+            if code < 0:  # killed before its handlers were in place: before any experiment
+                meaning = f"ended by {signal.Signals(-code).name} before its first experiment"
+            self.say(f"{name}: game day ended, exit {code} ({meaning})")
+            self.runs += 1
+            if self.max_runs is not None and self.runs >= self.max_runs:
+                self.say(f"{self.runs} game day(s) run: stopping (--max-runs)")
+                self.stop()
+        finally:
+            self._busy.release()
 
     def _missed(self, event: Any) -> None:
         name = str(event.job_id)
@@ -122,19 +143,21 @@ class Scheduler:
         self._event(str(event.job_id), "skipped", "its previous run is still going")
 
     def stop(self) -> None:
+        """Ask for the end, from any thread: no new fire runs; :meth:`run` shuts down."""
         self.stopping = True
-        try:
-            self.scheduler.shutdown(wait=False)
-        except Exception:  # already stopped (SchedulerNotRunningError)
-            pass
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Only a flag: a handler that took a lock (an event's, stderr's) could deadlock the
+        # main thread it interrupts. The main thread's loop acts on it.
+        self.stopping = True
+        self._signalled = signum
+
+    def _forward_signal(self, signum: int) -> None:
         self.say(f"{signal.Signals(signum).name}: stopping the scheduler"
                  + ("; the running game day rolls back first" if self.child else ""))
         child = self.child
         if child is not None and child.poll() is None:
             child.send_signal(signal.SIGTERM)
-        self.stop()
 
     def run(self, for_s: float | None) -> int:
         from apscheduler.events import (  # type: ignore[import-untyped]
@@ -160,17 +183,30 @@ class Scheduler:
             self.say(f"{gameday.name}: scheduled {gameday.schedule!r} from {path}")
         self.scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
         self.scheduler.add_listener(self._still_running, EVENT_JOB_MAX_INSTANCES)
-        if for_s is not None:
-            at = dt.datetime.now().astimezone() + dt.timedelta(seconds=for_s)
-            self.scheduler.add_job(self._time_up, "date", run_date=at, id="--for")
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        deadline = None if for_s is None else time.monotonic() + for_s
         try:
             self.scheduler.start()
+            while not self.stopping:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._time_up()
+                    break
+                time.sleep(POLL_S)  # a signal interrupts it; its handler sets the flags
+            if self._signalled is not None:
+                self._forward_signal(self._signalled)
         finally:
+            self.stopping = True
+            try:
+                self.scheduler.shutdown(wait=False)
+            except Exception:  # not started (SchedulerNotRunningError)
+                pass
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        # A game day still running finishes (its rollback, recovery and reports) first.
-        if not self._busy.acquire(timeout=STOP_WAIT_S):
+        # A game day still running finishes (its rollback, recovery and reports) first; any
+        # later fire sees ``stopping`` under the same lock and starts nothing.
+        if self._busy.acquire(timeout=STOP_WAIT_S):
+            self._busy.release()
+        else:
             self.say(f"the running game day did not end within {STOP_WAIT_S:g} s; leaving it")
         self.recorder.close()
         return 0
