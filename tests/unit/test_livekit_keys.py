@@ -12,7 +12,7 @@ from lkchaos.livekit import keys, state
 from lkchaos.redis import client as redis_client
 from lkchaos.settings import Settings
 from lkchaos.stack import layout
-from tests.unit.test_room_state import FakeRedis
+from tests.unit.test_room_state import FakeRedis, node_bytes
 
 
 def test_the_reference_stacks_livekit_is_known_and_was_run() -> None:
@@ -73,3 +73,14 @@ def test_read_store_reads_a_redis_without_a_version(monkeypatch: pytest.MonkeyPa
 def test_read_store_refuses_an_unknown_version(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(keys.UnknownLiveKitVersion, match="Redis records LiveKit 1.20.0"):
         read(monkeypatch, redis_holding(b"1.20.0"))
+
+
+def test_read_nodes_reads_the_nodes_hash_alone_with_the_same_gate(
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    data = {**redis_holding(b"1.13.5"), keys.NODES: {b"ND_1": node_bytes("ND_1")}}
+    monkeypatch.setattr(redis_client, "primary", lambda s, t: FakeRedis(data))
+    nodes = state.read_nodes(Settings())
+    assert set(nodes) == {"ND_1"} and nodes["ND_1"].ip == "10.0.0.1"
+    data[keys.VERSION] = b"1.20.0"
+    with pytest.raises(keys.UnknownLiveKitVersion, match="Redis records LiveKit 1.20.0"):
+        state.read_nodes(Settings())

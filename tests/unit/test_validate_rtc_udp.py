@@ -84,9 +84,8 @@ def _two_nodes(monkeypatch: pytest.MonkeyPatch, media_on: set[str],
     from lkchaos.validate.checks import _livekit_media
 
     ids = ids or {"ND_one": "127.0.0.2", "ND_two": "127.0.0.3"}
-    store = state.StoreState(nodes={
-        i: state.NodeRecord(i, ip, updated_at=None) for i, ip in ids.items()})
-    monkeypatch.setattr(state, "read_store", lambda settings, timeout: store)
+    nodes = {i: state.NodeRecord(i, ip, updated_at=None) for i, ip in ids.items()}
+    monkeypatch.setattr(state, "read_nodes", lambda settings, timeout: nodes)
     calls: list[tuple[str, str]] = []
 
     async def placed(settings: Settings, url: str, timeout: float, room: str,
@@ -140,10 +139,10 @@ def test_without_redis_a_node_the_selector_never_picks_is_a_warning(
 
     _two_nodes(monkeypatch, {"127.0.0.2", "127.0.0.3"})
 
-    def unreachable(settings: Settings, timeout: float) -> state.StoreState:
+    def unreachable(settings: Settings, timeout: float) -> dict[str, state.NodeRecord]:
         raise ConnectionError("Redis unreachable")
 
-    monkeypatch.setattr(state, "read_store", unreachable)
+    monkeypatch.setattr(state, "read_nodes", unreachable)
     found = CHECKS[ITEM](Context(_two_node_settings(), timeout_s=12.0))
     assert found.status == "warn", found.evidence
     assert "placed none of" in found.evidence and "node 1" in found.evidence

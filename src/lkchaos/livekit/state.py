@@ -194,6 +194,20 @@ def read_store(settings: Settings, timeout: float = redis_client.TIMEOUT) -> Sto
     return build_store(raw, keys.check_version(version))
 
 
+def read_nodes(settings: Settings, timeout: float = redis_client.TIMEOUT) -> dict[str, NodeRecord]:
+    """LiveKit's nodes alone (its ``nodes`` hash, with the version gate of
+    :func:`read_store`): node id -> record. One round trip whatever the number of rooms; an
+    undecodable value is left out."""
+    with redis_client.primary(settings, timeout) as r:
+        pipe = r.pipeline(transaction=True)
+        pipe.hgetall(keys.NODES)
+        pipe.get(keys.VERSION)
+        raw, version = pipe.execute()
+    store = build_store({keys.NODES: dict(raw or {})},
+                        keys.check_version(version.decode() if version else ""))  # fmt: skip
+    return store.nodes
+
+
 def read_api(url: str, settings: Settings, timeout: float = lk.TIMEOUT) -> ApiState:
     """ListRooms, then ListParticipants for every room (concurrently), on one node."""
 

@@ -418,11 +418,11 @@ def _serving_nodes(settings: Settings, timeout: float) -> dict[str, str]:
     from lkchaos.livekit import state
 
     try:
-        store = state.read_store(settings, timeout)
+        nodes = state.read_nodes(settings, timeout)
     except Exception:  # the Redis items report why it cannot be read
         return {}
     now = time.time()
-    return {node.id: node.ip for node in store.nodes.values() if node.available(now)}
+    return {node.id: node.ip for node in nodes.values() if node.available(now)}
 
 
 def _register_port(child: str) -> None:
