@@ -111,6 +111,18 @@ HEALTHY: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Items that may warn on a healthy stack, and only with this evidence: a publish that the
+#: ingress accepted but that did not reach the room whole, followed by one that did.
+SECOND_PUBLISH = "at the second publish only"
+PUBLISHED = ("ingress-egress.stream-forwarding-livekit", "ingress-egress.media-streaming-working",
+             "ingress-egress.ice-candidate-handling")
+
+
+def _healthy(item: str, finding: Finding) -> bool:
+    return finding.status in HEALTHY[item] or (
+        item in PUBLISHED and finding.status == "warn" and SECOND_PUBLISH in finding.evidence)
+
+
 def _run(ctx: Context, items: list[str]) -> dict[str, Finding]:
     return {item: CHECKS[item](ctx) for item in items}
 
@@ -125,7 +137,7 @@ def test_the_healthy_stack(settings: Settings) -> None:
     started = time.monotonic()
     found = _run(ctx, list(HEALTHY))
     took = time.monotonic() - started
-    wrong = {i: (f.status, f.evidence) for i, f in found.items() if f.status not in HEALTHY[i]}
+    wrong = {i: (f.status, f.evidence) for i, f in found.items() if not _healthy(i, f)}
     assert not wrong, f"{wrong}\n(all ran in {took:.1f} s)"
     jwt_finding = found["auth.jwt-tokens-verified"]
     assert "ACCEPTED a token issued 3600 s from now (iat) (issued in the future)" in \

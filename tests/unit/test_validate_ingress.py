@@ -87,3 +87,64 @@ def test_whip_negotiates_and_streams(stack: Stack) -> None:  # noqa: F811
                  "ingress-egress.ice-candidate-handling"):
         found = CHECKS[item](ctx)
         assert found.status == "pass", f"{item}: {found}\n{stack.logs()}"
+
+
+def _scripted(monkeypatch: pytest.MonkeyPatch, *stages: str | None) -> list[float]:
+    """Make each publish of the RTMP checks return the next of ``stages`` (None: got
+    through); the list returned fills with each publish's track bound."""
+    from lkchaos.ingress import probes
+
+    bounds: list[float] = []
+    left = list(stages)
+
+    def publish(_run: object, timeout: float) -> dict[str, object]:
+        bounds.append(timeout)
+        stage = left.pop(0)
+        return {"kind": "rtmp", "room": f"room-{len(bounds)}", "endpoint": "rtmp://in/x",
+                "stage": stage, "state": "ENDPOINT_BUFFERING" if stage else "ENDPOINT_PUBLISHING",
+                "state_error": "", "time_to_participant_s": 0.3,
+                "time_to_tracks_s": None if stage else 1.8, "deleted": True,
+                "tracks": [] if stage else [{"type": "audio"}, {"type": "video"}],
+                "reason": {None: "", "tracks": "no video track from x within 4 s",
+                           "push": "gst-launch-1.0 exited with 1: connection refused"}[stage]}
+
+    monkeypatch.setattr(probes, "_retrying", publish)
+    monkeypatch.setattr(probes, "_check_pusher", lambda _name: "gst-launch-1.0")
+    return bounds
+
+
+def _ctx(timeout_s: float) -> Context:
+    return Context(Settings(roles={"ingress": ("ingress",)}, livekit_api_key="key",
+                            livekit_api_secret="secret-" * 4), timeout_s=timeout_s)
+
+
+def test_a_stream_that_reaches_the_room_only_at_the_second_publish_is_a_warning(
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    bounds = _scripted(monkeypatch, "tracks", None)
+    ctx = _ctx(10.0)
+    forwarded = CHECKS["ingress-egress.stream-forwarding-livekit"](ctx)
+    assert forwarded.status == "warn", forwarded
+    assert ("at the second publish only, the first publish failed at tracks: no video track "
+            "from x within 4 s (the ingress was ENDPOINT_BUFFERING)") in forwarded.evidence
+    assert forwarded.data["room"] == "room-2" and forwarded.data["earlier"]["room"] == "room-1"
+    # The stream was accepted both times; the same two publishes judge every RTMP item.
+    assert CHECKS["ingress-egress.rtmp-streams-accepted"](ctx).status == "pass"
+    assert bounds == [4.0, 4.0]
+
+
+def test_a_stream_that_never_reaches_the_room_fails_after_two_publishes(
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    bounds = _scripted(monkeypatch, "tracks", "tracks")
+    forwarded = CHECKS["ingress-egress.stream-forwarding-livekit"](_ctx(30.0))
+    assert forwarded.status == "fail"
+    assert forwarded.evidence.startswith("RTMP publish failed at tracks: no video track")
+    assert bounds == [13.0, 13.0]
+
+
+@pytest.mark.parametrize("stage", ["push", None])
+def test_a_refused_or_whole_publish_is_not_repeated(
+        monkeypatch: pytest.MonkeyPatch, stage: str | None) -> None:  # fmt: skip
+    bounds = _scripted(monkeypatch, stage, None)
+    forwarded = CHECKS["ingress-egress.stream-forwarding-livekit"](_ctx(10.0))
+    assert forwarded.status == ("fail" if stage else "pass"), forwarded
+    assert "earlier" not in forwarded.data and len(bounds) == 1

@@ -23,6 +23,12 @@ from lkchaos.validate.model import Context, Finding, check
 HOLD_S = 1.0
 #: How long a push with a wrong stream key may run before it counts as accepted.
 REFUSE_S = 4.0
+#: Publishes a check makes at most.
+PUBLISHES = 2
+#: Stages at which a publish that the ingress accepted stopped short of the room (no
+#: participant, a track missing, a track gone while held, the ingress not publishing): a
+#: second publish follows, and the item is a warning if only that one got through.
+AGAIN = ("participant", "tracks", "held", "state")
 
 
 def has_ingress(ctx: Context) -> bool:
@@ -36,16 +42,26 @@ def _none(ctx: Context) -> Finding | None:
     return None
 
 
-def publish(ctx: Context, kind: str) -> dict[str, Any]:
-    """One short publish (``rtmp`` or ``whip``) into a fresh room, run once per run."""
+def attempt_s(timeout_s: float) -> float:
+    """Seconds one publish waits for the ingress participant and its tracks: two publishes
+    and their clean-up fit in a check's ``timeout_s`` (at least 4 s each; a healthy
+    ingress shows both tracks within about 2 s of the push)."""
+    return max((timeout_s - 4.0) / PUBLISHES, 4.0)
 
-    def compute() -> dict[str, Any]:
+
+def publish(ctx: Context, kind: str) -> dict[str, Any]:
+    """One short publish (``rtmp`` or ``whip``) into a fresh room, run once per run; a
+    second one when the first was accepted but did not reach the room whole (a stage of
+    :data:`AGAIN`), as a broadcaster's encoder reconnects. The second's result carries the
+    first's under ``earlier``."""
+
+    def once() -> dict[str, Any]:
         from lkchaos.ingress import probes, whip
 
         settings = ctx.settings
         settings.require_keys()
         room = room_name(f"ingress-{kind}")
-        timeout = max(ctx.timeout_s, 10.0)
+        timeout = attempt_s(ctx.timeout_s)
         if kind == "rtmp":
             pusher = probes._check_pusher("auto")
             seconds = timeout + HOLD_S + 5.0
@@ -58,6 +74,12 @@ def publish(ctx: Context, kind: str) -> dict[str, Any]:
             "whip", room, HOLD_S, timeout, None, settings,
             lambda url: probes._Whip(url, settings.ca_file, min(timeout, 15.0)), "aiortc"),
             timeout)  # fmt: skip
+
+    def compute() -> dict[str, Any]:
+        first = once()
+        if first.get("stage") not in AGAIN:
+            return first
+        return {**once(), "earlier": first}
 
     result: dict[str, Any] = ctx.fact(f"ingress.{kind}", compute)
     return result
@@ -72,8 +94,13 @@ def _brief(seen: dict[str, Any]) -> str:
 
 
 def _failed(seen: dict[str, Any]) -> str:
-    return (f"{seen['kind'].upper()} publish failed at {seen.get('stage')}: "
-            f"{seen.get('reason') or seen.get('state_error') or 'no reason given'}")
+    why = seen.get("reason") or seen.get("state_error") or "no reason given"
+    state = seen.get("state")
+    if state and seen.get("stage") != "state":  # what the ingress said of it, if it said
+        why += f" (the ingress was {state}" + (
+            f": {seen['state_error']})" if seen.get("state_error") and
+            seen["state_error"] not in why else ")")
+    return f"{seen['kind'].upper()} publish failed at {seen.get('stage')}: {why}"
 
 
 def _judge(ctx: Context, kind: str, stages: tuple[str, ...]) -> Finding:
@@ -83,6 +110,10 @@ def _judge(ctx: Context, kind: str, stages: tuple[str, ...]) -> Finding:
         return none
     seen = publish(ctx, kind)
     stopped = seen.get("stage")
+    earlier = seen.get("earlier")
+    if stopped is None and earlier and not stages:
+        return Finding("warn", f"{_brief(seen)}; at the second publish only, the first "
+                       f"{_failed(earlier)[len(kind) + 1:]}", seen)  # fmt: skip
     if stopped is None:
         return Finding("pass", _brief(seen), seen)
     if not stages or stopped in stages:
