@@ -4,7 +4,7 @@
 #   scripts/test.sh            everything
 #   scripts/test.sh --unit     lint, types and unit tests only (no Docker)
 #   scripts/test.sh --catalogue  everything, with every experiment of the catalogue run (CI
-#                              runs all but those marked catalogue: about 11 min more)
+#                              runs all but those marked catalogue: about 15 min more)
 # Extra arguments after -- go to pytest, e.g. scripts/test.sh -- -k sentinel
 set -euo pipefail
 cd "$(dirname "$0")/.."
