@@ -94,7 +94,7 @@ def test_expired_certificate_is_seen_and_the_original_comes_back(
     connector = Connector(settings.tls_address)
     connector.start()
     try:
-        swapped = tls_actions.swap_certificate(lk, "expired")
+        swapped = tls_actions.swap_certificate(name=lk, kind="expired")
         assert swapped["original_fingerprint"] == original
         assert [f.target for f in ledger.pending(settings.state_dir)] == [lk]
         seen = tls_probes.certificate(lk)
@@ -120,7 +120,7 @@ def test_expired_certificate_is_seen_and_the_original_comes_back(
 ])
 def test_each_bad_kind_is_seen(lk: str, original: str, kind: str, field: str,
                                value: bool) -> None:  # fmt: skip
-    tls_actions.swap_certificate(lk, kind)
+    tls_actions.swap_certificate(name=lk, kind=kind)
     seen = tls_probes.certificate(lk)
     assert seen["ok"] is False and seen[field] is value, seen
     tls_actions.restore_certificate(lk)
@@ -129,7 +129,7 @@ def test_each_bad_kind_is_seen(lk: str, original: str, kind: str, field: str,
 
 @pytest.mark.parametrize(("days", "level"), [(45, "warning"), (20, "critical")])
 def test_an_expiring_certificate_warns(lk: str, original: str, days: int, level: str) -> None:
-    tls_actions.swap_certificate(lk, "expiring", days=days)
+    tls_actions.swap_certificate(name=lk, kind="expiring", days=days)
     found = tls_probes.certificate_expiry()
     assert found["level"] == level and found["names"][lk]["level"] == level, found
     assert tls_probes.certificate(lk)["ok"] is True  # clients still accept it
@@ -199,7 +199,7 @@ def test_recover_sweeps_faults_without_ledger_entries(
     settings: Settings, lk: str, original: str, answers: dict[str, Any]
 ) -> None:
     """As after the runner was killed between acting and writing down: the sweep alone."""
-    tls_actions.swap_certificate(lk, "untrusted")
+    tls_actions.swap_certificate(name=lk, kind="untrusted")
     dns_actions.servfail_name(f"whip.{settings.domain}")
     dns_actions.wrong_address(lk)
     for fault in ledger.pending(settings.state_dir):

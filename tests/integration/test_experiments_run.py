@@ -78,7 +78,9 @@ CATALOGUE = {
     "ingress-rtmp-packet-loss.json",  # Ingress under a fault: ingress-node-loss
     "media-packet-loss.json",  # Toxiproxy faults: test_toxiproxy_faults
     "redis-outage.json",  # Redis: redis-failover (the quick game day)
-    "held-redis-failover.json",  # Redis under held callers: redis-failover, held-node-loss
+    # Redis under held callers: redis-failover (the failover) and held-whisper-freeze (held
+    # sessions through a dependency's outage); catalogue-only like held-node-loss.
+    "held-redis-failover.json",
     "redis-stall.json",  # Redis: redis-failover
     "redis-lost-during-drain.json",  # Redis: redis-failover
 }

@@ -216,7 +216,7 @@ def test_a_closed_port_fails_exactly_the_items_behind_it(
 @pytest.fixture
 def expiring(settings: Settings) -> Iterator[str]:
     name = f"lk.{settings.domain}"
-    tls_actions.swap_certificate(name, "expiring", days=20)
+    tls_actions.swap_certificate(name=name, kind="expiring", days=20)
     try:
         yield name
     finally:

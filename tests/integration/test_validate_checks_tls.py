@@ -117,7 +117,8 @@ def _after(settings: Settings, fault: Callable[[], object]) -> dict[str, Finding
 def test_an_expiring_certificate_turns_only_the_expiry_item(settings: Settings) -> None:
     lk = network.public_names(settings)["lk"] or ""
     try:
-        found = _after(settings, lambda: tls_actions.swap_certificate(lk, "expiring", days=10))
+        found = _after(settings, lambda: tls_actions.swap_certificate(
+            name=lk, kind="expiring", days=10))
     finally:
         tls_actions.restore_certificate(lk)
     changed = {item for item, f in found.items() if f.status not in HEALTHY[item]}
@@ -128,7 +129,7 @@ def test_an_expiring_certificate_turns_only_the_expiry_item(settings: Settings) 
 def test_an_expired_certificate_turns_expiry_and_chain(settings: Settings) -> None:
     lk = network.public_names(settings)["lk"] or ""
     try:
-        found = _after(settings, lambda: tls_actions.swap_certificate(lk, "expired"))
+        found = _after(settings, lambda: tls_actions.swap_certificate(name=lk, kind="expired"))
     finally:
         tls_actions.restore_certificate(lk)
     changed = {item for item, f in found.items() if f.status not in HEALTHY[item]}
@@ -139,7 +140,7 @@ def test_an_expired_certificate_turns_expiry_and_chain(settings: Settings) -> No
 def test_an_untrusted_certificate_turns_trust_and_chain(settings: Settings) -> None:
     lk = network.public_names(settings)["lk"] or ""
     try:
-        found = _after(settings, lambda: tls_actions.swap_certificate(lk, "untrusted"))
+        found = _after(settings, lambda: tls_actions.swap_certificate(name=lk, kind="untrusted"))
     finally:
         tls_actions.restore_certificate(lk)
     changed = {item for item, f in found.items() if f.status not in HEALTHY[item]}

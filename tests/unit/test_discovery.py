@@ -37,3 +37,19 @@ def test_activity_kind_doc_and_argument_types(activity: dict[str, object]) -> No
         assert arg.get("type") not in (None, "object"), (
             f"{module}.{activity['name']}({arg['name']}) has no type Chaos Toolkit understands"
         )
+
+
+#: Arguments without which the activity can only refuse to run: discovery must say so.
+REQUIRED = [("lkchaos.prometheus.probes", "query", "expr"),
+            ("lkchaos.prometheus.probes", "alert_state", "alertname"),
+            ("lkchaos.prometheus.probes", "wait_for_alert", "alertname"),
+            ("lkchaos.tls.actions", "swap_certificate", "kind")]
+
+
+@pytest.mark.parametrize(("module", "func", "name"), REQUIRED)
+def test_arguments_an_activity_cannot_do_without_are_required(
+        module: str, func: str, name: str) -> None:  # fmt: skip
+    [activity] = [a for a in lkchaos.discover()["activities"]
+                  if a["mod"] == module and a["name"] == func]
+    [arg] = [a for a in activity["arguments"] if a["name"] == name]
+    assert "default" not in arg, arg

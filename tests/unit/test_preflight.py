@@ -158,6 +158,17 @@ def test_a_value_from_the_secrets_is_masked() -> None:
         ("warning", "secrets.links.link_latency_ms")]
 
 
+def test_a_required_argument_left_out_is_named_without_a_value() -> None:
+    experiment = {"version": "1.0.0", "title": "t", "description": "d",
+                  "steady-state-hypothesis": {"title": "s", "probes": []},
+                  "method": [{"type": "action", "name": "swap", "provider": {
+                      "type": "python", "module": "lkchaos.tls.actions",
+                      "func": "swap_certificate", "arguments": {"days": 3}}}]}  # fmt: skip
+    [problem] = preflight.errors(preflight.check_experiment(experiment, deployment=False))
+    assert str(problem) == ("method activity 'swap' (lkchaos.tls.actions.swap_certificate), "
+                            "argument 'kind': missing: swap_certificate needs kind")
+
+
 def test_every_problem_is_listed_not_only_the_first() -> None:
     experiment = preflight.load_file(BAD / "negative-latency.json")
     experiment["method"][0]["provider"]["arguments"].update(stream="sideways", toxicity=2)

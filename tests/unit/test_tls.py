@@ -310,7 +310,7 @@ def test_swap_and_restore_bring_back_the_exact_original(caddy: FakeCaddy, certs_
     configuration = conf(caddy.server, certs_dir)
     original = certs.fingerprint(certs.load_cert(certs_dir / f"{NAME}.crt"))
     original_key = (certs_dir / f"{NAME}.key").read_bytes()
-    swapped = actions.swap_certificate(NAME, "expired", configuration=configuration)
+    swapped = actions.swap_certificate(name=NAME, kind="expired", configuration=configuration)
     assert swapped["original_fingerprint"] == original
     assert swapped["served_fingerprint"] == swapped["fingerprint"] != original
     assert caddy.execs[-1][-1] == "--force" and "reload" in caddy.execs[-1]
@@ -320,7 +320,7 @@ def test_swap_and_restore_bring_back_the_exact_original(caddy: FakeCaddy, certs_
     seen = probes.certificate(NAME, configuration=configuration)
     assert seen["expired"] is True and seen["ok"] is False
     # a second swap keeps the first original aside
-    again = actions.swap_certificate(NAME, "untrusted", configuration=configuration)
+    again = actions.swap_certificate(name=NAME, kind="untrusted", configuration=configuration)
     assert again["original_fingerprint"] == original
     restored = actions.restore_certificate(NAME, configuration=configuration)
     assert restored["restored"] is True
@@ -337,7 +337,7 @@ def test_the_sweep_restores_a_swap_left_behind(caddy: FakeCaddy, certs_dir: Path
     assert caddy.server is not None
     configuration = conf(caddy.server, certs_dir)
     original = certs.fingerprint(certs.load_cert(certs_dir / f"{NAME}.crt"))
-    actions.swap_certificate(NAME, "wrong_name", configuration=configuration)
+    actions.swap_certificate(name=NAME, kind="wrong_name", configuration=configuration)
     settings = Settings.load(configuration)
     report = rotation.sweep(settings)
     assert len(report) == 1 and NAME in report[0]["fault"]
@@ -361,18 +361,19 @@ def test_swap_arguments_are_checked_before_anything(
 ) -> None:
     monkeypatch.setattr(rotation, "docker", None)  # any use of Docker would fail differently
     with pytest.raises(ActivityFailed, match=message):
-        actions.swap_certificate(name, kind, days)
+        actions.swap_certificate(name=name, kind=kind, days=days)
 
 
 def test_names_caddy_does_not_serve_are_refused(caddy: FakeCaddy, certs_dir: Path) -> None:
     assert caddy.server is not None
     with pytest.raises(ActivityFailed, match="serves no certificate file for 'media.chaos.test'; "
                                              "names whose files lkchaos can swap: lk.chaos.test"):
-        actions.swap_certificate("media.chaos.test", "expired",
+        actions.swap_certificate(name="media.chaos.test", kind="expired",
                                  configuration=conf(caddy.server, certs_dir))
     caddy.attrs["State"]["Status"] = "exited"
     with pytest.raises(ActivityFailed, match="not running"):
-        actions.swap_certificate(NAME, "expired", configuration=conf(caddy.server, certs_dir))
+        actions.swap_certificate(name=NAME, kind="expired",
+                                 configuration=conf(caddy.server, certs_dir))
 
 
 def test_served_certificate_loads(certs_dir: Path) -> None:

@@ -146,7 +146,7 @@ def test_nginx_swap_and_restore_through_a_folder_mount(
     _nginx(monkeypatch, fake)
     conf = _conf(server, certs_dir)
     original = certs.fingerprint(certs.load_cert(certs_dir / f"{NAME}.crt"))
-    swapped = actions.swap_certificate(NAME, "expired", configuration=conf)
+    swapped = actions.swap_certificate(name=NAME, kind="expired", configuration=conf)
     assert swapped["served_fingerprint"] == swapped["fingerprint"] != original
     assert fake.calls == [f"timeout {rotation.RELOAD_TIMEOUT_S} nginx -T", "kill SIGHUP"]
     assert probes.certificate(NAME, configuration=conf)["expired"] is True
@@ -168,7 +168,7 @@ def test_nginx_files_mounted_alone_are_rewritten_in_place(
     inodes = (crt.stat().st_ino, key.stat().st_ino)
     original_key = key.read_bytes()
     conf = _conf(server, certs_dir)
-    actions.swap_certificate(NAME, "wrong_name", configuration=conf)
+    actions.swap_certificate(name=NAME, kind="wrong_name", configuration=conf)
     assert (crt.stat().st_ino, key.stat().st_ino) == inodes  # the container still sees them
     assert key.read_bytes() != original_key
     actions.restore_certificate(NAME, configuration=conf)
@@ -188,7 +188,7 @@ def test_served_names_and_the_files_not_on_a_bind_mount(
     _nginx(monkeypatch, fake)
     with pytest.raises(ActivityFailed, match="baked.example.org cannot be swapped.*/etc/ssl/"
                        "baked.crt, is inside the container, not on a bind mount"):
-        actions.swap_certificate("baked.example.org", "expired",
+        actions.swap_certificate(name="baked.example.org", kind="expired",
                                  configuration=_conf(server, certs_dir))
     # read three times, never reloaded
     assert fake.calls == [f"timeout {rotation.RELOAD_TIMEOUT_S} nginx -T"] * 3
@@ -233,7 +233,7 @@ def test_targets_that_cannot_swap_are_refused_before_anything(
     target(tmp_path, monkeypatch, kind, reload, roles)
     _no_docker(monkeypatch)
     with pytest.raises(ActivityFailed, match=message):
-        actions.swap_certificate(NAME, "expired")
+        actions.swap_certificate(name=NAME, kind="expired")
     assert rotation.refusal(Settings.load()) is not None
     with pytest.raises(ConfigError, match=message):
         rotation.served_names(None, Settings.load())
@@ -302,7 +302,7 @@ def test_caddy_admin_api_reload_without_a_container(
     admin_target: tuple[dict[str, Any], str]
 ) -> None:
     conf, original = admin_target
-    swapped = actions.swap_certificate(NAME, "not_yet_valid", configuration=conf)
+    swapped = actions.swap_certificate(name=NAME, kind="not_yet_valid", configuration=conf)
     assert swapped["served_fingerprint"] == swapped["fingerprint"] != original
     headers, body = CaddyAdmin.loads[-1]
     assert headers["Cache-Control"] == "must-revalidate"
@@ -318,7 +318,7 @@ def test_a_refused_admin_api_reload_fails_the_swap_and_keeps_the_original(
     conf, original = admin_target
     CaddyAdmin.status = 400
     with pytest.raises(ActivityFailed, match="refused the reload: HTTP 400.*lkchaos recover"):
-        actions.swap_certificate(NAME, "expired", configuration=conf)
+        actions.swap_certificate(name=NAME, kind="expired", configuration=conf)
     settings = Settings.load(conf)
     assert rotation.kept(settings) == [NAME]  # recover puts it back
     assert certs.fingerprint(certs.load_cert(certs_dir / f"{NAME}.crt")) != original
@@ -336,7 +336,7 @@ def test_an_unreachable_admin_api_says_what_to_check(
            "agent_worker: agent")
     _no_docker(monkeypatch)
     with pytest.raises(ActivityFailed, match="admin API at http://127.0.0.1:9 does not answer"):
-        actions.swap_certificate(NAME, "expired")
+        actions.swap_certificate(name=NAME, kind="expired")
 
 
 class FakeCaddy:

@@ -28,6 +28,10 @@ _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 MASK = "***"
 
 
+#: How a required argument left out is reported.
+MISSING = "missing:"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One reason an experiment must not run.
@@ -56,6 +60,8 @@ class Problem:
             where += f" ({self.function})"
         if self.argument is None:
             return f"{where}: {self.message}"
+        if self.message.startswith(MISSING):  # no value to show
+            return f"{where}, argument {self.argument!r}: {self.message}"
         return f"{where}, argument {self.argument!r} = {self.value!r}: {self.message}"
 
 
@@ -209,7 +215,7 @@ def _bind(call: Call) -> list[Problem]:
                 problems.append(call.problem(name, f"must be {wanted}"))
     for name, param in params.items():
         if param.default is inspect.Parameter.empty and name not in call.arguments:
-            problems.append(call.problem(name, f"missing: {call.func} needs {name}"))
+            problems.append(call.problem(name, f"{MISSING} {call.func} needs {name}"))
     return problems
 
 

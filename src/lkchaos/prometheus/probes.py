@@ -179,7 +179,7 @@ def shape_result(data: Dict[str, Any]) -> Dict[str, Any]:
             "result_type": kind}  # fmt: skip
 
 
-def query(expr: str = None, timeout: float = 10.0,  # type: ignore[assignment]
+def query(expr: str, timeout: float = 10.0,
           configuration: Configuration = None, secrets: Secrets = None) -> Dict[str, Any]:
     """An instant PromQL query: ``{"ok", "value", "series", "count", "result_type", "expr",
     "warnings"}``. ``value`` is the scalar or the only series' value (else None); ``ok`` is
@@ -229,7 +229,7 @@ def _state(prometheus: client.Prometheus, alertname: str,
             "count": len(shown), "alerts": shown}  # fmt: skip
 
 
-def alert_state(alertname: str = None,  # type: ignore[assignment]
+def alert_state(alertname: str,
                 labels: Dict[str, str] = None,  # type: ignore[assignment]
                 configuration: Configuration = None, secrets: Secrets = None) -> Dict[str, Any]:
     """The state of the alert ``alertname`` (those of its alerts whose labels include
@@ -243,7 +243,7 @@ def alert_state(alertname: str = None,  # type: ignore[assignment]
     return {**found, "for_s": for_s}
 
 
-def wait_for_alert(alertname: str = None,  # type: ignore[assignment]
+def wait_for_alert(alertname: str,
                    state: str = "firing", within_s: float = 120.0,
                    labels: Dict[str, str] = None,  # type: ignore[assignment]
                    interval_s: float = 1.0,

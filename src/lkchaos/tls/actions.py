@@ -1,7 +1,7 @@
 """Certificate faults: the TLS proxy serves a bad certificate for one of its names, then the
 original.
 
-``swap_certificate(name, kind, days=None)`` replaces the certificate and key the target's TLS
+``swap_certificate(kind, name=None, days=None)`` replaces the certificate and key the target's TLS
 proxy serves for ``name`` with a new pair that is bad in one way:
 
 - ``expired``: from the deployment's CA, expired ``days`` ago (default 1)
@@ -131,8 +131,8 @@ def _refuse(settings: Settings) -> None:
 
 
 def swap_certificate(
+    kind: str,
     name: str = None,  # type: ignore[assignment]
-    kind: str = None,  # type: ignore[assignment]
     days: float = None,  # type: ignore[assignment]
     configuration: Configuration = None,
     secrets: Secrets = None,
