@@ -143,3 +143,82 @@ def test_an_unreadable_dockerfile_says_to_reinstall(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(sidecar, "DOCKERFILE", "nettools/Dockerfile.gone")
     with pytest.raises(sidecar.SidecarError, match="reinstall lkchaos"):
         sidecar.dockerfile()
+
+
+class FakeSidecar:
+    def __init__(self) -> None:
+        self.removed = False
+
+    def start(self) -> None:
+        pass
+
+    def wait(self, timeout: float) -> dict[str, int]:
+        return {"StatusCode": 0}
+
+    def logs(self, stdout: bool, stderr: bool) -> bytes:
+        return b"listed\n" if stdout else b""
+
+    def remove(self, force: bool) -> None:
+        self.removed = True
+
+
+class FakeContainers:
+    """``containers.create`` of an engine on which only the images it holds can run."""
+
+    def __init__(self, engine: FakeEngine, refuse: Exception | None = None) -> None:
+        self.engine = engine
+        self.refuse = refuse
+        self.created: list[str] = []
+
+    def create(self, image: str, command: list[str], **kwargs: Any) -> FakeSidecar:
+        if self.refuse is not None:
+            raise self.refuse
+        if self.engine.images.present is None:
+            raise ImageNotFound(f"No such image: {image}")
+        self.created.append(image)
+        return FakeSidecar()
+
+
+class Target:
+    """The container a sidecar joins."""
+
+    name = "lkchaos-livekit-1-1"
+    id = "0123abcd"
+
+
+def test_a_sidecar_run_on_an_engine_that_never_built_the_image_builds_it_first(
+    engine: FakeEngine,
+) -> None:
+    # A fresh engine: the recovery sweep of a test or a user's cleanup may be the first
+    # sidecar ever run there.
+    engine.containers = FakeContainers(engine)  # type: ignore[attr-defined]
+    assert sidecar.run(engine, Target(), "iptables -S") == "listed\n"
+    assert len(engine.images.builds) == 1
+    assert engine.containers.created == [sidecar.IMAGE]  # type: ignore[attr-defined]
+
+
+def test_an_engine_refusing_the_sidecar_says_so_not_that_it_timed_out(
+    engine: FakeEngine,
+) -> None:
+    from docker.errors import NotFound
+
+    engine.images.present = FakeImage({})
+    engine.containers = FakeContainers(  # type: ignore[attr-defined]
+        engine, NotFound("No such container: lkchaos-livekit-1-1"))
+    with pytest.raises(sidecar.SidecarError) as failed:
+        sidecar.run(engine, Target(), "iptables -S")
+    assert "cannot run the network sidecar" in str(failed.value)
+    assert "No such container" in str(failed.value)
+    assert "did not finish" not in str(failed.value)
+
+
+def test_a_sidecar_that_does_not_answer_in_time_says_the_engine_may_be_overloaded(
+    engine: FakeEngine,
+) -> None:
+    from requests.exceptions import ReadTimeout
+
+    engine.images.present = FakeImage({})
+    engine.containers = FakeContainers(  # type: ignore[attr-defined]
+        engine, ReadTimeout("read timed out"))
+    with pytest.raises(sidecar.SidecarError, match="did not finish in 30 s"):
+        sidecar.run(engine, Target(), "iptables -S")

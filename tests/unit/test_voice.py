@@ -617,3 +617,22 @@ def test_the_prober_answers_a_failed_join_within_its_bound_and_leaves_later() ->
     assert "within 1 s" in result["reason"], result
     assert leaving == 1  # the join was still being retried when the result was sent
     assert not prober._leaving  # and the room was left before the prober stopped
+
+
+@pytest.mark.parametrize(("duration_s", "budget"), [(0.0, 16), (3.2, 42), (30.0, 224)])
+def test_the_probes_transcription_decodes_a_bounded_number_of_tokens(
+    duration_s: float, budget: int
+) -> None:
+    from lkchaos.voice import audio
+
+    assert audio.token_budget(duration_s) == budget
+
+
+def test_a_spoken_reply_is_transcribed_whole_within_its_token_budget() -> None:
+    # The bound stops a repetition loop; it must never cut a real reply short. The real
+    # model, on the longest kind of reply the agent gives, spoken fast.
+    from lkchaos.voice import audio
+
+    reply = "Sorry, I can't reach my tools right now. 17 times 3 is 51."
+    heard = audio.transcribe(audio.speech(reply, voice="en-us+m3"))
+    assert heard.lower().rstrip(" .").endswith("is 51"), heard

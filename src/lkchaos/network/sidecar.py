@@ -163,25 +163,31 @@ def run(client: Any, target: Any, script: str, timeout: float = RUN_TIMEOUT,
         options: Options = NETWORK) -> str:  # fmt: skip
     """Run ``script`` with ``sh`` beside ``target`` (by default in its network namespace);
     its standard output."""
-    from docker.errors import DockerException
+    from docker.errors import DockerException, ImageNotFound
     from requests.exceptions import RequestException
 
     name = str(getattr(target, "name", target))
     what = options.what
     sidecar = None
     try:
-        sidecar = client.containers.create(IMAGE, ["sh", "-c", script],
-                                           **create_kwargs(target, options))  # fmt: skip
+        try:
+            sidecar = client.containers.create(IMAGE, ["sh", "-c", script],
+                                               **create_kwargs(target, options))  # fmt: skip
+        except ImageNotFound:  # never built on this engine (or removed): build it, once
+            ensure_image(client)
+            sidecar = client.containers.create(IMAGE, ["sh", "-c", script],
+                                               **create_kwargs(target, options))  # fmt: skip
         sidecar.start()
         status = int(sidecar.wait(timeout=timeout).get("StatusCode", -1))
         out = sidecar.logs(stdout=True, stderr=False).decode("utf-8", "replace")
         err = sidecar.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-    except RequestException as exc:
-        raise SidecarError(f"the {what} in {name} did not finish in {timeout:.0f} s "
-                           "(is the Docker engine overloaded?)") from exc  # fmt: skip
+    # The engine's refusals first: docker's APIError is also a requests HTTPError.
     except DockerException as exc:
         where = f"in {name}'s network" if options == NETWORK else f"beside {name}"
         raise SidecarError(f"cannot run the {what} {where}: {exc}") from exc
+    except RequestException as exc:  # a timeout, or the engine's socket gone
+        raise SidecarError(f"the {what} in {name} did not finish in {timeout:.0f} s "
+                           "(is the Docker engine overloaded?)") from exc  # fmt: skip
     finally:
         if sidecar is not None:
             try:

@@ -39,6 +39,11 @@ BLOCK = BLOCK_FRAMES * FRAME
 TRANSCRIBE_BEAM = 5
 #: A vocabulary hint for transcribing replies. It holds none of the expected answers.
 REPLY_PROMPT = "4 plus 9 is 13. 8 times 7 is 56. Sorry, I can't reach my tools right now."
+#: Tokens a transcription may decode: 16 plus this many per second of audio (speech runs at
+#: about 3), so that a decoder caught in a repetition loop, Whisper's known hallucination on
+#: a short clip, stops there instead of running to its 224-token bound at every fallback
+#: temperature; on a loaded machine that took the probe past its round trip's limit.
+TRANSCRIBE_TOKENS_PER_S = 8
 
 
 def _resample(pcm: bytes, rate: int, to: int) -> np.ndarray:
@@ -296,11 +301,18 @@ def whisper_model() -> Any:
     return WhisperModel(path, device="cpu", compute_type="int8")
 
 
+def token_budget(duration_s: float) -> int:
+    """The most tokens a transcription of ``duration_s`` seconds of audio decodes (per 30 s
+    window, at most Whisper's own 224)."""
+    return min(224, 16 + math.ceil(TRANSCRIBE_TOKENS_PER_S * max(duration_s, 0.0)))
+
+
 def transcribe(samples: np.ndarray, prompt: str | None = REPLY_PROMPT) -> str:
     """Transcribe 48 kHz int16 audio in this process (``prompt``: Whisper's initial prompt;
     None for an unprompted second listening)."""
     audio = _resample(samples.tobytes(), RATE, 16000).astype(np.float32) / 32768.0
     segments, _ = whisper_model().transcribe(
-        audio, language="en", beam_size=TRANSCRIBE_BEAM, initial_prompt=prompt
+        audio, language="en", beam_size=TRANSCRIBE_BEAM, initial_prompt=prompt,
+        max_new_tokens=token_budget(audio.size / 16000),
     )
     return "".join(segment.text for segment in segments).strip()

