@@ -630,7 +630,7 @@ def test_the_probes_transcription_decodes_a_bounded_number_of_tokens(
 
 def test_a_spoken_reply_is_transcribed_whole_within_its_token_budget() -> None:
     # The bound stops a repetition loop; it must never cut a real reply short. The real
-    # model, on the longest kind of reply the agent gives, spoken fast.
+    # model, on the longest kind of reply the agent gives, in another voice.
     from lkchaos.voice import audio
 
     reply = "Sorry, I can't reach my tools right now. 17 times 3 is 51."

@@ -120,6 +120,5 @@ def test_a_spoken_question_fits_its_token_budget(tmp_path: Path) -> None:
         result = transcriber._run(TranscriptionRequest(audio=wav.read_bytes(), filename="q.wav"))
     finally:
         transcriber.close()
-    print(result.text)
     # All of it, to the last word (Whisper writes the numbers as digits or words).
     assert result.text.lower().rstrip(" ?.").endswith(("plus 19", "plus nineteen")), result

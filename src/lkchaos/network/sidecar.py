@@ -168,15 +168,18 @@ def run(client: Any, target: Any, script: str, timeout: float = RUN_TIMEOUT,
 
     name = str(getattr(target, "name", target))
     what = options.what
+
+    def create() -> Any:
+        return client.containers.create(IMAGE, ["sh", "-c", script],
+                                        **create_kwargs(target, options))  # fmt: skip
+
     sidecar = None
     try:
         try:
-            sidecar = client.containers.create(IMAGE, ["sh", "-c", script],
-                                               **create_kwargs(target, options))  # fmt: skip
+            sidecar = create()
         except ImageNotFound:  # never built on this engine (or removed): build it, once
             ensure_image(client)
-            sidecar = client.containers.create(IMAGE, ["sh", "-c", script],
-                                               **create_kwargs(target, options))  # fmt: skip
+            sidecar = create()
         sidecar.start()
         status = int(sidecar.wait(timeout=timeout).get("StatusCode", -1))
         out = sidecar.logs(stdout=True, stderr=False).decode("utf-8", "replace")
