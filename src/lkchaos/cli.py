@@ -8,6 +8,8 @@ for a stack or command failure, 2 for bad usage or configuration.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import json
 import sys
 import time
@@ -52,6 +54,10 @@ def _check_target() -> None:
 @click.version_option(__version__, prog_name="lkchaos")
 def main() -> None:
     """Chaos engineering for self-hosted LiveKit voice-agent deployments."""
+    # A crash in native code (WebRTC, media codecs) would end the command with no word; this
+    # prints where every thread was instead, on the process's own stderr (descriptor 2).
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no stderr to write to
+        faulthandler.enable(file=2)
 
 
 @main.command()

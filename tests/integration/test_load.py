@@ -15,7 +15,7 @@ LKCHAOS = str(Path(sys.executable).parent / "lkchaos")
 def test_a_short_ramp_measures_every_step_and_leaves_no_one_behind(tmp_path: Path) -> None:
     out = tmp_path / "ramp.json"
     done = subprocess.run(
-        [LKCHAOS, "load", "--steps", "1,2,4", "--step-s", "15", "--warmup-s", "5",
+        [LKCHAOS, "load", "--steps", "1,2,4", "--step-s", "20", "--warmup-s", "5",
          "--keep-going", "--transcribe-every", "2", "--json", str(out)],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
@@ -25,12 +25,17 @@ def test_a_short_ramp_measures_every_step_and_leaves_no_one_behind(tmp_path: Pat
     assert [s["callers"] for s in steps] == [1, 2, 4]
     for step in steps:
         assert step["connected"] == step["callers"], (step["end_reasons"], step)
-        assert step["turns"] >= 1, step  # a turn takes about 7 s: a few fit in 15 s
         assert step["usage"].get("cpu_cores_total", 0) > 0, step["usage"]
         assert step["generator"]["cpu_cores"]["media"] > 0, step["generator"]
         assert "jitter_p95_ms" in step["livekit"], step["livekit"]
+        # On two cores the stack may answer no one at four callers (its Whisper queue passes
+        # the agent's bound): such a step is measured and called broken, never held.
+        if not step["turns"]:
+            assert "no turn finished" in step["breaks"], step
+    assert result["knee"] == next((s["callers"] for s in steps if s["breaks"]), None), steps
     assert result["engine"] == "go"
-    assert steps[0]["answered_pct"] >= 50, steps[0]  # one caller on a healthy stack
+    one = steps[0]  # one caller on a healthy stack: a turn takes 7-12 s, two fit in 25 s
+    assert one["turns"] >= 1 and one["answered_pct"] >= 50, one
     checked = {t for s in steps for t in s.get("checked_by", {})}
     assert checked == {"audio", "agent"}, steps  # every 2nd reply transcribed
     assert result["leftover"] == {} and result["rooms"] == 7

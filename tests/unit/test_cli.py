@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,24 @@ def test_bad_arguments_are_usage_errors(runner: CliRunner, args: list[str], mess
     result = runner.invoke(main, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+CRASH = """
+import ctypes
+from lkchaos import cli
+
+@cli.main.command()
+def crash() -> None:
+    ctypes.string_at(0)  # a native crash: reads address 0
+
+cli.main(["crash"])
+"""
+
+
+def test_a_native_crash_says_where_it_was() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
+    done = subprocess.run([sys.executable, "-c", CRASH], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)  # fmt: skip
+    assert done.returncode < 0, (done.returncode, done.stderr)  # ended by the signal
+    assert "Fatal Python error: Segmentation fault" in done.stderr, done.stderr
+    assert "line 7 in crash" in done.stderr, done.stderr

@@ -10,6 +10,14 @@ things can still abort a process at exit ("panic in a function that cannot unwin
 - a callback already under way when the dispose returns: once the interpreter finalises, a
   native thread that asks for the GIL is ended by Python, which the runtime cannot survive.
 
+Rooms on several event loops in several threads at once is a third way: the runtime has one
+client per process and delivers its events into every subscribing loop from its own threads
+(livekit/python-sdks#627 reports aborts from that race; closing a loop with ``asyncio.run``
+while its rooms' handles live on was another, #218). A validation run that joined rooms in
+three checks at once, each in ``asyncio.run`` in a thread of its own, ended silently with no
+output in a fresh-clone CI run. So short-lived room work from threads runs on this process's
+one rtc loop (:func:`run_rtc`), never in an ``asyncio.run`` of its own.
+
 So every room this package creates comes from :func:`new_room`, which registers one exit
 hook *after* the SDK's (``atexit`` runs hooks last-registered first). At exit the hook leaves
 every room held by a :class:`BackgroundLoop`, stops the loops, disposes the runtime itself
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import logging
 import queue
 import threading
@@ -195,3 +204,58 @@ class BackgroundLoop:
         self._closed = True
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(EXIT_TIMEOUT_S)
+
+
+#: This process's one loop for short-lived room work (:func:`run_rtc`), made when first used.
+_rtc: BackgroundLoop | None = None
+_rtc_lock = threading.Lock()
+#: The work :func:`run_rtc` runs, as tasks on that loop (the rooms' own tasks are not in it).
+_rtc_work: set[asyncio.Task[Any]] = set()
+
+
+async def _tracked(coro: Coroutine[Any, Any, T]) -> T:
+    task = asyncio.current_task()
+    assert task is not None
+    _rtc_work.add(task)
+    try:
+        return await coro
+    finally:
+        _rtc_work.discard(task)
+
+
+async def _cancel_all() -> None:
+    """At exit: cancel the work still running on the rtc loop, so its rooms are left (its own
+    ``finally``) before the runtime is disposed. Only that work: a room's own tasks must
+    live on for its ``disconnect()``, and work cancelled past its bound is leaving already."""
+    tasks = list(_rtc_work)
+    for task in tasks:
+        if not task.cancelling():
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_rtc(coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
+    """Run ``coro`` (work that joins LiveKit rooms and leaves them) on this process's one rtc
+    loop, from any thread, and return its result; coroutines from several threads run on
+    it concurrently. Past ``timeout_s`` seconds the coroutine is cancelled (its ``finally``
+    leaves its rooms) and ``TimeoutError`` raised; :class:`LoopClosed` once the process is
+    exiting; whatever ``coro`` raised is raised. Never call it from a coroutine running on
+    that loop."""
+    global _rtc
+    with _rtc_lock:
+        if _rtc is None:
+            _rtc = BackgroundLoop("lkchaos-rtc", _cancel_all)
+        loop = _rtc
+    if loop._closed:
+        coro.close()
+        raise LoopClosed(f"{loop.name}: the process is exiting; nothing more runs")
+    future = asyncio.run_coroutine_threadsafe(_tracked(coro), loop.loop)
+    try:
+        return future.result(timeout_s)
+    except concurrent.futures.CancelledError:  # only the exit cancels from outside
+        raise LoopClosed(f"{loop.name}: the process is exiting; the work was ended") from None
+    except concurrent.futures.TimeoutError:
+        if future.done():  # the coroutine's own TimeoutError
+            raise
+        future.cancel()
+        raise TimeoutError(f"LiveKit room work did not finish in {timeout_s:g} s") from None

@@ -257,27 +257,27 @@ def _in_process(
     settings: Settings, question: str | None, expected: list[str] | None,
     timeouts: dict[str, float],
 ) -> dict[str, Any]:  # fmt: skip
-    import asyncio
-
     from lkchaos.voice import extra
 
     absent = extra.missing()
     if absent:
         raise ActivityFailed(f"{extra.NEEDED} (not installed: {', '.join(absent)})")
 
+    from lkchaos.livekit.background import run_rtc
     from lkchaos.voice import roundtrip
     from lkchaos.voice.questions import QuestionError
 
     key, secret = settings.require_keys()
     try:
-        return asyncio.run(
-            roundtrip.run(
-                settings.livekit_url, key, secret, question, expected,
-                settings.agent_name, roundtrip.Timeouts(**timeouts),
-            )
-        )
+        bounds = roundtrip.Timeouts(**timeouts)
+        # on this process's one rtc loop: the sampling control calls this from its threads
+        # while the method runs (see lkchaos.livekit.background)
+        return run_rtc(roundtrip.run(settings.livekit_url, key, secret, question, expected,
+                                     settings.agent_name, bounds), bounds.total + 15.0)
     except (QuestionError, ValueError, TypeError) as exc:
         raise ActivityFailed(f"the voice probe refused its arguments: {exc}") from exc
+    except TimeoutError as exc:  # past its own bound and the time to leave the room
+        raise ActivityFailed(f"the voice round trip did not end: {exc}") from exc
 
 
 def held_call_turn(
