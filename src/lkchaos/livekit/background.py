@@ -184,15 +184,20 @@ class BackgroundLoop:
         with _guard:
             _loops.append(self)
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on the loop; its future. Raises :class:`LoopClosed` (``coro``
+        closed unrun) once the loop is stopped."""
+        if self._closed:
+            coro.close()
+            raise LoopClosed(f"{self.name}: the process is exiting; nothing more runs")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
     def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         """Run ``coro`` on the loop and wait up to ``timeout`` seconds for its result.
 
         Raises :class:`LoopClosed` once the loop is stopped, ``TimeoutError`` past
         ``timeout``, or whatever ``coro`` raised."""
-        if self._closed:
-            coro.close()
-            raise LoopClosed(f"{self.name}: the process is exiting; nothing more runs")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        return self.submit(coro).result(timeout)
 
     def close(self) -> None:
         """Run ``on_exit()``, then stop the loop and its thread (idempotent)."""
@@ -208,6 +213,9 @@ class BackgroundLoop:
         self._thread.join(EXIT_TIMEOUT_S)
 
 
+#: Seconds room work may run past its own bound (leaving its rooms, deleting them) before
+#: :func:`run_rtc` cancels it: add it to the work's bound for ``timeout_s``.
+LEAVE_SLACK_S = 15.0
 #: This process's one loop for short-lived room work (:func:`run_rtc`), made when first used.
 _rtc: BackgroundLoop | None = None
 _rtc_lock = threading.Lock()
@@ -248,10 +256,11 @@ def run_rtc(coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
         if _rtc is None:
             _rtc = BackgroundLoop("lkchaos-rtc", _cancel_all)
         loop = _rtc
-    if loop._closed:
-        coro.close()
-        raise LoopClosed(f"{loop.name}: the process is exiting; nothing more runs")
-    future = asyncio.run_coroutine_threadsafe(_tracked(coro), loop.loop)
+    try:
+        future = loop.submit(_tracked(coro))
+    except LoopClosed:
+        coro.close()  # the wrapper was closed unrun, and with it never started this
+        raise
     try:
         return future.result(timeout_s)
     except concurrent.futures.CancelledError:  # only the exit cancels from outside

@@ -263,7 +263,7 @@ def _in_process(
     if absent:
         raise ActivityFailed(f"{extra.NEEDED} (not installed: {', '.join(absent)})")
 
-    from lkchaos.livekit.background import run_rtc
+    from lkchaos.livekit.background import LEAVE_SLACK_S, run_rtc
     from lkchaos.voice import roundtrip
     from lkchaos.voice.questions import QuestionError
 
@@ -273,7 +273,7 @@ def _in_process(
         # on this process's one rtc loop: the sampling control calls this from its threads
         # while the method runs (see lkchaos.livekit.background)
         return run_rtc(roundtrip.run(settings.livekit_url, key, secret, question, expected,
-                                     settings.agent_name, bounds), bounds.total + 15.0)
+                                     settings.agent_name, bounds), bounds.total + LEAVE_SLACK_S)
     except (QuestionError, ValueError, TypeError) as exc:
         raise ActivityFailed(f"the voice probe refused its arguments: {exc}") from exc
     except TimeoutError as exc:  # past its own bound and the time to leave the room

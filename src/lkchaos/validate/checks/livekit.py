@@ -27,7 +27,7 @@ from livekit import api
 
 from lkchaos.httpclient import shared_client
 from lkchaos.livekit import client as lk
-from lkchaos.livekit.background import run_rtc
+from lkchaos.livekit.background import LEAVE_SLACK_S, run_rtc
 from lkchaos.settings import Settings
 from lkchaos.validate.checks._livekit_media import capped_room, media_run
 from lkchaos.validate.checks._livekit_resources import (
@@ -46,9 +46,6 @@ PINGS = 5
 API_P95_MS = 200.0
 WS_RTT_MS = 100.0
 TWIRP = "/twirp/livekit.RoomService/"
-#: Seconds room work may run past its own bound (leaving its rooms, deleting them) before it
-#: is cancelled on the rtc loop (:func:`lkchaos.livekit.background.run_rtc`).
-ROOM_WORK_SLACK_S = 15.0
 
 
 def room_name(kind: str) -> str:
@@ -292,7 +289,7 @@ def media_session(ctx: Context) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         work = media_run(ctx.settings, nodes(ctx)[0], video, ctx.timeout_s, room_name("media"))
-        return run_rtc(work, ctx.timeout_s + ROOM_WORK_SLACK_S)
+        return run_rtc(work, ctx.timeout_s + LEAVE_SLACK_S)
 
     result: dict[str, Any] = ctx.fact("livekit.media", compute)
     return result
@@ -513,7 +510,7 @@ def connection_limits(ctx: Context) -> Finding:
                        "(room.max_participants, limit.*)")  # fmt: skip
     seen = ctx.fact("livekit.capped-room", lambda: run_rtc(capped_room(
         ctx.settings, nodes(ctx)[0], ctx.timeout_s, room_name("capped")),
-        ctx.timeout_s + ROOM_WORK_SLACK_S))
+        ctx.timeout_s + LEAVE_SLACK_S))
     data = {"configured": configured, **seen}
     if seen["second_refused"]:
         return Finding("pass", f"configured {configured}; a room capped at 1 refused the second "
