@@ -14,9 +14,12 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Queue
 
 from lkchaos.errors import CommandFailed, PrerequisiteError
 from lkchaos.stack import layout
@@ -435,11 +438,26 @@ def stage_wheels(paths: StackPaths, say: Say) -> None:
     stamp.write_text(digest + "\n")
 
 
+#: The images built from Go binaries, in the order their binaries are built: the longest
+#: build first (Ingress, with CGO; its image also has the most packages to install), so each
+#: image is built while the next binary compiles and the last one waits the least.
+GO_IMAGE_ORDER = ("ingress", "livekit", "caddy", "toxiproxy")
+
+
 def build(paths: StackPaths, say: Say, force: bool = False) -> None:
     """Build every image of the stack that is missing (all of them with ``force``).
 
     Inputs (base image, Go binaries, wheels) are prepared only for the images to build, so a
-    machine that has every image needs neither Go nor a package index.
+    machine that has every image needs neither Go nor a package index. The work is
+    pipelined on two threads: the Go builds (CPU) in :data:`GO_IMAGE_ORDER`, then the
+    project's Go tools when Go is installed (:func:`build_tool`); beside them the wheels and
+    ``docker compose build`` (mostly downloads and package installs), first for the images
+    that need no Go binary, then each Go image as soon as its binaries are staged. On a cold
+    machine that hides the image builds behind the Go builds.
+
+    Raises PrerequisiteError or CommandFailed (from either thread, the first to fail) after
+    the other thread has stopped; images built before the failure keep their stamps, so the
+    next run rebuilds only the rest.
     """
     compose = Compose(paths)
     by_image: dict[str, tuple[str, str]] = {}
@@ -454,16 +472,60 @@ def build(paths: StackPaths, say: Say, force: bool = False) -> None:
     if not todo:
         say("all images present and up to date")
         return
-    contexts = {Path(context).name for _, context in todo.values()}
     ensure_base_image(say)
-    stage_go_binaries(paths, say, contexts)
-    if any(image.startswith(WHEEL_IMAGES) for image in todo):
-        stage_wheels(paths, say)
-    services = sorted(service for service, _ in todo.values())
-    say(f"building images for: {', '.join(services)}")
-    compose.run("build", *services, timeout=3600, capture=False)
-    stamps.update({image: digests[image] for image in todo})
-    _write_stamps(stamps)
+    with_go = {binary.image for binary in GO_BINARIES}
+    by_context: dict[str, list[str]] = {}
+    for image, (_, context) in todo.items():
+        by_context.setdefault(Path(context).name, []).append(image)
+    plain = sorted(image for name, images in by_context.items() if name not in with_go
+                   for image in images)  # fmt: skip
+    go_contexts = [name for name in GO_IMAGE_ORDER if name in by_context]
+    go_contexts += sorted(set(by_context) & with_go - set(go_contexts))
+    queue: Queue[list[str] | None] = Queue()
+    lock = threading.Lock()
+
+    def compose_build(images: list[str]) -> None:
+        services = sorted(todo[image][0] for image in images)
+        say(f"building images for: {', '.join(services)}")
+        compose.run("build", *services, timeout=3600, capture=False)
+        with lock:
+            stamps.update({image: digests[image] for image in images})
+
+    def image_builds() -> None:
+        if any(image.startswith(WHEEL_IMAGES) for image in todo):
+            stage_wheels(paths, say)
+        if plain:
+            compose_build(plain)
+        while (images := queue.get()) is not None:
+            compose_build(images)
+
+    def go_builds(images_done: Future[None]) -> None:
+        for name in go_contexts:
+            if images_done.done() and images_done.exception() is not None:
+                return  # the image builds failed: that error is the one to report
+            stage_go_binaries(paths, say, {name})
+            queue.put(by_context[name])
+        if shutil.which("go") is None:
+            return  # the tools are built on first use, where Go is installed
+        for tool in TOOLS:
+            if (paths.root / "stack" / "tools" / tool).is_dir():
+                build_tool(tool, say, paths)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lkchaos-images") as pool:
+        images_done = pool.submit(image_builds)
+        go_failed: BaseException | None = None
+        try:
+            go_builds(images_done)
+        except BaseException as exc:
+            go_failed = exc
+        queue.put(None)
+        images_failed = images_done.exception()
+        with lock:
+            _write_stamps(stamps)
+    if go_failed is not None:
+        raise go_failed
+    if images_failed is not None:
+        raise images_failed
 
 
 def _service_images(compose: Compose) -> dict[str, tuple[str, str]]:
