@@ -14,7 +14,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -482,14 +481,12 @@ def build(paths: StackPaths, say: Say, force: bool = False) -> None:
     go_contexts = [name for name in GO_IMAGE_ORDER if name in by_context]
     go_contexts += sorted(set(by_context) & with_go - set(go_contexts))
     queue: Queue[list[str] | None] = Queue()
-    lock = threading.Lock()
 
     def compose_build(images: list[str]) -> None:
         services = sorted(todo[image][0] for image in images)
         say(f"building images for: {', '.join(services)}")
         compose.run("build", *services, timeout=3600, capture=False)
-        with lock:
-            stamps.update({image: digests[image] for image in images})
+        stamps.update({image: digests[image] for image in images})
 
     def image_builds() -> None:
         if any(image.startswith(WHEEL_IMAGES) for image in todo):
@@ -519,9 +516,8 @@ def build(paths: StackPaths, say: Say, force: bool = False) -> None:
         except BaseException as exc:
             go_failed = exc
         queue.put(None)
-        images_failed = images_done.exception()
-        with lock:
-            _write_stamps(stamps)
+        images_failed = images_done.exception()  # waits: only that thread touches stamps
+        _write_stamps(stamps)
     if go_failed is not None:
         raise go_failed
     if images_failed is not None:
