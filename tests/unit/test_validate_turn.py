@@ -53,6 +53,11 @@ def _free_port(kind: int) -> int:
         return int(sock.getsockname()[1])
 
 
+#: Seconds coturn is given to listen before it is started again on new ports: it listens
+#: within 0.2 s, unless it lost a port to another process (it then keeps running, deaf).
+START_S = 5.0
+
+
 class Coturn:
     """coturn on 127.0.0.1 (UDP and TLS, relaying on loopback) that knows LiveKit's
     credentials of one participant, as LiveKit derives them from the key pair."""
@@ -67,7 +72,7 @@ class Coturn:
         for _attempt in range(3):
             if self._start(folder):
                 return
-        raise RuntimeError("coturn did not start listening (3 tries of 30 s)")
+        raise RuntimeError(f"coturn did not start listening (3 tries of {START_S:g} s)")
 
     def _start(self, folder: Path) -> bool:
         self.udp, self.tls = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
@@ -82,7 +87,7 @@ class Coturn:
              f"--min-port={relay}", f"--max-port={relay + 20}", f"--db={folder / 'turndb'}",
              f"--pidfile={folder / 'turn.pid'}", "--log-file=stdout", "--simple-log"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_S
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 socket.create_connection(("127.0.0.1", self.tls), timeout=0.5).close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import jwt
 import pytest
 from chaoslib.exceptions import ActivityFailed
 
@@ -578,6 +579,42 @@ def test_a_wrong_reply_stays_wrong_whatever_the_agent_claims() -> None:
     ears = Ears("The answer is five.", "The answer is five.")
     heard, check, second = roundtrip.listen(b"", ["56"], "7 times 8 is 56.", ears)
     assert not check.ok and heard == "The answer is five." and second == "The answer is five."
+
+
+def test_a_transcript_already_made_is_not_made_again() -> None:
+    """The round trip transcribes the reply while it reads the media path and the agent's
+    report; listen() then judges that transcript and listens again only when needed."""
+    ears = Ears("unused", "7 times 8 is 56.")
+    heard, check, second = roundtrip.listen(b"", ["56"], "7 times 8 is 56.", ears,
+                                            heard="7 times 8 is 58.")
+    assert check.ok and heard == second == "7 times 8 is 56."
+    assert ears.calls == ["unprompted"]
+    ears = Ears("unused", "unused")
+    heard, check, second = roundtrip.listen(b"", ["56"], "", ears, heard="It is 56.")
+    assert check.ok and heard == "It is 56." and ears.calls == []
+
+
+def _room_config(token: str) -> dict[str, object]:
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return dict(claims["roomConfig"])
+
+
+def test_a_round_trips_room_closes_a_second_after_it_is_left() -> None:
+    token = roundtrip.caller_token("key", "secret" * 6, "room", "caller", "agent",
+                                   departure_timeout_s=roundtrip.ROUND_TRIP_DEPARTURE_S)
+    config = _room_config(token)
+    assert config["departureTimeout"] == 1
+    assert config["agents"] == [{"agentName": "agent"}]
+    # A held call's room keeps the server's default: a caller may rejoin it.
+    assert "departureTimeout" not in _room_config(
+        roundtrip.caller_token("key", "secret" * 6, "room", "caller", "agent"))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "1"])
+def test_a_departure_timeout_must_be_whole_seconds(bad: object) -> None:
+    with pytest.raises(ValueError, match="departure_timeout_s"):
+        roundtrip.caller_token("key", "secret" * 6, "room", "caller", "agent",
+                               departure_timeout_s=bad)  # type: ignore[arg-type]
 
 
 def test_no_second_listening_without_a_right_claim() -> None:

@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "baseline_s": 0.0,
     "tail_s": 0.0,
     "settle_s": 0.0,
-    "join_timeout_s": 5.0,
+    "join_timeout_s": 1.0,
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "start": ("experiment", "method"),

@@ -20,7 +20,8 @@ definitions plus ``interval_s``, default 1.0, and optional ``summary_keys``),
 (``last_action`` or ``rollbacks``), ``fault_actions`` (names; default every method action),
 ``baseline_s`` (sample this long before the method starts), ``tail_s`` and ``settle_s`` (at
 the stop, keep sampling up to ``tail_s`` until every probe has been ok for ``settle_s`` since
-the fault ended; not after Ctrl-C or an abort), ``join_timeout_s`` (5). Bad arguments fail
+the fault ended; not after Ctrl-C or an abort), ``join_timeout_s`` (1: a call under way at the
+stop is dropped anyway, waiting for it only delays the journal). Bad arguments fail
 the validation (``validate_control``) or, unvalidated, interrupt the run before anything is
 sampled.
 

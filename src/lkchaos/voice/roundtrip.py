@@ -125,19 +125,37 @@ class Outcome:
         }
 
 
+#: Seconds LiveKit keeps a round trip's room open after its last participant left (its
+#: ``departure_timeout``; the server's default is 20 s). A round trip's room is used once:
+#: closing it at once frees it in Redis, and ends its webhooks (``room_finished``) a second
+#: after the call instead of twenty.
+ROUND_TRIP_DEPARTURE_S = 1
+
+
 def caller_token(
-    key: str, secret: str, room: str, identity: str, agent_name: str, ttl_s: float = 300.0
-) -> str:
+    key: str, secret: str, room: str, identity: str, agent_name: str, ttl_s: float = 300.0,
+    departure_timeout_s: int | None = None,
+) -> str:  # fmt: skip
     """A caller's join token that also dispatches ``agent_name`` to the room, valid for
-    ``ttl_s`` seconds (a held call rejoining after a node loss needs it still valid)."""
+    ``ttl_s`` seconds (a held call rejoining after a node loss needs it still valid). With
+    ``departure_timeout_s`` (whole seconds, at least 1), the room the token creates closes
+    that long after its last participant left, instead of after the server's default."""
+    config = api.RoomConfiguration(agents=[api.RoomAgentDispatch(agent_name=agent_name)])
+    if departure_timeout_s is not None:
+        if isinstance(departure_timeout_s, bool) or not (
+            isinstance(departure_timeout_s, int) and departure_timeout_s >= 1
+        ):
+            raise ValueError(
+                f"departure_timeout_s must be a whole number of seconds, at least 1, not "
+                f"{departure_timeout_s!r}"
+            )
+        config.departure_timeout = departure_timeout_s
     return (
         api.AccessToken(key, secret)
         .with_identity(identity)
         .with_ttl(dt.timedelta(seconds=ttl_s))
         .with_grants(api.VideoGrants(room_join=True, room=room))
-        .with_room_config(
-            api.RoomConfiguration(agents=[api.RoomAgentDispatch(agent_name=agent_name)])
-        )
+        .with_room_config(config)
         .to_jwt()
     )
 
@@ -258,9 +276,12 @@ async def _converse(
         return
     first_at, last_at, pcm = reply
     out.reply_pcm = pcm
-    out.media = await _media_path(room)
     out.timings_ms["end_of_speech_to_first_audio"] = (first_at - end_of_speech) * 1000
     out.timings_ms["end_of_speech_to_reply_end"] = (last_at - end_of_speech) * 1000
+    # The reply is transcribed while the media path and the agent's turn report are read:
+    # neither changes what the audio says.
+    hearing = asyncio.ensure_future(asyncio.to_thread(_timed, audio.transcribe, pcm))
+    out.media = await _media_path(room)
 
     out.stage = "wrong_reply"
     report = await _wait(
@@ -269,19 +290,27 @@ async def _converse(
     if report:
         out.agent = {k: report.get(k) for k in ("outcome", "heard", "reply", "tools",
                                                 *AGENT_TIMINGS)}
-    started = time.perf_counter()
+    first, first_s = await hearing
     claimed = str(out.agent.get("reply") or "")
+    started = time.perf_counter()
     out.heard, check, out.second_listen = await asyncio.to_thread(
-        listen, pcm, out.expected, claimed, audio.transcribe
+        listen, pcm, out.expected, claimed, audio.transcribe, first
     )
-    out.timings_ms["transcription"] = (time.perf_counter() - started) * 1000
+    out.timings_ms["transcription"] = (first_s + time.perf_counter() - started) * 1000
     out.ok, out.reason = check.ok, check.reason
     out.stage, out.reason, out.misheard = judge(out.question, check.ok, check.reason,
                                                 out.heard, out.agent)  # fmt: skip
 
 
+def _timed(transcribe: Callable[[Any], str], pcm: Any) -> tuple[str, float]:
+    """``(transcribe(pcm), seconds it took)``."""
+    started = time.perf_counter()
+    return transcribe(pcm), time.perf_counter() - started
+
+
 def listen(
-    pcm: Any, expected: list[str], claimed: str, transcribe: Callable[..., str]
+    pcm: Any, expected: list[str], claimed: str, transcribe: Callable[..., str],
+    heard: str | None = None,
 ) -> tuple[str, Any, str | None]:
     """What the caller heard in the reply audio ``pcm``: ``(transcript, check, second)``.
 
@@ -289,9 +318,11 @@ def listen(
     said it, the same audio is listened to once more, unprompted (``transcribe(pcm, None)``),
     and judged by that: the probe's Whisper mishears about one reply in a hundred
     (BENCHMARKS.md). The claim only triggers the second listening; the verdict is always
-    what the audio says. ``second`` is the second transcript, or None.
+    what the audio says. ``second`` is the second transcript, or None. ``heard``: the first
+    transcript when it was already made (``transcribe(pcm)`` is then not called again).
     """
-    heard = transcribe(pcm)
+    if heard is None:
+        heard = transcribe(pcm)
     check = check_reply(heard, expected)
     if check.ok or not claimed or not check_reply(claimed, expected).ok:
         return heard, check, None
@@ -378,7 +409,8 @@ async def run(
         expected=list(expected) if expected else expected_answers(question),
         room=f"lkchaos-probe-{uuid.uuid4().hex[:10]}",
     )
-    token = caller_token(api_key, api_secret, out.room, f"caller-{out.room[-10:]}", agent_name)
+    token = caller_token(api_key, api_secret, out.room, f"caller-{out.room[-10:]}", agent_name,
+                         departure_timeout_s=ROUND_TRIP_DEPARTURE_S)
     room, speaker = new_room(), audio.Speaker()
     listeners: list[audio.Listener] = []
     joining: list[asyncio.Task[None]] = []

@@ -19,6 +19,11 @@ Environment:
   connecting, default 5).
 - ``AGENT_NAME`` (default ``lkchaos-agent``).
 - ``AGENT_HTTP_HOST``/``AGENT_HTTP_PORT``: worker health server (default 0.0.0.0:8081).
+- ``AGENT_READY_FILE``: a file written with the worker's id once it has registered with
+  LiveKit, removed at start-up (default ``/tmp/lkchaos-agent-registered``; empty: none).
+  livekit-agents' health server answers 200 about four seconds before the worker can take a
+  job; the container's health check (``health.sh``) also requires this file, so that
+  "healthy" means "can be dispatched".
 - ``AGENT_METRICS_PORT``: the framework's Prometheus metrics at ``/metrics`` on that port of
   ``AGENT_HTTP_HOST`` (default 9464; 0 turns them off).
 - ``AGENT_IDLE_PROCESSES`` (default 1).
@@ -71,6 +76,7 @@ import os
 import time
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from livekit.agents import (
@@ -133,6 +139,7 @@ class Settings:
     agent_name: str
     http_host: str
     http_port: int
+    ready_file: str
     metrics_port: int
     idle_processes: int
     load_mode: str
@@ -161,6 +168,7 @@ class Settings:
             agent_name=env("AGENT_NAME", "lkchaos-agent"),
             http_host=env("AGENT_HTTP_HOST", "0.0.0.0"),
             http_port=int(env("AGENT_HTTP_PORT", "8081")),
+            ready_file=env("AGENT_READY_FILE", "/tmp/lkchaos-agent-registered"),
             metrics_port=int(env("AGENT_METRICS_PORT", "9464")),
             idle_processes=int(env("AGENT_IDLE_PROCESSES", "1")),
             load_mode=env("AGENT_LOAD", "jobs"),
@@ -364,7 +372,21 @@ def build_server(settings: Settings | None = None) -> AgentServer:
         setup_fnc=prewarm,
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    if settings.ready_file:
+        mark_registration(server, Path(settings.ready_file))
     return server
+
+
+def mark_registration(server: AgentServer, ready_file: Path) -> None:
+    """Remove ``ready_file`` (a restarted container keeps its files) and write the worker's
+    id to it each time the worker registers with LiveKit."""
+    ready_file.unlink(missing_ok=True)
+
+    def registered(worker_id: str, _info: Any) -> None:
+        ready_file.write_text(f"{worker_id}\n")
+        log.info("worker %s registered: ready for jobs", worker_id)
+
+    server.on("worker_registered", registered)
 
 
 if __name__ == "__main__":
