@@ -53,8 +53,20 @@ stamp=.venv/.lkchaos-installed
 want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing lkchaos and its dependencies into .venv"
-  .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e ".[dev,voice,stack,ingress,load]"
+  .venv/bin/pip install -q --upgrade pip uv >/dev/null
+  # uv installs what pip would resolve, from the same index, in about 10 s where pip takes a
+  # minute; pip stays in the virtualenv. uv reads its own settings, not pip's: the system's
+  # certificates (as pip here) and pip's index and links from the environment are passed on.
+  # Should uv fail for any reason, pip does the install, and says why if it cannot either.
+  extras=".[dev,voice,stack,ingress,load]"
+  if ! UV_NATIVE_TLS=${UV_NATIVE_TLS:-1} \
+      UV_INDEX_URL=${UV_INDEX_URL:-${PIP_INDEX_URL:-}} \
+      UV_EXTRA_INDEX_URL=${UV_EXTRA_INDEX_URL:-${PIP_EXTRA_INDEX_URL:-}} \
+      UV_FIND_LINKS=${UV_FIND_LINKS:-${PIP_FIND_LINKS:-}} \
+      .venv/bin/uv pip install -q --python .venv/bin/python -e "$extras"; then
+    log "uv could not install; installing with pip instead"
+    .venv/bin/pip install -q -e "$extras"
+  fi
   echo "$want" > "$stamp"
 fi
 
