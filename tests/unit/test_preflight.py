@@ -4,6 +4,7 @@ activity and the argument; every experiment of experiments/ passes; nothing is t
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,18 @@ def test_cli_check(fakes: dict[str, Any], tmp_path: Path) -> None:
     assert bad.exit_code == 2
     assert "'slow-link'" in bad.output and "latency_ms" in bad.output
     assert "malformed-trailing-comma.json:5: not valid JSON" in bad.output
+
+
+def test_the_preflight_imports_no_activity_module_until_a_rule_needs_it() -> None:
+    """A `chaos run` loads the safety control and the preflight at its start: the checkers of
+    activities the experiment does not use (and the rtc SDK, numpy, the LiveKit API, Redis
+    and Docker clients behind them) must not be imported for it."""
+    heavy = ("numpy", "livekit.rtc", "livekit.api", "aiohttp", "redis", "docker",
+             "lkchaos.tls.actions", "lkchaos.voice.held")
+    code = ("import sys, lkchaos.preflight, lkchaos.safety.control\n"
+            f"print([m for m in {heavy!r} if m in sys.modules])\n"
+            "from lkchaos.preflight import rules\n"
+            "print(rules.tls_actions._check.__module__)\n")  # imported when first read
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout.splitlines() == ["[]", "lkchaos.tls.actions"], done.stdout + done.stderr

@@ -10,38 +10,73 @@ settings (the stack domain, the LiveKit nodes, the Redis address map) read them 
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaoslib.exceptions import ActivityFailed
 
 from lkchaos import roles
-from lkchaos.dns import actions as dns_actions
-from lkchaos.dns import probes as dns_probes
-from lkchaos.docker import actions as docker_actions
-from lkchaos.hooks import probes as hooks_probes
-from lkchaos.ingress import probes as ingress_probes
-from lkchaos.livekit import actions as livekit_actions
-from lkchaos.livekit import hold as livekit_hold
-from lkchaos.livekit import probes as livekit_probes
-from lkchaos.livekit.probes import SNAPSHOT_NAME
-from lkchaos.network import actions as network_actions
 from lkchaos.network import rules as network_rules
-from lkchaos.prometheus import probes as prom_probes
-from lkchaos.redis import actions as redis_actions
-from lkchaos.redis import probes as redis_probes
 from lkchaos.settings import Settings
-from lkchaos.stress import actions as stress_actions
 from lkchaos.target.model import LinkRole
-from lkchaos.tls import actions as tls_actions
-from lkchaos.tls import probes as tls_probes
-from lkchaos.toxiproxy import actions as toxi_actions
-from lkchaos.toxiproxy import probes as toxi_probes
 from lkchaos.values import check_int, check_number, check_service_name, check_text
-from lkchaos.voice import held
-from lkchaos.voice.session import Options
+
+
+class _Module:
+    """A module imported when one of its attributes is first read. The rules cover every
+    lkchaos activity, but a run needs the checkers of its own activities only: importing all
+    of them (the rtc SDK, numpy, the LiveKit API, aiohttp, ...) took about a second of each
+    ``chaos run``'s start."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+if TYPE_CHECKING:
+    from lkchaos.dns import actions as dns_actions
+    from lkchaos.dns import probes as dns_probes
+    from lkchaos.docker import actions as docker_actions
+    from lkchaos.hooks import probes as hooks_probes
+    from lkchaos.ingress import probes as ingress_probes
+    from lkchaos.livekit import actions as livekit_actions
+    from lkchaos.livekit import hold as livekit_hold
+    from lkchaos.livekit import probes as livekit_probes
+    from lkchaos.network import actions as network_actions
+    from lkchaos.prometheus import probes as prom_probes
+    from lkchaos.redis import actions as redis_actions
+    from lkchaos.redis import probes as redis_probes
+    from lkchaos.stress import actions as stress_actions
+    from lkchaos.tls import actions as tls_actions
+    from lkchaos.tls import probes as tls_probes
+    from lkchaos.toxiproxy import actions as toxi_actions
+    from lkchaos.toxiproxy import probes as toxi_probes
+    from lkchaos.voice import held, session
+else:
+    dns_actions = _Module("lkchaos.dns.actions")
+    dns_probes = _Module("lkchaos.dns.probes")
+    docker_actions = _Module("lkchaos.docker.actions")
+    hooks_probes = _Module("lkchaos.hooks.probes")
+    ingress_probes = _Module("lkchaos.ingress.probes")
+    livekit_actions = _Module("lkchaos.livekit.actions")
+    livekit_hold = _Module("lkchaos.livekit.hold")
+    livekit_probes = _Module("lkchaos.livekit.probes")
+    network_actions = _Module("lkchaos.network.actions")
+    prom_probes = _Module("lkchaos.prometheus.probes")
+    redis_actions = _Module("lkchaos.redis.actions")
+    redis_probes = _Module("lkchaos.redis.probes")
+    stress_actions = _Module("lkchaos.stress.actions")
+    tls_actions = _Module("lkchaos.tls.actions")
+    tls_probes = _Module("lkchaos.tls.probes")
+    toxi_actions = _Module("lkchaos.toxiproxy.actions")
+    toxi_probes = _Module("lkchaos.toxiproxy.probes")
+    held = _Module("lkchaos.voice.held")
+    session = _Module("lkchaos.voice.session")
 
 Args = Mapping[str, Any]
 #: Toxiproxy link roles (``toxiproxy.links`` keys of a target).
@@ -248,7 +283,7 @@ def _held_turn(a: Args, c: Context) -> object:
     callers = check_int("callers", a.get("callers", 1), "calls", minimum=1,
                         maximum=held.MAX_CALLERS)  # fmt: skip
     try:
-        Options(duration_s=a.get("duration_s", 900.0), turn_gap_s=a.get("turn_gap_s", 0.3),
+        session.Options(duration_s=a.get("duration_s", 900.0), turn_gap_s=a.get("turn_gap_s", 0.3),
                 transcribe_every=a.get("transcribe_every", 1),
                 start_delay_s=a.get("stagger_s", 2.5))  # fmt: skip
     except (ValueError, TypeError) as exc:
@@ -278,7 +313,7 @@ def _urls(a: Args, c: Context) -> object:
 
 def _snapshot(a: Args, c: Context) -> object:
     name = a.get("name")
-    if not isinstance(name, str) or not SNAPSHOT_NAME.fullmatch(name):
+    if not isinstance(name, str) or not livekit_probes.SNAPSHOT_NAME.fullmatch(name):
         raise ActivityFailed(f"name must be letters, digits, '.', '_' or '-' (not first), at "
                              f"most 100, not {name!r}")  # fmt: skip
     return None
