@@ -125,11 +125,13 @@ class Outcome:
         }
 
 
-#: Seconds LiveKit keeps a round trip's room open after its last participant left (its
+#: Seconds LiveKit keeps a round trip's room open once the caller has left (its
 #: ``departure_timeout``; the server's default is 20 s). A round trip's room is used once:
-#: closing it at once frees it in Redis, and ends its webhooks (``room_finished``) a second
-#: after the call instead of twenty.
-ROUND_TRIP_DEPARTURE_S = 1
+#: closing it sooner frees it in Redis and ends its webhooks (``room_finished``) sooner. Not
+#: sooner than this: agents do not count as participants for it, and the agent leaves by
+#: itself about 2 s after the caller; a room closed before that disconnects the agent in the
+#: middle of its shutdown, which it logs as errors (seen with 1 s).
+ROUND_TRIP_DEPARTURE_S = 5
 
 
 def caller_token(
