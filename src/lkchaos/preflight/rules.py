@@ -283,9 +283,10 @@ def _held_turn(a: Args, c: Context) -> object:
     callers = check_int("callers", a.get("callers", 1), "calls", minimum=1,
                         maximum=held.MAX_CALLERS)  # fmt: skip
     try:
-        session.Options(duration_s=a.get("duration_s", 900.0), turn_gap_s=a.get("turn_gap_s", 0.3),
-                transcribe_every=a.get("transcribe_every", 1),
-                start_delay_s=a.get("stagger_s", 2.5))  # fmt: skip
+        session.Options(duration_s=a.get("duration_s", 900.0),
+                        turn_gap_s=a.get("turn_gap_s", 0.3),
+                        transcribe_every=a.get("transcribe_every", 1),
+                        start_delay_s=a.get("stagger_s", 2.5))  # fmt: skip
     except (ValueError, TypeError) as exc:
         raise ActivityFailed(f"held call: {exc}") from exc
     held._check_overdue(a.get("overdue_s"), a.get("every_s"))

@@ -141,7 +141,8 @@ def caller_token(
     """A caller's join token that also dispatches ``agent_name`` to the room, valid for
     ``ttl_s`` seconds (a held call rejoining after a node loss needs it still valid). With
     ``departure_timeout_s`` (whole seconds, at least 1), the room the token creates closes
-    that long after its last participant left, instead of after the server's default."""
+    that long after its last participant other than agents left (LiveKit does not count
+    agents), instead of after the server's default."""
     config = api.RoomConfiguration(agents=[api.RoomAgentDispatch(agent_name=agent_name)])
     if departure_timeout_s is not None:
         if isinstance(departure_timeout_s, bool) or not (
