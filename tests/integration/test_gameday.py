@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"
 #: Seconds a game day of these tests may take (each entry is about 50-110 s).
 LIMIT_S = 900
+#: The interrupted entry's fault window, seconds.
+WINDOW_S = 60
 
 
 def gameday_file(tmp_path: Path, name: str, entries: list[dict[str, Any]]) -> Path:
@@ -107,7 +109,7 @@ def test_interrupt_mid_fault_leaves_nothing(tmp_path: Path, settings: Settings) 
     before = _deployment(settings)
     assert ledger.pending(settings.state_dir) == []
     path = gameday_file(tmp_path, "integration-interrupt", [
-        {"experiment": str(resolver_down_experiment(tmp_path)), "fault_s": 60},
+        {"experiment": str(resolver_down_experiment(tmp_path)), "fault_s": WINDOW_S},
         {"experiment": str(EXPERIMENTS / "agent-crash.json")},
     ])
     out = tmp_path / "out"
@@ -120,14 +122,20 @@ def test_interrupt_mid_fault_leaves_nothing(tmp_path: Path, settings: Settings) 
                and time.monotonic() < deadline):
             time.sleep(0.2)
         assert ledger.pending(settings.state_dir), "the fault was never injected"
-        process.send_signal(signal.SIGINT)  # the resolver is down for 60 s: mid-fault
+        # Mid-fault, and usually while the action still injects and verifies it.
+        process.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
         _, stderr = process.communicate(timeout=LIMIT_S)
+        stopped_s = time.monotonic() - interrupted
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, stderr
     summary = json.loads((out / "gameday.json").read_text())
     assert [e["outcome"] for e in summary["entries"]] == ["interrupted", "skipped"]
+    # Rolled back on the interrupt, not once the window the action's pause declares ran out
+    # (chaoslib sleeps that pause even when the action itself was interrupted).
+    assert stopped_s < WINDOW_S, f"the game day ended {stopped_s:.0f} s after Ctrl-C"
     assert "lkchaos recovery" in stderr
     # Nothing left: the ledger, Toxiproxy, containers, resolver answers, certificates.
     assert ledger.pending(settings.state_dir) == []

@@ -25,7 +25,9 @@ see controls/README.md). Declared both ways it acts once.
   else: the full sweep is ``lkchaos recover``). An undo that fails stays in the ledger, marked,
   and the run ends ``failed``. An explicit ``--rollback-strategy never`` is honoured, with a
   warning; ``--dry`` that skips actions plays no rollback and undoes nothing.
-- SIGTERM is turned into the same graceful stop as Ctrl-C.
+- SIGTERM is turned into the same graceful stop as Ctrl-C. Either, while an activity runs,
+  ends that activity's ``pauses.after`` (the fault window) at once instead of after it
+  (:mod:`lkchaos.safety.pauses`).
 - Room-state snapshots left by earlier runs are removed when an experiment starts.
 - What it did is written to the journal under ``"lkchaos_safety"``.
 """
@@ -48,7 +50,7 @@ from chaoslib.run import RunEventHandler
 from chaoslib.settings import get_loaded_settings
 from chaoslib.types import Dry
 
-from lkchaos.safety import audit, gate, ledger, runlock
+from lkchaos.safety import audit, gate, ledger, pauses, runlock
 from lkchaos.settings import Settings
 
 logger = logging.getLogger("chaostoolkit")
@@ -135,6 +137,7 @@ def _start(
 ) -> None:  # fmt: skip
     settings = Settings.load(configuration, secrets)
     audit.register_secret(settings.livekit_api_secret)
+    pauses.install()
     title = str(context.get("title", "experiment"))
     try:
         note = runlock.acquire(settings.state_dir, title)
