@@ -27,7 +27,10 @@ see controls/README.md). Declared both ways it acts once.
   warning; ``--dry`` that skips actions plays no rollback and undoes nothing.
 - SIGTERM is turned into the same graceful stop as Ctrl-C. Either, while an activity runs,
   ends that activity's ``pauses.after`` (the fault window) at once instead of after it
-  (:mod:`lkchaos.safety.pauses`).
+  (:mod:`lkchaos.safety.pauses`). Once the run turns to its rollbacks and undoing (after an
+  interrupt, or Chaos Toolkit's rollbacks), further ones are refused with a message: a
+  second Ctrl-C would abort the rollbacks and leave the faults in effect. The journal counts
+  them (``interrupts_ignored``).
 - Room-state snapshots left by earlier runs are removed when an experiment starts.
 - What it did is written to the journal under ``"lkchaos_safety"``.
 """
@@ -35,6 +38,7 @@ see controls/README.md). Declared both ways it acts once.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 import weakref
@@ -58,6 +62,10 @@ logger = logging.getLogger("chaostoolkit")
 #: Activities (actions and probes) of these modules fail the run when they fail.
 VERDICT_MODULES: tuple[str, ...] = ("lkchaos.",)
 
+#: Seconds after an interrupt within which the run must have turned to its rollbacks for a
+#: further interrupt to be refused (see ``_on_signal``).
+INTERRUPT_GRACE_S = 5.0
+
 NEVER_WARNING = (
     "--rollback-strategy never: lkchaos plays no rollback and undoes none of this run's "
     "faults; they stay in effect. Run `lkchaos recover` to remove them."
@@ -77,11 +85,18 @@ def validate_control(control: dict[str, Any]) -> None:
 
 
 class _RuntimeSettings(RunEventHandler):  # type: ignore[misc]
-    """Catches the runner's settings (where ``--rollback-strategy`` ends up)."""
+    """Catches the runner's settings (where ``--rollback-strategy`` ends up), and when the
+    run turns to undoing its faults (an interrupt, Chaos Toolkit's rollbacks)."""
 
     def running(self, experiment: Any, journal: Any, configuration: Any, secrets: Any,
                 schedule: Any, settings: Any) -> None:  # fmt: skip
         _runtime["settings"] = settings or {}
+
+    def signal_exit(self) -> None:
+        _undoing()
+
+    def start_rollbacks(self, experiment: Any) -> None:
+        _undoing()
 
 
 def configure_control(
@@ -102,8 +117,31 @@ def _rollback_strategy(experiment: dict[str, Any]) -> str:
     return "default"
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGINT and SIGTERM during a run: the first is Ctrl-C's graceful stop
+    (``KeyboardInterrupt``); later ones get a message instead, since a second Ctrl-C would
+    abort the rollbacks and leave the faults in effect. Unless the first went unheeded: no
+    rollback or undo started within :data:`INTERRUPT_GRACE_S`, the next one stops the run."""
+    now = time.monotonic()
+    first = _run.get("interrupted_at")
+    since = _run.get("undoing_since")
+    if first is None or (since is None and now - first > INTERRUPT_GRACE_S):
+        _run["interrupted_at"] = now
+        raise KeyboardInterrupt() if signum == signal.SIGINT else KeyboardInterrupt(
+            f"signal {signum}")
+    _run["interrupts_ignored"] = _run.get("interrupts_ignored", 0) + 1
+    # Written straight to stderr: logging from a signal handler can deadlock on its lock.
+    os.write(2, (
+        f"\nlkchaos: {signal.Signals(signum).name} ignored: undoing this run's faults "
+        f"({now - (since or first):.0f} s so far); stopping now would leave them in effect. "
+        f"If it hangs, kill -9 {os.getpid()} and run `lkchaos recover`.\n"
+    ).encode())
+
+
+def _undoing() -> None:
+    """The run has turned to its rollbacks and undoing: interrupts no longer stop it."""
+    if "state_dir" in _run:
+        _run.setdefault("undoing_since", time.monotonic())
 
 
 def before_experiment_control(
@@ -162,10 +200,15 @@ def _start(
     # Room-state snapshots belong to one run: none from an earlier run may be compared.
     for old in (Path(settings.state_dir) / "snapshots").glob("*.json"):
         old.unlink(missing_ok=True)
-    try:
-        _run["previous_sigterm"] = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread: leave SIGTERM alone
-        pass
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signum == signal.SIGINT and signal.getsignal(signum) is signal.SIG_IGN:
+            continue  # started in the background (`&`): Ctrl-C is not meant for this run
+        try:
+            previous[signum] = signal.signal(signum, _on_signal)
+        except ValueError:  # not the main thread: leave the signals alone
+            break
+    _run["previous_signals"] = previous
 
 
 def before_activity_control(context: dict[str, Any], **kwargs: Any) -> None:
@@ -332,6 +375,7 @@ def after_experiment_control(
         return
     if "state_dir" not in _run or _run.get("experiment") is not context:
         return  # this run never took the lock (or this is the second declaration)
+    _undoing()
     started = time.monotonic()
     before = (state.get("status"), bool(state.get("deviated")))
     dry = context.get("dry")
@@ -349,6 +393,8 @@ def after_experiment_control(
         logger.error(f"the safety control failed: {exc}; run `lkchaos recover`")
     finally:
         report["cleanup_s"] = round(time.monotonic() - started, 3)
+        if _run.get("interrupts_ignored"):
+            report["interrupts_ignored"] = _run["interrupts_ignored"]
         secrets_seen = audit.known_secrets(_run["state_dir"])
         state["lkchaos_safety"] = audit.scrub(report, secrets_seen)
         _finish()
@@ -400,11 +446,12 @@ def _finish() -> None:
     if state_dir is not None:
         runlock.release(state_dir)
         ledger.end_run()
-    previous = _run.pop("previous_sigterm", None)
-    if previous is not None:
+    for signum, handler in _run.pop("previous_signals", {}).items():
         try:
-            signal.signal(signal.SIGTERM, previous)
-        except ValueError:
+            signal.signal(signum, handler)
+        except (ValueError, TypeError):  # another thread; a handler set outside Python
             pass
+    for key in ("undoing_since", "interrupted_at", "interrupts_ignored"):
+        _run.pop(key, None)
     _run.pop("experiment", None)
     _runtime.clear()
