@@ -59,6 +59,14 @@ def test_an_unheeded_interrupt_lets_the_next_one_stop_the_run(
         control._on_signal(signal.SIGINT, None)
 
 
+def test_a_first_interrupt_during_the_rollbacks_of_a_finished_run_is_refused(
+    run: dict[str, object],
+) -> None:
+    control._undoing()
+    control._on_signal(signal.SIGINT, None)
+    assert run["interrupts_ignored"] == 1
+
+
 def test_undoing_outside_a_run_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(control, "_run", {})
     control._undoing()

@@ -119,21 +119,23 @@ def _rollback_strategy(experiment: dict[str, Any]) -> str:
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     """SIGINT and SIGTERM during a run: the first is Ctrl-C's graceful stop
-    (``KeyboardInterrupt``); later ones get a message instead, since a second Ctrl-C would
-    abort the rollbacks and leave the faults in effect. Unless the first went unheeded: no
-    rollback or undo started within :data:`INTERRUPT_GRACE_S`, the next one stops the run."""
+    (``KeyboardInterrupt``); any once the run is undoing its faults (rollbacks, the safety
+    control's undo) and later ones get a message instead: stopping there would abort the
+    rollbacks and leave the faults in effect. Unless the first went unheeded: no rollback or
+    undo started within :data:`INTERRUPT_GRACE_S`, the next one stops the run."""
     now = time.monotonic()
     first = _run.get("interrupted_at")
     since = _run.get("undoing_since")
-    if first is None or (since is None and now - first > INTERRUPT_GRACE_S):
+    if since is None and (first is None or now - first > INTERRUPT_GRACE_S):
         _run["interrupted_at"] = now
         raise KeyboardInterrupt() if signum == signal.SIGINT else KeyboardInterrupt(
             f"signal {signum}")
     _run["interrupts_ignored"] = _run.get("interrupts_ignored", 0) + 1
+    began: float = since if since is not None else (first if first is not None else now)
     # Written straight to stderr: logging from a signal handler can deadlock on its lock.
     os.write(2, (
         f"\nlkchaos: {signal.Signals(signum).name} ignored: undoing this run's faults "
-        f"({now - (since or first):.0f} s so far); stopping now would leave them in effect. "
+        f"({now - began:.0f} s so far); stopping now would leave them in effect. "
         f"If it hangs, kill -9 {os.getpid()} and run `lkchaos recover`.\n"
     ).encode())
 
