@@ -13,7 +13,11 @@ from lkchaos.safety import control
 
 @pytest.fixture()
 def run(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, object]]:
+    """A run under way (its state; no lock or ledger behind it)."""
     monkeypatch.setattr(control, "_run", {"state_dir": "/nonexistent"})
+    monkeypatch.setattr(control, "_lingering", {})
+    monkeypatch.setattr(control.runlock, "release", lambda state_dir: None)
+    monkeypatch.setattr(control.ledger, "end_run", lambda: None)
     yield control._run
 
 
@@ -71,3 +75,46 @@ def test_undoing_outside_a_run_changes_nothing(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(control, "_run", {})
     control._undoing()
     assert control._run == {}
+
+
+def test_after_an_interrupted_runs_undo_interrupts_are_refused_until_the_run_finishes(
+    run: dict[str, object], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    previous = signal.getsignal(signal.SIGINT)
+
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("not expected")
+
+    signal.signal(signal.SIGINT, control._on_signal)
+    run["previous_signals"] = {signal.SIGINT: mine}
+    monkeypatch.setattr(control, "_lingering", {})
+    monkeypatch.setattr(control, "_registries", {object()})  # a runner's event registry
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            control._on_signal(signal.SIGINT, None)
+        control._undoing()
+        control._finish()  # the faults are undone; other controls and the journal remain
+        assert signal.getsignal(signal.SIGINT) is control._on_signal
+        control._on_signal(signal.SIGINT, None)  # refused, not raised
+        assert "writing the journal" in capfd.readouterr().err
+        control._RuntimeSettings().finish({})  # Chaos Toolkit is done with the run
+        assert signal.getsignal(signal.SIGINT) is mine
+        assert control._lingering == {}
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_finished_run_that_was_not_interrupted_puts_the_handlers_back_at_once(
+    run: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, control._on_signal)
+    run["previous_signals"] = {signal.SIGINT: signal.default_int_handler}
+    monkeypatch.setattr(control, "_lingering", {})
+    try:
+        control._undoing()
+        control._finish()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert control._lingering == {}
+    finally:
+        signal.signal(signal.SIGINT, previous)

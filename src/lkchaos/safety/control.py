@@ -30,7 +30,8 @@ see controls/README.md). Declared both ways it acts once.
   (:mod:`lkchaos.safety.pauses`). Once the run turns to its rollbacks and undoing (after an
   interrupt, or Chaos Toolkit's rollbacks), further ones are refused with a message: a
   second Ctrl-C would abort the rollbacks and leave the faults in effect. The journal counts
-  them (``interrupts_ignored``).
+  them (``interrupts_ignored``). After an interrupt they stay refused until Chaos Toolkit has
+  finished the run, so that the journal is written.
 - Room-state snapshots left by earlier runs are removed when an experiment starts.
 - What it did is written to the journal under ``"lkchaos_safety"``.
 """
@@ -73,6 +74,9 @@ NEVER_WARNING = (
 
 _run: dict[str, Any] = {}
 _runtime: dict[str, Any] = {}
+#: After an interrupted run's undo: the handlers to put back once Chaos Toolkit has finished
+#: the run (its other controls, the journal), and since when the run has been stopping.
+_lingering: dict[str, Any] = {}
 _registries: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -98,6 +102,9 @@ class _RuntimeSettings(RunEventHandler):  # type: ignore[misc]
     def start_rollbacks(self, experiment: Any) -> None:
         _undoing()
 
+    def finish(self, journal: Any) -> None:
+        _restore_lingering()
+
 
 def configure_control(
     settings: dict[str, Any] | None = None, event_registry: Any = None, **kwargs: Any
@@ -121,23 +128,40 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     """SIGINT and SIGTERM during a run: the first is Ctrl-C's graceful stop
     (``KeyboardInterrupt``); any once the run is undoing its faults (rollbacks, the safety
     control's undo) and later ones get a message instead: stopping there would abort the
-    rollbacks and leave the faults in effect. Unless the first went unheeded: no rollback or
-    undo started within :data:`INTERRUPT_GRACE_S`, the next one stops the run."""
+    rollbacks and leave the faults in effect, and, once they are undone, lose the journal
+    and the run's record. Unless the first went unheeded: no rollback or undo started
+    within :data:`INTERRUPT_GRACE_S`, the next one stops the run."""
     now = time.monotonic()
     first = _run.get("interrupted_at")
     since = _run.get("undoing_since")
-    if since is None and (first is None or now - first > INTERRUPT_GRACE_S):
+    if not _lingering and since is None and (first is None or now - first > INTERRUPT_GRACE_S):
         _run["interrupted_at"] = now
         raise KeyboardInterrupt() if signum == signal.SIGINT else KeyboardInterrupt(
             f"signal {signum}")
-    _run["interrupts_ignored"] = _run.get("interrupts_ignored", 0) + 1
-    began: float = since if since is not None else (first if first is not None else now)
+    if _lingering:
+        began: float = _lingering["since"]
+        doing = "the faults are undone; writing the journal and the run's record"
+    else:
+        _run["interrupts_ignored"] = _run.get("interrupts_ignored", 0) + 1
+        began = since if since is not None else (first if first is not None else now)
+        doing = "undoing this run's faults"
     # Written straight to stderr: logging from a signal handler can deadlock on its lock.
     os.write(2, (
-        f"\nlkchaos: {signal.Signals(signum).name} ignored: undoing this run's faults "
-        f"({now - began:.0f} s so far); stopping now would leave them in effect. "
-        f"If it hangs, kill -9 {os.getpid()} and run `lkchaos recover`.\n"
+        f"\nlkchaos: {signal.Signals(signum).name} ignored: {doing} ({now - began:.0f} s "
+        f"so far); stopping now would leave them unfinished. If it hangs, kill -9 "
+        f"{os.getpid()} and run `lkchaos recover`.\n"
     ).encode())
+
+
+def _restore_lingering() -> None:
+    """Put back the signal handlers an interrupted run kept until Chaos Toolkit finished."""
+    previous = _lingering.pop("previous", {})
+    _lingering.clear()
+    for signum, handler in previous.items():
+        try:
+            signal.signal(signum, handler)
+        except (ValueError, TypeError):  # another thread; a handler set outside Python
+            pass
 
 
 def _undoing() -> None:
@@ -154,6 +178,7 @@ def before_experiment_control(
 ) -> None:
     if _run.get("experiment") is context and "state_dir" in _run:
         return  # declared in the settings and in the experiment: act once
+    _restore_lingering()
     _run.clear()
     # The preflight comes first (once per experiment, whichever lkchaos control starts
     # first). A refusal ends the run with no rollback played, whatever the strategy.
@@ -448,11 +473,15 @@ def _finish() -> None:
     if state_dir is not None:
         runlock.release(state_dir)
         ledger.end_run()
-    for signum, handler in _run.pop("previous_signals", {}).items():
-        try:
-            signal.signal(signum, handler)
-        except (ValueError, TypeError):  # another thread; a handler set outside Python
-            pass
+    previous = _run.pop("previous_signals", {})
+    began = _run.get("undoing_since") or _run.get("interrupted_at")
+    if previous and _run.get("interrupted_at") is not None and _registries:
+        # Interrupted: keep refusing further interrupts until Chaos Toolkit has run the other
+        # controls and written the journal (the registry's ``finish``), then put them back.
+        _lingering.update(previous=previous, since=began)
+    elif previous:
+        _lingering.update(previous=previous)
+        _restore_lingering()
     for key in ("undoing_since", "interrupted_at", "interrupts_ignored"):
         _run.pop(key, None)
     _run.pop("experiment", None)
