@@ -153,15 +153,20 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     ).encode())
 
 
-def _restore_lingering() -> None:
-    """Put back the signal handlers an interrupted run kept until Chaos Toolkit finished."""
-    previous = _lingering.pop("previous", {})
-    _lingering.clear()
+def _restore_signals(previous: dict[int, Any]) -> None:
+    """Put back the signal handlers ``previous`` (signal number -> handler)."""
     for signum, handler in previous.items():
         try:
             signal.signal(signum, handler)
         except (ValueError, TypeError):  # another thread; a handler set outside Python
             pass
+
+
+def _restore_lingering() -> None:
+    """Put back the signal handlers an interrupted run kept until Chaos Toolkit finished."""
+    previous = _lingering.pop("previous", {})
+    _lingering.clear()
+    _restore_signals(previous)
 
 
 def _undoing() -> None:
@@ -474,14 +479,13 @@ def _finish() -> None:
         runlock.release(state_dir)
         ledger.end_run()
     previous = _run.pop("previous_signals", {})
-    began = _run.get("undoing_since") or _run.get("interrupted_at")
     if previous and _run.get("interrupted_at") is not None and _registries:
         # Interrupted: keep refusing further interrupts until Chaos Toolkit has run the other
         # controls and written the journal (the registry's ``finish``), then put them back.
-        _lingering.update(previous=previous, since=began)
-    elif previous:
-        _lingering.update(previous=previous)
-        _restore_lingering()
+        _lingering.update(previous=previous,
+                          since=_run.get("undoing_since") or _run["interrupted_at"])
+    else:
+        _restore_signals(previous)
     for key in ("undoing_since", "interrupted_at", "interrupts_ignored"):
         _run.pop(key, None)
     _run.pop("experiment", None)
