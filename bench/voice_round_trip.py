@@ -4,7 +4,9 @@
 
 Needs the reference stack up (`lkchaos stack up`); the round trips run back to back in the
 stack's prober. Prints p50/p95 of end of speech to first reply audio, the whole call's time,
-the caller-side stage timings and the agent's own per-stage report, and the failures by stage.
+the caller-side stage timings and the agent's own per-stage report, the failures by stage,
+and the CPU each of the busiest containers used per call over the runs (core-seconds, from
+the container engine's counters; the idle stack's share included).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import statistics
 import time
 from typing import Any
 
+from lkchaos.load.usage import snapshot, usage
+from lkchaos.settings import Settings
 from lkchaos.voice.probes import voice_round_trip
 
 
@@ -42,6 +46,8 @@ def main() -> None:
         parser.error("--runs must be between 1 and 500")
     results: list[dict[str, Any]] = []
     walls: list[float] = []
+    settings = Settings.load()
+    first, window = snapshot(settings), time.monotonic()
     for i in range(args.runs):
         began = time.monotonic()
         result = voice_round_trip(question=args.question, timeout=45)
@@ -49,6 +55,8 @@ def main() -> None:
         results.append(result)
         print(f"{i + 1:3d} {result['stage']:<12} {result.get('latency_s')!s:>6} s  "
               f"{result['question']!r} -> {result['heard']!r}", flush=True)
+    window = time.monotonic() - window
+    used = usage(first, snapshot(settings))
     ok = [r for r in results if r["ok"]]
     print(f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores")
     failures = collections.Counter(r["stage"] for r in results if not r["ok"])
@@ -62,6 +70,10 @@ def main() -> None:
     for key in ("transcription_delay_ms", "stt_ms", "tool_ms", "llm_ttft_ms",
                 "tts_first_audio_ms", "e2e_ms"):
         print(row(key, [float(r["agent"][key]) for r in ok if r["agent"].get(key) is not None]))
+    print(f"\nCPU per call (core-seconds, {window:.0f} s for {args.runs} calls):")
+    busiest = sorted(used.items(), key=lambda item: -item[1]["cpu_cores"])[:5]
+    for name, figures in busiest:
+        print(f"  {name:<34} {figures['cpu_cores'] * window / args.runs:6.2f}")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
+from typing import Any
 
 import httpx
 import pytest
 from livekit import api
 
+from lkchaos.docker.client import service_container
 from lkchaos.livekit import client as lk
 from lkchaos.settings import Settings
 from lkchaos.stack import layout
@@ -20,6 +23,19 @@ AGENT_NAME = "lkchaos-agent"
 def test_agent_worker_health() -> None:
     response = httpx.get(f"http://127.0.0.1:{layout.host_port('agent_health')}/", timeout=5)
     assert response.status_code == 200
+
+
+def test_job_processes_are_forked_with_the_pipeline_already_imported(
+    docker: Any, settings: Settings
+) -> None:
+    # Each job runs in a process of its own, forked from the framework's forkserver: the
+    # pipeline's modules must be imported there once (AgentServer's preload_modules), not by
+    # every job process (about a second of CPU per call here: BENCHMARKS).
+    container = service_container(docker, settings.compose_project, "agent")
+    records = [json.loads(line) for line in container.logs().decode().splitlines()
+               if line.startswith("{") and '"preloading plugins"' in line]
+    assert records, "the worker never logged its forkserver preload list"
+    assert "voicestack.agent" in records[-1]["packages"], records[-1]
 
 
 @pytest.mark.parametrize("node", [0, 1], ids=["via-livekit-1", "via-livekit-2"])
