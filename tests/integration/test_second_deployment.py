@@ -249,12 +249,15 @@ def failed_activities(journal: dict[str, Any]) -> dict[str, str]:
     }  # fmt: skip
 
 
-#: Run here only with the full catalogue (``-m catalogue``): CI runs agent-crash and
-#: cert-expiry on the reference stack (the quick game day, test_cert_dns_faults), and
-#: Whisper's outage there as held-whisper-freeze (the same fault, judged turn by turn); here
-#: CI keeps a service fault named by role with its apology (mcp-outage) and the runner
-#: killed mid-fault with Whisper frozen, below.
-CATALOGUE_HERE = {"agent-crash.json", "cert-expiry.json", "whisper-outage.json"}
+#: Run here only with the full catalogue (``-m catalogue``): CI runs agent-crash,
+#: cert-expiry and token-clock-skew on the reference stack (the quick game day,
+#: test_cert_dns_faults, test_experiments_run), and Whisper's outage there as
+#: held-whisper-freeze (the same fault, judged turn by turn); here CI keeps the steady state
+#: (callers, room state and nodes read through this target), a service fault named by role
+#: with its apology (mcp-outage), the target check and the runner killed mid-fault with
+#: Whisper frozen, below.
+CATALOGUE_HERE = {"agent-crash.json", "cert-expiry.json", "whisper-outage.json",
+                  "token-clock-skew.json"}
 
 
 @pytest.mark.parametrize("name", [

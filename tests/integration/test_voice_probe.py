@@ -80,8 +80,11 @@ def test_default_questions_vary_and_are_answered() -> None:
     ("service", "how", "stage", "outcome"),
     [
         ("agent", "stop", "dispatch", None),
-        ("whisper", "pause", "apology", "stt_unavailable"),
-        ("mcp", "stop", "apology", "tools_unavailable"),
+        # The apology stage: CI hears it in mcp-outage (test_second_deployment) and in
+        # held-whisper-freeze's turns; these two join with the full catalogue (-m catalogue).
+        pytest.param("whisper", "pause", "apology", "stt_unavailable",
+                     marks=pytest.mark.catalogue),
+        pytest.param("mcp", "stop", "apology", "tools_unavailable", marks=pytest.mark.catalogue),
         ("caddy", "stop", "join", None),
     ],
     ids=["agent-stopped", "whisper-paused", "mcp-stopped", "caddy-stopped"],
