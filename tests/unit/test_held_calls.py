@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,25 +69,26 @@ def test_a_call_that_cannot_join_says_why(livekit: str) -> None:
 
 
 def test_the_registry_ends_calls_on_request_and_when_nobody_reads_them(livekit: str) -> None:
-    async def go() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-        registry = calls.Registry(idle_s=1.0)
-        options = Options(duration_s=60, dispatch_s=0.3, turn_gap_s=0.05)
+    async def go() -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any], list[Any]]:
+        registry = calls.Registry(idle_s=0.5)
+        options = Options(duration_s=60, dispatch_s=2.0, turn_gap_s=0.05)
         url = livekit.replace("http", "ws")
         kept = registry.start(url, KEY, SECRET, "nobody", options)
         idle = registry.start(url, KEY, SECRET, "nobody", options)
+        # A turn takes over dispatch_s, four times idle_s: a reader waiting for it is reading.
         first = await registry.turns(kept, 0, wait_s=10)
-        for _ in range(60):  # read one, leave the other unread for over idle_s
+        for _ in range(100):  # read one, leave the other unread for over idle_s
             await registry.turns(kept, 0)
             if all(c["id"] != idle for c in registry.status()):
                 break
             await asyncio.sleep(0.1)
         status = registry.status()
         ended = await registry.end(kept)
-        return first, ended, status
+        return first, status, ended, [kept, idle]
 
-    first, ended, status = asyncio.run(go())
+    first, status, ended, (kept, idle) = asyncio.run(go())
     assert first["turns"] and first["turns"][0]["stage"] == "no_agent"
-    assert [c["state"] for c in status] == ["talking"]  # the unread one was ended
+    assert [(c["id"], c["state"]) for c in status] == [(kept, "talking")]  # the unread one ended
     assert ended["state"] == "ended" and ended["end_reason"] == "stopped"
 
 
@@ -167,24 +169,47 @@ def test_the_prober_serves_held_calls(livekit: str, tmp_path: Path) -> None:
     asyncio.run(go())
 
 
-def test_a_call_says_what_it_waits_for_and_since_when(livekit: str) -> None:
-    options = Options(duration_s=30, max_turns=1, dispatch_s=2.0, join_s=5)
+def _waits(call: HeldCall) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]:
+    """What ``call`` said it waited for, sampled until its first turn or its end."""
 
-    async def go() -> tuple[list[dict[str, Any] | None], dict[str, Any] | None]:
-        call = HeldCall(livekit.replace("http", "ws"), KEY, SECRET, "nobody", options)
+    async def go() -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]:
         assert call.waiting() is None  # not started
         task = asyncio.ensure_future(call.run())
-        seen: list[dict[str, Any] | None] = []
-        while not call.turns:
-            seen.append(call.waiting())
-            await asyncio.sleep(0.1)
-        await task
-        return seen, call.waiting()
+        seen: list[dict[str, Any]] = []
+        while not call.turns and not task.done():
+            if (waiting := call.waiting()) is not None:
+                seen.append(waiting)
+            await asyncio.sleep(0.05)
+        return seen, await task, call.waiting()
 
-    seen, after = asyncio.run(go())
-    kinds = [w["for"] for w in seen if w]
-    assert kinds[0] == "join" and kinds[-1] == "agent", kinds  # joined, then no agent came
-    waits = [w["s"] for w in seen if w and w["for"] == "agent"]
+    return asyncio.run(go())
+
+
+def test_a_call_says_it_waits_to_join_and_since_when() -> None:
+    silent = socket.socket()  # accepts connections (the kernel's backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"ws://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        seen, summary, after = _waits(HeldCall(url, KEY, SECRET, "nobody", Options(join_s=1.5)))
+    finally:
+        silent.close()
+    assert summary["end_reason"] == f"could not join {url}: timed out", summary
+    assert {w["for"] for w in seen} == {"join"}, seen
+    waits = [w["s"] for w in seen]
+    assert waits == sorted(waits) and 1.0 < waits[-1] <= 2.0, waits  # since it began to join
+    assert after is None  # ended: it waits for nothing
+
+
+def test_a_call_says_it_waits_for_the_agent_and_since_when(livekit: str) -> None:
+    options = Options(duration_s=30, max_turns=1, dispatch_s=2.0, join_s=5)
+    seen, summary, after = _waits(HeldCall(livekit.replace("http", "ws"), KEY, SECRET, "nobody",
+                                           options))  # fmt: skip
+    assert summary["stages"] == {"no_agent": 1}, summary
+    kinds = [w["for"] for w in seen]
+    # Joining may end before the first sample; once joined, the call waits for the agent.
+    assert kinds and kinds[-1] == "agent" and "join" not in kinds[kinds.index("agent"):], kinds
+    waits = [w["s"] for w in seen if w["for"] == "agent"]
     assert waits == sorted(waits) and 1.5 < waits[-1] <= 2.5, waits  # since it joined
     assert after is None  # ended: it waits for nothing
 

@@ -2,7 +2,8 @@
 
 The registry runs on one asyncio loop (the prober's, or a background loop in this process,
 see :mod:`lkchaos.voice.held`). A call nobody has read for ``idle_s`` seconds is ended, so a
-runner that died leaves no caller behind in the deployment for longer than that.
+runner that died leaves no caller behind in the deployment for longer than that; a reader
+waiting for a turn is reading, however long it waits.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class _Entry:
     call: HeldCall
     task: asyncio.Task[dict[str, Any]]
     read_at: float = field(default_factory=time.monotonic)
+    #: Reads under way (a reader waiting for a turn is reading: the call is not idle).
+    readers: int = 0
 
 
 class Registry:
@@ -69,10 +72,14 @@ class Registry:
         :meth:`lkchaos.voice.session.HeldCall.waiting`)."""
         entry = self._entry(call_id)
         deadline = time.monotonic() + max(0.0, wait_s)
-        while (len(entry.call.turns) <= after and not entry.task.done()
-               and time.monotonic() < deadline):  # fmt: skip
-            await asyncio.sleep(0.05)
-        entry.read_at = time.monotonic()
+        entry.readers += 1
+        try:
+            while (len(entry.call.turns) <= after and not entry.task.done()
+                   and time.monotonic() < deadline):  # fmt: skip
+                await asyncio.sleep(0.05)
+        finally:
+            entry.readers -= 1
+            entry.read_at = time.monotonic()
         call = entry.call
         return {
             "id": call_id, "room": call.room_name, "state": call.state,
@@ -110,6 +117,6 @@ class Registry:
             await asyncio.sleep(min(5.0, self.idle_s))
             now = time.monotonic()
             for call_id, entry in list(self._calls.items()):
-                if now - entry.read_at > self.idle_s:
+                if entry.readers == 0 and now - entry.read_at > self.idle_s:
                     with contextlib.suppress(Exception):
                         await self.end(call_id)
