@@ -355,3 +355,14 @@ def test_other_failures_are_not_retried_and_capacity_stops_at_the_timeout() -> N
     full = probes._retrying(lambda: {"ok": False, "stage": "push",
                                      "state_error": "server capacity exceeded"}, timeout=0)
     assert full["attempts"] == 1 and full["refused_for_capacity"] == 1
+    assert "refused for capacity at all 1 attempts" in full["reason"]
+    assert "free CPU on that host or lower those costs" in full["reason"]
+    assert "refused for capacity" not in str(broken.get("reason"))
+
+
+def test_a_stream_admitted_once_is_not_blamed_on_capacity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(probes, "CAPACITY_RETRY_S", 0.01)
+    answers = [{"ok": False, "stage": "push", "state_error": "server capacity exceeded"},
+               {"ok": False, "stage": "participant", "reason": "no participant within 4 s"}]
+    result = probes._retrying(lambda: answers.pop(0), timeout=5)
+    assert result["reason"] == "no participant within 4 s" and result["attempts"] == 2

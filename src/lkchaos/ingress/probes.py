@@ -24,7 +24,8 @@ refused or ended early: ``reason`` has the pusher's error), ``participant``, ``t
 that could not be deleted leaves ``deleted`` false and says why in ``delete_error``. While
 Ingress refuses the stream as "server capacity exceeded" (it admits a session only while
 enough CPU is idle), the probe publishes again every 2 s within ``timeout``, as an encoder
-reconnects; ``attempts`` and ``refused_for_capacity`` count them.
+reconnects; ``attempts`` and ``refused_for_capacity`` count them, and a stream refused at
+every attempt says so in ``reason``, with what to do.
 Tolerance::
 
     {"type": "jsonpath", "path": "$.ok", "expect": true}
@@ -294,6 +295,13 @@ def _retrying(publish: Any, timeout: float) -> Dict[str, Any]:
         full = result.get("stage") == "push" and "capacity" in str(result.get("state_error"))
         refused += full
         if not full or time.monotonic() + CAPACITY_RETRY_S >= deadline:
+            if full and refused == attempts:
+                result["reason"] = (
+                    f"{result.get('reason') or 'server capacity exceeded'}; refused for "
+                    f"capacity at all {attempts} attempts: Ingress admits a session only "
+                    "while its host's idle CPU exceeds the session's cpu_cost plus "
+                    "min_idle_ratio of every core (Ingress's cpu_cost settings); free CPU "
+                    "on that host or lower those costs")  # fmt: skip
             return {**result, "attempts": attempts, "refused_for_capacity": refused}
         time.sleep(CAPACITY_RETRY_S)
 
