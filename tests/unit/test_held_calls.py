@@ -92,6 +92,36 @@ def test_the_registry_ends_calls_on_request_and_when_nobody_reads_them(livekit: 
     assert ended["state"] == "ended" and ended["end_reason"] == "stopped"
 
 
+def test_the_registry_ends_unread_calls_side_by_side(
+    livekit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner that died with several calls: each is told to stop before any has ended (one
+    after the other, they would stay in the deployment a turn each)."""
+    order: list[str] = []
+    stop = HeldCall.stop
+    monkeypatch.setattr(HeldCall, "stop", lambda self: (order.append("stop"), stop(self))[1])
+
+    async def go() -> list[dict[str, Any]]:
+        registry = calls.Registry(idle_s=0.3)
+        options = Options(duration_s=60, dispatch_s=1.5, turn_gap_s=0.05)
+        url = livekit.replace("http", "ws")
+        started = [registry.start(url, KEY, SECRET, "nobody", options) for _ in range(3)]
+        entries = [registry._calls[i] for i in started]
+        read_at = min(e.read_at for e in entries)
+        tasks = []
+        for entry in entries:  # last read at the same moment: idle at the same check
+            entry.read_at = read_at
+            tasks.append(entry.task)
+        for task in tasks:
+            task.add_done_callback(lambda _: order.append("ended"))
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        return [t.result() for t in tasks]
+
+    summaries = asyncio.run(go())
+    assert [s["end_reason"] for s in summaries] == ["stopped"] * 3
+    assert order == ["stop"] * 3 + ["ended"] * 3, order
+
+
 def test_the_registry_refuses_past_its_limit_and_unknown_ids(livekit: str) -> None:
     async def go() -> None:
         registry = calls.Registry(max_calls=1)

@@ -116,7 +116,9 @@ class Registry:
         while self._calls:
             await asyncio.sleep(min(5.0, self.idle_s))
             now = time.monotonic()
-            for call_id, entry in list(self._calls.items()):
-                if entry.readers == 0 and now - entry.read_at > self.idle_s:
-                    with contextlib.suppress(Exception):
-                        await self.end(call_id)
+            idle = [call_id for call_id, entry in self._calls.items()
+                    if entry.readers == 0 and now - entry.read_at > self.idle_s]  # fmt: skip
+            # Side by side: each ends after its turn under way, so a runner that died with
+            # many calls (a load step) leaves them for one turn, not one turn each.
+            await asyncio.gather(*(self.end(call_id) for call_id in idle),
+                                 return_exceptions=True)  # fmt: skip
