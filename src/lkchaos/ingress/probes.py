@@ -295,7 +295,7 @@ def _retrying(publish: Any, timeout: float) -> Dict[str, Any]:
         full = result.get("stage") == "push" and "capacity" in str(result.get("state_error"))
         refused += full
         if not full or time.monotonic() + CAPACITY_RETRY_S >= deadline:
-            if full and refused == attempts:
+            if full:  # any other answer returned at once: every attempt was refused
                 result["reason"] = (
                     f"{result.get('reason') or 'server capacity exceeded'}; refused for "
                     f"capacity at all {attempts} attempts: Ingress admits a session only "
