@@ -192,8 +192,8 @@ def _check(experiments: tuple[str, ...], offline: bool) -> None:
             failed += 1
             continue
         except Exception as exc:  # a check must report, never end in a traceback
-            click.secho(f"error: {path}: could not be checked ({type(exc).__name__})", fg="red",
-                        err=True)  # fmt: skip
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            click.secho(f"error: {path}: could not be checked ({why})", fg="red", err=True)
             failed += 1
             continue
         failing = errors(problems)

@@ -86,7 +86,7 @@ from typing import Any
 
 from lkchaos.checkout import find_root, read_env_file
 from lkchaos.errors import ConfigError
-from lkchaos.target.select import Selection, select_target
+from lkchaos.target.select import NoTargetError, Selection, select_target
 
 LOCAL = "127.0.0.1"
 #: Setting -> the environment variable that sets it, over the target's value (see the
@@ -181,7 +181,7 @@ def selected_target(configuration: Mapping[str, Any] | None = None) -> Selection
     """The target in use (see the module docstring), or None when none can be selected."""
     try:
         return select_target(None, configuration)
-    except ConfigError:  # nothing names one and there is no checkout: the defaults apply
+    except NoTargetError:  # nothing names one and there is no checkout: the defaults apply
         return None
 
 

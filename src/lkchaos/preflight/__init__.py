@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from chaoslib.exceptions import ActivityFailed, InterruptExecution, InvalidActiv
 
 from lkchaos.errors import ConfigError
 from lkchaos.preflight import deployment as deployment_level
-from lkchaos.preflight import secrecy, shape
+from lkchaos.preflight import pauses, secrecy, shape
 from lkchaos.preflight.rules import RULES, Context, blame
 from lkchaos.preflight.walk import Call, Problem, _bind, _load, collect, sampled_probes
 from lkchaos.settings import Settings
@@ -109,7 +110,7 @@ def resolve_configuration(
             configuration.update(load_configuration({key: value}) or {})
         except Exception as exc:  # any value Chaos Toolkit cannot load is the user's problem
             problems.append(Problem("experiment", "", f"configuration.{key}", None,
-                                    f"cannot be loaded: {exc}"))  # fmt: skip
+                                    f"cannot be loaded{_from_env(value)}: {exc}"))  # fmt: skip
     secrets: dict[str, Any] = {}
     raw_secrets = experiment.get("secrets") or {}
     for scope, values in (raw_secrets.items() if isinstance(raw_secrets, Mapping) else []):
@@ -121,6 +122,16 @@ def resolve_configuration(
             problems.append(Problem("experiment", "", f"secrets.{scope}", "***",
                                     f"cannot be loaded: {exc}"))  # fmt: skip
     return configuration, secrets, problems
+
+
+def _from_env(value: Any) -> str:
+    """`` from $NAME ('text')`` for a configuration value read from the environment."""
+    if isinstance(value, Mapping) and value.get("type") == "env" and value.get("key"):
+        key = str(value["key"])
+        found = os.environ.get(key)
+        shown = f" ({found!r}; fix or unset ${key})" if found is not None else ""
+        return f" from ${key}{shown}"
+    return ""
 
 
 def _rules(call: Call, context: Context) -> list[Problem]:
@@ -189,7 +200,7 @@ def _check(
         configuration, secrets, loaded = resolve_configuration(experiment)
         problems += loaded
     calls, found = collect(experiment, configuration, secrets)
-    problems += found
+    problems += found + pauses.check(experiment, configuration, secrets)
     try:
         settings: Settings | None = Settings.load(configuration, secrets)
     except (ConfigError, ValueError, TypeError, AttributeError) as exc:
@@ -216,10 +227,10 @@ def _target_lacks(calls: list[Call], configuration: Mapping[str, Any] | None) ->
     from lkchaos.target import needs
     from lkchaos.target.layer import load_cached
 
-    selection = selected_target(configuration)
-    if selection is None:
-        return []
     try:
+        selection = selected_target(configuration)
+        if selection is None:
+            return []
         target = load_cached(selection).target
     except ConfigError:  # reported by Settings.load already
         return []

@@ -60,7 +60,8 @@ class Problem:
             where += f" ({self.function})"
         if self.argument is None:
             return f"{where}: {self.message}"
-        if self.message.startswith(MISSING):  # no value to show
+        if self.message.startswith(MISSING) or (self.value is None and not self.activity):
+            # no value to show (an experiment's own setting that could not be loaded)
             return f"{where}, argument {self.argument!r}: {self.message}"
         return f"{where}, argument {self.argument!r} = {self.value!r}: {self.message}"
 

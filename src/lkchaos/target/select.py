@@ -47,6 +47,10 @@ def target_for_process(flag: str | os.PathLike[str] | None) -> Iterator[None]:
         _process_flag = before
 
 
+class NoTargetError(ConfigError):
+    """Nothing names a target file and no reference checkout is found."""
+
+
 @dataclass(frozen=True)
 class Selection:
     """The chosen target file (absolute) and what chose it: ``flag``, ``environment``,
@@ -81,8 +85,10 @@ def select_target(flag: str | os.PathLike[str] | None = None,
                   environ: Mapping[str, str] | None = None) -> Selection:  # fmt: skip
     """The target in use (see the module docstring for the order).
 
-    ``environ`` defaults to ``os.environ``. Raises :class:`ConfigError` when nothing names a
-    target and no reference checkout is found. The file is not read here."""
+    ``environ`` defaults to ``os.environ``. Raises :class:`NoTargetError` (a
+    :class:`ConfigError`) when nothing names a target and no reference checkout is found,
+    and :class:`ConfigError` when the configuration's value is not a path. The file is not
+    read here."""
     env = os.environ if environ is None else environ
     conf = configuration or {}
     if flag is None or str(flag) == "":
@@ -90,10 +96,16 @@ def select_target(flag: str | os.PathLike[str] | None = None,
     for value, source in ((flag, "flag"), (env.get(ENV), "environment"),
                           (conf.get(CONFIG_KEY), "configuration")):  # fmt: skip
         if value is not None and str(value) != "":
+            if not isinstance(value, (str, os.PathLike)):
+                raise ConfigError(
+                    f"the configuration's `{CONFIG_KEY}` must be the path of a target file "
+                    f"(a string such as \"targets/prod.yaml\"), not {type(value).__name__} "
+                    f"{value!r} (see docs/targets.md)"
+                )
             return Selection(Path(value).expanduser().resolve(), source)
     reference = reference_target(env)
     if reference is None:
-        raise ConfigError(
+        raise NoTargetError(
             f"no target file: pass --target FILE, set {ENV}, or set `{CONFIG_KEY}` in the "
             "experiment's configuration (see docs/targets.md)"
         )
