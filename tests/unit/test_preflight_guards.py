@@ -55,7 +55,7 @@ def test_probes_and_actions_keep_to_their_kind() -> None:
            "controls": [sampling({**activity("kill-every-second", "lkchaos.docker.actions",
                                              "kill_service", "probe", service="agent"),
                                   "interval_s": 1})]})  # fmt: skip
-    problems = preflight.check_experiment(exp, deployment=False)
+    problems = preflight.errors(preflight.check_experiment(exp, deployment=False))
     found = {(p.phase, p.activity): p.message for p in problems}
     assert set(found) == {("method", "pause-as-probe"), ("method", "health-as-action"),
                           ("hypothesis", "restart-in-hypothesis"),

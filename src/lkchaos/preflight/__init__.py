@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from chaoslib.exceptions import ActivityFailed, InterruptExecution, InvalidActivity
 
 from lkchaos.errors import ConfigError
@@ -124,6 +125,42 @@ def resolve_configuration(
     return configuration, secrets, problems
 
 
+#: Chaos Toolkit's settings file when `chaos` is given no ``--settings``.
+TOOLKIT_SETTINGS = Path("~/.chaostoolkit/settings.yaml")
+
+
+def _declares_safety(controls: Any) -> bool:
+    """Whether ``controls`` (an experiment's list, or the settings' mapping of name to
+    control) holds lkchaos's safety control."""
+    values = controls.values() if isinstance(controls, Mapping) else controls or []
+    return any(isinstance(c, Mapping) and isinstance(c.get("provider"), Mapping)
+               and c["provider"].get("module") == shape.SAFETY for c in values)  # fmt: skip
+
+
+def _safety_missing(experiment: Mapping[str, Any]) -> list[Problem]:
+    """A warning when the method runs lkchaos actions with no safety control declared, in
+    the experiment or in Chaos Toolkit's default settings."""
+    faults = [a for a in experiment.get("method") or [] if isinstance(a, Mapping)
+              and a.get("type") == "action" and isinstance(a.get("provider"), Mapping)
+              and str(a["provider"].get("module") or "").startswith("lkchaos.")]  # fmt: skip
+    if not faults or _declares_safety(experiment.get("controls")):
+        return []
+    path = TOOLKIT_SETTINGS.expanduser()
+    try:
+        settings = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        settings = None
+    if isinstance(settings, Mapping) and _declares_safety(settings.get("controls")):
+        return []
+    return [Problem("experiment", "", None, None,
+                    f"no safety control ({shape.SAFETY}) in the experiment's controls or in "
+                    f"{TOOLKIT_SETTINGS}: `chaos run` would inject its faults with no check "
+                    f"of its arguments first, no run lock, no undo of its faults at the end, "
+                    f"and a fault that fails would not fail the run; declare it (README, "
+                    f"\"Running experiments\"), or pass `chaos --settings` a file that does",
+                    level="warning")]  # fmt: skip
+
+
 def _from_env(value: Any) -> str:
     """`` from $NAME ('text')`` for a configuration value read from the environment."""
     if isinstance(value, Mapping) and value.get("type") == "env" and value.get("key"):
@@ -201,6 +238,7 @@ def _check(
         problems += loaded
     calls, found = collect(experiment, configuration, secrets)
     problems += found + pauses.check(experiment, configuration, secrets)
+    problems += _safety_missing(experiment)
     try:
         settings: Settings | None = Settings.load(configuration, secrets)
     except (ConfigError, ValueError, TypeError, AttributeError) as exc:

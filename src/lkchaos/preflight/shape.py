@@ -26,6 +26,9 @@ from lkchaos.discovery import wrong_kind
 from lkchaos.preflight.walk import SAMPLING, Problem
 
 ACTIVITY_TYPES = ("action", "probe")
+SAFETY = "lkchaos.safety.control"
+#: lkchaos's Chaos Toolkit controls (controls/README.md).
+CONTROLS = (SAFETY, SAMPLING, "lkchaos.controls.history", "lkchaos.controls.progress")
 #: Sections and the JSON type each must have: (check, what it must be).
 _OBJECT = (lambda v: isinstance(v, Mapping), "an object")
 _LIST = (lambda v: isinstance(v, list), "a list")
@@ -148,7 +151,13 @@ def _controls(value: Any) -> list[Problem]:
             problems.append(_problem(where, "provider must be an object such as {\"type\": "
                                             "\"python\", \"module\": \"lkchaos.safety.control\"}"))
             continue
-        if provider.get("module") == SAMPLING:
+        module = str(provider.get("module"))
+        if (module == "lkchaos" or module.startswith("lkchaos.")) and module not in CONTROLS:
+            problems.append(_problem(where, f"no lkchaos control module {module!r}: Chaos "
+                                            f"Toolkit would skip it with a warning and run "
+                                            f"without it; lkchaos's controls: "
+                                            f"{', '.join(CONTROLS)}"))  # fmt: skip
+        if module == SAMPLING:
             problems += _sampling(where, provider.get("arguments"))
     return problems
 

@@ -1,6 +1,7 @@
-"""Pauses and the configuration's target are checked before anything runs: a pause Chaos
-Toolkit could not sleep ended a run in a traceback after its fault was injected, and a target
-that is not a path ended `chaos validate` in one."""
+"""What Chaos Toolkit only finds out while an experiment runs is checked before it runs: a
+pause it could not sleep ended a run in a traceback after its fault was injected; a target
+that is not a path ended `chaos validate` in one; a misspelled lkchaos control was skipped
+with a warning, the run going on without it; faults with no safety control anywhere."""
 
 from __future__ import annotations
 
@@ -107,3 +108,42 @@ def test_a_target_that_is_not_a_path_is_a_problem_not_a_traceback(
     assert done.exit_code == 2, done.output
     assert "must be the path of a target file" in done.output
     assert "Traceback" not in done.output
+
+
+def with_controls(controls: list[dict[str, Any]]) -> dict[str, Any]:
+    exp = copy.deepcopy(preflight.load_file(AGENT_CRASH))
+    exp["controls"] = controls
+    return exp
+
+
+def control(module: str) -> dict[str, Any]:
+    return {"name": module, "provider": {"type": "python", "module": module}}
+
+
+@pytest.mark.parametrize("module", ["lkchaos.safety.contrl", "lkchaos.controls.sampler",
+                                    "lkchaos"])
+def test_an_unknown_lkchaos_control_is_refused_with_the_known_ones(module: str) -> None:
+    exp = with_controls([*preflight.load_file(AGENT_CRASH)["controls"], control(module)])
+    [problem] = problems(exp)
+    assert f"no lkchaos control module {module!r}" in problem
+    assert "lkchaos.safety.control, lkchaos.controls.sampling" in problem
+
+
+def test_faults_without_the_safety_control_are_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tmp_path / "settings.yaml"
+    monkeypatch.setattr(preflight, "TOOLKIT_SETTINGS", settings)
+    shipped = preflight.load_file(AGENT_CRASH)["controls"]
+    without = with_controls([c for c in shipped if c["name"] != "lkchaos-safety"])
+    found = preflight.check_experiment(without, deployment=False)
+    assert preflight.errors(found) == [] and len(found) == 1
+    assert found[0].level == "warning"
+    assert "no safety control (lkchaos.safety.control)" in str(found[0])
+    # Declared once for every experiment in Chaos Toolkit's settings: nothing to warn of.
+    settings.write_text("controls:\n  lkchaos-safety:\n    provider:\n      type: python\n"
+                        "      module: lkchaos.safety.control\n")
+    assert preflight.check_experiment(without, deployment=False) == []
+    # A steady-state check injects nothing: no warning either.
+    settings.unlink()
+    assert preflight.check_experiment({**without, "method": []}, deployment=False) == []
