@@ -30,3 +30,26 @@ def handle_errors(fn: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _export_target(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        import os
+        from pathlib import Path
+
+        from lkchaos.target.select import ENV
+
+        os.environ[ENV] = str(Path(value).expanduser().resolve())
+
+
+def target_option(fn: F) -> F:
+    """``--target FILE`` for a command whose work runs in child processes too (game days,
+    load ramps): the file is exported as ``$LKCHAOS_TARGET`` for this process and every
+    `chaos run` it starts, so that it wins over an experiment's own ``lkchaos_target``."""
+    option = click.option(
+        "--target", type=click.Path(exists=True, dir_okay=False), expose_value=False,
+        callback=_export_target, is_eager=True,
+        help="The target file (else $LKCHAOS_TARGET, else, for an experiment, its "
+             "lkchaos_target, else the reference stack's); see docs/targets.md.",
+    )  # fmt: skip
+    return option(fn)

@@ -210,9 +210,11 @@ def test_unknown_option_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2 and "no-such-option" in done.stderr
 
 
-def test_bad_ci_fault_window_exits_2_before_anything_runs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [["--ci"], []])
+def test_bad_fault_window_exits_2_before_anything_runs(tmp_path: Path, mode: list[str]) -> None:
+    # Without --ci too: the experiments read $LKCHAOS_FAULT_S for their fault windows.
     env = {**isolated_env(tmp_path), "LKCHAOS_FAULT_S": "-3"}
-    done = subprocess.run(command("run", "--ci", "--out", str(tmp_path / "out"),
+    done = subprocess.run(command("run", *mode, "--out", str(tmp_path / "out"),
                                   str(FIXTURES / "good.yaml")),
                           env=env, cwd=tmp_path, text=True, capture_output=True,
                           timeout=LIMIT_S, check=False)  # fmt: skip

@@ -170,6 +170,33 @@ def test_the_cli_exits_2_with_one_message_for_bad_input(tmp_path: Path) -> None:
     assert nothing.exit_code == 2 and "give one or more journal files" in nothing.stderr
 
 
+@pytest.mark.parametrize("flag", ["-o", "--markdown", "--junit"])
+def test_a_report_never_overwrites_the_journal_it_reads(tmp_path: Path, flag: str) -> None:
+    source = tmp_path / "journal.json"
+    source.write_text((FIXTURES / "failed.json").read_text())
+    before = source.read_text()
+    html = [] if flag == "-o" else ["-o", str(tmp_path / "r.html")]
+    args = [str(source), flag, str(source), *html]
+    result = CliRunner().invoke(report_command, args)
+    assert result.exit_code == 2, result.output
+    assert "the report would replace what it reads" in result.stderr
+    assert source.read_text() == before
+    same = CliRunner().invoke(report_command, [str(source), "-o", str(tmp_path / "r"),
+                                               "--markdown", str(tmp_path / "r")])
+    assert same.exit_code == 2 and "both write" in same.stderr
+
+
+def test_a_folder_as_the_output_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    result = CliRunner().invoke(report_command, [str(FIXTURES / "failed.json"), "-o",
+                                                 str(folder)])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"is a folder: give a file name in it, such as {folder / 'report.html'}" in \
+        result.stderr
+    assert list(tmp_path.iterdir()) == [folder] and not list(folder.iterdir())
+
+
 def test_the_default_title_is_the_experiments(tmp_path: Path) -> None:
     result = CliRunner().invoke(report_command, [str(FIXTURES / "failed.json"),
                                                  "-o", str(tmp_path / "r.html")])

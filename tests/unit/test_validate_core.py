@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chaoslib.exceptions import ActivityFailed
@@ -66,6 +67,35 @@ def test_unknown_sections_and_ids_are_refused_with_the_valid_ones() -> None:
     assert "nope" in message and "Security Validation (auth, vuln)" in message
     with pytest.raises(selection.SelectionError, match="tls.nope.*Ids start with a group id"):
         selection.select(skip="tls.nope")
+
+
+@pytest.mark.parametrize("given", [
+    {"only": [""]}, {"only": " "}, {"section": [","]}, {"skip": ["", " "]},
+    {"section": "", "only": "tls"},
+])  # fmt: skip
+def test_an_option_given_empty_is_refused_not_read_as_every_item(given: dict[str, Any]) -> None:
+    # `--only "$ITEMS"` with ITEMS unset must not start the whole, intrusive checklist.
+    with pytest.raises(selection.SelectionError, match="given but naming nothing"):
+        selection.select(**given)
+
+
+def test_a_selection_that_leaves_nothing_is_refused() -> None:
+    # A gate that checked nothing must not pass.
+    with pytest.raises(selection.SelectionError, match="leaves no item to check"):
+        selection.select(only="tls", skip="tls")
+    with pytest.raises(selection.SelectionError, match="leaves no item to check"):
+        selection.select(section="tls", only="redis")
+
+
+def test_the_cli_refuses_an_empty_selection_before_anything_runs() -> None:
+    from click.testing import CliRunner
+
+    from lkchaos.cli import main
+
+    for args in (["--only", ""], ["--only", "tls", "--skip", "tls"]):
+        done = CliRunner().invoke(main, ["validate", *args])
+        assert done.exit_code == 2, (args, done.output)
+        assert "Traceback" not in done.output
 
 
 # Runner ----------------------------------------------------------------------------------

@@ -107,18 +107,30 @@ def fault_window(entry_s: float | None, gameday_s: float | None, ci: bool,
     (else 8 s), and that when neither says. Raises ConfigError for a bad ``$LKCHAOS_FAULT_S``.
     """
     configured = entry_s if entry_s is not None else gameday_s
+    given = fault_env(env)
     if not ci:
         return configured
-    raw = env.get("LKCHAOS_FAULT_S", "").strip()
-    try:
-        cap = float(raw) if raw else CI_FAULT_S
-    except ValueError as exc:
-        raise ConfigError(f"LKCHAOS_FAULT_S={raw!r} is not a number of seconds") from exc
-    low, high = FAULT_S
-    if not low <= cap <= high:  # also refuses nan
-        raise ConfigError(f"LKCHAOS_FAULT_S={raw!r} is out of range: use a number of seconds "
-                          f"from {low} to {high}")
+    cap = given if given is not None else CI_FAULT_S
     return min(configured, cap) if configured is not None else cap
+
+
+def fault_env(env: Mapping[str, str]) -> float | None:
+    """``$LKCHAOS_FAULT_S`` in seconds, None when unset or empty. Checked with or without
+    ``--ci``: the experiments of a game day read it for their fault windows. Raises
+    ConfigError naming the variable for a value that is not a number in range."""
+    raw = env.get("LKCHAOS_FAULT_S", "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"LKCHAOS_FAULT_S={raw!r} is not a number of seconds: fix or unset "
+                          f"it") from exc
+    low, high = FAULT_S
+    if not low <= value <= high:  # also refuses nan
+        raise ConfigError(f"LKCHAOS_FAULT_S={raw!r} is out of range: use a number of seconds "
+                          f"from {low} to {high}, or unset it")
+    return value
 
 
 def environment(base: Mapping[str, str], *, fault_s: float | None, run_id: str | None,

@@ -7,11 +7,13 @@ deviated or failed; 2 invalid input (a bad game day file, an unknown option); 3 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from lkchaos.cliutil import target_option
 from lkchaos.errors import ConfigError, LkChaosError
 from lkchaos.gameday.runner import EXIT
 
@@ -32,6 +34,7 @@ def gameday() -> None:
 @click.argument("files", nargs=-1, required=True, type=FILE)
 @click.option("--no-experiments", is_flag=True,
               help="Check the game day file alone, not the experiments it names.")
+@target_option
 def check(files: tuple[Path, ...], no_experiments: bool) -> None:
     """Check game day files without running anything.
 
@@ -40,7 +43,12 @@ def check(files: tuple[Path, ...], no_experiments: bool) -> None:
     Prints FILE:LINE: problem; fix for each problem; exits 2 when there is one.
     """
     from lkchaos.gameday.check import check_gameday
+    from lkchaos.gameday.child import fault_env
 
+    try:
+        fault_env(os.environ)
+    except ConfigError as exc:
+        _fail(f"{exc}; nothing was checked", EXIT["invalid"])
     failed = 0
     for path in files:
         _, problems = check_gameday(path, experiments=not no_experiments)
@@ -67,6 +75,7 @@ def check(files: tuple[Path, ...], no_experiments: bool) -> None:
 @click.option("--settings", "settings_file", type=FILE,
               help="Chaos Toolkit settings to merge [default: ~/.chaostoolkit/settings.yaml].")
 @click.option("--scheduled", is_flag=True, hidden=True, help="Started by `gameday schedule`.")
+@target_option
 def run(file: Path, out_dir: Path | None, ci: bool, plain: bool, junit: Path | None,
         settings_file: Path | None, scheduled: bool) -> None:  # fmt: skip
     """Run a game day: its entries in order with a baseline check before each one.
@@ -110,6 +119,7 @@ def run(file: Path, out_dir: Path | None, ci: bool, plain: bool, junit: Path | N
               help="Stop after this long (30s, 10m, 2h, 7d); default: until SIGTERM.")
 @click.option("--max-runs", type=click.IntRange(min=1), help="Stop after this many game days.")
 @click.option("--ci", is_flag=True, help="Run each game day with --ci.")
+@target_option
 def schedule(files: tuple[Path, ...], duration: str | None, max_runs: int | None,
              ci: bool) -> None:  # fmt: skip
     """Keep scheduled game days running, each at its `schedule:` (cron).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from lkchaos.cliutil import handle_errors
+from lkchaos.cliutil import handle_errors, target_option
 from lkchaos.errors import ConfigError
 
 EXIT_HELP = """\b
@@ -52,6 +52,7 @@ Exit status:
               help="Record the ramp in the run history (default: when one exists: "
                    "$LKCHAOS_HISTORY_URL, or history.sqlite in the state folder); "
                    "`lkchaos history loads` lists them.")
+@target_option
 @handle_errors
 def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
          min_answered_pct: float, transcribe_every: int, engine: str, stagger_s: float,

@@ -16,7 +16,7 @@ from lkchaos.cliutil import handle_errors
 from lkchaos.errors import ConfigError
 from lkchaos.report.load import JournalSource, load_report, read_journal
 from lkchaos.report.model import GamedayInfo
-from lkchaos.report.write import write_report_files
+from lkchaos.report.write import check_outputs, write_report_files
 
 
 def _history_gameday(name_or_id: str, url: str | None) -> tuple[GamedayInfo, list[JournalSource]]:
@@ -66,6 +66,9 @@ def report(journals: tuple[Path, ...], output: Path, markdown_path: Path | None,
     lkchaos report --gameday weekly --history-url sqlite:///history.sqlite
     lkchaos report --load ramp.json -o ramp.html
     """
+    inputs = [*journals, *([Path(load_ref)] if load_ref and Path(load_ref).is_file() else [])]
+    check_outputs(inputs, {"--output": output, "--markdown": markdown_path,
+                           "--junit": junit_path})  # fmt: skip
     if load_ref is not None:
         if journals or gameday_ref is not None or junit_path is not None:
             raise ConfigError("--load reports on one load ramp: give no journal files, "

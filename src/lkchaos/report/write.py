@@ -37,6 +37,28 @@ def render_junit(journals: Sequence[JournalSource], *, title: str,
     return junit.render(load_report(journals, title=title, gameday=gameday))
 
 
+_DEFAULT_NAMES = {"html": "report.html", "md": "report.md", "junit": "junit.xml"}
+
+
+def check_outputs(inputs: Sequence[Path], outputs: Mapping[str, Path | None]) -> None:
+    """Refuse, before any work, outputs that would overwrite an input file or each other.
+    ``outputs``: option name (``--output``) to path, None when not given. Raises
+    ``ConfigError``."""
+    read = {p.expanduser().resolve(): p for p in inputs}
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        target = path.expanduser().resolve()
+        if target in read:
+            raise ConfigError(f"{option} {path} is the input {read[target]}: the report would "
+                              f"replace what it reads; write it elsewhere")
+        if target in seen:
+            raise ConfigError(f"{option} and {seen[target]} both write {path}: give each its "
+                              f"own file")
+        seen[target] = option
+
+
 def write_report_files(report: Report, paths: Mapping[str, Path]) -> dict[str, Path]:
     """Write ``report`` in each format of ``paths`` (``html``, ``md``, ``junit``) to its path,
     each file replaced whole (written beside it, then renamed). Returns the absolute paths.
@@ -51,11 +73,15 @@ def write_report_files(report: Report, paths: Mapping[str, Path]) -> dict[str, P
         text = _RENDER[kind](report)
         target = path.expanduser().absolute()
         partial = target.with_name(f".{target.name}.partial")
+        if target.is_dir():
+            raise ConfigError(f"the {kind} report's path {target} is a folder: give a file "
+                              f"name in it, such as {target / _DEFAULT_NAMES[kind]}")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial.write_text(text, encoding="utf-8")
             os.replace(partial, target)
         except OSError as exc:
+            partial.unlink(missing_ok=True)
             raise LkChaosError(f"cannot write the {kind} report to {target}: {exc}") from exc
         written[kind] = target
     return written

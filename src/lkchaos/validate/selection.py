@@ -55,8 +55,16 @@ def select(section: Iterable[str] | str | None = None, only: Iterable[str] | str
            skip: Iterable[str] | str | None = None) -> list[Item]:
     """The items the arguments select, in the document's order (every item by default).
 
-    Raises :class:`SelectionError` for a section, id or prefix the checklist does not have."""
+    Raises :class:`SelectionError` for a section, id or prefix the checklist does not have, an
+    option given with an empty value, and a selection that leaves no item."""
     every = list(items())
+    given = {"section": section, "only": only, "skip": skip}
+    empty = [name for name, value in given.items() if _given(value) and not split_values(value)]
+    if empty:
+        raise SelectionError(
+            f"{', '.join('--' + name for name in empty)} given but naming nothing (an empty "
+            f"value: an unset shell variable?): give ids, prefixes or sections, or leave the "
+            f"option out to select every item")
     wanted_sections, wanted, skipped = split_values(section), split_values(only), split_values(skip)
     unknown_sections = [s for s in wanted_sections
                         if not any(_section_matches(i, s) for i in every)]  # fmt: skip
@@ -78,4 +86,16 @@ def select(section: Iterable[str] | str | None = None, only: Iterable[str] | str
         chosen = [i for i in chosen if any(_matches(i, p) for p in wanted)]
     if skipped:
         chosen = [i for i in chosen if not any(_matches(i, p) for p in skipped)]
+    if not chosen:
+        raise SelectionError(
+            "the selection leaves no item to check (--skip takes out every item --section and "
+            "--only chose): a run would pass having checked nothing; `lkchaos validate --list` "
+            "with --section and --only alone prints what those select")
     return chosen
+
+
+def _given(value: Iterable[str] | str | None) -> bool:
+    """Whether an option was given at all (an empty string or ``("",)`` was)."""
+    if value is None:
+        return False
+    return True if isinstance(value, str) else len(tuple(value)) > 0
