@@ -121,7 +121,7 @@ def history(ctx: click.Context, url: str | None) -> None:
 
 
 def _open(ctx: click.Context) -> History:
-    return open_history((ctx.obj or {}).get("url"))
+    return open_history((ctx.obj or {}).get("url"), existing=True)
 
 
 @history.command("list")

@@ -212,12 +212,35 @@ def _migrate(engine: Engine, masked: str) -> None:
         command.upgrade(config, "head")
 
 
-def connect(url: str | None = None) -> tuple[Engine, str]:
+def _missing_sqlite(url: str) -> Path | None:
+    """The absolute path of a SQLite URL's database file when that file does not exist."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") \
+            or database.startswith("file:"):  # fmt: skip
+        return None
+    path = Path(database).expanduser().absolute()
+    return None if path.exists() else path
+
+
+def connect(url: str | None = None, *, existing: bool = False) -> tuple[Engine, str]:
     """Resolve, connect, migrate. Returns the engine and the masked URL. Raises
     ``ConfigError`` for a bad URL, ``LkChaosError`` when the database cannot be reached or
-    migrated (the message names the masked URL and what to do)."""
+    migrated (the message names the masked URL and what to do).
+
+    ``existing`` (for commands that only read): a SQLite file named by ``url`` or
+    ``$LKCHAOS_HISTORY_URL`` that does not exist is a ``ConfigError`` (a mistyped URL),
+    never a new, empty database."""
     resolved = resolve_url(url)
     masked = mask_url(resolved)
+    explicit = url is not None or bool(os.environ.get(ENV_URL))
+    missing = _missing_sqlite(resolved) if existing and explicit else None
+    if missing is not None:
+        relative = "" if resolved.startswith("sqlite:////") else (
+            " (sqlite:/// with three slashes is relative to the current folder; an absolute "
+            "path takes four: sqlite:////srv/lkchaos/history.sqlite)")
+        raise ConfigError(f"no run history at {missing}: nothing was recorded there. Check "
+                          f"the URL {masked}{relative}")
     engine = create(resolved)
     try:
         migrate(engine, masked)

@@ -76,8 +76,8 @@ class History:
     method raises ``LkChaosError`` when the database fails (naming ``url``) and
     ``ConfigError`` for bad arguments."""
 
-    def __init__(self, url: str | None = None) -> None:
-        self._engine, self.url = connect.connect(url)
+    def __init__(self, url: str | None = None, *, existing: bool = False) -> None:
+        self._engine, self.url = connect.connect(url, existing=existing)
 
     def close(self) -> None:
         """Release the database connections (the object is unusable afterwards)."""
@@ -370,9 +370,10 @@ def _rows(journal: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     return row, figures, series
 
 
-def open_history(url: str | None = None) -> History:
+def open_history(url: str | None = None, *, existing: bool = False) -> History:
     """Open (creating and migrating as needed) the run history at ``url``, else
     ``$LKCHAOS_HISTORY_URL``, else ``sqlite:///<state dir>/history.sqlite``. Usable as a
-    context manager. Raises ``ConfigError`` for a bad URL and ``LkChaosError`` when the
+    context manager. Raises ``ConfigError`` for a bad URL (with ``existing``, for reading
+    only: also a SQLite file given by URL that does not exist) and ``LkChaosError`` when the
     database cannot be reached or was written by a newer lkchaos."""
-    return History(url)
+    return History(url, existing=existing)

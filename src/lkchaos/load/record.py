@@ -90,7 +90,7 @@ def recent(url: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
     from lkchaos.history.schema import load_runs, load_steps
 
     columns = [c for c in load_runs.c if c.name not in ("result", "encoding")]
-    engine, _ = connect(url)
+    engine, _ = connect(url, existing=True)
     try:
         with engine.connect() as conn:
             ramps = [dict(r._mapping) for r in conn.execute(
@@ -116,7 +116,7 @@ def result(load_id: str, url: str | None = None) -> dict[str, Any]:
     if not re.fullmatch(r"[0-9a-f]{4,64}", load_id):
         raise LkChaosError(f"{load_id!r} is not a load ramp id (4 to 64 hex digits, as "
                            "`lkchaos history loads` lists them)")  # fmt: skip
-    engine, _ = connect(url)
+    engine, _ = connect(url, existing=True)
     try:
         with engine.connect() as conn:
             found = list(conn.execute(select(load_runs.c.load_id, load_runs.c.encoding,

@@ -25,7 +25,7 @@ def gameday_from_history(name_or_id: str, url: str | None = None) -> tuple[
     the history at ``url`` (default: ``$LKCHAOS_HISTORY_URL``, else the state folder's).
     Raises ``ConfigError`` when there is no such game day, ``LkChaosError`` when the history
     cannot be read."""
-    with open_history(url) as history:
+    with open_history(url, existing=True) as history:
         latest = history.gameday_runs(name=name_or_id, limit=1)
         if latest:
             record = latest[0]

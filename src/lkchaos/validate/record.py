@@ -49,7 +49,7 @@ def recent(url: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
     from lkchaos.history.connect import connect
     from lkchaos.history.schema import validation_items, validations
 
-    engine, _ = connect(url)
+    engine, _ = connect(url, existing=True)
     try:
         with engine.connect() as conn:
             runs = [dict(r._mapping) for r in conn.execute(
