@@ -28,9 +28,10 @@ from tests.unit.livekit_dev import KEY, SECRET, dev_server
         ({"steps": (0,)}, "steps must be whole numbers"),
         ({"steps": (300,)}, "over the limit of 200 callers"),
         ({"max_callers": 1000}, "max callers must be from 1 to 256"),
-        ({"step_s": 1}, "step_s must be from 5"),
-        ({"p95_budget_s": 0}, "p95_budget_s must be from 0.05"),
-        ({"min_answered_pct": 101}, "min_answered_pct must be from 0 to 100"),
+        ({"steps": (1000,)}, "lower the steps: a ramp holds at most 256"),
+        ({"step_s": 1}, r"step_s \(--step-s\) must be from 5"),
+        ({"p95_budget_s": 0}, r"p95_budget_s \(--p95-budget-s\) must be from 0.05"),
+        ({"min_answered_pct": 101}, r"min_answered_pct \(--min-answered-pct\) must be from 0"),
         ({"transcribe_every": -1}, "transcribe_every"),
     ],
 )
@@ -127,3 +128,20 @@ def test_a_ramp_without_an_agent_breaks_at_its_first_step_and_leaves_nothing(
 def test_the_command_refuses_bad_steps_before_calling_anyone() -> None:
     done = CliRunner().invoke(main, ["load", "--steps", "4,2"])
     assert done.exit_code == 2 and "steps must rise" in done.output
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--steps", "1,2", "--require", "50"], "the ramp's top step is 2 callers, so it could "
+                                             "never show 50 held"),
+    (["--steps", "1,2", "--require", "0"], "--require takes a number of callers >= 1"),
+    (["--json", "{tmp}/no/such/folder/ramp.json"], "no folder"),
+    (["--markdown", "{tmp}"], "is a folder: give a file name"),
+])  # fmt: skip
+def test_a_gate_or_output_that_cannot_hold_is_refused_before_the_ramp(
+    args: list[str], says: str, tmp_path: Path
+) -> None:
+    # A gate on more callers than the top step passed without holding them; an output path
+    # that cannot be written failed only after the whole ramp.
+    done = CliRunner().invoke(main, ["load", *(a.format(tmp=tmp_path) for a in args)])
+    assert done.exit_code == 2, done.output
+    assert says in done.output

@@ -172,3 +172,28 @@ def test_a_node_that_accepts_the_development_keys_fails_the_api_key_item(
     assert f"ACCEPTED a token {security.FLAWS['development key'][0]} (development key)" \
         in found.evidence
     assert "(wrong signature)" not in found.evidence and "(unknown API key)" not in found.evidence
+
+
+def test_a_deployment_with_no_container_is_not_judged_secure(
+    local: Local, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    # A deployment that is down has no container: "0 containers run with least privilege"
+    # was a pass.
+    from contextlib import nullcontext
+
+    from lkchaos.docker import client as docker
+
+    monkeypatch.setattr(docker, "docker_session", lambda **_: nullcontext(object()))
+    monkeypatch.setattr(docker, "runtime_containers", lambda client, settings: {})
+    ctx = Context(local.settings(roles={"redis_primary": ("redis",), "livekit_node": ("lk",)}))
+    for item in ("vuln.container-security-validated", "auth.network-segmentation-enforced",
+                 "auth.secrets-properly-managed", "auth.sensitive-data-logs"):
+        found = CHECKS[item](ctx)
+        assert found.status == "error", (item, found)
+        assert "no container found" in found.evidence and "is the deployment up?" in \
+            found.evidence, (item, found)
+    # Containers, but none of the internal services': nothing to judge either.
+    ctx.cache["containers.attrs"] = ("ok", {"lk": {"HostConfig": {}}})
+    found = CHECKS["auth.network-segmentation-enforced"](ctx)
+    assert found.status == "error" and "none of the internal services' containers" in \
+        found.evidence

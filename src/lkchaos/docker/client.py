@@ -138,6 +138,16 @@ def runtime_containers(client: Any, settings: Settings) -> dict[str, Any]:
     return chosen
 
 
+def deployment_containers(client: Any, settings: Settings) -> dict[str, Any]:
+    """:func:`runtime_containers`, never empty: a check over every container of a deployment
+    that has none judges nothing. Raises ConfigError saying where lkchaos looked."""
+    containers = runtime_containers(client, settings)
+    if not containers:
+        raise ConfigError(f"no container found among {describe_runtime(settings)}: is the "
+                          f"deployment up? (nothing to judge)")
+    return containers
+
+
 def runtime_container(client: Any, settings: Settings, name: str) -> Any:
     """The container of one runtime name, or a ConfigError listing the names that exist."""
     containers = runtime_containers(client, settings)

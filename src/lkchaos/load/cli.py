@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -72,6 +73,8 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
                      p95_budget_s=p95_budget_s, min_answered_pct=min_answered_pct,
                      transcribe_every=transcribe_every, stagger_s=stagger_s,
                      max_callers=max_callers, stop_at_knee=not keep_going)  # fmt: skip
+    _check_required(required, plan.steps)
+    _check_outputs(json_file, markdown_file)
     settings = Settings.load()
     settings.require_keys()
     click.echo(f"load ramp: steps {', '.join(map(str, plan.steps))} callers, {plan.step_s:g} s "
@@ -108,6 +111,32 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
     if required is not None and knee is not None and knee <= required:
         click.echo(f"the knee ({knee} callers) is at or below the required {required}", err=True)
         raise SystemExit(1)
+
+
+def _check_required(required: int | None, steps: tuple[int, ...]) -> None:
+    """``--require N`` must be a step the ramp reaches: a gate on more callers than the top
+    step would pass without ever holding them."""
+    if required is None:
+        return
+    if required < 1:
+        raise ConfigError(f"--require takes a number of callers >= 1, not {required}")
+    if required > max(steps):
+        raise ConfigError(f"--require {required}: the ramp's top step is {max(steps)} callers, "
+                          f"so it could never show {required} held; add a step of at least "
+                          f"{required} to --steps")  # fmt: skip
+
+
+def _check_outputs(*paths: str | None) -> None:
+    """Refuse, before the ramp, an output file that could not be written after it."""
+    for path in filter(None, paths):
+        target = Path(path).expanduser()
+        if target.is_dir():
+            raise ConfigError(f"{path} is a folder: give a file name for the output")
+        folder = target.absolute().parent
+        if not folder.is_dir():
+            raise ConfigError(f"cannot write {path}: no folder {folder}")
+        if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+            raise ConfigError(f"cannot write {path}: permission denied")
 
 
 def _record(result: dict[str, object]) -> None:

@@ -60,17 +60,23 @@ class Plan:
         if not 1 <= self.max_callers <= MAX_CALLS:
             raise ConfigError(f"max callers must be from 1 to {MAX_CALLS}")
         if max(self.steps) > self.max_callers:
+            fix = (f"lower the steps or raise --max-callers (at most {MAX_CALLS})"
+                   if max(self.steps) <= MAX_CALLS
+                   else f"lower the steps: a ramp holds at most {MAX_CALLS}")
             raise ConfigError(f"step {max(self.steps)} is over the limit of {self.max_callers} "
-                              "callers: lower the steps or raise --max-callers")  # fmt: skip
+                              f"callers: {fix}")  # fmt: skip
         for name, low, high in (("step_s", 5.0, MAX_STEP_S), ("warmup_s", 0.0, 600.0),
                                 ("p95_budget_s", 0.05, 60.0), ("stagger_s", 0.0, 10.0),
                                 ("min_answered_pct", 0.0, 100.0)):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not low <= value <= high:
-                raise ConfigError(f"{name} must be from {low:g} to {high:g}, not {value!r}")
+                option = "--" + name.replace("_", "-")
+                raise ConfigError(f"{name} ({option}) must be from {low:g} to {high:g}, not "
+                                  f"{value!r}")
         if not 0 <= self.transcribe_every <= 1000:
-            raise ConfigError("transcribe_every must be from 0 (never) to 1000")
+            raise ConfigError("transcribe_every (--transcribe-every) must be from 0 (never) to "
+                              "1000")
 
     def longest_s(self) -> float:
         """The ramp's longest possible duration (every step run)."""

@@ -285,7 +285,7 @@ def assess_log_rotation(default_driver: str | None, containers: dict[str, dict[s
 
 @check("infra.log-rotation-configured")
 def log_rotation(ctx: Context) -> Finding:
-    from lkchaos.docker.client import docker_session, runtime_containers
+    from lkchaos.docker.client import deployment_containers, docker_session
 
     info = engine_info(ctx)
     if info is None:
@@ -293,6 +293,6 @@ def log_rotation(ctx: Context) -> Finding:
                                 "`docker info`")
     with docker_session(timeout=min(ctx.timeout_s, 10.0)) as client:
         configs = {name: dict(c.attrs.get("HostConfig", {}).get("LogConfig") or {})
-                   for name, c in runtime_containers(client, ctx.settings).items()}  # fmt: skip
+                   for name, c in deployment_containers(client, ctx.settings).items()}
     return assess_log_rotation(info.get("LoggingDriver"), configs,
                                daemon_log_options() if engine_is_local() else None)

@@ -263,10 +263,10 @@ def _containers(ctx: Context) -> dict[str, Any]:
     """name -> container.attrs of every container of the target (through the engine)."""
 
     def compute() -> dict[str, Any]:
-        from lkchaos.docker.client import docker_session, runtime_containers
+        from lkchaos.docker.client import deployment_containers, docker_session
 
         with docker_session() as client:
-            return {n: c.attrs for n, c in runtime_containers(client, ctx.settings).items()}
+            return {n: c.attrs for n, c in deployment_containers(client, ctx.settings).items()}
 
     result: dict[str, Any] = ctx.fact("containers.attrs", compute)
     return result
@@ -288,7 +288,7 @@ def secret_hits(logs: dict[str, str], secrets: list[str]) -> dict[str, list[int]
 def sensitive_logs(ctx: Context) -> Finding:
     """Neither the LiveKit API secret nor the Redis password appears in any container's logs
     (read through the container engine)."""
-    from lkchaos.docker.client import docker_session, runtime_containers
+    from lkchaos.docker.client import deployment_containers, docker_session
 
     secrets = [v for v in (ctx.settings.livekit_api_secret, ctx.settings.redis_password)
                if len(v) >= 8]  # fmt: skip
@@ -296,7 +296,7 @@ def sensitive_logs(ctx: Context) -> Finding:
         return Finding("error", "no API secret known to look for: set LIVEKIT_API_SECRET")
     logs: dict[str, str] = {}
     with docker_session() as client:
-        for name, container in runtime_containers(client, ctx.settings).items():
+        for name, container in deployment_containers(client, ctx.settings).items():
             logs[name] = container.logs(tail=20000).decode("utf-8", "replace")
     hits = secret_hits(logs, secrets)
     data = {"containers": sorted(logs), "hits": hits}
@@ -404,6 +404,10 @@ def segmentation(ctx: Context) -> Finding:
     exposed = {n: exposed_ports(a) for n, a in containers.items() if n in internal}
     exposed = {n: p for n, p in exposed.items() if p}
     checked = sorted(internal & set(containers))
+    if internal and not checked:
+        return Finding("error", f"none of the internal services' containers "
+                                f"({', '.join(sorted(internal))}) found among "
+                                f"{', '.join(sorted(containers))}: nothing to judge")
     if exposed:
         listing = "; ".join(f"{n}: {', '.join(p)}" for n, p in sorted(exposed.items()))
         return Finding("fail", f"internal services published on every interface: {listing}",

@@ -325,6 +325,9 @@ def tls12_only(ctx: Context) -> Finding:
             return "error", (f"this machine's OpenSSL cannot offer {', '.join(untested)}: "
                              f"{outcomes[untested[0]].error}"), data  # fmt: skip
         if not modern:
+            unreachable = [s for s in outcomes.values() if s.outcome == "unreachable"]
+            if len(unreachable) == len(outcomes):  # nothing answered: nothing was judged
+                return "error", f"{unreachable[0].error} (is the deployment up?)", data
             return "fail", "refuses TLS 1.2 and 1.3 too", data
         return "pass", f"TLS 1.0/1.1 refused; accepts {', '.join(modern)}", data
     return per_name(ctx, judge)
