@@ -60,7 +60,7 @@ def test_entry_defaults() -> None:
     first, second = loaded.entries
     assert (first.label, first.repeats, first.weight, first.fault_s) == ("holds", 1, 1, None)
     assert (second.label, second.repeats, second.configuration) == ("fault-twice", 2,
-                                                                      {"unused": 3})
+                                                                      {"fault_s": 1})
     assert loaded.stop == "on_not_recovered"
 
 
@@ -100,3 +100,44 @@ def test_an_experiment_that_is_a_folder_is_named_as_one(tmp_path: Path) -> None:
         "in it (e.g. experiments/agent-crash.json)"]
     assert experiment_problems(tmp_path / "nope.json") == [
         f"experiment {str(tmp_path / 'nope.json')!r} does not exist"]
+
+
+AGENT_CRASH = Path(__file__).resolve().parents[2] / "experiments" / "agent-crash.json"
+
+
+def entry_with(tmp_path: Path, configuration: str, experiment: Path = AGENT_CRASH) -> Path:
+    path = tmp_path / "day.yaml"
+    path.write_text(f"name: day\nentries:\n  - experiment: {experiment}\n"
+                    f"    configuration: {configuration}\n")  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize(("configuration", "says"), [
+    ('{fualt_s: 3}', "configuration 'fualt_s': not a configuration key of agent-crash.json "
+                     "(it has: fault_s) nor an lkchaos setting"),
+    ('{fault_s: "abc"}', "argument 'pauses.after' = 'abc': is the text 'abc'"),
+    ("{fault_s: -4}", "from 0 to 86400 (a day), not -4"),
+    ("{lkchaos_target: /nonexistent/target.yaml}", "target /nonexistent/target.yaml"),
+])  # fmt: skip
+def test_an_entrys_configuration_is_checked_against_its_experiment(
+    tmp_path: Path, configuration: str, says: str
+) -> None:
+    # Each used to pass the check: a typo changed nothing, a bad value failed mid-run.
+    _, problems = check_gameday(entry_with(tmp_path, configuration))
+    assert len(problems) == 1, problems
+    assert problems[0].line == 4 and says in str(problems[0]), problems[0]
+
+
+@pytest.mark.parametrize("configuration", ["{fault_s: 5}", '{livekit_url: "ws://lk:7880"}'])
+def test_an_override_the_experiment_reads_passes(tmp_path: Path, configuration: str) -> None:
+    assert check_gameday(entry_with(tmp_path, configuration))[1] == []
+
+
+def test_a_yaml_experiment_is_taken_as_chaos_run_takes_it(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    experiment = tmp_path / "agent-crash.yaml"
+    experiment.write_text(yaml.safe_dump(json.loads(AGENT_CRASH.read_text())))
+    assert check_gameday(entry_with(tmp_path, "{fault_s: 5}", experiment))[1] == []

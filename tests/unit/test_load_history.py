@@ -83,6 +83,11 @@ def test_history_loads_lists_and_shows_ramps(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     history_url = f"sqlite:///{tmp_path / 'history.sqlite'}"
     monkeypatch.delenv("LKCHAOS_HISTORY_URL", raising=False)
+    # A URL naming no database is refused (a mistyped URL must not read as "nothing").
+    absent = CliRunner().invoke(main, ["history", "--url", history_url, "loads"])
+    assert absent.exit_code == 2 and "no run history at" in absent.output
+    with open_history(history_url):  # created, as recording a run creates it
+        pass
     empty = CliRunner().invoke(main, ["history", "--url", history_url, "loads"])
     assert empty.exit_code == 0 and "no load ramps recorded" in empty.output
     load_id = record.record(ramp_result(time.time()), "the reference stack", history_url)

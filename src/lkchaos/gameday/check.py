@@ -12,9 +12,8 @@ enclosing one that exists.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,11 +103,7 @@ def experiment_problems(experiment: Path) -> list[str]:
                 "(e.g. experiments/agent-crash.json)"]
     if not experiment.is_file():
         return [f"experiment {str(experiment)!r} does not exist"]
-    try:
-        json.loads(experiment.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return [f"experiment {str(experiment)!r} is not JSON ({exc})"]
-    try:
+    try:  # JSON or YAML, as `chaos run` takes them
         failing = errors(check_file(experiment, offline=True))
     except ExperimentFileError as exc:
         return [str(exc)]
@@ -122,6 +117,30 @@ def experiment_problems(experiment: Path) -> list[str]:
     except Exception as exc:  # any of Chaos Toolkit's validation errors refuses the file
         return [f"Chaos Toolkit refuses {str(experiment)!r}: {exc}"]
     return []
+
+
+def override_problems(experiment: Path, overrides: Mapping[str, Any]) -> list[str]:
+    """What is wrong with an entry's ``configuration`` overrides of a valid ``experiment``:
+    a key the experiment does not declare (the override would change nothing), or a value
+    that makes the experiment's own check fail (a fault window of "abc")."""
+    from lkchaos.preflight import check_experiment, errors, load_file
+
+    loaded = load_file(experiment)
+    raw = loaded.get("configuration")
+    declared: dict[str, Any] = dict(raw) if isinstance(raw, Mapping) else {}
+    from lkchaos.settings import ENV_KEYS
+    from lkchaos.target.select import CONFIG_KEY
+
+    # lkchaos's own settings (livekit_url, lkchaos_target, ...) are read from any experiment.
+    unknown = sorted(set(overrides) - set(declared) - set(ENV_KEYS) - {CONFIG_KEY})
+    if unknown:
+        have = ", ".join(sorted(declared)) or "none"
+        return [f"configuration {', '.join(map(repr, unknown))}: not a configuration key of "
+                f"{experiment.name} (it has: {have}) nor an lkchaos setting; an override of a "
+                f"key the experiment does not read changes nothing"]
+    changed = {**loaded, "configuration": {**declared, **overrides}}
+    return [f"with this entry's configuration, `lkchaos check --offline {experiment}`: {p}"
+            for p in errors(check_experiment(changed, deployment=False))]
 
 
 def _experiments(path: str, gameday: model.Gameday,
@@ -141,6 +160,14 @@ def _experiments(path: str, gameday: model.Gameday,
         fix = ("paths are relative to the game day file" if not target.is_file()
                else "fix the experiment (see `lkchaos check --offline` for every problem)")
         problems += [Problem(path, line_of(lines, where), text, fix) for text in cache[target]]
+        index = where[1]
+        if where[0] != "entries" or not isinstance(index, int) or cache[target]:
+            continue
+        overrides = gameday.entries[index].configuration
+        if overrides:
+            at = line_of(lines, ("entries", index, "configuration"))
+            problems += [Problem(path, at, text, "fix the entry's `configuration:`")
+                         for text in override_problems(target, overrides)]  # fmt: skip
     return problems
 
 
