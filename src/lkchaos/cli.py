@@ -154,6 +154,14 @@ def audit(run_id: str | None, since: str | None, as_json: bool) -> None:
     if not entries and not as_json:
         say(f"no audit entries in {log.audit_path(state_dir)}"
             + (" for this selection" if run_id or since else ""))
+    bad = log.unreadable(state_dir)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10
+                                                 else "")  # fmt: skip
+        click.secho(f"warning: {log.audit_path(state_dir)}: line(s) {shown} are not audit "
+                    f"entries and were skipped (edited, cut short, or written by something "
+                    f"else): the log is append-only, so look at what changed it", fg="yellow",
+                    err=True)  # fmt: skip
 
 
 @main.command()

@@ -167,6 +167,20 @@ def test_lkchaos_audit_prints_filters_and_speaks_json(isolated: Path) -> None:
     assert result.exit_code == 2 and "30m" in result.output
 
 
+def test_lines_that_are_not_entries_are_named_not_silently_skipped(isolated: Path) -> None:
+    ledger.begin_run("exp A", "aaaa1111")
+    ledger.record(isolated, _fault())
+    ledger.end_run()
+    path = audit.audit_path(isolated)
+    with path.open("a") as log:
+        log.write('{"truncated": \n{"foreign": "object"}\n\n')
+    assert audit.unreadable(isolated) == [2, 3]
+    result = CliRunner().invoke(main, ["audit"])
+    assert result.exit_code == 0, result.output
+    assert "injected" in result.stdout and "foreign" not in result.stdout
+    assert f"{path}: line(s) 2, 3 are not audit entries and were skipped" in result.stderr
+
+
 # -- the secret scanner ---------------------------------------------------------------------
 
 def test_scan_finds_the_secret_raw_and_encoded(tmp_path: Path) -> None:

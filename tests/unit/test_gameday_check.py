@@ -77,6 +77,23 @@ def test_cron_day_numbers_mean_what_crontab_says(expression: str, fields: dict[s
     assert {key: found[key] for key in fields} == fields
 
 
+@pytest.mark.parametrize(("alias", "fields"), [
+    ("@daily", {"hour": "0", "minute": "0", "day": "*"}),
+    ("@weekly", {"day_of_week": "sun", "hour": "0"}),
+    ("@hourly", {"minute": "0", "hour": "*"}),
+    ("@Monthly", {"day": "1", "month": "*"}),
+    ("@yearly", {"day": "1", "month": "1"}),
+])  # fmt: skip
+def test_crontab_nicknames_mean_what_crontab_says(alias: str, fields: dict[str, str]) -> None:
+    found = {field.name: str(field) for field in parse_cron(alias, "UTC").fields}
+    assert {key: found[key] for key in fields} == fields
+
+
+def test_a_nickname_crontab_lacks_is_refused_naming_those_it_has() -> None:
+    with pytest.raises(ValueError, match="or is one of @yearly, @annually"):
+        parse_cron("@reboot", "UTC")
+
+
 @pytest.mark.parametrize("expression", ["0 3 * *", "0 0 3 * * * *", "61 * * * *",
                                         "0 0 * * 8", "0 0 * * x-y"])
 def test_bad_cron_is_refused_with_the_reason(expression: str) -> None:

@@ -287,6 +287,8 @@ def test_trend_across_game_days(url: str) -> None:
         assert history.trend("agent-crash", probe="no-such-probe") == []
         with pytest.raises(ConfigError, match="unknown metric 'latency'"):
             history.trend("agent-crash", metric="latency")
+        with pytest.raises(ConfigError, match="a sampled probe's figure: name the probe"):
+            history.trend("agent-crash", metric="availability_during_fault")
         runs = history.runs(gameday="weekly")
         assert [r.run_id for r in runs] == ["run2", "run1", "run0"]
         one = runs[0].gameday_run_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -248,6 +249,20 @@ def test_online_check_reports_what_is_unreachable(
     assert ("  no  lkchaos.dns.probes.resolve_names: resolver failed a check (see above)"
             in out)
     assert "  ok  lkchaos.tls.probes.hsts\n" in out
+    # An experiment whose roles the target has, but whose activities reach a component
+    # that failed above, does not "apply": the listing said ok beside the failures.
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({
+        "title": "names", "description": "d", "method": [],
+        "steady-state-hypothesis": {"title": "h", "probes": [{
+            "type": "probe", "name": "names-resolve", "tolerance": True,
+            "provider": {"type": "python", "module": "lkchaos.dns.probes",
+                         "func": "resolve_names"}}]}}))  # fmt: skip
+    result = CliRunner().invoke(target_cli, ["check", "--target", str(path), str(names)])
+    assert "experiments: 0 of 1 apply to this target and can reach what they use" in \
+        result.output, result.output
+    assert "  no  names.json\n        - lkchaos.dns.probes.resolve_names: resolver failed a " \
+           "check (see above)" in result.output
 
 
 def test_online_check_exits_0_when_everything_answers(

@@ -92,7 +92,7 @@ def test_the_cli_refuses_an_empty_selection_before_anything_runs() -> None:
 
     from lkchaos.cli import main
 
-    for args in (["--only", ""], ["--only", "tls", "--skip", "tls"]):
+    for args in (["--only", ""], ["--only", "tls", "--skip", "tls"], ["--every", "5m"]):
         done = CliRunner().invoke(main, ["validate", *args])
         assert done.exit_code == 2, (args, done.output)
         assert "Traceback" not in done.output

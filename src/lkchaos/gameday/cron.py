@@ -46,19 +46,28 @@ def _day_of_week(field: str) -> str:
     return ",".join(_day_item(item) for item in field.split(","))
 
 
+#: crontab's nicknames (crontab(5)), as the 5-field expressions they stand for. ``@reboot``
+#: has no time to fire at and is refused like any other unknown expression.
+ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+           "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+           "@hourly": "0 * * * *"}  # fmt: skip
+
+
 def parse_cron(expression: str, timezone: tzinfo | str | None = None) -> CronTrigger:
-    """A trigger for a 5- or 6-field cron expression.
+    """A trigger for a 5- or 6-field cron expression, or one of crontab's nicknames
+    (:data:`ALIASES`: ``@daily``, ``@weekly``, ...).
 
     Raises ``ValueError`` saying what is wrong (the number of fields, the field APScheduler
     rejects, or an expression that never fires, such as the 30th of February).
     ``timezone`` defaults to the machine's local time zone.
     """
-    fields = expression.split()
+    fields = ALIASES.get(expression.strip().lower(), expression).split()
     if len(fields) == 5:
         fields = ["0", *fields]
     elif len(fields) != 6:
         raise ValueError(f"a cron expression has 5 fields (minute hour day month weekday) or 6 "
-                         f"(with leading seconds), not {len(fields)}: {expression!r}")
+                         f"(with leading seconds), or is one of {', '.join(ALIASES)}; not "
+                         f"{len(fields)} fields: {expression!r}")
     second, minute, hour, day, month, weekday = fields
     try:
         trigger = CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,

@@ -233,6 +233,9 @@ class History:
         first, with ``metric`` of the run (one of ``RUN_METRICS``) or, with ``probe``, of
         that sampled probe (one of ``PROBE_METRICS``; runs without it are left out)."""
         allowed = PROBE_METRICS if probe else RUN_METRICS
+        if not probe and metric in PROBE_METRICS and metric not in RUN_METRICS:
+            raise ConfigError(f"{metric!r} is a sampled probe's figure: name the probe "
+                              f"(--probe NAME, e.g. caller-answered)")
         if metric not in allowed:
             raise ConfigError(f"unknown metric {metric!r}{' for a probe' if probe else ''}: "
                               f"use one of {', '.join(allowed)}")  # fmt: skip

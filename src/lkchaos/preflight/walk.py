@@ -230,6 +230,8 @@ _SIMPLE: dict[Any, tuple[str, Callable[[Any], bool]]] = {
     int: ("a whole number", lambda v: _is_number(v) and v == int(v)),
     float: ("a number", _is_number),
 }
+#: The same, in the plural: "a list of strings".
+_PLURAL = {str: "strings", bool: "true or false values", int: "whole numbers", float: "numbers"}
 
 
 def _type_problem(value: Any, annotation: Any, default: Any) -> str | None:
@@ -245,11 +247,12 @@ def _type_problem(value: Any, annotation: Any, default: Any) -> str | None:
             return "a list"
         if args and args[0] in _SIMPLE:
             what, ok = _SIMPLE[args[0]]
-            return None if all(ok(v) for v in value) else f"a list of {what}s"
+            return None if all(ok(v) for v in value) else f"a list of {_PLURAL[args[0]]}"
     if origin is dict:
         if not isinstance(value, dict):
             return "an object (a mapping)"
         if len(args) == 2 and args[1] in _SIMPLE:
             what, ok = _SIMPLE[args[1]]
-            return None if all(ok(v) for v in value.values()) else f"an object of {what}s"
+            return (None if all(ok(v) for v in value.values())
+                    else f"an object of {_PLURAL[args[1]]}")
     return None

@@ -178,6 +178,26 @@ def write(state_dir: str | Path, fault: Mapping[str, Any], outcome: str,
         logger.warning(message)
 
 
+def unreadable(state_dir: str | Path) -> list[int]:
+    """Line numbers (1-based) of the log that are not audit entries (not a JSON object with a
+    ``time``): the log was edited, cut short by a full disk, or written by something else.
+    :func:`read` skips them; ``lkchaos audit`` says so."""
+    path = audit_path(state_dir)
+    if not path.is_file():
+        return []
+    bad = []
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except ValueError:
+            item = None
+        if not isinstance(item, dict) or "time" not in item:
+            bad.append(number)
+    return bad
+
+
 def read(state_dir: str | Path, run: str | None = None,
          since: dt.datetime | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """The log's entries, oldest first, of one run (a prefix of its id is enough) and since

@@ -60,8 +60,8 @@ def _write(path: Path | None, text: str, what: str) -> None:
 @click.option("--watch", "watch_for", metavar="DURATION",
               help="Repeat the automated items for this long (30m, 24h, 7d) and report "
                    "stability; Ctrl-C ends it early with the report so far.")
-@click.option("--every", default="15m", show_default=True, metavar="INTERVAL",
-              help="With --watch: time between rounds.")
+@click.option("--every", default=None, metavar="INTERVAL",
+              help="With --watch: time between rounds.  [default: 15m]")
 @click.option("--history/--no-history", "use_history", default=None,
               help="Record the run in the run history (default: when one exists: "
                    "$LKCHAOS_HISTORY_URL, or history.sqlite in the state folder).")
@@ -71,7 +71,7 @@ def _write(path: Path | None, text: str, what: str) -> None:
 def validate(section: tuple[str, ...], only: tuple[str, ...], skip: tuple[str, ...],
              list_items: bool, timeout: float, workers: int, markdown_file: str | None,
              html_file: str | None, junit_file: str | None, json_file: str | None,
-             watch_for: str | None, every: str, use_history: bool | None,
+             watch_for: str | None, every: str | None, use_history: bool | None,
              target_file: str | None) -> None:  # fmt: skip
     """Run the deployment validation checklist against the target, item by item.
 
@@ -82,6 +82,10 @@ def validate(section: tuple[str, ...], only: tuple[str, ...], skip: tuple[str, .
     from lkchaos.target.select import target_for_process
     from lkchaos.validate.selection import select
 
+    if every is not None and watch_for is None:
+        raise ConfigError(f"--every {every} repeats nothing without --watch DURATION: add "
+                          "--watch (e.g. --watch 24h --every 15m) or leave --every out")
+    every = every or "15m"
     chosen = select(section, only, skip)  # unknown names: ConfigError, exit 2, nothing run
     if list_items:
         for item in chosen:
