@@ -158,3 +158,12 @@ def test_a_yaml_experiment_is_taken_as_chaos_run_takes_it(tmp_path: Path) -> Non
     experiment = tmp_path / "agent-crash.yaml"
     experiment.write_text(yaml.safe_dump(json.loads(AGENT_CRASH.read_text())))
     assert check_gameday(entry_with(tmp_path, "{fault_s: 5}", experiment))[1] == []
+
+
+def test_a_number_yaml_read_as_text_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "day.yaml"
+    path.write_text(f"name: day\nfault_s: 1e1\nentries:\n  - experiment: {AGENT_CRASH}\n")
+    _, problems = check_gameday(path)
+    [problem] = problems
+    assert problem.line == 2 and "use a number from 1 to 3600, written plainly (e.g. 10): " \
+        "YAML read '1e1' as text" in str(problem)

@@ -13,6 +13,7 @@ enclosing one that exists.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +48,14 @@ def _model_at(where: Location) -> type[BaseModel]:
     return model.Gameday
 
 
+def _numeric_text(value: str) -> bool:
+    """Whether Python reads ``value`` as a finite number (YAML may have read it as text)."""
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
 def _schema_problem(path: str, error: Any, lines: dict[Location, int]) -> Problem:
     where: Location = tuple(error["loc"])
     kind, message = error["type"], error["msg"]
@@ -74,7 +83,11 @@ def _schema_problem(path: str, error: Any, lines: dict[Location, int]) -> Proble
         if knob == "weight":
             fix = f"use a number greater than {low}, up to {high}"
     if knob == "schedule":
-        fix = "write 5 cron fields (minute hour day month weekday), or 6 with leading seconds"
+        fix = ("write 5 cron fields (minute hour day month weekday), 6 with leading seconds, "
+               "or a nickname such as @daily")
+    if isinstance(value, str) and _numeric_text(value) and "number" in message:
+        fix = (f"{fix}, written plainly (e.g. {float(value):g}): YAML read {value!r} as "
+               f"text, quoted or in a form it does not take for a number, such as 1e1")
     message = message.removeprefix("Value error, ")
     return Problem(path, line_of(lines, where), f"{dotted}: {message}{shown}", fix)
 
