@@ -119,3 +119,22 @@ def test_history_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rto = CHECKS["dr.rto-documented"](ctx)
     assert rto.status == "pass" and rto.data["rto"]["livekit-node-loss"]["rto_s"] == 40.0
     assert "worst livekit-node-loss 40.0 s" in rto.evidence
+
+
+def test_a_run_stopped_before_its_verdict_is_not_its_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LKCHAOS_HISTORY_URL", raising=False)
+    base = dt.datetime(2026, 11, 1, 3, 0, tzinfo=dt.UTC)
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    with open_history(url) as history:
+        stopped = variant("dns-failure", "stopped", base + dt.timedelta(days=1))
+        stopped["status"] = "interrupted"  # Ctrl-C, or refused before anything ran
+        history.record_run(stopped, experiment_path="experiments/dns-failure.json")
+    found = CHECKS["dr.network-partition-handling"](Context(_settings(tmp_path)))
+    assert found.status == "warn" and "stopped before its verdict" in found.evidence
+    with open_history(url) as history:  # an older run that held: the latest verdict
+        history.record_run(variant("dns-failure", "held", base),
+                           experiment_path="experiments/dns-failure.json")
+    found = CHECKS["dr.network-partition-handling"](Context(_settings(tmp_path)))
+    assert found.status == "pass" and "dns-failure completed" in found.evidence

@@ -68,26 +68,44 @@ def _held(run: Any) -> bool:
     return bool(run.status == "completed" and not run.deviated)
 
 
+#: Runs stopped before their verdict (Ctrl-C, SIGTERM, refused before anything ran): they
+#: show neither that the deployment recovers nor that it does not.
+UNFINISHED = ("interrupted", "aborted")
+
+
+def _listing(runs: dict[str, Any]) -> str:
+    return ", ".join(f"{n} {r.verdict} {r.started_at:%Y-%m-%d %H:%M}Z"
+                     + (f" (RTO {r.rto_s:.1f} s)" if r.rto_s is not None else "")
+                     for n, r in sorted(runs.items()))  # fmt: skip
+
+
 def from_history(ctx: Context, experiments: Iterable[str], what: str) -> Finding:
-    """Pass when the latest run of any of ``experiments`` held; fail when runs exist and the
-    latest of each deviated or failed; manual when none ran."""
+    """Pass when the latest finished run of any of ``experiments`` held; fail when finished
+    runs exist and the latest of each deviated or failed; warn when every run since was
+    stopped before its verdict (:data:`UNFINISHED`); manual when none ran."""
     runs = history_runs(ctx)
     if runs is None:
         return Finding("manual", f"no run history: run an experiment of {what} "
                        f"({', '.join(experiments)}) or confirm recovery by hand")  # fmt: skip
     wanted = set(experiments)
     latest: dict[str, Any] = {}
+    unfinished: dict[str, Any] = {}
     for run in runs:  # newest first
         if run.experiment_name in wanted:
-            latest.setdefault(run.experiment_name, run)
+            if run.status in UNFINISHED:
+                unfinished.setdefault(run.experiment_name, run)
+            else:
+                latest.setdefault(run.experiment_name, run)
+    if not latest and unfinished:
+        return Finding("warn", f"no run of {what} finished: each was stopped before its "
+                       f"verdict ({_listing(unfinished)}); run one to the end",
+                       {"unfinished": sorted(unfinished)})  # fmt: skip
     if not latest:
         return Finding("manual", f"none of {what} has run ({', '.join(sorted(wanted))}); run "
                        "one, or confirm recovery by hand")  # fmt: skip
     data = {name: {"verdict": r.verdict, "started_at": r.started_at.isoformat(),
                    "rto_s": r.rto_s} for name, r in sorted(latest.items())}  # fmt: skip
-    text = ", ".join(f"{n} {r.verdict} {r.started_at:%Y-%m-%d %H:%M}Z"
-                     + (f" (RTO {r.rto_s:.1f} s)" if r.rto_s is not None else "")
-                     for n, r in sorted(latest.items()))  # fmt: skip
+    text = _listing(latest)
     if any(_held(r) for r in latest.values()):
         return Finding("pass", f"latest runs: {text}", data)
     return Finding("fail", f"no experiment of {what} held in its latest run: {text}", data)
