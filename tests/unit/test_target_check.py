@@ -261,8 +261,8 @@ def test_online_check_reports_what_is_unreachable(
     result = CliRunner().invoke(target_cli, ["check", "--target", str(path), str(names)])
     assert "experiments: 0 of 1 apply to this target and can reach what they use" in \
         result.output, result.output
-    assert "  no  names.json\n        - lkchaos.dns.probes.resolve_names: resolver failed a " \
-           "check (see above)" in result.output
+    assert "  no  names.json\n        - resolver failed a check (see above) " \
+           "(names-resolve)\n" in result.output
 
 
 def test_online_check_exits_0_when_everything_answers(

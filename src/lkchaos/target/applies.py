@@ -30,9 +30,12 @@ def target_settings(loaded: LoadedTarget) -> Settings:
 
 
 def reasons(experiment: Mapping[str, Any], loaded: LoadedTarget,
-            settings: Settings | None = None) -> dict[str, list[str]]:  # fmt: skip
+            settings: Settings | None = None,
+            failed: frozenset[str] = frozenset()) -> dict[str, list[str]]:  # fmt: skip
     """Why the experiment does not apply to the target (empty: it applies): each reason ->
-    the names of the activities it stops, in the experiment's order."""
+    the names of the activities it stops, in the experiment's order. ``failed``: components
+    (``needs.COMPONENT`` values) that failed the reachability check; an activity that needs
+    one does not apply either."""
     settings = settings or target_settings(loaded)
     configuration = experiment.get("configuration")
     calls, _ = walk.collect(experiment, configuration if isinstance(configuration, Mapping)
@@ -51,6 +54,8 @@ def reasons(experiment: Mapping[str, Any], loaded: LoadedTarget,
     for call in calls:
         for reason in needs.missing(loaded.target, call.key, known_only=False):
             add(reason, call.activity)
+        for reason in needs.unreachable(call.key, failed):
+            add(reason, call.activity)
         for problem in _rules(call, context):
             message = problem.message
             if problem.argument and message.startswith(repr(problem.value)):
@@ -66,9 +71,11 @@ def describe(found: Mapping[str, list[str]]) -> list[str]:
     return [f"{reason} ({', '.join(stopped)})" for reason, stopped in found.items()]
 
 
-def check_files(paths: list[Path], loaded: LoadedTarget) -> dict[Path, list[str]]:
+def check_files(paths: list[Path], loaded: LoadedTarget,
+                failed: frozenset[str] = frozenset()) -> dict[Path, list[str]]:  # fmt: skip
     """Each experiment file -> why it does not apply, as :func:`describe` lines (empty: it
-    applies). A file that cannot be read as an experiment gets one line saying so."""
+    applies), ``failed`` as in :func:`reasons`. A file that cannot be read as an experiment
+    gets one line saying so."""
     settings = target_settings(loaded)
     verdicts: dict[Path, list[str]] = {}
     for path in paths:
@@ -80,5 +87,5 @@ def check_files(paths: list[Path], loaded: LoadedTarget) -> dict[Path, list[str]
         if not isinstance(experiment, Mapping):
             verdicts[path] = ["cannot be read as an experiment: not a JSON object"]
             continue
-        verdicts[path] = describe(reasons(experiment, loaded, settings))
+        verdicts[path] = describe(reasons(experiment, loaded, settings, failed))
     return verdicts

@@ -114,19 +114,6 @@ def _experiments(given: tuple[str, ...]) -> list[Path]:
     return sorted((root / "experiments").glob("*.json")) if root is not None else []
 
 
-def _activities_of(path: Path) -> list[str]:
-    """The lkchaos activities (``module.func``) an experiment file uses, in order, once."""
-    from lkchaos.preflight import load_file
-    from lkchaos.preflight.walk import _activities
-
-    found: dict[str, None] = {}
-    for _, activity in _activities(load_file(path)):
-        provider = activity.get("provider") if isinstance(activity, dict) else None
-        if isinstance(provider, dict) and str(provider.get("module", "")).startswith("lkchaos."):
-            found[f"{provider['module']}.{provider.get('func')}"] = None
-    return list(found)
-
-
 @target.command("check")
 @_target_option
 @click.option("--offline", is_flag=True, help="Validate the file only; reach nothing.")
@@ -150,11 +137,8 @@ def check(target_file: str | None, offline: bool, experiments: tuple[str, ...]) 
     activities = needs.catalogue()
     verdicts: dict[str, list[str]] = {}
     for activity in activities:
-        reasons = needs.missing(loaded.target, activity)
-        if not reasons:
-            down = sorted({needs.COMPONENT[n] for n in needs.NEEDS[activity]} & failed)
-            reasons = [f"{component} failed a check (see above)" for component in down]
-        verdicts[activity] = reasons
+        verdicts[activity] = (needs.missing(loaded.target, activity)
+                              or needs.unreachable(activity, failed))
     can = sum(not reasons for reasons in verdicts.values())
     click.echo(f"activities: {can} of {len(activities)} can run on this target")
     for activity, reasons in verdicts.items():
@@ -165,11 +149,7 @@ def check(target_file: str | None, offline: bool, experiments: tuple[str, ...]) 
         click.echo("experiments: not listed: no lkchaos checkout here (run from it, set "
                    "LKCHAOS_ROOT to it, or name the experiment files)")  # fmt: skip
     else:
-        verdicts_by_file = applies.check_files(files, loaded)
-        for path, why in verdicts_by_file.items():  # what it uses that failed a check above
-            if not why and failed:
-                why += [f"{activity}: {'; '.join(verdicts[activity])}"
-                        for activity in _activities_of(path) if verdicts.get(activity)]
+        verdicts_by_file = applies.check_files(files, loaded, frozenset(failed))
         fit = sum(not why for why in verdicts_by_file.values())
         click.echo(f"experiments: {fit} of {len(files)} apply to this target"
                    + (" and can reach what they use" if failed else ""))

@@ -191,6 +191,13 @@ def missing(target: Target, activity: str, *, known_only: bool = True) -> list[s
     return [reason for reason in found if reason is not None]
 
 
+def unreachable(activity: str, failed: frozenset[str] | set[str]) -> list[str]:
+    """Why ``activity`` cannot run with the components in ``failed`` (``COMPONENT`` values
+    that failed ``lkchaos target check``'s reachability check), one reason each, sorted."""
+    down = {COMPONENT[need] for need in NEEDS.get(activity, ())} & set(failed)
+    return [f"{component} failed a check (see above)" for component in sorted(down)]
+
+
 def catalogue() -> list[str]:
     """Every activity function (``module.func``) of every ``lkchaos.*.actions`` and
     ``lkchaos.*.probes`` module: its ``__all__``, else its public functions. Sorted."""
