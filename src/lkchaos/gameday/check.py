@@ -137,13 +137,12 @@ def override_problems(experiment: Path, overrides: Mapping[str, Any]) -> list[st
     a key the experiment does not declare (the override would change nothing), or a value
     that makes the experiment's own check fail (a fault window of "abc")."""
     from lkchaos.preflight import check_experiment, errors, load_file
+    from lkchaos.settings import ENV_KEYS
+    from lkchaos.target.select import CONFIG_KEY
 
     loaded = load_file(experiment)
     raw = loaded.get("configuration")
     declared: dict[str, Any] = dict(raw) if isinstance(raw, Mapping) else {}
-    from lkchaos.settings import ENV_KEYS
-    from lkchaos.target.select import CONFIG_KEY
-
     # lkchaos's own settings (livekit_url, lkchaos_target, ...) are read from any experiment.
     unknown = sorted(set(overrides) - set(declared) - set(ENV_KEYS) - {CONFIG_KEY})
     if unknown:

@@ -41,7 +41,15 @@ from lkchaos.errors import ConfigError
 from lkchaos.preflight import deployment as deployment_level
 from lkchaos.preflight import pauses, secrecy, shape
 from lkchaos.preflight.rules import RULES, Context, blame
-from lkchaos.preflight.walk import Call, Problem, _bind, _load, collect, sampled_probes
+from lkchaos.preflight.walk import (
+    Call,
+    Problem,
+    _bind,
+    _load,
+    collect,
+    env_key,
+    sampled_probes,
+)
 from lkchaos.settings import Settings
 
 __all__ = [
@@ -163,8 +171,8 @@ def _safety_missing(experiment: Mapping[str, Any]) -> list[Problem]:
 
 def _from_env(value: Any) -> str:
     """`` from $NAME ('text')`` for a configuration value read from the environment."""
-    if isinstance(value, Mapping) and value.get("type") == "env" and value.get("key"):
-        key = str(value["key"])
+    key = env_key(value)
+    if key is not None:
         found = os.environ.get(key)
         shown = f" ({found!r}; fix or unset ${key})" if found is not None else ""
         return f" from ${key}{shown}"

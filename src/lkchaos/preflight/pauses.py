@@ -17,7 +17,7 @@ from typing import Any
 
 from chaoslib import substitute
 
-from lkchaos.preflight.walk import _PLACEHOLDER, Problem, _activities
+from lkchaos.preflight.walk import _PLACEHOLDER, Problem, _activities, env_key
 
 #: The longest pause accepted, in seconds (a day: a longer fault window is a mistake).
 MAX_PAUSE_S = 86_400.0
@@ -30,10 +30,8 @@ def _source(raw: Any, experiment: Mapping[str, Any]) -> str:
     names = _PLACEHOLDER.findall(raw) if isinstance(raw, str) else []
     if len(names) != 1:
         return ""
-    declared = (experiment.get("configuration") or {}).get(names[0])
-    if isinstance(declared, Mapping) and declared.get("type") == "env" and declared.get("key"):
-        return f" (configuration `{names[0]}`, from ${declared['key']})"
-    return f" (configuration `{names[0]}`)"
+    key = env_key((experiment.get("configuration") or {}).get(names[0]))
+    return f" (configuration `{names[0]}`" + (f", from ${key})" if key else ")")
 
 
 def _why(

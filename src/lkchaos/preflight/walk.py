@@ -66,6 +66,14 @@ class Problem:
         return f"{where}, argument {self.argument!r} = {self.value!r}: {self.message}"
 
 
+def env_key(declared: Any) -> str | None:
+    """The environment variable a configuration entry reads (``{"type": "env", "key": K}``),
+    else None."""
+    if isinstance(declared, Mapping) and declared.get("type") == "env" and declared.get("key"):
+        return str(declared["key"])
+    return None
+
+
 @dataclass
 class Call:
     """One lkchaos activity: where it is, its function and its arguments (substituted)."""
