@@ -336,9 +336,9 @@ def run_gameday(path: str | Path, options: RunOptions, display: Display, *,
     from lkchaos.settings import Settings
 
     path = Path(path)
-    child.fault_env(os.environ)  # before the file's checks: its experiments read it too
+    # A bad $LKCHAOS_FAULT_S: exit 2, before the file's checks (its experiments read it too).
+    child.fault_env(os.environ)
     gameday = load_gameday(path)
-    plan(gameday, path.parent, options.ci, dict(os.environ))  # a bad $LKCHAOS_FAULT_S: exit 2
     state_dir = Path(Settings.load().state_dir)
 
     def say(text: str) -> None:
