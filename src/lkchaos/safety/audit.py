@@ -28,7 +28,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -178,14 +178,12 @@ def write(state_dir: str | Path, fault: Mapping[str, Any], outcome: str,
         logger.warning(message)
 
 
-def unreadable(state_dir: str | Path) -> list[int]:
-    """Line numbers (1-based) of the log that are not audit entries (not a JSON object with a
-    ``time``): the log was edited, cut short by a full disk, or written by something else.
-    :func:`read` skips them; ``lkchaos audit`` says so."""
+def _entries(state_dir: str | Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """Each non-blank line of the log, numbered from 1, with the JSON object it holds, or
+    None when it holds none."""
     path = audit_path(state_dir)
     if not path.is_file():
-        return []
-    bad = []
+        return
     for number, raw in enumerate(path.read_text().splitlines(), 1):
         if not raw.strip():
             continue
@@ -193,25 +191,23 @@ def unreadable(state_dir: str | Path) -> list[int]:
             item = json.loads(raw)
         except ValueError:
             item = None
-        if not isinstance(item, dict) or "time" not in item:
-            bad.append(number)
-    return bad
+        yield number, item if isinstance(item, dict) else None
+
+
+def unreadable(state_dir: str | Path) -> list[int]:
+    """Line numbers (1-based) of the log that are not audit entries (not a JSON object with a
+    ``time``): the log was edited, cut short by a full disk, or written by something else.
+    :func:`read` skips them; ``lkchaos audit`` says so."""
+    return [number for number, item in _entries(state_dir) if item is None or "time" not in item]
 
 
 def read(state_dir: str | Path, run: str | None = None,
          since: dt.datetime | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """The log's entries, oldest first, of one run (a prefix of its id is enough) and since
     a moment; lines that cannot be parsed are skipped."""
-    path = audit_path(state_dir)
-    if not path.is_file():
-        return []
     entries = []
-    for raw in path.read_text().splitlines():
-        try:
-            item = json.loads(raw)
-        except ValueError:
-            continue
-        if not isinstance(item, dict):
+    for _, item in _entries(state_dir):
+        if item is None:
             continue
         if run and not str(item.get("run") or "").startswith(run):
             continue
