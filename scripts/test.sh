@@ -8,6 +8,11 @@
 # Extra arguments after -- go to pytest, e.g. scripts/test.sh -- -k sentinel
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Bytecode is written for this run even where the environment says not to: without it every
+# `chaos`/`lkchaos` process the tests start compiles lkchaos again (about 1.3 s each on two
+# cores), and each pytest session rewrites the asserts of all test modules (10-20 s). The
+# image build contexts leave __pycache__ out (.dockerignore, stack/.dockerignore).
+unset PYTHONDONTWRITEBYTECODE
 
 unit_only=0
 integration="integration and not catalogue"
