@@ -99,7 +99,8 @@ def test_the_registry_ends_unread_calls_side_by_side(
     after the other, they would stay in the deployment a turn each)."""
     order: list[str] = []
     stop = HeldCall.stop
-    monkeypatch.setattr(HeldCall, "stop", lambda self: (order.append("stop"), stop(self))[1])
+    monkeypatch.setattr(HeldCall, "stop",
+                        lambda self, *a: (order.append("stop"), stop(self, *a))[1])
 
     async def go() -> list[dict[str, Any]]:
         registry = calls.Registry(idle_s=0.3)
@@ -118,8 +119,34 @@ def test_the_registry_ends_unread_calls_side_by_side(
         return [t.result() for t in tasks]
 
     summaries = asyncio.run(go())
-    assert [s["end_reason"] for s in summaries] == ["stopped"] * 3
+    # At once: nobody reads them, so the wait for the agent under way is dropped.
+    assert [s["end_reason"] for s in summaries] == ["stopped at once"] * 3
     assert order == ["stop"] * 3 + ["ended"] * 3, order
+
+
+def test_a_call_stopped_at_once_drops_the_wait_under_way_and_leaves(livekit: str) -> None:
+    """Told to stop at once while it waits 30 s for an agent, the call ends without waiting
+    it out, and leaves its room; told to stop after its turn, it finishes that turn first."""
+
+    async def go(at_once: bool) -> tuple[dict[str, Any], list[str], list[str]]:
+        options = Options(duration_s=60, max_turns=5, dispatch_s=30 if at_once else 1.0,
+                          join_s=5)  # fmt: skip
+        call = HeldCall(livekit.replace("http", "ws"), KEY, SECRET, "nobody", options)
+        task = asyncio.ensure_future(call.run())
+        while (call.waiting() or {}).get("for") != "agent":
+            await asyncio.sleep(0.05)
+        during = await _participants(livekit, call.room_name)
+        call.stop(at_once)
+        summary = await asyncio.wait_for(task, 10)  # far below the 30 s wait
+        return summary, during, await _participants(livekit, call.room_name)
+
+    summary, during, after = asyncio.run(go(at_once=True))
+    assert during == [f"caller-{summary['room'][-10:]}"] and after == []
+    assert summary["end_reason"] == "stopped at once" and summary["turns"] == 0, summary
+    assert summary["media_path"] == {}  # not read: nobody waits for it
+    summary, _during, after = asyncio.run(go(at_once=False))
+    assert summary["end_reason"] == "stopped" and summary["stages"] == {"no_agent": 1}
+    assert after == []
 
 
 def test_the_registry_refuses_past_its_limit_and_unknown_ids(livekit: str) -> None:
@@ -195,6 +222,13 @@ def test_the_prober_serves_held_calls(livekit: str, tmp_path: Path) -> None:
             assert (await ended.json())["state"] == "ended"
             gone = await client.get(f"/calls/{body['id']}", headers=headers)
             assert gone.status == 404
+            waiting = await client.post("/calls", headers=headers, json={"dispatch_s": 30})
+            call_id = (await waiting.json())["id"]
+            bad = await client.delete(f"/calls/{call_id}?at_once=yes", headers=headers)
+            assert bad.status == 400 and "at_once" in (await bad.json())["error"]
+            now = await client.delete(f"/calls/{call_id}?at_once=1", headers=headers)
+            assert (await now.json())["end_reason"] in ("stopped at once",
+                                                        "stopped before joining")
 
     asyncio.run(go())
 

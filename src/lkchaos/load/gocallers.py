@@ -219,7 +219,9 @@ class GoCallers:
                     "state": "ended" if call.ended is not None and not call.pending
                     else "talking"}
 
-    def end(self, call_id: str) -> dict[str, Any]:
+    def end(self, call_id: str, at_once: bool = False) -> dict[str, Any]:
+        """End the call; a Go call stops at once whatever ``at_once`` says (its turn under
+        way is given up, never reported), then leaves its room."""
         call = self._call(call_id)
         self._write({"op": "end", "id": call_id})
         deadline = time.monotonic() + call.options.reply_s + call.options.join_s + 15

@@ -34,6 +34,8 @@ class _Entry:
     read_at: float = field(default_factory=time.monotonic)
     #: Reads under way (a reader waiting for a turn is reading: the call is not idle).
     readers: int = 0
+    #: Being ended on request: the reaper leaves it be (it would end it at once instead).
+    ending: bool = False
 
 
 class Registry:
@@ -88,10 +90,14 @@ class Registry:
             "summary": {k: v for k, v in call.summary().items() if k != "events"},
         }  # fmt: skip
 
-    async def end(self, call_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        """End the call (after its turn under way) and forget it; returns its summary."""
+    async def end(
+        self, call_id: str, timeout: float = 30.0, at_once: bool = False
+    ) -> dict[str, Any]:
+        """End the call (after its turn under way, or ``at_once``: that turn dropped) and
+        forget it; returns its summary."""
         entry = self._entry(call_id)
-        entry.call.stop()
+        entry.ending = True
+        entry.call.stop(at_once)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(entry.task), timeout)
         if not entry.task.done():
@@ -102,8 +108,10 @@ class Registry:
         return entry.call.summary()
 
     async def end_all(self, timeout: float = 5.0) -> None:
-        """End every call side by side, each given ``timeout`` seconds to finish its turn."""
-        await asyncio.gather(*(self.end(call_id, timeout) for call_id in list(self._calls)),
+        """End every call at once, side by side (nobody is left to read a turn under way),
+        each given ``timeout`` seconds to leave its room."""
+        await asyncio.gather(*(self.end(call_id, timeout, at_once=True)
+                               for call_id in list(self._calls)),
                              return_exceptions=True)  # fmt: skip
         if self._reaper is not None:
             self._reaper.cancel()
@@ -117,8 +125,9 @@ class Registry:
             await asyncio.sleep(min(5.0, self.idle_s))
             now = time.monotonic()
             idle = [call_id for call_id, entry in self._calls.items()
-                    if entry.readers == 0 and now - entry.read_at > self.idle_s]  # fmt: skip
-            # Side by side: each ends after its turn under way, so a runner that died with
-            # many calls (a load step) leaves them for one turn, not one turn each.
-            await asyncio.gather(*(self.end(call_id) for call_id in idle),
+                    if entry.readers == 0 and not entry.ending
+                    and now - entry.read_at > self.idle_s]  # fmt: skip
+            # At once, side by side: nobody reads them, so a turn under way is dropped, and a
+            # runner that died with many calls (a load step) leaves none behind for long.
+            await asyncio.gather(*(self.end(call_id, at_once=True) for call_id in idle),
                                  return_exceptions=True)  # fmt: skip

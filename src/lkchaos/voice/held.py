@@ -70,7 +70,7 @@ MAX_CALLERS = 8
 class Backend(Protocol):
     def start(self, options: Options) -> tuple[str, str]: ...
     def turns(self, call_id: str, after: int, wait_s: float) -> dict[str, Any]: ...
-    def end(self, call_id: str) -> dict[str, Any]: ...
+    def end(self, call_id: str, at_once: bool = False) -> dict[str, Any]: ...
 
 
 class _Prober:
@@ -89,8 +89,9 @@ class _Prober:
                                   f"/calls/{call_id}?after={after}&wait_s={wait_s:g}",
                                   timeout=wait_s + 15)  # fmt: skip
 
-    def end(self, call_id: str) -> dict[str, Any]:
-        return prober_client.call(self.url, self.secret, "DELETE", f"/calls/{call_id}",
+    def end(self, call_id: str, at_once: bool = False) -> dict[str, Any]:
+        return prober_client.call(self.url, self.secret, "DELETE",
+                                  f"/calls/{call_id}?at_once={int(at_once)}",
                                   timeout=45)  # fmt: skip
 
 
@@ -134,8 +135,8 @@ class _Local:
                                            wait_s + 15)  # fmt: skip
         return result
 
-    def end(self, call_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._run(_Local._registry.end(call_id), 45)
+    def end(self, call_id: str, at_once: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = self._run(_Local._registry.end(call_id, at_once=at_once), 45)
         return result
 
 
@@ -389,13 +390,14 @@ def conversation(
 
 @atexit.register
 def _end_all() -> None:
-    """End every held call this process started (the prober would after 45 s anyway)."""
+    """End every held call this process started, at once: a turn under way is dropped, as
+    nobody is left to read it (the prober would end them after 45 s anyway)."""
     with _lock:
         handles = list(_handles.items())
         _handles.clear()
     for _name, handle in handles:
         for call in handle.calls:
             try:
-                handle.backend.end(call.call_id)
+                handle.backend.end(call.call_id, at_once=True)
             except Exception:  # the process is exiting: the prober's idle end is the backstop
                 pass

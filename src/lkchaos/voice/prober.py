@@ -15,7 +15,8 @@ system's: in a container on the stack network (``dns:`` set to the stack's resol
                       a held conversation started (a caller asking turn after turn)
     GET  /calls/{id}?after=N&wait_s=W -> its turns numbered above N (waiting up to W s for
                       one), its state and summary (lkchaos.voice.calls.Registry.turns)
-    DELETE /calls/{id} -> end it; its summary
+    DELETE /calls/{id}[?at_once=1] -> end it (after its turn under way, or at once, that
+                      turn dropped); its summary
     GET  /calls       -> the held calls
     GET  /health      -> {"status": "ok"}
 
@@ -224,8 +225,13 @@ async def call_turns(request: web.Request) -> web.Response:
 
 
 async def end_call(request: web.Request) -> web.Response:
+    at_once = request.query.get("at_once", "0")
+    if at_once not in ("0", "1"):
+        return web.json_response({"error": f"at_once must be 0 or 1, not {at_once!r}"},
+                                 status=400)  # fmt: skip
     try:
-        return web.json_response(await request.app[CALLS].end(request.match_info["id"]))
+        return web.json_response(await request.app[CALLS].end(request.match_info["id"],
+                                                              at_once=at_once == "1"))
     except calls.CallError as exc:
         return web.json_response({"error": str(exc)}, status=404)
 

@@ -14,8 +14,9 @@ audio of the reply, on the monotonic clock. A turn's reply is checked by transcr
 ``checked_by`` says which). Room events (signalling reconnects, the agent leaving or a new
 one arriving) are kept with their times, and the media path the call ended on.
 
-A call ends when told (:meth:`HeldCall.stop`), after ``max_turns`` turns or ``duration_s``
-seconds, or when its room is lost for good; it always leaves its room.
+A call ends when told (:meth:`HeldCall.stop`: after the turn under way, or at once, dropping
+it), after ``max_turns`` turns or ``duration_s`` seconds, or when its room is lost for good; it
+always leaves its room.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from livekit import rtc
 
@@ -33,6 +35,7 @@ from lkchaos.livekit.background import new_room
 from lkchaos.voice import audio, roundtrip
 from lkchaos.voice.questions import check_reply, expected_answers, random_question
 
+T = TypeVar("T")
 #: Bounds of one held call (also the prober's limits on what a request may ask).
 MAX_DURATION_S = 3600.0
 MAX_TURNS = 2000
@@ -99,6 +102,7 @@ class HeldCall:
     def __post_init__(self) -> None:
         self._t0 = time.monotonic()
         self._stop = asyncio.Event()
+        self._at_once = asyncio.Event()  # stop without finishing the turn under way
         # What the call waits for, since when (monotonic): "join", "agent" (to be in the
         # room, with audio, listening) or "reply" (its first audio after the question).
         self._waiting: tuple[str, float] | None = None
@@ -121,9 +125,13 @@ class HeldCall:
             return None  # the reply has begun
         return {"for": kind, "s": round(max(0.0, time.monotonic() - since), 3)}
 
-    def stop(self) -> None:
-        """Ask the call to end after the turn under way (safe from the call's own loop)."""
+    def stop(self, at_once: bool = False) -> None:
+        """Ask the call to end after the turn under way, or ``at_once``: the turn under way
+        (or the wait for the agent) is dropped, unjudged, and the call leaves its room
+        without reading its media path. Safe from the call's own loop."""
         self._stop.set()
+        if at_once:
+            self._at_once.set()
 
     def _event(self, kind: str, **fields: Any) -> None:
         self.events.append({"t": round(self.now(), 3), "event": kind, **fields})
@@ -179,7 +187,10 @@ class HeldCall:
                     self.end_reason = "the room was lost (disconnected, not resumed)"
                     break
                 self._waiting = ("agent", time.monotonic())
-                agent, track = await self._agent_with_audio(room)
+                found = await self._unless_stopped_at_once(self._agent_with_audio(room))
+                if found is None:
+                    break
+                agent, track = found[0]
                 if agent is None or track is None:
                     self._record(self._failed("no_agent", "no agent with audio in the room "
                                               f"within {self.options.dispatch_s:g} s"))
@@ -189,11 +200,17 @@ class HeldCall:
                         await listener.aclose()
                     listener, listened = audio.Listener(track), track.sid
                     self._listener = listener
-                await self._turn(agent, speaker, listener)
+                if await self._unless_stopped_at_once(
+                    self._turn(agent, speaker, listener)
+                ) is None:
+                    break
                 await self._pause(self.options.turn_gap_s)
-            if not self.end_reason:
+            if self._at_once.is_set():
+                self.end_reason = "stopped at once"
+            elif not self.end_reason:
                 self.end_reason = "stopped"
-            self.media = await roundtrip._media_path(room)
+            if not self._at_once.is_set():
+                self.media = await roundtrip._media_path(room)
         finally:
             self.state, self._waiting = "ended", None
             self._event("ended", reason=self.end_reason)
@@ -201,6 +218,25 @@ class HeldCall:
             await roundtrip._leave(room, speaker, [listener] if listener else [],
                                    [connecting] if connecting else [], self.options.join_s)
         return self.summary()
+
+    async def _unless_stopped_at_once(self, work: Coroutine[Any, Any, T]) -> tuple[T] | None:
+        """``(work's result,)``, or None once the call is stopped at once: ``work`` is then
+        cancelled (its exception, if it raised meanwhile, dropped with it)."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self._at_once.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            stopped.cancel()
+        if task.done():
+            return (task.result(),)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return None
 
     async def _agent_with_audio(
         self, room: rtc.Room
