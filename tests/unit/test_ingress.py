@@ -87,6 +87,8 @@ def test_a_pusher_that_fails_reports_its_error(monkeypatch: pytest.MonkeyPatch) 
     ({"room": "r", "timeout": 0}, "timeout"),
     ({"room": "r", "endpoint": "127.0.0.1:1935"}, "endpoint"),
     ({"room": "r", "pusher": "obs"}, "pusher"),
+    ({"room": "r", "publishes": 3}, "publishes"),
+    ({"room": "r", "publishes": True}, "publishes"),
 ])  # fmt: skip
 def test_bad_arguments_are_refused_before_anything_is_created(
     args: dict[str, Any], blamed: str, monkeypatch: pytest.MonkeyPatch
@@ -105,6 +107,30 @@ def test_preflight_accepts_the_defaults_and_knows_both_probes() -> None:
         for rule in RULES[f"lkchaos.ingress.probes.{name}"]:
             rule.check({}, Context())
         assert NEEDS[f"lkchaos.ingress.probes.{name}"] == ("livekit", "ingress")
+
+
+@pytest.mark.parametrize(("first", "publishes", "made"), [
+    ("participant", 2, 2), ("tracks", 2, 2), ("held", 2, 2), ("state", 2, 2),
+    ("tracks", 1, 1), (None, 2, 1), ("push", 2, 1), ("create", 2, 1),
+])  # fmt: skip
+def test_a_second_publish_only_when_the_first_stopped_short_of_the_room(
+    first: str | None, publishes: int, made: int
+) -> None:
+    """An encoder reconnects when its stream did not reach the room whole; a refused push or
+    an ingress never created is the answer, not a reason to publish again."""
+    results = [{"ok": first is None, "stage": first, "n": 1}, {"ok": True, "stage": None, "n": 2}]
+    calls: list[int] = []
+
+    def once() -> dict[str, Any]:
+        calls.append(1)
+        return dict(results[len(calls) - 1])
+
+    got = probes._publishing(once, publishes)
+    assert len(calls) == made
+    if made == 2:
+        assert got["n"] == 2 and got["ok"] and got["earlier"]["stage"] == first
+    else:
+        assert got["n"] == 1 and "earlier" not in got
 
 
 def _never(*args: Any, **kwargs: Any) -> Any:

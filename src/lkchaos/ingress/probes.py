@@ -44,6 +44,7 @@ decides.
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Dict, Protocol
 
 from chaoslib.exceptions import ActivityFailed
@@ -122,6 +123,28 @@ def _check_pusher_name(pusher: Any) -> str:
     if pusher not in ("auto", *push.PUSHERS):
         raise ActivityFailed(f"pusher must be auto, {' or '.join(push.PUSHERS)}, not {pusher!r}")
     return str(pusher)
+
+
+#: Stages at which a publish the ingress accepted stopped short of the room: no participant,
+#: a track missing, a track gone while held, the ingress not publishing.
+SHORT = ("participant", "tracks", "held", "state")
+
+
+def _check_publishes(publishes: Any) -> int:
+    """``publishes`` is 1 or 2."""
+    if isinstance(publishes, bool) or publishes not in (1, 2):
+        raise ActivityFailed(f"publishes must be 1 or 2, not {publishes!r}")
+    return int(publishes)
+
+
+def _publishing(once: Callable[[], Dict[str, Any]], publishes: int) -> Dict[str, Any]:
+    """``once()``, and once more when ``publishes`` is 2 and the first stopped short of the
+    room (a stage of :data:`SHORT`), as a broadcaster's encoder reconnects: the second's
+    result carries the first's under ``earlier``."""
+    first = once()
+    if publishes < 2 or first.get("stage") not in SHORT:
+        return first
+    return {**once(), "earlier": first}
 
 
 def _check_pusher(pusher: Any) -> str:
@@ -312,6 +335,7 @@ def rtmp_publish(
     timeout: float = 30.0,
     endpoint: str = None,  # type: ignore[assignment]
     pusher: str = "auto",
+    publishes: int = 1,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
@@ -320,16 +344,21 @@ def rtmp_publish(
     Waits up to ``timeout`` seconds for the participant and its audio and video tracks, then
     holds ``duration_s`` seconds. ``pusher``: ``auto``, ``gst-launch-1.0`` or ``ffmpeg`` (one
     must be installed where lkchaos runs). ``endpoint``: the RTMP base URL to push to
-    (``rtmp://HOST:PORT/x``) instead of the configured or announced one.
+    (``rtmp://HOST:PORT/x``) instead of the configured or announced one. ``publishes=2``:
+    publish a second time when the first was accepted but stopped short of the room (no
+    participant, a track missing or gone, the ingress not publishing), as an encoder
+    reconnects; the result is the second's, with the first's under ``earlier`` (up to twice
+    the time).
     """
     _check(room, duration_s, timeout, endpoint)
+    count = _check_publishes(publishes)
     chosen = _check_pusher(pusher)
     settings = _settings(configuration, secrets)
     seconds = timeout + duration_s + 5.0
 
-    return _retrying(lambda: _publish(
+    return _publishing(lambda: _retrying(lambda: _publish(
         "rtmp", room, duration_s, timeout, endpoint, settings,
-        lambda url: _Rtmp(chosen, url, seconds), chosen), timeout)  # fmt: skip
+        lambda url: _Rtmp(chosen, url, seconds), chosen), timeout), count)  # fmt: skip
 
 
 def whip_publish(
@@ -337,6 +366,7 @@ def whip_publish(
     duration_s: float = 5.0,
     timeout: float = 30.0,
     endpoint: str = None,  # type: ignore[assignment]
+    publishes: int = 1,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
@@ -345,13 +375,16 @@ def whip_publish(
 
     Waits up to ``timeout`` seconds for the participant and its audio and video tracks, then
     holds ``duration_s`` seconds. ``endpoint``: the WHIP base URL (``https://HOST/w``) instead
-    of the configured or announced one. Needs aiortc (``lkchaos[ingress]``).
+    of the configured or announced one. ``publishes``: as ``rtmp_publish``'s. Needs aiortc
+    (``lkchaos[ingress]``).
     """
     _check(room, duration_s, timeout, endpoint)
+    count = _check_publishes(publishes)
     if whip.aiortc_missing():
         raise ActivityFailed(whip.NEEDED)
     settings = _settings(configuration, secrets)
 
-    return _retrying(lambda: _publish(
+    return _publishing(lambda: _retrying(lambda: _publish(
         "whip", room, duration_s, timeout, endpoint, settings,
-        lambda url: _Whip(url, settings.ca_file, min(timeout, 15.0)), "aiortc"), timeout)
+        lambda url: _Whip(url, settings.ca_file, min(timeout, 15.0)), "aiortc"), timeout),
+        count)  # fmt: skip

@@ -611,11 +611,13 @@ RULES: dict[str, list[Rule]] = {
         _rule("room", "duration_s", "timeout", "endpoint")(lambda a, c: ingress_probes._check(
             a.get("room", "lkchaos-ingress-rtmp"), a.get("duration_s", 5.0),
             a.get("timeout", 30.0), a.get("endpoint"))),
-        _rule("pusher")(lambda a, c: ingress_probes._check_pusher_name(a.get("pusher", "auto")))],
+        _rule("pusher")(lambda a, c: ingress_probes._check_pusher_name(a.get("pusher", "auto"))),
+        _rule("publishes")(lambda a, c: ingress_probes._check_publishes(a.get("publishes", 1)))],
     "lkchaos.ingress.probes.whip_publish": [
         _rule("room", "duration_s", "timeout", "endpoint")(lambda a, c: ingress_probes._check(
             a.get("room", "lkchaos-ingress-whip"), a.get("duration_s", 5.0),
-            a.get("timeout", 30.0), a.get("endpoint")))],
+            a.get("timeout", 30.0), a.get("endpoint"))),
+        _rule("publishes")(lambda a, c: ingress_probes._check_publishes(a.get("publishes", 1)))],
     # prometheus
     "lkchaos.prometheus.probes.query": [
         _rule("expr", "timeout")(lambda a, c: prom_probes._check_query(
