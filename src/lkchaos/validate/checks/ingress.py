@@ -23,12 +23,10 @@ from lkchaos.validate.model import Context, Finding, check
 HOLD_S = 1.0
 #: How long a push with a wrong stream key may run before it counts as accepted.
 REFUSE_S = 4.0
-#: Publishes a check makes at most.
+#: Publishes a check makes at most: a second follows one that the ingress accepted but that
+#: stopped short of the room (``lkchaos.ingress.probes.SHORT``), and the item is a warning if
+#: only that one got through.
 PUBLISHES = 2
-#: Stages at which a publish that the ingress accepted stopped short of the room (no
-#: participant, a track missing, a track gone while held, the ingress not publishing): a
-#: second publish follows, and the item is a warning if only that one got through.
-AGAIN = ("participant", "tracks", "held", "state")
 
 
 def has_ingress(ctx: Context) -> bool:
@@ -52,8 +50,8 @@ def attempt_s(timeout_s: float) -> float:
 def publish(ctx: Context, kind: str) -> dict[str, Any]:
     """One short publish (``rtmp`` or ``whip``) into a fresh room, run once per run; a
     second one when the first was accepted but did not reach the room whole (a stage of
-    :data:`AGAIN`), as a broadcaster's encoder reconnects. The second's result carries the
-    first's under ``earlier``."""
+    ``lkchaos.ingress.probes.SHORT``), as a broadcaster's encoder reconnects. The second's
+    result carries the first's under ``earlier``."""
 
     def once() -> dict[str, Any]:
         from lkchaos.ingress import probes, whip
@@ -76,10 +74,9 @@ def publish(ctx: Context, kind: str) -> dict[str, Any]:
             timeout)  # fmt: skip
 
     def compute() -> dict[str, Any]:
-        first = once()
-        if first.get("stage") not in AGAIN:
-            return first
-        return {**once(), "earlier": first}
+        from lkchaos.ingress import probes
+
+        return probes._publishing(once, PUBLISHES)
 
     result: dict[str, Any] = ctx.fact(f"ingress.{kind}", compute)
     return result
