@@ -205,10 +205,8 @@ class HeldCall:
                 ) is None:
                     break
                 await self._pause(self.options.turn_gap_s)
-            if self._at_once.is_set():
-                self.end_reason = "stopped at once"
-            elif not self.end_reason:
-                self.end_reason = "stopped"
+            if not self.end_reason:
+                self.end_reason = "stopped at once" if self._at_once.is_set() else "stopped"
             if not self._at_once.is_set():
                 self.media = await roundtrip._media_path(room)
         finally:
