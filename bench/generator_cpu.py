@@ -14,7 +14,12 @@ Runs one after the other, on the same machine and the same LiveKit deployment:
 3. ``lk load-test --audio-publishers N``: LiveKit's CLI (built from its Go module at
    ``LK_VERSION`` into lkchaos's build cache when missing), publishing audio only, into the
    first LiveKit node's port; its process CPU (user + system, from the kernel's accounting of
-   the finished child) over its wall time, divided by N.
+   the finished child) over its wall time, divided by N. Its publishers loop an Ogg Opus file
+   embedded in the CLI; the Go module proxy's copy of the module holds Git LFS pointers in
+   their place (130-byte text files that ``lk`` fails to parse: its publishers then publish a
+   track that carries nothing), so the build puts real ones there: speech from espeak-ng,
+   Opus at 24 kbit/s in 20 ms packets, one packet per Ogg page as LiveKit's own files are
+   read (``lk`` sends a page as one sample).
 4. ``lk perf agent-load-test --rooms N``: LiveKit's own agent load tester (a participant per
    room echoing the agent's audio back to it), its process CPU likewise.
 
@@ -49,17 +54,71 @@ LK_VERSION = "v2.18.2"  # the Go module proxy serves exact versions only (no ver
 PROTOCOL = "github.com/livekit/protocol@v1.50.0"
 
 
+#: What the publishers' audio says (looped by ``lk``), about 12 s of speech.
+LK_SPEECH = ("What is the weather like in Paris today? Please book a table for two at eight. "
+             "Can you read me the last message again? Thank you, that is all for now.")
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def opus_ogg(samples: Any, path: Path, bitrate: int = 24000) -> int:
+    """48 kHz mono int16 ``samples`` written to ``path`` as Ogg Opus (libopus and
+    libavformat's Ogg muxer, through PyAV): 20 ms packets, each on its own Ogg page. Returns
+    the number of audio packets."""
+    import av
+    import numpy as np
+
+    frame_samples = 960
+    padded = np.pad(np.asarray(samples, dtype=np.int16), (0, -len(samples) % frame_samples))
+    packets = 0
+    # page_duration is in microseconds: a page per 20 ms packet.
+    with av.open(str(path), "w", format="ogg", options={"page_duration": "20000"}) as out:
+        stream = out.add_stream("libopus", rate=48000, layout="mono")
+        stream.bit_rate = bitrate
+        stream.codec_context.options = {"application": "voip", "frame_duration": "20"}
+        for i in range(0, len(padded), frame_samples):
+            frame = av.AudioFrame.from_ndarray(padded[i : i + frame_samples].reshape(1, -1),
+                                               format="s16", layout="mono")  # fmt: skip
+            frame.sample_rate, frame.pts = 48000, i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+                packets += 1
+        for packet in stream.encode(None):
+            out.mux(packet)
+            packets += 1
+    return packets
+
+
+def real_audio_resources(work: Path) -> int:
+    """Replace the Git LFS pointers among ``lk``'s embedded Ogg files under ``work`` with
+    real Ogg Opus speech; returns how many were replaced (0 where the module had real ones)."""
+    from lkchaos.voice.audio import speech
+
+    pointers = [p for p in sorted((work / "pkg" / "provider" / "resources").glob("*.ogg"))
+                if p.read_bytes().startswith(LFS_POINTER)]  # fmt: skip
+    if pointers:
+        rendered = work / "speech.ogg"
+        opus_ogg(speech(LK_SPEECH), rendered)
+        for pointer in pointers:
+            pointer.write_bytes(rendered.read_bytes())
+        rendered.unlink()
+    return len(pointers)
+
+
 def lk_binary() -> Path:
-    """``lk`` at the pinned version, built once into lkchaos's build cache. It needs CGO:
-    its audio packages link PortAudio (Debian's ``portaudio19-dev``, with the
+    """``lk`` at the pinned version, built once into lkchaos's build cache, with real audio
+    in place of the LFS pointers of its embedded Ogg files (:func:`real_audio_resources`). It
+    needs CGO: its audio packages link PortAudio (Debian's ``portaudio19-dev``, with the
     ``portaudio_system`` tag) and compile WebRTC's audio processing (C++, a few minutes)."""
-    target = cache_dir() / "bin" / f"lk-{LK_VERSION}"
+    target = cache_dir() / "bin" / f"lk-{LK_VERSION}-opus"
     if target.is_file():
         return target
     print(f"building lk from {LK_MODULE}@{LK_VERSION} (CGO, about 8 min once)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "src"
         _copy_module(GoBinary("lk", LK_MODULE, LK_VERSION, "./cmd/lk", image=""), work)
+        replaced = real_audio_resources(work)
+        print(f"lk's embedded audio: {replaced} Git LFS pointers replaced by Ogg Opus speech",
+              flush=True)
         env = {**os.environ, "CGO_ENABLED": "1", "GOFLAGS": "-mod=mod"}
         subprocess.run(["go", "mod", "edit", f"-replace=github.com/livekit/protocol={PROTOCOL}"],
                        cwd=work, check=True, timeout=60)
@@ -102,6 +161,23 @@ def held_callers(callers: int, duration_s: float, engine: str = "python") -> dic
             "memory_mib": prober["memory_mib"]}  # fmt: skip
 
 
+def livekit_packets_in(window_s: float) -> float | None:
+    """Packets a second that LiveKit's nodes received (RTP and RTCP, all participants) over
+    the last ``window_s`` seconds, from the stack's Prometheus (``livekit_packet_total``):
+    the evidence that a generator's participants sent media at all. None without Prometheus."""
+    from lkchaos.prometheus.client import Prometheus
+
+    url = Settings.load().prometheus_url
+    if not url:
+        return None
+    time.sleep(16)  # one scrape (15 s) past the run's end
+    window = int(window_s) + 16
+    data, _ = Prometheus(url).query(
+        f'sum(increase(livekit_packet_total{{direction="incoming"}}[{window}s]))')
+    result = data.get("result") or []
+    return round(float(result[0]["value"][1]) / window, 1) if result else None
+
+
 def run_lk(lk: Path, command: list[str], flags: list[str],
            duration_s: float) -> tuple[float, float, Any]:  # fmt: skip
     """``lk COMMAND FLAGS`` against the first LiveKit node with the target's keys: (CPU
@@ -136,6 +212,7 @@ def lk_publishers(lk: Path, publishers: int, duration_s: float) -> dict[str, Any
             "cpu_cores": round(cpu_s / wall, 4),
             "cpu_cores_per_participant": round(cpu_s / wall / publishers, 4),
             "max_rss_mib": round(after.ru_maxrss / 1024, 1),
+            "livekit_packets_in_per_s": livekit_packets_in(wall),
             "summary": done.stdout[-1500:]}  # fmt: skip
 
 
@@ -149,7 +226,8 @@ def lk_agent_load_test(lk: Path, rooms: int, duration_s: float) -> dict[str, Any
         duration_s,
     )  # fmt: skip
     return {"rooms": rooms, "wall_s": round(wall, 1), "cpu_cores": round(cpu_s / wall, 4),
-            "cpu_cores_per_participant": round(cpu_s / wall / rooms, 4)}  # fmt: skip
+            "cpu_cores_per_participant": round(cpu_s / wall / rooms, 4),
+            "livekit_packets_in_per_s": livekit_packets_in(wall)}  # fmt: skip
 
 
 def main() -> int:

@@ -99,6 +99,27 @@ def test_speech_survives_the_opus_round_trip() -> None:
     assert rms > 0.3 * float(np.sqrt(np.mean(speech.astype(np.float64) ** 2)))
 
 
+def test_the_whisper_model_is_loaded_once_whichever_threads_ask_first() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    audio._load_whisper_model.cache_clear()
+    with ThreadPoolExecutor(4) as pool:  # as the judges do on their first sampled turns
+        models = list(pool.map(lambda _: audio.whisper_model(), range(4)))
+    assert all(m is models[0] for m in models)
+    assert audio._load_whisper_model.cache_info().misses == 1
+
+
+def test_the_callers_load_whisper_at_start_not_in_a_measured_step(
+    livekit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[str] = []
+    monkeypatch.setattr(audio, "whisper_model", lambda: loads.append("loaded"))
+    with gocallers.GoCallers(dev_settings(livekit), questions=1):
+        assert loads == ["loaded"]  # before any call has started
+    with gocallers.GoCallers(dev_settings(livekit), questions=1, transcribe=False):
+        assert loads == ["loaded"]  # nothing to transcribe: nothing loaded
+
+
 def test_the_callers_join_the_public_url_when_it_resolves_else_the_first_node(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

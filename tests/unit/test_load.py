@@ -96,6 +96,47 @@ def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+def test_the_generators_cpu_is_read_before_the_deployments_statistics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reading the containers' statistics is the deployment's measurement, not the
+    generator's work: the step's generator CPU ends with its calls, before that read."""
+    order: list[str] = []
+
+    class Backend:
+        cpu = 0.0
+
+        def start(self, options: Any) -> tuple[str, str]:
+            return "c1", "room-1"
+
+        def turns(self, call_id: str, after: int, wait_s: float) -> dict[str, Any]:
+            return {"turns": [], "state": "ended"}
+
+        def end(self, call_id: str, at_once: bool = False) -> dict[str, Any]:
+            order.append("calls ended")
+            return {"state": "ended", "events": [{"event": "joined", "t": 0.1}]}
+
+        def cpu_seconds(self) -> dict[str, float]:
+            order.append("generator cpu")
+            self.cpu += 2.0
+            return {"media": self.cpu, "judging": 0.0}
+
+    def usage(self: ramp.Ramp) -> dict[str, Any]:
+        order.append("deployment statistics")
+        return {}
+
+    monkeypatch.setattr(ramp.Ramp, "_usage", usage)
+    monkeypatch.setattr(ramp.Ramp, "_collect", lambda self, ids, measure_from, callers: [])
+    settings = Settings(livekit_url="ws://127.0.0.1:9", livekit_node_urls=("http://127.0.0.1:9",),
+                        livekit_api_key=KEY, livekit_api_secret=SECRET, voice_prober_url="",
+                        prometheus_url="", agent_name="nobody")  # fmt: skip
+    plan = ramp.Plan(steps=(1,), step_s=5, warmup_s=0)
+    step = ramp.Ramp(settings, plan, lambda _text: None, Backend()).step(1)
+    assert order == ["deployment statistics", "generator cpu", "calls ended", "generator cpu",
+                     "deployment statistics"]
+    assert step["generator"]["cpu_cores"]["media"] > 0  # 2 CPU seconds over the step's wall
+
+
 def test_a_ramp_without_an_agent_breaks_at_its_first_step_and_leaves_nothing(
     livekit: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

