@@ -44,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from lkchaos.load.gocallers import OPUS_BITRATE, OPUS_OPTIONS, opus_frames  # noqa: E402
 from lkchaos.settings import Settings  # noqa: E402
 from lkchaos.stack.build import GoBinary, _copy_module, cache_dir  # noqa: E402
 
@@ -60,31 +61,22 @@ LK_SPEECH = ("What is the weather like in Paris today? Please book a table for t
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 
-def opus_ogg(samples: Any, path: Path, bitrate: int = 24000) -> int:
+def opus_ogg(samples: Any, path: Path, bitrate: int = OPUS_BITRATE) -> int:
     """48 kHz mono int16 ``samples`` written to ``path`` as Ogg Opus (libopus and
-    libavformat's Ogg muxer, through PyAV): 20 ms packets, each on its own Ogg page. Returns
-    the number of audio packets."""
+    libavformat's Ogg muxer, through PyAV), encoded as the Go callers' questions are: 20 ms
+    packets, each on its own Ogg page. Returns the number of audio packets."""
     import av
-    import numpy as np
 
-    frame_samples = 960
-    padded = np.pad(np.asarray(samples, dtype=np.int16), (0, -len(samples) % frame_samples))
     packets = 0
     # page_duration is in microseconds: a page per 20 ms packet.
     with av.open(str(path), "w", format="ogg", options={"page_duration": "20000"}) as out:
         stream = out.add_stream("libopus", rate=48000, layout="mono")
         stream.bit_rate = bitrate
-        stream.codec_context.options = {"application": "voip", "frame_duration": "20"}
-        for i in range(0, len(padded), frame_samples):
-            frame = av.AudioFrame.from_ndarray(padded[i : i + frame_samples].reshape(1, -1),
-                                               format="s16", layout="mono")  # fmt: skip
-            frame.sample_rate, frame.pts = 48000, i
+        stream.codec_context.options = dict(OPUS_OPTIONS)
+        for frame in [*opus_frames(samples), None]:  # None: flush the encoder
             for packet in stream.encode(frame):
                 out.mux(packet)
                 packets += 1
-        for packet in stream.encode(None):
-            out.mux(packet)
-            packets += 1
     return packets
 
 
@@ -98,9 +90,10 @@ def real_audio_resources(work: Path) -> int:
     if pointers:
         rendered = work / "speech.ogg"
         opus_ogg(speech(LK_SPEECH), rendered)
-        for pointer in pointers:
-            pointer.write_bytes(rendered.read_bytes())
+        ogg = rendered.read_bytes()
         rendered.unlink()
+        for pointer in pointers:
+            pointer.write_bytes(ogg)
     return len(pointers)
 
 

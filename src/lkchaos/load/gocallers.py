@@ -39,6 +39,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -61,24 +62,37 @@ JUDGES = 2
 EXIT_S = 30.0
 
 
+#: libopus's options for those frames (PyAV's codec options).
+OPUS_OPTIONS = {"application": "voip", "frame_duration": "20"}
+
+
+def opus_frames(samples: Any) -> Iterator[Any]:
+    """48 kHz mono int16 ``samples`` as PyAV audio frames of 20 ms (the last one padded with
+    silence), each with its ``pts`` in samples: what an Opus encoder takes."""
+    import av
+    import numpy as np
+
+    padded = np.pad(np.asarray(samples, dtype=np.int16), (0, -len(samples) % FRAME))
+    for i in range(0, len(padded), FRAME):
+        frame = av.AudioFrame.from_ndarray(padded[i : i + FRAME].reshape(1, -1), format="s16",
+                                           layout="mono")  # fmt: skip
+        frame.sample_rate = 48000
+        frame.pts = i
+        yield frame
+
+
 def opus_packets(samples: Any, bitrate: int = OPUS_BITRATE) -> list[bytes]:
     """48 kHz mono int16 ``samples`` as Opus packets of 20 ms (libopus through PyAV)."""
     import av
-    import numpy as np
 
     encoder = av.CodecContext.create("libopus", "w")
     encoder.sample_rate = 48000
     encoder.layout = "mono"
     encoder.format = "s16"
     encoder.bit_rate = bitrate
-    encoder.options = {"application": "voip", "frame_duration": "20"}
-    padded = np.pad(np.asarray(samples, dtype=np.int16), (0, -len(samples) % FRAME))
+    encoder.options = dict(OPUS_OPTIONS)
     packets: list[bytes] = []
-    for i in range(0, len(padded), FRAME):
-        frame = av.AudioFrame.from_ndarray(padded[i : i + FRAME].reshape(1, -1), format="s16",
-                                           layout="mono")  # fmt: skip
-        frame.sample_rate = 48000
-        frame.pts = i
+    for frame in opus_frames(samples):
         packets.extend(bytes(p) for p in encoder.encode(frame))
     packets.extend(bytes(p) for p in encoder.encode(None))
     return packets
