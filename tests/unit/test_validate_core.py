@@ -293,7 +293,11 @@ def test_the_probe_returns_the_checklist_state(monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:  # fmt: skip
     # No engine: the host items measure this machine.
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    # Its run window goes to this test's state folder, never the checkout's.
+    (tmp_path / "state").mkdir()
+    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(tmp_path / "state"))
     result = probes.checklist(only=[RAM, "docs"], timeout=10)
+    assert (tmp_path / "state" / "validate-runs.jsonl").is_file()
     assert result["counts"]["manual"] == 0  # items no program checks are left out
     [item] = result["items"]
     assert item["id"] == RAM and "of memory on this machine" in item["evidence"]
