@@ -55,56 +55,12 @@ if [ "${CI:-}" = true ] && [ "$unit_only" = 0 ]; then .venv/bin/lkchaos stack bu
 # The unit tests are independent (free ports, their own schemas and folders): one worker
 # per core, at most four (LKCHAOS_TEST_WORKERS overrides; 0 runs them in this process).
 workers=${LKCHAOS_TEST_WORKERS:-$(n=$(nproc); echo $(( n < 4 ? n : 4 )))}
-if [ "$unit_only" = 1 ]; then
-  run_pytest -m "not integration" -n "$workers" "${pytest_args[@]}"
-  exit 0
-fi
-
-# A full run: the unit tests run beside the integration tests instead of before them, at a
-# lower CPU priority (nice 10), so that they use the cores the integration tests leave idle
-# while they wait on calls and faults (about 40 % of two cores) without slowing the stack.
-# Their output goes to a log, printed when both are done. LKCHAOS_TEST_LANES=serial runs
-# them first, in the foreground, as `--unit` does.
-mkdir -p .ci/artifacts
-unit_log=.ci/artifacts/unit-tests.log
-unit_pid=
-finish() {
-  if [ -n "$unit_pid" ] && kill -0 "$unit_pid" 2>/dev/null; then
-    pkill -TERM -P "$unit_pid" 2>/dev/null || true
-    kill -TERM "$unit_pid" 2>/dev/null || true
-  fi
-  if [ "${CI:-}" = true ]; then .venv/bin/lkchaos stack down || true; fi
-}
-trap finish EXIT
-if [ "${LKCHAOS_TEST_LANES:-parallel}" = serial ]; then
-  run_pytest -m "not integration" -n "$workers" "${pytest_args[@]}"
-else
-  echo "unit tests running beside the integration tests (nice 10); their log: $unit_log"
-  nice -n 10 .venv/bin/pytest -m "not integration" -n "$workers" "${pytest_args[@]}" \
-    >"$unit_log" 2>&1 &
-  unit_pid=$!
-fi
+run_pytest -m "not integration" -n "$workers" "${pytest_args[@]}"
+[ "$unit_only" = 1 ] && exit 0
 
 # The integration tests start from an empty stack (Redis included), every time.
-integration_rc=0
-bash scripts/fresh-stack.sh || integration_rc=$?
-if [ "$integration_rc" = 0 ]; then
-  (run_pytest -m "$integration" --durations=80 --durations-min=1 "${pytest_args[@]}") \
-    || integration_rc=$?
-else
-  echo "the reference stack did not come up (exit $integration_rc): no integration test ran" >&2
+if [ "${CI:-}" = true ]; then
+  trap '.venv/bin/lkchaos stack down || true' EXIT
 fi
-
-unit_rc=0
-if [ -n "$unit_pid" ]; then
-  wait "$unit_pid" || unit_rc=$?
-  unit_pid=
-  echo "---- unit tests ($unit_log) ----"
-  # All of it when something failed; the summary line when all passed.
-  if [ "$unit_rc" = 0 ]; then tail -n 1 "$unit_log"; else cat "$unit_log"; fi
-  if [ "$unit_rc" = 5 ]; then echo "pytest collected no unit tests" >&2; unit_rc=1; fi
-fi
-if [ "$unit_rc" != 0 ] || [ "$integration_rc" != 0 ]; then
-  echo "failed: unit tests exit $unit_rc, integration tests exit $integration_rc" >&2
-  exit 1
-fi
+bash scripts/fresh-stack.sh
+run_pytest -m "$integration" --durations=80 --durations-min=1 "${pytest_args[@]}"

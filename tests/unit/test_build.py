@@ -185,3 +185,32 @@ def test_a_tool_is_a_complete_pinned_module_and_its_digest_follows_its_code(
     (copy / "go.sum").unlink()
     with pytest.raises(PrerequisiteError, match="lacks go.sum: the checkout is incomplete"):
         build.tool_source("turncaller", StackPaths(tmp_path))
+
+
+def test_the_voice_wheels_are_collected_once_for_every_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    runs: list[list[str]] = []
+
+    def pip_wheel(argv: list[str], **_kw: object) -> None:
+        runs.append(argv)
+        folder = Path(argv[argv.index("-w") + 1])
+        (folder / "faster_whisper-1.2.1-py3-none-any.whl").write_bytes(b"wheel")
+
+    monkeypatch.setattr(build, "run", pip_wheel)
+    checkouts = []
+    for name in ("main", "fresh-clone"):
+        root = tmp_path / name
+        (root / "stack" / "voice").mkdir(parents=True)
+        (root / "stack" / "voice" / "requirements.txt").write_text("faster-whisper==1.2.1\n")
+        checkouts.append(layout.StackPaths(root))
+        build.stage_wheels(checkouts[-1], lambda _line: None)
+    assert len(runs) == 1  # the second checkout's wheels came from the cache
+    for paths in checkouts:
+        wheel = paths.images_dir / "voice" / "wheels" / "faster_whisper-1.2.1-py3-none-any.whl"
+        assert wheel.read_bytes() == b"wheel"
+    # Other requirements: collected again, and the checkout's folder holds only theirs.
+    (checkouts[0].root / "stack" / "voice" / "requirements.txt").write_text("av==14.0.1\n")
+    build.stage_wheels(checkouts[0], lambda _line: None)
+    assert len(runs) == 2

@@ -417,7 +417,11 @@ def stage_go_binaries(paths: StackPaths, say: Say, images: set[str]) -> None:
 
 
 def stage_wheels(paths: StackPaths, say: Say) -> None:
-    """Fill the voice image's wheel folder from ``stack/voice/requirements.txt`` (once)."""
+    """Fill the voice image's wheel folder from ``stack/voice/requirements.txt`` (once).
+
+    The wheels are collected into lkchaos's build cache, a folder per requirements file's
+    digest, and linked (else copied) from there: another checkout of the same requirements,
+    a fresh clone in CI say, needs no package index and no pip run."""
     requirements = paths.root / "stack" / "voice" / "requirements.txt"
     if not requirements.is_file():
         raise PrerequisiteError(f"{requirements} is missing: the checkout is incomplete")
@@ -426,14 +430,30 @@ def stage_wheels(paths: StackPaths, say: Say) -> None:
     stamp = wheels / ".requirements.sha256"
     if stamp.is_file() and stamp.read_text().strip() == digest:
         return
-    say("collecting Python wheels for the voice image (once)")
-    wheels.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "pip", "wheel", "-q", "-r", str(requirements), "-w", str(wheels)]
-    if sys.version_info[:2] != (3, 11):
-        # The image runs Debian bookworm's Python 3.11: fetch its wheels, not the host's.
-        argv += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
-                 "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64"]
-    run(argv, timeout=1800, hint="pip must reach a package index (pip config list)")
+    cached = cache_dir() / "wheels" / digest[:16]
+    if not (cached / ".requirements.sha256").is_file():
+        say("collecting Python wheels for the voice image (once)")
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        argv = [sys.executable, "-m", "pip", "wheel", "-q", "-r", str(requirements), "-w",
+                str(partial)]  # fmt: skip
+        if sys.version_info[:2] != (3, 11):
+            # The image runs Debian bookworm's Python 3.11: fetch its wheels, not the host's.
+            argv += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
+                     "--platform", "manylinux_2_28_x86_64", "--platform",
+                     "manylinux2014_x86_64"]  # fmt: skip
+        run(argv, timeout=1800, hint="pip must reach a package index (pip config list)")
+        (partial / ".requirements.sha256").write_text(digest + "\n")
+        shutil.rmtree(cached, ignore_errors=True)
+        partial.replace(cached)
+    shutil.rmtree(wheels, ignore_errors=True)
+    wheels.mkdir(parents=True)
+    for wheel in sorted(cached.glob("*.whl")):
+        try:
+            os.link(wheel, wheels / wheel.name)
+        except OSError:  # another file system
+            shutil.copy2(wheel, wheels / wheel.name)
     stamp.write_text(digest + "\n")
 
 
