@@ -151,13 +151,12 @@ def transcribe(client: httpx.Client, url: str, wav: bytes, prompt: str) -> str:
         time.sleep(3)
 
 
-def reply_heard(
+def reply_audio(
     question: str, rng: random.Random, bitrate: int, wpm: int = REPLY_WPM, gap: int = REPLY_GAP
-) -> tuple[str, str, bool]:
-    """The agent's reply to ``question`` as the probe hears it: espeak-ng as the agent's TTS
-    speaks it (en-us, 150 wpm, 20 ms word gaps, text on stdin), Opus to the caller at 48 kHz,
-    the 0.3 s the listener keeps either side, and the probe's own Whisper
-    (``audio.transcribe``)."""
+) -> tuple[str, np.ndarray]:
+    """The agent's reply to ``question`` as the probe receives it: ``(text, 48 kHz audio)``,
+    espeak-ng as the agent's TTS speaks it (en-us, 150 wpm, 20 ms word gaps, text on stdin),
+    Opus to the caller at 48 kHz, the 0.3 s the listener keeps either side."""
     import subprocess
 
     a, op, b = parse_question(question)
@@ -173,29 +172,56 @@ def reply_heard(
     speech = resample(pcm, rate, audio.RATE)
     lead = np.zeros(int(rng.uniform(0.3, 0.32) * audio.RATE), dtype=np.int16)
     tail = np.zeros(int(0.3 * audio.RATE), dtype=np.int16)
-    heard = audio.transcribe(opus_round_trip(np.concatenate([lead, speech, tail]), bitrate))
-    return text, heard, check_reply(heard, answer).ok
+    return text, opus_round_trip(np.concatenate([lead, speech, tail]), bitrate)
+
+
+def cpu_s() -> float:
+    """CPU time of this process so far (user + system, seconds)."""
+    times = os.times()
+    return times.user + times.system
 
 
 def replies(args: argparse.Namespace, questions: list[tuple[int, str, int]]) -> None:
+    """Each reply transcribed alone (``audio.transcribe``), or with ``--batch N`` N at a time
+    through the load judge's batcher (``lkchaos.voice.batch``): judged as the probe judges."""
+    from lkchaos.load.gocallers import CLOSING_WORD
+    from lkchaos.voice.batch import Batcher
+
     rng = random.Random(args.seed)
     wrong: list[tuple[str, str]] = []
     by_op: collections.Counter[str] = collections.Counter()
     op_wrong: collections.Counter[str] = collections.Counter()
-    started = time.perf_counter()
-    for _ in range(args.repeats):
-        for a, op, b in questions:
-            text, heard, ok = reply_heard(question_text(a, op, b), rng, args.bitrate,
-                                          args.reply_wpm, args.reply_gap)
+    asked = [(op, question_text(a, op, b)) for _ in range(args.repeats) for a, op, b in questions]
+    said = [(op, question, *reply_audio(question, rng, args.bitrate, args.reply_wpm,
+                                        args.reply_gap))
+            for op, question in asked]  # fmt: skip
+    audio.whisper_model()  # loaded before the clock starts
+    batcher = Batcher(audio.transcribe_words, audio.transcribe,
+                      closing=audio.speech(CLOSING_WORD)) if args.batch > 1 else None
+    started, cpu = time.perf_counter(), cpu_s()
+    for first in range(0, len(said), max(1, args.batch)):
+        group = said[first: first + max(1, args.batch)]
+        if batcher is None:
+            heard = [audio.transcribe(pcm) for *_said, pcm in group]
+        else:
+            futures = [batcher.submit(pcm) for *_said, pcm in group]
+            batcher.flush()
+            heard = [f.result() for f in futures]
+        for (op, question, text, _pcm), transcript in zip(group, heard, strict=True):
             by_op[op] += 1
-            if not ok:
+            if not check_reply(transcript, expected_answers(question)).ok:
                 op_wrong[op] += 1
-                wrong.append((text, heard))
+                wrong.append((text, transcript))
     total = sum(by_op.values())
+    cpu = cpu_s() - cpu
+    how = "alone" if batcher is None else f"{args.batch} to a window"
     print(f"replies as the probe hears them (TTS {args.reply_wpm} wpm, gap "
-          f"{args.reply_gap * 10} ms, beam {audio.TRANSCRIBE_BEAM}): "
+          f"{args.reply_gap * 10} ms, beam {audio.TRANSCRIBE_BEAM}, {how}): "
           f"{args.repeats} x {len(questions)}, "
-          f"{time.perf_counter() - started:.0f} s")
+          f"{time.perf_counter() - started:.0f} s, {cpu / max(1, total):.3f} CPU-s a reply")
+    if batcher is not None:
+        batcher.close()
+        print(f"batches: {batcher.counts}")
     for op in by_op:
         print(f"{op:<12} {by_op[op]:>9} {op_wrong[op]:>8} "
               f"{100 * op_wrong[op] / by_op[op]:>6.2f}%")
@@ -229,6 +255,9 @@ def main() -> None:
                         help="to try another phrasing, e.g. 'What is, {a} {op} {b}?'")
     parser.add_argument("--reply-wpm", type=int, default=REPLY_WPM)
     parser.add_argument("--reply-gap", type=int, default=REPLY_GAP)
+    parser.add_argument("--batch", type=int, default=1,
+                        help="--replies: transcribe this many replies to one Whisper window, "
+                             "as the load judge does (1: each alone, as the probe does)")
     parser.add_argument("--beam", type=int, default=audio.TRANSCRIBE_BEAM,
                         help="beam width of the probe's own transcription (--replies)")
     args = parser.parse_args()

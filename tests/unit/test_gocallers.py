@@ -25,7 +25,7 @@ import pytest
 from lkchaos.errors import ConfigError, PrerequisiteError
 from lkchaos.load import gocallers, ramp
 from lkchaos.settings import Settings
-from lkchaos.voice import audio
+from lkchaos.voice import audio, batch
 from lkchaos.voice.session import Options
 from tests.unit.livekit_dev import KEY, SECRET, dev_server
 
@@ -118,6 +118,46 @@ def test_the_callers_load_whisper_at_start_not_in_a_measured_step(
         assert loads == ["loaded"]  # before any call has started
     with gocallers.GoCallers(dev_settings(livekit), questions=1, transcribe=False):
         assert loads == ["loaded"]  # nothing to transcribe: nothing loaded
+
+
+def test_sampled_replies_are_transcribed_in_one_window_and_judged_by_what_was_heard(
+    livekit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packets = gocallers.opus_packets(audio.speech("seven times eight is fifty six"))
+    seconds = len(gocallers.decode_opus(packets)) / audio.RATE
+    heard = [" 7 times 8 is 56.", " 7 times 8 is 54.", " 7 times 8 is 56."]
+    windows: list[float] = []
+    alone: list[str | None] = []
+
+    def words(samples: np.ndarray, prompt: str | None = audio.REPLY_PROMPT,
+              until_s: float | None = None) -> list[Any]:  # fmt: skip
+        windows.append(len(samples) / audio.RATE)
+        step = seconds + batch.GAP_S  # where each reply lies in the window
+        return [(i * step + 0.1, i * step + seconds - 0.1, text) for i, text in enumerate(heard)]
+
+    def one(samples: np.ndarray, prompt: str | None = audio.REPLY_PROMPT) -> str:
+        alone.append(prompt)
+        return "7 times 8 is 54."
+
+    monkeypatch.setattr(audio, "whisper_model", lambda: None)
+    monkeypatch.setattr(audio, "transcribe_words", words)
+    monkeypatch.setattr(audio, "transcribe", one)
+    with gocallers.GoCallers(dev_settings(livekit), questions=1) as callers:
+        call = gocallers._Call("lkchaos-held-test", Options())
+        callers.calls["c1"] = call
+        for _ in heard:
+            callers._receive(call, reported(audio=[base64.b64encode(p).decode()
+                                                   for p in packets]))  # fmt: skip
+        callers.settle(20)  # as a ramp's step does at its end
+        turns = callers.turns("c1", 0, 0)["turns"]
+    closing = len(audio.speech(gocallers.CLOSING_WORD)) / audio.RATE  # after the last reply
+    assert windows == [pytest.approx(3 * seconds + 3 * batch.GAP_S + closing, abs=0.01)]
+    assert [t["checked_by"] for t in turns] == ["audio"] * 3 and call.pending == 0
+    assert sorted(t["heard"] for t in turns) == ["7 times 8 is 54.", "7 times 8 is 56.",
+                                                  "7 times 8 is 56."]  # fmt: skip
+    assert sorted(t["stage"] for t in turns) == ["ok", "ok", "reply_misheard"]
+    # Only the reply the agent claimed and the window lacked was listened to again, alone.
+    assert alone == [None]
 
 
 def test_the_callers_join_the_public_url_when_it_resolves_else_the_first_node(

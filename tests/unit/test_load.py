@@ -4,6 +4,7 @@ and no participant is left behind."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,41 @@ def test_the_generators_cpu_is_read_before_the_deployments_statistics(
     assert order == ["deployment statistics", "generator cpu", "calls ended", "generator cpu",
                      "deployment statistics"]
     assert step["generator"]["cpu_cores"]["media"] > 0  # 2 CPU seconds over the step's wall
+
+
+def test_a_step_counts_the_turns_whose_verdict_waited_for_a_batch() -> None:
+    """The Go callers judge a sampled turn once a batch of replies is transcribed: a turn that
+    ended in the step but was judged after it still counts, once the backend has settled."""
+    measure_from = time.time()
+
+    class Backend:
+        settled = 0.0
+
+        def start(self, options: Any) -> tuple[str, str]:
+            return "c1", "room-1"
+
+        def turns(self, call_id: str, after: int, wait_s: float) -> dict[str, Any]:
+            if not self.settled:  # held back for a batch till the step's end
+                return {"turns": [], "state": "talking"}
+            turns = [{"turn": 1, "ok": True, "ended_at": measure_from + 2.0},
+                     {"turn": 2, "ok": True, "ended_at": measure_from + 60.0}]  # after it
+            return {"turns": [t for t in turns if t["turn"] > after], "state": "talking"}
+
+        def end(self, call_id: str, at_once: bool = False) -> dict[str, Any]:
+            return {"state": "ended"}
+
+        def settle(self, wait_s: float) -> None:
+            self.settled = wait_s
+
+    backend = Backend()
+    settings = Settings(livekit_url="ws://127.0.0.1:9", livekit_node_urls=("http://127.0.0.1:9",),
+                        livekit_api_key=KEY, livekit_api_secret=SECRET, voice_prober_url="",
+                        prometheus_url="", agent_name="nobody")  # fmt: skip
+    plan = ramp.Plan(steps=(1,), step_s=5, warmup_s=0)
+    measured = ramp.Ramp(settings, plan, lambda _text: None, backend)._collect(
+        ["c1"], measure_from, 1)
+    assert backend.settled == ramp.SETTLE_S
+    assert [t["turn"] for t in measured] == [1]
 
 
 def test_a_ramp_without_an_agent_breaks_at_its_first_step_and_leaves_nothing(

@@ -14,8 +14,9 @@ core per caller here, ``BENCHMARKS.md``). These callers share one Go process
   latency runs from the question's last packet as sent to the reply's first as received;
 - what the agent said is read from its turn report (``lkchaos.turn``); every
   ``transcribe_every``-th reply's Opus packets, and those of any turn the agent did not
-  report, come back here, are decoded (PyAV) and transcribed (the voice extra's Whisper), so
-  the agent's claim is checked by what was heard.
+  report, come back here, are decoded (PyAV) and transcribed (the voice extra's Whisper),
+  several to one Whisper window (:mod:`lkchaos.voice.batch`: a window's encoder is most of a
+  transcription's cost), so the agent's claim is checked by what was heard.
 
 The class is a :class:`lkchaos.voice.held.Backend`, so :class:`lkchaos.load.ramp.Ramp` runs
 either kind of caller. Each turn has the shape of a Python held call's turn (``ok``,
@@ -40,13 +41,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 from lkchaos.errors import ConfigError, PrerequisiteError
 from lkchaos.settings import Settings
 from lkchaos.voice import roundtrip
+from lkchaos.voice.batch import Batcher
 from lkchaos.voice.session import Options
 
 __all__ = ["GoCallers", "caller_url", "decode_opus", "judge_turn", "opus_packets"]
@@ -56,8 +58,11 @@ QUESTIONS = 24
 #: Opus as LiveKit's speech preset sends it: 20 ms frames, 24 kbit/s, VoIP.
 OPUS_BITRATE = 24000
 FRAME = 960  # 20 ms at 48 kHz
-#: Threads judging turns (decoding and transcribing the sampled replies).
+#: Threads judging turns (decoding the sampled replies; the batcher transcribes them).
 JUDGES = 2
+#: Said after the last reply of each batch of replies transcribed together (a word
+#: ``tiny.en`` hears reliably, none of the replies' words): :mod:`lkchaos.voice.batch`.
+CLOSING_WORD = "Goodbye."
 #: Longest the process may take to leave every room once told to stop (seconds).
 EXIT_S = 30.0
 
@@ -183,8 +188,12 @@ class GoCallers:
                                              for p in opus_packets(audio.speech(t))]}
                      for t in texts]  # fmt: skip
         self.transcribe = transcribe
+        #: The sampled replies, transcribed several to a Whisper window (lkchaos.voice.batch).
+        self.batcher: Batcher | None = None
         if transcribe:  # loaded now, not by the first sampled turn inside a measured step
             audio.whisper_model()
+            self.batcher = Batcher(audio.transcribe_words, audio.transcribe,
+                                   closing=audio.speech(CLOSING_WORD))
         # Go's collector at a quarter of its default pace: the callers' heap is small and
         # churns per packet; measured here, 8 % less CPU for a few MiB more.
         env = {"GOGC": "400", **os.environ}
@@ -199,8 +208,7 @@ class GoCallers:
         self.calls: dict[str, _Call] = {}
         self.errors: list[str] = []  # lines of the process about no call of ours
         self._lock = threading.Lock()
-        # Two: a transcription takes about a second here, and one judge would fall behind
-        # past about 40 callers (a turn every 7 s, one in 5 transcribed).
+        # Decoding the sampled replies' Opus; their transcription is the batcher's.
         self._judges = ThreadPoolExecutor(JUDGES, thread_name_prefix="lkchaos-judge")
         self._reader = threading.Thread(target=self._read, name="lkchaos-heldcallers",
                                         daemon=True)  # fmt: skip
@@ -243,8 +251,29 @@ class GoCallers:
         deadline = time.monotonic() + call.options.reply_s + call.options.join_s + 15
         with call.changed:
             while (call.ended is None or call.pending) and time.monotonic() < deadline:
+                if self.batcher is not None:  # its sampled replies judged now, not in a batch
+                    self.batcher.flush()  # later (each time: one may still be decoding)
                 call.changed.wait(0.5)
         return self._summary(call)
+
+    def settle(self, wait_s: float) -> None:
+        """Judge now the sampled turns held back for a batch, and wait (up to ``wait_s``
+        seconds) until every turn reported so far is judged: a ramp's step then counts every
+        turn that ended in it (:meth:`lkchaos.load.ramp.Ramp`)."""
+        if self.batcher is None:
+            return
+        deadline = time.monotonic() + wait_s
+        with self._lock:
+            calls = list(self.calls.values())
+        while time.monotonic() < deadline:
+            self.batcher.flush()  # again each time: a reply still being decoded comes later
+            waiting = False
+            for call in calls:
+                with call.changed:
+                    waiting = waiting or call.pending > 0
+            if not waiting:
+                return
+            time.sleep(0.2)
 
     def close(self) -> None:
         """End every call and the process (it leaves every room first)."""
@@ -261,7 +290,9 @@ class GoCallers:
         self._reader.join(5)  # it reads until the process's output ends
         if self.process.stdout is not None:
             self.process.stdout.close()
-        self._judges.shutdown(wait=True)
+        self._judges.shutdown(wait=True)  # every sampled reply is in the batcher now
+        if self.batcher is not None:
+            self.batcher.close()
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system, seconds) used so far: ``media`` by the Go process (the
@@ -337,8 +368,29 @@ class GoCallers:
             call.changed.notify_all()
 
     def _judge(self, call: _Call, raw: dict[str, Any]) -> None:
+        """Judge a turn now, or once the batcher has transcribed its sampled reply."""
+        packets = raw.get("audio")
+        if self.batcher is None or raw.get("stage") or not (isinstance(packets, list)
+                                                            and packets):  # fmt: skip
+            self._record(call, raw)
+            return
         try:
-            turn = judge_turn(raw, self.transcribe)
+            pcm = decode_opus([base64.b64decode(p) for p in packets])
+            heard = self.batcher.submit(pcm)
+        except Exception as exc:
+            self._record(call, raw, failed=exc)
+            return
+        # Recorded on the batcher's thread: judging a transcript is a few string checks (and,
+        # for a rare reply the transcript lacks but the agent claimed, one more listening).
+        heard.add_done_callback(lambda done: self._record(call, raw, pcm, done))
+
+    def _record(self, call: _Call, raw: dict[str, Any], pcm: Any = None,
+                heard: Future[str] | None = None, failed: Exception | None = None) -> None:
+        try:
+            if failed is not None:
+                raise failed
+            turn = judge_turn(raw, self.transcribe, pcm=pcm,
+                              heard=None if heard is None else heard.result())
         except Exception as exc:  # a turn that cannot be judged is a failed turn, said why
             turn = {"ok": False, "stage": "judge_failed", "reason": f"{type(exc).__name__}: {exc}",
                     "latency_s": None}  # fmt: skip
@@ -368,10 +420,12 @@ class GoCallers:
         }
 
 
-def judge_turn(raw: dict[str, Any], transcribe: bool = True) -> dict[str, Any]:
+def judge_turn(raw: dict[str, Any], transcribe: bool = True, pcm: Any = None,
+               heard: str | None = None) -> dict[str, Any]:  # fmt: skip
     """A turn as the Go process reported it, judged as a Python held call judges its turns:
     by the reply's transcript when its audio came back (``audio``), else by the agent's report.
-    """
+    ``pcm``: the reply's audio when already decoded; ``heard``: its transcript when already
+    made (a batch's, :mod:`lkchaos.voice.batch`)."""
     from lkchaos.voice.questions import check_reply, expected_answers
     from lkchaos.voice.session import HELD_AGENT_TIMINGS
 
@@ -388,8 +442,10 @@ def judge_turn(raw: dict[str, Any], transcribe: bool = True) -> dict[str, Any]:
     if by_audio:
         from lkchaos.voice import audio
 
-        pcm = decode_opus([base64.b64decode(p) for p in packets or []])
-        heard, check, _second = roundtrip.listen(pcm, expected, agent_said, audio.transcribe)
+        if pcm is None:
+            pcm = decode_opus([base64.b64decode(p) for p in packets or []])
+        heard, check, _second = roundtrip.listen(pcm, expected, agent_said, audio.transcribe,
+                                                 heard)
     else:
         heard, check = agent_said, check_reply(agent_said, expected)
     stage, reason, misheard = roundtrip.judge(question, check.ok, check.reason, heard, report)

@@ -33,6 +33,9 @@ DEFAULT_STEPS = (10, 25, 50, 100, 200)
 MAX_STEP_S = 3600.0
 #: How often the step's calls are read (seconds).
 POLL_S = 1.0
+#: Longest a step's end waits for verdicts still held back (a batch of sampled replies being
+#: transcribed: a few seconds) before its figures are made.
+SETTLE_S = 30.0
 Say = Callable[[str], None]
 
 
@@ -248,6 +251,14 @@ class Ramp:
                 self.say(f"  {callers} callers, {phase}: {len(measured)} turns measured, "
                          f"{ok} answered")  # fmt: skip
             time.sleep(POLL_S)
+        settle = getattr(self.backend, "settle", None)
+        if callable(settle):  # turns whose verdict waits for a batch (the Go callers')
+            settle(SETTLE_S)
+            for call_id in ids:
+                for turn in self.backend.turns(call_id, seen[call_id], 0.0).get("turns") or []:
+                    seen[call_id] = max(seen[call_id], int(turn.get("turn") or 0))
+                    if measure_from <= float(turn.get("ended_at") or 0) <= until:
+                        measured.append(turn)
         return measured
 
     def _end(self, call_id: str) -> dict[str, Any]:
