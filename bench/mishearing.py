@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/mishearing.py [--repeats 3] [--url http://127.0.0.1:28000]
                                          [--prompt agent|none|TEXT] [--bitrate 24000]
+                                         [--replies [--batch 6]]
 
 Speaks every question the probe's default can ask (``lkchaos.voice.questions``) the way the
 probe does (``lkchaos.voice.audio.speech``: same espeak-ng voice, rate, word gap and
@@ -20,7 +21,9 @@ random offset (0-0.5 s, so Opus frames fall differently) and a random trailing s
 With ``--replies`` it measures the other direction instead: the agent's answer ("7 times 8
 is 56.") spoken as the agent's TTS does, through Opus to the caller, transcribed by the
 probe's own Whisper as ``lkchaos.voice.audio.transcribe`` does, and checked as the probe
-checks it; a failure there would be a false ``wrong_reply``.
+checks it; a failure there would be a false ``wrong_reply``. With ``--batch N`` the replies
+go N at a time through the load judge's batcher (``lkchaos.voice.batch``: several replies to
+one Whisper window) instead of one by one; both print the CPU-seconds a reply cost.
 
 A question counts as misheard when the transcript does not ask the same operands and
 operation (``questions.same_question``); each operand word of a misheard question whose
