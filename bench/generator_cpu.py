@@ -123,13 +123,15 @@ def lk_binary() -> Path:
     return target
 
 
-def held_callers(callers: int, duration_s: float, engine: str = "python") -> dict[str, Any]:
+def held_callers(callers: int, duration_s: float, engine: str = "python",
+                 transcribe_every: int = 5) -> dict[str, Any]:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ramp.json"
         subprocess.run(
             [str(ROOT / ".venv" / "bin" / "lkchaos"), "load", "--steps", str(callers),
              "--step-s", f"{duration_s:g}", "--warmup-s", "10", "--keep-going", "--json",
-             str(out), "--engine", engine, "--no-history"],
+             str(out), "--engine", engine, "--no-history", "--transcribe-every",
+             str(transcribe_every)],
             cwd=ROOT, check=False, timeout=duration_s * 4 + 300,
         )  # fmt: skip
         if not out.is_file():
@@ -229,13 +231,17 @@ def main() -> int:
     parser.add_argument("--duration-s", type=float, default=60.0, help="each run's length")
     parser.add_argument("--engine", choices=["python", "go", "both"], default="both",
                         help="which lkchaos callers to measure beside lk (default both)")
+    parser.add_argument("--transcribe-every", type=int, default=5,
+                        help="lkchaos's callers transcribe every Nth reply (lkchaos load's "
+                             "default 5; 0: every reply judged by the agent's report)")
     parser.add_argument("--json", dest="json_file", help="write the figures to this file")
     args = parser.parse_args()
     if args.callers < 1 or args.duration_s < 10:
         parser.error("--callers must be >= 1 and --duration-s >= 10")
     lk = lk_binary()
     engines = ["python", "go"] if args.engine == "both" else [args.engine]
-    ours = {engine: held_callers(args.callers, args.duration_s, engine) for engine in engines}
+    ours = {engine: held_callers(args.callers, args.duration_s, engine, args.transcribe_every)
+            for engine in engines}  # fmt: skip
     theirs = lk_publishers(lk, args.callers, args.duration_s)
     per_lk = theirs["cpu_cores_per_participant"]
     figures: dict[str, Any] = {f"lkchaos_{engine}_callers": f for engine, f in ours.items()}
