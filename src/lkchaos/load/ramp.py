@@ -18,6 +18,7 @@ are listed afterwards (``leftover``; none is the goal).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -236,14 +237,18 @@ class Ramp:
         seen = dict.fromkeys(ids, 0)
         measured: list[dict[str, Any]] = []
         until = measure_from + self.plan.step_s
+
+        def read(last: float) -> None:
+            """The calls' new turns, measured when they ended from measure_from to ``last``."""
+            for call_id in ids:
+                for turn in self.backend.turns(call_id, seen[call_id], 0.0).get("turns") or []:
+                    seen[call_id] = max(seen[call_id], int(turn.get("turn") or 0))
+                    if measure_from <= float(turn.get("ended_at") or 0) <= last:
+                        measured.append(turn)
+
         shown = time.monotonic()
         while time.time() < until:
-            for call_id in ids:
-                data = self.backend.turns(call_id, seen[call_id], 0.0)
-                for turn in data.get("turns") or []:
-                    seen[call_id] = max(seen[call_id], int(turn.get("turn") or 0))
-                    if float(turn.get("ended_at") or 0) >= measure_from:
-                        measured.append(turn)
+            read(math.inf)
             if time.monotonic() - shown >= 10:
                 shown = time.monotonic()
                 phase = "warming up" if time.time() < measure_from else "measuring"
@@ -254,11 +259,7 @@ class Ramp:
         settle = getattr(self.backend, "settle", None)
         if callable(settle):  # turns whose verdict waits for a batch (the Go callers')
             settle(SETTLE_S)
-            for call_id in ids:
-                for turn in self.backend.turns(call_id, seen[call_id], 0.0).get("turns") or []:
-                    seen[call_id] = max(seen[call_id], int(turn.get("turn") or 0))
-                    if measure_from <= float(turn.get("ended_at") or 0) <= until:
-                        measured.append(turn)
+            read(until)
         return measured
 
     def _end(self, call_id: str) -> dict[str, Any]:

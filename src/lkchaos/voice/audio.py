@@ -329,14 +329,9 @@ def transcribe_words(
     with word timestamps faster-whisper goes on from the last word's end, padding the
     silence left into a window of its own, where ``tiny.en`` hallucinates to its token bound
     (measured: 11-13 CPU-seconds for six replies in 24 s of audio, 1.0-1.6 without that)."""
-    audio = _resample(samples.tobytes(), RATE, 16000).astype(np.float32) / 32768.0
-    segments, _ = whisper_model().transcribe(
-        audio, language="en", beam_size=TRANSCRIBE_BEAM, initial_prompt=prompt,
-        max_new_tokens=token_budget(audio.size / 16000), word_timestamps=True,
-    )
     words: list[tuple[float, float, str]] = []
     first_window = None
-    for segment in segments:
+    for segment in _segments(samples, prompt, word_timestamps=True):
         first_window = segment.seek if first_window is None else first_window
         if segment.seek != first_window:
             break  # the tail read again: never kept
@@ -349,9 +344,15 @@ def transcribe_words(
 def transcribe(samples: np.ndarray, prompt: str | None = REPLY_PROMPT) -> str:
     """Transcribe 48 kHz int16 audio in this process (``prompt``: Whisper's initial prompt;
     None for an unprompted second listening)."""
+    return "".join(segment.text for segment in _segments(samples, prompt)).strip()
+
+
+def _segments(samples: np.ndarray, prompt: str | None, word_timestamps: bool = False) -> Any:
+    """Whisper's segments of 48 kHz int16 audio (lazily: each window is read when its first
+    segment is asked for), with the probe's settings: English, beam, prompt, token bound."""
     audio = _resample(samples.tobytes(), RATE, 16000).astype(np.float32) / 32768.0
     segments, _ = whisper_model().transcribe(
         audio, language="en", beam_size=TRANSCRIBE_BEAM, initial_prompt=prompt,
-        max_new_tokens=token_budget(audio.size / 16000),
+        max_new_tokens=token_budget(audio.size / 16000), word_timestamps=word_timestamps,
     )
-    return "".join(segment.text for segment in segments).strip()
+    return segments

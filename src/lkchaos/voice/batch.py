@@ -98,7 +98,10 @@ class Batcher:
         wait_s: float = WAIT_S,
         closing: Any = None,
     ) -> None:
-        self._words, self._one, self._closing = transcribe_words, transcribe_one, closing
+        import numpy as np
+
+        self._words, self._one = transcribe_words, transcribe_one
+        self._closing = None if closing is None else np.asarray(closing, dtype=np.int16)
         self.rate, self.gap_s, self.wait_s = rate, gap_s, wait_s
         #: The replies' share of a window: the closing word and its gap are the rest.
         self.window_s = window_s - (0.0 if closing is None else gap_s + len(closing) / rate)
@@ -178,9 +181,8 @@ class Batcher:
         import numpy as np
 
         self.counts["replies"] += len(batch)
-        if len(batch) == 1 or batch[0].duration_s >= self.window_s:
-            for reply in batch:
-                self._alone(reply)
+        if len(batch) == 1:  # one reply, or one longer than a window (_take)
+            self._alone(batch[0])
             return
         self.counts["batches"] += 1
         gap = np.zeros(int(self.gap_s * self.rate), dtype=np.int16)
@@ -196,7 +198,7 @@ class Batcher:
             words = self._words(np.concatenate(parts))
         else:
             closing_at = at + len(gap) / self.rate
-            parts += [gap, np.asarray(self._closing, dtype=np.int16)]
+            parts += [gap, self._closing]
             spans.append((closing_at, closing_at + len(self._closing) / self.rate))
             words = self._words(np.concatenate(parts), until_s=closing_at - SLACK_S)
         texts = split_words(words, spans)[: len(batch)]  # the closing word's text dropped
