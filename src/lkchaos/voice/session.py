@@ -11,12 +11,14 @@ Each turn is judged like a round trip (``ok``, or the stage it failed at: ``no_r
 in the room to ask) with its latency: the end of the caller's speech as played out to the first
 audio of the reply, on the monotonic clock. A turn's reply is checked by transcribing its audio
 (every ``transcribe_every``-th turn; the others by the agent's own report of what it said,
-``checked_by`` says which). Room events (signalling reconnects, the agent leaving or a new
+``checked_by`` says which). A reply is judged while the caller asks its next question (the
+transcription takes about a second of the turn's eight otherwise); verdicts are kept in the
+order the turns were asked. Room events (signalling reconnects, the agent leaving or a new
 one arriving) are kept with their times, and the media path the call ended on.
 
-A call ends when told (:meth:`HeldCall.stop`: after the turn under way, or at once, dropping
-it), after ``max_turns`` turns or ``duration_s`` seconds, or when its room is lost for good; it
-always leaves its room.
+A call ends when told (:meth:`HeldCall.stop`: after the turn under way and its verdict, or at
+once, dropping the turn under way and a reply still being judged), after ``max_turns`` turns
+or ``duration_s`` seconds, or when its room is lost for good; it always leaves its room.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ class HeldCall:
         # room, with audio, listening) or "reply" (its first audio after the question).
         self._waiting: tuple[str, float] | None = None
         self._listener: audio.Listener | None = None
+        # The verdict of the last reply, judged while the next question is asked.
+        self._judging: asyncio.Future[None] | None = None
 
     def now(self) -> float:
         """Seconds since the call started (monotonic)."""
@@ -126,8 +130,9 @@ class HeldCall:
         return {"for": kind, "s": round(max(0.0, time.monotonic() - since), 3)}
 
     def stop(self, at_once: bool = False) -> None:
-        """Ask the call to end after the turn under way, or ``at_once``: the turn under way
-        (or the wait for the agent) is dropped, unjudged, and the call leaves its room
+        """Ask the call to end after the turn under way and its verdict, or ``at_once``: the
+        turn under way (or the wait for the agent) and a reply still being judged are
+        dropped, unjudged, and the call leaves its room
         without reading its media path. Safe from the call's own loop."""
         self._stop.set()
         if at_once:
@@ -177,7 +182,7 @@ class HeldCall:
             self.state = "talking"
             self._event("joined")
             while not self._stop.is_set():
-                if len(self.turns) >= self.options.max_turns:
+                if self._asked() >= self.options.max_turns:
                     self.end_reason = f"{self.options.max_turns} turns"
                     break
                 if self.now() >= self.options.duration_s:
@@ -192,6 +197,9 @@ class HeldCall:
                     break
                 agent, track = found[0]
                 if agent is None or track is None:
+                    self._waiting = None
+                    if await self._unless_stopped_at_once(self._judged(None)) is None:
+                        break
                     self._record(self._failed("no_agent", "no agent with audio in the room "
                                               f"within {self.options.dispatch_s:g} s"))
                     continue
@@ -205,11 +213,15 @@ class HeldCall:
                 ) is None:
                     break
                 await self._pause(self.options.turn_gap_s)
+            # The last reply's verdict, unless the call was stopped at once.
+            await self._unless_stopped_at_once(self._judged(None))
             if not self.end_reason:
                 self.end_reason = "stopped at once" if self._at_once.is_set() else "stopped"
             if not self._at_once.is_set():
                 self.media = await roundtrip._media_path(room)
         finally:
+            if self._judging is not None and not self._judging.done():
+                self._judging.cancel()  # stopped at once (or failed): dropped, unjudged
             self.state, self._waiting = "ended", None
             self._event("ended", reason=self.end_reason)
             # A join's failure is retrieved there, and reported in end_reason.
@@ -271,8 +283,23 @@ class HeldCall:
     def _failed(self, stage: str, reason: str) -> dict[str, Any]:
         return {"ok": False, "stage": stage, "reason": reason, "latency_s": None}
 
+    def _asked(self) -> int:
+        """Turns asked so far: those judged, and one whose reply is still being judged."""
+        return len(self.turns) + (self._judging is not None and not self._judging.done())
+
+    async def _judged(self, then: Coroutine[Any, Any, None] | None) -> None:
+        """Wait for the verdict of the reply being judged, if any (its failure raised here);
+        then, with ``then``, start judging the next reply in the background."""
+        if self._judging is not None:
+            try:
+                await self._judging  # cancelled with this wait (a call stopped at once)
+            except BaseException:
+                if then is not None:
+                    then.close()
+                raise
+        self._judging = asyncio.ensure_future(then) if then is not None else None
+
     def _record(self, turn: dict[str, Any]) -> None:
-        self._waiting = None
         turn["turn"] = len(self.turns) + 1
         turn.setdefault("t", round(self.now(), 3))
         turn["took_s"] = round(self.now() - turn["t"], 3)
@@ -303,19 +330,37 @@ class HeldCall:
         self._waiting = None  # the reply came (or will not): judging it
         base = {"t": round(started, 3), "question": question}
         if reply is None:
+            await self._judged(None)
             self._record({**base, **self._failed(
                 "no_reply", f"no reply audio within {self.options.first_reply_s:g} s")})
             return
-        first_at, last_at, pcm = reply
         every = self.options.transcribe_every
-        by_audio = every > 0 and len(self.turns) % every == 0
+        by_audio = every > 0 and self._asked() % every == 0
+        # Judged while the next question is asked; recorded after the turn before it.
+        await self._judged(self._judge(base, agent, previous, expected, end_of_speech, reply,
+                                       by_audio))  # fmt: skip
+
+    async def _judge(
+        self, base: dict[str, Any], agent: rtc.RemoteParticipant, previous: int,
+        expected: Any, end_of_speech: float, reply: tuple[float, float, Any], by_audio: bool,
+    ) -> None:
+        """Judge one reply and record its turn: by its transcription (``by_audio``, or when
+        the agent reported nothing of the turn) or by the agent's own report."""
+        first_at, last_at, pcm = reply
+        question = base["question"]
         # The transcription and the wait for the agent's report of the turn, side by side.
         heard_first = asyncio.ensure_future(asyncio.to_thread(audio.transcribe, pcm)) \
             if by_audio else None
-        report = await roundtrip._wait(
-            lambda: (r := roundtrip._turn_report(agent)) and r.get("turn", 0) > previous and r,
-            2.0,
-        )  # fmt: skip
+        try:
+            report = await roundtrip._wait(
+                lambda: (r := roundtrip._turn_report(agent)) and r.get("turn", 0) > previous
+                and r,
+                2.0,
+            )  # fmt: skip
+        except BaseException:
+            if heard_first is not None:
+                heard_first.cancel()
+            raise
         agent_said = str((report or {}).get("reply") or "")
         if heard_first is None and not agent_said:  # nothing to check it by but the audio
             by_audio = True
