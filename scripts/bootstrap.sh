@@ -45,15 +45,17 @@ fi
 
 # --- Python virtualenv (needed below for the Compose plugin's download) -----------------
 PY=${PYTHON:-python3}
+# The uv that installs the virtualenv (and that scripts/lock.sh compiles constraints.txt with).
+UV_VERSION=0.13.9
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PY" -m venv .venv
 fi
 stamp=.venv/.lkchaos-installed
-want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing lkchaos and its dependencies into .venv"
-  .venv/bin/pip install -q --upgrade pip uv >/dev/null
+  .venv/bin/pip install -q --upgrade pip "uv==$UV_VERSION" >/dev/null
   # uv installs what pip would resolve, from the same index, in about 10 s where pip takes a
   # minute; pip stays in the virtualenv. uv reads its own settings, not pip's: the system's
   # certificates (as pip here) and pip's index and links from the environment are passed on.
@@ -61,14 +63,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # Bytecode is compiled at install (pip does it by default, uv when told): where the
   # environment sets PYTHONDONTWRITEBYTECODE, nothing would ever write it, and every command
   # would compile its imports again (1.5 s more per `chaos` or `lkchaos` on two cores).
+  # Every version comes from constraints.txt (scripts/lock.sh): a release of a dependency
+  # between two runs cannot change what CI tests (redis 8.2's type hints once failed mypy).
   extras=".[dev,voice,stack,ingress,load]"
   if ! UV_NATIVE_TLS=${UV_NATIVE_TLS:-1} \
       UV_INDEX_URL=${UV_INDEX_URL:-${PIP_INDEX_URL:-}} \
       UV_EXTRA_INDEX_URL=${UV_EXTRA_INDEX_URL:-${PIP_EXTRA_INDEX_URL:-}} \
       UV_FIND_LINKS=${UV_FIND_LINKS:-${PIP_FIND_LINKS:-}} \
-      .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -e "$extras"; then
+      .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python \
+        -c constraints.txt -e "$extras"; then
     log "uv could not install; installing with pip instead"
-    .venv/bin/pip install -q -e "$extras"
+    .venv/bin/pip install -q -c constraints.txt -e "$extras"
   fi
   echo "$want" > "$stamp"
 fi

@@ -15,6 +15,7 @@ from tests.unit.bad_files import assert_refused_at_its_line
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gamedays"
 BAD = sorted((FIXTURES / "bad").glob("*.yaml"))
 GOOD = [FIXTURES / name for name in ("good.yaml", "long-fault.yaml", "scheduled.yaml",
+                                     "scheduled-slow.yaml",
                                      "stop-not-recovered.yaml", "stop-on-deviation.yaml")]
 SHIPPED = sorted((Path(__file__).resolve().parents[2] / "gamedays").glob("*.yaml"))
 

@@ -180,7 +180,7 @@ def pub_sub(ctx: Context) -> Finding:
     channel = scratch_key("channel")
     token = pysecrets.token_hex(8)
     sub_client, pub_client = _primary(ctx), _primary(ctx)
-    pubsub = sub_client.pubsub()  # type: ignore[no-untyped-call]
+    pubsub = sub_client.pubsub()
     try:
         pubsub.subscribe(channel)
         pubsub.get_message(timeout=1.0)  # the subscribe confirmation
