@@ -124,14 +124,16 @@ def lk_binary() -> Path:
 
 
 def held_callers(callers: int, duration_s: float, engine: str = "python",
-                 transcribe_every: int = 5) -> dict[str, Any]:  # fmt: skip
+                 transcribe_every: int = 5, judge_cpu: float | None = None
+                 ) -> dict[str, Any]:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ramp.json"
         subprocess.run(
             [str(ROOT / ".venv" / "bin" / "lkchaos"), "load", "--steps", str(callers),
              "--step-s", f"{duration_s:g}", "--warmup-s", "10", "--keep-going", "--json",
              str(out), "--engine", engine, "--no-history", "--transcribe-every",
-             str(transcribe_every)],
+             str(transcribe_every)]
+            + ([] if judge_cpu is None else ["--judge-cpu", f"{judge_cpu:g}"]),
             cwd=ROOT, check=False, timeout=duration_s * 4 + 300,
         )  # fmt: skip
         if not out.is_file():
@@ -145,7 +147,9 @@ def held_callers(callers: int, duration_s: float, engine: str = "python",
                 "cpu_cores": generator["cpu_cores"]["media"],
                 "cpu_cores_per_participant": generator["cpu_cores_per_caller"]["media"],
                 "judging_cpu_cores_per_participant":
-                    generator["cpu_cores_per_caller"]["judging"]}  # fmt: skip
+                    generator["cpu_cores_per_caller"]["judging"],
+                "checked_by": step.get("checked_by"),
+                "samples_over_budget": step.get("samples_over_budget")}  # fmt: skip
     containers = (step.get("usage") or {}).get("containers") or {}
     prober = next((v for k, v in containers.items() if "prober" in k), None)
     if prober is None:
@@ -225,6 +229,24 @@ def lk_agent_load_test(lk: Path, rooms: int, duration_s: float) -> dict[str, Any
             "livekit_packets_in_per_s": livekit_packets_in(wall)}  # fmt: skip
 
 
+def one_round(lk: Path, engines: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """lkchaos's callers of each engine, then ``lk load-test``'s publishers, and their ratios."""
+    ours = {engine: held_callers(args.callers, args.duration_s, engine, args.transcribe_every,
+                                 args.judge_cpu)
+            for engine in engines}  # fmt: skip
+    theirs = lk_publishers(lk, args.callers, args.duration_s)
+    per_lk = theirs["cpu_cores_per_participant"]
+    figures: dict[str, Any] = {f"lkchaos_{engine}_callers": f for engine, f in ours.items()}
+    figures["lk_load_test"] = theirs
+    for engine, f in ours.items():
+        figures[f"ratio_{engine}_to_lk"] = (round(f["cpu_cores_per_participant"] / per_lk, 2)
+                                            if per_lk else None)  # fmt: skip
+        if "judging_cpu_cores_per_participant" in f and per_lk:
+            whole = f["cpu_cores_per_participant"] + f["judging_cpu_cores_per_participant"]
+            figures[f"ratio_{engine}_with_judging_to_lk"] = round(whole / per_lk, 2)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--callers", type=int, default=4, help="participants in each run")
@@ -234,25 +256,28 @@ def main() -> int:
     parser.add_argument("--transcribe-every", type=int, default=5,
                         help="lkchaos's callers transcribe every Nth reply (lkchaos load's "
                              "default 5; 0: every reply judged by the agent's report)")
+    parser.add_argument("--judge-cpu", type=float, default=None,
+                        help="the Go callers' judge budget, cores per caller (lkchaos load's "
+                             "--judge-cpu; default: lkchaos load's default)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure lkchaos's callers then lk this many times, one after "
+                             "the other (runs differ by more than the figures compared: "
+                             "alternate them and compare round by round)")
     parser.add_argument("--json", dest="json_file", help="write the figures to this file")
     args = parser.parse_args()
-    if args.callers < 1 or args.duration_s < 10:
-        parser.error("--callers must be >= 1 and --duration-s >= 10")
+    if args.callers < 1 or args.duration_s < 10 or args.rounds < 1:
+        parser.error("--callers and --rounds must be >= 1 and --duration-s >= 10")
     lk = lk_binary()
     engines = ["python", "go"] if args.engine == "both" else [args.engine]
-    ours = {engine: held_callers(args.callers, args.duration_s, engine, args.transcribe_every)
-            for engine in engines}  # fmt: skip
-    theirs = lk_publishers(lk, args.callers, args.duration_s)
-    per_lk = theirs["cpu_cores_per_participant"]
-    figures: dict[str, Any] = {f"lkchaos_{engine}_callers": f for engine, f in ours.items()}
-    figures["lk_load_test"] = theirs
+    rounds = [one_round(lk, engines, args) for _ in range(args.rounds)]
+    figures: dict[str, Any] = dict(rounds[0])
+    if args.rounds > 1:
+        figures["rounds"] = rounds
+        for key in rounds[0]:
+            if key.startswith("ratio_"):
+                values = sorted(r[key] for r in rounds if r.get(key) is not None)
+                figures[f"{key}_median"] = values[len(values) // 2] if values else None
     figures["lk_agent_load_test"] = lk_agent_load_test(lk, args.callers, args.duration_s)
-    for engine, f in ours.items():
-        figures[f"ratio_{engine}_to_lk"] = (round(f["cpu_cores_per_participant"] / per_lk, 2)
-                                            if per_lk else None)  # fmt: skip
-        if "judging_cpu_cores_per_participant" in f and per_lk:
-            whole = f["cpu_cores_per_participant"] + f["judging_cpu_cores_per_participant"]
-            figures[f"ratio_{engine}_with_judging_to_lk"] = round(whole / per_lk, 2)
     figures["lk_version"] = LK_VERSION
     print(json.dumps({k: v for k, v in figures.items() if k != "summary"}, indent=2))
     if args.json_file:

@@ -38,5 +38,10 @@ def test_a_short_ramp_measures_every_step_and_leaves_no_one_behind(tmp_path: Pat
     assert one["turns"] >= 1 and one["answered_pct"] >= 50, one
     checked = {t for s in steps for t in s.get("checked_by", {})}
     assert checked == {"audio", "agent"}, steps  # every 2nd reply transcribed
+    # ... within the judge's default CPU budget: what it skipped is counted, and a step
+    # counts only the skipped samples among its measured turns.
+    budget = result["judge_budget"]
+    assert budget["cores_per_caller"] == 0.002 and budget["transcribed"] >= 1, budget
+    assert sum(s["samples_over_budget"] for s in steps) <= budget["skipped"], (budget, steps)
     assert result["leftover"] == {} and result["rooms"] == 7
     assert "| callers |" in done.stdout

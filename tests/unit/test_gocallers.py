@@ -160,6 +160,43 @@ def test_sampled_replies_are_transcribed_in_one_window_and_judged_by_what_was_he
     assert alone == [None]
 
 
+def test_past_its_budget_a_sample_is_judged_by_the_report_but_an_unreported_reply_is_heard(
+    livekit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packets = [base64.b64encode(p).decode()
+               for p in gocallers.opus_packets(audio.speech("seven times eight is fifty six"))]
+    listened: list[int] = []
+
+    def words(samples: np.ndarray, prompt: str | None = audio.REPLY_PROMPT,
+              until_s: float | None = None) -> list[Any]:  # fmt: skip
+        listened.append(len(samples))
+        return [(0.1, 1.0, " 7 times 8 is 56.")]
+
+    monkeypatch.setattr(audio, "whisper_model", lambda: None)
+    monkeypatch.setattr(audio, "transcribe_words", words)
+    def alone(samples: np.ndarray, prompt: str | None = audio.REPLY_PROMPT) -> str:
+        listened.append(len(samples))  # a window of one reply is read alone
+        return "7 times 8 is 56."
+
+    monkeypatch.setattr(audio, "transcribe", alone)
+    with gocallers.GoCallers(dev_settings(livekit), questions=1, judge_cpu=0.001) as callers:
+        callers.budget.spend(5.0)  # the credit gone: earlier replies' transcriptions
+        call = gocallers._Call("lkchaos-held-test", Options())
+        callers.calls["c1"] = call
+        callers._receive(call, reported(audio=packets))  # a sample: the agent reported it
+        callers._receive(call, reported(audio=packets, report={}))  # not reported: heard
+        callers.settle(20)
+        turns = callers.turns("c1", 0, 0)["turns"]
+        summary = callers.budget.summary()
+    by = {t["checked_by"]: t for t in turns}
+    assert set(by) == {"agent", "audio"} and len(turns) == 2
+    assert by["agent"]["sample"] == "over budget" and by["agent"]["ok"]  # the report's verdict
+    assert "sample" not in by["audio"] and by["audio"]["heard"] == "7 times 8 is 56."
+    assert len(listened) == 1  # only the unreported reply was transcribed
+    assert summary["skipped"] == 1 and summary["transcribed"] == 0
+    assert summary["spent_cpu_s"] > 5.0  # its decoding and transcription were spent too
+
+
 def test_the_callers_join_the_public_url_when_it_resolves_else_the_first_node(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -34,6 +34,9 @@ from tests.unit.livekit_dev import KEY, SECRET, dev_server
         ({"p95_budget_s": 0}, r"p95_budget_s \(--p95-budget-s\) must be from 0.05"),
         ({"min_answered_pct": 101}, r"min_answered_pct \(--min-answered-pct\) must be from 0"),
         ({"transcribe_every": -1}, "transcribe_every"),
+        ({"judge_cpu": -0.001}, r"judge_cpu \(--judge-cpu\) must be from 0 \(no limit\) to 1"),
+        ({"judge_cpu": 2}, r"judge_cpu \(--judge-cpu\)"),
+        ({"judge_cpu": True}, r"judge_cpu \(--judge-cpu\)"),
     ],
 )
 def test_a_plan_refuses_what_cannot_be_run(changes: dict[str, Any], message: str) -> None:
@@ -205,6 +208,17 @@ def test_a_ramp_without_an_agent_breaks_at_its_first_step_and_leaves_nothing(
 def test_the_command_refuses_bad_steps_before_calling_anyone() -> None:
     done = CliRunner().invoke(main, ["load", "--steps", "4,2"])
     assert done.exit_code == 2 and "steps must rise" in done.output
+    done = CliRunner().invoke(main, ["load", "--judge-cpu", "-1"])
+    assert done.exit_code == 2 and "--judge-cpu" in done.output
+
+
+def test_a_step_counts_the_samples_left_to_the_agents_report() -> None:
+    turns = [{**_turn(True, 0.5), "checked_by": "audio"},
+             {**_turn(True, 0.6), "checked_by": "agent", "sample": "over budget"},
+             {**_turn(True, 0.7), "checked_by": "agent"}]  # fmt: skip
+    step = ramp.step_figures(turns, [], 1, [0.0])
+    assert step["checked_by"] == {"audio": 1, "agent": 2}
+    assert step["samples_over_budget"] == 1
 
 
 @pytest.mark.parametrize(("args", "says"), [

@@ -10,6 +10,7 @@ import click
 
 from lkchaos.cliutil import handle_errors, target_option
 from lkchaos.errors import ConfigError
+from lkchaos.load.budget import DEFAULT_CORES_PER_CALLER
 
 EXIT_HELP = """\b
 Exit status:
@@ -32,6 +33,12 @@ Exit status:
 @click.option("--transcribe-every", default=5, show_default=True, type=int,
               help="Transcribe every N-th reply's audio; the others are checked by the "
                    "agent's own report (0: never transcribe).")
+@click.option("--judge-cpu", default=DEFAULT_CORES_PER_CALLER, show_default=True, type=float,
+              metavar="CORES",
+              help="Go callers: the CPU (cores per caller) transcribing those sampled replies "
+                   "may take; past it a sample is checked by the agent's report, so the judge "
+                   "never outgrows the calls (0: no limit). Replies the agent did not report "
+                   "are always transcribed.")
 @click.option("--engine", type=click.Choice(["go", "python"]), default="go",
               show_default=True,
               help="go: lean callers on LiveKit's Go SDK, in one process on this machine "
@@ -56,7 +63,8 @@ Exit status:
 @target_option
 @handle_errors
 def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
-         min_answered_pct: float, transcribe_every: int, engine: str, stagger_s: float,
+         min_answered_pct: float, transcribe_every: int, judge_cpu: float, engine: str,
+         stagger_s: float,
          max_callers: int,
          keep_going: bool, required: int | None, json_file: str | None,
          markdown_file: str | None, use_history: bool | None) -> None:  # fmt: skip
@@ -71,7 +79,8 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
 
     plan = ramp.Plan(steps=ramp.parse_steps(steps), step_s=step_s, warmup_s=warmup_s,
                      p95_budget_s=p95_budget_s, min_answered_pct=min_answered_pct,
-                     transcribe_every=transcribe_every, stagger_s=stagger_s,
+                     transcribe_every=transcribe_every, judge_cpu=judge_cpu,
+                     stagger_s=stagger_s,
                      max_callers=max_callers, stop_at_knee=not keep_going)  # fmt: skip
     _check_required(required, plan.steps)
     _check_outputs(json_file, markdown_file)
@@ -86,9 +95,10 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
     if engine == "go":
         from lkchaos.load.gocallers import GoCallers
 
-        with GoCallers(settings, say) as callers:
+        with GoCallers(settings, say, judge_cpu=plan.judge_cpu) as callers:
             say(f"Go callers joining {callers.url}")
             result = ramp.Ramp(settings, plan, say, callers).run()
+            result["judge_budget"] = callers.budget.summary()  # over the whole ramp
     else:
         result = ramp.Ramp(settings, plan, say).run()
     result["engine"] = engine

@@ -16,7 +16,10 @@ core per caller here, ``BENCHMARKS.md``). These callers share one Go process
   ``transcribe_every``-th reply's Opus packets, and those of any turn the agent did not
   report, come back here, are decoded (PyAV) and transcribed (the voice extra's Whisper),
   several to one Whisper window (:mod:`lkchaos.voice.batch`: a window's encoder is most of a
-  transcription's cost), so the agent's claim is checked by what was heard.
+  transcription's cost), so the agent's claim is checked by what was heard. The sampled
+  replies are transcribed within a CPU budget per caller (:mod:`lkchaos.load.budget`): past
+  it, a sampled reply is judged by the agent's report like the others (``checked_by``
+  ``agent``, ``sample`` ``over budget``), so the judge's cost does not grow past the calls'.
 
 The class is a :class:`lkchaos.voice.held.Backend`, so :class:`lkchaos.load.ramp.Ramp` runs
 either kind of caller. Each turn has the shape of a Python held call's turn (``ok``,
@@ -46,12 +49,13 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from lkchaos.errors import ConfigError, PrerequisiteError
+from lkchaos.load.budget import DEFAULT_CORES_PER_CALLER, JudgeBudget
 from lkchaos.settings import Settings
 from lkchaos.voice import roundtrip
 from lkchaos.voice.batch import Batcher
 from lkchaos.voice.session import Options
 
-__all__ = ["GoCallers", "caller_url", "decode_opus", "judge_turn", "opus_packets"]
+__all__ = ["GoCallers", "caller_url", "decode_opus", "judge_turn", "opus_packets", "reported"]
 
 #: Questions spoken and encoded once per run; each turn asks one of them at random.
 QUESTIONS = 24
@@ -159,7 +163,10 @@ class GoCallers:
     """Held calls in one ``heldcallers`` process (a :class:`lkchaos.voice.held.Backend`)."""
 
     def __init__(self, settings: Settings, say: Any = None, transcribe: bool = True,
-                 questions: int = QUESTIONS) -> None:  # fmt: skip
+                 questions: int = QUESTIONS,
+                 judge_cpu: float = DEFAULT_CORES_PER_CALLER) -> None:  # fmt: skip
+        """``judge_cpu``: the cores per caller the sampled replies' transcription may use
+        (0: no limit; :class:`lkchaos.load.budget.JudgeBudget`); ValueError outside 0-1."""
         from lkchaos.stack import build
         from lkchaos.voice import extra
 
@@ -188,11 +195,14 @@ class GoCallers:
                                              for p in opus_packets(audio.speech(t))]}
                      for t in texts]  # fmt: skip
         self.transcribe = transcribe
+        self.budget = JudgeBudget(judge_cpu)
+        #: Whisper as the judge runs it: its CPU spent from the budget.
+        self._transcribe = self.budget.timed(audio.transcribe)
         #: The sampled replies, transcribed several to a Whisper window (lkchaos.voice.batch).
         self.batcher: Batcher | None = None
         if transcribe:  # loaded now, not by the first sampled turn inside a measured step
             audio.whisper_model()
-            self.batcher = Batcher(audio.transcribe_words, audio.transcribe,
+            self.batcher = Batcher(self.budget.timed(audio.transcribe_words), self._transcribe,
                                    closing=audio.speech(CLOSING_WORD))
         # Go's collector at a quarter of its default pace: the callers' heap is small and
         # churns per packet; measured here, 8 % less CPU for a few MiB more.
@@ -223,6 +233,7 @@ class GoCallers:
             ttl_s=options.start_delay_s + options.duration_s + 600)  # it may rejoin till then
         with self._lock:
             self.calls[call_id] = _Call(room, options)
+        self.budget.join(call_id)
         wire = {k: getattr(options, k) for k in ("duration_s", "max_turns", "turn_gap_s",
                                                   "first_reply_s", "reply_s", "join_s",
                                                   "dispatch_s", "silence_s", "start_delay_s")}
@@ -340,6 +351,9 @@ class GoCallers:
             self._receive(call, message)
         with self._lock:
             calls = list(self.calls.values())
+            ids = list(self.calls)
+        for call_id in ids:
+            self.budget.leave(call_id)
         for call in calls:  # the process is gone: every call it held has ended
             with call.changed:
                 if call.ended is None:
@@ -356,12 +370,14 @@ class GoCallers:
         with call.changed:
             if kind == "ended":
                 call.ended = message
+                self.budget.leave(str(message.get("id")))
                 call.events.append({"t": message["t"], "event": "ended",
                                     "reason": message.get("reason")})  # fmt: skip
             elif kind == "error":
                 call.events.append({"t": 0.0, "event": "error", "reason": message.get("error")})
                 if message.get("op") == "start":  # refused: the call never started
                     call.ended = {"t": 0.0, "reason": f"refused: {message.get('error')}"}
+                    self.budget.leave(str(message.get("id")))
             else:
                 extra = {k: v for k, v in message.items() if k not in ("id", "event", "t")}
                 call.events.append({"t": message["t"], "event": kind, **extra})
@@ -374,15 +390,34 @@ class GoCallers:
                                                             and packets):  # fmt: skip
             self._record(call, raw)
             return
+        # A sample is paid for from the budget; a reply the agent did not report is heard
+        # whatever it costs (its verdict needs it).
+        reserved = self.budget.take() if reported(raw) else None
+        if reported(raw) and reserved is None:  # a sample the budget cannot pay for
+            self._record(call, {**raw, "audio": None, "sample": "over budget"})
+            return
         try:
-            pcm = decode_opus([base64.b64decode(p) for p in packets])
+            # libopus decodes on this thread: its own clock (two judges decode side by side,
+            # and the process's clock would count each one's work twice).
+            started = time.thread_time()
+            try:
+                pcm = decode_opus([base64.b64decode(p) for p in packets])
+            finally:
+                self.budget.spend(time.thread_time() - started)
             heard = self.batcher.submit(pcm)
         except Exception as exc:
+            self.budget.release(reserved)
             self._record(call, raw, failed=exc)
             return
         # Recorded on the batcher's thread: judging a transcript is a few string checks (and,
         # for a rare reply the transcript lacks but the agent claimed, one more listening).
-        heard.add_done_callback(lambda done: self._record(call, raw, pcm, done))
+        def judged(done: Future[str]) -> None:
+            try:
+                self._record(call, raw, pcm, done)
+            finally:
+                self.budget.release(reserved)  # its real cost is spent by now
+
+        heard.add_done_callback(judged)
 
     def _record(self, call: _Call, raw: dict[str, Any], pcm: Any = None,
                 heard: Future[str] | None = None, failed: Exception | None = None) -> None:
@@ -390,7 +425,8 @@ class GoCallers:
             if failed is not None:
                 raise failed
             turn = judge_turn(raw, self.transcribe, pcm=pcm,
-                              heard=None if heard is None else heard.result())
+                              heard=None if heard is None else heard.result(),
+                              transcribe_fn=self._transcribe)
         except Exception as exc:  # a turn that cannot be judged is a failed turn, said why
             turn = {"ok": False, "stage": "judge_failed", "reason": f"{type(exc).__name__}: {exc}",
                     "latency_s": None}  # fmt: skip
@@ -420,12 +456,21 @@ class GoCallers:
         }
 
 
+def reported(raw: dict[str, Any]) -> bool:
+    """Whether the agent reported what it said in this turn (else its audio must be heard)."""
+    report = raw.get("report")
+    return isinstance(report, dict) and bool(report.get("reply"))
+
+
 def judge_turn(raw: dict[str, Any], transcribe: bool = True, pcm: Any = None,
-               heard: str | None = None) -> dict[str, Any]:  # fmt: skip
+               heard: str | None = None,
+               transcribe_fn: Any = None) -> dict[str, Any]:  # fmt: skip
     """A turn as the Go process reported it, judged as a Python held call judges its turns:
     by the reply's transcript when its audio came back (``audio``), else by the agent's report.
     ``pcm``: the reply's audio when already decoded; ``heard``: its transcript when already
-    made (a batch's, :mod:`lkchaos.voice.batch`)."""
+    made (a batch's, :mod:`lkchaos.voice.batch`); ``transcribe_fn``: Whisper for a second
+    listening (the voice extra's by default). A sample left to the agent's report for want of
+    budget carries ``"sample": "over budget"``."""
     from lkchaos.voice.questions import check_reply, expected_answers
     from lkchaos.voice.session import HELD_AGENT_TIMINGS
 
@@ -444,8 +489,8 @@ def judge_turn(raw: dict[str, Any], transcribe: bool = True, pcm: Any = None,
 
         if pcm is None:
             pcm = decode_opus([base64.b64decode(p) for p in packets or []])
-        heard, check, _second = roundtrip.listen(pcm, expected, agent_said, audio.transcribe,
-                                                 heard)
+        heard, check, _second = roundtrip.listen(pcm, expected, agent_said,
+                                                 transcribe_fn or audio.transcribe, heard)
     else:
         heard, check = agent_said, check_reply(agent_said, expected)
     stage, reason, misheard = roundtrip.judge(question, check.ok, check.reason, heard, report)
@@ -455,5 +500,6 @@ def judge_turn(raw: dict[str, Any], transcribe: bool = True, pcm: Any = None,
         "latency_s": round(first - eos, 3), "reply_s": round(last - first, 3), "heard": heard,
         "agent_heard": report.get("heard"), "misheard": misheard,
         "checked_by": "audio" if by_audio else "agent",
+        **({"sample": str(raw["sample"])} if raw.get("sample") else {}),
         "agent_ms": {key: report.get(key) for key in HELD_AGENT_TIMINGS},
     }  # fmt: skip

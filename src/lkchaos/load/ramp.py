@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lkchaos.errors import ConfigError
+from lkchaos.load.budget import DEFAULT_CORES_PER_CALLER, MAX_CORES_PER_CALLER
 from lkchaos.settings import Settings
 from lkchaos.voice import held
 from lkchaos.voice.calls import MAX_CALLS
@@ -51,6 +52,9 @@ class Plan:
     p95_budget_s: float = 1.2
     min_answered_pct: float = 99.0
     transcribe_every: int = 5
+    #: Cores per caller the Go callers' judge may spend transcribing sampled replies (0: no
+    #: limit): :class:`lkchaos.load.budget.JudgeBudget`.
+    judge_cpu: float = DEFAULT_CORES_PER_CALLER
     stagger_s: float = 0.5
     max_callers: int = 200
     stop_at_knee: bool = True
@@ -81,6 +85,11 @@ class Plan:
         if not 0 <= self.transcribe_every <= 1000:
             raise ConfigError("transcribe_every (--transcribe-every) must be from 0 (never) to "
                               "1000")
+        if isinstance(self.judge_cpu, bool) or not isinstance(self.judge_cpu, int | float) \
+                or not 0 <= self.judge_cpu <= MAX_CORES_PER_CALLER:
+            raise ConfigError(f"judge_cpu (--judge-cpu) must be from 0 (no limit) to "
+                              f"{MAX_CORES_PER_CALLER:g} cores per caller, not "
+                              f"{self.judge_cpu!r}")  # fmt: skip
 
     def longest_s(self) -> float:
         """The ramp's longest possible duration (every step run)."""
@@ -140,6 +149,7 @@ def step_figures(turns: Sequence[dict[str, Any]], summaries: Sequence[dict[str, 
         agent[key] = {"p50": percentile(values, 50), "p95": percentile(values, 95)}
     stages: dict[str, int] = {}
     checked: dict[str, int] = {}  # how the replies were checked: "audio", "agent"
+    over_budget = sum(1 for turn in turns if turn.get("sample") == "over budget")
     for turn in turns:
         stages[str(turn.get("stage"))] = stages.get(str(turn.get("stage")), 0) + 1
         if turn.get("checked_by"):
@@ -157,6 +167,8 @@ def step_figures(turns: Sequence[dict[str, Any]], summaries: Sequence[dict[str, 
         "agent_ms": agent,
         "stages": stages,
         "checked_by": checked,
+        # Sampled replies left to the agent's report: the judge's CPU budget was spent.
+        "samples_over_budget": over_budget,
         "reconnects": sum(int(s.get("reconnects") or 0) for s in summaries),
     }  # fmt: skip
 
