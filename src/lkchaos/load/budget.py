@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["DEFAULT_CORES_PER_CALLER", "MAX_CORES_PER_CALLER", "JudgeBudget"]
+__all__ = ["DEFAULT_CORES_PER_CALLER", "MAX_CORES_PER_CALLER", "JudgeBudget", "check_cores"]
 
 #: The default budget (cores per caller): about a tenth of what a caller's media costs here
 #: (0.015-0.02 cores, ``BENCHMARKS.md``), so that the generator as a whole stays near
@@ -41,6 +41,16 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def check_cores(value: object, name: str) -> float:
+    """``value`` as cores per caller, 0 (no limit) to :data:`MAX_CORES_PER_CALLER`; a
+    ValueError naming it as ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0 <= value <= MAX_CORES_PER_CALLER:
+        raise ValueError(f"{name} must be from 0 (no limit) to {MAX_CORES_PER_CALLER:g} cores "
+                         f"per caller, not {value!r}")
+    return float(value)
+
+
 class JudgeBudget:
     """A token bucket of CPU-seconds for the judge (thread-safe).
 
@@ -51,12 +61,7 @@ class JudgeBudget:
     def __init__(self, cores_per_caller: float = DEFAULT_CORES_PER_CALLER,
                  burst_s: float = BURST_S,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
-        if isinstance(cores_per_caller, bool) or not isinstance(cores_per_caller, int | float) \
-                or not 0 <= cores_per_caller <= MAX_CORES_PER_CALLER:
-            raise ValueError(f"the judge's CPU budget must be from 0 (no limit) to "
-                             f"{MAX_CORES_PER_CALLER:g} cores per caller, not "
-                             f"{cores_per_caller!r}")  # fmt: skip
-        self.cores_per_caller = float(cores_per_caller)
+        self.cores_per_caller = check_cores(cores_per_caller, "the judge's CPU budget")
         self._clock = clock
         self._lock = threading.Lock()
         self._credit = burst_s

@@ -392,8 +392,9 @@ class GoCallers:
             return
         # A sample is paid for from the budget; a reply the agent did not report is heard
         # whatever it costs (its verdict needs it).
-        reserved = self.budget.take() if reported(raw) else None
-        if reported(raw) and reserved is None:  # a sample the budget cannot pay for
+        sampled = reported(raw)
+        reserved = self.budget.take() if sampled else None
+        if sampled and reserved is None:  # a sample the budget cannot pay for
             self._record(call, {**raw, "audio": None, "sample": "over budget"})
             return
         try:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lkchaos.errors import ConfigError
-from lkchaos.load.budget import DEFAULT_CORES_PER_CALLER, MAX_CORES_PER_CALLER
+from lkchaos.load.budget import DEFAULT_CORES_PER_CALLER, check_cores
 from lkchaos.settings import Settings
 from lkchaos.voice import held
 from lkchaos.voice.calls import MAX_CALLS
@@ -85,11 +85,10 @@ class Plan:
         if not 0 <= self.transcribe_every <= 1000:
             raise ConfigError("transcribe_every (--transcribe-every) must be from 0 (never) to "
                               "1000")
-        if isinstance(self.judge_cpu, bool) or not isinstance(self.judge_cpu, int | float) \
-                or not 0 <= self.judge_cpu <= MAX_CORES_PER_CALLER:
-            raise ConfigError(f"judge_cpu (--judge-cpu) must be from 0 (no limit) to "
-                              f"{MAX_CORES_PER_CALLER:g} cores per caller, not "
-                              f"{self.judge_cpu!r}")  # fmt: skip
+        try:
+            check_cores(self.judge_cpu, "judge_cpu (--judge-cpu)")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
 
     def longest_s(self) -> float:
         """The ramp's longest possible duration (every step run)."""
