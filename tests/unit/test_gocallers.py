@@ -3,14 +3,16 @@
 The process is run for real against a livekit-server (``--dev`` on loopback) with no agent:
 every turn must be judged ``no_agent``, calls must end when told and leave their rooms, and the
 process must exit when its input closes. Turns an agent answers are in the integration tests
-(tests/integration/test_load.py). The judging of a reported turn, the Opus round trip and the
-choice of URL are tested on their own.
+(tests/integration/test_load.py). How a caller tells the agent's reply from its packets is
+tested in Go (``stack/tools/heldcallers/main_test.go``, run here). The judging of a reported
+turn, the Opus round trip and the choice of URL are tested on their own.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -238,6 +240,19 @@ def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("the Go callers are built with Go, which is not on PATH")
     with dev_server(tmp_path_factory.mktemp("livekit")) as url:
         yield url
+
+
+def test_the_callers_reply_detection_passes_its_go_tests() -> None:
+    """The listener's own tests: a reply's start and end from its packets, the first speech
+    waking the wait, the agent's state ending it, its bounds, a stopped call."""
+    if shutil.which("go") is None:
+        pytest.skip("the Go callers are built with Go, which is not on PATH")
+    source = Path(__file__).resolve().parents[2] / "stack" / "tools" / "heldcallers"
+    done = subprocess.run(  # the build's flags, so its cached packages serve the test
+        ["go", "test", "-trimpath", "-count=1", "."], cwd=source, capture_output=True,
+        text=True, timeout=600,
+        env={**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"})
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_go_callers_without_an_agent_judge_each_turn_and_leave(livekit: str,

@@ -7,7 +7,8 @@ core per caller here, ``BENCHMARKS.md``). These callers share one Go process
 
 - the questions are spoken (espeak-ng) and Opus-encoded **once**, here, and the Go process
   sends those packets as they are, 20 ms apart, and between questions a 3-byte Opus silence
-  frame every 400 ms (as Opus DTX does); one peer connection per call;
+  frame every 400 ms (as Opus DTX does); the SDK's two peer connections per call (publisher
+  and subscriber), as a browser holds them;
 - the agent's reply is found from its RTP packets, never decoded: by their audio level (RFC
   6464) where the SFU forwards it, else (LiveKit v1.13 forwards none to this subscriber) by
   a run of full-size packets 20 ms apart, an agent's silence being 1-3-byte DTX packets. The

@@ -28,7 +28,8 @@
 // SetRemote(answer)->stable") and the join times out; seen here on a loaded machine, about one
 // join in twenty.
 // HELDCALLERS_CPUPROFILE=FILE writes a CPU profile of the run (go tool pprof);
-// HELDCALLERS_LOG=LEVEL (debug, info, warn) writes the SDK's and pion's log to standard error.
+// HELDCALLERS_LOG=LEVEL (debug, info, warn: the default) sets the level of the SDK's and pion's
+// log, on standard error.
 package main
 
 import (
@@ -68,7 +69,6 @@ const (
 	// Silence that ends a reply once the agent reports its speech has played out.
 	finishedSilence = 500 * time.Millisecond
 	turnAttribute   = "lkchaos.turn"
-	poll            = 20 * time.Millisecond
 	// Between questions, a silence frame this often (Opus DTX's 400 ms), after `hangover`
 	// of silence frames at the normal pace once a question ends.
 	dtxInterval = 400 * time.Millisecond
@@ -125,14 +125,19 @@ func (o *out) send(v map[string]any) {
 }
 
 func main() {
-	if level := os.Getenv("HELDCALLERS_LOG"); level != "" {
-		l, err := protoLogger.NewZapLogger(&protoLogger.Config{Level: level})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "heldcallers: HELDCALLERS_LOG:", err)
-			os.Exit(2)
-		}
-		lksdk.SetLogger(l)
+	// Always a zap logger, "warn" unless HELDCALLERS_LOG says otherwise: the SDK's default
+	// (logr) makes pion's logger format every debug and trace message it then drops, about a
+	// tenth of an idle call's CPU; zap's adapter asks the level first.
+	level := os.Getenv("HELDCALLERS_LOG")
+	if level == "" {
+		level = "warn"
 	}
+	l, err := protoLogger.NewZapLogger(&protoLogger.Config{Level: level})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "heldcallers: HELDCALLERS_LOG:", err)
+		os.Exit(2)
+	}
+	lksdk.SetLogger(l)
 	// HELDCALLERS_CPUPROFILE=FILE: a CPU profile of the whole run (go tool pprof FILE).
 	if path := os.Getenv("HELDCALLERS_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
@@ -219,9 +224,19 @@ type listener struct {
 	keep        bool
 	lastWasLoud bool
 	audio       [][]byte
+	// wake is signalled when the armed turn hears its first speech.
+	wake chan<- struct{}
 }
 
-func newListener() *listener { return &listener{after: -1} }
+func newListener(wake chan<- struct{}) *listener { return &listener{after: -1, wake: wake} }
+
+// notify wakes whoever waits on the call's changes, without blocking (one pending is enough).
+func notify(wake chan<- struct{}) {
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+}
 
 // arm starts listening for a reply to speech that ended at `after`.
 func (l *listener) arm(after time.Duration, keep bool) {
@@ -245,6 +260,7 @@ func (l *listener) startRun(at time.Duration, payload []byte) {
 	}
 	if l.first < 0 {
 		l.first = at
+		notify(l.wake)
 		if l.keep {
 			l.audio = append(l.audio, payload)
 		}
@@ -270,6 +286,7 @@ func (l *listener) add(at time.Duration, loud bool, payload []byte) {
 	if loud {
 		if l.first < 0 {
 			l.first = at
+			notify(l.wake)
 		}
 		l.last = at
 	}
@@ -280,27 +297,41 @@ func (l *listener) add(at time.Duration, loud bool, payload []byte) {
 
 // reply waits for the first speech packet within `first` of the end of speech, then for
 // `silence` without speech (or `whole` since the first), or `finishedSilence` once
-// `finished` (polled from the start) says the agent's speech has played out: the reply's
-// start and end.
+// `finished` says the agent's speech has played out: the reply's start and end. It sleeps
+// until the earliest moment one of those can hold, woken early by `wake` (the first speech
+// packet, a change of the agent's attributes), not on a fixed poll: a reply's packets come
+// every 20 ms and are only counted, never waited on one by one.
 func (l *listener) reply(now func() time.Duration, first, whole, silence time.Duration,
-	finished func() bool, stopped <-chan struct{}) (start, end time.Duration, audio [][]byte, ok bool) {
-	var after time.Duration
+	finished func() bool, wake <-chan struct{}, stopped <-chan struct{}) (start, end time.Duration, audio [][]byte, ok bool) {
+	// Go 1.23's timers: Reset needs no drain, and a stopped timer's channel holds nothing.
+	timer := time.NewTimer(first)
+	defer timer.Stop()
 	for {
 		l.mu.Lock()
-		after, start, end, audio = l.after, l.first, l.last, l.audio
+		after, start, end, audio := l.after, l.first, l.last, l.audio
 		l.mu.Unlock()
 		t := now()
 		done := finished()
+		var next time.Duration // when to look again, from now
 		switch {
 		case start < 0 && t-after >= first:
 			return -1, -1, nil, false
-		case start >= 0 && (t-end >= silence || t-start >= whole || (done && t-end >= finishedSilence)):
+		case start < 0:
+			next = after + first - t
+		case t-end >= silence || t-start >= whole || (done && t-end >= finishedSilence):
 			return start, end + frame, audio, true
+		default:
+			next = min(end+silence, start+whole) - t
+			if done {
+				next = min(next, end+finishedSilence-t)
+			}
 		}
+		timer.Reset(max(next, frame))
 		select {
 		case <-stopped:
 			return -1, -1, nil, false
-		case <-time.After(poll):
+		case <-wake:
+		case <-timer.C:
 		}
 	}
 }
@@ -308,14 +339,19 @@ func (l *listener) reply(now func() time.Duration, first, whole, silence time.Du
 // finishedSpeaking is true once the agent has been seen speaking since it was made and
 // is listening again (its lk.agent.state): its reply has played out. Only "listening" ends
 // it (an agent that calls a tool mid-reply is "thinking"), and never for an agent that
-// reports no state.
-func finishedSpeaking(agent *lksdk.RemoteParticipant) func() bool {
-	spoke := false
+// reports no state. "Seen speaking" is counted where the attribute changes (c.speakings), so
+// a short reply is not missed between two looks.
+func (c *call) finishedSpeaking(agent *lksdk.RemoteParticipant) func() bool {
+	before := c.speakingCount()
 	return func() bool {
-		state := agent.Attributes()[agentState]
-		spoke = spoke || state == "speaking"
-		return spoke && state == "listening"
+		return c.speakingCount() > before && agent.Attributes()[agentState] == "listening"
 	}
+}
+
+func (c *call) speakingCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.speakings
 }
 
 type call struct {
@@ -329,19 +365,24 @@ type call struct {
 	once   sync.Once
 
 	utterances chan utterance
+	// changes is signalled when what the turn loop waits on may have changed: the agent's
+	// attributes (its state, its turn report), its audio track, its first reply packet.
+	changes chan struct{}
 
 	mu     sync.Mutex
 	agent  *lksdk.RemoteParticipant
 	listen *listener
 	turns  int
 	lost   bool
+	// How many times the agent's state became "speaking".
+	speakings int
 	// The call has ended: nothing more is reported of it.
 	finished bool
 }
 
 func newCall(id string, cfg config, token string, opt options, report *out) *call {
 	return &call{id: id, cfg: cfg, token: token, opt: opt, report: report, t0: time.Now(),
-		done: make(chan struct{}), utterances: make(chan utterance)}
+		done: make(chan struct{}), utterances: make(chan utterance), changes: make(chan struct{}, 1)}
 }
 
 func (c *call) now() time.Duration { return time.Since(c.t0) }
@@ -369,6 +410,21 @@ func (c *call) event(kind string, fields map[string]any) {
 		msg[k] = v
 	}
 	c.report.send(msg)
+}
+
+// await waits until something changed (c.changes), the call's clock reaches `deadline`, or
+// the call is told to end; false when told.
+func (c *call) await(deadline time.Duration) bool {
+	timer := time.NewTimer(max(deadline-c.now(), 0))
+	defer timer.Stop()
+	select {
+	case <-c.done:
+		return false
+	case <-c.changes:
+		return true
+	case <-timer.C:
+		return true
+	}
 }
 
 // pause waits d or until the call is told to end; false when told.
@@ -447,6 +503,17 @@ func (c *call) join() (*lksdk.Room, *lksdk.LocalTrack, error) {
 			c.agent, c.listen = nil, nil
 		}
 		c.mu.Unlock()
+		notify(c.changes)
+	}
+	cb.OnAttributesChanged = func(changed map[string]string, p lksdk.Participant) {
+		if r, ok := p.(*lksdk.RemoteParticipant); ok && r.Kind() == lksdk.ParticipantAgent {
+			if changed[agentState] == "speaking" {
+				c.mu.Lock()
+				c.speakings++
+				c.mu.Unlock()
+			}
+			notify(c.changes)
+		}
 	}
 	cb.OnReconnecting = func() { c.event("reconnecting", nil) }
 	cb.OnReconnected = func() { c.event("reconnected", nil) }
@@ -461,10 +528,11 @@ func (c *call) join() (*lksdk.Room, *lksdk.LocalTrack, error) {
 		if p.Kind() != lksdk.ParticipantAgent || track.Kind() != webrtc.RTPCodecTypeAudio {
 			return
 		}
-		l := newListener()
+		l := newListener(c.changes)
 		c.mu.Lock()
 		c.agent, c.listen = p, l
 		c.mu.Unlock()
+		notify(c.changes)
 		go c.read(track, pub, l)
 	}
 	room := lksdk.NewRoom(cb)
@@ -634,7 +702,7 @@ func (c *call) waitAgent(limit time.Duration) (*lksdk.RemoteParticipant, *listen
 		if agent != nil && l != nil {
 			return agent, l
 		}
-		if c.now() >= deadline || !c.pause(poll*5) {
+		if c.now() >= deadline || !c.await(deadline) {
 			return nil, nil
 		}
 	}
@@ -664,7 +732,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	// Ask only once the agent listens again (it may still be finishing its last reply).
 	for deadline := started + seconds(c.opt.FirstReplyS); agent.Attributes()[agentState] != "listening" &&
 		c.now() < deadline; {
-		if !c.pause(poll * 5) {
+		if !c.await(deadline) {
 			return
 		}
 	}
@@ -677,7 +745,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	}
 	l.arm(endOfSpeech, true) // sent back when kept, or when the agent does not report
 	start, end, audio, heard := l.reply(c.now, seconds(c.opt.FirstReplyS),
-		seconds(c.opt.ReplyS), seconds(c.opt.SilenceS), finishedSpeaking(agent), c.done)
+		seconds(c.opt.ReplyS), seconds(c.opt.SilenceS), c.finishedSpeaking(agent), c.changes, c.done)
 	l.disarm()
 	if c.stopped() {
 		return
@@ -690,7 +758,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	}
 	report := turnReport(agent)
 	for deadline := c.now() + 2*time.Second; reportTurn(report) <= previous && c.now() < deadline; {
-		if !c.pause(poll * 5) {
+		if !c.await(deadline) {
 			return // told to end: the turn is not judged
 		}
 		report = turnReport(agent)

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+// A clock for the listener, and packets fed to it at that clock's times by another goroutine,
+// as the track's reader does.
+type replyCase struct {
+	t0      time.Time
+	l       *listener
+	wake    chan struct{}
+	stopped chan struct{}
+}
+
+func newReplyCase() *replyCase {
+	wake := make(chan struct{}, 1)
+	return &replyCase{t0: time.Now(), l: newListener(wake), wake: wake, stopped: make(chan struct{})}
+}
+
+func (r *replyCase) now() time.Duration { return time.Since(r.t0) }
+
+// speak feeds `loud` speech packets 20 ms apart after `delay`, then quiet ones until `quiet`
+// has passed; it returns the times of the first and the last speech packet.
+func (r *replyCase) speak(delay time.Duration, loud int, quiet time.Duration) (first, last chan time.Duration) {
+	first, last = make(chan time.Duration, 1), make(chan time.Duration, 1)
+	go func() {
+		time.Sleep(delay)
+		for i := range loud {
+			at := r.now()
+			if i == 0 {
+				first <- at
+			}
+			r.l.add(at, true, []byte{byte(i)})
+			if i == loud-1 {
+				last <- at
+			}
+			time.Sleep(frame)
+		}
+		for end := r.now() + quiet; r.now() < end; time.Sleep(frame) {
+			r.l.add(r.now(), false, []byte{0})
+		}
+	}()
+	return first, last
+}
+
+func TestAReplyIsItsSpeechUntilSilence(t *testing.T) {
+	r := newReplyCase()
+	r.l.arm(0, true)
+	first, last := r.speak(50*time.Millisecond, 10, time.Second)
+	start, end, audio, ok := r.l.reply(r.now, 5*time.Second, 10*time.Second, 300*time.Millisecond,
+		func() bool { return false }, r.wake, r.stopped)
+	returned := r.now()
+	if !ok {
+		t.Fatal("no reply heard")
+	}
+	firstAt, lastAt := <-first, <-last
+	if start != firstAt || end != lastAt+frame {
+		t.Fatalf("reply %v-%v, want %v-%v", start, end, firstAt, lastAt+frame)
+	}
+	if returned < lastAt+300*time.Millisecond {
+		t.Fatalf("ended %v after its last speech, before the 300 ms of silence", returned-lastAt)
+	}
+	if len(audio) < 10 {
+		t.Fatalf("kept %d packets, want the 10 of the speech and the quiet ones after", len(audio))
+	}
+}
+
+func TestTheFirstSpeechWakesTheWaitNotTheFirstReplyBound(t *testing.T) {
+	// Without the wake the wait would sleep to its 5 s bound before looking again.
+	r := newReplyCase()
+	r.l.arm(0, false)
+	r.speak(50*time.Millisecond, 5, time.Second)
+	_, _, _, ok := r.l.reply(r.now, 5*time.Second, 10*time.Second, 200*time.Millisecond,
+		func() bool { return false }, r.wake, r.stopped)
+	if !ok {
+		t.Fatal("no reply heard")
+	}
+	if r.now() >= 5*time.Second {
+		t.Fatalf("the reply was seen only at the first-reply bound (%v)", r.now())
+	}
+}
+
+func TestNoSpeechWithinTheBoundIsNoReply(t *testing.T) {
+	r := newReplyCase()
+	r.l.arm(0, true)
+	start, end, audio, ok := r.l.reply(r.now, 200*time.Millisecond, time.Second, time.Second,
+		func() bool { return false }, r.wake, r.stopped)
+	if ok || start != -1 || end != -1 || audio != nil {
+		t.Fatalf("heard %v-%v (%d packets) in silence", start, end, len(audio))
+	}
+	if r.now() < 200*time.Millisecond {
+		t.Fatalf("gave up after %v, before the 200 ms bound", r.now())
+	}
+}
+
+func TestTheAgentDoneSpeakingEndsTheReplyBeforeTheSilenceBound(t *testing.T) {
+	// The silence bound is 4 s; once the agent says it has finished (its state, which wakes
+	// the wait as the attribute's callback does), 500 ms of quiet end it.
+	r := newReplyCase()
+	r.l.arm(0, false)
+	_, last := r.speak(20*time.Millisecond, 5, 5*time.Second)
+	done := make(chan struct{})
+	go func() {
+		<-last
+		time.Sleep(100 * time.Millisecond)
+		close(done)
+		notify(r.wake)
+	}()
+	finished := func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+	_, end, _, ok := r.l.reply(r.now, 5*time.Second, 10*time.Second, 4*time.Second, finished,
+		r.wake, r.stopped)
+	if !ok {
+		t.Fatal("no reply heard")
+	}
+	if got := r.now() - end; got < finishedSilence-frame || got >= 2*time.Second {
+		t.Fatalf("ended %v after the reply, want the %v that follow the agent's end", got,
+			finishedSilence)
+	}
+}
+
+func TestAReplyIsCutAtItsWholeBound(t *testing.T) {
+	r := newReplyCase()
+	r.l.arm(0, false)
+	first, _ := r.speak(0, 100, 0) // 2 s of speech
+	start, _, _, ok := r.l.reply(r.now, time.Second, 500*time.Millisecond, time.Second,
+		func() bool { return false }, r.wake, r.stopped)
+	if !ok {
+		t.Fatal("no reply heard")
+	}
+	if got := r.now() - <-first; got < 500*time.Millisecond || got >= 2*time.Second || start < 0 {
+		t.Fatalf("ended %v after the reply began, want its 500 ms bound", got)
+	}
+}
+
+func TestAStoppedCallStopsWaiting(t *testing.T) {
+	r := newReplyCase()
+	r.l.arm(0, false)
+	go func() { time.Sleep(50 * time.Millisecond); close(r.stopped) }()
+	_, _, _, ok := r.l.reply(r.now, 5*time.Second, 10*time.Second, time.Second,
+		func() bool { return false }, r.wake, r.stopped)
+	if ok || r.now() >= 5*time.Second {
+		t.Fatalf("ok=%v after %v: a stopped call must give up at once", ok, r.now())
+	}
+}
+
+func TestSpeechBeforeTheEndOfTheQuestionIsNotTheReply(t *testing.T) {
+	r := newReplyCase()
+	r.l.arm(time.Hour, true) // listening for a reply to speech that ends in an hour
+	r.l.add(r.now(), true, []byte{1})
+	if r.l.inSpeech() || len(r.l.audio) != 0 {
+		t.Fatal("a packet before the end of the question was taken for the reply")
+	}
+	select {
+	case <-r.wake:
+		t.Fatal("a packet before the end of the question woke the wait")
+	default:
+	}
+}
