@@ -17,11 +17,13 @@ A turn fails with the stages of a round trip (``no_reply``, ``misheard``, ``apol
 (no turn finished within ``timeout``) or ``call_ended`` (the call ended by itself: its room was
 lost; the next sample starts a new call, ``calls`` counts them). With ``callers`` above 1, that
 many calls are held side by side, their starts staggered, and each sample is the next turn any
-of them finished: a sample every few seconds. With ``overdue_s``, while no turn finishes and a
-session has waited longer than ``overdue_s`` (to join, for the agent, or for its reply), a
-failed sample comes every ``every_s`` seconds, so that replies that hang through a fault are
-seen at that pace, not only when each turn gives up (never an ok sample between turns: only
-an answered turn says the agent answers)::
+of them finished: a sample every few seconds. They are also kept apart: a call's question
+waits until ``stagger_s`` has passed since one of the others began (after a fault every call
+is ready at the same moment, and would otherwise stay in step, asking in pairs). With
+``overdue_s``, while no turn finishes and a session has waited longer than ``overdue_s`` (to
+join, for the agent, or for its reply), a failed sample comes every ``every_s`` seconds, so
+that replies that hang through a fault are seen at that pace, not only when each turn gives
+up (never an ok sample between turns: only an answered turn says the agent answers)::
 
     {"ok": false, "stage": "overdue", "reason": "waiting 5.4 s for its reply, over 4 s",
      "waited_s": 5.4, "latency_s": null, "room": "lkchaos-held-1a2b3c4d5e", "caller": "caller",
@@ -44,6 +46,7 @@ import contextlib
 import dataclasses
 import threading
 import time
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -257,7 +260,9 @@ def turn(
         raise ActivityFailed(f"callers must be a whole number from 1 to {MAX_CALLERS}")
     options = _options(duration_s=duration_s, turn_gap_s=turn_gap_s,
                        transcribe_every=transcribe_every, max_turns=2000,
-                       start_delay_s=stagger_s)  # fmt: skip
+                       start_delay_s=stagger_s,
+                       group=f"{name}-{uuid.uuid4().hex[:8]}" if callers > 1 else "",
+                       spacing_s=stagger_s if callers > 1 else 0.0)  # fmt: skip
     settings = Settings.load(configuration, secrets)
     with _lock:
         handle = _handles.get(name)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 import uuid
 from collections.abc import Coroutine
@@ -38,6 +39,11 @@ from lkchaos.voice import audio, roundtrip
 from lkchaos.voice.questions import check_reply, expected_answers, random_question
 
 T = TypeVar("T")
+#: When each group of held calls (``Options.group``) last began a question (monotonic).
+_LAST_ASKED: dict[str, float] = {}
+_LAST_ASKED_LOCK = threading.Lock()
+#: A group silent this long (seconds) is forgotten.
+_GROUP_IDLE_S = 3600.0
 #: Bounds of one held call (also the prober's limits on what a request may ask).
 MAX_DURATION_S = 3600.0
 MAX_TURNS = 2000
@@ -57,6 +63,11 @@ class Options:
     dispatch_s: float = 15.0
     silence_s: float = 0.8
     start_delay_s: float = 0.0
+    #: Calls of one ``group`` begin their questions at least ``spacing_s`` apart: a call
+    #: ready to ask sooner waits (its own pacing, not a wait on the agent). Calls that wait for
+    #: the same thing (a fault's end) are otherwise ready at once and stay in step.
+    group: str = ""
+    spacing_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.duration_s <= MAX_DURATION_S:
@@ -68,6 +79,11 @@ class Options:
         for name in ("turn_gap_s", "start_delay_s"):
             if not 0 <= getattr(self, name) <= 60:
                 raise ValueError(f"{name} must be from 0 to 60 seconds")
+        if not isinstance(self.group, str) or len(self.group) > 100:
+            raise ValueError("group must be a name of at most 100 characters")
+        if isinstance(self.spacing_s, bool) or not isinstance(self.spacing_s, int | float) or \
+                not 0 <= self.spacing_s <= 60:
+            raise ValueError("spacing_s must be from 0 to 60 seconds")
         for name in ("first_reply_s", "reply_s", "join_s", "dispatch_s", "silence_s"):
             if not 0 < getattr(self, name) <= 120:
                 raise ValueError(f"{name} must be more than 0 and at most 120 seconds")
@@ -83,6 +99,20 @@ class Options:
             return cls(**values)
         except TypeError as exc:
             raise ValueError(f"held-call options: {exc}") from exc
+
+
+def claim_question(group: str, spacing_s: float, now: float) -> float:
+    """Claim the group's next question at ``now`` (monotonic seconds): 0.0 when claimed,
+    else the seconds to wait until ``spacing_s`` has passed since the group's last question
+    began (then claim again: another call may have claimed it meanwhile)."""
+    with _LAST_ASKED_LOCK:
+        last = _LAST_ASKED.get(group)
+        if last is not None and now - last < spacing_s:
+            return last + spacing_s - now
+        _LAST_ASKED[group] = now
+        for idle in [g for g, at in _LAST_ASKED.items() if now - at > _GROUP_IDLE_S]:
+            del _LAST_ASKED[idle]
+        return 0.0
 
 
 @dataclass
@@ -321,6 +351,11 @@ class HeldCall:
         question = random_question()
         expected = expected_answers(question)
         previous = roundtrip._turn_report(agent).get("turn", 0)
+        self._waiting = None  # its own pacing, then asking
+        if self.options.group and self.options.spacing_s > 0:
+            while (wait := claim_question(self.options.group, self.options.spacing_s,
+                                          time.monotonic())) > 0:  # fmt: skip
+                await asyncio.sleep(wait)
         self._waiting = None  # asking
         end_of_speech = await speaker.say(audio.speech(question))  # as played out
         self._waiting = ("reply", end_of_speech)
