@@ -352,6 +352,10 @@ def _write_main_module(binary: GoBinary, work: Path) -> None:
 #: The project's own Go programs, one main module each under ``stack/tools/<name>``, with the
 #: ``go.mod`` and ``go.sum`` that pin their dependencies. Built on the host, staged into no image.
 TOOLS = ("turncaller", "heldcallers")
+#: The environment the tools are built in (with ``-trimpath``): no cgo, the Go on PATH, and
+#: only the modules go.sum pins. ``go test`` of a tool with the same flags reuses the build's
+#: compiled packages.
+TOOL_GO_ENV = {"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}
 
 
 def tool_source(name: str, paths: StackPaths) -> Path:
@@ -397,7 +401,7 @@ def build_tool(name: str, say: Say, paths: StackPaths | None = None) -> Path:
     # put a whole binary in place, never one half-written by the other.
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "."], timeout=1200,
-        env={"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}, cwd=source,
+        env=TOOL_GO_ENV, cwd=source,
         hint=(f"while building {name}: it needs Go {wanted} or newer and the Go module proxy "
               "(go env GOPROXY) serving each version its go.sum pins"))  # fmt: skip
     partial.replace(target)

@@ -351,12 +351,11 @@ class HeldCall:
         question = random_question()
         expected = expected_answers(question)
         previous = roundtrip._turn_report(agent).get("turn", 0)
-        self._waiting = None  # its own pacing, then asking
+        self._waiting = None  # its own pacing (a group's calls kept apart), then asking
         if self.options.group and self.options.spacing_s > 0:
             while (wait := claim_question(self.options.group, self.options.spacing_s,
                                           time.monotonic())) > 0:  # fmt: skip
                 await asyncio.sleep(wait)
-        self._waiting = None  # asking
         end_of_speech = await speaker.say(audio.speech(question))  # as played out
         self._waiting = ("reply", end_of_speech)
         reply = await listener.reply(end_of_speech, self.options.first_reply_s,
