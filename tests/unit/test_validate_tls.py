@@ -6,6 +6,7 @@ exactly its items."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 import ssl
 import struct
@@ -21,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from lkchaos import certs
 from lkchaos.settings import Settings
+from lkchaos.tls import client as tls_client
 from lkchaos.validate.checks import caddy, network
 from lkchaos.validate.checks import tls as tls_checks
 from lkchaos.validate.model import Context
@@ -97,17 +99,28 @@ def _stun_reply(request: bytes, peer: tuple[str, int]) -> bytes:
 
 class ProxyServer(TLSListener):
     """A TLS listener on 127.0.0.1 that answers by SNI: ``lk``: 200 ``OK`` with HSTS (101 to
-    a WebSocket upgrade); ``turn``: STUN binding responses; ``whip``: 404."""
+    a WebSocket upgrade); ``turn``: STUN binding responses; ``whip``: 404. Its first
+    ``silent`` connections are accepted and never answered (a proxy too busy to shake hands)."""
 
-    def __init__(self, cert: Path, key: Path, configure: Callable[[ssl.SSLContext], None]
-                 | None = None, hsts: str = "max-age=31536000") -> None:  # fmt: skip
+    def __init__(self, cert: Path, key: Path,
+                 configure: Callable[[ssl.SSLContext], None] | None = None,
+                 hsts: str = "max-age=31536000", silent: int = 0) -> None:  # fmt: skip
         ctx = server_context(cert, key)
         ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
         ctx.set_alpn_protocols(["h2", "http/1.1"])
         self.sni: dict[int, str] = {}
         ctx.sni_callback = self._remember
         self.ctx, self.hsts = configured(ctx, configure), hsts
+        self.silent, self.connections = silent, 0
         self.listen()
+
+    def handle(self, conn: socket.socket) -> None:
+        self.connections += 1
+        if self.connections <= self.silent:
+            while conn.recv(4096):  # until the client gives up
+                pass
+            return
+        super().handle(conn)
 
     def _remember(self, sock: Any, name: str | None, _ctx: ssl.SSLContext) -> None:
         self.sni[id(sock)] = name or ""
@@ -147,7 +160,7 @@ def serve(tmp_path: Path, root: tuple[certs.Issuer, Path]) -> Iterator[Serve]:
 
     def start(leaf: certs.Issuer | None = None, chain: tuple[x509.Certificate, ...] = (),
               files: tuple[Path, Path] | None = None, ca_file: Path | None = None,
-              **kwargs: Any) -> tuple[ProxyServer, Context]:  # fmt: skip
+              timeout_s: float = 5.0, **kwargs: Any) -> tuple[ProxyServer, Context]:  # fmt: skip
         if files is None:
             files = _write(tmp_path, "leaf", leaf or certs.make_leaf(root[0], list(NAMES)), chain)
         server = ProxyServer(*files, **kwargs)
@@ -156,7 +169,7 @@ def serve(tmp_path: Path, root: tuple[certs.Issuer, Path]) -> Iterator[Serve]:
                             ca_file=str(ca_file or root[1]), livekit_url=f"wss://{LK}",
                             livekit_api_key="APItest", livekit_api_secret="s" * 40,
                             dns_server="")  # fmt: skip
-        return server, Context(settings, timeout_s=5.0)
+        return server, Context(settings, timeout_s=timeout_s)
 
     yield start
     for server in servers:
@@ -408,3 +421,54 @@ def test_a_name_that_cannot_be_reached_once_is_tried_again(
     tries.clear()
     assert tls_checks.per_name(ctx, unparsable).status == "error"
     assert tries == {"lk.example.test": 1, "whip.example.test": 1}  # not a network loss
+
+
+#: Every item that shakes hands with each name, and what it says of a good server.
+HANDSHAKING = (tls_checks.chains_complete, tls_checks.match_domain, tls_checks.not_expired,
+               tls_checks.intermediates, tls_checks.root_trusted, tls_checks.forward_secrecy,
+               tls_checks.strong_suites, tls_checks.weak_suites, tls_checks.tls12_only)  # fmt: skip
+
+
+@pytest.mark.parametrize("check", HANDSHAKING, ids=lambda c: c.__name__)
+def test_a_handshake_left_unanswered_once_is_asked_again_not_judged(
+        serve: Serve, monkeypatch: pytest.MonkeyPatch, check: Callable[[Context], Any]
+) -> None:  # fmt: skip
+    monkeypatch.setattr(tls_checks, "RETRY_S", 0.0)
+    server, ctx = serve(silent=1, timeout_s=0.3)
+    finding = check(ctx)
+    assert finding.status == "pass", finding.evidence
+    assert server.connections > 1
+
+
+def test_weak_suites_are_found_after_a_handshake_left_unanswered(
+        serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setattr(tls_checks, "RETRY_S", 0.0)
+    _, ctx = serve(configure=_weak, silent=1, timeout_s=0.3)
+    finding = tls_checks.weak_suites(ctx)  # silence is not a refusal of the weak suites
+    assert finding.data["names"][LK]["status"] == "fail", finding.evidence  # LK's was unanswered
+
+
+@pytest.mark.parametrize("check", HANDSHAKING, ids=lambda c: c.__name__)
+def test_a_proxy_that_never_answers_is_an_error_never_a_fail(
+        serve: Serve, monkeypatch: pytest.MonkeyPatch, check: Callable[[Context], Any]
+) -> None:  # fmt: skip
+    monkeypatch.setattr(tls_checks, "RETRY_S", 0.0)
+    _, ctx = serve(silent=10_000, timeout_s=0.2)
+    finding = check(ctx)
+    assert finding.status == "error", finding.evidence
+    assert re.search(r"did not answer the handshake within 0.2 s|handshake operation timed out",
+                     finding.evidence), finding.evidence  # fmt: skip
+
+
+def test_a_handshake_without_an_answer_is_a_timeout_and_asked_again(serve: Serve) -> None:
+    server, _ = serve(silent=1)
+    seen = tls_client.handshake(server.address, LK, timeout=0.3)
+    assert seen.outcome == "timeout" and not seen.ok, seen
+    assert "did not answer the handshake within 0.3 s" in (seen.error or "")
+    server.silent = 2
+    again = tls_client.handshake_retried(server.address, LK, pause_s=0.0, timeout=0.3)
+    assert again.ok and server.connections == 3
+    server.silent = 10
+    last = tls_client.handshake_retried(server.address, LK, attempts=3, pause_s=0.0,
+                                        timeout=0.2)  # fmt: skip
+    assert last.outcome == "timeout" and server.connections == 6

@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import ssl
+import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -34,7 +36,9 @@ class Handshake:
 
     ``outcome`` is ``accepted``, ``refused`` (the server ended the handshake), ``unverified``
     (it completed, but the certificate did not verify), ``untested`` (this machine's TLS
-    library cannot offer what was asked) or ``unreachable`` (no TCP connection).
+    library cannot offer what was asked), ``timeout`` (connected, but no answer to the
+    handshake within the timeout: nothing is known of what the server accepts) or
+    ``unreachable`` (no TCP connection).
     """
 
     outcome: str
@@ -48,6 +52,10 @@ class Handshake:
     def ok(self) -> bool:
         return self.outcome == "accepted"
 
+
+#: Outcomes in which the server gave no answer: they say nothing of its TLS, only that it
+#: could not be asked (a busy network, a busy proxy, a deployment down).
+NO_ANSWER = ("unreachable", "timeout")
 
 #: ``cafile`` meaning the system's trusted CAs (a target without ``tls_proxy.ca_file``).
 SYSTEM_CAS = ":system:"
@@ -126,10 +134,33 @@ def handshake(
         if exc.reason in ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE"):
             return Handshake("untested", error=f"this machine cannot offer it: {exc}")
         return Handshake("refused", error=str(exc))
-    except OSError as exc:  # reset or timeout during the handshake: the server refused
+    except TimeoutError:  # silence is not a refusal: nothing was decided
+        return Handshake("timeout", error=f"{address} ({server_name}) connected but did not "
+                                          f"answer the handshake within {timeout:g} s")
+    except OSError as exc:  # reset during the handshake: the server refused
         return Handshake("refused", error=f"{type(exc).__name__}: {exc}")
     finally:
         raw.close()
+
+
+def handshake_retried(
+    address: str,
+    server_name: str,
+    *,
+    attempts: int = 2,
+    pause_s: float = 1.0,
+    **kwargs: Any,
+) -> Handshake:
+    """:func:`handshake` (``kwargs`` as there), asked again up to ``attempts`` times in all,
+    ``pause_s`` seconds apart, while the outcome is one of :data:`NO_ANSWER`: one connection
+    lost on a busy network is not a finding about the server. The last outcome is returned."""
+    seen = handshake(address, server_name, **kwargs)
+    for _ in range(attempts - 1):
+        if seen.outcome not in NO_ANSWER:
+            break
+        time.sleep(pause_s)
+        seen = handshake(address, server_name, **kwargs)
+    return seen
 
 
 def https_headers(

@@ -27,7 +27,7 @@ from lkchaos.settings import Settings
 from lkchaos.tls import client
 from lkchaos.validate import facts
 from lkchaos.validate.checks import network
-from lkchaos.validate.checks.tls import http_names, inspect, per_name
+from lkchaos.validate.checks.tls import answered, http_names, inspect, per_name
 from lkchaos.validate.model import Context, Finding, check
 
 
@@ -100,7 +100,8 @@ def route(ctx: Context, name: str) -> dict[str, Any]:
             ok, text = turn.stun_over_tls(ctx.settings.tls_address, name, ctx.settings,
                                           _timeout(ctx))  # fmt: skip
             return {"role": role, "upstream": "turn" if ok else "none", "evidence": text}
-        got = exchange(ctx.settings.tls_address, name, get(name), _timeout(ctx))
+        got = answered(lambda: exchange(ctx.settings.tls_address, name, get(name),
+                                        _timeout(ctx)))  # fmt: skip
         status, body = got["status"], got["body"].strip()
         if status in PROXY_ERRORS:
             upstream = "proxy-error"

@@ -235,7 +235,8 @@ def _probe(endpoint: Endpoint, settings: Settings, timeout: float) -> tuple[bool
                                   settings, timeout)  # fmt: skip
     from lkchaos.tls import client
 
-    seen = client.handshake(endpoint.address, endpoint.name or endpoint.host, timeout=timeout)
+    seen = client.handshake_retried(endpoint.address, endpoint.name or endpoint.host,
+                                    timeout=timeout)  # fmt: skip
     return seen.ok, f"TLS {seen.version}" if seen.ok else f"TLS {seen.outcome}: {seen.error}"
 
 
@@ -482,7 +483,8 @@ def connectivity(ctx: Context) -> Finding:
     rows, bad = [], []
     for name in ctx.settings.tls_names:
         addresses, source = resolve(ctx.settings, name, ctx.timeout_s)
-        seen = client.handshake(ctx.settings.tls_address, name, timeout=min(ctx.timeout_s, 5))
+        seen = client.handshake_retried(ctx.settings.tls_address, name,
+                                        timeout=min(ctx.timeout_s, 5))  # fmt: skip
         rows.append({"name": name, "addresses": addresses, "tls": seen.outcome})
         if not addresses or not seen.ok:
             bad.append(f"{name} ({'no address' if not addresses else seen.outcome})")

@@ -19,8 +19,9 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -29,6 +30,8 @@ from lkchaos.settings import Settings
 from lkchaos.tls import client
 from lkchaos.validate.checks import network
 from lkchaos.validate.model import Context, Finding, Status, check
+
+T = TypeVar("T")
 
 ONE_YEAR = 31536000
 FAIL_DAYS, WARN_DAYS = 30, 60
@@ -44,6 +47,29 @@ def _timeout(ctx: Context) -> float:
 
 def cafile(settings: Settings) -> str:
     return settings.ca_file or client.SYSTEM_CAS
+
+
+def handshake(ctx: Context, name: str, **kwargs: Any) -> client.Handshake:
+    """A handshake with ``name`` at the target's TLS address, asked again after
+    :data:`RETRY_S` when the server gave no answer; still none raises ``OSError``, so that
+    the item is an ``error`` (nothing was judged), never a ``fail`` built on silence."""
+    seen = client.handshake_retried(ctx.settings.tls_address, name, pause_s=RETRY_S,
+                                    timeout=_timeout(ctx), **kwargs)  # fmt: skip
+    if seen.outcome in client.NO_ANSWER:
+        raise OSError(f"{seen.error}, twice {RETRY_S:g} s apart (is the deployment up?)")
+    return seen
+
+
+def answered(ask: Callable[[], T]) -> T:
+    """``ask()``, asked once more after :data:`RETRY_S` if the connection was lost or timed
+    out (a TLS alert is the server's answer and is not asked again)."""
+    try:
+        return ask()
+    except ssl.SSLError:
+        raise
+    except OSError:
+        time.sleep(RETRY_S)
+        return ask()
 
 
 def trust_store(settings: Settings) -> list[x509.Certificate]:
@@ -75,9 +101,9 @@ def _served(settings: Settings, name: str, timeout: float) -> dict[str, Any]:
 def inspect(ctx: Context, name: str) -> dict[str, Any]:
     """The certificate facts of ``name``, once per run."""
     def compute() -> dict[str, Any]:
-        served = _served(ctx.settings, name, _timeout(ctx))
-        verified = client.handshake(ctx.settings.tls_address, name, cafile(ctx.settings),
-                                    timeout=_timeout(ctx))  # fmt: skip
+        # A fact is computed once per run, an exception included: the retries are here.
+        served = answered(lambda: _served(ctx.settings, name, _timeout(ctx)))
+        verified = handshake(ctx, name, cafile=cafile(ctx.settings))
         served["verified"] = verified
         served["walk"] = walk(served["chain"], trust_store(ctx.settings))
         return served
@@ -118,7 +144,7 @@ def walk(chain: list[x509.Certificate], store: list[x509.Certificate]) -> dict[s
     return result
 
 
-#: Seconds before a name that could not be reached is tried again.
+#: Seconds before a name that could not be reached, or gave no answer, is asked again.
 RETRY_S = 1.0
 
 
@@ -251,17 +277,12 @@ def tls12_suites() -> list[str]:
 def accepted_suites(ctx: Context, name: str) -> dict[str, Any]:
     """The TLS 1.2 suites ``name`` accepts (each offered alone), and the default handshake."""
     def compute() -> dict[str, Any]:
-        address, timeout = ctx.settings.tls_address, _timeout(ctx)
-        default = client.handshake(address, name, timeout=timeout)
-        accepted = []
-        for suite in tls12_suites():
-            seen = client.handshake(address, name, version="TLSv1.2",
-                                    ciphers=f"{suite}:@SECLEVEL=0", timeout=timeout)
-            if seen.ok:
-                accepted.append(suite)
-            elif seen.outcome == "unreachable":
-                raise OSError(seen.error)
-        return {"accepted": accepted, "default": [default.version, default.cipher]}
+        default = handshake(ctx, name)
+        accepted = [suite for suite in tls12_suites()
+                    if handshake(ctx, name, version="TLSv1.2",
+                                 ciphers=f"{suite}:@SECLEVEL=0").ok]  # fmt: skip
+        return {"accepted": accepted, "default": [default.version, default.cipher],
+                "default_outcome": default.outcome, "default_error": default.error}  # fmt: skip
 
     found: dict[str, Any] = ctx.fact(f"tls.suites:{name}", compute)
     return found
@@ -273,6 +294,9 @@ def forward_secrecy(ctx: Context) -> Finding:
         found = accepted_suites(ctx, name)
         version, cipher = found["default"]
         without = [s for s in found["accepted"] if not client.forward_secret(s, "TLSv1.2")]
+        if found["default_outcome"] != "accepted":
+            return "fail", (f"a client's default handshake is {found['default_outcome']}: "
+                            f"{found['default_error']}"), found  # fmt: skip
         if not cipher or not client.forward_secret(cipher, version):
             return "fail", f"default handshake {version} {cipher} has no forward secrecy", found
         if without:
@@ -298,8 +322,7 @@ def strong_suites(ctx: Context) -> Finding:
 @check("tls.weak-cipher-suites")
 def weak_suites(ctx: Context) -> Finding:
     def judge(name: str) -> tuple[str, str, dict[str, Any]]:
-        seen = client.handshake(ctx.settings.tls_address, name, version="TLSv1.2",
-                                ciphers=client.weak_ciphers(), timeout=_timeout(ctx))
+        seen = handshake(ctx, name, version="TLSv1.2", ciphers=client.weak_ciphers())
         data = {"outcome": seen.outcome, "cipher": seen.cipher}
         if seen.outcome == "refused":
             return "pass", "only weak suites offered: handshake refused", data
@@ -312,8 +335,7 @@ def weak_suites(ctx: Context) -> Finding:
 @check("tls.tls-1-2-only")
 def tls12_only(ctx: Context) -> Finding:
     def judge(name: str) -> tuple[str, str, dict[str, Any]]:
-        outcomes = {v: client.handshake(ctx.settings.tls_address, name, version=v,
-                                        timeout=_timeout(ctx))
+        outcomes = {v: handshake(ctx, name, version=v)
                     for v in ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")}  # fmt: skip
         data = {v: s.outcome for v, s in outcomes.items()}
         old = [v for v in ("TLSv1", "TLSv1.1") if outcomes[v].ok]
@@ -325,9 +347,6 @@ def tls12_only(ctx: Context) -> Finding:
             return "error", (f"this machine's OpenSSL cannot offer {', '.join(untested)}: "
                              f"{outcomes[untested[0]].error}"), data  # fmt: skip
         if not modern:
-            unreachable = [s for s in outcomes.values() if s.outcome == "unreachable"]
-            if len(unreachable) == len(outcomes):  # nothing answered: nothing was judged
-                return "error", f"{unreachable[0].error} (is the deployment up?)", data
             return "fail", "refuses TLS 1.2 and 1.3 too", data
         return "pass", f"TLS 1.0/1.1 refused; accepts {', '.join(modern)}", data
     return per_name(ctx, judge)
