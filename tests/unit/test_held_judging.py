@@ -145,3 +145,20 @@ def test_a_failure_to_judge_is_raised_at_the_next_turn_and_stops_it() -> None:
         return started
 
     assert asyncio.run(go()) == []  # the next turn's verdict never started
+
+
+def test_a_turn_is_placed_at_the_end_of_its_question_when_its_reply_became_due(
+    log: list[tuple[str, float]],
+) -> None:
+    """Each question takes 0.2 s to say: the wall-clock span a turn reports for itself
+    (which the sampling control places it by) starts when the caller stopped speaking."""
+    call = _call()
+    before = time.time()
+    asyncio.run(_turns(call, 2, log))
+    asked = [at for kind, at in log if kind == "ask"]
+    wall = time.time() - time.monotonic()  # monotonic to wall clock, to the millisecond
+    for turn, ask in zip(call.turns, asked, strict=True):
+        assert "due" not in turn
+        assert turn["started_at"] == pytest.approx(ask + 0.2 + wall, abs=0.05), turn
+        assert before < turn["started_at"] < turn["ended_at"]
+        assert turn["took_s"] > turn["ended_at"] - turn["started_at"]  # it began earlier

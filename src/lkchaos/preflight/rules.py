@@ -290,6 +290,7 @@ def _held_turn(a: Args, c: Context) -> object:
     except (ValueError, TypeError) as exc:
         raise ActivityFailed(f"held call: {exc}") from exc
     held._check_overdue(a.get("overdue_s"), a.get("every_s"))
+    held._check_budget(a.get("max_latency_s"))
     return callers
 
 
@@ -600,7 +601,8 @@ RULES: dict[str, list[Rule]] = {
         Rule(("calls", "min_answered"), _calls)],
     "lkchaos.voice.probes.held_call_turn": [
         _VOICE, _rule("caller", "timeout", "callers", "duration_s", "turn_gap_s",
-                      "transcribe_every", "stagger_s", "overdue_s", "every_s")(_held_turn)],
+                      "transcribe_every", "stagger_s", "overdue_s", "every_s",
+                      "max_latency_s")(_held_turn)],
     "lkchaos.voice.probes.end_held_call": [_rule("caller")(lambda a, c: held._check_name(
         a.get("caller", "caller")))],
     "lkchaos.voice.probes.held_conversation": [

@@ -13,7 +13,8 @@ session that stops answering keeps failing in the same room::
      "calls": 1, "reconnects": 0, "agents_seen": 1}
 
 A turn fails with the stages of a round trip (``no_reply``, ``misheard``, ``apology``,
-``reply_misheard``, ``wrong_reply``), ``no_agent`` (no agent in the room to ask), ``no_turn``
+``reply_misheard``, ``wrong_reply``; ``slow_reply``, answered right over ``max_latency_s``
+where one is given), ``no_agent`` (no agent in the room to ask), ``no_turn``
 (no turn finished within ``timeout``) or ``call_ended`` (the call ended by itself: its room was
 lost; the next sample starts a new call, ``calls`` counts them). With ``callers`` above 1, that
 many calls are held side by side, their starts staggered, and each sample is the next turn any
@@ -209,19 +210,36 @@ def _check_overdue(overdue_s: Any, every_s: Any) -> tuple[float | None, float | 
     return float(overdue_s), float(EVERY_S if every_s is None else every_s)
 
 
-def _overdue(waits: list[tuple[dict[str, Any], _Call]], overdue_s: float) -> dict[str, Any] | None:
+def _check_budget(max_latency_s: Any) -> float | None:
+    """``max_latency_s`` checked: None, or seconds above 0 and at most :data:`MAX_WAIT_S`."""
+    if max_latency_s is None:
+        return None
+    if isinstance(max_latency_s, bool) or not isinstance(max_latency_s, int | float) \
+            or not 0 < max_latency_s <= MAX_WAIT_S:
+        raise ActivityFailed(f"max_latency_s must be more than 0 and at most {MAX_WAIT_S:g} s "
+                             f"(a reply's latency budget), not {max_latency_s!r}")
+    return float(max_latency_s)
+
+
+def _overdue(waits: list[tuple[dict[str, Any], _Call]], overdue_s: float,
+             budget_s: float | None = None) -> dict[str, Any] | None:  # fmt: skip
     """The sample taken between turns when a session has waited longer than ``overdue_s``
-    (to join, for the agent, or for its reply; the longest wait named), else None."""
-    if not waits:
+    (to join, for the agent, or for its reply; the longest wait named), or longer than
+    ``budget_s`` for its reply's first audio (that reply can only be slow now), else None."""
+    late = []
+    for wait, call in waits:
+        waited, kind = float(wait["s"]), str(wait["for"])
+        bound = min(overdue_s, budget_s) if kind == "reply" and budget_s else overdue_s
+        if waited > bound:
+            late.append((waited, kind, bound, call))
+    if not late:
         return None
-    longest, call = max(waits, key=lambda pair: float(pair[0]["s"]))
-    waited = float(longest["s"])
-    if waited <= overdue_s:
-        return None
+    waited, kind, bound, call = max(late, key=lambda item: item[0])
     what = {"reply": "its reply", "join": "its room to be joined"}.get(
-        str(longest["for"]), "the agent to be there and listen")
+        kind, "the agent to be there and listen")
+    over = f"the {bound:g} s latency budget" if bound != overdue_s else f"{overdue_s:g} s"
     return {"ok": False, "stage": "overdue", "latency_s": None, "waited_s": waited,
-            "reason": f"waiting {waited:.1f} s for {what}, over {overdue_s:g} s",
+            "reason": f"waiting {waited:.1f} s for {what}, over {over}",
             "room": call.room}  # fmt: skip
 
 
@@ -242,6 +260,7 @@ def turn(
     stagger_s: float = 2.5,
     overdue_s: float | None = None,
     every_s: float | None = None,
+    max_latency_s: float | None = None,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> dict[str, Any]:
@@ -251,10 +270,16 @@ def turn(
     :class:`lkchaos.voice.session.Options`); waits up to ``timeout`` seconds for a turn.
     With ``overdue_s``, a call that finds no turn within ``every_s`` seconds (default 2)
     returns as soon as a session has waited longer than ``overdue_s`` (to join, for the
-    agent, or for its reply): a failed sample, stage ``overdue``. Shape in the module
-    docstring; ``calls`` counts the calls started under the name."""
+    agent, or for its reply): a failed sample, stage ``overdue``. With ``max_latency_s``, a
+    turn answered right but later than that is failed (stage ``slow_reply``), and a session
+    waiting longer than that for its reply's first audio is overdue then, not at
+    ``overdue_s``. Shape in the module docstring; ``calls`` counts the calls started under
+    the name."""
+    from lkchaos.voice.probes import apply_latency_budget
+
     name, wait_s = _check_name(caller), _check_wait(timeout)
     overdue, every = _check_overdue(overdue_s, every_s)
+    budget = _check_budget(max_latency_s)
     if isinstance(callers, bool) or not isinstance(callers, int) or \
             not 1 <= callers <= MAX_CALLERS:
         raise ActivityFailed(f"callers must be a whole number from 1 to {MAX_CALLERS}")
@@ -296,11 +321,11 @@ def turn(
         if found:
             result, call = min(found, key=lambda pair: pair[0].get("ended_at") or 0.0)
             call.seen = int(result["turn"])
-            return {**result, **_about(name, handle, call)}
+            return {**apply_latency_budget(result, budget), **_about(name, handle, call)}
         # Between turns, a session waiting too long (a backend that does not say what its
         # calls wait for gives turns only).
         if between is not None and overdue is not None and time.monotonic() >= between:
-            late = _overdue(waits, overdue)
+            late = _overdue(waits, overdue, budget)
             if late is not None:  # placed when seen, not when this call began
                 seen_at = time.time()
                 return {**_about(name, handle, None), **late, "started_at": seen_at,

@@ -290,6 +290,7 @@ def held_call_turn(
     stagger_s: float = 2.5,
     overdue_s: float = None,  # type: ignore[assignment]
     every_s: float = None,  # type: ignore[assignment]
+    max_latency_s: float = None,  # type: ignore[assignment]
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
@@ -306,11 +307,15 @@ def held_call_turn(
     returns as soon as a session has waited longer than ``overdue_s`` to join, for the
     agent, or for the first audio of its reply: a failed sample, stage ``overdue``, the
     longest wait in ``waited_s`` and its room; so the series keeps a sample every
-    ``every_s`` while replies hang. End with ``end_held_call``."""
+    ``every_s`` while replies hang. With ``max_latency_s`` (seconds, the reply's latency
+    budget), a turn answered right later than that fails (stage ``slow_reply``), and a
+    session waiting longer than that for its reply's first audio is overdue at once (its
+    reply can only be slow). End with ``end_held_call``."""
     from lkchaos.voice import held
 
     return held.turn(caller, timeout, duration_s, turn_gap_s, transcribe_every, callers,
-                     stagger_s, overdue_s, every_s, configuration, secrets)  # fmt: skip
+                     stagger_s, overdue_s, every_s, max_latency_s, configuration,
+                     secrets)  # fmt: skip
 
 
 def end_held_call(

@@ -334,9 +334,14 @@ class HeldCall:
         turn.setdefault("t", round(self.now(), 3))
         turn["took_s"] = round(self.now() - turn["t"], 3)
         # Wall clock, for whoever reads the turn later to place it in time (the sampling
-        # control does) and to order the turns of several calls.
+        # control does) and to order the turns of several calls. A turn that asked is placed
+        # at the end of its question (``due``, monotonic): from then on the reply is due, and
+        # its latency is counted; what came before (waiting for the agent to listen, keeping
+        # apart from the other calls, speaking) says nothing of the agent's answer.
+        due = turn.pop("due", None)
         turn["ended_at"] = time.time()
-        turn["started_at"] = turn["ended_at"] - turn["took_s"]
+        since = time.monotonic() - due if due is not None else turn["took_s"]
+        turn["started_at"] = turn["ended_at"] - min(since, turn["took_s"])
         self.turns.append(turn)
 
     async def _turn(
@@ -362,7 +367,7 @@ class HeldCall:
                                      self.options.reply_s, silence=self.options.silence_s,
                                      finished=roundtrip.finished_speaking(agent))
         self._waiting = None  # the reply came (or will not): judging it
-        base = {"t": round(started, 3), "question": question}
+        base = {"t": round(started, 3), "question": question, "due": end_of_speech}
         if reply is None:
             await self._judged(None)
             self._record({**base, **self._failed(
