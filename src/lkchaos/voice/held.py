@@ -201,24 +201,23 @@ def _check_overdue(overdue_s: Any, every_s: Any) -> tuple[float | None, float | 
             raise ActivityFailed("every_s needs overdue_s: a sample between turns says "
                                  "whether any session has waited longer than overdue_s")
         return None, None
-    for name, value, top in (("overdue_s", overdue_s, MAX_WAIT_S), ("every_s", every_s, 60.0)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= top:
-            raise ActivityFailed(f"{name} must be more than 0 and at most {top:g} s, "
-                                 f"not {value!r}")
-    return float(overdue_s), float(EVERY_S if every_s is None else every_s)
+    overdue = _seconds("overdue_s", overdue_s, MAX_WAIT_S)
+    return overdue, EVERY_S if every_s is None else _seconds("every_s", every_s, 60.0)
+
+
+def _seconds(name: str, value: Any, top: float) -> float:
+    """``value`` as seconds, more than 0 and at most ``top``, else ``ActivityFailed``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= top:
+        raise ActivityFailed(f"{name} must be more than 0 and at most {top:g} s, "
+                             f"not {value!r}")
+    return float(value)
 
 
 def _check_budget(max_latency_s: Any) -> float | None:
-    """``max_latency_s`` checked: None, or seconds above 0 and at most :data:`MAX_WAIT_S`."""
-    if max_latency_s is None:
-        return None
-    if isinstance(max_latency_s, bool) or not isinstance(max_latency_s, int | float) \
-            or not 0 < max_latency_s <= MAX_WAIT_S:
-        raise ActivityFailed(f"max_latency_s must be more than 0 and at most {MAX_WAIT_S:g} s "
-                             f"(a reply's latency budget), not {max_latency_s!r}")
-    return float(max_latency_s)
+    """``max_latency_s`` (a reply's latency budget) checked: None, or seconds above 0 and at
+    most :data:`MAX_WAIT_S`."""
+    return None if max_latency_s is None else _seconds("max_latency_s", max_latency_s,
+                                                        MAX_WAIT_S)  # fmt: skip
 
 
 def _overdue(waits: list[tuple[dict[str, Any], _Call]], overdue_s: float,
