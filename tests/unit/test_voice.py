@@ -623,6 +623,29 @@ def test_no_second_listening_without_a_right_claim() -> None:
     assert not check.ok and second is None and ears.calls == ["prompted"]
 
 
+def test_without_a_report_a_reply_heard_wrong_is_listened_to_again() -> None:
+    """No turn report came (the agent's attributes were late or lost): nothing but the audio
+    says what the agent said, so a reply heard without its answer is heard once more before
+    it is called wrong, and only the second hearing can pass it."""
+    ears = Ears("7 times 8 is 16.", "7 times 8 is 56.")
+    heard, check, second = roundtrip.listen(b"", ["56"], "", ears)
+    assert check.ok and heard == second == "7 times 8 is 56."
+    assert ears.calls == ["prompted", "unprompted"]
+    ears = Ears("7 times 8 is 16.", "7 times 8 is 16.")
+    heard, check, second = roundtrip.listen(b"", ["56"], "", ears)
+    assert not check.ok and heard == "7 times 8 is 16." and second == "7 times 8 is 16."
+    stage, _reason, _misheard = roundtrip.judge("What is 7 times 8?", check.ok, check.reason,
+                                                heard, {})
+    assert stage == "wrong_reply"
+
+
+def test_an_apology_without_a_report_is_not_listened_to_again() -> None:
+    ears = Ears("Sorry, I can't reach my tools right now.", "unused")
+    heard, check, second = roundtrip.listen(b"", ["56"], "", ears)
+    assert not check.ok and second is None and ears.calls == ["prompted"]
+    assert roundtrip.judge("What is 7 times 8?", False, check.reason, heard, {})[0] == "apology"
+
+
 def test_the_prober_answers_a_failed_join_within_its_bound_and_leaves_later() -> None:
     """A LiveKit URL whose port takes connections and never answers: the SDK retries the
     join (never cancelled); the prober answers ``join`` while it still does, and the room

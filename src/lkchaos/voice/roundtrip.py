@@ -317,17 +317,25 @@ def listen(
 ) -> tuple[str, Any, str | None]:
     """What the caller heard in the reply audio ``pcm``: ``(transcript, check, second)``.
 
-    When the transcript lacks the answer but the agent ``claimed`` (its turn report) to have
-    said it, the same audio is listened to once more, unprompted (``transcribe(pcm, None)``),
-    and judged by that: the probe's Whisper mishears about one reply in a hundred
-    (BENCHMARKS.md). The claim only triggers the second listening; the verdict is always
-    what the audio says. ``second`` is the second transcript, or None. ``heard``: the first
-    transcript when it was already made (``transcribe(pcm)`` is then not called again).
+    When the transcript lacks the answer and the agent ``claimed`` (its turn report) to have
+    said it, or claimed nothing (no report came: its attributes are late or lost, and
+    nothing but the audio tells what it said), the same audio is listened to once more,
+    unprompted (``transcribe(pcm, None)``), and judged by that: the probe's Whisper mishears
+    about one reply in a hundred (BENCHMARKS.md), and a reply misheard once is no evidence of
+    a wrong answer. An apology heard without a claim is not listened to again. The claim only
+    triggers the second listening; the verdict is always what the audio says. ``second`` is
+    the second transcript, or None. ``heard``: the first transcript when it was already made
+    (``transcribe(pcm)`` is then not called again).
     """
     if heard is None:
         heard = transcribe(pcm)
     check = check_reply(heard, expected)
-    if check.ok or not claimed or not check_reply(claimed, expected).ok:
+    if check.ok:
+        return heard, check, None
+    if claimed.strip():
+        if not check_reply(claimed, expected).ok:
+            return heard, check, None  # it said something else: the audio agrees
+    elif is_apology(heard):
         return heard, check, None
     again = transcribe(pcm, None)
     second = check_reply(again, expected)
