@@ -23,7 +23,9 @@ from lkchaos.voice.questions import (
     all_default_questions,
     check_reply,
     expected_answers,
+    numbers_in,
     spoken,
+    words_said,
 )
 from tests.unit.fake_prober import FakeProber
 
@@ -389,6 +391,32 @@ def test_a_right_reply_the_caller_misheard_is_told_from_a_wrong_one() -> None:
     assert roundtrip.judge("What is ten times six?", False, "r", "10 times 6 is 16.",
                            wrong)[0] == "wrong_reply"  # fmt: skip
     assert roundtrip.judge("What is ten times six?", False, "r", "", said)[0] == "wrong_reply"
+
+
+def test_a_number_heard_in_words_is_the_same_word_as_in_digits() -> None:
+    """The agent reports its reply in digits; the caller may hear it in words. Heard twice
+    with the answer wrong, that is the caller's mishearing of the same sentence."""
+    said = {"heard": "What is 7 times 8?", "reply": "7 times 8 is 56."}
+    stage, _reason, _ = roundtrip.judge("What is seven times eight?", False, "r",
+                                        "Seven times eight is fifty-eight.", said)
+    assert stage == "reply_misheard"
+    assert roundtrip.judge("What is seven times eight?", False, "r",
+                           "Sorry, I cannot reach my tools.", said)[0] == "apology"
+    assert roundtrip.judge("What is seven times eight?", False, "r",
+                           "The weather is fine today.", said)[0] == "wrong_reply"
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("Seven times eight is fifty-six.", [7.0, "times", 8.0, "is", 56.0]),
+    ("7 times 8 is 56.", [7.0, "times", 8.0, "is", 56.0]),
+    ("What is -4 plus twelve?", ["what", "is", -4.0, "plus", 12.0]),
+    ("It is 4d.", ["it", "is", 40.0]),  # Whisper's "4d" for "forty"
+    ("one hundred and five, and then", [105.0, "and", "then"]),
+    ("ten minus", [10.0, "minus"]),
+])
+def test_words_said_make_each_number_one_word(text: str, words: list[object]) -> None:
+    assert words_said(text) == words
+    assert numbers_in(text) == [w for w in words if isinstance(w, float)]
 
 
 def test_the_result_carries_the_agents_transcript_and_the_mishearing() -> None:

@@ -199,18 +199,27 @@ def normalise(text: str) -> str:
 
 def numbers_in(text: str) -> list[float]:
     """Every number said in ``text``, in order, in digits or in words ("minus" as a sign)."""
-    out: list[float] = []
+    return [token for token in words_said(text) if isinstance(token, float)]
+
+
+def words_said(text: str) -> list[str | float]:
+    """``text`` as it was said: its words (normalised, :func:`normalise`), each number, in
+    digits or in words, as one float ("minus" as its sign). "Seven times eight is fifty-six."
+    and "7 times 8 is 56." are both ``[7.0, "times", 8.0, "is", 56.0]``."""
+    out: list[str | float] = []
     run: list[str] = []
 
     def flush() -> None:
+        trailing: list[str] = []
         while run and run[-1] in ("and", "minus", "negative"):
-            run.pop()
+            trailing.insert(0, run.pop())
         if run:
             try:
-                out.append(_number(" ".join(run)))
+                out.append(float(_number(" ".join(run))))
             except QuestionError:
-                pass
+                out.extend(run)
             run.clear()
+        out.extend(trailing)
 
     for word in normalise(re.sub(r"(?<![\w.])-(?=\d)", " minus ", text)).split():
         tens = _TENS_AS_DIGIT_D.fullmatch(word)
@@ -219,6 +228,8 @@ def numbers_in(text: str) -> list[float]:
             out.append(10.0 * int(tens[1]))
         elif re.fullmatch(r"\d+(\.\d+)?", word):
             sign = -1.0 if run[-1:] in (["minus"], ["negative"]) else 1.0
+            if sign < 0:
+                run.pop()  # the number's sign, not a word of its own
             flush()
             out.append(sign * float(word))
         elif word in ("minus", "negative"):
@@ -230,6 +241,7 @@ def numbers_in(text: str) -> list[float]:
             run.append(word)
         else:
             flush()
+            out.append(word)
     flush()
     return out
 

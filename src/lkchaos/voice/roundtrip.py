@@ -37,7 +37,6 @@ import difflib
 import io
 import json
 import logging
-import re
 import time
 import uuid
 import wave
@@ -56,6 +55,7 @@ from lkchaos.voice.questions import (
     is_apology,
     random_question,
     same_question,
+    words_said,
 )
 
 AGENT_STATE = "lk.agent.state"
@@ -377,9 +377,10 @@ ALIKE_RATIO = 0.6
 
 
 def _alike(said: str, heard: str) -> bool:
-    """Whether ``heard`` is ``said`` with a few words misheard (see :data:`ALIKE_RATIO`)."""
+    """Whether ``heard`` is ``said`` with a few words misheard (see :data:`ALIKE_RATIO`);
+    a number is one word however written ("56", "fifty-six")."""
     def words(text: str) -> list[str]:
-        return re.findall(r"[a-z0-9]+", text.lower())
+        return [f"{token:g}" if isinstance(token, float) else token for token in words_said(text)]
 
     a, b = words(said), words(heard)
     return bool(a and b) and difflib.SequenceMatcher(None, a, b).ratio() >= ALIKE_RATIO
