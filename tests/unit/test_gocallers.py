@@ -299,10 +299,11 @@ def test_a_ramp_of_go_callers_without_an_agent_breaks_and_leaves_nothing(
     plan = ramp.Plan(steps=(1, 2), step_s=5, warmup_s=0, stagger_s=0.1)
     with gocallers.GoCallers(settings, questions=2) as callers:
         result = ramp.Ramp(settings, plan, said.append, callers).run()
-        # The Go process did the calling (joins, handshakes): its CPU is read from the
-        # kernel. A step's share can be none at all: a caller waiting for an agent sends a
-        # silence frame every 400 ms, under one clock tick (10 ms) in 5 s on a fast machine.
-        assert callers.cpu_seconds()["media"] > 0
+        assert callers.process.poll() is None  # the Go process did the calling, and serves on
+    # Its CPU is read from the kernel in clock ticks (10 ms): a caller that joined and waits
+    # for an agent uses about one in its whole life on a fast machine (measured: 0.01 s with
+    # the join), so a step's share may be none at all. The figure is checked above zero where
+    # there is work to measure: real calls over 20 s steps (tests/integration/test_load.py).
     assert [s["callers"] for s in result["steps"]] == [1] and result["knee"] == 1
     step = result["steps"][0]
     # No agent: the caller joined, and waits up to its dispatch bound (15 s) for one.
