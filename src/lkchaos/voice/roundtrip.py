@@ -379,10 +379,7 @@ ALIKE_RATIO = 0.6
 def _alike(said: str, heard: str) -> bool:
     """Whether ``heard`` is ``said`` with a few words misheard (see :data:`ALIKE_RATIO`);
     a number is one word however written ("56", "fifty-six")."""
-    def words(text: str) -> list[str]:
-        return [f"{token:g}" if isinstance(token, float) else token for token in words_said(text)]
-
-    a, b = words(said), words(heard)
+    a, b = words_said(said), words_said(heard)
     return bool(a and b) and difflib.SequenceMatcher(None, a, b).ratio() >= ALIKE_RATIO
 
 
