@@ -37,3 +37,22 @@ def test_a_container_removed_since_it_was_listed_is_missing_not_an_error() -> No
     assert (statuses[first].state, statuses[first].health) == ("running", "healthy")
     assert (statuses[second].state, statuses[second].health) == ("missing", "none")
     assert not statuses[second].ok
+
+
+def test_the_stack_is_not_healthy_before_docker_compose_up_is_done() -> None:
+    """Every container healthy while `up` still runs may be the old ones it is about to
+    replace (a setting changed): the wait lasts until `up` has exited."""
+    import subprocess
+    import time
+
+    from lkchaos.stack.health import wait_healthy
+
+    healthy = {"Status": "running", "Health": {"Status": "healthy"}}
+    compose = _Compose({s: _Container(healthy) for s in layout.SERVICES})
+    with subprocess.Popen(["sleep", "1.5"], stdout=subprocess.PIPE, text=True) as starter:
+        started = time.monotonic()
+        statuses = wait_healthy(compose, None, timeout=30, say=lambda _: None,  # type: ignore[arg-type]
+                                starter=starter)  # fmt: skip
+        waited, finished = time.monotonic() - started, starter.poll()
+    assert finished == 0 and waited >= 1.5
+    assert all(s.ok for s in statuses)

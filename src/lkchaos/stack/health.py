@@ -68,7 +68,8 @@ def wait_healthy(
 ) -> list[ServiceStatus]:
     """Poll until every service is running and healthy; say each change as it happens.
 
-    ``starter`` is the ``docker compose up`` still running, if any: its failure ends the wait.
+    ``starter`` is the ``docker compose up`` still running, if any: its failure ends the wait,
+    and the wait is not over before it is.
     Raises ServiceUnhealthy naming the first service that exited, turned unhealthy, or was
     still not healthy at the deadline, with its last log lines.
     """
@@ -84,11 +85,13 @@ def wait_healthy(
                 elapsed = time.monotonic() - started
                 say(f"[{elapsed:5.1f}s {ready:2d}/{len(statuses)}] {st.service}: "
                     f"{st.state}{'' if st.health == 'none' else ', ' + st.health}")
-        if all(st.ok for st in statuses):
-            return statuses
         if starter is not None and starter.poll() not in (None, 0):
             output = starter.stdout.read() if starter.stdout else ""
             raise StackError(f"`docker compose up` failed:\n{output.strip()}")
+        # Healthy counts once `docker compose up` is done: until then the containers seen may
+        # be the ones it is about to replace (a changed setting, a new image).
+        if all(st.ok for st in statuses) and (starter is None or starter.poll() is not None):
+            return statuses
         # While `docker compose up` runs, containers it replaces stop, turn unhealthy (their
         # dependencies were replaced first) and are removed: compose itself fails on a
         # dependency that does not become healthy. Judge states once it is done.
