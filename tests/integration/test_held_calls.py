@@ -57,3 +57,32 @@ def test_a_held_conversation_of_ten_turns_passes_in_one_room() -> None:
     assert result["latency_p50_s"] is not None and result["latency_p50_s"] < 3.0, result
     assert not any(p.startswith("caller-") for p in _participants(result["room"]))
     assert _empties(result["room"]) == []  # the agent followed
+
+
+def test_a_room_created_while_the_agents_link_was_cut_is_answered_once_it_is_back() -> None:
+    """LiveKit offers a room's dispatch to a worker once, when the room is created, and never
+    again: a call that starts while the agent's link to LiveKit is cut (its worker not
+    registered) would wait for ever. The reference agent dispatches itself again to such
+    rooms once it has registered (stack/voice/voicestack/stranded.py)."""
+    from lkchaos.toxiproxy.actions import disable_proxy, enable_proxy
+    from lkchaos.voice.probes import end_held_call, held_call_turn
+
+    _agent_serves()
+    caller = "created-during-cut"
+    disable_proxy("agent_livekit")
+    try:
+        first = held_call_turn(caller=caller, timeout=20)  # its room is created now
+        assert first["stage"] in ("no_agent", "no_turn"), first
+        time.sleep(3)
+    finally:
+        enable_proxy("agent_livekit")
+    try:
+        deadline = time.monotonic() + 60
+        turns = [first]
+        while not turns[-1]["ok"] and time.monotonic() < deadline:
+            turns.append(held_call_turn(caller=caller, timeout=30))
+    finally:
+        summary = end_held_call(caller=caller)
+    assert turns[-1]["ok"], [(t["stage"], t["reason"]) for t in turns]
+    assert turns[-1]["room"] == first["room"] and summary["calls"] == 1, summary
+    assert summary["agents_seen"] == 1, summary

@@ -27,6 +27,10 @@ Environment:
 - ``AGENT_METRICS_PORT``: the framework's Prometheus metrics at ``/metrics`` on that port of
   ``AGENT_HTTP_HOST`` (default 9464; 0 turns them off).
 - ``AGENT_IDLE_PROCESSES`` (default 1).
+- ``AGENT_REDISPATCH_WINDOW_S`` (default 90; 0 turns it off): for that long after each
+  registration of the worker, rooms a caller is still in with no agent (a job that lost its
+  room for good while the link to LiveKit was cut, a room created meanwhile) get this agent
+  dispatched again (:mod:`voicestack.stranded`): LiveKit never dispatches an agent twice.
 - ``AGENT_LOAD`` (``jobs`` default, or ``cpu``), ``AGENT_MAX_JOBS`` (default 3),
   ``AGENT_LOAD_THRESHOLD`` (``cpu`` only, default 0.7). The LiveKit server only hands a job
   to a worker whose reported load is under its target load (0.7 by default), and the
@@ -106,6 +110,7 @@ from .early_stt import EarlySTT
 from .espeak_tts import EspeakTTS
 from .resilience import STT_FAILURE_MARKER, BoundedMCPToolset, ResilientSTT
 from .rule_llm import RuleBasedLLM
+from .stranded import StrandedRooms
 from .turn_report import TurnReporter
 from .vocabulary import DEFAULT_STT_PROMPT
 
@@ -154,6 +159,7 @@ class Settings:
     tts_gap: int
     vad_min_silence: float
     stt_early_silence: float
+    redispatch_window_s: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -183,6 +189,7 @@ class Settings:
             tts_gap=int(env("TTS_GAP", "2")),
             vad_min_silence=_env_float("VAD_MIN_SILENCE", 0.5),
             stt_early_silence=_env_float("STT_EARLY_SILENCE", 0.2),
+            redispatch_window_s=float(env("AGENT_REDISPATCH_WINDOW_S") or 90.0),
         )
 
     @property
@@ -383,6 +390,12 @@ def build_server(settings: Settings | None = None) -> AgentServer:
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
     if settings.ready_file:
         mark_registration(server, Path(settings.ready_file))
+    url, key, secret = (os.environ.get(k, "") for k in
+                        ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"))  # fmt: skip
+    if settings.redispatch_window_s > 0 and url and key and secret:
+        stranded = StrandedRooms(url, key, secret, settings.agent_name,
+                                 window_s=settings.redispatch_window_s)  # fmt: skip
+        server.on("worker_registered", lambda *_: stranded.watch())
     return server
 
 
