@@ -109,21 +109,29 @@ def run(name: str, tmp_path: Path) -> dict[str, Any]:
 
 
 def voice_series(journal: dict[str, Any]) -> list[str]:
-    """The caller samples of a run, one line each, for a failure message to explain itself."""
+    """The voice samples of a run (every sampled probe whose values carry a ``stage``: one-shot
+    callers and held ones), one line each, for a failure message to explain itself."""
     sampling = (journal.get("lkchaos") or {}).get("sampling") or {}
     fault = sampling.get("fault") or {}
-    caller = (sampling.get("probes") or {}).get("caller-answered") or {}
     lines = [f"fault {fault.get('start_t')}-{fault.get('end_t')} s"]
-    for sample in caller.get("samples", []):
-        value = sample.get("value")
-        detail = (
-            f"{value.get('stage')}: {value.get('reason')}" if isinstance(value, dict)
-            else str(value)
-        )
-        lines.append(
-            f"t={sample['t']:.1f} took {sample['latency_ms'] / 1000:.1f} s "
-            f"ok={sample['ok']} {detail[:200]}"
-        )
+    for name, probe in (sampling.get("probes") or {}).items():
+        samples = probe.get("samples", [])
+        if not any(isinstance(s.get("value"), dict) and "stage" in s["value"] for s in samples):
+            continue
+        for sample in samples:
+            value = sample.get("value")
+            detail = (
+                f"{value.get('stage')}: {value.get('reason')}" if isinstance(value, dict)
+                else str(value)
+            )
+            where = (
+                f" room {str(value['room'])[-6:]} turn {value.get('turn')}"
+                if isinstance(value, dict) and value.get("room") else ""
+            )
+            lines.append(
+                f"{name} t={sample['t']:.1f} took {sample['latency_ms'] / 1000:.1f} s{where} "
+                f"ok={sample['ok']} {detail[:160]}"
+            )
     return lines
 
 
@@ -188,7 +196,7 @@ def check_journal(name: str, journal: dict[str, Any]) -> None:
             if not p.get("tolerance_met")
         }
         assert not journal["deviated"], (
-            f"{name} deviated on {failed}; voice samples: {voice_series(journal)}"
+            f"{name} deviated on {failed}; voice samples:\n" + "\n".join(voice_series(journal))
         )
     assert journal["lkchaos_safety"]["recovered"] == [], "a fault outlived the rollbacks"
     sampling = (journal.get("lkchaos") or {}).get("sampling")
