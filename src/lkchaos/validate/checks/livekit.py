@@ -27,7 +27,8 @@ from livekit import api
 
 from lkchaos.httpclient import shared_client
 from lkchaos.livekit import client as lk
-from lkchaos.livekit.background import LEAVE_SLACK_S, run_rtc
+from lkchaos.livekit.background import LEAVE_SLACK_S
+from lkchaos.livekit.isolated import run_isolated
 from lkchaos.settings import Settings
 from lkchaos.validate.checks._livekit_media import capped_room, media_run
 from lkchaos.validate.checks._livekit_resources import (
@@ -288,8 +289,8 @@ def media_session(ctx: Context) -> dict[str, Any]:
         video = False
 
     def compute() -> dict[str, Any]:
-        work = media_run(ctx.settings, nodes(ctx)[0], video, ctx.timeout_s, room_name("media"))
-        return run_rtc(work, ctx.timeout_s + LEAVE_SLACK_S)
+        return run_isolated(media_run, ctx.settings, nodes(ctx)[0], video, ctx.timeout_s,
+                            room_name("media"), timeout_s=ctx.timeout_s + LEAVE_SLACK_S)
 
     result: dict[str, Any] = ctx.fact("livekit.media", compute)
     return result
@@ -508,9 +509,9 @@ def connection_limits(ctx: Context) -> Finding:
     if not configured:
         return Finding("n/a", f"LiveKit's config ({source}) sets no connection limit "
                        "(room.max_participants, limit.*)")  # fmt: skip
-    seen = ctx.fact("livekit.capped-room", lambda: run_rtc(capped_room(
-        ctx.settings, nodes(ctx)[0], ctx.timeout_s, room_name("capped")),
-        ctx.timeout_s + LEAVE_SLACK_S))
+    seen = ctx.fact("livekit.capped-room", lambda: run_isolated(
+        capped_room, ctx.settings, nodes(ctx)[0], ctx.timeout_s, room_name("capped"),
+        timeout_s=ctx.timeout_s + LEAVE_SLACK_S))
     data = {"configured": configured, **seen}
     if seen["second_refused"]:
         return Finding("pass", f"configured {configured}; a room capped at 1 refused the second "

@@ -302,7 +302,8 @@ def _rtc_udp(ctx: Context, stun: list[dict[str, Any]], started: float) -> Findin
 def _media(ctx: Context, url: str, deadline: float, node_id: str = "") -> dict[str, Any] | None:
     """One participant's media path through ``url`` (see ``_livekit_media.media_path``), or
     None when too little of the check's time is left to try."""
-    from lkchaos.livekit.background import LEAVE_SLACK_S, run_rtc
+    from lkchaos.livekit.background import LEAVE_SLACK_S
+    from lkchaos.livekit.isolated import run_isolated
     from lkchaos.validate.checks._livekit_media import media_path
     from lkchaos.validate.checks.livekit import room_name
 
@@ -310,8 +311,8 @@ def _media(ctx: Context, url: str, deadline: float, node_id: str = "") -> dict[s
     if remaining < 1.0:
         return None
     timeout = min(remaining, 10.0)
-    found = run_rtc(media_path(ctx.settings, url, timeout, room_name("udp"), node_id),
-                    timeout + LEAVE_SLACK_S)  # fmt: skip
+    found = run_isolated(media_path, ctx.settings, url, timeout, room_name("udp"), node_id,
+                         timeout_s=timeout + LEAVE_SLACK_S)  # fmt: skip
     return {**found, "url": url}
 
 

@@ -1,0 +1,146 @@
+"""LiveKit room work in a child process of its own, so that a crash of the SDK's native
+WebRTC runtime ends that process and not the one that asked for the work.
+
+The LiveKit SDK runs WebRTC in a native runtime. Now and then it aborts the whole process
+(``Fatal Python error: Aborted``, status 134): once in a fresh-clone CI run of the checklist,
+while a media source of a session already over was still being disposed. In ``lkchaos
+validate`` (or a test run, or ``chaos run`` using the checklist's probes) that would end the
+whole run, every other item's result lost with it. :func:`run_isolated` runs the work in a
+child process instead, on that process's one rtc loop (:func:`lkchaos.livekit.background.run_rtc`):
+a child that dies before it answered is tried again once (the crash is the client's, not the
+deployment's), then reported as :class:`RuntimeCrashed`. A child that answered and then
+crashed while leaving is of no consequence: its answer stands.
+
+The work is an ``async`` function defined at a module's top level (the child imports it by
+name) whose arguments and result can be pickled. Work the child could not import by name (a
+function defined inside another, a test's stand-in) runs in this process, on its rtc loop,
+as :func:`~lkchaos.livekit.background.run_rtc` would run it. A child starts fresh
+(``spawn``): about a second to import the SDK, on top of the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+logger = logging.getLogger("lkchaos")
+
+#: Seconds allowed on top of the work's own bound for the child to start (importing the SDK)
+#: and to hand its answer back.
+START_S = 20.0
+#: Seconds a child that answered is given to exit before it is killed.
+EXIT_S = 10.0
+
+
+class RuntimeCrashed(RuntimeError):
+    """The child process running LiveKit room work died before it answered, every time."""
+
+
+def run_isolated(
+    work: Callable[..., Coroutine[Any, Any, T]],
+    *args: Any,
+    timeout_s: float,
+    attempts: int = 2,
+    start_s: float = START_S,
+) -> T:
+    """``work(*args)`` run in a child process (see the module docstring), its result returned
+    or what it raised raised here. Past ``timeout_s`` seconds (plus ``start_s``, to start and
+    answer) the child is killed and ``TimeoutError`` raised. A child that dies before it
+    answered is started again, up to ``attempts`` in all; then :class:`RuntimeCrashed`,
+    naming how it died."""
+    if not _importable(work):
+        from lkchaos.livekit.background import run_rtc
+
+        return run_rtc(work(*args), timeout_s)
+    deaths: list[str] = []
+    for _ in range(max(1, attempts)):
+        answered, value = _once(work, args, timeout_s, start_s)
+        if answered:
+            kind, payload = value
+            if kind == "raised":
+                raise payload
+            return payload  # type: ignore[no-any-return]
+        deaths.append(value)
+        logger.warning("LiveKit room work %s: its process %s", _name(work), value)
+    raise RuntimeCrashed(
+        f"LiveKit room work {_name(work)} ended its process each time it ran "
+        f"({'; '.join(deaths)}): the LiveKit SDK's native runtime crashed, not the deployment"
+    )
+
+
+def _once(work: Callable[..., Any], args: tuple[Any, ...], timeout_s: float,
+          start_s: float) -> tuple[bool, Any]:  # fmt: skip
+    """``(True, (kind, payload))`` when the child answered, else ``(False, how it died)``."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_child, args=(sender, work, args, timeout_s), daemon=True,
+        name=f"lkchaos-rtc-{_name(work)}",
+    )  # fmt: skip
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout_s + start_s):
+            process.kill()
+            process.join(EXIT_S)
+            raise TimeoutError(
+                f"LiveKit room work {_name(work)} did not answer in {timeout_s + start_s:g} s"
+            )
+        try:
+            message = receiver.recv()
+        except EOFError:  # the child died before it answered
+            process.join(EXIT_S)
+            return False, _death(process.exitcode)
+    finally:
+        receiver.close()
+    process.join(EXIT_S)
+    if process.is_alive():
+        process.kill()
+        process.join(EXIT_S)
+    elif process.exitcode:
+        logger.info("LiveKit room work %s answered, then its process %s", _name(work),
+                    _death(process.exitcode))  # fmt: skip
+    return True, message
+
+
+def _child(sender: Connection, work: Callable[..., Coroutine[Any, Any, Any]],
+           args: tuple[Any, ...], timeout_s: float) -> None:  # fmt: skip
+    from lkchaos.livekit.background import run_rtc
+
+    try:
+        message: tuple[str, Any] = ("ok", run_rtc(work(*args), timeout_s))
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, raised there
+        message = ("raised", exc)
+    try:
+        sender.send(message)
+    except Exception as exc:  # noqa: BLE001 - an exception that does not pickle
+        sender.send(("raised", RuntimeError(f"{type(message[1]).__name__}: {message[1]!r}"
+                                            f" (could not be handed back: {exc!r})")))  # fmt: skip
+    finally:
+        sender.close()
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was ended by {name}"
+    return f"exited with status {exitcode} before it answered"
+
+
+def _importable(work: Callable[..., Any]) -> bool:
+    """Whether a child process finds ``work`` by its module and name."""
+    module = sys.modules.get(getattr(work, "__module__", "") or "")
+    return module is not None and getattr(module, getattr(work, "__qualname__", ""), None) is work
+
+
+def _name(work: Callable[..., Any]) -> str:
+    return getattr(work, "__qualname__", repr(work))
