@@ -27,9 +27,9 @@ fails is logged and retried on the next tick.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -117,8 +117,7 @@ class StrandedRooms:
 
     ``url``: LiveKit (``ws(s)://`` or ``http(s)://``); ``agent_name``: this worker's;
     ``window_s``, ``every_s``, ``grace_s``, ``join_s``, ``timeout_s``: seconds (see
-    :func:`judge_room`). ``window_s`` 0 turns it
-    off. ``clock``: unix seconds (tests)."""
+    :func:`judge_room`); ``window_s`` 0 turns it off. ``clock``: unix seconds (tests)."""
 
     def __init__(
         self,
@@ -144,8 +143,8 @@ class StrandedRooms:
         self._task: asyncio.Task[None] | None = None
         self._last: dict[str, float] = {}
         self._registered_at: float | None = None
-        #: Rooms given a new agent: (unix seconds, room, reason).
-        self.redispatched: list[tuple[float, str, str]] = []
+        #: The latest rooms given a new agent: (unix seconds, room, reason).
+        self.redispatched: deque[tuple[float, str, str]] = deque(maxlen=100)
 
     def watch(self) -> None:
         """Sweep every ``every_s`` for the next ``window_s`` seconds (from the event loop:
@@ -157,13 +156,6 @@ class StrandedRooms:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def aclose(self) -> None:
-        """Stop sweeping."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
     async def _run(self) -> None:
         async with self._client() as lk:
             while time.monotonic() < self._until:
@@ -171,6 +163,8 @@ class StrandedRooms:
                     await self.sweep(lk)
                 except (aiohttp.ClientError, api.TwirpError, TimeoutError) as exc:
                     log.info("could not look for rooms without their agent: %r", exc)
+                except Exception:  # noqa: BLE001 - a sweep's bug must not end the window
+                    log.exception("looking for rooms without their agent failed")
                 await asyncio.sleep(self.every_s)
 
     def _client(self) -> api.LiveKitAPI:
