@@ -55,36 +55,38 @@ def test_a_dispatch_made_before_the_worker_registered_is_made_again_at_once() ->
     fresh = [dispatch(3)]
     assert not judge_room(AGENT, [person(30)], fresh, NOW, 8.0).redispatch
     assert judge_room(AGENT, [person(30)], fresh, NOW, 8.0, registered_at_s=NOW - 1).redispatch
-    # the same for one made here a moment ago, before the registration
-    assert judge_room(AGENT, [person(30)], fresh, NOW, 8.0, last_redispatch_s=NOW - 3,
+    # the same for one made here a moment ago (it is the newest), before the registration
+    made_here = [dispatch(30, taken=True), dispatch(3)]
+    assert judge_room(AGENT, [person(30)], made_here, NOW, 8.0,
                       registered_at_s=NOW - 1).redispatch  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("participants", "dispatches", "last", "why"),
+    ("participants", "dispatches", "why"),
     [
-        ([person(30), person(30, Kind.AGENT)], [dispatch(30)], None, "an agent is in the room"),
-        ([person(30, Kind.INGRESS)], [dispatch(30)], None, "no caller in the room"),
-        ([], [dispatch(30)], None, "no caller in the room"),
-        ([person(30)], [dispatch(30, name="another-agent")], None,
+        ([person(30), person(30, Kind.AGENT)], [dispatch(30)], "an agent is in the room"),
+        ([person(30, Kind.INGRESS)], [dispatch(30)], "no caller in the room"),
+        ([], [dispatch(30)], "no caller in the room"),
+        ([person(30)], [dispatch(30, name="another-agent")],
          f"no dispatch of {AGENT}"),
-        ([person(30)], [], None, f"no dispatch of {AGENT}"),
-        ([person(30)], [dispatch(30), dispatch(3)], None,
+        ([person(30)], [], f"no dispatch of {AGENT}"),
+        ([person(30)], [dispatch(30), dispatch(3)],
          "dispatched 3.0 s ago, to no worker yet"),
         # a worker took it: its agent gets join_s (20 s) to arrive, and is not doubled
-        ([person(30)], [dispatch(30), dispatch(12, taken=True)], None,
+        ([person(30)], [dispatch(30), dispatch(12, taken=True)],
          "its agent was sent 12.0 s ago"),
-        ([person(30)], [dispatch(30)], NOW - 2, "dispatched again 2.0 s ago"),
-        ([person(5), person(2)], [dispatch(30)], None, "its caller joined 5.0 s ago"),
+        # one dispatched again here 2 s ago, not yet taken: judged from the server's list
+        ([person(30)], [dispatch(30, taken=True), dispatch(2)],
+         "dispatched 2.0 s ago, to no worker yet"),
+        ([person(5), person(2)], [dispatch(30)], "its caller joined 5.0 s ago"),
     ],
 )
 def test_rooms_that_have_or_should_not_have_an_agent_are_left_alone(
     participants: list[models.ParticipantInfo],
     dispatches: list[agent_dispatch.AgentDispatch],
-    last: float | None,
     why: str,
 ) -> None:
-    verdict = judge_room(AGENT, participants, dispatches, NOW, 8.0, last)
+    verdict = judge_room(AGENT, participants, dispatches, NOW, 8.0)
     assert not verdict.redispatch and verdict.reason == why
 
 

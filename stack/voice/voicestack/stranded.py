@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -59,7 +58,6 @@ def judge_room(
     dispatches: Sequence[agent_dispatch.AgentDispatch],
     now_s: float,
     grace_s: float,
-    last_redispatch_s: float | None = None,
     *,
     join_s: float = 20.0,
     registered_at_s: float | None = None,
@@ -71,9 +69,9 @@ def judge_room(
     its newest dispatch of ``agent_name`` will bring none: one a worker took (it has a job)
     over ``join_s`` ago (its agent left, or never came), or one no worker took, made over
     ``grace_s`` ago or before the worker's latest registration (``registered_at_s``: no
-    worker could take it then, and LiveKit does not offer it again). ``last_redispatch_s``
-    (the latest dispatch made here) counts as a dispatch no worker took, in case the server's
-    list lags behind."""
+    worker could take it then, and LiveKit does not offer it again). A dispatch made here is
+    among ``dispatches`` as soon as it is made (the room stores it before it answers), so it
+    is judged like any other."""
     if any(p.kind == AGENT_KIND for p in participants):
         return Verdict(False, "an agent is in the room")
     callers = [p for p in participants if p.kind in CALLER_KINDS]
@@ -91,10 +89,6 @@ def judge_room(
             return Verdict(False, f"its agent was sent {age:.1f} s ago")
     elif age < grace_s and not unserved:
         return Verdict(False, f"dispatched {age:.1f} s ago, to no worker yet")
-    if last_redispatch_s is not None and now_s - last_redispatch_s < grace_s and not (
-        registered_at_s is not None and last_redispatch_s < registered_at_s
-    ):
-        return Verdict(False, f"dispatched again {now_s - last_redispatch_s:.1f} s ago")
     longest = max(now_s - _joined_s(p) for p in callers)
     if longest < grace_s:
         return Verdict(False, f"its caller joined {longest:.1f} s ago")
@@ -141,10 +135,7 @@ class StrandedRooms:
         self._clock = clock
         self._until = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._last: dict[str, float] = {}
         self._registered_at: float | None = None
-        #: The latest rooms given a new agent: (unix seconds, room, reason).
-        self.redispatched: deque[tuple[float, str, str]] = deque(maxlen=100)
 
     def watch(self) -> None:
         """Sweep every ``every_s`` for the next ``window_s`` seconds (from the event loop:
@@ -176,8 +167,6 @@ class StrandedRooms:
     async def sweep(self, lk: api.LiveKitAPI) -> list[str]:
         """One look at every room; returns the rooms given a new dispatch."""
         rooms = await lk.room.list_rooms(api.ListRoomsRequest())
-        now = self._clock()
-        self._last = {r: t for r, t in self._last.items() if now - t < self.grace_s}
         done: list[str] = []
         for room in rooms.rooms:  # num_participants lags: every room is looked into
             try:
@@ -189,7 +178,7 @@ class StrandedRooms:
                 continue  # the room ended meanwhile
             verdict = judge_room(
                 self.agent_name, found.participants, dispatches, self._clock(),
-                self.grace_s, self._last.get(room.name), join_s=self.join_s,
+                self.grace_s, join_s=self.join_s,
                 registered_at_s=self._registered_at,
             )  # fmt: skip
             if not verdict.redispatch:
@@ -199,9 +188,6 @@ class StrandedRooms:
                     agent_name=self.agent_name, room=room.name, metadata=verdict.metadata
                 )
             )
-            now = self._clock()
-            self._last[room.name] = now
-            self.redispatched.append((now, room.name, verdict.reason))
             log.warning("room %s was left without its agent (%s): dispatched %s again",
                         room.name, verdict.reason, self.agent_name)  # fmt: skip
             done.append(room.name)
