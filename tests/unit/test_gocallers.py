@@ -165,6 +165,47 @@ def test_sampled_replies_are_transcribed_in_one_window_and_judged_by_what_was_he
     assert alone == [None]
 
 
+def test_a_reply_still_being_decoded_when_a_step_settles_joins_the_batch(
+    livekit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packets = gocallers.opus_packets(audio.speech("seven times eight is fifty six"))
+    decode = gocallers.decode_opus
+    decoded: list[int] = []
+    windows: list[int] = []
+
+    def slow_decode(frames: list[bytes]) -> np.ndarray:
+        decoded.append(1)
+        if len(decoded) == 3:  # the last reply is still being decoded when settle begins
+            time.sleep(0.8)
+        return decode(frames)
+
+    def words(samples: np.ndarray, prompt: str | None = audio.REPLY_PROMPT,
+              until_s: float | None = None) -> list[Any]:  # fmt: skip
+        windows.append(len(samples))
+        return []  # nothing told apart: each reply is heard alone afterwards
+
+    monkeypatch.setattr(gocallers, "decode_opus", slow_decode)
+    monkeypatch.setattr(audio, "whisper_model", lambda: None)
+    monkeypatch.setattr(audio, "transcribe_words", words)
+    monkeypatch.setattr(audio, "transcribe", lambda *_a, **_k: "7 times 8 is 56.")
+    with gocallers.GoCallers(dev_settings(livekit), questions=1, judge_cpu=0) as callers:
+        call = gocallers._Call("lkchaos-held-test", Options())
+        callers.calls["c1"] = call
+        for _ in range(3):
+            callers._receive(call, reported(audio=[base64.b64encode(p).decode()
+                                                   for p in packets]))  # fmt: skip
+        callers.settle(20)
+        turns = callers.turns("c1", 0, 0)["turns"]
+        counts = dict(callers.batcher.counts) if callers.batcher else {}
+    seconds = len(decode(packets)) / audio.RATE
+    closing = len(audio.speech(gocallers.CLOSING_WORD)) / audio.RATE
+    assert len(turns) == 3 and call.pending == 0
+    # One window holding the three replies: none was left to be transcribed on its own.
+    assert [n / audio.RATE for n in windows] == [
+        pytest.approx(3 * seconds + 3 * batch.GAP_S + closing, abs=0.01)]
+    assert counts["batches"] == 1 and counts["replies"] == 3
+
+
 def test_past_its_budget_a_sample_is_judged_by_the_report_but_an_unreported_reply_is_heard(
     livekit: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

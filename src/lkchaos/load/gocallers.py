@@ -65,6 +65,9 @@ OPUS_BITRATE = 24000
 FRAME = 960  # 20 ms at 48 kHz
 #: Threads judging turns (decoding the sampled replies; the batcher transcribes them).
 JUDGES = 2
+#: Longest :meth:`GoCallers.settle` waits for replies still being decoded before it has the
+#: batcher transcribe what it holds (seconds): they join that batch.
+UNBATCHED_WAIT_S = 2.0
 #: Said after the last reply of each batch of replies transcribed together (a word
 #: ``tiny.en`` hears reliably, none of the replies' words): :mod:`lkchaos.voice.batch`.
 CLOSING_WORD = "Goodbye."
@@ -219,6 +222,9 @@ class GoCallers:
         self.calls: dict[str, _Call] = {}
         self.errors: list[str] = []  # lines of the process about no call of ours
         self._lock = threading.Lock()
+        # Turns handed to the judges and not yet recorded or in the batcher's queue.
+        self._unbatched = 0
+        self._batched = threading.Condition()
         # Decoding the sampled replies' Opus; their transcription is the batcher's.
         self._judges = ThreadPoolExecutor(JUDGES, thread_name_prefix="lkchaos-judge")
         self._reader = threading.Thread(target=self._read, name="lkchaos-heldcallers",
@@ -278,6 +284,11 @@ class GoCallers:
         with self._lock:
             calls = list(self.calls.values())
         while time.monotonic() < deadline:
+            # A reply still being decoded joins this batch rather than a window of its own
+            # later (calls go on meanwhile, so the wait is short).
+            with self._batched:
+                self._batched.wait_for(lambda: self._unbatched == 0,
+                                       min(UNBATCHED_WAIT_S, max(0.0, deadline - time.monotonic())))
             self.batcher.flush()  # again each time: a reply still being decoded comes later
             waiting = False
             for call in calls:
@@ -366,7 +377,9 @@ class GoCallers:
         if kind == "turn":
             with call.changed:
                 call.pending += 1
-            self._judges.submit(self._judge, call, message)
+            with self._batched:
+                self._unbatched += 1
+            self._judges.submit(self._judge_one, call, message)
             return
         with call.changed:
             if kind == "ended":
@@ -383,6 +396,14 @@ class GoCallers:
                 extra = {k: v for k, v in message.items() if k not in ("id", "event", "t")}
                 call.events.append({"t": message["t"], "event": kind, **extra})
             call.changed.notify_all()
+
+    def _judge_one(self, call: _Call, raw: dict[str, Any]) -> None:
+        try:
+            self._judge(call, raw)
+        finally:
+            with self._batched:
+                self._unbatched -= 1
+                self._batched.notify_all()
 
     def _judge(self, call: _Call, raw: dict[str, Any]) -> None:
         """Judge a turn now, or once the batcher has transcribed its sampled reply."""
