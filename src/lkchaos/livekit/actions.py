@@ -8,8 +8,9 @@ RoomService lists the room (or no longer does).
 ``hold_participants`` keeps ``count`` participants (``lkchaos-held-1..n``) connected in a room
 through the fault, so that ``compare_room_state`` after it has participants that must still
 be there; ``release_participants`` is its rollback. On the reference stack the stack's
-prober holds them (its own network, DNS and CA); with ``voice_prober_url`` ``""`` this
-process does, in a background thread, for as long as the run lasts. The hold is in the fault
+prober holds them (its own network, DNS and CA); with ``voice_prober_url`` ``""`` the same
+prober started as a child of this process does (:mod:`lkchaos.voice.local_prober`), for as
+long as the run lasts. The hold is in the fault
 ledger, bounded by ``duration_s`` (at most an hour) and ends by itself::
 
     {"type": "action", "name": "a-room-to-keep",
@@ -146,8 +147,12 @@ def _prober(settings: Settings, method: str, path: str, body: Any = None,
     from lkchaos.voice import prober_client
 
     _, secret = settings.require_keys()
-    return prober_client.call(settings.voice_prober_url, secret, method, path, body,
-                              timeout=timeout)
+    url = settings.voice_prober_url
+    if not url:  # lkchaos's own prober, a child of this process (lkchaos.voice.local_prober)
+        from lkchaos.voice import local_prober
+
+        url = local_prober.local(settings).url()
+    return prober_client.call(url, secret, method, path, body, timeout=timeout)
 
 
 def hold_participants(
@@ -169,16 +174,7 @@ def hold_participants(
     ledger.record(settings.state_dir, ledger.Fault(HELD, room, UNDO, "release_participants",
                                                    {"room": room}))  # fmt: skip
     body = {"room": room, "count": count, "duration_s": duration_s}
-    if settings.voice_prober_url:
-        result = _prober(settings, "POST", "/hold", body, timeout=30 + 5 * count)
-    else:
-        key, secret = settings.require_keys()
-        background = holding.in_process()
-        try:
-            result = background.run(background.holds.hold(
-                settings.livekit_url, key, secret, room, count, duration_s), 30 + 5 * count)
-        except holding.HoldError as exc:
-            raise ActivityFailed(str(exc)) from exc
+    result = _prober(settings, "POST", "/hold", body, timeout=30 + 5 * count)
     wanted = set(holding.identities(count))
     listed, _ = until(lambda: _listed(settings, room), lambda seen: wanted <= seen,
                       f"{count} held participants in room {room}",
@@ -197,11 +193,12 @@ def release_participants(
     except holding.HoldError as exc:
         raise ActivityFailed(str(exc)) from exc
     settings = Settings.load(configuration, secrets)
-    if settings.voice_prober_url:
+    from lkchaos.voice import local_prober
+
+    if settings.voice_prober_url or local_prober.running(settings):
         result = _prober(settings, "DELETE", f"/hold/{room}")
-    else:
-        background = holding.in_process()
-        result = background.run(background.holds.release(room), 30)
+    else:  # no prober child of this process (a new run's recovery, or it crashed): nobody held
+        result = {"room": room, "released": 0, "connected_at_release": 0}
     until(lambda: _listed(settings, room),
           lambda seen: not any(i.startswith(holding.IDENTITY_PREFIX) for i in seen),
           f"release of the participants held in {room}",

@@ -5,11 +5,11 @@ tracks) as ``lkchaos-held-<n>`` and stays connected, reconnecting as the SDK doe
 is released or its ``duration_s`` ends. A room-state comparison after the fault then has
 participants that must still be there.
 
-:class:`Holds` keeps the held rooms in one asyncio event loop: the prober's (the reference
-stack, where callers resolve through the stack's DNS and trust its CA), or a background
-thread of this process (:func:`in_process`) for a deployment this machine reaches as callers
-do. Every hold is bounded in participants (:data:`MAX_PARTICIPANTS`) and time
-(:data:`MAX_DURATION_S`), and ends by itself.
+:class:`Holds` keeps the held rooms in the prober's event loop (:mod:`lkchaos.voice.prober`):
+the reference stack's, where callers resolve through the stack's DNS and trust its CA, or one
+lkchaos starts as a child process (:mod:`lkchaos.voice.local_prober`) for a deployment this
+machine reaches as callers do. Every hold is bounded in participants
+(:data:`MAX_PARTICIPANTS`) and time (:data:`MAX_DURATION_S`), and ends by itself.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from livekit import api, rtc
 
-from lkchaos.livekit.background import BackgroundLoop, new_room
+from lkchaos.livekit.background import new_room
 
 IDENTITY_PREFIX = "lkchaos-held-"
 MAX_PARTICIPANTS = 20
@@ -152,24 +151,3 @@ async def _leave(held: _Hold) -> None:
             await asyncio.wait_for(lk_room.disconnect(), 5)
 
     await asyncio.gather(*(leave(r) for r in held.participants.values()))
-
-
-class _Background(BackgroundLoop):
-    """The loop holding rooms for this process; at exit it releases them all."""
-
-    def __init__(self) -> None:
-        self.holds = Holds()
-        super().__init__("lkchaos-holds", self.holds.release_all)
-
-
-_background: _Background | None = None
-_lock = threading.Lock()
-
-
-def in_process() -> _Background:
-    """This process's holder (started on first use; its rooms end with the process)."""
-    global _background
-    with _lock:
-        if _background is None:
-            _background = _Background()
-        return _background

@@ -37,7 +37,8 @@ it for 45 s. ``held_conversation`` holds one call for ``turns`` turns and judges
 together (a steady state: "a held conversation passes").
 
 Against the reference stack the call runs in the stack's prober (like the round trip); with
-``voice_prober_url`` set to ``""`` it runs in this process (needs ``lkchaos[voice]``).
+``voice_prober_url`` set to ``""`` it runs in the same prober started as a child of this
+process (:mod:`lkchaos.voice.local_prober`; needs ``lkchaos[voice]``).
 """
 
 from __future__ import annotations
@@ -48,21 +49,18 @@ import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from lkchaos.livekit.background import BackgroundLoop
 from lkchaos.settings import Settings
-from lkchaos.voice import prober_client
+from lkchaos.voice import local_prober, prober_client
 from lkchaos.voice.session import Options
 
 __all__ = ["turn", "end", "conversation"]
 
-T = TypeVar("T")
 #: Longest a held-call probe waits for a turn (seconds).
 MAX_WAIT_S = 120.0
 #: Seconds between the samples taken between turns (``overdue_s``), unless told.
@@ -100,11 +98,10 @@ class _Prober:
 
 
 class _Local:
-    """Held calls in this process, on a background event loop (ended at exit)."""
-
-    _background: BackgroundLoop | None = None
-    _registry: Any = None
-    _guard = threading.Lock()
+    """Held calls in lkchaos's own prober, a child of this process
+    (:mod:`lkchaos.voice.local_prober`). A call whose child died (the LiveKit SDK's native
+    runtime crashed) has ended: its turns say so, and the next sample starts a new call in a
+    new child."""
 
     def __init__(self, settings: Settings) -> None:
         from lkchaos.voice import extra
@@ -112,36 +109,50 @@ class _Local:
         absent = extra.missing()
         if absent:
             raise ActivityFailed(f"{extra.NEEDED} (not installed: {', '.join(absent)})")
-        key, secret = settings.require_keys()
-        self.config = (settings.livekit_url, key, secret, settings.agent_name)
-        with _Local._guard:
-            if _Local._background is None:
-                from lkchaos.voice.calls import Registry
+        self.prober = local_prober.local(settings)
+        self._born: dict[str, int] = {}  # call id -> the generation of the child holding it
 
-                registry = Registry()
-                _Local._registry = registry
-                _Local._background = BackgroundLoop("lkchaos-held-calls", registry.end_all)
+    def _lost(self, call_id: str, wait_s: float = 0.0) -> str | None:
+        """How the child that held ``call_id`` ended, if it is gone (``wait_s``: see
+        :meth:`lkchaos.voice.local_prober.LocalProber.died`)."""
+        return self.prober.died(self._born.get(call_id, self.prober.generation), wait_s)
 
-    def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
-        assert _Local._background is not None
-        return _Local._background.run(coro, timeout)
+    def _ended(self, call_id: str, how: str) -> dict[str, Any]:
+        return {"turns": [], "state": "ended", "summary": {},
+                "end_reason": f"lkchaos's local voice prober {how} (the LiveKit SDK's native "
+                              "runtime crashed; not the deployment)"}  # fmt: skip
 
     def start(self, options: Options) -> tuple[str, str]:
-        async def go() -> tuple[str, str]:
-            call_id = _Local._registry.start(*self.config, options)
-            room = next(c["room"] for c in _Local._registry.status() if c["id"] == call_id)
-            return call_id, room
-
-        return self._run(go(), 30)
+        url = self.prober.url()
+        generation = self.prober.generation
+        call_id, room = _Prober(url, self.prober.secret).start(options)
+        self._born[call_id] = generation
+        return call_id, room
 
     def turns(self, call_id: str, after: int, wait_s: float) -> dict[str, Any]:
-        result: dict[str, Any] = self._run(_Local._registry.turns(call_id, after, wait_s),
-                                           wait_s + 15)  # fmt: skip
-        return result
+        how = self._lost(call_id)
+        if how is not None:
+            return self._ended(call_id, how)
+        try:
+            return _Prober(self.prober.url(), self.prober.secret).turns(call_id, after, wait_s)
+        except ActivityFailed:
+            how = self._lost(call_id, local_prober.DYING_S)
+            if how is None:
+                raise
+            return self._ended(call_id, how)
 
     def end(self, call_id: str, at_once: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = self._run(_Local._registry.end(call_id, at_once=at_once), 45)
-        return result
+        how = self._lost(call_id)
+        if how is None:
+            try:
+                return _Prober(self.prober.url(), self.prober.secret).end(call_id, at_once)
+            except ActivityFailed:
+                how = self._lost(call_id, local_prober.DYING_S)
+                if how is None:
+                    raise
+        self._born.pop(call_id, None)
+        assert how is not None
+        return {"state": "ended", "end_reason": self._ended(call_id, how)["end_reason"]}
 
 
 @dataclass
@@ -166,7 +177,8 @@ _lock = threading.Lock()
 
 
 def backend(settings: Settings) -> Backend:
-    """Where held calls run: the prober (``voice_prober_url``) or this process."""
+    """Where held calls run: the prober (``voice_prober_url``) or lkchaos's own prober, a
+    child of this process."""
     if settings.voice_prober_url:
         _key, secret = settings.require_keys()
         return _Prober(settings.voice_prober_url, secret)

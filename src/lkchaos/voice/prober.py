@@ -41,6 +41,9 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
+import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -287,12 +290,49 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (0.0.0.0 only inside a container whose "
                              "port is published on the host's loopback)")
-    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--port", type=int, default=8090,
+                        help="port to listen on (0: one the system chooses)")
+    parser.add_argument("--with-parent", action="store_true",
+                        help="stop when standard input closes (run by another process: "
+                             "lkchaos.voice.local_prober), and print the URL listened on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     app = make_app()
-    audio.whisper_model()  # load before the first request, not during it
-    web.run_app(app, host=args.host, port=args.port, print=None)
+    from lkchaos.voice import extra
+
+    if not extra.missing():  # without Whisper it still holds participants
+        audio.whisper_model()  # load before the first request, not during it
+    if not args.with_parent:
+        web.run_app(app, host=args.host, port=args.port, print=None)
+        return
+    asyncio.run(_serve_child(app, args.host, args.port))
+
+
+async def _serve_child(app: web.Application, host: str, port: int) -> None:
+    """Serve ``app`` until standard input closes (the parent exited or let go) or a
+    SIGTERM/SIGINT, then leave every room (the app's cleanup) and return."""
+    from lkchaos.voice.local_prober import READY
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def watch_parent() -> None:
+        sys.stdin.read()  # returns at end of input: the parent is gone or let go
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=watch_parent, name="parent", daemon=True).start()
+    print(f"{READY} http://{host}:{bound}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ def call(url: str, secret: str, method: str, path: str, body: Any = None, *,
         raise ActivityFailed(
             f"the voice prober at {url} did not answer {method} {path} "
             f"({type(exc).__name__}: {exc}). Is it running (`lkchaos target check`; on the "
-            "reference stack, `lkchaos stack status`)? To run the round trip in this process "
-            "instead, set voice_prober_url to \"\" (needs lkchaos[voice])."
+            "reference stack, `lkchaos stack status`)? To run it from this machine instead, in "
+            "a prober lkchaos starts itself, set voice_prober_url to \"\" (needs lkchaos[voice])."
         ) from exc
     if response.status_code in (401, 403):
         raise ActivityFailed(

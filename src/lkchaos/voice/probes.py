@@ -40,9 +40,11 @@ right and the median latency of those is within ``max_median_latency_s``::
 
 Against the reference stack the round trip runs in the stack's prober container, so the
 caller goes through the stack's DNS and Caddy's TLS like a real one; set
-``voice_prober_url`` to ``""`` to run it in this process instead (your own deployment, where
-this machine resolves and trusts like your callers do); that needs the ``voice`` extra
-(``pip install 'lkchaos[voice]'``: in-process Whisper), and is refused without it. Requests
+``voice_prober_url`` to ``""`` to run it from this machine instead (your own deployment, where
+this machine resolves and trusts like your callers do), in the same prober started as a child
+of this process (:mod:`lkchaos.voice.local_prober`: a crash of the LiveKit SDK's native
+runtime ends the child, not the run); that needs the ``voice`` extra (``pip install
+'lkchaos[voice]'``: Whisper on this machine), and is refused without it. Requests
 to the prober carry the credential derived from the LiveKit API secret
 (``lkchaos.voice.credential``).
 """
@@ -257,27 +259,33 @@ def _in_process(
     settings: Settings, question: str | None, expected: list[str] | None,
     timeouts: dict[str, float],
 ) -> dict[str, Any]:  # fmt: skip
-    from lkchaos.voice import extra
+    """The round trip in lkchaos's own prober, a child of this process
+    (:mod:`lkchaos.voice.local_prober`): a crash of the LiveKit SDK's native runtime ends that
+    child, not this run. A round trip cut short by such a crash is made again once, in a new
+    child (the crash is the client's, not the deployment's)."""
+    from lkchaos.voice import extra, local_prober
 
     absent = extra.missing()
     if absent:
         raise ActivityFailed(f"{extra.NEEDED} (not installed: {', '.join(absent)})")
-
-    from lkchaos.livekit.background import LEAVE_SLACK_S, run_rtc
-    from lkchaos.voice import roundtrip
-    from lkchaos.voice.questions import QuestionError
-
-    key, secret = settings.require_keys()
-    try:
-        bounds = roundtrip.Timeouts(**timeouts)
-        # on this process's one rtc loop: the sampling control calls this from its threads
-        # while the method runs (see lkchaos.livekit.background)
-        return run_rtc(roundtrip.run(settings.livekit_url, key, secret, question, expected,
-                                     settings.agent_name, bounds), bounds.total + LEAVE_SLACK_S)
-    except (QuestionError, ValueError, TypeError) as exc:
-        raise ActivityFailed(f"the voice probe refused its arguments: {exc}") from exc
-    except TimeoutError as exc:  # past its own bound and the time to leave the room
-        raise ActivityFailed(f"the voice round trip did not end: {exc}") from exc
+    prober = local_prober.local(settings)
+    for attempt in (1, 2):
+        url = prober.url()
+        try:
+            return _via_prober(url, prober.secret, question, expected, timeouts)
+        except ActivityFailed as exc:
+            how = prober.died(wait_s=local_prober.DYING_S)
+            if how is None:
+                raise
+            if attempt == 2:
+                raise ActivityFailed(
+                    f"lkchaos's local voice prober {how} during the round trip, twice: the "
+                    "LiveKit SDK's native runtime crashed, not the deployment (its log: "
+                    f"{prober.log_path})"
+                ) from exc
+            log.warning("lkchaos's local voice prober %s during a round trip; making it again",
+                        how)  # fmt: skip
+    raise AssertionError("unreachable")
 
 
 def held_call_turn(
