@@ -10,9 +10,10 @@ before a failure stamped so the next run rebuilds only the rest.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import pytest
 
@@ -33,6 +34,8 @@ SERVICES = {
     "toxiproxy": ("ghcr.io/shopify/toxiproxy:1", "toxiproxy"),
 }
 BOUND_S = 10.0  # no step of these recorders waits longer for another
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Recorder:
@@ -45,6 +48,7 @@ class Recorder:
         self.fail_compose: set[str] = set()
         self.fail_stage: set[str] = set()
         self.built: set[str] = set()  # images in the engine
+        self.images_done: Future[None] | None = None  # the pipeline's image builds
 
     def note(self, event: str) -> None:
         with self.lock:
@@ -58,7 +62,9 @@ class Recorder:
             assert self.plain_build_started.wait(BOUND_S), "no image was built beside Go"
             if self.fail_compose:  # this Go build outlasts the failed image build
                 assert self.image_failed.wait(BOUND_S)
-                time.sleep(0.5)  # the failure reaches the pipeline (microseconds)
+                # and has reached the pipeline (the image builds' future) before it ends
+                assert self.images_done is not None
+                assert self.images_done.exception(BOUND_S) is not None
         if name in self.fail_stage:
             raise CommandFailed(["go", "build"], 1, f"{name} did not compile")
 
@@ -81,6 +87,16 @@ class Recorder:
 @pytest.fixture()
 def recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     rec = Recorder()
+
+    class Pool(ThreadPoolExecutor):
+        """The pipeline's pool, its image builds' future kept where a Go build can wait."""
+
+        def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+            future = super().submit(fn, *args, **kwargs)
+            rec.images_done = future  # type: ignore[assignment]
+            return future
+
+    monkeypatch.setattr(build, "ThreadPoolExecutor", Pool)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(build, "_service_images", lambda _c: {
         service: (image, str(tmp_path / "images" / context))

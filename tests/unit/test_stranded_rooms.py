@@ -124,14 +124,23 @@ def test_a_sweep_dispatches_again_only_to_the_room_left_without_its_agent(liveki
             (attended, "caller-3", _token(attended, "caller-3", agent=AGENT)),
             (attended, "agent-3", _token(attended, "agent-3", kind="agent")),
         ]
+        # Each sweep judges at the moment set here: joining four rooms over WebRTC, or a
+        # sweep's own calls, may take most of the grace on a busy machine.
+        at = {"s": 0.0}
+        keeper = StrandedRooms(ws, KEY, SECRET, AGENT, grace_s=1.0, timeout_s=5.0,
+                               clock=lambda: at["s"])  # fmt: skip
+        joined_s = 0.0
         for room, (_, _, token) in zip(rooms, joins, strict=True):
             await room.connect(ws, token)
-        keeper = StrandedRooms(ws, KEY, SECRET, AGENT, grace_s=1.0, timeout_s=5.0)
+            joined_s = joined_s or time.time()  # the stranded caller and its dispatch
         try:
             async with api.LiveKitAPI(livekit, KEY, SECRET) as lk:
-                early = await keeper.sweep(lk)  # every caller joined under a second ago
+                at["s"] = joined_s
+                early = await keeper.sweep(lk)  # as the stranded caller has just joined
                 await asyncio.sleep(1.2)
+                at["s"] = time.time()  # every caller joined, and dispatched, over 1.2 s ago
                 first = await keeper.sweep(lk)
+                at["s"] = time.time()
                 again = await keeper.sweep(lk)  # the new dispatch is too fresh to judge
                 kept = len(await lk.agent_dispatch.list_dispatch(stranded))
                 other = len(await lk.agent_dispatch.list_dispatch(attended))
