@@ -87,6 +87,13 @@ def test_the_child_listens_on_loopback_and_a_dead_one_is_replaced(
     assert prober.died(generation) == "was ended by SIGABRT"
     assert prober.died(generation + 1) is None
     assert httpx.get(f"{second}/health", timeout=5).json() == {"status": "ok"}
+    prober.close()  # told to stop: not a death
+    prober.url()
+    _abort(prober)
+    prober.url()
+    assert prober.died(generation + 1) == local_prober.STOPPED
+    assert prober.died(generation + 2) == "was ended by SIGABRT"
+    assert prober.deaths[deaths:] == ["was ended by SIGABRT"] * 2
 
 
 def test_the_child_ends_with_the_process_that_started_it_however_that_ends(

@@ -46,6 +46,8 @@ DYING_S = 3.0
 #: Seconds the child may take to leave its rooms and exit once told to, before it is killed.
 STOP_S = 30.0
 LOG_NAME = "local-prober.log"
+#: How a child told to stop (:meth:`LocalProber.close`) ended.
+STOPPED = "was stopped by lkchaos"
 logger = logging.getLogger("lkchaos")
 
 
@@ -65,8 +67,8 @@ class LocalProber:
         #: Children started so far; a value kept with a held call tells whether its child is
         #: the one running now.
         self.generation = 0
-        #: How each child that died before it was told to stop ended, oldest first.
-        self.deaths: list[str] = []
+        #: How each child that is gone ended, by its generation.
+        self._ends: dict[int, str] = {}
 
     def url(self) -> str:
         """The running child's URL (``http://127.0.0.1:<port>``), started first if none runs.
@@ -77,7 +79,7 @@ class LocalProber:
             if self._process is not None:
                 _close_stdin(self._process)
                 how = _death(self._process.returncode)
-                self.deaths.append(how)
+                self._ends[self.generation] = how
                 logger.warning("lkchaos's local voice prober %s; starting another (its log: "
                                "%s)", how, self.log_path)  # fmt: skip
             self._start()
@@ -89,8 +91,7 @@ class LocalProber:
         request it dropped: its connections close before the system reports its end)."""
         with self._lock:
             if generation is not None and generation != self.generation:
-                return self.deaths[generation - 1] if 0 < generation <= len(self.deaths) \
-                    else "is gone"  # fmt: skip
+                return self._ends.get(generation, "is gone")
             process = self._process
         if process is None:
             return None
@@ -100,6 +101,12 @@ class LocalProber:
             return None
         return _death(process.returncode)
 
+    @property
+    def deaths(self) -> list[str]:
+        """How each child that died before it was told to stop ended, oldest first."""
+        with self._lock:
+            return [how for _, how in sorted(self._ends.items()) if how != STOPPED]
+
     def is_running(self) -> bool:
         with self._lock:
             return self._process is not None and self._process.poll() is None
@@ -108,6 +115,8 @@ class LocalProber:
         """Tell the child to stop (it leaves its rooms and exits), killed past ``timeout_s``."""
         with self._lock:
             process, self._process = self._process, None
+            if process is not None:
+                self._ends[self.generation] = STOPPED
         if process is None:
             return
         _close_stdin(process)
