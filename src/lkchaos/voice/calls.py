@@ -1,9 +1,9 @@
 """Held calls by id: started, read turn by turn, ended; none outlives its readers for long.
 
-The registry runs on one asyncio loop (the prober's, or a background loop in this process,
-see :mod:`lkchaos.voice.held`). A call nobody has read for ``idle_s`` seconds is ended, so a
-runner that died leaves no caller behind in the deployment for longer than that; a reader
-waiting for a turn is reading, however long it waits.
+The registry runs on one asyncio loop (the prober's: the reference stack's, or one lkchaos
+starts as a child process, :mod:`lkchaos.voice.local_prober`). A call nobody has read for
+``idle_s`` seconds is ended, so a runner that died leaves no caller behind in the deployment
+for longer than that; a reader waiting for a turn is reading, however long it waits.
 """
 
 from __future__ import annotations

