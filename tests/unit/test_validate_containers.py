@@ -164,6 +164,49 @@ def test_resolution_and_reach() -> None:
     assert c.exposed_tcp(box("x", ports=["7881/tcp", "7882/udp", "7880/tcp"])) == [7880, 7881]
 
 
+def _resolving(monkeypatch: pytest.MonkeyPatch, rounds: list[dict[str, str]]) -> list[list[str]]:
+    """The DNS item with its in-container lookups scripted: each round answers the names it
+    is asked from ``rounds`` in turn; returns the names asked in each round."""
+    asked: list[list[str]] = []
+    source = box("agent")
+    monkeypatch.setattr(c, "boxes", lambda _ctx: [source, box("caddy"), box("redis")])
+    monkeypatch.setattr(c, "_prober", lambda _ctx: source)
+    monkeypatch.setattr(c, "RESOLVE_RETRY_S", 0.0)
+
+    def probe(_ctx: Context, _box: c.Box, names: list[str]) -> dict[str, str]:
+        asked.append(list(names))
+        answers = rounds[min(len(asked), len(rounds)) - 1]
+        return {n: answers[n] for n in names}
+
+    monkeypatch.setattr(c, "_probe", probe)
+    return asked
+
+
+GAI = "!gaierror:_[Errno_-3]_Temporary_failure_in_name_resolution"
+
+
+def test_a_name_that_resolves_when_asked_again_is_a_warning_not_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    asked = _resolving(monkeypatch, [{"caddy": GAI, "redis": "172.29.77.20"},
+                                     {"caddy": "172.29.77.10"}])  # fmt: skip
+    found = c.dns_from_containers(Context(Settings(state_dir=str(tmp_path), tls_names=())))
+    assert asked == [["caddy", "redis"], ["caddy"]]  # only the failed name asked again
+    assert found.status == "warn", found
+    assert found.evidence == ("from agent, 2 names resolve, but caddy failed first (gaierror: "
+                              "[Errno -3] Temporary failure in name resolution) and resolved "
+                              "only when asked again: the resolver is not answering reliably")
+
+
+def test_a_name_that_never_resolves_fails_with_the_resolvers_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    asked = _resolving(monkeypatch, [{"caddy": GAI, "redis": "172.29.77.20"}])
+    found = c.dns_from_containers(Context(Settings(state_dir=str(tmp_path), tls_names=())))
+    assert asked == [["caddy", "redis"]] + [["caddy"]] * c.RESOLVE_RETRIES
+    assert (found.status, found.evidence) == (
+        "fail", "from agent, these names do not resolve: caddy (gaierror: [Errno -3] Temporary "
+                "failure in name resolution)")
+
+
 def test_a_role_the_target_does_not_have_is_not_applicable(tmp_path: Path) -> None:
     ctx = Context(Settings(state_dir=str(tmp_path)))
     egress = c.CHECKS_BY_ROLE["startup.egress-container-starts"](ctx)

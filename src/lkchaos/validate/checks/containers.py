@@ -276,15 +276,28 @@ def assess_config(results: dict[str, list[tuple[str, bool]]], boxes: Sequence[Bo
                            f"{len(results)} containers, no configuration error logged", data)
 
 
-def assess_resolution(source: str, answers: dict[str, str | None]) -> Finding:
-    """``answers``: name -> address it resolved to from ``source`` (None: did not resolve)."""
+def assess_resolution(source: str, answers: dict[str, str | None],
+                      errors: dict[str, str] | None = None,
+                      flapped: dict[str, str] | None = None) -> Finding:  # fmt: skip
+    """``answers``: name -> address it resolved to from ``source`` (None: did not resolve, its
+    resolver's error in ``errors`` where known). ``flapped``: names that failed (with the
+    error) and resolved when asked again: a warning, the resolver's hiccup said."""
     failed = sorted(n for n, a in answers.items() if not a)
-    data = {"from": source, "answers": answers}
+    data = {"from": source, "answers": answers, "errors": errors or {},
+            "resolved_on_retry": flapped or {}}  # fmt: skip
     if failed:
-        return Finding("fail", f"from {source}, these names do not resolve: {', '.join(failed)}",
-                       data)
+        why = {(errors or {}).get(n, "") for n in failed} - {""}
+        said = f" ({'; '.join(sorted(why)[:2])})" if why else ""
+        return Finding("fail", f"from {source}, these names do not resolve: {', '.join(failed)}"
+                               f"{said}", data)  # fmt: skip
     shown = ", ".join(f"{n} → {a}" for n, a in list(answers.items())[:6])
     more = f" (and {len(answers) - 6} more)" if len(answers) > 6 else ""
+    if flapped:
+        names = ", ".join(sorted(flapped))
+        first = sorted(set(flapped.values()))[0]
+        return Finding("warn", f"from {source}, {len(answers)} names resolve, but {names} "
+                               f"failed first ({first}) and resolved only when asked again: "
+                               "the resolver is not answering reliably", data)  # fmt: skip
     return Finding("pass", f"from {source}, {len(answers)} names resolve: {shown}{more}", data)
 
 
@@ -479,14 +492,32 @@ def _service_names(ctx: Context, all_boxes: Sequence[Box], source: Box) -> list[
     return sorted(names)
 
 
+#: Further tries of the names that did not resolve, and the seconds between them: a resolver
+#: that fails a moment (the engine's embedded DNS while containers are recreated beside it)
+#: is not a name that does not resolve.
+RESOLVE_RETRIES = 2
+RESOLVE_RETRY_S = 1.0
+
+
 @check("startup.dns-resolution-working")
 def dns_from_containers(ctx: Context) -> Finding:
     all_boxes = boxes(ctx)
     source = _prober(ctx)
     names = _service_names(ctx, all_boxes, source) + [n for n in ctx.settings.tls_names if n]
     answers = _probe(ctx, source, names)
+    first = {n: answers.get(n, "!no answer") for n in names if answers.get(n, "!").startswith("!")}
+    for _ in range(RESOLVE_RETRIES):
+        failed = [n for n in names if answers.get(n, "!").startswith("!")]
+        if not failed:
+            break
+        time.sleep(RESOLVE_RETRY_S)
+        answers.update(_probe(ctx, source, failed))
     return assess_resolution(source.name, {n: (None if answers.get(n, "!").startswith("!")
-                                               else answers[n]) for n in names})  # fmt: skip
+                                               else answers[n]) for n in names},
+                             errors={n: answers.get(n, "!no answer")[1:].replace("_", " ")
+                                     for n in names if answers.get(n, "!").startswith("!")},
+                             flapped={n: e[1:].replace("_", " ") for n, e in first.items()
+                                      if not answers.get(n, "!").startswith("!")})  # fmt: skip
 
 
 def exposed_tcp(box: Box) -> list[int]:
