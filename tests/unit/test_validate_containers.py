@@ -207,6 +207,28 @@ def test_a_name_that_never_resolves_fails_with_the_resolvers_error(
                 "failure in name resolution)")
 
 
+def test_a_service_unreachable_a_moment_is_asked_again_and_one_that_answers_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    asked: list[list[str]] = []
+    source = box("agent")
+    targets = [box("caddy", ports=["443/tcp", "2019/tcp"]), box("redis", ports=["6379/tcp"])]
+    monkeypatch.setattr(c, "boxes", lambda _ctx: [source, *targets])
+    monkeypatch.setattr(c, "_prober", lambda _ctx: source)
+    monkeypatch.setattr(c, "RESOLVE_RETRY_S", 0.0)
+    rounds = [{"caddy|443": "ok", "caddy|2019": "!ConnectionRefusedError", "redis|6379": GAI},
+              {"redis|6379": "ok"}]  # fmt: skip
+
+    def probe(_ctx: Context, _box: c.Box, args: list[str]) -> dict[str, str]:
+        asked.append(list(args))
+        return {a: rounds[len(asked) - 1][a] for a in args}
+
+    monkeypatch.setattr(c, "_probe", probe)
+    found = c.reach(Context(Settings(state_dir=str(tmp_path))))
+    # caddy answered on one port (its admin port refusing is normal): only redis asked again
+    assert asked == [["caddy|443", "caddy|2019", "redis|6379"], ["redis|6379"]]
+    assert found.status == "pass", found
+
+
 def test_a_role_the_target_does_not_have_is_not_applicable(tmp_path: Path) -> None:
     ctx = Context(Settings(state_dir=str(tmp_path)))
     egress = c.CHECKS_BY_ROLE["startup.egress-container-starts"](ctx)

@@ -533,6 +533,13 @@ def reach(ctx: Context) -> Finding:
     targets = [f"{name}|{port}" for name in _service_names(ctx, all_boxes, source)
                for port in exposed_tcp(by_name[name])]
     answers = _probe(ctx, source, targets) if targets else {}
+    for _ in range(RESOLVE_RETRIES):  # a service none of whose ports answered, asked again
+        reached = {t.partition("|")[0] for t in targets if answers.get(t) == "ok"}
+        failed = [t for t in targets if t.partition("|")[0] not in reached]
+        if not failed:
+            break
+        time.sleep(RESOLVE_RETRY_S)
+        answers.update(_probe(ctx, source, failed))
     shown: dict[str, dict[int, str]] = {}
     for target in targets:
         name, _, port = target.partition("|")
