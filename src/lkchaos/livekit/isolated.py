@@ -96,7 +96,9 @@ def _once(work: Callable[..., Any], args: tuple[Any, ...], timeout_s: float,
             message = receiver.recv()
         except EOFError:  # the child died before it answered
             process.join(EXIT_S)
-            return False, _death(process.exitcode)
+            ended = how_it_ended(process.exitcode)
+            return False, ended if process.exitcode and process.exitcode < 0 \
+                else f"{ended} before it answered"
     finally:
         receiver.close()
     process.join(EXIT_S)
@@ -105,7 +107,7 @@ def _once(work: Callable[..., Any], args: tuple[Any, ...], timeout_s: float,
         process.join(EXIT_S)
     elif process.exitcode:
         logger.info("LiveKit room work %s answered, then its process %s", _name(work),
-                    _death(process.exitcode))  # fmt: skip
+                    how_it_ended(process.exitcode))  # fmt: skip
     return True, message
 
 
@@ -126,14 +128,17 @@ def _child(sender: Connection, work: Callable[..., Coroutine[Any, Any, Any]],
         sender.close()
 
 
-def _death(exitcode: int | None) -> str:
+def how_it_ended(exitcode: int | None) -> str:
+    """A child process's end in words, from its exit code (negative: the signal that ended
+    it, as ``subprocess`` and ``multiprocessing`` report it): ``was ended by SIGABRT``,
+    ``exited with status 1``."""
     if exitcode is not None and exitcode < 0:
         try:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
         return f"was ended by {name}"
-    return f"exited with status {exitcode} before it answered"
+    return f"exited with status {exitcode}"
 
 
 def _importable(work: Callable[..., Any]) -> bool:

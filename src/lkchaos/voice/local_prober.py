@@ -23,7 +23,6 @@ import atexit
 import logging
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from typing import IO
 
 from chaoslib.exceptions import ActivityFailed
 
+from lkchaos.livekit.isolated import how_it_ended
 from lkchaos.settings import Settings, default_state_dir
 
 __all__ = ["LocalProber", "local", "running"]
@@ -78,7 +78,7 @@ class LocalProber:
                 return self._url
             if self._process is not None:
                 _close_stdin(self._process)
-                how = _death(self._process.returncode)
+                how = how_it_ended(self._process.returncode)
                 self._ends[self.generation] = how
                 logger.warning("lkchaos's local voice prober %s; starting another (its log: "
                                "%s)", how, self.log_path)  # fmt: skip
@@ -99,7 +99,7 @@ class LocalProber:
             process.wait(wait_s)
         except subprocess.TimeoutExpired:
             return None
-        return _death(process.returncode)
+        return how_it_ended(process.returncode)
 
     @property
     def deaths(self) -> list[str]:
@@ -144,7 +144,7 @@ class LocalProber:
                 process.wait(5)
                 why = f"did not listen within {START_S:g} s"
             else:
-                why = _death(process.returncode)
+                why = how_it_ended(process.returncode)
             _close_stdin(process)
             process.stdout.close()
             raise ActivityFailed(
@@ -203,16 +203,6 @@ def _tail(path: Path, lines: int = 5) -> str:
     except OSError:
         return ""
     return (": ..." + " | ".join(line.strip() for line in last)) if last else ""
-
-
-def _death(returncode: int | None) -> str:
-    if returncode is not None and returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"was ended by {name}"
-    return f"exited with status {returncode}"
 
 
 _probers: dict[tuple[str, str, str, str, str], LocalProber] = {}
