@@ -104,7 +104,7 @@ def voice_round_trip(
         _key, secret = settings.require_keys()
         result = _via_prober(settings.voice_prober_url, secret, question, expected, timeouts)
     else:
-        result = _in_process(settings, question, expected, timeouts)
+        result = _in_local_prober(settings, question, expected, timeouts)
     result = keep_reply_audio(result, Path(settings.state_dir))
     return apply_latency_budget(result, max_latency_s)
 
@@ -255,7 +255,7 @@ def _via_prober(
                               timeout=timeouts["total"] + 15)
 
 
-def _in_process(
+def _in_local_prober(
     settings: Settings, question: str | None, expected: list[str] | None,
     timeouts: dict[str, float],
 ) -> dict[str, Any]:  # fmt: skip

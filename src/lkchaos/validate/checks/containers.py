@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -499,25 +499,34 @@ RESOLVE_RETRIES = 2
 RESOLVE_RETRY_S = 1.0
 
 
+def _ask_again(ctx: Context, source: Box, answers: dict[str, str],
+               unanswered: Callable[[], list[str]]) -> None:  # fmt: skip
+    """Ask ``source`` again, up to :data:`RESOLVE_RETRIES` times :data:`RESOLVE_RETRY_S`
+    apart, for what ``unanswered()`` still lists; ``answers`` takes the new answers."""
+    for _ in range(RESOLVE_RETRIES):
+        pending = unanswered()
+        if not pending:
+            return
+        time.sleep(RESOLVE_RETRY_S)
+        answers.update(_probe(ctx, source, pending))
+
+
 @check("startup.dns-resolution-working")
 def dns_from_containers(ctx: Context) -> Finding:
     all_boxes = boxes(ctx)
     source = _prober(ctx)
     names = _service_names(ctx, all_boxes, source) + [n for n in ctx.settings.tls_names if n]
     answers = _probe(ctx, source, names)
-    first = {n: answers.get(n, "!no answer") for n in names if answers.get(n, "!").startswith("!")}
-    for _ in range(RESOLVE_RETRIES):
-        failed = [n for n in names if answers.get(n, "!").startswith("!")]
-        if not failed:
-            break
-        time.sleep(RESOLVE_RETRY_S)
-        answers.update(_probe(ctx, source, failed))
-    return assess_resolution(source.name, {n: (None if answers.get(n, "!").startswith("!")
-                                               else answers[n]) for n in names},
-                             errors={n: answers.get(n, "!no answer")[1:].replace("_", " ")
-                                     for n in names if answers.get(n, "!").startswith("!")},
-                             flapped={n: e[1:].replace("_", " ") for n, e in first.items()
-                                      if not answers.get(n, "!").startswith("!")})  # fmt: skip
+
+    def failed() -> list[str]:
+        return [n for n in names if answers.get(n, "!no answer").startswith("!")]
+
+    first = {n: answers.get(n, "!no answer")[1:].replace("_", " ") for n in failed()}
+    _ask_again(ctx, source, answers, failed)
+    errors = {n: answers.get(n, "!no answer")[1:].replace("_", " ") for n in failed()}
+    resolved = {n: None if n in errors else answers[n] for n in names}
+    flapped = {n: e for n, e in first.items() if n not in errors}
+    return assess_resolution(source.name, resolved, errors=errors, flapped=flapped)
 
 
 def exposed_tcp(box: Box) -> list[int]:
@@ -533,13 +542,12 @@ def reach(ctx: Context) -> Finding:
     targets = [f"{name}|{port}" for name in _service_names(ctx, all_boxes, source)
                for port in exposed_tcp(by_name[name])]
     answers = _probe(ctx, source, targets) if targets else {}
-    for _ in range(RESOLVE_RETRIES):  # a service none of whose ports answered, asked again
+
+    def unreached() -> list[str]:  # a service none of whose ports answered, asked again
         reached = {t.partition("|")[0] for t in targets if answers.get(t) == "ok"}
-        failed = [t for t in targets if t.partition("|")[0] not in reached]
-        if not failed:
-            break
-        time.sleep(RESOLVE_RETRY_S)
-        answers.update(_probe(ctx, source, failed))
+        return [t for t in targets if t.partition("|")[0] not in reached]
+
+    _ask_again(ctx, source, answers, unreached)
     shown: dict[str, dict[int, str]] = {}
     for target in targets:
         name, _, port = target.partition("|")
