@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from chaoslib.exceptions import ActivityFailed
 from livekit import api
 
 from lkchaos.livekit import actions
@@ -197,3 +198,41 @@ def test_a_held_call_whose_child_crashed_has_ended_and_the_next_sample_starts_an
     finally:
         summary = held.end("crash", configuration, SECRETS)
     assert summary["ended"] is True and summary["calls"] == 2
+
+
+def test_attempt_tells_a_dead_child_from_a_request_that_failed(
+    configuration: dict[str, Any],
+) -> None:
+    prober = local_prober.local(Settings.load(configuration, SECRETS))
+    seen: list[str] = []
+
+    def health(url: str) -> dict[str, Any]:
+        seen.append(url)
+        return dict(httpx.get(f"{url}/health", timeout=5).json())
+
+    assert prober.attempt(health) == {"status": "ok"}
+    born = prober.generation
+
+    def refused(url: str) -> None:
+        raise ActivityFailed("the prober answered 404: no such call")
+
+    # The child is alive: the request's own failure is raised, not taken for a death.
+    with pytest.raises(ActivityFailed, match="no such call"):
+        prober.attempt(refused, born)
+    assert prober.generation == born
+
+    # The child dies during the request: a Died that says how, never the request's error.
+    def dies(url: str) -> None:
+        _abort(prober)
+        raise ActivityFailed("the prober did not answer")
+
+    died = prober.attempt(dies, born)
+    assert isinstance(died, local_prober.Died) and "SIGABRT" in died.how
+
+    # Asked of that child again, after another has started: Died, and nothing is sent.
+    calls = len(seen)
+    assert prober.attempt(health) == {"status": "ok"}
+    assert prober.generation == born + 1 and len(seen) == calls + 1
+    again = prober.attempt(health, born)
+    assert isinstance(again, local_prober.Died) and "SIGABRT" in again.how
+    assert len(seen) == calls + 1

@@ -112,12 +112,7 @@ class _Local:
         self.prober = local_prober.local(settings)
         self._born: dict[str, int] = {}  # call id -> the generation of the child holding it
 
-    def _lost(self, call_id: str, wait_s: float = 0.0) -> str | None:
-        """How the child that held ``call_id`` ended, if it is gone (``wait_s``: see
-        :meth:`lkchaos.voice.local_prober.LocalProber.died`)."""
-        return self.prober.died(self._born.get(call_id, self.prober.generation), wait_s)
-
-    def _ended(self, call_id: str, how: str) -> dict[str, Any]:
+    def _ended(self, how: str) -> dict[str, Any]:
         return {"turns": [], "state": "ended", "summary": {},
                 "end_reason": f"lkchaos's local voice prober {how} (the LiveKit SDK's native "
                               "runtime crashed; not the deployment)"}  # fmt: skip
@@ -130,29 +125,19 @@ class _Local:
         return call_id, room
 
     def turns(self, call_id: str, after: int, wait_s: float) -> dict[str, Any]:
-        how = self._lost(call_id)
-        if how is not None:
-            return self._ended(call_id, how)
-        try:
-            return _Prober(self.prober.url(), self.prober.secret).turns(call_id, after, wait_s)
-        except ActivityFailed:
-            how = self._lost(call_id, local_prober.DYING_S)
-            if how is None:
-                raise
-            return self._ended(call_id, how)
+        result = self.prober.attempt(
+            lambda url: _Prober(url, self.prober.secret).turns(call_id, after, wait_s),
+            self._born.get(call_id, self.prober.generation))  # fmt: skip
+        return self._ended(result.how) if isinstance(result, local_prober.Died) else result
 
     def end(self, call_id: str, at_once: bool = False) -> dict[str, Any]:
-        how = self._lost(call_id)
-        if how is None:
-            try:
-                return _Prober(self.prober.url(), self.prober.secret).end(call_id, at_once)
-            except ActivityFailed:
-                how = self._lost(call_id, local_prober.DYING_S)
-                if how is None:
-                    raise
+        result = self.prober.attempt(
+            lambda url: _Prober(url, self.prober.secret).end(call_id, at_once),
+            self._born.get(call_id, self.prober.generation))  # fmt: skip
         self._born.pop(call_id, None)
-        assert how is not None
-        return {"state": "ended", "end_reason": self._ended(call_id, how)["end_reason"]}
+        if isinstance(result, local_prober.Died):
+            return {"state": "ended", "end_reason": self._ended(result.how)["end_reason"]}
+        return result
 
 
 @dataclass

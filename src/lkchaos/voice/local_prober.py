@@ -27,15 +27,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from chaoslib.exceptions import ActivityFailed
 
 from lkchaos.livekit.isolated import how_it_ended
 from lkchaos.settings import Settings, default_state_dir
 
-__all__ = ["LocalProber", "local", "running"]
+__all__ = ["Died", "LocalProber", "local", "running"]
 
 #: What the prober prints on its standard output once it listens, followed by its URL.
 READY = "lkchaos prober listening on"
@@ -49,6 +51,15 @@ LOG_NAME = "local-prober.log"
 #: How a child told to stop (:meth:`LocalProber.close`) ended.
 STOPPED = "was stopped by lkchaos"
 logger = logging.getLogger("lkchaos")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Died:
+    """What :meth:`LocalProber.attempt` returns when the child it asked died: ``how`` it
+    ended, in words (``"was ended by SIGABRT"``)."""
+
+    how: str
 
 
 class LocalProber:
@@ -73,9 +84,13 @@ class LocalProber:
     def url(self) -> str:
         """The running child's URL (``http://127.0.0.1:<port>``), started first if none runs.
         Raises ``ActivityFailed`` when it does not start within :data:`START_S` seconds."""
+        return self._running()[0]
+
+    def _running(self) -> tuple[str, int]:
+        """The running child's URL and generation, started first if none runs."""
         with self._lock:
             if self._process is not None and self._process.poll() is None:
-                return self._url
+                return self._url, self.generation
             if self._process is not None:
                 _close_stdin(self._process)
                 how = how_it_ended(self._process.returncode)
@@ -83,7 +98,7 @@ class LocalProber:
                 logger.warning("lkchaos's local voice prober %s; starting another (its log: "
                                "%s)", how, self.log_path)  # fmt: skip
             self._start()
-            return self._url
+            return self._url, self.generation
 
     def died(self, generation: int | None = None, wait_s: float = 0.0) -> str | None:
         """How the child ``generation`` (default: the latest) ended, if it died; else None.
@@ -100,6 +115,26 @@ class LocalProber:
         except subprocess.TimeoutExpired:
             return None
         return how_it_ended(process.returncode)
+
+    def attempt(self, request: Callable[[str], T], generation: int | None = None) -> T | Died:
+        """``request(url)`` against the child ``generation`` (default: the running one,
+        started first if none runs): its result, or :class:`Died` when that child is gone,
+        before the request or during it (given :data:`DYING_S` to be reported dead). An
+        ``ActivityFailed`` from a request whose child is alive is the request's own failure,
+        raised as is."""
+        asked = generation
+        if asked is not None and (how := self.died(asked)) is not None:
+            return Died(how)
+        url, generation = self._running()
+        if asked is not None and generation != asked:  # it died just now, and was replaced
+            return Died(self.died(asked) or "is gone")
+        try:
+            return request(url)
+        except ActivityFailed:
+            how = self.died(generation, wait_s=DYING_S)
+            if how is None:
+                raise
+            return Died(how)
 
     @property
     def deaths(self) -> list[str]:

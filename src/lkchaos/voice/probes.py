@@ -270,21 +270,18 @@ def _in_local_prober(
         raise ActivityFailed(f"{extra.NEEDED} (not installed: {', '.join(absent)})")
     prober = local_prober.local(settings)
     for attempt in (1, 2):
-        url = prober.url()
-        try:
-            return _via_prober(url, prober.secret, question, expected, timeouts)
-        except ActivityFailed as exc:
-            how = prober.died(wait_s=local_prober.DYING_S)
-            if how is None:
-                raise
-            if attempt == 2:
-                raise ActivityFailed(
-                    f"lkchaos's local voice prober {how} during the round trip, twice: the "
-                    "LiveKit SDK's native runtime crashed, not the deployment (its log: "
-                    f"{prober.log_path})"
-                ) from exc
-            log.warning("lkchaos's local voice prober %s during a round trip; making it again",
-                        how)  # fmt: skip
+        result = prober.attempt(
+            lambda url: _via_prober(url, prober.secret, question, expected, timeouts))
+        if not isinstance(result, local_prober.Died):
+            return result
+        if attempt == 2:
+            raise ActivityFailed(
+                f"lkchaos's local voice prober {result.how} during the round trip, twice: the "
+                "LiveKit SDK's native runtime crashed, not the deployment (its log: "
+                f"{prober.log_path})"
+            )
+        log.warning("lkchaos's local voice prober %s during a round trip; making it again",
+                    result.how)  # fmt: skip
     raise AssertionError("unreachable")
 
 
