@@ -42,3 +42,34 @@ async def freeze() -> None:
 
 async def pid() -> int:
     return os.getpid()
+
+
+async def refuse_as_livekit(status: int) -> None:
+    """Raise what the LiveKit API client raises for an HTTP error (its status keyword-only)."""
+    from livekit import api
+
+    raise api.TwirpError("unauthenticated", "invalid token", status=status,
+                         metadata={"hint": "check the API key"})  # fmt: skip
+
+
+class _Unreadable(Exception):
+    """Pickles, but cannot be rebuilt from what it pickled (its __init__ needs two)."""
+
+    def __init__(self, what: str, where: str) -> None:
+        super().__init__(f"{what} at {where}")
+
+
+async def refuse_unreadably() -> None:
+    raise _Unreadable("no such room", "node 2")
+
+
+class _Odd:
+    def __init__(self, a: int) -> None:
+        self.a = a
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return _Odd, ()  # rebuilt without its argument: fails on the way back
+
+
+async def answer_unreadably() -> object:
+    return _Odd(1)

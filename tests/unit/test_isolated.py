@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lkchaos.livekit.isolated import RuntimeCrashed, run_isolated
+from lkchaos.livekit.isolated import HandedBackError, RuntimeCrashed, run_isolated
 from tests.unit import isolated_work
 
 
@@ -52,3 +52,25 @@ def test_work_a_child_could_not_import_runs_in_this_process() -> None:
 
     assert run_isolated(here, timeout_s=10) == os.getpid()
     assert run_isolated(isolated_work.pid, timeout_s=10) != os.getpid()
+
+
+def test_a_livekit_api_error_crosses_as_itself_with_its_status() -> None:
+    # livekit.api.TwirpError takes `status` by keyword only: pickle alone cannot rebuild it,
+    # and `validate` items caught a TypeError instead of LiveKit's 401.
+    from livekit import api
+
+    with pytest.raises(api.TwirpError) as caught:
+        run_isolated(isolated_work.refuse_as_livekit, 401, timeout_s=10)
+    error = caught.value
+    assert (error.code, error.message, error.status) == ("unauthenticated", "invalid token", 401)
+    assert error.metadata == {"hint": "check the API key"}
+
+
+def test_an_error_that_cannot_be_rebuilt_here_is_raised_in_words() -> None:
+    with pytest.raises(HandedBackError, match=r"_Unreadable: no such room at node 2"):
+        run_isolated(isolated_work.refuse_unreadably, timeout_s=10)
+
+
+def test_an_answer_that_cannot_be_read_back_is_an_error_that_says_so() -> None:
+    with pytest.raises(HandedBackError, match="could not read back"):
+        run_isolated(isolated_work.answer_unreadably, timeout_s=10)

@@ -20,8 +20,10 @@ as :func:`~lkchaos.livekit.background.run_rtc` would run it. A child starts fres
 
 from __future__ import annotations
 
+import copyreg
 import logging
 import multiprocessing
+import pickle
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -40,6 +42,41 @@ EXIT_S = 10.0
 
 class RuntimeCrashed(RuntimeError):
     """The child process running LiveKit room work died before it answered, every time."""
+
+
+class HandedBackError(RuntimeError):
+    """What the work raised, in words, where that exception could not cross from the child
+    process to this one as itself (one that does not pickle, or not back)."""
+
+
+def _twirp_error(code: str, message: str, status: int, metadata: dict[str, str]) -> Exception:
+    """A LiveKit API error (``livekit.api.TwirpError``) rebuilt from its fields: it takes
+    ``status`` by keyword only, so pickle cannot rebuild it by itself."""
+    from livekit import api
+
+    return api.TwirpError(code, message, status=status, metadata=metadata)
+
+
+def _reduce_twirp(exc: Any) -> tuple[Any, tuple[Any, ...]]:
+    return _twirp_error, (exc.code, exc.message, exc.status, dict(exc.metadata))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` as it can cross to the parent: itself when it pickles and unpickles; a LiveKit
+    API error (any subclass) as a ``TwirpError`` with the same code, message, status and
+    metadata, so that the parent's ``except api.TwirpError`` still catches it; anything else
+    as a :class:`HandedBackError` naming its type and message."""
+    from livekit import api
+
+    copyreg.pickle(api.TwirpError, _reduce_twirp)
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception as why:  # noqa: BLE001 - whatever pickle finds wrong
+        if isinstance(exc, api.TwirpError):
+            return _twirp_error(exc.code, exc.message, exc.status, dict(exc.metadata))
+        return HandedBackError(f"{type(exc).__name__}: {exc} (could not be handed back as "
+                               f"itself: {type(why).__name__}: {why})")  # fmt: skip
 
 
 def run_isolated(
@@ -99,6 +136,10 @@ def _once(work: Callable[..., Any], args: tuple[Any, ...], timeout_s: float,
             ended = how_it_ended(process.exitcode)
             return False, ended if process.exitcode and process.exitcode < 0 \
                 else f"{ended} before it answered"
+        except Exception as exc:  # noqa: BLE001 - an answer that could not be rebuilt here
+            message = ("raised", HandedBackError(
+                f"LiveKit room work {_name(work)} answered with something this process could "
+                f"not read back ({type(exc).__name__}: {exc})"))  # fmt: skip
     finally:
         receiver.close()
     process.join(EXIT_S)
@@ -118,12 +159,13 @@ def _child(sender: Connection, work: Callable[..., Coroutine[Any, Any, Any]],
     try:
         message: tuple[str, Any] = ("ok", run_rtc(work(*args), timeout_s))
     except BaseException as exc:  # noqa: BLE001 - handed to the parent, raised there
-        message = ("raised", exc)
+        message = ("raised", _portable(exc))
     try:
         sender.send(message)
-    except Exception as exc:  # noqa: BLE001 - an exception that does not pickle
-        sender.send(("raised", RuntimeError(f"{type(message[1]).__name__}: {message[1]!r}"
-                                            f" (could not be handed back: {exc!r})")))  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - a result that does not pickle
+        sender.send(("raised", HandedBackError(
+            f"{_name(work)} returned {type(message[1]).__name__}, which could not be handed "
+            f"back ({type(exc).__name__}: {exc})")))  # fmt: skip
     finally:
         sender.close()
 
