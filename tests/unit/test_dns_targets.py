@@ -149,3 +149,37 @@ def test_resolving_on_a_target_without_a_resolver_is_refused(
     target(tmp_path, monkeypatch, "", "agent_worker: agent")
     with pytest.raises(ActivityFailed, match="the target has no resolver: add a resolver"):
         probes.resolve_names([NAME])
+
+
+def test_the_default_names_are_the_deployments_own_not_the_reference_stacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lkchaos.dns import probes
+    from tests.unit.test_tls_targets import TARGET
+
+    asked: list[str] = []
+
+    def lookup(name: str, server: str, rdtype: str = "A", timeout: float = 2.0) -> dnsc.Answer:
+        asked.append(name)
+        return dnsc.Answer(name, "NOERROR", ("10.0.0.10",), 0.5)
+
+    monkeypatch.setattr(dnsc, "lookup", lookup)
+
+    def deployment(url: str, names: str) -> None:
+        path = tmp_path / "target.yaml"
+        path.write_text(TARGET.format(kind="nginx", reload="reload: none", roles="",
+                                      extra=f"{FAULTABLE}\n")
+                        .replace("wss://rtc.example.org", url)
+                        .replace("names: [rtc.example.org]", f"names: [{names}]"))  # fmt: skip
+        monkeypatch.setenv("LKCHAOS_TARGET", str(path))
+
+    # LiveKit is not lk.<domain>, and the deployment has no WHIP ingress.
+    deployment("wss://livekit.example.org", "livekit.example.org, turn.example.org")
+    result = probes.resolve_names()
+    assert asked == ["livekit.example.org", "turn.example.org"]
+    assert result["ok"] and sorted(result["names"]) == sorted(asked)
+    # LiveKit by address: only the TLS proxy's names are asked.
+    asked.clear()
+    deployment("wss://203.0.113.10:7880", "rtc.example.org")
+    probes.resolve_names()
+    assert asked == ["rtc.example.org"]

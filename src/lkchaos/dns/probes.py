@@ -20,6 +20,7 @@ does not answer is not an error of the probe: ``ok`` is false so that a toleranc
      "provider": {"type": "python", "module": "lkchaos.dns.probes", "func": "resolve_names"}}
 """
 
+import ipaddress
 import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List
@@ -71,6 +72,26 @@ def _check(names: Any, expected: Any, rdtype: Any, timeout: Any, max_latency_ms:
         raise ActivityFailed(f"server must be host:port, not {server!r}")
 
 
+def public_names(settings: Settings) -> list[str]:
+    """The deployment's public DNS names, once each: LiveKit's URL host, then every name the
+    TLS proxy serves (``tls_proxy.names``); IP addresses are left out (nothing to resolve).
+    The reference stack: ``lk.chaos.test``, ``turn.chaos.test``, ``whip.chaos.test``."""
+    found: list[str] = []
+    for name in (settings.livekit_host, *settings.tls_names):
+        name = (name or "").strip().rstrip(".").lower()
+        if name and not _is_address(name) and name not in found:
+            found.append(name)
+    return found
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def resolve_names(
     names: List[str] = None,  # type: ignore[assignment]
     expected: Dict[str, List[str]] = None,  # type: ignore[assignment]
@@ -83,11 +104,15 @@ def resolve_names(
 ) -> Dict[str, Any]:
     """Resolve each name (concurrently) through the deployment's resolver: rcode, addresses
     and latency per name; ``ok`` when every one answers NOERROR with addresses (those of
-    ``expected`` when given) in time. Default names: ``lk.``, ``whip.`` and ``turn.`` of the
-    domain."""
+    ``expected`` when given) in time. Default names: the deployment's public names
+    (:func:`public_names`: LiveKit's URL host, then every name the TLS proxy serves)."""
     settings = Settings.load(configuration, secrets)
     if names is None:
-        names = [f"{prefix}.{settings.domain}" for prefix in ("lk", "whip", "turn")]
+        names = public_names(settings)
+        if not names:
+            raise ActivityFailed(
+                f"the deployment has no names to resolve (LiveKit's URL is "
+                f"{settings.livekit_url!r} and the TLS proxy serves none): pass names")
     _check(names, expected, rdtype, timeout, max_latency_ms, server)
     target = server or settings.dns_server
     if not target:
