@@ -638,6 +638,16 @@ def test_a_round_trips_room_closes_soon_after_it_is_left() -> None:
         roundtrip.caller_token("key", "secret" * 6, "room", "caller", "agent"))
 
 
+def test_no_agent_name_leaves_the_room_to_livekits_automatic_dispatch() -> None:
+    # A dispatch by name in the token turns automatic dispatch off for the room it creates:
+    # an agent worker registered without an agent name (livekit-agents' default) never came.
+    config = _room_config(roundtrip.caller_token("key", "secret" * 6, "room", "caller", ""))
+    assert config.get("agents", []) == []
+    assert "of the dispatch of 'my-agent'" == roundtrip.dispatched("my-agent")
+    assert "automatic dispatch" in roundtrip.dispatched("")
+    assert "voice.agent_name" in roundtrip.dispatched("")
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "1"])
 def test_a_departure_timeout_must_be_whole_seconds(bad: object) -> None:
     with pytest.raises(ValueError, match="departure_timeout_s"):

@@ -134,16 +134,31 @@ class Outcome:
 ROUND_TRIP_DEPARTURE_S = 5
 
 
+def dispatched(agent_name: str) -> str:
+    """How the agent was asked for, for a message that none came: ``of the dispatch of
+    "my-agent"``, or, with no agent name, of LiveKit's automatic dispatch (with what to
+    check)."""
+    if agent_name:
+        return f"of the dispatch of {agent_name!r}"
+    return ("of the room's creation (automatic dispatch: no agent name is set, so only a "
+            "worker registered without an agent_name is sent; if yours has one, set the "
+            "target's voice.agent_name to it)")
+
+
 def caller_token(
     key: str, secret: str, room: str, identity: str, agent_name: str, ttl_s: float = 300.0,
     departure_timeout_s: int | None = None,
 ) -> str:  # fmt: skip
     """A caller's join token that also dispatches ``agent_name`` to the room, valid for
-    ``ttl_s`` seconds (a held call rejoining after a node loss needs it still valid). With
-    ``departure_timeout_s`` (whole seconds, at least 1), the room the token creates closes
-    that long after its last participant other than agents left (LiveKit does not count
-    agents), instead of after the server's default."""
-    config = api.RoomConfiguration(agents=[api.RoomAgentDispatch(agent_name=agent_name)])
+    ``ttl_s`` seconds (a held call rejoining after a node loss needs it still valid). An
+    empty ``agent_name`` dispatches no agent by name: the room the token creates is left to
+    LiveKit's automatic dispatch (an agent worker registered without an agent name is sent
+    to every new room; a dispatch by name in the token would turn that off for the room).
+    With ``departure_timeout_s`` (whole seconds, at least 1), the room the token creates
+    closes that long after its last participant other than agents left (LiveKit does not
+    count agents), instead of after the server's default."""
+    config = api.RoomConfiguration(
+        agents=[api.RoomAgentDispatch(agent_name=agent_name)] if agent_name else [])
     if departure_timeout_s is not None:
         if isinstance(departure_timeout_s, bool) or not (
             isinstance(departure_timeout_s, int) and departure_timeout_s >= 1
@@ -226,6 +241,7 @@ async def _media_path(room: rtc.Room) -> dict[str, Any]:
 async def _converse(
     out: Outcome, url: str, token: str, timeouts: Timeouts, room: rtc.Room,
     speaker: audio.Speaker, listeners: list[audio.Listener], joining: list[asyncio.Task[None]],
+    agent_name: str = "lkchaos-agent",
 ) -> None:  # fmt: skip
     started = time.perf_counter()
     # Never cancel Room.connect: the SDK's native side must see it through, or it aborts the
@@ -253,7 +269,7 @@ async def _converse(
     started = time.perf_counter()
     agent = await _wait(lambda: _agent(room), timeouts.dispatch)
     if agent is None:
-        out.reason = f"no agent joined within {timeouts.dispatch:g} s of the dispatch"
+        out.reason = f"no agent joined within {timeouts.dispatch:g} s {dispatched(agent_name)}"
         return
     track = await _wait(lambda: _audio_track(agent), timeouts.dispatch)
     if track is None:
@@ -425,7 +441,7 @@ async def run(
     joining: list[asyncio.Task[None]] = []
     try:
         await asyncio.wait_for(
-            _converse(out, url, token, timeouts, room, speaker, listeners, joining),
+            _converse(out, url, token, timeouts, room, speaker, listeners, joining, agent_name),
             timeouts.total,
         )
     except TimeoutError:
