@@ -73,12 +73,14 @@ else ``$XDG_STATE_HOME/lkchaos`` (``~/.local/state/lkchaos`` when ``XDG_STATE_HO
 unset or not absolute).
 
 Lists are comma-separated in the environment; the address map is ``from=to`` pairs, e.g.
-``redis-primary:6379=10.0.0.5:6379``. Secrets may also be given as Chaos Toolkit secrets
+``redis-primary:6379=10.0.0.5:6379``. Addresses are ``host:port``, an IPv6 host in brackets
+(``[fd00::5]:6379``), split by :func:`split_host_port` alone. Secrets may also be given as Chaos Toolkit secrets
 ``{"livekit": {"api_key": ..., "api_secret": ...}}``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -307,6 +309,9 @@ class Settings:
         amap = pick("redis_address_map", ENV_KEYS["redis_address_map"])
         if amap is not None:
             values["redis_address_map"] = _parse_map(amap) if isinstance(amap, str) else dict(amap)
+            for pair in values["redis_address_map"].items():  # refused now, not when used
+                for address in pair:
+                    split_host_port(str(address), None)
 
         lk_secrets = (secrets or {}).get("livekit", {}) if secrets else {}
         for key in ("api_key", "api_secret"):
@@ -361,18 +366,102 @@ class Settings:
         return self.livekit_api_key, self.livekit_api_secret
 
     def map_redis_address(self, host: str, port: int) -> tuple[str, int]:
-        """Translate an address Sentinel announces into one reachable from here."""
-        target = self.redis_address_map.get(f"{host}:{port}")
-        if target is None:
-            return host, port
-        mhost, _, mport = target.rpartition(":")
-        return mhost, int(mport)
+        """Translate an address Sentinel announces into one reachable from here (the map's
+        keys and values are ``host:port``, an IPv6 host in brackets: ``[fd00::5]:6379``)."""
+        wanted = (_host_key(host), port)
+        for source, target in self.redis_address_map.items():
+            shost, sport = split_host_port(source, None)
+            if (_host_key(shost), sport) == wanted:
+                return split_host_port(target, None)
+        return host.strip("[]"), port
 
     @staticmethod
     def split_address(address: str, default_port: int) -> tuple[str, int]:
-        host, sep, port = address.rpartition(":")
-        if not sep:
-            return address, default_port
-        if not port.isdigit():
-            raise ConfigError(f"address {address!r} has a port that is not a number")
-        return host, int(port)
+        """``host:port`` -> ``(host, port)``, the port ``default_port`` when none is given
+        (see :func:`split_host_port`)."""
+        return split_host_port(address, default_port)
+
+
+class AddressError(ConfigError, ValueError):
+    """An address that is not ``host:port`` (a ValueError too, for the target's schema)."""
+
+
+def _ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _host_key(host: str) -> str:
+    """A host as compared with another: an IP address in its one spelling, a name in lower
+    case."""
+    text = host.strip("[]")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text.lower()
+
+
+def _port(address: str, text: str) -> int:
+    if not text.isdigit():
+        raise AddressError(f"address {address!r} has a port that is not a number")
+    if not 0 < int(text) <= 65535:
+        raise AddressError(f"address {address!r}: port {int(text)} is not a port (1-65535)")
+    return int(text)
+
+
+def split_host_port(address: str, default_port: int | None) -> tuple[str, int]:
+    """The one way lkchaos splits an address: ``host:port`` -> ``(host, port)``.
+
+    An IPv6 host is written in brackets, ``[fd00::5]:6379`` (or ``[fd00::5]`` for the default
+    port), and comes back without them, as sockets and clients want it. A bare IPv6 address
+    is accepted only where it cannot be read two ways: ``::1`` or ``2001:db8:0:0:0:0:0:1``
+    (no port), ``2001:db8:0:0:0:0:0:1:6379`` (the port after a full address); ``fd00::5:6379``
+    could be either and is refused. Without a port, ``default_port`` (None: a port is
+    required). Raises :class:`AddressError` saying what to write."""
+    text = address.strip()
+    if not text:
+        raise AddressError("an empty address: write host:port")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not _ipv6(host):
+            raise AddressError(f"address {address!r}: brackets hold an IPv6 address, as in "
+                               "[fd00::5]:6379")  # fmt: skip
+        if rest == "" and default_port is not None:
+            return host, default_port
+        if not rest.startswith(":"):
+            raise AddressError(f"address {address!r}: write [IPv6]:port, as in [fd00::5]:6379")
+        return host, _port(address, rest[1:])
+    if text.count(":") > 1:  # a bare IPv6 address, with or without a port
+        head, _, tail = text.rpartition(":")
+        whole, split = _ipv6(text), _ipv6(head) and tail.isdigit()
+        if whole and split:
+            raise AddressError(
+                f"address {address!r} is ambiguous: write [{head}]:{tail} for port {tail} of "
+                f"{head}, or [{text}]" + (":PORT for that address" if default_port is None
+                                           else f" for that address on port {default_port}"))
+        if whole and default_port is not None:
+            return text, default_port
+        if split:
+            return head, _port(address, tail)
+        if whole:
+            raise AddressError(f"address {address!r} is not a host:port address (no port): "
+                               f"write [{text}]:PORT")
+        raise AddressError(f"address {address!r} is not host:port (an IPv6 host goes in "
+                           "brackets: [fd00::5]:6379)")  # fmt: skip
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        if default_port is None:
+            raise AddressError(f"address {address!r} is not a host:port address (no port): "
+                               f"write {text}:PORT")
+        return text, default_port
+    if not host:
+        raise AddressError(f"address {address!r} has no host: write HOST{text}")
+    return host, _port(address, port)
+
+
+def join_host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 host in brackets (what :func:`split_host_port` reads back)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"

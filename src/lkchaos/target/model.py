@@ -45,6 +45,8 @@ from pydantic import (
     model_validator,
 )
 
+from lkchaos.settings import AddressError, split_host_port
+
 #: The roles a component can play; ``roles`` maps each to the user's own runtime names.
 ROLES: tuple[str, ...] = (
     "livekit_node", "redis_primary", "redis_replica", "sentinel", "agent_worker",
@@ -63,7 +65,6 @@ INLINE_SECRET = (
 )
 KUBERNETES = "runtime kubernetes is not supported yet; see docs/targets.md for how pods would map"
 
-_ADDRESS = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:(?P<port>\d{1,5})$")
 _SIGNAL = re.compile(r"^SIG[A-Z0-9]+$")
 #: A runtime name: what Docker and Compose accept as a container or service name, and what
 #: lkchaos's own argument checks accept (:func:`lkchaos.values.check_service_name`).
@@ -79,11 +80,12 @@ class _Strict(BaseModel):
 
 
 def _address(value: str) -> str:
-    match = _ADDRESS.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a host:port address")
-    if not 1 <= int(match["port"]) <= 65535:
-        raise ValueError(f"{value!r}: port {int(match['port'])} is not a port (1-65535)")
+    """``host:port`` as :func:`lkchaos.settings.split_host_port` reads it (an IPv6 host in
+    brackets); the port is required."""
+    try:
+        split_host_port(value, None)
+    except AddressError as exc:
+        raise ValueError(str(exc).removeprefix("address ")) from None
     return value
 
 

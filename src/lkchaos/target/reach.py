@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from lkchaos.settings import AddressError, join_host_port, split_host_port
 from lkchaos.target import secrets
 from lkchaos.target.load import LoadedTarget
 from lkchaos.target.model import Target
@@ -58,11 +59,11 @@ def http_get(component: str, what: str, url: str, timeout: float = TIMEOUT_S) ->
 
 def tcp(component: str, what: str, address: str, timeout: float = TIMEOUT_S) -> Reached:
     """A TCP connect to ``host:port``."""
-    host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+        host, port = split_host_port(address, None)
+        with socket.create_connection((host, port), timeout=timeout):
             pass
-    except OSError as exc:
+    except (OSError, AddressError) as exc:
         return Reached(component, what, False, f"cannot connect to {address} ({exc})")
     return Reached(component, what, True, f"{address} accepts connections")
 
@@ -70,7 +71,7 @@ def tcp(component: str, what: str, address: str, timeout: float = TIMEOUT_S) -> 
 def _url_address(url: str) -> str:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.hostname}:{port}"
+    return join_host_port(parts.hostname or "", port)
 
 
 def _network(target: Target) -> list[Reached]:
