@@ -104,7 +104,9 @@ class ProxyServer(TLSListener):
 
     def __init__(self, cert: Path, key: Path,
                  configure: Callable[[ssl.SSLContext], None] | None = None,
-                 hsts: str = "max-age=31536000", silent: int = 0) -> None:  # fmt: skip
+                 hsts: str = "max-age=31536000", silent: int = 0,
+                 prefix: str = "") -> None:  # fmt: skip
+        self.prefix = prefix  # LiveKit served under this path only (a proxy's location)
         ctx = server_context(cert, key)
         ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
         ctx.set_alpn_protocols(["h2", "http/1.1"])
@@ -133,7 +135,10 @@ class ProxyServer(TLSListener):
             return
         while data and b"\r\n\r\n" not in data:
             data += tls.recv(4096)
-        if name == LK and b"Upgrade: websocket" in data:
+        path = data.split(b" ", 2)[1].decode() if data.count(b" ") >= 2 else ""
+        if name == LK and not path.startswith(self.prefix + "/"):
+            tls.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        elif name == LK and b"Upgrade: websocket" in data:
             tls.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                         b"Connection: Upgrade\r\n\r\n")
         elif name == LK:
@@ -160,13 +165,14 @@ def serve(tmp_path: Path, root: tuple[certs.Issuer, Path]) -> Iterator[Serve]:
 
     def start(leaf: certs.Issuer | None = None, chain: tuple[x509.Certificate, ...] = (),
               files: tuple[Path, Path] | None = None, ca_file: Path | None = None,
-              timeout_s: float = 5.0, **kwargs: Any) -> tuple[ProxyServer, Context]:  # fmt: skip
+              timeout_s: float = 5.0, url: str = f"wss://{LK}",
+              **kwargs: Any) -> tuple[ProxyServer, Context]:  # fmt: skip
         if files is None:
             files = _write(tmp_path, "leaf", leaf or certs.make_leaf(root[0], list(NAMES)), chain)
         server = ProxyServer(*files, **kwargs)
         servers.append(server)
         settings = Settings(tls_address=server.address, tls_names=NAMES,
-                            ca_file=str(ca_file or root[1]), livekit_url=f"wss://{LK}",
+                            ca_file=str(ca_file or root[1]), livekit_url=url,
                             livekit_api_key="APItest", livekit_api_secret="s" * 40,
                             dns_server="")  # fmt: skip
         return server, Context(settings, timeout_s=timeout_s)
@@ -323,6 +329,16 @@ def test_websocket_upgrade_goes_through(serve: Serve) -> None:
     finding = caddy.websocket(ctx)
     assert finding.status == "pass", finding.evidence
     assert finding.data["status"] == 101
+
+
+def test_livekit_under_a_path_is_asked_there(serve: Serve) -> None:
+    # A proxy that serves LiveKit under /livekit/ (wss://lk.example.test/livekit): its
+    # clients connect to /livekit/rtc, and only /livekit/ answers LiveKit's "OK".
+    _, ctx = serve(prefix="/livekit", url=f"wss://{LK}/livekit/")
+    assert caddy.route(ctx, LK)["upstream"] == "livekit"
+    finding = caddy.websocket(ctx)
+    assert finding.status == "pass", finding.evidence
+    assert "GET /livekit/rtc" in finding.evidence
 
 
 class _Plain(Listener):

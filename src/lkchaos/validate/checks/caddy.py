@@ -100,7 +100,8 @@ def route(ctx: Context, name: str) -> dict[str, Any]:
             ok, text = turn.stun_over_tls(ctx.settings.tls_address, name, ctx.settings,
                                           _timeout(ctx))  # fmt: skip
             return {"role": role, "upstream": "turn" if ok else "none", "evidence": text}
-        got = answered(lambda: exchange(ctx.settings.tls_address, name, get(name),
+        path = network.livekit_path(ctx.settings) + "/" if role == "lk" else "/"
+        got = answered(lambda: exchange(ctx.settings.tls_address, name, get(name, path),
                                         _timeout(ctx)))  # fmt: skip
         status, body = got["status"], got["body"].strip()
         if status in PROXY_ERRORS:
@@ -109,7 +110,7 @@ def route(ctx: Context, name: str) -> dict[str, Any]:
             upstream = "livekit"
         else:
             upstream = "other"
-        text = f"GET / -> {status} {body[:60].decode('utf-8', 'replace')!r}"
+        text = f"GET {path} -> {status} {body[:60].decode('utf-8', 'replace')!r}"
         return {"role": role, "upstream": upstream, "evidence": text, "http_status": status}
 
     found: dict[str, Any] = ctx.fact(f"caddy.route:{name}", compute)
@@ -285,12 +286,13 @@ def websocket(ctx: Context) -> Finding:
     room = "lkchaos-validate-" + secrets.token_hex(3)
     token = access_token(ctx.settings, "lkchaos-validate", room, ttl_seconds=120)
     key = base64.b64encode(secrets.token_bytes(16)).decode()
-    request = (f"GET /rtc?access_token={token}&protocol=15&auto_subscribe=1 HTTP/1.1\r\n"
+    path = network.livekit_path(ctx.settings) + "/rtc"
+    request = (f"GET {path}?access_token={token}&protocol=15&auto_subscribe=1 HTTP/1.1\r\n"
                f"Host: {name}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
     got = exchange(ctx.settings.tls_address, name, request, _timeout(ctx))
     data = {"status": got["status"], "upgrade": got["headers"].get("upgrade")}
-    text = f"GET /rtc through {ctx.settings.tls_address} as {name} -> {got['status']}"
+    text = f"GET {path} through {ctx.settings.tls_address} as {name} -> {got['status']}"
     if got["status"] == 101 and got["headers"].get("upgrade", "").lower() == "websocket":
         return Finding("pass", text + " Switching Protocols", data)
     return Finding("fail", f"{text} {got['body'][:80]!r}", data)
@@ -312,11 +314,12 @@ def compression(ctx: Context) -> Finding:
     name = network.public_names(ctx.settings)["lk"]
     seen = None
     if name is not None:
+        path = network.livekit_path(ctx.settings) + "/"
         got = exchange(ctx.settings.tls_address, name,
-                       get(name, extra="Accept-Encoding: zstd, gzip\r\n"), _timeout(ctx))
+                       get(name, path, extra="Accept-Encoding: zstd, gzip\r\n"), _timeout(ctx))
         seen = got["headers"].get("content-encoding")
         if seen:
-            return Finding("pass", f"GET / on {name} answered Content-Encoding: {seen}")
+            return Finding("pass", f"GET {path} on {name} answered Content-Encoding: {seen}")
     if not ((facts.reference(ctx.settings) or {}).get("caddy") or {"encode": True}) \
             .get("encode", True):
         return Finding("n/a", "the reference stack's Caddyfile has no encode directive: "

@@ -72,6 +72,13 @@ def public_names(settings: Settings) -> dict[str, str | None]:
     return names
 
 
+def livekit_path(settings: Settings) -> str:
+    """The path LiveKit is served under behind the proxy, from its URL (``""`` for
+    ``wss://lk.example.com``, ``"/livekit"`` for ``wss://example.com/livekit/``): LiveKit's
+    clients put ``/rtc`` and ``/twirp`` under it, and a health check asks ``<path>/``."""
+    return urlsplit(settings.livekit_url).path.rstrip("/")
+
+
 def name_role(settings: Settings, name: str) -> str:
     """The role (``lk``, ``turn``, ``whip``) of one of the target's TLS names, else ``other``."""
     for role, value in public_names(settings).items():
