@@ -37,6 +37,15 @@ Settings (configuration key / environment variable: default for the reference st
 - ``agent_name`` / ``LKCHAOS_AGENT_NAME``: ``lkchaos-agent``, the agent callers dispatch
 - ``redis_password`` / ``LKCHAOS_REDIS_PASSWORD``: Redis AUTH (also the secret
   ``{"redis": {"password": ...}}`` or the target's ``password_ref``); ``""``: no AUTH
+- ``redis_username`` / ``LKCHAOS_REDIS_USERNAME``: the Redis ACL user (LiveKit's
+  ``redis.username``); ``""``: the default user
+- ``redis_db`` / ``LKCHAOS_REDIS_DB``: ``0``, the database LiveKit uses (its ``redis.db``), on
+  every connection to the data nodes (Sentinels have none)
+- ``sentinel_username`` / ``LKCHAOS_SENTINEL_USERNAME`` and ``sentinel_password`` /
+  ``LKCHAOS_SENTINEL_PASSWORD`` (also the secret ``{"redis": {"sentinel_password": ...}}`` or
+  the target's ``sentinel_password_ref``): the Sentinels' own credentials (LiveKit's
+  ``redis.sentinel_username`` / ``sentinel_password``); when neither is set, the Sentinels are
+  sent ``redis_password`` alone, as before they had credentials of their own
 - ``redis_tls`` / ``LKCHAOS_REDIS_TLS``: ``false``; ``redis_ca_file`` / ``LKCHAOS_REDIS_CA_FILE``
 - ``prometheus_url`` / ``LKCHAOS_PROMETHEUS_URL``: ``http://127.0.0.1:29090``
 - ``alertmanager_url`` / ``LKCHAOS_ALERTMANAGER_URL``: ``http://127.0.0.1:29093``
@@ -74,8 +83,8 @@ unset or not absolute).
 
 Lists are comma-separated in the environment; the address map is ``from=to`` pairs, e.g.
 ``redis-primary:6379=10.0.0.5:6379``. Addresses are ``host:port``, an IPv6 host in brackets
-(``[fd00::5]:6379``), split by :func:`split_host_port` alone. Secrets may also be given as Chaos Toolkit secrets
-``{"livekit": {"api_key": ..., "api_secret": ...}}``.
+(``[fd00::5]:6379``), split by :func:`split_host_port` alone. Secrets may also be given as
+Chaos Toolkit secrets ``{"livekit": {"api_key": ..., "api_secret": ...}}``.
 """
 
 from __future__ import annotations
@@ -104,6 +113,9 @@ ENV_KEYS: dict[str, str] = {
     "compose_project": "LKCHAOS_COMPOSE_PROJECT", "agent_name": "LKCHAOS_AGENT_NAME",
     "voice_prober_url": "LKCHAOS_VOICE_PROBER_URL", "redis_password": "LKCHAOS_REDIS_PASSWORD",
     "redis_tls": "LKCHAOS_REDIS_TLS", "redis_ca_file": "LKCHAOS_REDIS_CA_FILE",
+    "redis_username": "LKCHAOS_REDIS_USERNAME", "redis_db": "LKCHAOS_REDIS_DB",
+    "sentinel_username": "LKCHAOS_SENTINEL_USERNAME",
+    "sentinel_password": "LKCHAOS_SENTINEL_PASSWORD",
     "prometheus_url": "LKCHAOS_PROMETHEUS_URL", "alertmanager_url": "LKCHAOS_ALERTMANAGER_URL",
     "pushgateway_url": "LKCHAOS_PUSHGATEWAY_URL", "receiver_url": "LKCHAOS_RECEIVER_URL",
     "ingress_rtmp_url": "LKCHAOS_INGRESS_RTMP_URL", "ingress_whip_url": "LKCHAOS_INGRESS_WHIP_URL",
@@ -180,6 +192,20 @@ def _flag(key: str, value: Any) -> bool:
     raise ConfigError(f"{key} must be true or false, not {value!r}")
 
 
+def _whole(key: str, value: Any, low: int, high: int) -> int:
+    """A whole number in ``low..high`` from a layer (a number, or its text)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise ConfigError(f"{key} ({ENV_KEYS[key]}) must be a whole number from {low} to "
+                          f"{high}, not {value!r}")  # fmt: skip
+    if not low <= number <= high:
+        raise ConfigError(f"{key} ({ENV_KEYS[key]}) must be from {low} to {high}, not {number}")
+    return number
+
+
 def selected_target(configuration: Mapping[str, Any] | None = None) -> Selection | None:
     """The target in use (see the module docstring), or None when none can be selected."""
     try:
@@ -237,6 +263,10 @@ class Settings:
     redis_primary_address: str = ""
     redis_replica_addresses: tuple[str, ...] = ()
     redis_password: str = field(default="", repr=False)
+    redis_username: str = ""
+    redis_db: int = 0
+    sentinel_username: str = ""
+    sentinel_password: str = field(default="", repr=False)
     redis_tls: bool = False
     redis_ca_file: str = ""
     tls_proxy_kind: str = "caddy"
@@ -248,6 +278,12 @@ class Settings:
     keys_problem: str = field(default="", repr=False, compare=False)
     #: Why the target's Redis password did not resolve (names the reference, not a value).
     redis_password_problem: str = field(default="", repr=False, compare=False)
+    #: Where the Redis password came from (``LKCHAOS_REDIS_PASSWORD``, the target's
+    #: ``redis.direct.password_ref (env NAME)``...), for a refusal's message.
+    redis_password_source: str = field(default="", repr=False, compare=False)
+    #: The same two for the Sentinels' own password.
+    sentinel_password_problem: str = field(default="", repr=False, compare=False)
+    sentinel_password_source: str = field(default="", repr=False, compare=False)
 
     @classmethod
     def load(
@@ -299,10 +335,18 @@ class Settings:
                     "tls_names", "tls_reload", "resolver_may_fault"):  # fmt: skip
             if key in target:
                 values[key] = target[key]
-        for key in ("redis_password", "redis_ca_file"):
+        for key in ("redis_ca_file", "redis_username", "sentinel_username"):
             value = pick(key, ENV_KEYS[key])
             if value is not None:
                 values[key] = str(value)
+        for key in ("redis_password", "sentinel_password"):
+            if key in conf and conf[key] not in (None, ""):
+                values[key], values[f"{key}_source"] = str(conf[key]), f"the configuration's {key}"
+            elif env.get(ENV_KEYS[key]):
+                values[key], values[f"{key}_source"] = env[ENV_KEYS[key]], ENV_KEYS[key]
+        redis_db = pick("redis_db", ENV_KEYS["redis_db"])
+        if redis_db is not None:
+            values["redis_db"] = _whole("redis_db", redis_db, 0, 2**31 - 1)
         redis_tls = pick("redis_tls", ENV_KEYS["redis_tls"])
         if redis_tls is not None:
             values["redis_tls"] = _flag("redis_tls", redis_tls)
@@ -319,13 +363,16 @@ class Settings:
                 values[f"livekit_{key}"] = str(lk_secrets[key])
 
         redis_secrets = (secrets or {}).get("redis", {}) if secrets else {}
-        if redis_secrets.get("password"):
-            values["redis_password"] = str(redis_secrets["password"])
-        if not values.get("redis_password") and loaded is not None:
-            from lkchaos.target.layer import redis_password
+        for key, secret in (("redis_password", "password"),
+                            ("sentinel_password", "sentinel_password")):  # fmt: skip
+            if redis_secrets.get(secret):
+                values[key] = str(redis_secrets[secret])
+                values[f"{key}_source"] = f'the secret {{"redis": {{"{secret}"}}}}'
+            if not values.get(key) and loaded is not None:
+                from lkchaos.target.layer import redis_secret
 
-            values["redis_password"], values["redis_password_problem"] = redis_password(
-                loaded, state_dir)
+                values[key], values[f"{key}_problem"], values[f"{key}_source"] = redis_secret(
+                    loaded, state_dir, sentinel=key == "sentinel_password")
         values["state_dir"] = str(state_dir)
         if not values.get("livekit_api_key") or not values.get("livekit_api_secret"):
             if loaded is not None:

@@ -149,7 +149,7 @@ def test_a_wrong_password_says_where_to_correct_it(data_node: Server) -> None:
     with pytest.raises(client.RedisAuthError) as caught:
         client.primary(direct(data_node.port, password="not-it"))
     message = str(caught.value)
-    assert f"Redis at 127.0.0.1:{data_node.port} refused the password" in message
+    assert f"Redis at 127.0.0.1:{data_node.port} refused the default user" in message
     assert "LKCHAOS_REDIS_PASSWORD" in message and "password_ref" in message
     assert "not-it" not in message
     assert isinstance(caught.value, ConfigError)

@@ -211,7 +211,9 @@ def test_no_target_says_how_to_name_one(monkeypatch: pytest.MonkeyPatch) -> None
 # -- equivalence with today's Settings ---------------------------------------------------
 
 _STATE_FIELDS = {"livekit_api_key", "livekit_api_secret", "ca_file", "state_dir",
-                 "keys_problem", "redis_password", "redis_password_problem"}
+                 "keys_problem", "redis_password", "redis_password_problem",
+                 "redis_password_source", "sentinel_password", "sentinel_password_problem",
+                 "sentinel_password_source"}
 
 
 def test_reference_target_gives_the_default_settings() -> None:

@@ -111,7 +111,7 @@ def test_authentication(replicated: Replicated, local: Local) -> None:  # noqa: 
     assert with_password.status == "pass" and "refused a client without" in with_password.evidence
     wrong = run("redis.authentication-working",
                 Context(replicated.settings(redis_password="not-the-password")))
-    assert wrong.status == "error" and "refused the password" in wrong.evidence
+    assert wrong.status == "error" and "refused the default user" in wrong.evidence
     assert "not-the-password" not in wrong.evidence
     plain = run("redis.authentication-working", Context(local.settings()))
     assert plain.status == "n/a" and "no password" in plain.evidence

@@ -3,10 +3,15 @@ explicit timeouts.
 
 - **Mode**: through Sentinel when :attr:`Settings.sentinel_addresses` is set; otherwise direct,
   at :attr:`Settings.redis_primary_address` (and :attr:`Settings.redis_replica_addresses`).
-- **AUTH**: :attr:`Settings.redis_password`, sent to the data nodes and to the Sentinels alike
-  (the target file has one ``password_ref`` for both, as a deployment whose Sentinels share the
-  data nodes' password has). A Sentinel that has no password configured accepts the
-  connection all the same (Redis answers that no password is set, and the client goes on).
+- **AUTH**: the data nodes get :attr:`Settings.redis_username` (an ACL user; none: the
+  default user) and :attr:`Settings.redis_password`. The Sentinels get their own
+  (:attr:`Settings.sentinel_username`, :attr:`Settings.sentinel_password`, as LiveKit's
+  ``redis.sentinel_username`` / ``sentinel_password``); when neither is set, they get the data
+  nodes' password alone, as a deployment whose Sentinels share it has. A Sentinel that has no
+  password configured accepts the connection all the same (Redis answers that no password is
+  set, and the client goes on).
+- **Database**: :attr:`Settings.redis_db` (LiveKit's ``redis.db``) on every connection to a
+  data node; a Sentinel has no database.
 - **TLS**: :attr:`Settings.redis_tls`, to the data nodes and the Sentinels alike; the server's
   certificate must be signed by :attr:`Settings.redis_ca_file` (the system's CAs when empty)
   and name the host connected to.
@@ -40,6 +45,15 @@ SENTINEL_PORT = 26379
 #: Where a Redis password can be set, for error messages.
 PASSWORD_PLACES = ("the target's redis password_ref, LKCHAOS_REDIS_PASSWORD, the configuration's "
                    "redis_password or the secret {\"redis\": {\"password\"}}")  # fmt: skip
+#: Where the Sentinels' own password can be set.
+SENTINEL_PASSWORD_PLACES = ("the target's redis.sentinel.sentinel_password_ref, "
+                            "LKCHAOS_SENTINEL_PASSWORD, the configuration's sentinel_password or "
+                            "the secret {\"redis\": {\"sentinel_password\"}}")  # fmt: skip
+#: Where the Redis ACL user can be set.
+USER_PLACES = ("the user name: the target's redis username, LKCHAOS_REDIS_USERNAME or the "
+               "configuration's redis_username")  # fmt: skip
+SENTINEL_USER_PLACES = ("the Sentinels' user name: the target's redis.sentinel.sentinel_username, "
+                        "LKCHAOS_SENTINEL_USERNAME or the configuration's sentinel_username")
 
 
 class RedisAuthError(ConfigError):
@@ -52,18 +66,50 @@ class RedisTlsError(ConfigError):
 
 @dataclass(frozen=True)
 class Access:
-    """How to authenticate and encrypt: the password, whether to use TLS, and its CA file."""
+    """How to reach a data node: the password, whether to use TLS and its CA file, the ACL
+    user and the database; and the Sentinels' own credentials (see :meth:`sentinels`)."""
 
     password: str = field(default="", repr=False)
     tls: bool = False
     ca_file: str = ""
     #: Why the target's password reference did not resolve ("" when it did, or there is none).
     password_problem: str = field(default="", compare=False)
+    username: str = ""
+    db: int = 0
+    #: Where the password came from (``LKCHAOS_REDIS_PASSWORD``...; "" when not known).
+    password_source: str = field(default="", compare=False)
+    sentinel_username: str = ""
+    sentinel_password: str = field(default="", repr=False)
+    sentinel_password_problem: str = field(default="", compare=False)
+    sentinel_password_source: str = field(default="", compare=False)
+    #: The access to the Sentinels (:meth:`sentinels`): ``"own"`` with their own credentials,
+    #: ``"shared"`` with the data nodes' password; ``""`` to a data node. For messages.
+    for_sentinels: str = ""
 
     @classmethod
     def of(cls, settings: Settings) -> Access:
         return cls(settings.redis_password, settings.redis_tls, settings.redis_ca_file,
-                   settings.redis_password_problem)  # fmt: skip
+                   settings.redis_password_problem, settings.redis_username, settings.redis_db,
+                   settings.redis_password_source, settings.sentinel_username,
+                   settings.sentinel_password, settings.sentinel_password_problem,
+                   settings.sentinel_password_source)  # fmt: skip
+
+    def sentinels(self) -> Access:
+        """The access to the Sentinels: their own user and password when either is set, else
+        the data nodes' password alone (no user); never a database."""
+        if self.for_sentinels:
+            return self
+        own = self.sentinel_username or self.sentinel_password or self.sentinel_password_problem
+        if own:
+            return Access(self.sentinel_password, self.tls, self.ca_file,
+                          self.sentinel_password_problem, self.sentinel_username, 0,
+                          self.sentinel_password_source, for_sentinels="own")  # fmt: skip
+        return Access(self.password, self.tls, self.ca_file, self.password_problem, "", 0,
+                      self.password_source, for_sentinels="shared")  # fmt: skip
+
+    def user(self) -> str:
+        """``user 'livekit'`` or ``the default user``."""
+        return f"user {self.username!r}" if self.username else "the default user"
 
 
 def connect(host: str, port: int, access: Access | None = None, timeout: float = TIMEOUT,
@@ -80,7 +126,9 @@ def connect(host: str, port: int, access: Access | None = None, timeout: float =
     return redis.Redis(
         host=host,
         port=port,
+        username=access.username or None,
         password=access.password or None,
+        db=access.db,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         decode_responses=decode,
@@ -90,21 +138,41 @@ def connect(host: str, port: int, access: Access | None = None, timeout: float =
 
 
 def auth_error(exc: redis.AuthenticationError, where: str, access: Access) -> RedisAuthError:
-    """What to correct when ``where`` (``Redis at host:port``) refused AUTH."""
+    """What to correct when ``where`` (``Redis at host:port``) refused AUTH: names the user
+    sent (or the default user) and where the password came from, and which may be wrong."""
+    if access.for_sentinels == "own":
+        places, env, key = (SENTINEL_PASSWORD_PLACES, "LKCHAOS_SENTINEL_PASSWORD",
+                            "sentinel_password_ref")  # fmt: skip
+    else:
+        places, env, key = PASSWORD_PLACES, "LKCHAOS_REDIS_PASSWORD", "password_ref"
+    user_places = SENTINEL_USER_PLACES if access.for_sentinels else USER_PLACES
     if access.password_problem:
         return RedisAuthError(
-            f"{where} refused the connection ({exc}): no Redis password was sent because "
-            f"the target's password reference did not resolve: {access.password_problem}. "
-            "Correct that reference (or set LKCHAOS_REDIS_PASSWORD)"
+            f"{where} refused the connection ({exc}): no password was sent for "
+            f"{access.user()} because the target's {key} did not resolve: "
+            f"{access.password_problem}. Correct that reference (or set {env})"
         )
     if not access.password:
+        user = ("" if not access.username else f" for {access.user()}")
         return RedisAuthError(
-            f"{where} wants a password ({exc}) and none is set: set {PASSWORD_PLACES}"
+            f"{where} wants a password{user} ({exc}) and none is set: set {places}"
+            + ("" if access.username else
+               f"; if it wants an ACL user (`user default off`), set {user_places} too")
+        )
+    source = access.password_source or f"the first set of: {places}"
+    if access.username:
+        return RedisAuthError(
+            f"{where} refused {access.user()} with the password from {source} ({exc}): "
+            f"either the user name (set by {user_places}) or the password is wrong, or the "
+            "user is disabled (`user ... on` in Redis's ACL); correct the one that is"
         )
     return RedisAuthError(
-        f"{where} refused the password ({exc}): correct the one that gives it, the first "
-        "set of: the secret {\"redis\": {\"password\"}}, the configuration's redis_password, "
-        "LKCHAOS_REDIS_PASSWORD, the target's redis password_ref"
+        f"{where} refused the default user (no user name set) with the password from "
+        f"{source} ({exc}): either that password is wrong, or the server wants an ACL user "
+        f"(`user default off`; LiveKit's redis.username): correct the password, or set "
+        f"{user_places}" + (
+            "; a Sentinel is sent the data nodes' password unless it has its own: set "
+            f"{SENTINEL_PASSWORD_PLACES}" if access.for_sentinels == "shared" else "")
     )
 
 
@@ -148,6 +216,7 @@ def open_node(host: str, port: int, access: Access, timeout: float = TIMEOUT,
 def sentinel(address: str, access: Access, timeout: float = TIMEOUT) -> Iterator[redis.Redis]:
     """A connected client for one Sentinel (``host:port``), closed when the block ends."""
     host, port = Settings.split_address(address, SENTINEL_PORT)
+    access = access.sentinels()
     client = connect(host, port, access, timeout)
     _ping(client, f"Sentinel at {address}", access)
     try:

@@ -28,13 +28,15 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
     ``agent_name`` (``""`` without ``voice``), ``runtime`` (``compose``, ``docker-name`` or
     ``docker-label``), ``runtime_label``, ``roles`` (role -> tuple of runtime names),
     ``toxiproxy_links``, ``redis_primary_address`` and ``redis_replica_addresses`` (direct
+    Redis), ``redis_username``, ``redis_db``, ``sentinel_username`` (``""`` for direct
     Redis), ``redis_tls``, ``redis_ca_file``, ``tls_proxy_kind``, ``tls_names``,
     ``tls_reload`` (``{}``, ``{"command": tuple}``, ``{"signal": NAME}`` or
     ``{"admin_api": URL}``),
     ``resolver_may_fault``, ``prometheus_url``, ``alertmanager_url``, ``pushgateway_url`` and
     ``receiver_url`` (``""`` where the ``monitoring`` section names none); ``ca_file`` when
     the TLS proxy names one; and with ``resolve_secrets``, ``livekit_api_key``,
-    ``livekit_api_secret`` and, when the target has a ``password_ref``, ``redis_password``.
+    ``livekit_api_secret`` and, when the target has a ``password_ref``, ``redis_password``
+    (and ``sentinel_password`` for a ``sentinel_password_ref``).
 
     ``state``: the state folder for ``{state_dir}`` in paths (chosen as Settings does when
     None). Raises :class:`lkchaos.target.secrets.SecretUnavailable` when a secret does not
@@ -64,6 +66,9 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
         "toxiproxy_links": dict(target.toxiproxy.links) if target.toxiproxy else {},
         "redis_primary_address": direct.primary if direct else "",
         "redis_replica_addresses": tuple(direct.replicas) if direct else (),
+        "redis_username": (mode.username or "") if mode is not None else "",
+        "redis_db": mode.db if mode is not None else 0,
+        "sentinel_username": (sentinel.sentinel_username or "") if sentinel else "",
         "redis_tls": redis_tls is not None,
         "redis_ca_file": str(secrets.expand_path(redis_tls.ca_file, loaded.folder, state))
         if redis_tls is not None and redis_tls.ca_file else "",
@@ -86,6 +91,9 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
         if found is not None and found.password_ref is not None:
             values["redis_password"] = secrets.resolve(found.password_ref, loaded.folder,
                                                        state=state)  # fmt: skip
+        if sentinel is not None and sentinel.sentinel_password_ref is not None:
+            values["sentinel_password"] = secrets.resolve(sentinel.sentinel_password_ref,
+                                                          loaded.folder, state=state)
         values["livekit_api_key"] = secrets.resolve(target.livekit.api_key, loaded.folder,
                                                     state=state)
         values["livekit_api_secret"] = secrets.resolve(target.livekit.api_secret,

@@ -70,16 +70,22 @@ def api_keys(loaded: LoadedTarget, state: Path,
     return values[0], values[1], "; ".join(reasons)
 
 
-def redis_password(loaded: LoadedTarget, state: Path,
-                   environ: Mapping[str, str] | None = None) -> tuple[str, str]:  # fmt: skip
-    """The target's Redis password (``""`` without ``password_ref``, or when it does not
-    resolve) and why not (names the reference, never a value)."""
+def redis_secret(loaded: LoadedTarget, state: Path, environ: Mapping[str, str] | None = None,
+                 *, sentinel: bool = False) -> tuple[str, str, str]:  # fmt: skip
+    """The target's Redis password (``password_ref``; with ``sentinel``, the Sentinels' own
+    ``sentinel_password_ref``): its value (``""`` without a reference, or when it does not
+    resolve), why not, and where it is (``the target's redis.direct.password_ref (env
+    NAME)``). The reason and the place name the reference, never a value."""
     redis = loaded.target.redis
+    mode = "sentinel" if redis.sentinel is not None else "direct"
     found = redis.sentinel or redis.direct
-    if found is None or found.password_ref is None:
-        return "", ""
+    key = "sentinel_password_ref" if sentinel else "password_ref"
+    ref = getattr(found, key, None) if found is not None else None
+    if ref is None:
+        return "", "", ""
+    where = f"the target's redis.{mode}.{key} ({ref.describe()})"
     try:
-        return secrets.resolve(found.password_ref, loaded.folder, state=state,
-                               environ=environ), ""  # fmt: skip
+        return secrets.resolve(ref, loaded.folder, state=state, environ=environ), "", where
     except secrets.SecretUnavailable as exc:
-        return "", str(exc)
+        return "", str(exc), where
+

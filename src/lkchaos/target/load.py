@@ -25,7 +25,7 @@ from lkchaos import yamlcheck
 from lkchaos.target import model
 from lkchaos.yamlcheck import FileInvalid, Location, Problem, in_line_order, key_problem, line_of
 
-_SECRET_KEYS = {"api_key", "api_secret", "password_ref"}
+_SECRET_KEYS = {"api_key", "api_secret", "password_ref", "sentinel_password_ref"}
 #: The problem and fix of a file that holds no mapping.
 _NOT_A_MAPPING = ("a target must be a mapping with livekit, redis, tls_proxy and runtime",
                   "see stack/targets/reference.yaml for an example")
@@ -152,6 +152,12 @@ def _wanted(where: Location, kind: str, error: Any) -> str:
         return "write a list here: [a, b], or one item per `- ` line"
     if kind == "bool_type":
         return "write true or false"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return "write a whole number here (not quoted)"
+    if kind == "greater_than_equal":
+        return f"write a whole number of at least {error.get('ctx', {}).get('ge')}"
+    if kind == "less_than_equal":
+        return f"write a whole number of at most {error.get('ctx', {}).get('le')}"
     if kind == "too_short":
         count = error.get("ctx", {}).get("min_length", 1)
         return f"give at least {count} item{'s' if count != 1 else ''}"

@@ -10,8 +10,10 @@ A target is a YAML mapping (every key is described, with an example, in docs/tar
       api_secret: {file: /etc/lk/keys.env, key: LIVEKIT_API_SECRET}
     domain: example.com                      # optional: the URL's host minus its first label
     redis:
-      direct: {primary: 10.0.0.21:6379, replicas: [], password_ref: {env: REDIS_PASSWORD}}
-      # or sentinel: {addresses: [...], master: mymaster, address_map: {...}}
+      direct: {primary: 10.0.0.21:6379, replicas: [], password_ref: {env: REDIS_PASSWORD},
+               username: livekit, db: 0}           # username, db: optional
+      # or sentinel: {addresses: [...], master: mymaster, address_map: {...},
+      #               sentinel_username: ..., sentinel_password_ref: {...}}
     tls_proxy: {kind: nginx, address: 10.0.0.10:443, names: [lk.example.com],
                 reload: {signal: SIGHUP}}
     resolver: {kind: dnsmasq, address: 10.0.0.53:53, may_fault: false}     # optional
@@ -40,6 +42,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
     StrictStr,
     field_validator,
     model_validator,
@@ -184,14 +187,25 @@ class RedisTls(_Strict):
     ca_file: Name | None = None
 
 
+#: LiveKit's ``redis.db``: the database number its data is in.
+Database = Annotated[StrictInt, Field(ge=0)]
+
+
 class Sentinel(_Strict):
     """Redis behind Sentinel: the Sentinels, the master's name, and how to reach what they
-    announce (``address_map``: announced ``host:port`` -> ``host:port`` reachable from here)."""
+    announce (``address_map``: announced ``host:port`` -> ``host:port`` reachable from here).
+    ``username``, ``password_ref`` and ``db`` are the data nodes' (LiveKit's ``redis.username``,
+    ``redis.password``, ``redis.db``); ``sentinel_username`` and ``sentinel_password_ref`` the
+    Sentinels' own (LiveKit's ``redis.sentinel_username``, ``redis.sentinel_password``)."""
 
     addresses: Annotated[list[StrictStr], Field(min_length=1)]
     master: Name
     address_map: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    username: Name | None = None
     password_ref: Secret | None = None
+    db: Database = 0
+    sentinel_username: Name | None = None
+    sentinel_password_ref: Secret | None = None
     tls: RedisTls | None = None
 
     @field_validator("addresses")
@@ -206,11 +220,14 @@ class Sentinel(_Strict):
 
 
 class Direct(_Strict):
-    """Redis without Sentinel: the primary's address and its replicas'."""
+    """Redis without Sentinel: the primary's address and its replicas', the ACL user, the
+    password and the database (LiveKit's ``redis.username``, ``redis.password``, ``redis.db``)."""
 
     primary: StrictStr
     replicas: list[StrictStr] = Field(default_factory=list)
+    username: Name | None = None
     password_ref: Secret | None = None
+    db: Database = 0
     tls: RedisTls | None = None
 
     @field_validator("primary")
@@ -521,8 +538,10 @@ class Target(_Strict):
                 "livekit.api_secret": self.livekit.api_secret}  # fmt: skip
         for mode in ("sentinel", "direct"):
             found = getattr(self.redis, mode)
-            if found is not None and found.password_ref is not None:
-                refs[f"redis.{mode}.password_ref"] = found.password_ref
+            for key in ("password_ref", "sentinel_password_ref"):
+                ref = getattr(found, key, None)
+                if ref is not None:
+                    refs[f"redis.{mode}.{key}"] = ref
         return refs
 
 

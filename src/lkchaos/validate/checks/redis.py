@@ -69,8 +69,9 @@ def authentication(ctx: Context) -> Finding:
     target sets no password)."""
     host, port = _address(ctx)
     access = rc.Access.of(ctx.settings)
+    nobody = rc.Access(tls=access.tls, ca_file=access.ca_file, db=access.db)
     if not access.password:
-        anonymous = rc.connect(host, port, rc.Access(tls=access.tls, ca_file=access.ca_file),
+        anonymous = rc.connect(host, port, nobody,
                                min(ctx.timeout_s, 5.0))  # fmt: skip
         try:
             anonymous.ping()
@@ -80,7 +81,7 @@ def authentication(ctx: Context) -> Finding:
         finally:
             anonymous.close()
         return Finding("n/a", f"Redis at {host}:{port} has no password (AUTH is not enabled)")
-    without = rc.connect(host, port, rc.Access(tls=access.tls, ca_file=access.ca_file),
+    without = rc.connect(host, port, nobody,
                          min(ctx.timeout_s, 5.0))  # fmt: skip
     try:
         without.get(scratch_key("auth"))
