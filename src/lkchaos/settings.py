@@ -21,6 +21,10 @@ Settings (configuration key / environment variable: default for the reference st
 - ``livekit_node_urls`` / ``LKCHAOS_LIVEKIT_NODE_URLS``: each node's HTTP port on 127.0.0.1
 - ``livekit_api_key`` / ``LIVEKIT_API_KEY``: the target's, else from the stack's state folder
 - ``livekit_api_secret`` / ``LIVEKIT_API_SECRET``: likewise
+- ``livekit_rtc_tcp_port`` / ``LKCHAOS_LIVEKIT_RTC_TCP_PORT``: ``7881``, LiveKit's
+  ``rtc.tcp_port`` (its ICE/TCP fallback; ``0``: off)
+- ``livekit_turn_udp_port`` / ``LKCHAOS_LIVEKIT_TURN_UDP_PORT``: ``3478``, LiveKit's
+  ``turn.udp_port`` (``0``: no TURN over UDP)
 - ``sentinel_addresses`` / ``LKCHAOS_SENTINELS``: the three Sentinels on 127.0.0.1
 - ``sentinel_master`` / ``LKCHAOS_SENTINEL_MASTER``: ``lkchaos``
 - ``redis_address_map`` / ``LKCHAOS_REDIS_ADDRESS_MAP``: stack names to published ports
@@ -106,6 +110,8 @@ LOCAL = "127.0.0.1"
 ENV_KEYS: dict[str, str] = {
     "livekit_url": "LIVEKIT_URL", "livekit_api_key": "LIVEKIT_API_KEY",
     "livekit_api_secret": "LIVEKIT_API_SECRET", "livekit_node_urls": "LKCHAOS_LIVEKIT_NODE_URLS",
+    "livekit_rtc_tcp_port": "LKCHAOS_LIVEKIT_RTC_TCP_PORT",
+    "livekit_turn_udp_port": "LKCHAOS_LIVEKIT_TURN_UDP_PORT",
     "sentinel_addresses": "LKCHAOS_SENTINELS", "sentinel_master": "LKCHAOS_SENTINEL_MASTER",
     "redis_address_map": "LKCHAOS_REDIS_ADDRESS_MAP", "toxiproxy_url": "LKCHAOS_TOXIPROXY_URL",
     "dns_server": "LKCHAOS_DNS_SERVER", "tls_address": "LKCHAOS_TLS_ADDRESS",
@@ -229,6 +235,10 @@ class Settings:
     livekit_node_urls: tuple[str, ...] = (f"http://{LOCAL}:27880", f"http://{LOCAL}:27890")
     livekit_api_key: str = ""
     livekit_api_secret: str = field(default="", repr=False)
+    #: LiveKit's ``rtc.tcp_port`` (ICE over TCP, the fallback when UDP is blocked); 0: off.
+    livekit_rtc_tcp_port: int = 7881
+    #: LiveKit's ``turn.udp_port`` (its embedded TURN server over UDP); 0: none.
+    livekit_turn_udp_port: int = 3478
     sentinel_addresses: tuple[str, ...] = (f"{LOCAL}:27479", f"{LOCAL}:27480", f"{LOCAL}:27481")
     sentinel_master: str = "lkchaos"
     redis_address_map: Mapping[str, str] = field(
@@ -347,6 +357,10 @@ class Settings:
         redis_db = pick("redis_db", ENV_KEYS["redis_db"])
         if redis_db is not None:
             values["redis_db"] = _whole("redis_db", redis_db, 0, 2**31 - 1)
+        for key in ("livekit_rtc_tcp_port", "livekit_turn_udp_port"):
+            port = pick(key, ENV_KEYS[key])
+            if port is not None:
+                values[key] = _whole(key, port, 0, 65535)
         redis_tls = pick("redis_tls", ENV_KEYS["redis_tls"])
         if redis_tls is not None:
             values["redis_tls"] = _flag("redis_tls", redis_tls)

@@ -21,7 +21,8 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
                     state: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Settings field -> value for this target.
 
-    Keys: ``livekit_url``, ``livekit_node_urls`` (tuple), ``sentinel_addresses`` (tuple, empty
+    Keys: ``livekit_url``, ``livekit_node_urls`` (tuple), ``livekit_rtc_tcp_port``,
+    ``livekit_turn_udp_port``, ``sentinel_addresses`` (tuple, empty
     for direct Redis), ``sentinel_master`` (``""`` for direct Redis), ``redis_address_map``
     (dict), ``toxiproxy_url``, ``dns_server``, ``tls_address``, ``domain``,
     ``compose_project`` (``""`` unless the runtime is compose), ``voice_prober_url``,
@@ -50,6 +51,8 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
     values: dict[str, Any] = {
         "livekit_url": target.livekit.url,
         "livekit_node_urls": tuple(node.url for node in target.livekit.nodes),
+        "livekit_rtc_tcp_port": target.livekit.rtc_tcp_port,
+        "livekit_turn_udp_port": target.livekit.turn_udp_port,
         "sentinel_addresses": tuple(sentinel.addresses) if sentinel else (),
         "sentinel_master": sentinel.master if sentinel else "",
         "redis_address_map": dict(sentinel.address_map) if sentinel else {},

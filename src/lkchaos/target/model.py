@@ -167,13 +167,21 @@ class Node(_Strict):
         return _check_url(value, ("http", "https"))
 
 
+#: A port LiveKit may also leave off: 0-65535, 0 meaning "not enabled".
+PortOrOff = Annotated[StrictInt, Field(ge=0, le=65535)]
+
+
 class LiveKit(_Strict):
-    """LiveKit's public URL, its nodes, and its API key pair by reference."""
+    """LiveKit's public URL, its nodes, and its API key pair by reference; the ports of its
+    ICE/TCP fallback (``rtc_tcp_port``, LiveKit's ``rtc.tcp_port``; 0: off) and of its TURN
+    server over UDP (``turn_udp_port``, LiveKit's ``turn.udp_port``; 0: none)."""
 
     url: StrictStr
     nodes: Annotated[list[Node], Field(min_length=1)]
     api_key: Secret
     api_secret: Secret
+    rtc_tcp_port: PortOrOff = 7881
+    turn_udp_port: PortOrOff = 3478
 
     @field_validator("url")
     @classmethod
