@@ -38,7 +38,10 @@ Settings (configuration key / environment variable: default for the reference st
 - ``voice_prober_url`` / ``LKCHAOS_VOICE_PROBER_URL``: ``http://127.0.0.1:28090``, the
   stack's prober; ``""`` runs the voice probe from this machine, in a prober lkchaos
   starts as a child process (``lkchaos.voice.local_prober``)
-- ``agent_name`` / ``LKCHAOS_AGENT_NAME``: ``lkchaos-agent``, the agent callers dispatch
+- ``agent_name`` / ``LKCHAOS_AGENT_NAME``: ``lkchaos-agent``, the agent callers dispatch by
+  name; ``""``: none by name, the agent joins by LiveKit's automatic dispatch (an agent worker
+  started without an ``agent_name``, livekit-agents' default). Set in the target as
+  ``voice: {agent_name: ""}``
 - ``redis_password`` / ``LKCHAOS_REDIS_PASSWORD``: Redis AUTH (also the secret
   ``{"redis": {"password": ...}}`` or the target's ``password_ref``); ``""``: no AUTH
 - ``redis_username`` / ``LKCHAOS_REDIS_USERNAME``: the Redis ACL user (LiveKit's
@@ -61,9 +64,14 @@ Settings (configuration key / environment variable: default for the reference st
   ``ingress_whip_url`` / ``LKCHAOS_INGRESS_WHIP_URL``: ``http://127.0.0.1:28080/w``, where the
   Ingress probes push (``""``: the URL LiveKit's CreateIngress returns)
 
-For the voice prober and the four monitoring URLs, ``""`` is a value, not "unset": the
-configuration key or environment variable set to ``""`` means "this deployment has none"
-(the target says so by leaving the URL out of its ``monitoring`` section, or the section out).
+An empty value counts as unset (the next layer gives the setting), except for these, where
+``""`` is a value: the configuration key or environment variable set to ``""`` wins over the
+target and the default.
+
+- the voice prober and the four monitoring URLs: ``""`` means "this deployment has none"
+  (the target says so by leaving the URL out of its ``monitoring`` section, or the section out);
+- ``agent_name``: ``""`` means automatic dispatch (see above). A target without ``voice``, or
+  whose ``voice`` leaves ``agent_name`` out, does not set it: ``lkchaos-agent`` applies.
 
 From the target only (the built-in defaults describe the reference stack):
 
@@ -126,13 +134,14 @@ ENV_KEYS: dict[str, str] = {
     "pushgateway_url": "LKCHAOS_PUSHGATEWAY_URL", "receiver_url": "LKCHAOS_RECEIVER_URL",
     "ingress_rtmp_url": "LKCHAOS_INGRESS_RTMP_URL", "ingress_whip_url": "LKCHAOS_INGRESS_WHIP_URL",
 }  # fmt: skip
-#: The settings where ``""`` is a value ("none here"), not "unset".
-_EMPTY_MEANS_NONE = ("voice_prober_url", "prometheus_url", "alertmanager_url", "pushgateway_url",
-                     "receiver_url", "ingress_rtmp_url", "ingress_whip_url")
+#: The settings where ``""`` is a value, not "unset": "none here" for the URLs, automatic
+#: dispatch for ``agent_name`` (see the module docstring).
+EMPTY_IS_A_VALUE = ("voice_prober_url", "prometheus_url", "alertmanager_url", "pushgateway_url",
+                    "receiver_url", "ingress_rtmp_url", "ingress_whip_url", "agent_name")
 #: The settings read as plain text from the layers.
 _TEXT_KEYS = ("livekit_url", "livekit_api_key", "livekit_api_secret", "sentinel_master",
               "toxiproxy_url", "dns_server", "tls_address", "domain", "ca_file",
-              "compose_project", "agent_name")  # fmt: skip
+              "compose_project")  # fmt: skip
 #: The reference stack's roles (stack/targets/reference.yaml).
 REFERENCE_ROLES: dict[str, tuple[str, ...]] = {
     "livekit_node": ("livekit-1", "livekit-2"),
@@ -328,8 +337,8 @@ class Settings:
             if value is not None:
                 values[key] = str(value)
         # An empty prober URL is meaningful (run in process), an empty monitoring URL too
-        # (none here), so "" is not "unset" for these.
-        for key in _EMPTY_MEANS_NONE:
+        # (none here), an empty agent name too (automatic dispatch): "" is not "unset" here.
+        for key in EMPTY_IS_A_VALUE:
             if key in conf and conf[key] is not None:
                 values[key] = str(conf[key])
             elif ENV_KEYS[key] in env:

@@ -100,6 +100,7 @@ def test_an_environment_override_and_the_state_folder_are_named(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # fmt: skip
     monkeypatch.setenv("LIVEKIT_URL", "wss://prod.example.com")
     monkeypatch.setenv("LKCHAOS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("LKCHAOS_PUSHGATEWAY_URL")  # set to "" for every unit test
     result = CliRunner().invoke(target_cli, ["check", "--offline", "--target", str(MINIMAL)])
     lines = result.output.splitlines()
     assert ("overridden by the environment: LIVEKIT_URL (sets livekit_url); unset them to use "

@@ -244,5 +244,5 @@ def test_minimal_target_settings_name_nothing_of_the_reference() -> None:
     values = settings_values(load_target(MINIMAL), resolve_secrets=False)
     assert values["sentinel_addresses"] == () and values["sentinel_master"] == ""
     assert values["toxiproxy_url"] == "" and values["dns_server"] == ""
-    assert values["compose_project"] == "" and values["agent_name"] == ""
+    assert values["compose_project"] == "" and "agent_name" not in values
     assert values["tls_address"] == "127.0.0.1:443"

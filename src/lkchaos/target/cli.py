@@ -97,9 +97,11 @@ def _overrides() -> None:
     and activity reads them first), so a stray export must not go unnoticed."""
     import os
 
-    from lkchaos.settings import ENV_KEYS, default_state_dir
+    from lkchaos.settings import EMPTY_IS_A_VALUE, ENV_KEYS, default_state_dir
 
-    found = [f"{name} (sets {key})" for key, name in ENV_KEYS.items() if os.environ.get(name)]
+    found = [f"{name} (sets {key}" + ("" if os.environ[name] else ' to ""') + ")"
+             for key, name in ENV_KEYS.items()
+             if os.environ.get(name) or (key in EMPTY_IS_A_VALUE and name in os.environ)]
     if found:
         click.echo(f"overridden by the environment: {', '.join(found)}; unset them to use the "
                    "target's values")  # fmt: skip

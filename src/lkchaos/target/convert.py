@@ -26,8 +26,9 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
     for direct Redis), ``sentinel_master`` (``""`` for direct Redis), ``redis_address_map``
     (dict), ``toxiproxy_url``, ``dns_server``, ``tls_address``, ``domain``,
     ``compose_project`` (``""`` unless the runtime is compose), ``voice_prober_url``,
-    ``agent_name`` (``""`` without ``voice``), ``runtime`` (``compose``, ``docker-name`` or
-    ``docker-label``), ``runtime_label``, ``roles`` (role -> tuple of runtime names),
+    ``agent_name`` (only when ``voice`` gives one; ``""``: automatic dispatch), ``runtime``
+    (``compose``, ``docker-name`` or ``docker-label``), ``runtime_label``, ``roles`` (role ->
+    tuple of runtime names),
     ``toxiproxy_links``, ``redis_primary_address`` and ``redis_replica_addresses`` (direct
     Redis), ``redis_username``, ``redis_db``, ``sentinel_username`` (``""`` for direct
     Redis), ``redis_tls``, ``redis_ca_file``, ``tls_proxy_kind``, ``tls_names``,
@@ -62,7 +63,6 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
         "domain": target.test_domain,
         "compose_project": target.runtime.compose.project if target.runtime.compose else "",
         "voice_prober_url": target.voice.prober_url if target.voice else "",
-        "agent_name": target.voice.agent_name if target.voice else "",
         "runtime": _runtime(target),
         "runtime_label": (target.runtime.docker.label or "") if target.runtime.docker else "",
         "roles": {role: tuple(names) for role, names in target.role_names().items()},
@@ -86,6 +86,8 @@ def settings_values(loaded: LoadedTarget, *, resolve_secrets: bool = True,
         "ingress_rtmp_url": target.ingress.rtmp_url if target.ingress else "",
         "ingress_whip_url": target.ingress.whip_url if target.ingress else "",
     }
+    if target.voice is not None and target.voice.agent_name is not None:
+        values["agent_name"] = target.voice.agent_name  # "" is a value: automatic dispatch
     if target.tls_proxy.ca_file:
         values["ca_file"] = str(secrets.expand_path(target.tls_proxy.ca_file, loaded.folder,
                                                     state))

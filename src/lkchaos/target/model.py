@@ -437,10 +437,12 @@ class Roles(_Strict):
 
 class Voice(_Strict):
     """The voice round trip: the prober's URL (``""``: run it from this machine, in a prober
-    lkchaos starts as a child process) and the agent name callers dispatch."""
+    lkchaos starts as a child process) and the agent name callers dispatch (``""``: none by
+    name, the agent joins by LiveKit's automatic dispatch, as an agent worker started without
+    an ``agent_name`` does; left out: ``lkchaos-agent``)."""
 
     prober_url: StrictStr = ""
-    agent_name: Name
+    agent_name: StrictStr | None = None
 
     @field_validator("prober_url")
     @classmethod
