@@ -35,6 +35,23 @@ def _primary(ctx: Context, decode: bool = True) -> redis_lib.Redis:
     return rc.primary(ctx.settings, min(ctx.timeout_s, 5.0), decode=decode)
 
 
+#: A managed Redis renames or removes admin commands (ElastiCache and Memorystore refuse
+#: CONFIG), and an ACL user may lack them (``-@admin -@dangerous``: CONFIG and INFO).
+MANAGED = ("a managed Redis (ElastiCache, Memorystore...) or an ACL user without the command "
+           "(-@admin, -@dangerous)")
+
+
+def refused(exc: redis_lib.ResponseError) -> bool:
+    """Whether Redis refused a command as unknown (renamed or removed) or not permitted."""
+    text = str(exc).lower()
+    return (isinstance(exc, redis_lib.exceptions.NoPermissionError)
+            or "unknown command" in text or text.startswith("noperm"))  # fmt: skip
+
+
+def _refusal(command: str, exc: redis_lib.ResponseError) -> str:
+    return f"{command} is refused here ({str(exc)[:80]}; {MANAGED})"
+
+
 def _address(ctx: Context) -> tuple[str, int]:
     return ctx.settings.map_redis_address(*rc.master_address(ctx.settings,
                                                              min(ctx.timeout_s, 5.0)))
@@ -50,7 +67,16 @@ def connection(ctx: Context) -> Finding:
         started = time.monotonic()
         r.ping()
         ms = (time.monotonic() - started) * 1000
-        info: dict[str, Any] = r.info("server") | r.info("replication")
+        try:
+            info: dict[str, Any] = r.info("server") | r.info("replication")
+        except redis_lib.ResponseError as exc:
+            if not refused(exc):
+                raise
+            return Finding("manual", f"{host}:{port} answered PING in {ms:.1f} ms; its role "
+                           f"cannot be read: {_refusal('INFO', exc)}. Confirm that "
+                           f"{host}:{port} is the primary (the service's primary endpoint)",
+                           {"address": f"{host}:{port}", "ping_ms": round(ms, 2),
+                            "refused": str(exc)[:200]})  # fmt: skip
     finally:
         r.close()
     data = {"address": f"{host}:{port}", "ping_ms": round(ms, 2), "role": info.get("role"),
@@ -108,10 +134,16 @@ def authentication(ctx: Context) -> Finding:
 @guarded
 def persistence(ctx: Context) -> Finding:
     """``CONFIG GET appendonly`` / ``save``: AOF or RDB snapshots are on (a fail when
-    neither is)."""
+    neither is). Where CONFIG is refused (a managed Redis, an ACL user without it), ``INFO
+    persistence`` shows whether AOF is on (a pass); otherwise a person confirms it (manual)."""
     r = _primary(ctx)
     try:
-        raw = r.config_get("appendonly") | r.config_get("appendfsync") | r.config_get("save")
+        try:
+            raw = r.config_get("appendonly") | r.config_get("appendfsync") | r.config_get("save")
+        except redis_lib.ResponseError as exc:
+            if not refused(exc):
+                raise
+            return _persistence_without_config(r, exc)
         config: dict[str, Any] = {str(k): v for k, v in raw.items()}
     finally:
         r.close()
@@ -125,6 +157,31 @@ def persistence(ctx: Context) -> Finding:
     return Finding("pass", text, config)
 
 
+def _persistence_without_config(r: redis_lib.Redis, exc: redis_lib.ResponseError) -> Finding:
+    """What ``INFO persistence`` says when CONFIG is refused: AOF on is a pass; RDB snapshots'
+    schedule is not in INFO, so anything else is for a person to confirm."""
+    why = _refusal("CONFIG", exc)
+    data: dict[str, Any] = {"refused": str(exc)[:200]}
+    try:
+        info: dict[str, Any] = r.info("persistence")
+    except redis_lib.ResponseError as info_exc:
+        if not refused(info_exc):
+            raise
+        seen = f"; INFO is refused too ({str(info_exc)[:60]})"
+    else:
+        data |= {k: info.get(k) for k in ("aof_enabled", "rdb_last_save_time",
+                                          "rdb_changes_since_last_save", "rdb_saves")}
+        if int(info.get("aof_enabled") or 0):
+            return Finding("pass", f"AOF is on (INFO persistence; {why})", data)
+        last = int(info.get("rdb_last_save_time") or 0)
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(last)) if last else "never"
+        seen = f"; INFO persistence: AOF off, last RDB snapshot {when}"
+    return Finding("manual", f"persistence cannot be read: {why}{seen}. Confirm that RDB "
+                   "snapshots or AOF are on (the provider's backup or persistence settings, "
+                   "or redis.conf's save / appendonly): without them a restart loses "
+                   "LiveKit's state", data)  # fmt: skip
+
+
 @check("redis.memory-usage-reasonable")
 @guarded
 def memory(ctx: Context) -> Finding:
@@ -133,6 +190,13 @@ def memory(ctx: Context) -> Finding:
     r = _primary(ctx)
     try:
         info: dict[str, Any] = r.info("memory")
+    except redis_lib.ResponseError as exc:
+        if not refused(exc):
+            raise
+        return Finding("manual", f"memory use cannot be read: {_refusal('INFO', exc)}. Confirm "
+                       f"in the provider's metrics that used memory stays under "
+                       f"{MEMORY_WARN:.0%} of the instance's maxmemory",
+                       {"refused": str(exc)[:200]})  # fmt: skip
     finally:
         r.close()
     used = int(info["used_memory"])
@@ -142,6 +206,10 @@ def memory(ctx: Context) -> Finding:
     share = used / ceiling if ceiling else 0.0
     data = {"used": used, "maxmemory": limit, "host": total, "share": round(share, 4),
             "policy": info.get("maxmemory_policy")}  # fmt: skip
+    if not ceiling:
+        return Finding("manual", f"{used / 2**20:.1f} MiB used; Redis reports neither "
+                       "maxmemory nor the host's memory: confirm that used memory stays under "
+                       f"{MEMORY_WARN:.0%} of what the instance has", data)  # fmt: skip
     text = f"{used / 2**20:.1f} MiB used, {share:.1%} of {what} ({ceiling / 2**20:.0f} MiB)"
     if share > MEMORY_WARN:
         return Finding("warn", f"{text}: over {MEMORY_WARN:.0%}", data)
@@ -238,7 +306,14 @@ def clustering(ctx: Context) -> Finding:
     ``SYNC_WAIT_S`` for one still syncing) and, with Sentinel, ``SENTINEL CKQUORUM`` on every
     Sentinel; n/a for a single Redis without replicas."""
     settings = ctx.settings
-    replicas, waited = _replicas_in_sync(ctx)
+    try:
+        replicas, waited = _replicas_in_sync(ctx)
+    except redis_lib.ResponseError as exc:
+        if not refused(exc):
+            raise
+        return Finding("manual", f"replication cannot be read: {_refusal('INFO', exc)}. Confirm "
+                       "in the provider's console that the replicas are connected and in sync",
+                       {"refused": str(exc)[:200]})  # fmt: skip
     online = [v for v in replicas if v.get("state") == "online"]
     syncing = [v for v in replicas if v.get("state") != "online"]
     data: dict[str, Any] = {"replicas": replicas, "sentinels": {}, "waited_s": round(waited, 1)}
