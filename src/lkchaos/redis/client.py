@@ -21,12 +21,15 @@ explicit timeouts.
 Sentinel announces addresses as the deployment sees them (in the reference stack, service names
 such as ``redis-primary:6379``); :meth:`Settings.map_redis_address` turns them into addresses
 reachable from where lkchaos runs. A refused password raises :class:`RedisAuthError`, a
-certificate that does not verify :class:`RedisTlsError` (both
-:class:`~lkchaos.errors.ConfigError`), saying which setting to correct.
+certificate that does not verify :class:`RedisTlsError`, TLS to a plain server or plain Redis
+to a TLS-only one :class:`RedisTlsMismatch` (all :class:`~lkchaos.errors.ConfigError`),
+saying which setting to correct.
 """
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,6 +65,20 @@ class RedisAuthError(ConfigError):
 
 class RedisTlsError(ConfigError):
     """Redis's or a Sentinel's certificate could not be verified."""
+
+
+class RedisTlsMismatch(RedisTlsError):
+    """TLS to a server that speaks plain Redis, or plain Redis to one that wants TLS."""
+
+
+#: What a TLS handshake with a plain server ends in: OpenSSL's record errors or an EOF, or
+#: (Redis 7 waits for a newline that a ClientHello never sends) the handshake's timeout.
+_TLS_TO_PLAIN = ("wrong version number", "unexpected eof", "eof occurred in violation",
+                 "record layer failure", "packet length too long", "http request")
+_HANDSHAKE_TIMEOUT = "handshake operation timed out"
+#: What plain commands to a TLS-only server end in: it drops the connection at once.
+_PLAIN_TO_TLS = ("connection reset", "connection closed by server", "broken pipe",
+                 "errno 104", "errno 32", "(104,", "(32,")
 
 
 @dataclass(frozen=True)
@@ -176,7 +193,7 @@ def auth_error(exc: redis.AuthenticationError, where: str, access: Access) -> Re
     )
 
 
-def tls_error(exc: redis.ConnectionError, where: str, access: Access) -> RedisTlsError:
+def tls_error(exc: redis.RedisError, where: str, access: Access) -> RedisTlsError:
     """What to correct when ``where``'s certificate did not verify."""
     signer = f"the CA in {access.ca_file}" if access.ca_file else "the system's CAs"
     return RedisTlsError(
@@ -187,16 +204,77 @@ def tls_error(exc: redis.ConnectionError, where: str, access: Access) -> RedisTl
     )
 
 
-def _ping(client: redis.Redis, where: str, access: Access) -> None:
+def _answers_plain(host: str, port: int, timeout: float) -> bool:
+    """Whether ``host:port`` answers a plain ``PING`` as Redis does (``+PONG``, or an error
+    such as ``-NOAUTH``)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64)[:1] in (b"+", b"-")
+    except OSError:
+        return False
+
+
+def _answers_tls(host: str, port: int, timeout: float) -> bool:
+    """Whether ``host:port`` completes a TLS handshake (its certificate is not checked here:
+    only whether it speaks TLS at all)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock, \
+                context.wrap_socket(sock, server_hostname=host):  # fmt: skip
+            return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def tls_mismatch(exc: redis.RedisError, where: str, host: str, port: int, access: Access,
+                 timeout: float) -> RedisTlsMismatch | None:  # fmt: skip
+    """A :class:`RedisTlsMismatch` saying what to set when ``exc`` is what TLS to a plain
+    server, or plain commands to a TLS one, end in; None otherwise. The server is asked
+    again the other way to be sure; a handshake that only timed out is claimed only then."""
+    text = " ".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e).lower()
+    address = f"{host}:{port}"
+    if access.tls:
+        signal = any(s in text for s in _TLS_TO_PLAIN)
+        if not signal and _HANDSHAKE_TIMEOUT not in text:
+            return None
+        plain = _answers_plain(host, port, timeout)
+        if not plain and not signal:
+            return None
+        seen = "it answers plain Redis" if plain else "its answer was not TLS"
+        return RedisTlsMismatch(
+            f"{where}: the server at {address} does not speak TLS: set tls off ({seen}; the "
+            f"TLS handshake failed: {exc}). Remove tls from the target's redis section (or "
+            "set LKCHAOS_REDIS_TLS=false), or give the address of the server's TLS port"
+        )
+    if isinstance(exc, redis.TimeoutError) or not any(s in text for s in _PLAIN_TO_TLS):
+        return None
+    sure = _answers_tls(host, port, timeout)
+    seen = "it completed a TLS handshake" if sure else "it closed the connection at once"
+    return RedisTlsMismatch(
+        f"{where}: the server at {address} {'requires' if sure else 'may require'} TLS: set "
+        f"tls: {{}} ({seen}; plain Redis failed: {exc}). Add tls: {{}} to the target's redis "
+        "section (tls: {ca_file: ...} for a private CA; or LKCHAOS_REDIS_TLS=true)"
+    )
+
+
+def _ping(client: redis.Redis, where: str, access: Access, timeout: float = TIMEOUT) -> None:
     try:
         client.ping()
     except redis.AuthenticationError as exc:
         client.close()
         raise auth_error(exc, where, access) from exc
-    except redis.ConnectionError as exc:
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
         client.close()
         if access.tls and "certificate" in str(exc).lower():
             raise tls_error(exc, where, access) from exc
+        kwargs = client.connection_pool.connection_kwargs
+        mismatch = tls_mismatch(exc, where, str(kwargs["host"]), int(kwargs["port"]), access,
+                                timeout)  # fmt: skip
+        if mismatch is not None:
+            raise mismatch from exc
         raise
     except redis.RedisError:
         client.close()
@@ -208,7 +286,7 @@ def open_node(host: str, port: int, access: Access, timeout: float = TIMEOUT,
     """A client for one data node, connected and AUTHenticated now (a refused password is a
     :class:`RedisAuthError`; an unreachable node a ``redis.RedisError``)."""
     client = connect(host, port, access, timeout, decode)
-    _ping(client, f"Redis at {host}:{port}", access)
+    _ping(client, f"Redis at {host}:{port}", access, timeout)
     return client
 
 
@@ -218,7 +296,7 @@ def sentinel(address: str, access: Access, timeout: float = TIMEOUT) -> Iterator
     host, port = Settings.split_address(address, SENTINEL_PORT)
     access = access.sentinels()
     client = connect(host, port, access, timeout)
-    _ping(client, f"Sentinel at {address}", access)
+    _ping(client, f"Sentinel at {address}", access, timeout)
     try:
         yield client
     finally:
