@@ -31,7 +31,7 @@ from lkchaos.docker.client import docker_session, runtime_containers
 from lkchaos.errors import LkChaosError
 from lkchaos.redis import client, nodes
 from lkchaos.safety import ledger
-from lkchaos.settings import Settings
+from lkchaos.settings import Settings, join_host_port
 from lkchaos.values import check_number, check_text
 
 __all__ = ["kill_primary", "sentinel_failover", "restore_old_primary", "stall_primary",
@@ -111,7 +111,8 @@ def kill_primary(
         service=name, signal=signal, configuration=configuration, secrets=secrets
     )
     return {"action": "kill_primary", "killed": name, "role": roles.role_of(settings, name),
-            "matched_by": how, "signal": result["signal"], "master_before": f"{host}:{port}"}
+            "matched_by": how, "signal": result["signal"],
+            "master_before": join_host_port(host, port)}
 
 
 def sentinel_failover(
@@ -191,7 +192,7 @@ def _address_of(settings: Settings, name: str, container: Any) -> tuple[tuple[st
         replicas = list(settings.roles.get("redis_replica", ()))
         if name in replicas and replicas.index(name) + 1 < len(announced):
             return announced[replicas.index(name) + 1], False
-    shown = ", ".join(f"{h}:{p}" for h, p in announced) or "none"
+    shown = ", ".join(join_host_port(h, p) for h, p in announced) or "none"
     raise LookupError(f"none of the addresses announced ({shown}) is {name}'s")
 
 
@@ -205,7 +206,7 @@ def _state(settings: Settings, name: str) -> dict[str, Any]:
         info = node.info("replication")
     role = str(info.get("role"))
     replicating = role == "slave" and info.get("master_link_status") == "up"
-    return {"address": f"{host}:{port}", "role": role,
+    return {"address": join_host_port(host, port), "role": role,
             "back": (is_master and role == "master") or replicating}
 
 
@@ -240,7 +241,7 @@ def restore_old_primary(
                 master = client.master_address(settings)
                 return {"action": "restore_old_primary", "service": name,
                         "role": last["role"], "address": last["address"],
-                        "master": f"{master[0]}:{master[1]}", "was": started["before"]}
+                        "master": join_host_port(*master), "was": started["before"]}
         except client.RedisAuthError as exc:
             raise ActivityFailed(str(exc)) from exc
         except (redis.RedisError, LkChaosError, LookupError, KeyError) as exc:
@@ -339,7 +340,7 @@ def stall_primary(
         node = client.node(settings, *before, timeout=pause_ms / 1000 + client.TIMEOUT)
     except (LkChaosError, redis.RedisError) as exc:
         raise ActivityFailed(f"cannot reach the Redis primary to stall it: {exc}") from exc
-    where = f"{before[0]}:{before[1]}"
+    where = join_host_port(*before)
     try:
         ledger.record(settings.state_dir, ledger.Fault(STALL_KIND, where, __name__,
                                                        "unstall_primary", {}))  # fmt: skip
@@ -408,11 +409,12 @@ def unstall_primary(
     for host, port in dict.fromkeys(addresses):
         try:
             with client.node(settings, host, port, timeout=float(wait_s)) as node:
-                done[f"{host}:{port}"] = _unpause(node)
+                done[join_host_port(host, port)] = _unpause(node)
         except client.RedisAuthError as exc:
             raise ActivityFailed(str(exc)) from exc
         except (LkChaosError, redis.RedisError) as exc:
-            done[f"{host}:{port}"] = f"{type(exc).__name__}: {exc} (a pause ends by itself)"
+            done[join_host_port(host, port)] = (f"{type(exc).__name__}: {exc} (a pause ends by "
+                                                "itself)")
     for where in {f.target for f in ledger.pending(settings.state_dir) if f.kind == STALL_KIND}:
         ledger.forget(settings.state_dir, STALL_KIND, where)
     return {"action": "unstall_primary", "nodes": done,

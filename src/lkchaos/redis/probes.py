@@ -31,7 +31,7 @@ from chaoslib.types import Configuration, Secrets
 
 from lkchaos.errors import LkChaosError
 from lkchaos.redis import client
-from lkchaos.settings import Settings
+from lkchaos.settings import Settings, join_host_port
 
 __all__ = ["sentinel_master", "replication", "remember_primary", "primary_kept"]
 
@@ -48,7 +48,7 @@ def sentinel_master(configuration: Configuration = None, secrets: Secrets = None
         answers = client.ask_sentinels(settings)
     except LkChaosError as exc:
         raise ActivityFailed(str(exc)) from exc
-    masters = sorted({f"{a.host}:{a.port}" for a in answers})
+    masters = sorted({join_host_port(a.host, a.port) for a in answers})
     replicas = answers[0].num_slaves if answers else 0
     return {
         "ok": len(answers) >= 2 and len(masters) == 1 and replicas >= 1,
@@ -97,7 +97,8 @@ def _epoch(settings: Settings) -> tuple[str, int]:
             with client.sentinel(address, access) as sentinel:
                 info: dict[str, Any] = sentinel.sentinel_master(  # type: ignore[assignment]
                     settings.sentinel_master)
-            seen.append((int(info["config-epoch"]), f"{info['ip']}:{info['port']}"))
+            master = join_host_port(str(info["ip"]), int(info["port"]))
+            seen.append((int(info["config-epoch"]), master))
         except client.RedisAuthError as exc:
             raise ActivityFailed(str(exc)) from exc
         except (redis.RedisError, LkChaosError, KeyError, ValueError) as exc:
