@@ -125,6 +125,20 @@ def test_a_user_target_maps_ports_to_its_names_and_says_what_it_lacks() -> None:
     assert finding.status == "n/a"
 
 
+def test_the_targets_own_rtc_tcp_and_turn_udp_ports_are_checked_or_not_applicable() -> None:
+    # LiveKit's rtc.tcp_port and turn.udp_port as the deployment sets them, not the defaults.
+    moved = network.port_map(_user(livekit_rtc_tcp_port=7801, livekit_turn_udp_port=3480))
+    assert [e.address for e in _at(moved, "port-7881")] == ["10.0.0.11:7801", "10.0.0.12:7801"]
+    assert [e.address for e in _at(moved, "port-3478")] == ["turn.example.test:3480"]
+    off = network.port_map(_user(livekit_rtc_tcp_port=0, livekit_turn_udp_port=0))
+    assert off["port-7881"] == "LiveKit's TCP fallback is off (livekit.rtc_tcp_port 0)"
+    assert off["port-3478"] == "LiveKit's TURN over UDP is off (livekit.turn_udp_port 0)"
+    settings = _user(livekit_rtc_tcp_port=0, livekit_turn_udp_port=0)
+    for child in ("port-7881", "port-3478"):
+        finding = CHECKS[f"infra.firewall-rules-configured.{child}"](Context(settings))
+        assert finding.status == "n/a", finding.evidence
+
+
 def test_tcp_ports_are_checked_by_connecting() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]

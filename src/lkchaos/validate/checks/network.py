@@ -133,12 +133,16 @@ def port_map(settings: Settings) -> dict[str, list[Endpoint] | str]:
     tls = [Endpoint(host, port, "tls", name, name) for name in settings.tls_names]
     nodes = [_url_endpoint(url, 7880, f"node {i}")
              for i, url in enumerate(settings.livekit_node_urls, 1)]  # fmt: skip
-    rtc_tcp = [Endpoint(h, 7881, "tcp", label=label) for label, h in _node_hosts(settings)]
+    # The document's ports are LiveKit's defaults; the target says where its own are
+    # (livekit.rtc_tcp_port, livekit.turn_udp_port; 0: that listener is off).
+    tcp_port, turn_udp = settings.livekit_rtc_tcp_port, settings.livekit_turn_udp_port
+    rtc_tcp = [Endpoint(h, tcp_port, "tcp", label=label) for label, h in _node_hosts(settings)]
     turn = names["turn"]
     mapped: dict[str, list[Endpoint] | str] = {
         "port-443": tls or "the target names no TLS names (tls_proxy.names)",
         "port-7880": [n for n in nodes if n] or "the target names no LiveKit node URLs",
-        "port-7881": rtc_tcp or "the target names no LiveKit node URLs",
+        "port-7881": ("LiveKit's TCP fallback is off (livekit.rtc_tcp_port 0)" if not tcp_port
+                      else rtc_tcp or "the target names no LiveKit node URLs"),
     }
     if turn is None:
         mapped["port-5349"] = mapped["port-3478"] = "the target has no TURN name"
@@ -146,11 +150,13 @@ def port_map(settings: Settings) -> dict[str, list[Endpoint] | str]:
         mapped["port-5349"] = (
             [Endpoint(host, port, "turn-tls", turn, f"{turn} via the TLS proxy")]
             if turn in settings.tls_names else [Endpoint(turn, 5349, "turn-tls", turn, turn)])
-        if is_reference(settings):
-            mapped["port-3478"] = [Endpoint(h, 3478, "stun", label=label)
+        if not turn_udp:
+            mapped["port-3478"] = "LiveKit's TURN over UDP is off (livekit.turn_udp_port 0)"
+        elif is_reference(settings):
+            mapped["port-3478"] = [Endpoint(h, turn_udp, "stun", label=label)
                                    for label, h in _node_hosts(settings)]  # fmt: skip
         else:
-            mapped["port-3478"] = [Endpoint(turn, 3478, "stun", label=turn)]
+            mapped["port-3478"] = [Endpoint(turn, turn_udp, "stun", label=turn)]
     rtmp = _url_endpoint(settings.ingress_rtmp_url, 1935, "Ingress RTMP")
     mapped["port-1935"] = [rtmp] if rtmp else "the target has no Ingress RTMP URL"
     whip = _url_endpoint(settings.ingress_whip_url, 8080, "Ingress WHIP")
