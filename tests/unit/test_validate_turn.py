@@ -65,7 +65,10 @@ class Coturn:
     participant = "PA_lkchaostest"
     expiry = int(time.time()) + 3600
 
-    def __init__(self, folder: Path, ca: certs.Issuer) -> None:
+    def __init__(self, folder: Path, ca: certs.Issuer, user: str | None = None) -> None:
+        #: ``name:password`` of a static user, as an external TURN server in LiveKit's
+        #: ``rtc.turn_servers`` has, in place of LiveKit's derived credentials.
+        self.user = user
         certs.write_pair(certs.make_leaf(ca, [NAME]), folder / "turn.crt", folder / "turn.key")
         # Free ports are only free when asked: a server that lost its ports to another
         # process exits, and is started again on new ones.
@@ -77,12 +80,13 @@ class Coturn:
     def _start(self, folder: Path) -> bool:
         self.udp, self.tls = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
         username, password = turn.credentials(KEY, SECRET, self.participant, self.expiry)
+        user = self.user or f"{username}:{password}"
         relay = _free_port(socket.SOCK_DGRAM)
         self.proc = subprocess.Popen(
             ["turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
              f"--listening-port={self.udp}", f"--tls-listening-port={self.tls}",
              f"--cert={folder / 'turn.crt'}", f"--pkey={folder / 'turn.key'}",
-             "--lt-cred-mech", f"--user={username}:{password}", "--realm=livekit",
+             "--lt-cred-mech", f"--user={user}", "--realm=livekit",
              "--allow-loopback-peers", "--no-cli", "--no-dtls", "--no-tcp-relay",
              f"--min-port={relay}", f"--max-port={relay + 20}", f"--db={folder / 'turndb'}",
              f"--pidfile={folder / 'turn.pid'}", "--log-file=stdout", "--simple-log"],
@@ -160,6 +164,51 @@ def test_tls_to_a_server_with_an_untrusted_certificate_fails(
     assert "CERTIFICATE_VERIFY_FAILED" in result["error"]
     assert result["wrong_password"].startswith("untested: ")
     assert turn.summary(result)[0] is False
+
+
+def test_an_external_turn_server_is_exercised_with_the_credentials_livekit_hands_out(
+        tmp_path: Path) -> None:  # fmt: skip
+    # coturn in LiveKit's rtc.turn_servers with a static user: LiveKit's join response hands
+    # clients that user, and credentials derived from the API key are refused.
+    if shutil.which("turnserver") is None:
+        pytest.skip("needs coturn (Debian package coturn)")
+    ca = certs.make_ca()
+    (tmp_path / "ca.crt").write_bytes(certs.cert_pem(ca.cert))
+    server = Coturn(tmp_path, ca, user="caller:from-livekit")
+    settings = Settings(livekit_api_key=KEY, livekit_api_secret=SECRET,
+                        ca_file=str(tmp_path / "ca.crt"))  # fmt: skip
+    ice = [{"urls": ["stun:stun.example.test:3478"], "username": "", "credential": ""},
+           {"urls": [f"turn:{NAME}:{server.udp}?transport=udp",
+                     f"turns:{NAME}:{server.tls}?transport=tcp"],
+            "username": "caller", "credential": "from-livekit"}]  # fmt: skip
+    try:
+        for transport in ("udp", "tls"):
+            result = turn.exercise(settings, server.server(transport), 5.0, ice=ice)
+            ok, text = turn.summary(result)
+            assert ok, text
+            assert "credentials LiveKit's join response" in text
+        derived = turn.exercise(settings, server.server("udp"), 5.0, ice=ice[:1])
+        assert "401" in derived["error"] or "Unauthorized" in derived["error"]
+        assert "derived from the API key" in turn.summary(derived)[1]
+    finally:
+        server.close()
+
+
+def test_the_join_responses_turn_server_of_the_transport_is_chosen() -> None:
+    ice = [{"urls": ["turn:other.example.test:3478?transport=udp"], "username": "o",
+            "credential": "op"},
+           {"urls": ["turn:turn.example.test:3478?transport=tcp"], "username": "t",
+            "credential": "tp"},
+           {"urls": ["turn:turn.example.test:3478"], "username": "u", "credential": "up"},
+           {"urls": ["turns:turn.example.test:443?transport=tcp"], "username": "s",
+            "credential": "sp"}]  # fmt: skip
+    udp = {"transport": "udp", "host": "10.0.0.3", "name": NAME, "port": 3478}
+    tls = {"transport": "tls", "host": "10.0.0.3", "name": NAME, "port": 443}
+    assert turn.offered(udp, ice) == ("u", "up")  # its own host first; TCP never for UDP
+    assert turn.offered(tls, ice) == ("s", "sp")
+    assert turn.offered(udp, ice[:1]) == ("o", "op")  # another host, when that is all
+    assert turn.offered(tls, ice[:3]) is None
+    assert turn.offered(udp, []) is None
 
 
 def test_stun_over_tls_is_answered_by_a_turn_server(coturn: tuple[Coturn, Settings]) -> None:

@@ -174,8 +174,12 @@ def room_creation(ctx: Context) -> Finding:
 # --- signalling ---------------------------------------------------------------------------
 
 
-async def _signal(url: str, token: str, pings: int, timeout: float) -> dict[str, Any]:
-    """Join over LiveKit's signalling WebSocket, then time ``pings`` ping/pong round trips."""
+async def _signal(url: str, token: str, pings: int, timeout: float,
+                  ice: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Join over LiveKit's signalling WebSocket, then time ``pings`` ping/pong round trips.
+    With ``ice``, also ``"ice_servers"``: the STUN/TURN servers and credentials the join
+    response hands a client (``[{"urls": [...], "username", "credential"}]``; secrets:
+    never put in a finding)."""
     from livekit.protocol import rtc as proto
 
     ws_url = lk.http_url(url).replace("https://", "wss://", 1).replace("http://", "ws://", 1)
@@ -212,9 +216,39 @@ async def _signal(url: str, token: str, pings: int, timeout: float) -> dict[str,
                         rtts.append((time.monotonic() - sent) * 1000)
                         break
             await ws.send_bytes(proto.SignalRequest(leave=proto.LeaveRequest()).SerializeToString())
-            return {"joined": True, "join_ms": round(join_ms, 1),
-                    "rtt_ms": [round(r, 2) for r in rtts], "codecs": codecs,
-                    "server_version": answer.join.server_info.version}
+            joined = {"joined": True, "join_ms": round(join_ms, 1),
+                      "rtt_ms": [round(r, 2) for r in rtts], "codecs": codecs,
+                      "server_version": answer.join.server_info.version}  # fmt: skip
+            if ice:
+                joined["ice_servers"] = [
+                    {"urls": list(s.urls), "username": s.username, "credential": s.credential}
+                    for s in answer.join.ice_servers]  # fmt: skip
+            return joined
+
+
+def ice_servers(ctx: Context) -> list[dict[str, Any]]:
+    """The ICE servers (STUN and TURN, with credentials) LiveKit's join response hands a
+    client, from the first node that lets a participant join; ``[]`` when none does. Once
+    per run; the room the join made is deleted. Holds secrets: never put in a finding."""
+
+    def compute() -> list[dict[str, Any]]:
+        for url in nodes(ctx):
+            room = room_name("ice")
+            token = lk.access_token(ctx.settings, "lkchaos-validate-ice", room, ttl_seconds=120)
+            try:
+                joined = asyncio.run(_signal(url, token, 0, ctx.timeout_s, ice=True))
+            except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError):
+                continue
+            finally:
+                with contextlib.suppress(httpx.HTTPError):
+                    twirp(url, "DeleteRoom", admin_token(ctx.settings), ctx.timeout_s,
+                          json={"room": room})  # fmt: skip
+            if joined.get("joined"):
+                return list(joined.get("ice_servers") or [])
+        return []
+
+    found: list[dict[str, Any]] = ctx.fact("livekit.ice-servers", compute)
+    return found
 
 
 def signal_sessions(ctx: Context) -> dict[str, Any]:

@@ -8,6 +8,12 @@ LiveKit's embedded TURN server (``pkg/service/turn.go``, v1.13) takes long-term 
 (:func:`base62`). Any participant id works: the server only checks that the password matches
 the key's secret. These are the credentials LiveKit hands its clients in the join response.
 
+The check takes its credentials from that join response (a participant joins a node's
+signalling, :func:`lkchaos.validate.checks.livekit.ice_servers`), as a client does: a TURN
+server LiveKit does not run (coturn in ``rtc.turn_servers``, with its own users) is then
+exercised with what LiveKit tells clients to use. Only where the join offers no TURN server
+of a transport are the credentials derived from the API key as above.
+
 Relaying is proved with two allocations on the same server: A sends to B's relayed address
 and B's client receives the data through the server, and back. No third machine is needed,
 and it works behind NAT. A wrong password must be refused (401).
@@ -289,19 +295,50 @@ def turn_servers(settings: Settings) -> list[dict[str, Any]]:
     return servers
 
 
+def offered(server: dict[str, Any], ice: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The username and password LiveKit's join response gives for a TURN server of
+    ``server``'s transport (``turn:`` URLs with UDP for ``udp``, ``turns:`` for ``tls``),
+    preferring one whose host is the server's; None when it offers none."""
+    scheme = "turns" if server["transport"] == "tls" else "turn"
+    matches: list[tuple[bool, str, str]] = []
+    for entry in ice:
+        for url in entry.get("urls") or []:
+            head, _, rest = str(url).partition(":")
+            host = rest.split("?", 1)[0].rsplit(":", 1)[0].strip("[]")
+            transport = rest.partition("transport=")[2].lower() or "udp"
+            if head.lower() != scheme or (scheme == "turn" and transport != "udp"):
+                continue
+            if entry.get("username") and entry.get("credential"):
+                mine = host in (server.get("name"), server.get("host"))
+                matches.append((mine, str(entry["username"]), str(entry["credential"])))
+    if not matches:
+        return None
+    _, username, password = sorted(matches, key=lambda m: not m[0])[0]
+    return username, password
+
+
 def exercise(settings: Settings, server: dict[str, Any], timeout: float,
-             participant: str | None = None, expiry: int | None = None) -> dict[str, Any]:
-    """Allocate and relay with the target's credentials (for ``participant``, by default a
-    new id, and ``expiry``), then try a wrong password."""
-    key, secret = settings.require_keys()
-    participant = participant or "PA_lkchaos" + secrets.token_hex(4)
-    username, password = credentials(key, secret, participant, expiry)
+             participant: str | None = None, expiry: int | None = None,
+             ice: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Allocate and relay, then try a wrong password. The credentials are those LiveKit's
+    join response hands clients for a TURN server of this transport (``ice``, see
+    :func:`offered`: an external TURN server's too, such as coturn in ``rtc.turn_servers``),
+    else derived from the API key as LiveKit's embedded TURN server takes them (for
+    ``participant``, by default a new id, and ``expiry``); ``"credentials"`` says which."""
+    given = offered(server, ice or [])
+    if given is not None:
+        (username, password), source = given, "LiveKit's join response"
+    else:
+        key, secret = settings.require_keys()
+        participant = participant or "PA_lkchaos" + secrets.token_hex(4)
+        username, password = credentials(key, secret, participant, expiry)
+        source = "derived from the API key (LiveKit's embedded TURN)"
     host = socket.gethostbyname(server["host"])
     ctx = tls_context(settings) if server["transport"] == "tls" else None
     good = _opener((host, server["port"]), username, password, server["transport"],
                    server["name"], ctx)  # fmt: skip
     async def run() -> dict[str, Any]:
-        result: dict[str, Any] = {**server}
+        result: dict[str, Any] = {**server, "credentials": source}
         try:
             result.update(await _relay(good, timeout))
         except Exception as exc:  # the allocation itself failed: that is the finding
@@ -317,11 +354,13 @@ def exercise(settings: Settings, server: dict[str, Any], timeout: float,
 def summary(result: dict[str, Any]) -> tuple[bool, str]:
     where = f"TURN/{result['transport'].upper()} {result['label'] or result['host']}"
     if "error" in result:
-        return False, f"{where}: allocation failed: {result['error']}"
+        return False, (f"{where}: allocation failed: {result['error']} (credentials "
+                       f"{result.get('credentials', 'derived')})")
     ok = result["a_to_b"] and result["b_to_a"] and result["wrong_password"].startswith("refused")
     relayed = ", ".join(f"{host}:{port}" for host, port in result["relayed"])
     moved = "relayed both ways" if result["a_to_b"] and result["b_to_a"] else "NOT relayed"
-    text = f"{where}: relays {relayed}; data {moved}; wrong password {result['wrong_password']}"
+    text = (f"{where}: relays {relayed}; data {moved}; wrong password "
+            f"{result['wrong_password']}; credentials {result.get('credentials', 'derived')}")
     return ok, text
 
 
@@ -333,8 +372,11 @@ def turn_results(ctx: Context) -> list[dict[str, Any]]:
         except ImportError as exc:
             raise RuntimeError("the TURN checks need aioice: pip install 'lkchaos[ingress]'"
                                ) from exc  # fmt: skip
+        from lkchaos.validate.checks import livekit
+
         timeout = min(max(ctx.timeout_s / 4, 3.0), 8.0)
-        return [exercise(ctx.settings, server, timeout)
+        ice = livekit.ice_servers(ctx)
+        return [exercise(ctx.settings, server, timeout, ice=ice)
                 for server in turn_servers(ctx.settings)]  # fmt: skip
 
     results: list[dict[str, Any]] = ctx.fact("turn.exercise", compute)
