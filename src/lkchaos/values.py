@@ -118,3 +118,17 @@ def check_int(
         raise ActivityFailed(f"{label} must be a whole number of {unit} {bound} (written "
                              f"without a decimal point), not {value!r}")  # fmt: skip
     return value
+
+
+def check_address(label: str, value: Any) -> str:
+    """``host:port`` as lkchaos reads every address (:func:`lkchaos.settings.split_host_port`:
+    an IPv6 host in brackets, ``[fd00::5]:8474``), returned as given."""
+    from lkchaos.settings import AddressError, split_host_port
+
+    if not isinstance(value, str):
+        raise ActivityFailed(f"{label} must be host:port, not {value!r}")
+    try:
+        split_host_port(value, None)
+    except AddressError as exc:
+        raise ActivityFailed(f"{label} must be host:port, not {value!r}: {exc}") from exc
+    return value

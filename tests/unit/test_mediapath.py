@@ -91,3 +91,16 @@ def test_without_a_nominated_pair_the_busiest_succeeded_pair_is_the_path() -> No
         quiet, busy,
     ]
     assert path_of(stats)["path"] == "udp"
+
+
+def test_ipv6_candidates_are_written_in_brackets_so_they_read_back() -> None:
+    from lkchaos.settings import split_host_port
+
+    stats = [
+        _candidate("local_candidate", "L1", 0, "udp", "fd00::44", 50000),
+        _candidate("remote_candidate", "R1", 0, "udp", "fd00::11", 7882),
+        _pair("P1", "L1", "R1"),
+    ]
+    found = path_of(stats)
+    assert (found["local"], found["remote"]) == ("[fd00::44]:50000", "[fd00::11]:7882")
+    assert split_host_port(found["remote"], None) == ("fd00::11", 7882)

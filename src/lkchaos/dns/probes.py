@@ -30,6 +30,7 @@ from chaoslib.types import Configuration, Secrets
 
 from lkchaos.dns import client
 from lkchaos.settings import Settings
+from lkchaos.values import check_address
 
 __all__ = ["resolve_names"]
 
@@ -66,10 +67,8 @@ def _check(names: Any, expected: Any, rdtype: Any, timeout: Any, max_latency_ms:
         raise ActivityFailed(f"rdtype must be one of {', '.join(RDTYPES)}, not {rdtype!r}")
     _number("timeout", timeout)
     _number("max_latency_ms", max_latency_ms, allow_none=True)
-    if server is not None and (
-        not isinstance(server, str) or not server.rpartition(":")[2].isdigit()
-    ):
-        raise ActivityFailed(f"server must be host:port, not {server!r}")
+    if server is not None:
+        check_address("server", server)
 
 
 def public_names(settings: Settings) -> list[str]:

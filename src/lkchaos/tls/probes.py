@@ -38,6 +38,7 @@ from cryptography import x509
 from lkchaos import certs
 from lkchaos.settings import Settings
 from lkchaos.tls import client
+from lkchaos.values import check_address
 
 __all__ = ["certificate", "certificate_expiry", "protocol_versions", "cipher_strength", "hsts"]
 
@@ -49,10 +50,8 @@ ONE_YEAR = 31536000
 def _check(name: Any, address: Any, timeout: Any) -> None:
     if name is not None and (not isinstance(name, str) or not name):
         raise ActivityFailed(f"name must be a TLS name such as lk.chaos.test, not {name!r}")
-    if address is not None and (
-        not isinstance(address, str) or not address.rpartition(":")[2].isdigit()
-    ):
-        raise ActivityFailed(f"address must be host:port, not {address!r}")
+    if address is not None:
+        check_address("address", address)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout:
         raise ActivityFailed(f"timeout must be a number of seconds above 0, not {timeout!r}")
 

@@ -38,9 +38,10 @@ from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
 from lkchaos.errors import LkChaosError
-from lkchaos.settings import LOCAL, Settings
+from lkchaos.settings import LOCAL, AddressError, Settings, split_host_port
 from lkchaos.toxiproxy import client as toxiproxy
 from lkchaos.toxiproxy.client import PREFIX
+from lkchaos.values import check_address
 
 __all__ = ["proxies_state", "link_latency"]
 
@@ -95,11 +96,12 @@ def proxies_state(configuration: Configuration = None, secrets: Secrets = None) 
 def listener_address(listen: str) -> str:
     """Where a proxy listening on ``listen`` (``[::]:17880``) answers from here: its port on
     127.0.0.1, as the reference stack publishes it."""
-    _, _, port = listen.rpartition(":")
-    if not port.isdigit():
+    try:
+        _, port = split_host_port(listen, None)
+    except AddressError as exc:
         raise ActivityFailed(
-            f"cannot tell the port of the listener {listen!r}; pass address (host:port)"
-        )
+            f"cannot tell the port of the listener {listen!r} ({exc}); pass address (host:port)"
+        ) from exc
     return f"{LOCAL}:{port}"
 
 
@@ -114,10 +116,8 @@ def _check_latency_args(
         raise ActivityFailed(f"samples must be from 1 to {MAX_SAMPLES}, not {samples}")
     if not isinstance(path, str) or not path.startswith("/"):
         raise ActivityFailed(f"path must start with '/', not {path!r}")
-    if address is not None and (
-        not isinstance(address, str) or not address.rpartition(":")[2].isdigit()
-    ):
-        raise ActivityFailed(f"address must be host:port, not {address!r}")
+    if address is not None:
+        check_address("address", address)
     for label, value in (("timeout", timeout), ("max_median_ms", max_median_ms)):
         if label == "max_median_ms" and value is None:
             continue

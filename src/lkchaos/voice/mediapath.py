@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from lkchaos.settings import join_host_port
+
 _CANDIDATE_TYPES = {0: "host", 1: "srflx", 2: "prflx", 3: "relay"}
 _RELAY_PROTOCOLS = {0: "udp", 1: "tcp", 2: "tls"}
 
@@ -77,8 +79,9 @@ def path_of(stats: Sequence[Any]) -> dict[str, Any]:
         "candidate_type": kind,
         "protocol": protocol,
         "relay_protocol": relay,
-        "local": f"{local.address}:{local.port}" if local.address else None,
-        "remote": f"{remote.address}:{remote.port}" if remote is not None and remote.address
+        "local": join_host_port(local.address, local.port) if local.address else None,
+        "remote": join_host_port(remote.address, remote.port)
+        if remote is not None and remote.address
         else None,
         "url": str(local.url) or None,
     }

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from lkchaos.settings import Settings
+from lkchaos.settings import Settings, join_host_port
 from lkchaos.tls import client
 from lkchaos.validate import facts
 from lkchaos.validate.checks import network
@@ -237,7 +237,7 @@ def http_address(settings: Settings) -> str:
     reference stack (which does not publish it) Caddy's address in the stack network."""
     if network.is_reference(settings):
         return f"{network.reference_address(settings, 'caddy')}:80"
-    return f"{Settings.split_address(settings.tls_address, 443)[0]}:80"
+    return join_host_port(Settings.split_address(settings.tls_address, 443)[0], 80)
 
 
 @check("caddy.http-https-redirect")

@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lkchaos.dns import client as dns_client
-from lkchaos.settings import Settings
+from lkchaos.settings import Settings, split_host_port
 from lkchaos.validate import facts
 from lkchaos.validate.model import Context, Finding, check
 
@@ -367,7 +367,7 @@ def _rtc_udp_placed(ctx: Context, nodes: list[tuple[tuple[str, str], str]],
         remote = _udp_remote(found)
         if remote:
             shown[node_id] = remote
-    reached = {remote.rsplit(":", 1)[0]: remote for remote in shown.values()}
+    reached = {split_host_port(remote, None)[0]: remote for remote in shown.values()}
     data = {"endpoints": stun, "media": tries, "reached": reached, "node_ids":
             {ip: node_id for node_id, ip in serving.items()}}  # fmt: skip
     text = "; ".join(f"{targets[n][0]}: a participant's audio flowed over UDP to {shown[n]}"
@@ -398,7 +398,7 @@ def _rtc_udp_selected(ctx: Context, nodes: list[tuple[tuple[str, str], str]],
         tries.append(found)
         remote = _udp_remote(found)
         if remote:
-            reached[remote.rsplit(":", 1)[0]] = remote
+            reached[split_host_port(remote, None)[0]] = remote
         if set(hosts) <= set(reached) or len(reached) >= len(hosts):
             break
     data = {"endpoints": stun, "media": tries, "reached": reached, "node_ids": {}}

@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from lkchaos.settings import Settings
+from lkchaos.settings import AddressError, Settings, split_host_port
 from lkchaos.validate.checks import network
 from lkchaos.validate.model import Context, Finding, Status, check
 
@@ -304,7 +304,10 @@ def offered(server: dict[str, Any], ice: list[dict[str, Any]]) -> tuple[str, str
     for entry in ice:
         for url in entry.get("urls") or []:
             head, _, rest = str(url).partition(":")
-            host = rest.split("?", 1)[0].rsplit(":", 1)[0].strip("[]")
+            try:
+                host = split_host_port(rest.split("?", 1)[0], TURN_UDP_PORT)[0]
+            except AddressError:
+                continue
             transport = rest.partition("transport=")[2].lower() or "udp"
             if head.lower() != scheme or (scheme == "turn" and transport != "udp"):
                 continue
