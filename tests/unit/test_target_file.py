@@ -133,6 +133,15 @@ def test_type_problems_say_what_to_write(tmp_path: Path, extra: str, message: st
     assert "Input should be" not in problems[0].message
 
 
+@pytest.mark.parametrize("url", ["wss://203.0.113.10:7880", "wss://[2001:db8::10]:7880"])
+def test_a_livekit_url_by_address_takes_the_domain_from_the_tls_names(
+    url: str, tmp_path: Path,
+) -> None:
+    path = tmp_path / "by-address.yaml"
+    path.write_text(MINIMAL.read_text().replace("wss://rtc.example.org", url))
+    assert load_target(path).target.test_domain == "example.org"
+
+
 def test_minimal_target_is_valid() -> None:
     loaded = load_target(MINIMAL)
     assert loaded.target.test_domain == "example.org"

@@ -31,6 +31,7 @@ keys are refused. :mod:`lkchaos.target.load` adds the file and line to every pro
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -525,10 +526,17 @@ class Target(_Strict):
 
     @property
     def test_domain(self) -> str:
-        """The domain under test: ``domain``, else the LiveKit URL's host minus a label."""
+        """The domain under test: ``domain``, else the LiveKit URL's host minus a label; where
+        LiveKit's URL is an IP address (nothing to take a label off), the first TLS name's."""
         if self.domain:
             return self.domain
         host = urlsplit(self.livekit.url).hostname or ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            host = self.tls_proxy.names[0] if self.tls_proxy.names else ""
         return host.split(".", 1)[1] if "." in host else host
 
     @property
