@@ -63,6 +63,11 @@ class RedisAuthError(ConfigError):
     """Redis or a Sentinel refused the password (or wanted one and got none)."""
 
 
+class RedisClusterUnsupported(ConfigError):
+    """The Redis lkchaos was pointed at runs in cluster mode (LiveKit's
+    ``redis.cluster_addresses``), which lkchaos's Redis activities and probes do not read."""
+
+
 class RedisTlsError(ConfigError):
     """Redis's or a Sentinel's certificate could not be verified."""
 
@@ -371,9 +376,33 @@ def master_address(settings: Settings, timeout: float = TIMEOUT) -> tuple[str, i
 
 def primary(settings: Settings, timeout: float = TIMEOUT, decode: bool = False) -> redis.Redis:
     """A connected client for the current primary (bytes by default), found through Sentinel
-    or given directly."""
+    or given directly. A direct node in cluster mode is refused
+    (:class:`RedisClusterUnsupported`): LiveKit's keys are spread over the cluster's nodes,
+    and one node's view would be taken for the whole."""
     host, port = settings.map_redis_address(*master_address(settings, timeout))
-    return open_node(host, port, Access.of(settings), timeout, decode)
+    client = open_node(host, port, Access.of(settings), timeout, decode)
+    if is_direct(settings):
+        refuse_cluster(client, f"{host}:{port}")
+    return client
+
+
+def refuse_cluster(client: redis.Redis, where: str) -> None:
+    """Raise :class:`RedisClusterUnsupported` (closing ``client``) when the node runs in
+    cluster mode; a node that will not say (``INFO`` refused to an ACL user, a managed
+    Redis) is taken as it is."""
+    try:
+        enabled = int(client.info("cluster").get("cluster_enabled", 0) or 0)
+    except (redis.ResponseError, ValueError, TypeError):
+        return
+    if enabled:
+        client.close()
+        raise RedisClusterUnsupported(
+            f"Redis at {where} runs in cluster mode (LiveKit's redis.cluster_addresses): "
+            "lkchaos reads LiveKit's room state and faults Redis through one primary (direct "
+            "or found through Sentinel) and does not support Redis Cluster; one node's keys "
+            "would be taken for the whole deployment's. Leave the Redis experiments and "
+            "checks out for this deployment (lkchaos check lists what needs Redis)"
+        )
 
 
 def node(settings: Settings, host: str, port: int, timeout: float = TIMEOUT,
