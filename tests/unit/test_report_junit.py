@@ -96,3 +96,26 @@ def test_skipped_entries_interrupted_runs_and_hostile_text(tmp_path: Path) -> No
     [skipped] = _results(later)["entry: later"]
     assert isinstance(skipped, Skipped) and skipped.message == "skipped: the game day was " \
                                                                "interrupted"
+
+
+def test_an_entry_the_game_day_judged_not_recovered_is_never_shown_held(tmp_path: Path) -> None:
+    # The run held (its journal says so), but the deployment was not back at its baseline
+    # after it: the game day stopped on that entry with exit 3. CI's JUnit readers and the
+    # Markdown summary must not show it green.
+    from lkchaos.report import render_markdown
+
+    held = journal("agent-crash")
+    note = "not back at baseline: stack-healthy: livekit-2 not ready"
+    entries = [EntryInfo("crash", "experiments/agent-crash.json", 1,
+                         FIXTURES / "agent-crash.json", "not_recovered", note=note)]
+    day = GamedayInfo(name="g", run_id=None, started_at="2026-11-30T00:00:00+00:00",
+                      ended_at="2026-11-30T00:05:00+00:00", status="not_recovered",
+                      entries=entries)  # fmt: skip
+    path = tmp_path / "junit.xml"
+    path.write_text(render_junit([held], title="t", gameday=day))
+    suite = _suites(path)["crash"]
+    assert suite.errors >= 1
+    [error] = _results(suite)["run"]
+    assert isinstance(error, Error) and error.message == f"not recovered: {note}"
+    text = render_markdown([held], title="t", gameday=day)
+    assert "1 not recovered" in text and "held" not in text.split("### What failed")[0]

@@ -94,11 +94,16 @@ def _run(root: ET.Element, run: Run) -> None:
         suite.prop("run_id", run.run_id)
     if run.score is not None:
         suite.prop("score", f"{run.score:.1f}")
-    if run.verdict in ("refused", "interrupted"):
+    if run.verdict in ("refused", "interrupted", "not_recovered"):
         case = suite.case(classname, "run")
-        reason = next((p for p in run.problems if p.startswith("refused")), "") or \
-            "the run was interrupted before it ended"
-        suite.outcome(case, "errors", f"{label(run.verdict)}: {reason}")
+        said = label(run.verdict)
+        reason = next((p for p in run.problems if p.startswith(("refused", said))), "") or {
+            "interrupted": "the run was interrupted before it ended",
+            "not_recovered": "the deployment was not back at its baseline after the run",
+        }.get(run.verdict, "")
+        if reason.startswith(said):
+            reason = reason[len(said):].lstrip(": ")
+        suite.outcome(case, "errors", f"{said}: {reason}")
     for step in run.steps:
         _step(suite, classname, step)
     for probe in run.probes:

@@ -16,7 +16,7 @@ from typing import Any
 
 from lkchaos.errors import ConfigError
 from lkchaos.report.analyse import analyse
-from lkchaos.report.model import Entry, GamedayInfo, Report, Run
+from lkchaos.report.model import VERDICTS, Entry, EntryInfo, GamedayInfo, Report, Run, label
 
 JournalSource = Path | Mapping[str, Any]
 #: Journals larger than this are refused (a sampled hour of fast probes is a few MB).
@@ -96,6 +96,17 @@ def _gameday_sources(gameday: GamedayInfo, journals: Sequence[JournalSource]) ->
     return [next(given) if e.journal is not None else None for e in gameday.entries]
 
 
+def _as_entry_ended(run: Run, info: EntryInfo) -> Run:
+    """The run as its game day entry ended: where the game day judged the entry worse than
+    its journal says (``not_recovered``: the deployment was not back at baseline after it;
+    ``interrupted``), that verdict, with the game day's note among the problems, so that no
+    table, badge or JUnit case shows such an entry as held."""
+    order = {v: i for i, v in enumerate(VERDICTS)}
+    if order.get(info.outcome, len(order)) >= order.get(run.verdict, len(order)):
+        return run
+    why = f"{label(info.outcome)}: {info.note}" if info.note else label(info.outcome)
+    return replace(run, verdict=info.outcome, problems=(*run.problems, why))
+
 def load_report(journals: Sequence[JournalSource], *, title: str,
                 gameday: GamedayInfo | None = None, now: dt.datetime | None = None) -> Report:
     """Read every journal into a :class:`Report`. With ``gameday`` the runs are its entries'
@@ -122,7 +133,8 @@ def load_report(journals: Sequence[JournalSource], *, title: str,
         if maybe is not None:
             journal, where = _journal(maybe, position)
             suite = info.name if info.repeat <= 1 else f"{info.name} (repeat {info.repeat})"
-            ran = analyse(journal, len(runs) + 1, where, suite_name=suite)
+            ran = _as_entry_ended(analyse(journal, len(runs) + 1, where, suite_name=suite),
+                                  info)
             runs.append(ran)
         entries.append(Entry(info=info, run=ran))
     return Report(title=title, generated_at=generated, runs=runs, gameday=gameday,
