@@ -25,7 +25,9 @@ QUESTIONS = ("What is two plus three?", "What is nine plus twelve?", "What is fo
 
 
 class Agent:
-    """The agent participant as a held call reads it: its attributes."""
+    """The agent participant as a held call reads it: its sid and attributes."""
+
+    sid = "PA_agent"
 
     def __init__(self) -> None:
         self.attributes: dict[str, str] = {roundtrip.AGENT_STATE: "listening"}
@@ -56,6 +58,9 @@ class Listener:
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+
+    def heard_since(self, after: float) -> bool:
+        return False  # the agent is quiet between its replies
 
     async def reply(self, after: float, *args: Any, **kwargs: Any) -> tuple[float, float, str]:
         await asyncio.sleep(0.15)

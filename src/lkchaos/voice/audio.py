@@ -249,15 +249,17 @@ class Listener:
     async def reply(
         self, after: float, first_timeout: float, reply_timeout: float, silence: float = 1.2,
         finished: Callable[[], bool] | None = None, finished_silence: float = 0.5,
+        busy: Callable[[], bool] | None = None,
     ) -> tuple[float, float, np.ndarray] | None:
         """``(first_audio_at, last_audio_at, samples)`` of the first reply after ``after``.
 
-        The reply ends after ``silence`` seconds without a loud frame, or after
-        ``finished_silence`` once ``finished()`` (polled every 50 ms from the start) says the
-        speaker has finished: the agent reports when its speech has played out, and waiting
-        out a pause between its words is then needless. None when no audio came within
-        ``first_timeout``; a reply still going after ``reply_timeout`` more seconds is cut
-        there.
+        The reply ends after ``silence`` seconds without a loud frame, unless ``busy()`` says
+        the speaker is still at work on it (an agent that said "let me check" and is calling
+        a tool), or after ``finished_silence`` once ``finished()`` (polled every 50 ms from
+        the start) says the speaker has finished: the agent reports when its speech has
+        played out, and waiting out a pause between its words is then needless. None when
+        no audio came within ``first_timeout``; a reply still going after ``reply_timeout``
+        more seconds is cut there.
         """
         start = time.monotonic()
         first_at = last_at = 0.0
@@ -267,7 +269,8 @@ class Listener:
             if loud:
                 first_at, last_at = loud
                 quiet = time.monotonic() - last_at
-                if quiet >= silence or (done and quiet >= finished_silence):
+                working = busy is not None and not done and busy()
+                if (quiet >= silence and not working) or (done and quiet >= finished_silence):
                     break
             waited = time.monotonic() - start
             if not loud and waited > first_timeout:

@@ -194,6 +194,49 @@ def finished_speaking(agent: rtc.RemoteParticipant) -> Callable[[], bool]:
     return finished
 
 
+def at_work(agent: rtc.RemoteParticipant) -> Callable[[], bool]:
+    """A predicate, true while the agent says it is at work on a reply (``lk.agent.state``
+    ``thinking``: a tool call or the LLM, or ``speaking``): a silence in its audio then is a
+    pause in the reply (the filler "let me check", then a tool call, then the answer), not its
+    end. Never true for an agent that does not report its state."""
+    return lambda: agent.attributes.get(AGENT_STATE) in ("thinking", "speaking")
+
+
+#: Seconds the agent must have been listening, its audio quiet, before a question: an agent
+#: that greets its caller enters ``listening`` as its session starts, then ``thinking`` and
+#: ``speaking`` for the greeting (livekit-agents/#2567); asked at once, the greeting would
+#: play over the question and be taken for its answer.
+SETTLE_S = 0.3
+#: Seconds after which an agent that publishes no ``lk.agent.state`` at all is asked anyway,
+#: once its audio is quiet (an agent framework other than livekit-agents').
+NO_STATE_S = 3.0
+
+
+async def ready_to_ask(agent: rtc.RemoteParticipant, listener: audio.Listener,
+                       timeout: float, settle_s: float = SETTLE_S) -> str | None:  # fmt: skip
+    """Wait until the agent may be asked: it listens and its audio is quiet, both for
+    ``settle_s`` on end (a greeting it begins meanwhile plays out first), or, for an agent
+    that reports no state, its audio quiet after :data:`NO_STATE_S`. None when it may be
+    asked; else why not, after ``timeout`` seconds."""
+    began = time.monotonic()
+    calm_since: float | None = None
+    state: str | None = None
+    while (now := time.monotonic()) - began < timeout:
+        state = agent.attributes.get(AGENT_STATE)
+        settled = state == "listening" or (state is None and now - began >= NO_STATE_S)
+        if settled and not listener.heard_since(now - settle_s):
+            calm_since = now if calm_since is None else calm_since
+            if now - calm_since >= settle_s:
+                return None
+        else:
+            calm_since = None
+        await asyncio.sleep(0.05)
+    if state in (None, "initializing"):
+        return "the agent joined but never started listening"
+    return (f"the agent was still {state} {timeout:g} s after it joined (a greeting that "
+            "does not end, or a session that never listens)")
+
+
 async def _wait(predicate: Callable[[], T | None], timeout: float) -> T | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -277,19 +320,20 @@ async def _converse(
         return
     listener = audio.Listener(track)
     listeners.append(listener)
-    if not await _wait(lambda: agent.attributes.get(AGENT_STATE) == "listening",
-                       timeouts.dispatch):
-        out.reason = "the agent joined but never started listening"
+    # The agent listens (its subscription to our track settles meanwhile), and any greeting
+    # it began has played out.
+    not_ready = await ready_to_ask(agent, listener, timeouts.dispatch + timeouts.reply)
+    if not_ready:
+        out.reason = not_ready
         return
-    out.timings_ms["dispatch"] = (time.perf_counter() - started) * 1000
-    await asyncio.sleep(0.3)  # the agent's subscription to our track settles
+    out.timings_ms["dispatch"] = (time.perf_counter() - started) * 1000 - SETTLE_S * 1000
 
     out.stage = "no_reply"
     previous_turn = _turn_report(agent).get("turn", 0)
     samples = audio.speech(out.question)
     end_of_speech = await speaker.say(samples)
     reply = await listener.reply(end_of_speech, timeouts.first_reply_audio, timeouts.reply,
-                                 finished=finished_speaking(agent))
+                                 finished=finished_speaking(agent), busy=at_work(agent))
     if reply is None:
         out.reason = f"no reply audio within {timeouts.first_reply_audio:g} s of the question"
         return

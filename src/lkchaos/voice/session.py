@@ -141,6 +141,8 @@ class HeldCall:
         self._listener: audio.Listener | None = None
         # The verdict of the last reply, judged while the next question is asked.
         self._judging: asyncio.Future[None] | None = None
+        # The agent last asked (its participant sid): a new one may greet first.
+        self._asked_agent: str | None = None
 
     def now(self) -> float:
         """Seconds since the call started (monotonic)."""
@@ -348,11 +350,14 @@ class HeldCall:
         self, agent: rtc.RemoteParticipant, speaker: audio.Speaker, listener: audio.Listener
     ) -> None:
         started = self.now()
-        # Ask only once the agent listens again (it may still be finishing its last reply).
-        await roundtrip._wait(
-            lambda: agent.attributes.get(roundtrip.AGENT_STATE) == "listening",
-            self.options.first_reply_s,
-        )
+        # Ask only once the agent listens again (it may still be finishing its last reply),
+        # its audio quiet; before the first question, listening a moment on end (a greeting
+        # it begins as its session starts plays out first). An agent that never listens is
+        # asked anyway after first_reply_s: its reply then says what is wrong.
+        first = self._asked_agent != agent.sid  # a new agent may greet first
+        await roundtrip.ready_to_ask(agent, listener, self.options.first_reply_s,
+                                     settle_s=roundtrip.SETTLE_S if first else 0.0)
+        self._asked_agent = agent.sid
         question = random_question()
         expected = expected_answers(question)
         previous = roundtrip._turn_report(agent).get("turn", 0)
@@ -365,7 +370,8 @@ class HeldCall:
         self._waiting = ("reply", end_of_speech)
         reply = await listener.reply(end_of_speech, self.options.first_reply_s,
                                      self.options.reply_s, silence=self.options.silence_s,
-                                     finished=roundtrip.finished_speaking(agent))
+                                     finished=roundtrip.finished_speaking(agent),
+                                     busy=roundtrip.at_work(agent))
         self._waiting = None  # the reply came (or will not): judging it
         base = {"t": round(started, 3), "question": question, "due": end_of_speech}
         if reply is None:

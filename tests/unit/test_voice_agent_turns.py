@@ -1,0 +1,143 @@
+"""How a caller reads an agent's turn from its audio and its ``lk.agent.state``, for agents
+that do what real voice agents do: say "let me check" and call a tool before answering,
+greet the caller as the session starts, or report no state at all.
+
+The agent's audio is fed into the listener's log in real time (loud 10 ms frames where it
+speaks), its state set as livekit-agents sets it; the listener is the one the round trip
+and held calls use, without a room."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from lkchaos.voice import audio, roundtrip
+
+LOUD = np.full(480, 3000, dtype=np.int16)
+QUIET = np.zeros(480, dtype=np.int16)
+
+
+class Agent:
+    def __init__(self, state: str | None = "listening") -> None:
+        self.attributes: dict[str, str] = {}
+        self.set(state)
+
+    def set(self, state: str | None) -> None:
+        if state is None:
+            self.attributes.pop(roundtrip.AGENT_STATE, None)
+        else:
+            self.attributes[roundtrip.AGENT_STATE] = state
+
+
+def _listener() -> audio.Listener:
+    listener = object.__new__(audio.Listener)
+    listener._threshold = 300.0
+    listener._log = audio.AudioLog()
+    return listener
+
+
+async def _play(listener: audio.Listener, agent: Agent, until: float,
+                script: Callable[[float], tuple[bool, str | None]]) -> None:  # fmt: skip
+    """Feed the agent's audio and state: ``script(t)`` -> (speaking loud?, state) at ``t``
+    seconds from now, every 10 ms, until ``until``."""
+    t0 = time.monotonic()
+    while (t := time.monotonic() - t0) < until:
+        loud, state = script(t)
+        agent.set(state)
+        listener._log.add(time.monotonic(), LOUD if loud else QUIET)
+        await asyncio.sleep(0.01)
+
+
+def test_a_reply_with_a_tool_call_in_its_middle_is_heard_to_its_end() -> None:
+    # "Let me check that" (0.3-1.3 s), a tool call (thinking, 2.5 s of silence), then the
+    # answer (3.8-5.0 s): longer than any silence that ends a reply, but the agent said it
+    # was at work.
+    def script(t: float) -> tuple[bool, str | None]:
+        if 0.3 <= t < 1.3 or 3.8 <= t < 5.0:
+            return True, "speaking"
+        return False, "thinking" if t < 3.8 else "listening"
+
+    async def go() -> tuple[float, float]:
+        listener, agent = _listener(), Agent("thinking")
+        asked = time.monotonic()
+        playing = asyncio.ensure_future(_play(listener, agent, 6.0, script))
+        found = await listener.reply(asked, 10, 10, silence=1.2,
+                                     finished=roundtrip.finished_speaking(agent),
+                                     busy=roundtrip.at_work(agent))
+        await playing
+        assert found is not None
+        return found[0] - asked, found[1] - asked
+
+    first, last = asyncio.run(go())
+    assert 0.25 < first < 0.45 and 4.9 < last < 5.15, (first, last)
+
+
+def test_a_silence_ends_the_reply_of_an_agent_that_reports_no_state() -> None:
+    def script(t: float) -> tuple[bool, str | None]:
+        return (0.3 <= t < 1.3 or 3.8 <= t < 5.0), None
+
+    async def go() -> float:
+        listener, agent = _listener(), Agent(None)
+        asked = time.monotonic()
+        playing = asyncio.ensure_future(_play(listener, agent, 4.0, script))
+        found = await listener.reply(asked, 10, 10, silence=1.2,
+                                     finished=roundtrip.finished_speaking(agent),
+                                     busy=roundtrip.at_work(agent))
+        playing.cancel()
+        assert found is not None
+        return found[1] - asked
+
+    assert asyncio.run(go()) < 1.5  # nothing says it is still at work: the pause ends it
+
+
+def test_a_greeting_plays_out_before_the_first_question() -> None:
+    # livekit-agents enters "listening" as the session starts, then greets: thinking at
+    # 0.1 s, speaking 0.6-2.6 s, listening again after.
+    def script(t: float) -> tuple[bool, str | None]:
+        if t < 0.1:
+            return False, "listening"
+        if t < 0.6:
+            return False, "thinking"
+        return (True, "speaking") if t < 2.6 else (False, "listening")
+
+    async def go() -> tuple[str | None, float]:
+        listener, agent = _listener(), Agent("listening")
+        began = time.monotonic()
+        playing = asyncio.ensure_future(_play(listener, agent, 4.0, script))
+        why = await roundtrip.ready_to_ask(agent, listener, 10.0)
+        playing.cancel()
+        return why, time.monotonic() - began
+
+    why, at = asyncio.run(go())
+    assert why is None
+    assert 2.6 + roundtrip.SETTLE_S - 0.05 < at < 3.4, at  # after the greeting, not at 0 s
+
+
+def test_an_agent_that_reports_no_state_is_asked_once_it_is_quiet() -> None:
+    async def go() -> tuple[str | None, float]:
+        listener, agent = _listener(), Agent(None)
+        began = time.monotonic()
+        playing = asyncio.ensure_future(_play(listener, agent, 6.0, lambda t: (False, None)))
+        why = await roundtrip.ready_to_ask(agent, listener, 10.0)
+        playing.cancel()
+        return why, time.monotonic() - began
+
+    why, at = asyncio.run(go())
+    assert why is None and roundtrip.NO_STATE_S <= at < roundtrip.NO_STATE_S + 1.0
+
+
+def test_an_agent_that_never_stops_speaking_is_not_asked_and_says_so() -> None:
+    async def go() -> str | None:
+        listener, agent = _listener(), Agent("speaking")
+        playing = asyncio.ensure_future(_play(listener, agent, 3.0,
+                                              lambda t: (True, "speaking")))
+        why = await roundtrip.ready_to_ask(agent, listener, 1.5)
+        playing.cancel()
+        return why
+
+    assert asyncio.run(go()) == ("the agent was still speaking 1.5 s after it joined (a "
+                                 "greeting that does not end, or a session that never "
+                                 "listens)")
