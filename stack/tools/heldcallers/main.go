@@ -68,7 +68,13 @@ const (
 	agentState      = "lk.agent.state"
 	// Silence that ends a reply once the agent reports its speech has played out.
 	finishedSilence = 500 * time.Millisecond
-	turnAttribute   = "lkchaos.turn"
+	// How long the agent must have listened, its audio quiet, before the first question to
+	// it: an agent that greets enters "listening" as its session starts, then "thinking" and
+	// "speaking" for the greeting; asked at once, the greeting plays over the question.
+	settle = 300 * time.Millisecond
+	// After this long, an agent that publishes no state at all is asked once it is quiet.
+	noState       = 3 * time.Second
+	turnAttribute = "lkchaos.turn"
 	// Between questions, a silence frame this often (Opus DTX's 400 ms), after `hangover`
 	// of silence frames at the normal pace once a question ends.
 	dtxInterval = 400 * time.Millisecond
@@ -224,11 +230,22 @@ type listener struct {
 	keep        bool
 	lastWasLoud bool
 	audio       [][]byte
+	// The last speech packet heard at all, armed or not (negative: none yet).
+	lastLoud time.Duration
 	// wake is signalled when the armed turn hears its first speech.
 	wake chan<- struct{}
 }
 
-func newListener(wake chan<- struct{}) *listener { return &listener{after: -1, wake: wake} }
+func newListener(wake chan<- struct{}) *listener {
+	return &listener{after: -1, lastLoud: -1, wake: wake}
+}
+
+// quietSince: no speech packet has come since `at`.
+func (l *listener) quietSince(at time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastLoud < at
+}
 
 // notify wakes whoever waits on the call's changes, without blocking (one pending is enough).
 func notify(wake chan<- struct{}) {
@@ -255,6 +272,7 @@ func (l *listener) disarm() {
 func (l *listener) startRun(at time.Duration, payload []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.lastLoud = max(l.lastLoud, at)
 	if l.after < 0 || at < l.after {
 		return
 	}
@@ -279,6 +297,9 @@ func (l *listener) inSpeech() bool {
 func (l *listener) add(at time.Duration, loud bool, payload []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if loud {
+		l.lastLoud = max(l.lastLoud, at)
+	}
 	if l.after < 0 || at < l.after {
 		return
 	}
@@ -297,12 +318,14 @@ func (l *listener) add(at time.Duration, loud bool, payload []byte) {
 
 // reply waits for the first speech packet within `first` of the end of speech, then for
 // `silence` without speech (or `whole` since the first), or `finishedSilence` once
-// `finished` says the agent's speech has played out: the reply's start and end. It sleeps
+// `finished` says the agent's speech has played out: the reply's start and end. A silence
+// while `busy` says the agent is still at work on the reply (thinking: a tool call after
+// "let me check") does not end it. It sleeps
 // until the earliest moment one of those can hold, woken early by `wake` (the first speech
 // packet, a change of the agent's attributes), not on a fixed poll: a reply's packets come
 // every 20 ms and are only counted, never waited on one by one.
 func (l *listener) reply(now func() time.Duration, first, whole, silence time.Duration,
-	finished func() bool, wake <-chan struct{}, stopped <-chan struct{}) (start, end time.Duration, audio [][]byte, ok bool) {
+	finished, busy func() bool, wake <-chan struct{}, stopped <-chan struct{}) (start, end time.Duration, audio [][]byte, ok bool) {
 	// Go 1.23's timers: Reset needs no drain, and a stopped timer's channel holds nothing.
 	timer := time.NewTimer(first)
 	defer timer.Stop()
@@ -312,16 +335,20 @@ func (l *listener) reply(now func() time.Duration, first, whole, silence time.Du
 		l.mu.Unlock()
 		t := now()
 		done := finished()
+		working := !done && busy()
 		var next time.Duration // when to look again, from now
 		switch {
 		case start < 0 && t-after >= first:
 			return -1, -1, nil, false
 		case start < 0:
 			next = after + first - t
-		case t-end >= silence || t-start >= whole || (done && t-end >= finishedSilence):
+		case (t-end >= silence && !working) || t-start >= whole || (done && t-end >= finishedSilence):
 			return start, end + frame, audio, true
 		default:
-			next = min(end+silence, start+whole) - t
+			next = start + whole - t
+			if !working {
+				next = min(next, end+silence-t)
+			}
 			if done {
 				next = min(next, end+finishedSilence-t)
 			}
@@ -345,6 +372,61 @@ func (c *call) finishedSpeaking(agent *lksdk.RemoteParticipant) func() bool {
 	before := c.speakingCount()
 	return func() bool {
 		return c.speakingCount() > before && agent.Attributes()[agentState] == "listening"
+	}
+}
+
+// atWork is true while the agent says it is at work on a reply (its lk.agent.state is
+// "thinking" or "speaking"); never for an agent that reports no state.
+func atWork(agent *lksdk.RemoteParticipant) func() bool {
+	return func() bool {
+		state := agent.Attributes()[agentState]
+		return state == "thinking" || state == "speaking"
+	}
+}
+
+// readyToAsk waits until the agent may be asked: it listens and its audio is quiet, both for
+// `hold` on end (before the first question to an agent: a greeting it begins meanwhile
+// plays out first), or, for an agent that reports no state, its audio quiet after
+// `noState`; at most `limit`. False when told to end.
+func (c *call) readyToAsk(agent *lksdk.RemoteParticipant, l *listener, limit, hold time.Duration) bool {
+	return readyToAsk(c.now, func() (string, bool) {
+		state, reported := agent.Attributes()[agentState]
+		return state, reported
+	}, l, limit, hold, c.await)
+}
+
+// readyToAsk is call.readyToAsk on any clock and state: `await(deadline)` waits until a
+// change, the deadline or the call's end (false then).
+func readyToAsk(now func() time.Duration, agentState func() (string, bool), l *listener,
+	limit, hold time.Duration, await func(time.Duration) bool) bool {
+	began := now()
+	calmSince := time.Duration(-1)
+	for {
+		t := now()
+		if t-began >= limit {
+			return true // asked anyway: its reply says what is wrong
+		}
+		state, reported := agentState()
+		settled := state == "listening" || (!reported && t-began >= noState)
+		if settled && l.quietSince(t-hold) {
+			if calmSince < 0 {
+				calmSince = t
+			}
+			if t-calmSince >= hold {
+				return true
+			}
+		} else {
+			calmSince = -1
+		}
+		next := began + limit
+		if calmSince >= 0 {
+			next = min(next, calmSince+hold)
+		} else {
+			next = min(next, t+50*time.Millisecond) // audio quiets without an event
+		}
+		if !await(next) {
+			return false
+		}
 	}
 }
 
@@ -378,6 +460,8 @@ type call struct {
 	speakings int
 	// The call has ended: nothing more is reported of it.
 	finished bool
+	// The agent last asked (its sid): a new one may greet first. Used by the turn loop only.
+	askedAgent string
 }
 
 func newCall(id string, cfg config, token string, opt options, report *out) *call {
@@ -729,13 +813,16 @@ func (c *call) failed(started time.Duration, stage, reason string) {
 
 func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	started := c.now()
-	// Ask only once the agent listens again (it may still be finishing its last reply).
-	for deadline := started + seconds(c.opt.FirstReplyS); agent.Attributes()[agentState] != "listening" &&
-		c.now() < deadline; {
-		if !c.await(deadline) {
-			return
-		}
+	// Ask only once the agent listens again (it may still be finishing its last reply), its
+	// audio quiet; before the first question to this agent, listening a moment on end.
+	hold := time.Duration(0)
+	if c.askedAgent != agent.SID() {
+		hold = settle
 	}
+	if !c.readyToAsk(agent, l, seconds(c.opt.FirstReplyS), hold) {
+		return
+	}
+	c.askedAgent = agent.SID()
 	q := c.cfg.Questions[rand.IntN(len(c.cfg.Questions))]
 	previous := reportTurn(turnReport(agent))
 	keep := c.opt.KeepAudioEvery > 0 && c.turns%c.opt.KeepAudioEvery == 0
@@ -745,7 +832,8 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	}
 	l.arm(endOfSpeech, true) // sent back when kept, or when the agent does not report
 	start, end, audio, heard := l.reply(c.now, seconds(c.opt.FirstReplyS),
-		seconds(c.opt.ReplyS), seconds(c.opt.SilenceS), c.finishedSpeaking(agent), c.changes, c.done)
+		seconds(c.opt.ReplyS), seconds(c.opt.SilenceS), c.finishedSpeaking(agent), atWork(agent),
+		c.changes, c.done)
 	l.disarm()
 	if c.stopped() {
 		return

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"sync"
 	"testing"
 	"time"
 )
@@ -20,6 +21,9 @@ func newReplyCase() *replyCase {
 }
 
 func (r *replyCase) now() time.Duration { return time.Since(r.t0) }
+
+// never: an agent that does not say it is at work on a reply.
+func never() bool { return false }
 
 // speak feeds `loud` speech packets 20 ms apart after `delay`, then quiet ones until `quiet`
 // has passed; it returns the times of the first and the last speech packet.
@@ -50,7 +54,7 @@ func TestAReplyIsItsSpeechUntilSilence(t *testing.T) {
 	r.l.arm(0, true)
 	first, last := r.speak(50*time.Millisecond, 10, time.Second)
 	start, end, audio, ok := r.l.reply(r.now, 5*time.Second, 10*time.Second, 300*time.Millisecond,
-		func() bool { return false }, r.wake, r.stopped)
+		func() bool { return false }, never, r.wake, r.stopped)
 	returned := r.now()
 	if !ok {
 		t.Fatal("no reply heard")
@@ -73,7 +77,7 @@ func TestTheFirstSpeechWakesTheWaitNotTheFirstReplyBound(t *testing.T) {
 	r.l.arm(0, false)
 	r.speak(50*time.Millisecond, 5, time.Second)
 	_, _, _, ok := r.l.reply(r.now, 5*time.Second, 10*time.Second, 200*time.Millisecond,
-		func() bool { return false }, r.wake, r.stopped)
+		func() bool { return false }, never, r.wake, r.stopped)
 	if !ok {
 		t.Fatal("no reply heard")
 	}
@@ -86,7 +90,7 @@ func TestNoSpeechWithinTheBoundIsNoReply(t *testing.T) {
 	r := newReplyCase()
 	r.l.arm(0, true)
 	start, end, audio, ok := r.l.reply(r.now, 200*time.Millisecond, time.Second, time.Second,
-		func() bool { return false }, r.wake, r.stopped)
+		func() bool { return false }, never, r.wake, r.stopped)
 	if ok || start != -1 || end != -1 || audio != nil {
 		t.Fatalf("heard %v-%v (%d packets) in silence", start, end, len(audio))
 	}
@@ -117,7 +121,7 @@ func TestTheAgentDoneSpeakingEndsTheReplyBeforeTheSilenceBound(t *testing.T) {
 		}
 	}
 	_, end, _, ok := r.l.reply(r.now, 5*time.Second, 10*time.Second, 4*time.Second, finished,
-		r.wake, r.stopped)
+		never, r.wake, r.stopped)
 	if !ok {
 		t.Fatal("no reply heard")
 	}
@@ -127,12 +131,49 @@ func TestTheAgentDoneSpeakingEndsTheReplyBeforeTheSilenceBound(t *testing.T) {
 	}
 }
 
+func TestAPauseWhileTheAgentIsAtWorkDoesNotEndTheReply(t *testing.T) {
+	// "Let me check" (5 packets), then 700 ms of silence while the agent calls a tool
+	// (thinking), then the answer: the 300 ms silence bound does not end the reply there.
+	r := newReplyCase()
+	r.l.arm(0, false)
+	working := make(chan struct{})
+	answerLast := make(chan chan time.Duration, 1)
+	go func() {
+		_, fillerLast := r.speak(20*time.Millisecond, 5, 0)
+		<-fillerLast
+		for end := r.now() + 700*time.Millisecond; r.now() < end; time.Sleep(frame) {
+			r.l.add(r.now(), false, []byte{0})
+		}
+		answerFirst, last := r.speak(0, 5, 0)
+		answerLast <- last
+		<-answerFirst
+		close(working)
+	}()
+	busy := func() bool {
+		select {
+		case <-working:
+			return false
+		default:
+			return true
+		}
+	}
+	_, end, _, ok := r.l.reply(r.now, 5*time.Second, 10*time.Second, 300*time.Millisecond,
+		func() bool { return false }, busy, r.wake, r.stopped)
+	if !ok {
+		t.Fatal("no reply heard")
+	}
+	if last := <-<-answerLast; end != last+frame {
+		t.Fatalf("the reply ended at %v, want the end of the answer after the pause (%v)", end,
+			last+frame)
+	}
+}
+
 func TestAReplyIsCutAtItsWholeBound(t *testing.T) {
 	r := newReplyCase()
 	r.l.arm(0, false)
 	first, _ := r.speak(0, 100, 0) // 2 s of speech
 	start, _, _, ok := r.l.reply(r.now, time.Second, 500*time.Millisecond, time.Second,
-		func() bool { return false }, r.wake, r.stopped)
+		func() bool { return false }, never, r.wake, r.stopped)
 	if !ok {
 		t.Fatal("no reply heard")
 	}
@@ -146,7 +187,7 @@ func TestAStoppedCallStopsWaiting(t *testing.T) {
 	r.l.arm(0, false)
 	go func() { time.Sleep(50 * time.Millisecond); close(r.stopped) }()
 	_, _, _, ok := r.l.reply(r.now, 5*time.Second, 10*time.Second, time.Second,
-		func() bool { return false }, r.wake, r.stopped)
+		func() bool { return false }, never, r.wake, r.stopped)
 	if ok || r.now() >= 5*time.Second {
 		t.Fatalf("ok=%v after %v: a stopped call must give up at once", ok, r.now())
 	}
@@ -163,5 +204,49 @@ func TestSpeechBeforeTheEndOfTheQuestionIsNotTheReply(t *testing.T) {
 	case <-r.wake:
 		t.Fatal("a packet before the end of the question woke the wait")
 	default:
+	}
+}
+
+func TestAGreetingPlaysOutBeforeTheFirstQuestion(t *testing.T) {
+	// The agent listens as its session starts, then thinks (100 ms) and greets (speech from
+	// 300 ms to 700 ms), then listens again: the first question waits for the greeting.
+	r := newReplyCase()
+	var mu sync.Mutex
+	state := "listening"
+	set := func(s string) { mu.Lock(); state = s; mu.Unlock() }
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		set("thinking")
+		time.Sleep(200 * time.Millisecond)
+		set("speaking")
+		_, last := r.speak(0, 20, 0)
+		<-last
+		set("listening")
+	}()
+	agentState := func() (string, bool) { mu.Lock(); defer mu.Unlock(); return state, true }
+	await := func(deadline time.Duration) bool {
+		time.Sleep(min(max(deadline-r.now(), 0), 20*time.Millisecond))
+		return true
+	}
+	if !readyToAsk(r.now, agentState, r.l, 5*time.Second, settle, await) {
+		t.Fatal("told to end")
+	}
+	if got := r.now(); got < 700*time.Millisecond+settle {
+		t.Fatalf("asked at %v, during the greeting (it ends about 700 ms in)", got)
+	}
+}
+
+func TestAnAgentThatReportsNoStateIsAskedOnceQuiet(t *testing.T) {
+	r := newReplyCase()
+	await := func(deadline time.Duration) bool {
+		time.Sleep(min(max(deadline-r.now(), 0), 20*time.Millisecond))
+		return true
+	}
+	none := func() (string, bool) { return "", false }
+	if !readyToAsk(r.now, none, r.l, 10*time.Second, 0, await) {
+		t.Fatal("told to end")
+	}
+	if got := r.now(); got < noState || got > noState+time.Second {
+		t.Fatalf("asked at %v, want soon after %v", got, noState)
 	}
 }
