@@ -558,6 +558,33 @@ def test_figures_while_not_recovered_and_without_fault() -> None:
     assert empty["interval_median_s"] is None
 
 
+def test_recovery_is_the_first_ok_known_after_the_last_failure_known() -> None:
+    # Two held sessions; the fault ends at 20. Session A's turn due at 22 fails, known at 30;
+    # session B answers at 24.5 and 27.5 meanwhile; A answers again at 32.5.
+    samples = [{"t": 22.0, "ok": False, "latency_ms": 8000.0},
+               {"t": 23.0, "ok": True, "latency_ms": 1500.0},
+               {"t": 26.0, "ok": True, "latency_ms": 1500.0},
+               {"t": 31.0, "ok": True, "latency_ms": 1500.0}]  # fmt: skip
+    fault = Fault(10.0, 20.0, "last_action_end", ["a"])
+    fig = derive(samples, fault, 40.0)
+    assert fig["last_failure_t"] == 30.0 and fig["recovered_at_t"] == 32.5
+    assert fig["rto_s"] == 12.5 and fig["longest_outage_s"] == 2.5
+    assert settled(samples, fault, 0.0) and not settled(samples, fault, 5.0)
+
+
+def test_a_call_begun_before_the_fault_is_no_evidence_of_recovery() -> None:
+    # The only sample started at 6.36, before the fault (7.00-7.02), and ended well at 17.33
+    # (joined before the fault, so untouched by it): nothing says the deployment is back.
+    samples = [{"t": 6.36, "ok": True, "latency_ms": 10970.0}]
+    fault = Fault(7.0, 7.02, "last_action_end", ["kill"])
+    fig = derive(samples, fault, 30.0)
+    assert fig["recovered"] is False and fig["rto_s"] == 22.98  # a lower bound
+    assert not settled(samples, fault, 0.0)
+    later = [*samples, {"t": 18.0, "ok": True, "latency_ms": 9000.0}]
+    assert derive(later, fault, 30.0)["recovered"] is True
+    assert derive(later, fault, 30.0)["rto_s"] == 0.0 and settled(later, fault, 0.0)
+
+
 def test_fault_window_uses_action_calls_and_rollbacks() -> None:
     marks = [
         {"t": 1.0, "event": "activity_start", "phase": "method", "type": "action", "name": "a"},

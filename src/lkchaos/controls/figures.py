@@ -12,9 +12,15 @@ started (seconds since the control started). Figures use when each result was *k
   observed after it; null when no sample failed after the fault started.
 - ``rto_s``: from the end of the fault to the observation of the first ok sample after the
   last failed one (0.0 if that came before the end of the fault, or the probe never failed).
-  While ``recovered`` is false (the latest sample failed, or there is none) it is the time
-  from the end of the fault to the end of sampling (or now): a lower bound. Null when no fault
-  has ended.
+  While ``recovered`` is false (the latest sample failed, or there is none, or no sample
+  *started* after the fault's end has been ok since the last failure: a call begun before
+  the fault that ended well says nothing of the deployment after it) it is the time from the
+  end of the fault to the end of sampling (or now): a lower bound. Null when no fault has
+  ended.
+- Samples are taken in the order their results were known: held sessions' turns, placed
+  where their reply became due, interleave, and one session's slow failure can be known
+  after another's later success; recovery is the first ok result known after the last
+  failure known.
 - ``longest_outage_s``: longest run of failed samples, from the first failed observation to
   the next ok one (or the end of sampling); 0.0 when the probe never failed.
 - ``interval_median_s``, ``interval_p95_s``: between consecutive sample starts; null with
@@ -136,13 +142,11 @@ def derive(samples: Sequence[Sample], fault: Fault, end_t: float) -> dict[str, A
     samples = counted(samples)
     set_apart = taken - len(samples)
     n = len(samples)
+    # In the order their results were known: held sessions' turns, placed at their start,
+    # interleave (one session's slow failure is known after another's later success).
+    samples = sorted(samples, key=observed)
     failed = [i for i, s in enumerate(samples) if not s["ok"]]
-    recovered = n > 0 and bool(samples[-1]["ok"])
-    recovered_at: float | None = None
-    if n and not failed:
-        recovered_at = observed(samples[0])
-    elif recovered:
-        recovered_at = observed(samples[failed[-1] + 1])
+    recovered, recovered_at = _recovery(samples, fault)
 
     during: float | None = None
     detect: float | None = None
@@ -158,7 +162,7 @@ def derive(samples: Sequence[Sample], fault: Fault, end_t: float) -> dict[str, A
 
     rto: float | None = None
     if fault.end_t is not None:
-        if n and not failed:
+        if recovered and not failed:
             rto = 0.0
         elif recovered and recovered_at is not None:
             rto = max(0.0, recovered_at - fault.end_t)
@@ -186,17 +190,32 @@ def derive(samples: Sequence[Sample], fault: Fault, end_t: float) -> dict[str, A
     }
 
 
+def _recovery(seen: Sequence[Sample], fault: Fault) -> tuple[bool, float | None]:
+    """``(recovered, recovered_at)`` of samples in the order their results were known: the
+    latest is ok, and, once a fault has ended, a sample *started* after its end was ok after
+    the last failure (a call begun before the fault that ended well says nothing of the
+    deployment after it). ``recovered_at``: when the first ok result after the last failure
+    was known (the first result at all when none failed); None when not recovered."""
+    if not seen or not seen[-1]["ok"]:
+        return False, None
+    failed = [i for i, s in enumerate(seen) if not s["ok"]]
+    after = seen[failed[-1] + 1:] if failed else seen
+    if fault.end_t is not None and not any(float(s["t"]) >= fault.end_t for s in after):
+        return False, None
+    return True, observed(after[0])
+
+
 def settled(samples: Sequence[Sample], fault: Fault, stable_s: float) -> bool:
     """True when there is nothing left to wait for: no fault has ended, or the probe is ok
-    and has been ok for ``stable_s`` seconds, observed after the fault ended."""
+    (:func:`_recovery`: a sample started after the fault's end among the ok ones) and has
+    been ok for ``stable_s`` seconds, observed after the fault ended."""
     if fault.end_t is None:
         return True
-    samples = counted(samples)
-    if not samples or not samples[-1]["ok"]:
+    seen = sorted(counted(samples), key=observed)
+    recovered, since = _recovery(seen, fault)
+    if not recovered or since is None:
         return False
-    failed = [i for i, s in enumerate(samples) if not s["ok"]]
-    since = observed(samples[failed[-1] + 1]) if failed else fault.end_t
-    return observed(samples[-1]) - max(since, fault.end_t) >= stable_s
+    return observed(seen[-1]) - max(since, fault.end_t) >= stable_s
 
 
 def summarize(value: Any, keys: Sequence[str] | None = None) -> Any:
