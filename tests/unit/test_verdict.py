@@ -382,3 +382,15 @@ def test_an_error_at_the_start_refuses_the_run_instead_of_running_unlocked(
     journal = _run(_experiment(trace, []))
     assert journal["status"] == "interrupted"
     assert helpers.lines(str(trace)) == []
+
+
+def test_a_failed_run_that_also_deviated_says_which_steady_state_probe_missed() -> None:
+    state = {"status": "failed", "deviated": True, "steady_states": {"after": {"probes": [
+        {"activity": {"name": "caller-answered-now"}, "tolerance_met": True},
+        {"activity": {"name": "no-room-or-participant-lost"}, "tolerance_met": False}]}}}
+    report = {"failed_actions": [{"type": "action", "activity": "release",
+                                  "error": "not in effect"}]}  # fmt: skip
+    line = control._verdict_line(state, report)
+    assert line == ("lkchaos: the run FAILED: action 'release' failed: not in effect (and "
+                    "DEVIATED: steady-state probe 'no-room-or-participant-lost' missed its "
+                    "tolerance after the method)")

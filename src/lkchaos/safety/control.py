@@ -460,10 +460,14 @@ def _verdict_line(state: dict[str, Any], report: dict[str, Any]) -> str:
         reasons.append(f"the safety control failed: {report['error']}")
     missed = [f"method probe {item['probe']!r} missed its tolerance"
               for item in report.get("missed_tolerances", [])]
+    after = ((state.get("steady_states") or {}).get("after") or {}).get("probes") or []
+    missed += [f"steady-state probe {(probe.get('activity') or {}).get('name')!r} missed its "
+               "tolerance after the method" for probe in after
+               if probe.get("tolerance_met") is False]  # fmt: skip
     if state.get("status") == "failed":
         line = "lkchaos: the run FAILED: " + "; ".join(reasons or ["see the errors above"])
         if state.get("deviated"):
-            line += " (and DEVIATED: " + "; ".join(missed) + ")"
+            line += " (and DEVIATED: " + "; ".join(missed or ["see the errors above"]) + ")"
         return line
     return "lkchaos: the run DEVIATED: " + "; ".join(missed or ["see the errors above"])
 
