@@ -182,6 +182,10 @@ def test_a_slow_service_fails_the_median_budget() -> None:
     verdict = summarize_round_trips([_call(True, 3.2), _call(True, 3.5), _call(True, 1.0)], 3, 3.0)
     assert not verdict["ok"]
     assert verdict["latency_median_s"] == 3.2
+    # What made it late, in the result: the calls over the budget, slowest first.
+    assert verdict["slow_latencies_s"] == [3.5, 3.2]
+    assert verdict["reason"] == ("median latency 3.20 s over the 3 s budget (2 of 3 answered "
+                                 "calls over it, up to 3.50 s)")
 
 
 def test_too_few_answered_calls_fail_and_are_counted_by_stage() -> None:
@@ -189,6 +193,8 @@ def test_too_few_answered_calls_fail_and_are_counted_by_stage() -> None:
     strict = summarize_round_trips(calls, 3, None)
     assert not strict["ok"]
     assert strict["failures"] == {"dispatch": 1, "wrong_reply": 1}
+    assert strict["reason"] == ("1 of 3 calls answered, fewer than 3 (dispatch 1, "
+                                "wrong_reply 1)")
     assert summarize_round_trips(calls, 1, None)["ok"]
     nothing = summarize_round_trips([_call(False, None, "join")], 1, 3.0)
     assert not nothing["ok"] and nothing["latency_median_s"] is None

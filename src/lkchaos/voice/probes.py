@@ -190,15 +190,32 @@ def summarize_round_trips(
     latencies = answered_latencies(results)
     median = statistics.median(latencies) if latencies else None
     fast = max_median_latency_s is None or (median is not None and median <= max_median_latency_s)
+    failures = dict(Counter(str(r.get("stage")) for r in results if not r.get("ok")))
+    # Answered calls over the median's budget, slowest first: what made the median late.
+    slow = sorted((round(x, 3) for x in latencies
+                   if max_median_latency_s is not None and x > max_median_latency_s),
+                  reverse=True)  # fmt: skip
+    reasons = []
+    if len(latencies) < min_answered:
+        why = ", ".join(f"{stage} {n}" for stage, n in sorted(failures.items()))
+        reasons.append(f"{len(latencies)} of {len(results)} calls answered, fewer than "
+                       f"{min_answered}" + (f" ({why})" if why else ""))  # fmt: skip
+    if not fast and median is not None:
+        reasons.append(f"median latency {median:.2f} s over the {max_median_latency_s:g} s "
+                       f"budget ({len(slow)} of {len(latencies)} answered calls over it, up "
+                       f"to {slow[0]:.2f} s)" if slow else
+                       f"median latency {median:.2f} s over {max_median_latency_s:g} s")
     return {
         "ok": len(latencies) >= min_answered and fast,
+        "reason": "; ".join(reasons),
+        "slow_latencies_s": slow,
         "calls": len(results),
         "answered": len(latencies),
         "min_answered": min_answered,
         "latency_median_s": None if median is None else round(median, 3),
         "latency_max_s": max(latencies) if latencies else None,
         "max_median_latency_s": max_median_latency_s,
-        "failures": dict(Counter(str(r.get("stage")) for r in results if not r.get("ok"))),
+        "failures": failures,
         "misheard": sum(1 for r in results if r.get("stage") == "misheard"),
         "results": [_summary(r) for r in results],
     }
