@@ -10,3 +10,13 @@ def _no_fault_marks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Faults the unit tests record are never marked in a Pushgateway (the reference stack's
     may be running on this machine); a test of the marks sets its own."""
     monkeypatch.setenv("LKCHAOS_PUSHGATEWAY_URL", "")
+
+
+@pytest.fixture(autouse=True)
+def _no_deployment_from_an_earlier_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The target the process last loaded settings for is process-wide (the fault ledger
+    stamps entries with it): each test starts with none, as a fresh process does, rather than
+    with whichever target an earlier test in the same worker selected."""
+    from lkchaos.safety import ledger
+
+    monkeypatch.setitem(ledger._deployment, "path", "")
