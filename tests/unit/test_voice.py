@@ -740,3 +740,29 @@ def test_a_spoken_reply_is_transcribed_whole_within_its_token_budget() -> None:
     reply = "Sorry, I can't reach my tools right now. 17 times 3 is 51."
     heard = audio.transcribe(audio.speech(reply, voice="en-us+m3"))
     assert heard.lower().rstrip(" .").endswith("is 51"), heard
+
+
+@pytest.mark.parametrize("said", [
+    "Sorry, I can't reach my tools right now.",
+    "I'm having trouble reaching my tools at the moment.",
+    "I am unable to look that up right now.",
+    "There was an error getting that for you.",
+    "Something went wrong, please try again.",
+    "I'm experiencing technical difficulties.",
+])
+def test_failure_notices_agents_say_are_apologies(said: str) -> None:
+    # An agent without lkchaos's turn report is judged by what it said alone: its notice
+    # that a tool or its speech-to-text failed is an apology, not a wrong answer.
+    from lkchaos.voice.questions import is_apology
+
+    assert is_apology(said)
+    stage, _, _ = roundtrip.judge("What is seven plus five?", False, "no 12", said, {})
+    assert stage == "apology"
+
+
+@pytest.mark.parametrize("said", ["Seven plus five is twelve.", "It is 3 PM in Tokyo.",
+                                  "The capital of Japan is Tokyo.", "Twelve."])
+def test_answers_are_not_apologies(said: str) -> None:
+    from lkchaos.voice.questions import is_apology
+
+    assert not is_apology(said)

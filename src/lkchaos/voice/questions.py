@@ -279,8 +279,19 @@ def check_reply(transcript: str, expected: list[str]) -> Check:
     return Check(False, f"expected one of {expected} in {transcript!r}")
 
 
-#: Words of the agent's apologies ("Sorry, I can't reach my tools right now.").
-_APOLOGY = re.compile(r"\b(sorry|apologi[sz]e|can ?t reach|cannot reach|unavailable)\b")
+#: Words of an agent's apologies and failure notices, as agents say them when a tool, the
+#: speech-to-text or the LLM fails ("Sorry, I can't reach my tools right now.", "I'm having
+#: trouble reaching my tools", "I'm unable to look that up", "There was an error", "Something
+#: went wrong, please try again"). Matched on the normalised transcript (lower case,
+#: apostrophes dropped).
+_APOLOGY = re.compile(
+    r"\b(sorry|apologi[sz]e|apologies|can ?t reach|cannot reach|unavailable|not available"
+    r"|having (some |a )?(trouble|difficult(y|ies)|issues?|problems?)"
+    r"|(unable|not able) to|can ?t (connect|access|complete|get to|look)"
+    r"|cannot (connect|access|complete|get to|look)"
+    r"|(an|some|a technical) (error|issue|problem)|something went wrong"
+    r"|technical (difficult(y|ies)|issues?|problems?)|try again later|please try again)\b"
+)
 
 
 def is_apology(transcript: str) -> bool:
