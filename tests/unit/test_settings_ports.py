@@ -4,7 +4,6 @@ the port is off."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,15 @@ from lkchaos.errors import ConfigError
 from lkchaos.settings import Settings
 from lkchaos.target import load_target, settings_values
 from lkchaos.target.model import Target
+from tests.unit.settings_env import clean_settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = ROOT / "tests" / "fixtures" / "targets" / "minimal.yaml"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith(("LKCHAOS_", "LIVEKIT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    return clean_settings_env(monkeypatch, tmp_path)
 
 
 def target_with(folder: Path, **livekit: object) -> Path:

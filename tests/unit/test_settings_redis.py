@@ -4,7 +4,6 @@ configuration and secrets, the environment, and the target file."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from lkchaos.errors import ConfigError
 from lkchaos.settings import Settings
 from lkchaos.target import load_target, settings_values
 from lkchaos.target.cli import target as target_cli
+from tests.unit.settings_env import clean_settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = ROOT / "tests" / "fixtures" / "targets" / "minimal.yaml"
@@ -23,14 +23,7 @@ SECRET = "sentinel-secret-never-shown"
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in list(os.environ):
-        if name.startswith(("LKCHAOS_", "LIVEKIT_")) or name in ("REDIS_PASSWORD", "SENTINEL_PW"):
-            monkeypatch.delenv(name)
-    state = tmp_path / "state"
-    state.mkdir()
-    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
-    monkeypatch.chdir(tmp_path)
-    return state
+    return clean_settings_env(monkeypatch, tmp_path, ("REDIS_PASSWORD", "SENTINEL_PW"))
 
 
 def write_target(folder: Path, redis: dict[str, object]) -> Path:

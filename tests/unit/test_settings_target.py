@@ -17,6 +17,7 @@ from lkchaos.settings import Settings
 from lkchaos.target import layer, load, load_target, missing, select
 from lkchaos.target.cli import target as target_cli
 from lkchaos.toxiproxy import actions as toxiproxy_actions
+from tests.unit.settings_env import clean_settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "stack" / "targets" / "reference.yaml"
@@ -26,14 +27,7 @@ SECRET = "s3cr3t-value-never-shown"
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in list(os.environ):
-        if name.startswith(("LKCHAOS_", "LIVEKIT_")) or name in ("LK_KEY", "REDIS_PASSWORD"):
-            monkeypatch.delenv(name)
-    state = tmp_path / "state"
-    state.mkdir()
-    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
-    monkeypatch.chdir(tmp_path)
-    return state
+    return clean_settings_env(monkeypatch, tmp_path, ("LK_KEY", "REDIS_PASSWORD"))
 
 
 def no_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
