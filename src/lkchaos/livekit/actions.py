@@ -28,6 +28,7 @@ than a node chosen in advance; its rollback is ``lkchaos.docker.actions.start_se
 ``service`` it returns, or ``start_service`` on every ``livekit_node`` member.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Any, Dict
 
@@ -41,7 +42,7 @@ from lkchaos.livekit import hold as holding
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 from lkchaos.values import check_number, check_text
-from lkchaos.verify import until
+from lkchaos.verify import NotInEffect, until
 
 __all__ = ["create_room", "delete_room", "hold_participants", "release_participants",
            "kill_node_hosting"]
@@ -199,12 +200,39 @@ def release_participants(
         result = _prober(settings, "DELETE", f"/hold/{room}")
     else:  # no prober child of this process (a new run's recovery, or it crashed): nobody held
         result = {"room": room, "released": 0, "connected_at_release": 0}
-    until(lambda: _listed(settings, room),
-          lambda seen: not any(i.startswith(holding.IDENTITY_PREFIX) for i in seen),
-          f"release of the participants held in {room}",
-          describe=lambda seen: f"listed {sorted(seen)}")
+    try:
+        until(lambda: _listed(settings, room),
+              lambda seen: not any(i.startswith(holding.IDENTITY_PREFIX) for i in seen),
+              f"release of the participants held in {room}",
+              describe=lambda seen: f"listed {sorted(seen)}")
+    except NotInEffect:
+        ghost = _ghost_node(settings, room)
+        if ghost is None:
+            raise
+        # Nobody can be connected to a room whose node is gone: what LiveKit lists is what
+        # that node left in Redis, and it stays there until LiveKit clears it.
+        result = {**result, "ghost_node": ghost, "note": (
+            f"LiveKit still lists the held participants from Redis, but room {room} is on "
+            f"node {ghost}, which is no longer serving: they left with it (the room's entry "
+            "is LiveKit's to clear; room_state reports it)")}
     ledger.forget(settings.state_dir, HELD, room)
     return result
+
+
+def _ghost_node(settings: Settings, room: str) -> str | None:
+    """The node Redis maps ``room`` to when that node is no longer serving (gone from
+    LiveKit's node list, or its stats stale), else None (also when Redis cannot be read)."""
+    from lkchaos.livekit import state
+
+    try:
+        store = state.read_store(settings)
+    except (LkChaosError, OSError):
+        return None
+    node_id = store.room_nodes.get(room)
+    if not node_id:
+        return None
+    node = store.nodes.get(node_id)
+    return node_id if node is None or not node.available(time.time()) else None
 
 
 def busiest_room(room_nodes: dict[str, str], live_nodes: set[str], prefix: str) -> str | None:
