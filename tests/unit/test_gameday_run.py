@@ -188,6 +188,23 @@ def test_interrupt_rolls_back_and_exits_130(tmp_path: Path) -> None:
     assert "lkchaos recovery" in stderr and "SIGINT" in stderr
 
 
+def test_an_entry_past_its_timeout_is_interrupted_rolled_back_and_the_day_goes_on(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    began = time.monotonic()
+    done = run(tmp_path, "run", "--plain", "--out", str(out),
+               str(FIXTURES / "entry-timeout.yaml"))
+    assert time.monotonic() - began < 60, "the 60 s fault was waited out"
+    assert done.returncode == 1, done.stderr
+    assert outcomes(out) == [("fault", 1, "interrupted"), ("holds", 1, "held")]
+    note = summary(out)["entries"][0]["note"]
+    assert "ran longer than its timeout_s (10 s)" in note, note
+    assert not (tmp_path / "marker").exists(), "the rollback did not run"
+    journal = json.loads((out / "01-fault-1.json").read_text())
+    assert [r["activity"]["name"] for r in journal["rollbacks"]] == ["remove-marker"]
+
+
 def test_second_game_day_is_refused(tmp_path: Path) -> None:
     with GamedayLock(tmp_path / "state", "unit-holder"):
         done = run(tmp_path, "run", "--plain", "--out", str(tmp_path / "out"),

@@ -45,6 +45,9 @@ FAULT_S = (1, 3600)
 REPEATS = (1, 20)
 TIMEOUT_S = (1, 3600)
 RECOVERY_WAIT_S = (0, 3600)
+#: An entry's run may last this long at most (``timeout_s``; default ENTRY_TIMEOUT_DEFAULT_S).
+ENTRY_TIMEOUT_S = (10, 86400)
+ENTRY_TIMEOUT_DEFAULT_S = 3600.0
 
 
 class _Strict(BaseModel):
@@ -67,6 +70,10 @@ class Entry(_Strict):
     fault_s: Annotated[StrictFloat, Field(ge=FAULT_S[0], le=FAULT_S[1])] | None = None
     configuration: dict[str, ConfigValue] = Field(default_factory=dict)
     weight: Annotated[StrictFloat, Field(gt=0, le=100)] = 1
+    #: Seconds one run of the entry may last; past it the run is interrupted (its rollbacks
+    #: and lkchaos's recovery play) and the entry ends ``interrupted``.
+    timeout_s: Annotated[StrictFloat, Field(ge=ENTRY_TIMEOUT_S[0], le=ENTRY_TIMEOUT_S[1])] = (
+        ENTRY_TIMEOUT_DEFAULT_S)
 
     @property
     def label(self) -> str:

@@ -10,6 +10,8 @@ Order: the baseline must hold before the first entry (checked again and again fo
 again, which decides whether that entry recovered (else its outcome is ``not_recovered``).
 After an interruption (SIGINT or SIGTERM, forwarded once to the running ``chaos run``) or an
 entry not recovered, lkchaos's recovery (``lkchaos recover``) runs once the child has exited.
+An entry's run that outlasts its ``timeout_s`` (a baseline run, what is left of the baseline's)
+is interrupted the same way, and the entry ends ``interrupted`` while the game day goes on.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from lkchaos.gameday import child, record
 from lkchaos.gameday.check import load_gameday
 from lkchaos.gameday.interrupts import POLL_S, Interrupts
 from lkchaos.gameday.lock import GamedayLock
-from lkchaos.gameday.model import Gameday
+from lkchaos.gameday.model import ENTRY_TIMEOUT_DEFAULT_S, Gameday
 from lkchaos.gameday.progress import Display, Tail
 from lkchaos.gameday.reports import write_reports
 from lkchaos.report.load import shown_path
@@ -68,6 +70,7 @@ class Step:
     fault_s: float | None
     configuration: dict[str, Any]
     weight: float
+    timeout_s: float = ENTRY_TIMEOUT_DEFAULT_S
 
 
 def plan(gameday: Gameday, base: Path, ci: bool, env: dict[str, str]) -> list[Step]:
@@ -77,7 +80,8 @@ def plan(gameday: Gameday, base: Path, ci: bool, env: dict[str, str]) -> list[St
         fault_s = child.fault_window(entry.fault_s, gameday.fault_s, ci, env)
         for repeat in range(1, entry.repeats + 1):
             steps.append(Step(len(steps) + 1, entry.label, (base / entry.experiment).resolve(),
-                              repeat, fault_s, dict(entry.configuration), entry.weight))
+                              repeat, fault_s, dict(entry.configuration), entry.weight,
+                              entry.timeout_s))
     return steps
 
 
@@ -136,14 +140,19 @@ class GamedayRun:
         self.not_at_start = ""
         self._baselines = 0
         self.total = 0
+        #: Whether the last experiment run outlasted its time limit and was interrupted.
+        self.timed_out = False
         self.state_dir = settings_file.parent  # the settings are written to the state folder
 
     def say(self, text: str) -> None:
         self.display.feed({"event": "note", "text": text})
 
     def _chaos(self, experiment: Path, journal: Path, *, fault_s: float | None, entry: str,
-               configuration: dict[str, Any], quiet: bool = False) -> int | None:  # fmt: skip
-        """Run one experiment to its end; ``quiet`` shows only its failed activities."""
+               configuration: dict[str, Any], quiet: bool = False,
+               limit_s: float | None = None) -> int | None:  # fmt: skip
+        """Run one experiment to its end; ``quiet`` shows only its failed activities. Past
+        ``limit_s`` seconds it is interrupted as a person's Ctrl-C would (its rollbacks and
+        lkchaos's recovery play), and :attr:`timed_out` says so."""
         progress = journal.with_suffix(".progress.jsonl")
         env = child.environment(os.environ, fault_s=fault_s, run_id=self.run_id, entry=entry,
                                 journal=journal, progress=progress)  # fmt: skip
@@ -165,6 +174,8 @@ class GamedayRun:
         if self.interrupts.interrupted:
             self.interrupts.forward()
         deadline: float | None = None
+        self.timed_out = False
+        ends = None if limit_s is None else time.monotonic() + limit_s
         faults = _FaultWatch(self.state_dir) if not quiet else None
         try:
             while process.poll() is None:
@@ -173,7 +184,15 @@ class GamedayRun:
                     change = faults.poll()
                     if change is not None:
                         self.display.feed(change)
-                if self.interrupts.interrupted and deadline is None:
+                if ends is not None and not self.timed_out and time.monotonic() > ends:
+                    self.timed_out = True
+                    self.say(f"{entry} ran longer than its {limit_s:g} s: interrupting it; "
+                             "its rollbacks and lkchaos's recovery follow")
+                    try:
+                        os.killpg(process.pid, signal.SIGINT)
+                    except ProcessLookupError:
+                        pass
+                if (self.interrupts.interrupted or self.timed_out) and deadline is None:
                     deadline = time.monotonic() + self.options.interrupt_wait_s
                 if deadline is not None and time.monotonic() > deadline:
                     self.say(f"the experiment did not end within {self.options.interrupt_wait_s:g}"
@@ -207,8 +226,11 @@ class GamedayRun:
             attempt += 1
             journal = folder / f"{self._baselines:02d}-{attempt}.json"
             code = self._chaos(experiment, journal, fault_s=None, entry="baseline",
-                               configuration={}, quiet=True)  # fmt: skip
+                               configuration={}, quiet=True,
+                               limit_s=max(1.0, deadline - time.monotonic()))  # fmt: skip
             result, note = child.outcome(journal, code)
+            if self.timed_out:
+                result, note = "interrupted", f"the baseline ran past its {spec.timeout_s:g} s"
             if result == "held":
                 self.display.feed({"event": "baseline", "edge": "end", "ok": True})
                 return True, ""
@@ -225,9 +247,14 @@ class GamedayRun:
         self.display.feed({"event": "entry", "edge": "start", "index": step.index,
                            "total": self.total, "name": step.name, "repeat": step.repeat})
         code = self._chaos(step.experiment, journal, fault_s=step.fault_s,
-                           entry=f"{step.name}#{step.repeat}", configuration=step.configuration)
+                           entry=f"{step.name}#{step.repeat}", configuration=step.configuration,
+                           limit_s=step.timeout_s)  # fmt: skip
         outcome, note = child.outcome(journal, code)
-        if self.interrupts.interrupted and outcome == "held":
+        if self.timed_out and outcome != "not_recovered":
+            outcome, note = "interrupted", (
+                f"ran longer than its timeout_s ({step.timeout_s:g} s): interrupted, its "
+                "rollbacks played" + (f"; {note}" if note else ""))
+        elif self.interrupts.interrupted and outcome == "held":
             outcome, note = "interrupted", "the game day was interrupted during this entry"
         return EntryInfo(step.name, shown_path(step.experiment), step.repeat,
                            journal if journal.is_file() else None, outcome, note)
