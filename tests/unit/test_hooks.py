@@ -90,3 +90,14 @@ def test_a_participant_whose_every_event_was_lost_is_counted_lost() -> None:
     verdict = judge(events, finished_expected=True, late_s=5, participants=2)
     assert not verdict["ok"]
     assert verdict["lost"] == ["participant_joined (2 participants expected, 1 seen)"]
+
+
+def test_a_connection_that_aborted_before_it_was_active_has_no_join_or_leave_to_lose() -> None:
+    # LiveKit sends participant_connection_aborted alone for a participant whose connection
+    # never completed (its ICE failed, say): no join, no leave was ever due.
+    t0 = 1_000
+    events = _call(t0)
+    events.insert(3, _event("participant_connection_aborted", t0 + 1, t0 + 1.4, "dropped"))
+    verdict = judge(events, finished_expected=True, late_s=5)
+    assert verdict["ok"], verdict
+    assert "dropped" in verdict["participants"]

@@ -14,8 +14,9 @@ and judge it::
      "finished": false}
 
 - ``lost``: an expected event that did not arrive: ``room_started``; for every participant
-  seen, ``participant_joined`` and ``participant_left``; ``room_finished`` when the probe
-  waited for the room to end.
+  seen, ``participant_joined`` and ``participant_left`` (not for one whose connection
+  aborted before it became active: LiveKit sends ``participant_connection_aborted`` alone
+  for it); ``room_finished`` when the probe waited for the room to end.
 - ``duplicates``: an event id received more than once.
 - ``reordered``: an event that arrived after one LiveKit created later (by ``created_at``,
   whole seconds), or out of the room's logical order (started first, finished last, a
@@ -42,6 +43,10 @@ from lkchaos.values import check_number, check_text
 __all__ = ["room_webhooks", "webhooks_for_call", "alert_delivered"]
 
 POLL_S = 0.5
+#: What LiveKit sends, alone, for a participant whose connection aborted before it became
+#: active (its signalling or media never completed): no participant_joined, no
+#: participant_left (livekit/livekit#4227).
+ABORTED = "participant_connection_aborted"
 #: Events whose order in a room is fixed (others are listed, not judged).
 _LOGICAL = ("room_started", "participant_joined", "track_published", "participant_left",
             "room_finished")  # fmt: skip
@@ -61,6 +66,8 @@ def judge(events: List[Dict[str, Any]], finished_expected: bool, late_s: float,
     people = sorted({str(e["participant"]) for e in events if e.get("participant")})
     for who in people:
         theirs = [k for e, k in zip(events, kinds, strict=True) if e.get("participant") == who]
+        if ABORTED in theirs:
+            continue  # never became active: LiveKit sends this event alone (no join, no leave)
         for needed in ("participant_joined", "participant_left"):
             if needed not in theirs:
                 lost.append(f"{needed} ({who})")
