@@ -464,6 +464,16 @@ def _ipv6(text: str) -> bool:
     return True
 
 
+def is_ip_address(host: str) -> bool:
+    """Whether ``host`` is an IP address (v4, or v6 with or without brackets) rather than a
+    name."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def _host_key(host: str) -> str:
     """A host as compared with another: an IP address in its one spelling, a name in lower
     case."""

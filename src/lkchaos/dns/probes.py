@@ -20,7 +20,6 @@ does not answer is not an error of the probe: ``ok`` is false so that a toleranc
      "provider": {"type": "python", "module": "lkchaos.dns.probes", "func": "resolve_names"}}
 """
 
-import ipaddress
 import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List
@@ -29,7 +28,7 @@ from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
 from lkchaos.dns import client
-from lkchaos.settings import Settings
+from lkchaos.settings import Settings, is_ip_address
 from lkchaos.values import check_address
 
 __all__ = ["resolve_names"]
@@ -71,24 +70,16 @@ def _check(names: Any, expected: Any, rdtype: Any, timeout: Any, max_latency_ms:
         check_address("server", server)
 
 
-def public_names(settings: Settings) -> list[str]:
+def deployment_names(settings: Settings) -> list[str]:
     """The deployment's public DNS names, once each: LiveKit's URL host, then every name the
     TLS proxy serves (``tls_proxy.names``); IP addresses are left out (nothing to resolve).
     The reference stack: ``lk.chaos.test``, ``turn.chaos.test``, ``whip.chaos.test``."""
     found: list[str] = []
     for name in (settings.livekit_host, *settings.tls_names):
         name = (name or "").strip().rstrip(".").lower()
-        if name and not _is_address(name) and name not in found:
+        if name and not is_ip_address(name) and name not in found:
             found.append(name)
     return found
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def resolve_names(
@@ -104,10 +95,10 @@ def resolve_names(
     """Resolve each name (concurrently) through the deployment's resolver: rcode, addresses
     and latency per name; ``ok`` when every one answers NOERROR with addresses (those of
     ``expected`` when given) in time. Default names: the deployment's public names
-    (:func:`public_names`: LiveKit's URL host, then every name the TLS proxy serves)."""
+    (:func:`deployment_names`: LiveKit's URL host, then every name the TLS proxy serves)."""
     settings = Settings.load(configuration, secrets)
     if names is None:
-        names = public_names(settings)
+        names = deployment_names(settings)
         if not names:
             raise ActivityFailed(
                 f"the deployment has no names to resolve (LiveKit's URL is "

@@ -31,7 +31,6 @@ keys are refused. :mod:`lkchaos.target.load` adds the file and line to every pro
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -49,7 +48,7 @@ from pydantic import (
     model_validator,
 )
 
-from lkchaos.settings import AddressError, split_host_port
+from lkchaos.settings import AddressError, is_ip_address, split_host_port
 
 #: The roles a component can play; ``roles`` maps each to the user's own runtime names.
 ROLES: tuple[str, ...] = (
@@ -531,11 +530,7 @@ class Target(_Strict):
         if self.domain:
             return self.domain
         host = urlsplit(self.livekit.url).hostname or ""
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
+        if is_ip_address(host):
             host = self.tls_proxy.names[0] if self.tls_proxy.names else ""
         return host.split(".", 1)[1] if "." in host else host
 

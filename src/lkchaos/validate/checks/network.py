@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lkchaos.dns import client as dns_client
-from lkchaos.settings import Settings, split_host_port
+from lkchaos.settings import Settings, is_ip_address, split_host_port
 from lkchaos.validate import facts
 from lkchaos.validate.model import Context, Finding, check
 
@@ -538,10 +538,9 @@ def scan_targets(settings: Settings) -> dict[str, set[int]]:
     resolved) and every address a public name resolves to."""
     targets: dict[str, set[int]] = {}
     for host, ports in expected_ports(settings).items():
-        try:
-            ipaddress.ip_address(host)
+        if is_ip_address(host):
             addresses = [host]
-        except ValueError:
+        else:
             addresses, _ = resolve(settings, host, 5.0)
         for address in addresses:
             targets.setdefault(address, set()).update(ports)
