@@ -226,6 +226,21 @@ async def _signal(url: str, token: str, pings: int, timeout: float,
             return joined
 
 
+def _join(ctx: Context, url: str, kind: str, pings: int, ice: bool = False) -> dict[str, Any]:
+    """One signalling join on node ``url`` (:func:`_signal`) as ``lkchaos-validate-<kind>``
+    in a room of its own, deleted after it: its result, or ``{"joined": False, "reason"}``."""
+    room = room_name(kind)
+    token = lk.access_token(ctx.settings, f"lkchaos-validate-{kind}", room, ttl_seconds=120)
+    try:
+        return asyncio.run(_signal(url, token, pings, ctx.timeout_s, ice=ice))
+    except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError) as exc:
+        return {"joined": False, "reason": f"{type(exc).__name__}: {exc}"[:300]}
+    finally:  # the join created the room: leave nothing behind
+        with contextlib.suppress(httpx.HTTPError):
+            twirp(url, "DeleteRoom", admin_token(ctx.settings), ctx.timeout_s,
+                  json={"room": room})  # fmt: skip
+
+
 def ice_servers(ctx: Context) -> list[dict[str, Any]]:
     """The ICE servers (STUN and TURN, with credentials) LiveKit's join response hands a
     client, from the first node that lets a participant join; ``[]`` when none does. Once
@@ -233,16 +248,7 @@ def ice_servers(ctx: Context) -> list[dict[str, Any]]:
 
     def compute() -> list[dict[str, Any]]:
         for url in nodes(ctx):
-            room = room_name("ice")
-            token = lk.access_token(ctx.settings, "lkchaos-validate-ice", room, ttl_seconds=120)
-            try:
-                joined = asyncio.run(_signal(url, token, 0, ctx.timeout_s, ice=True))
-            except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError):
-                continue
-            finally:
-                with contextlib.suppress(httpx.HTTPError):
-                    twirp(url, "DeleteRoom", admin_token(ctx.settings), ctx.timeout_s,
-                          json={"room": room})  # fmt: skip
+            joined = _join(ctx, url, "ice", 0, ice=True)
             if joined.get("joined"):
                 return list(joined.get("ice_servers") or [])
         return []
@@ -255,20 +261,7 @@ def signal_sessions(ctx: Context) -> dict[str, Any]:
     """Per node: a signalling join and its ping round trips (or the error, as text)."""
 
     def compute() -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for url in nodes(ctx):
-            room = room_name("signal")
-            token = lk.access_token(ctx.settings, "lkchaos-validate-signal", room,
-                                    ttl_seconds=120)  # fmt: skip
-            try:
-                out[url] = asyncio.run(_signal(url, token, PINGS, ctx.timeout_s))
-            except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError) as exc:
-                out[url] = {"joined": False, "reason": f"{type(exc).__name__}: {exc}"[:300]}
-            finally:  # the join created the room: leave nothing behind
-                with contextlib.suppress(httpx.HTTPError):
-                    twirp(url, "DeleteRoom", admin_token(ctx.settings), ctx.timeout_s,
-                          json={"room": room})  # fmt: skip
-        return out
+        return {url: _join(ctx, url, "signal", PINGS) for url in nodes(ctx)}
 
     result: dict[str, Any] = ctx.fact("livekit.signal", compute)
     return result
