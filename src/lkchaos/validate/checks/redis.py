@@ -52,6 +52,14 @@ def _refusal(command: str, exc: redis_lib.ResponseError) -> str:
     return f"{command} is refused here ({str(exc)[:80]}; {MANAGED})"
 
 
+def _unreadable(what: str, command: str, exc: redis_lib.ResponseError, confirm: str,
+                data: dict[str, Any] | None = None) -> Finding:  # fmt: skip
+    """``manual``: ``what`` cannot be read because Redis refused ``command``; ``confirm``
+    says what a person must check instead."""
+    return Finding("manual", f"{what} cannot be read: {_refusal(command, exc)}. {confirm}",
+                   {**(data or {}), "refused": str(exc)[:200]})
+
+
 def _address(ctx: Context) -> tuple[str, int]:
     return ctx.settings.map_redis_address(*rc.master_address(ctx.settings,
                                                              min(ctx.timeout_s, 5.0)))
@@ -72,11 +80,10 @@ def connection(ctx: Context) -> Finding:
         except redis_lib.ResponseError as exc:
             if not refused(exc):
                 raise
-            return Finding("manual", f"{host}:{port} answered PING in {ms:.1f} ms; its role "
-                           f"cannot be read: {_refusal('INFO', exc)}. Confirm that "
-                           f"{host}:{port} is the primary (the service's primary endpoint)",
-                           {"address": f"{host}:{port}", "ping_ms": round(ms, 2),
-                            "refused": str(exc)[:200]})  # fmt: skip
+            return _unreadable(f"{host}:{port} answered PING in {ms:.1f} ms; its role",
+                               "INFO", exc, f"Confirm that {host}:{port} is the primary (the "
+                               "service's primary endpoint)",
+                               {"address": f"{host}:{port}", "ping_ms": round(ms, 2)})
     finally:
         r.close()
     data = {"address": f"{host}:{port}", "ping_ms": round(ms, 2), "role": info.get("role"),
@@ -193,10 +200,9 @@ def memory(ctx: Context) -> Finding:
     except redis_lib.ResponseError as exc:
         if not refused(exc):
             raise
-        return Finding("manual", f"memory use cannot be read: {_refusal('INFO', exc)}. Confirm "
-                       f"in the provider's metrics that used memory stays under "
-                       f"{MEMORY_WARN:.0%} of the instance's maxmemory",
-                       {"refused": str(exc)[:200]})  # fmt: skip
+        return _unreadable("memory use", "INFO", exc, "Confirm in the provider's metrics "
+                           f"that used memory stays under {MEMORY_WARN:.0%} of the instance's "
+                           "maxmemory")
     finally:
         r.close()
     used = int(info["used_memory"])
@@ -311,9 +317,8 @@ def clustering(ctx: Context) -> Finding:
     except redis_lib.ResponseError as exc:
         if not refused(exc):
             raise
-        return Finding("manual", f"replication cannot be read: {_refusal('INFO', exc)}. Confirm "
-                       "in the provider's console that the replicas are connected and in sync",
-                       {"refused": str(exc)[:200]})  # fmt: skip
+        return _unreadable("replication", "INFO", exc, "Confirm in the provider's console that "
+                           "the replicas are connected and in sync")
     online = [v for v in replicas if v.get("state") == "online"]
     syncing = [v for v in replicas if v.get("state") != "online"]
     data: dict[str, Any] = {"replicas": replicas, "sentinels": {}, "waited_s": round(waited, 1)}
