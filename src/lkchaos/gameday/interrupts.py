@@ -14,6 +14,16 @@ from typing import Any
 POLL_S = 0.2
 
 
+def interrupt(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT to a running child's process group, as Ctrl-C at a terminal would send it (its
+    rollbacks and lkchaos's recovery follow); nothing when it has already exited."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+
 class Interrupts:
     """SIGINT and SIGTERM while the game day runs: the first stops it (and is forwarded once
     to the running child's process group); later ones say it is still rolling back."""
@@ -39,12 +49,8 @@ class Interrupts:
                      "lkchaos's recovery to finish")
 
     def forward(self) -> None:
-        process = self.child
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
+        if self.child is not None:
+            interrupt(self.child)
 
     def sleep(self, seconds: float) -> None:
         """Sleep, ending early when interrupted."""

@@ -29,7 +29,7 @@ from typing import Any
 
 from lkchaos.gameday import child, record
 from lkchaos.gameday.check import load_gameday
-from lkchaos.gameday.interrupts import POLL_S, Interrupts
+from lkchaos.gameday.interrupts import POLL_S, Interrupts, interrupt
 from lkchaos.gameday.lock import GamedayLock
 from lkchaos.gameday.model import ENTRY_TIMEOUT_DEFAULT_S, Gameday
 from lkchaos.gameday.progress import Display, Tail
@@ -188,10 +188,7 @@ class GamedayRun:
                     self.timed_out = True
                     self.say(f"{entry} ran longer than its {limit_s:g} s: interrupting it; "
                              "its rollbacks and lkchaos's recovery follow")
-                    try:
-                        os.killpg(process.pid, signal.SIGINT)
-                    except ProcessLookupError:
-                        pass
+                    interrupt(process)
                 if (self.interrupts.interrupted or self.timed_out) and deadline is None:
                     deadline = time.monotonic() + self.options.interrupt_wait_s
                 if deadline is not None and time.monotonic() > deadline:
