@@ -112,10 +112,14 @@ class _Local:
         self.prober = local_prober.local(settings)
         self._born: dict[str, int] = {}  # call id -> the generation of the child holding it
 
-    def _ended(self, how: str) -> dict[str, Any]:
-        return {"turns": [], "state": "ended", "summary": {},
-                "end_reason": f"lkchaos's local voice prober {how} (the LiveKit SDK's native "
-                              "runtime crashed; not the deployment)"}  # fmt: skip
+    @staticmethod
+    def _end_reason(how: str) -> str:
+        return (f"lkchaos's local voice prober {how} (the LiveKit SDK's native runtime "
+                "crashed; not the deployment)")
+
+    def _holder(self, call_id: str) -> int:
+        """The generation of the child holding ``call_id`` (the running one if not known)."""
+        return self._born.get(call_id, self.prober.generation)
 
     def start(self, options: Options) -> tuple[str, str]:
         url = self.prober.url()
@@ -127,16 +131,19 @@ class _Local:
     def turns(self, call_id: str, after: int, wait_s: float) -> dict[str, Any]:
         result = self.prober.attempt(
             lambda url: _Prober(url, self.prober.secret).turns(call_id, after, wait_s),
-            self._born.get(call_id, self.prober.generation))  # fmt: skip
-        return self._ended(result.how) if isinstance(result, local_prober.Died) else result
+            self._holder(call_id))  # fmt: skip
+        if isinstance(result, local_prober.Died):
+            return {"turns": [], "state": "ended", "summary": {},
+                    "end_reason": self._end_reason(result.how)}
+        return result
 
     def end(self, call_id: str, at_once: bool = False) -> dict[str, Any]:
         result = self.prober.attempt(
             lambda url: _Prober(url, self.prober.secret).end(call_id, at_once),
-            self._born.get(call_id, self.prober.generation))  # fmt: skip
+            self._holder(call_id))  # fmt: skip
         self._born.pop(call_id, None)
         if isinstance(result, local_prober.Died):
-            return {"state": "ended", "end_reason": self._ended(result.how)["end_reason"]}
+            return {"state": "ended", "end_reason": self._end_reason(result.how)}
         return result
 
 
