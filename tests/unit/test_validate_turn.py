@@ -120,12 +120,14 @@ class Coturn:
 
 
 @pytest.fixture
-def coturn(tmp_path: Path) -> Iterator[tuple[Coturn, Settings]]:
+def coturn(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Coturn, Settings]]:
+    """coturn with LiveKit's derived credentials; parametrized indirectly with
+    ``"name:password"``, with that static user instead."""
     if shutil.which("turnserver") is None:
         pytest.skip("needs coturn (Debian package coturn)")
     ca = certs.make_ca()
     (tmp_path / "ca.crt").write_bytes(certs.cert_pem(ca.cert))
-    server = Coturn(tmp_path, ca)
+    server = Coturn(tmp_path, ca, user=getattr(request, "param", None))
     settings = Settings(livekit_api_key=KEY, livekit_api_secret=SECRET,
                         ca_file=str(tmp_path / "ca.crt"))  # fmt: skip
     yield server, settings
@@ -166,32 +168,24 @@ def test_tls_to_a_server_with_an_untrusted_certificate_fails(
     assert turn.summary(result)[0] is False
 
 
+@pytest.mark.parametrize("coturn", ["caller:from-livekit"], indirect=True)
 def test_an_external_turn_server_is_exercised_with_the_credentials_livekit_hands_out(
-        tmp_path: Path) -> None:  # fmt: skip
+        coturn: tuple[Coturn, Settings]) -> None:  # fmt: skip
     # coturn in LiveKit's rtc.turn_servers with a static user: LiveKit's join response hands
     # clients that user, and credentials derived from the API key are refused.
-    if shutil.which("turnserver") is None:
-        pytest.skip("needs coturn (Debian package coturn)")
-    ca = certs.make_ca()
-    (tmp_path / "ca.crt").write_bytes(certs.cert_pem(ca.cert))
-    server = Coturn(tmp_path, ca, user="caller:from-livekit")
-    settings = Settings(livekit_api_key=KEY, livekit_api_secret=SECRET,
-                        ca_file=str(tmp_path / "ca.crt"))  # fmt: skip
+    server, settings = coturn
     ice = [{"urls": ["stun:stun.example.test:3478"], "username": "", "credential": ""},
            {"urls": [f"turn:{NAME}:{server.udp}?transport=udp",
                      f"turns:{NAME}:{server.tls}?transport=tcp"],
             "username": "caller", "credential": "from-livekit"}]  # fmt: skip
-    try:
-        for transport in ("udp", "tls"):
-            result = turn.exercise(settings, server.server(transport), 5.0, ice=ice)
-            ok, text = turn.summary(result)
-            assert ok, text
-            assert "credentials LiveKit's join response" in text
-        derived = turn.exercise(settings, server.server("udp"), 5.0, ice=ice[:1])
-        assert "401" in derived["error"] or "Unauthorized" in derived["error"]
-        assert "derived from the API key" in turn.summary(derived)[1]
-    finally:
-        server.close()
+    for transport in ("udp", "tls"):
+        result = turn.exercise(settings, server.server(transport), 5.0, ice=ice)
+        ok, text = turn.summary(result)
+        assert ok, text
+        assert "credentials LiveKit's join response" in text
+    derived = turn.exercise(settings, server.server("udp"), 5.0, ice=ice[:1])
+    assert "401" in derived["error"] or "Unauthorized" in derived["error"]
+    assert "derived from the API key" in turn.summary(derived)[1]
 
 
 def test_the_join_responses_turn_server_of_the_transport_is_chosen() -> None:
