@@ -226,3 +226,44 @@ def test_every_experiment_runs_somewhere() -> None:
     assert set(EXPERIMENTS) | set(RUN_HERE) == shipped
     assert ON_SECOND <= set(RUN_HERE)
     assert CATALOGUE <= set(EXPERIMENTS)
+
+
+def _agent_link_upstream(upstream: str) -> None:
+    """Point the agent's link to LiveKit (Toxiproxy's ``agent_livekit``) at ``upstream`` and
+    restart the agent, so that its worker registers through it."""
+    import httpx
+
+    from lkchaos.settings import Settings
+
+    settings = Settings.load()
+    response = httpx.post(f"{settings.toxiproxy_url}/proxies/agent_livekit",
+                          json={"upstream": upstream}, timeout=10)  # fmt: skip
+    response.raise_for_status()
+    subprocess.run(["docker", "restart", "lkchaos-agent-1"], check=True, timeout=120,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+@pytest.mark.catalogue
+def test_node_loss_deviates_when_the_agent_reaches_livekit_through_one_node(
+    tmp_path: Path,
+) -> None:
+    # A deployment whose agent was given one node's address: losing that node leaves every
+    # new call without an agent. livekit-1 is back before the hypothesis after the method,
+    # so the recovery bound holds; only the failover check after its kill can tell.
+    _agent_link_upstream("livekit-1:7880")
+    try:
+        settled = wait_baseline()
+        assert settled["ok"], settled
+        journal = run("livekit-node-loss.json", tmp_path)
+    finally:
+        _agent_link_upstream("caddy:7880")
+    assert journal["status"] == "completed" and journal["deviated"], failed_activities(journal)
+    outputs = {a["activity"]["name"]: a.get("output") for a in journal["run"]}
+    assert outputs["answered-while-livekit-1-is-down"]["ok"] is False
+    assert outputs["answered-while-livekit-1-is-down"]["failed"] >= 1
+    assert outputs["answered-while-livekit-2-is-down"]["ok"] is True
+    assert journal["steady_states"]["after"]["steady_state_met"], "the recovery alone held"
+    missed = journal["lkchaos_safety"]["missed_tolerances"]
+    assert [m["probe"] for m in missed] == ["answered-while-livekit-1-is-down"]
+    state = wait_baseline()
+    assert state["ok"], state

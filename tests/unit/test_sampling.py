@@ -22,7 +22,7 @@ from lkchaos.controls import sampler as sampler_module
 from lkchaos.controls import sampling
 from lkchaos.controls.figures import Fault, derive, fault_window, settled, summarize
 from lkchaos.controls.options import parse_options
-from lkchaos.controls.probes import recovery, sampled, sessions_answered
+from lkchaos.controls.probes import answered_during_fault, recovery, sampled, sessions_answered
 
 MODULE = __name__
 
@@ -87,6 +87,20 @@ def break_once() -> None:
 
 def interrupt() -> None:
     raise KeyboardInterrupt
+
+
+def fail_over(heal_s: float) -> None:
+    """Break the service; it serves again ``heal_s`` later on its own, the fault still in
+    place (a deployment that fails over)."""
+    _service["down"], _service["heal_at"] = True, time.monotonic() + heal_s
+
+
+def judged_at_start(took_s: float = 0.4) -> bool:
+    """A call that reads the service when it starts and answers ``took_s`` later (a call
+    begun before a fault that ends well)."""
+    ok = service_ok()
+    time.sleep(took_s)
+    return ok
 
 
 @pytest.fixture(autouse=True)
@@ -753,6 +767,92 @@ def test_sessions_answered_rejects_bad_arguments() -> None:
         sessions_answered("held", timeout_s=0)
     with pytest.raises(ActivityFailed, match="no running sampling control"):
         sessions_answered("held")
+
+
+def _failover_probe(**arguments: Any) -> dict[str, Any]:
+    return {
+        "type": "probe", "name": "answered-while-down", "tolerance": OK_FIELD,
+        "provider": {"type": "python", "module": "lkchaos.controls.probes",
+                     "func": "answered_during_fault", "arguments": {"probe": "svc", **arguments}},
+    }  # fmt: skip
+
+
+def _failover_run(fault: dict[str, Any], within_s: float, func: str = "service_ok",
+                  **kw: Any) -> dict[str, Any]:  # fmt: skip
+    exp = experiment(
+        probes=[probe("svc", func, 0.05, **kw)],
+        method=[action("hold", "repair_service"), fault, _failover_probe(within_s=within_s),
+                action("back", "repair_service")],
+        hypothesis=[RECOVERED],
+    )  # fmt: skip
+    return run_experiment(exp)
+
+
+def _method_output(journal: dict[str, Any], name: str) -> dict[str, Any]:
+    runs = [r for r in journal["run"] if r["activity"]["name"] == name]
+    assert len(runs) == 1, journal["run"]
+    output: dict[str, Any] = runs[0]["output"]
+    return output
+
+
+def test_answered_during_fault_when_the_deployment_fails_over() -> None:
+    journal = _failover_run(action("kill", "fail_over", heal_s=0.3), within_s=3)
+    out = _method_output(journal, "answered-while-down")
+    assert out["ok"] is True and out["action"] == "kill"
+    assert 0.25 <= out["answered_after_s"] < 1.5, out
+    assert out["failed"] >= 1 and out["samples"] > out["failed"]
+    assert out["last"]["ok"] is True
+
+
+def test_not_answered_during_fault_although_recovered_once_undone() -> None:
+    # A deployment that does not fail over: it serves again only once the method undoes the
+    # fault, so recovery within its bound holds, and only this check tells.
+    journal = _failover_run(action("kill", "break_service"), within_s=0.6)
+    out = _method_output(journal, "answered-while-down")
+    assert out["ok"] is False and out["answered_after_s"] is None
+    assert out["samples"] == out["failed"] > 0 and out["last"]["ok"] is False
+    assert 0.5 <= out["waited_s"] < 2.0
+    after = journal["steady_states"]["after"]["probes"][0]
+    assert after["tolerance_met"] is True  # recovered: what alone let it pass
+
+
+def test_a_call_begun_before_the_fault_is_no_evidence_of_failover() -> None:
+    # Each call reads the service when it starts and answers 0.4 s later: the one in flight
+    # when the fault lands ends ok after it, and must not count.
+    journal = _failover_run(action("kill", "break_service"), within_s=1.0,
+                            func="judged_at_start", took_s=0.4)  # fmt: skip
+    out = _method_output(journal, "answered-while-down")
+    assert out["ok"] is False, out
+    samples = section(journal)["probes"]["svc"]["samples"]
+    kill_end = out["since_t"]
+    assert any(s["ok"] and s["t"] < kill_end < s["t"] + s["latency_ms"] / 1000 for s in samples)
+
+
+def test_answered_during_fault_judges_the_named_action() -> None:
+    exp = experiment(
+        probes=[probe("svc", "service_ok", 0.05)],
+        method=[action("kill", "fail_over", heal_s=0.3), action("other", "slow_ok"),
+                _failover_probe(within_s=2, action="kill")],
+        rollbacks=[action("repair", "repair_service")],
+    )  # fmt: skip
+    journal = run_experiment(exp)
+    out = _method_output(journal, "answered-while-down")
+    assert out["action"] == "kill" and out["ok"] is True
+
+
+def test_answered_during_fault_rejects_bad_arguments_and_a_misplaced_call() -> None:
+    with pytest.raises(ActivityFailed, match="within_s"):
+        answered_during_fault("svc", within_s=0)
+    with pytest.raises(ActivityFailed, match="action"):
+        answered_during_fault("svc", action="")
+    with pytest.raises(ActivityFailed, match="no running sampling control"):
+        answered_during_fault("svc")
+    # in the steady state, before any method action: refused, naming where it belongs
+    exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[NOOP],
+                     hypothesis=[_failover_probe(within_s=1)], start="experiment")
+    journal = run_experiment(exp)
+    before = journal["steady_states"]["before"]["probes"][0]
+    assert before["status"] == "failed" and "after that action" in before["exception"][-1]
 
 
 def _heard(ok: bool, t: float, misheard: bool = False) -> dict[str, Any]:

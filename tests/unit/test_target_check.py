@@ -145,7 +145,7 @@ def test_experiments_that_do_not_apply_say_exactly_why() -> None:
     assert lines[start + 1:] == [
         "  no  livekit-node-loss.json",
         "        - service 'livekit_node:2': the target has 1 livekit_node (lk-server), so "
-        "livekit_node:2 does not exist (livekit-2-back)",
+        "livekit_node:2 does not exist (kill-livekit-2, livekit-2-back)",
         "        - needs the voice section (the agent name callers dispatch): the target has "
         "none (caller-answered)",
         "  no  agent-crash.json",

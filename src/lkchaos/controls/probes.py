@@ -30,6 +30,15 @@ sampler's (which would slow both, on a small machine)::
     {"ok": true, "probe": "caller-answered", "count": 1, "ok_samples": 1, "waited_s": 4.2,
      "results": [{"ok": true, "t": 61.2, "latency_s": 9.6, "value": {...}}]}
 
+``answered_during_fault`` judges failover itself: whether a call begun after the fault action
+took effect was answered while the fault was still in place (in the method, before anything
+undoes it). Recovery alone cannot show it: a deployment that does not fail over at all is
+answered again once the killed node is back, within any bound longer than the fault::
+
+    {"ok": false, "probe": "caller-answered", "action": "kill-livekit-2", "since_t": 31.4,
+     "within_s": 45.0, "answered_after_s": null, "waited_s": 45.0, "samples": 4, "failed": 4,
+     "last": {"ok": false, "t": 70.2, "latency_s": 6.1, "value": {"stage": "dispatch", ...}}}
+
 ``sessions_answered`` judges held sessions one by one: a series of held callers' turns can
 be mostly answered while one room is never served again; every session (``value.room``)
 that took a turn after the fault must have been answered at least once since::
@@ -50,7 +59,7 @@ from lkchaos.controls.figures import settled
 from lkchaos.controls.sampler import Sampler
 from lkchaos.controls.sampling import find_sampler, sampled_probes
 
-__all__ = ["recovery", "sampled", "sessions_answered"]
+__all__ = ["answered_during_fault", "recovery", "sampled", "sessions_answered"]
 
 
 def recovery(
@@ -86,6 +95,83 @@ def recovery(
     if result["rto_s"] is None:
         result["rto_s"] = 0.0
     return result
+
+
+def answered_during_fault(
+    probe: str,
+    within_s: float = 45.0,
+    action: str = None,  # type: ignore[assignment]
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Dict[str, Any]:
+    """Whether a sample of ``probe`` *started* after the fault action's call ended (the fault
+    in place: a node killed, a link cut) was ok, observed while this probe runs, so before the
+    fault is undone: the deployment served new calls in spite of the fault (failover), rather
+    than once it was over.
+
+    Put it in the method right after the fault action (after its pause, if it has one) and
+    before anything that undoes the fault. The fault action is ``action`` (an action of the
+    method, by name), or by default the last method action that ended before this probe.
+    Waits until ``within_s`` seconds after that action's call ended for the first such ok
+    sample; the fault stays in place while it waits. Returns ``{"ok", "probe", "action",
+    "since_t", "within_s", "answered_after_s", "waited_s", "samples", "failed", "last"}``:
+    ``answered_after_s`` is from the action's end to the ok result (null if none),
+    ``samples``/``failed`` count the samples started since, ``last`` is the latest of them
+    (``{"ok", "t", "latency_s", "value"}``, null if none). Judge it with a tolerance on
+    ``ok`` (a miss makes the run deviate, under the safety control).
+    Raises ActivityFailed on bad arguments, when no running sampling control samples
+    ``probe``, or when no method action (named ``action``) has ended yet.
+    """
+    if isinstance(within_s, bool) or not isinstance(within_s, int | float) or within_s <= 0:
+        raise ActivityFailed(f"within_s must be a number of seconds > 0, not {within_s!r}")
+    if action is not None and (not isinstance(action, str) or not action):
+        raise ActivityFailed(f"action must be the name of a method action, not {action!r}")
+    sampler = _sampling_now(probe)
+    since, fault_action = _fault_in_place(sampler.marks(), action)
+    began = time.monotonic()
+    deadline = began + max(0.0, since + float(within_s) - sampler.now())
+    while True:
+        fresh = [s for s in sampler.samples(probe) if float(s["t"]) >= since]
+        answered = sorted((s for s in fresh if s["ok"]), key=figures.observed)
+        if answered or time.monotonic() >= deadline or not sampler.running:
+            break
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+    last = max(fresh, key=figures.observed) if fresh else None
+    after = figures.observed(answered[0]) - since if answered else None
+    return {
+        "ok": bool(answered),
+        "probe": probe,
+        "action": fault_action,
+        "since_t": round(since, 3),
+        "within_s": float(within_s),
+        "answered_after_s": round(after, 3) if after is not None else None,
+        "waited_s": round(time.monotonic() - began, 3),
+        "samples": len(fresh),
+        "failed": sum(1 for s in fresh if not s["ok"]),
+        "last": None if last is None else {
+            "ok": last["ok"], "t": last["t"], "latency_s": round(last["latency_ms"] / 1000.0, 3),
+            "value": last["value"]},
+    }  # fmt: skip
+
+
+def _method_actions_ended(marks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in marks if m.get("event") == "activity_end" and m.get("phase") == "method"
+            and m.get("type") == "action"]  # fmt: skip
+
+
+def _fault_in_place(marks: list[dict[str, Any]], action: str | None) -> tuple[float, str]:
+    """When the fault action's call ended (seconds since the run started), and its name: the
+    last method action that ended, or the last one named ``action``."""
+    ended = [m for m in _method_actions_ended(marks) if action is None or m.get("name") == action]
+    if not ended:
+        named = f"named {action!r} " if action is not None else ""
+        raise ActivityFailed(
+            f"no method action {named}has ended yet: answered_during_fault judges the fault "
+            "an action of the method put in place; put it in the method after that action"
+        )
+    mark = ended[-1]
+    end = mark.get("call_end_t")
+    return (float(end) if end is not None else float(mark["t"])), str(mark.get("name"))
 
 
 def _sampler_of(probe: str) -> Sampler:

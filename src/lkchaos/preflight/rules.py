@@ -645,6 +645,10 @@ RULES: dict[str, list[Rule]] = {
     "lkchaos.controls.probes.sampled": [
         Rule(("probe",), _sampled), _positive("timeout_s"),
         _rule("count", "min_ok")(_sample_count)],
+    "lkchaos.controls.probes.answered_during_fault": [
+        Rule(("probe",), _sampled), _positive("within_s"),
+        _rule("action")(lambda a, c: None if a.get("action") is None else check_text(
+            "action", a.get("action")))],
     "lkchaos.controls.probes.sessions_answered": [
         Rule(("probe",), _sampled), _positive("timeout_s"),
         _rule("sessions")(lambda a, c: None if a.get("sessions") is None else check_int(

@@ -56,7 +56,8 @@ def _group(module: str, needs: tuple[Need, ...], *funcs: str) -> dict[str, tuple
 
 #: Activity function -> what it needs of the target (an empty tuple: nothing).
 NEEDS: dict[str, tuple[Need, ...]] = {
-    **_group("controls.probes", (), "recovery", "sampled", "sessions_answered"),
+    **_group("controls.probes", (), "answered_during_fault", "recovery", "sampled",
+             "sessions_answered"),
     # each item whose component the target lacks is n/a or error, never a refusal
     **_group("validate.probes", (), "checklist"),
     **_group("docker.actions", ("runtime",), "kill_service", "crash_service", "stop_service",
