@@ -49,7 +49,8 @@ KNOWN_DEVIATIONS: dict[str, str] = {}
 APOLOGY = {"whisper-outage.json", "mcp-outage.json"}
 
 #: The steady-state experiments first: a fault experiment may leave residue that LiveKit
-#: itself never cleans (rooms of a killed node stay in Redis, mapped to a node that is gone).
+#: itself never cleans (rooms of a killed node stay in Redis, mapped to a node that is gone;
+#: the safety control closes lkchaos's own after each run, not a deployment's).
 FIRST = ["stack-healthy.json", "steady-state.json"]
 #: Run, and checked the same way, on the second deployment (see the module docstring).
 ON_SECOND = {"whisper-outage.json", "mcp-outage.json"}

@@ -91,7 +91,7 @@ def probe(name: str, func: str, tolerance: Any = None, **arguments: Any) -> dict
 
 
 def isolate(monkeypatch: Any, tmp_path: Path) -> Path:
-    """A private state folder for one test; no Docker engine and no Toxiproxy to reach.
+    """A private state folder for one test; no Docker engine, Toxiproxy or Redis to reach.
     Returns the state folder."""
     state = tmp_path / "state"
     monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
@@ -99,4 +99,5 @@ def isolate(monkeypatch: Any, tmp_path: Path) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     monkeypatch.setenv("LKCHAOS_TOXIPROXY_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("LKCHAOS_SENTINELS", "127.0.0.1:9")
     return state

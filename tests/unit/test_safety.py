@@ -122,6 +122,31 @@ def test_rollbacks_are_not_played_twice(tmp_path: Path, isolated: Path) -> None:
     assert "rollbacks_played_by_lkchaos" not in journal["lkchaos_safety"]
 
 
+def test_rooms_left_on_dead_nodes_are_closed_after_the_run(
+    tmp_path: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lkchaos.livekit import dead_nodes
+
+    closed = [{"fault": "room lkchaos-probe-1 left on node ND_x, which is gone",
+               "outcome": "closed"}]  # fmt: skip
+    asked: list[object] = []
+    monkeypatch.setattr(dead_nodes, "close_own_rooms",
+                        lambda settings: asked.append(settings) or closed)  # fmt: skip
+    journal = run_experiment(helpers.experiment(str(tmp_path / "trace"), []))
+    assert journal["status"] == "completed" and not journal["deviated"]
+    assert journal["lkchaos_safety"]["rooms_closed"] == closed and len(asked) == 1
+
+
+def test_rooms_that_cannot_be_looked_for_leave_the_verdict_alone(
+    tmp_path: Path, isolated: Path
+) -> None:
+    # This test's Redis cannot be reached (see helpers.isolate): said in the journal only.
+    journal = run_experiment(helpers.experiment(str(tmp_path / "trace"), []))
+    assert journal["status"] == "completed" and not journal["deviated"]
+    [entry] = journal["lkchaos_safety"]["rooms_closed"]
+    assert entry["outcome"].startswith("error: ")
+
+
 def test_a_second_experiment_is_refused_and_touches_nothing(
     tmp_path: Path, isolated: Path
 ) -> None:

@@ -32,6 +32,9 @@ see controls/README.md). Declared both ways it acts once.
   second Ctrl-C would abort the rollbacks and leave the faults in effect. The journal counts
   them (``interrupts_ignored``). After an interrupt they stay refused until Chaos Toolkit has
   finished the run, so that the journal is written.
+- lkchaos's own rooms left on LiveKit nodes that are gone (a node the run killed closes none
+  of its rooms) are closed after the undoing (``rooms_closed``; :mod:`lkchaos.livekit.
+  dead_nodes`); a room that cannot be closed is logged and does not change the verdict.
 - Room-state snapshots left by earlier runs are removed when an experiment starts.
 - What it did is written to the journal under ``"lkchaos_safety"``.
 """
@@ -55,6 +58,7 @@ from chaoslib.run import RunEventHandler
 from chaoslib.settings import get_loaded_settings
 from chaoslib.types import Dry
 
+from lkchaos.errors import LkChaosError
 from lkchaos.safety import audit, gate, ledger, pauses, runlock
 from lkchaos.settings import Settings
 
@@ -383,6 +387,7 @@ def _cleanup(
                 context, state, configuration, secrets, dry
             )
         report["recovered"] = ledger.undo_all(state_dir, configuration, run_id=run_id)
+        report["rooms_closed"] = _close_own_rooms_rooms(configuration, secrets)
     failed = [r for r in report["recovered"] if not r.get("ok", True)]
     if failed:
         report["not_recovered"] = failed
@@ -390,6 +395,27 @@ def _cleanup(
         for item in failed:
             logger.error(f"could not undo {item['fault']} ({item['error']}): it stays in the "
                          "ledger; run `lkchaos recover`")
+
+
+def _close_own_rooms_rooms(
+    configuration: dict[str, Any] | None, secrets: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """lkchaos's own rooms left on LiveKit nodes the run killed (:mod:`lkchaos.livekit.
+    dead_nodes`), closed. Housekeeping: what cannot be done is logged, never the verdict."""
+    from lkchaos.livekit import dead_nodes
+
+    try:
+        closed = dead_nodes.close_own_rooms(Settings.load(configuration, secrets))
+    except (LkChaosError, OSError) as exc:
+        # Not every target's Redis is reachable from here, and nothing need be left: say it
+        # in the journal, not as a warning after every run.
+        logger.info(f"lkchaos could not look for its rooms left on LiveKit nodes that are "
+                    f"gone ({exc}); `lkchaos recover` closes them")  # fmt: skip
+        return [{"fault": "rooms left on nodes that are gone", "outcome": f"error: {exc}"}]
+    for entry in closed:
+        if entry["outcome"] != "closed":
+            logger.warning(f"{entry['fault']}: {entry['outcome']}; `lkchaos recover` retries")
+    return closed
 
 
 def after_experiment_control(

@@ -12,7 +12,8 @@ paused or stopped containers that play a role on the target (containers it does 
 such as one-shot jobs, are left alone) and the pressure sidecars still loading them,
 lkchaos's iptables rules and qdiscs in those containers (and network sidecars left behind),
 certificates swapped by ``lkchaos.tls`` (their originals are kept in the state folder),
-lkchaos's marked lines in the resolver's hosts file and configuration, and a run lock whose
+lkchaos's marked lines in the resolver's hosts file and configuration, lkchaos's own rooms
+left on LiveKit nodes that are gone (:mod:`lkchaos.livekit.dead_nodes`), and a run lock whose
 process is gone. A component the target does not have (no Toxiproxy, no resolver lkchaos may
 fault) is not swept.
 """
@@ -137,6 +138,11 @@ def _sweep_dns(settings: Settings) -> list[dict[str, Any]]:
 
     return sweep(settings)
 
+def _sweep_rooms(settings: Settings) -> list[dict[str, Any]]:
+    from lkchaos.livekit.dead_nodes import close_own_rooms
+
+    return close_own_rooms(settings)
+
 
 class RunInProgress(LkChaosError):
     """Another process holds the stack's run lock: an experiment is running."""
@@ -177,7 +183,7 @@ def recover(
         report = ledger.undo_all(settings.state_dir, configuration)
     except ledger.LedgerDamaged as exc:
         report = [{"fault": "damaged fault ledger", "outcome": f"error: {exc}"}]
-    sweeps = [_sweep_toxiproxy, _sweep_containers, _sweep_tls, _sweep_dns]
+    sweeps = [_sweep_toxiproxy, _sweep_containers, _sweep_tls, _sweep_dns, _sweep_rooms]
     if thorough:
         sweeps.insert(2, _sweep_network)
     for sweep in sweeps:

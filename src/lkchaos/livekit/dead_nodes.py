@@ -1,0 +1,88 @@
+"""lkchaos's own rooms left on LiveKit nodes that are gone (dead nodes), and closing them.
+
+LiveKit keeps a room in Redis (``rooms``, ``room_node_map``) until the node hosting it closes
+it. A node that dies (SIGKILL, a crash, a lost host) closes nothing: its rooms stay, mapped to
+a node that is no longer in ``nodes`` (a LiveKit node removes dead nodes' records when it
+starts) or whose stats stopped. ``DeleteRoom`` on such a room fails ("could not find object":
+LiveKit asks the dead node), while ``CreateRoom`` moves it to a live node (LiveKit's room
+allocator places again a room whose node is not available), after which ``DeleteRoom``
+closes it. Measured on LiveKit 1.13.5.
+
+lkchaos closes its own rooms this way (names beginning ``lkchaos-``: its callers', held
+calls', load ramps', the checklist's and the shipped experiments' rooms) after each run under
+the safety control and in ``lkchaos recover``, so that a node-loss experiment does not leave
+the next steady state a ``room_on_unknown_node``. Other rooms are the deployment's: they are
+left as LiveKit keeps them, and ``room_state`` reports them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from livekit import api
+
+from lkchaos.errors import LkChaosError
+from lkchaos.livekit import client, state
+from lkchaos.settings import Settings
+
+#: Rooms lkchaos names: its own to close.
+OWN_PREFIX = "lkchaos-"
+#: A node whose stats have not been updated for this long is gone (LiveKit updates them every
+#: few seconds and calls a node unavailable after 5 s; 30 s leaves a node that is only slow,
+#: or whose Redis failed over, alone).
+GONE_AFTER_S = 30.0
+
+
+def own_rooms_on_dead_nodes(store: state.StoreState, now: float) -> dict[str, str]:
+    """lkchaos's rooms mapped to a node that is gone: room name -> node id. ``now`` in Unix
+    seconds, as the nodes' stats."""
+    found: dict[str, str] = {}
+    for room in store.rooms:
+        node_id = store.room_nodes.get(room)
+        if not room.startswith(OWN_PREFIX) or not node_id:
+            continue
+        node = store.nodes.get(node_id)
+        if node is None or (node.updated_at is not None
+                            and now - node.updated_at >= GONE_AFTER_S):  # fmt: skip
+            found[room] = node_id
+    return found
+
+
+def close_own_rooms(settings: Settings, timeout: float = client.TIMEOUT) -> list[dict[str, Any]]:
+    """Close lkchaos's rooms left on nodes that are gone (see the module docstring):
+    CreateRoom, then DeleteRoom, through the first node of ``livekit_node_urls`` that
+    answers. Returns one entry a room, ``{"fault": "room R left on node N, which is gone",
+    "outcome": "closed" | "error: ..."}``; an empty list when there is none. Raises
+    :class:`LkChaosError` when LiveKit's state in Redis cannot be read."""
+    found = own_rooms_on_dead_nodes(state.read_store(settings), time.time())
+    outcomes: dict[str, str] = {}
+    for room in sorted(found):
+        try:
+            _close(settings, room, timeout)
+        except (LkChaosError, api.TwirpError, OSError) as exc:
+            outcomes[room] = f"error: {exc}"
+            continue
+        outcomes[room] = "closed"
+    if outcomes:  # verified: gone from Redis, not only answered
+        left = own_rooms_on_dead_nodes(state.read_store(settings), time.time())
+        for room in left.keys() & outcomes.keys():
+            if outcomes[room] == "closed":
+                outcomes[room] = "error: still in Redis after DeleteRoom"
+    return [{"fault": f"room {room} left on node {found[room]}, which is gone",
+             "outcome": outcome} for room, outcome in outcomes.items()]  # fmt: skip
+
+
+def _close(settings: Settings, room: str, timeout: float) -> None:
+    async def move_and_delete(c: api.LiveKitAPI) -> None:
+        await c.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=1))
+        await c.room.delete_room(api.DeleteRoomRequest(room=room))
+
+    errors: list[str] = []
+    for url in settings.livekit_node_urls:
+        try:
+            client.call(url, settings, move_and_delete, timeout)
+            return
+        except (api.TwirpError, OSError) as exc:
+            errors.append(f"{url}: {exc}")
+    raise LkChaosError("no LiveKit node closed it (" + "; ".join(errors) + ")")
