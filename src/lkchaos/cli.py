@@ -281,9 +281,32 @@ def up(do_build: bool, timeout: float, warm_up: bool) -> None:
         finally:
             if starter.poll() is None:
                 starter.terminate()
+    _put_links_back(paths)
     if warm_up:
         _warm_up(compose, client, timeout)
     say(f"stack healthy in {time.monotonic() - start:.1f} s")
+
+
+def _put_links_back(paths: StackPaths) -> None:
+    """Toxiproxy's links as configured (:mod:`lkchaos.stack.links`), unless an experiment is
+    running against the stack (the run lock): then only said."""
+    from lkchaos.safety import runlock
+    from lkchaos.stack import layout, links
+    from lkchaos.toxiproxy.client import ToxiproxyClient
+
+    wanted = links.rendered(paths.config_dir)
+    with ToxiproxyClient(f"http://127.0.0.1:{layout.host_port('toxiproxy_api')}") as toxi:
+        found = links.drift(wanted, toxi.proxies())
+        if not found:
+            return
+        holder = runlock.holder(paths.state_dir)
+        if holder is not None:
+            say(f"Toxiproxy's links differ from their configuration ({'; '.join(found)}): "
+                f"left as they are while {holder.title!r} runs; run `lkchaos stack up` again "
+                "after it")  # fmt: skip
+            return
+        links.restore(toxi, wanted)
+        say(f"Toxiproxy's links put back as configured ({'; '.join(found)})")
 
 
 def _warm_up(compose: Any, client: Any, timeout: float) -> None:

@@ -182,6 +182,11 @@ class ToxiproxyClient:
             raise
         return True
 
+    def populate(self, proxies: list[dict[str, Any]]) -> None:
+        """Create the proxies that do not exist and recreate those whose addresses differ
+        (Toxiproxy's ``/populate``; one left as it is keeps its toxics and enabled state)."""
+        self._request("POST", "/populate", proxies)
+
     def reset(self) -> None:
         """Enable every proxy and remove every toxic."""
         self._request("POST", "/reset")

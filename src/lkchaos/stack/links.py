@@ -1,0 +1,65 @@
+"""The reference stack's Toxiproxy links as they run, against the configuration rendered for
+them (``toxiproxy.json``), and putting them back.
+
+Toxiproxy reads its configuration file once, when it starts; after that its proxies live in
+its memory, changed through its API by anyone. A link pointed elsewhere by hand (an agent's
+link to one LiveKit node instead of the load balancer), disabled, or left with a toxic that
+no run recorded would survive `lkchaos stack up`, and every experiment after it would judge a
+deployment that is not the reference one. ``stack up`` compares and, unless an experiment is
+running, puts the links back (Toxiproxy's ``/populate`` recreates a proxy whose address
+changed, ``/reset`` enables every proxy and removes every toxic).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lkchaos.settings import AddressError, split_host_port
+from lkchaos.toxiproxy.client import ToxiproxyClient
+
+
+def rendered(config_dir: Path) -> list[dict[str, Any]]:
+    """The proxies of the rendered ``toxiproxy.json``."""
+    proxies: list[dict[str, Any]] = json.loads((config_dir / "toxiproxy.json").read_text())
+    return proxies
+
+
+def _port(address: str) -> int | None:
+    try:
+        return split_host_port(address, None)[1]
+    except AddressError:
+        return None
+
+
+def drift(wanted: Sequence[Mapping[str, Any]],
+          live: Mapping[str, Mapping[str, Any]]) -> list[str]:  # fmt: skip
+    """How the running proxies differ from ``wanted``, one line each (empty: none). Listen
+    addresses compare by port (Toxiproxy shows ``0.0.0.0`` as ``[::]``)."""
+    found: list[str] = []
+    for proxy in wanted:
+        name = str(proxy["name"])
+        running = live.get(name)
+        if running is None:
+            found.append(f"{name}: missing")
+            continue
+        if running.get("upstream") != proxy["upstream"]:
+            found.append(f"{name}: upstream {running.get('upstream')}, rendered "
+                         f"{proxy['upstream']}")  # fmt: skip
+        if _port(str(running.get("listen", ""))) != _port(str(proxy["listen"])):
+            found.append(f"{name}: listens on {running.get('listen')}, rendered "
+                         f"{proxy['listen']}")  # fmt: skip
+        if not running.get("enabled", True):
+            found.append(f"{name}: disabled")
+        toxics = [str(t.get("name")) for t in running.get("toxics") or []]
+        if toxics:
+            found.append(f"{name}: toxics {', '.join(sorted(toxics))}")
+    return found
+
+
+def restore(toxi: ToxiproxyClient, wanted: Sequence[Mapping[str, Any]]) -> None:
+    """Put the proxies back as ``wanted``: create or recreate them, enable them, no toxic."""
+    toxi.populate([dict(proxy) for proxy in wanted])
+    toxi.reset()

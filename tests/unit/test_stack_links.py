@@ -1,0 +1,98 @@
+"""The reference stack's Toxiproxy links against their rendered configuration, on a real
+toxiproxy-server (the stack's pinned build): what differs is found and put back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lkchaos.stack import links
+from lkchaos.stack.build import GO_BINARIES, cache_dir
+from lkchaos.toxiproxy.client import ToxiproxyClient
+from tests.unit.livekit_dev import free_port, stop_process
+
+SERVER = next(b for b in GO_BINARIES if b.name == "toxiproxy-server")
+SERVER_BIN = cache_dir() / "bin" / SERVER.cache_name
+
+
+@pytest.fixture
+def toxiproxy(tmp_path: Path) -> Iterator[tuple[ToxiproxyClient, list[dict[str, object]]]]:
+    """A toxiproxy-server started from a rendered-like configuration of two links; its client
+    and the configuration."""
+    if not os.access(SERVER_BIN, os.X_OK):
+        pytest.skip(f"no toxiproxy-server at {SERVER_BIN}: `lkchaos stack build` builds it")
+    wanted: list[dict[str, object]] = [
+        {"name": "agent_livekit", "listen": f"0.0.0.0:{free_port()}",
+         "upstream": "caddy:7880", "enabled": True},
+        {"name": "agent_whisper", "listen": f"0.0.0.0:{free_port()}",
+         "upstream": "whisper:8000", "enabled": True},
+    ]  # fmt: skip
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "toxiproxy.json").write_text(json.dumps(wanted))
+    port = free_port()
+    with (tmp_path / "toxiproxy.log").open("wb") as log:
+        process = subprocess.Popen([str(SERVER_BIN), "-host", "127.0.0.1", "-port", str(port),
+                                    "-config", str(config / "toxiproxy.json")],
+                                   stdout=log, stderr=log)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if httpx.get(f"{url}/proxies", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError((tmp_path / "toxiproxy.log").read_text())
+        time.sleep(0.1)
+    try:
+        with ToxiproxyClient(url) as toxi:
+            assert links.rendered(config) == wanted
+            yield toxi, wanted
+    finally:
+        stop_process(process)
+
+
+def test_links_as_configured_show_no_drift(
+    toxiproxy: tuple[ToxiproxyClient, list[dict[str, object]]],
+) -> None:
+    toxi, wanted = toxiproxy
+    assert links.drift(wanted, toxi.proxies()) == []  # "0.0.0.0" shows as "[::]": same port
+
+
+def test_a_link_changed_by_hand_is_found_and_put_back(
+    toxiproxy: tuple[ToxiproxyClient, list[dict[str, object]]],
+) -> None:
+    toxi, wanted = toxiproxy
+    # the agent's link pointed at one LiveKit node, Whisper's disabled with a toxic on it
+    httpx.post(f"{toxi.base_url}/proxies/agent_livekit", json={"upstream": "livekit-1:7880"},
+               timeout=5).raise_for_status()  # fmt: skip
+    toxi.set_enabled("agent_whisper", False)
+    toxi.add_toxic("agent_whisper", {"name": "slow", "type": "latency",
+                                     "attributes": {"latency": 500}})  # fmt: skip
+    assert links.drift(wanted, toxi.proxies()) == [
+        "agent_livekit: upstream livekit-1:7880, rendered caddy:7880",
+        "agent_whisper: disabled",
+        "agent_whisper: toxics slow",
+    ]
+    links.restore(toxi, wanted)
+    assert links.drift(wanted, toxi.proxies()) == []
+    assert toxi.proxy("agent_livekit")["upstream"] == "caddy:7880"
+
+
+def test_a_missing_link_is_created(
+    toxiproxy: tuple[ToxiproxyClient, list[dict[str, object]]],
+) -> None:
+    toxi, wanted = toxiproxy
+    httpx.delete(f"{toxi.base_url}/proxies/agent_whisper", timeout=5).raise_for_status()
+    assert links.drift(wanted, toxi.proxies()) == ["agent_whisper: missing"]
+    links.restore(toxi, wanted)
+    assert links.drift(wanted, toxi.proxies()) == []
