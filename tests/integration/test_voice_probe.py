@@ -103,3 +103,60 @@ def test_voice_round_trip_names_the_failed_stage(
     assert elapsed < limit + 15, f"the probe took {elapsed:.0f} s, over its {limit:g} s limit"
     if outcome:
         assert result["agent"].get("outcome") == outcome, result
+
+
+#: A round trip in a child process whose room gets a second dispatch of the agent through
+#: LiveKit's AgentDispatchService once the caller is in (as a deployment that dispatches by
+#: name and also automatically does): two jobs, two agents. (A token's room configuration
+#: naming the agent twice is one dispatch.)
+TWICE = """
+import asyncio, json
+from livekit import api
+from lkchaos.livekit.client import http_url
+from lkchaos.settings import Settings
+from lkchaos.voice import roundtrip
+
+settings = Settings.load()
+key, secret = settings.require_keys()
+url = settings.livekit_node_urls[0]
+tasks = []
+
+async def dispatch_again(room):
+    await asyncio.sleep(2)
+    lk = api.LiveKitAPI(http_url(url), key, secret)
+    try:
+        await lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(
+            agent_name=settings.agent_name, room=room))
+    finally:
+        await lk.aclose()
+
+token_for = roundtrip.caller_token
+
+def caller_token(key, secret, room, *args, **kwargs):
+    tasks.append(asyncio.get_running_loop().create_task(dispatch_again(room)))
+    return token_for(key, secret, room, *args, **kwargs)
+
+roundtrip.caller_token = caller_token
+
+async def main():
+    result = await roundtrip.run(url, key, secret, "What is seven minus two?",
+                                 agent_name=settings.agent_name)
+    await asyncio.gather(*tasks)
+    return result
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def test_a_second_agent_dispatched_to_the_callers_room_fails_the_round_trip() -> None:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", TWICE], capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["stage"] == "extra_agent" and result["ok"] is False, result
+    assert len(result["agents"]) == 2 and "2 agents publish audio" in result["reason"]
+    assert "5" in result["heard"] or "five" in result["heard"].lower()  # answered right

@@ -34,7 +34,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def sweeps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The sweeps of `recover`, replaced by ones that only say they ran."""
     ran: list[str] = []
-    for name in ("toxiproxy", "containers", "network", "tls", "dns"):
+    for name in ("toxiproxy", "containers", "network", "tls", "dns", "rooms"):
         def sweep(settings: Settings, name: str = name) -> list[dict[str, Any]]:
             ran.append(name)
             return []
@@ -102,7 +102,7 @@ def test_recover_still_sweeps_after_a_damaged_ledger(
     report = recovery.recover(Settings.load())
     assert report[0]["fault"] == "damaged fault ledger"
     assert "kept as" in report[0]["outcome"]
-    assert sweeps == ["toxiproxy", "containers", "network", "tls", "dns"]
+    assert sweeps == ["toxiproxy", "containers", "network", "tls", "dns", "rooms"]
 
 
 def test_a_run_that_finds_the_ledger_damaged_is_refused(isolated: Path, tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_recover_refuses_while_another_process_runs_an_experiment(
     assert sweeps == [] and helpers.lines(str(trace)) == []
     assert [f.target for f in ledger.pending(isolated)] == ["agent"]
     report = recovery.recover(Settings.load(), force=True)
-    assert [r["outcome"] for r in report] == ["undone"] and len(sweeps) == 5
+    assert [r["outcome"] for r in report] == ["undone"] and len(sweeps) == 6
 
 
 def test_the_recover_command_refuses_then_forces(
@@ -159,7 +159,7 @@ def test_the_recover_command_refuses_then_forces(
     assert "--force" in refused.output and sweeps == []
     forced = CliRunner().invoke(main, ["recover", "--force"])
     assert forced.exit_code == 0, forced.output
-    assert "baseline restored" in forced.output and len(sweeps) == 5
+    assert "baseline restored" in forced.output and len(sweeps) == 6
 
 
 def test_the_recover_action_inside_the_running_experiment_is_not_refused(
@@ -169,6 +169,6 @@ def test_the_recover_action_inside_the_running_experiment_is_not_refused(
 
     runlock.acquire(isolated, "this run")
     try:
-        assert recover()["count"] == 0 and len(sweeps) == 5
+        assert recover()["count"] == 0 and len(sweeps) == 6
     finally:
         runlock.release(isolated)

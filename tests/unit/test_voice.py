@@ -383,6 +383,20 @@ def test_the_verdict_tells_mishearing_apology_and_wrong_answer_apart() -> None:
     assert _judge(True, "9 minus 4 is 5.", misheard) == ("ok", True)
 
 
+def test_a_second_agent_answering_the_caller_fails_a_right_reply() -> None:
+    one = ["agent-AJ_1"]
+    assert roundtrip.extra_agents(True, "ok", "", one) == (True, "ok", "")
+    assert roundtrip.extra_agents(True, "ok", "", []) == (True, "ok", "")
+    ok, stage, reason = roundtrip.extra_agents(True, "ok", "", ["agent-AJ_1", "agent-AJ_2"])
+    assert (ok, stage) == (False, "extra_agent")
+    assert "2 agents publish audio" in reason and "agent-AJ_1, agent-AJ_2" in reason
+    # another failure keeps its stage and says it too
+    ok, stage, reason = roundtrip.extra_agents(False, "wrong_reply", "expected 5",
+                                               ["agent-AJ_1", "agent-AJ_2"])  # fmt: skip
+    assert (ok, stage) == (False, "wrong_reply")
+    assert reason.startswith("expected 5; 2 agents publish audio")
+
+
 def test_a_right_reply_the_caller_misheard_is_told_from_a_wrong_one() -> None:
     """The agent reports the right answer and the caller heard the same sentence with the
     answer changed: the caller's mishearing (set apart when alone), not a wrong reply."""

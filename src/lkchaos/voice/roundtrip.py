@@ -14,6 +14,10 @@ Stages, each with its own timeout, and the name reported when it fails:
                 ``misheard``: see :mod:`lkchaos.controls.figures`)
 ``wrong_reply`` a reply came, the agent heard the question right (or did not report what it
                 heard), but the expected answer is not the reply's
+``extra_agent`` a right reply, but more than one agent publishes audio in the caller's room:
+                each was given a job and answers the caller (a duplicate dispatch: an
+                automatic and an explicit one, or a job taken twice). An agent with an avatar
+                worker publishes through the avatar alone, one audio track in all
 ``timeout``     the whole round trip took longer than its overall limit
 
 (``slow_reply``, a right answer over the latency budget, is judged by the caller of
@@ -103,6 +107,7 @@ class Outcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
     media: dict[str, Any] = field(default_factory=dict)
+    agents: list[str] = field(default_factory=list)  # agents publishing audio in the room
     reply_pcm: np.ndarray | None = None  # the reply audio, 48 kHz int16; not in the result
 
     def as_dict(self) -> dict[str, Any]:
@@ -121,6 +126,7 @@ class Outcome:
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "agent": self.agent,
             "media_path": self.media,
+            "agents": self.agents,
             "room": self.room,
         }
 
@@ -254,6 +260,29 @@ def _agent(room: rtc.Room) -> rtc.RemoteParticipant | None:
     return None
 
 
+def agents_with_audio(room: rtc.Room) -> list[str]:
+    """The identities of the agents publishing audio in ``room``, sorted."""
+    return sorted(p.identity for p in room.remote_participants.values()
+                  if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+                  and _audio_track(p) is not None)  # fmt: skip
+
+
+def extra_agents(ok: bool, stage: str, reason: str, agents: Sequence[str]
+                 ) -> tuple[bool, str, str]:  # fmt: skip
+    """``(ok, stage, reason)`` once the agents publishing audio in the caller's room are
+    known: more than one fails a right reply (``extra_agent``) and is added to another
+    failure's reason."""
+    if len(agents) < 2:
+        return ok, stage, reason
+    note = (f"{len(agents)} agents publish audio in the caller's room ({', '.join(agents)}): "
+            "each was given a job and answers the caller; look for a duplicate dispatch (a "
+            "worker registered without agent_name is dispatched to every room, besides the "
+            "token's or the API's dispatch)")  # fmt: skip
+    if ok:
+        return False, "extra_agent", note
+    return ok, stage, f"{reason}; {note}" if reason else note
+
+
 def _audio_track(participant: rtc.RemoteParticipant) -> rtc.RemoteAudioTrack | None:
     for publication in participant.track_publications.values():
         if isinstance(publication.track, rtc.RemoteAudioTrack):
@@ -363,6 +392,9 @@ async def _converse(
     out.ok, out.reason = check.ok, check.reason
     out.stage, out.reason, out.misheard = judge(out.question, check.ok, check.reason,
                                                 out.heard, out.agent)  # fmt: skip
+    # By now a second dispatch's agent has joined too: it joins as fast as the first.
+    out.agents = agents_with_audio(room)
+    out.ok, out.stage, out.reason = extra_agents(out.ok, out.stage, out.reason, out.agents)
 
 
 def _timed(transcribe: Callable[[Any], str], pcm: Any) -> tuple[str, float]:
@@ -467,9 +499,10 @@ async def run(
     "misheard", "latency_s",
     "timings_ms": {"join", "dispatch", "end_of_speech_to_first_audio",
     "end_of_speech_to_reply_end", "transcription"}, "agent": {the agent's own report},
-    "room"}``, plus ``"reply_wav_b64"`` (see the module docstring) when it failed after reply
-    audio came. ``stage`` is ``ok`` or where it failed. Raises ``QuestionError`` only for a
-    question whose answer cannot be worked out when ``expected`` is not given.
+    "media_path", "agents": [identities of the agents publishing audio], "room"}``, plus
+    ``"reply_wav_b64"`` (see the module docstring) when it failed after reply audio came.
+    ``stage`` is ``ok`` or where it failed. Raises ``QuestionError`` only for a question whose
+    answer cannot be worked out when ``expected`` is not given.
     """
     timeouts = timeouts or Timeouts()
     question = audio.check_text(question or random_question())
