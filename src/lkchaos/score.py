@@ -24,7 +24,10 @@ Then the staleness factor: a run that ended more than ``fresh_days`` ago (defaul
 half_life_days)`` (half life 7 days, ``$LKCHAOS_SCORE_HALF_LIFE_DAYS``).
 
 A game day's score is the weighted mean of its entries' scores; an entry that did not run
-counts 0.
+counts 0. An entry scores as the game day judged it where that is worse than its journal:
+one the game day interrupted (its timeout, Ctrl-C) tested nothing and scores 0; one after
+which the deployment was not back at its baseline (``not_recovered``) did not hold, so its
+``hypothesis`` part is 0.
 """
 
 from __future__ import annotations
@@ -233,10 +236,18 @@ def _parts(journal: Mapping[str, Any], experiment: Mapping[str, Any]) -> tuple[
     return availability, rto_part, notes
 
 
-def experiment_score(journal: Mapping[str, Any], *, now: dt.datetime | None = None) -> Score:
+#: A game day entry's outcomes worse than its journal's verdict can be (``lkchaos.gameday``).
+ENTRY_NOT_RECOVERED = "not_recovered"
+ENTRY_INTERRUPTED = "interrupted"
+
+
+def experiment_score(journal: Mapping[str, Any], *, now: dt.datetime | None = None,
+                     entry_outcome: str | None = None) -> Score:  # fmt: skip
     """Score a Chaos Toolkit journal (see the module docstring). ``now`` (aware) sets the age
     for the staleness factor (default: the current time; the run's end time gives the score
-    undecayed). Raises ``ConfigError`` for bad score settings in the experiment."""
+    undecayed). ``entry_outcome``: the game day's verdict on the entry the run was
+    (``not_recovered`` and ``interrupted`` lower the score, see the module docstring).
+    Raises ``ConfigError`` for bad score settings in the experiment."""
     experiment = journal.get("experiment") or {}
     weights, weight = _weights(experiment)
     when = journal_end(journal)
@@ -244,17 +255,20 @@ def experiment_score(journal: Mapping[str, Any], *, now: dt.datetime | None = No
     age_days = max(0.0, (now - when).total_seconds() / 86400.0) if when else 0.0
     factor = staleness(age_days)
     status = str(journal.get("status"))
-    if status in _NOT_RUN:
+    if status in _NOT_RUN or entry_outcome == ENTRY_INTERRUPTED:
         parts: dict[str, float | None] = {"hypothesis": 0.0, "availability": None, "rto": None,
                                           "staleness": factor}  # fmt: skip
-        return Score(0.0, parts, weight, _why_not_run(journal))
+        why = (_why_not_run(journal) if status in _NOT_RUN else "the game day interrupted "
+               "this entry (its timeout, or a stop): it tested nothing, so it scores 0")
+        return Score(0.0, parts, weight, why)
     before = (journal.get("steady_states") or {}).get("before")
     if isinstance(before, Mapping) and before.get("steady_state_met") is False:
         # Chaos Toolkit ends such a run "completed", not deviated, and exits 0.
         parts = {"hypothesis": 0.0, "availability": None, "rto": None, "staleness": factor}
         return Score(0.0, parts, weight, "the steady state did not hold before the method, "
                      "so the method never ran: it tested nothing, so it scores 0")
-    held = status == "completed" and not journal.get("deviated")
+    not_back = entry_outcome == ENTRY_NOT_RECOVERED
+    held = status == "completed" and not journal.get("deviated") and not not_back
     availability, rto_part, notes = _parts(journal, experiment)
     parts = {"hypothesis": 1.0 if held else 0.0, "availability": availability, "rto": rto_part}
     used = {k: weights[k] for k, v in parts.items() if v is not None and weights[k] > 0}
@@ -264,7 +278,10 @@ def experiment_score(journal: Mapping[str, Any], *, now: dt.datetime | None = No
     parts["staleness"] = factor
     shown = ", ".join(f"{k} {parts[k]:.2f} (weight {w:g})" for k, w in used.items())
     left_out = [k for k in ("availability", "rto") if parts[k] is None]
-    text = f"{'held' if held else 'deviated'}: {shown}"
+    verdict = "held" if held else "deviated"
+    if not_back:
+        verdict = "not recovered (the deployment was not back at its baseline after it)"
+    text = f"{verdict}: {shown}"
     if left_out:
         text += f"; left out (nothing measured): {', '.join(left_out)}"
     if notes:

@@ -119,3 +119,18 @@ def test_an_entry_the_game_day_judged_not_recovered_is_never_shown_held(tmp_path
     assert isinstance(error, Error) and error.message == f"not recovered: {note}"
     text = render_markdown([held], title="t", gameday=day)
     assert "1 not recovered" in text and "held" not in text.split("### What failed")[0]
+
+
+def test_an_entry_not_recovered_is_scored_as_such_in_the_report() -> None:
+    from lkchaos.report.load import load_report
+
+    note = "not back at baseline: stack-healthy: livekit-2 not ready"
+    entries = [EntryInfo("crash", "experiments/agent-crash.json", 1,
+                         FIXTURES / "agent-crash.json", "not_recovered", note=note)]
+    day = GamedayInfo(name="g", run_id=None, started_at="2026-11-30T00:00:00+00:00",
+                      ended_at="2026-11-30T00:05:00+00:00", status="not_recovered",
+                      entries=entries)  # fmt: skip
+    [run] = load_report([], title="t", gameday=day).runs
+    held = load_report([FIXTURES / "agent-crash.json"], title="t").runs[0]
+    assert held.score is not None and run.score is not None and run.score < held.score
+    assert run.score_note.startswith("not recovered")

@@ -100,6 +100,25 @@ def test_a_run_that_did_not_test_anything_scores_0_and_says_why(status: str) -> 
         assert "'pause-mcp' failed: mcp is exited" in result.explanation
 
 
+def test_a_game_day_entry_not_recovered_loses_its_hypothesis_part() -> None:
+    # Held by its journal, but the deployment was not back at its baseline after it.
+    journal = load("agent-crash")
+    result = experiment_score(journal, now=at_end(journal), entry_outcome="not_recovered")
+    assert result.value == 45.8 and result.parts["hypothesis"] == 0.0  # as deviated
+    assert result.explanation.startswith("not recovered (the deployment was not back")
+    assert score(journal).value == 95.8  # the journal alone
+
+
+def test_a_game_day_entry_interrupted_tested_nothing() -> None:
+    journal = load("agent-crash")
+    result = experiment_score(journal, now=at_end(journal), entry_outcome="interrupted")
+    assert result.value == 0.0 and "interrupted this entry" in result.explanation
+    # an outcome no worse than the journal changes nothing
+    for outcome in ("held", "deviated", None):
+        assert experiment_score(journal, now=at_end(journal),
+                                entry_outcome=outcome).value == 95.8  # fmt: skip
+
+
 def test_a_steady_state_that_did_not_hold_before_the_method_scores_0() -> None:
     journal = load("agent-crash")  # Chaos Toolkit says "completed" and exits 0 for these
     journal["steady_states"]["before"]["steady_state_met"] = False
@@ -219,3 +238,13 @@ def test_gameday_score() -> None:
     assert gameday_score([]) == 0.0
     with pytest.raises(ConfigError, match="weight"):
         gameday_score([(held, -1)])
+
+
+def test_the_game_day_score_counts_each_entry_as_the_game_day_judged_it() -> None:
+    from lkchaos.gameday import record
+
+    path = JOURNALS / "agent-crash.json"
+    held = record.score([(path, 1.0, "held"), (path, 1.0, "held")])
+    worse = record.score([(path, 1.0, "held"), (path, 1.0, "not_recovered")])
+    assert held is not None and worse is not None and worse < held
+    assert record.score([(path, 1.0, "interrupted"), (None, 1.0, "failed")]) == 0.0

@@ -90,19 +90,21 @@ def open_recorder(say: Callable[[str], None]) -> Recorder:
     return Recorder(history, say)
 
 
-def score(entries: Sequence[tuple[Path | None, float]]) -> float | None:
-    """The game day score 0-100 from ``(journal path or None, weight)`` per entry run (a
-    missing journal counts 0); None when scores cannot be computed."""
+def score(entries: Sequence[tuple[Path | None, float, str]]) -> float | None:
+    """The game day score 0-100 from ``(journal path or None, weight, outcome)`` per entry
+    run (a missing journal counts 0; the entry's outcome where worse than its journal's
+    verdict, see :mod:`lkchaos.score`); None when scores cannot be computed."""
     try:
         from lkchaos.score import experiment_score, gameday_score
     except ImportError:
         return None
     pairs = []
-    for journal, weight in entries:
+    for journal, weight, outcome in entries:
         run_score = None
         if journal is not None and journal.is_file():
             try:
-                run_score = experiment_score(json.loads(journal.read_text()))
+                run_score = experiment_score(json.loads(journal.read_text()),
+                                             entry_outcome=outcome)  # fmt: skip
             except Exception:  # an unreadable or unscorable journal counts as not run
                 run_score = None
         pairs.append((run_score, weight))

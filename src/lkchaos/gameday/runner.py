@@ -396,7 +396,8 @@ def run_gameday(path: str | Path, options: RunOptions, display: Display, *,
             settings_file.unlink(missing_ok=True)
         code = exit_code(results, interrupted, left)
         status = _status(code, results)
-        score = record.score([(r.journal, _weight(gameday, r.name)) for r in results])
+        score = record.score([(r.journal, _weight(gameday, r.name), r.outcome)
+                              for r in results])  # fmt: skip
         recorder.finish_gameday(run_id, status, score)
         result = GamedayInfo(gameday.name, run_id, started, _now(), status, results, score,
                                tuple(trend))  # fmt: skip

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lkchaos.errors import ConfigError
+from lkchaos.report import scoring
 from lkchaos.report.analyse import analyse
 from lkchaos.report.model import VERDICTS, Entry, EntryInfo, GamedayInfo, Report, Run, label
 
@@ -96,16 +97,20 @@ def _gameday_sources(gameday: GamedayInfo, journals: Sequence[JournalSource]) ->
     return [next(given) if e.journal is not None else None for e in gameday.entries]
 
 
-def _as_entry_ended(run: Run, info: EntryInfo) -> Run:
+def _as_entry_ended(run: Run, info: EntryInfo, journal: Mapping[str, Any]) -> Run:
     """The run as its game day entry ended: where the game day judged the entry worse than
     its journal says (``not_recovered``: the deployment was not back at baseline after it;
-    ``interrupted``), that verdict, with the game day's note among the problems, so that no
-    table, badge or JUnit case shows such an entry as held."""
+    ``interrupted``), that verdict, with the game day's note among the problems, and the
+    score of such an entry (:mod:`lkchaos.score`), so that no table, badge, score or JUnit
+    case shows such an entry as held."""
     order = {v: i for i, v in enumerate(VERDICTS)}
     if order.get(info.outcome, len(order)) >= order.get(run.verdict, len(order)):
         return run
     why = f"{label(info.outcome)}: {info.note}" if info.note else label(info.outcome)
-    return replace(run, verdict=info.outcome, problems=(*run.problems, why))
+    value, note = scoring.score_of(journal, entry_outcome=info.outcome)
+    return replace(run, verdict=info.outcome, problems=(*run.problems, why), score=value,
+                   score_note=note)
+
 
 def load_report(journals: Sequence[JournalSource], *, title: str,
                 gameday: GamedayInfo | None = None, now: dt.datetime | None = None) -> Report:
@@ -134,7 +139,7 @@ def load_report(journals: Sequence[JournalSource], *, title: str,
             journal, where = _journal(maybe, position)
             suite = info.name if info.repeat <= 1 else f"{info.name} (repeat {info.repeat})"
             ran = _as_entry_ended(analyse(journal, len(runs) + 1, where, suite_name=suite),
-                                  info)
+                                  info, journal)
             runs.append(ran)
         entries.append(Entry(info=info, run=ran))
     return Report(title=title, generated_at=generated, runs=runs, gameday=gameday,

@@ -14,11 +14,13 @@ from lkchaos import score
 from lkchaos.errors import LkChaosError
 
 
-def score_of(journal: Mapping[str, Any]) -> tuple[float | None, str]:
-    """``(score 0-100, explanation)`` of one run as of its end; ``(None, why)`` when it
-    cannot be scored."""
+def score_of(journal: Mapping[str, Any], entry_outcome: str | None = None
+             ) -> tuple[float | None, str]:  # fmt: skip
+    """``(score 0-100, explanation)`` of one run as of its end (as the game day entry it was,
+    with ``entry_outcome``); ``(None, why)`` when it cannot be scored."""
     try:
-        result = score.experiment_score(journal, now=score.journal_end(journal))
+        result = score.experiment_score(journal, now=score.journal_end(journal),
+                                        entry_outcome=entry_outcome)  # fmt: skip
     except LkChaosError as exc:
         return None, f"not scored: {exc}"
     except (AttributeError, TypeError, ValueError) as exc:  # a journal of an unexpected shape
