@@ -141,3 +141,71 @@ def test_an_agent_that_never_stops_speaking_is_not_asked_and_says_so() -> None:
     assert asyncio.run(go()) == ("the agent was still speaking 1.5 s after it joined (a "
                                  "greeting that does not end, or a session that never "
                                  "listens)")
+
+
+class Speaker:
+    """Says a question in ``seconds`` of real time; counts the questions."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.said = seconds, 0
+
+    async def say(self, samples: object) -> float:
+        await asyncio.sleep(self.seconds)
+        self.said += 1
+        return time.monotonic()
+
+
+def test_a_greeting_that_begins_over_the_question_has_it_asked_again() -> None:
+    # The agent seemed settled (listening, quiet), then greets: its speech took 0.5 s to
+    # synthesise, so it is speaking 0.5-2.6 s, over the 1.5 s question.
+    def script(t: float) -> tuple[bool, str | None]:
+        if t < 0.2:
+            return False, "listening"
+        if t < 0.5:
+            return False, "thinking"
+        return (True, "speaking") if t < 2.6 else (False, "listening")
+
+    async def go() -> tuple[float | None, str | None, bool, float, int]:
+        listener, agent, speaker = _listener(), Agent("listening"), Speaker(1.5)
+        began = time.monotonic()
+        playing = asyncio.ensure_future(_play(listener, agent, 6.0, script))
+        end, why, twice = await roundtrip.ask(speaker, np.zeros(1), agent, listener,
+                                              10.0)  # type: ignore[arg-type]
+        playing.cancel()
+        return end, why, twice, (end or 0) - began, speaker.said
+
+    end, why, twice, at, said = asyncio.run(go())
+    assert why is None and twice and said == 2
+    # asked again once the greeting had ended and the agent listened SETTLE_S on end
+    assert 2.6 + roundtrip.SETTLE_S + 1.5 - 0.1 < at < 2.6 + roundtrip.SETTLE_S + 1.5 + 0.6, at
+
+
+def test_an_agent_listening_through_the_question_is_asked_once() -> None:
+    async def go() -> tuple[bool, int]:
+        listener, agent, speaker = _listener(), Agent("listening"), Speaker(0.5)
+        playing = asyncio.ensure_future(_play(listener, agent, 2.0,
+                                              lambda t: (False, "listening")))
+        _, why, twice = await roundtrip.ask(speaker, np.zeros(1), agent, listener,
+                                            10.0)  # type: ignore[arg-type]
+        playing.cancel()
+        assert why is None
+        return twice, speaker.said
+
+    assert asyncio.run(go()) == (False, 1)
+
+
+def test_an_agent_that_talks_over_the_question_and_never_stops_says_so() -> None:
+    async def go() -> tuple[float | None, str | None, bool]:
+        listener, agent, speaker = _listener(), Agent("speaking"), Speaker(0.3)
+        playing = asyncio.ensure_future(_play(listener, agent, 3.0,
+                                              lambda t: (True, "speaking")))
+        result = await roundtrip.ask(speaker, np.zeros(1), agent, listener,
+                                     1.0)  # type: ignore[arg-type]
+        playing.cancel()
+        return result
+
+    end, why, twice = asyncio.run(go())
+    assert end is None and twice
+    assert why == ("the agent talked over the question: the agent was still speaking 1 s "
+                   "after the question (a greeting that does not end, or a session that "
+                   "never listens)")

@@ -108,6 +108,7 @@ class Outcome:
     agent: dict[str, Any] = field(default_factory=dict)
     media: dict[str, Any] = field(default_factory=dict)
     agents: list[str] = field(default_factory=list)  # agents publishing audio in the room
+    asked_twice: bool = False  # the agent talked over the first asking (a late greeting)
     reply_pcm: np.ndarray | None = None  # the reply audio, 48 kHz int16; not in the result
 
     def as_dict(self) -> dict[str, Any]:
@@ -127,6 +128,7 @@ class Outcome:
             "agent": self.agent,
             "media_path": self.media,
             "agents": self.agents,
+            "asked_twice": self.asked_twice,
             "room": self.room,
         }
 
@@ -219,11 +221,12 @@ NO_STATE_S = 3.0
 
 
 async def ready_to_ask(agent: rtc.RemoteParticipant, listener: audio.Listener,
-                       timeout: float, settle_s: float = SETTLE_S) -> str | None:  # fmt: skip
+                       timeout: float, settle_s: float = SETTLE_S,
+                       since: str = "it joined") -> str | None:  # fmt: skip
     """Wait until the agent may be asked: it listens and its audio is quiet, both for
     ``settle_s`` on end (a greeting it begins meanwhile plays out first), or, for an agent
     that reports no state, its audio quiet after :data:`NO_STATE_S`. None when it may be
-    asked; else why not, after ``timeout`` seconds."""
+    asked; else why not, after ``timeout`` seconds (counted from ``since``, in words)."""
     began = time.monotonic()
     calm_since: float | None = None
     state: str | None = None
@@ -239,8 +242,32 @@ async def ready_to_ask(agent: rtc.RemoteParticipant, listener: audio.Listener,
         await asyncio.sleep(0.05)
     if state in (None, "initializing"):
         return "the agent joined but never started listening"
-    return (f"the agent was still {state} {timeout:g} s after it joined (a greeting that "
+    return (f"the agent was still {state} {timeout:g} s after {since} (a greeting that "
             "does not end, or a session that never listens)")
+
+
+def talked_over(agent: rtc.RemoteParticipant) -> bool:
+    """Whether the agent was at work (``lk.agent.state`` ``thinking`` or ``speaking``) as the
+    caller's question ended. No agent can be at work on a reply to a question it has not
+    heard end (its end of turn waits for a silence after it), so it was busy with something
+    else: a greeting it began after it seemed settled (a ``say`` whose speech took a while
+    to synthesise), played over the question. Its next words are not the answer."""
+    return agent.attributes.get(AGENT_STATE) in ("thinking", "speaking")
+
+
+async def ask(speaker: audio.Speaker, samples: np.ndarray, agent: rtc.RemoteParticipant,
+              listener: audio.Listener, timeout: float) -> tuple[float | None, str | None, bool]:
+    """Say a question, and once more when the agent talked over it (:func:`talked_over`),
+    after it may be asked again (:func:`ready_to_ask`, up to ``timeout`` s). Returns
+    ``(end of speech, why it could not be asked again, asked twice)``; the end of speech is
+    the last question's, as played out (``time.monotonic()``), None when not asked again."""
+    end_of_speech = await speaker.say(samples)
+    if not talked_over(agent):
+        return end_of_speech, None, False
+    not_ready = await ready_to_ask(agent, listener, timeout, since="the question")
+    if not_ready:
+        return None, f"the agent talked over the question: {not_ready}", True
+    return await speaker.say(samples), None, True
 
 
 async def _wait(predicate: Callable[[], T | None], timeout: float) -> T | None:
@@ -360,7 +387,13 @@ async def _converse(
     out.stage = "no_reply"
     previous_turn = _turn_report(agent).get("turn", 0)
     samples = audio.speech(out.question)
-    end_of_speech = await speaker.say(samples)
+    end_of_speech, not_asked, out.asked_twice = await ask(
+        speaker, samples, agent, listener, timeouts.dispatch + timeouts.reply)
+    if end_of_speech is None:
+        out.reason = not_asked or "the question could not be asked again"
+        return
+    if out.asked_twice:  # it may have answered the first asking meanwhile
+        previous_turn = _turn_report(agent).get("turn", 0)
     reply = await listener.reply(end_of_speech, timeouts.first_reply_audio, timeouts.reply,
                                  finished=finished_speaking(agent), busy=at_work(agent))
     if reply is None:
@@ -499,7 +532,8 @@ async def run(
     "misheard", "latency_s",
     "timings_ms": {"join", "dispatch", "end_of_speech_to_first_audio",
     "end_of_speech_to_reply_end", "transcription"}, "agent": {the agent's own report},
-    "media_path", "agents": [identities of the agents publishing audio], "room"}``, plus
+    "media_path", "agents": [identities of the agents publishing audio], "asked_twice" (the
+    agent talked over the question, which was asked again once it listened), "room"}``, plus
     ``"reply_wav_b64"`` (see the module docstring) when it failed after reply audio came.
     ``stage`` is ``ok`` or where it failed. Raises ``QuestionError`` only for a question whose
     answer cannot be worked out when ``expected`` is not given.

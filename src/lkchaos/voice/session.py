@@ -366,7 +366,16 @@ class HeldCall:
             while (wait := claim_question(self.options.group, self.options.spacing_s,
                                           time.monotonic())) > 0:  # fmt: skip
                 await asyncio.sleep(wait)
-        end_of_speech = await speaker.say(audio.speech(question))  # as played out
+        # as played out; asked again once if the agent talked over it (a late greeting)
+        end_of_speech, not_asked, twice = await roundtrip.ask(
+            speaker, audio.speech(question), agent, listener, self.options.first_reply_s)
+        if end_of_speech is None:
+            await self._judged(None)  # the turn before it is recorded first
+            self._record({"t": round(started, 3), "question": question,
+                          **self._failed("no_reply", not_asked or "not asked")})
+            return
+        if twice:  # it may have answered the first asking meanwhile
+            previous = roundtrip._turn_report(agent).get("turn", 0)
         self._waiting = ("reply", end_of_speech)
         reply = await listener.reply(end_of_speech, self.options.first_reply_s,
                                      self.options.reply_s, silence=self.options.silence_s,

@@ -830,6 +830,18 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	if !ok {
 		return
 	}
+	if atWork(agent)() {
+		// The agent talked over the question (a greeting it began after it seemed settled):
+		// no agent is at work on a reply to a question it has not heard end. Ask once more
+		// when it listens again; it may have answered the first asking meanwhile.
+		if !c.readyToAsk(agent, l, seconds(c.opt.FirstReplyS), settle) {
+			return
+		}
+		previous = reportTurn(turnReport(agent))
+		if endOfSpeech, ok = c.say(q); !ok {
+			return
+		}
+	}
 	l.arm(endOfSpeech, true) // sent back when kept, or when the agent does not report
 	start, end, audio, heard := l.reply(c.now, seconds(c.opt.FirstReplyS),
 		seconds(c.opt.ReplyS), seconds(c.opt.SilenceS), c.finishedSpeaking(agent), atWork(agent),
