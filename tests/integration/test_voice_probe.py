@@ -158,5 +158,5 @@ def test_a_second_agent_dispatched_to_the_callers_room_fails_the_round_trip() ->
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["stage"] == "extra_agent" and result["ok"] is False, result
-    assert len(result["agents"]) == 2 and "2 agents publish audio" in result["reason"]
+    assert len(result["agents"]) == 2 and "2 agents spoke in the caller" in result["reason"]
     assert "5" in result["heard"] or "five" in result["heard"].lower()  # answered right

@@ -389,12 +389,39 @@ def test_a_second_agent_answering_the_caller_fails_a_right_reply() -> None:
     assert roundtrip.extra_agents(True, "ok", "", []) == (True, "ok", "")
     ok, stage, reason = roundtrip.extra_agents(True, "ok", "", ["agent-AJ_1", "agent-AJ_2"])
     assert (ok, stage) == (False, "extra_agent")
-    assert "2 agents publish audio" in reason and "agent-AJ_1, agent-AJ_2" in reason
+    assert "2 agents spoke in the caller" in reason and "agent-AJ_1, agent-AJ_2" in reason
     # another failure keeps its stage and says it too
     ok, stage, reason = roundtrip.extra_agents(False, "wrong_reply", "expected 5",
                                                ["agent-AJ_1", "agent-AJ_2"])  # fmt: skip
     assert (ok, stage) == (False, "wrong_reply")
-    assert reason.startswith("expected 5; 2 agents publish audio")
+    assert reason.startswith("expected 5; 2 agents spoke in the caller")
+
+
+def test_only_agents_seen_speaking_during_the_turn_count() -> None:
+    from types import SimpleNamespace
+
+    from livekit import rtc
+
+    room = rtc.Room()
+    agent = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+    speaking = {roundtrip.AGENT_STATE: "speaking"}
+    room.emit("participant_attributes_changed", speaking,
+              SimpleNamespace(kind=agent, identity="before"))  # before the turn  # fmt: skip
+    watch = roundtrip.SpeakingAgents(room)
+    room.emit("participant_attributes_changed", speaking,
+              SimpleNamespace(kind=agent, identity="agent-AJ_1"))  # fmt: skip
+    # an agent left by a cut link only ever changes to other states; a caller is no agent
+    room.emit("participant_attributes_changed", {roundtrip.AGENT_STATE: "listening"},
+              SimpleNamespace(kind=agent, identity="agent-ghost"))  # fmt: skip
+    room.emit("participant_attributes_changed", speaking,
+              SimpleNamespace(kind=rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+                              identity="caller-2"))  # fmt: skip
+    room.emit("participant_attributes_changed", speaking,
+              SimpleNamespace(kind=agent, identity="agent-AJ_2"))  # fmt: skip
+    assert watch.close() == ["agent-AJ_1", "agent-AJ_2"]
+    room.emit("participant_attributes_changed", speaking,
+              SimpleNamespace(kind=agent, identity="after"))  # fmt: skip
+    assert watch.seen == {"agent-AJ_1", "agent-AJ_2"}
 
 
 def test_a_right_reply_the_caller_misheard_is_told_from_a_wrong_one() -> None:

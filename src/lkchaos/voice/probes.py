@@ -17,8 +17,8 @@ fails. On failure ``ok`` is false and ``stage`` names where: ``join``, ``dispatc
 question, ``agent_heard``, asks something else: its speech recognition failed, not its
 answer), ``apology`` (it heard right and apologised), ``reply_misheard`` (the agent reports
 having said the answer, the caller heard the same sentence with another), ``wrong_reply``
-(it heard right and answered wrong), ``extra_agent`` (right, but more than one agent
-publishes audio in the caller's room, ``agents``: a duplicate dispatch answers twice),
+(it heard right and answered wrong), ``extra_agent`` (right, but more than one agent spoke
+in the caller's room, ``agents``: a duplicate dispatch answers twice),
 ``timeout``, or ``slow_reply`` (right, but over ``max_latency_s``), with the ``reason``.
 ``misheard`` is true, false, or null when the agent reported no transcript.
 When a round trip failed after the agent's reply audio came, ``audio`` is the absolute path of

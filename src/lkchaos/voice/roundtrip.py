@@ -14,10 +14,11 @@ Stages, each with its own timeout, and the name reported when it fails:
                 ``misheard``: see :mod:`lkchaos.controls.figures`)
 ``wrong_reply`` a reply came, the agent heard the question right (or did not report what it
                 heard), but the expected answer is not the reply's
-``extra_agent`` a right reply, but more than one agent publishes audio in the caller's room:
-                each was given a job and answers the caller (a duplicate dispatch: an
-                automatic and an explicit one, or a job taken twice). An agent with an avatar
-                worker publishes through the avatar alone, one audio track in all
+``extra_agent`` a right reply, but more than one agent spoke in the caller's room while it
+                was asked and answered (``lk.agent.state`` ``speaking``): each was given a
+                job and answers the caller (a duplicate dispatch: an automatic and an
+                explicit one, or a job taken twice). An agent left behind by a cut link
+                says nothing and is not counted
 ``timeout``     the whole round trip took longer than its overall limit
 
 (``slow_reply``, a right answer over the latency budget, is judged by the caller of
@@ -107,7 +108,7 @@ class Outcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
     media: dict[str, Any] = field(default_factory=dict)
-    agents: list[str] = field(default_factory=list)  # agents publishing audio in the room
+    agents: list[str] = field(default_factory=list)  # agents that spoke during the turn
     asked_twice: bool = False  # the agent talked over the first asking (a late greeting)
     reply_pcm: np.ndarray | None = None  # the reply audio, 48 kHz int16; not in the result
 
@@ -287,24 +288,37 @@ def _agent(room: rtc.Room) -> rtc.RemoteParticipant | None:
     return None
 
 
-def agents_with_audio(room: rtc.Room) -> list[str]:
-    """The identities of the agents publishing audio in ``room``, sorted."""
-    return sorted(p.identity for p in room.remote_participants.values()
-                  if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
-                  and _audio_track(p) is not None)  # fmt: skip
+class SpeakingAgents:
+    """The agents seen ``speaking`` (their ``lk.agent.state``) in a room from when it is made
+    until :meth:`close`: the identities, in ``seen``."""
+
+    def __init__(self, room: rtc.Room) -> None:
+        self.seen: set[str] = set()
+        self._room = room
+        room.on("participant_attributes_changed", self._changed)
+
+    def _changed(self, changed: dict[str, str], participant: rtc.Participant) -> None:
+        if (getattr(participant, "kind", None) == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+                and changed.get(AGENT_STATE) == "speaking"):  # fmt: skip
+            self.seen.add(participant.identity)
+
+    def close(self) -> list[str]:
+        """Stop watching; the identities seen speaking, sorted."""
+        self._room.off("participant_attributes_changed", self._changed)
+        return sorted(self.seen)
 
 
 def extra_agents(ok: bool, stage: str, reason: str, agents: Sequence[str]
                  ) -> tuple[bool, str, str]:  # fmt: skip
-    """``(ok, stage, reason)`` once the agents publishing audio in the caller's room are
-    known: more than one fails a right reply (``extra_agent``) and is added to another
-    failure's reason."""
+    """``(ok, stage, reason)`` once the agents that spoke in the caller's room during the
+    turn are known: more than one fails a right reply (``extra_agent``) and is added to
+    another failure's reason."""
     if len(agents) < 2:
         return ok, stage, reason
-    note = (f"{len(agents)} agents publish audio in the caller's room ({', '.join(agents)}): "
-            "each was given a job and answers the caller; look for a duplicate dispatch (a "
-            "worker registered without agent_name is dispatched to every room, besides the "
-            "token's or the API's dispatch)")  # fmt: skip
+    note = (f"{len(agents)} agents spoke in the caller's room ({', '.join(agents)}): each "
+            "was given a job and answers the caller; look for a duplicate dispatch (a worker "
+            "registered without agent_name is dispatched to every room, besides the token's "
+            "or the API's dispatch)")  # fmt: skip
     if ok:
         return False, "extra_agent", note
     return ok, stage, f"{reason}; {note}" if reason else note
@@ -387,15 +401,18 @@ async def _converse(
     out.stage = "no_reply"
     previous_turn = _turn_report(agent).get("turn", 0)
     samples = audio.speech(out.question)
+    speaking = SpeakingAgents(room)
     end_of_speech, not_asked, out.asked_twice = await ask(
         speaker, samples, agent, listener, timeouts.dispatch + timeouts.reply)
     if end_of_speech is None:
         out.reason = not_asked or "the question could not be asked again"
+        speaking.close()
         return
     if out.asked_twice:  # it may have answered the first asking meanwhile
         previous_turn = _turn_report(agent).get("turn", 0)
     reply = await listener.reply(end_of_speech, timeouts.first_reply_audio, timeouts.reply,
                                  finished=finished_speaking(agent), busy=at_work(agent))
+    out.agents = speaking.close()
     if reply is None:
         out.reason = f"no reply audio within {timeouts.first_reply_audio:g} s of the question"
         return
@@ -425,8 +442,6 @@ async def _converse(
     out.ok, out.reason = check.ok, check.reason
     out.stage, out.reason, out.misheard = judge(out.question, check.ok, check.reason,
                                                 out.heard, out.agent)  # fmt: skip
-    # By now a second dispatch's agent has joined too: it joins as fast as the first.
-    out.agents = agents_with_audio(room)
     out.ok, out.stage, out.reason = extra_agents(out.ok, out.stage, out.reason, out.agents)
 
 
@@ -532,7 +547,7 @@ async def run(
     "misheard", "latency_s",
     "timings_ms": {"join", "dispatch", "end_of_speech_to_first_audio",
     "end_of_speech_to_reply_end", "transcription"}, "agent": {the agent's own report},
-    "media_path", "agents": [identities of the agents publishing audio], "asked_twice" (the
+    "media_path", "agents": [identities of the agents that spoke], "asked_twice" (the
     agent talked over the question, which was asked again once it listened), "room"}``, plus
     ``"reply_wav_b64"`` (see the module docstring) when it failed after reply audio came.
     ``stage`` is ``ok`` or where it failed. Raises ``QuestionError`` only for a question whose
