@@ -60,6 +60,13 @@ def test_a_wrong_answer_in_the_report_fails_the_turn() -> None:
     assert not turn["ok"] and turn["stage"] == "wrong_reply"
 
 
+def test_a_turn_two_agents_spoke_in_fails_though_answered_right() -> None:
+    turn = gocallers.judge_turn(reported(agents=["agent-AJ_1", "agent-AJ_2"]))
+    assert not turn["ok"] and turn["stage"] == "extra_agent"
+    assert "agent-AJ_1, agent-AJ_2" in turn["reason"]
+    assert gocallers.judge_turn(reported(agents=["agent-AJ_1"]))["ok"]
+
+
 def test_a_turn_without_a_report_or_audio_is_not_answered() -> None:
     turn = gocallers.judge_turn(reported(report={}))
     assert not turn["ok"] and turn["checked_by"] == "agent"

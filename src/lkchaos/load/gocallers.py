@@ -517,9 +517,12 @@ def judge_turn(raw: dict[str, Any], transcribe: bool = True, pcm: Any = None,
     else:
         heard, check = agent_said, check_reply(agent_said, expected)
     stage, reason, misheard = roundtrip.judge(question, check.ok, check.reason, heard, report)
+    spoke = raw.get("agents")
+    ok, stage, reason = roundtrip.extra_agents(
+        check.ok, stage, reason, [str(a) for a in spoke] if isinstance(spoke, list) else [])
     first, last, eos = (float(raw[k]) for k in ("first_reply", "last_reply", "end_of_speech"))
     return {
-        "question": question, "ok": check.ok, "stage": stage, "reason": reason,
+        "question": question, "ok": ok, "stage": stage, "reason": reason,
         "latency_s": round(first - eos, 3), "reply_s": round(last - first, 3), "heard": heard,
         "agent_heard": report.get("heard"), "misheard": misheard,
         "checked_by": "audio" if by_audio else "agent",

@@ -13,8 +13,8 @@ session that stops answering keeps failing in the same room::
      "calls": 1, "reconnects": 0, "agents_seen": 1}
 
 A turn fails with the stages of a round trip (``no_reply``, ``misheard``, ``apology``,
-``reply_misheard``, ``wrong_reply``; ``slow_reply``, answered right over ``max_latency_s``
-where one is given), ``no_agent`` (no agent in the room to ask), ``no_turn``
+``reply_misheard``, ``wrong_reply``, ``extra_agent``; ``slow_reply``, answered right over
+``max_latency_s`` where one is given), ``no_agent`` (no agent in the room to ask), ``no_turn``
 (no turn finished within ``timeout``) or ``call_ended`` (the call ended by itself: its room was
 lost; the next sample starts a new call, ``calls`` counts them). With ``callers`` above 1, that
 many calls are held side by side, their starts staggered, and each sample is the next turn any

@@ -7,8 +7,9 @@ recognition came back, silent after its signalling connection resumed) shows as 
 keep failing in the same room.
 
 Each turn is judged like a round trip (``ok``, or the stage it failed at: ``no_reply``,
-``misheard``, ``apology``, ``reply_misheard``, ``wrong_reply``, ``no_agent`` when no agent is
-in the room to ask) with its latency: the end of the caller's speech as played out to the first
+``misheard``, ``apology``, ``reply_misheard``, ``wrong_reply``, ``extra_agent`` when a second
+agent spoke during the turn, ``no_agent`` when no agent is in the room to ask) with its
+latency: the end of the caller's speech as played out to the first
 audio of the reply, on the monotonic clock. A turn's reply is checked by transcribing its audio
 (every ``transcribe_every``-th turn; the others by the agent's own report of what it said,
 ``checked_by`` says which). A reply is judged while the caller asks its next question (the
@@ -241,7 +242,7 @@ class HeldCall:
                     listener, listened = audio.Listener(track), track.sid
                     self._listener = listener
                 if await self._unless_stopped_at_once(
-                    self._turn(agent, speaker, listener)
+                    self._turn(room, agent, speaker, listener)
                 ) is None:
                     break
                 await self._pause(self.options.turn_gap_s)
@@ -347,7 +348,8 @@ class HeldCall:
         self.turns.append(turn)
 
     async def _turn(
-        self, agent: rtc.RemoteParticipant, speaker: audio.Speaker, listener: audio.Listener
+        self, room: rtc.Room, agent: rtc.RemoteParticipant, speaker: audio.Speaker,
+        listener: audio.Listener,
     ) -> None:
         started = self.now()
         # Ask only once the agent listens again (it may still be finishing its last reply),
@@ -367,22 +369,30 @@ class HeldCall:
                                           time.monotonic())) > 0:  # fmt: skip
                 await asyncio.sleep(wait)
         # as played out; asked again once if the agent talked over it (a late greeting)
-        end_of_speech, not_asked, twice = await roundtrip.ask(
-            speaker, audio.speech(question), agent, listener, self.options.first_reply_s)
+        # (the agents seen speaking meanwhile: more than one is a duplicate dispatch)
+        speaking = roundtrip.SpeakingAgents(room)
+        reply: tuple[float, float, Any] | None = None
+        try:
+            end_of_speech, not_asked, twice = await roundtrip.ask(
+                speaker, audio.speech(question), agent, listener, self.options.first_reply_s)
+            if end_of_speech is not None:
+                if twice:  # it may have answered the first asking meanwhile
+                    previous = roundtrip._turn_report(agent).get("turn", 0)
+                self._waiting = ("reply", end_of_speech)
+                reply = await listener.reply(end_of_speech, self.options.first_reply_s,
+                                             self.options.reply_s, silence=self.options.silence_s,
+                                             finished=roundtrip.finished_speaking(agent),
+                                             busy=roundtrip.at_work(agent))  # fmt: skip
+        finally:
+            agents = speaking.close()
         if end_of_speech is None:
             await self._judged(None)  # the turn before it is recorded first
             self._record({"t": round(started, 3), "question": question,
                           **self._failed("no_reply", not_asked or "not asked")})
             return
-        if twice:  # it may have answered the first asking meanwhile
-            previous = roundtrip._turn_report(agent).get("turn", 0)
-        self._waiting = ("reply", end_of_speech)
-        reply = await listener.reply(end_of_speech, self.options.first_reply_s,
-                                     self.options.reply_s, silence=self.options.silence_s,
-                                     finished=roundtrip.finished_speaking(agent),
-                                     busy=roundtrip.at_work(agent))
         self._waiting = None  # the reply came (or will not): judging it
-        base = {"t": round(started, 3), "question": question, "due": end_of_speech}
+        base = {"t": round(started, 3), "question": question, "due": end_of_speech,
+                "agents": agents}
         if reply is None:
             await self._judged(None)
             self._record({**base, **self._failed(
@@ -435,8 +445,9 @@ class HeldCall:
         stage, reason, misheard = roundtrip.judge(
             question, check.ok, check.reason, heard, dict(report or {})
         )
+        ok, stage, reason = roundtrip.extra_agents(check.ok, stage, reason, base["agents"])
         self._record({
-            **base, "ok": check.ok, "stage": stage, "reason": reason,
+            **base, "ok": ok, "stage": stage, "reason": reason,
             "latency_s": round(first_at - end_of_speech, 3),
             "reply_s": round(last_at - first_at, 3), "heard": heard,
             "agent_heard": (report or {}).get("heard"), "misheard": misheard,

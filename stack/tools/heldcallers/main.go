@@ -42,6 +42,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -388,6 +389,26 @@ func atWork(agent *lksdk.RemoteParticipant) func() bool {
 // `hold` on end (before the first question to an agent: a greeting it begins meanwhile
 // plays out first), or, for an agent that reports no state, its audio quiet after
 // `noState`; at most `limit`. False when told to end.
+// watchSpeakers starts collecting the agents seen speaking (see call.spoke).
+func (c *call) watchSpeakers() {
+	c.mu.Lock()
+	c.spoke = map[string]bool{}
+	c.mu.Unlock()
+}
+
+// speakers stops collecting and returns the agents seen speaking, sorted.
+func (c *call) speakers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := make([]string, 0, len(c.spoke))
+	for identity := range c.spoke {
+		seen = append(seen, identity)
+	}
+	c.spoke = nil
+	sort.Strings(seen)
+	return seen
+}
+
 func (c *call) readyToAsk(agent *lksdk.RemoteParticipant, l *listener, limit, hold time.Duration) bool {
 	return readyToAsk(c.now, func() (string, bool) {
 		state, reported := agent.Attributes()[agentState]
@@ -458,6 +479,9 @@ type call struct {
 	lost   bool
 	// How many times the agent's state became "speaking".
 	speakings int
+	// The agents (identities) whose state became "speaking" since the turn began asking:
+	// more than one answered the caller (a duplicate dispatch).
+	spoke map[string]bool
 	// The call has ended: nothing more is reported of it.
 	finished bool
 	// The agent last asked (its sid): a new one may greet first. Used by the turn loop only.
@@ -594,6 +618,9 @@ func (c *call) join() (*lksdk.Room, *lksdk.LocalTrack, error) {
 			if changed[agentState] == "speaking" {
 				c.mu.Lock()
 				c.speakings++
+				if c.spoke != nil {
+					c.spoke[r.Identity()] = true
+				}
 				c.mu.Unlock()
 			}
 			notify(c.changes)
@@ -826,6 +853,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	q := c.cfg.Questions[rand.IntN(len(c.cfg.Questions))]
 	previous := reportTurn(turnReport(agent))
 	keep := c.opt.KeepAudioEvery > 0 && c.turns%c.opt.KeepAudioEvery == 0
+	c.watchSpeakers()
 	endOfSpeech, ok := c.say(q)
 	if !ok {
 		return
@@ -847,6 +875,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 		seconds(c.opt.ReplyS), seconds(c.opt.SilenceS), c.finishedSpeaking(agent), atWork(agent),
 		c.changes, c.done)
 	l.disarm()
+	agents := c.speakers()
 	if c.stopped() {
 		return
 	}
@@ -870,6 +899,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	msg := map[string]any{
 		"started": started.Seconds(), "question": q.Text, "end_of_speech": endOfSpeech.Seconds(),
 		"first_reply": start.Seconds(), "last_reply": end.Seconds(), "report": report,
+		"agents": agents,
 	}
 	if keep || len(report) == 0 { // nothing else to check the reply by
 		msg["audio"] = audio
