@@ -20,6 +20,7 @@ import pytest
 import yaml
 from livekit import api
 
+from lkchaos.errors import LkChaosError
 from lkchaos.livekit import client, state
 from lkchaos.livekit.dead_nodes import GONE_AFTER_S, close_own_rooms, own_rooms_on_dead_nodes
 from lkchaos.settings import Settings
@@ -33,8 +34,9 @@ def _store(rooms: dict[str, str], nodes: dict[str, float | None]) -> state.Store
     return state.StoreState(
         rooms={name: state.RoomRecord(name, f"RM_{name}") for name in rooms},
         room_nodes=dict(rooms),
-        nodes={node_id: state.NodeRecord(node_id, "10.0.0.1", updated_at=None if at is None
-                                         else int(at)) for node_id, at in nodes.items()},
+        nodes={node_id: state.NodeRecord(node_id, f"10.0.0.{n}", updated_at=None if at is None
+                                         else int(at))
+               for n, (node_id, at) in enumerate(nodes.items(), 1)},
     )  # fmt: skip
 
 
@@ -50,6 +52,29 @@ def test_only_lkchaos_rooms_on_nodes_that_are_gone_are_on_dead_nodes() -> None:
     # GONE_AFTER_S (a Redis failover) keeps its rooms
     assert own_rooms_on_dead_nodes(store, NOW) == {"lkchaos-probe-1": "ND_dead",
                                                    "lkchaos-held-2": "ND_stale"}
+
+
+def test_an_earlier_life_of_a_restarted_node_is_gone_within_seconds() -> None:
+    # livekit-2 killed 12 s ago and started again: a new id at the same address, fresh.
+    store = _store(rooms={"lkchaos-probe-1": "ND_old", "lkchaos-probe-2": "ND_late"},
+                   nodes={"ND_old": NOW - 12, "ND_new": NOW - 1, "ND_late": NOW - 12})
+    store.nodes["ND_new"] = state.NodeRecord("ND_new", store.nodes["ND_old"].ip,
+                                             updated_at=int(NOW - 1))  # fmt: skip
+    # ND_late's address has no fresh node: only late (a Redis failover), kept
+    assert own_rooms_on_dead_nodes(store, NOW) == {"lkchaos-probe-1": "ND_old"}
+
+
+def test_a_target_without_livekit_keys_or_redis_has_nothing_to_close() -> None:
+    assert close_own_rooms(Settings(livekit_node_urls=(), sentinel_addresses=())) == []
+    assert close_own_rooms(Settings(livekit_api_key="", livekit_api_secret="")) == []
+
+
+def test_an_unreachable_redis_is_said_in_words() -> None:
+    direct = Settings(livekit_node_urls=("http://127.0.0.1:9",), livekit_api_key=KEY,
+                      livekit_api_secret=SECRET, sentinel_addresses=(),
+                      redis_primary_address=f"127.0.0.1:{free_port()}")  # fmt: skip
+    with pytest.raises(LkChaosError, match="cannot read LiveKit's room state from Redis"):
+        close_own_rooms(direct, timeout=1.0)
 
 
 def test_a_room_without_a_node_or_a_node_without_stats_is_not_on_a_dead_node() -> None:

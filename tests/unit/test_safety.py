@@ -138,13 +138,26 @@ def test_rooms_left_on_dead_nodes_are_closed_after_the_run(
 
 
 def test_rooms_that_cannot_be_looked_for_leave_the_verdict_alone(
-    tmp_path: Path, isolated: Path
+    tmp_path: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # This test's Redis cannot be reached (see helpers.isolate): said in the journal only.
+    import redis
+
+    from lkchaos.livekit import dead_nodes
+
+    # This test's target has no LiveKit keys (see helpers.isolate): nothing to look for.
     journal = run_experiment(helpers.experiment(str(tmp_path / "trace"), []))
+    assert journal["status"] == "completed" and journal["lkchaos_safety"]["rooms_closed"] == []
+
+    def unreachable(settings: object) -> list[dict[str, str]]:
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:9. Connection refused.")
+
+    # whatever goes wrong is said in the journal, and the verdict is the run's
+    monkeypatch.setattr(dead_nodes, "close_own_rooms", unreachable)
+    journal = run_experiment(helpers.experiment(str(tmp_path / "trace2"), []))
     assert journal["status"] == "completed" and not journal["deviated"]
     [entry] = journal["lkchaos_safety"]["rooms_closed"]
-    assert entry["outcome"].startswith("error: ")
+    assert entry["outcome"].startswith("error: Error 111")
+    assert "error" not in journal["lkchaos_safety"]
 
 
 def test_a_second_experiment_is_refused_and_touches_nothing(

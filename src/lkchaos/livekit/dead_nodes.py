@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import redis
 from livekit import api
 
 from lkchaos.errors import LkChaosError
@@ -32,40 +33,73 @@ OWN_PREFIX = "lkchaos-"
 #: few seconds and calls a node unavailable after 5 s; 30 s leaves a node that is only slow,
 #: or whose Redis failed over, alone).
 GONE_AFTER_S = 30.0
+#: A node unavailable by LiveKit's own rule (stats older than 5 s) whose address a node with
+#: fresh stats now has is an earlier life of that node: restarted, it registers a new id.
+UNAVAILABLE_S = 5.0
+
+
+def _gone(node_id: str, store: state.StoreState, now: float) -> bool:
+    node = store.nodes.get(node_id)
+    if node is None:
+        return True
+    if node.updated_at is None:
+        return False
+    age = now - node.updated_at
+    if age >= GONE_AFTER_S:
+        return True
+    return age >= UNAVAILABLE_S and bool(node.ip) and any(
+        other.id != node.id and other.ip == node.ip and other.updated_at is not None
+        and now - other.updated_at < UNAVAILABLE_S for other in store.nodes.values())
 
 
 def own_rooms_on_dead_nodes(store: state.StoreState, now: float) -> dict[str, str]:
-    """lkchaos's rooms mapped to a node that is gone: room name -> node id. ``now`` in Unix
-    seconds, as the nodes' stats."""
+    """lkchaos's rooms mapped to a node that is gone: room name -> node id. A node is gone
+    when Redis no longer lists it, when its stats are :data:`GONE_AFTER_S` old, or when they
+    are :data:`UNAVAILABLE_S` old and a node with fresh stats has its address. ``now`` in
+    Unix seconds, as the nodes' stats."""
     found: dict[str, str] = {}
     for room in store.rooms:
         node_id = store.room_nodes.get(room)
-        if not room.startswith(OWN_PREFIX) or not node_id:
-            continue
-        node = store.nodes.get(node_id)
-        if node is None or (node.updated_at is not None
-                            and now - node.updated_at >= GONE_AFTER_S):  # fmt: skip
+        if room.startswith(OWN_PREFIX) and node_id and _gone(node_id, store, now):
             found[room] = node_id
     return found
+
+
+def configured(settings: Settings) -> bool:
+    """Whether the target gives what closing rooms needs: LiveKit's nodes and API key, and
+    Redis (through Sentinel or direct)."""
+    has_redis = bool(settings.sentinel_addresses or settings.redis_primary_address)
+    return bool(settings.livekit_node_urls and settings.livekit_api_key
+                and settings.livekit_api_secret and has_redis)  # fmt: skip
+
+
+def _store(settings: Settings, timeout: float) -> state.StoreState:
+    try:
+        return state.read_store(settings, timeout)
+    except redis.RedisError as exc:
+        raise LkChaosError(f"cannot read LiveKit's room state from Redis: {exc}") from exc
 
 
 def close_own_rooms(settings: Settings, timeout: float = client.TIMEOUT) -> list[dict[str, Any]]:
     """Close lkchaos's rooms left on nodes that are gone (see the module docstring):
     CreateRoom, then DeleteRoom, through the first node of ``livekit_node_urls`` that
     answers. Returns one entry a room, ``{"fault": "room R left on node N, which is gone",
-    "outcome": "closed" | "error: ..."}``; an empty list when there is none. Raises
-    :class:`LkChaosError` when LiveKit's state in Redis cannot be read."""
-    found = own_rooms_on_dead_nodes(state.read_store(settings), time.time())
+    "outcome": "closed" | "error: ..."}``; an empty list when there is none, or when the
+    target lacks what it needs (:func:`configured`). Raises :class:`LkChaosError` when
+    LiveKit's state in Redis cannot be read."""
+    if not configured(settings):
+        return []
+    found = own_rooms_on_dead_nodes(_store(settings, timeout), time.time())
     outcomes: dict[str, str] = {}
     for room in sorted(found):
         try:
             _close(settings, room, timeout)
-        except (LkChaosError, api.TwirpError, OSError) as exc:
+        except LkChaosError as exc:
             outcomes[room] = f"error: {exc}"
             continue
         outcomes[room] = "closed"
     if outcomes:  # verified: gone from Redis, not only answered
-        left = own_rooms_on_dead_nodes(state.read_store(settings), time.time())
+        left = own_rooms_on_dead_nodes(_store(settings, timeout), time.time())
         for room in left.keys() & outcomes.keys():
             if outcomes[room] == "closed":
                 outcomes[room] = "error: still in Redis after DeleteRoom"
@@ -83,6 +117,6 @@ def _close(settings: Settings, room: str, timeout: float) -> None:
         try:
             client.call(url, settings, move_and_delete, timeout)
             return
-        except (api.TwirpError, OSError) as exc:
-            errors.append(f"{url}: {exc}")
+        except state.API_ERRORS as exc:
+            errors.append(f"{url}: {type(exc).__name__}: {exc}")
     raise LkChaosError("no LiveKit node closed it (" + "; ".join(errors) + ")")

@@ -138,6 +138,7 @@ def _sweep_dns(settings: Settings) -> list[dict[str, Any]]:
 
     return sweep(settings)
 
+
 def _sweep_rooms(settings: Settings) -> list[dict[str, Any]]:
     from lkchaos.livekit.dead_nodes import close_own_rooms
 
