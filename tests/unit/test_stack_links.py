@@ -88,6 +88,42 @@ def test_a_link_changed_by_hand_is_found_and_put_back(
     assert toxi.proxy("agent_livekit")["upstream"] == "caddy:7880"
 
 
+def test_a_link_as_configured_keeps_its_connections(
+    toxiproxy: tuple[ToxiproxyClient, list[dict[str, object]]],
+) -> None:
+    import socket
+    import threading
+
+    toxi, wanted = toxiproxy
+    # an upstream that accepts and holds connections, for link agent_livekit
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True).start()
+    for proxy in wanted:
+        if proxy["name"] == "agent_livekit":
+            proxy["upstream"] = f"127.0.0.1:{port}"
+    links.restore(toxi, wanted)
+    listen = int(str(toxi.proxy("agent_livekit")["listen"]).rsplit(":", 1)[1])
+    conn = socket.create_connection(("127.0.0.1", listen), timeout=5)
+    try:
+        toxi.add_toxic("agent_whisper", {"name": "slow", "type": "latency",
+                                         "attributes": {"latency": 500}})  # fmt: skip
+        links.restore(toxi, wanted)  # only Whisper's link differs
+        assert links.drift(wanted, toxi.proxies()) == []
+        deadline = time.monotonic() + 5
+        while not held and time.monotonic() < deadline:
+            time.sleep(0.05)
+        held[0].sendall(b"still here")
+        conn.settimeout(5)
+        assert conn.recv(32) == b"still here"  # the untouched link's connection lives on
+    finally:
+        conn.close()
+        server.close()
+        for sock in held:
+            sock.close()
+
+
 def test_a_missing_link_is_created(
     toxiproxy: tuple[ToxiproxyClient, list[dict[str, object]]],
 ) -> None:

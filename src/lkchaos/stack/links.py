@@ -6,8 +6,9 @@ its memory, changed through its API by anyone. A link pointed elsewhere by hand 
 link to one LiveKit node instead of the load balancer), disabled, or left with a toxic that
 no run recorded would survive `lkchaos stack up`, and every experiment after it would judge a
 deployment that is not the reference one. ``stack up`` compares and, unless an experiment is
-running, puts the links back (Toxiproxy's ``/populate`` recreates a proxy whose address
-changed, ``/reset`` enables every proxy and removes every toxic).
+running, puts back what differs and nothing else: a link missing or pointed elsewhere is
+created again (its connections cut: they went elsewhere), a disabled one enabled, a toxic
+removed. A link as configured keeps its connections.
 """
 
 from __future__ import annotations
@@ -60,6 +61,21 @@ def drift(wanted: Sequence[Mapping[str, Any]],
 
 
 def restore(toxi: ToxiproxyClient, wanted: Sequence[Mapping[str, Any]]) -> None:
-    """Put the proxies back as ``wanted``: create or recreate them, enable them, no toxic."""
-    toxi.populate([dict(proxy) for proxy in wanted])
-    toxi.reset()
+    """Put the proxies back as ``wanted``, touching only what differs (see the module
+    docstring). Toxiproxy recreates a proxy populated with another ``listen`` text than its
+    own (it shows ``0.0.0.0`` as ``[::]``), so only those missing or with another address are
+    populated."""
+    live = toxi.proxies()
+    recreate = [dict(proxy) for proxy in wanted
+                if (running := live.get(str(proxy["name"]))) is None
+                or running.get("upstream") != proxy["upstream"]
+                or _port(str(running.get("listen", ""))) != _port(str(proxy["listen"]))]
+    if recreate:
+        toxi.populate(recreate)
+    live = toxi.proxies()
+    for proxy in wanted:
+        running = live.get(str(proxy["name"])) or {}
+        for toxic in running.get("toxics") or []:
+            toxi.remove_toxic_if_present(str(proxy["name"]), str(toxic.get("name")))
+        if not running.get("enabled", True):
+            toxi.set_enabled(str(proxy["name"]), True)
