@@ -828,6 +828,22 @@ def test_a_call_begun_before_the_fault_is_no_evidence_of_failover() -> None:
     assert any(s["ok"] and s["t"] < kill_end < s["t"] + s["latency_ms"] / 1000 for s in samples)
 
 
+def test_an_answer_later_than_within_s_does_not_count_though_the_probe_runs_later() -> None:
+    # The service fails over 0.6 s after the kill; the probe runs 1.2 s after it (a long
+    # pause), but asks for an answer within 0.3 s.
+    journal = _failover_run(action("kill", "fail_over", after_s=1.2, heal_s=0.6), within_s=0.3)
+    out = _method_output(journal, "answered-while-down")
+    assert out["ok"] is False and out["answered_after_s"] is None, out
+    assert out["samples"] > out["failed"]  # ok samples came, too late
+
+
+def test_a_failed_fault_action_is_not_judged() -> None:
+    journal = _failover_run(action("kill", "explode"), within_s=1)
+    probe = [r for r in journal["run"] if r["activity"]["name"] == "answered-while-down"]
+    assert probe[0]["status"] == "failed"
+    assert "did not succeed" in probe[0]["exception"][-1]
+
+
 def test_answered_during_fault_judges_the_named_action() -> None:
     exp = experiment(
         probes=[probe("svc", "service_ok", 0.05)],

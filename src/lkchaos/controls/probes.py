@@ -113,14 +113,15 @@ def answered_during_fault(
     before anything that undoes the fault. The fault action is ``action`` (an action of the
     method, by name), or by default the last method action that ended before this probe.
     Waits until ``within_s`` seconds after that action's call ended for the first such ok
-    sample; the fault stays in place while it waits. Returns ``{"ok", "probe", "action",
+    sample (one known later than that does not count, even when this probe runs later);
+    the fault stays in place while it waits. Returns ``{"ok", "probe", "action",
     "since_t", "within_s", "answered_after_s", "waited_s", "samples", "failed", "last"}``:
     ``answered_after_s`` is from the action's end to the ok result (null if none),
     ``samples``/``failed`` count the samples started since, ``last`` is the latest of them
     (``{"ok", "t", "latency_s", "value"}``, null if none). Judge it with a tolerance on
     ``ok`` (a miss makes the run deviate, under the safety control).
     Raises ActivityFailed on bad arguments, when no running sampling control samples
-    ``probe``, or when no method action (named ``action``) has ended yet.
+    ``probe``, when no method action (named ``action``) has ended yet, or when it failed.
     """
     if isinstance(within_s, bool) or not isinstance(within_s, int | float) or within_s <= 0:
         raise ActivityFailed(f"within_s must be a number of seconds > 0, not {within_s!r}")
@@ -132,7 +133,8 @@ def answered_during_fault(
     deadline = began + max(0.0, since + float(within_s) - sampler.now())
     while True:
         fresh = [s for s in sampler.samples(probe) if float(s["t"]) >= since]
-        answered = sorted((s for s in fresh if s["ok"]), key=figures.observed)
+        answered = sorted((s for s in fresh if s["ok"]
+                           and figures.observed(s) - since <= within_s), key=figures.observed)
         if answered or time.monotonic() >= deadline or not sampler.running:
             break
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
@@ -170,6 +172,11 @@ def _fault_in_place(marks: list[dict[str, Any]], action: str | None) -> tuple[fl
             "an action of the method put in place; put it in the method after that action"
         )
     mark = ended[-1]
+    if mark.get("status") not in (None, "succeeded"):
+        raise ActivityFailed(
+            f"the fault action {mark.get('name')!r} did not succeed (status "
+            f"{mark.get('status')}): no fault is known to be in place to judge"
+        )
     end = mark.get("call_end_t")
     return (float(end) if end is not None else float(mark["t"])), str(mark.get("name"))
 
