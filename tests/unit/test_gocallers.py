@@ -67,6 +67,16 @@ def test_a_turn_two_agents_spoke_in_fails_though_answered_right() -> None:
     assert gocallers.judge_turn(reported(agents=["agent-AJ_1"]))["ok"]
 
 
+def test_a_question_the_agent_answered_a_part_of_fails_as_misheard() -> None:
+    raw = {"id": "c1", "event": "turn", "t": 6.0, "started": 3.0, "question": QUESTION,
+           "cut_short": True, "report": {"turn": 2, "heard": "What is 7", "reply": "7?"}}
+    turn = gocallers.judge_turn(raw)
+    assert not turn["ok"] and turn["stage"] == "misheard" and turn["misheard"] is True
+    assert turn["reason"].startswith("the agent answered before the question ended")
+    # asked again after a greeting: said in the turn
+    assert gocallers.judge_turn(reported(asked_twice=True))["asked_twice"] is True
+
+
 def test_a_turn_without_a_report_or_audio_is_not_answered() -> None:
     turn = gocallers.judge_turn(reported(report={}))
     assert not turn["ok"] and turn["checked_by"] == "agent"

@@ -157,7 +157,8 @@ class Speaker:
 
 def test_a_greeting_that_begins_over_the_question_has_it_asked_again() -> None:
     # The agent seemed settled (listening, quiet), then greets: its speech took 0.5 s to
-    # synthesise, so it is speaking 0.5-2.6 s, over the 1.5 s question.
+    # synthesise, so it is speaking 0.5-2.6 s, over the 1.5 s question. A greeting is no
+    # turn: its turn report does not move.
     def script(t: float) -> tuple[bool, str | None]:
         if t < 0.2:
             return False, "listening"
@@ -165,19 +166,55 @@ def test_a_greeting_that_begins_over_the_question_has_it_asked_again() -> None:
             return False, "thinking"
         return (True, "speaking") if t < 2.6 else (False, "listening")
 
-    async def go() -> tuple[float | None, str | None, bool, float, int]:
+    async def go() -> tuple[roundtrip.Asked, float, int]:
         listener, agent, speaker = _listener(), Agent("listening"), Speaker(1.5)
         began = time.monotonic()
         playing = asyncio.ensure_future(_play(listener, agent, 6.0, script))
-        end, why, twice = await roundtrip.ask(speaker, np.zeros(1), agent, listener,
-                                              10.0)  # type: ignore[arg-type]
+        asked = await roundtrip.ask(speaker, np.zeros(1), agent, listener,  # type: ignore[arg-type]
+                                    10.0)
         playing.cancel()
-        return end, why, twice, (end or 0) - began, speaker.said
+        return asked, (asked.end_of_speech or 0) - began, speaker.said
 
-    end, why, twice, at, said = asyncio.run(go())
-    assert why is None and twice and said == 2
+    asked, at, said = asyncio.run(go())
+    assert asked.twice and asked.cut_short is None and said == 2
     # asked again once the greeting had ended and the agent listened SETTLE_S on end
     assert 2.6 + roundtrip.SETTLE_S + 1.5 - 0.1 < at < 2.6 + roundtrip.SETTLE_S + 1.5 + 0.6, at
+
+
+def test_a_question_the_agent_answered_a_part_of_is_not_asked_past() -> None:
+    # A gap in the caller's audio ended its turn: the agent answers "What is seven" while
+    # the rest is still being said, and reports that turn.
+    def script(t: float) -> tuple[bool, str | None]:
+        if t < 0.6:
+            return False, "listening"
+        if t < 0.9:
+            return False, "thinking"
+        return (True, "speaking") if t < 2.0 else (False, "listening")
+
+    async def go() -> tuple[roundtrip.Asked, int]:
+        listener, agent, speaker = _listener(), Agent("listening"), Speaker(1.5)
+        agent.attributes[roundtrip.TURN_ATTRIBUTE] = '{"turn": 3}'
+
+        async def reports() -> None:
+            await asyncio.sleep(2.0)
+            agent.attributes[roundtrip.TURN_ATTRIBUTE] = (
+                '{"turn": 4, "heard": "What is seven", "reply": "Seven what?"}')
+
+        playing = asyncio.ensure_future(_play(listener, agent, 4.0, script))
+        reporting = asyncio.ensure_future(reports())
+        asked = await roundtrip.ask(speaker, np.zeros(1), agent, listener,  # type: ignore[arg-type]
+                                    10.0)
+        playing.cancel()
+        await reporting
+        return asked, speaker.said
+
+    asked, said = asyncio.run(go())
+    assert asked.end_of_speech is None and said == 1 and not asked.twice
+    assert asked.cut_short is not None and asked.cut_short["heard"] == "What is seven"
+    stage, reason, misheard = roundtrip.cut_short("What is seven minus two?", asked.cut_short)
+    assert (stage, misheard) == ("misheard", True)
+    assert reason == ("the agent answered before the question ended: it heard 'What is seven' "
+                      "and said 'Seven what?'")
 
 
 def test_an_agent_listening_through_the_question_is_asked_once() -> None:
@@ -185,27 +222,27 @@ def test_an_agent_listening_through_the_question_is_asked_once() -> None:
         listener, agent, speaker = _listener(), Agent("listening"), Speaker(0.5)
         playing = asyncio.ensure_future(_play(listener, agent, 2.0,
                                               lambda t: (False, "listening")))
-        _, why, twice = await roundtrip.ask(speaker, np.zeros(1), agent, listener,
-                                            10.0)  # type: ignore[arg-type]
+        asked = await roundtrip.ask(speaker, np.zeros(1), agent, listener,  # type: ignore[arg-type]
+                                    10.0)
         playing.cancel()
-        assert why is None
-        return twice, speaker.said
+        assert asked.end_of_speech is not None
+        return asked.twice, speaker.said
 
     assert asyncio.run(go()) == (False, 1)
 
 
-def test_an_agent_that_talks_over_the_question_and_never_stops_says_so() -> None:
-    async def go() -> tuple[float | None, str | None, bool]:
+def test_an_agent_that_talks_over_the_question_and_never_stops_is_asked_anyway() -> None:
+    # As before its first question: its reply then says what is wrong.
+    async def go() -> tuple[roundtrip.Asked, float, int]:
         listener, agent, speaker = _listener(), Agent("speaking"), Speaker(0.3)
         playing = asyncio.ensure_future(_play(listener, agent, 3.0,
                                               lambda t: (True, "speaking")))
-        result = await roundtrip.ask(speaker, np.zeros(1), agent, listener,
-                                     1.0)  # type: ignore[arg-type]
+        began = time.monotonic()
+        asked = await roundtrip.ask(speaker, np.zeros(1), agent, listener,  # type: ignore[arg-type]
+                                    1.0)
         playing.cancel()
-        return result
+        return asked, time.monotonic() - began, speaker.said
 
-    end, why, twice = asyncio.run(go())
-    assert end is None and twice
-    assert why == ("the agent talked over the question: the agent was still speaking 1 s "
-                   "after the question (a greeting that does not end, or a session that "
-                   "never listens)")
+    asked, took, said = asyncio.run(go())
+    assert asked.twice and asked.end_of_speech is not None and said == 2
+    assert 0.3 + 1.0 + 0.3 - 0.05 < took < 0.3 + 1.0 + 0.3 + 0.5

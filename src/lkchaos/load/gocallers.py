@@ -501,6 +501,12 @@ def judge_turn(raw: dict[str, Any], transcribe: bool = True, pcm: Any = None,
     if raw.get("stage"):  # failed before a reply: no_agent, no_reply
         return {"question": question, "ok": False, "stage": raw["stage"],
                 "reason": str(raw.get("reason") or ""), "latency_s": None}  # fmt: skip
+    if raw.get("cut_short"):  # the agent answered a part of the question
+        answered = raw.get("report")
+        stage, reason, misheard = roundtrip.cut_short(
+            question, answered if isinstance(answered, dict) else {})
+        return {"question": question, "ok": False, "stage": stage, "reason": reason,
+                "latency_s": None, "misheard": misheard}  # fmt: skip
     expected = expected_answers(question)
     found = raw.get("report")
     report: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -526,6 +532,7 @@ def judge_turn(raw: dict[str, Any], transcribe: bool = True, pcm: Any = None,
         "latency_s": round(first - eos, 3), "reply_s": round(last - first, 3), "heard": heard,
         "agent_heard": report.get("heard"), "misheard": misheard,
         "checked_by": "audio" if by_audio else "agent",
+        **({"asked_twice": True} if raw.get("asked_twice") else {}),
         **({"sample": str(raw["sample"])} if raw.get("sample") else {}),
         "agent_ms": {key: report.get(key) for key in HELD_AGENT_TIMINGS},
     }  # fmt: skip

@@ -222,12 +222,11 @@ NO_STATE_S = 3.0
 
 
 async def ready_to_ask(agent: rtc.RemoteParticipant, listener: audio.Listener,
-                       timeout: float, settle_s: float = SETTLE_S,
-                       since: str = "it joined") -> str | None:  # fmt: skip
+                       timeout: float, settle_s: float = SETTLE_S) -> str | None:  # fmt: skip
     """Wait until the agent may be asked: it listens and its audio is quiet, both for
     ``settle_s`` on end (a greeting it begins meanwhile plays out first), or, for an agent
     that reports no state, its audio quiet after :data:`NO_STATE_S`. None when it may be
-    asked; else why not, after ``timeout`` seconds (counted from ``since``, in words)."""
+    asked; else why not, after ``timeout`` seconds."""
     began = time.monotonic()
     calm_since: float | None = None
     state: str | None = None
@@ -243,7 +242,7 @@ async def ready_to_ask(agent: rtc.RemoteParticipant, listener: audio.Listener,
         await asyncio.sleep(0.05)
     if state in (None, "initializing"):
         return "the agent joined but never started listening"
-    return (f"the agent was still {state} {timeout:g} s after {since} (a greeting that "
+    return (f"the agent was still {state} {timeout:g} s after it joined (a greeting that "
             "does not end, or a session that never listens)")
 
 
@@ -252,23 +251,49 @@ def talked_over(agent: rtc.RemoteParticipant) -> bool:
     caller's question ended. No agent can be at work on a reply to a question it has not
     heard end (its end of turn waits for a silence after it), so it was busy with something
     else: a greeting it began after it seemed settled (a ``say`` whose speech took a while
-    to synthesise), played over the question. Its next words are not the answer."""
+    to synthesise), played over the question; or a part of the question it took for all of
+    it (a gap in the caller's audio long enough to end a turn)."""
     return agent.attributes.get(AGENT_STATE) in ("thinking", "speaking")
 
 
+@dataclass(frozen=True)
+class Asked:
+    """How a question went (:func:`ask`): ``end_of_speech``, the last asking's, as played out
+    (``time.monotonic()``), None when the agent answered a part of it (``cut_short``, its
+    turn report then); ``twice``: asked again after the agent talked over it."""
+
+    end_of_speech: float | None
+    twice: bool = False
+    cut_short: dict[str, Any] | None = None
+
+
 async def ask(speaker: audio.Speaker, samples: np.ndarray, agent: rtc.RemoteParticipant,
-              listener: audio.Listener, timeout: float) -> tuple[float | None, str | None, bool]:
-    """Say a question, and once more when the agent talked over it (:func:`talked_over`),
-    after it may be asked again (:func:`ready_to_ask`, up to ``timeout`` s). Returns
-    ``(end of speech, why it could not be asked again, asked twice)``; the end of speech is
-    the last question's, as played out (``time.monotonic()``), None when not asked again."""
+              listener: audio.Listener, timeout: float) -> Asked:
+    """Say a question, and say it once more when the agent talked over it
+    (:func:`talked_over`) with something that was not a turn of this caller's: once it may
+    be asked again (:func:`ready_to_ask`; after ``timeout`` s it is asked anyway, its reply
+    then says what is wrong), if its turn report (``lkchaos.turn``) did not move meanwhile. A
+    greeting is no turn; a report that moved says the agent answered a part of the question
+    (``cut_short``), a failure to judge, not to ask past. An agent that publishes no turn
+    report is always asked again."""
+    before = _turn_report(agent).get("turn", 0)
     end_of_speech = await speaker.say(samples)
     if not talked_over(agent):
-        return end_of_speech, None, False
-    not_ready = await ready_to_ask(agent, listener, timeout, since="the question")
-    if not_ready:
-        return None, f"the agent talked over the question: {not_ready}", True
-    return await speaker.say(samples), None, True
+        return Asked(end_of_speech)
+    await ready_to_ask(agent, listener, timeout)
+    report = _turn_report(agent)
+    if report.get("turn", 0) > before:
+        return Asked(None, cut_short=report)
+    return Asked(await speaker.say(samples), twice=True)
+
+
+def cut_short(question: str, report: dict[str, Any]) -> tuple[str, str, bool | None]:
+    """``(stage, reason, misheard)`` of a question the agent answered a part of (see
+    :func:`ask`), judged as a reply that lacks the answer."""
+    stage, reason, misheard = judge(question, False, "", "", report)
+    return stage, ("the agent answered before the question ended" + (
+        f": it heard {report.get('heard')!r}" if report.get("heard") else "")
+        + (f" and said {report.get('reply')!r}" if report.get("reply") else "")), misheard
 
 
 async def _wait(predicate: Callable[[], T | None], timeout: float) -> T | None:
@@ -402,14 +427,16 @@ async def _converse(
     previous_turn = _turn_report(agent).get("turn", 0)
     samples = audio.speech(out.question)
     speaking = SpeakingAgents(room)
-    end_of_speech, not_asked, out.asked_twice = await ask(
-        speaker, samples, agent, listener, timeouts.dispatch + timeouts.reply)
-    if end_of_speech is None:
-        out.reason = not_asked or "the question could not be asked again"
-        speaking.close()
+    asked = await ask(speaker, samples, agent, listener, timeouts.dispatch + timeouts.reply)
+    out.asked_twice = asked.twice
+    if asked.end_of_speech is None:
+        answered = asked.cut_short or {}
+        out.agent = {k: answered.get(k) for k in ("outcome", "heard", "reply", "tools",
+                                                  *AGENT_TIMINGS)}  # fmt: skip
+        out.stage, out.reason, out.misheard = cut_short(out.question, answered)
+        out.agents = speaking.close()
         return
-    if out.asked_twice:  # it may have answered the first asking meanwhile
-        previous_turn = _turn_report(agent).get("turn", 0)
+    end_of_speech = asked.end_of_speech
     reply = await listener.reply(end_of_speech, timeouts.first_reply_audio, timeouts.reply,
                                  finished=finished_speaking(agent), busy=at_work(agent))
     out.agents = speaking.close()

@@ -373,11 +373,10 @@ class HeldCall:
         speaking = roundtrip.SpeakingAgents(room)
         reply: tuple[float, float, Any] | None = None
         try:
-            end_of_speech, not_asked, twice = await roundtrip.ask(
-                speaker, audio.speech(question), agent, listener, self.options.first_reply_s)
+            asked = await roundtrip.ask(speaker, audio.speech(question), agent, listener,
+                                        self.options.first_reply_s)  # fmt: skip
+            end_of_speech = asked.end_of_speech
             if end_of_speech is not None:
-                if twice:  # it may have answered the first asking meanwhile
-                    previous = roundtrip._turn_report(agent).get("turn", 0)
                 self._waiting = ("reply", end_of_speech)
                 reply = await listener.reply(end_of_speech, self.options.first_reply_s,
                                              self.options.reply_s, silence=self.options.silence_s,
@@ -385,14 +384,15 @@ class HeldCall:
                                              busy=roundtrip.at_work(agent))  # fmt: skip
         finally:
             agents = speaking.close()
-        if end_of_speech is None:
+        if end_of_speech is None:  # the agent answered a part of the question
+            stage, reason, misheard = roundtrip.cut_short(question, asked.cut_short or {})
             await self._judged(None)  # the turn before it is recorded first
             self._record({"t": round(started, 3), "question": question,
-                          **self._failed("no_reply", not_asked or "not asked")})
+                          **self._failed(stage, reason), "misheard": misheard})
             return
         self._waiting = None  # the reply came (or will not): judging it
         base = {"t": round(started, 3), "question": question, "due": end_of_speech,
-                "agents": agents}
+                "agents": agents, "asked_twice": asked.twice}
         if reply is None:
             await self._judged(None)
             self._record({**base, **self._failed(

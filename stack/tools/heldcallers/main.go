@@ -858,14 +858,23 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	if !ok {
 		return
 	}
+	askedTwice := false
 	if atWork(agent)() {
-		// The agent talked over the question (a greeting it began after it seemed settled):
-		// no agent is at work on a reply to a question it has not heard end. Ask once more
-		// when it listens again; it may have answered the first asking meanwhile.
+		// The agent talked over the question: no agent is at work on a reply to a question
+		// it has not heard end. A greeting it began after it seemed settled is no turn: ask
+		// once more when it listens again (asked anyway after the limit). A turn it reported
+		// meanwhile says it answered a part of the question: judged, not asked past.
 		if !c.readyToAsk(agent, l, seconds(c.opt.FirstReplyS), settle) {
 			return
 		}
-		previous = reportTurn(turnReport(agent))
+		if report := turnReport(agent); reportTurn(report) > previous {
+			c.speakers() // stop collecting: the turn ends here
+			c.turns++
+			c.event("turn", map[string]any{"started": started.Seconds(), "question": q.Text,
+				"cut_short": true, "report": report})
+			return
+		}
+		askedTwice = true
 		if endOfSpeech, ok = c.say(q); !ok {
 			return
 		}
@@ -899,7 +908,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	msg := map[string]any{
 		"started": started.Seconds(), "question": q.Text, "end_of_speech": endOfSpeech.Seconds(),
 		"first_reply": start.Seconds(), "last_reply": end.Seconds(), "report": report,
-		"agents": agents,
+		"agents": agents, "asked_twice": askedTwice,
 	}
 	if keep || len(report) == 0 { // nothing else to check the reply by
 		msg["audio"] = audio
