@@ -398,30 +398,36 @@ def test_a_second_agent_answering_the_caller_fails_a_right_reply() -> None:
 
 
 def test_only_agents_seen_speaking_during_the_turn_count() -> None:
+    import asyncio
     from types import SimpleNamespace
 
     from livekit import rtc
 
-    room = rtc.Room()
     agent = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
     speaking = {roundtrip.AGENT_STATE: "speaking"}
-    room.emit("participant_attributes_changed", speaking,
-              SimpleNamespace(kind=agent, identity="before"))  # before the turn  # fmt: skip
-    watch = roundtrip.SpeakingAgents(room)
-    room.emit("participant_attributes_changed", speaking,
-              SimpleNamespace(kind=agent, identity="agent-AJ_1"))  # fmt: skip
-    # an agent left by a cut link only ever changes to other states; a caller is no agent
-    room.emit("participant_attributes_changed", {roundtrip.AGENT_STATE: "listening"},
-              SimpleNamespace(kind=agent, identity="agent-ghost"))  # fmt: skip
-    room.emit("participant_attributes_changed", speaking,
-              SimpleNamespace(kind=rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
-                              identity="caller-2"))  # fmt: skip
-    room.emit("participant_attributes_changed", speaking,
-              SimpleNamespace(kind=agent, identity="agent-AJ_2"))  # fmt: skip
-    assert watch.close() == ["agent-AJ_1", "agent-AJ_2"]
-    room.emit("participant_attributes_changed", speaking,
-              SimpleNamespace(kind=agent, identity="after"))  # fmt: skip
-    assert watch.seen == {"agent-AJ_1", "agent-AJ_2"}
+
+    async def go() -> tuple[list[str], set[str]]:
+        room = rtc.Room()  # the SDK's room wants a running event loop
+        room.emit("participant_attributes_changed", speaking,
+                  SimpleNamespace(kind=agent, identity="before"))  # before the turn
+        watch = roundtrip.SpeakingAgents(room)
+        room.emit("participant_attributes_changed", speaking,
+                  SimpleNamespace(kind=agent, identity="agent-AJ_1"))
+        # an agent left by a cut link only ever changes to other states; a caller is no agent
+        room.emit("participant_attributes_changed", {roundtrip.AGENT_STATE: "listening"},
+                  SimpleNamespace(kind=agent, identity="agent-ghost"))
+        room.emit("participant_attributes_changed", speaking,
+                  SimpleNamespace(kind=rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+                                  identity="caller-2"))
+        room.emit("participant_attributes_changed", speaking,
+                  SimpleNamespace(kind=agent, identity="agent-AJ_2"))
+        seen = watch.close()
+        room.emit("participant_attributes_changed", speaking,
+                  SimpleNamespace(kind=agent, identity="after"))
+        return seen, watch.seen
+
+    seen, after = asyncio.run(go())
+    assert seen == ["agent-AJ_1", "agent-AJ_2"] and after == {"agent-AJ_1", "agent-AJ_2"}
 
 
 def test_a_right_reply_the_caller_misheard_is_told_from_a_wrong_one() -> None:
