@@ -98,6 +98,18 @@ def test_skipped_entries_interrupted_runs_and_hostile_text(tmp_path: Path) -> No
                                                                "interrupted"
 
 
+NOT_BACK = "not back at baseline: stack-healthy: livekit-2 not ready"
+
+
+def _not_recovered_day() -> GamedayInfo:
+    """A game day of one entry, agent-crash's held run, judged not recovered after it."""
+    entries = [EntryInfo("crash", "experiments/agent-crash.json", 1,
+                         FIXTURES / "agent-crash.json", "not_recovered", note=NOT_BACK)]
+    return GamedayInfo(name="g", run_id=None, started_at="2026-11-30T00:00:00+00:00",
+                       ended_at="2026-11-30T00:05:00+00:00", status="not_recovered",
+                       entries=entries)  # fmt: skip
+
+
 def test_an_entry_the_game_day_judged_not_recovered_is_never_shown_held(tmp_path: Path) -> None:
     # The run held (its journal says so), but the deployment was not back at its baseline
     # after it: the game day stopped on that entry with exit 3. CI's JUnit readers and the
@@ -105,18 +117,13 @@ def test_an_entry_the_game_day_judged_not_recovered_is_never_shown_held(tmp_path
     from lkchaos.report import render_markdown
 
     held = journal("agent-crash")
-    note = "not back at baseline: stack-healthy: livekit-2 not ready"
-    entries = [EntryInfo("crash", "experiments/agent-crash.json", 1,
-                         FIXTURES / "agent-crash.json", "not_recovered", note=note)]
-    day = GamedayInfo(name="g", run_id=None, started_at="2026-11-30T00:00:00+00:00",
-                      ended_at="2026-11-30T00:05:00+00:00", status="not_recovered",
-                      entries=entries)  # fmt: skip
+    day = _not_recovered_day()
     path = tmp_path / "junit.xml"
     path.write_text(render_junit([held], title="t", gameday=day))
     suite = _suites(path)["crash"]
     assert suite.errors >= 1
     [error] = _results(suite)["run"]
-    assert isinstance(error, Error) and error.message == f"not recovered: {note}"
+    assert isinstance(error, Error) and error.message == f"not recovered: {NOT_BACK}"
     text = render_markdown([held], title="t", gameday=day)
     assert "1 not recovered" in text and "held" not in text.split("### What failed")[0]
 
@@ -124,13 +131,7 @@ def test_an_entry_the_game_day_judged_not_recovered_is_never_shown_held(tmp_path
 def test_an_entry_not_recovered_is_scored_as_such_in_the_report() -> None:
     from lkchaos.report.load import load_report
 
-    note = "not back at baseline: stack-healthy: livekit-2 not ready"
-    entries = [EntryInfo("crash", "experiments/agent-crash.json", 1,
-                         FIXTURES / "agent-crash.json", "not_recovered", note=note)]
-    day = GamedayInfo(name="g", run_id=None, started_at="2026-11-30T00:00:00+00:00",
-                      ended_at="2026-11-30T00:05:00+00:00", status="not_recovered",
-                      entries=entries)  # fmt: skip
-    [run] = load_report([], title="t", gameday=day).runs
+    [run] = load_report([], title="t", gameday=_not_recovered_day()).runs
     held = load_report([FIXTURES / "agent-crash.json"], title="t").runs[0]
     assert held.score is not None and run.score is not None and run.score < held.score
     assert run.score_note.startswith("not recovered")
