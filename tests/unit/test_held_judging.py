@@ -53,6 +53,16 @@ class Speaker:
         return self.log[-1][1]
 
 
+class Room:
+    """The room as a turn uses it: its events, which nobody raises here."""
+
+    def on(self, event: str, handler: Any) -> None:
+        pass
+
+    def off(self, event: str, handler: Any) -> None:
+        pass
+
+
 class Listener:
     """A reply 0.1 s after the question, whose "audio" is what the agent said."""
 
@@ -92,7 +102,7 @@ async def _turns(call: HeldCall, n: int, log: list[tuple[str, float]]) -> None:
     agent = Agent()
     speaker, listener = Speaker(agent, log), Listener(agent)
     for _ in range(n):
-        await call._turn(agent, speaker, listener)  # type: ignore[arg-type]
+        await call._turn(Room(), agent, speaker, listener)  # type: ignore[arg-type]
     await call._judged(None)
 
 
