@@ -863,12 +863,22 @@ def test_answered_during_fault_rejects_bad_arguments_and_a_misplaced_call() -> N
         answered_during_fault("svc", action="")
     with pytest.raises(ActivityFailed, match="no running sampling control"):
         answered_during_fault("svc")
-    # in the steady state, before any method action: refused, naming where it belongs
+    # in the steady state, before any method action: the run is refused before anything
+    # runs, naming where it belongs
+    from lkchaos.preflight.walk import collect
+
     exp = experiment(probes=[probe("svc", "service_ok", 0.05)], method=[NOOP],
                      hypothesis=[_failover_probe(within_s=1)], start="experiment")
+    _, problems = collect(exp, {}, {})
+    assert any("put it in the method, after that action" in str(p) for p in problems)
     journal = run_experiment(exp)
-    before = journal["steady_states"]["before"]["probes"][0]
-    assert before["status"] == "failed" and "after that action" in before["exception"][-1]
+    assert journal["status"] == "interrupted" and journal["steady_states"]["before"] is None
+    # reached all the same (the marks of a run with no method action ended): it says so
+    from lkchaos.controls.probes import _fault_in_place
+
+    with pytest.raises(ActivityFailed, match="put it in the method after that action"):
+        _fault_in_place([{"event": "activity_end", "phase": "hypothesis", "type": "probe",
+                          "name": "x", "t": 1.0}], None)  # fmt: skip
 
 
 def _heard(ok: bool, t: float, misheard: bool = False) -> dict[str, Any]:

@@ -170,9 +170,12 @@ def collect(
     problems: list[Problem] = []
     config = dict(configuration or {})
     secret_only = _secret_keys(secrets) - set(config)
+    actions: list[str] = []  # the method's actions so far, in order
     for phase, activity in _activities(experiment):
         if not isinstance(activity, Mapping) or "ref" in activity:
             continue
+        if phase == "method" and activity.get("type") == "action":
+            actions.append(str(activity.get("name") or "?"))
         provider = activity.get("provider")
         if not isinstance(provider, Mapping) or provider.get("type") != "python":
             continue
@@ -199,8 +202,29 @@ def collect(
             problems.append(call.problem(None, mismatch))
             continue
         problems += _bind(call)
+        problems += _placement(call, actions)
         calls.append(call)
     return calls, problems
+
+
+#: Functions that judge a fault a method action put in place: they belong in the method,
+#: after that action.
+AFTER_AN_ACTION = {"lkchaos.controls.probes.answered_during_fault"}
+
+
+def _placement(call: Call, actions: list[str]) -> list[Problem]:
+    """Where ``call`` stands against the method's actions before it (``actions``)."""
+    if call.key not in AFTER_AN_ACTION:
+        return []
+    if call.phase != "method" or not actions:
+        return [call.problem(None, f"{call.func} judges a fault that an action of the method "
+                             "put in place: put it in the method, after that action and "
+                             "before anything that undoes it")]  # fmt: skip
+    named = call.arguments.get("action")
+    if isinstance(named, str) and named and named not in actions:
+        return [call.problem("action", f"action must name a method action before this "
+                             f"probe: {', '.join(actions)}")]  # fmt: skip
+    return []
 
 
 def _bind(call: Call) -> list[Problem]:
