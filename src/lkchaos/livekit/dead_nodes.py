@@ -24,7 +24,7 @@ import redis
 from livekit import api
 
 from lkchaos.errors import LkChaosError
-from lkchaos.livekit import client, state
+from lkchaos.livekit import client, keys, state
 from lkchaos.settings import Settings
 
 #: Rooms lkchaos names: its own to close.
@@ -33,9 +33,6 @@ OWN_PREFIX = "lkchaos-"
 #: few seconds and calls a node unavailable after 5 s; 30 s leaves a node that is only slow,
 #: or whose Redis failed over, alone).
 GONE_AFTER_S = 30.0
-#: A node unavailable by LiveKit's own rule (stats older than 5 s) whose address a node with
-#: fresh stats now has is an earlier life of that node: restarted, it registers a new id.
-UNAVAILABLE_S = 5.0
 
 
 def _gone(node_id: str, store: state.StoreState, now: float) -> bool:
@@ -47,16 +44,19 @@ def _gone(node_id: str, store: state.StoreState, now: float) -> bool:
     age = now - node.updated_at
     if age >= GONE_AFTER_S:
         return True
-    return age >= UNAVAILABLE_S and bool(node.ip) and any(
+    # Unavailable by LiveKit's own rule while a node with fresh stats has its address: an
+    # earlier life of that node (restarted, it registers a new id).
+    fresh = keys.AVAILABLE_SECONDS
+    return age >= fresh and bool(node.ip) and any(
         other.id != node.id and other.ip == node.ip and other.updated_at is not None
-        and now - other.updated_at < UNAVAILABLE_S for other in store.nodes.values())
+        and now - other.updated_at < fresh for other in store.nodes.values())
 
 
 def own_rooms_on_dead_nodes(store: state.StoreState, now: float) -> dict[str, str]:
     """lkchaos's rooms mapped to a node that is gone: room name -> node id. A node is gone
     when Redis no longer lists it, when its stats are :data:`GONE_AFTER_S` old, or when they
-    are :data:`UNAVAILABLE_S` old and a node with fresh stats has its address. ``now`` in
-    Unix seconds, as the nodes' stats."""
+    are older than LiveKit calls available (``keys.AVAILABLE_SECONDS``) and a node with fresh
+    stats has its address. ``now`` in Unix seconds, as the nodes' stats."""
     found: dict[str, str] = {}
     for room in store.rooms:
         node_id = store.room_nodes.get(room)

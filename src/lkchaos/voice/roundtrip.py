@@ -356,6 +356,11 @@ def _audio_track(participant: rtc.RemoteParticipant) -> rtc.RemoteAudioTrack | N
     return None
 
 
+def _kept(report: dict[str, Any]) -> dict[str, Any]:
+    """What a round trip keeps of the agent's turn report (its ``agent`` result)."""
+    return {k: report.get(k) for k in ("outcome", "heard", "reply", "tools", *AGENT_TIMINGS)}
+
+
 def _turn_report(participant: rtc.RemoteParticipant) -> dict[str, Any]:
     raw = participant.attributes.get(TURN_ATTRIBUTE)
     if not raw:
@@ -431,8 +436,7 @@ async def _converse(
     out.asked_twice = asked.twice
     if asked.end_of_speech is None:
         answered = asked.cut_short or {}
-        out.agent = {k: answered.get(k) for k in ("outcome", "heard", "reply", "tools",
-                                                  *AGENT_TIMINGS)}  # fmt: skip
+        out.agent = _kept(answered)
         out.stage, out.reason, out.misheard = cut_short(out.question, answered)
         out.agents = speaking.close()
         return
@@ -457,8 +461,7 @@ async def _converse(
         lambda: (r := _turn_report(agent)) and r.get("turn", 0) > previous_turn and r, 3.0
     )
     if report:
-        out.agent = {k: report.get(k) for k in ("outcome", "heard", "reply", "tools",
-                                                *AGENT_TIMINGS)}
+        out.agent = _kept(report)
     first, first_s = await hearing
     claimed = str(out.agent.get("reply") or "")
     started = time.perf_counter()
