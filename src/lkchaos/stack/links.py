@@ -35,29 +35,38 @@ def _port(address: str) -> int | None:
         return None
 
 
+#: Differences that need the link made again (its connections cut: they went elsewhere).
+READDRESSED = frozenset({"missing", "upstream", "listen"})
+
+
+def _differences(proxy: Mapping[str, Any], running: Mapping[str, Any] | None
+                 ) -> list[tuple[str, str]]:  # fmt: skip
+    """How one running link differs from ``proxy``: ``(kind, what)`` pairs, kinds
+    ``missing``, ``upstream``, ``listen`` (by port: Toxiproxy shows ``0.0.0.0`` as
+    ``[::]``), ``disabled``, ``toxics``."""
+    name = str(proxy["name"])
+    if running is None:
+        return [("missing", f"{name}: missing")]
+    found: list[tuple[str, str]] = []
+    if running.get("upstream") != proxy["upstream"]:
+        found.append(("upstream", f"{name}: upstream {running.get('upstream')}, rendered "
+                                  f"{proxy['upstream']}"))  # fmt: skip
+    if _port(str(running.get("listen", ""))) != _port(str(proxy["listen"])):
+        found.append(("listen", f"{name}: listens on {running.get('listen')}, rendered "
+                                f"{proxy['listen']}"))  # fmt: skip
+    if not running.get("enabled", True):
+        found.append(("disabled", f"{name}: disabled"))
+    toxics = [str(t.get("name")) for t in running.get("toxics") or []]
+    if toxics:
+        found.append(("toxics", f"{name}: toxics {', '.join(sorted(toxics))}"))
+    return found
+
+
 def drift(wanted: Sequence[Mapping[str, Any]],
           live: Mapping[str, Mapping[str, Any]]) -> list[str]:  # fmt: skip
-    """How the running proxies differ from ``wanted``, one line each (empty: none). Listen
-    addresses compare by port (Toxiproxy shows ``0.0.0.0`` as ``[::]``)."""
-    found: list[str] = []
-    for proxy in wanted:
-        name = str(proxy["name"])
-        running = live.get(name)
-        if running is None:
-            found.append(f"{name}: missing")
-            continue
-        if running.get("upstream") != proxy["upstream"]:
-            found.append(f"{name}: upstream {running.get('upstream')}, rendered "
-                         f"{proxy['upstream']}")  # fmt: skip
-        if _port(str(running.get("listen", ""))) != _port(str(proxy["listen"])):
-            found.append(f"{name}: listens on {running.get('listen')}, rendered "
-                         f"{proxy['listen']}")  # fmt: skip
-        if not running.get("enabled", True):
-            found.append(f"{name}: disabled")
-        toxics = [str(t.get("name")) for t in running.get("toxics") or []]
-        if toxics:
-            found.append(f"{name}: toxics {', '.join(sorted(toxics))}")
-    return found
+    """How the running proxies differ from ``wanted``, one line each (empty: none)."""
+    return [what for proxy in wanted
+            for _, what in _differences(proxy, live.get(str(proxy["name"])))]
 
 
 def restore(toxi: ToxiproxyClient, wanted: Sequence[Mapping[str, Any]]) -> None:
@@ -67,9 +76,8 @@ def restore(toxi: ToxiproxyClient, wanted: Sequence[Mapping[str, Any]]) -> None:
     populated."""
     live = toxi.proxies()
     recreate = [dict(proxy) for proxy in wanted
-                if (running := live.get(str(proxy["name"]))) is None
-                or running.get("upstream") != proxy["upstream"]
-                or _port(str(running.get("listen", ""))) != _port(str(proxy["listen"]))]
+                if any(kind in READDRESSED
+                       for kind, _ in _differences(proxy, live.get(str(proxy["name"]))))]
     if recreate:
         toxi.populate(recreate)
     live = toxi.proxies()
