@@ -80,22 +80,19 @@ def fault_window(
     """
 
     def is_fault(mark: Mark, event: str) -> bool:
-        return (
-            mark.get("event") == event and mark.get("phase") == "method"
-            and mark.get("type") == "action"
-            and (not fault_actions or mark.get("name") in fault_actions)
-        )  # fmt: skip
+        return is_method_action(mark, event) and (
+            not fault_actions or mark.get("name") in fault_actions)
 
     starts = [m for m in marks if is_fault(m, "activity_start")]
     if not starts:
         return Fault()
     ends = [m for m in marks if is_fault(m, "activity_end")]
     start_t = (
-        min(_call_t(m, "call_start_t") for m in ends) if ends
+        min(call_t(m, "call_start_t") for m in ends) if ends
         else min(float(m["t"]) for m in starts)
     )  # fmt: skip
     last_end = (
-        max(_call_t(m, "call_end_t") for m in ends) if ends and len(ends) >= len(starts)
+        max(call_t(m, "call_end_t") for m in ends) if ends and len(ends) >= len(starts)
         else None
     )  # fmt: skip
     end_t, end_from = last_end, "last_action_end" if last_end is not None else None
@@ -109,7 +106,14 @@ def fault_window(
     )  # fmt: skip
 
 
-def _call_t(mark: Mark, key: str) -> float:
+def is_method_action(mark: Mark, event: str) -> bool:
+    """Whether ``mark`` is the ``event`` (``activity_start``, ``activity_end``) of an action
+    of the method."""
+    return (mark.get("event") == event and mark.get("phase") == "method"
+            and mark.get("type") == "action")  # fmt: skip
+
+
+def call_t(mark: Mark, key: str) -> float:
     """When the action's call itself started or ended (its pauses excluded), if known."""
     value = mark.get(key)
     return float(value) if value is not None else float(mark["t"])

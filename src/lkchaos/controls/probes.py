@@ -150,21 +150,15 @@ def answered_during_fault(
         "waited_s": round(time.monotonic() - began, 3),
         "samples": len(fresh),
         "failed": sum(1 for s in fresh if not s["ok"]),
-        "last": None if last is None else {
-            "ok": last["ok"], "t": last["t"], "latency_s": round(last["latency_ms"] / 1000.0, 3),
-            "value": last["value"]},
+        "last": None if last is None else _result(last),
     }  # fmt: skip
-
-
-def _method_actions_ended(marks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [m for m in marks if m.get("event") == "activity_end" and m.get("phase") == "method"
-            and m.get("type") == "action"]  # fmt: skip
 
 
 def _fault_in_place(marks: list[dict[str, Any]], action: str | None) -> tuple[float, str]:
     """When the fault action's call ended (seconds since the run started), and its name: the
     last method action that ended, or the last one named ``action``."""
-    ended = [m for m in _method_actions_ended(marks) if action is None or m.get("name") == action]
+    ended = [m for m in marks if figures.is_method_action(m, "activity_end")
+             and (action is None or m.get("name") == action)]
     if not ended:
         named = f"named {action!r} " if action is not None else ""
         raise ActivityFailed(
@@ -177,8 +171,7 @@ def _fault_in_place(marks: list[dict[str, Any]], action: str | None) -> tuple[fl
             f"the fault action {mark.get('name')!r} did not succeed (status "
             f"{mark.get('status')}): no fault is known to be in place to judge"
         )
-    end = mark.get("call_end_t")
-    return (float(end) if end is not None else float(mark["t"])), str(mark.get("name"))
+    return figures.call_t(mark, "call_end_t"), str(mark.get("name"))
 
 
 def _sampler_of(probe: str) -> Sampler:
@@ -258,12 +251,14 @@ def sampled(
         "ok_samples": ok_samples,
         "misheard_set_apart": set_apart,
         "waited_s": round(time.monotonic() - began, 3),
-        "results": [
-            {"ok": s["ok"], "t": s["t"], "latency_s": round(s["latency_ms"] / 1000.0, 3),
-             "value": s["value"]}
-            for s in fresh
-        ],
+        "results": [_result(s) for s in fresh],
     }
+
+
+def _result(sample: dict[str, Any]) -> dict[str, Any]:
+    """A sample as these probes return it: ``{"ok", "t", "latency_s", "value"}``."""
+    return {"ok": sample["ok"], "t": sample["t"],
+            "latency_s": round(sample["latency_ms"] / 1000.0, 3), "value": sample["value"]}
 
 
 def _judged(samples: list[dict[str, Any]], since: float, count: int,
