@@ -39,6 +39,20 @@ def _listener() -> audio.Listener:
     return listener
 
 
+def listens_thinks_speaks(listens: float, thinks: float, speaks: float
+                          ) -> Callable[[float], tuple[bool, str | None]]:  # fmt: skip
+    """An agent's script (see :func:`_play`): listening until ``listens`` s, thinking until
+    ``thinks``, speaking aloud until ``speaks``, then listening again."""
+    def script(t: float) -> tuple[bool, str | None]:
+        if t < listens:
+            return False, "listening"
+        if t < thinks:
+            return False, "thinking"
+        return (True, "speaking") if t < speaks else (False, "listening")
+
+    return script
+
+
 async def _play(listener: audio.Listener, agent: Agent, until: float,
                 script: Callable[[float], tuple[bool, str | None]]) -> None:  # fmt: skip
     """Feed the agent's audio and state: ``script(t)`` -> (speaking loud?, state) at ``t``
@@ -96,12 +110,7 @@ def test_a_silence_ends_the_reply_of_an_agent_that_reports_no_state() -> None:
 def test_a_greeting_plays_out_before_the_first_question() -> None:
     # livekit-agents enters "listening" as the session starts, then greets: thinking at
     # 0.1 s, speaking 0.6-2.6 s, listening again after.
-    def script(t: float) -> tuple[bool, str | None]:
-        if t < 0.1:
-            return False, "listening"
-        if t < 0.6:
-            return False, "thinking"
-        return (True, "speaking") if t < 2.6 else (False, "listening")
+    script = listens_thinks_speaks(0.1, 0.6, 2.6)
 
     async def go() -> tuple[str | None, float]:
         listener, agent = _listener(), Agent("listening")
@@ -159,12 +168,7 @@ def test_a_greeting_that_begins_over_the_question_has_it_asked_again() -> None:
     # The agent seemed settled (listening, quiet), then greets: its speech took 0.5 s to
     # synthesise, so it is speaking 0.5-2.6 s, over the 1.5 s question. A greeting is no
     # turn: its turn report does not move.
-    def script(t: float) -> tuple[bool, str | None]:
-        if t < 0.2:
-            return False, "listening"
-        if t < 0.5:
-            return False, "thinking"
-        return (True, "speaking") if t < 2.6 else (False, "listening")
+    script = listens_thinks_speaks(0.2, 0.5, 2.6)
 
     async def go() -> tuple[roundtrip.Asked, float, int]:
         listener, agent, speaker = _listener(), Agent("listening"), Speaker(1.5)
@@ -184,12 +188,7 @@ def test_a_greeting_that_begins_over_the_question_has_it_asked_again() -> None:
 def test_a_question_the_agent_answered_a_part_of_is_not_asked_past() -> None:
     # A gap in the caller's audio ended its turn: the agent answers "What is seven" while
     # the rest is still being said, and reports that turn.
-    def script(t: float) -> tuple[bool, str | None]:
-        if t < 0.6:
-            return False, "listening"
-        if t < 0.9:
-            return False, "thinking"
-        return (True, "speaking") if t < 2.0 else (False, "listening")
+    script = listens_thinks_speaks(0.6, 0.9, 2.0)
 
     async def go() -> tuple[roundtrip.Asked, int]:
         listener, agent, speaker = _listener(), Agent("listening"), Speaker(1.5)
