@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -14,6 +15,7 @@ from typing import TypeVar
 
 import httpx
 import pytest
+import yaml
 
 from lkchaos.stack import layout
 from lkchaos.stack.build import cache_dir
@@ -96,6 +98,56 @@ def dev_server(folder: Path, extra_config: str = "",
     finally:
         for process in started:
             stop_process(process)
+
+
+def redis_server() -> str:
+    """The path of ``redis-server``; skips the test when it is not installed."""
+    found = shutil.which("redis-server")
+    if found is None:
+        pytest.skip("no redis-server on PATH: apt-get install redis-server")
+    return found
+
+
+def start_redis(folder: Path, started: list[subprocess.Popen[bytes]],
+                name: str = "redis") -> int:  # fmt: skip
+    """A redis-server without persistence on a free loopback port (appended to ``started``,
+    its log ``<name>.log`` in ``folder``), once it accepts connections; its port."""
+    port = free_port()
+    with (folder / f"{name}.log").open("wb") as log:
+        started.append(subprocess.Popen(
+            [redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], cwd=folder, stdout=log, stderr=log))  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return port
+        if started[-1].poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server did not start: "
+                               f"{(folder / f'{name}.log').read_text()[-2000:]}")  # fmt: skip
+        time.sleep(0.05)
+
+
+def start_node(folder: Path, started: list[subprocess.Popen[bytes]], redis_port: int,
+               name: str = "livekit") -> str:  # fmt: skip
+    """A livekit-server (not ``--dev``) with :data:`KEY` on loopback ports, its state in the
+    Redis at ``redis_port`` (appended to ``started``, its configuration and log
+    ``<name>.yaml``/``<name>.log`` in ``folder``), once it serves; its HTTP URL."""
+    if not os.access(LIVEKIT_BIN, os.X_OK):
+        pytest.skip(f"no livekit-server binary at {LIVEKIT_BIN}: `lkchaos stack build` builds it")
+    port = free_port()
+    config = {
+        "port": port, "bind_addresses": ["127.0.0.1"],
+        "rtc": {"tcp_port": free_port(), "udp_port": free_port(socket.SOCK_DGRAM),
+                "use_external_ip": False, "node_ip": "127.0.0.1"},
+        "redis": {"address": f"127.0.0.1:{redis_port}"}, "keys": {KEY: SECRET},
+    }  # fmt: skip
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    with (folder / f"{name}.log").open("wb") as log:
+        started.append(subprocess.Popen([str(LIVEKIT_BIN), "--config", f"{name}.yaml"],
+                                        cwd=folder, stdout=log, stderr=log))  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_serving(url, started[-1:], folder / f"{name}.log")
+    return url
 
 
 def wait_serving(url: str, processes: list[subprocess.Popen[bytes]], log: Path,

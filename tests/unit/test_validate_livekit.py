@@ -10,11 +10,7 @@ fallback (LiveKit's rendered configuration in the state folder) or reports an er
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,14 +23,13 @@ from lkchaos.validate.checks import _livekit_media as media
 from lkchaos.validate.checks import _livekit_resources as resources
 from lkchaos.validate.checks import livekit as checks
 from lkchaos.validate.model import CHECKS, Context
+from tests.unit import livekit_dev
 from tests.unit.livekit_dev import (
     KEY,
-    LIVEKIT_BIN,
     SECRET,
     free_port,
     start_on_free_ports,
     stop_process,
-    wait_serving,
 )
 
 
@@ -63,30 +58,12 @@ class Local:
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
-    if not os.access(LIVEKIT_BIN, os.X_OK):
-        pytest.skip(f"no livekit-server binary at {LIVEKIT_BIN}: `lkchaos stack build` builds it")
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:
-        pytest.skip("no redis-server on PATH: apt-get install redis-server")
+    livekit_dev.redis_server()  # skips at once without it, before a server is started
     folder = tmp_path_factory.mktemp("validate")
 
     def launch(started: list[subprocess.Popen[bytes]]) -> Local:
-        redis_port, port = free_port(), free_port()
-        config = {"port": port, "bind_addresses": ["127.0.0.1"],
-                  "rtc": {"tcp_port": free_port(), "udp_port": free_port(socket.SOCK_DGRAM),
-                          "use_external_ip": False, "node_ip": "127.0.0.1"},
-                  "redis": {"address": f"127.0.0.1:{redis_port}"}, "keys": {KEY: SECRET}}
-        (folder / "livekit.yaml").write_text(yaml.safe_dump(config))
-        with (folder / "server.log").open("wb") as log:
-            started.append(subprocess.Popen(
-                [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no"], cwd=folder, stdout=log, stderr=log))
-            time.sleep(0.2)
-            started.append(subprocess.Popen([str(LIVEKIT_BIN), "--config", "livekit.yaml"],
-                                            cwd=folder, stdout=log, stderr=log))  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        wait_serving(url, started, folder / "server.log")
-        return Local(url, redis_port, folder)
+        redis_port = livekit_dev.start_redis(folder, started)
+        return Local(livekit_dev.start_node(folder, started, redis_port), redis_port, folder)
 
     served, started = start_on_free_ports(launch)
     try:
