@@ -289,8 +289,9 @@ def up(do_build: bool, timeout: float, warm_up: bool) -> None:
 
 
 def _put_links_back(paths: StackPaths) -> None:
-    """Toxiproxy's links as configured (:mod:`lkchaos.stack.links`), unless an experiment is
-    running against the stack (the run lock): then only said."""
+    """Toxiproxy's links as configured (:mod:`lkchaos.stack.links`), holding the run lock
+    while it does, so an experiment started meanwhile is refused rather than having its
+    links changed under it; while an experiment holds the lock, only said."""
     from lkchaos.safety import runlock
     from lkchaos.stack import layout, links
     from lkchaos.toxiproxy.client import ToxiproxyClient
@@ -300,13 +301,21 @@ def _put_links_back(paths: StackPaths) -> None:
         found = links.drift(wanted, toxi.proxies())
         if not found:
             return
-        holder = runlock.holder(paths.state_dir)
-        if holder is not None:
+        try:
+            if runlock.held_here(paths.state_dir):  # an experiment of this very process
+                raise runlock.LockHeld("held here")
+            runlock.acquire(paths.state_dir, "lkchaos stack up (putting the Toxiproxy links back)")
+        except runlock.LockHeld:
+            holder = runlock.holder(paths.state_dir)
+            title = holder.title if holder is not None else "another experiment"
             say(f"Toxiproxy's links differ from their configuration ({'; '.join(found)}): "
-                f"left as they are while {holder.title!r} runs; run `lkchaos stack up` again "
+                f"left as they are while {title!r} runs; run `lkchaos stack up` again "
                 "after it")  # fmt: skip
             return
-        links.restore(toxi, wanted)
+        try:
+            links.restore(toxi, wanted)
+        finally:
+            runlock.release(paths.state_dir)
         say(f"Toxiproxy's links put back as configured ({'; '.join(found)})")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,40 @@ def isolate(monkeypatch: Any, tmp_path: Path) -> Path:
     monkeypatch.setenv("LKCHAOS_TOXIPROXY_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("LKCHAOS_SENTINELS", "127.0.0.1:9")
     return state
+
+
+def acquire_elsewhere(state_dir: Path) -> str:
+    """What another process that tries to take the stack's run lock right now is told: the
+    refusal, or "taken" (then released at once, as that process ends)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lkchaos.safety import runlock\n"
+            "try:\n    runlock.acquire(sys.argv[1], 'an experiment')\nexcept runlock.LockHeld "
+            "as exc:\n    print(exc)\nelse:\n    print('taken')")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, str(state_dir)], capture_output=True,
+                          text=True, timeout=60, check=True)  # fmt: skip
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def held_elsewhere(state_dir: Path, title: str) -> Iterator[int]:
+    """Another process holding the stack's run lock as a runner does during an experiment,
+    for the ``with`` block; yields its pid."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from lkchaos.safety import runlock; "
+            "runlock.acquire(sys.argv[1], sys.argv[2]); print('held', flush=True); "
+            "time.sleep(60)")  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-c", code, str(state_dir), title], cwd=root,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()

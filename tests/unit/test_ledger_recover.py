@@ -119,19 +119,8 @@ def test_a_run_that_finds_the_ledger_damaged_is_refused(isolated: Path, tmp_path
 @pytest.fixture
 def running(isolated: Path) -> Iterator[int]:
     """Another process holding the run lock, as a runner does during an experiment."""
-    code = ("import sys, time; from lkchaos.safety import runlock; "
-            "runlock.acquire(sys.argv[1], 'redis failover'); print('held', flush=True); "
-            "time.sleep(60)")  # fmt: skip
-    child = subprocess.Popen([sys.executable, "-c", code, str(isolated)], cwd=ROOT,
-                             stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "held"
-        yield child.pid
-    finally:
-        child.kill()
-        child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+    with helpers.held_elsewhere(isolated, "redis failover") as pid:
+        yield pid
 
 
 def test_recover_refuses_while_another_process_runs_an_experiment(
@@ -160,6 +149,37 @@ def test_the_recover_command_refuses_then_forces(
     forced = CliRunner().invoke(main, ["recover", "--force"])
     assert forced.exit_code == 0, forced.output
     assert "baseline restored" in forced.output and len(sweeps) == 6
+
+
+def test_an_experiment_started_while_recover_works_is_refused(
+    isolated: Path, sweeps: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told: list[str] = []
+
+    def sweep(settings: Settings) -> list[dict[str, Any]]:
+        told.append(helpers.acquire_elsewhere(isolated))
+        return []
+
+    monkeypatch.setattr(recovery, "_sweep_dns", sweep)
+    recovery.recover(Settings.load())
+    assert len(told) == 1 and "'lkchaos recover'" in told[0]
+    assert runlock.holder(isolated) is None  # released when done
+    assert helpers.acquire_elsewhere(isolated) == "taken"
+
+
+def test_recover_takes_over_a_stale_lock_and_says_whose(
+    isolated: Path, sweeps: list[str]
+) -> None:
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    gone = int(child.stdout)
+    isolated.mkdir(parents=True)
+    runlock.lock_path(isolated).write_text(
+        json.dumps({"pid": gone, "title": "kill -9'd run", "started": "2026-12-05T10:00:00"}))
+    report = recovery.recover(Settings.load())
+    assert report[-1] == {"fault": f"stale run lock of \"kill -9'd run\" (pid {gone})",
+                          "outcome": "released"}  # fmt: skip
+    assert runlock.holder(isolated) is None and len(sweeps) == 6
 
 
 def test_the_recover_action_inside_the_running_experiment_is_not_refused(

@@ -13,9 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lkchaos.stack import links
+from lkchaos import cli
+from lkchaos.stack import layout, links
 from lkchaos.stack.build import GO_BINARIES, cache_dir
+from lkchaos.stack.layout import StackPaths
 from lkchaos.toxiproxy.client import ToxiproxyClient
+from tests.unit import chaos_helpers
 from tests.unit.livekit_dev import free_port, stop_process
 
 SERVER = next(b for b in GO_BINARIES if b.name == "toxiproxy-server")
@@ -132,3 +135,47 @@ def test_a_missing_link_is_created(
     assert links.drift(wanted, toxi.proxies()) == ["agent_whisper: missing"]
     links.restore(toxi, wanted)
     assert links.drift(wanted, toxi.proxies()) == []
+
+
+# -- `lkchaos stack up` and a running experiment ------------------------------------------
+def _stack_up_at(toxi: ToxiproxyClient, monkeypatch: pytest.MonkeyPatch,
+                 tmp_path: Path) -> StackPaths:  # fmt: skip
+    """The stack's paths for the fixture's configuration, its Toxiproxy as the stack's."""
+    port = int(toxi.base_url.rsplit(":", 1)[1])
+    monkeypatch.setattr(layout, "host_port", lambda name: port)
+    return StackPaths(tmp_path, tmp_path)  # config_dir: tmp_path/"config", the fixture's
+
+
+def test_stack_up_leaves_the_links_of_a_running_experiment_alone(
+    toxiproxy: tuple[ToxiproxyClient, list[dict[str, object]]], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    toxi, wanted = toxiproxy
+    paths = _stack_up_at(toxi, monkeypatch, tmp_path)
+    toxi.set_enabled("agent_whisper", False)  # the running experiment's fault
+    with chaos_helpers.held_elsewhere(paths.state_dir, "whisper outage"):
+        cli._put_links_back(paths)
+    assert links.drift(wanted, toxi.proxies()) == ["agent_whisper: disabled"]
+    assert "left as they are while 'whisper outage' runs" in capsys.readouterr().err
+
+
+def test_stack_up_holds_the_run_lock_while_it_puts_links_back(
+    toxiproxy: tuple[ToxiproxyClient, list[dict[str, object]]], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    toxi, wanted = toxiproxy
+    paths = _stack_up_at(toxi, monkeypatch, tmp_path)
+    toxi.set_enabled("agent_whisper", False)
+    told: list[str] = []
+    restore = links.restore
+
+    def restore_while_one_starts(toxi: ToxiproxyClient, wanted: list[dict[str, object]]) -> None:
+        told.append(chaos_helpers.acquire_elsewhere(paths.state_dir))  # an experiment starts
+        restore(toxi, wanted)
+
+    monkeypatch.setattr(links, "restore", restore_while_one_starts)
+    cli._put_links_back(paths)
+    assert len(told) == 1 and "'lkchaos stack up (putting the Toxiproxy links back)'" in told[0]
+    assert links.drift(wanted, toxi.proxies()) == []
+    assert "links put back as configured (agent_whisper: disabled)" in capsys.readouterr().err
+    assert chaos_helpers.acquire_elsewhere(paths.state_dir) == "taken"  # released

@@ -149,17 +149,11 @@ class RunInProgress(LkChaosError):
     """Another process holds the stack's run lock: an experiment is running."""
 
 
-def check_no_run(settings: Settings) -> None:
-    """Raise :class:`RunInProgress` when another process holds the run lock (this process's
-    own run, as for the ``recover`` action inside an experiment, does not count)."""
-    if runlock.held_here(settings.state_dir):
-        return
-    holder = runlock.holder(settings.state_dir)
-    if holder is None:
-        return
-    who = (f"{holder.title!r} (pid {holder.pid}, since {holder.started})" if holder.pid
+def _refusal(holder: runlock.Holder | None) -> RunInProgress:
+    who = ("another runner taking the lock" if holder is None
+           else f"{holder.title!r} (pid {holder.pid}, since {holder.started})" if holder.pid
            else holder.title)  # fmt: skip
-    raise RunInProgress(
+    return RunInProgress(
         f"an experiment is running against this stack: {who}. Recovering now would undo its "
         "faults in the middle of its run. Wait for it to end (its own cleanup undoes its "
         "faults), or stop it; `lkchaos recover --force` recovers anyway."
@@ -172,14 +166,46 @@ def recover(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Undo and sweep; returns one entry per thing found, with what was done about it.
 
-    Refused (:class:`RunInProgress`) while another process holds the run lock, unless
-    ``force``. ``thorough`` adds the network sweep, which looks inside every container (about
-    0.35 s each). A fault whose undo fails again stays in the ledger, its ``attempts``
-    counted. A damaged ledger is kept aside (see :mod:`lkchaos.safety.ledger`), reported,
-    and the sweeps still run.
+    Holds the run lock while it works, so an experiment started meanwhile is refused rather
+    than having its faults undone under it; refused (:class:`RunInProgress`) while another
+    process holds the lock, unless ``force``. ``thorough`` adds the network sweep, which
+    looks inside every container (about 0.35 s each). A fault whose undo fails again stays
+    in the ledger, its ``attempts`` counted. A damaged ledger is kept aside (see
+    :mod:`lkchaos.safety.ledger`), reported, and the sweeps still run.
     """
-    if not force:
-        check_no_run(settings)
+    if force:
+        report = _undo_and_sweep(settings, configuration, thorough)
+        if runlock.holder(settings.state_dir) is None:
+            stale = runlock.force_release(settings.state_dir)
+            if stale is not None:
+                report.append(_stale_entry(stale))
+        return report
+    own_run = runlock.held_here(settings.state_dir)  # the recover action inside a run
+    named = runlock.named(settings.state_dir)
+    note = None
+    if not own_run:
+        try:
+            note = runlock.acquire(settings.state_dir, "lkchaos recover")
+        except runlock.LockHeld:
+            raise _refusal(runlock.holder(settings.state_dir)) from None
+    try:
+        report = _undo_and_sweep(settings, configuration, thorough)
+    finally:
+        if not own_run:
+            runlock.release(settings.state_dir)
+    if note is not None and named is not None:
+        report.append(_stale_entry(named))
+    return report
+
+
+def _stale_entry(stale: runlock.Holder) -> dict[str, Any]:
+    return {"fault": f"stale run lock of {stale.title!r} (pid {stale.pid})",
+            "outcome": "released"}
+
+
+def _undo_and_sweep(
+    settings: Settings, configuration: dict[str, Any] | None, thorough: bool
+) -> list[dict[str, Any]]:
     try:
         report = ledger.undo_all(settings.state_dir, configuration)
     except ledger.LedgerDamaged as exc:
@@ -193,9 +219,4 @@ def recover(
         except LkChaosError as exc:
             report.append({"fault": f"could not sweep ({sweep.__name__[7:]})",
                            "outcome": f"error: {exc}"})
-    if runlock.holder(settings.state_dir) is None:
-        stale = runlock.force_release(settings.state_dir)
-        if stale is not None:
-            report.append({"fault": f"stale run lock of {stale.title!r} (pid {stale.pid})",
-                           "outcome": "released"})
     return report

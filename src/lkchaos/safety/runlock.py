@@ -178,6 +178,11 @@ def acquire(state_dir: str | Path, title: str) -> str | None:
     return note
 
 
+def named(state_dir: str | Path) -> Holder | None:
+    """Whoever the lock file names, alive or not (a stale lock names a runner that is gone)."""
+    return _read(lock_path(state_dir))
+
+
 def release(state_dir: str | Path) -> None:
     """Drop the lock if this process holds it."""
     fd = _held.pop(str(lock_path(state_dir)), None)
