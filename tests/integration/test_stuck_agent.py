@@ -48,11 +48,16 @@ def stuck_agent(settings: Settings, docker: Any) -> Iterator[None]:
         assert wait_baseline()["ok"]
 
 
+#: A wrong reply is listened to on for this long (the probe's ``reply_pause``, 8 s by
+#: default), in case the agent goes on to answer: this agent never does.
+PAUSE = {"reply_pause": 1.5}
+
+
 def _answering() -> dict[str, Any]:
     """A first call that reaches the stuck agent (it registers within seconds)."""
     deadline = time.monotonic() + 90
     while True:
-        result = probes.voice_round_trip(timeout=30)
+        result = probes.voice_round_trip(timeout=30, stage_timeouts=PAUSE)
         if result["stage"] not in ("dispatch", "join", "timeout") or time.monotonic() > deadline:
             return result
 
@@ -75,13 +80,13 @@ def _wrong(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_an_agent_stuck_on_one_answer_fails_the_voice_steady_state() -> None:
     first = _answering()
     assert first["stage"] in ("ok", "wrong_reply"), first
-    result = probes.voice_round_trips(calls=3, timeout=30)
+    result = probes.voice_round_trips(calls=3, timeout=30, stage_timeouts=PAUSE)
     assert result["ok"] is False, result  # the steady state's check fails at its first miss
     # More calls, until three whose answer is not five were judged wrong (a question drawn at
     # random may have five for its answer, and one reply in many is misheard: bounded).
     calls = list(result["results"])
     while len(calls) < MAX_CALLS and len(_wrong(calls)) < 3:
-        calls.append(probes.voice_round_trip(timeout=30))
+        calls.append(probes.voice_round_trip(timeout=30, stage_timeouts=PAUSE))
     questions = [call["question"] for call in calls]
     assert len(set(questions)) >= 3, questions  # drawn at random per call
     # Only a question whose answer is five is ever answered right.
@@ -89,6 +94,7 @@ def test_an_agent_stuck_on_one_answer_fails_the_voice_steady_state() -> None:
     wrong = _wrong(calls)
     assert len(wrong) >= 3, calls
     assert all("five" in call["heard"].lower() or "5" in call["heard"] for call in wrong), wrong
+    assert all(call["reply_paused_s"] is None for call in wrong), wrong  # nothing more came
     # Each wrong reply keeps what the caller heard, for the report: a WAV of the reply.
     for call in wrong:
         with wave.open(call["audio"]) as heard:

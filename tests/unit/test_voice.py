@@ -175,7 +175,7 @@ def test_one_slow_call_among_fast_ones_keeps_the_median_within_budget() -> None:
     assert (verdict["answered"], verdict["latency_median_s"], verdict["latency_max_s"]) == (
         3, 2.0, 3.4)
     assert set(verdict["results"][0]) == {"ok", "stage", "reason", "latency_s", "question",
-                                          "heard", "misheard"}
+                                          "heard", "misheard", "reply_paused_s"}
 
 
 def test_a_slow_service_fails_the_median_budget() -> None:

@@ -245,3 +245,84 @@ def test_an_agent_that_talks_over_the_question_and_never_stops_is_asked_anyway()
     asked, took, said = asyncio.run(go())
     assert asked.twice and asked.end_of_speech is not None and said == 2
     assert 0.3 + 1.0 + 0.3 - 0.05 < took < 0.3 + 1.0 + 0.3 + 0.5
+
+
+# -- a reply that goes on after the agent said it was listening ----------------------------
+async def _speak(listener: audio.Listener, agent: Agent,
+                 parts: list[tuple[float, str | None, str]]) -> None:  # fmt: skip
+    """Feed an agent's words in real time: each part is (silence before it in seconds, the
+    state reported during that silence, the words then spoken with state ``speaking``); the
+    agent is ``listening`` after the last."""
+    for pause, state, words in parts:
+        agent.set(state)
+        await _play(listener, agent, pause, lambda t, state=state: (False, state))
+        agent.set("speaking")
+        samples = audio.speech(words)
+        samples = samples[np.flatnonzero(np.abs(samples) > 300)[0]:]  # no leading silence
+        for i in range(0, len(samples) - audio.FRAME + 1, audio.FRAME):
+            listener._log.add(time.monotonic(), samples[i:i + audio.FRAME])
+            await asyncio.sleep(0.01)
+    agent.set("listening")
+    await _play(listener, agent, 0.1, lambda t: (False, "listening"))
+
+
+def _reply_heard_on(parts: list[tuple[float, str | None, str]], state: str | None,
+                    after_s: float) -> tuple[roundtrip.Outcome, float]:  # fmt: skip
+    """A round trip's judging of the reply ``parts`` (see :func:`_speak`) to "What is two
+    plus three?": the reply as the round trip finds it, judged, then heard on for
+    ``after_s`` seconds when judged wrong. Returns the outcome and when the reply was
+    found to have ended (seconds from the first words)."""
+    async def go() -> tuple[roundtrip.Outcome, float]:
+        listener, agent = _listener(), Agent(state)
+        asked = time.monotonic()
+        speaking = asyncio.ensure_future(_speak(listener, agent, parts))
+        reply = await listener.reply(asked, 10, 10, silence=1.2,
+                                     finished=roundtrip.finished_speaking(agent),
+                                     busy=roundtrip.at_work(agent))
+        assert reply is not None
+        ended = time.monotonic() - reply[0]
+        question = "What is two plus three?"
+        out = roundtrip.Outcome(question, roundtrip.expected_answers(question), "room")
+        await roundtrip._judge_reply(out, reply[2])
+        if out.stage == "wrong_reply":
+            more = await roundtrip.continued(listener, agent, reply, after_s, 10)
+            if more is not None:
+                out.reply_paused_s = more[1]
+                await roundtrip._judge_reply(out, more[0][2])
+        await speaking
+        return out, ended
+
+    return asyncio.run(go())
+
+
+def test_an_answer_after_a_filler_that_ended_in_listening_is_heard() -> None:
+    # livekit/agents#6904: "let me check", then listening while the tool runs, then the answer
+    out, ended = _reply_heard_on([(0.2, "thinking", "Let me check that for you."),
+                                  (3.0, "listening", "Two plus three is five.")],
+                                 "listening", after_s=8)  # fmt: skip
+    assert ended < 3.0  # the reply seemed to end with the filler
+    assert out.ok and out.stage == "ok", (out.stage, out.heard)
+    assert "let me check" in out.heard.lower() and "5" in out.heard.replace("five", "5")
+    assert out.reply_paused_s is not None and 2.8 < out.reply_paused_s < 4.0
+
+
+def test_an_answer_after_a_long_pause_from_an_agent_that_reports_no_state_is_heard() -> None:
+    out, _ended = _reply_heard_on([(0.2, None, "One moment."),
+                                   (2.5, None, "Two plus three is five.")],
+                                  None, after_s=8)  # fmt: skip
+    assert out.ok, (out.stage, out.heard)
+
+
+def test_a_wrong_answer_with_nothing_after_it_stays_wrong() -> None:
+    started = time.monotonic()
+    out, _ended = _reply_heard_on([(0.2, "thinking", "Two plus three is seven.")],
+                                  "listening", after_s=2)  # fmt: skip
+    assert not out.ok and out.stage == "wrong_reply" and out.reply_paused_s is None
+    assert time.monotonic() - started > 2.0  # it was listened to on, and nothing came
+
+
+def test_a_filler_with_no_answer_within_the_pause_is_wrong() -> None:
+    out, _ended = _reply_heard_on([(0.2, "thinking", "Let me check that for you."),
+                                   (3.0, "listening", "Two plus three is five.")],
+                                  "listening", after_s=1.5)  # fmt: skip
+    assert not out.ok and out.stage == "wrong_reply" and out.reply_paused_s is None

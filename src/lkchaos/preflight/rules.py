@@ -321,7 +321,7 @@ def _snapshot(a: Args, c: Context) -> object:
     return None
 
 
-STAGES = ("join", "dispatch", "first_reply_audio", "reply")
+STAGES = ("join", "dispatch", "first_reply_audio", "reply", "reply_pause")
 
 
 def _voice(a: Args, c: Context) -> object:

@@ -280,6 +280,10 @@ class Listener:
             await asyncio.sleep(0.05)
         return first_at, last_at, self._log.between(first_at - 0.3, last_at + 0.3)
 
+    def audio(self, first: float, last: float) -> np.ndarray:
+        """The samples that arrived from ``first`` to ``last`` (monotonic seconds)."""
+        return self._log.between(first, last)
+
     async def aclose(self) -> None:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

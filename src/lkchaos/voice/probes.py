@@ -69,7 +69,8 @@ from lkchaos.voice import prober_client
 __all__ = ["voice_round_trip", "voice_round_trips", "held_call_turn", "end_held_call",
            "held_conversation"]
 
-_SUMMARY_KEYS = ("ok", "stage", "reason", "latency_s", "question", "heard", "misheard")
+_SUMMARY_KEYS = ("ok", "stage", "reason", "latency_s", "question", "heard", "misheard",
+                 "reply_paused_s")
 _AUDIO_KEY = "reply_wav_b64"
 log = logging.getLogger("lkchaos.voice")
 
@@ -88,7 +89,9 @@ def voice_round_trip(
     ``question`` defaults to one drawn at random per call (operands 2 to 12; plus, minus
     or times); any "What is A plus|minus|times|divided by B?" works without ``expected``.
     ``timeout`` bounds the whole round trip; ``stage_timeouts`` may set ``join``,
-    ``dispatch``, ``first_reply_audio`` and ``reply`` (seconds). With ``max_latency_s``, a
+    ``dispatch``, ``first_reply_audio``, ``reply`` and ``reply_pause`` (seconds: how long a
+    reply judged wrong is listened to on, for an agent that says "let me check", reports
+    ``listening`` while its tool runs, then answers; default 8). With ``max_latency_s``, a
     right answer that came later than that (end of speech to first reply audio) fails too,
     at stage ``slow_reply``. ``stage`` tells a silent agent (``no_reply``) from one that
     misheard the question (``misheard``), apologised (``apology``), was misheard by the

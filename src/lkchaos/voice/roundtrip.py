@@ -86,6 +86,8 @@ class Timeouts:
     dispatch: float = 15.0
     first_reply_audio: float = 15.0
     reply: float = 15.0
+    #: how long a reply judged wrong is listened to on for more (see :func:`continued`)
+    reply_pause: float = 8.0
     total: float = 45.0
 
     def __post_init__(self) -> None:
@@ -110,6 +112,7 @@ class Outcome:
     media: dict[str, Any] = field(default_factory=dict)
     agents: list[str] = field(default_factory=list)  # agents that spoke during the turn
     asked_twice: bool = False  # the agent talked over the first asking (a late greeting)
+    reply_paused_s: float | None = None  # the reply went on after a pause (`continued`)
     reply_pcm: np.ndarray | None = None  # the reply audio, 48 kHz int16; not in the result
 
     def as_dict(self) -> dict[str, Any]:
@@ -130,6 +133,8 @@ class Outcome:
             "media_path": self.media,
             "agents": self.agents,
             "asked_twice": self.asked_twice,
+            "reply_paused_s": (round(self.reply_paused_s, 3)
+                               if self.reply_paused_s is not None else None),
             "room": self.room,
         }
 
@@ -387,6 +392,7 @@ async def _converse(
     agent_name: str = "lkchaos-agent",
 ) -> None:  # fmt: skip
     started = time.perf_counter()
+    deadline = time.monotonic() + timeouts.total  # run() bounds the whole of this
     # Never cancel Room.connect: the SDK's native side must see it through, or it aborts the
     # whole process. The SDK bounds it itself; past our limit we stop waiting, and run()
     # lets it finish before leaving the room.
@@ -453,7 +459,8 @@ async def _converse(
     out.timings_ms["end_of_speech_to_reply_end"] = (last_at - end_of_speech) * 1000
     # The reply is transcribed while the media path and the agent's turn report are read:
     # neither changes what the audio says.
-    hearing = asyncio.ensure_future(asyncio.to_thread(_timed, audio.transcribe, pcm))
+    hearing: asyncio.Future[tuple[str, float]] = asyncio.ensure_future(
+        asyncio.to_thread(_timed, audio.transcribe, pcm))
     out.media = await _media_path(room)
 
     out.stage = "wrong_reply"
@@ -462,6 +469,29 @@ async def _converse(
     )
     if report:
         out.agent = _kept(report)
+    await _judge_reply(out, pcm, hearing)
+    left = deadline - time.monotonic() - CONTINUATION_RESERVE_S
+    if out.stage != "wrong_reply" or left <= 1.0:
+        return
+    # An agent may say "let me check", go back to listening while its tool still runs, and
+    # answer after: the reply judged is then only its first words.
+    more = await continued(listener, agent, reply, min(timeouts.reply_pause, left / 2),
+                           left / 2)  # fmt: skip
+    if more is None:
+        return
+    (_, last_at, pcm), paused = more
+    out.reply_pcm, out.reply_paused_s = pcm, paused
+    out.timings_ms["end_of_speech_to_reply_end"] = (last_at - end_of_speech) * 1000
+    await _judge_reply(out, pcm)
+
+
+async def _judge_reply(
+    out: Outcome, pcm: np.ndarray, hearing: asyncio.Future[tuple[str, float]] | None = None,
+) -> None:  # fmt: skip
+    """Judge the reply audio ``pcm`` against the question (and the agent's report, in
+    ``out.agent``) into ``out``. ``hearing``: its transcription, already under way."""
+    if hearing is None:
+        hearing = asyncio.ensure_future(asyncio.to_thread(_timed, audio.transcribe, pcm))
     first, first_s = await hearing
     claimed = str(out.agent.get("reply") or "")
     started = time.perf_counter()
@@ -473,6 +503,34 @@ async def _converse(
     out.stage, out.reason, out.misheard = judge(out.question, check.ok, check.reason,
                                                 out.heard, out.agent)  # fmt: skip
     out.ok, out.stage, out.reason = extra_agents(out.ok, out.stage, out.reason, out.agents)
+
+
+#: Seconds of the round trip's bound kept for judging a reply heard on (its transcription).
+CONTINUATION_RESERVE_S = 5.0
+
+
+async def continued(
+    listener: audio.Listener, agent: rtc.RemoteParticipant,
+    reply: tuple[float, float, np.ndarray], within_s: float, reply_s: float,
+) -> tuple[tuple[float, float, np.ndarray], float] | None:  # fmt: skip
+    """The ``reply`` (``(first_at, last_at, samples)``, from :meth:`audio.Listener.reply`)
+    with what the agent went on to say unasked, and the pause before it in seconds; None when
+    its audio did not come again within ``within_s`` seconds of the reply's end.
+
+    For a reply that seemed to end but did not: an agent that says "let me check", reports
+    ``listening`` while its tool still runs (livekit/agents#6904: filler speech ends in
+    ``listening``; an asynchronous tool leaves it listening throughout, #6883), or reports no
+    state at all, then answers. What it goes on to say is heard to its end as a reply is (at
+    most ``reply_s`` more seconds); the samples returned run from the first words to the
+    last.
+    """
+    first_at, last_at, _ = reply
+    left = max(0.0, within_s - (time.monotonic() - last_at))  # judging the reply took some
+    more = await listener.reply(last_at, left, reply_s, finished=finished_speaking(agent),
+                                busy=at_work(agent))  # fmt: skip
+    if more is None or more[0] - last_at > within_s:
+        return None
+    return (first_at, more[1], listener.audio(first_at - 0.3, more[1] + 0.3)), more[0] - last_at
 
 
 def _timed(transcribe: Callable[[Any], str], pcm: Any) -> tuple[str, float]:
