@@ -326,3 +326,87 @@ def test_a_filler_with_no_answer_within_the_pause_is_wrong() -> None:
                                    (3.0, "listening", "Two plus three is five.")],
                                   "listening", after_s=1.5)  # fmt: skip
     assert not out.ok and out.stage == "wrong_reply" and out.reply_paused_s is None
+
+
+class _HeldAgent(Agent):
+    sid = "PA_agent"
+
+
+class _Caller:
+    """A held caller's voice: each question takes ``seconds`` to say; ``ended`` is told."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.ended: asyncio.Queue[float] = asyncio.Queue()
+
+    async def say(self, samples: object) -> float:
+        await asyncio.sleep(self.seconds)
+        self.ended.put_nowait(time.monotonic())
+        return time.monotonic()
+
+
+class _Room:
+    def on(self, event: str, handler: object) -> None:
+        pass
+
+    def off(self, event: str, handler: object) -> None:
+        pass
+
+
+def _held_turns(replies: list[list[tuple[float, str | None, str]]]) -> list[dict[str, object]]:
+    """Two turns of a held call (questions "What is two plus three?", then "What is four
+    times six?", each 2 s to say) with an agent that speaks ``replies`` in turn (see
+    :func:`_speak`), each to a question that ended while it was idle; one that ended while
+    it spoke it does not hear."""
+    from lkchaos.voice import session
+
+    async def go() -> list[dict[str, object]]:
+        listener, agent, caller = _listener(), _HeldAgent("listening"), _Caller(2.0)
+        scripts = iter(replies)
+
+        async def answer() -> None:
+            speaking: asyncio.Future[None] | None = None
+            while True:
+                await caller.ended.get()
+                if speaking is None or speaking.done():
+                    speaking = asyncio.ensure_future(_speak(listener, agent, next(scripts)))
+
+        answering = asyncio.ensure_future(answer())
+        call = session.HeldCall("ws://unused", "key", "secret", "agent",
+                                session.Options(transcribe_every=1, reply_pause_s=8))
+        try:
+            for _ in range(2):
+                await call._turn(_Room(), agent, caller, listener)  # type: ignore[arg-type]
+            await call._judged(None)
+        finally:
+            answering.cancel()
+        return call.turns
+
+    questions = iter(["What is two plus three?", "What is four times six?"])
+    original = session.random_question
+    session.random_question = lambda: next(questions)  # type: ignore[assignment]
+    try:
+        return asyncio.run(go())
+    finally:
+        session.random_question = original  # type: ignore[assignment]
+
+
+def test_a_held_turn_hears_the_answer_an_agent_gave_after_it_said_listening() -> None:
+    # The answer comes while the next question is being asked: it is the first turn's, and
+    # the next question, talked over, is asked again.
+    turns = _held_turns([[(0.3, "thinking", "Let me check that."),
+                          (1.5, "listening", "Two plus three is five.")],
+                         [(0.3, "thinking", "Four times six is twenty four.")]])
+    first, second = turns
+    assert first["ok"] and first["stage"] == "ok", first
+    assert first["reply_paused_s"] is not None and 1.3 < first["reply_paused_s"] < 2.5, first
+    assert second["ok"] and second["asked_twice"], second
+
+
+def test_what_an_agent_says_after_the_next_question_ended_is_not_the_last_turns() -> None:
+    turns = _held_turns([[(0.3, "thinking", "Let me check that."),
+                          (4.0, "listening", "Two plus three is five.")],
+                         [(0.3, "thinking", "Four times six is twenty four.")]])
+    first, second = turns
+    assert first["stage"] == "wrong_reply" and first["reply_paused_s"] is None, first
+    assert not second["ok"], second  # its reply was the first question's answer

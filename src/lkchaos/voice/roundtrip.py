@@ -273,16 +273,20 @@ class Asked:
 
 
 async def ask(speaker: audio.Speaker, samples: np.ndarray, agent: rtc.RemoteParticipant,
-              listener: audio.Listener, timeout: float) -> Asked:
+              listener: audio.Listener, timeout: float,
+              said: Callable[[float], None] | None = None) -> Asked:
     """Say a question, and say it once more when the agent talked over it
     (:func:`talked_over`) with something that was not a turn of this caller's: once it may
     be asked again (:func:`ready_to_ask`; after ``timeout`` s it is asked anyway, its reply
     then says what is wrong), if its turn report (``lkchaos.turn``) did not move meanwhile. A
     greeting is no turn; a report that moved says the agent answered a part of the question
     (``cut_short``), a failure to judge, not to ask past. An agent that publishes no turn
-    report is always asked again."""
+    report is always asked again. ``said``, if given, is told when the first asking ended
+    (as played out, ``time.monotonic()``)."""
     before = _turn_report(agent).get("turn", 0)
     end_of_speech = await speaker.say(samples)
+    if said is not None:
+        said(end_of_speech)
     if not talked_over(agent):
         return Asked(end_of_speech)
     await ready_to_ask(agent, listener, timeout)
@@ -512,6 +516,7 @@ CONTINUATION_RESERVE_S = 5.0
 async def continued(
     listener: audio.Listener, agent: rtc.RemoteParticipant,
     reply: tuple[float, float, np.ndarray], within_s: float, reply_s: float,
+    before: Callable[[], float | None] | None = None,
 ) -> tuple[tuple[float, float, np.ndarray], float] | None:  # fmt: skip
     """The ``reply`` (``(first_at, last_at, samples)``, from :meth:`audio.Listener.reply`)
     with what the agent went on to say unasked, and the pause before it in seconds; None when
@@ -522,13 +527,18 @@ async def continued(
     ``listening``; an asynchronous tool leaves it listening throughout, #6883), or reports no
     state at all, then answers. What it goes on to say is heard to its end as a reply is (at
     most ``reply_s`` more seconds); the samples returned run from the first words to the
-    last.
+    last. ``before``: a held call's next question, once asked, as :func:`ask` told it
+    (``time.monotonic()``, None until then): what the agent begins to say after that
+    answers the next question, and is not taken.
     """
     first_at, last_at, _ = reply
     left = max(0.0, within_s - (time.monotonic() - last_at))  # judging the reply took some
     more = await listener.reply(last_at, left, reply_s, finished=finished_speaking(agent),
                                 busy=at_work(agent))  # fmt: skip
     if more is None or more[0] - last_at > within_s:
+        return None
+    bound = before() if before is not None else None
+    if bound is not None and more[0] > bound:
         return None
     return (first_at, more[1], listener.audio(first_at - 0.3, more[1] + 0.3)), more[0] - last_at
 

@@ -63,6 +63,9 @@ class Options:
     join_s: float = 10.0
     dispatch_s: float = 15.0
     silence_s: float = 0.8
+    #: A reply judged wrong by its audio is listened to on this long for more, unasked
+    #: (:func:`roundtrip.continued`); 0: not at all.
+    reply_pause_s: float = 8.0
     start_delay_s: float = 0.0
     #: Calls of one ``group`` begin their questions at least ``spacing_s`` apart: a call
     #: ready to ask sooner waits (its own pacing, not a wait on the agent). Calls that wait for
@@ -77,7 +80,7 @@ class Options:
             raise ValueError(f"max_turns must be a whole number from 1 to {MAX_TURNS}")
         if isinstance(self.transcribe_every, bool) or not 0 <= self.transcribe_every <= 1000:
             raise ValueError("transcribe_every must be a whole number from 0 (never) to 1000")
-        for name in ("turn_gap_s", "start_delay_s"):
+        for name in ("turn_gap_s", "start_delay_s", "reply_pause_s"):
             if not 0 <= getattr(self, name) <= 60:
                 raise ValueError(f"{name} must be from 0 to 60 seconds")
         if not isinstance(self.group, str) or len(self.group) > 100:
@@ -144,6 +147,9 @@ class HeldCall:
         self._judging: asyncio.Future[None] | None = None
         # The agent last asked (its participant sid): a new one may greet first.
         self._asked_agent: str | None = None
+        # When the first asking of the question after the reply being judged ended
+        # (monotonic), once it has: what the agent says after it answers that question.
+        self._next_asked: float | None = None
 
     def now(self) -> float:
         """Seconds since the call started (monotonic)."""
@@ -374,7 +380,8 @@ class HeldCall:
         reply: tuple[float, float, Any] | None = None
         try:
             asked = await roundtrip.ask(speaker, audio.speech(question), agent, listener,
-                                        self.options.first_reply_s)  # fmt: skip
+                                        self.options.first_reply_s,
+                                        said=lambda at: setattr(self, "_next_asked", at))
             end_of_speech = asked.end_of_speech
             if end_of_speech is not None:
                 self._waiting = ("reply", end_of_speech)
@@ -391,6 +398,7 @@ class HeldCall:
                           **self._failed(stage, reason), "misheard": misheard})
             return
         self._waiting = None  # the reply came (or will not): judging it
+        self._next_asked = None
         base = {"t": round(started, 3), "question": question, "due": end_of_speech,
                 "agents": agents, "asked_twice": asked.twice}
         if reply is None:
@@ -401,30 +409,68 @@ class HeldCall:
         every = self.options.transcribe_every
         by_audio = every > 0 and self._asked() % every == 0
         # Judged while the next question is asked; recorded after the turn before it.
-        await self._judged(self._judge(base, agent, previous, expected, end_of_speech, reply,
-                                       by_audio))  # fmt: skip
+        await self._judged(self._judge(base, agent, listener, previous, expected, end_of_speech,
+                                       reply, by_audio))  # fmt: skip
 
     async def _judge(
-        self, base: dict[str, Any], agent: rtc.RemoteParticipant, previous: int,
-        expected: Any, end_of_speech: float, reply: tuple[float, float, Any], by_audio: bool,
+        self, base: dict[str, Any], agent: rtc.RemoteParticipant, listener: audio.Listener,
+        previous: int, expected: Any, end_of_speech: float, reply: tuple[float, float, Any],
+        by_audio: bool,
     ) -> None:
         """Judge one reply and record its turn: by its transcription (``by_audio``, or when
-        the agent reported nothing of the turn) or by the agent's own report."""
-        first_at, last_at, pcm = reply
+        the agent reported nothing of the turn) or by the agent's own report. A reply judged
+        wrong by its audio is listened to on (``reply_pause_s``): what the agent goes on to
+        say unasked, begun before the next question ended, is its reply too (an agent that
+        says "let me check" and reports ``listening`` while its tool runs; the next question,
+        talked over, is asked again)."""
+        verdict = await self._verdict(base, agent, previous, expected, reply, by_audio)
+        paused = None
+        if verdict["by_audio"] and verdict["stage"] == "wrong_reply" and \
+                self.options.reply_pause_s > 0:
+            more = await roundtrip.continued(listener, agent, reply, self.options.reply_pause_s,
+                                             self.options.reply_s,
+                                             before=lambda: self._next_asked)  # fmt: skip
+            if more is not None:
+                reply, paused = more
+                verdict = await self._verdict(base, agent, previous, expected, reply, True,
+                                              known=(verdict["report"],))  # fmt: skip
+        first_at, last_at, _pcm = reply
+        report = verdict["report"]
+        self._record({
+            **base, "ok": verdict["ok"], "stage": verdict["stage"], "reason": verdict["reason"],
+            "latency_s": round(first_at - end_of_speech, 3),
+            "reply_s": round(last_at - first_at, 3), "heard": verdict["heard"],
+            "agent_heard": (report or {}).get("heard"), "misheard": verdict["misheard"],
+            "checked_by": "audio" if verdict["by_audio"] else "agent",
+            "reply_paused_s": round(paused, 3) if paused is not None else None,
+            "agent_ms": {key: (report or {}).get(key) for key in HELD_AGENT_TIMINGS},
+        })  # fmt: skip
+
+    async def _verdict(
+        self, base: dict[str, Any], agent: rtc.RemoteParticipant, previous: int,
+        expected: Any, reply: tuple[float, float, Any], by_audio: bool,
+        known: tuple[dict[str, Any] | None] | None = None,
+    ) -> dict[str, Any]:
+        """The verdict on one reply: ``{"ok", "stage", "reason", "heard", "misheard",
+        "by_audio", "report"}``. ``known``: ``(the agent's turn report,)`` when already read
+        (None in it: the agent sent none); else the report is waited for."""
+        _first_at, _last_at, pcm = reply
         question = base["question"]
         # The transcription and the wait for the agent's report of the turn, side by side.
         heard_first = asyncio.ensure_future(asyncio.to_thread(audio.transcribe, pcm)) \
             if by_audio else None
-        try:
-            report = await roundtrip._wait(
-                lambda: (r := roundtrip._turn_report(agent)) and r.get("turn", 0) > previous
-                and r,
-                2.0,
-            )  # fmt: skip
-        except BaseException:
-            if heard_first is not None:
-                heard_first.cancel()
-            raise
+        report: dict[str, Any] | None = known[0] if known is not None else None
+        if known is None:
+            try:
+                report = await roundtrip._wait(
+                    lambda: (r := roundtrip._turn_report(agent)) and r.get("turn", 0) > previous
+                    and r,
+                    2.0,
+                )  # fmt: skip
+            except BaseException:
+                if heard_first is not None:
+                    heard_first.cancel()
+                raise
         agent_said = str((report or {}).get("reply") or "")
         if heard_first is None and not agent_said:  # nothing to check it by but the audio
             by_audio = True
@@ -446,14 +492,8 @@ class HeldCall:
             question, check.ok, check.reason, heard, dict(report or {})
         )
         ok, stage, reason = roundtrip.extra_agents(check.ok, stage, reason, base["agents"])
-        self._record({
-            **base, "ok": ok, "stage": stage, "reason": reason,
-            "latency_s": round(first_at - end_of_speech, 3),
-            "reply_s": round(last_at - first_at, 3), "heard": heard,
-            "agent_heard": (report or {}).get("heard"), "misheard": misheard,
-            "checked_by": "audio" if by_audio else "agent",
-            "agent_ms": {key: (report or {}).get(key) for key in HELD_AGENT_TIMINGS},
-        })  # fmt: skip
+        return {"ok": ok, "stage": stage, "reason": reason, "heard": heard,
+                "misheard": misheard, "by_audio": by_audio, "report": report}
 
 
 #: The agent's own timings of a turn (its ``lkchaos.turn`` report, milliseconds) kept in
