@@ -100,6 +100,9 @@ def test_check_reply_explains_an_inaudible_reply() -> None:
 def test_timeouts_must_be_positive() -> None:
     with pytest.raises(ValueError, match="dispatch must be a positive"):
         roundtrip.Timeouts(dispatch=0)
+    with pytest.raises(ValueError, match="reply_pause must be a positive"):
+        roundtrip.Timeouts(reply_pause=-1)
+    assert roundtrip.Timeouts(reply_pause=0).reply_pause == 0  # a wrong reply not heard on
 
 
 def test_prober_request_parsing() -> None:

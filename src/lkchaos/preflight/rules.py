@@ -339,8 +339,8 @@ def _voice(a: Args, c: Context) -> object:
         if not isinstance(stages, dict) or set(stages) - set(STAGES):
             raise ActivityFailed(f"stage_timeouts may set {', '.join(STAGES)} (seconds), not "
                                  f"{stages!r}")  # fmt: skip
-        for key, value in stages.items():
-            check_number(f"stage_timeouts.{key}", value, "seconds", strict=True)
+        for key, value in stages.items():  # reply_pause may be 0: not listened to on
+            check_number(f"stage_timeouts.{key}", value, "seconds", strict=key != "reply_pause")
     return None
 
 

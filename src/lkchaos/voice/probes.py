@@ -91,12 +91,12 @@ def voice_round_trip(
     ``timeout`` bounds the whole round trip; ``stage_timeouts`` may set ``join``,
     ``dispatch``, ``first_reply_audio``, ``reply`` and ``reply_pause`` (seconds: how long a
     reply judged wrong is listened to on, for an agent that says "let me check", reports
-    ``listening`` while its tool runs, then answers; default 8). With ``max_latency_s``, a
-    right answer that came later than that (end of speech to first reply audio) fails too,
-    at stage ``slow_reply``. ``stage`` tells a silent agent (``no_reply``) from one that
-    misheard the question (``misheard``), apologised (``apology``), was misheard by the
-    caller (``reply_misheard``) or answered wrong (``wrong_reply``). The probe always leaves
-    its room.
+    ``listening`` while its tool runs, then answers; default 8, 0 for not at all). With
+    ``max_latency_s``, a right answer that came later than that (end of speech to first
+    reply audio) fails too, at stage ``slow_reply``. ``stage`` tells a silent agent
+    (``no_reply``) from one that misheard the question (``misheard``), apologised
+    (``apology``), was misheard by the caller (``reply_misheard``) or answered wrong
+    (``wrong_reply``). The probe always leaves its room.
     """
     if not timeout > 0:
         raise ActivityFailed(f"timeout must be a positive number of seconds, not {timeout!r}")

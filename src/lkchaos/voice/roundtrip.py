@@ -86,12 +86,15 @@ class Timeouts:
     dispatch: float = 15.0
     first_reply_audio: float = 15.0
     reply: float = 15.0
-    #: how long a reply judged wrong is listened to on for more (see :func:`continued`)
+    #: how long a reply judged wrong is listened to on for more (see :func:`continued`); 0:
+    #: not at all
     reply_pause: float = 8.0
     total: float = 45.0
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
+            if name == "reply_pause" and value == 0:
+                continue  # a reply judged wrong is not listened to on
             if not value > 0:
                 raise ValueError(f"timeout {name} must be a positive number of seconds")
 
@@ -475,7 +478,7 @@ async def _converse(
         out.agent = _kept(report)
     await _judge_reply(out, pcm, hearing)
     left = deadline - time.monotonic() - CONTINUATION_RESERVE_S
-    if out.stage != "wrong_reply" or left <= 1.0:
+    if out.stage != "wrong_reply" or left <= 1.0 or timeouts.reply_pause == 0:
         return
     # An agent may say "let me check", go back to listening while its tool still runs, and
     # answer after: the reply judged is then only its first words.
