@@ -138,21 +138,24 @@ def test_a_missing_link_is_created(
 
 
 # -- `lkchaos stack up` and a running experiment ------------------------------------------
-def _stack_up_at(toxi: ToxiproxyClient, monkeypatch: pytest.MonkeyPatch,
-                 tmp_path: Path) -> StackPaths:  # fmt: skip
-    """The stack's paths for the fixture's configuration, its Toxiproxy as the stack's."""
+@pytest.fixture
+def drifted(toxiproxy: tuple[ToxiproxyClient, list[dict[str, object]]], tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> tuple[ToxiproxyClient, list[dict[str, object]],
+                                                      StackPaths]:  # fmt: skip
+    """The fixture's Toxiproxy as the stack's, Whisper's link disabled (a fault, or a
+    hand's change); the client, the configuration and the stack's paths."""
+    toxi, wanted = toxiproxy
     port = int(toxi.base_url.rsplit(":", 1)[1])
     monkeypatch.setattr(layout, "host_port", lambda name: port)
-    return StackPaths(tmp_path, tmp_path)  # config_dir: tmp_path/"config", the fixture's
+    toxi.set_enabled("agent_whisper", False)
+    return toxi, wanted, StackPaths(tmp_path, tmp_path)  # its config_dir: the fixture's
 
 
 def test_stack_up_leaves_the_links_of_a_running_experiment_alone(
-    toxiproxy: tuple[ToxiproxyClient, list[dict[str, object]]], tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    drifted: tuple[ToxiproxyClient, list[dict[str, object]], StackPaths],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    toxi, wanted = toxiproxy
-    paths = _stack_up_at(toxi, monkeypatch, tmp_path)
-    toxi.set_enabled("agent_whisper", False)  # the running experiment's fault
+    toxi, wanted, paths = drifted  # Whisper's link disabled: the running experiment's fault
     with chaos_helpers.held_elsewhere(paths.state_dir, "whisper outage"):
         cli._put_links_back(paths)
     assert links.drift(wanted, toxi.proxies()) == ["agent_whisper: disabled"]
@@ -160,12 +163,10 @@ def test_stack_up_leaves_the_links_of_a_running_experiment_alone(
 
 
 def test_stack_up_holds_the_run_lock_while_it_puts_links_back(
-    toxiproxy: tuple[ToxiproxyClient, list[dict[str, object]]], tmp_path: Path,
+    drifted: tuple[ToxiproxyClient, list[dict[str, object]], StackPaths],
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    toxi, wanted = toxiproxy
-    paths = _stack_up_at(toxi, monkeypatch, tmp_path)
-    toxi.set_enabled("agent_whisper", False)
+    toxi, wanted, paths = drifted
     told: list[str] = []
     restore = links.restore
 
