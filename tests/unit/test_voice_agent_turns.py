@@ -266,12 +266,21 @@ async def _speak(listener: audio.Listener, agent: Agent,
     await _play(listener, agent, 0.1, lambda t: (False, "listening"))
 
 
+def _render(texts: list[str]) -> None:
+    """Speech for ``texts`` rendered now (and kept by :func:`audio.speech`): not while the
+    agent is timed, where espeak-ng on a busy machine would delay its words by seconds."""
+    for text in texts:
+        audio.speech(text)
+
+
 def _reply_heard_on(parts: list[tuple[float, str | None, str]], state: str | None,
                     after_s: float) -> tuple[roundtrip.Outcome, float]:  # fmt: skip
     """A round trip's judging of the reply ``parts`` (see :func:`_speak`) to "What is two
     plus three?": the reply as the round trip finds it, judged, then heard on for
     ``after_s`` seconds when judged wrong. Returns the outcome and when the reply was
     found to have ended (seconds from the first words)."""
+    _render([words for _p, _s, words in parts])
+
     async def go() -> tuple[roundtrip.Outcome, float]:
         listener, agent = _listener(), Agent(state)
         asked = time.monotonic()
@@ -362,8 +371,7 @@ def _held_turns(replies: list[list[tuple[float, str | None, str]]],
     from lkchaos.voice import session
 
     questions = ["What is two plus three?", "What is four times six?"]
-    for text in questions:  # rendered now (and kept): not while the agent is timed
-        audio.speech(text)
+    _render([*questions, *(words for parts in replies for _p, _s, words in parts)])
 
     async def go() -> list[dict[str, object]]:
         listener, agent, caller = _listener(), _HeldAgent("listening"), _Caller(question_s)

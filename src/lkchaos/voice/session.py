@@ -147,9 +147,10 @@ class HeldCall:
         self._judging: asyncio.Future[None] | None = None
         # The agent last asked (its participant sid): a new one may greet first.
         self._asked_agent: str | None = None
-        # When the first asking of the question after the reply being judged ended
-        # (monotonic), once it has: what the agent says after it answers that question.
-        self._next_asked: float | None = None
+        # For the reply last heard: when the first asking of the question after it ended
+        # (monotonic), once it has (what the agent says after that answers that question).
+        # One list per reply, kept by its judging: the next reply has a list of its own.
+        self._next_asked: list[float] = []
 
     def now(self) -> float:
         """Seconds since the call started (monotonic)."""
@@ -381,7 +382,7 @@ class HeldCall:
         try:
             asked = await roundtrip.ask(speaker, audio.speech(question), agent, listener,
                                         self.options.first_reply_s,
-                                        said=lambda at: setattr(self, "_next_asked", at))
+                                        said=self._next_asked.append)
             end_of_speech = asked.end_of_speech
             if end_of_speech is not None:
                 self._waiting = ("reply", end_of_speech)
@@ -398,7 +399,7 @@ class HeldCall:
                           **self._failed(stage, reason), "misheard": misheard})
             return
         self._waiting = None  # the reply came (or will not): judging it
-        self._next_asked = None
+        next_asked = self._next_asked = []
         base = {"t": round(started, 3), "question": question, "due": end_of_speech,
                 "agents": agents, "asked_twice": asked.twice}
         if reply is None:
@@ -410,26 +411,27 @@ class HeldCall:
         by_audio = every > 0 and self._asked() % every == 0
         # Judged while the next question is asked; recorded after the turn before it.
         await self._judged(self._judge(base, agent, listener, previous, expected, end_of_speech,
-                                       reply, by_audio))  # fmt: skip
+                                       reply, by_audio, next_asked))  # fmt: skip
 
     async def _judge(
         self, base: dict[str, Any], agent: rtc.RemoteParticipant, listener: audio.Listener,
         previous: int, expected: Any, end_of_speech: float, reply: tuple[float, float, Any],
-        by_audio: bool,
+        by_audio: bool, next_asked: list[float],
     ) -> None:
         """Judge one reply and record its turn: by its transcription (``by_audio``, or when
         the agent reported nothing of the turn) or by the agent's own report. A reply judged
         wrong by its audio is listened to on (``reply_pause_s``): what the agent goes on to
         say unasked, begun before the next question ended, is its reply too (an agent that
         says "let me check" and reports ``listening`` while its tool runs; the next question,
-        talked over, is asked again)."""
+        talked over, is asked again). ``next_asked``: filled with the end of the next
+        question's first asking once it has ended."""
         verdict = await self._verdict(base, agent, previous, expected, reply, by_audio)
         paused = None
         if verdict["by_audio"] and verdict["stage"] == "wrong_reply" and \
                 self.options.reply_pause_s > 0:
             more = await roundtrip.continued(listener, agent, reply, self.options.reply_pause_s,
                                              self.options.reply_s,
-                                             before=lambda: self._next_asked)  # fmt: skip
+                                             before=lambda: next(iter(next_asked), None))
             if more is not None:
                 reply, paused = more
                 verdict = await self._verdict(base, agent, previous, expected, reply, True,
