@@ -108,6 +108,35 @@ def test_kept_reply_audio_is_decoded_and_judged_by_what_was_heard(
     assert gocallers.judge_turn(raw, transcribe=False)["checked_by"] == "agent"
 
 
+def _sent(text: str) -> list[str]:
+    """``text`` spoken, as a Go caller sends a reply's packets back: Opus, base64."""
+    return [base64.b64encode(p).decode() for p in gocallers.opus_packets(audio.speech(text))]
+
+
+def test_an_answer_after_a_filler_is_judged_with_it() -> None:
+    # "let me check", then (the agent listening while its tool runs) the answer, which the
+    # Go caller heard before its next question ended and sent with the turn
+    raw = reported(report={}, audio=_sent("Let me check that."),
+                   after=_sent("Seven times eight is fifty six."), after_first=9.9,
+                   after_last=11.6)  # fmt: skip
+    turn = gocallers.judge_turn(raw)
+    assert turn["ok"] and turn["checked_by"] == "audio", turn
+    assert turn["reply_paused_s"] == 2.5 and turn["reply_s"] == 6.0
+    assert "56" in turn["heard"]
+
+
+def test_a_wrong_answer_is_not_put_right_by_what_came_after() -> None:
+    raw = reported(report={}, audio=_sent("Seven times eight is fifty four."),
+                   after=_sent("Is there anything else?"), after_first=9.9, after_last=11.0)
+    turn = gocallers.judge_turn(raw)
+    assert not turn["ok"] and turn["stage"] == "wrong_reply" and "reply_paused_s" in turn
+    # a right reply is judged alone: what came after it is not listened to
+    right = gocallers.judge_turn(reported(report={}, audio=_sent("Seven times eight is fifty six."),
+                                          after=["not even audio"], after_first=9.9,
+                                          after_last=11.0))  # fmt: skip
+    assert right["ok"] and "reply_paused_s" not in right
+
+
 def test_speech_survives_the_opus_round_trip() -> None:
     speech = audio.speech(QUESTION)
     packets = gocallers.opus_packets(speech)

@@ -243,7 +243,8 @@ class GoCallers:
         self.budget.join(call_id)
         wire = {k: getattr(options, k) for k in ("duration_s", "max_turns", "turn_gap_s",
                                                   "first_reply_s", "reply_s", "join_s",
-                                                  "dispatch_s", "silence_s", "start_delay_s")}
+                                                  "dispatch_s", "silence_s", "start_delay_s",
+                                                  "reply_pause_s")}
         wire["keep_audio_every"] = options.transcribe_every if self.transcribe else 0
         self._write({"op": "start", "id": call_id, "token": token, "options": wire})
         return call_id, room
@@ -493,7 +494,10 @@ def judge_turn(raw: dict[str, Any], transcribe: bool = True, pcm: Any = None,
     ``pcm``: the reply's audio when already decoded; ``heard``: its transcript when already
     made (a batch's, :mod:`lkchaos.voice.batch`); ``transcribe_fn``: Whisper for a second
     listening (the voice extra's by default). A sample left to the agent's report for want of
-    budget carries ``"sample": "over budget"``."""
+    budget carries ``"sample": "over budget"``. A reply judged wrong by its audio that came
+    with what the agent said unasked after it (``after``: the Go caller held the turn back
+    until its next question ended) is heard again with that, and judged whole
+    (``reply_paused_s``)."""
     from lkchaos.voice.questions import check_reply, expected_answers
     from lkchaos.voice.session import HELD_AGENT_TIMINGS
 
@@ -523,16 +527,31 @@ def judge_turn(raw: dict[str, Any], transcribe: bool = True, pcm: Any = None,
     else:
         heard, check = agent_said, check_reply(agent_said, expected)
     stage, reason, misheard = roundtrip.judge(question, check.ok, check.reason, heard, report)
+    first, last, eos = (float(raw[k]) for k in ("first_reply", "last_reply", "end_of_speech"))
+    paused = None
+    after = raw.get("after")
+    if by_audio and stage == "wrong_reply" and isinstance(after, list) and after:
+        # What the agent said unasked after its reply, before the next question was asked
+        # (the Go caller holds such a turn back for it): the reply and it, heard together.
+        from lkchaos.voice import audio
+
+        whole = decode_opus([base64.b64decode(p) for p in [*(packets or []), *after]])
+        heard, check, _second = roundtrip.listen(whole, expected, agent_said,
+                                                 transcribe_fn or audio.transcribe)
+        stage, reason, misheard = roundtrip.judge(question, check.ok, check.reason, heard,
+                                                  report)  # fmt: skip
+        paused = float(raw["after_first"]) - last
+        last = float(raw["after_last"])
     spoke = raw.get("agents")
     ok, stage, reason = roundtrip.extra_agents(
         check.ok, stage, reason, [str(a) for a in spoke] if isinstance(spoke, list) else [])
-    first, last, eos = (float(raw[k]) for k in ("first_reply", "last_reply", "end_of_speech"))
     return {
         "question": question, "ok": ok, "stage": stage, "reason": reason,
         "latency_s": round(first - eos, 3), "reply_s": round(last - first, 3), "heard": heard,
         "agent_heard": report.get("heard"), "misheard": misheard,
         "checked_by": "audio" if by_audio else "agent",
         **({"asked_twice": True} if raw.get("asked_twice") else {}),
+        **({"reply_paused_s": round(paused, 3)} if paused is not None else {}),
         **({"sample": str(raw["sample"])} if raw.get("sample") else {}),
         "agent_ms": {key: report.get(key) for key in HELD_AGENT_TIMINGS},
     }  # fmt: skip

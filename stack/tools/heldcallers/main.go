@@ -106,6 +106,9 @@ type options struct {
 	SilenceS       float64 `json:"silence_s"`
 	StartDelayS    float64 `json:"start_delay_s"`
 	KeepAudioEvery int     `json:"keep_audio_every"`
+	// A turn sent with its audio also carries what the agent said unasked after the reply,
+	// begun within this many seconds of its end and before the next question was asked.
+	ReplyPauseS float64 `json:"reply_pause_s"`
 }
 
 type command struct {
@@ -486,6 +489,13 @@ type call struct {
 	finished bool
 	// The agent last asked (its sid): a new one may greet first. Used by the turn loop only.
 	askedAgent string
+	// A turn sent with its audio, held back until the next question's first asking ended:
+	// what the agent says meanwhile, unasked, may be the rest of its reply (an agent that
+	// says "let me check" and reports "listening" while its tool runs). Its reply's end, and
+	// the listener recording since then. Used by the turn loop only.
+	pending         map[string]any
+	pendingEnd      time.Duration
+	pendingListener *listener
 }
 
 func newCall(id string, cfg config, token string, opt options, report *out) *call {
@@ -548,7 +558,8 @@ func (c *call) pause(d time.Duration) bool {
 func (c *call) run() {
 	reason := ""
 	defer func() {
-		c.stop() // the sender too, however the call ended
+		c.flushPending(nil, -1) // a turn held back is sent as it is
+		c.stop()                // the sender too, however the call ended
 		c.mu.Lock()
 		c.finished = true // the room's late callbacks (its own disconnect) are not reported
 		c.mu.Unlock()
@@ -833,7 +844,30 @@ func reportTurn(report map[string]any) float64 {
 	return n
 }
 
+// flushPending sends the turn held back (see call.pending), with the agent's speech since its
+// reply (`after`, its first and last packet's times) when that speech began within
+// ReplyPauseS of the reply's end and by `asked`, the end of the next question's first
+// asking (negative: none was asked, so nothing is taken).
+func (c *call) flushPending(l *listener, asked time.Duration) {
+	msg, from := c.pending, c.pendingListener
+	if msg == nil {
+		return
+	}
+	c.pending, c.pendingListener = nil, nil
+	from.mu.Lock()
+	first, last, audio := from.first, from.last, from.audio
+	from.mu.Unlock()
+	if l == from && asked >= 0 && first >= 0 && first <= asked &&
+		first-c.pendingEnd <= seconds(c.opt.ReplyPauseS) && len(audio) > 0 {
+		msg["after"] = audio
+		msg["after_first"] = first.Seconds()
+		msg["after_last"] = (last + frame).Seconds()
+	}
+	c.event("turn", msg)
+}
+
 func (c *call) failed(started time.Duration, stage, reason string) {
+	c.flushPending(nil, -1)
 	c.turns++
 	c.event("turn", map[string]any{"started": started.Seconds(), "stage": stage, "reason": reason})
 }
@@ -847,6 +881,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 		hold = settle
 	}
 	if !c.readyToAsk(agent, l, seconds(c.opt.FirstReplyS), hold) {
+		c.flushPending(nil, -1)
 		return
 	}
 	c.askedAgent = agent.SID()
@@ -856,6 +891,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	c.watchSpeakers()
 	endOfSpeech, ok := c.say(q)
 	if !ok {
+		c.flushPending(nil, -1)
 		return
 	}
 	askedTwice := false
@@ -863,10 +899,14 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 		// The agent talked over the question: no agent is at work on a reply to a question
 		// it has not heard end. A greeting it began after it seemed settled is no turn: ask
 		// once more when it listens again (asked anyway after the limit). A turn it reported
-		// meanwhile says it answered a part of the question: judged, not asked past.
+		// meanwhile says it answered a part of the question: judged, not asked past. What it
+		// said may be the rest of the last reply: that turn goes with it once it has ended.
+		asked := endOfSpeech
 		if !c.readyToAsk(agent, l, seconds(c.opt.FirstReplyS), settle) {
+			c.flushPending(nil, -1)
 			return
 		}
+		c.flushPending(l, asked)
 		if report := turnReport(agent); reportTurn(report) > previous {
 			c.speakers() // stop collecting: the turn ends here
 			c.turns++
@@ -878,12 +918,18 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 		if endOfSpeech, ok = c.say(q); !ok {
 			return
 		}
+	} else {
+		c.flushPending(l, endOfSpeech)
 	}
 	l.arm(endOfSpeech, true) // sent back when kept, or when the agent does not report
 	start, end, audio, heard := l.reply(c.now, seconds(c.opt.FirstReplyS),
 		seconds(c.opt.ReplyS), seconds(c.opt.SilenceS), c.finishedSpeaking(agent), atWork(agent),
 		c.changes, c.done)
-	l.disarm()
+	if heard && c.opt.ReplyPauseS > 0 {
+		l.arm(end, true) // what the agent says after its reply, in case this turn holds back
+	} else {
+		l.disarm()
+	}
 	agents := c.speakers()
 	if c.stopped() {
 		return
@@ -912,6 +958,12 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	}
 	if keep || len(report) == 0 { // nothing else to check the reply by
 		msg["audio"] = audio
+		if c.opt.ReplyPauseS > 0 { // judged by its audio: it may go on (see call.pending)
+			msg["t"] = c.now().Seconds() // the turn ended now, whenever it is sent
+			c.pending, c.pendingEnd, c.pendingListener = msg, end, l
+			return
+		}
 	}
+	l.disarm()
 	c.event("turn", msg)
 }

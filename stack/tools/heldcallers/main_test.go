@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -248,5 +250,67 @@ func TestAnAgentThatReportsNoStateIsAskedOnceQuiet(t *testing.T) {
 	}
 	if got := r.now(); got < noState || got > noState+time.Second {
 		t.Fatalf("asked at %v, want soon after %v", got, noState)
+	}
+}
+
+// heldBack is a call holding back a turn whose reply ended at 1 s, its listener recording
+// since then and hearing speech from `from` to `to` (fake clock times); it returns the
+// call, the listener and where the call's messages go.
+func heldBack(t *testing.T, from, to time.Duration) (*call, *listener, *bytes.Buffer) {
+	t.Helper()
+	var sent bytes.Buffer
+	c := newCall("c1", config{}, "", options{ReplyPauseS: 8}, &out{enc: json.NewEncoder(&sent)})
+	l := newListener(make(chan struct{}, 1))
+	l.arm(time.Second, true)
+	for at := from; at <= to; at += frame {
+		l.add(at, true, []byte{1})
+	}
+	c.pending = map[string]any{"question": "What is two plus three?", "audio": [][]byte{{9}}}
+	c.pendingEnd, c.pendingListener = time.Second, l
+	return c, l, &sent
+}
+
+func sentTurn(t *testing.T, sent *bytes.Buffer) map[string]any {
+	t.Helper()
+	var msg map[string]any
+	if err := json.Unmarshal(sent.Bytes(), &msg); err != nil || msg["event"] != "turn" {
+		t.Fatalf("no turn sent: %q (%v)", sent.String(), err)
+	}
+	return msg
+}
+
+func TestWhatTheAgentSaysUnaskedBeforeTheNextQuestionEndedGoesWithTheHeldTurn(t *testing.T) {
+	c, l, sent := heldBack(t, 2500*time.Millisecond, 3*time.Second)
+	c.flushPending(l, 4*time.Second) // the next question ended at 4 s
+	msg := sentTurn(t, sent)
+	after, _ := msg["after"].([]any)
+	if len(after) == 0 || msg["after_first"] != 2.5 || msg["after_last"] != 3.02 {
+		t.Fatalf("the speech after the reply is not with the turn: %v", msg)
+	}
+	if c.pending != nil {
+		t.Fatal("the turn is still held back")
+	}
+}
+
+func TestSpeechAfterTheNextQuestionEndedIsNotTheHeldTurns(t *testing.T) {
+	for name, tc := range map[string]struct {
+		from, asked time.Duration
+		same        bool
+	}{
+		"begun after the next question ended": {5 * time.Second, 4 * time.Second, true},
+		"begun past the pause":                {9500 * time.Millisecond, 12 * time.Second, true},
+		"another agent's listener":            {2 * time.Second, 4 * time.Second, false},
+		"no question asked":                   {2 * time.Second, -1, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, l, sent := heldBack(t, tc.from, tc.from+500*time.Millisecond)
+			if !tc.same {
+				l = newListener(make(chan struct{}, 1))
+			}
+			c.flushPending(l, tc.asked)
+			if msg := sentTurn(t, sent); msg["after"] != nil {
+				t.Fatalf("took speech that is not the turn's: %v", msg)
+			}
+		})
 	}
 }
