@@ -301,11 +301,15 @@ def _put_links_back(paths: StackPaths) -> None:
         found = links.drift(wanted, toxi.proxies())
         if not found:
             return
-        try:
-            if runlock.held_here(paths.state_dir):  # an experiment of this very process
-                raise runlock.LockHeld("held here")
-            runlock.acquire(paths.state_dir, "lkchaos stack up (putting the Toxiproxy links back)")
-        except runlock.LockHeld:
+        # Not while an experiment runs (in this process, or one holding the lock).
+        taken = not runlock.held_here(paths.state_dir)
+        if taken:
+            try:
+                runlock.acquire(paths.state_dir,
+                                "lkchaos stack up (putting the Toxiproxy links back)")
+            except runlock.LockHeld:
+                taken = False
+        if not taken:
             holder = runlock.holder(paths.state_dir)
             title = holder.title if holder is not None else "another experiment"
             say(f"Toxiproxy's links differ from their configuration ({'; '.join(found)}): "
