@@ -466,8 +466,7 @@ async def _converse(
     out.timings_ms["end_of_speech_to_reply_end"] = (last_at - end_of_speech) * 1000
     # The reply is transcribed while the media path and the agent's turn report are read:
     # neither changes what the audio says.
-    hearing: asyncio.Future[tuple[str, float]] = asyncio.ensure_future(
-        asyncio.to_thread(_timed, audio.transcribe, pcm))
+    hearing = _hearing(pcm)
     out.media = await _media_path(room)
 
     out.stage = "wrong_reply"
@@ -492,14 +491,18 @@ async def _converse(
     await _judge_reply(out, pcm)
 
 
+def _hearing(pcm: np.ndarray) -> asyncio.Future[tuple[str, float]]:
+    """The reply audio ``pcm`` being transcribed: ``(transcript, seconds it took)``."""
+    return asyncio.ensure_future(asyncio.to_thread(_timed, audio.transcribe, pcm))
+
+
 async def _judge_reply(
     out: Outcome, pcm: np.ndarray, hearing: asyncio.Future[tuple[str, float]] | None = None,
 ) -> None:  # fmt: skip
     """Judge the reply audio ``pcm`` against the question (and the agent's report, in
-    ``out.agent``) into ``out``. ``hearing``: its transcription, already under way."""
-    if hearing is None:
-        hearing = asyncio.ensure_future(asyncio.to_thread(_timed, audio.transcribe, pcm))
-    first, first_s = await hearing
+    ``out.agent``) into ``out``. ``hearing``: its transcription when already under way
+    (:func:`_hearing`)."""
+    first, first_s = await (hearing or _hearing(pcm))
     claimed = str(out.agent.get("reply") or "")
     started = time.perf_counter()
     out.heard, check, out.second_listen = await asyncio.to_thread(
