@@ -881,8 +881,7 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 		hold = settle
 	}
 	if !c.readyToAsk(agent, l, seconds(c.opt.FirstReplyS), hold) {
-		c.flushPending(nil, -1)
-		return
+		return // told to end: a turn held back is sent as the call ends
 	}
 	c.askedAgent = agent.SID()
 	q := c.cfg.Questions[rand.IntN(len(c.cfg.Questions))]
@@ -891,7 +890,6 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 	c.watchSpeakers()
 	endOfSpeech, ok := c.say(q)
 	if !ok {
-		c.flushPending(nil, -1)
 		return
 	}
 	askedTwice := false
@@ -903,7 +901,6 @@ func (c *call) turn(agent *lksdk.RemoteParticipant, l *listener) {
 		// said may be the rest of the last reply: that turn goes with it once it has ended.
 		asked := endOfSpeech
 		if !c.readyToAsk(agent, l, seconds(c.opt.FirstReplyS), settle) {
-			c.flushPending(nil, -1)
 			return
 		}
 		c.flushPending(l, asked)
