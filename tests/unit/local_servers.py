@@ -14,6 +14,8 @@ import dns.message
 import dns.rcode
 import dns.rrset
 
+from lkchaos.tls import sockets
+
 
 class LocalDNS:
     """A UDP DNS server answering A queries from ``records``; other names: NXDOMAIN; names in
@@ -114,7 +116,7 @@ class TLSListener(Listener):
     ctx: ssl.SSLContext
 
     def handle(self, conn: socket.socket) -> None:
-        with self.ctx.wrap_socket(conn, server_side=True) as tls:
+        with sockets.wrap(self.ctx, conn, server_side=True) as tls:
             self.handle_tls(tls)
 
     def handle_tls(self, tls: ssl.SSLSocket) -> None:

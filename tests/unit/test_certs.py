@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 
 from lkchaos import certs
+from lkchaos.tls import sockets
 
 
 def _now() -> dt.datetime:
@@ -83,7 +84,7 @@ def test_a_real_tls_handshake_trusts_the_chain(tmp_path: Path) -> None:
         for _ in range(count):
             conn, _ = listener.accept()
             try:
-                with server_ctx.wrap_socket(conn, server_side=True):
+                with sockets.wrap(server_ctx, conn, server_side=True):
                     pass
             except (ssl.SSLError, OSError):
                 pass

@@ -41,6 +41,7 @@ from redis.retry import Retry
 
 from lkchaos.errors import ConfigError, StackError
 from lkchaos.settings import Settings
+from lkchaos.tls import sockets
 
 TIMEOUT = 2.0
 REDIS_PORT = 6379
@@ -228,7 +229,7 @@ def _answers_tls(host: str, port: int, timeout: float) -> bool:
     context.verify_mode = ssl.CERT_NONE
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock, \
-                context.wrap_socket(sock, server_hostname=host):  # fmt: skip
+                sockets.wrap(context, sock, server_hostname=host):  # fmt: skip
             return True
     except (OSError, ssl.SSLError):
         return False

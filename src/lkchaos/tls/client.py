@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from lkchaos.settings import Settings
+from lkchaos.tls import sockets
 
 TIMEOUT = 5.0
 #: Protocol versions a probe tries, oldest first, by the names ``ssl`` reports.
@@ -119,7 +120,7 @@ def handshake(
     except OSError as exc:
         return Handshake("unreachable", error=f"cannot connect to {address}: {exc}")
     try:
-        with ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+        with sockets.wrap(ctx, raw, server_hostname=server_name) as tls:
             cipher = tls.cipher()
             return Handshake(
                 "accepted",
@@ -176,7 +177,7 @@ def https_headers(
         "Connection: close\r\n\r\n"
     )
     with socket.create_connection((host, port), timeout=timeout) as raw:
-        with ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+        with sockets.wrap(ctx, raw, server_hostname=server_name) as tls:
             tls.sendall(request.encode())
             data = b""
             while b"\r\n\r\n" not in data and len(data) < 65536:

@@ -24,7 +24,7 @@ import urllib.request
 from typing import Any
 
 from lkchaos.settings import Settings, join_host_port
-from lkchaos.tls import client
+from lkchaos.tls import client, sockets
 from lkchaos.validate import facts
 from lkchaos.validate.checks import network
 from lkchaos.validate.checks.tls import answered, http_names, inspect, per_name
@@ -45,7 +45,7 @@ def exchange(address: str, name: str, request: bytes, timeout: float,
     ctx.set_alpn_protocols(list(alpn))
     data = b""
     with socket.create_connection((host, port), timeout=timeout) as raw:
-        with ctx.wrap_socket(raw, server_hostname=name) as tls:
+        with sockets.wrap(ctx, raw, server_hostname=name) as tls:
             chosen = tls.selected_alpn_protocol()
             if request:
                 tls.sendall(request)

@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from lkchaos.settings import Settings
-from lkchaos.tls import client
+from lkchaos.tls import client, sockets
 from lkchaos.validate.checks import network
 from lkchaos.validate.model import Context, Finding, Status, check
 
@@ -85,7 +85,7 @@ def _served(settings: Settings, name: str, timeout: float) -> dict[str, Any]:
     host, port = Settings.split_address(settings.tls_address, 443)
     ctx = client.context()
     with socket.create_connection((host, port), timeout=timeout) as raw:
-        with ctx.wrap_socket(raw, server_hostname=name) as tls:
+        with sockets.wrap(ctx, raw, server_hostname=name) as tls:
             # Public from Python 3.13; on the underlying object before (3.10 on).
             owner = tls if hasattr(tls, "get_unverified_chain") else getattr(tls, "_sslobj", None)
             chain = getattr(owner, "get_unverified_chain", lambda: None)() or []

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lkchaos.settings import AddressError, Settings, split_host_port
+from lkchaos.tls import sockets
 from lkchaos.validate.checks import network
 from lkchaos.validate.model import Context, Finding, Status, check
 
@@ -114,7 +115,7 @@ def stun_over_tls(address: str, name: str, settings: Settings,
     request, txid = network.stun_request()
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
-            with tls_context(settings).wrap_socket(raw, server_hostname=name) as tls:
+            with sockets.wrap(tls_context(settings), raw, server_hostname=name) as tls:
                 tls.sendall(request)
                 data = b""
                 while len(data) < 20 or len(data) < 20 + int.from_bytes(data[2:4], "big"):
@@ -211,7 +212,7 @@ class _Channel:
         if self.tls:
             raw = socket.create_connection(server, timeout=timeout)
             assert ctx is not None
-            self.sock: socket.socket = ctx.wrap_socket(raw, server_hostname=name)
+            self.sock: socket.socket = sockets.wrap(ctx, raw, server_hostname=name)
         else:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.settimeout(timeout)
