@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import socket
@@ -26,15 +27,41 @@ SECRET = "a-test-secret-long-enough-for-livekit-0123456789"
 T = TypeVar("T")
 
 
+#: Where :func:`free_port` looks: below the kernel's ephemeral range (32768-60999 on Linux),
+#: from which every bind to port 0 and every outgoing connection takes its port, and below the
+#: ports the reference stack and the second deployment publish (7443, then 17880 and up). A
+#: number handed out here is never another test's listener on port 0 nor a connection's
+#: source port, so no test waiting for its own server on it reaches someone else's.
+PORTS = range(10000, 17000)
+_handed = itertools.count()
+
+
+def worker_ports() -> range:
+    """This test process's share of :data:`PORTS`: one slice per pytest-xdist worker (gwN of
+    PYTEST_XDIST_WORKER_COUNT), all of it without workers, so that two workers never hand out
+    the same number."""
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) % count if worker[2:].isdigit() else 0
+    size = len(PORTS) // count
+    return range(PORTS.start + index * size, PORTS.start + (index + 1) * size)
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free on every address of this machine now (TCP by default;
-    ``socket.SOCK_DGRAM`` for UDP). Every address, not only 127.0.0.1: LiveKit's UDP port
-    listens on each of the machine's addresses, and a WebRTC client elsewhere (another test
-    worker) may hold the same number on another one. Free only when asked: see
-    :data:`PORT_TAKEN`."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
+    """A port of :func:`worker_ports` free on every address of this machine now (TCP by
+    default; ``socket.SOCK_DGRAM`` for UDP), never the one handed out just before. Every
+    address, not only 127.0.0.1: LiveKit's UDP port listens on each of the machine's
+    addresses. Free only when asked: see :data:`PORT_TAKEN`."""
+    ports = worker_ports()
+    for _ in range(len(ports)):
+        port = ports[next(_handed) % len(ports)]
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}: what holds them all?")
 
 
 #: What a server logs when a port it was given was taken in the meantime: it is started

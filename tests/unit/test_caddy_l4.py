@@ -27,6 +27,7 @@ import pytest
 from lkchaos import certs
 from lkchaos.stack import build, render
 from lkchaos.stack.render import StackConfig
+from tests.unit.livekit_dev import free_port
 
 CFG = StackConfig()
 CADDY = next(b for b in build.GO_BINARIES if b.name == "caddy")
@@ -42,12 +43,6 @@ def caddy_binary() -> Path:
         pytest.skip(f"Caddy with the layer-4 app is not built here ({path} is missing); "
                     "`lkchaos stack build` builds it once")  # fmt: skip
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class NodeHTTP(http.server.BaseHTTPRequestHandler):

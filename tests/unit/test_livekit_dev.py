@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lkchaos.stack import layout
 from tests.unit import livekit_dev
 
 
@@ -43,3 +44,30 @@ def test_any_other_failure_to_start_is_raised_at_once() -> None:
     with pytest.raises(RuntimeError, match="bad configuration"):
         livekit_dev.start_on_free_ports(launch)  # type: ignore[arg-type]
     assert calls == [1]
+
+
+def test_ports_handed_out_are_neither_ephemeral_nor_the_stacks() -> None:
+    """A port chosen here is never one a bind to port 0 or an outgoing connection takes, nor
+    one the reference stack publishes (it may be coming up beside the unit tests)."""
+    low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+                 .split())  # fmt: skip
+    ports = livekit_dev.PORTS
+    assert ports.stop <= low or ports.start > high
+    assert not {port for _, _, port in layout.HOST_PORTS.values()} & set(ports)
+
+
+def test_each_worker_hands_out_ports_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
+    slices = []
+    for n in range(4):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{n}")
+        slices.append(set(livekit_dev.worker_ports()))
+    assert all(len(s) > 1000 for s in slices)
+    assert all(not a & b for i, a in enumerate(slices) for b in slices[i + 1:])
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw2")
+    handed = [livekit_dev.free_port() for _ in range(3)] + [
+        livekit_dev.free_port(socket.SOCK_DGRAM) for _ in range(3)]
+    assert len(set(handed)) == 6 and set(handed) <= slices[2]
+    with socket.socket() as held:  # a port of the slice someone holds is passed over
+        held.bind(("", handed[-1] + 1))
+        assert livekit_dev.free_port() != handed[-1] + 1

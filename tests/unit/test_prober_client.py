@@ -86,9 +86,10 @@ def test_each_failure_says_what_went_wrong(prober: _Prober, message: str) -> Non
 
 
 def test_an_unreachable_prober_says_to_check_the_stack() -> None:
-    with socket.socket() as sock:  # a port nothing listens on
+    with socket.socket() as sock:  # bound, never listening (and no other test's): refused
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(ActivityFailed, match="did not answer POST /round-trip.*stack status"):
-        prober_client.call(f"http://127.0.0.1:{port}", "s", "POST", "/round-trip", {},
-                           timeout=2)  # fmt: skip
+        with pytest.raises(ActivityFailed,
+                           match="did not answer POST /round-trip.*stack status"):
+            prober_client.call(f"http://127.0.0.1:{port}", "s", "POST", "/round-trip", {},
+                               timeout=2)  # fmt: skip

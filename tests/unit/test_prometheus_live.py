@@ -5,7 +5,6 @@ started on free loopback ports from a temporary folder and stopped after the mod
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ import pytest
 from lkchaos.prometheus import marks, probes
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings
+from tests.unit.livekit_dev import free_port
 
 BINARIES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager",
             "pushgateway": "prometheus-pushgateway"}  # fmt: skip
@@ -45,12 +45,6 @@ receivers: [{name: nowhere}]
 """
 #: Bound of every wait for the servers (seconds); none of them is a measurement.
 WAIT_S = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _until(what: str, check: Callable[[], Any]) -> Any:
@@ -84,7 +78,7 @@ class Monitoring:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitoring]:
     folder = tmp_path_factory.mktemp("monitoring")
-    prom, am, pg, closed = (_free_port() for _ in range(4))
+    prom, am, pg, closed = (free_port() for _ in range(4))
     (folder / "rules.yml").write_text(RULES)
     (folder / "prometheus.yml").write_text(f"""global:
   {{scrape_interval: 1s, evaluation_interval: 1s}}

@@ -7,7 +7,6 @@ The servers are ``redis-server`` processes started by the tests on free ports (D
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from lkchaos import certs
 from lkchaos.errors import ConfigError, StackError
 from lkchaos.redis import client
 from lkchaos.settings import Settings
+from tests.unit.livekit_dev import free_port
 
 SERVER = shutil.which("redis-server")
 #: Without redis-server these tests fail (never skip): scripts/bootstrap.sh installs it.
@@ -35,12 +35,6 @@ def redis_server_installed() -> None:
     if SERVER is None:
         pytest.fail(MISSING)
 PASSWORD = "s3cret-for-tests"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -206,12 +206,12 @@ def listener() -> Iterator[str]:
 
 
 @pytest.fixture
-def closed_port() -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"127.0.0.1:{port}"
+def closed_port() -> Iterator[str]:
+    """A port bound and never listening for the test's length: connections are refused, and
+    no other test can listen on it meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 def _target(tmp_path: Path, node: str, redis: str, proxy: str, resolver: str) -> Path:

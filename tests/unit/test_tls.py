@@ -178,11 +178,11 @@ def test_expiry_arguments_are_checked() -> None:
 
 
 def test_unreachable_server_is_not_an_error(certs_dir: Path) -> None:
-    with socket.socket() as sock:
+    with socket.socket() as sock:  # bound, never listening (and no other test's): refused
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    found = probes.certificate(NAME, address=f"127.0.0.1:{port}", timeout=1,
-                               configuration={"ca_file": str(certs_dir / "ca.crt")})
+        found = probes.certificate(NAME, address=f"127.0.0.1:{port}", timeout=1,
+                                   configuration={"ca_file": str(certs_dir / "ca.crt")})
     assert found["ok"] is False and found["reachable"] is False and found["error"]
 
 

@@ -192,9 +192,14 @@ def test_the_port_scan_lists_open_ports_not_expected() -> None:
     base, socks = _free_run(3)
     try:
         # Expected: the node's HTTP port (base) and the TLS proxy (base + 2); base + 1 is not.
+        # No RTC TCP port (7881 by default): the scan spans the expected ports, and this
+        # machine's ports between 7881 and the run are other tests' servers, which a connect
+        # scan would reach (a server counting its connections would count nmap's).
         ctx = Context(_user(livekit_node_urls=(f"http://127.0.0.1:{base}",),
-                            tls_address=f"127.0.0.1:{base + 2}"), timeout_s=30)  # fmt: skip
+                            tls_address=f"127.0.0.1:{base + 2}", livekit_rtc_tcp_port=0),
+                      timeout_s=30)  # fmt: skip
         scan = CHECKS["vuln.port-scan-results"](ctx)
+        assert scan.data["ports"] == f"1-1024,{base}-{base + 2}", scan.data
         assert base + 1 in scan.data["unexpected"]["127.0.0.1"], scan.evidence
         assert base not in scan.data["unexpected"]["127.0.0.1"]
         assert {base, base + 1, base + 2} <= set(scan.data["open"]["127.0.0.1"])

@@ -19,6 +19,7 @@ from lkchaos import certs
 from lkchaos.settings import Settings
 from lkchaos.validate.checks import turn
 from lkchaos.validate.model import Context
+from tests.unit.livekit_dev import free_port
 
 NAME = "turn.example.test"
 KEY, SECRET = "APItest", "s" * 40
@@ -47,12 +48,6 @@ def test_credentials_are_livekits_username_and_password() -> None:
     assert abs(int(later.rsplit("|", 1)[1]) - (time.time() + turn.TTL_S)) < 60
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 #: Seconds coturn is given to listen before it is started again on new ports: it listens
 #: within 0.2 s, unless it lost a port to another process (it then keeps running, deaf).
 START_S = 5.0
@@ -78,10 +73,10 @@ class Coturn:
         raise RuntimeError(f"coturn did not start listening (3 tries of {START_S:g} s)")
 
     def _start(self, folder: Path) -> bool:
-        self.udp, self.tls = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
+        self.udp, self.tls = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
         username, password = turn.credentials(KEY, SECRET, self.participant, self.expiry)
         user = self.user or f"{username}:{password}"
-        relay = _free_port(socket.SOCK_DGRAM)
+        relay = free_port(socket.SOCK_DGRAM)
         self.proc = subprocess.Popen(
             ["turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
              f"--listening-port={self.udp}", f"--tls-listening-port={self.tls}",

@@ -28,6 +28,7 @@ from lkchaos.voice.questions import (
     words_said,
 )
 from tests.unit.fake_prober import FakeProber
+from tests.unit.livekit_dev import free_port
 
 SECRETS = {"livekit": {"api_key": "key", "api_secret": "the-secret"}}
 
@@ -129,14 +130,8 @@ def test_prober_rejects_bad_requests(body: Any, message: str) -> None:
         prober.parse_request(body)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unreachable_prober_says_what_to_do() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ActivityFailed, match="did not answer.*lkchaos stack status"):
         voice_round_trip(timeout=1, configuration={"voice_prober_url": url}, secrets=SECRETS)
 
@@ -745,7 +740,6 @@ def test_the_prober_answers_a_failed_join_within_its_bound_and_leaves_later() ->
     join (never cancelled); the prober answers ``join`` while it still does, and the room
     is left once the retries end, before the prober stops."""
     import asyncio
-    import socket
 
     from aiohttp.test_utils import TestClient, TestServer
 
