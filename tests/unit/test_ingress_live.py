@@ -31,6 +31,9 @@ from tests.unit.livekit_dev import KEY, LIVEKIT_BIN, SECRET, free_port, stop_pro
 
 INGRESS = next(b for b in GO_BINARIES if b.name == "ingress")
 INGRESS_BIN = cache_dir() / "bin" / INGRESS.cache_name
+#: Ingress admits a session only while its host has idle CPU: these tests run after the other
+#: unit tests, on their own (scripts/test.sh), so that the workers beside them never starve it.
+pytestmark = pytest.mark.idle_cpu
 
 
 @dataclass

@@ -19,6 +19,8 @@ EGRESS = ["ingress-egress.recording-functionality-working",
           "ingress-egress.export-formats-supported", "ingress-egress.file-storage-integration",
           "ingress-egress.webhook-notifications-sent", "ingress-egress.cleanup-after-recording"]
 NO_PUSHER = shutil.which("gst-launch-1.0") is None and shutil.which("ffmpeg") is None
+#: Publishes through test_ingress_live's Ingress: run, as those are, with the host's CPU idle.
+pytestmark = pytest.mark.idle_cpu
 
 
 def test_every_item_of_the_group_has_a_check() -> None:
