@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -31,7 +33,17 @@ def _scratch_servers() -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="apt-get install redis-server")
-def test_backup_restores_livekit_keys(local: Local) -> None:  # noqa: F811
+def test_backup_restores_livekit_keys(
+    local: Local, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    started: list[list[str]] = []
+    real = subprocess.Popen
+
+    def popen(argv: list[str], **kwargs: Any) -> Any:
+        started.append(list(argv))
+        return real(argv, **kwargs)
+
+    monkeypatch.setattr(recovery.subprocess, "Popen", popen)
     server = redis.Redis(port=local.redis_port, socket_timeout=2)
     server.hset("room_participants:lkchaos-validate-backup", "someone", b"\x01")
     try:
@@ -50,6 +62,13 @@ def test_backup_restores_livekit_keys(local: Local) -> None:  # noqa: F811
     assert restored.data["missing"] == [] and restored.data["fields"] >= 2
     assert "restored into a scratch redis-server" in restored.evidence
     assert _scratch_servers() == []
+    # The scratch server listens on a Unix socket in the backup's private folder, on no TCP
+    # port: a port chosen free could be another server's by the time it binds.
+    (argv,) = started
+    assert argv[argv.index("--port") + 1] == "0"
+    socket_path = Path(argv[argv.index("--unixsocket") + 1])
+    assert socket_path.parent == Path(argv[argv.index("--dir") + 1])
+    assert socket_path.parent.name.startswith("lkchaos-validate-backup-")
 
 
 def test_snapshot_lists_hash_fields(local: Local) -> None:  # noqa: F811

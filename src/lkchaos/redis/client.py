@@ -160,6 +160,18 @@ def connect(host: str, port: int, access: Access | None = None, timeout: float =
     )
 
 
+def connect_unix(path: str, timeout: float = TIMEOUT, decode: bool = True) -> redis.Redis:
+    """A client of a server lkchaos started itself on the Unix socket ``path`` (no AUTH, no
+    TLS), with connect and read timeouts and no retries."""
+    return redis.Redis(
+        unix_socket_path=path,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=decode,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
 def auth_error(exc: redis.AuthenticationError, where: str, access: Access) -> RedisAuthError:
     """What to correct when ``where`` (``Redis at host:port``) refused AUTH: names the user
     sent (or the default user) and where the password came from, and which may be wrong."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import tempfile
@@ -195,12 +194,6 @@ def rpo(ctx: Context) -> Finding:
 # --- backup and restore -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def livekit_snapshot(r: Any) -> dict[str, set[str]]:
     """LiveKit's keys -> their hash fields (an empty set for other types)."""
     names = [*keys.HASHES, keys.VERSION]
@@ -310,14 +303,17 @@ def backup_and_restore(ctx: Context) -> dict[str, Any]:
         finally:
             source.close()
         size = dump.stat().st_size
-        scratch_port = _free_port()
+        # On a Unix socket in the backup's private folder, no TCP port: a port chosen free
+        # could be taken before the server binds it, and the backup restored into whatever
+        # took it.
+        scratch = str(Path(folder) / "scratch.sock")
         restore_started = time.monotonic()
         process = subprocess.Popen(
-            [server, "--port", str(scratch_port), "--bind", "127.0.0.1", "--dir", folder,
-             "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+            [server, "--port", "0", "--unixsocket", scratch, "--unixsocketperm", "700",
+             "--dir", folder, "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
-            restored = _wait_loaded(scratch_port, timeout)
+            restored = _wait_loaded(scratch, process, timeout)
             try:
                 restore_keys(restored, dump)
             except Exception as exc:  # e.g. a DUMP format newer than the local redis-server
@@ -345,10 +341,15 @@ def backup_and_restore(ctx: Context) -> dict[str, Any]:
             "source": f"{host}:{port}"}  # fmt: skip
 
 
-def _wait_loaded(port: int, timeout: float) -> Any:
+def _wait_loaded(path: str, process: subprocess.Popen[bytes], timeout: float) -> Any:
+    """A client of the scratch server on the Unix socket ``path`` once it answers; raises
+    TimeoutError past ``timeout`` s, RuntimeError if the server exited."""
     deadline = time.monotonic() + timeout
     while True:
-        client = rc.connect("127.0.0.1", port, timeout=1.0, decode=False)
+        if process.poll() is not None:
+            raise RuntimeError(f"the scratch redis-server exited (status {process.returncode}) "
+                               "before it answered")  # fmt: skip
+        client = rc.connect_unix(path, timeout=1.0, decode=False)
         try:
             if client.ping() and int(client.info("persistence").get("loading", 0)) == 0:
                 return client
@@ -356,8 +357,8 @@ def _wait_loaded(port: int, timeout: float) -> Any:
             pass
         client.close()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the scratch redis-server on port {port} did not load the "
-                               f"backup within {timeout:.0f} s")  # fmt: skip
+            raise TimeoutError(f"the scratch redis-server on {path} did not answer within "
+                               f"{timeout:.0f} s")  # fmt: skip
         time.sleep(0.05)
 
 
