@@ -66,21 +66,24 @@ if [ "${CI:-}" = true ] && [ "$unit_only" = 0 ]; then .venv/bin/lkchaos stack bu
 # The unit tests are independent (free ports, their own schemas and folders) and wait more
 # than they compute (servers starting, speech played in real time): two workers per core, at
 # most eight (LKCHAOS_TEST_WORKERS overrides; 0 runs them in this process). Those marked
-# idle_cpu (LiveKit Ingress admits a stream only while the host has idle CPU) run after them,
-# on their own.
+# idle_cpu (LiveKit Ingress admits a stream only while the host has idle CPU; speech scripted
+# in real time is judged on margins of about a second) run after them, one worker per core.
 workers=${LKCHAOS_TEST_WORKERS:-$(n=$(( $(nproc) * 2 )); echo $(( n < 8 ? n : 8 )))}
-#
+alone=${LKCHAOS_TEST_WORKERS:-$(n=$(nproc); echo $(( n < 4 ? n : 4 )))}
+
 # The integration tests start from an empty stack (Redis included), every time. It comes up
 # beside those unit tests (they use no Docker), as a process group of its own (job control on
 # for that one start) so that an early exit stops all of it; its output is printed once it is
 # up.
 stack_pid=
+stack_log=
 stop_stack_up() {
   if [ -n "$stack_pid" ]; then
     kill -- "-$stack_pid" 2>/dev/null || true
     wait "$stack_pid" 2>/dev/null || true
     stack_pid=
   fi
+  if [ -n "$stack_log" ]; then rm -f "$stack_log"; fi
 }
 if [ "$unit_only" = 0 ]; then
   if [ "${CI:-}" = true ]; then
@@ -102,10 +105,9 @@ if [ "$unit_only" = 0 ]; then
   set -e
   stack_pid=
   cat "$stack_log"
-  rm -f "$stack_log"
   if [ "$up" != 0 ]; then echo "the reference stack did not come up (above)" >&2; exit "$up"; fi
 fi
-run_pytest -m "not integration and idle_cpu" -n 0 "${pytest_args[@]}"
+run_pytest -m "not integration and idle_cpu" -n "$alone" "${pytest_args[@]}"
 if [ "$unit_only" = 1 ]; then selected_something; exit 0; fi
 
 run_pytest -m "$integration" --durations=80 --durations-min=1 "${pytest_args[@]}"

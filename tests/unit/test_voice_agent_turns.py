@@ -13,8 +13,14 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from lkchaos.voice import audio, roundtrip
+
+#: Agents scripted in real time (a reply 0.3-1.0 s after a question, a question 2.5 s long)
+#: and judged on those margins: run with the host's CPU free, one worker per core (a turn
+#: judged wrong once with four workers on two cores and the stack starting beside them).
+pytestmark = pytest.mark.idle_cpu
 
 LOUD = np.full(480, 3000, dtype=np.int16)
 QUIET = np.zeros(480, dtype=np.int16)
