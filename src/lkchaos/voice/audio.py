@@ -249,7 +249,7 @@ class Listener:
     async def reply(
         self, after: float, first_timeout: float, reply_timeout: float, silence: float = 1.2,
         finished: Callable[[], bool] | None = None, finished_silence: float = 0.5,
-        busy: Callable[[], bool] | None = None,
+        busy: Callable[[], bool] | None = None, gone: Callable[[], bool] | None = None,
     ) -> tuple[float, float, np.ndarray] | None:
         """``(first_audio_at, last_audio_at, samples)`` of the first reply after ``after``.
 
@@ -258,8 +258,9 @@ class Listener:
         a tool), or after ``finished_silence`` once ``finished()`` (polled every 50 ms from
         the start) says the speaker has finished: the agent reports when its speech has
         played out, and waiting out a pause between its words is then needless. None when
-        no audio came within ``first_timeout``; a reply still going after ``reply_timeout``
-        more seconds is cut there.
+        no audio came within ``first_timeout``, or before ``gone()`` (polled with
+        ``finished``) said the speaker left this track; a reply still going after
+        ``reply_timeout`` more seconds is cut there.
         """
         start = time.monotonic()
         first_at = last_at = 0.0
@@ -273,7 +274,7 @@ class Listener:
                 if (quiet >= silence and not working) or (done and quiet >= finished_silence):
                     break
             waited = time.monotonic() - start
-            if not loud and waited > first_timeout:
+            if not loud and (waited > first_timeout or (gone is not None and gone())):
                 return None
             if waited > first_timeout + reply_timeout:
                 break

@@ -162,10 +162,12 @@ class _Handle:
     options: Options
     calls: list[_Call]
     started: int = 0  # calls started under this name, replacements included
+    closed: bool = False  # ended (``end``, or this process exiting): start no call for it
 
 
 _handles: dict[str, _Handle] = {}
 _lock = threading.Lock()
+_exiting = False  # set at exit, once every held call is being ended
 
 
 def backend(settings: Settings) -> Backend:
@@ -293,6 +295,8 @@ def turn(
                        spacing_s=stagger_s if callers > 1 else 0.0)  # fmt: skip
     settings = Settings.load(configuration, secrets)
     with _lock:
+        if _exiting:
+            raise ActivityFailed("held calls are being ended: this process is exiting")
         handle = _handles.get(name)
         if handle is None:
             handle = _Handle(backend(settings), options, [])
@@ -315,9 +319,19 @@ def turn(
             if data.get("turns"):
                 found.append((dict(data["turns"][0]), call))
             elif data.get("state") == "ended":
+                with _lock:
+                    if handle.closed:  # ended by ``end`` (or at exit) while this call waited
+                        return {"ok": False, "stage": "call_ended", "latency_s": None,
+                                "reason": "the held call was ended (end_held_call)",
+                                **_about(name, handle, call)}  # fmt: skip
                 with contextlib.suppress(ActivityFailed):  # already gone: the verdict stands
                     handle.backend.end(call.call_id)
-                handle.calls[index] = _start(handle, 0.0)  # the next sample asks the new one
+                # The next sample asks the new one. Started under the lock, so that ``end``
+                # ends it too, or it is not started: a call started after its name was ended
+                # would be left in the room, with its agent, until the prober's idle end.
+                with _lock:
+                    if not handle.closed:
+                        handle.calls[index] = _start(handle, 0.0)
                 return {"ok": False, "stage": "call_ended", "latency_s": None,
                         "reason": f"the held call ended by itself: {data.get('end_reason')}",
                         **_about(name, handle, call)}  # fmt: skip
@@ -357,9 +371,12 @@ def end(
     name = _check_name(caller)
     with _lock:
         handle = _handles.pop(name, None)
+        if handle is not None:
+            handle.closed = True
+            calls = list(handle.calls)
     if handle is None:
         return {"ended": False, "caller": name, "reason": "no held call by that name"}
-    summaries = [handle.backend.end(call.call_id) for call in handle.calls]
+    summaries = [handle.backend.end(call.call_id) for call in calls]
     turns = sum(int(s.get("turns") or 0) for s in summaries)
     answered = sum(int(s.get("answered") or 0) for s in summaries)
     return {
@@ -425,11 +442,16 @@ def conversation(
 def _end_all() -> None:
     """End every held call this process started, at once: a turn under way is dropped, as
     nobody is left to read it (the prober would end them after 45 s anyway)."""
+    global _exiting
     with _lock:
+        _exiting = True
         handles = list(_handles.items())
         _handles.clear()
-    for _name, handle in handles:
-        for call in handle.calls:
+        for _name, handle in handles:
+            handle.closed = True
+        calls = [(handle, list(handle.calls)) for _name, handle in handles]
+    for handle, started in calls:
+        for call in started:
             try:
                 handle.backend.end(call.call_id, at_once=True)
             except Exception:  # the process is exiting: the prober's idle end is the backstop

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -103,6 +104,21 @@ class Options:
             return cls(**values)
         except TypeError as exc:
             raise ValueError(f"held-call options: {exc}") from exc
+
+
+def agent_replaced(room: rtc.Room, agent: rtc.RemoteParticipant, track_sid: str) -> bool:
+    """Whether ``agent``, whose audio track ``track_sid`` a call listens to, is no longer
+    what the room has under its identity: it left, or rejoined as a new participant (a new
+    sid: livekit-agents restarts a job's connection when resuming it fails, as after a
+    signalling outage of more than a few seconds, and LiveKit replaces the participant with
+    the same identity), or its audio track was replaced. Its old track then carries nothing,
+    and the replacement hears the caller's next question but answers on a track the call
+    does not listen to."""
+    present = room.remote_participants.get(agent.identity)
+    if present is None or present.sid != agent.sid:
+        return True
+    track = roundtrip._audio_track(present)
+    return track is None or track.sid != track_sid
 
 
 def claim_question(group: str, spacing_s: float, now: float) -> float:
@@ -248,9 +264,10 @@ class HeldCall:
                         await listener.aclose()
                     listener, listened = audio.Listener(track), track.sid
                     self._listener = listener
-                if await self._unless_stopped_at_once(
-                    self._turn(room, agent, speaker, listener)
-                ) is None:
+                if await self._unless_stopped_at_once(self._turn(
+                    room, agent, speaker, listener,
+                    replaced=functools.partial(agent_replaced, room, agent, track.sid),
+                )) is None:
                     break
                 await self._pause(self.options.turn_gap_s)
             # The last reply's verdict, unless the call was stopped at once.
@@ -356,8 +373,12 @@ class HeldCall:
 
     async def _turn(
         self, room: rtc.Room, agent: rtc.RemoteParticipant, speaker: audio.Speaker,
-        listener: audio.Listener,
+        listener: audio.Listener, replaced: Callable[[], bool] | None = None,
     ) -> None:
+        """Ask one question and judge its reply. ``replaced()``: whether the agent this turn
+        listens to is no longer the one in the room (see :func:`agent_replaced`); then the turn
+        asks nothing (the next one asks the agent now there), or, asked already, fails
+        ``no_reply`` as soon as that is seen."""
         started = self.now()
         # Ask only once the agent listens again (it may still be finishing its last reply),
         # its audio quiet; before the first question, listening a moment on end (a greeting
@@ -367,6 +388,12 @@ class HeldCall:
         await roundtrip.ready_to_ask(agent, listener, self.options.first_reply_s,
                                      settle_s=roundtrip.SETTLE_S if first else 0.0)
         self._asked_agent = agent.sid
+        if replaced is not None and replaced():
+            # The agent rejoined as a new participant (its signalling restarted after an
+            # outage: LiveKit replaces a duplicate identity) or left while this turn waited
+            # to ask: the question would go to the new one and its reply be missed here.
+            self._event("agent_replaced", identity=agent.identity)
+            return
         question = random_question()
         expected = expected_answers(question)
         previous = roundtrip._turn_report(agent).get("turn", 0)
@@ -389,7 +416,8 @@ class HeldCall:
                 reply = await listener.reply(end_of_speech, self.options.first_reply_s,
                                              self.options.reply_s, silence=self.options.silence_s,
                                              finished=roundtrip.finished_speaking(agent),
-                                             busy=roundtrip.at_work(agent))  # fmt: skip
+                                             busy=roundtrip.at_work(agent),
+                                             gone=replaced)  # fmt: skip
         finally:
             agents = speaking.close()
         if end_of_speech is None:  # the agent answered a part of the question
@@ -404,8 +432,11 @@ class HeldCall:
                 "agents": agents, "asked_twice": asked.twice}
         if reply is None:
             await self._judged(None)
-            self._record({**base, **self._failed(
-                "no_reply", f"no reply audio within {self.options.first_reply_s:g} s")})
+            why = f"no reply audio within {self.options.first_reply_s:g} s"
+            if replaced is not None and replaced():
+                why = ("no reply audio: the agent left the room or rejoined it as a new "
+                       "participant before replying")
+            self._record({**base, **self._failed("no_reply", why)})
             return
         every = self.options.transcribe_every
         by_audio = every > 0 and self._asked() % every == 0
