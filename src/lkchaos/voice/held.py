@@ -49,7 +49,7 @@ import dataclasses
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chaoslib.exceptions import ActivityFailed
@@ -163,6 +163,10 @@ class _Handle:
     calls: list[_Call]
     started: int = 0  # calls started under this name, replacements included
     closed: bool = False  # ended (``end``, or this process exiting): start no call for it
+    # Held while ``closed`` is set or read and a replacement call started: ``end`` ends the
+    # replacement too, or it is never started. The handle's own, so that a start (a request
+    # to the prober, up to 30 s) holds up no other name's samples.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _handles: dict[str, _Handle] = {}
@@ -319,17 +323,17 @@ def turn(
             if data.get("turns"):
                 found.append((dict(data["turns"][0]), call))
             elif data.get("state") == "ended":
-                with _lock:
+                with handle.lock:
                     if handle.closed:  # ended by ``end`` (or at exit) while this call waited
                         return {"ok": False, "stage": "call_ended", "latency_s": None,
                                 "reason": "the held call was ended (end_held_call)",
                                 **_about(name, handle, call)}  # fmt: skip
                 with contextlib.suppress(ActivityFailed):  # already gone: the verdict stands
                     handle.backend.end(call.call_id)
-                # The next sample asks the new one. Started under the lock, so that ``end``
-                # ends it too, or it is not started: a call started after its name was ended
-                # would be left in the room, with its agent, until the prober's idle end.
-                with _lock:
+                # The next sample asks the new one. Started under the handle's lock, so that
+                # ``end`` ends it too, or it is not started: a call started after its name was
+                # ended would be left in the room, with its agent, until the prober's idle end.
+                with handle.lock:
                     if not handle.closed:
                         handle.calls[index] = _start(handle, 0.0)
                 return {"ok": False, "stage": "call_ended", "latency_s": None,
@@ -371,11 +375,11 @@ def end(
     name = _check_name(caller)
     with _lock:
         handle = _handles.pop(name, None)
-        if handle is not None:
-            handle.closed = True
-            calls = list(handle.calls)
     if handle is None:
         return {"ended": False, "caller": name, "reason": "no held call by that name"}
+    with handle.lock:
+        handle.closed = True
+        calls = list(handle.calls)
     summaries = [handle.backend.end(call.call_id) for call in calls]
     turns = sum(int(s.get("turns") or 0) for s in summaries)
     answered = sum(int(s.get("answered") or 0) for s in summaries)
@@ -445,11 +449,13 @@ def _end_all() -> None:
     global _exiting
     with _lock:
         _exiting = True
-        handles = list(_handles.items())
+        handles = list(_handles.values())
         _handles.clear()
-        for _name, handle in handles:
+    calls = []
+    for handle in handles:
+        with handle.lock:
             handle.closed = True
-        calls = [(handle, list(handle.calls)) for _name, handle in handles]
+            calls.append((handle, list(handle.calls)))
     for handle, started in calls:
         for call in started:
             try:
