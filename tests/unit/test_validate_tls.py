@@ -100,12 +100,13 @@ def _stun_reply(request: bytes, peer: tuple[str, int]) -> bytes:
 class ProxyServer(TLSListener):
     """A TLS listener on 127.0.0.1 that answers by SNI: ``lk``: 200 ``OK`` with HSTS (101 to
     a WebSocket upgrade); ``turn``: STUN binding responses; ``whip``: 404. Its first
-    ``silent`` connections are accepted and never answered (a proxy too busy to shake hands)."""
+    ``silent`` connections are accepted and never answered (a proxy too busy to shake hands);
+    the ``reset`` after them are cut (TCP reset) once their ClientHello is in."""
 
     def __init__(self, cert: Path, key: Path,
                  configure: Callable[[ssl.SSLContext], None] | None = None,
                  hsts: str = "max-age=31536000", silent: int = 0,
-                 prefix: str = "") -> None:  # fmt: skip
+                 prefix: str = "", reset: int = 0) -> None:  # fmt: skip
         self.prefix = prefix  # LiveKit served under this path only (a proxy's location)
         ctx = server_context(cert, key)
         ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
@@ -113,7 +114,7 @@ class ProxyServer(TLSListener):
         self.sni: dict[int, str] = {}
         ctx.sni_callback = self._remember
         self.ctx, self.hsts = configured(ctx, configure), hsts
-        self.silent, self.connections = silent, 0
+        self.silent, self.reset, self.connections = silent, reset, 0
         self.listen()
 
     def handle(self, conn: socket.socket) -> None:
@@ -121,6 +122,11 @@ class ProxyServer(TLSListener):
         if self.connections <= self.silent:
             while conn.recv(4096):  # until the client gives up
                 pass
+            return
+        if self.connections <= self.silent + self.reset:
+            conn.recv(4096)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
             return
         super().handle(conn)
 
@@ -472,6 +478,32 @@ def test_weak_suites_are_found_after_a_handshake_left_unanswered(
     _, ctx = serve(configure=_weak, silent=1, timeout_s=0.3)
     finding = tls_checks.weak_suites(ctx)  # silence is not a refusal of the weak suites
     assert finding.data["names"][LK]["status"] == "fail", finding.evidence  # LK's was unanswered
+
+
+def test_weak_suites_refused_by_a_reset_are_asked_again_before_passing(
+        serve: Serve, no_pause: None) -> None:  # fmt: skip
+    """A connection cut without a TLS alert is not the server's answer: the weak suites are
+    offered again, and this server accepts them."""
+    _, ctx = serve(configure=_weak, reset=1)
+    finding = tls_checks.weak_suites(ctx)
+    lk = finding.data["names"][LK]
+    assert lk["status"] == "fail" and lk["outcome"] == "accepted", finding.evidence
+
+
+def test_a_refusal_of_the_weak_suites_names_how_it_was_refused(
+        serve: Serve, no_pause: None) -> None:  # fmt: skip
+    server, ctx = serve()
+    finding = tls_checks.weak_suites(ctx)
+    assert finding.status == "pass", finding.evidence
+    lk = finding.data["names"][LK]
+    assert lk["alert"] is True and "refused with a TLS alert" in lk["evidence"], lk
+    assert "HANDSHAKE_FAILURE" in lk["error"].upper() or "ALERT" in lk["error"].upper(), lk
+    assert server.connections == len(NAMES)  # an alert is an answer: not asked again
+    reset, reset_ctx = serve(reset=2 * len(NAMES))
+    cut = tls_checks.weak_suites(reset_ctx)  # every offer cut: a pass that says so
+    assert cut.status == "pass", cut.evidence
+    assert "without a TLS alert, twice" in cut.data["names"][LK]["evidence"], cut.evidence
+    assert reset.connections == 2 * len(NAMES)
 
 
 def test_a_handshake_without_an_answer_is_a_timeout_and_asked_again(serve: Serve) -> None:

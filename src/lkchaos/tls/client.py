@@ -48,6 +48,10 @@ class Handshake:
     bits: int | None = None
     der: bytes | None = field(default=None, repr=False)
     error: str | None = None
+    #: For ``refused``: the server said so with a TLS alert. False when the connection was
+    #: cut without one (reset, or closed mid-handshake): a busy proxy may do that too, so
+    #: such a refusal alone is weak evidence of what the server accepts.
+    alert: bool = False
 
     @property
     def ok(self) -> bool:
@@ -134,7 +138,8 @@ def handshake(
     except ssl.SSLError as exc:
         if exc.reason in ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE"):
             return Handshake("untested", error=f"this machine cannot offer it: {exc}")
-        return Handshake("refused", error=str(exc))
+        cut = isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError)
+        return Handshake("refused", error=str(exc), alert=not cut)
     except TimeoutError:  # silence is not a refusal: nothing was decided
         return Handshake("timeout", error=f"{address} ({server_name}) connected but did not "
                                           f"answer the handshake within {timeout:g} s")
