@@ -269,7 +269,7 @@ def _serves_weak_tls(settings: Settings, name: str, weak: bool, within_s: float 
     reload says nothing of which configuration answered it."""
     from lkchaos.tls import client
 
-    deadline, row, seen = time.monotonic() + within_s, 0, {}
+    deadline, row = time.monotonic() + within_s, 0
     while row < in_a_row:
         cbc = client.handshake(settings.tls_address, name, version="TLSv1.2",
                                ciphers="ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0", timeout=2)

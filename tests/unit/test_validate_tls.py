@@ -518,3 +518,12 @@ def test_a_handshake_without_an_answer_is_a_timeout_and_asked_again(serve: Serve
     last = tls_client.handshake_retried(server.address, LK, attempts=3, pause_s=0.0,
                                         timeout=0.2)  # fmt: skip
     assert last.outcome == "timeout" and server.connections == 6
+
+
+def test_a_handshake_cut_without_an_alert_is_asked_again(serve: Serve) -> None:
+    server, _ = serve(reset=1)
+    cut = tls_client.handshake(server.address, LK, timeout=2)
+    assert cut.outcome == "refused" and not cut.alert, cut
+    server.reset = 2
+    again = tls_client.handshake_retried(server.address, LK, pause_s=0.0, timeout=2)
+    assert again.ok and server.connections == 3

@@ -158,11 +158,13 @@ def handshake_retried(
     **kwargs: Any,
 ) -> Handshake:
     """:func:`handshake` (``kwargs`` as there), asked again up to ``attempts`` times in all,
-    ``pause_s`` seconds apart, while the outcome is one of :data:`NO_ANSWER`: one connection
-    lost on a busy network is not a finding about the server. The last outcome is returned."""
+    ``pause_s`` seconds apart, while the outcome is one of :data:`NO_ANSWER` or a refusal
+    without a TLS alert (the connection cut): one connection lost on a busy network is not a
+    finding about the server. The last outcome is returned."""
     seen = handshake(address, server_name, **kwargs)
     for _ in range(attempts - 1):
-        if seen.outcome not in NO_ANSWER:
+        cut = seen.outcome == "refused" and not seen.alert
+        if seen.outcome not in NO_ANSWER and not cut:
             break
         time.sleep(pause_s)
         seen = handshake(address, server_name, **kwargs)
