@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import threading
 import warnings
 from collections.abc import Callable
@@ -69,6 +70,14 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     return ctx
+
+
+def reset_after_hello(conn: socket.socket) -> None:
+    """Read the client's first flight (its ClientHello) and cut the connection with a TCP
+    reset, no TLS alert: a busy proxy dropping it."""
+    conn.recv(4096)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
 
 
 class Listener:

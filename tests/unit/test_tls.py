@@ -22,7 +22,7 @@ from lkchaos.safety import ledger
 from lkchaos.settings import Settings
 from lkchaos.stack.render import StackConfig, caddyfile
 from lkchaos.tls import actions, client, probes, rotation
-from tests.unit.local_servers import TLSListener, configured, server_context
+from tests.unit.local_servers import TLSListener, configured, reset_after_hello, server_context
 
 NAME = "lk.chaos.test"
 
@@ -38,8 +38,18 @@ class TLSServer(TLSListener):
     def __init__(self, cert: Path, key: Path, configure: Any = None) -> None:
         self.cert, self.key, self.configure = cert, key, configure
         self.hsts = "max-age=31536000; includeSubDomains"
+        #: Connections counted from 1; those numbered in ``cut`` are reset after their
+        #: ClientHello, without a TLS alert.
+        self.connections, self.cut = 0, set[int]()
         self.reload()
         self.listen()
+
+    def handle(self, conn: socket.socket) -> None:
+        self.connections += 1
+        if self.connections in self.cut:
+            reset_after_hello(conn)
+            return
+        super().handle(conn)
 
     def reload(self) -> None:
         self.ctx = configured(server_context(self.cert, self.key), self.configure)
@@ -227,6 +237,23 @@ def test_protocols_and_ciphers_of_a_legacy_server(certs_dir: Path) -> None:
     assert ciphers["ok"] is False and ciphers["weak_accepted"], ciphers
     assert not client.aead(ciphers["weak_accepted"], "TLSv1.2") or not client.forward_secret(
         ciphers["weak_accepted"], "TLSv1.2")
+
+
+def test_a_refusal_cut_without_an_alert_is_asked_again(certs_dir: Path) -> None:
+    """A weak server whose connection is reset once (no TLS alert) is asked again: the
+    probes judge what it accepts, not one lost connection."""
+    pair = certs.load_pair(certs_dir / f"{NAME}.crt", certs_dir / f"{NAME}.key")
+    with serving(pair, certs_dir, legacy) as server:
+        server.cut = {1}  # the TLS 1.0 offer
+        versions = probes.protocol_versions(NAME, configuration=conf(server, certs_dir))
+        if versions["untested"]:
+            pytest.skip(f"this machine's OpenSSL cannot offer {versions['untested']}")
+        assert versions["versions"]["TLSv1"] == "accepted", versions
+        assert server.connections == 5  # four versions, the first asked twice
+        server.connections, server.cut = 0, {3}  # the weak offer, after TLS 1.2 and 1.3
+        ciphers = probes.cipher_strength(NAME, configuration=conf(server, certs_dir))
+        assert ciphers["ok"] is False and ciphers["weak_accepted"], ciphers
+        assert server.connections == 4
 
 
 def test_hsts(certs_dir: Path) -> None:

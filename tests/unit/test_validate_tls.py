@@ -26,7 +26,13 @@ from lkchaos.tls import client as tls_client
 from lkchaos.validate.checks import caddy, network
 from lkchaos.validate.checks import tls as tls_checks
 from lkchaos.validate.model import Context
-from tests.unit.local_servers import Listener, TLSListener, configured, server_context
+from tests.unit.local_servers import (
+    Listener,
+    TLSListener,
+    configured,
+    reset_after_hello,
+    server_context,
+)
 
 LK, TURN, WHIP = "lk.example.test", "turn.example.test", "whip.example.test"
 NAMES = (LK, TURN, WHIP)
@@ -124,9 +130,7 @@ class ProxyServer(TLSListener):
                 pass
             return
         if self.connections <= self.silent + self.reset:
-            conn.recv(4096)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()
+            reset_after_hello(conn)
             return
         super().handle(conn)
 

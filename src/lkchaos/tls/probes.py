@@ -189,14 +189,16 @@ def protocol_versions(
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
     """Which protocol versions the server accepts for ``name``: ``ok`` when TLS 1.0 and 1.1
-    are refused and TLS 1.2 and 1.3 accepted."""
+    are refused and TLS 1.2 and 1.3 accepted. A handshake cut without a TLS alert, or left
+    unanswered, is asked again once after 1 s (:func:`client.handshake_retried`): a refusal
+    must not rest on one lost connection."""
     _check(name, address, timeout)
     settings = Settings.load(configuration, secrets)
     target = address or settings.tls_address
     versions: Dict[str, str] = {}
     errors: Dict[str, str] = {}
     for version in client.VERSIONS:
-        seen = client.handshake(target, name, version=version, timeout=timeout)
+        seen = client.handshake_retried(target, name, version=version, timeout=timeout)
         versions[version] = seen.outcome
         if seen.error:
             errors[version] = seen.error
@@ -226,14 +228,15 @@ def cipher_strength(
 ) -> Dict[str, Any]:
     """The cipher suites negotiated for TLS 1.2 and 1.3, and whether the server accepts weak
     ones when a client offers only those. ``ok``: forward secrecy, AEAD, 128 bits or more,
-    and every weak suite refused."""
+    and every weak suite refused. The weak offer is asked again once after 1 s when it was
+    cut without a TLS alert or left unanswered (:func:`client.handshake_retried`)."""
     _check(name, address, timeout)
     settings = Settings.load(configuration, secrets)
     target = address or settings.tls_address
     negotiated = {v: _suite(client.handshake(target, name, version=v, timeout=timeout))
                   for v in ("TLSv1.2", "TLSv1.3")}  # fmt: skip
-    weak = client.handshake(target, name, version="TLSv1.2", ciphers=client.weak_ciphers(),
-                            timeout=timeout)  # fmt: skip
+    weak = client.handshake_retried(target, name, version="TLSv1.2",
+                                    ciphers=client.weak_ciphers(), timeout=timeout)  # fmt: skip
     strong = [s for s in negotiated.values() if s["cipher"]]
     ok = bool(strong) and all(
         s["forward_secrecy"] and s["aead"] and (s["bits"] or 0) >= 128 for s in strong
