@@ -250,14 +250,42 @@ def failed_activities(journal: dict[str, Any]) -> dict[str, str]:
 
 
 #: Run here only with the full catalogue (``-m catalogue``): CI runs agent-crash,
-#: cert-expiry and token-clock-skew on the reference stack (the quick game day,
+#: cert-expiry, token-clock-skew and steady-state on the reference stack (the quick game day,
 #: test_cert_dns_faults, test_experiments_run), and Whisper's outage there as
-#: held-whisper-freeze (the same fault, judged turn by turn); here CI keeps the steady state
-#: (callers, room state and nodes read through this target), a service fault named by role
-#: with its apology (mcp-outage), the target check and the runner killed mid-fault with
-#: Whisper frozen, below.
+#: held-whisper-freeze (the same fault, judged turn by turn); here CI keeps a service fault
+#: named by role with its apology and callers through this target before and after it
+#: (mcp-outage), the steady state's room-state and node probes through this target (below,
+#: without its callers: mcp-outage's make the same calls), the target check and the runner
+#: killed mid-fault with Whisper frozen.
 CATALOGUE_HERE = {"agent-crash.json", "cert-expiry.json", "whisper-outage.json",
-                  "token-clock-skew.json"}
+                  "token-clock-skew.json", "steady-state.json"}
+
+
+def test_the_steady_states_room_and_node_probes_hold_through_the_target(tmp_path: Path) -> None:
+    """steady-state.json's probes but its callers, run by `chaos run` through the target
+    alone: LiveKit's room state in this deployment's Redis (AUTH, no Sentinel) and its one
+    node's readiness."""
+    experiment = json.loads((ROOT / "experiments" / "steady-state.json").read_text())
+    hypothesis = experiment["steady-state-hypothesis"]
+    hypothesis["probes"] = [p for p in hypothesis["probes"]
+                            if p["provider"]["module"] != "lkchaos.voice.probes"]  # fmt: skip
+    assert [p["name"] for p in hypothesis["probes"]] == ["room-state-consistent",
+                                                         "every-livekit-node-ready"]
+    path, journal_path = tmp_path / "steady-state-no-callers.json", tmp_path / "journal.json"
+    path.write_text(json.dumps(experiment))
+    done = run([CHAOS, "--no-version-check", "run", "--journal-path", str(journal_path),
+                str(path)], timeout=300)  # fmt: skip
+    assert journal_path.is_file(), done.stderr[-4000:]
+    journal: dict[str, Any] = json.loads(journal_path.read_text())
+    assert journal["status"] == "completed" and not journal["deviated"], failed_probes(journal)
+    assert done.returncode == 0, done.stderr[-4000:]
+    for phase in ("before", "after"):
+        outputs = {p["activity"]["name"]: p["output"]
+                   for p in journal["steady_states"][phase]["probes"]}  # fmt: skip
+        assert all(output["ok"] for output in outputs.values()), outputs
+        # This deployment's one node, read in its own Redis (the reference stack has two).
+        assert outputs["room-state-consistent"]["nodes"] == 1, outputs
+        assert outputs["every-livekit-node-ready"]["healthy"] == 1, outputs
 
 
 @pytest.mark.parametrize("name", [

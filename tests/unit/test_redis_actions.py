@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from chaoslib.exceptions import ActivityFailed
 
 from lkchaos.docker import actions as docker_actions
@@ -96,7 +97,8 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str,
                              runtime_label="prod.role", redis_address_map={
                                  "172.20.0.6:7001": "127.0.0.1:27001"}),
         "master": ("172.20.0.6", 7001), "replicas": [], "containers": containers(),
-        "killed": [], "started": [], "sessions": 0, "info": {},
+        "killed": [], "started": [], "sessions": 0, "info": {}, "commands": [],
+        "refuse": False,
     }  # fmt: skip
 
     @contextmanager
@@ -128,6 +130,12 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str,
         def info(self, section: str) -> dict[str, Any]:
             return dict(state["info"].get(self.address, {"role": "slave",
                                                          "master_link_status": "down"}))
+
+        def execute_command(self, *args: str) -> None:
+            state["commands"].append((self.address, *args))
+            if state["refuse"]:
+                raise redis.ResponseError("ERR unknown command 'REPLICAOF'")
+            state["info"][self.address] = {"role": "slave", "master_link_status": "up"}
 
     def node(settings: Settings, host: str, port: int, **kw: Any) -> FakeNode:
         return FakeNode(settings.map_redis_address(host, port))
@@ -209,6 +217,45 @@ def test_restore_prefers_this_runs_kill(world: dict[str, Any], tmp_path: Path) -
     assert actions.last_killed(world["settings"]) == "cache-b"
 
 
+def _back_as_a_second_primary(world: dict[str, Any]) -> None:
+    """cache-b (127.0.0.1:27001 from here) was killed as the primary and comes back saying it
+    is one, while Sentinel has promoted cache-a since."""
+    actions.kill_primary()
+    world["master"] = ("172.20.0.5", 6379)
+    world["replicas"] = [{"ip": "172.20.0.6", "port": 7001, "flags": "slave"}]
+    world["info"][("127.0.0.1", 27001)] = {"role": "master"}
+
+
+def test_an_old_primary_back_as_a_primary_is_pointed_at_sentinels(world: dict[str, Any]) -> None:
+    _back_as_a_second_primary(world)
+    result = actions.restore_old_primary(wait_s=1)
+    # Sent once, to the node that came back, naming the primary as Sentinel announces it.
+    assert world["commands"] == [(("127.0.0.1", 27001), "REPLICAOF", "172.20.0.5", "6379")]
+    assert result["role"] == "slave" and result["replicaof"] == "172.20.0.5:6379"
+
+
+def test_without_reconfigure_the_old_primary_is_left_to_sentinel(world: dict[str, Any]) -> None:
+    _back_as_a_second_primary(world)
+    with pytest.raises(ActivityFailed, match=r"not replicating after 0.01 s \(role master"):
+        actions.restore_old_primary(wait_s=0.01, reconfigure=False)
+    assert world["commands"] == []
+
+
+def test_a_refused_replicaof_is_left_to_sentinel_and_said(world: dict[str, Any]) -> None:
+    _back_as_a_second_primary(world)
+    world["refuse"] = True
+    with pytest.raises(ActivityFailed, match=r"REPLICAOF refused \(ERR unknown command "
+                       r"'REPLICAOF'\): left to Sentinel"):
+        actions.restore_old_primary(wait_s=0.01)
+    assert len(world["commands"]) == 1  # asked once, not again and again
+
+
+def test_reconfigure_must_be_a_boolean(world: dict[str, Any]) -> None:
+    with pytest.raises(ActivityFailed, match="reconfigure must be true or false, not 'yes'"):
+        actions.restore_old_primary(reconfigure="yes")  # type: ignore[arg-type]
+    assert world["started"] == []
+
+
 def test_restore_without_a_recorded_kill_starts_the_primary_role(world: dict[str, Any]) -> None:
     ledger.record(world["settings"].state_dir, ledger.Fault(
         "stopped", "livekit", "lkchaos.docker.actions", "start_service", {"service": "livekit"}))
@@ -216,6 +263,7 @@ def test_restore_without_a_recorded_kill_starts_the_primary_role(world: dict[str
     world["info"][("cache-a", 6379)] = {"role": "master"}
     result = actions.restore_old_primary(wait_s=1)
     assert world["started"] == ["cache-a"] and result["role"] == "master"
+    assert world["commands"] == [] and result["replicaof"] is None  # it is Sentinel's primary
 
 
 def test_restore_accepts_a_role_member(world: dict[str, Any]) -> None:
@@ -243,6 +291,7 @@ def test_restore_without_sentinel_waits_for_the_node_to_serve(world: dict[str, A
     assert result["address"] == "127.0.0.1:6391" and result["role"] == "slave"
     world["info"][("127.0.0.1", 6390)] = {"role": "master"}
     assert actions.restore_old_primary(wait_s=1)["address"] == "127.0.0.1:6390"
+    assert world["commands"] == []  # without Sentinel, no node is told what to replicate
 
 
 def test_sentinel_actions_refuse_direct_redis(world: dict[str, Any]) -> None:

@@ -535,7 +535,9 @@ RULES: dict[str, list[Rule]] = {
         _rule("wait_s")(lambda a, c: redis_actions._check_wait(a.get("wait_s")))],
     "lkchaos.redis.actions.restore_old_primary": [
         Rule(("service",), _redis_service),
-        _rule("wait_s")(lambda a, c: redis_actions._check_wait(a.get("wait_s")))],
+        _rule("wait_s")(lambda a, c: redis_actions._check_wait(a.get("wait_s"))),
+        _rule("reconfigure")(lambda a, c: redis_actions._check_reconfigure(
+            a.get("reconfigure", True)))],
     "lkchaos.redis.actions.stall_primary": [
         _rule("pause_ms", "every_s", "duration_s", "mode")(
             lambda a, c: redis_actions._check_stall(

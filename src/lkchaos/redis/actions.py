@@ -42,6 +42,12 @@ def _check_wait(wait_s: Any) -> float:
     return check_number("wait_s", wait_s, "seconds", strict=True)
 
 
+def _check_reconfigure(reconfigure: Any) -> bool:
+    if not isinstance(reconfigure, bool):
+        raise ActivityFailed(f"reconfigure must be true or false, not {reconfigure!r}")
+    return reconfigure
+
+
 def _master(settings: Settings) -> tuple[str, int]:
     try:
         return client.master_address(settings)
@@ -206,27 +212,47 @@ def _state(settings: Settings, name: str) -> dict[str, Any]:
         info = node.info("replication")
     role = str(info.get("role"))
     replicating = role == "slave" and info.get("master_link_status") == "up"
-    return {"address": join_host_port(host, port), "role": role,
-            "back": (is_master and role == "master") or replicating}
+    return {"address": join_host_port(host, port), "host": host, "port": port, "role": role,
+            "primary": is_master, "back": (is_master and role == "master") or replicating}
+
+
+def _replicate_from(settings: Settings, host: str, port: int, master: tuple[str, int]) -> None:
+    """``REPLICAOF`` the current primary, sent to the node at ``host:port`` (announced)."""
+    with client.node(settings, host, port) as node:
+        node.execute_command("REPLICAOF", master[0], str(master[1]))
 
 
 def restore_old_primary(
     service: str = None,  # type: ignore[assignment]
     wait_s: float = 30.0,
+    reconfigure: bool = True,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Dict[str, Any]:
     """Start the killed Redis node again and wait until it replicates from the current
-    primary (Sentinel turns it into a replica), or, without Sentinel, until it serves again.
-    ``service`` (a role or runtime name) defaults to the Redis node the last kill stopped
-    (from the fault ledger), else the role redis_primary. A rollback: a running node is left
-    as it is."""
+    primary, or, without Sentinel, until it serves again. ``service`` (a role or runtime
+    name) defaults to the Redis node the last kill stopped (from the fault ledger), else the
+    role redis_primary. A rollback: a running node is left as it is.
+
+    A node that comes back as a primary while Sentinel names another one (the old primary:
+    its own configuration says nothing of the failover) is a second primary until Sentinel
+    turns it into a replica, which Sentinel does only after it has read the node's ``INFO``
+    (every 10 s) and then waited 8 s more (about 17 s on the reference stack). With
+    ``reconfigure`` (the default) the rollback sends it ``REPLICAOF`` the primary Sentinel
+    names at once, as Sentinel would, and waits for the link (about 6 s there: Redis's
+    diskless sync delay); a node that refuses the command (renamed, or not allowed to this
+    user) is left to Sentinel. Returns ``{"action", "service", "role", "address", "master",
+    "was", "replicaof"}``: ``replicaof`` is the primary it was pointed at, or None when it
+    was not (it came back a replica, or Sentinel was left to do it).
+    Raises ActivityFailed when the node does not replicate (or serve) within ``wait_s``."""
     if service is not None:
         docker_actions._check_target(service, None)
     _check_wait(wait_s)
+    _check_reconfigure(reconfigure)
     settings = Settings.load(configuration, secrets)
     try:
         chosen = service or last_killed(settings) or "redis_primary"
+        sentinel = not client.is_direct(settings)
     except LkChaosError as exc:
         raise ActivityFailed(str(exc)) from exc
     name = roles.resolve_one(settings, chosen)
@@ -234,6 +260,8 @@ def restore_old_primary(
     deadline = time.monotonic() + wait_s
     last: dict[str, Any] = {"role": "unknown", "address": "not found"}
     problem = ""
+    pointed: str | None = None
+    refused = not (reconfigure and sentinel)
     while True:
         try:
             last = _state(settings, name)
@@ -241,7 +269,17 @@ def restore_old_primary(
                 master = client.master_address(settings)
                 return {"action": "restore_old_primary", "service": name,
                         "role": last["role"], "address": last["address"],
-                        "master": join_host_port(*master), "was": started["before"]}
+                        "master": join_host_port(*master), "was": started["before"],
+                        "replicaof": pointed}  # fmt: skip
+            if not refused and pointed is None and last["role"] == "master" \
+                    and not last["primary"]:
+                master = client.master_address(settings)
+                try:
+                    _replicate_from(settings, last["host"], last["port"], master)
+                    pointed = join_host_port(*master)
+                except redis.ResponseError as exc:
+                    refused = True
+                    problem = f"REPLICAOF refused ({exc}): left to Sentinel"
         except client.RedisAuthError as exc:
             raise ActivityFailed(str(exc)) from exc
         except (redis.RedisError, LkChaosError, LookupError, KeyError) as exc:
