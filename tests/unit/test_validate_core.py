@@ -16,7 +16,7 @@ from chaoslib.exceptions import ActivityFailed
 
 from lkchaos.settings import Settings
 from lkchaos.validate import manual, probes, runner, selection, watch
-from lkchaos.validate.model import CHECKS, Context, Finding, alone, items
+from lkchaos.validate.model import CHECKS, Context, Finding, alone, early, items
 
 CPU, RAM, DISK = "infra.minimum-4-cpu", "infra.minimum-8gb-ram", "infra.minimum-50gb-disk"
 FIREWALL = "infra.firewall-rules-configured"
@@ -212,6 +212,40 @@ def test_a_check_that_measures_latency_runs_after_the_others_by_itself(
     assert all(r.status == "pass" for r in report.results)
     assert state["alone_saw"] == 400  # the four others done, none running
     assert [r.item.id for r in report.results] == ids  # reported in the document's order
+
+
+def test_checks_marked_early_start_first_and_results_keep_the_documents_order(
+    settings: Settings
+) -> None:
+    started: list[str] = []
+
+    def named(name: str) -> Any:
+        def run(ctx: Context) -> Finding:
+            started.append(name)
+            return Finding("pass", name)
+
+        return run
+
+    ids = [i.id for i in selection.select(section="startup")][:5]
+    funcs = {item_id: named(f"item{n}") for n, item_id in enumerate(ids)}
+    early(funcs[ids[3]])
+    early(funcs[ids[1]])
+    report = runner.run(selection.select(only=ids), settings, workers=1, checks=funcs)
+    # The early ones first, each group in the document's order.
+    assert started == ["item1", "item3", "item0", "item2", "item4"]
+    assert [r.item.id for r in report.results] == ids
+    assert [r.evidence for r in report.results] == [f"item{n}" for n in range(5)]
+
+
+def test_the_checks_that_start_shared_slow_work_are_marked_early() -> None:
+    # One per shared fact the run waits seconds on: the media session, each Ingress publish,
+    # the port scan, media to every node's RTC UDP port.
+    runner.load_checks()
+    marked = sorted(i for i, f in CHECKS.items() if getattr(f, "starts_early", False))
+    assert marked == ["infra.firewall-rules-configured.ports-50000",
+                      "ingress-egress.rtmp-streams-accepted",
+                      "ingress-egress.whip-endpoint-accessible",
+                      "livekit.participant-joins-successful", "vuln.port-scan-results"]
 
 
 def test_a_check_registered_for_several_items_runs_once(settings: Settings) -> None:

@@ -102,6 +102,15 @@ def check(*ids: str) -> Callable[[Check], Check]:
     return register
 
 
+def early(func: Check) -> Check:
+    """Mark a check that waits seconds on work several items share (a media session, a
+    publish through Ingress, a port scan, media to every node): it starts before the others
+    (in the document's order among themselves), so that the run ends sooner and the checks
+    that read the same facts find them ready instead of each holding a worker."""
+    func.starts_early = True  # type: ignore[attr-defined]
+    return func
+
+
 def alone(func: Check) -> Check:
     """Mark a check that measures latency: it runs after the others, by itself, so that
     the run's own checks (scans, handshakes, calls in parallel threads) do not skew it."""

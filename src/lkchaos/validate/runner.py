@@ -4,9 +4,12 @@
   with ``pkgutil`` and imported (:func:`load_checks`); each registers its checks with
   :func:`lkchaos.validate.model.check`.
 - An item with a check runs it in a thread, at most ``workers`` at once; a check registered
-  for several items runs once and its finding is each item's. A check that has not returned
-  ``grace_s`` after its ``timeout_s`` is ``error`` ("did not finish within N s") and is left
-  behind; an exception in a check is ``error`` with its message, never a crash.
+  for several items runs once and its finding is each item's. Checks marked
+  :func:`~lkchaos.validate.model.early` (seconds of shared work: media, a publish, a scan)
+  start first; the others follow in the document's order, and the results are always in it.
+  A check that has not returned ``grace_s`` after its ``timeout_s`` is ``error`` ("did not
+  finish within N s") and is left behind; an exception in a check is ``error`` with its
+  message, never a crash.
 - An item without a check is ``manual``, with what a person must confirm
   (:mod:`lkchaos.validate.manual`). A parent item (one with children) without its own check
   takes the worst status of its selected children.
@@ -159,11 +162,13 @@ def _call(func: Check, ctx: Context) -> tuple[Finding, float]:
 
 def run_checks(funcs: Sequence[Check], ctx: Context, workers: int = DEFAULT_WORKERS,
                grace_s: float = GRACE_S) -> dict[Check, tuple[Finding, float]]:
-    """Run each check once in threads (at most ``workers`` at a time); each gets
-    ``ctx.timeout_s + grace_s`` seconds, after which it is an ``error`` and left behind."""
+    """Run each check once in threads (at most ``workers`` at a time; those marked
+    :func:`~lkchaos.validate.model.early` started first); each gets ``ctx.timeout_s +
+    grace_s`` seconds, after which it is an ``error`` and left behind."""
     limit = ctx.timeout_s + grace_s
     results: dict[Check, tuple[Finding, float]] = {}
-    pending = list(funcs)
+    # Those marked early first; a stable sort keeps the document's order within each.
+    pending = sorted(funcs, key=lambda f: not getattr(f, "starts_early", False))
     running: dict[Check, float] = {}
     done = threading.Condition()
 

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from lkchaos.validate.checks.livekit import guarded, room_name
-from lkchaos.validate.model import Context, Finding, check
+from lkchaos.validate.model import Context, Finding, check, early
 
 #: Seconds each publish is held once its tracks are in the room.
 HOLD_S = 1.0
@@ -119,6 +119,7 @@ def _judge(ctx: Context, kind: str, stages: tuple[str, ...]) -> Finding:
                    f"({_failed(seen)})", seen)  # fmt: skip
 
 
+@early
 @check("ingress-egress.rtmp-streams-accepted")
 @guarded
 def rtmp_accepted(ctx: Context) -> Finding:
@@ -164,6 +165,7 @@ def rtmp_auth(ctx: Context) -> Finding:
                    f"{data['after_s']} s ({why[:100]})", data)  # fmt: skip
 
 
+@early
 @check("ingress-egress.whip-endpoint-accessible")
 @guarded
 def whip_accessible(ctx: Context) -> Finding:

@@ -37,7 +37,7 @@ from lkchaos.validate.checks._livekit_resources import (
     livekit_config,
     samples,
 )
-from lkchaos.validate.model import Context, Finding, Status, alone, check
+from lkchaos.validate.model import Context, Finding, Status, alone, check, early
 
 #: Rooms a check creates start with this, so a person can tell them apart.
 ROOM_PREFIX = "lkchaos-validate-"
@@ -333,6 +333,7 @@ def video_enabled(ctx: Context) -> bool:
                           "unknown")  # fmt: skip
 
 
+@early
 @check("livekit.participant-joins-successful")
 @guarded
 def participant_joins(ctx: Context) -> Finding:

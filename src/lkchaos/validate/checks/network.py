@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from lkchaos.dns import client as dns_client
 from lkchaos.settings import Settings, is_ip_address, split_host_port
 from lkchaos.validate import facts
-from lkchaos.validate.model import Context, Finding, check
+from lkchaos.validate.model import Context, Finding, check, early
 
 #: The roles of the document's public names (``lk.delo.sh``, ``lk-turn.``, ``lk-whip.``).
 NAME_ROLES = ("lk", "turn", "whip")
@@ -445,6 +445,8 @@ def _register_port(child: str) -> None:
         return _port_finding(ctx, child)
 
     port_check.__name__ = f"port_{child.replace('-', '_')}"
+    if child == "ports-50000":  # media to every node's RTC UDP port: the run's longest
+        early(port_check)
     check(f"infra.firewall-rules-configured.{child}")(port_check)
 
 
@@ -593,6 +595,7 @@ def _describe(scan: dict[str, Any]) -> str:
     return f"TCP ports {scan['ports']} scanned with nmap; open: {opened}"
 
 
+@early
 @check("vuln.port-scan-results")
 def port_scan(ctx: Context) -> Finding:
     scan = ctx.fact("network.scan", lambda: _scan(ctx))
