@@ -22,7 +22,7 @@ from lkchaos import roles
 from lkchaos.network import rules as network_rules
 from lkchaos.settings import Settings
 from lkchaos.target.model import LinkRole
-from lkchaos.values import check_int, check_number, check_service_name, check_text
+from lkchaos.values import check_flag, check_int, check_number, check_service_name, check_text
 
 
 class _Module:
@@ -536,8 +536,7 @@ RULES: dict[str, list[Rule]] = {
     "lkchaos.redis.actions.restore_old_primary": [
         Rule(("service",), _redis_service),
         _rule("wait_s")(lambda a, c: redis_actions._check_wait(a.get("wait_s"))),
-        _rule("reconfigure")(lambda a, c: redis_actions._check_reconfigure(
-            a.get("reconfigure", True)))],
+        _rule("reconfigure")(lambda a, c: check_flag("reconfigure", a.get("reconfigure", True)))],
     "lkchaos.redis.actions.stall_primary": [
         _rule("pause_ms", "every_s", "duration_s", "mode")(
             lambda a, c: redis_actions._check_stall(

@@ -32,7 +32,7 @@ from lkchaos.errors import LkChaosError
 from lkchaos.redis import client, nodes
 from lkchaos.safety import ledger
 from lkchaos.settings import Settings, join_host_port
-from lkchaos.values import check_number, check_text
+from lkchaos.values import check_flag, check_number, check_text
 
 __all__ = ["kill_primary", "sentinel_failover", "restore_old_primary", "stall_primary",
            "unstall_primary"]
@@ -40,12 +40,6 @@ __all__ = ["kill_primary", "sentinel_failover", "restore_old_primary", "stall_pr
 
 def _check_wait(wait_s: Any) -> float:
     return check_number("wait_s", wait_s, "seconds", strict=True)
-
-
-def _check_reconfigure(reconfigure: Any) -> bool:
-    if not isinstance(reconfigure, bool):
-        raise ActivityFailed(f"reconfigure must be true or false, not {reconfigure!r}")
-    return reconfigure
 
 
 def _master(settings: Settings) -> tuple[str, int]:
@@ -248,7 +242,7 @@ def restore_old_primary(
     if service is not None:
         docker_actions._check_target(service, None)
     _check_wait(wait_s)
-    _check_reconfigure(reconfigure)
+    check_flag("reconfigure", reconfigure)
     settings = Settings.load(configuration, secrets)
     try:
         chosen = service or last_killed(settings) or "redis_primary"
