@@ -101,8 +101,10 @@ Chaos Toolkit secrets ``{"livekit": {"api_key": ..., "api_secret": ...}}``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +112,7 @@ from typing import Any
 
 from lkchaos.checkout import find_root, read_env_file
 from lkchaos.errors import ConfigError
-from lkchaos.target.select import NoTargetError, Selection, select_target
+from lkchaos.target.select import NoTargetError, Selection, reference_target, select_target
 
 LOCAL = "127.0.0.1"
 #: Setting -> the environment variable that sets it, over the target's value (see the
@@ -229,6 +231,22 @@ def selected_target(configuration: Mapping[str, Any] | None = None) -> Selection
         return None
 
 
+def run_dir_for(state_dir: Path, selection: Selection | None) -> Path:
+    """Where runs on the selected deployment keep what is theirs alone (its run lock,
+    room-state snapshots, originals of replaced files): ``state_dir`` itself for the reference
+    stack (no target file, or the checkout's ``stack/targets/reference.yaml`` however it was
+    chosen), else ``state_dir/targets/<file name>-<8 hex digits of its path's SHA-256>``. The
+    fault ledger, audit log and history stay shared: their entries name their target."""
+    if selection is None or selection.source == "reference":
+        return state_dir
+    reference = reference_target()
+    if reference is not None and reference.resolve() == selection.path:
+        return state_dir
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", selection.path.stem)[:40] or "target"
+    digest = hashlib.sha256(str(selection.path).encode()).hexdigest()[:8]
+    return state_dir / "targets" / f"{name}-{digest}"
+
+
 def _stack_keys(state_dir: Path) -> dict[str, str]:
     env_file = state_dir / "stack.env"
     return read_env_file(env_file) if env_file.is_file() else {}
@@ -293,6 +311,8 @@ class Settings:
     tls_reload: Mapping[str, Any] = field(default_factory=lambda: {"command": CADDY_RELOAD})
     resolver_may_fault: bool = True
     state_dir: str = ""
+    #: The deployment's own folder for its runs when not the state folder (see ``run_dir``).
+    target_dir: str = ""
     #: Why the target's API key or secret did not resolve (names the reference, not a value).
     keys_problem: str = field(default="", repr=False, compare=False)
     #: Why the target's Redis password did not resolve (names the reference, not a value).
@@ -397,6 +417,9 @@ class Settings:
                 values[key], values[f"{key}_problem"], values[f"{key}_source"] = redis_secret(
                     loaded, state_dir, sentinel=key == "sentinel_password")
         values["state_dir"] = str(state_dir)
+        run_dir = run_dir_for(state_dir, selection)
+        if run_dir != state_dir:
+            values["target_dir"] = str(run_dir)
         if not values.get("livekit_api_key") or not values.get("livekit_api_secret"):
             if loaded is not None:
                 from lkchaos.target.layer import api_keys
@@ -416,6 +439,12 @@ class Settings:
 
         marks.note_pushgateway(settings.pushgateway_url)
         return settings
+
+    @property
+    def run_dir(self) -> str:
+        """Where runs on this deployment keep their run lock, room-state snapshots and the
+        originals of files a fault replaced (see :func:`run_dir_for`)."""
+        return self.target_dir or self.state_dir
 
     @property
     def livekit_host(self) -> str:

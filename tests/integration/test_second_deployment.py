@@ -13,8 +13,10 @@ Every command runs with no ``LKCHAOS_*`` or ``LIVEKIT_*`` variable in its enviro
 ``LKCHAOS_TARGET``: the target file is the only thing that tells lkchaos about the
 deployment. Fault windows are shortened through the experiments' configuration
 (``chaos run --var``). It needs no reference stack, and may run while that one is up (their
-names and ports differ). Select it with ``-m second``, or leave it out with
-``-m "integration and not second"``.
+names and ports differ), even while experiments run on it from the same checkout: runs on
+this target take its own run lock, and only its own faults count here (``scripts/test.sh``
+runs this module in a lane of its own beside the others). Select it with ``-m second``, or
+leave it out with ``-m "integration and not second"``.
 """
 
 from __future__ import annotations
@@ -161,6 +163,23 @@ def state_dir() -> Path:
                timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip())
+
+
+@pytest.fixture(scope="module")
+def run_dir() -> Path:
+    """Where runs on this deployment keep their run lock (not the reference stack's)."""
+    done = run([sys.executable, "-c",
+                "from lkchaos.settings import Settings; print(Settings.load().run_dir)"],
+               timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip())
+
+
+def faults_here(state_dir: Path) -> list[ledger.Fault]:
+    """The faults in the shared ledger that were made on this deployment: runs on the
+    reference stack from this checkout may have theirs in it at the same time."""
+    return [fault for fault in ledger.pending(state_dir, every_target=True)
+            if fault.deployment == str(TARGET.resolve())]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -312,7 +331,7 @@ def test_applicable_experiment_completes_without_deviating(
     # The checks every experiment's run gets on the reference stack (time series, time to
     # detect and RTO of the faults callers notice): some run only here.
     check_journal(name, journal)
-    assert ledger.pending(state_dir) == []
+    assert faults_here(state_dir) == []
     states = wait_healthy()
     assert set(states.values()) == {"running/healthy"}, states
     assert wait_answered(), "callers were not answered again within 120 s"
@@ -364,9 +383,9 @@ def interrupted_experiment(path: Path) -> Path:
 
 
 def test_recover_after_sigkill_of_the_runner_restores_the_deployment(
-    tmp_path: Path, state_dir: Path
+    tmp_path: Path, state_dir: Path, run_dir: Path
 ) -> None:
-    assert ledger.pending(state_dir) == []
+    assert faults_here(state_dir) == []
     proc = subprocess.Popen(
         [CHAOS, "--no-version-check", "run", "--journal-path", str(tmp_path / "journal.json"),
          str(interrupted_experiment(tmp_path / "experiment.json"))],
@@ -374,7 +393,7 @@ def test_recover_after_sigkill_of_the_runner_restores_the_deployment(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 90
-        while len(ledger.pending(state_dir)) < 2:
+        while len(faults_here(state_dir)) < 2:
             assert proc.poll() is None, "the runner ended before injecting its faults"
             assert time.monotonic() < deadline, "the faults were never injected"
             time.sleep(0.2)
@@ -385,14 +404,14 @@ def test_recover_after_sigkill_of_the_runner_restores_the_deployment(
     left = container_states()
     assert left["tools"].startswith("exited/"), left
     assert left["stt"].startswith("paused/"), left
-    assert {fault.target for fault in ledger.pending(state_dir)} == {"tools", "stt"}
+    assert {fault.target for fault in faults_here(state_dir)} == {"tools", "stt"}
 
     done = run([LKCHAOS, "recover", "--target", str(TARGET)], timeout=180,
                env={**clean_env(), "LKCHAOS_TARGET": ""})  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "stopped on tools" in done.stdout and "paused on stt" in done.stdout, done.stdout
     assert "baseline restored" in done.stdout, done.stdout
-    assert ledger.pending(state_dir) == []
-    assert runlock.holder(state_dir) is None
+    assert faults_here(state_dir) == []
+    assert runlock.holder(run_dir) is None
     states = wait_healthy()
     assert set(states.values()) == {"running/healthy"}, states

@@ -332,8 +332,10 @@ def test_a_fault_is_undone_only_from_the_target_it_was_made_on(
     assert [r["outcome"] for r in report] == [
         "undone", "left alone: made on the target /srv/a.yaml; run `lkchaos recover "
         "--target /srv/a.yaml`"]
-    assert [f.target for f in ledger.pending(tmp_path)] == ["agent"]
+    assert ledger.pending(tmp_path) == []  # none left on b, the target in use
+    assert [f.target for f in ledger.pending(tmp_path, every_target=True)] == ["agent"]
     ledger.note_deployment("/srv/a.yaml")
+    assert [f.target for f in ledger.pending(tmp_path)] == ["agent"]
     assert [r["outcome"] for r in ledger.undo_all(tmp_path)] == ["undone"]
     assert undone == ["voice-agent", "agent"] and ledger.pending(tmp_path) == []
 

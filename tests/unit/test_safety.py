@@ -12,7 +12,10 @@ import pytest
 from chaoslib.experiment import run_experiment
 
 from lkchaos.safety import ledger, runlock
+from lkchaos.settings import Settings
 from tests.unit import chaos_helpers as helpers
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -177,3 +180,34 @@ def test_a_second_experiment_is_refused_and_touches_nothing(
     assert safety["run_id"] is None
     holder = runlock.holder(isolated)
     assert holder is not None and holder.title == "first"
+
+
+def test_a_run_on_another_target_neither_waits_for_nor_sees_the_reference_stacks_run(
+    tmp_path: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run on the reference stack is under way (a live runner holds its lock) and has a fault
+    # in the shared ledger.
+    monkeypatch.setattr(ledger, "UNDO_MODULE_PREFIX", "tests.")
+    reference = Settings.load()
+    isolated.mkdir(parents=True, exist_ok=True)
+    runlock.lock_path(isolated).write_text(
+        f'{{"pid": {os.getppid()}, "title": "on the reference", "started": "2026-01-01T00:00:00"}}'
+    )
+    trace = str(tmp_path / "trace")
+    ledger.record(isolated, ledger.Fault("stopped", "agent", "tests.unit.chaos_helpers",
+                                         "append", {"path": trace, "line": "reference undone"}))
+    # The same state folder, another deployment: it runs, and reports nothing of the other's.
+    monkeypatch.setenv("LKCHAOS_TARGET", str(ROOT / "tests" / "fixtures" / "targets" /
+                                             "minimal.yaml"))
+    other = Settings.load()
+    assert other.run_dir != reference.run_dir
+    journal = run_experiment(helpers.experiment(trace, []))
+    safety = journal["lkchaos_safety"]
+    assert journal["status"] == "completed", safety
+    assert safety["warnings"] == [] and "refused" not in safety
+    assert helpers.lines(trace) == ["fault", "rollback"]  # its own, not the reference's undo
+    assert runlock.holder(other.run_dir) is None  # released at its end
+    holder = runlock.holder(reference.run_dir)
+    assert holder is not None and holder.title == "on the reference"
+    assert ledger.pending(isolated) == []  # none on this target
+    assert [f.target for f in ledger.pending(isolated, every_target=True)] == ["agent"]

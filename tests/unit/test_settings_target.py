@@ -98,6 +98,26 @@ def test_no_target_outside_a_checkout_gives_the_defaults(monkeypatch: pytest.Mon
     assert s == Settings(state_dir=str(clean_env), ca_file=str(clean_env / "certs" / "ca.crt"))
 
 
+def test_runs_on_another_target_keep_their_own_run_folder(
+        monkeypatch: pytest.MonkeyPatch, clean_env: Path, tmp_path: Path) -> None:  # fmt: skip
+    # The reference stack's runs use the state folder itself, however it is chosen.
+    assert Settings.load().run_dir == str(clean_env)
+    monkeypatch.setenv("LKCHAOS_TARGET", str(REFERENCE))
+    assert Settings.load().run_dir == str(clean_env)
+    # Another target file: a folder of its own, named after the file and told apart by its
+    # path from a file of the same name elsewhere.
+    monkeypatch.setenv("LKCHAOS_TARGET", str(MINIMAL))
+    minimal = Path(Settings.load().run_dir)
+    assert minimal.parent == clean_env / "targets" and minimal.name.startswith("minimal-")
+    twin = tmp_path / "elsewhere" / "minimal.yaml"
+    twin.parent.mkdir()
+    twin.write_text(MINIMAL.read_text())
+    monkeypatch.setenv("LKCHAOS_TARGET", str(twin))
+    elsewhere = Path(Settings.load().run_dir)
+    assert elsewhere.parent == minimal.parent and elsewhere != minimal
+    assert Settings.load().state_dir == str(clean_env)  # the ledger and history stay shared
+
+
 # -- a bad target --------------------------------------------------------------------------
 
 

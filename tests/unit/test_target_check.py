@@ -93,7 +93,8 @@ def _offline(path: Path, *extra: str) -> list[str]:
                                              *extra])  # fmt: skip
     assert result.exit_code == 0, result.output
     return [line for line in result.output.splitlines()
-            if not line.startswith(("state folder:", "overridden by the environment:"))]
+            if not line.startswith(("state folder:", "run folder:",
+                                    "overridden by the environment:"))]
 
 
 def test_an_environment_override_and_the_state_folder_are_named(
@@ -105,7 +106,11 @@ def test_an_environment_override_and_the_state_folder_are_named(
     lines = result.output.splitlines()
     assert ("overridden by the environment: LIVEKIT_URL (sets livekit_url); unset them to use "
             "the target's values") in lines  # fmt: skip
-    assert any(line.startswith(f"state folder: {tmp_path / 'state'} ") for line in lines)
+    assert any(line.startswith(f"state folder: {tmp_path / 'state'} (the fault ledger and ")
+               for line in lines)  # fmt: skip
+    # Another target than the reference stack: its runs have a folder of their own.
+    assert any(line.startswith(f"run folder: {tmp_path / 'state' / 'targets'}/minimal-")
+               for line in lines)  # fmt: skip
 
 
 def test_offline_check_of_the_reference_target() -> None:

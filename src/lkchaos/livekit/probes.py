@@ -200,7 +200,7 @@ def _snapshot_file(settings: Settings, name: str) -> Path:
             f"snapshot name {name!r} is not usable as a file name: use letters, digits, '.', "
             "'_' or '-' (for example \"baseline\")"
         )
-    return Path(settings.state_dir) / "snapshots" / f"{name}.json"
+    return Path(settings.run_dir) / "snapshots" / f"{name}.json"
 
 
 def snapshot_room_state(
@@ -473,7 +473,7 @@ def _signal_time(settings: Settings, name: str,
     """The time of the stop signal: the ledger's entry while it is pending, noted in the
     state folder's snapshots (cleared when a run starts) so that it is still known once
     ``start_service`` has forgotten the entry; None when this run sent none."""
-    path = Path(settings.state_dir) / "snapshots" / f"drain-{name}.json"
+    path = Path(settings.run_dir) / "snapshots" / f"drain-{name}.json"
     try:
         if pending is not None:
             noted = json.loads(path.read_text()) if path.is_file() else {}
@@ -549,7 +549,7 @@ def node_drained(
 def _note_exit(settings: Settings, name: str, asked: dt.datetime, exit_code: int | None) -> None:
     """Keep the signalled process's exit code beside the signal's time (see
     :func:`_signal_time`), for a call that sees the node only after it ran again."""
-    path = Path(settings.state_dir) / "snapshots" / f"drain-{name}.json"
+    path = Path(settings.run_dir) / "snapshots" / f"drain-{name}.json"
     try:
         path.write_text(json.dumps({"signalled_at": asked.isoformat(),
                                     "exit_code": exit_code}) + "\n")
@@ -559,7 +559,7 @@ def _note_exit(settings: Settings, name: str, asked: dt.datetime, exit_code: int
 
 
 def _noted_exit(settings: Settings, name: str) -> int | None:
-    path = Path(settings.state_dir) / "snapshots" / f"drain-{name}.json"
+    path = Path(settings.run_dir) / "snapshots" / f"drain-{name}.json"
     try:
         code = json.loads(path.read_text()).get("exit_code")
     except (OSError, ValueError, AttributeError):

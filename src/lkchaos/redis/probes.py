@@ -111,7 +111,7 @@ def _epoch(settings: Settings) -> tuple[str, int]:
 
 
 def _snapshot(settings: Settings, name: str) -> Path:
-    return Path(settings.state_dir) / "snapshots" / f"redis-primary-{name}.json"
+    return Path(settings.run_dir) / "snapshots" / f"redis-primary-{name}.json"
 
 
 def remember_primary(name: str = "primary", configuration: Configuration = None,

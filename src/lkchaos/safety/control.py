@@ -213,12 +213,13 @@ def _start(
     pauses.install()
     title = str(context.get("title", "experiment"))
     try:
-        note = runlock.acquire(settings.state_dir, title)
+        note = runlock.acquire(settings.run_dir, title)
     except runlock.LockHeld as exc:
         raise InterruptExecution(str(exc)) from exc
     run_id = ledger.begin_run(title)
     warnings: list[str] = []
-    _run.update(state_dir=settings.state_dir, note=note, started=time.monotonic(),
+    _run.update(state_dir=settings.state_dir, run_dir=settings.run_dir, note=note,
+                started=time.monotonic(),
                 experiment=context, run_id=run_id, warnings=warnings)
     strategy = _rollback_strategy(context)
     _run["strategy"] = strategy
@@ -233,7 +234,7 @@ def _start(
         logger.warning(message)
         warnings.append(message)
     # Room-state snapshots belong to one run: none from an earlier run may be compared.
-    for old in (Path(settings.state_dir) / "snapshots").glob("*.json"):
+    for old in (Path(settings.run_dir) / "snapshots").glob("*.json"):
         old.unlink(missing_ok=True)
     previous: dict[int, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -506,7 +507,7 @@ def cleanup_control(**kwargs: Any) -> None:
 def _finish() -> None:
     state_dir = _run.pop("state_dir", None)
     if state_dir is not None:
-        runlock.release(state_dir)
+        runlock.release(_run.pop("run_dir", state_dir))
         ledger.end_run()
     previous = _run.pop("previous_signals", {})
     if previous and _run.get("interrupted_at") is not None and _registries:

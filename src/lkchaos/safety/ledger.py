@@ -11,7 +11,9 @@ audit log (:mod:`lkchaos.safety.audit`).
 Each entry also names the target file it was made on (``deployment``): an undo runs only
 from a process working on that target, since on another it would act on the wrong
 deployment's containers; ``lkchaos recover`` lists such entries with the command that undoes
-them.
+them. :func:`pending` gives the faults of the target in use unless asked for every target's,
+so a run on one deployment is neither refused nor warned by faults live on another that
+shares the state folder.
 
 Reading never rewrites the file. Writes replace it atomically and durably (a temporary file,
 fsynced, renamed, the folder fsynced). A file that cannot be read (truncated, not a list) is
@@ -227,14 +229,16 @@ def forget(state_dir: str | Path, kind: str, target: str) -> int:
     return len(gone)
 
 
-def pending(state_dir: str | Path) -> list[Fault]:
-    """The faults recorded; reading never changes the file (a damaged one is kept aside and
-    :class:`LedgerDamaged` raised, saying what to do)."""
+def pending(state_dir: str | Path, every_target: bool = False) -> list[Fault]:
+    """The faults recorded on the target in use (its settings were the last this process
+    loaded; an entry that names none counts as made here), or on every target with
+    ``every_target``, oldest first. Reading never changes the file (a damaged one is kept
+    aside and :class:`LedgerDamaged` raised, saying what to do)."""
     path = ledger_path(state_dir)
     if not path.is_file():
         return []
     with _locked(path, write=False) as entries:
-        return [Fault.from_dict(e) for e in entries]
+        return [Fault.from_dict(e) for e in entries if every_target or _here(e)]
 
 
 def _settle(state_dir: str | Path, fault_id: str, error: str | None) -> dict[str, Any] | None:
@@ -264,7 +268,7 @@ def undo_all(
     """
     secrets = audit.known_secrets(state_dir)
     results = []
-    for fault in reversed(pending(state_dir)):
+    for fault in reversed(pending(state_dir, every_target=True)):
         if run_id is not None and fault.run_id != run_id:
             continue
         result: dict[str, Any] = {"fault": fault.describe(), "id": fault.id,

@@ -175,24 +175,24 @@ def recover(
     """
     if force:
         report = _undo_and_sweep(settings, configuration, thorough)
-        if runlock.holder(settings.state_dir) is None:
-            stale = runlock.force_release(settings.state_dir)
+        if runlock.holder(settings.run_dir) is None:
+            stale = runlock.force_release(settings.run_dir)
             if stale is not None:
                 report.append(_stale_entry(stale))
         return report
-    own_run = runlock.held_here(settings.state_dir)  # the recover action inside a run
-    named = runlock.named(settings.state_dir)
+    own_run = runlock.held_here(settings.run_dir)  # the recover action inside a run
+    named = runlock.named(settings.run_dir)
     note = None
     if not own_run:
         try:
-            note = runlock.acquire(settings.state_dir, "lkchaos recover")
+            note = runlock.acquire(settings.run_dir, "lkchaos recover")
         except runlock.LockHeld:
-            raise _refusal(runlock.holder(settings.state_dir)) from None
+            raise _refusal(runlock.holder(settings.run_dir)) from None
     try:
         report = _undo_and_sweep(settings, configuration, thorough)
     finally:
         if not own_run:
-            runlock.release(settings.state_dir)
+            runlock.release(settings.run_dir)
     if note is not None and named is not None:
         report.append(_stale_entry(named))
     return report

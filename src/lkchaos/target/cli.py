@@ -92,12 +92,12 @@ def show(target_file: str | None) -> None:
         click.echo(f"  {key}: {secrets.MASK}")
 
 
-def _overrides() -> None:
+def _overrides(selection: Selection) -> None:
     """Say which settings the environment sets over the target's: they win (every command
     and activity reads them first), so a stray export must not go unnoticed."""
     import os
 
-    from lkchaos.settings import EMPTY_IS_A_VALUE, ENV_KEYS, default_state_dir
+    from lkchaos.settings import EMPTY_IS_A_VALUE, ENV_KEYS, default_state_dir, run_dir_for
 
     found = [f"{name} (sets {key}" + ("" if os.environ[name] else ' to ""') + ")"
              for key, name in ENV_KEYS.items()
@@ -105,8 +105,14 @@ def _overrides() -> None:
     if found:
         click.echo(f"overridden by the environment: {', '.join(found)}; unset them to use the "
                    "target's values")  # fmt: skip
-    click.echo(f"state folder: {default_state_dir()} (the fault ledger, run lock and audit "
-               "log; set LKCHAOS_STATE_DIR to keep one whatever folder you run from)")
+    state_dir = default_state_dir()
+    run_dir = run_dir_for(state_dir, selection)
+    lock = "" if run_dir != state_dir else ", run lock"
+    click.echo(f"state folder: {state_dir} (the fault ledger{lock} and audit log; set "
+               "LKCHAOS_STATE_DIR to keep one whatever folder you run from)")
+    if run_dir != state_dir:
+        click.echo(f"run folder: {run_dir} (this target's run lock and room-state snapshots: "
+                   "runs on other targets from the same state folder go on beside its own)")
 
 
 def _experiments(given: tuple[str, ...]) -> list[Path]:
@@ -126,7 +132,7 @@ def check(target_file: str | None, offline: bool, experiments: tuple[str, ...]) 
     selection, loaded = _load(target_file)
     click.echo(f"target: {selection.describe()}")
     click.echo(f"valid: {summary(loaded.target)}")
-    _overrides()
+    _overrides(selection)
     failed: set[str] = set()
     if offline:
         click.echo("reachability: not checked (--offline)")

@@ -337,7 +337,7 @@ def wait_served(settings: Settings, name: str, fingerprint: str, wait_s: float) 
 
 
 def originals_dir(settings: Settings) -> Path:
-    return Path(settings.state_dir) / "originals" / "tls"
+    return Path(settings.run_dir) / "originals" / "tls"
 
 
 def kept(settings: Settings) -> list[str]:
