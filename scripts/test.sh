@@ -64,11 +64,12 @@ selected_something() {
 .venv/bin/mypy
 if [ "${CI:-}" = true ] && [ "$unit_only" = 0 ]; then .venv/bin/lkchaos stack build; fi
 # The unit tests are independent (free ports, their own schemas and folders) and wait more
-# than they compute (servers starting, speech played in real time): two workers per core, at
-# most eight (LKCHAOS_TEST_WORKERS overrides; 0 runs them in this process). Those marked
+# than they compute (servers starting, speech played in real time): three workers per core, at
+# most eight (LKCHAOS_TEST_WORKERS overrides; 0 runs them in this process), a worker that is
+# done taking tests queued on another (a few take 15-25 s). Those marked
 # idle_cpu (LiveKit Ingress admits a stream only while the host has idle CPU; speech scripted
 # in real time is judged on margins of about a second) run after them, one worker per core.
-workers=${LKCHAOS_TEST_WORKERS:-$(n=$(( $(nproc) * 2 )); echo $(( n < 8 ? n : 8 )))}
+workers=${LKCHAOS_TEST_WORKERS:-$(n=$(( $(nproc) * 3 )); echo $(( n < 8 ? n : 8 )))}
 alone=${LKCHAOS_TEST_WORKERS:-$(n=$(nproc); echo $(( n < 4 ? n : 4 )))}
 
 # The integration tests start from an empty stack (Redis included), every time. It comes up
@@ -97,7 +98,7 @@ if [ "$unit_only" = 0 ]; then
   stack_pid=$!
   set +m
 fi
-run_pytest -m "not integration and not idle_cpu" -n "$workers" "${pytest_args[@]}"
+run_pytest -m "not integration and not idle_cpu" -n "$workers" --dist worksteal "${pytest_args[@]}"
 if [ "$unit_only" = 0 ]; then
   set +e
   wait "$stack_pid"
@@ -110,5 +111,58 @@ fi
 run_pytest -m "not integration and idle_cpu" -n "$alone" "${pytest_args[@]}"
 if [ "$unit_only" = 1 ]; then selected_something; exit 0; fi
 
-run_pytest -m "$integration" --durations=80 --durations-min=1 "${pytest_args[@]}"
+# The second deployment's tests (marked second) run in a lane of their own beside the others
+# (LKCHAOS_TEST_LANES=1: one after the other). They need nothing of the reference stack, their
+# runs take that deployment's own run lock, and their faults are ledger entries of its target
+# (lkchaos.settings.run_dir_for), so neither lane waits for or sees the other's faults. They
+# overlap the checklist's tests, which come first in the other lane and only read the
+# reference stack. The lane's output follows the other's.
+lanes=${LKCHAOS_TEST_LANES:-2}
+if [ "$lanes" -lt 2 ]; then
+  run_pytest -m "$integration" --durations=80 --durations-min=1 "${pytest_args[@]}"
+  selected_something
+  exit 0
+fi
+second_log=$(mktemp)
+second_pid=
+stop_second_lane() {
+  if [ -n "$second_pid" ]; then
+    kill -- "-$second_pid" 2>/dev/null || true
+    wait "$second_pid" 2>/dev/null || true
+    second_pid=
+  fi
+}
+if [ "${CI:-}" = true ]; then
+  trap 'stop_second_lane; stop_stack_up; .venv/bin/lkchaos stack down || true' EXIT
+else
+  trap 'stop_second_lane; stop_stack_up' EXIT
+fi
+set -m
+.venv/bin/pytest -p no:cacheprovider -m "($integration) and second" --durations=20 \
+  --durations-min=1 "${pytest_args[@]}" >"$second_log" 2>&1 &
+second_pid=$!
+set +m
+set +e
+.venv/bin/pytest -m "($integration) and not second" --durations=80 --durations-min=1 \
+  "${pytest_args[@]}"
+main_rc=$?
+wait "$second_pid"
+second_rc=$?
+set -e
+second_pid=
+echo "=== the second deployment's lane ($integration and second) ==="
+cat "$second_log"
+rm -f "$second_log"
+for rc in "$main_rc" "$second_rc"; do
+  if [ "$rc" = 5 ]; then
+    if [ ${#pytest_args[@]} -eq 0 ]; then
+      echo "pytest collected no tests in one of the integration lanes (above)" >&2
+      exit 1
+    fi
+  elif [ "$rc" != 0 ]; then
+    exit "$rc"
+  else
+    selected=1
+  fi
+done
 selected_something
