@@ -219,7 +219,7 @@ def test_no_target_says_how_to_name_one(monkeypatch: pytest.MonkeyPatch) -> None
 
 # -- equivalence with today's Settings ---------------------------------------------------
 
-_STATE_FIELDS = {"livekit_api_key", "livekit_api_secret", "ca_file", "state_dir",
+_STATE_FIELDS = {"livekit_api_key", "livekit_api_secret", "ca_file", "state_dir", "target_dir",
                  "keys_problem", "redis_password", "redis_password_problem",
                  "redis_password_source", "sentinel_password", "sentinel_password_problem",
                  "sentinel_password_source"}
