@@ -114,9 +114,10 @@ if [ "$unit_only" = 1 ]; then selected_something; exit 0; fi
 # The second deployment's tests (marked second) run in a lane of their own beside the others
 # (LKCHAOS_TEST_LANES=1: one after the other). They need nothing of the reference stack, their
 # runs take that deployment's own run lock, and their faults are ledger entries of its target
-# (lkchaos.settings.run_dir_for), so neither lane waits for or sees the other's faults. They
-# overlap the checklist's tests, which come first in the other lane and only read the
-# reference stack. The lane's output follows the other's.
+# (lkchaos.settings.run_dir_for), so neither lane waits for or sees the other's faults. The
+# lane starts once the checklist's tests are done (they publish through LiveKit Ingress, which
+# admits a stream only while the host has CPU idle), beside the tests that inject no fault
+# and judge no latency (tests/integration/conftest.py). Its output follows the other's.
 lanes=${LKCHAOS_TEST_LANES:-2}
 if [ "$lanes" -lt 2 ]; then
   run_pytest -m "$integration" --durations=80 --durations-min=1 "${pytest_args[@]}"
@@ -124,6 +125,7 @@ if [ "$lanes" -lt 2 ]; then
   exit 0
 fi
 second_log=$(mktemp)
+checklist_done=$(mktemp -u)
 second_pid=
 stop_second_lane() {
   if [ -n "$second_pid" ]; then
@@ -131,6 +133,7 @@ stop_second_lane() {
     wait "$second_pid" 2>/dev/null || true
     second_pid=
   fi
+  rm -f "$checklist_done"
 }
 if [ "${CI:-}" = true ]; then
   trap 'stop_second_lane; stop_stack_up; .venv/bin/lkchaos stack down || true' EXIT
@@ -138,21 +141,25 @@ else
   trap 'stop_second_lane; stop_stack_up' EXIT
 fi
 set -m
-.venv/bin/pytest -p no:cacheprovider -m "($integration) and second" --durations=20 \
-  --durations-min=1 "${pytest_args[@]}" >"$second_log" 2>&1 &
+(
+  while [ ! -e "$checklist_done" ]; do sleep 1; done
+  exec .venv/bin/pytest -p no:cacheprovider -m "($integration) and second" --durations=20 \
+    --durations-min=1 "${pytest_args[@]}"
+) >"$second_log" 2>&1 &
 second_pid=$!
 set +m
 set +e
-.venv/bin/pytest -m "($integration) and not second" --durations=80 --durations-min=1 \
-  "${pytest_args[@]}"
+LKCHAOS_TEST_CHECKLIST_DONE=$checklist_done .venv/bin/pytest -m "($integration) and not second" \
+  --durations=80 --durations-min=1 "${pytest_args[@]}"
 main_rc=$?
+touch "$checklist_done"  # the lane runs even if that session ended before saying so
 wait "$second_pid"
 second_rc=$?
 set -e
 second_pid=
 echo "=== the second deployment's lane ($integration and second) ==="
 cat "$second_log"
-rm -f "$second_log"
+rm -f "$second_log" "$checklist_done"
 for rc in "$main_rc" "$second_rc"; do
   if [ "$rc" = 5 ]; then
     if [ ${#pytest_args[@]} -eq 0 ]; then
