@@ -112,7 +112,9 @@ def test_bad_experiment_is_refused_and_changes_nothing(
                 if w in text]
         assert named or any(word in said for word in own), said
     assert ledger.pending(settings.state_dir) == []
+    # Faults on this deployment only: the second deployment's tests may run meanwhile.
     injected = [e for e in audit.read(settings.state_dir)[audit_before:]
-                if e.get("outcome") == "injected"]
+                if e.get("outcome") == "injected"
+                and e.get("deployment") == ledger.current_deployment()]  # fmt: skip
     assert injected == [], injected
     assert _deployment(settings) == baseline

@@ -76,6 +76,7 @@ def test_record_forget_and_undo_are_audited_privately(
     isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    monkeypatch.setitem(ledger._deployment, "path", "/srv/lk/target.yaml")
     ledger.begin_run("my experiment", "run-1")
     try:
         audit.set_activity("pause-agent", {"service": "agent", "token": "abc",
@@ -101,6 +102,8 @@ def test_record_forget_and_undo_are_audited_privately(
     assert first["user"] and first["host"] and first["pid"] == os.getpid()
     assert second["activity"] is None and third["target"] == "agent"
     assert fourth["target"] == "mcp"
+    # Each names the target file it was made on: deployments may share the state folder.
+    assert {e["deployment"] for e in (first, second, third, fourth)} == {"/srv/lk/target.yaml"}
 
 
 def test_the_log_is_appended_never_rewritten(isolated: Path) -> None:

@@ -10,7 +10,11 @@ every failed undo (``undo failed``), so every lkchaos action is covered. An entr
      "activity": "kill-the-primary", "arguments": {"service": "redis-primary"},
      "undo": {"module": "lkchaos.docker.actions", "func": "start_service",
               "arguments": {"service": "redis-primary"}},
-     "error": null, "user": "ci", "host": "runner-1", "pid": 4242}
+     "error": null, "deployment": "/srv/lk/target.yaml", "user": "ci", "host": "runner-1",
+     "pid": 4242}
+
+``deployment`` is the target file the fault was made on (null for the built-in defaults and
+entries written before it was recorded): several deployments may share one state folder.
 
 Arguments are masked: the value of any key that names secret material (secret, password,
 token, key, credential, auth) becomes ``"***"``, and so does any text that holds a known API
@@ -141,6 +145,7 @@ def entry(fault: Mapping[str, Any], outcome: str, error: str | None = None,
             "arguments": mask(fault.get("undo_arguments") or {}, secrets),
         },
         "error": scrub(error, secrets) if error else None,
+        "deployment": fault.get("deployment") or None,
         **_who(),
     }
     return line

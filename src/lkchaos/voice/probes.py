@@ -37,7 +37,8 @@ right and the median latency of those is within ``max_median_latency_s``::
     {"ok": true, "calls": 3, "answered": 3, "min_answered": 3, "latency_median_s": 1.81,
      "latency_max_s": 3.02, "max_median_latency_s": 3.0, "failures": {}, "misheard": 0,
      "results": [{"ok": true, "stage": "ok", "reason": "heard '5'", "latency_s": 1.81,
-                  "question": "What is two plus three?", "heard": "2 plus 3 is 5."}, ...]}
+                  "question": "What is two plus three?", "expected": ["5", "five"],
+                  "heard": "2 plus 3 is 5."}, ...]}
 
 Against the reference stack the round trip runs in the stack's prober container, so the
 caller goes through the stack's DNS and Caddy's TLS like a real one; set
@@ -69,8 +70,8 @@ from lkchaos.voice import prober_client
 __all__ = ["voice_round_trip", "voice_round_trips", "held_call_turn", "end_held_call",
            "held_conversation"]
 
-_SUMMARY_KEYS = ("ok", "stage", "reason", "latency_s", "question", "heard", "misheard",
-                 "reply_paused_s")
+_SUMMARY_KEYS = ("ok", "stage", "reason", "latency_s", "question", "expected", "heard",
+                 "misheard", "reply_paused_s")
 _AUDIO_KEY = "reply_wav_b64"
 log = logging.getLogger("lkchaos.voice")
 
