@@ -108,7 +108,7 @@ if [ "$unit_only" = 0 ]; then
   cat "$stack_log"
   if [ "$up" != 0 ]; then echo "the reference stack did not come up (above)" >&2; exit "$up"; fi
 fi
-run_pytest -m "not integration and idle_cpu" -n "$alone" "${pytest_args[@]}"
+run_pytest -m "not integration and idle_cpu" -n "$alone" --dist worksteal "${pytest_args[@]}"
 if [ "$unit_only" = 1 ]; then selected_something; exit 0; fi
 
 # The second deployment's tests (marked second) run in a lane of their own beside the others

@@ -15,7 +15,7 @@ from lkchaos.settings import Settings
 from lkchaos.voice.probes import voice_round_trip
 
 #: Short stage limits: a failure must be reported quickly, not only eventually.
-FAST = {"join": 8.0, "dispatch": 10.0, "first_reply_audio": 12.0, "reply": 10.0}
+FAST = {"join": 8.0, "dispatch": 6.0, "first_reply_audio": 12.0, "reply": 10.0}
 
 
 def _wait_healthy(container: Any, timeout: float = 90) -> None:
@@ -69,7 +69,11 @@ def test_voice_round_trip_passes_on_the_healthy_stack() -> None:
 
 
 def test_default_questions_vary_and_are_answered() -> None:
-    results = [voice_round_trip(timeout=45) for _ in range(3)]
+    # Up to three calls: a third only when the first two did not already show two questions
+    # answered (one reply in many is misheard; two questions in a row may be the same).
+    results = [voice_round_trip(timeout=45) for _ in range(2)]
+    if len({r["question"] for r in results}) < 2 or not all(r["ok"] for r in results):
+        results.append(voice_round_trip(timeout=45))
     assert len({r["question"] for r in results}) > 1, results
     assert sum(r["ok"] for r in results) >= 2, results
     for result in results:
