@@ -155,24 +155,25 @@ def wait_healthy(timeout: float = 90) -> dict[str, str]:
         time.sleep(1)
 
 
-@pytest.fixture(scope="module")
-def state_dir() -> Path:
-    """lkchaos's state folder as the commands below see it (the fault ledger, the run lock)."""
+def _settings_path(field: str) -> Path:
+    """A folder of lkchaos's settings as the commands below see it (their environment)."""
     done = run([sys.executable, "-c",
-                "from lkchaos.settings import default_state_dir; print(default_state_dir())"],
+                f"from lkchaos.settings import Settings; print(Settings.load().{field})"],
                timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip())
+
+
+@pytest.fixture(scope="module")
+def state_dir() -> Path:
+    """lkchaos's state folder (the shared fault ledger and audit log)."""
+    return _settings_path("state_dir")
 
 
 @pytest.fixture(scope="module")
 def run_dir() -> Path:
     """Where runs on this deployment keep their run lock (not the reference stack's)."""
-    done = run([sys.executable, "-c",
-                "from lkchaos.settings import Settings; print(Settings.load().run_dir)"],
-               timeout=60)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return Path(done.stdout.strip())
+    return _settings_path("run_dir")
 
 
 def faults_here(state_dir: Path) -> list[ledger.Fault]:
