@@ -43,15 +43,19 @@ fi
 # arguments of your own (after --), one stage may select nothing; then only all of them doing
 # so is (checked by selected_something).
 selected=0
+# judge_rc CODE WHAT: exit on pytest's exit CODE for the stage that ran WHAT, unless it passed.
+judge_rc() {
+  if [ "$1" = 5 ] && [ ${#pytest_args[@]} -gt 0 ]; then return 0; fi
+  if [ "$1" = 5 ]; then echo "pytest collected no tests for: $2" >&2; exit 1; fi
+  [ "$1" = 0 ] || exit "$1"
+  selected=1
+}
 run_pytest() {
   set +e
   .venv/bin/pytest "$@"
   rc=$?
   set -e
-  if [ "$rc" = 5 ] && [ ${#pytest_args[@]} -gt 0 ]; then return 0; fi
-  if [ "$rc" = 5 ]; then echo "pytest collected no tests for: $*" >&2; exit 1; fi
-  [ "$rc" = 0 ] || exit "$rc"
-  selected=1
+  judge_rc "$rc" "$*"
 }
 selected_something() {
   if [ "$selected" = 0 ]; then
@@ -160,16 +164,6 @@ second_pid=
 echo "=== the second deployment's lane ($integration and second) ==="
 cat "$second_log"
 rm -f "$second_log" "$checklist_done"
-for rc in "$main_rc" "$second_rc"; do
-  if [ "$rc" = 5 ]; then
-    if [ ${#pytest_args[@]} -eq 0 ]; then
-      echo "pytest collected no tests in one of the integration lanes (above)" >&2
-      exit 1
-    fi
-  elif [ "$rc" != 0 ]; then
-    exit "$rc"
-  else
-    selected=1
-  fi
-done
+judge_rc "$main_rc" "-m ($integration) and not second"
+judge_rc "$second_rc" "-m ($integration) and second"
 selected_something

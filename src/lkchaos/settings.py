@@ -240,7 +240,7 @@ def run_dir_for(state_dir: Path, selection: Selection | None) -> Path:
     if selection is None or selection.source == "reference":
         return state_dir
     reference = reference_target()
-    if reference is not None and reference.resolve() == selection.path:
+    if reference == selection.path:  # both resolved
         return state_dir
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", selection.path.stem)[:40] or "target"
     digest = hashlib.sha256(str(selection.path).encode()).hexdigest()[:8]
