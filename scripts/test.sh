@@ -80,14 +80,18 @@ alone=${LKCHAOS_TEST_WORKERS:-$(n=$(nproc); echo $(( n < 4 ? n : 4 )))}
 # beside those unit tests (they use no Docker), as a process group of its own (job control on
 # for that one start) so that an early exit stops all of it; its output is printed once it is
 # up.
+# stop_group PID: end the process group PID leads (started with job control on), if any.
+stop_group() {
+  if [ -n "$1" ]; then
+    kill -- "-$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+  fi
+}
 stack_pid=
 stack_log=
 stop_stack_up() {
-  if [ -n "$stack_pid" ]; then
-    kill -- "-$stack_pid" 2>/dev/null || true
-    wait "$stack_pid" 2>/dev/null || true
-    stack_pid=
-  fi
+  stop_group "$stack_pid"
+  stack_pid=
   if [ -n "$stack_log" ]; then rm -f "$stack_log"; fi
 }
 if [ "$unit_only" = 0 ]; then
@@ -132,11 +136,8 @@ second_log=$(mktemp)
 checklist_done=$(mktemp -u)
 second_pid=
 stop_second_lane() {
-  if [ -n "$second_pid" ]; then
-    kill -- "-$second_pid" 2>/dev/null || true
-    wait "$second_pid" 2>/dev/null || true
-    second_pid=
-  fi
+  stop_group "$second_pid"
+  second_pid=
   rm -f "$checklist_done"
 }
 if [ "${CI:-}" = true ]; then
