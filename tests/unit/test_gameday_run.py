@@ -192,10 +192,8 @@ def test_an_entry_past_its_timeout_is_interrupted_rolled_back_and_the_day_goes_o
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "out"
-    began = time.monotonic()
     done = run(tmp_path, "run", "--plain", "--out", str(out),
                str(FIXTURES / "entry-timeout.yaml"))
-    assert time.monotonic() - began < 60, "the 60 s fault was waited out"
     assert done.returncode == 1, done.stderr
     assert outcomes(out) == [("fault", 1, "interrupted"), ("holds", 1, "held")]
     note = summary(out)["entries"][0]["note"]
@@ -203,6 +201,9 @@ def test_an_entry_past_its_timeout_is_interrupted_rolled_back_and_the_day_goes_o
     assert not (tmp_path / "marker").exists(), "the rollback did not run"
     journal = json.loads((out / "01-fault-1.json").read_text())
     assert [r["activity"]["name"] for r in journal["rollbacks"]] == ["remove-marker"]
+    # The run itself, not the whole day (three baselines on a busy machine can pass 60 s):
+    # its 60 s fault was cut at the entry's 10 s.
+    assert journal["duration"] < 50, f"the 60 s fault was waited out: {journal['duration']} s"
 
 
 def test_second_game_day_is_refused(tmp_path: Path) -> None:
