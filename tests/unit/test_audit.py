@@ -170,6 +170,22 @@ def test_lkchaos_audit_prints_filters_and_speaks_json(isolated: Path) -> None:
     assert result.exit_code == 2 and "30m" in result.output
 
 
+def test_lkchaos_audit_names_the_target_file_of_each_fault(isolated: Path) -> None:
+    ledger.begin_run("exp A", "aaaa1111")
+    ledger.note_deployment("/srv/lk/target.yaml")
+    try:
+        ledger.record(isolated, _fault())
+    finally:
+        ledger.note_deployment("")
+    ledger.record(isolated, _fault("mcp"))  # built-in defaults: no target file
+    ledger.end_run()
+    result = CliRunner().invoke(main, ["audit"])
+    assert result.exit_code == 0, result.output
+    on_target, on_defaults = result.output.splitlines()
+    assert "[exp A; target /srv/lk/target.yaml; " in on_target, on_target
+    assert "target " not in on_defaults.split("[", 1)[1], on_defaults
+
+
 def test_lines_that_are_not_entries_are_named_not_silently_skipped(isolated: Path) -> None:
     ledger.begin_run("exp A", "aaaa1111")
     ledger.record(isolated, _fault())

@@ -215,6 +215,34 @@ def test_second_game_day_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+MINIMAL = Path(__file__).resolve().parents[1] / "fixtures" / "targets" / "minimal.yaml"
+
+
+def test_game_days_on_two_targets_take_a_lock_each(tmp_path: Path) -> None:
+    """A game day on another target file runs beside one on the reference stack (its lock is
+    in that target's run folder), and a second one on the same target is refused."""
+    # Every backend stays pointed at nothing (isolated_env's variables win over the target).
+    env = {**isolated_env(tmp_path), "LKCHAOS_TARGET": str(MINIMAL)}
+    one_entry = str(FIXTURES / "scheduled.yaml")  # no baseline, one entry that holds
+
+    def run_on_minimal(out: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command("run", "--plain", "--out", str(tmp_path / out), one_entry),
+                              env=env, cwd=tmp_path, text=True, capture_output=True,
+                              timeout=LIMIT_S, check=False)  # fmt: skip
+
+    with GamedayLock(tmp_path / "state", "unit-reference-holder"):
+        beside = run_on_minimal("beside")
+    assert beside.returncode == 0, beside.stderr
+    assert outcomes(tmp_path / "beside") == [("holds", 1, "held")]
+    locks = list((tmp_path / "state" / "targets").glob("minimal-*/gameday.lock"))
+    assert len(locks) == 1, locks
+    with GamedayLock(locks[0].parent, "unit-minimal-holder"):
+        refused = run_on_minimal("refused")
+    assert refused.returncode == 4, refused.stderr
+    assert "game day 'unit-minimal-holder'" in refused.stderr
+    assert not (tmp_path / "refused").exists()
+
+
 def test_bad_file_exits_2_before_anything_runs(tmp_path: Path) -> None:
     bad = FIXTURES / "bad" / "unknown-key.yaml"
     done = run(tmp_path, "run", "--plain", "--out", str(tmp_path / "out"), str(bad))

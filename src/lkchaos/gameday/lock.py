@@ -1,4 +1,7 @@
-"""One game day at a time per state folder: an exclusive ``flock`` on ``gameday.lock``.
+"""One game day at a time per deployment: an exclusive ``flock`` on ``gameday.lock`` in the
+run folder of the target in use (``Settings.run_dir``: the state folder for the reference
+stack, ``targets/<file>-<hash>/`` in it for another target file), so game days on two
+deployments driven from one checkout run side by side.
 
 The holder writes its game day name, pid and start time into the file; the kernel releases
 the lock when the process ends, however it ends, so a stale file never blocks a new game day.

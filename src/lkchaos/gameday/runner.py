@@ -363,12 +363,13 @@ def run_gameday(path: str | Path, options: RunOptions, display: Display, *,
     # A bad $LKCHAOS_FAULT_S: exit 2, before the file's checks (its experiments read it too).
     child.fault_env(os.environ)
     gameday = load_gameday(path)
-    state_dir = Path(Settings.load().state_dir)
+    loaded = Settings.load()
+    state_dir = Path(loaded.state_dir)
 
     def say(text: str) -> None:
         display.feed({"event": "note", "text": text})
 
-    with GamedayLock(state_dir, gameday.name):
+    with GamedayLock(loaded.run_dir, gameday.name):
         settings, notes = child.merged_settings(options.settings_file)
         out_dir = options.out_dir or default_out_dir(state_dir, gameday.name)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,8 @@ class Scheduler:
         from lkchaos.settings import Settings
 
         self.files, self.ci, self.max_runs, self._say = files, ci, max_runs, say
-        self.state_dir = Path(Settings.load().state_dir)
+        #: Where the game days of this process's target take their lock (see lock.py).
+        self.run_dir = Path(Settings.load().run_dir)
         self.scheduler = BackgroundScheduler()
         self.recorder = record.open_recorder(self.say)
         self.runs = 0
@@ -108,7 +109,7 @@ class Scheduler:
             if self.stopping:
                 return
             self._event(name, "fired")
-            running = lock.holder(self.state_dir)
+            running = lock.holder(self.run_dir)
             if running is not None:
                 self._event(name, "skipped", f"{running} was running")
                 return

@@ -256,15 +256,17 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
 
 
 def format_line(item: Mapping[str, Any]) -> str:
-    """One entry as a line of text for ``lkchaos audit``."""
+    """One entry as a line of text for ``lkchaos audit``: time, run, outcome, what and its
+    arguments, then ``[experiment; target file (when recorded); user@host pid]``."""
     when = str(item.get("time", ""))[:19].replace("T", " ")
     run = str(item.get("run") or "-")[:12]
     what = f"{item.get('kind')} on {item.get('target')}"
     args = json.dumps(item.get("arguments") if item.get("arguments") is not None
                       else (item.get("undo") or {}).get("arguments") or {})  # fmt: skip
     who = f"{item.get('user')}@{item.get('host')}"
+    where = f"; target {item['deployment']}" if item.get("deployment") else ""
     text = (f"{when}  {run:<12}  {item.get('outcome', ''):<11}  {what}  {args}  "
-            f"[{item.get('experiment') or '-'}; {who} pid {item.get('pid')}]")
+            f"[{item.get('experiment') or '-'}{where}; {who} pid {item.get('pid')}]")
     if item.get("error"):
         text += f"  error: {item['error']}"
     return text

@@ -111,8 +111,9 @@ def _overrides(selection: Selection) -> None:
     click.echo(f"state folder: {state_dir} (the fault ledger{lock} and audit log; set "
                "LKCHAOS_STATE_DIR to keep one whatever folder you run from)")
     if run_dir != state_dir:
-        click.echo(f"run folder: {run_dir} (this target's run lock and room-state snapshots: "
-                   "runs on other targets from the same state folder go on beside its own)")
+        click.echo(f"run folder: {run_dir} (this target's run and game day locks and "
+                   "room-state snapshots: runs on other targets from the same state folder go "
+                   "on beside its own)")
 
 
 def _experiments(given: tuple[str, ...]) -> list[Path]:
