@@ -68,10 +68,10 @@ selected_something() {
 .venv/bin/mypy
 if [ "${CI:-}" = true ] && [ "$unit_only" = 0 ]; then .venv/bin/lkchaos stack build; fi
 # The unit tests are independent (free ports, their own schemas and folders) and wait more
-# than they compute (servers starting, speech played in real time): two workers per core, at
-# most eight (LKCHAOS_TEST_WORKERS overrides; 0 runs them in this process), a worker that is
-# done taking tests queued on another (a few take 15-25 s). Three per core was 10 % faster on
-# one machine and twice as slow on another, where tests timed out. Those marked
+# than they compute (servers starting, speech played in real time; four workers keep two
+# cores about 55 % busy): three workers per core, at most eight (LKCHAOS_TEST_WORKERS
+# overrides; 0 runs them in this process), a worker that is done taking tests queued on
+# another (a few take 15-35 s). Those marked
 # idle_cpu (LiveKit Ingress admits a stream only while the host has idle CPU; speech scripted
 # in real time is judged on margins of about a second) run after them, one worker per core.
 # cores: the CPUs this process may use, and no more than its cgroup's CPU quota allows.
@@ -86,7 +86,7 @@ cores() {
   fi
   echo "$n"
 }
-workers=${LKCHAOS_TEST_WORKERS:-$(n=$(( $(cores) * 2 )); echo $(( n < 8 ? n : 8 )))}
+workers=${LKCHAOS_TEST_WORKERS:-$(n=$(( $(cores) * 3 )); echo $(( n < 8 ? n : 8 )))}
 alone=${LKCHAOS_TEST_WORKERS:-$(n=$(cores); echo $(( n < 4 ? n : 4 )))}
 
 # The integration tests start from an empty stack (Redis included), every time. It comes up
