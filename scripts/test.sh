@@ -86,8 +86,9 @@ cores() {
   fi
   echo "$n"
 }
-workers=${LKCHAOS_TEST_WORKERS:-$(n=$(( $(cores) * 3 )); echo $(( n < 8 ? n : 8 )))}
-alone=${LKCHAOS_TEST_WORKERS:-$(n=$(cores); echo $(( n < 4 ? n : 4 )))}
+ncores=$(cores)
+workers=${LKCHAOS_TEST_WORKERS:-$(( ncores * 3 < 8 ? ncores * 3 : 8 ))}
+alone=${LKCHAOS_TEST_WORKERS:-$(( ncores < 4 ? ncores : 4 ))}
 
 # The integration tests start from an empty stack (Redis included), every time. It comes up
 # beside those unit tests (they use no Docker), as a process group of its own (job control on

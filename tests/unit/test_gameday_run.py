@@ -44,9 +44,12 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "lkchaos.gameday", *args]
 
 
-def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command(*args), env=isolated_env(tmp_path), cwd=tmp_path, text=True,
-                          capture_output=True, timeout=LIMIT_S, check=False)  # fmt: skip
+def run(tmp_path: Path, *args: str,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """``python -m lkchaos.gameday ARGS`` in :func:`isolated_env`, with ``env`` on top."""
+    return subprocess.run(command(*args), env={**isolated_env(tmp_path), **(env or {})},
+                          cwd=tmp_path, text=True, capture_output=True, timeout=LIMIT_S,
+                          check=False)  # fmt: skip
 
 
 def summary(out: Path) -> dict[str, Any]:
@@ -221,14 +224,12 @@ MINIMAL = Path(__file__).resolve().parents[1] / "fixtures" / "targets" / "minima
 def test_game_days_on_two_targets_take_a_lock_each(tmp_path: Path) -> None:
     """A game day on another target file runs beside one on the reference stack (its lock is
     in that target's run folder), and a second one on the same target is refused."""
-    # Every backend stays pointed at nothing (isolated_env's variables win over the target).
-    env = {**isolated_env(tmp_path), "LKCHAOS_TARGET": str(MINIMAL)}
     one_entry = str(FIXTURES / "scheduled.yaml")  # no baseline, one entry that holds
 
     def run_on_minimal(out: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(command("run", "--plain", "--out", str(tmp_path / out), one_entry),
-                              env=env, cwd=tmp_path, text=True, capture_output=True,
-                              timeout=LIMIT_S, check=False)  # fmt: skip
+        # Every backend stays pointed at nothing (isolated_env's variables win over the target).
+        return run(tmp_path, "run", "--plain", "--out", str(tmp_path / out), one_entry,
+                   env={"LKCHAOS_TARGET": str(MINIMAL)})
 
     with GamedayLock(tmp_path / "state", "unit-reference-holder"):
         beside = run_on_minimal("beside")
@@ -259,11 +260,8 @@ def test_unknown_option_exits_2(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", [["--ci"], []])
 def test_bad_fault_window_exits_2_before_anything_runs(tmp_path: Path, mode: list[str]) -> None:
     # Without --ci too: the experiments read $LKCHAOS_FAULT_S for their fault windows.
-    env = {**isolated_env(tmp_path), "LKCHAOS_FAULT_S": "-3"}
-    done = subprocess.run(command("run", *mode, "--out", str(tmp_path / "out"),
-                                  str(FIXTURES / "good.yaml")),
-                          env=env, cwd=tmp_path, text=True, capture_output=True,
-                          timeout=LIMIT_S, check=False)  # fmt: skip
+    done = run(tmp_path, "run", *mode, "--out", str(tmp_path / "out"),
+               str(FIXTURES / "good.yaml"), env={"LKCHAOS_FAULT_S": "-3"})
     assert done.returncode == 2, done.stderr
     assert "LKCHAOS_FAULT_S='-3'" in done.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "history.db").exists()
