@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +95,34 @@ def evidence_of(report: dict[str, Any], item: str) -> str:
     return str(next(e for e in report["items"] if e["id"] == item)["evidence"])
 
 
-def test_a_full_run_prints_every_item_and_writes_every_output(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class HealthyRun:
+    """One full `lkchaos validate` of the healthy stack, with every output written."""
+
+    code: int
+    report: dict[str, Any]
+    stdout: str
+    sheet: Path
+    xml: Path
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory: pytest.TempPathFactory) -> HealthyRun:
+    """The healthy stack's full run, once for the module: the test of the run's outputs
+    reads it, and each injected problem's items are judged against what it failed."""
+    assert wait_baseline()["ok"]
+    folder = tmp_path_factory.mktemp("healthy")
+    sheet, xml = folder / "sheet.html", folder / "validate.xml"
     started = time.monotonic()
-    sheet, xml = tmp_path / "sheet.html", tmp_path / "validate.xml"
-    code, report, stdout = validate(tmp_path, "--html", str(sheet), "--junit", str(xml))
-    took = time.monotonic() - started
-    print(f"a full `lkchaos validate` took {took:.1f} s (goal: under 60 s)")
+    code, report, stdout = validate(folder, "--html", str(sheet), "--junit", str(xml))
+    print(f"a full `lkchaos validate` took {time.monotonic() - started:.1f} s "
+          "(goal: under 60 s)")
+    return HealthyRun(code, report, stdout, sheet, xml)
+
+
+def test_a_full_run_prints_every_item_and_writes_every_output(healthy: HealthyRun) -> None:
+    code, report, stdout, sheet, xml = (healthy.code, healthy.report, healthy.stdout,
+                                        healthy.sheet, healthy.xml)  # fmt: skip
     assert code in (0, 1), stdout[-3000:]
     assert [i["id"] for i in report["items"]] == [i.id for i in items()]
     for item in items():
@@ -146,12 +169,10 @@ def test_the_host_and_startup_items_hold_on_the_healthy_stack(tmp_path: Path) ->
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    """What fails on the healthy stack, once for the module: each injected problem must
-    turn exactly its own items to fail on top of it."""
-    assert wait_baseline()["ok"]
-    _, report, _ = validate(tmp_path_factory.mktemp("baseline"))
-    return failing(report)
+def baseline(healthy: HealthyRun) -> set[str]:
+    """What fails on the healthy stack: each injected problem must turn exactly its own
+    items to fail on top of it."""
+    return failing(healthy.report)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, inspect, text
 from lkchaos.errors import ConfigError, LkChaosError
 from lkchaos.history import NotFound, open_history, resolve_url
 from lkchaos.history.connect import head_revision, mask_url
-from lkchaos.history.schema import VERSION_TABLE
+from lkchaos.history.schema import HEAD_REVISION, VERSION_TABLE
 
 JOURNALS = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
 TABLES = {"runs", "probe_figures", "samples", "journals", "gameday_runs", "schedule_events",
@@ -112,6 +112,37 @@ def test_an_empty_database_is_migrated_to_head_and_reopens(url: str) -> None:
     engine.dispose()
     with open_history(url) as history:  # at head already: opens, rows kept
         assert [r.run_id for r in history.runs()] == [run_id]
+
+
+def test_the_head_revision_constant_is_alembics_head() -> None:
+    """A new migration must move HEAD_REVISION too (a database at it opens without Alembic)."""
+    assert head_revision() == HEAD_REVISION
+
+
+def test_a_database_at_head_opens_without_importing_alembic(url: str) -> None:
+    open_history(url).close()  # created and migrated to head
+    code = (
+        "import sys\n"
+        "from lkchaos.history import open_history\n"
+        f"with open_history({url!r}) as history:\n"
+        "    history.runs()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
+    # A database one revision behind (0003's tables not there yet) is still migrated.
+    engine = create_engine(resolve_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE load_steps"))
+            conn.execute(text("DROP TABLE load_runs"))
+    finally:
+        engine.dispose()
+    set_revision(url, "0002")
+    open_history(url).close()
+    assert {"load_runs", "load_steps"} <= tables(url)
 
 
 def test_a_database_from_a_newer_lkchaos_is_refused(url: str) -> None:

@@ -43,6 +43,10 @@ from sqlalchemy.types import TypeDecorator
 #: Alembic's version table of the history (not ``alembic_version``: a shared database may
 #: hold another application's migrations).
 VERSION_TABLE = "lkchaos_history_version"
+#: The newest migration's revision (``migrations/versions``): a database already there is
+#: opened without importing Alembic. A new migration changes it too (a unit test checks
+#: that it is Alembic's head).
+HEAD_REVISION = "0003"
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
