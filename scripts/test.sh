@@ -103,7 +103,10 @@ if [ ${#pytest_args[@]} -eq 0 ]; then unit_paths=(tests/unit); fi
 # The integration tests start from an empty stack (Redis included), every time. It comes up
 # beside those unit tests (they use no Docker), as a process group of its own (job control on
 # for that one start) so that an early exit stops all of it; its output is printed once it is
-# up.
+# up. With two lanes (below), the integration tests marked early (they inject no fault, judge
+# no latency and need no idle CPU: tests/integration/conftest.py) run right after it, still
+# beside the unit tests, in a session of their own; their output follows the stack's.
+lanes=${LKCHAOS_TEST_LANES:-2}
 # stop_group PID: end the process group PID leads (started with job control on), if any.
 stop_group() {
   if [ -n "$1" ]; then
@@ -113,10 +116,12 @@ stop_group() {
 }
 stack_pid=
 stack_log=
+early_rc=
 stop_stack_up() {
   stop_group "$stack_pid"
   stack_pid=
   if [ -n "$stack_log" ]; then rm -f "$stack_log"; fi
+  if [ -n "$early_rc" ]; then rm -f "$early_rc"; fi
 }
 if [ "$unit_only" = 0 ]; then
   if [ "${CI:-}" = true ]; then
@@ -125,8 +130,18 @@ if [ "$unit_only" = 0 ]; then
     trap stop_stack_up EXIT
   fi
   stack_log=$(mktemp)
+  early_rc=$(mktemp -u)
   set -m
-  bash scripts/fresh-stack.sh >"$stack_log" 2>&1 &
+  (
+    bash scripts/fresh-stack.sh || exit
+    if [ "$lanes" -ge 2 ]; then
+      echo "=== the integration tests marked early, beside the unit tests ($integration and early) ==="
+      set +e
+      .venv/bin/pytest -p no:cacheprovider -m "($integration) and early" --durations=20 \
+        --durations-min=1 "${pytest_args[@]}"
+      echo "$?" >"$early_rc"
+    fi
+  ) >"$stack_log" 2>&1 &
   stack_pid=$!
   set +m
 fi
@@ -140,19 +155,21 @@ if [ "$unit_only" = 0 ]; then
   stack_pid=
   cat "$stack_log"
   if [ "$up" != 0 ]; then echo "the reference stack did not come up (above)" >&2; exit "$up"; fi
+  if [ "$lanes" -ge 2 ]; then
+    judge_rc "$(cat "$early_rc" 2>/dev/null || echo 1)" "-m ($integration) and early"
+  fi
 fi
 run_pytest -m "not integration and idle_cpu" -n "$alone" --dist worksteal "${unit_paths[@]}" \
   "${pytest_args[@]}"
 if [ "$unit_only" = 1 ]; then selected_something; exit 0; fi
 
 # The second deployment's tests (marked second) run in a lane of their own beside the others
-# (LKCHAOS_TEST_LANES=1: one after the other). They need nothing of the reference stack, their
-# runs take that deployment's own run lock, and their faults are ledger entries of its target
-# (lkchaos.settings.run_dir_for), so neither lane waits for or sees the other's faults. The
-# lane starts once the checklist's tests are done (they publish through LiveKit Ingress, which
-# admits a stream only while the host has CPU idle), beside the tests that inject no fault
-# and judge no latency (tests/integration/conftest.py). Its output follows the other's.
-lanes=${LKCHAOS_TEST_LANES:-2}
+# (LKCHAOS_TEST_LANES=1: one after the other, the early ones among them). They need nothing of
+# the reference stack, their runs take that deployment's own run lock, and their faults are
+# ledger entries of its target (lkchaos.settings.run_dir_for), so neither lane waits for or
+# sees the other's faults. The lane starts once the checklist's tests are done (they publish
+# through LiveKit Ingress, which admits a stream only while the host has CPU idle). Its output
+# follows the other's.
 if [ "$lanes" -lt 2 ]; then
   run_pytest -m "$integration" --durations=80 --durations-min=1 "${pytest_args[@]}"
   selected_something
@@ -180,8 +197,9 @@ set -m
 second_pid=$!
 set +m
 set +e
-LKCHAOS_TEST_CHECKLIST_DONE=$checklist_done .venv/bin/pytest -m "($integration) and not second" \
-  --durations=80 --durations-min=1 "${pytest_args[@]}"
+LKCHAOS_TEST_CHECKLIST_DONE=$checklist_done .venv/bin/pytest \
+  -m "($integration) and not second and not early" --durations=80 --durations-min=1 \
+  "${pytest_args[@]}"
 main_rc=$?
 touch "$checklist_done"  # the lane runs even if that session ended before saying so
 wait "$second_pid"
@@ -191,6 +209,6 @@ second_pid=
 echo "=== the second deployment's lane ($integration and second) ==="
 cat "$second_log"
 rm -f "$second_log" "$checklist_done"
-judge_rc "$main_rc" "-m ($integration) and not second"
+judge_rc "$main_rc" "-m ($integration) and not second and not early"
 judge_rc "$second_rc" "-m ($integration) and second"
 selected_something

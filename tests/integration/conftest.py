@@ -18,14 +18,13 @@ from lkchaos.stack.compose import Compose, docker_client
 from lkchaos.stack.health import require_running
 from lkchaos.stack.layout import StackPaths
 
-#: Modules that inject no fault into the reference stack and judge no latency or idle CPU:
-#: they run right after the checklist's tests, while scripts/test.sh runs the second
-#: deployment's tests beside them (its calls take CPU: LiveKit Ingress, which the checklist
-#: publishes through, admits a stream only while the host has CPU idle).
-BESIDE_THE_SECOND_LANE = ("test_bad_experiments.py", "test_packaging.py", "test_agent.py",
-                          "test_caddy.py", "test_dns.py", "test_livekit.py", "test_redis.py",
-                          "test_toxiproxy.py", "test_monitoring_stack.py",
-                          "test_room_state.py")  # fmt: skip
+#: Modules that inject no fault into the reference stack, judge no latency and need no idle
+#: CPU (marked ``early``): scripts/test.sh runs them beside the unit tests, as soon as the
+#: stack is up, in a session of their own. In one session with the others they run right
+#: after the checklist's tests.
+EARLY = ("test_bad_experiments.py", "test_packaging.py", "test_agent.py", "test_caddy.py",
+         "test_dns.py", "test_livekit.py", "test_redis.py", "test_toxiproxy.py",
+         "test_monitoring_stack.py", "test_room_state.py")  # fmt: skip
 #: A file scripts/test.sh names: created once the checklist's tests are done (at the first
 #: test that is not one of them, or at the session's end), to start the second lane then.
 CHECKLIST_DONE_ENV = "LKCHAOS_TEST_CHECKLIST_DONE"
@@ -39,15 +38,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+            if item.path.name in EARLY:
+                item.add_marker(pytest.mark.early)
     # The checklist's run on the healthy stack comes first (the stack as `lkchaos stack up`
-    # left it, before any test's faults), then the modules that bear a second lane's load;
-    # tests marked order_last (the scan of everything the run produced) run after the rest.
+    # left it, before any test's faults), then the modules marked early; tests marked
+    # order_last (the scan of everything the run produced) run after the rest.
     def rank(item: pytest.Item) -> int:
         if item.get_closest_marker("order_last") is not None:
             return 3
         if _checklist(item):
             return 0
-        return 1 if item.path.name in BESIDE_THE_SECOND_LANE else 2
+        return 1 if item.path.name in EARLY else 2
 
     items.sort(key=rank)
 

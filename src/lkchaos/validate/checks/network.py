@@ -29,6 +29,7 @@ import struct
 import subprocess
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -298,7 +299,8 @@ def _rtc_udp(ctx: Context, stun: list[dict[str, Any]], started: float) -> Findin
     where its announced IP is a URL's host, else by that IP). Where Redis cannot be read,
     LiveKit's node selector places each room, so participants are placed (at most
     :data:`RTC_UDP_TRIES`) until media has reached every node's address. Either way a node
-    is tried again while the check's time lasts."""
+    is tried again while the check's time lasts; placed by id, every node's first room is
+    tried at the same time."""
     nodes = list(zip(_node_hosts(ctx.settings), ctx.settings.livekit_node_urls, strict=False))
     if not nodes:
         return Finding("warn", "no STUN answer and no LiveKit node URL to place a participant "
@@ -355,7 +357,23 @@ def _rtc_udp_placed(ctx: Context, nodes: list[tuple[tuple[str, str], str]],
                for node_id, ip in sorted(serving.items(), key=lambda kv: kv[1])}  # fmt: skip
     shown: dict[str, str] = {}  # node id -> the address its media reached
     tries: list[dict[str, Any]] = []
-    for attempt in range(max(RTC_UDP_TRIES, len(targets))):
+
+    def record(node_id: str, found: dict[str, Any]) -> None:
+        tries.append(found)
+        remote = _udp_remote(found)
+        if remote:
+            shown[node_id] = remote
+
+    # A room on every node at once first (each participant a process of its own: one
+    # node's ICE does not wait for another's), then the nodes not shown yet in turn.
+    with ThreadPoolExecutor(max_workers=len(targets),
+                            thread_name_prefix="lkchaos-rtc-udp") as pool:  # fmt: skip
+        placing = {node_id: pool.submit(_media, ctx, targets[node_id][1], deadline, node_id)
+                   for node_id in targets}  # fmt: skip
+        for node_id, future in placing.items():
+            if (found := future.result()) is not None:
+                record(node_id, found)
+    for attempt in range(max(RTC_UDP_TRIES - len(targets), 0)):
         waiting = [n for n in targets if n not in shown]
         if not waiting:
             break
@@ -363,10 +381,7 @@ def _rtc_udp_placed(ctx: Context, nodes: list[tuple[tuple[str, str], str]],
         found = _media(ctx, targets[node_id][1], deadline, node_id)
         if found is None:
             break
-        tries.append(found)
-        remote = _udp_remote(found)
-        if remote:
-            shown[node_id] = remote
+        record(node_id, found)
     reached = {split_host_port(remote, None)[0]: remote for remote in shown.values()}
     data = {"endpoints": stun, "media": tries, "reached": reached, "node_ids":
             {ip: node_id for node_id, ip in serving.items()}}  # fmt: skip
