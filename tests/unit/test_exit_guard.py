@@ -159,3 +159,35 @@ def test_room_work_from_many_threads_runs_on_one_loop_and_is_left(tmp_path: Path
     assert seen["timeout"] == "LiveKit room work did not finish in 5 s", seen
     assert seen["own"] == "its own", seen  # a coroutine's own TimeoutError is its own
     assert seen["left"] == 5 and seen["inside"] == 0, seen  # three, the slow one, the kept one
+
+
+RESAMPLE_SCRIPT = """
+import atexit, json, sys
+import numpy as np
+from livekit.rtc._ffi_client import FfiClient
+from lkchaos.livekit import background
+from lkchaos.voice import audio
+
+out = sys.argv[1]
+tone = (np.sin(np.arange(4800) / 10) * 3000).astype(np.int16).tobytes()
+resampled = audio._resample(tone, 48000, 16000)
+
+def seen():  # registered last, so it runs first: what the exit hooks will find
+    with open(out, "w") as f:
+        json.dump({"samples": len(resampled), "guarded": background._hooked,
+                   "runtime_disposed": FfiClient._ffi_disposed}, f)
+
+atexit.register(seen)
+"""
+
+
+def test_a_process_that_only_resamples_guards_its_exit(tmp_path: Path) -> None:
+    """A transcription (a load ramp's judge) starts the SDK's native runtime through its
+    resampler, with no room: the exit guard is registered then too (a ramp once ended by an
+    abort in the runtime's exit after recording every step)."""
+    out = tmp_path / "seen.json"
+    done = subprocess.run([sys.executable, "-c", RESAMPLE_SCRIPT, str(out)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(out.read_text()) == {"samples": 1600, "guarded": True,
+                                           "runtime_disposed": False}  # fmt: skip

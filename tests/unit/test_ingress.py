@@ -109,16 +109,20 @@ def test_preflight_accepts_the_defaults_and_knows_both_probes() -> None:
         assert NEEDS[f"lkchaos.ingress.probes.{name}"] == ("livekit", "ingress")
 
 
-@pytest.mark.parametrize(("first", "publishes", "made"), [
-    ("participant", 2, 2), ("tracks", 2, 2), ("held", 2, 2), ("state", 2, 2),
-    ("tracks", 1, 1), (None, 2, 1), ("push", 2, 1), ("create", 2, 1),
+@pytest.mark.parametrize(("first", "answered", "publishes", "made"), [
+    ("participant", None, 2, 2), ("tracks", None, 2, 2), ("held", None, 2, 2),
+    ("state", None, 2, 2), ("push", 503, 2, 2), ("push", 500, 2, 2),
+    ("tracks", None, 1, 1), ("push", 503, 1, 1), (None, None, 2, 1), ("push", None, 2, 1),
+    ("push", 404, 2, 1), ("push", 401, 2, 1), ("create", None, 2, 1),
 ])  # fmt: skip
-def test_a_second_publish_only_when_the_first_stopped_short_of_the_room(
-    first: str | None, publishes: int, made: int
+def test_a_second_publish_only_when_the_first_stopped_short_or_met_a_server_error(
+    first: str | None, answered: int | None, publishes: int, made: int
 ) -> None:
-    """An encoder reconnects when its stream did not reach the room whole; a refused push or
-    an ingress never created is the answer, not a reason to publish again."""
-    results = [{"ok": first is None, "stage": first, "n": 1}, {"ok": True, "stage": None, "n": 2}]
+    """An encoder reconnects when its stream did not reach the room whole or the WHIP
+    endpoint failed on its offer (5xx); a refused push (a 4xx, a pusher's exit) or an
+    ingress never created is the answer, not a reason to publish again."""
+    results = [{"ok": first is None, "stage": first, "answered": answered, "n": 1},
+               {"ok": True, "stage": None, "n": 2}]  # fmt: skip
     calls: list[int] = []
 
     def once() -> dict[str, Any]:
@@ -288,6 +292,55 @@ def test_a_publisher_that_cannot_start_still_deletes_the_ingress(
     result = probes._publish("whip", "room-a", 0.0, 5.0, None, SETTINGS, start, "aiortc")
     assert result["stage"] == "push" and "<key>" in result["reason"] and KEY not in result["reason"]
     assert result["deleted"] is True and fake.ingresses == {}
+    assert "answered" not in result  # the exception carried no status
+
+
+def test_a_whip_endpoints_error_status_reaches_the_caller() -> None:
+    """A real HTTP server refusing the offer: the status and body are in the error."""
+    if whip.aiortc_missing():
+        pytest.skip(whip.NEEDED)
+    import http.server
+    import threading
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b"no response from servers"
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/w/key"
+    push = whip.WhipPush(url, timeout=5.0)
+    try:
+        with pytest.raises(whip.WhipError) as refused:
+            push.start()
+    finally:
+        push.stop()
+        server.shutdown()
+        server.server_close()
+    assert refused.value.status == 503
+    assert str(refused.value) == f"POST {url} answered 503: no response from servers"
+
+
+def test_the_status_a_whip_offer_was_refused_with_is_kept(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeLiveKit()
+    fake.install(monkeypatch)
+
+    def start(url: str) -> FakePublisher:
+        raise whip.WhipError(f"POST {url} answered 503: no response from servers", 503)
+
+    result = probes._publish("whip", "room-a", 0.0, 5.0, None, SETTINGS, start, "aiortc")
+    assert result["stage"] == "push" and result["answered"] == 503
+    assert probes._again(result) and fake.ingresses == {}
 
 
 def test_an_ingress_left_by_a_crash_in_the_watch_is_still_deleted(

@@ -143,6 +143,37 @@ def test_a_stream_that_never_reaches_the_room_fails_after_two_publishes(
     assert bounds == [13.0, 13.0]
 
 
+def test_a_whip_offer_failed_by_the_server_is_offered_again_and_warned_of(
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A WHIP endpoint answering 503 once (a LiveKit node slow to answer the ingress) and
+    then taking the offer: the items the first offer failed warn, naming the answer."""
+    from lkchaos.ingress import probes, whip
+
+    monkeypatch.setattr(whip, "aiortc_missing", lambda: False)
+    answers = [{"stage": "push", "answered": 503, "state": "ENDPOINT_ERROR",
+                "state_error": "no response from servers",
+                "reason": "POST http://in/w/<key> answered 503: no response from servers"},
+               {"stage": None, "state": "ENDPOINT_PUBLISHING", "state_error": "",
+                "reason": "", "time_to_participant_s": 0.4, "time_to_tracks_s": 1.6,
+                "tracks": [{"type": "audio"}, {"type": "video"}]}]  # fmt: skip
+
+    def publish(_run: object, timeout: float) -> dict[str, object]:
+        return {"kind": "whip", "endpoint": "http://in/w", "deleted": True,
+                "time_to_participant_s": None, "time_to_tracks_s": None, "tracks": [],
+                **answers.pop(0)}  # fmt: skip
+
+    monkeypatch.setattr(probes, "_retrying", publish)
+    ctx = _ctx(10.0)
+    media = CHECKS["ingress-egress.media-streaming-working"](ctx)
+    sdp = CHECKS["ingress-egress.sdp-negotiation-successful"](ctx)
+    assert (media.status, sdp.status) == ("warn", "warn"), (media, sdp)
+    assert ("the first publish failed at push: POST http://in/w/<key> answered 503: no "
+            "response from servers (the ingress was ENDPOINT_ERROR)") in sdp.evidence
+    # The endpoint was reached and the ingress created both times.
+    assert CHECKS["ingress-egress.whip-endpoint-accessible"](ctx).status == "pass"
+    assert answers == []
+
+
 @pytest.mark.parametrize("stage", ["push", None])
 def test_a_refused_or_whole_publish_is_not_repeated(
         monkeypatch: pytest.MonkeyPatch, stage: str | None) -> None:  # fmt: skip

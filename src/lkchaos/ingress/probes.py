@@ -20,7 +20,8 @@ what they created (the push and the ingress), whatever happens. Both return::
 ``ENDPOINT_PUBLISHING`` then. Otherwise ``stage`` says what failed first: ``create`` (no node
 created the ingress: LiveKit or its Ingress service did not answer), ``push`` (the push was
 refused or ended early: ``reason`` has the pusher's error), ``participant``, ``tracks``,
-``held`` (the participant or a track left during ``duration_s``) or ``state``. An ingress
+``held`` (the participant or a track left during ``duration_s``) or ``state``; a WHIP
+offer the endpoint answered with an error status gives that status in ``answered``. An ingress
 that could not be deleted leaves ``deleted`` false and says why in ``delete_error``. While
 Ingress refuses the stream as "server capacity exceeded" (it admits a session only while
 enough CPU is idle), the probe publishes again every 2 s within ``timeout``, as an encoder
@@ -137,12 +138,20 @@ def _check_publishes(publishes: Any) -> int:
     return int(publishes)
 
 
+def _again(result: Dict[str, Any]) -> bool:
+    """Whether an encoder would publish again after ``result``: it was accepted but stopped
+    short of the room (a stage of :data:`SHORT`), or the WHIP endpoint answered its offer
+    with a server error (5xx: the ingress failed to start the session, or a LiveKit node did
+    not answer it in time), not a refusal (a 4xx: an unknown stream key is the answer)."""
+    return result.get("stage") in SHORT or (
+        result.get("stage") == "push" and int(result.get("answered") or 0) >= 500)
+
+
 def _publishing(once: Callable[[], Dict[str, Any]], publishes: int) -> Dict[str, Any]:
-    """``once()``, and once more when ``publishes`` is 2 and the first stopped short of the
-    room (a stage of :data:`SHORT`), as a broadcaster's encoder reconnects: the second's
-    result carries the first's under ``earlier``."""
+    """``once()``, and once more when ``publishes`` is 2 and an encoder would publish again
+    (:func:`_again`): the second's result carries the first's under ``earlier``."""
     first = once()
-    if publishes < 2 or first.get("stage") not in SHORT:
+    if publishes < 2 or not _again(first):
         return first
     return {**once(), "earlier": first}
 
@@ -253,6 +262,8 @@ def _publish(
             publisher = start(f"{base}/{created.stream_key}")
         except (OSError, whip.WhipError, TimeoutError) as exc:
             result.update(stage="push", reason=str(exc).replace(created.stream_key, "<key>"))
+            if isinstance(exc, whip.WhipError) and exc.status is not None:
+                result["answered"] = exc.status
             return result
         _watch(result, settings, publisher, started, duration_s, timeout)
         result["reason"] = str(result["reason"]).replace(created.stream_key, "<key>")
@@ -346,9 +357,9 @@ def rtmp_publish(
     must be installed where lkchaos runs). ``endpoint``: the RTMP base URL to push to
     (``rtmp://HOST:PORT/x``) instead of the configured or announced one. ``publishes=2``:
     publish a second time when the first was accepted but stopped short of the room (no
-    participant, a track missing or gone, the ingress not publishing), as an encoder
-    reconnects; the result is the second's, with the first's under ``earlier`` (up to twice
-    the time).
+    participant, a track missing or gone, the ingress not publishing), or (WHIP) the
+    endpoint answered the offer with a server error (5xx), as an encoder reconnects; the
+    result is the second's, with the first's under ``earlier`` (up to twice the time).
     """
     _check(room, duration_s, timeout, endpoint)
     count = _check_publishes(publishes)

@@ -28,7 +28,12 @@ NEEDED = ("publishing through WHIP needs aiortc on the machine lkchaos runs on: 
 
 
 class WhipError(Exception):
-    """The WHIP endpoint refused the offer, or could not be reached."""
+    """The WHIP endpoint refused the offer, or could not be reached. ``status`` is the HTTP
+    status it answered with (``None`` when it did not answer)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def aiortc_missing() -> bool:
@@ -91,7 +96,8 @@ class WhipPush:
             raise WhipError(f"POST {self.endpoint}: {type(exc).__name__}: {exc}") from exc
         if response.status_code not in (200, 201):
             raise WhipError(f"POST {self.endpoint} answered {response.status_code}: "
-                            f"{response.text.strip()[:300]}")  # fmt: skip
+                            f"{response.text.strip()[:300] or '(no body)'}",
+                            response.status_code)  # fmt: skip
         location = response.headers.get("Location", "")
         self.resource = urljoin(self.endpoint, location) if location else ""
         self._run(self._answer(response.text))

@@ -20,8 +20,9 @@ against a LiveKit server, idle and with both cores busy, all passed). Short-live
 from threads runs on this process's one rtc loop (:func:`run_rtc`), as the SDK is meant to be
 used, never in an ``asyncio.run`` of its own.
 
-So every room this package creates comes from :func:`new_room`, which registers one exit
-hook *after* the SDK's (``atexit`` runs hooks last-registered first). At exit the hook leaves
+So every room this package creates comes from :func:`new_room`, and every other use of the
+runtime (the resampler a transcription uses) calls :func:`guard_exit` first: it registers one
+exit hook *after* the SDK's (``atexit`` runs hooks last-registered first). At exit the hook leaves
 every room held by a :class:`BackgroundLoop`, stops the loops, disposes the runtime itself
 while the interpreter is whole, and waits :data:`SETTLE_S` for callbacks under way to return.
 The SDK's own hook then finds the runtime disposed and does nothing.

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from livekit import rtc
 
-from lkchaos.livekit.background import close_source
+from lkchaos.livekit.background import close_source, guard_exit
 
 RATE = 48000
 FRAME = RATE // 100  # 10 ms: the frame a level is measured on
@@ -48,6 +48,9 @@ TRANSCRIBE_TOKENS_PER_S = 8
 
 
 def _resample(pcm: bytes, rate: int, to: int) -> np.ndarray:
+    # The resampler is the SDK's native runtime: a process that only transcribes (a load
+    # ramp's judge) starts it here, and its exit must be guarded as a room's is.
+    guard_exit()
     frame = rtc.AudioFrame(pcm, rate, 1, len(pcm) // 2)
     resampler = rtc.AudioResampler(rate, to, num_channels=1)
     out = [*resampler.push(frame), *resampler.flush()]

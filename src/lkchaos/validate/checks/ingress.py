@@ -24,8 +24,8 @@ HOLD_S = 1.0
 #: How long a push with a wrong stream key may run before it counts as accepted.
 REFUSE_S = 4.0
 #: Publishes a check makes at most: a second follows one that the ingress accepted but that
-#: stopped short of the room (``lkchaos.ingress.probes.SHORT``), and the item is a warning if
-#: only that one got through.
+#: stopped short of the room (``lkchaos.ingress.probes.SHORT``) or whose WHIP offer was
+#: answered with a server error (5xx), and the item is a warning if only that one got through.
 PUBLISHES = 2
 
 
@@ -50,8 +50,9 @@ def attempt_s(timeout_s: float) -> float:
 def publish(ctx: Context, kind: str) -> dict[str, Any]:
     """One short publish (``rtmp`` or ``whip``) into a fresh room, run once per run; a
     second one when the first was accepted but did not reach the room whole (a stage of
-    ``lkchaos.ingress.probes.SHORT``), as a broadcaster's encoder reconnects. The second's
-    result carries the first's under ``earlier``."""
+    ``lkchaos.ingress.probes.SHORT``) or its WHIP offer was answered with a server error, as
+    a broadcaster's encoder reconnects. The second's result carries the first's under
+    ``earlier``."""
 
     def once() -> dict[str, Any]:
         from lkchaos.ingress import probes, whip
@@ -102,13 +103,14 @@ def _failed(seen: dict[str, Any]) -> str:
 
 def _judge(ctx: Context, kind: str, stages: tuple[str, ...]) -> Finding:
     """Pass when the publish got past every stage in ``stages`` (fail when it stopped at one
-    of them); ``stages == ()`` means the whole publish must succeed."""
+    of them); ``stages == ()`` means the whole publish must succeed. A warning when only the
+    second publish got past them."""
     if (none := _none(ctx)) is not None:
         return none
     seen = publish(ctx, kind)
     stopped = seen.get("stage")
     earlier = seen.get("earlier")
-    if stopped is None and earlier and not stages:
+    if stopped is None and earlier and (not stages or earlier.get("stage") in stages):
         return Finding("warn", f"{_brief(seen)}; at the second publish only, the first "
                        f"{_failed(earlier)[len(kind) + 1:]}", seen)  # fmt: skip
     if stopped is None:
