@@ -95,6 +95,12 @@ def evidence_of(report: dict[str, Any], item: str) -> str:
     return str(next(e for e in report["items"] if e["id"] == item)["evidence"])
 
 
+def explained(report: dict[str, Any], items: set[str]) -> str:
+    """Each item's id and whole evidence, one per line: an assertion's message (pytest
+    shortens a dict shown there, and the evidence that says why is what it cuts)."""
+    return "\n".join(f"{i}: {evidence_of(report, i)}" for i in sorted(items))
+
+
 @dataclass(frozen=True)
 class HealthyRun:
     """One full `lkchaos validate` of the healthy stack, with every output written."""
@@ -190,10 +196,9 @@ def test_a_stopped_replica_fails_exactly_its_items(tmp_path: Path, baseline: set
     code, report, _ = validate(tmp_path)
     assert code == 1
     # Its container, the stack's health, and Redis's replication: nothing else.
-    assert new_failures(report, baseline) == {
-        "startup.redis-container-starts", "startup.containers-show-healthy",
-        "redis.clustering-working"}, {i: evidence_of(report, i)
-                                      for i in new_failures(report, baseline)}  # fmt: skip
+    new = new_failures(report, baseline)
+    assert new == {"startup.redis-container-starts", "startup.containers-show-healthy",
+                   "redis.clustering-working"}, explained(report, new)  # fmt: skip
     assert "redis-replica is exited" in evidence_of(report, "startup.redis-container-starts")
 
 
@@ -229,8 +234,7 @@ def test_a_closed_port_fails_exactly_the_items_behind_it(
         tmp_path: Path, baseline: set[str], ingress_stopped: None) -> None:  # fmt: skip
     _, report, _ = validate(tmp_path)
     new = new_failures(report, baseline)
-    assert new == INGRESS_STOPPED, {i: evidence_of(report, i) for i in new ^ INGRESS_STOPPED
-                                    if i in new}  # fmt: skip
+    assert new == INGRESS_STOPPED, explained(report, new - INGRESS_STOPPED)
     assert "1935" in evidence_of(report, "infra.firewall-rules-configured.port-1935")
 
 
@@ -247,7 +251,8 @@ def expiring(settings: Settings) -> Iterator[str]:
 def test_an_expiring_certificate_fails_exactly_the_expiry_item(
         tmp_path: Path, baseline: set[str], expiring: str) -> None:  # fmt: skip
     _, report, _ = validate(tmp_path)
-    assert new_failures(report, baseline) == {"tls.certificates-not-expiring"}
+    new = new_failures(report, baseline)
+    assert new == {"tls.certificates-not-expiring"}, explained(report, new)
     evidence = next(e for e in report["items"] if e["id"] == "tls.certificates-not-expiring")
     assert expiring in evidence["evidence"]
 
@@ -308,7 +313,7 @@ def test_a_weak_tls_setting_fails_exactly_the_cipher_items(
     new = new_failures(report, baseline)
     weak = next(e for e in report["items"] if e["id"] == "tls.weak-cipher-suites")
     assert new == {"tls.strong-cipher-suites", "tls.weak-cipher-suites"}, (
-        {i: evidence_of(report, i) for i in new}, weak["data"])  # fmt: skip
+        f"{explained(report, new)}\n{weak['data']}")  # fmt: skip
     evidence = next(e for e in report["items"] if e["id"] == "tls.strong-cipher-suites")
     # The CBC suite allowed, by its OpenSSL name.
     assert f"{weak_tls}: accepts weak TLS 1.2 suites" in evidence["evidence"], evidence
@@ -351,8 +356,8 @@ def test_a_token_the_server_should_refuse_fails_exactly_the_key_item(
     _, report, _ = validate(tmp_path)
     # The key item, and the nodes' own complaint about the key pair, logged as they start.
     new = new_failures(report, baseline)
-    assert new == {"auth.api-keys-validated", "startup.configuration-files-loaded"}, {
-        i: evidence_of(report, i) for i in new}  # fmt: skip
+    assert new == {"auth.api-keys-validated", "startup.configuration-files-loaded"}, (
+        explained(report, new))
     evidence = next(e for e in report["items"] if e["id"] == "auth.api-keys-validated")
     assert "(development key)" in evidence["evidence"], evidence
     assert "a configuration error in the logs of livekit-1, livekit-2" in evidence_of(
