@@ -280,19 +280,24 @@ def test_a_refused_push_fails_at_push_without_the_stream_key(
     assert started[0].stopped and result["deleted"] is True
 
 
+@pytest.mark.parametrize("status", [None, 404, 503])
 def test_a_publisher_that_cannot_start_still_deletes_the_ingress(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, status: int | None
 ) -> None:
+    """Whatever refused the push, the ingress is deleted; the status a WHIP endpoint answered
+    with is kept, and only a server error (5xx) is worth publishing again."""
     fake = FakeLiveKit()
     fake.install(monkeypatch)
 
     def start(url: str) -> FakePublisher:
-        raise whip.WhipError(f"POST {url} answered 404: ingress not found")
+        why = f"answered {status}: refused" if status else "ConnectError: refused"
+        raise whip.WhipError(f"POST {url} {why}", status)
 
     result = probes._publish("whip", "room-a", 0.0, 5.0, None, SETTINGS, start, "aiortc")
     assert result["stage"] == "push" and "<key>" in result["reason"] and KEY not in result["reason"]
     assert result["deleted"] is True and fake.ingresses == {}
-    assert "answered" not in result  # the exception carried no status
+    assert result.get("answered") == status
+    assert probes._again(result) is (status == 503)
 
 
 def test_a_whip_endpoints_error_status_reaches_the_caller() -> None:
@@ -327,20 +332,6 @@ def test_a_whip_endpoints_error_status_reaches_the_caller() -> None:
         server.server_close()
     assert refused.value.status == 503
     assert str(refused.value) == f"POST {url} answered 503: no response from servers"
-
-
-def test_the_status_a_whip_offer_was_refused_with_is_kept(
-    monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = FakeLiveKit()
-    fake.install(monkeypatch)
-
-    def start(url: str) -> FakePublisher:
-        raise whip.WhipError(f"POST {url} answered 503: no response from servers", 503)
-
-    result = probes._publish("whip", "room-a", 0.0, 5.0, None, SETTINGS, start, "aiortc")
-    assert result["stage"] == "push" and result["answered"] == 503
-    assert probes._again(result) and fake.ingresses == {}
 
 
 def test_an_ingress_left_by_a_crash_in_the_watch_is_still_deleted(
