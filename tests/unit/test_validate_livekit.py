@@ -129,6 +129,13 @@ def test_signalling_joins_and_times_pings(local: Local) -> None:
     assert len(session["rtt_ms"]) == checks.PINGS
     assert latency.status == ("pass" if max(session["rtt_ms"]) < checks.WS_RTT_MS else "fail")
     assert not [r for r in rooms(local) if r.startswith(checks.ROOM_PREFIX)]
+    # The room deleted once its participant's leave was recorded: no participant entry left
+    # in Redis for a room that is gone (the room-state probe's orphan_participants).
+    import redis
+
+    with redis.Redis(port=local.redis_port, socket_timeout=5) as store:
+        left = store.keys(f"room_participants:{checks.ROOM_PREFIX}*")
+    assert left == [], left
 
 
 # --- media ---------------------------------------------------------------------------------

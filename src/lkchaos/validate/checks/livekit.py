@@ -236,9 +236,31 @@ def _join(ctx: Context, url: str, kind: str, pings: int, ice: bool = False) -> d
     except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError) as exc:
         return {"joined": False, "reason": f"{type(exc).__name__}: {exc}"[:300]}
     finally:  # the join created the room: leave nothing behind
-        with contextlib.suppress(httpx.HTTPError):
-            twirp(url, "DeleteRoom", admin_token(ctx.settings), ctx.timeout_s,
-                  json={"room": room})  # fmt: skip
+        delete_once_left(ctx, url, room)
+
+
+#: How long a check's room waits for its participants' leave to be recorded before it is
+#: deleted anyway (seconds).
+LEAVE_S = 3.0
+
+
+def delete_once_left(ctx: Context, url: str, room: str, leave_s: float = LEAVE_S) -> None:
+    """Delete ``room`` once ListParticipants lists no one in it (at most ``leave_s`` seconds).
+    A room deleted while its participant's leave was still being recorded left that
+    participant's entry in Redis (``room_participants:<room>`` with no room, which LiveKit
+    did not remove: an orphan that the room-state probe then reports). Best effort: an
+    error from either call leaves the room to LiveKit's empty timeout."""
+    deadline = time.monotonic() + leave_s
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        token = admin_token(ctx.settings, room)
+        while time.monotonic() < deadline:
+            listed = twirp(url, "ListParticipants", token, ctx.timeout_s, json={"room": room})
+            if listed.status_code != 200 or not listed.json().get("participants"):
+                break
+            time.sleep(0.1)
+    with contextlib.suppress(httpx.HTTPError):
+        twirp(url, "DeleteRoom", admin_token(ctx.settings), ctx.timeout_s,
+              json={"room": room})  # fmt: skip
 
 
 def ice_servers(ctx: Context) -> list[dict[str, Any]]:
