@@ -250,17 +250,16 @@ def delete_once_left(ctx: Context, url: str, room: str, leave_s: float = LEAVE_S
     participant's entry in Redis (``room_participants:<room>`` with no room, which LiveKit
     did not remove: an orphan that the room-state probe then reports). Best effort: an
     error from either call leaves the room to LiveKit's empty timeout."""
+    token = admin_token(ctx.settings, room)  # admin of the room, and may delete rooms
     deadline = time.monotonic() + leave_s
     with contextlib.suppress(httpx.HTTPError, ValueError):
-        token = admin_token(ctx.settings, room)
         while time.monotonic() < deadline:
             listed = twirp(url, "ListParticipants", token, ctx.timeout_s, json={"room": room})
             if listed.status_code != 200 or not listed.json().get("participants"):
                 break
             time.sleep(0.1)
     with contextlib.suppress(httpx.HTTPError):
-        twirp(url, "DeleteRoom", admin_token(ctx.settings), ctx.timeout_s,
-              json={"room": room})  # fmt: skip
+        twirp(url, "DeleteRoom", token, ctx.timeout_s, json={"room": room})
 
 
 def ice_servers(ctx: Context) -> list[dict[str, Any]]:
