@@ -138,6 +138,22 @@ def test_signalling_joins_and_times_pings(local: Local) -> None:
     assert left == [], left
 
 
+
+@pytest.mark.timeout(60)
+def test_a_node_that_never_answers_does_not_hold_the_rooms_deletion(local: Local) -> None:
+    # A real listener that accepts and never answers: each ListParticipants is bounded by
+    # what is left of the wait, not by the check's timeout (600 s here: pytest-timeout ends a
+    # regression), and a node that did not answer is not then asked to delete.
+    import socket
+
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        ctx = Context(local.settings(livekit_node_urls=(url,)), timeout_s=600.0)
+        checks.delete_once_left(ctx, url, checks.room_name("hung"), leave_s=0.5)
+
+
 # --- media ---------------------------------------------------------------------------------
 
 

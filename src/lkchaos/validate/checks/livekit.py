@@ -245,19 +245,26 @@ LEAVE_S = 3.0
 
 
 def delete_once_left(ctx: Context, url: str, room: str, leave_s: float = LEAVE_S) -> None:
-    """Delete ``room`` once ListParticipants lists no one in it (at most ``leave_s`` seconds).
-    A room deleted while its participant's leave was still being recorded left that
-    participant's entry in Redis (``room_participants:<room>`` with no room, which LiveKit
-    did not remove: an orphan that the room-state probe then reports). Best effort: an
-    error from either call leaves the room to LiveKit's empty timeout."""
+    """Delete ``room`` once ListParticipants lists no one in it (at most ``leave_s`` seconds,
+    each call bounded by what is left of them). A room deleted while its participant's leave
+    was still being recorded left that participant's entry in Redis
+    (``room_participants:<room>`` with no room, which LiveKit did not remove: an orphan that
+    the room-state probe then reports). Best effort: a node that does not answer the listing
+    in time is not asked to delete, and an error from either call leaves the room to
+    LiveKit's empty timeout."""
     token = admin_token(ctx.settings, room)  # admin of the room, and may delete rooms
     deadline = time.monotonic() + leave_s
-    with contextlib.suppress(httpx.HTTPError, ValueError):
-        while time.monotonic() < deadline:
-            listed = twirp(url, "ListParticipants", token, ctx.timeout_s, json={"room": room})
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            listed = twirp(url, "ListParticipants", token, min(ctx.timeout_s, left),
+                           json={"room": room})  # fmt: skip
             if listed.status_code != 200 or not listed.json().get("participants"):
                 break
             time.sleep(0.1)
+    except httpx.TimeoutException:
+        return
+    except (httpx.HTTPError, ValueError):
+        pass
     with contextlib.suppress(httpx.HTTPError):
         twirp(url, "DeleteRoom", token, ctx.timeout_s, json={"room": room})
 
