@@ -271,16 +271,78 @@ def test_online_check_reports_what_is_unreachable(
            "(names-resolve)\n" in result.output
 
 
-def test_online_check_exits_0_when_everything_answers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_url: str, listener: str,
-) -> None:
+@pytest.fixture(scope="module")
+def livekit_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real livekit-server (``--dev``) on loopback with the key pair of ``livekit_dev``."""
+    from tests.unit.livekit_dev import dev_server
+
+    with dev_server(tmp_path_factory.mktemp("livekit")) as url:
+        yield url
+
+
+def _keyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node: str, listener: str,
+           secret: str) -> Path:  # fmt: skip
+    from tests.unit.livekit_dev import KEY
+
     monkeypatch.setattr("lkchaos.target.reach.runtime_checks", lambda target: [])
-    monkeypatch.setenv("LK_KEY", "k")
+    monkeypatch.setenv("LK_KEY", KEY)
     monkeypatch.setenv("REDIS_PASSWORD", "p")
-    path = _target(tmp_path, http_url, listener, listener, listener)
+    path = _target(tmp_path, node, listener, listener, listener)
+    (tmp_path / "keys.env").write_text(f"LK_SECRET={secret}\n")
+    return path
+
+
+def test_online_check_exits_0_when_everything_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, livekit_node: str, listener: str,
+) -> None:
+    from tests.unit.livekit_dev import SECRET
+
+    path = _keyed(tmp_path, monkeypatch, livekit_node, listener, SECRET)
     result = CliRunner().invoke(target_cli, ["check", "--target", str(path)])
     assert result.exit_code == 0, result.output
     assert "FAIL" not in result.output
+    assert "ok    livekit node only API key: accepted (ListRooms: " in result.output
+
+
+def test_a_key_pair_the_nodes_refuse_fails_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, livekit_node: str, listener: str,
+) -> None:
+    # Reachable and resolving, but not a pair LiveKit knows: the runs would fail at their
+    # steady state on a 401; the check says so first, and nothing needing LiveKit can run.
+    wrong = "not-the-secret-of-this-server-0123456789"
+    path = _keyed(tmp_path, monkeypatch, livekit_node, listener, wrong)
+    result = CliRunner().invoke(target_cli, ["check", "--target", str(path)])
+    assert result.exit_code == 1, result.output
+    assert wrong not in result.output
+    assert "FAIL  livekit node only API key: refused (HTTP 401" in result.output
+    assert "must be a pair from LiveKit's `keys:`" in result.output
+    assert "  no  lkchaos.livekit.probes.room_state: livekit failed a check (see above)" \
+        in result.output, result.output
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_a_ca_file_that_does_not_load_fails_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_url: str, listener: str,
+    content: str | None,
+) -> None:
+    monkeypatch.setattr("lkchaos.target.reach.runtime_checks", lambda target: [])
+    monkeypatch.setattr("lkchaos.target.reach.credential_checks", lambda loaded: [])
+    monkeypatch.setenv("LK_KEY", "k")
+    monkeypatch.setenv("REDIS_PASSWORD", "p")
+    path = _target(tmp_path, http_url, listener, listener, listener)
+    path.write_text(path.read_text().replace("  kind: nginx\n",
+                                             "  kind: nginx\n  ca_file: certs/ca.pem\n"))
+    if content is not None:
+        (tmp_path / "certs").mkdir()
+        (tmp_path / "certs" / "ca.pem").write_text(content)
+    result = CliRunner().invoke(target_cli, ["check", "--target", str(path)])
+    assert result.exit_code == 1, result.output
+    where = repr(str(tmp_path / "certs" / "ca.pem"))
+    expected = (f"FAIL  tls_proxy.ca_file: no file {where}: correct tls_proxy.ca_file"
+                if content is None else f"FAIL  tls_proxy.ca_file: {where} is not a PEM CA")
+    assert expected in result.output, result.output
+    assert "  no  lkchaos.tls.probes.hsts: tls_proxy failed a check (see above)" \
+        in result.output
 
 
 def test_online_node_answering_500_is_unreachable(tmp_path: Path, closed_port: str) -> None:

@@ -128,6 +128,36 @@ def test_an_exception_is_an_error_with_its_message(settings: Settings) -> None:
     assert ram.status == "error" and "returned str, not a Finding" in ram.evidence
 
 
+def test_no_token_or_secret_reaches_the_report(tmp_path: Path) -> None:
+    # An error quoting the join URL (as aiohttp's handshake error does) held a working access
+    # token; a check's data may quote the target's secret. The report carries neither.
+    import json
+
+    from lkchaos.livekit.client import access_token
+
+    secret = "a-secret-of-the-target-0123456789"
+    settings = Settings(state_dir=str(tmp_path), livekit_api_key="APIkey",
+                        livekit_api_secret=secret)  # fmt: skip
+    token = access_token(settings, "lkchaos-validate-signal", "room-a", ttl_seconds=120)
+
+    def refused(ctx: Context) -> Finding:
+        raise ConnectionError(f"503, message='Invalid response status', "
+                              f"url='ws://127.0.0.1:7880/rtc?access_token={token}&protocol=16'")
+
+    def quoting(ctx: Context) -> Finding:
+        return Finding("fail", f"LIVEKIT_API_SECRET={secret} in the environment",
+                       {"seen": [f"Bearer {token}"], "ok": 1})
+
+    report = runner.run(selection.select(only=[CPU, RAM]), settings,
+                        checks={CPU: refused, RAM: quoting})  # fmt: skip
+    written = json.dumps(report.as_dict())
+    assert token not in written and secret not in written
+    cpu, ram = report.results
+    assert cpu.evidence.endswith("url='ws://127.0.0.1:7880/rtc?access_token=***&protocol=16'")
+    assert ram.evidence == "LIVEKIT_API_SECRET=*** in the environment"
+    assert ram.data == {"seen": ["Bearer ***"], "ok": 1}
+
+
 def test_a_check_that_overruns_is_an_error_and_does_not_hold_the_run(
         settings: Settings) -> None:  # fmt: skip
     release = threading.Event()

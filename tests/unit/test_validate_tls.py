@@ -531,3 +531,17 @@ def test_a_handshake_cut_without_an_alert_is_asked_again(serve: Serve) -> None:
     server.reset = 2
     again = tls_client.handshake_retried(server.address, LK, pause_s=0.0, timeout=2)
     assert again.ok and server.connections == 3
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"])
+def test_a_ca_file_that_cannot_be_loaded_is_named_with_what_to_set(
+        tmp_path: Path, content: bytes | None) -> None:  # fmt: skip
+    # Missing, or not PEM: a configuration error naming the file, not "cannot reach it" or
+    # "this machine cannot offer it".
+    from lkchaos.errors import ConfigError
+
+    path = tmp_path / "ca.crt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(repr(str(path))) + ".*tls_proxy.ca_file"):
+        tls_client.handshake("127.0.0.1:9", "lk.example", cafile=str(path))

@@ -77,15 +77,20 @@ def known_secrets(state_dir: str | Path | None = None) -> set[str]:
     return found
 
 
+#: A signed JSON Web Token (LiveKit's access tokens and those signed with its key): header
+#: and claims are base64url JSON objects, so both begin ``eyJ``. Masked wherever text is
+#: scrubbed, since tokens are minted at run time and were never registered as secrets.
+JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
+
+
 def scrub(value: Any, secrets: Iterable[str]) -> Any:
-    """``value`` with every occurrence of a secret in its text replaced by ``***``."""
+    """``value`` with every occurrence of a secret, and every signed token (:data:`JWT`), in
+    its text replaced by ``***``."""
     secrets = [s for s in secrets if s]
-    if not secrets:
-        return value
     if isinstance(value, str):
         for secret in secrets:
             value = value.replace(secret, MASK)
-        return value
+        return JWT.sub(MASK, value)
     if isinstance(value, Mapping):
         return {scrub(k, secrets): scrub(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -5,7 +5,11 @@
   Toxiproxy's API: a TCP connect;
 - the runtime: the Docker engine's list of containers must hold every runtime name the roles
   map to (compose service names, container names, or label values);
-- each secret reference must resolve (its value is never shown).
+- each secret reference must resolve (its value is never shown);
+- each node must accept the API key pair: a signed ``ListRooms`` (read only), where a 401
+  says the key or secret is not one of LiveKit's ``keys:``;
+- each CA file the target names must load as PEM (``tls_proxy.ca_file``, Redis's
+  ``tls.ca_file``).
 
 Every network call has a timeout of :data:`TIMEOUT_S` seconds.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +157,81 @@ def secret_checks(loaded: LoadedTarget) -> list[Reached]:
     return found
 
 
+def credential_checks(loaded: LoadedTarget) -> list[Reached]:
+    """Per node, whether it accepts the target's API key pair: a ``ListRooms`` signed with
+    it (a token with the ``roomList`` grant, 60 s). A node that gives no answer, or a pair
+    that does not resolve, is left to the network and secret lines."""
+    import datetime as dt
+
+    from livekit import api
+
+    livekit = loaded.target.livekit
+    try:
+        key = secrets.resolve(livekit.api_key, loaded.folder)
+        secret = secrets.resolve(livekit.api_secret, loaded.folder)
+    except secrets.SecretUnavailable:
+        return []
+    with warnings.catch_warnings():  # a short secret is reported by the node's answer
+        warnings.simplefilter("ignore")
+        token = (api.AccessToken(key, secret).with_identity("lkchaos-target-check")
+                 .with_ttl(dt.timedelta(seconds=60))
+                 .with_grants(api.VideoGrants(room_list=True)).to_jwt())  # fmt: skip
+    found = []
+    for node in livekit.nodes:
+        endpoint = node.url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+        endpoint = endpoint.rstrip("/") + "/twirp/livekit.RoomService/ListRooms"
+        try:
+            answer = httpx.post(endpoint, json={}, timeout=TIMEOUT_S,
+                                headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        except httpx.HTTPError:
+            continue
+        what = f"livekit node {node.name} API key"
+        if answer.status_code == 200:
+            rooms = len(answer.json().get("rooms") or [])
+            found.append(Reached("livekit", what, True,
+                                 f"accepted (ListRooms: {rooms} rooms)"))
+        elif answer.status_code in (401, 403):
+            found.append(Reached("livekit", what, False, (
+                f"refused (HTTP {answer.status_code}: {answer.text.strip()[:160]}): "
+                "livekit.api_key and api_secret must be a pair from LiveKit's `keys:` "
+                "(LIVEKIT_KEYS); correct the reference that resolves to the wrong one")))
+        else:
+            found.append(Reached("livekit", what, False, (
+                f"ListRooms answered HTTP {answer.status_code} "
+                f"({answer.text.strip()[:160]}): is {node.url} a LiveKit node's API?")))
+    return found
+
+
+def file_checks(loaded: LoadedTarget) -> list[Reached]:
+    """Each CA file the target names loads as PEM certificates (a failure counts against
+    the component that uses it: ``tls_proxy`` or ``redis``)."""
+    import ssl
+
+    named = {"tls_proxy.ca_file": ("tls_proxy", loaded.target.tls_proxy.ca_file)}
+    for mode in ("sentinel", "direct"):
+        found = getattr(loaded.target.redis, mode)
+        tls = getattr(found, "tls", None)
+        if tls is not None:
+            named[f"redis.{mode}.tls.ca_file"] = ("redis", tls.ca_file)
+    checks = []
+    for key, (component, text) in named.items():
+        if not text:
+            continue
+        path = secrets.expand_path(text, loaded.folder)
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(path))
+        except FileNotFoundError:
+            checks.append(Reached(component, key, False,
+                                  f"no file {str(path)!r}: correct {key}, or create it"))
+        except (OSError, ssl.SSLError) as exc:
+            checks.append(Reached(component, key, False,
+                                  f"{str(path)!r} is not a PEM CA certificate ({exc})"))
+        else:
+            checks.append(Reached(component, key, True, f"{str(path)!r} loads"))
+    return checks
+
+
 def reach(loaded: LoadedTarget) -> list[Reached]:
-    """Every check of the target, in order: secrets, network, runtime."""
-    return [*secret_checks(loaded), *_network(loaded.target), *runtime_checks(loaded.target)]
+    """Every check of the target, in order: secrets, files, network, API key, runtime."""
+    return [*secret_checks(loaded), *file_checks(loaded), *_network(loaded.target),
+            *credential_checks(loaded), *runtime_checks(loaded.target)]

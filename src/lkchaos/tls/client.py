@@ -18,6 +18,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from lkchaos.errors import ConfigError
 from lkchaos.settings import Settings
 from lkchaos.tls import sockets
 
@@ -77,7 +78,15 @@ def context(
     if cafile == SYSTEM_CAS:
         ctx.load_default_certs()
     elif cafile:
-        ctx.load_verify_locations(cafile=cafile)
+        try:
+            ctx.load_verify_locations(cafile=cafile)
+        except (OSError, ssl.SSLError) as exc:
+            reason = "no such file" if isinstance(exc, FileNotFoundError) else str(exc)
+            raise ConfigError(
+                f"cannot load the CA certificate {cafile!r} ({reason}): set the target's "
+                "tls_proxy.ca_file (LKCHAOS_CA_FILE) to the PEM file of the CA that signs "
+                "the deployment's certificates, or leave it out to trust this machine's CAs"
+            ) from exc
     else:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lkchaos.safety import audit
 from lkchaos.settings import Settings
 from lkchaos.validate import manual
 from lkchaos.validate.model import CHECKS, STATUSES, Check, Context, Finding, Item, Status
@@ -225,12 +226,19 @@ def run(selected: Sequence[Item], settings: Settings, *, timeout_s: float = DEFA
     ctx = RunContext(settings, timeout_s)
     funcs = list(dict.fromkeys(checks[i.id] for i in selected if i.id in checks))
     outcomes = run_in_turn(funcs, ctx, workers=workers, grace_s=grace_s)
+    secrets = audit.known_secrets(settings.state_dir) | {
+        value for value in (settings.livekit_api_secret, settings.redis_password,
+                            settings.sentinel_password) if len(value) >= audit.MIN_SECRET_LEN}
     by_id: dict[str, ItemResult] = {}
     for item in selected:
         if item.id in checks:
             finding, took = outcomes[checks[item.id]]
-            by_id[item.id] = ItemResult(item, finding.status, finding.evidence,
-                                        dict(finding.data), True, round(took, 3))  # fmt: skip
+            # An error's text can quote a URL with its access token, or a secret: neither
+            # may reach the terminal, the JSON or the sign-off artifacts.
+            by_id[item.id] = ItemResult(item, finding.status,
+                                        audit.scrub(finding.evidence, secrets),
+                                        audit.scrub(dict(finding.data), secrets), True,
+                                        round(took, 3))  # fmt: skip
         else:
             by_id[item.id] = ItemResult(item, "manual", manual.instruction(item))
     _roll_up(selected, by_id)
