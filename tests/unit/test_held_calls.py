@@ -223,9 +223,22 @@ def test_the_prober_serves_held_calls(livekit: str, tmp_path: Path) -> None:
             assert bad.status == 400 and "max_turns" in (await bad.json())["error"]
             assert (await client.post("/calls", json={})).status == 401
             started = await client.post("/calls", headers=headers, json={
-                "max_turns": 2, "dispatch_s": 0.3, "turn_gap_s": 0.05})
+                "max_turns": 2, "dispatch_s": 0.3, "turn_gap_s": 0.05, "agent_name": "mine"})
             body = await started.json()
             assert started.status == 200 and body["room"].startswith("lkchaos-held-")
+            # The request's agent (the target's voice.agent_name), not the prober's own,
+            # is the one LiveKit was asked to dispatch to the call's room.
+            assert (body["agent_name"], body["livekit_url"]) == ("mine", config["url"])
+            lkapi = api.LiveKitAPI(livekit, KEY, SECRET)
+            try:
+                for _ in range(50):
+                    dispatches = await lkapi.agent_dispatch.list_dispatch(body["room"])
+                    if dispatches:
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                await lkapi.aclose()
+            assert [d.agent_name for d in dispatches] == ["mine"]
             turns = await client.get(f"/calls/{body['id']}?after=0&wait_s=10", headers=headers)
             data = await turns.json()
             assert data["turns"][0]["stage"] == "no_agent", json.dumps(data)

@@ -216,6 +216,12 @@ def test_voice_round_trips_refuses_bad_arguments_before_calling(
         voice_round_trips(**arguments, configuration={"voice_prober_url": "http://127.0.0.1:9"})
 
 
+def test_a_prober_older_than_the_agent_name_field_says_to_rebuild_it() -> None:
+    with FakeProber([{"error": "unknown field(s): agent_name"}], status=400) as older:
+        with pytest.raises(ActivityFailed, match="older than this lkchaos.*lkchaos stack up"):
+            voice_round_trip(secrets=SECRETS, configuration={"voice_prober_url": older.url})
+
+
 def test_voice_round_trips_makes_every_call_through_the_prober() -> None:
     # After 1.5 s and 4.0 s the median hangs on the third call.
     with FakeProber([_call(True, 1.5), _call(True, 4.0), _call(True, 2.5)]) as prober_:
@@ -555,6 +561,39 @@ def test_the_prober_serves_a_request_with_the_credential(monkeypatch: pytest.Mon
     status, body = _prober_call("POST", "/round-trip", good, {"question": "-x 1 plus 1\n"})
     assert status == 400 and "printable" in body["error"]
     assert _prober_call("GET", "/health")[0] == 200  # the healthcheck needs no credential
+
+
+def test_the_prober_dispatches_the_agent_the_request_names(
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # A target's voice.agent_name reached no remote prober: it dispatched its own AGENT_NAME
+    # and a wrong name passed. The request's name wins; the answer says what was dialed.
+    agents: list[str] = []
+
+    async def fake_run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        agents.append(args[5])
+        return {"ok": True, "stage": "ok", "question": args[3], "timings_ms": {}}
+
+    monkeypatch.setattr(roundtrip, "run", fake_run)
+    good = {"Authorization": authorization("the-secret")}
+    ask = {"question": "What is 1 plus 1?"}
+    status, body = _prober_call("POST", "/round-trip", good, {**ask, "agent_name": "my-agent"})
+    assert status == 200 and body["agent_name"] == "my-agent"
+    assert body["livekit_url"] == "wss://lk.invalid"
+    assert _prober_call("POST", "/round-trip", good, {**ask, "agent_name": ""})[0] == 200
+    assert _prober_call("POST", "/round-trip", good, ask)[1]["agent_name"] == "a"
+    assert agents == ["my-agent", "", "a"]
+    status, body = _prober_call("POST", "/round-trip", good, {**ask, "agent_name": 3})
+    assert status == 400 and "agent_name must be a printable string" in body["error"]
+
+
+def test_the_round_trip_probe_sends_the_targets_agent_name() -> None:
+    with FakeProber([_call(True, 1.0), _call(True, 1.0)]) as prober_:
+        voice_round_trip(question="What is two plus three?", timeout=20, secrets=SECRETS,
+                         configuration={"voice_prober_url": prober_.url,
+                                        "agent_name": "my-agent"})  # fmt: skip
+        voice_round_trip(question="What is two plus three?", timeout=20, secrets=SECRETS,
+                         configuration={"voice_prober_url": prober_.url})  # fmt: skip
+    assert [b["agent_name"] for b in prober_.requests] == ["my-agent", "lkchaos-agent"]
 
 
 def test_the_prober_listens_on_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

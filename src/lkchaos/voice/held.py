@@ -78,11 +78,13 @@ class Backend(Protocol):
 class _Prober:
     """Held calls in the voice prober (``lkchaos.voice.prober``)."""
 
-    def __init__(self, url: str, secret: str) -> None:
-        self.url, self.secret = url, secret
+    def __init__(self, url: str, secret: str, agent_name: str | None = None) -> None:
+        self.url, self.secret, self.agent_name = url, secret, agent_name
 
     def start(self, options: Options) -> tuple[str, str]:
-        body = {k: getattr(options, k) for k in Options.__dataclass_fields__}
+        body: dict[str, Any] = {k: getattr(options, k) for k in Options.__dataclass_fields__}
+        if self.agent_name is not None:  # the target's, not the prober's own AGENT_NAME
+            body["agent_name"] = self.agent_name
         out = prober_client.call(self.url, self.secret, "POST", "/calls", body, timeout=30)
         return str(out["id"]), str(out["room"])
 
@@ -179,7 +181,7 @@ def backend(settings: Settings) -> Backend:
     child of this process."""
     if settings.voice_prober_url:
         _key, secret = settings.require_keys()
-        return _Prober(settings.voice_prober_url, secret)
+        return _Prober(settings.voice_prober_url, secret, settings.agent_name)
     return _Local(settings)
 
 

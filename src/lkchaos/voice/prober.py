@@ -5,14 +5,17 @@ probe that must go through the stack's own DNS and Caddy has to run where those 
 system's: in a container on the stack network (``dns:`` set to the stack's resolver,
 ``SSL_CERT_FILE`` naming the stack's CA). This small HTTP server is that container's job.
 
-    POST /round-trip  {"question": str?, "expected": [str]?, "timeouts": {...}?}
-                      -> the round trip's result (see lkchaos.voice.roundtrip.run)
+    POST /round-trip  {"question": str?, "expected": [str]?, "timeouts": {...}?,
+                       "agent_name": str?}
+                      -> the round trip's result (see lkchaos.voice.roundtrip.run), with
+                      the ``livekit_url`` dialed and the ``agent_name`` dispatched
     POST /hold        {"room": str, "count": int, "duration_s": float}
                       -> participants held connected in the room (lkchaos.livekit.hold)
     GET  /hold        -> the held rooms and how many of their participants are connected
     DELETE /hold/{room} -> release them
-    POST /calls       {held-call options (lkchaos.voice.session.Options)} -> {"id", "room"}:
-                      a held conversation started (a caller asking turn after turn)
+    POST /calls       {held-call options (lkchaos.voice.session.Options), "agent_name": str?}
+                      -> {"id", "room", "livekit_url", "agent_name"}: a held conversation
+                      started (a caller asking turn after turn)
     GET  /calls/{id}?after=N&wait_s=W -> its turns numbered above N (waiting up to W s for
                       one), its state and summary (lkchaos.voice.calls.Registry.turns)
     DELETE /calls/{id}[?at_once=1] -> end it (after its turn under way, or at once, that
@@ -29,7 +32,8 @@ only. A question is at most 300 printable
 characters on one line and reaches espeak-ng on its standard input, never as an option.
 
 Environment: ``LIVEKIT_URL`` (the public URL, e.g. ``wss://lk.chaos.test``),
-``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET``, ``AGENT_NAME``. One round trip runs at a time:
+``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET``, ``AGENT_NAME`` (the agent dispatched when a
+request names none: lkchaos names the target's ``voice.agent_name``). One round trip runs at a time:
 concurrent requests wait their turn, so they never compete for the two CPU cores the agent
 and Whisper also need. Held calls run side by side (a load test holds many); one nobody read
 for ``lkchaos.voice.calls.IDLE_S`` seconds is ended.
@@ -73,11 +77,26 @@ def _env(name: str) -> str:
     return value
 
 
+#: Longest agent name a request may give.
+MAX_AGENT_NAME = 128
+
+
+def agent_name(body: dict[str, Any], default: str) -> str:
+    """The agent a request dispatches: its ``agent_name`` (``""``: automatic dispatch), else
+    ``default`` (``AGENT_NAME``); ValueError says what is wrong."""
+    name = body.get("agent_name", default)
+    if not isinstance(name, str) or len(name) > MAX_AGENT_NAME or not name.isprintable():
+        raise ValueError(f"agent_name must be a printable string of at most {MAX_AGENT_NAME} "
+                         f"characters, not {name!r}")
+    return name
+
+
 def parse_request(body: Any) -> tuple[str, list[str] | None, roundtrip.Timeouts]:
-    """Validate a request body; ValueError says what is wrong."""
+    """Validate a request body (its ``agent_name``: :func:`agent_name`); ValueError says
+    what is wrong."""
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
-    unknown_keys = set(body) - {"question", "expected", "timeouts"}
+    unknown_keys = set(body) - {"question", "expected", "timeouts", "agent_name"}
     if unknown_keys:
         raise ValueError(f"unknown field(s): {', '.join(sorted(map(str, unknown_keys)))}")
     question = body.get("question") or random_question()
@@ -136,21 +155,23 @@ async def require_credential(
 
 
 async def round_trip(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
     try:
-        question, expected, timeouts = parse_request(await request.json())
+        body = await request.json()
+        question, expected, timeouts = parse_request(body)
+        agent = agent_name(body, config["agent"])
     except ValueError as exc:  # includes malformed JSON
         return web.json_response({"error": str(exc)}, status=400)
-    config = request.app[CONFIG]
     async with _lock:
         try:
             result = await roundtrip.run(
                 config["url"], config["key"], config["secret"], question, expected,
-                config["agent"], timeouts, leave_later=_leave_later,
+                agent, timeouts, leave_later=_leave_later,
             )
         except QuestionError as exc:
             return web.json_response({"error": str(exc)}, status=400)
     log.info("%s %s %s", result["stage"], result["question"], result["timings_ms"])
-    return web.json_response(result)
+    return web.json_response({**result, "livekit_url": config["url"], "agent_name": agent})
 
 
 async def hold(request: web.Request) -> web.Response:
@@ -183,23 +204,26 @@ async def held(request: web.Request) -> web.Response:
 
 
 async def start_call(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
     try:
         body = await request.json()
         if not isinstance(body, dict):
             raise ValueError("the body must be an object of held-call options")
-        options = session.Options.from_dict(body)
+        agent = agent_name(body, config["agent"])
+        options = session.Options.from_dict(
+            {k: v for k, v in body.items() if k != "agent_name"})
     except ValueError as exc:  # includes malformed JSON
         return web.json_response({"error": str(exc)}, status=400)
-    config = request.app[CONFIG]
     registry = request.app[CALLS]
     try:
         call_id = registry.start(config["url"], config["key"], config["secret"],
-                                 config["agent"], options)  # fmt: skip
+                                 agent, options)  # fmt: skip
     except calls.CallError as exc:
         return web.json_response({"error": str(exc)}, status=429)
     room = next(c["room"] for c in registry.status() if c["id"] == call_id)
-    log.info("held call %s started in %s", call_id, room)
-    return web.json_response({"id": call_id, "room": room})
+    log.info("held call %s started in %s for %r", call_id, room, agent)
+    return web.json_response({"id": call_id, "room": room, "livekit_url": config["url"],
+                              "agent_name": agent})
 
 
 def _query_number(request: web.Request, name: str, default: float, top: float) -> float:

@@ -44,8 +44,12 @@ def call(url: str, secret: str, method: str, path: str, body: Any = None, *,
             "was started with. Use the stack's own, or restart the prober after a key change."
         )
     if response.status_code == 400:
-        raise ActivityFailed(f"the voice prober refused its arguments: {_error(response)} "
-                             f"({method} {path})")  # fmt: skip
+        error = _error(response)
+        older = ("; the prober is older than this lkchaos (it does not know that field): "
+                 "rebuild and restart it from the same version (`lkchaos stack up` for the "
+                 "reference stack)") if "unknown" in error and "agent_name" in error else ""
+        raise ActivityFailed(f"the voice prober refused its arguments: {error} "
+                             f"({method} {path}){older}")  # fmt: skip
     if response.status_code != 200:
         raise ActivityFailed(f"the voice prober failed: {response.status_code} "
                              f"{_error(response)} ({method} {path})")  # fmt: skip

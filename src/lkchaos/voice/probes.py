@@ -107,7 +107,8 @@ def voice_round_trip(
     timeouts = {**(stage_timeouts or {}), "total": float(timeout)}
     if settings.voice_prober_url:
         _key, secret = settings.require_keys()
-        result = _via_prober(settings.voice_prober_url, secret, question, expected, timeouts)
+        result = _via_prober(settings.voice_prober_url, secret, question, expected, timeouts,
+                             settings.agent_name)
     else:
         result = _in_local_prober(settings, question, expected, timeouts)
     result = keep_reply_audio(result, Path(settings.state_dir))
@@ -270,9 +271,13 @@ def apply_latency_budget(result: dict[str, Any], max_latency_s: float | None) ->
 
 def _via_prober(
     url: str, secret: str, question: str | None, expected: list[str] | None,
-    timeouts: dict[str, float],
+    timeouts: dict[str, float], agent_name: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    body = {"question": question, "expected": expected, "timeouts": timeouts}
+    """A round trip made by the prober at ``url``; ``agent_name`` (the target's) is the agent
+    it dispatches, where None leaves the prober's own ``AGENT_NAME``."""
+    body: dict[str, Any] = {"question": question, "expected": expected, "timeouts": timeouts}
+    if agent_name is not None:
+        body["agent_name"] = agent_name
     return prober_client.call(url, secret, "POST", "/round-trip", body,
                               timeout=timeouts["total"] + 15)
 
