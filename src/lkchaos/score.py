@@ -205,6 +205,9 @@ def _why_not_run(journal: Mapping[str, Any]) -> str:
     reasons += [f"could not undo {item.get('fault')}" for item in safety.get("not_recovered") or []]
     if safety.get("error"):
         reasons.append(f"the safety control failed: {safety['error']}")
+    sampling = (journal.get("lkchaos") or {}).get("sampling") or {}
+    reasons += [f"{name} failed every sample before the fault"
+                for name in sampling.get("not_steady_before_fault") or {}]
     because = f" ({'; '.join(reasons)})" if reasons else ""
     return f"the run {status}{because}: it tested nothing, so it scores 0"
 

@@ -195,9 +195,13 @@ def test_run_records_series_marks_and_figures() -> None:
     ensure_experiment_is_valid(exp)
     journal = run_experiment(exp)
 
-    assert journal["status"] == "completed" and not journal["deviated"]
+    # "broken" failed its every sample, those before the fault included: what it measured
+    # says nothing of the fault, and the run fails for it (all else held).
+    assert journal["status"] == "failed" and not journal["deviated"]
     assert sampling_threads() == []
     sec = section(journal)
+    assert list(sec["not_steady_before_fault"]) == ["broken"]
+    assert sec["probes"]["svc"]["figures"]["before_fault"]["ok"] >= 3
     marks = events(sec)
     for event in ("experiment_start", "sampling_start", "hypothesis_start", "method_start",
                   "activity_start", "activity_end", "method_end", "rollbacks_start",
@@ -241,6 +245,33 @@ def test_run_records_series_marks_and_figures() -> None:
     assert after["output"]["fault_ended"] is True and after["output"]["settled"] is True
     before = journal["steady_states"]["before"]["probes"][0]["output"]
     assert before["fault_ended"] is False and before["rto_s"] == 0.0
+
+
+def test_a_probe_failing_before_the_fault_fails_the_run_only_after_enough_samples() -> None:
+    # A target with a wrong node port: "nodes-ready" failed from its first sample, and the
+    # run was recorded as completed, with an RTO of the whole run and "did not recover".
+    def run(baseline_s: float, interval_s: float = 0.05) -> dict[str, Any]:
+        _service["down"] = True  # down before the run begins
+        exp = experiment(
+            probes=[probe("svc", "service_ok", interval_s), probe("other", "slow_ok", 0.05)],
+            method=[action("repair", "repair_service", after_s=0.2)],
+            baseline_s=baseline_s)  # fmt: skip
+        return run_experiment(exp)
+
+    journal = run(0.5)
+    sec = section(journal)
+    assert journal["status"] == "failed"
+    assert set(sec["not_steady_before_fault"]) == {"svc"}
+    before = sec["not_steady_before_fault"]["svc"]
+    assert before["ok"] == 0 and before["samples"] >= 3
+    assert sec["probes"]["other"]["figures"]["before_fault"]["ok"] >= 3
+    # One failed sample before the fault (no baseline): a blip as the run starts, not a
+    # verdict.
+    _service["calls"] = 0
+    journal = run(0.0, interval_s=2.0)
+    assert section(journal)["probes"]["svc"]["figures"]["before_fault"]["samples"] < 3
+    assert journal["status"] == "completed"
+    assert "not_steady_before_fault" not in section(journal)
 
 
 def test_recovery_tolerance_fails_when_recovery_is_too_slow() -> None:

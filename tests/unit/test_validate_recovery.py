@@ -122,6 +122,10 @@ def _settings(state: Path) -> Settings:
     return Settings(state_dir=str(state), sentinel_addresses=())
 
 
+#: The target the history items judge: the one in use (:func:`recovery.current_target`).
+HERE = recovery.current_target()
+
+
 def test_without_history_everything_is_manual(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LKCHAOS_HISTORY_URL", raising=False)
@@ -139,13 +143,20 @@ def test_history_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with open_history(f"sqlite:///{tmp_path / 'history.sqlite'}") as history:
         # An older run that held, then a newer one of the same experiment that failed.
         history.record_run(variant("agent-crash", "old", base, **{"caller-answered__rto_s": 12.5}),
-                           experiment_path="experiments/livekit-node-loss.json")
+                           experiment_path="experiments/livekit-node-loss.json", target=HERE)
         newer = variant("agent-crash", "new", base + dt.timedelta(days=1),
                         **{"caller-answered__rto_s": 40.0})
         newer["status"] = "failed"
-        history.record_run(newer, experiment_path="experiments/livekit-node-loss.json")
+        history.record_run(newer, experiment_path="experiments/livekit-node-loss.json",
+                           target=HERE)
         history.record_run(variant("dns-failure", "dns", base),
-                           experiment_path="experiments/dns-failure.json")
+                           experiment_path="experiments/dns-failure.json", target=HERE)
+        # Newest of all, on another deployment sharing the history: it says nothing here.
+        other = variant("agent-crash", "elsewhere", base + dt.timedelta(days=2),
+                        **{"caller-answered__rto_s": 106.1})
+        other["status"] = "completed"
+        history.record_run(other, experiment_path="experiments/livekit-node-loss.json",
+                           target="/srv/other-deployment/target.yaml")
     ctx = Context(_settings(tmp_path))
     single = CHECKS["dr.single-service-failure"](ctx)
     assert single.status == "fail" and "livekit-node-loss failed" in single.evidence
@@ -166,11 +177,12 @@ def test_a_run_stopped_before_its_verdict_is_not_its_verdict(
     with open_history(url) as history:
         stopped = variant("dns-failure", "stopped", base + dt.timedelta(days=1))
         stopped["status"] = "interrupted"  # Ctrl-C, or refused before anything ran
-        history.record_run(stopped, experiment_path="experiments/dns-failure.json")
+        history.record_run(stopped, experiment_path="experiments/dns-failure.json",
+                           target=HERE)
     found = CHECKS["dr.network-partition-handling"](Context(_settings(tmp_path)))
     assert found.status == "warn" and "stopped before its verdict" in found.evidence
     with open_history(url) as history:  # an older run that held: the latest verdict
         history.record_run(variant("dns-failure", "held", base),
-                           experiment_path="experiments/dns-failure.json")
+                           experiment_path="experiments/dns-failure.json", target=HERE)
     found = CHECKS["dr.network-partition-handling"](Context(_settings(tmp_path)))
     assert found.status == "pass" and "dns-failure completed" in found.evidence

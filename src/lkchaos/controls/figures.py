@@ -25,6 +25,9 @@ started (seconds since the control started). Figures use when each result was *k
   the next ok one (or the end of sampling); 0.0 when the probe never failed.
 - ``interval_median_s``, ``interval_p95_s``: between consecutive sample starts; null with
   fewer than two samples.
+- ``before_fault``: ``{"samples", "ok"}``, the samples observed before the fault started and
+  how many were ok; null when no fault started. A probe that failed every one of several
+  (:func:`not_steady_before_fault`) was not measuring a steady deployment.
 
 Mishearings are set apart. A failed sample whose probe says an utterance was misheard (the
 voice probes' ``stage`` ``misheard``, the question by the agent, or ``reply_misheard``, the
@@ -164,6 +167,11 @@ def derive(samples: Sequence[Sample], fault: Fault, end_t: float) -> dict[str, A
                      if not s["ok"] and observed(s) >= fault.start_t), default=None)  # fmt: skip
         detect = first - fault.start_t if first is not None else None
 
+    before: dict[str, int] | None = None
+    if fault.start_t is not None:
+        earlier = [s for s in samples if observed(s) < fault.start_t]
+        before = {"samples": len(earlier), "ok": sum(1 for s in earlier if s["ok"])}
+
     rto: float | None = None
     if fault.end_t is not None:
         if recovered and not failed:
@@ -191,7 +199,28 @@ def derive(samples: Sequence[Sample], fault: Fault, end_t: float) -> dict[str, A
         "longest_outage_s": _round(_longest_outage(samples, end_t)),
         "interval_median_s": _round(statistics.median(gaps) if gaps else None),
         "interval_p95_s": _round(_percentile(gaps, 0.95) if gaps else None),
+        "before_fault": before,
     }
+
+
+#: Fewest samples before the fault, all failed, that say a probe was not measuring a steady
+#: deployment (one or two failures can be a blip as the run starts).
+MIN_BEFORE_FAULT = 3
+
+
+def not_steady_before_fault(probes: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Of a sampling section's ``probes``, those with a tolerance that failed every one of
+    at least :data:`MIN_BEFORE_FAULT` samples before the fault: name -> ``before_fault``.
+    Their time to detect and RTO say nothing of the fault: the deployment was already down
+    for them, or they cannot reach what they ask (a wrong URL or port in the target)."""
+    found = {}
+    for name, probe in probes.items():
+        if not isinstance(probe, Mapping) or probe.get("tolerance") is None:
+            continue
+        before = (probe.get("figures") or {}).get("before_fault") or {}
+        if before.get("samples", 0) >= MIN_BEFORE_FAULT and before.get("ok") == 0:
+            found[str(name)] = dict(before)
+    return found
 
 
 def _recovery(seen: Sequence[Sample], fault: Fault) -> tuple[bool, float | None]:

@@ -165,7 +165,7 @@ def _record(journal: dict[str, Any], url: str | None) -> dict[str, Any]:
             journal, experiment_path=experiment_path, journal_path=journal_path,
             gameday_run_id=os.environ.get("LKCHAOS_GAMEDAY_RUN_ID") or None,
             entry=os.environ.get("LKCHAOS_GAMEDAY_ENTRY") or None,
-            target=_target(), livekit_version=_livekit_version(journal),
+            target=target_in_use(), livekit_version=_livekit_version(journal),
         )  # fmt: skip
         return {"recorded": True, "run_id": run_id, "url": history.url, "error": None}
 
@@ -192,7 +192,7 @@ def _livekit_version(journal: dict[str, Any]) -> str | None:
     return keys.normalise(text) if text.strip() else None
 
 
-def _target() -> str | None:
+def target_in_use() -> str | None:
     """The target file in use (its path, at most 200 characters), or None for none."""
     from lkchaos.settings import selected_target
 

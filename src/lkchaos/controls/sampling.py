@@ -38,11 +38,13 @@ Threads are stopped and joined (``join_timeout_s`` in all) at ``after_experiment
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lkchaos.controls.figures import not_steady_before_fault
 from lkchaos.controls.options import parse_options
 from lkchaos.controls.sampler import Sampler
 from lkchaos.safety import gate
@@ -64,6 +66,8 @@ __all__ = [
     "sampled_probes",
     "JOURNAL_KEY",
 ]
+
+logger = logging.getLogger("chaostoolkit")
 
 #: Where the journal holds the section: ``journal[JOURNAL_KEY[0]][JOURNAL_KEY[1]]``.
 JOURNAL_KEY = ("lkchaos", "sampling")
@@ -277,10 +281,30 @@ def after_experiment_control(
         if entry.sampler is not None:
             entry.sampler.stop()
     if isinstance(state, dict):
+        _judge_baseline(state, section)
         top, key = JOURNAL_KEY
         if not isinstance(state.get(top), dict):
             state[top] = {}
         state[top][key] = section
+
+
+def _judge_baseline(state: dict[str, Any], section: dict[str, Any]) -> None:
+    """Fail a run in which a sampled probe failed all its samples before the fault
+    (:func:`lkchaos.controls.figures.not_steady_before_fault`): its figures would report an
+    outage, and an RTO, that the fault did not cause. Named in the section under
+    ``not_steady_before_fault``."""
+    unsteady = not_steady_before_fault(section.get("probes") or {})
+    if not unsteady:
+        return
+    section["not_steady_before_fault"] = unsteady
+    if state.get("status") in (None, "completed"):
+        state["status"] = "failed"
+    named = ", ".join(f"{name!r} (all {b['samples']} failed)" for name, b in unsteady.items())
+    logger.error(
+        f"lkchaos: the run FAILED: sampled probe(s) {named} failed every sample before the "
+        "first fault, so their time to detect and RTO say nothing of it: the deployment was "
+        "not steady for them, or they cannot reach what they ask (a wrong URL, port or key: "
+        "`lkchaos target check` says which; the series are in the journal)")
 
 
 def cleanup_control() -> None:

@@ -35,6 +35,8 @@ from lkchaos.history.schema import (
 SCHEDULE_KINDS = ("fired", "missed", "skipped")
 #: What :meth:`History.runs` takes as ``status``: Chaos Toolkit's statuses, and the verdicts.
 RUN_STATUSES = ("completed", "failed", "aborted", "interrupted", "deviated", "held")
+#: ``runs(target=...)``'s default: runs of every target.
+ANY_TARGET: Any = object()
 #: Metrics :meth:`History.trend` knows: of the run, and of one probe (``probe=``).
 RUN_METRICS = ("rto_s", "time_to_detect_s", "availability", "score", "duration_s", "cleanup_s")
 PROBE_METRICS = ("rto_s", "time_to_detect_s", "availability", "availability_during_fault",
@@ -144,12 +146,14 @@ class History:
 
     def runs(self, *, experiment: str | None = None, gameday_run_id: str | None = None,
              status: str | None = None, since: dt.datetime | None = None, limit: int = 50,
-             gameday: str | None = None) -> list[RunRecord]:  # fmt: skip
+             gameday: str | None = None, target: str | None | Any = ANY_TARGET,
+             ) -> list[RunRecord]:  # fmt: skip
         """Recorded runs, newest first (in the order they ran when ``gameday_run_id`` is
         given). ``experiment`` matches the file stem, the title or the path; ``status`` is a
         Chaos Toolkit status (``completed`` also matches deviated runs), ``deviated`` or
         ``held`` (completed and not deviated); ``gameday`` a game day's name; ``since`` an
-        aware datetime."""
+        aware datetime; ``target`` the target file recorded (None: runs without one; every
+        target's by default)."""
         if status is not None and status not in RUN_STATUSES:
             raise ConfigError(f"unknown status {status!r}: use one of {', '.join(RUN_STATUSES)}")
         query = select(runs)
@@ -170,6 +174,9 @@ class History:
             query = query.where(runs.c.status == status)
         if since is not None:
             query = query.where(runs.c.started_at >= _aware(since, "since"))
+        if target is not ANY_TARGET:
+            query = query.where(runs.c.target.is_(None) if target is None
+                                else runs.c.target == target)  # fmt: skip
         order = runs.c.started_at.asc() if gameday_run_id else runs.c.started_at.desc()
         query = query.order_by(order, runs.c.run_id).limit(_limit(limit))
         return [_run_record(row) for row in self._all(query, "listing runs")]

@@ -44,8 +44,18 @@ LIVEKIT_FAULTS = ("livekit-node-loss", "redis-failover", "redis-outage", "redis-
                   "redis-lost-during-drain")  # fmt: skip
 
 
+def current_target() -> str | None:
+    """The target file in use as the history records it (its path, at most 200 characters;
+    None without one): :func:`lkchaos.controls.history.target_in_use`."""
+    from lkchaos.controls.history import target_in_use
+
+    return target_in_use()
+
+
 def history_runs(ctx: Context) -> list[Any] | None:
-    """Recorded runs, newest first (at most 500), or None when there is no history."""
+    """Recorded runs on the target in use (:func:`current_target`), newest first (at most
+    500), or None when there is no history. A history shared by
+    several deployments (``LKCHAOS_HISTORY_URL``) holds runs that say nothing of this one."""
 
     def compute() -> list[Any] | None:
         from lkchaos.history import ENV_URL, open_history
@@ -57,7 +67,7 @@ def history_runs(ctx: Context) -> list[Any] | None:
                 return None
             url = f"sqlite:///{path}"
         with open_history(url) as history:
-            return list(history.runs(limit=500))
+            return list(history.runs(limit=500, target=current_target()))
 
     result: list[Any] | None = ctx.fact("history.runs", compute)
     return result
