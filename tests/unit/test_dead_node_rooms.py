@@ -142,3 +142,61 @@ def test_no_live_node_leaves_the_room_and_says_why(node_lost: Settings) -> None:
     closed = close_own_rooms(dead, timeout=2.0)
     assert len(closed) == 1 and closed[0]["outcome"].startswith("error: no LiveKit node closed")
     assert "lkchaos-probe-left" in state.read_store(dead).rooms
+
+
+# -- a room whose close a Redis failover lost -------------------------------------------------
+@pytest.fixture
+def close_lost(tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a deployment whose Redis lost the close of two rooms (their keys put back
+    as a replica that missed the close would hold them): ``lkchaos-probe-ghost`` and
+    ``customer-ghost`` listed, run by no node; ``lkchaos-probe-live`` hosted."""
+    import redis as redis_lib
+
+    def launch(procs: list[subprocess.Popen[bytes]]) -> tuple[int, str]:
+        redis_port = livekit_dev.start_redis(tmp_path, procs)
+        return redis_port, livekit_dev.start_node(tmp_path, procs, redis_port, "node-1")
+
+    (redis_port, url), started = livekit_dev.start_on_free_ports(launch)
+    try:
+        settings = _settings(url, f"127.0.0.1:{redis_port}")
+        names = ("lkchaos-probe-ghost", "customer-ghost", "lkchaos-probe-live")
+
+        async def create(c: api.LiveKitAPI) -> None:
+            for name in names:
+                await c.room.create_room(api.CreateRoomRequest(name=name, empty_timeout=600))
+
+        async def close(c: api.LiveKitAPI) -> None:
+            for name in names[:2]:
+                await c.room.delete_room(api.DeleteRoomRequest(room=name))
+
+        client.call(url, settings, create)
+        with redis_lib.Redis(port=redis_port, socket_timeout=5) as r:
+            kept = {key: r.dump(key) for key in (b"rooms", b"room_node_map", b"room_internal")
+                    if r.exists(key)}  # fmt: skip
+            client.call(url, settings, close)
+            assert not {"lkchaos-probe-ghost", "customer-ghost"} & set(
+                state.read_store(settings).rooms)
+            for key, value in kept.items():  # the failover: the replica missed the close
+                r.restore(key, 0, value, replace=True)
+        yield settings
+    finally:
+        for process in reversed(started):
+            stop_process(process)
+
+
+def test_rooms_no_node_runs_are_found_and_only_lkchaos_rooms_closed(close_lost: Settings) -> None:
+    settings = close_lost
+    url = settings.livekit_node_urls[0]
+    obs = state.observe(settings, [url], timeout=2.0)
+    lost = {m.room: m for m in obs.mismatches if m.kind == "room_not_hosted"}
+    assert set(lost) == {"lkchaos-probe-ghost", "customer-ghost"}, obs.mismatches
+    assert lost["customer-ghost"].node == state.read_store(settings).room_nodes["customer-ghost"]
+    assert "no node runs it" in lost["customer-ghost"].detail
+
+    closed = close_own_rooms(settings)
+    assert [c["outcome"] for c in closed] == ["closed"]
+    assert closed[0]["fault"].startswith("room lkchaos-probe-ghost in Redis on node ")
+    rooms = set(state.read_store(settings).rooms)
+    assert "lkchaos-probe-ghost" not in rooms
+    assert {"customer-ghost", "lkchaos-probe-live"} <= rooms  # not lkchaos's / hosted
+    assert close_own_rooms(settings) == []

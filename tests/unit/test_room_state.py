@@ -486,11 +486,45 @@ def test_observe_turns_a_silent_node_into_a_mismatch(monkeypatch: pytest.MonkeyP
             raise aiohttp.ClientConnectionError("refused")
         return ApiState(store.rooms, store.participants)
 
+    asked: list[tuple[str, list[str]]] = []
+
+    def fake_unhosted(url: str, settings: Settings, rooms: list[str]) -> set[str]:
+        asked.append((url, list(rooms)))
+        return set()
+
     monkeypatch.setattr(state, "read_store", lambda settings, timeout: store)
     monkeypatch.setattr(state, "read_api", fake_read_api)
+    monkeypatch.setattr(state, "unhosted", fake_unhosted)
     obs = state.observe(Settings(), ["http://up", "http://down"], 1.0)
     assert [(m.kind, m.node) for m in obs.mismatches] == [("node_unreachable", "http://down")]
     assert "ClientConnectionError" in obs.mismatches[0].detail
+    # whether each room is run by a node is asked once, of a node that answered
+    assert asked == [("http://up", sorted(store.rooms))]
+
+
+def test_a_room_no_node_runs_is_a_mismatch_and_misplaced_rooms_are_not_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    raw = healthy_raw()
+    store = state.build_store(raw)
+    room = sorted(store.rooms)[0]
+    asked: list[list[str]] = []
+
+    def fake_unhosted(url: str, settings: Settings, rooms: list[str]) -> set[str]:
+        asked.append(list(rooms))
+        return {room}
+
+    monkeypatch.setattr(state, "read_store", lambda settings, timeout: store)
+    monkeypatch.setattr(state, "read_api",
+                        lambda url, settings, timeout: ApiState(store.rooms, store.participants))
+    monkeypatch.setattr(state, "unhosted", fake_unhosted)
+    obs = state.observe(Settings(), ["http://up"], 1.0)
+    assert [(m.kind, m.room) for m in obs.mismatches] == [("room_not_hosted", room)]
+    # a room already placed wrong (on a node that is gone) is that mismatch, not asked
+    store.room_nodes[room] = "ND_gone"
+    asked.clear()
+    obs = state.observe(Settings(), ["http://up"], 1.0)
+    assert all(room not in rooms for rooms in asked)
+    assert ("room_on_unknown_node", room) in [(m.kind, m.room) for m in obs.mismatches]
 
 
 def test_missing_api_keys_are_an_activity_failure(monkeypatch: pytest.MonkeyPatch) -> None:

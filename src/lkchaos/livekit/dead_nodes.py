@@ -8,11 +8,19 @@ LiveKit asks the dead node), while ``CreateRoom`` moves it to a live node (LiveK
 allocator places again a room whose node is not available), after which ``DeleteRoom``
 closes it. Measured on LiveKit 1.13.5.
 
+A room can also outlive its close on a node that is alive: Redis failed over to a replica
+that had not yet received the close (replication is asynchronous), so the room, its
+participants and its dispatch are back in Redis while no node runs it (``room_not_hosted``,
+:func:`lkchaos.livekit.state.unhosted`). LiveKit never removes it; ``DeleteRoom`` does (the
+node it asks has no such room, and deletes it from Redis). Measured on LiveKit 1.13.5, with
+the room's keys restored into Redis after its close.
+
 lkchaos closes its own rooms this way (names beginning ``lkchaos-``: its callers', held
 calls', load ramps', the checklist's and the shipped experiments' rooms) after each run under
-the safety control and in ``lkchaos recover``, so that a node-loss experiment does not leave
-the next steady state a ``room_on_unknown_node``. Other rooms are the deployment's: they are
-left as LiveKit keeps them, and ``room_state`` reports them.
+the safety control and in ``lkchaos recover``, so that a node-loss or failover experiment
+does not leave the next steady state a ``room_on_unknown_node`` or a ``room_not_hosted``.
+Other rooms are the deployment's: they are left as LiveKit keeps them, and ``room_state``
+reports them.
 """
 
 from __future__ import annotations
@@ -89,27 +97,53 @@ def close_own_rooms(settings: Settings, timeout: float = client.TIMEOUT) -> list
     LiveKit's state in Redis cannot be read."""
     if not configured(settings):
         return []
-    found = own_rooms_on_dead_nodes(_store(settings, timeout), time.time())
+    store = _store(settings, timeout)
+    found = own_rooms_on_dead_nodes(store, time.time())
+    faults = {room: f"room {room} left on node {node}, which is gone"
+              for room, node in found.items()}  # fmt: skip
+    for room in own_unhosted(settings, store, set(found), timeout):
+        faults[room] = (f"room {room} in Redis on node {store.room_nodes.get(room)}, which "
+                        "does not run it (a close lost in a Redis failover)")
     outcomes: dict[str, str] = {}
-    for room in sorted(found):
+    for room in sorted(faults):
         try:
-            _close(settings, room, timeout)
+            _close(settings, room, timeout, move=room in found)
         except LkChaosError as exc:
             outcomes[room] = f"error: {exc}"
             continue
         outcomes[room] = "closed"
     if outcomes:  # verified: gone from Redis, not only answered
-        left = own_rooms_on_dead_nodes(_store(settings, timeout), time.time())
-        for room in left.keys() & outcomes.keys():
+        left = set(_store(settings, timeout).rooms)
+        for room in left & outcomes.keys():
             if outcomes[room] == "closed":
                 outcomes[room] = "error: still in Redis after DeleteRoom"
-    return [{"fault": f"room {room} left on node {found[room]}, which is gone",
-             "outcome": outcome} for room, outcome in outcomes.items()]  # fmt: skip
+    return [{"fault": faults[room], "outcome": outcome}
+            for room, outcome in outcomes.items()]  # fmt: skip
 
 
-def _close(settings: Settings, room: str, timeout: float) -> None:
+def own_unhosted(settings: Settings, store: state.StoreState, skip: set[str],
+                 timeout: float = client.TIMEOUT) -> set[str]:  # fmt: skip
+    """lkchaos's rooms (but ``skip``) that Redis lists and no node runs
+    (:func:`lkchaos.livekit.state.unhosted`, through the first node that answers); an empty
+    set when no node answers."""
+    rooms = sorted(r for r in store.rooms if r.startswith(OWN_PREFIX) and r not in skip)
+    if not rooms:
+        return set()
+    for url in settings.livekit_node_urls:
+        try:
+            return state.unhosted(url, settings, rooms, timeout)
+        except state.API_ERRORS:
+            continue
+    return set()
+
+
+def _close(settings: Settings, room: str, timeout: float, move: bool = True) -> None:
+    """DeleteRoom through the first node that answers; with ``move``, CreateRoom first (a
+    room on a dead node: see the module docstring)."""
+
     async def move_and_delete(c: api.LiveKitAPI) -> None:
-        await c.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=1))
+        if move:
+            await c.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=1))
         await c.room.delete_room(api.DeleteRoomRequest(room=room))
 
     errors: list[str] = []

@@ -227,6 +227,48 @@ def read_api(url: str, settings: Settings, timeout: float = lk.TIMEOUT) -> ApiSt
     return lk.call(url, settings, fetch, timeout)
 
 
+#: How long a hosting check waits for an answer: LiveKit answers "no response from servers"
+#: after psrpc's own 3 s wait for a node to claim the room's request.
+HOSTING_TIMEOUT_S = 5.0
+#: Most rooms whose hosting one observation checks, and how many at once.
+MAX_HOSTING_CHECKS = 200
+HOSTING_CONCURRENCY = 16
+
+
+def unhosted(url: str, settings: Settings, rooms: Sequence[str],
+             timeout: float = HOSTING_TIMEOUT_S) -> set[str]:  # fmt: skip
+    """Of ``rooms`` (at most :data:`MAX_HOSTING_CHECKS`), those no LiveKit node hosts.
+
+    ``ListDispatch`` (read only) is the one RoomService-side call LiveKit routes to the node
+    hosting the room, not to Redis: for a room that Redis lists and no node runs (its close
+    lost, as after a Redis failover to a replica that missed it) it answers ``unavailable``
+    ("no response from servers", HTTP 503) after 3 s. A room is unhosted when it answers so
+    twice in a row (a room being started is hosted by the second); any other answer or error
+    says nothing, so the room is left out. Measured on LiveKit 1.13.5."""
+
+    async def fetch(c: api.LiveKitAPI) -> set[str]:
+        gate = asyncio.Semaphore(HOSTING_CONCURRENCY)
+
+        async def ask(room: str) -> str | None:
+            async with gate:
+                for _ in range(2):
+                    try:
+                        await c.agent_dispatch.list_dispatch(room)
+                    except api.TwirpError as exc:
+                        if exc.code != "unavailable":
+                            return None
+                        continue
+                    except (aiohttp.ClientError, OSError, TimeoutError):
+                        return None
+                    return None
+                return room
+
+        found = await asyncio.gather(*(ask(r) for r in list(rooms)[:MAX_HOSTING_CHECKS]))
+        return {room for room in found if room is not None}
+
+    return lk.call(url, settings, fetch, max(timeout, HOSTING_TIMEOUT_S))
+
+
 def check_store(store: StoreState, now: float) -> list[Mismatch]:
     """Inconsistencies inside Redis itself."""
     out = [Mismatch("undecodable", f"{item} is not valid protobuf") for item in store.undecodable]
@@ -309,7 +351,9 @@ API_ERRORS = (api.TwirpError, aiohttp.ClientError, OSError, TimeoutError)
 
 
 def observe(settings: Settings, urls: Sequence[str], timeout: float) -> Observation:
-    """Read Redis (errors propagate) and every node (errors become node_unreachable)."""
+    """Read Redis (errors propagate) and every node (errors become node_unreachable); then
+    ask whether each room on a serving node is hosted (:func:`unhosted`, through the first
+    node that answered): ``room_not_hosted`` for each that is not."""
     store = read_store(settings, timeout)
     apis: dict[str, ApiState | str] = {}
     for url in urls:
@@ -317,7 +361,23 @@ def observe(settings: Settings, urls: Sequence[str], timeout: float) -> Observat
             apis[url] = read_api(url, settings, timeout)
         except API_ERRORS as exc:
             apis[url] = f"RoomService at {url} did not answer: {type(exc).__name__}: {exc}"
-    return judge(store, apis, time.time())
+    now = time.time()
+    obs = judge(store, apis, now)
+    placed = {m.room for m in obs.mismatches if m.kind.startswith("room_")}
+    candidates = sorted(room for room in store.rooms if room not in placed)
+    answering = next((url for url, seen in apis.items() if isinstance(seen, ApiState)), None)
+    if candidates and answering is not None:
+        try:
+            lost = unhosted(answering, settings, candidates)
+        except API_ERRORS:
+            lost = set()
+        obs.mismatches += [
+            Mismatch("room_not_hosted", "in Redis, but no node runs it (ListDispatch: no "
+                     "response from servers): a close LiveKit lost, as in a Redis failover "
+                     "to a replica that missed it; its participants are ghosts, and LiveKit "
+                     "will not remove it (DeleteRoom does)", room, store.room_nodes.get(room))
+            for room in sorted(lost)]  # fmt: skip
+    return obs
 
 
 def settle(
