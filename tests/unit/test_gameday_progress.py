@@ -83,6 +83,22 @@ def test_fault_is_active_from_the_lkchaos_action_to_the_end_of_rollbacks() -> No
     assert tracker.fault_active  # the ledger still holds one
 
 
+def test_a_fault_undone_in_the_method_is_no_longer_active() -> None:
+    # dns-failure: "resolver-back" (a method action) undoes the fault; the lines after it
+    # said "(fault active)" until the rollbacks ended.
+    tracker = Tracker()
+    tracker.feed({"event": "entry", "edge": "start", "index": 2, "name": "dns-failure"})
+    tracker.feed({"event": "activity", "edge": "end", "type": "action", "phase": "method",
+                  "module": "lkchaos.dns.actions", "status": "succeeded"})
+    tracker.feed({"event": "faults", "pending": ["stopped on dns"]})
+    assert tracker.fault_active
+    tracker.feed({"event": "faults", "pending": []})  # the ledger: undone
+    assert not tracker.fault_active
+    tracker.feed({"event": "activity", "edge": "end", "type": "action", "phase": "method",
+                  "module": "lkchaos.dns.actions", "status": "succeeded"})
+    assert tracker.fault_active  # a new fault begins
+
+
 def test_plain_lines() -> None:
     stream = io.StringIO()
     display = make_display(False, stream)  # a StringIO is not a terminal

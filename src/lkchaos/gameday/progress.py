@@ -74,7 +74,10 @@ class Tracker:
     def feed(self, event: dict[str, Any]) -> None:
         kind, edge = event.get("event"), event.get("edge")
         if kind == "faults":
-            self.ledger_faults = [str(item) for item in event.get("pending") or []]
+            pending = [str(item) for item in event.get("pending") or []]
+            if self.ledger_faults and not pending:
+                self.action_fault = False  # the ledger says its faults were all undone
+            self.ledger_faults = pending
         elif kind == "gameday" and edge == "start":
             self.gameday, self.total = str(event.get("name", "")), int(event.get("entries", 0))
         elif kind == "entry" and edge == "start":
