@@ -126,10 +126,21 @@ def _recover(force: bool) -> None:
         click.secho(f"cannot check that the deployment is back: {state['cannot_check']}",
                     fg="red", err=True)  # fmt: skip
         sys.exit(1)
-    problems = {k: v for k, v in state.items() if v and k not in ("ok", "nodes_ready", "nodes")}
-    click.secho(f"the deployment is not back to baseline: {json.dumps(problems)}", fg="red",
-                err=True)  # fmt: skip
+    click.secho("the deployment is not back to baseline: " + "; ".join(_not_back(state)),
+                fg="red", err=True)  # fmt: skip
     sys.exit(1)
+
+
+def _not_back(state: dict[str, Any]) -> list[str]:
+    """What keeps ``lkchaos.safety.probes.baseline``'s ``state`` from holding, in words."""
+    said = {"unhealthy_services": "unhealthy services", "toxics": "toxics left",
+            "disabled_proxies": "disabled Toxiproxy links", "pending_faults": "faults pending"}
+    found = [f"{label}: {json.dumps(state[key])}" for key, label in said.items() if state.get(key)]
+    ready, nodes = state.get("nodes_ready", 0), state.get("nodes", 0)
+    if not nodes or ready < nodes:
+        found.append(f"LiveKit nodes ready: {ready} of {nodes} (`lkchaos target check` says "
+                     "which answer; on the reference stack, `lkchaos stack status`)")
+    return found or ["see `lkchaos stack status` / `lkchaos target check`"]
 
 
 @main.command()

@@ -165,3 +165,51 @@ def test_outcome_of_real_journals(name: str, expected: str) -> None:
 
 def test_outcome_without_a_journal(tmp_path: Path) -> None:
     assert child.outcome(tmp_path / "none.json", 2)[0] == "failed"
+
+
+def test_phases_of_a_real_run_with_the_control_in_the_settings_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # As a game day declares it. Chaos Toolkit gives such a control no method or rollback
+    # hooks when the experiment has controls of its own: the steady state after the method
+    # was shown as "steady state before", and no method line at all.
+    from chaoslib.control import cleanup_global_controls, load_global_controls
+    from chaoslib.experiment import run_experiment
+
+    from tests.unit import chaos_helpers as helpers
+
+    path = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(control.ENV, str(path))
+    trace = str(tmp_path / "trace")
+
+    def call(kind: str, name: str, func: str, **arguments: object) -> dict[str, object]:
+        return {"type": kind, "name": name, "provider": {
+            "type": "python", "module": helpers.__name__, "func": func,
+            "arguments": arguments}}
+
+    experiment = {
+        "title": "t", "description": "d",
+        # a control of the experiment's own (one with no hooks will do)
+        "controls": [{"name": "own", "provider": {"type": "python",
+                                                   "module": helpers.__name__}}],
+        "steady-state-hypothesis": {"title": "h", "probes": [
+            {**call("probe", "fine", "value", result=1), "tolerance": 1}]},
+        "method": [call("action", "inject", "append", path=trace, line="fault")],
+        "rollbacks": [call("action", "undo", "append", path=trace, line="undo")],
+    }  # fmt: skip
+    load_global_controls({"controls": {"lkchaos-progress": {
+        "provider": {"type": "python", "module": "lkchaos.controls.progress"}}}})
+    try:
+        run_experiment(experiment)
+    finally:
+        cleanup_global_controls()
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    phases = [(e["phase"], e["edge"]) for e in events if e["event"] == "phase"]
+    assert phases == [
+        ("steady-state-before", "start"), ("steady-state-before", "end"),
+        ("method", "start"), ("method", "end"),
+        ("steady-state-after", "start"), ("steady-state-after", "end"),
+        ("rollbacks", "start"), ("rollbacks", "end")], phases
+    acted = [(e["name"], e["phase"]) for e in events
+             if e["event"] == "activity" and e["edge"] == "end"]
+    assert acted == [("fine", "steady-state-before"), ("inject", "method"),
+                     ("fine", "steady-state-after"), ("undo", "rollbacks")], acted

@@ -192,3 +192,23 @@ def test_the_recover_action_inside_the_running_experiment_is_not_refused(
         assert recover()["count"] == 0 and len(sweeps) == 6
     finally:
         runlock.release(isolated)
+
+
+def test_a_deployment_still_down_after_recover_is_said_in_words(
+    isolated: Path, sweeps: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every container up and nothing pending, but no LiveKit node answering: the message
+    # was "not back to baseline: {}".
+    from lkchaos import cli
+    from lkchaos.safety import probes
+
+    down = {"ok": False, "unhealthy_services": [], "toxics": [], "disabled_proxies": [],
+            "pending_faults": [], "nodes_ready": 0, "nodes": 2}  # fmt: skip
+    monkeypatch.setattr(probes, "baseline", lambda: down)
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    clock = iter(range(0, 10_000, 30))
+    monkeypatch.setattr(cli.time, "monotonic", lambda: float(next(clock)))
+    result = CliRunner().invoke(main, ["recover"])
+    assert result.exit_code == 1
+    assert "not back to baseline: LiveKit nodes ready: 0 of 2" in result.output, result.output
+    assert "{}" not in result.output

@@ -19,6 +19,12 @@ Declare it in Chaos Toolkit's settings::
     controls:
       lkchaos-progress:
         provider: {type: python, module: lkchaos.controls.progress}
+
+Chaos Toolkit (chaoslib 1.44) gives a control declared only in the settings no method or
+rollback hooks when the experiment declares controls of its own (at those two levels it
+applies the experiment's alone), so the method and the rollbacks are also told from each
+activity: one of the experiment's ``method`` starts the method, one of its ``rollbacks``
+the rollbacks.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ ENV = "LKCHAOS_PROGRESS_FILE"
 #: Longest result or error text kept in a line, in characters.
 SHORT = 160
 
-_state: dict[str, Any] = {"phase": "", "method_done": False}
+_state: dict[str, Any] = {"phase": "", "method_done": False, "experiment": None}
 
 
 def _emit(event: str, **fields: Any) -> None:
@@ -59,19 +65,45 @@ def short(value: Any, limit: int = SHORT) -> str:
 
 def _phase(name: str, edge: str) -> None:
     if edge == "start":
+        if _state["phase"] == name:
+            return  # told already (by an activity, then by the level's own hook)
+        _close_open_phase()
         _state["phase"] = name
+    elif _state["phase"] != name:
+        return  # ended already
+    else:
+        _state["phase"] = f"{name}:ended"
     _emit("phase", edge=edge, phase=name)
 
 
+def _close_open_phase() -> None:
+    """End the method or the rollbacks when the next phase starts without their own end."""
+    if _state["phase"] in ("method", "rollbacks"):
+        _emit("phase", edge="end", phase=_state["phase"])
+        _state["phase"] = f"{_state['phase']}:ended"
+
+
 def before_experiment_control(context: dict[str, Any], **kwargs: Any) -> None:
-    _state.update(phase="", method_done=False)
+    _state.update(phase="", method_done=False, experiment=context)
     _emit("experiment", edge="start", title=str(context.get("title", "")))
 
 
 def after_experiment_control(context: dict[str, Any], state: Any = None, **kwargs: Any) -> None:
+    _close_open_phase()
     journal = state if isinstance(state, dict) else {}
     _emit("experiment", edge="end", status=journal.get("status"),
           deviated=bool(journal.get("deviated")))
+
+
+def _part_of(activity: Any) -> str | None:
+    """``method`` or ``rollbacks`` when ``activity`` is one of the experiment's, else None."""
+    experiment = _state.get("experiment")
+    if not isinstance(experiment, dict):
+        return None
+    for part in ("method", "rollbacks"):
+        if any(activity is a for a in experiment.get(part) or []):
+            return part
+    return None
 
 
 def _hypothesis_phase() -> str:
@@ -79,12 +111,14 @@ def _hypothesis_phase() -> str:
 
 
 def before_hypothesis_control(context: Any, **kwargs: Any) -> None:
+    _close_open_phase()
     _phase(_hypothesis_phase(), "start")
 
 
 def after_hypothesis_control(context: Any, state: Any = None, **kwargs: Any) -> None:
     met = state.get("steady_state_met") if isinstance(state, dict) else None
     _emit("phase", edge="end", phase=_hypothesis_phase(), met=met)
+    _state["phase"] = f"{_hypothesis_phase()}:ended"
 
 
 def before_method_control(context: Any, **kwargs: Any) -> None:
@@ -110,10 +144,14 @@ def _describe(activity: Any) -> dict[str, Any]:
     provider = activity.get("provider") or {}
     return {"name": activity.get("name"), "type": activity.get("type"),
             "module": provider.get("module") or provider.get("path") or provider.get("url"),
-            "phase": _state["phase"]}
+            "phase": str(_state["phase"]).removesuffix(":ended")}
 
 
 def before_activity_control(context: Any, **kwargs: Any) -> None:
+    part = _part_of(context)
+    if part is not None:
+        _state["method_done"] = True
+        _phase(part, "start")
     _emit("activity", edge="start", **_describe(context))
 
 
