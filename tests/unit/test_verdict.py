@@ -71,6 +71,25 @@ def test_a_steady_state_missed_before_the_method_fails_the_run(tmp_path: Path) -
     assert "fault" not in helpers.lines(str(trace))
 
 
+def test_a_steady_state_missed_with_an_earlier_runs_fault_left_says_to_recover(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    # A run killed with SIGKILL left its fault; the next run's hint sent the user to
+    # `lkchaos target check`, not to what undoes it.
+    trace = tmp_path / "trace"
+    ledger.begin_run("killed run")
+    helpers.record_fault(str(trace), "mcp")
+    ledger.end_run()
+    exp = _experiment(trace, [helpers.action("record_fault", trace=str(trace), target="agent")])
+    exp["steady-state-hypothesis"] = {"title": "ready", "probes": [
+        helpers.probe("tools-answer", "value", tolerance=2, result=1)]}
+    with caplog.at_level(logging.INFO, logger="chaostoolkit"):
+        journal = _run(exp)
+    assert journal["status"] == "failed"
+    said = [m for _, m in _messages(caplog) if "did not hold before the method, so" in m]
+    assert len(said) == 1 and "faults of an earlier run are still in effect" in said[0]
+    assert "on mcp" in said[0] and "run `lkchaos recover`, then run again" in said[0]
+
+
 def test_a_steady_state_met_before_the_method_is_not_a_failure(tmp_path: Path) -> None:
     trace = tmp_path / "trace"
     exp = _experiment(trace, [])

@@ -336,10 +336,14 @@ def _verdict(
         report["steady_state_not_met_before"] = unmet
         if state.get("status") in (None, "completed"):
             state["status"] = "failed"
+        earlier = [f.describe() for f in ledger.pending(_run["state_dir"])
+                   if f.run_id != _run["run_id"]] if "state_dir" in _run else []  # fmt: skip
+        first = (f"faults of an earlier run are still in effect ({'; '.join(earlier)}): run "
+                 "`lkchaos recover`, then run again" if earlier else
+                 "Bring the deployment back to its steady state first (`lkchaos target "
+                 "check` says what answers; on the reference stack, `lkchaos stack status`)")
         logger.error("the steady state did not hold before the method, so nothing was "
-                     f"injected and the run failed: {', '.join(unmet) or 'see above'}. Bring "
-                     "the deployment back to its steady state first (`lkchaos target check` "
-                     "says what answers; on the reference stack, `lkchaos stack status`)")
+                     f"injected and the run failed: {', '.join(unmet) or 'see above'}. {first}")
     failed = _failed_actions(state)
     if failed:
         report["failed_actions"] = failed
