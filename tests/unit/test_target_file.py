@@ -255,3 +255,18 @@ def test_minimal_target_settings_name_nothing_of_the_reference() -> None:
     assert values["toxiproxy_url"] == "" and values["dns_server"] == ""
     assert values["compose_project"] == "" and "agent_name" not in values
     assert values["tls_address"] == "127.0.0.1:443"
+
+
+def test_problems_across_fields_are_said_with_the_schemas_at_once(tmp_path: Path) -> None:
+    # Two nodes of the same name and a prober that is the agent were said only after the
+    # schema's problem elsewhere (a misspelt key) was corrected: a second round trip.
+    data = yaml.safe_load(REFERENCE.read_text())
+    data["livekit"]["nodes"][1]["name"] = data["livekit"]["nodes"][0]["name"]
+    data["roles"]["voice_prober"] = data["roles"]["agent_worker"]
+    data["redis"]["sentinel"]["master_nam"] = "x"  # not a key of the schema
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    messages = [problem.message for problem in check_target(path)[1]]
+    assert any("master_nam" in m for m in messages), messages
+    assert any("is used twice" in m for m in messages), messages
+    assert any("cannot also be the agent worker" in m for m in messages), messages

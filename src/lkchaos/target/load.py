@@ -225,6 +225,21 @@ def _cross(name: str, target: model.Target, lines: dict[Location, int]) -> list[
     return problems
 
 
+def _cross_of_parts(name: str, data: Any, lines: dict[Location, int]) -> list[Problem]:
+    """The checks across fields (:func:`_cross`) of a file whose schema failed elsewhere,
+    when its ``livekit`` and ``roles`` sections validate on their own: every problem is
+    said at once, not the second half after the first is corrected."""
+    if not isinstance(data, dict):
+        return []
+    try:
+        livekit = model.LiveKit.model_validate(data.get("livekit"))
+        roles = model.Roles.model_validate(data.get("roles") or {})
+    except ValidationError:
+        return []
+    parts = model.Target.model_construct(livekit=livekit, roles=roles)
+    return _cross(name, parts, lines)
+
+
 def check_target(path: str | Path) -> tuple[LoadedTarget | None, list[Problem]]:
     """The target and every problem of its file (an empty list: it is valid). The target is
     None when the file does not validate."""
@@ -238,6 +253,7 @@ def check_target(path: str | Path) -> tuple[LoadedTarget | None, list[Problem]]:
         target = model.Target.model_validate(data)
     except ValidationError as exc:
         problems += [_schema_problem(name, error, lines) for error in exc.errors()]
+        problems += _cross_of_parts(name, data, lines)
         return None, in_line_order(problems)
     problems += _cross(name, target, lines)
     problems.sort(key=lambda problem: problem.line)
