@@ -122,3 +122,14 @@ def role_of(settings: Settings, name: str) -> str | None:
         if name in members:
             return role
     return None
+
+
+def did_you_mean(name: str) -> str:
+    """`` (did you mean the role agent_worker?)`` when ``name`` is a role misspelt (it was
+    then read as a runtime name), else ``""``."""
+    import difflib
+
+    from lkchaos.target.model import ROLES
+
+    close = difflib.get_close_matches(name, ROLES, n=1, cutoff=0.75)
+    return f" (did you mean the role {close[0]}?)" if close else ""

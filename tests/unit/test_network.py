@@ -343,6 +343,11 @@ def test_unknown_peer_lists_services(monkeypatch: pytest.MonkeyPatch, no_engine:
     with pytest.raises(ActivityFailed, match="no container 'nope' among compose project "
                                              "'lkchaos'; there are: agent, livekit-2"):
         actions.block_udp("nope")
+    # a role misspelt is read as a runtime name: the message says which role was meant
+    with pytest.raises(ActivityFailed, match="no container 'agnet_worker' among compose "
+                                             "project 'lkchaos' \\(did you mean the role "
+                                             "agent_worker\\?\\); there are: agent"):
+        actions.block_udp("agnet_worker")
     assert ledger.pending(no_engine) == []
 
 

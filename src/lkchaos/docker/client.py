@@ -158,8 +158,11 @@ def runtime_container(client: Any, settings: Settings, name: str) -> Any:
 
 def no_container(name: str, settings: Settings, known: Iterable[str]) -> str:
     """Why ``name`` is not found: where lkchaos looked and the runtime names that exist."""
+    from lkchaos.roles import did_you_mean
+
     listed = ", ".join(sorted(known)) or "none (is the deployment up?)"
-    return f"no container {name!r} among {describe_runtime(settings)}; there are: {listed}"
+    return (f"no container {name!r} among {describe_runtime(settings)}{did_you_mean(name)}; "
+            f"there are: {listed}")
 
 
 def _listed(client: Any, filters: dict[str, str]) -> list[Any]:

@@ -156,7 +156,8 @@ def _service_problem(deployment: Deployment, value: str) -> str | None:
             return (f"{name!r} belongs to {where}, outside the {deployment.project}: "
                     "lkchaos targets only the target's own containers")  # fmt: skip
         known = ", ".join(sorted(deployment.services - harness)) or "none (is it up?)"
-        return f"no container {name!r} among {deployment.project}; there are: {known}"
+        return (f"no container {name!r} among {deployment.project}"
+                f"{roles.did_you_mean(name)}; there are: {known}")
     return None
 
 
