@@ -360,9 +360,24 @@ def test_the_api_secret_stays_out_of_the_journal_ledger_and_audit(
         helpers.action("broken", message=f"refused with {secret}")])
     journal = _run(exp)
     out = tmp_path / "journal.json"
-    out.write_text(json.dumps(journal["lkchaos_safety"], default=str))
+    out.write_text(json.dumps(journal, default=str))  # the whole journal, as written
     assert scan([out, isolated], secret) == []
     assert "***" in out.read_text()
+
+
+def test_an_access_token_an_error_quoted_stays_out_of_the_journal(tmp_path: Path) -> None:
+    from lkchaos.livekit.client import access_token
+    from lkchaos.settings import Settings
+
+    token = access_token(Settings(livekit_api_key="k", livekit_api_secret="s" * 40),
+                         "caller", "room", ttl_seconds=60)  # fmt: skip
+    trace = tmp_path / "trace"
+    exp = _experiment(trace, [
+        helpers.probe("join", "value", tolerance=0, result=f"wss://x/rtc?access_token={token}"),
+        helpers.action("broken", message=f"503 for url='wss://x/rtc?access_token={token}'")])
+    journal = _run(exp)
+    written = json.dumps(journal, default=str)
+    assert token not in written and "access_token=***" in written
 
 
 def test_the_preflight_check_runs_before_the_lock(

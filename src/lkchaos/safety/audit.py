@@ -98,6 +98,27 @@ def scrub(value: Any, secrets: Iterable[str]) -> Any:
     return value
 
 
+def scrub_in_place(value: Any, secrets: Iterable[str]) -> None:
+    """:func:`scrub` every text inside ``value`` (dicts and lists changed in place): for a
+    structure others hold, such as the journal Chaos Toolkit writes after the controls."""
+    secrets = [s for s in secrets if s]
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if isinstance(inner, str):
+                    item[key] = scrub(inner, secrets)
+                elif isinstance(inner, dict | list):
+                    stack.append(inner)
+        elif isinstance(item, list):
+            for index, inner in enumerate(item):
+                if isinstance(inner, str):
+                    item[index] = scrub(inner, secrets)
+                elif isinstance(inner, dict | list):
+                    stack.append(inner)
+
+
 def mask(value: Any, secrets: Iterable[str] = ()) -> Any:
     """Like :func:`scrub`, and the value of every key that names secret material is hidden."""
     secrets = list(secrets)

@@ -460,6 +460,9 @@ def after_experiment_control(
             report["interrupts_ignored"] = _run["interrupts_ignored"]
         secrets_seen = audit.known_secrets(_run["state_dir"])
         state["lkchaos_safety"] = audit.scrub(report, secrets_seen)
+        # The journal Chaos Toolkit writes next: no secret, and no access token an error
+        # quoted (a join URL's), in the activities' outputs and errors.
+        audit.scrub_in_place(state, secrets_seen)
         _finish()
     if (state.get("status"), bool(state.get("deviated"))) != before:
         # Chaos Toolkit has already logged the status it saw: say the real verdict last.
