@@ -88,6 +88,23 @@ def test_a_steady_state_missed_with_an_earlier_runs_fault_left_says_to_recover(
     said = [m for _, m in _messages(caplog) if "did not hold before the method, so" in m]
     assert len(said) == 1 and "faults of an earlier run are still in effect" in said[0]
     assert "on mcp" in said[0] and "run `lkchaos recover`, then run again" in said[0]
+    assert "failed: tools-answer (returned 1)." in said[0]
+
+
+def test_a_steady_state_probe_that_raised_is_said_with_its_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    # A wrong API secret: the cause was only in the journal (and in a rollback's error).
+    trace = tmp_path / "trace"
+    exp = _experiment(trace, [helpers.action("record_fault", trace=str(trace), target="agent")])
+    exp["steady-state-hypothesis"] = {"title": "ready", "probes": [{
+        "type": "probe", "name": "caller-answered", "tolerance": True,
+        "provider": {"type": "python", "module": helpers.__name__, "func": "broken",
+                     "arguments": {"message": "the voice prober refused the credential"}}}]}
+    with caplog.at_level(logging.INFO, logger="chaostoolkit"):
+        journal = _run(exp)
+    assert journal["status"] == "failed"
+    said = [m for _, m in _messages(caplog) if "did not hold before the method, so" in m]
+    assert "failed: caller-answered (the voice prober refused the credential)." in said[0]
 
 
 def test_a_steady_state_met_before_the_method_is_not_a_failure(tmp_path: Path) -> None:

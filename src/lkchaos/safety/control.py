@@ -41,6 +41,7 @@ see controls/README.md). Declared both ways it acts once.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -343,7 +344,8 @@ def _verdict(
                  "Bring the deployment back to its steady state first (`lkchaos target "
                  "check` says what answers; on the reference stack, `lkchaos stack status`)")
         logger.error("the steady state did not hold before the method, so nothing was "
-                     f"injected and the run failed: {', '.join(unmet) or 'see above'}. {first}")
+                     f"injected and the run failed: {_why_unmet(state) or 'see above'}. "
+                     f"{first}")
     failed = _failed_actions(state)
     if failed:
         report["failed_actions"] = failed
@@ -359,6 +361,23 @@ def _verdict(
         for item in missed:
             logger.error(f"method probe {item['probe']!r} missed its tolerance, so the run "
                          f"deviated (output: {item['output']!r})")
+
+
+def _why_unmet(state: dict[str, Any], limit: int = 200) -> str:
+    """Each probe that missed the steady state before the method, with why: its error (a
+    refused credential, a node that did not answer), else what it returned."""
+    before = (state.get("steady_states") or {}).get("before") or {}
+    reasons = []
+    for probe in before.get("probes") or []:
+        if probe.get("tolerance_met", True) and probe.get("status") == "succeeded":
+            continue
+        name = str((probe.get("activity") or {}).get("name"))
+        if probe.get("status") != "succeeded":
+            why = _error(probe)
+        else:
+            why = "returned " + json.dumps(probe.get("output"), default=str)
+        reasons.append(f"{name} ({why[:limit]})")
+    return "; ".join(reasons)
 
 
 def _unmet_before(state: dict[str, Any]) -> list[str] | None:
