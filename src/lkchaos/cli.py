@@ -71,7 +71,8 @@ def recover(force: bool, target_file: str | None) -> None:
     Undoes the fault ledger, removes lkchaos's toxics, re-enables the target's Toxiproxy
     links, unpauses and starts the containers that play a role on the target, clears
     lkchaos's network rules in them, closes lkchaos's own rooms left in Redis by a LiveKit
-    node that died, and releases a stale run lock; lists what it did, then
+    node that died or by a Redis failover that lost their close (no node runs them), and
+    releases a stale run lock; lists what it did, then
     checks the baseline. Exits 1 if the stack is still not back, and refuses (exit
     1, naming the run and its pid) while another process runs an experiment, whose faults it
     would undo mid-run, unless --force. The target is the one `lkchaos target check` shows
