@@ -13,6 +13,7 @@ import faulthandler
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -188,11 +189,13 @@ def check(experiments: tuple[str, ...], offline: bool, target_file: str | None) 
 
     The experiment's shape and where its secrets are given; every lkchaos activity's
     arguments (types, ranges, units, injection, the harness) and, unless --offline, that the
-    services, proxies and names they target exist (read only). Secret values never appear in
-    what it prints. Exits 0 when every experiment is clean (warnings are printed), 2 with
-    every problem listed otherwise, or when the selected target is missing or invalid (as
-    `lkchaos target check` selects it: --target, else $LKCHAOS_TARGET, else the experiment's
-    lkchaos_target, else the reference stack's).
+    services, proxies and names they target exist and that what its activities use answers
+    (the target's nodes, Redis, API key pair...: as `lkchaos target check` reaches them; read
+    only). Secret values never appear in what it prints. Exits 0 when every experiment is
+    clean (warnings are printed), 2 with every problem listed otherwise, or when the
+    selected target is missing or invalid (as `lkchaos target check` selects it: --target,
+    else $LKCHAOS_TARGET, else the experiment's lkchaos_target, else the reference
+    stack's).
     """
     from lkchaos.target.select import target_for_process
 
@@ -204,6 +207,7 @@ def check(experiments: tuple[str, ...], offline: bool, target_file: str | None) 
 def _check(experiments: tuple[str, ...], offline: bool) -> None:
     from lkchaos.preflight import ExperimentFileError, check_file, errors
 
+    unreached, down = ({}, []) if offline else _unreachable(experiments)
     failed = 0
     for path in experiments:
         try:
@@ -217,18 +221,46 @@ def _check(experiments: tuple[str, ...], offline: bool) -> None:
             click.secho(f"error: {path}: could not be checked ({why})", fg="red", err=True)
             failed += 1
             continue
-        failing = errors(problems)
+        failing = [*map(str, errors(problems)), *unreached.get(path, [])]
         if not failing:
             click.secho(f"{path}: ok" + (f", {len(problems)} warning(s)" if problems else ""),
                         fg="green")  # fmt: skip
         else:
             failed += 1
             click.secho(f"{path}: {len(failing)} problem(s)", fg="red", err=True)
-        for problem in failing + [p for p in problems if p not in failing]:
+        for problem in failing + [str(p) for p in problems if p not in errors(problems)]:
             click.echo(f"  - {problem}", err=True)
+    if any(unreached.values()):
+        click.echo("what did not answer (`lkchaos target check` shows all):", err=True)
+        for found in down:
+            click.echo(f"  {found}", err=True)
     if failed:
         say(f"{failed} of {len(experiments)} experiment(s) would not run; nothing was changed")
         sys.exit(2)
+
+
+def _unreachable(experiments: tuple[str, ...]) -> tuple[dict[str, list[str]], list[Any]]:
+    """Reach what the selected target names (as `lkchaos target check` does): per
+    experiment, the activities that use a component that did not answer (a node's URL, a
+    Sentinel, the API key pair...), with which: a run would fail at its steady state, or
+    sample nothing but failures. The containers are the preflight's, not repeated here."""
+    from lkchaos.settings import selected_target
+    from lkchaos.target import applies, reach
+    from lkchaos.target.load import load_target
+
+    selection = selected_target()
+    if selection is None:
+        return {}, []
+    loaded = load_target(selection.path)
+    down = [found for found in reach.reach(loaded) if not found.ok and found.component != "docker"]
+    if not down:
+        return {}, []
+    verdicts = applies.check_files([Path(p) for p in experiments], loaded,
+                                   frozenset(found.component for found in down))  # fmt: skip
+    unreached = {given: [line.replace("(see above)", "(below)")
+                         for line in verdicts.get(Path(given), []) if "failed a check" in line]
+                 for given in experiments}  # fmt: skip
+    return unreached, down
 
 
 @main.group()

@@ -350,3 +350,31 @@ def test_online_node_answering_500_is_unreachable(tmp_path: Path, closed_port: s
 
     found = http_get("livekit", "node", f"http://{closed_port}/", timeout=1.0)
     assert not found.ok and "did not answer" in found.detail
+
+
+def test_lkchaos_check_lists_the_experiments_that_use_what_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listener: str, closed_port: str,
+) -> None:
+    # A half-wrong target (a node's port wrong): `lkchaos check` said ok, and the run then
+    # sampled nothing but failures and recorded an RTO of the whole run.
+    from lkchaos.cli import main
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    monkeypatch.setenv("LK_KEY", "k")
+    monkeypatch.setenv("REDIS_PASSWORD", "p")
+    path = _target(tmp_path, f"http://{closed_port}", listener, listener, listener)
+    nodes = tmp_path / "nodes.json"
+    nodes.write_text(json.dumps({
+        "title": "nodes", "description": "d", "method": [],
+        "steady-state-hypothesis": {"title": "h", "probes": [{
+            "type": "probe", "name": "nodes-ready", "tolerance": True,
+            "provider": {"type": "python", "module": "lkchaos.livekit.probes",
+                         "func": "nodes_health"}}]}}))  # fmt: skip
+    result = CliRunner().invoke(main, ["check", "--target", str(path), str(nodes)])
+    assert result.exit_code == 2, result.output
+    assert f"{nodes}: 1 problem(s)" in result.output
+    assert "livekit failed a check (below) (nodes-ready)" in result.output
+    assert f"FAIL  livekit node only: http://{closed_port}/ did not answer" in result.output \
+        or f"FAIL  livekit node only: http://{closed_port} did not answer" in result.output
+    offline = CliRunner().invoke(main, ["check", "--offline", "--target", str(path), str(nodes)])
+    assert offline.exit_code == 0, offline.output  # nothing is reached offline
