@@ -382,7 +382,8 @@ def test_the_api_secret_stays_out_of_the_journal_ledger_and_audit(
     assert "***" in out.read_text()
 
 
-def test_an_access_token_an_error_quoted_stays_out_of_the_journal(tmp_path: Path) -> None:
+def test_an_access_token_an_error_quoted_stays_out_of_the_journal(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
     from lkchaos.livekit.client import access_token
     from lkchaos.settings import Settings
 
@@ -392,9 +393,13 @@ def test_an_access_token_an_error_quoted_stays_out_of_the_journal(tmp_path: Path
     exp = _experiment(trace, [
         helpers.probe("join", "value", tolerance=0, result=f"wss://x/rtc?access_token={token}"),
         helpers.action("broken", message=f"503 for url='wss://x/rtc?access_token={token}'")])
-    journal = _run(exp)
+    with caplog.at_level(logging.INFO, logger="chaostoolkit"):
+        journal = _run(exp)
     written = json.dumps(journal, default=str)
     assert token not in written and "access_token=***" in written
+    logged = [m for _, m in _messages(caplog)]  # the terminal and chaostoolkit.log
+    assert any("access_token=***" in m for m in logged)
+    assert not any(token in m for m in logged)
 
 
 def test_the_preflight_check_runs_before_the_lock(

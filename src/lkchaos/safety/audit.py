@@ -98,6 +98,27 @@ def scrub(value: Any, secrets: Iterable[str]) -> Any:
     return value
 
 
+class TokenFilter(logging.Filter):
+    """Masks signed tokens (:data:`JWT`) in a logger's records, whatever logs them: an
+    activity's error that quotes a join URL reaches the terminal and ``chaostoolkit.log``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record that cannot be formatted is left to its handler
+            return True
+        if JWT.search(text):
+            record.msg, record.args = JWT.sub(MASK, text), None
+        return True
+
+
+def mask_tokens_in_log(name: str = "chaostoolkit") -> None:
+    """Install :class:`TokenFilter` on logger ``name`` once."""
+    target = logging.getLogger(name)
+    if not any(isinstance(f, TokenFilter) for f in target.filters):
+        target.addFilter(TokenFilter())
+
+
 def scrub_in_place(value: Any, secrets: Iterable[str]) -> None:
     """:func:`scrub` every text inside ``value`` (dicts and lists changed in place): for a
     structure others hold, such as the journal Chaos Toolkit writes after the controls."""

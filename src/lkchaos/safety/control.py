@@ -189,6 +189,7 @@ def before_experiment_control(
         return  # declared in the settings and in the experiment: act once
     _restore_lingering()
     _run.clear()
+    audit.mask_tokens_in_log()  # activities' errors may quote a join URL's access token
     # The preflight comes first (once per experiment, whichever lkchaos control starts
     # first). A refusal ends the run with no rollback played, whatever the strategy.
     gate.check(context, configuration, secrets)
