@@ -200,3 +200,32 @@ def test_rooms_no_node_runs_are_found_and_only_lkchaos_rooms_closed(close_lost: 
     assert "lkchaos-probe-ghost" not in rooms
     assert {"customer-ghost", "lkchaos-probe-live"} <= rooms  # not lkchaos's / hosted
     assert close_own_rooms(settings) == []
+
+
+def test_a_room_that_comes_back_after_its_close_is_closed_again(close_lost: Settings) -> None:
+    # An agent whose job was assigned as the room started joins after the close, and its
+    # join creates the room again: here a CreateRoom the moment the room is gone does so.
+    import threading
+
+    settings = close_lost
+    url = settings.livekit_node_urls[0]
+
+    def come_back() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if "lkchaos-probe-ghost" not in state.read_store(settings).rooms:
+                async def create(c: api.LiveKitAPI) -> None:
+                    await c.room.create_room(api.CreateRoomRequest(name="lkchaos-probe-ghost",
+                                                                   empty_timeout=600))
+
+                client.call(url, settings, create)
+                return
+            time.sleep(0.05)
+
+    joiner = threading.Thread(target=come_back)
+    joiner.start()
+    closed = close_own_rooms(settings)
+    joiner.join(timeout=30)
+    assert [c["outcome"] for c in closed] == [
+        "closed (twice: it came back after its first close)"], closed
+    assert "lkchaos-probe-ghost" not in state.read_store(settings).rooms
