@@ -230,6 +230,16 @@ def _target(tmp_path: Path, node: str, redis: str, proxy: str, resolver: str) ->
     return path
 
 
+def _one_probe(path: Path, name: str, module: str, func: str) -> Path:
+    """An experiment whose steady state is one probe, ``module.func``, written to ``path``."""
+    path.write_text(json.dumps({
+        "title": path.stem, "description": "d", "method": [],
+        "steady-state-hypothesis": {"title": "h", "probes": [{
+            "type": "probe", "name": name, "tolerance": True,
+            "provider": {"type": "python", "module": module, "func": func}}]}}))  # fmt: skip
+    return path
+
+
 def test_online_check_reports_what_is_unreachable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_url: str, listener: str,
     closed_port: str,
@@ -257,13 +267,8 @@ def test_online_check_reports_what_is_unreachable(
     assert "  ok  lkchaos.tls.probes.hsts\n" in out
     # An experiment whose roles the target has, but whose activities reach a component
     # that failed above, does not "apply": the listing said ok beside the failures.
-    names = tmp_path / "names.json"
-    names.write_text(json.dumps({
-        "title": "names", "description": "d", "method": [],
-        "steady-state-hypothesis": {"title": "h", "probes": [{
-            "type": "probe", "name": "names-resolve", "tolerance": True,
-            "provider": {"type": "python", "module": "lkchaos.dns.probes",
-                         "func": "resolve_names"}}]}}))  # fmt: skip
+    names = _one_probe(tmp_path / "names.json", "names-resolve", "lkchaos.dns.probes",
+                       "resolve_names")
     result = CliRunner().invoke(target_cli, ["check", "--target", str(path), str(names)])
     assert "experiments: 0 of 1 apply to this target and can reach what they use" in \
         result.output, result.output
@@ -363,13 +368,8 @@ def test_lkchaos_check_lists_the_experiments_that_use_what_does_not_answer(
     monkeypatch.setenv("LK_KEY", "k")
     monkeypatch.setenv("REDIS_PASSWORD", "p")
     path = _target(tmp_path, f"http://{closed_port}", listener, listener, listener)
-    nodes = tmp_path / "nodes.json"
-    nodes.write_text(json.dumps({
-        "title": "nodes", "description": "d", "method": [],
-        "steady-state-hypothesis": {"title": "h", "probes": [{
-            "type": "probe", "name": "nodes-ready", "tolerance": True,
-            "provider": {"type": "python", "module": "lkchaos.livekit.probes",
-                         "func": "nodes_health"}}]}}))  # fmt: skip
+    nodes = _one_probe(tmp_path / "nodes.json", "nodes-ready", "lkchaos.livekit.probes",
+                       "nodes_health")
     result = CliRunner().invoke(main, ["check", "--target", str(path), str(nodes)])
     assert result.exit_code == 2, result.output
     assert f"{nodes}: 1 problem(s)" in result.output
