@@ -363,13 +363,16 @@ def test_the_audit_names_the_run_experiment_and_activity(tmp_path: Path, isolate
     assert audit.read(isolated, run="nope") == []
 
 
+@pytest.mark.parametrize("variable", ["LIVEKIT_API_SECRET", "LKCHAOS_REDIS_PASSWORD"])
 def test_the_api_secret_stays_out_of_the_journal_ledger_and_audit(
-    tmp_path: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
+    # The Redis password too: every secret the target's settings hold is registered (each
+    # case its own value: registered secrets stay known to the process).
     from lkchaos.safety.secrets import scan
 
-    secret = "s3cr3t-api-value-0123456789-abcdefghij"
-    monkeypatch.setenv("LIVEKIT_API_SECRET", secret)
+    secret = f"s3cr3t-{variable.lower()}-0123456789-abcdefghij"
+    monkeypatch.setenv(variable, secret)
     trace = tmp_path / "trace"
     exp = _experiment(trace, [
         helpers.action("record_fault", trace=str(trace), target="agent"),

@@ -59,6 +59,14 @@ def register_secret(value: str | None) -> None:
         _known_secrets.add(value)
 
 
+def register_settings(settings: Any) -> None:
+    """Register the secrets a target's settings hold: LiveKit's API secret, the Redis and
+    the Sentinels' passwords (:class:`lkchaos.settings.Settings`)."""
+    for value in (settings.livekit_api_secret, settings.redis_password,
+                  settings.sentinel_password):  # fmt: skip
+        register_secret(value)
+
+
 def known_secrets(state_dir: str | Path | None = None) -> set[str]:
     """Secrets to mask: those registered, ``LIVEKIT_API_SECRET``, and the stack's own key."""
     found = set(_known_secrets)
@@ -117,27 +125,6 @@ def mask_tokens_in_log(name: str = "chaostoolkit") -> None:
     target = logging.getLogger(name)
     if not any(isinstance(f, TokenFilter) for f in target.filters):
         target.addFilter(TokenFilter())
-
-
-def scrub_in_place(value: Any, secrets: Iterable[str]) -> None:
-    """:func:`scrub` every text inside ``value`` (dicts and lists changed in place): for a
-    structure others hold, such as the journal Chaos Toolkit writes after the controls."""
-    secrets = [s for s in secrets if s]
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, inner in item.items():
-                if isinstance(inner, str):
-                    item[key] = scrub(inner, secrets)
-                elif isinstance(inner, dict | list):
-                    stack.append(inner)
-        elif isinstance(item, list):
-            for index, inner in enumerate(item):
-                if isinstance(inner, str):
-                    item[index] = scrub(inner, secrets)
-                elif isinstance(inner, dict | list):
-                    stack.append(inner)
 
 
 def mask(value: Any, secrets: Iterable[str] = ()) -> Any:

@@ -211,7 +211,7 @@ def _start(
     secrets: dict[str, Any] | None,
 ) -> None:  # fmt: skip
     settings = Settings.load(configuration, secrets)
-    audit.register_secret(settings.livekit_api_secret)
+    audit.register_settings(settings)
     pauses.install()
     title = str(context.get("title", "experiment"))
     try:
@@ -364,14 +364,19 @@ def _verdict(
                          f"deviated (output: {item['output']!r})")
 
 
+def _missed_before(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs of the probes that missed the steady state before the method (failed, or
+    out of their tolerance)."""
+    before = (state.get("steady_states") or {}).get("before") or {}
+    return [p for p in before.get("probes") or []
+            if not p.get("tolerance_met", True) or p.get("status") != "succeeded"]
+
+
 def _why_unmet(state: dict[str, Any], limit: int = 200) -> str:
     """Each probe that missed the steady state before the method, with why: its error (a
     refused credential, a node that did not answer), else what it returned."""
-    before = (state.get("steady_states") or {}).get("before") or {}
     reasons = []
-    for probe in before.get("probes") or []:
-        if probe.get("tolerance_met", True) and probe.get("status") == "succeeded":
-            continue
+    for probe in _missed_before(state):
         name = str((probe.get("activity") or {}).get("name"))
         if probe.get("status") != "succeeded":
             why = _error(probe)
@@ -387,8 +392,7 @@ def _unmet_before(state: dict[str, Any]) -> list[str] | None:
     before = (state.get("steady_states") or {}).get("before")
     if not isinstance(before, dict) or before.get("steady_state_met") is not False:
         return None
-    return [str((p.get("activity") or {}).get("name")) for p in before.get("probes", [])
-            if not p.get("tolerance_met", True) or p.get("status") != "succeeded"]
+    return [str((p.get("activity") or {}).get("name")) for p in _missed_before(state)]
 
 
 def _cleanup(
@@ -479,10 +483,10 @@ def after_experiment_control(
         if _run.get("interrupts_ignored"):
             report["interrupts_ignored"] = _run["interrupts_ignored"]
         secrets_seen = audit.known_secrets(_run["state_dir"])
-        state["lkchaos_safety"] = audit.scrub(report, secrets_seen)
-        # The journal Chaos Toolkit writes next: no secret, and no access token an error
-        # quoted (a join URL's), in the activities' outputs and errors.
-        audit.scrub_in_place(state, secrets_seen)
+        state["lkchaos_safety"] = report
+        # The journal Chaos Toolkit writes next (this report with it): no secret, and no
+        # access token an error quoted (a join URL's), in the activities' outputs and errors.
+        state.update(audit.scrub(state, secrets_seen))
         _finish()
     if (state.get("status"), bool(state.get("deviated"))) != before:
         # Chaos Toolkit has already logged the status it saw: say the real verdict last.

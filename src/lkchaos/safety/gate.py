@@ -52,7 +52,7 @@ def _secrets(configuration: Mapping[str, Any] | None, secrets: Mapping[str, Any]
         settings = Settings.load(dict(configuration or {}), dict(secrets or {}))
     except Exception:  # the settings may be what is wrong: mask what is known
         return audit.known_secrets()
-    audit.register_secret(settings.livekit_api_secret)
+    audit.register_settings(settings)
     return audit.known_secrets(settings.state_dir)
 
 

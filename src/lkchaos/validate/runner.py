@@ -226,9 +226,8 @@ def run(selected: Sequence[Item], settings: Settings, *, timeout_s: float = DEFA
     ctx = RunContext(settings, timeout_s)
     funcs = list(dict.fromkeys(checks[i.id] for i in selected if i.id in checks))
     outcomes = run_in_turn(funcs, ctx, workers=workers, grace_s=grace_s)
-    secrets = audit.known_secrets(settings.state_dir) | {
-        value for value in (settings.livekit_api_secret, settings.redis_password,
-                            settings.sentinel_password) if len(value) >= audit.MIN_SECRET_LEN}
+    audit.register_settings(settings)
+    secrets = audit.known_secrets(settings.state_dir)
     by_id: dict[str, ItemResult] = {}
     for item in selected:
         if item.id in checks:
