@@ -221,14 +221,15 @@ def _check(experiments: tuple[str, ...], offline: bool) -> None:
             click.secho(f"error: {path}: could not be checked ({why})", fg="red", err=True)
             failed += 1
             continue
-        failing = [*map(str, errors(problems)), *unreached.get(path, [])]
+        wrong = errors(problems)
+        failing = [*map(str, wrong), *unreached.get(path, [])]
         if not failing:
             click.secho(f"{path}: ok" + (f", {len(problems)} warning(s)" if problems else ""),
                         fg="green")  # fmt: skip
         else:
             failed += 1
             click.secho(f"{path}: {len(failing)} problem(s)", fg="red", err=True)
-        for problem in failing + [str(p) for p in problems if p not in errors(problems)]:
+        for problem in failing + [str(p) for p in problems if p not in wrong]:
             click.echo(f"  - {problem}", err=True)
     if any(unreached.values()):
         click.echo("what did not answer (`lkchaos target check` shows all):", err=True)

@@ -361,8 +361,7 @@ def observe(settings: Settings, urls: Sequence[str], timeout: float) -> Observat
             apis[url] = read_api(url, settings, timeout)
         except API_ERRORS as exc:
             apis[url] = f"RoomService at {url} did not answer: {type(exc).__name__}: {exc}"
-    now = time.time()
-    obs = judge(store, apis, now)
+    obs = judge(store, apis, time.time())
     placed = {m.room for m in obs.mismatches if m.kind.startswith("room_")}
     candidates = sorted(room for room in store.rooms if room not in placed)
     answering = next((url for url, seen in apis.items() if isinstance(seen, ApiState)), None)

@@ -165,6 +165,8 @@ def credential_checks(loaded: LoadedTarget) -> list[Reached]:
 
     from livekit import api
 
+    from lkchaos.livekit.client import http_url
+
     livekit = loaded.target.livekit
     try:
         key = secrets.resolve(livekit.api_key, loaded.folder)
@@ -178,8 +180,7 @@ def credential_checks(loaded: LoadedTarget) -> list[Reached]:
                  .with_grants(api.VideoGrants(room_list=True)).to_jwt())  # fmt: skip
     found = []
     for node in livekit.nodes:
-        endpoint = node.url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-        endpoint = endpoint.rstrip("/") + "/twirp/livekit.RoomService/ListRooms"
+        endpoint = http_url(node.url).rstrip("/") + "/twirp/livekit.RoomService/ListRooms"
         try:
             answer = httpx.post(endpoint, json={}, timeout=TIMEOUT_S,
                                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
