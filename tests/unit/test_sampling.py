@@ -660,6 +660,19 @@ def test_summaries_stay_small() -> None:
     assert len(summarize("x" * 1000)) <= 160
 
 
+def test_a_dotted_summary_key_keeps_one_value_from_inside_nested_dicts() -> None:
+    call = {"ok": True, "media_path": {"publisher": {"path": "tcp", "remote": "x:7881"},
+                                       "subscriber": {"path": None}}}  # fmt: skip
+    kept = summarize(call, keys=["ok", "media_path.publisher.path", "media_path.subscriber.path"])
+    assert kept == {"ok": True, "media_path.publisher.path": "tcp",
+                    "media_path.subscriber.path": None}  # fmt: skip
+    # A path that does not lead to a value is left out, as a missing key is; a dotted key
+    # that is itself a key of the result is that key.
+    assert summarize(call, keys=["media_path.publisher.port", "ok.x", "nope"]) == {}
+    assert summarize({"a.b": 1, "a": {"b": 2}}, keys=["a.b"]) == {"a.b": 1}
+    assert summarize(call, keys=["media_path"]) == {"media_path": {"len": 2}}
+
+
 # -- mishearings are set apart ----------------------------------------------------------------
 def _with_misheard(oks: tuple[bool, ...], misheard: set[int]) -> list[dict[str, Any]]:
     series = _series(*oks)

@@ -9,6 +9,7 @@ and held calls use, without a room."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 
@@ -410,6 +411,12 @@ def _held_turns(replies: list[list[tuple[float, str | None, str]]],
         session.random_question = original  # type: ignore[assignment]
 
 
+def _said(turn: dict[str, object]) -> str:
+    """A turn whole, for a failure message (pytest shortens a dict's repr there, which hid the
+    stage and what was heard of a turn that failed in CI)."""
+    return json.dumps(turn, default=str)
+
+
 def test_a_held_turn_hears_the_answer_an_agent_gave_after_it_said_listening() -> None:
     # The answer comes while the next question is being asked: it is the first turn's, and
     # the next question, talked over, is asked again.
@@ -418,9 +425,10 @@ def test_a_held_turn_hears_the_answer_an_agent_gave_after_it_said_listening() ->
                           (1.0, "listening", "Two plus three is five.")],
                          [(0.3, "thinking", "Four times six is twenty four.")]], 2.5)
     first, second = turns
-    assert first["ok"] and first["stage"] == "ok", first
-    assert first["reply_paused_s"] is not None and 0.9 < first["reply_paused_s"] < 2.0, first
-    assert second["ok"] and second["asked_twice"], second
+    assert first["ok"] and first["stage"] == "ok", _said(first)
+    assert first["reply_paused_s"] is not None and 0.9 < first["reply_paused_s"] < 2.0, \
+        _said(first)
+    assert second["ok"] and second["asked_twice"], _said(second)
 
 
 def test_what_an_agent_says_after_the_next_question_ended_is_not_the_last_turns() -> None:
@@ -429,5 +437,5 @@ def test_what_an_agent_says_after_the_next_question_ended_is_not_the_last_turns(
                           (6.0, "listening", "Two plus three is five.")],
                          [(0.3, "thinking", "Four times six is twenty four.")]], 1.0)
     first, second = turns
-    assert first["stage"] == "wrong_reply" and first["reply_paused_s"] is None, first
-    assert not second["ok"], second  # its reply was the first question's answer
+    assert first["stage"] == "wrong_reply" and first["reply_paused_s"] is None, _said(first)
+    assert not second["ok"], _said(second)  # its reply was the first question's answer

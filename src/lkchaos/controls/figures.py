@@ -255,7 +255,9 @@ def summarize(value: Any, keys: Sequence[str] | None = None) -> Any:
     """A small, JSON-safe summary of a probe's result for the journal.
 
     Scalars stay (long text is cut), a dict keeps ``keys`` (or the usual status keys, else its
-    first few scalar entries), a list becomes ``{"len": n}``.
+    first few scalar entries), a list becomes ``{"len": n}``. A key with dots names a value
+    inside nested dicts (``"media_path.publisher.path"``), kept under that dotted key: a
+    nested dict kept whole would be ``{"len": n}``.
     """
     if value is None or isinstance(value, bool | int | float):
         return value
@@ -265,10 +267,28 @@ def summarize(value: Any, keys: Sequence[str] | None = None) -> Any:
         wanted = list(keys) if keys is not None else [k for k in _PREFERRED_KEYS if k in value]
         if not wanted:
             wanted = [k for k, v in value.items() if _is_scalar(v)][:_MAX_KEYS]
-        return {str(k): _scalar(value.get(k)) for k in wanted if k in value}
+        kept: dict[str, Any] = {}
+        for key in wanted:
+            found, inner = _lookup(value, key)
+            if found:
+                kept[str(key)] = _scalar(inner)
+        return kept
     if isinstance(value, list | tuple | set):
         return {"len": len(value)}
     return _cut(repr(value))
+
+
+def _lookup(value: Mapping[str, Any], key: str) -> tuple[bool, Any]:
+    """``value[key]``, or for a dotted ``key`` not itself a key, the value its parts name in
+    nested dicts: ``(found, value)``."""
+    if key in value:
+        return True, value[key]
+    inner: Any = value
+    for part in key.split("."):
+        if not isinstance(inner, Mapping) or part not in inner:
+            return False, None
+        inner = inner[part]
+    return "." in key, inner
 
 
 def _is_scalar(value: Any) -> bool:

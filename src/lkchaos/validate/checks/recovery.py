@@ -36,12 +36,12 @@ SINGLE_SERVICE = ("agent-crash", "livekit-node-loss", "mcp-outage", "whisper-out
                   "redis-failover", "redis-outage", "redis-stall", "ingress-node-loss",
                   "cpu-pressure-agent", "memory-pressure-livekit", "disk-full-stt")  # fmt: skip
 NETWORK = ("agent-livekit-partition", "dns-failure", "webhook-link-cut", "media-packet-loss",
-           "ingress-rtmp-packet-loss")  # fmt: skip
+           "ingress-rtmp-packet-loss", "livekit-node-redis-partition", "udp-blocked")  # fmt: skip
 MULTIPLE = ("redis-lost-during-drain", "ingress-redis-failover")
 #: Experiments that compare LiveKit's room state across the fault.
-CONSISTENCY = ("redis-failover",)
+CONSISTENCY = ("redis-failover", "livekit-node-redis-partition")
 LIVEKIT_FAULTS = ("livekit-node-loss", "redis-failover", "redis-outage", "redis-stall",
-                  "redis-lost-during-drain")  # fmt: skip
+                  "redis-lost-during-drain", "livekit-node-redis-partition")  # fmt: skip
 
 
 def current_target() -> str | None:
