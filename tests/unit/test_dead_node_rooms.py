@@ -17,7 +17,7 @@ import pytest
 from livekit import api
 
 from lkchaos.errors import LkChaosError
-from lkchaos.livekit import client, state
+from lkchaos.livekit import client, dead_nodes, state
 from lkchaos.livekit.dead_nodes import GONE_AFTER_S, close_own_rooms, own_rooms_on_dead_nodes
 from lkchaos.settings import Settings
 from tests.unit import livekit_dev
@@ -229,3 +229,42 @@ def test_a_room_that_comes_back_after_its_close_is_closed_again(close_lost: Sett
     assert [c["outcome"] for c in closed] == [
         "closed (twice: it came back after its first close)"], closed
     assert "lkchaos-probe-ghost" not in state.read_store(settings).rooms
+
+
+def test_a_room_back_before_its_close_is_verified_is_closed_again(
+    close_lost: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The agent's join can create the room again before the close is checked in Redis: a room
+    # of the same name with another sid came back, it was not left unclosed (CI saw this order
+    # of the race above reported as "still in Redis after DeleteRoom").
+    settings = close_lost
+    url = settings.livekit_node_urls[0]
+    real_close = dead_nodes._close
+    sid_before = state.read_store(settings).rooms["lkchaos-probe-ghost"].sid
+    calls: list[str] = []
+
+    def close_then_come_back(s: Settings, room: str, timeout: float, move: bool = True) -> None:
+        real_close(s, room, timeout, move)
+        calls.append(room)
+        if len(calls) == 1:
+            async def create(c: api.LiveKitAPI) -> None:
+                await c.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=600))
+
+            client.call(url, s, create)
+            assert state.read_store(s).rooms[room].sid != sid_before
+
+    monkeypatch.setattr(dead_nodes, "_close", close_then_come_back)
+    closed = close_own_rooms(settings)
+    assert [c["outcome"] for c in closed] == [
+        "closed (twice: it came back after its first close)"], closed
+    assert calls == ["lkchaos-probe-ghost"] * 2
+    assert "lkchaos-probe-ghost" not in state.read_store(settings).rooms
+
+
+def test_a_room_a_delete_left_in_place_is_an_error(
+    close_lost: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # DeleteRoom answered, but the same room (the same sid) is still in Redis: not closed.
+    monkeypatch.setattr(dead_nodes, "_close", lambda *args, **kwargs: None)
+    closed = close_own_rooms(close_lost)
+    assert [c["outcome"] for c in closed] == ["error: still in Redis after DeleteRoom"], closed

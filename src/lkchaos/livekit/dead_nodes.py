@@ -104,6 +104,7 @@ def close_own_rooms(settings: Settings, timeout: float = client.TIMEOUT) -> list
     for room in own_unhosted(settings, store, set(found), timeout):
         faults[room] = (f"room {room} in Redis on node {store.room_nodes.get(room)}, which "
                         "does not run it (a close lost in a Redis failover)")
+    sids = {room: store.rooms[room].sid for room in faults if room in store.rooms}
     outcomes: dict[str, str] = {}
     for room in sorted(faults):
         try:
@@ -113,9 +114,11 @@ def close_own_rooms(settings: Settings, timeout: float = client.TIMEOUT) -> list
             continue
         outcomes[room] = "closed"
     if outcomes:  # verified: gone from Redis, not only answered
-        left = set(_store(settings, timeout).rooms)
-        for room in left & outcomes.keys():
-            if outcomes[room] == "closed":
+        left = _store(settings, timeout).rooms
+        for room in left.keys() & outcomes.keys():
+            # The same room still there was not closed; one of the same name with another
+            # sid is the room come back already (closed again below).
+            if outcomes[room] == "closed" and left[room].sid == sids.get(room):
                 outcomes[room] = "error: still in Redis after DeleteRoom"
         _close_what_came_back(settings, outcomes, timeout)
     return [{"fault": faults[room], "outcome": outcome}
