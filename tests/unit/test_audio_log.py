@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from lkchaos.livekit.background import new_room
 from lkchaos.voice.audio import FRAME, AudioLog
@@ -153,6 +154,7 @@ async def _hear_two_tones(url: str, finished: bool) -> float:
     return float(heard[1] - heard[0])
 
 
+@pytest.mark.idle_cpu  # audio paced in real time, judged on margins of a few tenths of a second
 def test_a_reply_ends_at_a_pause_only_once_the_speaker_has_finished(tmp_path: Path) -> None:
     """A speaker that says it has finished: its reply ends at the first pause of 0.5 s (the
     first tone); one that does not: the pause is waited out (both tones)."""
@@ -164,7 +166,9 @@ def test_a_reply_ends_at_a_pause_only_once_the_speaker_has_finished(tmp_path: Pa
         cut = asyncio.run(_hear_two_tones(url, finished=True))
         whole = asyncio.run(_hear_two_tones(url, finished=False))
     assert 0.4 <= cut <= 0.9, cut  # the first tone
-    assert 2.0 <= whole <= 2.5, whole  # tone, second of silence, tone
+    # Tone, second of silence, tone: 2.2 s as sent; a busy machine paces the frames out
+    # later than sent (2.9 s seen in CI with the unit tests on every core), never shorter.
+    assert 2.0 <= whole <= 3.2, whole
 
 
 class _Agent:

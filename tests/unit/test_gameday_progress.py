@@ -12,7 +12,13 @@ import yaml
 from lkchaos.controls import progress as control
 from lkchaos.errors import ConfigError
 from lkchaos.gameday import child
-from lkchaos.gameday.progress import PlainLines, Tail, Tracker, make_display
+from lkchaos.gameday.progress import (
+    PlainLines,
+    Tail,
+    Tracker,
+    log_records_as_notes,
+    make_display,
+)
 
 JOURNALS = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
 ACTION = {"type": "action", "name": "kill-agent",
@@ -112,6 +118,30 @@ def test_plain_lines() -> None:
     assert len(lines) == 2
     assert lines[0].endswith("[2/3 dns] entry started")
     assert lines[1].endswith("[2/3 dns] action down succeeded: ok (fault active)")
+
+
+def test_a_library_warning_during_a_game_day_is_a_stamped_line() -> None:
+    # matplotlib warns from a timer thread of its own when its font cache takes over 5 s to
+    # build (a first report in a fresh home folder): with no handler it was a bare line
+    # between the stamped ones (seen in CI).
+    import logging
+    import re
+    import threading
+
+    stream = io.StringIO()
+    display = PlainLines(stream)
+    with log_records_as_notes(lambda text: display.feed({"event": "note", "text": text})):
+        warn = threading.Thread(target=logging.getLogger("matplotlib.font_manager").warning,
+                                args=("Matplotlib is building the font cache",))
+        warn.start()
+        warn.join()
+        logging.getLogger("somelib").info("not worth a line")
+    logging.getLogger("matplotlib.font_manager").warning("after the game day: not a note")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \S.* matplotlib.font_manager: "
+                        r"Matplotlib is building the font cache", lines[0]), lines
+    assert not [h for h in logging.getLogger().handlers if type(h).__name__ == "_LogNotes"]
 
 
 def test_fault_window() -> None:

@@ -9,9 +9,12 @@ the rollbacks have not finished), the last result of each probe, elapsed time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -217,6 +220,35 @@ class LiveDisplay:
 
     def close(self) -> None:
         self.live.stop()
+
+
+class _LogNotes(logging.Handler):
+    """Log records of WARNING and above as the game day's notes."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.say(f"{record.name}: {record.getMessage()}")
+        except Exception:  # a handler never raises into the code that logged
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def log_records_as_notes(say: Callable[[str], None]) -> Iterator[None]:
+    """While it is open, a warning logged in this process by any library (with no handler of
+    its own) is a note of the display (``say``), stamped and placed like every other line,
+    instead of a bare line on stderr from :data:`logging.lastResort` (matplotlib's "building
+    the font cache" on a first report in a fresh home folder, from a thread of its own)."""
+    handler = _LogNotes(say)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
 
 
 def make_display(plain: bool, stream: IO[str]) -> Display:

@@ -32,7 +32,7 @@ from lkchaos.gameday.check import load_gameday
 from lkchaos.gameday.interrupts import POLL_S, Interrupts, interrupt
 from lkchaos.gameday.lock import GamedayLock
 from lkchaos.gameday.model import ENTRY_TIMEOUT_DEFAULT_S, Gameday
-from lkchaos.gameday.progress import Display, Tail
+from lkchaos.gameday.progress import Display, Tail, log_records_as_notes
 from lkchaos.gameday.reports import write_reports
 from lkchaos.report.load import shown_path
 from lkchaos.report.model import EntryInfo, GamedayInfo
@@ -369,7 +369,7 @@ def run_gameday(path: str | Path, options: RunOptions, display: Display, *,
     def say(text: str) -> None:
         display.feed({"event": "note", "text": text})
 
-    with GamedayLock(loaded.run_dir, gameday.name):
+    with GamedayLock(loaded.run_dir, gameday.name), log_records_as_notes(say):
         settings, notes = child.merged_settings(options.settings_file)
         out_dir = options.out_dir or default_out_dir(state_dir, gameday.name)
         out_dir.mkdir(parents=True, exist_ok=True)
