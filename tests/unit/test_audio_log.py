@@ -121,6 +121,7 @@ async def _hear_a_tone(url: str) -> tuple[float, float, int, float]:
     return first - after, last - first, samples.size, played_out - after
 
 
+@pytest.mark.idle_cpu  # audio paced in real time, judged on margins of a few tenths of a second
 def test_the_listener_finds_a_second_of_tone_on_a_real_track(tmp_path: Path) -> None:
     import asyncio
 
@@ -129,7 +130,9 @@ def test_the_listener_finds_a_second_of_tone_on_a_real_track(tmp_path: Path) -> 
     with dev_server(tmp_path) as url:
         starts_after, lasts, size, played = asyncio.run(_hear_a_tone(url))
     assert 0 <= starts_after < played, (starts_after, played)
-    assert 0.7 <= lasts <= 1.3, lasts  # the tone's second, give or take a frame's jitter
+    # The tone's second, give or take a frame's jitter; a busy machine paces its frames out
+    # later than sent (1.6 s seen in CI with the unit tests on every core), never shorter.
+    assert 0.7 <= lasts <= 1.8, lasts
     assert size >= 0.9 * 48000, size
 
 
@@ -166,8 +169,8 @@ def test_a_reply_ends_at_a_pause_only_once_the_speaker_has_finished(tmp_path: Pa
         cut = asyncio.run(_hear_two_tones(url, finished=True))
         whole = asyncio.run(_hear_two_tones(url, finished=False))
     assert 0.4 <= cut <= 0.9, cut  # the first tone
-    # Tone, second of silence, tone: 2.2 s as sent; a busy machine paces the frames out
-    # later than sent (2.9 s seen in CI with the unit tests on every core), never shorter.
+    # Tone, second of silence, tone: 2.2 s as sent; stretched on a busy machine as above
+    # (2.9 s seen in CI with the unit tests on every core).
     assert 2.0 <= whole <= 3.2, whole
 
 
