@@ -163,7 +163,9 @@ def test_two_participants_exchange_audio_and_video(local: Local) -> None:
     assert joined.status == "pass", joined.evidence
     audio = run("livekit.audio-streaming-functional", ctx.settings, ctx)
     assert audio.status == "pass", audio.evidence
-    assert abs(audio.data["audio"]["peak_hz"] - media.TONE_HZ) < 20
+    # The tone, not noise: its spectrum's peak within a tenth of 440 Hz. On loaded cores the
+    # frames received carry concealed gaps and the peak moves a bin or two (420 Hz seen in CI).
+    assert abs(audio.data["audio"]["peak_hz"] - media.TONE_HZ) <= media.TONE_HZ / 10
     video = run("livekit.video-streaming-functional", ctx.settings, ctx)
     assert video.status == "pass", video.evidence
     assert video.data["video"]["size"] == "64x64"
