@@ -79,6 +79,10 @@ NOT_APPLICABLE: dict[str, list[str]] = {
     "livekit-node-loss.json": ["the target has 1 livekit_node (lk-server), so livekit_node:2"],
     "held-node-loss.json": ["the target has 1 livekit_node (lk-server), so livekit_node:2"],
     "media-packet-loss.json": ["the target has 1 livekit_node (lk-server), so livekit_node:2"],
+    "udp-blocked.json": ["the target has 1 livekit_node (lk-server), so livekit_node:2"],
+    "livekit-node-redis-partition.json": [
+        "the target maps no redis_replica",
+        "the target has 1 livekit_node (lk-server), so livekit_node:2"],
     "redis-failover.json": ["needs Redis Sentinel: the target's Redis is direct"],
     "held-redis-failover.json": ["needs Redis Sentinel: the target's Redis is direct"],
     "redis-lost-during-drain.json": ["the target maps no redis_replica"],
