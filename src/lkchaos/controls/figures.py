@@ -280,7 +280,8 @@ def summarize(value: Any, keys: Sequence[str] | None = None) -> Any:
 
 def _lookup(value: Mapping[str, Any], key: str) -> tuple[bool, Any]:
     """``value[key]``, or for a dotted ``key`` not itself a key, the value its parts name in
-    nested dicts: ``(found, value)``."""
+    nested dicts: ``(found, value)``. (A key without dots that is not in ``value`` fails at
+    its only part.)"""
     if key in value:
         return True, value[key]
     inner: Any = value
@@ -288,7 +289,7 @@ def _lookup(value: Mapping[str, Any], key: str) -> tuple[bool, Any]:
         if not isinstance(inner, Mapping) or part not in inner:
             return False, None
         inner = inner[part]
-    return "." in key, inner
+    return True, inner
 
 
 def _is_scalar(value: Any) -> bool:

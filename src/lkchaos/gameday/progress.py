@@ -238,10 +238,11 @@ class _LogNotes(logging.Handler):
 
 @contextlib.contextmanager
 def log_records_as_notes(say: Callable[[str], None]) -> Iterator[None]:
-    """While it is open, a warning logged in this process by any library (with no handler of
-    its own) is a note of the display (``say``), stamped and placed like every other line,
-    instead of a bare line on stderr from :data:`logging.lastResort` (matplotlib's "building
-    the font cache" on a first report in a fresh home folder, from a thread of its own)."""
+    """While it is open, a warning logged in this process and reaching the root logger is a
+    note of the display (``say``), stamped and placed like every other line: for a library
+    with no handler of its own, instead of a bare line on stderr from
+    :data:`logging.lastResort` (matplotlib's "building the font cache" on a first report in
+    a fresh home folder, from a thread of its own)."""
     handler = _LogNotes(say)
     root = logging.getLogger()
     root.addHandler(handler)
