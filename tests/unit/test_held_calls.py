@@ -305,23 +305,33 @@ def test_a_call_says_it_waits_for_the_agent_and_since_when(livekit: str) -> None
 
 def test_the_turn_probe_reports_a_session_overdue_between_turns(livekit: str) -> None:
     """No agent comes for 20 s; the probe says so every every_s once overdue_s has passed,
-    long before the turn itself ends no_agent."""
+    long before the turn itself ends no_agent. Joining may itself take over overdue_s on a
+    busy machine: the call is then overdue to join first, and for the agent once joined."""
     configuration = {"livekit_url": livekit.replace("http", "ws"), "voice_prober_url": "",
                      "agent_name": "nobody"}  # fmt: skip
     secrets = {"livekit": {"api_key": KEY, "api_secret": SECRET}}
+    samples: list[dict[str, Any]] = []
     try:
-        first = held.turn("overdue", timeout=30, overdue_s=1.0, every_s=0.5,
-                          configuration=configuration, secrets=secrets)  # fmt: skip
-        second = held.turn("overdue", timeout=30, overdue_s=1.0, every_s=0.5,
-                           configuration=configuration, secrets=secrets)  # fmt: skip
+        while len(samples) < 12 and sum("the agent" in s["reason"] for s in samples) < 2:
+            samples.append(held.turn("overdue", timeout=30, overdue_s=1.0, every_s=0.5,
+                                     configuration=configuration, secrets=secrets))  # fmt: skip
     finally:
         summary = held.end("overdue", configuration, secrets)
-    for sample in (first, second):
+    for sample in samples:
         assert sample["ok"] is False and sample["stage"] == "overdue", sample
+        assert sample["room"] == samples[0]["room"], sample
         assert sample["room"].startswith("lkchaos-held-"), sample
-        assert "for the agent to be there and listen, over 1 s" in sample["reason"], sample
-    assert 1.0 < first["waited_s"] < second["waited_s"] < 10, (first, second)
-    assert first["started_at"] == first["ended_at"] < second["started_at"]  # when seen
+        assert sample["started_at"] == sample["ended_at"], sample  # when seen
+    joining = [s for s in samples if "for its room to be joined, over 1 s" in s["reason"]]
+    agent = "for the agent to be there and listen, over 1 s"
+    waiting = [s for s in samples if agent in s["reason"]]
+    assert samples == joining + waiting and len(waiting) == 2, [s["reason"] for s in samples]
+    for kind in (joining, waiting):  # each wait counted from its own start
+        waits = [s["waited_s"] for s in kind]
+        assert waits == sorted(waits) and all(1.0 < w < 10 for w in waits), waits
+    assert waiting[0]["waited_s"] < waiting[1]["waited_s"]
+    starts = [s["started_at"] for s in samples]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts), starts
     assert summary["answered"] == 0 and summary["calls"] == 1  # the same call all along
 
 
