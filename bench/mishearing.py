@@ -129,8 +129,10 @@ def utterance(question: str, rng: random.Random, bitrate: int, voice: str = audi
     return buffer.getvalue()
 
 
-def transcribe(client: httpx.Client, url: str, wav: bytes, prompt: str) -> str:
-    """Whisper's transcript; waits up to 5 min for a Whisper that is busy, paused or down."""
+def transcribe(client: httpx.Client, url: str, wav: bytes, prompt: str,
+               took_ms: list[float] | None = None) -> str:  # fmt: skip
+    """Whisper's transcript; waits up to 5 min for a Whisper that is busy, paused or down.
+    ``took_ms`` gets the server's own time for it (its ``X-Processing-Ms``), where it says."""
     data = {"model": "tiny.en", "language": "en", "response_format": "json"}
     if prompt:
         data["prompt"] = prompt
@@ -143,6 +145,8 @@ def transcribe(client: httpx.Client, url: str, wav: bytes, prompt: str) -> str:
             )  # fmt: skip
             if response.status_code != 503:
                 response.raise_for_status()
+                if took_ms is not None and "x-processing-ms" in response.headers:
+                    took_ms.append(float(response.headers["x-processing-ms"]))
                 return str(response.json()["text"])
             problem = "busy (503)"
         except httpx.TransportError as exc:
@@ -219,7 +223,8 @@ def replies(args: argparse.Namespace, questions: list[tuple[int, str, int]]) -> 
     cpu = cpu_s() - cpu
     how = "alone" if batcher is None else f"{args.batch} to a window"
     print(f"replies as the probe hears them (TTS {args.reply_wpm} wpm, gap "
-          f"{args.reply_gap * 10} ms, beam {audio.TRANSCRIBE_BEAM}, {how}): "
+          f"{args.reply_gap * 10} ms, beam {audio.TRANSCRIBE_BEAM}, window "
+          f"{audio.WINDOW_S:g} s, {how}): "
           f"{args.repeats} x {len(questions)}, "
           f"{time.perf_counter() - started:.0f} s, {cpu / max(1, total):.3f} CPU-s a reply")
     if batcher is not None:
@@ -263,8 +268,12 @@ def main() -> None:
                              "as the load judge does (1: each alone, as the probe does)")
     parser.add_argument("--beam", type=int, default=audio.TRANSCRIBE_BEAM,
                         help="beam width of the probe's own transcription (--replies)")
+    parser.add_argument("--window", type=float, default=audio.WINDOW_S,
+                        help="--replies: seconds of audio Whisper's encoder reads for a reply "
+                             "that fits in them (30: Whisper's own window)")
     args = parser.parse_args()
     audio.TRANSCRIBE_BEAM = args.beam
+    audio.WINDOW_S = args.window
     audio.WORDS_PER_MINUTE, audio.WORD_GAP_10MS = args.wpm, args.gap
     if not 1 <= args.repeats <= 50:
         parser.error("--repeats must be from 1 to 50")
@@ -285,6 +294,7 @@ def main() -> None:
     by_op: collections.Counter[str] = collections.Counter()
     op_missed: collections.Counter[str] = collections.Counter()
     wrong: list[tuple[str, str]] = []
+    took_ms: list[float] = []
     started = time.perf_counter()
     with httpx.Client() as client:
         for _ in range(args.repeats):
@@ -293,7 +303,7 @@ def main() -> None:
                 if args.phrase:
                     question = args.phrase.format(a=spoken(a), op=op, b=spoken(b))
                 wav = utterance(question, rng, args.bitrate, args.voice)
-                text = transcribe(client, args.url, wav, prompt)
+                text = transcribe(client, args.url, wav, prompt, took_ms)
                 ha, hop, hb = heard_operands(text)
                 by_op[op] += 1
                 seen[spoken(a)] += 1
@@ -314,6 +324,12 @@ def main() -> None:
           f"{audio.WORD_GAP_10MS * 10} ms; Opus {args.bitrate} bit/s; {AGENT_RATE} Hz; "
           f"prompt {args.prompt!r}; {args.repeats} variations of {len(questions)} questions; "
           f"{elapsed:.0f} s")
+    if took_ms:
+        ordered = sorted(took_ms)
+        print(f"Whisper's own time a question (X-Processing-Ms): p50 "
+              f"{ordered[len(ordered) // 2]:.0f} ms, p95 "
+              f"{ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]:.0f} ms, "
+              f"mean {sum(ordered) / len(ordered):.0f} ms")
     print(f"\n{'number word':<12} {'operands':>8} {'misheard':>8} {'rate':>7}")
     for n in range(OPERAND_MIN, OPERAND_MAX + 1):
         word = spoken(n)

@@ -827,6 +827,37 @@ def test_a_spoken_reply_is_transcribed_whole_within_its_token_budget() -> None:
     assert heard.lower().rstrip(" .").endswith("is 51"), heard
 
 
+@pytest.mark.parametrize(("seconds", "frames"), [(0.0, 1000), (3.0, 1000), (12.0, 3000)])
+def test_the_encoder_reads_a_reply_that_fits_in_the_short_window_there(
+    monkeypatch: pytest.MonkeyPatch, seconds: float, frames: int
+) -> None:
+    # Whisper's encoder costs what its window holds: a reply of a few seconds is read in
+    # audio.WINDOW_S (10 s), longer audio (a load run's batch) in Whisper's own 30 s.
+    import faster_whisper.transcribe
+    import numpy as np
+
+    from lkchaos.voice import audio
+
+    reply = audio.speech("7 times 8 is 56.")
+    clip = np.concatenate([reply, np.zeros(int(seconds * audio.RATE), dtype=np.int16)])[
+        : max(len(reply), int(seconds * audio.RATE))]  # fmt: skip
+    audio.whisper_model()
+    list(audio._segments(reply[:10], None))  # the window's padding in place
+    padded = faster_whisper.transcribe.pad_or_trim
+    seen: list[int] = []
+
+    def recorded(array: Any, length: int = 3000, *, axis: int = -1) -> Any:
+        out = padded(array, length, axis=axis)
+        seen.append(out.shape[axis])
+        return out
+
+    monkeypatch.setattr(faster_whisper.transcribe, "pad_or_trim", recorded)
+    heard = audio.transcribe(clip)
+    assert seen and set(seen) == {frames}, seen
+    assert "56" in heard, heard
+    assert not hasattr(audio._window, "frames")  # nothing left for the thread's next one
+
+
 @pytest.mark.parametrize("said", [
     "Sorry, I can't reach my tools right now.",
     "I'm having trouble reaching my tools at the moment.",

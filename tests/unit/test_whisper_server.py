@@ -122,3 +122,50 @@ def test_a_spoken_question_fits_its_token_budget(tmp_path: Path) -> None:
         transcriber.close()
     # All of it, to the last word (Whisper writes the numbers as digits or words).
     assert result.text.lower().rstrip(" ?.").endswith(("plus 19", "plus nineteen")), result
+
+
+@pytest.mark.parametrize(("duration_s", "window_s", "expected"), [
+    (2.5, 10.0, 1000), (10.0, 10.0, 1000), (10.01, 10.0, 3000), (0.0, 10.0, 1000),
+    (2.5, 30.0, 3000), (2.5, 45.0, 3000), (29.0, 15.0, 3000), (4.0, 6.5, 650),
+])  # fmt: skip
+def test_a_clip_that_fits_the_window_is_padded_to_it_not_to_30_s(
+    duration_s: float, window_s: float, expected: int
+) -> None:
+    assert whisper_server.window_frames(duration_s, window_s) == expected
+
+
+def test_a_window_under_a_second_is_refused() -> None:
+    with pytest.raises(ValueError, match="WHISPER_WINDOW_S must be at least 1"):
+        Transcriber(whisper_server.default_model_path(), threads=1, window_s=0.5)
+
+
+@pytest.mark.parametrize(("window_s", "frames"), [(None, 2000), (10.0, 1000), (30.0, 3000)])
+def test_the_encoder_reads_the_window_and_hears_the_question_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window_s: float | None, frames: int
+) -> None:
+    import faster_whisper.transcribe
+
+    espeak = shutil.which("espeak-ng")
+    assert espeak, "espeak-ng is not installed: run scripts/bootstrap.sh"
+    wav = tmp_path / "q.wav"
+    subprocess.run([espeak, "-v", "en-us", "-s", "150", "-w", str(wav),
+                    "What is, nine minus four?"], check=True, timeout=30)  # fmt: skip
+    windows = {} if window_s is None else {"window_s": window_s}  # None: the default, 20 s
+    transcriber = Transcriber(whisper_server.default_model_path(), threads=1, **windows)
+    padded = faster_whisper.transcribe.pad_or_trim  # the server's, once it is made
+    seen: list[int] = []
+
+    def recorded(array: Any, length: int = 3000, *, axis: int = -1) -> Any:
+        out = padded(array, length, axis=axis)
+        seen.append(out.shape[axis])
+        return out
+
+    monkeypatch.setattr(faster_whisper.transcribe, "pad_or_trim", recorded)
+    try:
+        result = transcriber._run(TranscriptionRequest(audio=wav.read_bytes(), filename="q.wav",
+                                                       prompt="What is 2 plus 9?"))  # fmt: skip
+    finally:
+        transcriber.close()
+    assert seen and set(seen) == {frames}, seen
+    assert result.text.lower().rstrip(" ?.").endswith(("9 minus 4", "nine minus four")), result
+    assert not hasattr(whisper_server._window, "frames")  # nothing left for the next request

@@ -112,8 +112,10 @@ def early(func: Check) -> Check:
 
 
 def alone(func: Check) -> Check:
-    """Mark a check that measures latency: it runs after the others, by itself, so that
-    the run's own checks (scans, handshakes, calls in parallel threads) do not skew it."""
+    """Mark a check that measures latency, or needs the host's idle CPU (LiveKit Ingress
+    admits a publish only while the host has some): it runs after the others, by itself, so
+    that the run's own checks (scans, handshakes, calls in parallel threads) neither skew it
+    nor starve it."""
     func.runs_alone = True  # type: ignore[attr-defined]
     return func
 

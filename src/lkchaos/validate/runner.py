@@ -5,8 +5,10 @@
   :func:`lkchaos.validate.model.check`.
 - An item with a check runs it in a thread, at most ``workers`` at once; a check registered
   for several items runs once and its finding is each item's. Checks marked
-  :func:`~lkchaos.validate.model.early` (seconds of shared work: media, a publish, a scan)
-  start first; the others follow in the document's order, and the results are always in it.
+  :func:`~lkchaos.validate.model.early` (seconds of shared work: media, a scan) start
+  first; the others follow in the document's order, and the results are always in it.
+  Those marked :func:`~lkchaos.validate.model.alone` (a latency measured, a publish through
+  Ingress) run after all of them, one at a time.
   A check that has not returned ``grace_s`` after its ``timeout_s`` is ``error`` ("did not
   finish within N s") and is left behind; an exception in a check is ``error`` with its
   message, never a crash.

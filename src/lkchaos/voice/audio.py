@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,12 @@ REPLY_PROMPT = "4 plus 9 is 13. 8 times 7 is 56. Sorry, I can't reach my tools r
 #: a short clip, stops there instead of running to its 224-token bound at every fallback
 #: temperature; on a loaded machine that took the probe past its round trip's limit.
 TRANSCRIBE_TOKENS_PER_S = 8
+#: Seconds of audio Whisper's encoder reads for a reply that fits in them, instead of its own
+#: 30 s window (:func:`_in_window`); longer audio (a load run's batch) keeps the 30 s.
+WINDOW_S = 10.0
+#: Mel frames a second, and in Whisper's own window.
+_FRAMES_PER_S = 100
+_FULL_FRAMES = 3000
 
 
 def _resample(pcm: bytes, rate: int, to: int) -> np.ndarray:
@@ -358,12 +364,61 @@ def transcribe(samples: np.ndarray, prompt: str | None = REPLY_PROMPT) -> str:
     return "".join(segment.text for segment in _segments(samples, prompt)).strip()
 
 
-def _segments(samples: np.ndarray, prompt: str | None, word_timestamps: bool = False) -> Any:
-    """Whisper's segments of 48 kHz int16 audio (lazily: each window is read when its first
-    segment is asked for), with the probe's settings: English, beam, prompt, token bound."""
+def _segments(
+    samples: np.ndarray, prompt: str | None, word_timestamps: bool = False
+) -> Iterator[Any]:
+    """Whisper's segments of 48 kHz int16 audio, each read as it is asked for, with the
+    probe's settings: English, beam, prompt, token bound, and :data:`WINDOW_S`."""
     audio = _resample(samples.tobytes(), RATE, 16000).astype(np.float32) / 32768.0
     segments, _ = whisper_model().transcribe(
         audio, language="en", beam_size=TRANSCRIBE_BEAM, initial_prompt=prompt,
         max_new_tokens=token_budget(audio.size / 16000), word_timestamps=word_timestamps,
     )
-    return segments
+    with _in_window(audio.size / 16000):
+        yield from segments
+
+
+#: The window of the transcription under way on this thread, in mel frames.
+_window = threading.local()
+
+
+@contextlib.contextmanager
+def _in_window(duration_s: float) -> Iterator[None]:
+    """While open, Whisper reads ``duration_s`` seconds of audio on this thread in a window
+    of :data:`WINDOW_S` seconds where it fits in one, else in its own 30 s.
+
+    faster-whisper pads each segment's features to 30 s whatever the audio's length, and the
+    encoder's cost follows the window, not the speech: 1.0 CPU-second for a 2.5 s clip in
+    30 s against 0.3 in 10 s on two cores, heard as well (``BENCHMARKS.md``, "Whisper's
+    window"; whisper.cpp offers the same as ``audio_ctx``)."""
+    if not _WINDOWS_INSTALLED:
+        _install_windows()
+    fits = math.ceil(max(duration_s, 0.0) * _FRAMES_PER_S) <= WINDOW_S * _FRAMES_PER_S
+    outer = getattr(_window, "frames", None)
+    _window.frames = math.ceil(WINDOW_S * _FRAMES_PER_S) if fits else _FULL_FRAMES
+    try:
+        yield
+    finally:
+        if outer is None:
+            del _window.frames
+        else:
+            _window.frames = outer
+
+
+_WINDOWS_INSTALLED = False
+
+
+def _install_windows() -> None:
+    """Have faster-whisper pad with :func:`_pad_to_window` (once per process)."""
+    global _WINDOWS_INSTALLED
+    import faster_whisper.transcribe as fw
+
+    fw.pad_or_trim = _pad_to_window
+    _WINDOWS_INSTALLED = True
+
+
+def _pad_to_window(array: Any, length: int = _FULL_FRAMES, *, axis: int = -1) -> Any:
+    """faster-whisper's ``pad_or_trim`` to this thread's window (:func:`_in_window`)."""
+    from faster_whisper.audio import pad_or_trim
+
+    return pad_or_trim(array, getattr(_window, "frames", length), axis=axis)

@@ -26,7 +26,9 @@ once and at most ``WHISPER_MAX_QUEUE`` (default 8) wait. Every response carries
 ``X-Processing-Ms``.
 
 Run: ``python -m voicestack.whisper_server --host 0.0.0.0 --port 8000``.
-Other env: ``WHISPER_THREADS`` (CPU threads per transcription, default 2),
+Other env: ``WHISPER_WINDOW_S`` (seconds of audio the encoder reads for a clip that fits
+in them, default 20; 30 is Whisper's own window for any clip: see :func:`window_frames`),
+``WHISPER_THREADS`` (CPU threads per transcription, default 2),
 ``WHISPER_BEAM_SIZE`` (default 1), ``WHISPER_TOKENS_PER_S`` (default 8; 0 for no bound):
 a transcription decodes at most 16 tokens plus that many per second of audio (see
 :func:`token_budget`).
@@ -40,6 +42,7 @@ import io
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +88,48 @@ def token_budget(duration_s: float, per_s: float) -> int | None:
     if per_s <= 0:
         return None
     return min(MAX_NEW_TOKENS, 16 + math.ceil(per_s * max(duration_s, 0.0)))
+
+
+#: Mel frames in Whisper's own window (30 s, 100 frames a second), and a second's worth.
+FULL_WINDOW_FRAMES = 3000
+FRAMES_PER_S = 100
+
+
+def window_frames(duration_s: float, window_s: float) -> int:
+    """The mel frames Whisper's encoder reads for ``duration_s`` seconds of audio: the
+    clip padded to ``window_s`` seconds when it fits in them, else Whisper's own 30 s window
+    (faster-whisper pads every clip to it, as Whisper was trained).
+
+    The encoder's cost follows its window, not the speech in it. For the probes' questions
+    on two cores (``bench/mishearing.py``, 616 each; BENCHMARKS.md, "Whisper's window"),
+    ``tiny.en`` with the agent's prompt took 774 ms (p50) in 30 s and misheard none, 375 ms
+    in 20 s and misheard one, 347 ms in 15 s and 277 ms in 10 s and misheard three each
+    ("nine plus" heard as "8 plus"): the default, 20 s, halves the time and hears as well.
+    whisper.cpp offers the same trade as ``audio_ctx``."""
+    if window_s >= FULL_WINDOW_FRAMES / FRAMES_PER_S:
+        return FULL_WINDOW_FRAMES
+    needed = math.ceil(max(duration_s, 0.0) * FRAMES_PER_S)
+    window = math.ceil(window_s * FRAMES_PER_S)
+    return window if needed <= window else FULL_WINDOW_FRAMES
+
+
+#: The window of the transcription running on this thread (see :func:`_padded`).
+_window = threading.local()
+
+
+def _padded(array: np.ndarray, length: int = FULL_WINDOW_FRAMES, *, axis: int = -1) -> np.ndarray:
+    """faster-whisper's ``pad_or_trim`` with the window :meth:`Transcriber._run` set for
+    this thread (faster-whisper pads each segment's features to 30 s with it)."""
+    from faster_whisper.audio import pad_or_trim
+
+    return pad_or_trim(array, getattr(_window, "frames", length), axis=axis)
+
+
+def _use_windows() -> None:
+    """Have faster-whisper pad segments to the thread's window (once per process)."""
+    import faster_whisper.transcribe as transcribe
+
+    transcribe.pad_or_trim = _padded
 
 
 class BadRequest(Exception):
@@ -135,9 +180,13 @@ class Transcriber:
         max_queue: int = 8,
         beam_size: int = 1,
         tokens_per_s: float = 8.0,
+        window_s: float = 20.0,
     ) -> None:
         from faster_whisper import WhisperModel  # type: ignore[import-untyped]
 
+        if not 1.0 <= window_s:
+            raise ValueError(f"WHISPER_WINDOW_S must be at least 1 (30: Whisper's own), not "
+                             f"{window_s:g}")  # fmt: skip
         started = time.perf_counter()
         self.model_path = model_path
         self.model_name = model_name
@@ -151,6 +200,8 @@ class Transcriber:
         self._in_flight = 0
         self._beam_size = beam_size
         self._tokens_per_s = tokens_per_s
+        self._window_s = window_s
+        _use_windows()
         log.info("loaded %s in %.2fs", model_path, time.perf_counter() - started)
 
     @property
@@ -171,21 +222,26 @@ class Transcriber:
 
     def _run(self, req: TranscriptionRequest) -> Transcript:
         samples = self._decode(req.audio)
-        budget = token_budget(samples.size / SAMPLE_RATE, self._tokens_per_s)
-        segments, info = self._model.transcribe(
-            samples,
-            language="en" if self.english_only else req.language,
-            beam_size=self._beam_size,
-            temperature=req.temperature,
-            initial_prompt=req.prompt or None,
-            condition_on_previous_text=False,
-            max_new_tokens=budget,
-        )
+        duration_s = samples.size / SAMPLE_RATE
+        budget = token_budget(duration_s, self._tokens_per_s)
         out: list[dict[str, Any]] = []
         decoded = 0
-        for seg in segments:
-            out.append({"id": seg.id, "start": seg.start, "end": seg.end, "text": seg.text})
-            decoded += len(seg.tokens)
+        _window.frames = window_frames(duration_s, self._window_s)
+        try:  # faster-whisper decodes while the segments are read
+            segments, info = self._model.transcribe(
+                samples,
+                language="en" if self.english_only else req.language,
+                beam_size=self._beam_size,
+                temperature=req.temperature,
+                initial_prompt=req.prompt or None,
+                condition_on_previous_text=False,
+                max_new_tokens=budget,
+            )
+            for seg in segments:
+                out.append({"id": seg.id, "start": seg.start, "end": seg.end, "text": seg.text})
+                decoded += len(seg.tokens)
+        finally:
+            del _window.frames
         text = "".join(s["text"] for s in out).strip()
         if budget is not None and budget < MAX_NEW_TOKENS and decoded >= budget:  # ours
             log.warning("decoding stopped at its budget of %d tokens for %.2fs of audio "
@@ -383,6 +439,7 @@ def main(argv: list[str] | None = None) -> None:
             max_queue=int(os.environ.get("WHISPER_MAX_QUEUE", "8")),
             beam_size=int(os.environ.get("WHISPER_BEAM_SIZE", "1")),
             tokens_per_s=float(os.environ.get("WHISPER_TOKENS_PER_S", "8")),
+            window_s=float(os.environ.get("WHISPER_WINDOW_S", "20")),
         )
         return build_app(transcriber)
 

@@ -2,7 +2,11 @@
 through LiveKit Ingress (RTMP and WHIP, :mod:`lkchaos.ingress.probes`).
 
 A target has Ingress when it names an ``ingress`` runtime (its ``roles``) or an RTMP or WHIP
-URL (its ``ingress`` section). Each publish lasts :data:`HOLD_S` seconds once the ingress
+URL (its ``ingress`` section). The checks that publish run after the run's other checks,
+one at a time (:func:`~lkchaos.validate.model.alone`): Ingress admits a session only while
+its host has idle CPU (its ``cpu_cost`` settings, judged on the last second), and a run's
+own checks in parallel (a scan, media, handshakes) kept two slow cores busy enough for it to
+refuse every attempt. Each publish lasts :data:`HOLD_S` seconds once the ingress
 participant and its tracks are in the room, and cleans up what it created (the push and the
 ingress). ``ingress-egress.turn-integration`` is a TURN item (its check lives with the TURN
 checks). Egress is not part of the target model (nor of the reference stack): its items are
@@ -17,7 +21,7 @@ import time
 from typing import Any
 
 from lkchaos.validate.checks.livekit import guarded, room_name
-from lkchaos.validate.model import Context, Finding, check, early
+from lkchaos.validate.model import Context, Finding, alone, check
 
 #: Seconds each publish is held once its tracks are in the room.
 HOLD_S = 1.0
@@ -121,7 +125,7 @@ def _judge(ctx: Context, kind: str, stages: tuple[str, ...]) -> Finding:
                    f"({_failed(seen)})", seen)  # fmt: skip
 
 
-@early
+@alone
 @check("ingress-egress.rtmp-streams-accepted")
 @guarded
 def rtmp_accepted(ctx: Context) -> Finding:
@@ -129,6 +133,7 @@ def rtmp_accepted(ctx: Context) -> Finding:
     return _judge(ctx, "rtmp", ("create", "push"))
 
 
+@alone
 @check("ingress-egress.stream-forwarding-livekit")
 @guarded
 def rtmp_forwarded(ctx: Context) -> Finding:
@@ -136,6 +141,7 @@ def rtmp_forwarded(ctx: Context) -> Finding:
     return _judge(ctx, "rtmp", ())
 
 
+@alone
 @check("ingress-egress.authentication-working")
 @guarded
 def rtmp_auth(ctx: Context) -> Finding:
@@ -167,7 +173,7 @@ def rtmp_auth(ctx: Context) -> Finding:
                    f"{data['after_s']} s ({why[:100]})", data)  # fmt: skip
 
 
-@early
+@alone
 @check("ingress-egress.whip-endpoint-accessible")
 @guarded
 def whip_accessible(ctx: Context) -> Finding:
@@ -175,6 +181,7 @@ def whip_accessible(ctx: Context) -> Finding:
     return _judge(ctx, "whip", ("create",))
 
 
+@alone
 @check("ingress-egress.sdp-negotiation-successful")
 @guarded
 def whip_sdp(ctx: Context) -> Finding:
@@ -182,6 +189,7 @@ def whip_sdp(ctx: Context) -> Finding:
     return _judge(ctx, "whip", ("create", "push"))
 
 
+@alone
 @check("ingress-egress.media-streaming-working", "ingress-egress.ice-candidate-handling")
 @guarded
 def whip_media(ctx: Context) -> Finding:
@@ -212,6 +220,7 @@ def judge_webhooks(events: list[dict[str, Any]]) -> dict[str, Any]:
     return judge(events, False, late_s=5.0, participants=1)
 
 
+@alone
 @check("ingress-egress.webhook-notifications-sent")
 @guarded
 def webhooks(ctx: Context) -> Finding:
