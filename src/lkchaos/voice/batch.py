@@ -1,10 +1,13 @@
 """Many short replies transcribed in one Whisper window, for the load generator's judge.
 
-Whisper's encoder reads a 30 s window whatever the audio's length (faster-whisper pads
-shorter audio to it): of the 0.8 CPU-second a 3 s reply costs here, 0.6 is the encoder
-(``BENCHMARKS.md``, "Generator CPU"). A load run's sampled replies are therefore laid end to
-end, :data:`GAP_S` of silence apart, up to :data:`WINDOW_S`, transcribed once with word
-timestamps, and each word given back to the reply it was spoken in. A reply whose words
+Whisper's encoder reads a whole window whatever the audio's length (faster-whisper pads
+shorter audio to it: 30 s, or :data:`lkchaos.voice.audio.WINDOW_S` for a reply alone): of
+the 0.8 CPU-second a 3 s reply cost alone in the 30 s window, 0.6 was the encoder
+(``BENCHMARKS.md``, "Generator CPU"; 0.5 CPU-s alone in the 10 s window against about 0.2
+six to a window, "Mishearing" and "Whisper's window"). A load run's sampled replies are
+therefore laid end to end, :data:`GAP_S` of silence apart, up to :data:`WINDOW_S`,
+transcribed once with word timestamps, and each word given back to the reply it was spoken
+in. A reply whose words
 cannot be told apart from its neighbours' (a word in a gap, or none at all) is transcribed
 alone, as before, so a batch never costs a verdict: at worst it costs its own window.
 A closing word follows the last reply (``closing``): Whisper's reading stops once it reaches
