@@ -833,25 +833,15 @@ def test_the_encoder_reads_a_reply_that_fits_in_the_short_window_there(
 ) -> None:
     # Whisper's encoder costs what its window holds: a reply of a few seconds is read in
     # audio.WINDOW_S (10 s), longer audio (a load run's batch) in Whisper's own 30 s.
-    import faster_whisper.transcribe
     import numpy as np
 
     from lkchaos.voice import audio
+    from tests.unit.whisper_windows import record_windows
 
     reply = audio.speech("7 times 8 is 56.")
     clip = np.concatenate([reply, np.zeros(int(seconds * audio.RATE), dtype=np.int16)])[
         : max(len(reply), int(seconds * audio.RATE))]  # fmt: skip
-    audio.whisper_model()
-    list(audio._segments(reply[:10], None))  # the window's padding in place
-    padded = faster_whisper.transcribe.pad_or_trim
-    seen: list[int] = []
-
-    def recorded(array: Any, length: int = 3000, *, axis: int = -1) -> Any:
-        out = padded(array, length, axis=axis)
-        seen.append(out.shape[axis])
-        return out
-
-    monkeypatch.setattr(faster_whisper.transcribe, "pad_or_trim", recorded)
+    seen = record_windows(monkeypatch)
     heard = audio.transcribe(clip)
     assert seen and set(seen) == {frames}, seen
     assert "56" in heard, heard

@@ -22,6 +22,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from voicestack import whisper_server
 from voicestack.whisper_server import Transcriber, TranscriptionRequest
 
+from tests.unit.whisper_windows import record_windows
+
 
 class HeldTranscriber(Transcriber):
     """The server's transcriber, whose transcriptions wait for :attr:`release` once started."""
@@ -143,8 +145,6 @@ def test_a_window_under_a_second_is_refused() -> None:
 def test_the_encoder_reads_the_window_and_hears_the_question_in_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window_s: float | None, frames: int
 ) -> None:
-    import faster_whisper.transcribe
-
     espeak = shutil.which("espeak-ng")
     assert espeak, "espeak-ng is not installed: run scripts/bootstrap.sh"
     wav = tmp_path / "q.wav"
@@ -152,15 +152,7 @@ def test_the_encoder_reads_the_window_and_hears_the_question_in_it(
                     "What is, nine minus four?"], check=True, timeout=30)  # fmt: skip
     windows = {} if window_s is None else {"window_s": window_s}  # None: the default, 20 s
     transcriber = Transcriber(whisper_server.default_model_path(), threads=1, **windows)
-    padded = faster_whisper.transcribe.pad_or_trim  # the server's, once it is made
-    seen: list[int] = []
-
-    def recorded(array: Any, length: int = 3000, *, axis: int = -1) -> Any:
-        out = padded(array, length, axis=axis)
-        seen.append(out.shape[axis])
-        return out
-
-    monkeypatch.setattr(faster_whisper.transcribe, "pad_or_trim", recorded)
+    seen = record_windows(monkeypatch)
     try:
         result = transcriber._run(TranscriptionRequest(audio=wav.read_bytes(), filename="q.wav",
                                                        prompt="What is 2 plus 9?"))  # fmt: skip

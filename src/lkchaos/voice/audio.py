@@ -391,8 +391,10 @@ def _in_window(duration_s: float) -> Iterator[None]:
     encoder's cost follows the window, not the speech: 1.0 CPU-second for a 2.5 s clip in
     30 s against 0.3 in 10 s on two cores, heard as well (``BENCHMARKS.md``, "Whisper's
     window"; whisper.cpp offers the same as ``audio_ctx``)."""
-    if not _WINDOWS_INSTALLED:
-        _install_windows()
+    import faster_whisper.transcribe as fw
+
+    if fw.pad_or_trim is not _pad_to_window:  # another user of faster-whisper may set its own
+        fw.pad_or_trim = _pad_to_window
     fits = math.ceil(max(duration_s, 0.0) * _FRAMES_PER_S) <= WINDOW_S * _FRAMES_PER_S
     outer = getattr(_window, "frames", None)
     _window.frames = math.ceil(WINDOW_S * _FRAMES_PER_S) if fits else _FULL_FRAMES
@@ -403,18 +405,6 @@ def _in_window(duration_s: float) -> Iterator[None]:
             del _window.frames
         else:
             _window.frames = outer
-
-
-_WINDOWS_INSTALLED = False
-
-
-def _install_windows() -> None:
-    """Have faster-whisper pad with :func:`_pad_to_window` (once per process)."""
-    global _WINDOWS_INSTALLED
-    import faster_whisper.transcribe as fw
-
-    fw.pad_or_trim = _pad_to_window
-    _WINDOWS_INSTALLED = True
 
 
 def _pad_to_window(array: Any, length: int = _FULL_FRAMES, *, axis: int = -1) -> Any:
