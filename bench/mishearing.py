@@ -50,6 +50,7 @@ import httpx
 import numpy as np
 from livekit import rtc
 
+from lkchaos.load.ramp import percentile
 from lkchaos.voice import audio
 from lkchaos.voice.questions import (
     OPERAND_MAX,
@@ -325,11 +326,9 @@ def main() -> None:
           f"prompt {args.prompt!r}; {args.repeats} variations of {len(questions)} questions; "
           f"{elapsed:.0f} s")
     if took_ms:
-        ordered = sorted(took_ms)
         print(f"Whisper's own time a question (X-Processing-Ms): p50 "
-              f"{ordered[len(ordered) // 2]:.0f} ms, p95 "
-              f"{ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]:.0f} ms, "
-              f"mean {sum(ordered) / len(ordered):.0f} ms")
+              f"{percentile(took_ms, 50):.0f} ms, p95 {percentile(took_ms, 95):.0f} ms, "
+              f"mean {sum(took_ms) / len(took_ms):.0f} ms")
     print(f"\n{'number word':<12} {'operands':>8} {'misheard':>8} {'rate':>7}")
     for n in range(OPERAND_MIN, OPERAND_MAX + 1):
         word = spoken(n)

@@ -310,9 +310,10 @@ def test_the_turn_probe_reports_a_session_overdue_between_turns(livekit: str) ->
     configuration = {"livekit_url": livekit.replace("http", "ws"), "voice_prober_url": "",
                      "agent_name": "nobody"}  # fmt: skip
     secrets = {"livekit": {"api_key": KEY, "api_secret": SECRET}}
+    agent = "for the agent to be there and listen, over 1 s"
     samples: list[dict[str, Any]] = []
     try:
-        while len(samples) < 12 and sum("the agent" in s["reason"] for s in samples) < 2:
+        while len(samples) < 12 and sum(agent in s["reason"] for s in samples) < 2:
             samples.append(held.turn("overdue", timeout=30, overdue_s=1.0, every_s=0.5,
                                      configuration=configuration, secrets=secrets))  # fmt: skip
     finally:
@@ -323,7 +324,6 @@ def test_the_turn_probe_reports_a_session_overdue_between_turns(livekit: str) ->
         assert sample["room"].startswith("lkchaos-held-"), sample
         assert sample["started_at"] == sample["ended_at"], sample  # when seen
     joining = [s for s in samples if "for its room to be joined, over 1 s" in s["reason"]]
-    agent = "for the agent to be there and listen, over 1 s"
     waiting = [s for s in samples if agent in s["reason"]]
     assert samples == joining + waiting and len(waiting) == 2, [s["reason"] for s in samples]
     for kind in (joining, waiting):  # each wait counted from its own start

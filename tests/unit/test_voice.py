@@ -848,6 +848,20 @@ def test_the_encoder_reads_a_reply_that_fits_in_the_short_window_there(
     assert not hasattr(audio._window, "frames")  # nothing left for the thread's next one
 
 
+def test_a_window_set_past_whispers_own_reads_whispers_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The encoder has positions for 30 s and no more (bench/mishearing.py --window 45).
+    from lkchaos.voice import audio
+    from tests.unit.whisper_windows import record_windows
+
+    monkeypatch.setattr(audio, "WINDOW_S", 45.0)
+    seen = record_windows(monkeypatch)
+    heard = audio.transcribe(audio.speech("7 times 8 is 56."))
+    assert seen and set(seen) == {3000}, seen
+    assert "56" in heard, heard
+
+
 @pytest.mark.parametrize("said", [
     "Sorry, I can't reach my tools right now.",
     "I'm having trouble reaching my tools at the moment.",

@@ -395,9 +395,10 @@ def _in_window(duration_s: float) -> Iterator[None]:
 
     if fw.pad_or_trim is not _pad_to_window:  # another user of faster-whisper may set its own
         fw.pad_or_trim = _pad_to_window
-    fits = math.ceil(max(duration_s, 0.0) * _FRAMES_PER_S) <= WINDOW_S * _FRAMES_PER_S
+    window = min(math.ceil(WINDOW_S * _FRAMES_PER_S), _FULL_FRAMES)  # never past Whisper's
+    fits = math.ceil(max(duration_s, 0.0) * _FRAMES_PER_S) <= window
     outer = getattr(_window, "frames", None)
-    _window.frames = math.ceil(WINDOW_S * _FRAMES_PER_S) if fits else _FULL_FRAMES
+    _window.frames = window if fits else _FULL_FRAMES
     try:
         yield
     finally:

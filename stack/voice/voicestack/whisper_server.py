@@ -126,7 +126,8 @@ def _padded(array: np.ndarray, length: int = FULL_WINDOW_FRAMES, *, axis: int = 
 
 
 def _use_windows() -> None:
-    """Have faster-whisper pad segments to the thread's window (once per process)."""
+    """Have faster-whisper pad segments to the thread's window (each :class:`Transcriber`
+    sets the same function)."""
     import faster_whisper.transcribe as transcribe
 
     transcribe.pad_or_trim = _padded
