@@ -92,6 +92,14 @@ cores() {
   echo "$n"
 }
 ncores=$(cores)
+# In CI on fewer than four cores, replies are judged against a 4 s latency budget instead of
+# the experiments' 3 s (LKCHAOS_VOICE_BUDGET_S: the held experiments' turns, steady-state.json's
+# median). There the agent, Whisper, two held callers and the harness share two cores: held
+# turns took 1.0-2.0 s at rest, and 2.2-4.0 s while the host's CPU was stolen by others (a
+# third of the turns over 3 s before any fault), which would judge the machine, not the stack.
+if [ "${CI:-}" = true ] && [ "$ncores" -lt 4 ]; then
+  export LKCHAOS_VOICE_BUDGET_S=${LKCHAOS_VOICE_BUDGET_S:-4}
+fi
 workers=${LKCHAOS_TEST_WORKERS:-$(( ncores * 3 < 8 ? ncores * 3 : 8 ))}
 alone=${LKCHAOS_TEST_WORKERS:-$(( ncores * 3 / 2 < 6 ? ncores * 3 / 2 : 6 ))}
 # Unit tests live in tests/unit: without pytest arguments of the user's, the unit stages
@@ -103,10 +111,15 @@ if [ ${#pytest_args[@]} -eq 0 ]; then unit_paths=(tests/unit); fi
 # The integration tests start from an empty stack (Redis included), every time. It comes up
 # beside those unit tests (they use no Docker), as a process group of its own (job control on
 # for that one start) so that an early exit stops all of it; its output is printed once it is
-# up. With two lanes (below), the integration tests marked early (they inject no fault, judge
-# no latency and need no idle CPU: tests/integration/conftest.py) run right after it, still
-# beside the unit tests, in a session of their own; their output follows the stack's.
-lanes=${LKCHAOS_TEST_LANES:-2}
+# up. The integration tests marked early (they inject no fault, judge no latency and need no
+# idle CPU: tests/integration/conftest.py) run right after it, still beside the unit tests, in
+# a session of their own; their output follows the stack's.
+# The second deployment's tests run in a lane of their own beside the reference stack's (2
+# lanes) only where there are cores for it: its own agent and Whisper beside the experiments
+# that judge a reply within a 3 s budget took their replies over it on two cores (held callers
+# and the voice samples of cert-expiry.json, 15 s round trips). On fewer than four cores they
+# run after the others (1 lane); LKCHAOS_TEST_LANES says which.
+lanes=${LKCHAOS_TEST_LANES:-$(( ncores >= 4 ? 2 : 1 ))}
 # stop_group PID: end the process group PID leads (started with job control on), if any.
 stop_group() {
   if [ -n "$1" ]; then
@@ -134,13 +147,11 @@ if [ "$unit_only" = 0 ]; then
   set -m
   (
     bash scripts/fresh-stack.sh || exit
-    if [ "$lanes" -ge 2 ]; then
-      echo "=== the integration tests marked early, beside the unit tests ($integration and early) ==="
-      set +e
-      .venv/bin/pytest -p no:cacheprovider -m "($integration) and early" --durations=20 \
-        --durations-min=1 "${pytest_args[@]}"
-      echo "$?" >"$early_rc"
-    fi
+    echo "=== the integration tests marked early, beside the unit tests ($integration and early) ==="
+    set +e
+    .venv/bin/pytest -p no:cacheprovider -m "($integration) and early" --durations=20 \
+      --durations-min=1 "${pytest_args[@]}"
+    echo "$?" >"$early_rc"
   ) >"$stack_log" 2>&1 &
   stack_pid=$!
   set +m
@@ -155,23 +166,21 @@ if [ "$unit_only" = 0 ]; then
   stack_pid=
   cat "$stack_log"
   if [ "$up" != 0 ]; then echo "the reference stack did not come up (above)" >&2; exit "$up"; fi
-  if [ "$lanes" -ge 2 ]; then
-    judge_rc "$(cat "$early_rc" 2>/dev/null || echo 1)" "-m ($integration) and early"
-  fi
+  judge_rc "$(cat "$early_rc" 2>/dev/null || echo 1)" "-m ($integration) and early"
 fi
 run_pytest -m "not integration and idle_cpu" -n "$alone" --dist worksteal "${unit_paths[@]}" \
   "${pytest_args[@]}"
 if [ "$unit_only" = 1 ]; then selected_something; exit 0; fi
 
 # The second deployment's tests (marked second) run in a lane of their own beside the others
-# (LKCHAOS_TEST_LANES=1: one after the other, the early ones among them). They need nothing of
-# the reference stack, their runs take that deployment's own run lock, and their faults are
-# ledger entries of its target (lkchaos.settings.run_dir_for), so neither lane waits for or
-# sees the other's faults. The lane starts once the checklist's tests are done (they publish
+# with two lanes (above), after them with one. They need nothing of the reference stack,
+# their runs take that deployment's own run lock, and their faults are ledger entries of its
+# target (lkchaos.settings.run_dir_for), so neither lane waits for or sees the other's faults. The lane starts once the checklist's tests are done (they publish
 # through LiveKit Ingress, which admits a stream only while the host has CPU idle). Its output
 # follows the other's.
 if [ "$lanes" -lt 2 ]; then
-  run_pytest -m "$integration" --durations=80 --durations-min=1 "${pytest_args[@]}"
+  run_pytest -m "($integration) and not early" --durations=80 --durations-min=1 \
+    "${pytest_args[@]}"
   selected_something
   exit 0
 fi
