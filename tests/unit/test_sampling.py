@@ -6,6 +6,7 @@ The probes and actions of these experiments are the functions at the top of this
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -949,3 +950,66 @@ def test_sampled_sets_a_lone_mishearing_apart_and_counts_two_in_a_row() -> None:
     # a failure that is not a mishearing always counts; samples before `since` never do
     failed = [_heard(False, 0), _heard(False, 5), _heard(True, 6)]
     assert _judged(failed, since=4.0, count=3, final=True) == (failed[1:], 0)
+
+
+def _turn(ok: bool, t: float, room: str, latency_ms: float = 100.0,
+          stage: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """A held session's sample: a turn's verdict, or (stage ``overdue``) a late reply."""
+    stage = stage or ("ok" if ok else "slow_reply")
+    return {"t": t, "latency_ms": latency_ms, "ok": ok, "value": {"stage": stage, "room": room}}
+
+
+def test_sampled_counts_a_late_reply_once_its_overdue_sample_gives_way_to_its_turn() -> None:
+    from lkchaos.controls.probes import _judged
+
+    # Room a's reply is late: overdue at 5 (known then), its turn placed at its question's
+    # end (4) and known at 6.5, slow; room b answers at 7. One late reply, one failure.
+    overdue = _turn(False, 5.0, "a", latency_ms=0.0, stage="overdue")
+    late, answered = _turn(False, 4.0, "a", latency_ms=2500.0), _turn(True, 7.0, "b")
+    samples = [late, overdue, answered]
+    assert _judged(samples, since=3.0, count=2, final=False) == ([late, answered], 0)
+    # Without the turn's verdict yet, the overdue sample waits for it; once no more samples
+    # will come, it counts.
+    pending = [overdue, answered]
+    assert _judged(pending, since=3.0, count=2, final=False) == ([answered], 0)
+    assert _judged(pending, since=3.0, count=2, final=True) == ([overdue, answered], 0)
+    # Another room's verdict does not settle it; nor does one known before it.
+    earlier = _turn(True, 1.0, "a", latency_ms=1000.0)
+    assert _judged([earlier, overdue, answered], since=3.0, count=2, final=True) == (
+        [overdue, answered], 0)
+
+
+
+_scripted: queue.Queue[dict[str, Any]] = queue.Queue()
+
+
+def scripted_turn() -> dict[str, Any]:
+    """Held sessions' samples as the test hands them out (each placed at ``started_at``)."""
+    item = _scripted.get(timeout=10)
+    now = time.time()
+    return {**item, "started_at": now - item.pop("question_ended_s_ago", 0.0), "ended_at": now}
+
+
+def test_sampled_judges_one_late_reply_as_one_failure_in_a_run() -> None:
+    # Through the sampling control: room a's reply is late (an overdue sample, then its
+    # turn's verdict, slow, placed where its question ended), then room b is answered. One
+    # of the two next samples must be ok: one late reply must not fail it twice.
+    exp = experiment(probes=[probe("held", "scripted_turn", 0, tolerance=OK_FIELD)],
+                     method=[NOOP])  # fmt: skip
+    arguments = exp["controls"][0]["provider"]["arguments"]
+    sampling.before_experiment_control(exp, experiment=exp, configuration={}, **arguments)
+    result: dict[str, Any] = {}
+    judging = threading.Thread(target=lambda: result.update(
+        sampled("held", count=2, min_ok=1, timeout_s=10)))
+    judging.start()
+    time.sleep(0.3)  # every sample below ends after sampled() was called
+    for item in ({"ok": False, "stage": "overdue", "room": "a"},
+                 {"ok": False, "stage": "slow_reply", "room": "a", "question_ended_s_ago": 2.5},
+                 {"ok": True, "stage": "ok", "room": "b"}):  # fmt: skip
+        _scripted.put(item)
+    judging.join(15)
+    _scripted.put({"ok": True, "stage": "ok", "room": "b"})  # the sampler's call under way
+    sampling.cleanup_control()
+    assert sampling_threads() == []
+    assert result["ok"], result
+    assert [r["value"]["stage"] for r in result["results"]] == ["slow_reply", "ok"]

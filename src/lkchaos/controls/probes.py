@@ -24,8 +24,9 @@ ended, a lower bound, and ``recovered`` is false. Other figures may be null (e.g
 
 ``sampled`` judges "now" by the sampling control's own samples instead of an extra call: the
 next ``count`` samples of a probe that end after it was called, ok when ``min_ok`` of them
-are. A voice steady state checked this way costs no second call running beside the
-sampler's (which would slow both, on a small machine)::
+are (a held session's ``overdue`` sample gives way to its turn's verdict). A voice steady
+state checked this way costs no second call running beside the sampler's (which would slow
+both, on a small machine)::
 
     {"ok": true, "probe": "caller-answered", "count": 1, "ok_samples": 1, "waited_s": 4.2,
      "results": [{"ok": true, "t": 61.2, "latency_s": 9.6, "value": {...}}]}
@@ -211,7 +212,10 @@ def sampled(
     failed for ``min_ok`` to be reached), so ``results`` may hold fewer than ``count``. A
     sample failed on one misheard utterance, with no misheard sample beside it, is set apart
     (``misheard_set_apart`` counts them) and the next sample taken instead, as the run's
-    figures do (:mod:`lkchaos.controls.figures`).
+    figures do (:mod:`lkchaos.controls.figures`). A held session's ``overdue`` sample (taken
+    while its reply is late, :mod:`lkchaos.voice.held`) is not a verdict: its turn's is, so it
+    is left out once a later sample of that room settles it (one late reply is one failure,
+    not two), and counts only if none had come when the wait ended.
     Waits up to ``timeout_s`` seconds in all; samples that did not come by then count as not
     ok (the result says how many came). Returns ``{"ok", "probe", "count", "ok_samples",
     "misheard_set_apart", "waited_s", "results": [{"ok", "t", "latency_s", "value"}]}``
@@ -261,19 +265,40 @@ def _result(sample: dict[str, Any]) -> dict[str, Any]:
             "latency_s": round(sample["latency_ms"] / 1000.0, 3), "value": sample["value"]}
 
 
+def _overdue(sample: dict[str, Any]) -> bool:
+    """Whether ``sample`` is a held session's overdue sample (a reply late, not a verdict)."""
+    value = sample.get("value")
+    return isinstance(value, dict) and value.get("stage") == "overdue"
+
+
+def _settled(sample: dict[str, Any], samples: list[dict[str, Any]]) -> bool:
+    """Whether an overdue ``sample`` was followed by a verdict of the same room's: a sample
+    of that room, not overdue, whose result was known at or after it."""
+    room = sample["value"].get("room")
+    at = figures.observed(sample)
+    return any(
+        isinstance(other.get("value"), dict) and other["value"].get("room") == room
+        and not _overdue(other) and figures.observed(other) >= at
+        for other in samples
+    )  # fmt: skip
+
+
 def _judged(samples: list[dict[str, Any]], since: float, count: int,
             final: bool) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
     """The first ``count`` samples observed since ``since`` that judge the service, and how
     many were set apart: a misheard sample (one utterance misheard, see
     :mod:`lkchaos.controls.figures`) with no misheard neighbour is set apart, two in a row
     both count. The latest sample, when misheard, waits for its successor; when ``final``
-    (no more will come) it counts."""
+    (no more will come) it counts. An overdue sample waits for its room's verdict (which
+    counts instead); when ``final`` with none come, it counts."""
     flags = [figures.is_misheard(s) for s in samples]
     kept: list[dict[str, Any]] = []
     set_apart = 0
     for i, sample in enumerate(samples):
         if figures.observed(sample) < since:
             continue
+        if _overdue(sample) and (not final or _settled(sample, samples)):
+            continue  # its turn's verdict counts instead (or is still to come)
         if flags[i] and not (i > 0 and flags[i - 1]):
             if i + 1 == len(samples) and not final:
                 break  # its neighbour decides
