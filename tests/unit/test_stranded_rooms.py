@@ -9,11 +9,12 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from livekit import api, rtc
 from livekit.protocol import agent, agent_dispatch, models
-from voicestack.stranded import StrandedRooms, judge_room
+from voicestack.stranded import StrandedRooms, judge_room, watch_job_processes
 
 from lkchaos.voice.roundtrip import caller_token
 from tests.unit.livekit_dev import KEY, SECRET, dev_server
@@ -176,3 +177,32 @@ def test_a_window_of_zero_never_sweeps() -> None:
         return keeper._task
 
     assert asyncio.run(go()) is None
+
+
+def test_a_job_process_that_died_opens_the_window_without_moving_the_registration() -> None:
+    async def go() -> list[str]:
+        keeper = StrandedRooms("http://127.0.0.1:9", KEY, SECRET, AGENT, window_s=0.3,
+                               every_s=0.1, timeout_s=0.5, clock=lambda: NOW)  # fmt: skip
+        pool = rtc.EventEmitter[str]()  # the framework's process pool emits the same way
+        assert watch_job_processes(pool, keeper)
+        opened: list[str] = []
+        for name, proc in (
+            ("ended well", SimpleNamespace(exitcode=0, killed=False)),
+            ("killed by the framework", SimpleNamespace(exitcode=-9, killed=True)),
+            ("segmentation fault", SimpleNamespace(exitcode=-11, killed=False)),
+        ):
+            pool.emit("process_closed", proc)
+            if keeper._task is not None and name not in opened and not opened:
+                opened.append(name)  # the first close that opened the window
+        assert keeper._registered_at is None  # the worker never registered again
+        if keeper._task is not None:
+            await asyncio.wait_for(keeper._task, 5.0)  # swept through its window, then ended
+        return opened
+
+    assert asyncio.run(go()) == ["segmentation fault"]
+
+
+def test_without_a_process_pool_nothing_is_watched() -> None:
+    keeper = StrandedRooms("http://127.0.0.1:9", KEY, SECRET, AGENT)
+    assert not watch_job_processes(None, keeper)
+    assert not watch_job_processes(SimpleNamespace(), keeper)  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ Environment:
   registration of the worker, rooms a caller is still in with no agent (a job that lost its
   room for good while the link to LiveKit was cut, a room created meanwhile) get this agent
   dispatched again (:mod:`voicestack.stranded`): LiveKit never dispatches an agent twice.
+  The same window opens when a job's process dies (its caller is left alone too).
 - ``AGENT_LOAD`` (``jobs`` default, or ``cpu``), ``AGENT_MAX_JOBS`` (default 3),
   ``AGENT_LOAD_THRESHOLD`` (``cpu`` only, default 0.7). The LiveKit server only hands a job
   to a worker whose reported load is under its target load (0.7 by default), and the
@@ -110,7 +111,7 @@ from .early_stt import EarlySTT
 from .espeak_tts import EspeakTTS
 from .resilience import STT_FAILURE_MARKER, BoundedMCPToolset, ResilientSTT
 from .rule_llm import RuleBasedLLM
-from .stranded import StrandedRooms
+from .stranded import StrandedRooms, watch_job_processes
 from .turn_report import TurnReporter
 from .vocabulary import DEFAULT_STT_PROMPT
 
@@ -396,6 +397,9 @@ def build_server(settings: Settings | None = None) -> AgentServer:
         stranded = StrandedRooms(url, key, secret, settings.agent_name,
                                  window_s=settings.redispatch_window_s)  # fmt: skip
         server.on("worker_registered", lambda *_: stranded.watch())
+        # The process pool exists once the worker started (livekit-agents 1.8).
+        server.on("worker_started",
+                  lambda *_: watch_job_processes(getattr(server, "_proc_pool", None), stranded))
     return server
 
 

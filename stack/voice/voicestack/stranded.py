@@ -11,6 +11,10 @@ a few seconds (``experiments/held-agent-signalling-cut.json``):
   attempts, 7-20 s in all) loses its room for good and ends, while its caller stays;
 - a room created while the worker is not registered gets no job at all.
 
+A third, at rest: a job's process that dies (a crash in native code, exit code -11, seen
+on a loaded two-core host; an out-of-memory kill) leaves its caller alone the same way;
+:func:`watch_job_processes` opens the same window then.
+
 :class:`StrandedRooms` runs in the worker's process. For ``window_s`` seconds after each
 registration of the worker (its link is back), every ``every_s`` seconds, it looks for rooms
 that hold a caller (a standard or SIP participant present for over ``grace_s``), no agent
@@ -31,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 from livekit import api
@@ -137,12 +142,15 @@ class StrandedRooms:
         self._task: asyncio.Task[None] | None = None
         self._registered_at: float | None = None
 
-    def watch(self) -> None:
-        """Sweep every ``every_s`` for the next ``window_s`` seconds (from the event loop:
-        call it when the worker registers)."""
+    def watch(self, *, registered: bool = True) -> None:
+        """Sweep every ``every_s`` for the next ``window_s`` seconds (from the event loop):
+        call it when the worker registers, and with ``registered`` False when a job's
+        process died (the worker stayed registered: dispatches it has not taken yet are not
+        judged unserved)."""
         if self.window_s <= 0:
             return
-        self._registered_at = self._clock()
+        if registered:
+            self._registered_at = self._clock()
         self._until = time.monotonic() + self.window_s
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -192,3 +200,31 @@ class StrandedRooms:
                         room.name, verdict.reason, self.agent_name)  # fmt: skip
             done.append(room.name)
         return done
+
+
+class _ProcessPool(Protocol):
+    def on(self, event: str, callback: Callable[..., object]) -> object: ...
+
+
+def watch_job_processes(pool: _ProcessPool | None, stranded: StrandedRooms) -> bool:
+    """Open ``stranded``'s window whenever a process of the worker's ``pool`` closes with a
+    non-zero exit code the framework did not cause by killing it: a job's process that died
+    under its caller. ``pool`` is livekit-agents' process pool (``AgentServer._proc_pool``
+    in 1.8, there once the worker started; its ``process_closed`` event passes the job
+    executor, with ``exitcode`` and ``killed``). Returns False, logging a warning, when
+    there is none to watch (the framework changed)."""
+    if pool is None or not callable(getattr(pool, "on", None)):
+        log.warning("cannot watch the job processes (no process pool): a room whose job's "
+                    "process dies gets no new agent")  # fmt: skip
+        return False
+
+    def closed(proc: object) -> None:
+        code = getattr(proc, "exitcode", None)
+        if code in (0, None) or getattr(proc, "killed", False):
+            return
+        log.warning("a job process exited with code %s: looking for rooms left without "
+                    "their agent", code)  # fmt: skip
+        stranded.watch(registered=False)
+
+    pool.on("process_closed", closed)
+    return True
