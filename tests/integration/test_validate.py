@@ -80,9 +80,9 @@ def statuses(report: dict[str, Any]) -> dict[str, str]:
 #: runs whatever was injected.
 MACHINE_STATE = {"livekit.response-times-200ms", "livekit.websocket-latency-100ms",
                   "livekit.cpu-usage-50", "infra.minimum-50gb-disk",
-                  # Judged once Prometheus holds 10 and 15 min of the stack (a warning
-                  # before): which run comes first after that depends on the machine's
-                  # speed, and LiveKit's memory floors still rise in its first minutes.
+                  # Judged once Prometheus holds 10 and 15 min of LiveKit after its first
+                  # 5 (a warning before): which run comes first after that depends on the
+                  # machine's speed.
                   "livekit.memory-usage-stable", "livekit.memory-leaks-detected"}  # fmt: skip
 
 

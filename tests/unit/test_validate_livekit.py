@@ -297,6 +297,23 @@ def test_memory_from_prometheus_judges_the_floors_over_enough_history() -> None:
     assert resources.judge_memory(_prom(400, None, 50, 100), leak=False).status == "warn"
 
 
+def test_a_nodes_first_minutes_are_not_judged_as_memory_growth() -> None:
+    # A fresh node 612 s after its start, with Prometheus's history since: its warm-up (the
+    # floor 49 -> 66 MiB) is left out, so there is too little history to judge, not growth.
+    fresh = resources.history_s(span_s=612, uptime_s=612)
+    assert fresh == 612 - resources.WARMUP_S
+    seen = {**_prom(fresh, None, 49, 66), "warmup_s": resources.WARMUP_S}
+    found = resources.judge_memory(seen, leak=False)
+    assert found.status == "warn", found
+    assert "needs 10 min of history, after a node's first 5 min" in found.evidence
+    # The same growth past the warm-up is judged: it fails.
+    older = resources.history_s(span_s=900, uptime_s=3600)
+    assert older == 900
+    grown = resources.judge_memory({**_prom(older, None, 49, 66), "warmup_s": 300}, leak=False)
+    assert grown.status == "fail"
+    assert resources.history_s(span_s=900, uptime_s=60) == 0.0  # never negative
+
+
 def test_resources_without_engine_or_prometheus_are_an_error(local: Local) -> None:
     found = run("livekit.cpu-usage-50", local.settings())
     assert found.status == "error" and "no-engine.sock" in found.evidence
