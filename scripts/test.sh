@@ -115,10 +115,10 @@ if [ ${#pytest_args[@]} -eq 0 ]; then unit_paths=(tests/unit); fi
 # idle CPU: tests/integration/conftest.py) run right after it, still beside the unit tests, in
 # a session of their own; their output follows the stack's.
 # The second deployment's tests run in a lane of their own beside the reference stack's (2
-# lanes) only where there are cores for it: its own agent and Whisper beside the experiments
-# that judge a reply within a 3 s budget took their replies over it on two cores (held callers
-# and the voice samples of cert-expiry.json, 15 s round trips). On fewer than four cores they
-# run after the others (1 lane); LKCHAOS_TEST_LANES says which.
+# lanes) only where there are cores for it: on two cores its own agent and Whisper, beside the
+# experiments that judge replies in time, slowed those replies past their bounds
+# (cert-expiry.json's callers at 15 s round trips). On fewer than four cores they run after
+# the others (1 lane); LKCHAOS_TEST_LANES says which.
 lanes=${LKCHAOS_TEST_LANES:-$(( ncores >= 4 ? 2 : 1 ))}
 # stop_group PID: end the process group PID leads (started with job control on), if any.
 stop_group() {
@@ -175,9 +175,9 @@ if [ "$unit_only" = 1 ]; then selected_something; exit 0; fi
 # The second deployment's tests (marked second) run in a lane of their own beside the others
 # with two lanes (above), after them with one. They need nothing of the reference stack,
 # their runs take that deployment's own run lock, and their faults are ledger entries of its
-# target (lkchaos.settings.run_dir_for), so neither lane waits for or sees the other's faults. The lane starts once the checklist's tests are done (they publish
-# through LiveKit Ingress, which admits a stream only while the host has CPU idle). Its output
-# follows the other's.
+# target (lkchaos.settings.run_dir_for), so neither lane waits for or sees the other's faults.
+# The lane starts once the checklist's tests are done (they publish through LiveKit Ingress,
+# which admits a stream only while the host has CPU idle). Its output follows the other's.
 if [ "$lanes" -lt 2 ]; then
   run_pytest -m "($integration) and not early" --durations=80 --durations-min=1 \
     "${pytest_args[@]}"

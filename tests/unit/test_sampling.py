@@ -979,7 +979,6 @@ def test_sampled_counts_a_late_reply_once_its_overdue_sample_gives_way_to_its_tu
         [overdue, answered], 0)
 
 
-
 _scripted: queue.Queue[dict[str, Any]] = queue.Queue()
 
 
