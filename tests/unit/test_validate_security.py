@@ -104,6 +104,90 @@ def test_secret_hits_name_lines_not_values() -> None:
     assert security.secret_hits(logs, ["absent-secret"]) == {}
 
 
+#: A LiveKit access token's shape (header.claims.signature), made up: never a real one.
+JWT_LIKE = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJjYWxsZXIiLCJ2aWRlbyI6e319."
+            "c2lnbmF0dXJlLW5vdC1yZWFsLXh5eg")
+
+
+def test_every_inline_credential_of_a_container_is_found_by_name() -> None:
+    config = ("keys:\n  APIkey1: livekit-secret-one\nredis:\n  address: redis:6379\n"
+              "  password: redis-password-1\nrtc:\n  turn_servers:\n    - host: turn.example.com\n"
+              "      username: caller\n      credential: turn-credential-1\n")
+    attrs = {"Config": {"Env": [
+        "OPENAI_API_KEY=sk-provider-key-123", "DEEPGRAM_API_KEY_FILE=/run/secrets/deepgram",
+        "LIVEKIT_API_KEY=APIidentifier1", "LIVEKIT_API_SECRET=livekit-secret-one",
+        "LIVEKIT_KEYS=k1: keys-secret-one,k2: keys-secret-two", "HF_TOKEN=short",
+        "PATH=/usr/local/bin:/usr/bin", "LIVEKIT_CONFIG=" + config, "REDIS_PASSWORD=",
+    ]}}
+    assert sorted(security.container_secrets(attrs)) == [
+        ("LIVEKIT_API_SECRET", "livekit-secret-one"),
+        ("LIVEKIT_CONFIG keys (the secret of APIkey1)", "livekit-secret-one"),
+        ("LIVEKIT_CONFIG redis.password", "redis-password-1"),
+        ("LIVEKIT_CONFIG rtc.turn_servers[0].credential", "turn-credential-1"),
+        ("LIVEKIT_KEYS (the secret of k1)", "keys-secret-one"),
+        ("LIVEKIT_KEYS (the secret of k2)", "keys-secret-two"),
+        ("OPENAI_API_KEY", "sk-provider-key-123"),
+    ]  # the key's id, a path to a file, a short value and an empty one are not secrets
+    assert security.container_secrets({"Config": {"Env": ["LIVEKIT_CONFIG=keys: [unclosed"]}}) \
+        == []
+
+
+def test_leaks_name_what_leaked_and_never_a_value() -> None:
+    logs = {
+        "agent": "\n".join([
+            "starting worker",
+            "calling provider with key sk-provider-key-123",
+            f"GET /rtc?access_token={JWT_LIKE}&auto_subscribe=1 101",
+            "connecting to redis://:redis-password-1@redis:6379/0",
+            "connecting to redis://:***@redis:6379/0 (password masked)",
+            "connecting to rediss://default:<password>@redis:6380",
+            "mail me at caller@example.com, see https://example.com/a@b",
+        ]),
+        "caddy": "served /rtc 101",
+    }
+    found = security.leaks(logs, [("OPENAI_API_KEY of agent", "sk-provider-key-123")])
+    assert found == {"agent": ([2, 3, 4], ["OPENAI_API_KEY of agent", "a password in a URL",
+                                           "an access token (JWT)"])}
+    # A token cut short by the log's line length is not a token.
+    assert security.leaks({"a": JWT_LIKE[:40]}, []) == {}
+
+
+def test_the_logs_check_reports_a_providers_key_and_a_token_by_name(
+    local: Local, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    from contextlib import nullcontext
+
+    from lkchaos.docker import client as docker
+
+    class Container:
+        def __init__(self, env: list[str], log: str) -> None:
+            self.attrs = {"Config": {"Env": env}}
+            self.log = log
+
+        def logs(self, tail: int) -> bytes:
+            return self.log.encode()
+
+    containers = {
+        "agent": Container(["OPENAI_API_KEY=sk-provider-key-123"],
+                           "ready\nusing key sk-provider-key-123\n"),
+        "caddy": Container([], f"GET /rtc?access_token={JWT_LIKE}\n"),
+        "livekit-1": Container([f"LIVEKIT_KEYS={KEY}: {SECRET}"], "node started\n"),
+    }
+    monkeypatch.setattr(docker, "docker_session", lambda **_: nullcontext(object()))
+    monkeypatch.setattr(docker, "deployment_containers", lambda client, settings: containers)
+    found = CHECKS["auth.sensitive-data-logs"](Context(local.settings()))
+    assert found.status == "fail", found
+    assert "agent line(s) 2 (OPENAI_API_KEY of agent)" in found.evidence
+    assert "caddy line(s) 1 (an access token (JWT))" in found.evidence
+    assert "sk-provider-key-123" not in found.evidence and JWT_LIKE not in found.evidence
+    assert "livekit-1" not in found.evidence
+    containers.pop("agent"), containers.pop("caddy")
+    found = CHECKS["auth.sensitive-data-logs"](Context(local.settings()))
+    assert found.status == "pass", found
+    # livekit-1's secret is the one lkchaos was given: looked for once.
+    assert "no credential in the logs of 1 container (1 secret," in found.evidence
+
+
 def test_the_logs_check_needs_the_engine(local: Local) -> None:  # noqa: F811
     found = CHECKS["auth.sensitive-data-logs"](Context(local.settings()))
     assert found.status == "error" and SECRET not in found.evidence

@@ -272,38 +272,146 @@ def _containers(ctx: Context) -> dict[str, Any]:
     return result
 
 
+#: Environment variable names whose inline value is a credential to look for in the logs:
+#: secrets, passwords, tokens and third-party API keys (a voice agent's speech-to-text, LLM
+#: and text-to-speech providers'). ``*_FILE`` names hold a path, not the secret.
+_LOGGED_SECRET_NAME = re.compile(
+    r"(SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE_KEY|API_KEY$|AUTH_KEY$)", re.I)
+#: Named like secrets but identifiers: LiveKit's API key is the key's id (every token carries
+#: it as its issuer), not the secret that signs them.
+_NOT_SECRET = {"LIVEKIT_API_KEY", "LK_API_KEY"}
+#: Shorter values are too common to be told from ordinary log text.
+MIN_SECRET_LEN = 8
+#: A JSON Web Token: a LiveKit access token, or a webhook's Authorization header. One in a
+#: log is a credential anyone who reads the log can use until it expires.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
+#: A URL with a password in it (``redis://:pw@host``, ``https://user:pw@host``); a masked
+#: one (``***``, ``xxx``, ``<password>``, ``%s``, ``${VAR}``) is not a leak.
+_URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/:@\"']*:([^\s/@\"']+)@", re.I)
+_MASKED = re.compile(r"^(\*+|x+|X+|<[^>]*>|%s|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|redacted|"
+                     r"REDACTED|\[redacted\]|\[REDACTED\]|\.{3})$")
+
+
+def _config_secrets(config: Any, under: str = "") -> list[tuple[str, str]]:
+    """(where, value) of the secrets in a parsed LiveKit configuration: the API key pairs'
+    secrets (``keys``), and every string under a key named like a secret or password
+    (``redis.password``, ``rtc.turn_servers[].credential``, ...)."""
+    found: list[tuple[str, str]] = []
+    if isinstance(config, dict):
+        for key, value in config.items():
+            where = f"{under}.{key}" if under else str(key)
+            if key == "keys" and isinstance(value, dict):
+                found += [(f"{where} (the secret of {k})", str(v)) for k, v in value.items()
+                          if isinstance(v, str | int)]  # fmt: skip
+            elif isinstance(value, str | int) and _LOGGED_SECRET_NAME.search(str(key)) \
+                    and not str(key).lower().endswith("_file"):
+                found.append((where, str(value)))
+            else:
+                found += _config_secrets(value, where)
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            found += _config_secrets(value, f"{under}[{i}]")
+    return found
+
+
+def container_secrets(attrs: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, value) of the credentials one container is given inline: secret-like
+    environment variables (:data:`_LOGGED_SECRET_NAME`), ``LIVEKIT_KEYS``' secrets and the
+    secrets of an inline ``LIVEKIT_CONFIG``. ``where`` names the variable, never the value;
+    values shorter than :data:`MIN_SECRET_LEN` are left out."""
+    import yaml
+
+    found: list[tuple[str, str]] = []
+    for entry in (attrs.get("Config") or {}).get("Env") or []:
+        key, _, value = str(entry).partition("=")
+        if not value or key.upper().endswith("_FILE") or key.upper() in _NOT_SECRET:
+            continue
+        if key == "LIVEKIT_KEYS":  # "key: secret", one pair per line or comma
+            for pair in re.split(r"[\n,]", value):
+                name, sep, secret = pair.partition(":")
+                if sep:
+                    found.append((f"LIVEKIT_KEYS (the secret of {name.strip()})",
+                                  secret.strip()))
+        elif key == "LIVEKIT_CONFIG":
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                continue
+            found += [(f"LIVEKIT_CONFIG {where}", v) for where, v in _config_secrets(parsed)]
+        elif _LOGGED_SECRET_NAME.search(key):
+            found.append((key, value))
+    return [(where, v.strip()) for where, v in found if len(v.strip()) >= MIN_SECRET_LEN]
+
+
 def secret_hits(logs: dict[str, str], secrets: list[str]) -> dict[str, list[int]]:
     """Per container, the line numbers (1-based) of its logs holding any of ``secrets``."""
-    hits: dict[str, list[int]] = {}
+    return {name: lines for name, (lines, _) in leaks(logs, [(s, s) for s in secrets]).items()}
+
+
+def leaks(logs: dict[str, str], secrets: list[tuple[str, str]],
+          ) -> dict[str, tuple[list[int], list[str]]]:
+    """Per container, the line numbers (1-based) of its logs that leak a credential and what
+    leaked (sorted, never a value): one of ``secrets`` ((where, value) pairs: ``where`` is
+    reported), an access token (a JWT), or a password in a URL."""
+    found: dict[str, tuple[list[int], list[str]]] = {}
     for name, text in logs.items():
-        lines = [i for i, line in enumerate(text.splitlines(), 1)
-                 if any(secret in line for secret in secrets)]  # fmt: skip
+        lines: list[int] = []
+        kinds: set[str] = set()
+        for i, line in enumerate(text.splitlines(), 1):
+            hit = {where for where, value in secrets if value in line}
+            if "eyJ" in line and _JWT.search(line):
+                hit.add("an access token (JWT)")
+            if "@" in line:
+                for match in _URL_PASSWORD.finditer(line):
+                    if not _MASKED.match(match.group(1)):
+                        hit.add("a password in a URL")
+                        break
+            if hit:
+                lines.append(i)
+                kinds |= hit
         if lines:
-            hits[name] = lines
-    return hits
+            found[name] = (lines, sorted(kinds))
+    return found
 
 
 @check("auth.sensitive-data-logs")
 @guarded
 def sensitive_logs(ctx: Context) -> Finding:
-    """Neither the LiveKit API secret nor the Redis password appears in any container's logs
-    (read through the container engine)."""
+    """No credential appears in any container's logs (read through the container engine, the
+    last 20,000 lines of each): not the LiveKit API secret or the Redis password lkchaos was
+    given, not a credential any container of the deployment is given inline (a secret-like
+    environment variable such as a provider's API key, ``LIVEKIT_KEYS``, the secrets of an
+    inline ``LIVEKIT_CONFIG``: :func:`container_secrets`), no access token (a JWT, as a
+    ``?access_token=`` in a proxy's access log) and no password in a URL. The evidence names
+    the container, the lines and what leaked, never a value."""
     from lkchaos.docker.client import deployment_containers, docker_session
 
-    secrets = [v for v in (ctx.settings.livekit_api_secret, ctx.settings.redis_password)
-               if len(v) >= 8]  # fmt: skip
+    secrets = [(where, v) for where, v in (("the LiveKit API secret",
+                                            ctx.settings.livekit_api_secret),
+                                           ("the Redis password", ctx.settings.redis_password))
+               if len(v) >= MIN_SECRET_LEN]  # fmt: skip
     if not secrets:
         return Finding("error", "no API secret known to look for: set LIVEKIT_API_SECRET")
     logs: dict[str, str] = {}
     with docker_session() as client:
         for name, container in deployment_containers(client, ctx.settings).items():
             logs[name] = container.logs(tail=20000).decode("utf-8", "replace")
-    hits = secret_hits(logs, secrets)
-    data = {"containers": sorted(logs), "hits": hits}
-    if hits:
-        where = "; ".join(f"{n} line(s) {', '.join(map(str, ls[:5]))}" for n, ls in hits.items())
-        return Finding("fail", f"a secret appears in the logs of {where} (value not shown)", data)
-    return Finding("pass", f"no secret in the logs of {len(logs)} containers", data)
+            known = {v for _, v in secrets}
+            secrets += [(f"{where} of {name}", v) for where, v in container_secrets(
+                container.attrs) if v not in known]  # fmt: skip
+    found = leaks(logs, secrets)
+    data = {"containers": sorted(logs), "hits": {n: ls for n, (ls, _) in found.items()},
+            "leaked": {n: kinds for n, (_, kinds) in found.items()},
+            "looked_for": sorted({where for where, _ in secrets})}
+    if found:
+        where = "; ".join(f"{n} line(s) {', '.join(map(str, ls[:5]))} ({', '.join(kinds)})"
+                          for n, (ls, kinds) in found.items())
+        return Finding("fail", f"a credential appears in the logs of {where} (values not "
+                       "shown): rotate it, and stop the service logging it", data)
+    n, m = len(logs), len(data["looked_for"])
+    return Finding("pass", f"no credential in the logs of {n} container{'s' * (n != 1)} "
+                   f"({m} secret{'s' * (m != 1)}, access tokens and passwords in URLs looked "
+                   "for)", data)
 
 
 _SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|KEYS?$|_KEY|CREDENTIAL)", re.I)
