@@ -271,16 +271,22 @@ def _overdue(sample: dict[str, Any]) -> bool:
     return isinstance(value, dict) and value.get("stage") == "overdue"
 
 
-def _settled(sample: dict[str, Any], samples: list[dict[str, Any]]) -> bool:
+def _verdicts(samples: list[dict[str, Any]]) -> dict[Any, float]:
+    """Per room, when the last of its verdicts (a sample not overdue) was observed."""
+    last: dict[Any, float] = {}
+    for sample in samples:
+        value = sample.get("value")
+        if isinstance(value, dict) and not _overdue(sample):
+            room = value.get("room")
+            last[room] = max(last.get(room, float("-inf")), figures.observed(sample))
+    return last
+
+
+def _settled(sample: dict[str, Any], verdicts: dict[Any, float]) -> bool:
     """Whether an overdue ``sample`` was followed by a verdict of the same room's: a sample
-    of that room, not overdue, whose result was known at or after it."""
-    room = sample["value"].get("room")
-    at = figures.observed(sample)
-    return any(
-        isinstance(other.get("value"), dict) and other["value"].get("room") == room
-        and not _overdue(other) and figures.observed(other) >= at
-        for other in samples
-    )  # fmt: skip
+    of that room, not overdue, whose result was known at or after it (``verdicts``: see
+    :func:`_verdicts`)."""
+    return verdicts.get(sample["value"].get("room"), float("-inf")) >= figures.observed(sample)
 
 
 def _judged(samples: list[dict[str, Any]], since: float, count: int,
@@ -292,12 +298,13 @@ def _judged(samples: list[dict[str, Any]], since: float, count: int,
     (no more will come) it counts. An overdue sample waits for its room's verdict (which
     counts instead); when ``final`` with none come, it counts."""
     flags = [figures.is_misheard(s) for s in samples]
+    verdicts = _verdicts(samples) if final else {}
     kept: list[dict[str, Any]] = []
     set_apart = 0
     for i, sample in enumerate(samples):
         if figures.observed(sample) < since:
             continue
-        if _overdue(sample) and (not final or _settled(sample, samples)):
+        if _overdue(sample) and (not final or _settled(sample, verdicts)):
             continue  # its turn's verdict counts instead (or is still to come)
         if flags[i] and not (i > 0 and flags[i - 1]):
             if i + 1 == len(samples) and not final:
