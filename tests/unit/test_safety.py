@@ -117,6 +117,35 @@ def test_rollbacks_run_when_chaos_toolkit_would_skip_them(
     assert runlock.holder(isolated) is None  # the lock was released
 
 
+@pytest.mark.parametrize("func", ["interrupt", "sigterm"], ids=["ctrl-c", "sigterm"])
+def test_a_probe_cut_short_by_an_interrupt_is_not_a_deviation(
+    tmp_path: Path, isolated: Path, func: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The interrupt comes while a method probe with a tolerance runs: it returned nothing,
+    # which is no answer to judge (it read "missed its tolerance (output: None)", DEVIATED).
+    trace = str(tmp_path / "trace")
+    judged = helpers.probe("judged-first", "value", tolerance=True, result=True)
+    cut = helpers.probe("apology-heard", func, tolerance=True)
+    with caplog.at_level("WARNING"):
+        journal = run_experiment(helpers.experiment(trace, [judged, cut]))
+    assert journal["status"] == "interrupted" and not journal["deviated"]
+    assert "missed_tolerances" not in journal["lkchaos_safety"]
+    assert helpers.lines(trace) == ["fault", "rollback"]
+    assert any("lkchaos: the run was INTERRUPTED during 'apology-heard' (not judged); its "
+               "faults were undone" in r.getMessage() for r in caplog.records), caplog.text
+    assert not any("DEVIATED" in r.getMessage() for r in caplog.records)
+
+
+def test_a_probe_that_missed_before_the_interrupt_still_deviates(
+    tmp_path: Path, isolated: Path
+) -> None:
+    missed = helpers.probe("answered", "value", tolerance=True, result=False)
+    journal = run_experiment(helpers.experiment(str(tmp_path / "trace"),
+                                                [missed, helpers.action("interrupt")]))
+    assert journal["deviated"]
+    assert [m["probe"] for m in journal["lkchaos_safety"]["missed_tolerances"]] == ["answered"]
+
+
 def test_rollbacks_are_not_played_twice(tmp_path: Path, isolated: Path) -> None:
     trace = str(tmp_path / "trace")
     journal = run_experiment(helpers.experiment(trace, []))

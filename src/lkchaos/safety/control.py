@@ -308,6 +308,8 @@ def _missed_tolerances(
         activity = run.get("activity") or {}
         if activity.get("type") != "probe" or "tolerance" not in activity:
             continue
+        if run.get("status") not in ("succeeded", "failed"):
+            continue  # cut short by an interrupt: it judged nothing, its output is no answer
         if _probe_was_dry(activity, dry):
             continue
         tolerance = activity["tolerance"]
@@ -491,6 +493,8 @@ def after_experiment_control(
     if (state.get("status"), bool(state.get("deviated"))) != before:
         # Chaos Toolkit has already logged the status it saw: say the real verdict last.
         logger.error(str(audit.scrub(_verdict_line(state, report), secrets_seen)))
+    elif state.get("status") in ("interrupted", "aborted"):
+        logger.warning(str(audit.scrub(_interrupted_line(state, report), secrets_seen)))
 
 
 def _report_refusal(state: dict[str, Any], refused: str) -> None:
@@ -528,6 +532,24 @@ def _verdict_line(state: dict[str, Any], report: dict[str, Any]) -> str:
             line += " (and DEVIATED: " + "; ".join(missed or ["see the errors above"]) + ")"
         return line
     return "lkchaos: the run DEVIATED: " + "; ".join(missed or ["see the errors above"])
+
+
+def _interrupted_line(state: dict[str, Any], report: dict[str, Any]) -> str:
+    """One line for a run cut short (Ctrl-C, SIGTERM): what it still judged, what it undid."""
+    unfinished = [str((run.get("activity") or {}).get("name"))
+                  for run in state.get("run") or []
+                  if run.get("status") not in ("succeeded", "failed")]  # fmt: skip
+    line = f"lkchaos: the run was {str(state.get('status')).upper()}"
+    if unfinished:
+        line += f" during {', '.join(repr(n) for n in unfinished)} (not judged)"
+    undone = report.get("not_recovered")
+    line += ("; its faults were undone" if not undone else
+             f"; {len(undone)} fault(s) could not be undone: run `lkchaos recover`")
+    if report.get("missed_tolerances"):
+        line += "; before it, " + ", ".join(
+            f"method probe {item['probe']!r} missed its tolerance"
+            for item in report["missed_tolerances"])
+    return line
 
 
 def cleanup_control(**kwargs: Any) -> None:
