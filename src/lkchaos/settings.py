@@ -89,7 +89,8 @@ From the target only (the built-in defaults describe the reference stack):
 The state folder (run lock, fault ledger, audit log, the reference stack's keys, certificates
 and rendered configs) is always an absolute path, the same from whatever folder lkchaos or
 ``chaos run`` is started: ``LKCHAOS_STATE_DIR`` when set; else ``.lkchaos`` in the lkchaos
-checkout, when one is found (``LKCHAOS_ROOT``, or the current folder and its parents);
+checkout, when one is found (``LKCHAOS_ROOT``, or the current folder and its parents, or
+the checkout lkchaos is installed from);
 else ``$XDG_STATE_HOME/lkchaos`` (``~/.local/state/lkchaos`` when ``XDG_STATE_HOME`` is
 unset or not absolute).
 

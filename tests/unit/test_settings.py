@@ -98,10 +98,45 @@ def test_the_state_folder_of_a_checkout_is_its_lkchaos_folder(
     assert Settings.load().state_dir == str((checkout / ".lkchaos").resolve())
 
 
+def test_from_any_folder_the_state_folder_is_the_installed_checkouts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # lkchaos installed from a checkout (editable, as scripts/bootstrap.sh installs it) and
+    # `chaos run` started from a folder outside it: the same state folder (and run lock) as
+    # from the checkout, not one of its own per user that a second run would not see.
+    from lkchaos import checkout
+
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    (installed / "docker-compose.chaos.yml").write_text("services: {}\n")
+    monkeypatch.setattr(checkout, "package_checkout", lambda: installed)
+    monkeypatch.delenv("LKCHAOS_STATE_DIR")
+    monkeypatch.delenv("LKCHAOS_ROOT", raising=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert Settings.load().state_dir == str((installed / ".lkchaos").resolve())
+    # A checkout the run is started in comes first.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "docker-compose.chaos.yml").write_text("services: {}\n")
+    monkeypatch.chdir(other)
+    assert Settings.load().state_dir == str((other / ".lkchaos").resolve())
+
+
+def test_the_installed_checkout_is_the_one_holding_the_package() -> None:
+    from lkchaos import checkout
+
+    root = checkout.package_checkout()
+    assert root is not None and (root / "src" / "lkchaos" / "checkout.py").is_file()
+
+
 @pytest.mark.parametrize("xdg", [None, "", "relative/state"])
 def test_outside_a_checkout_the_state_folder_is_per_user(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, xdg: str | None
 ) -> None:
+    from lkchaos import checkout
+
+    monkeypatch.setattr(checkout, "package_checkout", lambda: None)  # installed from an index
     home = tmp_path / "home"
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("LKCHAOS_STATE_DIR")
@@ -119,6 +154,9 @@ def test_outside_a_checkout_the_state_folder_is_per_user(
 def test_outside_a_checkout_xdg_state_home_is_used(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from lkchaos import checkout
+
+    monkeypatch.setattr(checkout, "package_checkout", lambda: None)
     monkeypatch.delenv("LKCHAOS_STATE_DIR")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     assert Settings.load().state_dir == str(tmp_path / "xdg" / "lkchaos")
