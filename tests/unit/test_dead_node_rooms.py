@@ -268,3 +268,60 @@ def test_a_room_a_delete_left_in_place_is_an_error(
     monkeypatch.setattr(dead_nodes, "_close", lambda *args, **kwargs: None)
     closed = close_own_rooms(close_lost)
     assert [c["outcome"] for c in closed] == ["error: still in Redis after DeleteRoom"], closed
+
+
+# -- half of a close kept by a Redis failover --------------------------------------------------
+@pytest.fixture
+def map_entries_kept(tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a deployment whose Redis kept ``room_node_map``'s entries of two closed
+    rooms and lost their ``rooms`` records (as a failover that kept half of the close does):
+    ``lkchaos-probe-orphan`` and ``customer-orphan``, on the live node."""
+    import redis as redis_lib
+
+    def launch(procs: list[subprocess.Popen[bytes]]) -> tuple[int, str]:
+        redis_port = livekit_dev.start_redis(tmp_path, procs)
+        return redis_port, livekit_dev.start_node(tmp_path, procs, redis_port, "node-1")
+
+    (redis_port, url), started = livekit_dev.start_on_free_ports(launch)
+    try:
+        settings = _settings(url, f"127.0.0.1:{redis_port}")
+        names = ("lkchaos-probe-orphan", "customer-orphan")
+
+        async def create(c: api.LiveKitAPI) -> None:
+            for name in names:
+                await c.room.create_room(api.CreateRoomRequest(name=name, empty_timeout=600))
+
+        async def close(c: api.LiveKitAPI) -> None:
+            for name in names:
+                await c.room.delete_room(api.DeleteRoomRequest(room=name))
+
+        client.call(url, settings, create)
+        with redis_lib.Redis(port=redis_port, socket_timeout=5) as r:
+            kept = r.dump(b"room_node_map")
+            client.call(url, settings, close)
+            r.restore(b"room_node_map", 0, kept, replace=True)
+        store = state.read_store(settings)
+        assert set(names) <= set(store.room_nodes) and not set(names) & set(store.rooms)
+        yield settings
+    finally:
+        for process in reversed(started):
+            stop_process(process)
+
+
+def test_a_map_entry_left_without_its_room_is_closed_only_if_lkchaos(
+    map_entries_kept: Settings,
+) -> None:
+    settings = map_entries_kept
+    url = settings.livekit_node_urls[0]
+    obs = state.observe(settings, [url], timeout=2.0)
+    assert {m.room for m in obs.mismatches if m.kind == "node_map_without_room"} == {
+        "lkchaos-probe-orphan", "customer-orphan"}, obs.mismatches
+
+    closed = close_own_rooms(settings)
+    assert [c["outcome"] for c in closed] == ["closed"], closed
+    assert closed[0]["fault"].startswith("room lkchaos-probe-orphan left in room_node_map")
+    store = state.read_store(settings)
+    assert "lkchaos-probe-orphan" not in store.room_nodes
+    assert "lkchaos-probe-orphan" not in store.rooms
+    assert "customer-orphan" in store.room_nodes  # the deployment's: reported, not touched
+    assert close_own_rooms(settings) == []

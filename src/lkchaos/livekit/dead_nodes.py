@@ -15,6 +15,11 @@ participants and its dispatch are back in Redis while no node runs it (``room_no
 node it asks has no such room, and deletes it from Redis). Measured on LiveKit 1.13.5, with
 the room's keys restored into Redis after its close.
 
+A failover can also keep half of a close: the room gone from ``rooms`` and still in
+``room_node_map`` (``node_map_without_room``), mapped to a node that is alive. LiveKit never
+removes the entry, and the next steady state's room-state probe reports it. CreateRoom places
+the room on its mapped node again, and DeleteRoom then closes it, entry and all.
+
 lkchaos closes its own rooms this way (names beginning ``lkchaos-``: its callers', held
 calls', load ramps', the checklist's and the shipped experiments' rooms) after each run under
 the safety control and in ``lkchaos recover``, so that a node-loss or failover experiment
@@ -73,6 +78,13 @@ def own_rooms_on_dead_nodes(store: state.StoreState, now: float) -> dict[str, st
     return found
 
 
+def own_map_entries_without_room(store: state.StoreState) -> list[str]:
+    """lkchaos's rooms that ``room_node_map`` maps to a node while ``rooms`` lacks them
+    (sorted)."""
+    return sorted(room for room in store.room_nodes
+                  if room.startswith(OWN_PREFIX) and room not in store.rooms)  # fmt: skip
+
+
 def configured(settings: Settings) -> bool:
     """Whether the target gives what closing rooms needs: LiveKit's nodes and API key, and
     Redis (through Sentinel or direct)."""
@@ -104,6 +116,12 @@ def close_own_rooms(settings: Settings, timeout: float = client.TIMEOUT) -> list
     for room in own_unhosted(settings, store, set(found), timeout):
         faults[room] = (f"room {room} in Redis on node {store.room_nodes.get(room)}, which "
                         "does not run it (a close lost in a Redis failover)")
+    for room in own_map_entries_without_room(store):
+        if room not in faults:
+            found[room] = store.room_nodes[room]  # placed again, then closed
+            faults[room] = (f"room {room} left in room_node_map (on node "
+                            f"{store.room_nodes[room]}) without its room (half of a close "
+                            "kept by a Redis failover)")
     sids = {room: store.rooms[room].sid for room in faults if room in store.rooms}
     outcomes: dict[str, str] = {}
     for room in sorted(faults):
@@ -114,7 +132,11 @@ def close_own_rooms(settings: Settings, timeout: float = client.TIMEOUT) -> list
             continue
         outcomes[room] = "closed"
     if outcomes:  # verified: gone from Redis, not only answered
-        left = _store(settings, timeout).rooms
+        after = _store(settings, timeout)
+        left = after.rooms
+        for room in (after.room_nodes.keys() - left.keys()) & outcomes.keys():
+            if outcomes[room] == "closed":
+                outcomes[room] = "error: still in room_node_map after DeleteRoom"
         for room in left.keys() & outcomes.keys():
             # The same room still there was not closed; one of the same name with another
             # sid is the room come back already (closed again below).
