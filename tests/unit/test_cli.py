@@ -56,7 +56,10 @@ def test_up_without_an_engine_fails_before_touching_anything(
 def test_outside_a_checkout_the_error_says_where_to_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from lkchaos import checkout
+
     monkeypatch.delenv("LKCHAOS_ROOT", raising=False)
+    monkeypatch.setattr(checkout, "package_checkout", lambda: None)  # installed from an index
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["stack", "down"])
     assert result.exit_code == 2
