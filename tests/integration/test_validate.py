@@ -228,7 +228,7 @@ INGRESS_STOPPED = {
     # every Ingress item: nothing takes a stream
     "ingress-egress.rtmp-streams-accepted", "ingress-egress.stream-forwarding-livekit",
     "ingress-egress.media-streaming-working", "ingress-egress.ice-candidate-handling",
-    "ingress-egress.sdp-negotiation-successful",
+    "ingress-egress.sdp-negotiation-successful", "ingress-egress.whip-endpoint-accessible",
     # Prometheus's ingress target is down
     "monitoring.prometheus-metrics-endpoint",
 }  # fmt: skip
@@ -240,6 +240,11 @@ def test_a_closed_port_fails_exactly_the_items_behind_it(
     new = new_failures(report, baseline)
     assert new == INGRESS_STOPPED, explained(report, new - INGRESS_STOPPED)
     assert "1935" in evidence_of(report, "infra.firewall-rules-configured.port-1935")
+    # Nothing refused the wrong stream key, since nothing answered: no pass, and no verdict
+    # on authentication either.
+    auth = "ingress-egress.authentication-working"
+    assert statuses(report)[auth] == "error", explained(report, {auth})
+    assert "nothing learned of authentication" in evidence_of(report, auth)
 
 
 @pytest.fixture

@@ -181,3 +181,176 @@ def test_a_refused_or_whole_publish_is_not_repeated(
     forwarded = CHECKS["ingress-egress.stream-forwarding-livekit"](_ctx(10.0))
     assert forwarded.status == ("fail" if stage else "pass"), forwarded
     assert "earlier" not in forwarded.data and len(bounds) == 1
+
+
+# --- an Ingress that cannot be reached is no refusal ---------------------------------------
+
+
+@pytest.mark.skipif(NO_PUSHER, reason="apt-get install gstreamer1.0-tools or ffmpeg")
+def test_authentication_is_not_judged_when_the_rtmp_endpoint_cannot_be_reached(
+        stack: Stack) -> None:  # noqa: F811  # fmt: skip
+    """LiveKit creates the ingress, but nothing listens at the RTMP URL: every push ends at
+    once, the wrong key's as the right key's, and no refusal was heard."""
+    from dataclasses import replace
+
+    from tests.unit.livekit_dev import free_port
+
+    closed = f"rtmp://127.0.0.1:{free_port()}/x"
+    ctx = Context(replace(stack.settings(), ingress_rtmp_url=closed), timeout_s=20.0)
+    auth = CHECKS["ingress-egress.authentication-working"](ctx)
+    assert auth.status == "error", auth
+    assert auth.evidence.startswith("nothing learned of authentication: the push with the "
+                                    "right stream key was not accepted either (RTMP publish "
+                                    "failed at push: ")  # fmt: skip
+    assert "Connection refused" in auth.evidence and auth.data["refused"] is False
+    assert CHECKS["ingress-egress.rtmp-streams-accepted"](ctx).status == "fail"
+
+
+@pytest.mark.skipif(whip.aiortc_missing(), reason="pip install lkchaos[ingress] (aiortc)")
+def test_a_whip_endpoint_that_cannot_be_reached_is_not_accessible(
+        stack: Stack) -> None:  # noqa: F811  # fmt: skip
+    """LiveKit creates the ingress, but nothing listens at the WHIP URL: the POST gets no
+    answer, so the endpoint is not accessible (nor anything after it)."""
+    from dataclasses import replace
+
+    from tests.unit.livekit_dev import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/w"
+    ctx = Context(replace(stack.settings(), ingress_whip_url=closed), timeout_s=20.0)
+    for item in ("ingress-egress.whip-endpoint-accessible",
+                 "ingress-egress.sdp-negotiation-successful",
+                 "ingress-egress.media-streaming-working"):
+        found = CHECKS[item](ctx)
+        assert found.status == "fail", (item, found)
+        assert found.evidence.startswith(
+            "Ingress's WHIP endpoint could not be reached (its POST got no answer): WHIP "
+            f"publish failed at push: POST {closed}/<key>: ConnectError"), found.evidence
+        assert found.data["deleted"] is True
+
+
+def _accepted_at(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Make the RTMP publish of the checks one the ingress at ``endpoint`` took whole."""
+    from lkchaos.ingress import probes
+
+    def publish(_run: object, timeout: float) -> dict[str, object]:
+        return {"kind": "rtmp", "room": "room-1", "endpoint": endpoint, "stage": None,
+                "state": "ENDPOINT_PUBLISHING", "state_error": "", "reason": "",
+                "time_to_participant_s": 0.3, "time_to_tracks_s": 1.8, "deleted": True,
+                "tracks": [{"type": "audio"}, {"type": "video"}]}  # fmt: skip
+
+    monkeypatch.setattr(probes, "_retrying", publish)
+
+
+@pytest.mark.skipif(NO_PUSHER, reason="apt-get install gstreamer1.0-tools or ffmpeg")
+def test_a_wrong_key_push_to_an_endpoint_gone_since_is_no_refusal(
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The right key's push got through, then Ingress went away: the wrong key's push is
+    refused a connection, not its key."""
+    from tests.unit.livekit_dev import free_port
+
+    closed = f"rtmp://127.0.0.1:{free_port()}/x"
+    _accepted_at(monkeypatch, closed)
+    auth = CHECKS["ingress-egress.authentication-working"](_ctx(10.0))
+    assert auth.status == "error", auth
+    assert auth.evidence == (f"Ingress's RTMP endpoint {closed} could not be reached "
+                             "(ConnectionRefusedError: [Errno 111] Connection refused): "
+                             "nothing learned of authentication")  # fmt: skip
+    assert auth.data["refused"] is False
+
+
+@pytest.mark.skipif(NO_PUSHER, reason="apt-get install gstreamer1.0-tools or ffmpeg")
+def test_a_wrong_key_push_the_server_hangs_up_on_is_no_refusal(
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Something takes the connection and closes it before any RTMP answer (a proxy whose
+    Ingress is down): the push ends at once, but no publish was refused."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10.0)
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed, or no push came
+                return
+            conn.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"rtmp://127.0.0.1:{server.getsockname()[1]}/x"
+        _accepted_at(monkeypatch, endpoint)
+        auth = CHECKS["ingress-egress.authentication-working"](_ctx(10.0))
+    finally:
+        server.close()
+        thread.join(10.0)
+    assert auth.status == "error", auth
+    assert auth.evidence.startswith(f"a push to {endpoint} with a wrong stream key ended after ")
+    assert ("without the server answering its publish (Ingress could not be reached, or the "
+            "connection failed first: ") in auth.evidence  # fmt: skip
+    assert auth.evidence.endswith("): nothing learned of authentication")
+    assert auth.data["refused"] is False and auth.data["ended"] is True
+
+
+@pytest.mark.parametrize(("state", "status"), [("ENDPOINT_INACTIVE", "fail"),
+                                               ("ENDPOINT_BUFFERING", "pass")])
+def test_an_rtmp_push_the_ingress_never_took_is_not_accepted(
+        monkeypatch: pytest.MonkeyPatch, state: str, status: str) -> None:  # fmt: skip
+    """A push still running when no participant came (connecting to an endpoint that drops
+    its packets) was accepted only if the ingress took its stream (buffering it)."""
+    from lkchaos.ingress import probes
+
+    def publish(_run: object, timeout: float) -> dict[str, object]:
+        return {"kind": "rtmp", "room": "room-1", "endpoint": "rtmp://in/x",
+                "stage": "participant", "state": state, "state_error": "",
+                "reason": "lkchaos-rtmp-1 did not join room-1 within 4 s",
+                "time_to_participant_s": None, "time_to_tracks_s": None, "deleted": True,
+                "tracks": []}  # fmt: skip
+
+    monkeypatch.setattr(probes, "_retrying", publish)
+    monkeypatch.setattr(probes, "_check_pusher", lambda _name: "gst-launch-1.0")
+    from dataclasses import replace
+
+    ctx = _ctx(10.0)
+    accepted = CHECKS["ingress-egress.rtmp-streams-accepted"](ctx)
+    assert accepted.status == status, accepted
+    assert f"(the ingress was {state})" in accepted.evidence
+    if status == "fail":  # and no stream, so no webhooks to look for
+        ctx.settings = replace(ctx.settings, receiver_url="http://127.0.0.1:9/")
+        webhooks = CHECKS["ingress-egress.webhook-notifications-sent"](ctx)
+        assert webhooks.status == "error" and webhooks.evidence.startswith(
+            "no stream to get webhooks for: RTMP publish failed at participant"), webhooks
+
+
+@pytest.mark.parametrize(("failure", "status"), [
+    ({"reason": "POST http://in/w/<key>: ConnectError: [Errno 111] Connection refused"},
+     "fail"),
+    ({"reason": "POST http://in/w/<key>: ConnectTimeout: timed out"}, "fail"),
+    ({"reason": "POST https://in/w/<key>: ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED]"},
+     "fail"),
+    ({"reason": ""}, "fail"),  # the offer or its answer timed out: no answer seen
+    ({"reason": "POST http://in/w/<key> answered 404: not found", "answered": 404}, "pass"),
+    ({"reason": "the WebRTC connection is failed"}, "pass"),
+])  # fmt: skip
+def test_a_whip_endpoint_is_accessible_only_when_its_post_was_answered(
+    monkeypatch: pytest.MonkeyPatch, failure: dict[str, object], status: str,
+) -> None:
+    from lkchaos.ingress import probes, whip
+
+    monkeypatch.setattr(whip, "aiortc_missing", lambda: False)
+
+    def publish(_run: object, timeout: float) -> dict[str, object]:
+        return {"kind": "whip", "room": "room-1", "endpoint": "http://in/w", "stage": "push",
+                "state": "ENDPOINT_INACTIVE", "state_error": "", "deleted": True,
+                "time_to_participant_s": None, "time_to_tracks_s": None, "tracks": [],
+                **failure}  # fmt: skip
+
+    monkeypatch.setattr(probes, "_retrying", publish)
+    ctx = _ctx(10.0)
+    found = CHECKS["ingress-egress.whip-endpoint-accessible"](ctx)
+    assert found.status == status, found
+    unreached = found.evidence.startswith("Ingress's WHIP endpoint could not be reached")
+    assert unreached is (status == "fail")
+    assert CHECKS["ingress-egress.sdp-negotiation-successful"](ctx).status == "fail"

@@ -17,8 +17,11 @@ as the target's receiver recorded them (:mod:`lkchaos.hooks`).
 
 from __future__ import annotations
 
+import re
+import socket
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from lkchaos.validate.checks.livekit import guarded, room_name
 from lkchaos.validate.model import Context, Finding, alone, check
@@ -31,6 +34,19 @@ REFUSE_S = 4.0
 #: stopped short of the room (``lkchaos.ingress.probes.SHORT``) or whose WHIP offer was
 #: answered with a server error (5xx), and the item is a warning if only that one got through.
 PUBLISHES = 2
+#: Seconds a TCP connection to the RTMP endpoint may take to open.
+CONNECT_S = 5.0
+#: The stream key of the push that must be refused.
+WRONG_KEY = "lkchaos-wrong-key"
+#: What a pusher writes when the server answered its publish with an error status (the stream
+#: key refused): gst-launch-1.0's rtmp2sink, then ffmpeg. Any other end of the push (no
+#: connection, no name, a timeout, TLS, a handshake cut short) says nothing of the key.
+REFUSALS = ("'publish' cmd failed", "Server error: ")
+#: Ingress states of a stream it took (buffering or publishing it).
+TAKEN = ("ENDPOINT_BUFFERING", "ENDPOINT_PUBLISHING")
+#: How a WHIP session's failure begins once its POST was answered and the answer set
+#: (``lkchaos.ingress.probes._Whip.error``).
+WHIP_STARTED = "the WebRTC connection is"
 
 
 def has_ingress(ctx: Context) -> bool:
@@ -105,21 +121,40 @@ def _failed(seen: dict[str, Any]) -> str:
     return f"{seen['kind'].upper()} publish failed at {seen.get('stage')}: {why}"
 
 
+def _stage(seen: dict[str, Any]) -> str | None:
+    """The stage a publish (:func:`publish`'s result) stopped at, as the items judge it:
+    ``post`` for a WHIP offer whose POST got no HTTP answer (the endpoint could not be
+    reached, or did not answer in time: nothing answered, so nothing was refused), ``push``
+    for an RTMP push that ran while its ingress never took the stream (no participant, the
+    ingress neither buffering nor publishing: a push that never got through), else its
+    ``stage`` (``None``: it got through)."""
+    stage: str | None = seen.get("stage")
+    if (stage == "push" and seen.get("kind") == "whip" and seen.get("answered") is None
+            and not str(seen.get("reason") or "").startswith(WHIP_STARTED)):
+        return "post"
+    if stage == "participant" and seen.get("kind") == "rtmp" and seen.get("state") not in TAKEN:
+        return "push"
+    return stage
+
+
 def _judge(ctx: Context, kind: str, stages: tuple[str, ...]) -> Finding:
-    """Pass when the publish got past every stage in ``stages`` (fail when it stopped at one
-    of them); ``stages == ()`` means the whole publish must succeed. A warning when only the
-    second publish got past them."""
+    """Pass when the publish got past every stage in ``stages`` (as :func:`_stage` names
+    them; fail when it stopped at one of them); ``stages == ()`` means the whole publish must
+    succeed. A warning when only the second publish got past them."""
     if (none := _none(ctx)) is not None:
         return none
     seen = publish(ctx, kind)
-    stopped = seen.get("stage")
+    stopped = _stage(seen)
     earlier = seen.get("earlier")
-    if stopped is None and earlier and (not stages or earlier.get("stage") in stages):
+    if stopped is None and earlier and (not stages or _stage(earlier) in stages):
         return Finding("warn", f"{_brief(seen)}; at the second publish only, the first "
                        f"{_failed(earlier)[len(kind) + 1:]}", seen)  # fmt: skip
     if stopped is None:
         return Finding("pass", _brief(seen), seen)
     if not stages or stopped in stages:
+        if stopped == "post":
+            return Finding("fail", f"Ingress's WHIP endpoint could not be reached (its POST "
+                           f"got no answer): {_failed(seen)}", seen)  # fmt: skip
         return Finding("fail", _failed(seen), seen)
     return Finding("pass", f"{kind.upper()} got past {', '.join(stages)}; it stopped later "
                    f"({_failed(seen)})", seen)  # fmt: skip
@@ -141,44 +176,85 @@ def rtmp_forwarded(ctx: Context) -> Finding:
     return _judge(ctx, "rtmp", ())
 
 
+def _reach(url: str, timeout: float) -> str:
+    """Why a TCP connection to ``url``'s host and port (RTMP's 1935, or RTMPS's 443, when it
+    names none) did not open within ``timeout`` seconds, as ``"ExceptionName: message"``;
+    ``""`` when it opened."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "rtmps" else 1935)
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return ""
+    except (OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _said(error: str) -> str:
+    """What a pusher's error (``probes._Rtmp.error``) says, on one line: without GStreamer's
+    element path and debug info, nor the wrong stream key."""
+    said = re.sub(r"ERROR: from element \S+: ", "", error.split("\n", 1)[0])
+    return said.replace(WRONG_KEY, "<wrong key>")[:200]
+
+
 @alone
 @check("ingress-egress.authentication-working")
 @guarded
 def rtmp_auth(ctx: Context) -> Finding:
-    """A push with a wrong stream key is refused (the pusher ends within a few seconds)."""
+    """A push with a wrong stream key is refused: the RTMP server answers its publish with an
+    error within a few seconds, while the push with the right key was accepted. An error
+    (nothing learned of authentication) when the right key was not accepted either, the
+    endpoint could not be reached (refused, no such name, a timeout), or the push ended
+    without the server answering its publish (TLS, a handshake cut short)."""
     if (none := _none(ctx)) is not None:
         return none
     from lkchaos.ingress import probes
 
-    endpoint = publish(ctx, "rtmp").get("endpoint") or ctx.settings.ingress_rtmp_url
+    seen = publish(ctx, "rtmp")
+    endpoint = seen.get("endpoint") or ctx.settings.ingress_rtmp_url
     if not endpoint:
         return Finding("error", "no RTMP endpoint known to push to: set the target's "
                        "ingress.rtmp_url")  # fmt: skip
-    pusher = probes._Rtmp(probes._check_pusher("auto"), f"{endpoint}/lkchaos-wrong-key",
+    data: dict[str, Any] = {"endpoint": endpoint, "refused": False}
+    if _stage(seen) in ("create", "push"):
+        return Finding("error", f"nothing learned of authentication: the push with the right "
+                       f"stream key was not accepted either ({_failed(seen)})", data)
+    unreached = _reach(endpoint, min(ctx.timeout_s, CONNECT_S))
+    if unreached:
+        return Finding("error", f"Ingress's RTMP endpoint {endpoint} could not be reached "
+                       f"({unreached}): nothing learned of authentication", data)
+    pusher = probes._Rtmp(probes._check_pusher("auto"), f"{endpoint}/{WRONG_KEY}",
                           REFUSE_S + 2)  # fmt: skip
     started = time.monotonic()
     try:
         while pusher.running() and time.monotonic() - started < REFUSE_S:
             time.sleep(0.1)
-        refused = not pusher.running()
-        why = pusher.error() if refused else ""
+        ended = not pusher.running()
+        said = pusher.error() if ended else ""
     finally:
         pusher.stop()
-    data = {"endpoint": endpoint, "refused": refused, "after_s": round(time.monotonic() -
-                                                                        started, 2)}
-    if not refused:
+    why = _said(said)
+    data.update(refused=any(r in said for r in REFUSALS), ended=ended,
+                after_s=round(time.monotonic() - started, 2))
+    if not ended:
         return Finding("fail", f"a push to {endpoint} with a wrong stream key was still "
                        f"running after {REFUSE_S:.0f} s", data)  # fmt: skip
+    if not data["refused"]:
+        return Finding("error", f"a push to {endpoint} with a wrong stream key ended after "
+                       f"{data['after_s']} s without the server answering its publish "
+                       f"(Ingress could not be reached, or the connection failed first: "
+                       f"{why}): nothing learned of authentication", data)  # fmt: skip
     return Finding("pass", f"a push with a wrong stream key was refused after "
-                   f"{data['after_s']} s ({why[:100]})", data)  # fmt: skip
+                   f"{data['after_s']} s ({why})", data)  # fmt: skip
 
 
 @alone
 @check("ingress-egress.whip-endpoint-accessible")
 @guarded
 def whip_accessible(ctx: Context) -> Finding:
-    """The WHIP endpoint takes an offer (the ingress is created and the POST answered)."""
-    return _judge(ctx, "whip", ("create",))
+    """The WHIP endpoint takes an offer (the ingress is created and the POST answered, with
+    any HTTP status); a POST that got no answer (refused, no such name, a timeout, TLS)
+    fails."""
+    return _judge(ctx, "whip", ("create", "post"))
 
 
 @alone
@@ -186,7 +262,7 @@ def whip_accessible(ctx: Context) -> Finding:
 @guarded
 def whip_sdp(ctx: Context) -> Finding:
     """The WHIP offer gets an SDP answer (the push stage passes)."""
-    return _judge(ctx, "whip", ("create", "push"))
+    return _judge(ctx, "whip", ("create", "post", "push"))
 
 
 @alone
@@ -239,7 +315,7 @@ def webhooks(ctx: Context) -> Finding:
     from lkchaos.hooks import client as hooks
 
     seen = publish(ctx, "rtmp")
-    if seen.get("stage") in ("create", "push"):
+    if _stage(seen) in ("create", "push"):
         return Finding("error", f"no stream to get webhooks for: {_failed(seen)}", seen)
     room = str(seen["room"])
     started = time.monotonic()
