@@ -331,9 +331,71 @@ def is_direct(settings: Settings) -> bool:
                       "redis.direct (primary); or set LKCHAOS_SENTINELS")  # fmt: skip
 
 
+#: The flags Sentinel gives a replica or another Sentinel it does not see up.
+DOWN_FLAGS = ("s_down", "o_down", "disconnected")
+
+
+def _flags(value: Any) -> tuple[str, ...]:
+    """Sentinel's ``flags`` as a tuple: a comma-separated string (RESP2) or a set (RESP3)."""
+    items = value.split(",") if isinstance(value, str) else sorted(str(v) for v in value or ())
+    return tuple(f for f in items if f)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """How one Sentinel sees a replica of the master or another Sentinel: the address as
+    announced (``host:port``), its flags, and why it does not count as up (empty: it does)."""
+
+    address: str
+    flags: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def up(self) -> bool:
+        return not self.problems
+
+    def described(self) -> str:
+        """``172.18.0.5:6379 s_down,disconnected``: the address and its problems."""
+        return " ".join([self.address, *self.problems])
+
+
+def replica_state(info: dict[str, Any]) -> NodeState:
+    """One entry of ``SENTINEL REPLICAS``: up and in sync only when Sentinel flags it neither
+    down nor disconnected, it reports the replica role and its link to the master is ``ok``
+    (Sentinel keeps a stopped replica's last ``INFO``, so the flags are read first)."""
+    flags = _flags(info.get("flags", ""))
+    problems = []
+    down = [f for f in flags if f in DOWN_FLAGS]
+    if down:
+        problems.append(",".join(down))
+    role = str(info.get("role-reported", "slave"))
+    if role != "slave":
+        problems.append(f"reports role {role}")
+    link = str(info.get("master-link-status", ""))
+    if link != "ok":
+        since = int(info.get("master-link-down-time", 0) or 0) // 1000
+        problems.append(f"master link {link or 'unknown'}"
+                        + (f" (down {since} s)" if since else ""))  # fmt: skip
+    address = f"{info.get('ip', '?')}:{info.get('port', '?')}"
+    return NodeState(address, flags, tuple(problems))
+
+
+def sentinel_state(info: dict[str, Any]) -> NodeState:
+    """One entry of ``SENTINEL SENTINELS``: up unless flagged down or disconnected."""
+    flags = _flags(info.get("flags", ""))
+    down = [f for f in flags if f in DOWN_FLAGS]
+    address = f"{info.get('ip', '?')}:{info.get('port', '?')}"
+    return NodeState(address, flags, (",".join(down),) if down else ())
+
+
 @dataclass(frozen=True)
 class MasterInfo:
-    """What one Sentinel says about the monitored master."""
+    """What one Sentinel says about the monitored master.
+
+    ``num_slaves`` and ``num_other_sentinels`` count every replica and Sentinel it knows of,
+    up or down: count the ``up`` ones of ``replicas`` and ``peers`` instead. Those two are
+    read only when :func:`ask_sentinels` is asked for ``views``, and are None otherwise or
+    when the Sentinel refused the command (``view_problem`` says why)."""
 
     sentinel: str
     host: str
@@ -341,18 +403,37 @@ class MasterInfo:
     num_slaves: int
     num_other_sentinels: int
     flags: str
+    replicas: tuple[NodeState, ...] | None = None
+    peers: tuple[NodeState, ...] | None = None
+    view_problem: str = ""
 
 
-def ask_sentinels(settings: Settings, timeout: float = TIMEOUT) -> list[MasterInfo]:
-    """Ask every reachable Sentinel about the master; unreachable ones are left out. When none
-    answers and one refused the password, that is raised (:class:`RedisAuthError`)."""
+def ask_sentinels(settings: Settings, timeout: float = TIMEOUT,
+                  views: bool = False) -> list[MasterInfo]:  # fmt: skip
+    """Ask every reachable Sentinel about the master; unreachable ones are left out. With
+    ``views``, also ``SENTINEL REPLICAS`` and ``SENTINEL SENTINELS`` on the same connection
+    (each call bounded by ``timeout``). When none answers and one refused the password, that
+    is raised (:class:`RedisAuthError`)."""
     access = Access.of(settings)
     answers: list[MasterInfo] = []
     refused: RedisAuthError | None = None
     for address in settings.sentinel_addresses:
+        replicas: tuple[NodeState, ...] | None = None
+        peers: tuple[NodeState, ...] | None = None
+        problem = ""
         try:
             with sentinel(address, access, timeout) as client:
                 info: dict[str, Any] = client.sentinel_master(settings.sentinel_master)  # type: ignore[assignment]
+                if views:
+                    try:
+                        listed: list[dict[str, Any]] = client.sentinel_slaves(
+                            settings.sentinel_master)
+                        others: list[dict[str, Any]] = client.sentinel_sentinels(  # type: ignore[assignment]
+                            settings.sentinel_master)
+                        replicas = tuple(replica_state(r) for r in listed)
+                        peers = tuple(sentinel_state(s) for s in others)
+                    except redis.ResponseError as exc:
+                        problem = str(exc)
         except RedisAuthError as exc:
             refused = exc
             continue
@@ -365,7 +446,10 @@ def ask_sentinels(settings: Settings, timeout: float = TIMEOUT) -> list[MasterIn
                 port=int(info["port"]),
                 num_slaves=int(info.get("num-slaves", 0)),
                 num_other_sentinels=int(info.get("num-other-sentinels", 0)),
-                flags=str(info.get("flags", "")),
+                flags=",".join(_flags(info.get("flags", ""))),
+                replicas=replicas,
+                peers=peers,
+                view_problem=problem,
             )
         )
     if not answers and refused is not None:

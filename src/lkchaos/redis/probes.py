@@ -3,11 +3,22 @@
 
 ``sentinel_master`` returns::
 
-    {"ok": true, "master": "redis-primary:6379", "agree": true, "sentinels": 3,
-     "replicas": 1}
+    {"ok": false, "master": "redis-primary:6379", "masters": ["redis-primary:6379"],
+     "agree": true, "sentinels": 3, "sentinels_down": [], "sentinel_peers_down": [],
+     "replicas": 0, "replicas_known": 1,
+     "replicas_down": ["172.18.0.5:6379 s_down,disconnected"],
+     "reason": "1 replica known, 0 up: 172.18.0.5:6379 s_down,disconnected"}
 
-``ok`` means at least two Sentinels answered, they name the same master, and it has at least
-one replica. Tolerance example: ``{"type": "jsonpath", "path": "$.ok", "expect": true}``.
+``ok`` means at least two Sentinels answered, they name the same master, Sentinel does not
+see that master down, and at least one replica is up and in sync as Sentinel sees it
+(``SENTINEL REPLICAS``: not flagged ``s_down``, ``o_down`` or ``disconnected``, reporting the
+replica role, its link to the master ``ok``). ``replicas`` counts those; ``replicas_known``
+every replica Sentinel knows of, up or down; ``replicas_down`` names the others and why.
+``sentinels`` counts the Sentinels that answered, ``sentinels_down`` names the configured ones
+that did not, ``sentinel_peers_down`` the Sentinels the first one that answered sees down or
+disconnected (``SENTINEL SENTINELS``; addresses as announced). ``reason`` says why ``ok`` is
+false ("" when true). Tolerance example:
+``{"type": "jsonpath", "path": "$.ok", "expect": true}``.
 ``replication`` returns the primary's ``INFO replication`` as a dict (``role``,
 ``connected_slaves``, ...).
 
@@ -39,24 +50,70 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def sentinel_master(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """Which master the Sentinels name, whether they agree, how many replicas it has."""
+    """Which master the Sentinels name, whether they agree, how many of its replicas are up
+    and in sync (the shape in this module's docstring). ActivityFailed when the target's
+    Redis has no Sentinel, or when no Sentinel answered and one refused the password."""
     settings = Settings.load(configuration, secrets)
     if not settings.sentinel_addresses:
         raise ActivityFailed("sentinel_master needs Redis Sentinel, and the target's Redis is "
                              "direct: use the replication probe instead")  # fmt: skip
     try:
-        answers = client.ask_sentinels(settings)
+        return assess(settings)
     except LkChaosError as exc:
         raise ActivityFailed(str(exc)) from exc
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def assess(settings: Settings, timeout: float = client.TIMEOUT) -> dict[str, Any]:
+    """What ``sentinel_master`` returns, from every configured Sentinel (each call bounded by
+    ``timeout``). The replicas and the other Sentinels are as the first Sentinel that
+    answered sees them. Raises :class:`~lkchaos.redis.client.RedisAuthError` when no
+    Sentinel answered and one refused the password."""
+    answers = client.ask_sentinels(settings, timeout, views=True)
     masters = sorted({join_host_port(a.host, a.port) for a in answers})
-    replicas = answers[0].num_slaves if answers else 0
+    answered = {a.sentinel for a in answers}
+    silent = [a for a in settings.sentinel_addresses if a not in answered]
+    first = answers[0] if answers else None
+    replicas = list(first.replicas or ()) if first else []
+    up = [r for r in replicas if r.up]
+    down = [r.described() for r in replicas if not r.up]
+    peers_down = [p.described() for p in (first.peers or ()) if not p.up] if first else []
+    master_down = ([f for f in first.flags.split(",") if f in client.DOWN_FLAGS]
+                   if first else [])  # fmt: skip
+    # Replicas not listed: the Sentinel's count of every replica it knows of, up or down.
+    known = (len(replicas) if first.replicas is not None else first.num_slaves) if first else 0
+    problems = []
+    if not answers:
+        problems.append(f"no Sentinel answered ({', '.join(silent)})")
+    elif len(answers) < 2:
+        problems.append(f"{_plural(len(answers), 'Sentinel')} answered, at least 2 needed"
+                        + (f" ({', '.join(silent)} did not)" if silent else ""))  # fmt: skip
+    if len(masters) > 1:
+        problems.append(f"the Sentinels name different masters: {', '.join(masters)}")
+    if first and master_down:
+        problems.append(f"Sentinel {first.sentinel} sees the master "
+                        f"{join_host_port(first.host, first.port)} {','.join(master_down)}")
+    if first and first.replicas is None:
+        problems.append(f"Sentinel {first.sentinel} did not list the replicas "
+                        f"({first.view_problem or 'no answer'})")  # fmt: skip
+    elif first and not up:
+        problems.append(f"{_plural(known, 'replica')} known, 0 up"
+                        + (f": {'; '.join(down)}" if down else ""))  # fmt: skip
     return {
-        "ok": len(answers) >= 2 and len(masters) == 1 and replicas >= 1,
+        "ok": not problems,
         "master": masters[0] if len(masters) == 1 else None,
         "masters": masters,
         "agree": len(masters) == 1,
         "sentinels": len(answers),
-        "replicas": replicas,
+        "sentinels_down": silent,
+        "sentinel_peers_down": peers_down,
+        "replicas": len(up),
+        "replicas_known": known,
+        "replicas_down": down,
+        "reason": "; ".join(problems),
     }
 
 

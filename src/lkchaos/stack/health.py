@@ -128,6 +128,7 @@ def cross_checks(settings: Settings) -> list[Check]:
     """Look inside the stack: registration, replication, proxies, DNS."""
     from lkchaos.dns.client import resolve
     from lkchaos.redis import client as redis_client
+    from lkchaos.redis import probes as redis_probes
     from lkchaos.toxiproxy.client import ToxiproxyClient
 
     def nodes() -> tuple[bool, str]:
@@ -136,18 +137,19 @@ def cross_checks(settings: Settings) -> list[Check]:
         return count >= 2, f"{count} LiveKit node(s) registered in Redis"
 
     def sentinel() -> tuple[bool, str]:
-        answers = redis_client.ask_sentinels(settings)
-        if not answers:
+        # Replicas and Sentinels count only when up as Sentinel sees them (SENTINEL REPLICAS
+        # and SENTINELS flags), not by SENTINEL MASTER's counts of every one it knows of.
+        state = redis_probes.assess(settings)
+        if not state["sentinels"]:
             return False, "no Sentinel answered"
-        masters = {(a.host, a.port) for a in answers}
-        first = answers[0]
-        agree = len(masters) == 1
-        return (
-            agree and first.num_slaves >= 1,
-            f"master {first.host}:{first.port} per {len(answers)} Sentinel(s)"
-            f"{'' if agree else ' (they disagree: ' + str(sorted(masters)) + ')'}, "
-            f"{first.num_slaves} replica(s)",
-        )
+        up, known = state["replicas"], state["replicas_known"]
+        detail = (f"master {state['master'] or ' or '.join(state['masters'])} per "
+                  f"{state['sentinels']} Sentinel(s), {up} of {known} replica(s) up")
+        if not state["ok"]:
+            return False, f"{detail}: {state['reason']}"
+        down = [*state["replicas_down"], *(f"Sentinel {a} not answering"
+                                           for a in state["sentinels_down"])]
+        return True, detail + (f" (down: {'; '.join(down)})" if down else "")
 
     def proxies() -> tuple[bool, str]:
         with ToxiproxyClient(settings.toxiproxy_url) as toxi:
