@@ -327,6 +327,62 @@ def test_trend_across_game_days(url: str) -> None:
             "run2"]
 
 
+def refused(run_id: str, start: dt.datetime) -> dict[str, Any]:
+    """agent-crash's journal as a run refused before anything ran (the run lock held by
+    another run): Chaos Toolkit says interrupted, the safety section says refused."""
+    journal = variant("agent-crash", run_id, start)
+    journal.update(status="interrupted", run=[], rollbacks=[])
+    del journal["lkchaos"]
+    journal["lkchaos_safety"] = {
+        "run_id": None, "refused": "the run lock is held by run 1234 (pid 99)\nwait for it",
+        "problems": ["the run lock is held by run 1234 (pid 99)"],
+        "rollbacks_played_by_lkchaos": 0}
+    return journal
+
+
+def interrupted(run_id: str, start: dt.datetime, rto: float) -> dict[str, Any]:
+    """agent-crash's journal cut short by Ctrl-C, caller-answered's RTO ``rto``."""
+    journal = variant("agent-crash", run_id, start, **{"caller-answered__rto_s": rto})
+    journal["status"] = "interrupted"
+    del journal["end"]
+    return journal
+
+
+def test_a_refused_run_is_recorded_refused_unscored_and_out_of_trends(url: str) -> None:
+    base = dt.datetime(2026, 11, 1, 3, 0, tzinfo=dt.UTC)
+    with open_history(url) as history:
+        history.record_run(variant("agent-crash", "ran", base),
+                           experiment_path="experiments/agent-crash.json")
+        run_id = history.record_run(refused("ignored", base + dt.timedelta(days=1)),
+                                    experiment_path="experiments/agent-crash.json")
+        run = history.run(run_id)
+        assert (run.status, run.verdict, run.score) == ("refused", "refused", None)
+        assert run.score_explanation == ("not scored: refused before anything ran: the run "
+                                         "lock is held by run 1234 (pid 99)")
+        assert [r.run_id for r in history.runs(status="refused")] == [run_id]
+        assert history.runs(status="interrupted") == []
+        for metric in ("rto_s", "score", "duration_s"):
+            assert [p.run_id for p in history.trend("agent-crash", metric=metric)] == ["ran"]
+
+
+def test_an_interrupted_runs_rto_is_marked_a_lower_bound_in_trends(url: str) -> None:
+    base = dt.datetime(2026, 11, 1, 3, 0, tzinfo=dt.UTC)
+    with open_history(url) as history:
+        stuck = variant("agent-crash", "stuck", base + dt.timedelta(days=2),
+                        **{"caller-answered__rto_s": 60.0, "caller-answered__recovered": False})
+        for journal in (variant("agent-crash", "measured", base),
+                        interrupted("cut", base + dt.timedelta(days=1), 41.0), stuck):
+            history.record_run(journal, experiment_path="experiments/agent-crash.json")
+        points = history.trend("agent-crash")
+        assert [(p.run_id, p.value, p.lower_bound) for p in points] == [
+            ("measured", 23.847, False), ("cut", 41.0, True), ("stuck", 60.0, True)]
+        by_probe = history.trend("agent-crash", probe="nodes-ready")
+        assert [(p.value, p.lower_bound) for p in by_probe] == [
+            (0.0, False), (0.0, True), (0.0, False)]
+        ttd = history.trend("agent-crash", metric="time_to_detect_s")
+        assert not any(p.lower_bound for p in ttd)
+
+
 # Game days and schedules --------------------------------------------------------------
 
 

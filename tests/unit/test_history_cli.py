@@ -85,6 +85,30 @@ def test_trend_has_one_line_per_run_and_a_sparkline(url: str) -> None:
     assert len(lines) == 1 and "quick" in lines[0] and "0.783" in lines[0]
 
 
+def test_trend_marks_lower_bounds_and_leaves_refused_runs_out(url: str) -> None:
+    cut = load("agent-crash")
+    cut["lkchaos_safety"]["run_id"] = "cut"
+    cut["status"] = "interrupted"
+    cut["start"] = "2026-12-01T00:00:00+00:00"
+    del cut["end"]
+    refused = load("agent-crash")
+    refused.update(status="interrupted", start="2026-12-02T00:00:00+00:00", run=[])
+    refused["lkchaos_safety"] = {"run_id": None, "refused": "the run lock is held"}
+    with open_history(url) as store:
+        store.record_run(cut, experiment_path="experiments/agent-crash.json")
+        store.record_run(refused, experiment_path="experiments/agent-crash.json")
+    code, output = run("--url", url, "trend", "agent-crash")
+    assert code == 0
+    header, *lines = output.splitlines()
+    assert header.startswith("rto_s of agent-crash, 2 run(s): ")
+    assert header.endswith("(1 lower bound(s), ≥: not a measured recovery)")
+    assert header.split(": ")[1][:2] == "▁ "  # the lower bound is a gap
+    assert "≥23.847" not in lines[0] and "≥23.847" in lines[1] and "░" in lines[1]
+    assert "interrupted" in lines[1] and not any("refused" in line for line in lines)
+    code, output = run("--url", url, "--status", "refused")
+    assert code == 0 and "refused" in output.splitlines()[1]
+
+
 def test_gamedays_and_schedule(url: str) -> None:
     code, output = run("--url", url, "gamedays")
     assert code == 0 and output.splitlines()[1].split()[2:5] == ["quick", "deviated", "62.5"]

@@ -111,6 +111,66 @@ def test_a_sampled_probe_still_failing_is_not_recovered() -> None:
            "recovered)" in run.problems
 
 
+def _cut_before_a_sample_after_the_fault(failed_first: bool = False) -> dict[str, Any]:
+    """agent-crash interrupted with caller-answered's only samples begun before the fault
+    ended, all ok (or a failure then an ok one): the figures say ``recovered`` false, with
+    ``rto_s`` the time from the fault's end to the end of sampling."""
+    cut = _interrupted()
+    probe = cut["lkchaos"]["sampling"]["probes"]["caller-answered"]
+    first = dict(probe["samples"][0])
+    probe["samples"] = [first]
+    if failed_first:
+        probe["samples"] = [dict(first, ok=False), dict(first, t=first["t"] + 9.0)]
+    probe["figures"].update(
+        samples=len(probe["samples"]), failures=int(failed_first),
+        availability=0.5 if failed_first else 1.0, time_to_detect_s=None, rto_s=4.2,
+        recovered=False, recovered_at_t=None, first_failure_t=None, last_failure_t=None,
+        longest_outage_s=0.0)
+    return cut
+
+
+@pytest.mark.parametrize("failed_first", [False, True])
+def test_a_probe_not_failing_when_the_run_ended_early_is_not_measured_not_unrecovered(
+    failed_first: bool,
+) -> None:
+    cut = _cut_before_a_sample_after_the_fault(failed_first)
+    run = load_report([cut], title="t").runs[0]
+    probe = next(p for p in run.probes if p.name == "caller-answered")
+    assert (probe.recovery, probe.rto_missed, probe.rto) == ("not_measured", "", None)
+    assert run.rto == (0.0, "nodes-ready")
+    assert not any("caller-answered" in p for p in run.problems)
+    page = render_html([cut], title="t")
+    assert "not measured" in page and "<span class='bad'>no</span>" not in page
+    assert "not recovered" not in page.lower().replace("faults not recovered", "")
+    completed = _cut_before_a_sample_after_the_fault(failed_first)
+    completed.update(status="completed", end=journal("agent-crash")["end"])
+    assert load_report([completed], title="t").runs[0].verdict == "held"
+    assert "still failing" not in render_markdown([cut, completed], title="t")
+
+
+def test_a_probe_failing_when_the_run_ended_early_is_still_not_recovered() -> None:
+    cut = _cut_before_a_sample_after_the_fault()
+    probe = cut["lkchaos"]["sampling"]["probes"]["caller-answered"]
+    probe["samples"][0]["ok"] = False
+    probe["figures"].update(failures=1, availability=0.0)
+    run = load_report([cut], title="t").runs[0]
+    [sampled] = [p for p in run.probes if p.name == "caller-answered"]
+    assert (sampled.recovery, sampled.rto) == ("not_recovered", 4.2)
+    assert "sampled probe 'caller-answered': still failing when sampling stopped (not " \
+           "recovered)" in run.problems
+    page = render_html([cut], title="t")
+    assert "≥ 4.2 s" in page and "<span class='bad'>no</span>" in page
+
+
+def test_the_timeline_says_recovery_was_not_measured_not_not_recovered() -> None:
+    from lkchaos.report.plots import _row_title
+
+    run = load_report([_cut_before_a_sample_after_the_fault()], title="t").runs[0]
+    title = _row_title(next(p for p in run.probes if p.name == "caller-answered"))
+    assert "NOT RECOVERED" not in title and "RTO" not in title
+    assert "recovery not measured" in title and "no failure detected" in title
+
+
 @pytest.mark.parametrize("where, value", [
     (("lkchaos", "sampling", "probes", "nodes-ready", "figures"), None),
     (("lkchaos",), "x"),

@@ -73,6 +73,24 @@ def test_an_rto_over_its_bound_or_never_recovered_fails(tmp_path: Path) -> None:
     assert isinstance(never, Failure) and "not recovered" in never.message
 
 
+def test_a_recovery_not_measured_is_skipped_not_failed(tmp_path: Path) -> None:
+    cut = journal("agent-crash")
+    del cut["end"]
+    cut["status"] = "interrupted"
+    probe = cut["lkchaos"]["sampling"]["probes"]["caller-answered"]
+    probe["samples"] = probe["samples"][:1]
+    probe["figures"].update(samples=1, failures=0, availability=1.0, time_to_detect_s=None,
+                            rto_s=4.2, recovered=False, recovered_at_t=None)
+    path = tmp_path / "junit.xml"
+    path.write_text(render_junit([cut], title="t"))
+    [suite] = _suites(path).values()
+    [skipped] = _results(suite)["rto: caller-answered"]
+    assert isinstance(skipped, Skipped) and "not measured" in skipped.message
+    assert suite.failures == 0
+    assert not any(isinstance(r, Failure) for results in _results(suite).values()
+                   for r in results)
+
+
 def test_skipped_entries_interrupted_runs_and_hostile_text(tmp_path: Path) -> None:
     cut = journal("deviated")
     del cut["end"]

@@ -21,7 +21,7 @@ import click
 from lkchaos.cliutil import handle_errors
 from lkchaos.errors import ConfigError
 from lkchaos.history.records import RunRecord
-from lkchaos.history.store import PROBE_METRICS, RUN_METRICS, History, open_history
+from lkchaos.history.store import CUT_SHORT, PROBE_METRICS, RUN_METRICS, History, open_history
 from lkchaos.score import decayed
 
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -127,7 +127,8 @@ def _open(ctx: click.Context) -> History:
 @history.command("list")
 @click.option("--experiment", help="File stem, title or path of the experiment.")
 @click.option("--gameday", help="Runs of the game days of this name.")
-@click.option("--status", help="completed, failed, aborted, interrupted, deviated or held.")
+@click.option("--status",
+              help="completed, failed, aborted, interrupted, refused, deviated or held.")
 @click.option("--since", help="Runs started since: 7d, 12h, 30m, or an ISO date/time.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
@@ -151,7 +152,8 @@ def list_runs(ctx: click.Context, experiment: str | None, gameday: str | None,
         return
     _table(["when (UTC)", "experiment", "verdict", "RTO s", "TTD s", "availability", "score",
             "run id"],
-           [[_when(r.started_at), r.experiment_name[:40], r.verdict, _num(r.rto_s),
+           [[_when(r.started_at), r.experiment_name[:40], r.verdict,
+             ("≥" if r.status in CUT_SHORT and r.rto_s is not None else "") + _num(r.rto_s),
              _num(r.time_to_detect_s), _pct(r.availability), _num(_score_now(r)),
              r.run_id[:12]] for r in found])  # fmt: skip
 
@@ -206,22 +208,29 @@ def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
 @handle_errors
 def trend(ctx: click.Context, experiment: str, metric: str, probe: str | None,
           limit: int) -> None:  # fmt: skip
-    """A metric of an experiment across its runs (oldest first), with a sparkline."""
+    """A metric of an experiment across its runs (oldest first), with a sparkline. Refused
+    runs are left out. An RTO that is only a lower bound (the run was interrupted, or the
+    probe had not recovered) reads ``≥`` with a hatched bar, and is a gap in the sparkline,
+    which draws measured values only."""
     with _open(ctx) as store:
         points = store.trend(experiment, metric=metric, probe=probe, limit=limit)
     if not points:
         click.echo(f"no runs of {experiment!r}" + (f" sampling {probe!r}" if probe else ""))
         return
-    values = [p.value for p in points]
-    known = [v for v in values if v is not None]
+    known = [p.value for p in points if p.value is not None]
     top = max(known) if known else 0.0
     of = f"{metric}{f' of {probe}' if probe else ''}"
-    click.echo(f"{of} of {experiment}, {len(points)} run(s): {sparkline(values)}")
+    bounds = sum(1 for p in points if p.lower_bound)
+    note = f" ({bounds} lower bound(s), ≥: not a measured recovery)" if bounds else ""
+    measured = [None if p.lower_bound else p.value for p in points]
+    click.echo(f"{of} of {experiment}, {len(points)} run(s): {sparkline(measured)}{note}")
     for p in points:
         verdict = "deviated" if p.deviated and p.status == "completed" else p.status
-        bar = "" if p.value is None or top <= 0 else "█" * max(1, round(p.value / top * 30))
+        mark = "░" if p.lower_bound else "█"
+        bar = "" if p.value is None or top <= 0 else mark * max(1, round(p.value / top * 30))
+        value = ("≥" if p.lower_bound else "") + _num(p.value, "{:.3f}")
         click.echo(f"{_when(p.started_at)}  {(p.gameday or '-')[:20]:<20}  {verdict:<11}"
-                   f"  {_num(p.value, '{:.3f}'):>9}  {bar}")  # fmt: skip
+                   f"  {value:>10}  {bar}")  # fmt: skip
 
 
 @history.command("gamedays")

@@ -13,8 +13,10 @@ class RunRecord:
     Durations and times are seconds. ``availability`` (0-1), ``time_to_detect_s`` and
     ``rto_s`` are the worst over the run's sampled probes (lowest availability, longest TTD
     and RTO); None without sampling. ``score`` (0-100) is the score at record time
-    (:func:`lkchaos.score.experiment_score`). ``faults_undone`` is None when the journal has
-    no safety section to say so.
+    (:func:`lkchaos.score.experiment_score`); None for a run refused before anything ran
+    (``status`` ``refused``: the run lock held by another run, a failed gate), which tested
+    nothing and is no score. ``faults_undone`` is None when the journal has no safety
+    section to say so.
     """
 
     run_id: str
@@ -45,7 +47,8 @@ class RunRecord:
 
     @property
     def verdict(self) -> str:
-        """``deviated`` when the hypothesis deviated, else the status (completed, failed...)."""
+        """``deviated`` when the hypothesis deviated, else the status (completed, failed,
+        interrupted, ``refused`` for a run refused before anything ran...)."""
         return "deviated" if self.deviated and self.status == "completed" else self.status
 
 
@@ -103,7 +106,10 @@ class ScheduleEvent:
 
 @dataclass(frozen=True)
 class TrendPoint:
-    """One run's value of a metric, with the game day it belonged to (if any)."""
+    """One run's value of a metric, with the game day it belonged to (if any).
+    ``lower_bound``: the value is an ``rto_s`` that is no measured recovery (the run was cut
+    short, or the probe had not recovered when sampling stopped): recovery took at least
+    that long."""
 
     run_id: str
     started_at: dt.datetime
@@ -112,3 +118,4 @@ class TrendPoint:
     deviated: bool
     gameday_run_id: str | None
     gameday: str | None
+    lower_bound: bool = False

@@ -9,7 +9,19 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, insert, or_, select, update
+from sqlalchemy import (
+    Row,
+    Select,
+    and_,
+    case,
+    delete,
+    exists,
+    false,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from lkchaos import __version__
@@ -33,8 +45,11 @@ from lkchaos.history.schema import (
 )
 
 SCHEDULE_KINDS = ("fired", "missed", "skipped")
-#: What :meth:`History.runs` takes as ``status``: Chaos Toolkit's statuses, and the verdicts.
-RUN_STATUSES = ("completed", "failed", "aborted", "interrupted", "deviated", "held")
+#: What :meth:`History.runs` takes as ``status``: Chaos Toolkit's statuses, ``refused`` (the
+#: status recorded for a run lkchaos refused before anything ran), and the verdicts.
+RUN_STATUSES = ("completed", "failed", "aborted", "interrupted", "refused", "deviated", "held")
+#: Statuses of runs cut short: an RTO they carry ran to where sampling stopped, a lower bound.
+CUT_SHORT = ("interrupted", "aborted")
 #: ``runs(target=...)``'s default: runs of every target.
 ANY_TARGET: Any = object()
 #: Metrics :meth:`History.trend` knows: of the run, and of one probe (``probe=``).
@@ -238,7 +253,13 @@ class History:
               limit: int = 50) -> list[TrendPoint]:  # fmt: skip
         """The last ``limit`` runs of an experiment (matched as in :meth:`runs`), oldest
         first, with ``metric`` of the run (one of ``RUN_METRICS``) or, with ``probe``, of
-        that sampled probe (one of ``PROBE_METRICS``; runs without it are left out)."""
+        that sampled probe (one of ``PROBE_METRICS``; runs without it are left out).
+
+        Refused runs (nothing ran) are left out. An ``rto_s`` that is no measured recovery is
+        kept, with ``lower_bound`` true: that of a run cut short (interrupted or aborted:
+        sampling stopped with the run) or of a probe that had not recovered (for the run's
+        ``rto_s``, any of its probes), which runs from the fault's end to the end of
+        sampling. Leaving such runs out would hide that recovery took at least that long."""
         allowed = PROBE_METRICS if probe else RUN_METRICS
         if not probe and metric in PROBE_METRICS and metric not in RUN_METRICS:
             raise ConfigError(f"{metric!r} is a sampled probe's figure: name the probe "
@@ -247,20 +268,28 @@ class History:
             raise ConfigError(f"unknown metric {metric!r}{' for a probe' if probe else ''}: "
                               f"use one of {', '.join(allowed)}")  # fmt: skip
         column = probe_figures.c[metric] if probe else runs.c[metric]
+        unrecovered = (probe_figures.c.recovered.is_(False) if probe else
+                       exists().where(probe_figures.c.run_id == runs.c.run_id,
+                                      probe_figures.c.recovered.is_(False)))  # fmt: skip
+        bound = (and_(column.is_not(None), or_(runs.c.status.in_(CUT_SHORT), unrecovered))
+                 if metric == "rto_s" else false())  # fmt: skip
         query = (select(runs.c.run_id, runs.c.started_at, runs.c.status, runs.c.deviated,
-                        runs.c.gameday_run_id, gameday_runs.c.name, column.label("value"))
+                        runs.c.gameday_run_id, gameday_runs.c.name, column.label("value"),
+                        case((bound, True), else_=False).label("lower_bound"))
                  .select_from(runs.outerjoin(
                      gameday_runs, gameday_runs.c.gameday_run_id == runs.c.gameday_run_id))
                  .where(or_(runs.c.experiment_name == experiment,
                             runs.c.experiment_title == experiment,
-                            runs.c.experiment_path == experiment)))  # fmt: skip
+                            runs.c.experiment_path == experiment),
+                        runs.c.status != "refused"))  # fmt: skip
         if probe:
             query = query.join(probe_figures, (probe_figures.c.run_id == runs.c.run_id)
                                & (probe_figures.c.probe == probe))  # fmt: skip
         query = query.order_by(runs.c.started_at.desc(), runs.c.run_id).limit(_limit(limit))
         points = [TrendPoint(run_id=m["run_id"], started_at=m["started_at"], value=m["value"],
                              status=m["status"], deviated=m["deviated"],
-                             gameday_run_id=m["gameday_run_id"], gameday=m["name"])
+                             gameday_run_id=m["gameday_run_id"], gameday=m["name"],
+                             lower_bound=bool(m["lower_bound"]))
                   for m in (row._mapping for row in self._all(query, "reading a trend"))]
         return points[::-1]
 
@@ -345,7 +374,9 @@ def _gameday(row: Row[Any]) -> GamedayRecord:
 
 def _rows(journal: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                list[dict[str, Any]]]:  # fmt: skip
-    """The run row (without the caller's keyword values), probe figures, samples."""
+    """The run row (without the caller's keyword values), probe figures, samples. A run
+    refused before anything ran (``lkchaos_safety.refused``) gets the status ``refused``,
+    whatever Chaos Toolkit said, and no score."""
     from lkchaos.score import experiment_score
 
     experiment = journal.get("experiment") or {}
@@ -355,11 +386,15 @@ def _rows(journal: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     figures, series = extract.probe_rows(journal), extract.sample_rows(journal)
     availability, ttd, rto = extract.worst(figures)
     injected, undone = extract.faults(journal)
+    refused = safety.get("refused")
     try:
         score = experiment_score(journal, now=ended or started)
         value, explanation = score.value, score.explanation
     except ConfigError as exc:
         value, explanation = None, f"not scored: {exc}"
+    if refused:
+        value = None
+        explanation = f"not scored: refused before anything ran: {str(refused).splitlines()[0]}"
     duration = journal.get("duration")
     cleanup = safety.get("cleanup_s")
     row = {
@@ -368,7 +403,7 @@ def _rows(journal: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
         "experiment_hash": extract.experiment_hash(experiment),
         "started_at": started, "ended_at": ended,
         "duration_s": float(duration) if isinstance(duration, int | float) else None,
-        "status": str(journal.get("status") or "unknown"),
+        "status": "refused" if refused else str(journal.get("status") or "unknown"),
         "deviated": bool(journal.get("deviated")),
         "faults_injected": injected, "faults_undone": undone,
         "cleanup_s": float(cleanup) if isinstance(cleanup, int | float) else None,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lkchaos.report import scoring
-from lkchaos.report.model import AudioClip, Run, SampledProbe, Step
+from lkchaos.report.model import AudioClip, Run, SampledProbe, Step, recovery_of
 
 #: Audio files are embedded up to this size each (20 s of 16 kHz 16-bit mono is 640 KB) ...
 MAX_CLIP_BYTES = 1_000_000
@@ -59,7 +59,8 @@ def verdict_of(journal: Mapping[str, Any]) -> str:
         return "interrupted"
     sampled = _dict(_dict(_dict(journal.get("lkchaos")).get("sampling")).get("probes"))
     if _list(safety.get("not_recovered")) or any(
-        _dict(_dict(p).get("figures")).get("recovered") is False and _list(_dict(p).get("samples"))
+        recovery_of([s for s in _list(_dict(p).get("samples")) if isinstance(s, Mapping)],
+                    _dict(_dict(p).get("figures"))) == "not_recovered"
         for p in sampled.values()
     ):
         return "not_recovered"

@@ -17,7 +17,7 @@ from lkchaos import __version__
 from lkchaos.report import template
 from lkchaos.report.analyse import short
 from lkchaos.report.load import shown_path
-from lkchaos.report.model import VERDICTS, Report, Run, Step, label
+from lkchaos.report.model import NOT_MEASURED, VERDICTS, Report, Run, Step, label
 
 #: Audio clips embedded in one report at most (each up to ~850 KB once base64-encoded).
 MAX_CLIPS_PER_REPORT = 24
@@ -162,17 +162,27 @@ def _probes(run: Run) -> str:
         return ""
     rows = []
     for p in run.probes:
-        recovered = p.figures.get("recovered")
-        rec = ("<span class='na'>—</span>" if recovered is None or not p.samples else
-               "<span class='ok'>yes</span>" if recovered else "<span class='bad'>no</span>")
+        rto = secs(p.rto)
         rows.append([e(p.name), str(len(p.samples)), pct(p.figure("availability")),
                      pct(p.figure("availability_during_fault")),
-                     secs(p.figure("time_to_detect_s")), secs(p.figure("rto_s")),
-                     secs(p.rto_bound_s), rec, secs(p.figure("longest_outage_s")),
-                     e(p.stopped_by or "")])
+                     secs(p.figure("time_to_detect_s")),
+                     f"≥ {rto}" if p.recovery == "not_recovered" else rto,
+                     secs(p.rto_bound_s), _recovered(p.recovery),
+                     secs(p.figure("longest_outage_s")), e(p.stopped_by or "")])
     headers = ["Sampled probe", "Samples", "Availability", "During fault", "TTD", "RTO",
                "RTO bound", "Recovered", "Longest outage", "Stopped by"]
     return f"<h3>Sampled probes</h3>{table(headers, rows, (1, 2, 3, 4, 5, 6, 8))}"
+
+
+def _recovered(recovery: str) -> str:
+    """The Recovered cell of a sampled probe (:func:`~lkchaos.report.model.recovery_of`)."""
+    if recovery == "recovered":
+        return "<span class='ok'>yes</span>"
+    if recovery == "not_recovered":
+        return "<span class='bad'>no</span>"
+    if recovery == "not_measured":
+        return f"<span class='na' title='{e(NOT_MEASURED)}'>not measured</span>"
+    return "<span class='na'>—</span>"
 
 
 def _met(step: Step) -> str:

@@ -2,11 +2,13 @@
 
 One ``<testsuite>`` per experiment run. Its test cases: each steady-state probe before and
 after the method (``before: NAME``, ``after: NAME``), each method activity (``method: NAME``),
-each rollback (``rollback: NAME``), one ``rto: PROBE`` per sampled probe with an RTO bound
-(failure when its RTO is over the bound, or it did not recover), and, for a run that was
-refused or interrupted, a ``run`` case in error. A missed tolerance is a ``<failure>``; an
-activity that raised is an ``<error>``. A game day entry that did not run is a suite with one
-``<skipped>`` case. Characters XML 1.0 cannot hold (ANSI escapes, NUL...) are replaced.
+each rollback (``rollback: NAME``), one ``rto: PROBE`` per sampled probe with an RTO bound or
+that did not recover (failure when its RTO is over the bound, or it was still failing when
+sampling stopped; skipped when its recovery was not measured: it was not failing, but the run
+ended before a sample after the fault), and, for a run that was refused or interrupted, a
+``run`` case in error. A missed tolerance is a ``<failure>``; an activity that raised is an
+``<error>``. A game day entry that did not run is a suite with one ``<skipped>`` case.
+Characters XML 1.0 cannot hold (ANSI escapes, NUL...) are replaced.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ import re
 import xml.etree.ElementTree as ET
 
 from lkchaos.report.analyse import short
-from lkchaos.report.model import EntryInfo, Report, Run, SampledProbe, Step, label
+from lkchaos.report.model import (
+    NOT_MEASURED,
+    EntryInfo,
+    Report,
+    Run,
+    SampledProbe,
+    Step,
+    label,
+)
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _PHASES = {"before": "before", "after": "after", "method": "method", "rollbacks": "rollback"}
@@ -77,7 +87,9 @@ def _step(suite: _Suite, classname: str, step: Step) -> None:
 
 def _rto(suite: _Suite, classname: str, probe: SampledProbe) -> None:
     case = suite.case(classname, f"rto: {probe.name}")
-    if probe.rto_missed:
+    if probe.recovery == "not_measured":
+        suite.outcome(case, "skipped", f"{probe.name}: {NOT_MEASURED}")
+    elif probe.rto_missed:
         rto = probe.figure("rto_s")
         suite.outcome(case, "failures", f"{probe.name}: {probe.rto_missed}",
                       f"rto_s: {rto}\nbound_s: {probe.rto_bound_s}\nrecovered: "
@@ -107,8 +119,7 @@ def _run(root: ET.Element, run: Run) -> None:
     for step in run.steps:
         _step(suite, classname, step)
     for probe in run.probes:
-        if probe.rto_bound_s is not None or (probe.figures.get("recovered") is False
-                                             and probe.samples):
+        if probe.rto_bound_s is not None or probe.recovery in ("not_recovered", "not_measured"):
             _rto(suite, classname, probe)
     for item in run.safety.get("not_recovered") or []:
         case = suite.case(classname, f"cleanup: {short(item, 120)}")

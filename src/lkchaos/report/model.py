@@ -8,6 +8,13 @@ and :mod:`~lkchaos.report.junit`.
 Verdicts of a run, worst first: ``refused`` (nothing ran), ``interrupted`` (no end, or Chaos
 Toolkit's status ``interrupted``/``aborted``), ``not_recovered`` (a fault could not be undone, or
 a sampled probe was still failing when sampling stopped), ``failed``, ``deviated``, ``held``.
+
+Recovery of a sampled probe (:func:`recovery_of`): ``recovered``; ``not_recovered`` when its
+latest result failed; ``not_measured`` when its figures say it did not recover but its latest
+result was ok (it never failed, or came back on calls begun before the fault ended) and no
+sample started after the fault's end was ok: the run ended before recovery could be observed.
+That is no failure, and its ``rto_s`` (time from the fault's end to the end of sampling) is
+no recovery time.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lkchaos.controls.figures import counted
+
 #: Every verdict a run or a game day entry can have, worst first.
 VERDICTS = ("refused", "interrupted", "not_recovered", "failed", "deviated", "held", "skipped")
 #: How each verdict reads in a report.
@@ -24,6 +33,8 @@ VERDICT_LABELS = {
     "held": "held", "deviated": "deviated", "failed": "failed", "not_recovered": "not recovered",
     "interrupted": "interrupted", "refused": "refused", "skipped": "skipped",
 }  # fmt: skip
+#: Why a sampled probe's recovery reads ``not_measured`` in a report.
+NOT_MEASURED = "recovery not measured: the run ended before a sample after the fault"
 
 
 @dataclass(frozen=True)
@@ -79,11 +90,23 @@ class SampledProbe:
             else None
 
     @property
+    def recovery(self) -> str:
+        """``recovered``, ``not_recovered``, ``not_measured`` or "" (:func:`recovery_of`)."""
+        return recovery_of(self.samples, self.figures)
+
+    @property
+    def rto(self) -> float | None:
+        """The time to recover in seconds, a lower bound when ``not_recovered``; None when
+        there is none or recovery was ``not_measured``."""
+        return None if self.recovery == "not_measured" else self.figure("rto_s")
+
+    @property
     def rto_missed(self) -> str:
-        """Why this probe fails its recovery bound ("" when it does not)."""
-        if self.figures.get("recovered") is False and self.samples:
+        """Why this probe fails its recovery bound ("" when it does not, or when its recovery
+        was not measured)."""
+        if self.recovery == "not_recovered":
             return "still failing when sampling stopped (not recovered)"
-        rto = self.figure("rto_s")
+        rto = self.rto
         if self.rto_bound_s is not None and rto is not None and rto > self.rto_bound_s:
             return f"recovered in {rto:g} s, over the bound of {self.rto_bound_s:g} s"
         return ""
@@ -160,8 +183,9 @@ class Run:
 
     @property
     def rto(self) -> tuple[float, str] | None:
-        """The longest recovery among the sampled probes: ``(seconds, probe)``."""
-        values = self._figures("rto_s")
+        """The longest recovery among the sampled probes whose recovery was measured (or that
+        did not recover): ``(seconds, probe)``."""
+        values = [(v, p.name) for p in self.probes if (v := p.rto) is not None]
         return max(values) if values else None
 
     @property
@@ -204,6 +228,30 @@ class Report:
         for verdict in sorted(verdicts, key=lambda v: order.get(v, len(order))):
             counted[verdict] = counted.get(verdict, 0) + 1
         return counted
+
+
+def recovery_of(samples: Sequence[Mapping[str, Any]], figures: Mapping[str, Any]) -> str:
+    """How a sampled probe's recovery reads, from its journaled ``samples`` and ``figures``:
+    ``recovered`` (``figures["recovered"]`` true), ``not_recovered`` (false, and the latest
+    counted result failed: still failing when sampling stopped), ``not_measured`` (false, but
+    the latest result was ok: no sample started after the fault's end came back), or "" (no
+    samples, or no ``recovered`` figure)."""
+    recovered = figures.get("recovered")
+    if not samples or not isinstance(recovered, bool):
+        return ""
+    if recovered:
+        return "recovered"
+    seen = sorted(counted([s for s in samples if isinstance(s.get("ok"), bool)]), key=_observed)
+    return "not_recovered" if seen and not seen[-1]["ok"] else "not_measured"
+
+
+def _observed(sample: Mapping[str, Any]) -> float:
+    """When a journaled sample's result was known: ``t`` plus its latency (0 if unknown)."""
+    return _seconds(sample.get("t")) + _seconds(sample.get("latency_ms")) / 1000.0
+
+
+def _seconds(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def label(verdict: str) -> str:

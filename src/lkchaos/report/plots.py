@@ -133,12 +133,15 @@ def _row_title(probe: SampledProbe) -> str:
         parts.append(f"availability {availability * 100:.1f} %")
     ttd = probe.figure("time_to_detect_s")
     parts.append(f"TTD {ttd:.1f} s" if ttd is not None else "no failure detected")
-    rto = probe.figure("rto_s")
+    rto, recovery = probe.rto, probe.recovery
     if rto is not None:
         bound = f" (bound {probe.rto_bound_s:g} s)" if probe.rto_bound_s is not None else ""
-        parts.append(f"RTO {rto:.1f} s{bound}")
-    if probe.figures.get("recovered") is False and probe.samples:
+        at_least = "≥ " if recovery == "not_recovered" else ""
+        parts.append(f"RTO {at_least}{rto:.1f} s{bound}")
+    if recovery == "not_recovered":
         parts.append("NOT RECOVERED")
+    elif recovery == "not_measured":
+        parts.append("recovery not measured (run ended first)")
     return "  ·  ".join(parts)
 
 
