@@ -149,6 +149,9 @@ def test_not_recovered_stops_the_game_day(tmp_path: Path) -> None:
     assert outcomes(out) == [("leaves-fault", 1, "not_recovered"), ("holds", 1, "skipped")]
     first, second = summary(out)["entries"]
     assert "not back at baseline" in first["note"]
+    # Why, in the summary itself: the baseline's probe and what it returned (the last
+    # attempt may be cut short by the baseline's timeout: the one before it says why).
+    assert 'no-fault-marker (before: returned {"status": 1' in first["note"], first["note"]
     assert "on_not_recovered" in second["note"] and second["journal"] is None
     assert "lkchaos recovery" in done.stderr
 

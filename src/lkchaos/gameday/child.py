@@ -172,6 +172,8 @@ def outcome(journal_path: Path, returncode: int | None) -> tuple[str, str]:
             return "failed", "; ".join(f"{f.get('activity')}: {f.get('error')}" for f in failed)
         errors = [f"{r.get('activity', {}).get('name')}: {_last_error(r)}"
                   for r in journal.get("run") or [] if r.get("status") == "failed"]
+        if not errors and _unmet(journal):  # the safety control's verdict: nothing injected
+            return "failed", "steady state not met: " + ", ".join(_missed(journal))
         return "failed", "; ".join(errors) or "the run failed"
     if journal.get("deviated") or _unmet(journal):
         return "deviated", "steady state not met: " + ", ".join(_missed(journal))
@@ -189,11 +191,24 @@ def _unmet(journal: Mapping[str, Any]) -> bool:
                for phase in ("before", "after"))
 
 
+#: How much of a missed probe's output or error a note quotes (characters).
+WHY_CHARS = 160
+
+
+def _why(probe: Mapping[str, Any]) -> str:
+    """What a steady-state probe that missed said: its error, else its output, cut short."""
+    if probe.get("status") == "failed":
+        why = _last_error(probe)
+    else:
+        why = "returned " + json.dumps(probe.get("output"), default=str)
+    return why if len(why) <= WHY_CHARS else why[:WHY_CHARS - 3] + "..."
+
+
 def _missed(journal: Mapping[str, Any]) -> list[str]:
     missed = []
     for phase in ("before", "after"):
         state = (journal.get("steady_states") or {}).get(phase) or {}
-        missed += [f"{p.get('activity', {}).get('name')} ({phase})"
+        missed += [f"{p.get('activity', {}).get('name')} ({phase}: {_why(p)})"
                    for p in state.get("probes") or [] if not p.get("tolerance_met", True)]
     safety = journal.get("lkchaos_safety") or {}
     missed += [f"{m.get('probe')} (method)" for m in safety.get("missed_tolerances") or []]

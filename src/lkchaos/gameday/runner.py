@@ -218,7 +218,7 @@ class GamedayRun:
         experiment = (self.path.parent / spec.experiment).resolve()
         deadline = time.monotonic() + spec.timeout_s
         self.display.feed({"event": "baseline", "edge": "start", "why": why})
-        attempt, note = 0, ""
+        attempt, note, cause = 0, "", ""
         while not self.interrupts.interrupted:
             attempt += 1
             journal = folder / f"{self._baselines:02d}-{attempt}.json"
@@ -227,7 +227,12 @@ class GamedayRun:
                                limit_s=max(1.0, deadline - time.monotonic()))  # fmt: skip
             result, note = child.outcome(journal, code)
             if self.timed_out:
+                # The attempt cut short says nothing; the one before it says why.
                 result, note = "interrupted", f"the baseline ran past its {spec.timeout_s:g} s"
+                if cause:
+                    note = f"{cause}; then {note}"
+            elif result != "held":
+                cause = note
             if result == "held":
                 self.display.feed({"event": "baseline", "edge": "end", "ok": True})
                 return True, ""
