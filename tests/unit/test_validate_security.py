@@ -152,6 +152,44 @@ def test_leaks_name_what_leaked_and_never_a_value() -> None:
     assert security.leaks({"a": JWT_LIKE[:40]}, []) == {}
 
 
+def test_only_a_token_someone_could_use_is_a_leaked_token() -> None:
+    keys = {"APIkey1": "the-deployments-secret-0123456789abcdef"}
+
+    def token(iss: str, secret: str, exp_in: float) -> str:
+        return jwt.encode({"iss": iss, "sub": "caller", "exp": int(time.time() + exp_in),
+                           "video": {"roomJoin": True}}, secret, algorithm="HS256")
+
+    valid = token("APIkey1", keys["APIkey1"], 600)
+    assert security.usable_token(valid, f"GET /rtc?access_token={valid}", keys)
+    # Expired, or not signed by its key's secret: LiveKit refuses it, nobody can use it.
+    assert not security.usable_token(token("APIkey1", keys["APIkey1"], -60), "", keys)
+    forged = token("APIkey1", "another-secret-0123456789abcdefghij", 600)
+    assert not security.usable_token(forged, "anywhere", keys)
+    # An issuer no key is known for: a leak, unless LiveKit logged it as refused.
+    foreign = token("other-service", "their-secret-0123456789abcdefghijkl", 600)
+    assert security.usable_token(foreign, f"Authorization: Bearer {foreign}", keys)
+    assert not security.usable_token(
+        foreign, f'error handling request {{"status": 401, "error": "invalid token: {foreign}, '
+        'error: go-jose/go-jose: error in cryptographic primitive"}}', keys)
+    assert not security.usable_token("eyJnot.eyJa.token", "", keys)
+    # LiveKit's own log of the refused tokens of `validate`'s token checks is no leak, even
+    # one that is only not valid yet.
+    line = f'WARN livekit error handling request {{"error": "invalid token: {forged}, error"}}'
+    assert security.leaks({"livekit-1": line}, [], keys) == {}
+    later = jwt.encode({"iss": "APIkey1", "nbf": int(time.time() + 7200),
+                        "exp": int(time.time() + 9000)}, keys["APIkey1"], algorithm="HS256")
+    assert not security.usable_token(later, f'"error": "invalid token: {later}, error: token '
+                                     'has invalid claims: token is not valid yet"', keys)
+    assert security.leaks({"caddy": f"GET /rtc?access_token={valid}"}, [], keys) == {
+        "caddy": ([1], ["an access token (JWT)"])}
+
+
+def test_key_pairs_come_from_every_way_livekit_is_given_them() -> None:
+    attrs = {"Config": {"Env": ["LIVEKIT_KEYS=k1: s1,k2: s2", "LIVEKIT_CONFIG=keys:\n  k3: s3\n",
+                                "LIVEKIT_API_KEY=k4", "LIVEKIT_API_SECRET=s4", "PATH=/bin"]}}
+    assert security.key_pairs(attrs) == {"k1": "s1", "k2": "s2", "k3": "s3", "k4": "s4"}
+
+
 def test_the_logs_check_reports_a_providers_key_and_a_token_by_name(
     local: Local, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:

@@ -348,18 +348,76 @@ def secret_hits(logs: dict[str, str], secrets: list[str]) -> dict[str, list[int]
     return {name: lines for name, (lines, _) in leaks(logs, [(s, s) for s in secrets]).items()}
 
 
+#: How LiveKit logs a token it refused (``invalid token: <jwt>, error: ...``).
+REFUSED_TOKEN = "invalid token"
+
+
+def usable_token(token: str, line: str, keys: dict[str, str], now: float | None = None) -> bool:
+    """Whether a JWT found in a log ``line`` is a credential someone could use: not one the
+    line says the server refused (LiveKit logs every token it refuses, :data:`REFUSED_TOKEN`,
+    `validate`'s own flawed tokens among them), not expired, and, when its issuer is an API
+    key of ``keys`` (key -> secret), signed by that key's secret. A token that cannot be
+    decoded is no credential."""
+    if REFUSED_TOKEN in line:
+        return False
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return False
+    exp = claims.get("exp")
+    if isinstance(exp, int | float) and exp < (time.time() if now is None else now):
+        return False
+    secret = keys.get(str(claims.get("iss", "")))
+    if secret is None:
+        return True
+    try:
+        with warnings.catch_warnings():  # a short secret is the deployment's to fix elsewhere
+            warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+            jwt.decode(token, secret, algorithms=["HS256"],
+                       options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                                "verify_aud": False})  # fmt: skip
+    except jwt.PyJWTError:
+        return False
+    return True
+
+
+def key_pairs(attrs: dict[str, Any]) -> dict[str, str]:
+    """LiveKit API key -> secret pairs one container is given inline: ``LIVEKIT_KEYS``, an
+    inline ``LIVEKIT_CONFIG``'s ``keys``, ``LIVEKIT_API_KEY`` with ``LIVEKIT_API_SECRET``."""
+    import yaml
+
+    env = dict(str(e).partition("=")[::2] for e in (attrs.get("Config") or {}).get("Env") or [])
+    pairs: dict[str, str] = {}
+    for pair in re.split(r"[\n,]", env.get("LIVEKIT_KEYS", "")):
+        key, sep, secret = pair.partition(":")
+        if sep and key.strip() and secret.strip():
+            pairs[key.strip()] = secret.strip()
+    try:
+        config = yaml.safe_load(env.get("LIVEKIT_CONFIG", "")) or {}
+    except yaml.YAMLError:
+        config = {}
+    if isinstance(config, dict) and isinstance(config.get("keys"), dict):
+        pairs.update({str(k): str(v) for k, v in config["keys"].items()})
+    if env.get("LIVEKIT_API_KEY") and env.get("LIVEKIT_API_SECRET"):
+        pairs[env["LIVEKIT_API_KEY"]] = env["LIVEKIT_API_SECRET"]
+    return pairs
+
+
 def leaks(logs: dict[str, str], secrets: list[tuple[str, str]],
-          ) -> dict[str, tuple[list[int], list[str]]]:
+          keys: dict[str, str] | None = None) -> dict[str, tuple[list[int], list[str]]]:
     """Per container, the line numbers (1-based) of its logs that leak a credential and what
     leaked (sorted, never a value): one of ``secrets`` ((where, value) pairs: ``where`` is
-    reported), an access token (a JWT), or a password in a URL."""
+    reported), an access token (a JWT :func:`usable_token` judges usable with ``keys``, API
+    key -> secret), or a password in a URL."""
     found: dict[str, tuple[list[int], list[str]]] = {}
+    now = time.time()
     for name, text in logs.items():
         lines: list[int] = []
         kinds: set[str] = set()
         for i, line in enumerate(text.splitlines(), 1):
             hit = {where for where, value in secrets if value in line}
-            if "eyJ" in line and _JWT.search(line):
+            if "eyJ" in line and any(usable_token(m.group(0), line, keys or {}, now)
+                                     for m in _JWT.finditer(line)):  # fmt: skip
                 hit.add("an access token (JWT)")
             if "@" in line:
                 for match in _URL_PASSWORD.finditer(line):
@@ -381,8 +439,10 @@ def sensitive_logs(ctx: Context) -> Finding:
     last 20,000 lines of each): not the LiveKit API secret or the Redis password lkchaos was
     given, not a credential any container of the deployment is given inline (a secret-like
     environment variable such as a provider's API key, ``LIVEKIT_KEYS``, the secrets of an
-    inline ``LIVEKIT_CONFIG``: :func:`container_secrets`), no access token (a JWT, as a
-    ``?access_token=`` in a proxy's access log) and no password in a URL. The evidence names
+    inline ``LIVEKIT_CONFIG``: :func:`container_secrets`), no access token anyone could use
+    (a JWT, as a ``?access_token=`` in a proxy's access log; not one expired, signed with
+    another secret than its API key's, or refused by LiveKit, which logs those:
+    :func:`usable_token`) and no password in a URL. The evidence names
     the container, the lines and what leaked, never a value."""
     from lkchaos.docker.client import deployment_containers, docker_session
 
@@ -393,13 +453,15 @@ def sensitive_logs(ctx: Context) -> Finding:
     if not secrets:
         return Finding("error", "no API secret known to look for: set LIVEKIT_API_SECRET")
     logs: dict[str, str] = {}
+    keys = {ctx.settings.livekit_api_key: ctx.settings.livekit_api_secret}
     with docker_session() as client:
         for name, container in deployment_containers(client, ctx.settings).items():
             logs[name] = container.logs(tail=20000).decode("utf-8", "replace")
             known = {v for _, v in secrets}
             secrets += [(f"{where} of {name}", v) for where, v in container_secrets(
                 container.attrs) if v not in known]  # fmt: skip
-    found = leaks(logs, secrets)
+            keys.update(key_pairs(container.attrs))
+    found = leaks(logs, secrets, keys)
     data = {"containers": sorted(logs), "hits": {n: ls for n, (ls, _) in found.items()},
             "leaked": {n: kinds for n, (_, kinds) in found.items()},
             "looked_for": sorted({where for where, _ in secrets})}
