@@ -19,6 +19,7 @@ from lkchaos.gameday.progress import (
     log_records_as_notes,
     make_display,
 )
+from lkchaos.safety import gate
 
 JOURNALS = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
 ACTION = {"type": "action", "name": "kill-agent",
@@ -64,6 +65,24 @@ def test_control_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert lines[5]["phase"] == "steady-state-after"
     assert lines[6]["error"] == "ActivityFailed: no answer"
     assert lines[7]["deviated"] is True
+
+
+def test_an_experiment_without_a_method_has_a_steady_state_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stack-healthy.json: no method, so its hypothesis runs twice with nothing between; the
+    # second read "steady state before" again.
+    path = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(control.ENV, str(path))
+    control.before_experiment_control({"title": "t", "method": []})
+    for _ in range(2):
+        control.before_hypothesis_control({})
+        control.after_hypothesis_control({}, state={"steady_state_met": True})
+    control.after_experiment_control({}, state={"status": "completed", "deviated": False})
+    phases = [(e["phase"], e["edge"]) for e in map(json.loads, path.read_text().splitlines())
+              if e["event"] == "phase"]
+    assert phases == [("steady-state-before", "start"), ("steady-state-before", "end"),
+                      ("steady-state-after", "start"), ("steady-state-after", "end")]
 
 
 def test_tail_reads_only_complete_new_lines(tmp_path: Path) -> None:
@@ -191,6 +210,27 @@ def test_outcome_of_real_journals(name: str, expected: str) -> None:
     outcome, note = child.outcome(JOURNALS / name, 0)
     assert outcome == expected
     assert (note == "") == (expected == "held")
+
+
+def test_a_refused_runs_outcome_lists_its_problems(tmp_path: Path) -> None:
+    # The refusal's first line ends "nothing was run:": the problems are what says why.
+    refused = ("agent-crash has 2 problem(s); nothing was run:\n  - method activity 'crash' "
+               "(lkchaos.docker.actions.crash_service), argument 'service' = 'agnet': no "
+               "container 'agnet'\n  - configuration fault_s: not a number")
+    journal = tmp_path / "refused.json"
+    journal.write_text(json.dumps({"status": "interrupted", "lkchaos_safety": {
+        "refused": refused, "problems": gate.problems(refused)}}))
+    outcome, note = child.outcome(journal, 1)
+    assert outcome == "failed"
+    assert note == ("refused before anything ran: agent-crash has 2 problem(s); nothing was "
+                    "run: method activity 'crash' (lkchaos.docker.actions.crash_service), "
+                    "argument 'service' = 'agnet': no container 'agnet'; configuration "
+                    "fault_s: not a number")
+    # One line, as the run lock's refusal is: kept as it is.
+    journal.write_text(json.dumps({"status": "interrupted", "lkchaos_safety": {
+        "refused": "another run holds the lock", "problems": ["another run holds the lock"]}}))
+    assert child.outcome(journal, 1)[1] == "refused before anything ran: another run holds " \
+        "the lock"
 
 
 def test_outcome_without_a_journal(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def _close_open_phase() -> None:
 
 
 def before_experiment_control(context: dict[str, Any], **kwargs: Any) -> None:
-    _state.update(phase="", method_done=False, experiment=context)
+    _state.update(phase="", method_done=False, before_done=False, experiment=context)
     _emit("experiment", edge="start", title=str(context.get("title", "")))
 
 
@@ -107,7 +107,11 @@ def _part_of(activity: Any) -> str | None:
 
 
 def _hypothesis_phase() -> str:
-    return "steady-state-after" if _state["method_done"] else "steady-state-before"
+    """The steady state before the method, or after it: after once the method or the
+    rollbacks ran, or once the one before ended (an experiment with no method runs its
+    hypothesis twice with nothing between)."""
+    after = _state["method_done"] or _state.get("before_done")
+    return "steady-state-after" if after else "steady-state-before"
 
 
 def before_hypothesis_control(context: Any, **kwargs: Any) -> None:
@@ -117,8 +121,10 @@ def before_hypothesis_control(context: Any, **kwargs: Any) -> None:
 
 def after_hypothesis_control(context: Any, state: Any = None, **kwargs: Any) -> None:
     met = state.get("steady_state_met") if isinstance(state, dict) else None
-    _emit("phase", edge="end", phase=_hypothesis_phase(), met=met)
-    _state["phase"] = f"{_hypothesis_phase()}:ended"
+    phase = _hypothesis_phase()
+    _emit("phase", edge="end", phase=phase, met=met)
+    _state["phase"] = f"{phase}:ended"
+    _state["before_done"] = True
 
 
 def before_method_control(context: Any, **kwargs: Any) -> None:

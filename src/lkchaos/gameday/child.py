@@ -163,7 +163,12 @@ def outcome(journal_path: Path, returncode: int | None) -> tuple[str, str]:
         faults = ", ".join(str(item.get("fault")) for item in safety["not_recovered"])
         return "not_recovered", f"could not undo: {faults}; run `lkchaos recover`"
     if safety.get("refused"):
-        return "failed", "refused before anything ran: " + str(safety["refused"]).splitlines()[0]
+        refused = str(safety["refused"])
+        listed = [str(p) for p in safety.get("problems") or []]
+        first = refused.splitlines()[0] if refused.strip() else "refused"
+        if listed and listed != [refused]:  # "X has 2 problem(s); nothing was run:" + each
+            first = first.rstrip(":") + ": " + "; ".join(listed)
+        return "failed", "refused before anything ran: " + first
     if status in ("interrupted", "aborted"):
         return "interrupted", f"the run was {status}"
     if status == "failed":
