@@ -235,3 +235,29 @@ def test_a_stopped_replica_is_not_counted_against_real_sentinels(
         check = _sentinel_check(settings, monkeypatch)
         assert check.ok is False and f"0 of 1 replica(s) up: 1 replica known, 0 up: {replica}" \
             in check.detail  # fmt: skip
+
+
+def test_target_check_names_a_sentinel_master_name_no_sentinel_monitors(tmp_path: Path) -> None:
+    # A typo in redis.sentinel.master: every Sentinel answered TCP, so the target looked
+    # reachable and every Redis experiment applied; its probes then found no master.
+    from lkchaos.target import reach
+
+    if SERVER is None:
+        pytest.fail(MISSING)
+    with _watched(tmp_path) as stack:
+        addresses = tuple(f"127.0.0.1:{p}" for p in stack["sentinels"])
+
+        def checks(name: str, password: str = PASSWORD) -> list[Any]:
+            return reach.master_name_checks(Settings(
+                sentinel_addresses=addresses, sentinel_master=name, redis_password=password,
+                redis_address_map={}))
+
+        right = checks("viewtest")
+        assert [c.ok for c in right] == [True, True], right
+        assert right[0].detail == f"monitored: 127.0.0.1:{stack['primary']}"
+        wrong = checks("viewtset")
+        assert [c.ok for c in wrong] == [False, False] and {c.component for c in wrong} == {
+            "redis"}
+        assert "this Sentinel monitors: viewtest" in wrong[0].detail
+        assert "redis.sentinel.master" in wrong[0].detail
+        assert "viewtset" in wrong[0].what

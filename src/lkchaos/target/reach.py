@@ -8,6 +8,8 @@
 - each secret reference must resolve (its value is never shown);
 - each node must accept the API key pair: a signed ``ListRooms`` (read only), where a 401
   says the key or secret is not one of LiveKit's ``keys:``;
+- each Sentinel that answers must monitor the master the target names
+  (``SENTINEL MASTER``, read only): a name it does not know is listed with the ones it does;
 - each CA file the target names must load as PEM (``tls_proxy.ca_file``, Redis's
   ``tls.ca_file``).
 
@@ -232,7 +234,60 @@ def file_checks(loaded: LoadedTarget) -> list[Reached]:
     return checks
 
 
+def sentinel_checks(loaded: LoadedTarget) -> list[Reached]:
+    """Per Sentinel, whether it monitors the master the target names (``SENTINEL MASTER``
+    with the target's password and TLS): a name it does not know fails, listing the names it
+    monitors. A Sentinel that gives no answer, or settings that do not resolve, are left to
+    the network and secret lines."""
+
+    from lkchaos.errors import LkChaosError
+    from lkchaos.settings import Settings
+    from lkchaos.target.convert import settings_values
+
+    if loaded.target.redis.sentinel is None:
+        return []
+    try:  # the password resolved, as a run would (its value is never shown)
+        settings = Settings(**settings_values(loaded, state=Path("/nonexistent")))
+    except (LkChaosError, secrets.SecretUnavailable):
+        return []
+    return master_name_checks(settings)
+
+
+def master_name_checks(settings: Any) -> list[Reached]:
+    """:func:`sentinel_checks` for ``settings`` (:class:`lkchaos.settings.Settings`)."""
+    import redis
+
+    from lkchaos.redis import client
+
+    access = client.Access.of(settings)
+    name = settings.sentinel_master
+    found = []
+    for address in settings.sentinel_addresses:
+        what = f"redis sentinel {address} master {name!r}"
+        try:
+            with client.sentinel(address, access, TIMEOUT_S) as sentinel:
+                try:
+                    info: Any = sentinel.sentinel_master(name)
+                except redis.ResponseError as exc:
+                    masters: Any = sentinel.sentinel_masters()
+                    known = ", ".join(sorted(str(m) for m in masters)) or "none"
+                    found.append(Reached("redis", what, False, (
+                        f"not monitored ({exc}); this Sentinel monitors: {known}: set "
+                        "redis.sentinel.master to the name in its `sentinel monitor` line")))
+                    continue
+        except client.RedisAuthError as exc:
+            found.append(Reached("redis", what, False, str(exc)))
+            continue
+        except (redis.RedisError, OSError):
+            continue
+        found.append(Reached("redis", what, True,
+                             f"monitored: {join_host_port(str(info['ip']), int(info['port']))}"))
+    return found
+
+
 def reach(loaded: LoadedTarget) -> list[Reached]:
-    """Every check of the target, in order: secrets, files, network, API key, runtime."""
+    """Every check of the target, in order: secrets, files, network, API key, Sentinel's
+    master, runtime."""
     return [*secret_checks(loaded), *file_checks(loaded), *_network(loaded.target),
-            *credential_checks(loaded), *runtime_checks(loaded.target)]
+            *credential_checks(loaded), *sentinel_checks(loaded),
+            *runtime_checks(loaded.target)]
