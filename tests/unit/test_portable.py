@@ -300,6 +300,24 @@ def test_target_check_and_the_preflight_agree() -> None:
         "livekit_node:1, livekit_node:2 (back)"]
 
 
+def test_a_role_whose_container_is_missing_stops_only_the_activities_naming_it() -> None:
+    # roles.agent_worker misspelt ('agnet'): the Redis and DNS activities still apply.
+    from lkchaos.target import applies
+    from lkchaos.target.load import load_target
+
+    loaded = load_target(ROOT / "stack" / "targets" / "reference.yaml")
+    missing = {"agent_worker": "no 'agnet' in compose project 'lkchaos': start it, or correct "
+                               "roles.agent_worker"}
+    crash = _call("crash", "lkchaos.docker.actions", "crash_service", service="agent_worker")
+    by_name = _call("look", "lkchaos.docker.probes", "services_health",
+                    services=["redis-primary", "agent"])
+    redis = _call("stop", "lkchaos.docker.actions", "stop_service", service="redis_replica")
+    found = applies.describe(applies.reasons(_experiment(crash, by_name, redis), loaded,
+                                             missing_roles=missing))
+    assert found == [f"role agent_worker: {missing['agent_worker']} (crash, look)"]
+    assert applies.reasons(_experiment(redis), loaded, missing_roles=missing) == {}
+
+
 def test_an_undo_by_runtime_name_finds_that_container() -> None:
     # A container named like the role it plays: its ledger entry says "sentinel".
     settings = Settings(roles={"sentinel": ("sentinel", "sentinel-b")})

@@ -29,13 +29,38 @@ def target_settings(loaded: LoadedTarget) -> Settings:
     return Settings(**values)
 
 
+#: Activity arguments that name the deployment's components (:mod:`lkchaos.roles`).
+COMPONENT_ARGUMENTS = ("service", "one_of", "peers", "services")
+
+
+def _roles_named(call: Any, settings: Settings) -> set[str]:
+    """The roles an activity call's component arguments name (a role, a role's member, or a
+    runtime name the target maps to a role)."""
+    from lkchaos import roles
+
+    named: set[str] = set()
+    for argument in COMPONENT_ARGUMENTS:
+        value = call.arguments.get(argument)
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if not isinstance(item, str):
+                continue
+            parsed = roles.parse(item)
+            role = parsed[0] if parsed else roles.role_of(settings, item)
+            if role:
+                named.add(role)
+    return named
+
+
 def reasons(experiment: Mapping[str, Any], loaded: LoadedTarget,
             settings: Settings | None = None,
-            failed: frozenset[str] = frozenset()) -> dict[str, list[str]]:  # fmt: skip
+            failed: frozenset[str] = frozenset(),
+            missing_roles: Mapping[str, str] | None = None) -> dict[str, list[str]]:  # fmt: skip
     """Why the experiment does not apply to the target (empty: it applies): each reason ->
     the names of the activities it stops, in the experiment's order. ``failed``: components
     (``needs.COMPONENT`` values) that failed the reachability check; an activity that needs
-    one does not apply either."""
+    one does not apply either. ``missing_roles``: role -> why its container was not found
+    (the runtime's lines of the check); only the activities that name such a role are
+    stopped by it."""
     settings = settings or target_settings(loaded)
     configuration = experiment.get("configuration")
     calls, _ = walk.collect(experiment, configuration if isinstance(configuration, Mapping)
@@ -56,6 +81,8 @@ def reasons(experiment: Mapping[str, Any], loaded: LoadedTarget,
             add(reason, call.activity)
         for reason in needs.unreachable(call.key, failed):
             add(reason, call.activity)
+        for role in sorted(_roles_named(call, settings) & set(missing_roles or {})):
+            add(f"role {role}: {(missing_roles or {})[role]}", call.activity)
         for problem in _rules(call, context):
             message = problem.message
             if problem.argument and message.startswith(repr(problem.value)):
@@ -72,10 +99,12 @@ def describe(found: Mapping[str, list[str]]) -> list[str]:
 
 
 def check_files(paths: list[Path], loaded: LoadedTarget,
-                failed: frozenset[str] = frozenset()) -> dict[Path, list[str]]:  # fmt: skip
+                failed: frozenset[str] = frozenset(),
+                missing_roles: Mapping[str, str] | None = None,
+                ) -> dict[Path, list[str]]:  # fmt: skip
     """Each experiment file -> why it does not apply, as :func:`describe` lines (empty: it
-    applies), ``failed`` as in :func:`reasons`. A file that cannot be read as an experiment
-    gets one line saying so."""
+    applies), ``failed`` and ``missing_roles`` as in :func:`reasons`. A file that cannot be
+    read as an experiment gets one line saying so."""
     settings = target_settings(loaded)
     verdicts: dict[Path, list[str]] = {}
     for path in paths:
@@ -87,5 +116,6 @@ def check_files(paths: list[Path], loaded: LoadedTarget,
         if not isinstance(experiment, Mapping):
             verdicts[path] = ["cannot be read as an experiment: not a JSON object"]
             continue
-        verdicts[path] = describe(reasons(experiment, loaded, settings, failed))
+        verdicts[path] = describe(reasons(experiment, loaded, settings, failed,
+                                          missing_roles))
     return verdicts

@@ -135,6 +135,7 @@ def check(target_file: str | None, offline: bool, experiments: tuple[str, ...]) 
     click.echo(f"valid: {summary(loaded.target)}")
     _overrides(selection)
     failed: set[str] = set()
+    missing_roles: dict[str, str] = {}
     if offline:
         click.echo("reachability: not checked (--offline)")
     else:
@@ -142,7 +143,12 @@ def check(target_file: str | None, offline: bool, experiments: tuple[str, ...]) 
         click.echo(f"reachability: {sum(c.ok for c in checks)} of {len(checks)} ok")
         for found in checks:
             click.echo(f"  {found}")
-        failed = {found.component for found in checks if not found.ok}
+        # A role whose container is missing stops the activities that name it, not every
+        # activity of the runtime (the engine answered).
+        missing_roles = {found.what.removeprefix("role "): found.detail for found in checks
+                         if not found.ok and found.what.startswith("role ")}  # fmt: skip
+        failed = {found.component for found in checks
+                  if not found.ok and not found.what.startswith("role ")}  # fmt: skip
     activities = needs.catalogue()
     verdicts: dict[str, list[str]] = {}
     for activity in activities:
@@ -158,13 +164,14 @@ def check(target_file: str | None, offline: bool, experiments: tuple[str, ...]) 
         click.echo("experiments: not listed: no lkchaos checkout here (run from it, set "
                    "LKCHAOS_ROOT to it, or name the experiment files)")  # fmt: skip
     else:
-        verdicts_by_file = applies.check_files(files, loaded, frozenset(failed))
+        verdicts_by_file = applies.check_files(files, loaded, frozenset(failed),
+                                               missing_roles)  # fmt: skip
         fit = sum(not why for why in verdicts_by_file.values())
         click.echo(f"experiments: {fit} of {len(files)} apply to this target"
-                   + (" and can reach what they use" if failed else ""))
+                   + (" and can reach what they use" if failed or missing_roles else ""))
         for path, why in verdicts_by_file.items():
             click.echo(f"  {'ok' if not why else 'no':<3} {path.name}")
             for reason in why:
                 click.echo(f"        - {reason}")
-    if failed:
+    if failed or missing_roles:
         sys.exit(1)
