@@ -7,6 +7,7 @@ record when a node starts), and the rooms stay in Redis, mapped to a node that i
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -145,11 +146,12 @@ def test_no_live_node_leaves_the_room_and_says_why(node_lost: Settings) -> None:
 
 
 # -- a room whose close a Redis failover lost -------------------------------------------------
-@pytest.fixture
-def close_lost(tmp_path: Path) -> Iterator[Settings]:
-    """Settings for a deployment whose Redis lost the close of two rooms (their keys put back
-    as a replica that missed the close would hold them): ``lkchaos-probe-ghost`` and
-    ``customer-ghost`` listed, run by no node; ``lkchaos-probe-live`` hosted."""
+@contextlib.contextmanager
+def _closes_lost(tmp_path: Path, rooms: tuple[str, ...], closed: tuple[str, ...],
+                 kept: tuple[bytes, ...]) -> Iterator[Settings]:  # fmt: skip
+    """Settings for one node on its own Redis where ``rooms`` were created, then ``closed``
+    closed, and the Redis keys ``kept`` put back as they were before the close (as a replica
+    that missed it, promoted, would hold them)."""
     import redis as redis_lib
 
     def launch(procs: list[subprocess.Popen[bytes]]) -> tuple[int, str]:
@@ -159,29 +161,36 @@ def close_lost(tmp_path: Path) -> Iterator[Settings]:
     (redis_port, url), started = livekit_dev.start_on_free_ports(launch)
     try:
         settings = _settings(url, f"127.0.0.1:{redis_port}")
-        names = ("lkchaos-probe-ghost", "customer-ghost", "lkchaos-probe-live")
 
         async def create(c: api.LiveKitAPI) -> None:
-            for name in names:
+            for name in rooms:
                 await c.room.create_room(api.CreateRoomRequest(name=name, empty_timeout=600))
 
         async def close(c: api.LiveKitAPI) -> None:
-            for name in names[:2]:
+            for name in closed:
                 await c.room.delete_room(api.DeleteRoomRequest(room=name))
 
         client.call(url, settings, create)
         with redis_lib.Redis(port=redis_port, socket_timeout=5) as r:
-            kept = {key: r.dump(key) for key in (b"rooms", b"room_node_map", b"room_internal")
-                    if r.exists(key)}  # fmt: skip
+            before = {key: r.dump(key) for key in kept if r.exists(key)}
             client.call(url, settings, close)
-            assert not {"lkchaos-probe-ghost", "customer-ghost"} & set(
-                state.read_store(settings).rooms)
-            for key, value in kept.items():  # the failover: the replica missed the close
+            assert not set(closed) & set(state.read_store(settings).rooms)
+            for key, value in before.items():  # the failover: the replica missed the close
                 r.restore(key, 0, value, replace=True)
         yield settings
     finally:
         for process in reversed(started):
             stop_process(process)
+
+
+@pytest.fixture
+def close_lost(tmp_path: Path) -> Iterator[Settings]:
+    """Two rooms' close lost whole: ``lkchaos-probe-ghost`` and ``customer-ghost`` listed,
+    run by no node; ``lkchaos-probe-live`` hosted."""
+    with _closes_lost(tmp_path, ("lkchaos-probe-ghost", "customer-ghost", "lkchaos-probe-live"),
+                      ("lkchaos-probe-ghost", "customer-ghost"),
+                      (b"rooms", b"room_node_map", b"room_internal")) as settings:
+        yield settings
 
 
 def test_rooms_no_node_runs_are_found_and_only_lkchaos_rooms_closed(close_lost: Settings) -> None:
@@ -273,39 +282,13 @@ def test_a_room_a_delete_left_in_place_is_an_error(
 # -- half of a close kept by a Redis failover --------------------------------------------------
 @pytest.fixture
 def map_entries_kept(tmp_path: Path) -> Iterator[Settings]:
-    """Settings for a deployment whose Redis kept ``room_node_map``'s entries of two closed
-    rooms and lost their ``rooms`` records (as a failover that kept half of the close does):
-    ``lkchaos-probe-orphan`` and ``customer-orphan``, on the live node."""
-    import redis as redis_lib
-
-    def launch(procs: list[subprocess.Popen[bytes]]) -> tuple[int, str]:
-        redis_port = livekit_dev.start_redis(tmp_path, procs)
-        return redis_port, livekit_dev.start_node(tmp_path, procs, redis_port, "node-1")
-
-    (redis_port, url), started = livekit_dev.start_on_free_ports(launch)
-    try:
-        settings = _settings(url, f"127.0.0.1:{redis_port}")
-        names = ("lkchaos-probe-orphan", "customer-orphan")
-
-        async def create(c: api.LiveKitAPI) -> None:
-            for name in names:
-                await c.room.create_room(api.CreateRoomRequest(name=name, empty_timeout=600))
-
-        async def close(c: api.LiveKitAPI) -> None:
-            for name in names:
-                await c.room.delete_room(api.DeleteRoomRequest(room=name))
-
-        client.call(url, settings, create)
-        with redis_lib.Redis(port=redis_port, socket_timeout=5) as r:
-            kept = r.dump(b"room_node_map")
-            client.call(url, settings, close)
-            r.restore(b"room_node_map", 0, kept, replace=True)
+    """Half of two rooms' close kept: their ``rooms`` records gone, their ``room_node_map``
+    entries back (``lkchaos-probe-orphan`` and ``customer-orphan``, on the live node)."""
+    names = ("lkchaos-probe-orphan", "customer-orphan")
+    with _closes_lost(tmp_path, names, names, (b"room_node_map",)) as settings:
         store = state.read_store(settings)
         assert set(names) <= set(store.room_nodes) and not set(names) & set(store.rooms)
         yield settings
-    finally:
-        for process in reversed(started):
-            stop_process(process)
 
 
 def test_a_map_entry_left_without_its_room_is_closed_only_if_lkchaos(
