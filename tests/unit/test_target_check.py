@@ -378,3 +378,61 @@ def test_lkchaos_check_lists_the_experiments_that_use_what_does_not_answer(
         or f"FAIL  livekit node only: http://{closed_port} did not answer" in result.output
     offline = CliRunner().invoke(main, ["check", "--offline", "--target", str(path), str(nodes)])
     assert offline.exit_code == 0, offline.output  # nothing is reached offline
+
+
+class _Proxies(http.server.BaseHTTPRequestHandler):
+    """Toxiproxy's ``GET /proxies``: one proxy, ``agent_livekit``."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        body = json.dumps({"agent_livekit": {"name": "agent_livekit", "listen": "[::]:17880",
+                                             "upstream": "livekit-1:7880", "enabled": True,
+                                             "toxics": []}}).encode()  # fmt: skip
+        self.send_response(200 if self.path == "/proxies" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_toxiproxy_link_naming_no_proxy_fails_only_its_link(tmp_path: Path) -> None:
+    from lkchaos.target import reach
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxies)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        api = f"http://127.0.0.1:{server.server_address[1]}"
+        text = MINIMAL.read_text() + (f"toxiproxy:\n  api_url: \"{api}\"\n  links:\n"
+                                      "    agent_livekit: agent_livekit\n"
+                                      "    agent_tool_server: agent_mcpp\n")
+        path = tmp_path / "target.yaml"
+        path.write_text(text)
+        checks = reach.toxiproxy_checks(load_target(path).target)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert [(c.what, c.ok) for c in checks] == [("toxiproxy link agent_livekit", True),
+                                                ("toxiproxy link agent_tool_server", False)]
+    assert checks[0].detail == "proxy 'agent_livekit': [::]:17880 -> livekit-1:7880"
+    assert checks[1].detail == (f"no proxy 'agent_mcpp' in Toxiproxy at {api} (it has: "
+                                "agent_livekit): correct toxiproxy.links.agent_tool_server")
+
+
+def test_a_missing_link_stops_only_the_activities_on_that_link() -> None:
+    from lkchaos.target import applies
+
+    loaded = load_target(ROOT / "stack" / "targets" / "reference.yaml")
+    missing = {"link agent_tool_server": "no proxy 'agent_mcpp' in Toxiproxy"}
+
+    def slow(name: str, proxy: str) -> dict[str, object]:
+        return {"type": "action", "name": name, "provider": {
+            "type": "python", "module": "lkchaos.toxiproxy.actions", "func": "add_latency",
+            "arguments": {"proxy": proxy, "latency_ms": 100}}}
+
+    experiment = {"title": "t", "description": "d",
+                  "method": [slow("tools", "agent_tool_server"), slow("lk", "agent_livekit")]}
+    found = applies.describe(applies.reasons(experiment, loaded, missing_roles=missing))
+    assert found == ["link agent_tool_server: no proxy 'agent_mcpp' in Toxiproxy (tools)"]

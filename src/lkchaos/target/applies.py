@@ -51,6 +51,18 @@ def _roles_named(call: Any, settings: Settings) -> set[str]:
     return named
 
 
+def _link_named(call: Any, settings: Settings) -> str | None:
+    """The link role a Toxiproxy activity's ``proxy`` argument names (a link role, or the
+    proxy a link maps to), else None."""
+    proxy = call.arguments.get("proxy")
+    if not isinstance(proxy, str) or not call.module.startswith("lkchaos.toxiproxy."):
+        return None
+    if proxy in settings.toxiproxy_links:
+        return proxy
+    return next((link for link, name in settings.toxiproxy_links.items() if name == proxy),
+                None)
+
+
 def reasons(experiment: Mapping[str, Any], loaded: LoadedTarget,
             settings: Settings | None = None,
             failed: frozenset[str] = frozenset(),
@@ -59,8 +71,8 @@ def reasons(experiment: Mapping[str, Any], loaded: LoadedTarget,
     the names of the activities it stops, in the experiment's order. ``failed``: components
     (``needs.COMPONENT`` values) that failed the reachability check; an activity that needs
     one does not apply either. ``missing_roles``: role -> why its container was not found
-    (the runtime's lines of the check); only the activities that name such a role are
-    stopped by it."""
+    (the runtime's lines of the check), and ``"link <role>"`` -> why Toxiproxy has no such
+    proxy; only the activities that name such a role or link are stopped by it."""
     settings = settings or target_settings(loaded)
     configuration = experiment.get("configuration")
     calls, _ = walk.collect(experiment, configuration if isinstance(configuration, Mapping)
@@ -83,6 +95,9 @@ def reasons(experiment: Mapping[str, Any], loaded: LoadedTarget,
             add(reason, call.activity)
         for role in sorted(_roles_named(call, settings) & set(missing_roles or {})):
             add(f"role {role}: {(missing_roles or {})[role]}", call.activity)
+        link = _link_named(call, settings)
+        if link is not None and f"link {link}" in (missing_roles or {}):
+            add(f"link {link}: {(missing_roles or {})[f'link {link}']}", call.activity)
         for problem in _rules(call, context):
             message = problem.message
             if problem.argument and message.startswith(repr(problem.value)):

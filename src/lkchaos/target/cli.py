@@ -116,6 +116,16 @@ def _overrides(selection: Selection) -> None:
                    "on beside its own)")
 
 
+def _scoped(what: str) -> str:
+    """``role R`` or ``link L`` for a check of one role's container or one Toxiproxy link
+    (it stops only the activities that name it), else ``""``."""
+    if what.startswith("role "):
+        return what.removeprefix("role ")
+    if what.startswith("toxiproxy link "):
+        return "link " + what.removeprefix("toxiproxy link ")
+    return ""
+
+
 def _experiments(given: tuple[str, ...]) -> list[Path]:
     if given:
         return [Path(item) for item in given]
@@ -145,10 +155,10 @@ def check(target_file: str | None, offline: bool, experiments: tuple[str, ...]) 
             click.echo(f"  {found}")
         # A role whose container is missing stops the activities that name it, not every
         # activity of the runtime (the engine answered).
-        missing_roles = {found.what.removeprefix("role "): found.detail for found in checks
-                         if not found.ok and found.what.startswith("role ")}  # fmt: skip
+        missing_roles = {_scoped(found.what): found.detail for found in checks
+                         if not found.ok and _scoped(found.what)}  # fmt: skip
         failed = {found.component for found in checks
-                  if not found.ok and not found.what.startswith("role ")}  # fmt: skip
+                  if not found.ok and not _scoped(found.what)}  # fmt: skip
     activities = needs.catalogue()
     verdicts: dict[str, list[str]] = {}
     for activity in activities:

@@ -8,6 +8,7 @@
 - each secret reference must resolve (its value is never shown);
 - each node must accept the API key pair: a signed ``ListRooms`` (read only), where a 401
   says the key or secret is not one of LiveKit's ``keys:``;
+- each Toxiproxy link the target maps must name a proxy Toxiproxy has (``GET /proxies``);
 - each Sentinel that answers must monitor the master the target names
   (``SENTINEL MASTER``, read only): a name it does not know is listed with the ones it does;
 - each CA file the target names must load as PEM (``tls_proxy.ca_file``, Redis's
@@ -285,9 +286,38 @@ def master_name_checks(settings: Any) -> list[Reached]:
     return found
 
 
+def toxiproxy_checks(target: Target, timeout: float = TIMEOUT_S) -> list[Reached]:
+    """Per link of ``toxiproxy.links``, whether Toxiproxy has the proxy it names (``GET
+    /proxies``, read only): a ``toxiproxy`` line ``toxiproxy link <role>``. An API that
+    gives no answer is left to the network line."""
+    if target.toxiproxy is None or not target.toxiproxy.links:
+        return []
+    url = target.toxiproxy.api_url.rstrip("/") + "/proxies"
+    try:
+        answer = httpx.get(url, timeout=timeout)
+        proxies: dict[str, Any] = answer.json() if answer.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return []
+    if not isinstance(proxies, dict):
+        return []
+    listed = ", ".join(sorted(proxies)) or "none"
+    found = []
+    for link, proxy in sorted(target.toxiproxy.links.items()):
+        what = f"toxiproxy link {link}"
+        if proxy in proxies:
+            found.append(Reached("toxiproxy", what, True,
+                                 f"proxy {proxy!r}: {proxies[proxy].get('listen')} -> "
+                                 f"{proxies[proxy].get('upstream')}"))
+        else:
+            found.append(Reached("toxiproxy", what, False, (
+                f"no proxy {proxy!r} in Toxiproxy at {target.toxiproxy.api_url} (it has: "
+                f"{listed}): correct toxiproxy.links.{link}")))
+    return found
+
+
 def reach(loaded: LoadedTarget) -> list[Reached]:
     """Every check of the target, in order: secrets, files, network, API key, Sentinel's
-    master, runtime."""
+    master, Toxiproxy's links, runtime."""
     return [*secret_checks(loaded), *file_checks(loaded), *_network(loaded.target),
             *credential_checks(loaded), *sentinel_checks(loaded),
-            *runtime_checks(loaded.target)]
+            *toxiproxy_checks(loaded.target), *runtime_checks(loaded.target)]
