@@ -116,12 +116,12 @@ def close_own_rooms(settings: Settings, timeout: float = client.TIMEOUT) -> list
     for room in own_unhosted(settings, store, set(found), timeout):
         faults[room] = (f"room {room} in Redis on node {store.room_nodes.get(room)}, which "
                         "does not run it (a close lost in a Redis failover)")
-    for room in own_map_entries_without_room(store):
-        if room not in faults:
-            found[room] = store.room_nodes[room]  # placed again, then closed
-            faults[room] = (f"room {room} left in room_node_map (on node "
-                            f"{store.room_nodes[room]}) without its room (half of a close "
-                            "kept by a Redis failover)")
+    orphans = {room for room in own_map_entries_without_room(store) if room not in faults}
+    for room in sorted(orphans):
+        found[room] = store.room_nodes[room]  # placed again, then closed
+        faults[room] = (f"room {room} left in room_node_map (on node "
+                        f"{store.room_nodes[room]}) without its room (half of a close kept "
+                        "by a Redis failover)")
     sids = {room: store.rooms[room].sid for room in faults if room in store.rooms}
     outcomes: dict[str, str] = {}
     for room in sorted(faults):
@@ -132,17 +132,14 @@ def close_own_rooms(settings: Settings, timeout: float = client.TIMEOUT) -> list
             continue
         outcomes[room] = "closed"
     if outcomes:  # verified: gone from Redis, not only answered
-        after = _store(settings, timeout)
-        left = after.rooms
-        for room in (after.room_nodes.keys() - left.keys()) & outcomes.keys():
-            if outcomes[room] == "closed":
-                outcomes[room] = "error: still in room_node_map after DeleteRoom"
+        left = _store(settings, timeout).rooms
         for room in left.keys() & outcomes.keys():
             # The same room still there was not closed; one of the same name with another
             # sid is the room come back already (closed again below).
             if outcomes[room] == "closed" and left[room].sid == sids.get(room):
                 outcomes[room] = "error: still in Redis after DeleteRoom"
         _close_what_came_back(settings, outcomes, timeout)
+        _verify_map_entries_gone(settings, outcomes, orphans, timeout)
     return [{"fault": faults[room], "outcome": outcome}
             for room, outcome in outcomes.items()]  # fmt: skip
 
@@ -173,6 +170,24 @@ def _close_what_came_back(settings: Settings, outcomes: dict[str, str], timeout:
                 outcomes[room] = f"error: it came back after its close, and {exc}"
                 continue
             outcomes[room] = "closed (twice: it came back after its first close)"
+
+
+def _verify_map_entries_gone(settings: Settings, outcomes: dict[str, str], orphans: set[str],
+                             timeout: float, watch_s: float = CAME_BACK_S) -> None:  # fmt: skip
+    """Each of ``orphans`` (map entries without their room) whose outcome is ``closed`` must
+    be gone from ``room_node_map`` too: an entry still there without its room after
+    ``watch_s`` (a room being created again writes its entry first) is an error."""
+    waiting = {room for room in orphans if outcomes.get(room, "").startswith("closed")}
+    deadline = time.monotonic() + watch_s
+    while waiting:
+        store = _store(settings, timeout)
+        waiting = {room for room in waiting
+                   if room in store.room_nodes and room not in store.rooms}  # fmt: skip
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(CAME_BACK_EVERY_S)
+    for room in waiting:
+        outcomes[room] = "error: still in room_node_map after DeleteRoom"
 
 
 def own_unhosted(settings: Settings, store: state.StoreState, skip: set[str],
