@@ -299,6 +299,12 @@ def _probe_was_dry(activity: dict[str, Any], dry: Any) -> bool:
     return dry in (Dry.PROBES, Dry.ACTIVITIES)
 
 
+def _finished(run: dict[str, Any]) -> bool:
+    """Whether an activity's run ended by itself (Chaos Toolkit gives a run an interrupt cut
+    short no status)."""
+    return run.get("status") in ("succeeded", "failed")
+
+
 def _missed_tolerances(
     journal: dict[str, Any], configuration: dict[str, Any] | None,
     secrets: dict[str, Any] | None, dry: Any,
@@ -308,7 +314,7 @@ def _missed_tolerances(
         activity = run.get("activity") or {}
         if activity.get("type") != "probe" or "tolerance" not in activity:
             continue
-        if run.get("status") not in ("succeeded", "failed"):
+        if not _finished(run):
             continue  # cut short by an interrupt: it judged nothing, its output is no answer
         if _probe_was_dry(activity, dry):
             continue
@@ -537,8 +543,7 @@ def _verdict_line(state: dict[str, Any], report: dict[str, Any]) -> str:
 def _interrupted_line(state: dict[str, Any], report: dict[str, Any]) -> str:
     """One line for a run cut short (Ctrl-C, SIGTERM): what it still judged, what it undid."""
     unfinished = [str((run.get("activity") or {}).get("name"))
-                  for run in state.get("run") or []
-                  if run.get("status") not in ("succeeded", "failed")]  # fmt: skip
+                  for run in state.get("run") or [] if not _finished(run)]  # fmt: skip
     line = f"lkchaos: the run was {str(state.get('status')).upper()}"
     if unfinished:
         line += f" during {', '.join(repr(n) for n in unfinished)} (not judged)"

@@ -314,30 +314,42 @@ def _config_secrets(config: Any, under: str = "") -> list[tuple[str, str]]:
     return found
 
 
+def _keys_entries(value: str) -> list[tuple[str, str]]:
+    """``LIVEKIT_KEYS``' ``key: secret`` pairs (one per line or comma), stripped."""
+    pairs = []
+    for pair in re.split(r"[\n,]", value):
+        name, sep, secret = pair.partition(":")
+        if sep:
+            pairs.append((name.strip(), secret.strip()))
+    return pairs
+
+
+def _inline_config(value: str) -> Any:
+    """An inline ``LIVEKIT_CONFIG`` parsed as YAML, or None when it is not YAML."""
+    import yaml
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return None
+
+
 def container_secrets(attrs: dict[str, Any]) -> list[tuple[str, str]]:
     """(where, value) of the credentials one container is given inline: secret-like
     environment variables (:data:`_LOGGED_SECRET_NAME`), ``LIVEKIT_KEYS``' secrets and the
     secrets of an inline ``LIVEKIT_CONFIG``. ``where`` names the variable, never the value;
     values shorter than :data:`MIN_SECRET_LEN` are left out."""
-    import yaml
-
     found: list[tuple[str, str]] = []
     for entry in (attrs.get("Config") or {}).get("Env") or []:
         key, _, value = str(entry).partition("=")
         if not value or key.upper().endswith("_FILE") or key.upper() in _NOT_SECRET:
             continue
-        if key == "LIVEKIT_KEYS":  # "key: secret", one pair per line or comma
-            for pair in re.split(r"[\n,]", value):
-                name, sep, secret = pair.partition(":")
-                if sep:
-                    found.append((f"LIVEKIT_KEYS (the secret of {name.strip()})",
-                                  secret.strip()))
+        if key == "LIVEKIT_KEYS":
+            found += [(f"LIVEKIT_KEYS (the secret of {name})", secret)
+                      for name, secret in _keys_entries(value)]  # fmt: skip
         elif key == "LIVEKIT_CONFIG":
-            try:
-                parsed = yaml.safe_load(value)
-            except yaml.YAMLError:
-                continue
-            found += [(f"LIVEKIT_CONFIG {where}", v) for where, v in _config_secrets(parsed)]
+            found += [(f"LIVEKIT_CONFIG {where}", v)
+                      for where, v in _config_secrets(_inline_config(value))]  # fmt: skip
         elif _LOGGED_SECRET_NAME.search(key):
             found.append((key, value))
     return [(where, v.strip()) for where, v in found if len(v.strip()) >= MIN_SECRET_LEN]
@@ -384,18 +396,10 @@ def usable_token(token: str, line: str, keys: dict[str, str], now: float | None 
 def key_pairs(attrs: dict[str, Any]) -> dict[str, str]:
     """LiveKit API key -> secret pairs one container is given inline: ``LIVEKIT_KEYS``, an
     inline ``LIVEKIT_CONFIG``'s ``keys``, ``LIVEKIT_API_KEY`` with ``LIVEKIT_API_SECRET``."""
-    import yaml
-
     env = dict(str(e).partition("=")[::2] for e in (attrs.get("Config") or {}).get("Env") or [])
-    pairs: dict[str, str] = {}
-    for pair in re.split(r"[\n,]", env.get("LIVEKIT_KEYS", "")):
-        key, sep, secret = pair.partition(":")
-        if sep and key.strip() and secret.strip():
-            pairs[key.strip()] = secret.strip()
-    try:
-        config = yaml.safe_load(env.get("LIVEKIT_CONFIG", "")) or {}
-    except yaml.YAMLError:
-        config = {}
+    pairs = {key: secret for key, secret in _keys_entries(env.get("LIVEKIT_KEYS", ""))
+             if key and secret}  # fmt: skip
+    config = _inline_config(env.get("LIVEKIT_CONFIG", ""))
     if isinstance(config, dict) and isinstance(config.get("keys"), dict):
         pairs.update({str(k): str(v) for k, v in config["keys"].items()})
     if env.get("LIVEKIT_API_KEY") and env.get("LIVEKIT_API_SECRET"):
