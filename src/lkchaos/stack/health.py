@@ -27,6 +27,8 @@ class ServiceStatus:
     service: str
     state: str  # running, exited, paused, restarting, created, missing
     health: str  # healthy, unhealthy, starting, none
+    #: The first line of what the last health check printed ("" without one): why it failed.
+    check: str = ""
 
     @property
     def ok(self) -> bool:
@@ -54,9 +56,22 @@ def service_statuses(compose: Compose, client: Any) -> list[ServiceStatus]:
             statuses.append(ServiceStatus(service, "missing", "none"))
             continue
         state = container.attrs.get("State", {})
-        health = state.get("Health", {}).get("Status", "none")
-        statuses.append(ServiceStatus(service, str(state.get("Status", "unknown")), str(health)))
+        health = state.get("Health") or {}
+        statuses.append(ServiceStatus(service, str(state.get("Status", "unknown")),
+                                      str(health.get("Status", "none")), _last_check(health)))
     return statuses
+
+
+def _last_check(health: dict[str, Any]) -> str:
+    """The first line of the last health check's output (Docker's ``State.Health.Log``)."""
+    log = health.get("Log") or []
+    output = str(log[-1].get("Output") or "").strip() if log else ""
+    return output.splitlines()[0][:200] if output else ""
+
+
+def _described(st: ServiceStatus) -> str:
+    """``running (unhealthy)``, with the last health check's output when there is one."""
+    return f"{st.state} ({st.health}{': ' + st.check if st.check else ''})"
 
 
 def wait_healthy(
@@ -70,15 +85,24 @@ def wait_healthy(
 
     ``starter`` is the ``docker compose up`` still running, if any: its failure ends the wait,
     and the wait is not over before it is.
+    A service that turns unhealthy before it was ever healthy is restarted once (said, with
+    its health check's output): on a machine whose cores are taken by others, a start can
+    miss its health check's window (the agent registering with LiveKit), and a process that
+    hung starting gets a second start. Unhealthy again, or unhealthy after it had been
+    healthy, ends the wait.
     Raises ServiceUnhealthy naming the first service that exited, turned unhealthy, or was
-    still not healthy at the deadline, with its last log lines.
+    still not healthy at the deadline, with its health check's output and last log lines.
     """
     deadline = time.monotonic() + timeout
     seen: dict[str, tuple[str, str]] = {}
+    been_healthy: set[str] = set()
+    restarted: set[str] = set()
     started = time.monotonic()
     while True:
         statuses = service_statuses(compose, client)
         for st in statuses:
+            if st.ok:
+                been_healthy.add(st.service)
             if seen.get(st.service) != (st.state, st.health):
                 seen[st.service] = (st.state, st.health)
                 ready = sum(1 for s in statuses if s.ok)
@@ -99,15 +123,25 @@ def wait_healthy(
         for st in statuses if not composing else []:
             if st.state == "removing":
                 continue
+            if (st.state == "running" and st.health == "unhealthy"
+                    and st.service not in been_healthy | restarted):  # fmt: skip
+                say(f"{st.service}: unhealthy before it was ever healthy "
+                    f"({st.check or 'its health check failed'}); restarting it once")
+                compose.run("restart", st.service, timeout=120)
+                restarted.add(st.service)
+                seen.pop(st.service, None)
+                continue
             if st.state in ("exited", "dead") or st.health == "unhealthy":
+                again = " again, after a restart" if st.service in restarted else ""
                 raise ServiceUnhealthy(
-                    st.service, f"{st.state} ({st.health})", compose.logs(client, st.service),
+                    st.service, _described(st) + again, compose.logs(client, st.service),
                     f"see `lkchaos stack logs {st.service}`",
                 )
         if time.monotonic() > deadline:
             late = next(st for st in statuses if not st.ok)
             raise ServiceUnhealthy(
-                late.service, f"still {late.state}/{late.health} after {timeout:.0f} s",
+                late.service, f"still {late.state}/{late.health} after {timeout:.0f} s"
+                + (f" ({late.check})" if late.check else ""),
                 compose.logs(client, late.service),
                 "raise --timeout if the machine is slow, or look at its logs",
             )

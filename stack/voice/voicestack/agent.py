@@ -23,7 +23,9 @@ Environment:
   LiveKit, removed at start-up (default ``/tmp/lkchaos-agent-registered``; empty: none).
   livekit-agents' health server answers 200 about four seconds before the worker can take a
   job; the container's health check (``health.sh``) also requires this file, so that
-  "healthy" means "can be dispatched".
+  "healthy" means "can be dispatched". Not written ``AGENT_START_REPORT_S`` seconds after
+  start-up (default 45; 0: never), the agent logs a warning with where each of its threads
+  is (a start that hangs is then diagnosed from the container's log).
 - ``AGENT_METRICS_PORT``: the framework's Prometheus metrics at ``/metrics`` on that port of
   ``AGENT_HTTP_HOST`` (default 9464; 0 turns them off).
 - ``AGENT_IDLE_PROCESSES`` (default 1).
@@ -111,6 +113,7 @@ from .early_stt import EarlySTT
 from .espeak_tts import EspeakTTS
 from .resilience import STT_FAILURE_MARKER, BoundedMCPToolset, ResilientSTT
 from .rule_llm import RuleBasedLLM
+from .start_report import report_if_unregistered
 from .stranded import StrandedRooms, watch_job_processes
 from .turn_report import TurnReporter
 from .vocabulary import DEFAULT_STT_PROMPT
@@ -146,6 +149,7 @@ class Settings:
     http_host: str
     http_port: int
     ready_file: str
+    start_report_s: float
     metrics_port: int
     idle_processes: int
     load_mode: str
@@ -176,6 +180,7 @@ class Settings:
             http_host=env("AGENT_HTTP_HOST", "0.0.0.0"),
             http_port=int(env("AGENT_HTTP_PORT", "8081")),
             ready_file=env("AGENT_READY_FILE", "/tmp/lkchaos-agent-registered"),
+            start_report_s=_env_float("AGENT_START_REPORT_S", 45.0),
             metrics_port=int(env("AGENT_METRICS_PORT", "9464")),
             idle_processes=int(env("AGENT_IDLE_PROCESSES", "1")),
             load_mode=env("AGENT_LOAD", "jobs"),
@@ -391,6 +396,8 @@ def build_server(settings: Settings | None = None) -> AgentServer:
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
     if settings.ready_file:
         mark_registration(server, Path(settings.ready_file))
+        if settings.start_report_s > 0:
+            report_if_unregistered(Path(settings.ready_file), settings.start_report_s)
     url, key, secret = (os.environ.get(k, "") for k in
                         ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"))  # fmt: skip
     if settings.redispatch_window_s > 0 and url and key and secret:
