@@ -109,6 +109,33 @@ def test_trend_marks_lower_bounds_and_leaves_refused_runs_out(url: str) -> None:
     assert code == 0 and "refused" in output.splitlines()[1]
 
 
+def test_a_trend_with_nothing_to_show_says_what_the_history_holds_and_exits_1(url: str) -> None:
+    """A misspelt experiment or probe is bad input, not an empty trend."""
+    code, output = run("--url", url, "trend", "agent-crsh")
+    assert code == 1 and output.count("\n") == 1
+    assert "no runs of 'agent-crsh' in the history at " in output
+    assert "(experiments with runs: agent-crash, " in output and "dns-failure" in output
+    code, output = run("--url", url, "trend", "dns-failure", "--probe", "names-resolved")
+    assert code == 1 and output.count("\n") == 1
+    assert ("no run of 'dns-failure' sampled a probe named 'names-resolved': its runs sampled "
+            "caller-answered, names-resolve") in output
+    refused = load("agent-crash")
+    refused.update(status="interrupted", start="2026-12-02T00:00:00+00:00", run=[])
+    refused["lkchaos_safety"] = {"run_id": None, "refused": "the run lock is held"}
+    with open_history(url) as store:
+        store.record_run(refused, experiment_path="experiments/locked-out.json")
+    code, output = run("--url", url, "trend", "locked-out")
+    assert code == 1 and "every run of 'locked-out' was refused before anything ran" in output
+
+
+def test_a_trend_in_an_empty_history_says_so(tmp_path: Path) -> None:
+    empty = f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    with open_history(empty):
+        pass
+    code, output = run("--url", empty, "trend", "x")
+    assert code == 1 and "no runs of 'x'" in output and "(it has no runs yet)" in output
+
+
 def test_gamedays_and_schedule(url: str) -> None:
     code, output = run("--url", url, "gamedays")
     assert code == 0 and output.splitlines()[1].split()[2:5] == ["quick", "deviated", "62.5"]

@@ -21,7 +21,14 @@ import click
 from lkchaos.cliutil import handle_errors
 from lkchaos.errors import ConfigError
 from lkchaos.history.records import RunRecord
-from lkchaos.history.store import CUT_SHORT, PROBE_METRICS, RUN_METRICS, History, open_history
+from lkchaos.history.store import (
+    CUT_SHORT,
+    PROBE_METRICS,
+    RUN_METRICS,
+    History,
+    NotFound,
+    open_history,
+)
 from lkchaos.score import decayed
 
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -214,9 +221,8 @@ def trend(ctx: click.Context, experiment: str, metric: str, probe: str | None,
     which draws measured values only."""
     with _open(ctx) as store:
         points = store.trend(experiment, metric=metric, probe=probe, limit=limit)
-    if not points:
-        click.echo(f"no runs of {experiment!r}" + (f" sampling {probe!r}" if probe else ""))
-        return
+        if not points:
+            raise NotFound(store.why_no_trend(experiment, probe))
     known = [p.value for p in points if p.value is not None]
     top = max(known) if known else 0.0
     of = f"{metric}{f' of {probe}' if probe else ''}"

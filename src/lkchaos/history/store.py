@@ -293,6 +293,34 @@ class History:
                   for m in (row._mapping for row in self._all(query, "reading a trend"))]
         return points[::-1]
 
+    def why_no_trend(self, experiment: str, probe: str | None = None) -> str:
+        """Why :meth:`trend` of ``experiment`` (and ``probe``) has no point, as a sentence
+        that says what the history does hold: the experiments with runs, or the probes the
+        experiment's runs sampled, or that all its runs were refused."""
+        named = or_(runs.c.experiment_name == experiment, runs.c.experiment_title == experiment,
+                    runs.c.experiment_path == experiment)  # fmt: skip
+        statuses = {str(row[0]) for row in self._all(
+            select(runs.c.status).where(named).distinct(), "reading a trend")}  # fmt: skip
+        if not statuses:
+            names = [str(row[0]) for row in self._all(
+                select(runs.c.experiment_name).distinct().order_by(runs.c.experiment_name),
+                "listing experiments")]  # fmt: skip
+            held = (f"experiments with runs: {', '.join(names[:20])}"
+                    + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+                    if names else "it has no runs yet")  # fmt: skip
+            return f"no runs of {experiment!r} in the history at {self.url} ({held})"
+        if statuses == {"refused"}:
+            return (f"every run of {experiment!r} was refused before anything ran: "
+                    f"`lkchaos history list --experiment {experiment}` shows why")
+        probes = [str(row[0]) for row in self._all(
+            select(probe_figures.c.probe).distinct()
+            .select_from(runs.join(probe_figures, probe_figures.c.run_id == runs.c.run_id))
+            .where(named, runs.c.status != "refused").order_by(probe_figures.c.probe),
+            "reading a trend")]  # fmt: skip
+        return (f"no run of {experiment!r} sampled a probe named {probe!r}: "
+                + (f"its runs sampled {', '.join(probes)}" if probes
+                   else "its runs sampled no probe"))  # fmt: skip
+
     # Game days --------------------------------------------------------------------------
 
     def start_gameday(self, *, name: str, path: str, file_hash: str,
