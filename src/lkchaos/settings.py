@@ -199,7 +199,9 @@ def _parse_map(value: str) -> dict[str, str]:
     return mapping
 
 
-def _flag(key: str, value: Any) -> bool:
+def parse_flag(key: str, value: Any) -> bool:
+    """A true/false setting from a layer: a bool, or ``1/true/yes/on`` and ``0/false/no/off``
+    (any case; ``""`` is false). Raises ConfigError naming ``key`` for anything else."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -393,7 +395,7 @@ class Settings:
                 values[key] = _whole(key, port, 0, 65535)
         redis_tls = pick("redis_tls", ENV_KEYS["redis_tls"])
         if redis_tls is not None:
-            values["redis_tls"] = _flag("redis_tls", redis_tls)
+            values["redis_tls"] = parse_flag("redis_tls", redis_tls)
         amap = pick("redis_address_map", ENV_KEYS["redis_address_map"])
         if amap is not None:
             values["redis_address_map"] = _parse_map(amap) if isinstance(amap, str) else dict(amap)

@@ -115,6 +115,68 @@ def test_a_run_that_finds_the_ledger_damaged_is_refused(isolated: Path, tmp_path
     assert runlock.holder(isolated) is None
 
 
+def test_a_run_on_faults_an_earlier_run_left_is_refused_and_leaves_them_for_recover(
+    isolated: Path, tmp_path: Path
+) -> None:
+    """A runner killed with SIGKILL left its fault: the next experiment would judge that
+    fault, not its own. It is refused before anything runs, and the fault stays for
+    `lkchaos recover` (undone by nobody else, named in the refusal)."""
+    left = tmp_path / "left"
+    ledger.begin_run("killed run")
+    _record(isolated, left, target="mcp")
+    ledger.end_run()
+    trace = tmp_path / "trace"
+    exp = helpers.experiment(str(trace), [helpers.action("record_fault", trace=str(trace),
+                                                         target="agent")])  # fmt: skip
+    journal = run_experiment(exp)
+    assert journal["status"] == "interrupted" and journal["run"] == []
+    refused = journal["lkchaos_safety"]["refused"]
+    assert "1 fault(s) of earlier runs are still in effect on this deployment (" in refused
+    assert "on mcp" in refused and "Run `lkchaos recover` to undo them, then run again" in refused
+    assert "LKCHAOS_ALLOW_EARLIER_FAULTS=1" in refused
+    assert helpers.lines(str(trace)) == []  # neither fault, rollback nor undo of this run
+    assert not left.exists()  # the earlier run's fault was not undone either
+    assert [f.target for f in ledger.pending(isolated)] == ["mcp"]
+    assert runlock.holder(isolated) is None
+
+
+@pytest.mark.parametrize("how", ["environment", "configuration"])
+def test_a_run_on_earlier_faults_runs_when_allowed_and_undoes_only_its_own(
+    isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    left = tmp_path / "left"
+    ledger.begin_run("left on purpose")
+    _record(isolated, left, target="mcp")
+    ledger.end_run()
+    trace = tmp_path / "trace"
+    exp = helpers.experiment(str(trace), [helpers.action("record_fault", trace=str(trace),
+                                                         target="agent")])  # fmt: skip
+    if how == "environment":
+        monkeypatch.setenv("LKCHAOS_ALLOW_EARLIER_FAULTS", "1")
+    else:
+        exp["configuration"] = {"lkchaos_allow_earlier_faults": True}
+    journal = run_experiment(exp)
+    assert journal["status"] == "completed"
+    assert any("1 fault(s) of earlier runs are still in effect" in w and "as allowed" in w
+               for w in journal["lkchaos_safety"]["warnings"])  # fmt: skip
+    assert helpers.lines(str(trace))[-1] == "undo agent"
+    assert [f.target for f in ledger.pending(isolated)] == ["mcp"]
+
+
+def test_an_allowance_that_is_not_true_or_false_refuses_the_run(
+    isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger.begin_run("left")
+    _record(isolated, tmp_path / "left", target="mcp")
+    ledger.end_run()
+    monkeypatch.setenv("LKCHAOS_ALLOW_EARLIER_FAULTS", "sure")
+    trace = tmp_path / "trace"
+    journal = run_experiment(helpers.experiment(str(trace), []))
+    assert journal["status"] == "interrupted"
+    assert "lkchaos_allow_earlier_faults must be true or false, not 'sure'" in (
+        journal["lkchaos_safety"]["refused"])
+
+
 # -- recover and a running experiment -----------------------------------------------------
 @pytest.fixture
 def running(isolated: Path) -> Iterator[int]:

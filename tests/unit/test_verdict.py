@@ -72,9 +72,11 @@ def test_a_steady_state_missed_before_the_method_fails_the_run(tmp_path: Path) -
 
 
 def test_a_steady_state_missed_with_an_earlier_runs_fault_left_says_to_recover(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
-    # A run killed with SIGKILL left its fault; the next run's hint sent the user to
-    # `lkchaos target check`, not to what undoes it.
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # A run killed with SIGKILL left its fault, and this run was allowed to start on it; the
+    # next run's hint sent the user to `lkchaos target check`, not to what undoes it.
+    monkeypatch.setenv("LKCHAOS_ALLOW_EARLIER_FAULTS", "1")
     trace = tmp_path / "trace"
     ledger.begin_run("killed run")
     helpers.record_fault(str(trace), "mcp")
@@ -248,7 +250,9 @@ def test_a_failed_undo_stays_in_the_ledger_and_fails_the_run(
     assert outcomes == ["injected", "undo failed", "undo failed"]
 
 
-def test_the_cleanup_undoes_only_this_runs_faults(tmp_path: Path, isolated: Path) -> None:
+def test_the_cleanup_undoes_only_this_runs_faults(tmp_path: Path, isolated: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("LKCHAOS_ALLOW_EARLIER_FAULTS", "1")  # a run on an earlier run's fault
     trace = tmp_path / "trace"
     ledger.begin_run("an earlier run", "earlier")
     helpers.record_fault(str(trace), "left-before")
@@ -262,7 +266,9 @@ def test_the_cleanup_undoes_only_this_runs_faults(tmp_path: Path, isolated: Path
     assert "undo left-before" not in helpers.lines(str(trace))
 
 
-def test_dry_actions_injects_and_undoes_nothing(tmp_path: Path, isolated: Path) -> None:
+def test_dry_actions_injects_and_undoes_nothing(tmp_path: Path, isolated: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("LKCHAOS_ALLOW_EARLIER_FAULTS", "1")  # a run on an earlier run's fault
     trace = tmp_path / "trace"
     ledger.begin_run("an earlier run", "earlier")
     helpers.record_fault(str(trace), "left-before")

@@ -12,7 +12,10 @@ see controls/README.md). Declared both ways it acts once.
 - Before the experiment it checks every lkchaos activity's arguments (``lkchaos.preflight``,
   through :mod:`lkchaos.safety.gate`: once per experiment, by whichever lkchaos control starts
   first), then takes the stack's run lock and starts a run id that stamps every fault this
-  run records in the ledger; a second experiment against the same stack is refused at once.
+  run records in the ledger; a second experiment against the same stack is refused at once,
+  and so is a run while faults of earlier runs are in the ledger for this deployment
+  (``LKCHAOS_ALLOW_EARLIER_FAULTS=1`` or the configuration key
+  ``lkchaos_allow_earlier_faults: true`` runs on them, with a warning).
   A refused run plays no rollback, whatever the strategy (see the gate).
 - Verdict: a failed lkchaos activity of the method (an action that raised or could not
   verify its effect, or an lkchaos function declared as a probe that raised) makes the run
@@ -60,7 +63,7 @@ from chaoslib.settings import get_loaded_settings
 from chaoslib.types import Dry
 
 from lkchaos.safety import audit, gate, ledger, pauses, runlock
-from lkchaos.settings import Settings
+from lkchaos.settings import Settings, parse_flag
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -75,6 +78,10 @@ NEVER_WARNING = (
     "--rollback-strategy never: lkchaos plays no rollback and undoes none of this run's "
     "faults; they stay in effect. Run `lkchaos recover` to remove them."
 )
+
+#: Run on top of faults earlier runs left in the ledger (refused otherwise).
+ALLOW_EARLIER_FAULTS_ENV = "LKCHAOS_ALLOW_EARLIER_FAULTS"
+ALLOW_EARLIER_FAULTS_KEY = "lkchaos_allow_earlier_faults"
 
 _run: dict[str, Any] = {}
 _runtime: dict[str, Any] = {}
@@ -230,9 +237,17 @@ def _start(
         warnings.append(NEVER_WARNING)
     earlier = [f for f in ledger.pending(settings.state_dir) if f.run_id != run_id]
     if earlier:
-        message = (f"{len(earlier)} fault(s) of earlier runs are still in the ledger ("
-                   + ", ".join(f.describe() for f in earlier[:5])
-                   + "): run `lkchaos recover` to undo them")
+        listed = (", ".join(f.describe() for f in earlier[:5])
+                  + (f" and {len(earlier) - 5} more" if len(earlier) > 5 else ""))  # fmt: skip
+        if not _earlier_faults_allowed(configuration):
+            raise InterruptExecution(
+                f"{len(earlier)} fault(s) of earlier runs are still in effect on this "
+                f"deployment ({listed}): this run would judge them, not its own. Run `lkchaos "
+                "recover` to undo them, then run again; to run on top of them on purpose (left "
+                f"with --rollback-strategy never), set {ALLOW_EARLIER_FAULTS_ENV}=1 or the "
+                f"configuration key {ALLOW_EARLIER_FAULTS_KEY}: true")  # fmt: skip
+        message = (f"{len(earlier)} fault(s) of earlier runs are still in effect ({listed}), "
+                   "as allowed: run `lkchaos recover` to undo them")
         logger.warning(message)
         warnings.append(message)
     # Room-state snapshots belong to one run: none from an earlier run may be compared.
@@ -247,6 +262,16 @@ def _start(
         except ValueError:  # not the main thread: leave the signals alone
             break
     _run["previous_signals"] = previous
+
+
+def _earlier_faults_allowed(configuration: dict[str, Any] | None) -> bool:
+    """The configuration key, else the environment variable, says a run may start on top of
+    earlier runs' faults (false when neither is set). Raises ConfigError on a value that is
+    not true or false."""
+    value = (configuration or {}).get(ALLOW_EARLIER_FAULTS_KEY)
+    if value is None:
+        value = os.environ.get(ALLOW_EARLIER_FAULTS_ENV, "")
+    return parse_flag(ALLOW_EARLIER_FAULTS_KEY, value)
 
 
 def before_activity_control(context: dict[str, Any], **kwargs: Any) -> None:
