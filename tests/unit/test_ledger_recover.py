@@ -115,19 +115,28 @@ def test_a_run_that_finds_the_ledger_damaged_is_refused(isolated: Path, tmp_path
     assert runlock.holder(isolated) is None
 
 
+def _after_an_earlier_runs_fault(
+    state: Path, tmp_path: Path
+) -> tuple[Path, Path, dict[str, Any]]:
+    """An earlier run's fault on mcp left in the ledger (its undo would write to ``left``),
+    and an experiment that faults the agent (writing to ``trace``): (left, trace, exp)."""
+    left = tmp_path / "left"
+    ledger.begin_run("an earlier run")
+    _record(state, left, target="mcp")
+    ledger.end_run()
+    trace = tmp_path / "trace"
+    exp = helpers.experiment(str(trace), [helpers.action("record_fault", trace=str(trace),
+                                                         target="agent")])  # fmt: skip
+    return left, trace, exp
+
+
 def test_a_run_on_faults_an_earlier_run_left_is_refused_and_leaves_them_for_recover(
     isolated: Path, tmp_path: Path
 ) -> None:
     """A runner killed with SIGKILL left its fault: the next experiment would judge that
     fault, not its own. It is refused before anything runs, and the fault stays for
     `lkchaos recover` (undone by nobody else, named in the refusal)."""
-    left = tmp_path / "left"
-    ledger.begin_run("killed run")
-    _record(isolated, left, target="mcp")
-    ledger.end_run()
-    trace = tmp_path / "trace"
-    exp = helpers.experiment(str(trace), [helpers.action("record_fault", trace=str(trace),
-                                                         target="agent")])  # fmt: skip
+    left, trace, exp = _after_an_earlier_runs_fault(isolated, tmp_path)
     journal = run_experiment(exp)
     assert journal["status"] == "interrupted" and journal["run"] == []
     refused = journal["lkchaos_safety"]["refused"]
@@ -144,13 +153,7 @@ def test_a_run_on_faults_an_earlier_run_left_is_refused_and_leaves_them_for_reco
 def test_a_run_on_earlier_faults_runs_when_allowed_and_undoes_only_its_own(
     isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    left = tmp_path / "left"
-    ledger.begin_run("left on purpose")
-    _record(isolated, left, target="mcp")
-    ledger.end_run()
-    trace = tmp_path / "trace"
-    exp = helpers.experiment(str(trace), [helpers.action("record_fault", trace=str(trace),
-                                                         target="agent")])  # fmt: skip
+    _, trace, exp = _after_an_earlier_runs_fault(isolated, tmp_path)
     if how == "environment":
         monkeypatch.setenv("LKCHAOS_ALLOW_EARLIER_FAULTS", "1")
     else:
