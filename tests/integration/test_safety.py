@@ -1,5 +1,6 @@
 """Interrupting an experiment mid-fault leaves nothing behind: Ctrl-C rolls back by itself,
-and after SIGKILL of the runner, `lkchaos recover` puts everything back."""
+and after SIGKILL of the runner, the next experiment is refused until `lkchaos recover` has
+put everything back."""
 
 from __future__ import annotations
 
@@ -114,6 +115,16 @@ def test_sigkill_then_recover_restores_the_baseline(settings: Settings, tmp_path
     proc.wait(timeout=10)
     left = baseline()
     assert not left["ok"] and len(left["pending_faults"]) == 2, left
+    # The next experiment would judge those faults, not its own: refused, nothing touched.
+    again = subprocess.run(
+        [CHAOS, "--no-version-check", "run", "--journal-path", str(tmp_path / "again.json"),
+         str(_experiment(tmp_path / "again-experiment.json"))],
+        cwd=ROOT, timeout=120, capture_output=True, text=True, check=False)  # fmt: skip
+    assert again.returncode == 1, again.stdout + again.stderr
+    refused = json.loads((tmp_path / "again.json").read_text())["lkchaos_safety"]["refused"]
+    assert "2 fault(s) of earlier runs are still in effect on this deployment" in refused
+    assert "Run `lkchaos recover`" in refused
+    assert len(ledger.pending(settings.state_dir)) == 2
     result = subprocess.run([LKCHAOS, "recover"], cwd=ROOT, timeout=180, capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
