@@ -176,7 +176,7 @@ def test_an_allowance_that_is_not_true_or_false_refuses_the_run(
     trace = tmp_path / "trace"
     journal = run_experiment(helpers.experiment(str(trace), []))
     assert journal["status"] == "interrupted"
-    assert "lkchaos_allow_earlier_faults must be true or false, not 'sure'" in (
+    assert "LKCHAOS_ALLOW_EARLIER_FAULTS must be true or false, not 'sure'" in (
         journal["lkchaos_safety"]["refused"])
 
 

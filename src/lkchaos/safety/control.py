@@ -269,9 +269,9 @@ def _earlier_faults_allowed(configuration: dict[str, Any] | None) -> bool:
     earlier runs' faults (false when neither is set). Raises ConfigError on a value that is
     not true or false."""
     value = (configuration or {}).get(ALLOW_EARLIER_FAULTS_KEY)
-    if value is None:
-        value = os.environ.get(ALLOW_EARLIER_FAULTS_ENV, "")
-    return parse_flag(ALLOW_EARLIER_FAULTS_KEY, value)
+    if value is not None:
+        return parse_flag(f"the configuration key {ALLOW_EARLIER_FAULTS_KEY}", value)
+    return parse_flag(ALLOW_EARLIER_FAULTS_ENV, os.environ.get(ALLOW_EARLIER_FAULTS_ENV, ""))
 
 
 def before_activity_control(context: dict[str, Any], **kwargs: Any) -> None:
