@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Row,
     Select,
     and_,
@@ -69,6 +70,12 @@ class NotFound(LkChaosError, KeyError):
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _named(experiment: str) -> ColumnElement[bool]:
+    """Runs of ``experiment``: its file stem, its title or its path."""
+    return or_(runs.c.experiment_name == experiment, runs.c.experiment_title == experiment,
+               runs.c.experiment_path == experiment)
 
 
 def _aware(value: dt.datetime, what: str) -> dt.datetime:
@@ -173,9 +180,7 @@ class History:
             raise ConfigError(f"unknown status {status!r}: use one of {', '.join(RUN_STATUSES)}")
         query = select(runs)
         if experiment is not None:
-            query = query.where(or_(runs.c.experiment_name == experiment,
-                                    runs.c.experiment_title == experiment,
-                                    runs.c.experiment_path == experiment))  # fmt: skip
+            query = query.where(_named(experiment))
         if gameday_run_id is not None:
             query = query.where(runs.c.gameday_run_id == gameday_run_id)
         if gameday is not None:
@@ -278,10 +283,7 @@ class History:
                         case((bound, True), else_=False).label("lower_bound"))
                  .select_from(runs.outerjoin(
                      gameday_runs, gameday_runs.c.gameday_run_id == runs.c.gameday_run_id))
-                 .where(or_(runs.c.experiment_name == experiment,
-                            runs.c.experiment_title == experiment,
-                            runs.c.experiment_path == experiment),
-                        runs.c.status != "refused"))  # fmt: skip
+                 .where(_named(experiment), runs.c.status != "refused"))  # fmt: skip
         if probe:
             query = query.join(probe_figures, (probe_figures.c.run_id == runs.c.run_id)
                                & (probe_figures.c.probe == probe))  # fmt: skip
@@ -297,8 +299,7 @@ class History:
         """Why :meth:`trend` of ``experiment`` (and ``probe``) has no point, as a sentence
         that says what the history does hold: the experiments with runs, or the probes the
         experiment's runs sampled, or that all its runs were refused."""
-        named = or_(runs.c.experiment_name == experiment, runs.c.experiment_title == experiment,
-                    runs.c.experiment_path == experiment)  # fmt: skip
+        named = _named(experiment)
         statuses = {str(row[0]) for row in self._all(
             select(runs.c.status).where(named).distinct(), "reading a trend")}  # fmt: skip
         if not statuses:
