@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from livekit import api
@@ -214,8 +216,6 @@ def test_rooms_no_node_runs_are_found_and_only_lkchaos_rooms_closed(close_lost: 
 def test_a_room_that_comes_back_after_its_close_is_closed_again(close_lost: Settings) -> None:
     # An agent whose job was assigned as the room started joins after the close, and its
     # join creates the room again: here a CreateRoom the moment the room is gone does so.
-    import threading
-
     settings = close_lost
     url = settings.livekit_node_urls[0]
 
@@ -307,4 +307,82 @@ def test_a_map_entry_left_without_its_room_is_closed_only_if_lkchaos(
     assert "lkchaos-probe-orphan" not in store.room_nodes
     assert "lkchaos-probe-orphan" not in store.rooms
     assert "customer-orphan" in store.room_nodes  # the deployment's: reported, not touched
+    assert close_own_rooms(settings) == []
+
+
+# -- a room being created or closed as the run ends --------------------------------------------
+@pytest.fixture
+def one_node(tmp_path: Path) -> Iterator[Settings]:
+    """One LiveKit node on its own Redis, no room."""
+    with _closes_lost(tmp_path, (), (), ()) as settings:
+        yield settings
+
+
+def _in_a_second(action: Callable[[], None]) -> threading.Thread:
+    def later() -> None:
+        time.sleep(1.0)
+        action()
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    return thread
+
+
+def test_a_room_being_created_as_the_run_ends_is_left_to_its_caller(one_node: Settings) -> None:
+    # LiveKit writes a room's room_node_map entry before its record: for that moment it looks
+    # like half of a lost close. A caller still joining (a sampled call outliving the run's
+    # stop) must keep its room.
+    import redis as redis_lib
+
+    settings = one_node
+    url = settings.livekit_node_urls[0]
+    (node_id,) = state.read_store(settings).nodes
+    with redis_lib.Redis.from_url(f"redis://{settings.redis_primary_address}") as r:
+        r.hset("room_node_map", "lkchaos-probe-joining", node_id)
+
+    async def create(c: api.LiveKitAPI) -> None:
+        await c.room.create_room(api.CreateRoomRequest(name="lkchaos-probe-joining",
+                                                       empty_timeout=600))
+
+    joining = _in_a_second(lambda: client.call(url, settings, create))
+    closed = close_own_rooms(settings)
+    joining.join(timeout=30)
+    assert closed == []
+    store = state.read_store(settings)
+    assert "lkchaos-probe-joining" in store.rooms
+    assert store.room_nodes["lkchaos-probe-joining"] == node_id
+
+
+def test_a_room_being_closed_as_the_run_ends_is_not_a_lost_close(one_node: Settings) -> None:
+    # Closing, LiveKit removes the room's record first and its room_node_map entry after.
+    import redis as redis_lib
+
+    settings = one_node
+    (node_id,) = state.read_store(settings).nodes
+    with redis_lib.Redis.from_url(f"redis://{settings.redis_primary_address}") as r:
+        r.hset("room_node_map", "lkchaos-probe-leaving", node_id)
+        leaving = _in_a_second(lambda: r.hdel("room_node_map", "lkchaos-probe-leaving"))
+        assert close_own_rooms(settings) == []
+        leaving.join(timeout=30)
+
+
+def test_a_room_closed_while_the_nodes_are_asked_about_it_is_not_a_lost_close(
+    close_lost: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Closing, a node stops running the room before its record leaves Redis: asked in that
+    # moment, no node runs it; by the time the nodes have answered (seconds), it is gone.
+    import redis as redis_lib
+
+    settings = close_lost
+    real_unhosted = dead_nodes.own_unhosted
+
+    def asked_while_it_closes(*args: Any, **kwargs: Any) -> set[str]:
+        found = real_unhosted(*args, **kwargs)
+        assert found == {"lkchaos-probe-ghost"}
+        with redis_lib.Redis.from_url(f"redis://{settings.redis_primary_address}") as r:
+            r.hdel("rooms", "lkchaos-probe-ghost")
+            r.hdel("room_node_map", "lkchaos-probe-ghost")
+        return found
+
+    monkeypatch.setattr(dead_nodes, "own_unhosted", asked_while_it_closes)
     assert close_own_rooms(settings) == []

@@ -20,6 +20,13 @@ A failover can also keep half of a close: the room gone from ``rooms`` and still
 removes the entry, and the next steady state's room-state probe reports it. CreateRoom places
 the room on its mapped node again, and DeleteRoom then closes it, entry and all.
 
+Both of those last states are also, for a moment, how a room looks while it is created (its
+``room_node_map`` entry is written before its record) or closed (its record removed first): a
+caller still joining when a run ends (a sampled voice probe's call outlives the run's stop)
+is not a lost close. They count only when they last (an unhosted room is still the same room
+in Redis once the nodes were asked about it, seconds later; an entry stays :data:`LASTING_S`
+without its room): closing a room being created would end a caller's call.
+
 lkchaos closes its own rooms this way (names beginning ``lkchaos-``: its callers', held
 calls', load ramps', the checklist's and the shipped experiments' rooms) after each run under
 the safety control and in ``lkchaos recover``, so that a node-loss or failover experiment
@@ -113,10 +120,14 @@ def close_own_rooms(settings: Settings, timeout: float = client.TIMEOUT) -> list
     found = own_rooms_on_dead_nodes(store, time.time())
     faults = {room: f"room {room} left on node {node}, which is gone"
               for room, node in found.items()}  # fmt: skip
-    for room in own_unhosted(settings, store, set(found), timeout):
+    unhosted = own_unhosted(settings, store, set(found), timeout)
+    orphans = {room for room in own_map_entries_without_room(store) if room not in found}
+    if unhosted or orphans:
+        store, unhosted, orphans = _lasting(settings, unhosted, orphans, store, timeout)
+    for room in sorted(unhosted):
         faults[room] = (f"room {room} in Redis on node {store.room_nodes.get(room)}, which "
                         "does not run it (a close lost in a Redis failover)")
-    orphans = {room for room in own_map_entries_without_room(store) if room not in faults}
+    orphans -= set(faults)
     for room in sorted(orphans):
         found[room] = store.room_nodes[room]  # placed again, then closed
         faults[room] = (f"room {room} left in room_node_map (on node "
@@ -142,6 +153,39 @@ def close_own_rooms(settings: Settings, timeout: float = client.TIMEOUT) -> list
         _verify_map_entries_gone(settings, outcomes, orphans, timeout)
     return [{"fault": faults[room], "outcome": outcome}
             for room, outcome in outcomes.items()]  # fmt: skip
+
+
+#: How long a ``room_node_map`` entry without its room must stay so to be half of a lost
+#: close rather than a room being created or closed (seconds). LiveKit writes a room's entry
+#: and its record, or removes them, within milliseconds of each other; a node slowed by a
+#: fault it is recovering from, within a second or two.
+LASTING_S = 3.0
+
+
+def _lasting(
+    settings: Settings, unhosted: set[str], orphans: set[str], first: state.StoreState,
+    timeout: float, wait_s: float = LASTING_S,
+) -> tuple[state.StoreState, set[str], set[str]]:  # fmt: skip
+    """Of ``unhosted`` (rooms in Redis no node runs, as ``first`` listed them) and
+    ``orphans`` (map entries without their room), those not created or closed meanwhile, and
+    the Redis state last read. An unhosted room must still be in Redis as the same room (the
+    same sid) on the same node: asking the nodes about it (:func:`lkchaos.livekit.state.
+    unhosted`) took seconds, in which a room being closed is gone. An orphan entry must stay,
+    on the same node and without its room, for ``wait_s``; the wait ends early once none is
+    left."""
+    sids = {room: first.rooms[room].sid for room in unhosted}
+    nodes = {room: first.room_nodes.get(room) for room in unhosted | orphans}
+    deadline = time.monotonic() + wait_s
+    while True:
+        store = _store(settings, timeout)
+        unhosted = {room for room in unhosted if room in store.rooms
+                    and store.rooms[room].sid == sids[room]
+                    and store.room_nodes.get(room) == nodes[room]}  # fmt: skip
+        orphans = {room for room in orphans if room not in store.rooms
+                   and store.room_nodes.get(room) == nodes[room]}  # fmt: skip
+        if not orphans or time.monotonic() >= deadline:
+            return store, unhosted, orphans
+        time.sleep(CAME_BACK_EVERY_S)
 
 
 #: How long rooms just closed are watched for coming back, and how often (seconds).
