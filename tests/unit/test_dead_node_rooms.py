@@ -7,6 +7,7 @@ record when a node starts), and the rooms stay in Redis, mapped to a node that i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import subprocess
@@ -386,3 +387,77 @@ def test_a_room_closed_while_the_nodes_are_asked_about_it_is_not_a_lost_close(
 
     monkeypatch.setattr(dead_nodes, "own_unhosted", asked_while_it_closes)
     assert close_own_rooms(settings) == []
+
+
+# -- a room placed again that LiveKit stores late ----------------------------------------------
+class _Rooms:
+    """A RoomService whose DeleteRoom answers ``not_found`` ``missing`` times first."""
+
+    def __init__(self, missing: int) -> None:
+        self.missing = missing
+        self.calls: list[str] = []
+
+    async def create_room(self, req: api.CreateRoomRequest) -> None:
+        self.calls.append(f"create {req.name}")
+
+    async def delete_room(self, req: api.DeleteRoomRequest) -> None:
+        self.calls.append(f"delete {req.room}")
+        if self.missing > 0:
+            self.missing -= 1
+            raise api.TwirpError("not_found", "requested room does not exist", status=404)
+
+
+class _Client:
+    def __init__(self, missing: int) -> None:
+        self.room = _Rooms(missing)
+
+
+def test_a_room_placed_again_is_deleted_once_livekit_has_stored_it() -> None:
+    c = _Client(missing=2)
+    asyncio.run(dead_nodes.move_and_delete(c, "lkchaos-probe-late", move=True,  # type: ignore[arg-type]
+                                           wait_s=5.0, every_s=0.01))
+    assert c.room.calls == ["create lkchaos-probe-late"] + ["delete lkchaos-probe-late"] * 3
+
+
+def test_a_room_not_placed_again_or_never_stored_is_not_found() -> None:
+    once = _Client(missing=1)
+    with pytest.raises(api.TwirpError):  # no CreateRoom: not_found is the answer
+        asyncio.run(dead_nodes.move_and_delete(once, "lkchaos-probe-gone", move=False))  # type: ignore[arg-type]
+    assert once.room.calls == ["delete lkchaos-probe-gone"]
+    never = _Client(missing=10_000)
+    with pytest.raises(api.TwirpError):
+        asyncio.run(dead_nodes.move_and_delete(never, "lkchaos-probe-gone", move=True,  # type: ignore[arg-type]
+                                               wait_s=0.1, every_s=0.01))
+    assert 2 < len(never.room.calls) < 20
+
+
+def test_a_room_livekit_closed_itself_once_placed_again_is_closed(
+    map_entries_kept: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Placed again with a 1 s empty timeout, the room can close by itself before DeleteRoom
+    # finds it (every DeleteRoom answered not_found): gone from Redis, entry and all.
+    import redis as redis_lib
+
+    settings = map_entries_kept
+
+    def closed_by_livekit(s: Settings, room: str, timeout: float, move: bool = True) -> None:
+        with redis_lib.Redis.from_url(f"redis://{s.redis_primary_address}") as r:
+            r.hdel("room_node_map", room)
+        raise LkChaosError("no LiveKit node closed it (requested room does not exist)")
+
+    monkeypatch.setattr(dead_nodes, "_close", closed_by_livekit)
+    closed = close_own_rooms(settings)
+    assert [c["outcome"] for c in closed] == [
+        "closed (by LiveKit once placed again, before DeleteRoom)"], closed
+
+
+def test_a_room_still_mapped_after_every_delete_failed_is_an_error(
+    map_entries_kept: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def not_closed(s: Settings, room: str, timeout: float, move: bool = True) -> None:
+        raise LkChaosError("no LiveKit node closed it (requested room does not exist)")
+
+    monkeypatch.setattr(dead_nodes, "_close", not_closed)
+    closed = close_own_rooms(map_entries_kept)
+    assert [c["outcome"] for c in closed] == [
+        "error: no LiveKit node closed it (requested room does not exist)"], closed
