@@ -1,8 +1,9 @@
 """Probes on the LiveKit nodes and on the room state they keep in Redis.
 
-``nodes_health`` returns ``{"ok": bool, "healthy": int, "nodes": {url: {"status": int,
-"body": str}}}``. A node answers ``200 OK``, or ``406 Not Ready`` when its stats are stale
-(it lost Redis); a node that does not answer has ``status`` 0. Example tolerance::
+``nodes_health`` returns ``{"ok": bool, "healthy": int, "reason": str, "nodes": {url:
+{"status": int, "body": str}}}``. A node answers ``200 OK``, or ``406 Not Ready`` when its
+stats are stale (it lost Redis); a node that does not answer has ``status`` 0. Example
+tolerance::
 
     {"type": "jsonpath", "path": "$.healthy", "expect": 2}
 
@@ -103,17 +104,30 @@ def nodes_health(
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> dict[str, Any]:
-    """GET ``/`` on each node's HTTP port (the configured nodes by default)."""
+    """GET ``/`` on each node's HTTP port (the configured nodes by default), each within
+    ``timeout`` seconds: ``reason`` names each node not ready and why (``406 Not Ready``, no
+    answer within the timeout, refused), empty when all are. A sampled readiness probe
+    should wait as long as the deployment's load balancer does (the reference stack's Caddy:
+    1 s): a busy node answering later than a shorter timeout is not a node that is down."""
     settings = Settings.load(configuration, secrets)
     nodes: dict[str, dict[str, Any]] = {}
+    reasons: list[str] = []
     for url in urls or settings.livekit_node_urls:
         try:
             response = shared_client().get(url.rstrip("/") + "/", timeout=timeout)
             nodes[url] = {"status": response.status_code, "body": response.text.strip()}
+            if response.status_code != 200:
+                body = " ".join(nodes[url]["body"].split())[:80]
+                reasons.append(f"{url}: {response.status_code} {body}".rstrip())
+        except httpx.TimeoutException as exc:
+            nodes[url] = {"status": 0, "body": f"{type(exc).__name__}: {exc}"}
+            reasons.append(f"{url}: no answer within {timeout:g} s ({type(exc).__name__})")
         except httpx.HTTPError as exc:
             nodes[url] = {"status": 0, "body": f"{type(exc).__name__}: {exc}"}
+            reasons.append(f"{url}: {type(exc).__name__}: {exc}")
     healthy = sum(1 for n in nodes.values() if n["status"] == 200)
-    return {"ok": healthy == len(nodes) and healthy > 0, "healthy": healthy, "nodes": nodes}
+    return {"ok": healthy == len(nodes) and healthy > 0, "healthy": healthy,
+            "reason": "; ".join(reasons), "nodes": nodes}  # fmt: skip
 
 
 def _observe(settings: Settings, urls: List[str], timeout: float) -> state.Observation:
