@@ -215,6 +215,11 @@ def check_journal(name: str, journal: dict[str, Any]) -> None:
             f"{name} deviated on {failed}; voice samples:\n" + "\n".join(voice_series(journal))
         )
     assert journal["lkchaos_safety"]["recovered"] == [], "a fault outlived the rollbacks"
+    # lkchaos's own rooms a fault left (on a dead node, or by a lost close) were closed.
+    unclosed = [room for room in journal["lkchaos_safety"].get("rooms_closed", [])
+                if str(room["fault"]).startswith("room ")
+                and not str(room["outcome"]).startswith("closed")]  # fmt: skip
+    assert not unclosed, f"rooms lkchaos left and could not close: {unclosed}"
     sampling = (journal.get("lkchaos") or {}).get("sampling")
     controls = {c.get("name") for c in journal["experiment"].get("controls", [])}
     # Experiments judged by their own probes (monitoring, webhooks) sample no callers.
