@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -54,3 +55,59 @@ def test_release_of_a_room_never_held_is_not_an_error() -> None:
 
     assert asyncio.run(hold.Holds().release("nobody-here")) == {
         "room": "nobody-here", "released": 0, "connected_at_release": 0}
+
+
+# -- a hold the prober never received leaves no fault ------------------------------------------
+def _prober_answering(status: int) -> Any:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Reply(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = b'{"error": "could not join"}'
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Reply)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _configuration(prober_url: str) -> dict[str, Any]:
+    return {"voice_prober_url": prober_url, "livekit_api_key": "devkey",
+            "livekit_api_secret": "a-secret-of-at-least-thirty-two-chars"}  # fmt: skip
+
+
+def test_a_hold_the_prober_never_received_leaves_no_fault_behind() -> None:
+    from lkchaos.safety import audit, ledger
+    from lkchaos.settings import Settings
+    from tests.unit.livekit_dev import free_port
+
+    configuration = _configuration(f"http://127.0.0.1:{free_port()}")  # nothing listens
+    with pytest.raises(ActivityFailed, match="did not answer POST /hold"):
+        actions.hold_participants("held-room", configuration=configuration)
+    state = Settings.load(configuration).state_dir
+    assert ledger.pending(state) == []  # the next run is not refused for a fault never made
+    outcomes = [(e["outcome"], e["target"]) for e in audit.read(state)]
+    assert outcomes == [("injected", "held-room"), ("not injected", "held-room")]
+
+
+def test_a_hold_the_prober_received_and_failed_stays_to_be_undone() -> None:
+    # The prober may have held some participants before it failed: release them later.
+    from lkchaos.safety import ledger
+    from lkchaos.settings import Settings
+
+    server = _prober_answering(500)
+    try:
+        configuration = _configuration(f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(ActivityFailed, match="the voice prober failed: 500"):
+            actions.hold_participants("held-room", configuration=configuration)
+        pending = ledger.pending(Settings.load(configuration).state_dir)
+        assert [f.describe() for f in pending] == ["held_participants on held-room"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -171,11 +171,17 @@ def hold_participants(
         room, count, duration_s = holding.check(room, count, duration_s)
     except holding.HoldError as exc:
         raise ActivityFailed(str(exc)) from exc
+    from lkchaos.voice import prober_client
+
     settings = Settings.load(configuration, secrets)
-    ledger.record(settings.state_dir, ledger.Fault(HELD, room, UNDO, "release_participants",
-                                                   {"room": room}))  # fmt: skip
+    fault = ledger.record(settings.state_dir, ledger.Fault(
+        HELD, room, UNDO, "release_participants", {"room": room}))  # fmt: skip
     body = {"room": room, "count": count, "duration_s": duration_s}
-    result = _prober(settings, "POST", "/hold", body, timeout=30 + 5 * count)
+    try:
+        result = _prober(settings, "POST", "/hold", body, timeout=30 + 5 * count)
+    except prober_client.NotReached as exc:  # nobody was held: nothing to undo
+        ledger.withdraw(settings.state_dir, fault, str(exc))
+        raise
     wanted = set(holding.identities(count))
     listed, _ = until(lambda: _listed(settings, room), lambda seen: wanted <= seen,
                       f"{count} held participants in room {room}",

@@ -3,7 +3,9 @@
 The file is ``audit.jsonl`` in the stack's state folder, created private (0600) and written
 under an exclusive file lock, one ``write`` per line. The ledger writes to it on every
 ``record`` (outcome ``injected``), on every ``forget`` and successful undo (``undone``) and on
-every failed undo (``undo failed``), so every lkchaos action is covered. An entry::
+every failed undo (``undo failed``), and ``not injected`` when a fault recorded before its
+injection is withdrawn because the injection changed nothing (its request never reached the
+service, or was refused), so every lkchaos action is covered. An entry::
 
     {"time": "2026-01-01T10:00:00.123456+00:00", "run": "3f2a...", "experiment": "redis failover",
      "target": "redis-primary", "kind": "stopped", "outcome": "injected", "fault_id": "...",

@@ -210,6 +210,19 @@ def record(state_dir: str | Path, fault: Fault) -> Fault:
     return fault
 
 
+def withdraw(state_dir: str | Path, fault: Fault, why: str) -> None:
+    """Remove ``fault`` (as :func:`record` returned it) when its injection is known to have
+    changed nothing: the request that would have made it never reached the service, or the
+    service refused it. Audited ``not injected`` with ``why``. An entry left for a fault
+    that never was would be undone in vain, and refuse every later run on the target."""
+    with _locked(ledger_path(state_dir)) as entries:
+        gone = [e for e in entries if e.get("id") == fault.id]
+        entries[:] = [e for e in entries if e.get("id") != fault.id]
+    for entry in gone:
+        audit.write(state_dir, entry, "not injected", why)
+        marks.fault_ended(entry)
+
+
 def _here(entry: dict[str, Any]) -> bool:
     """Whether an entry was made on the target this process works on (or says none)."""
     made_on = str(entry.get("deployment") or "")

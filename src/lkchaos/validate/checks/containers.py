@@ -141,7 +141,7 @@ def chaos_windows(state_dir: str, now: float | None = None) -> list[tuple[float,
     windows = []
     for events in runs.values():
         injected = sum(1 for _, what in events if what == "injected")
-        undone = sum(1 for _, what in events if what in ("undone", "recovered"))
+        undone = sum(1 for _, what in events if what in ("undone", "recovered", "not injected"))
         start = min(t for t, _ in events) - 5.0
         end = now if injected > undone else max(t for t, _ in events) + RECOVERY_GRACE_S
         windows.append((start, min(end, now)))
