@@ -16,7 +16,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def handle_errors(fn: F) -> F:
     """Turn lkchaos errors into a message on stderr and a non-zero exit: 2 for a
-    :class:`ConfigError` (bad usage or configuration), 1 for any other :class:`LkChaosError`."""
+    :class:`ConfigError` (bad usage or configuration), 1 for any other :class:`LkChaosError`
+    and for an activity's ``ActivityFailed`` (a command that runs probes or actions itself:
+    the deployment did not answer, or refused)."""
+    from chaoslib.exceptions import ActivityFailed
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -25,7 +28,7 @@ def handle_errors(fn: F) -> F:
         except ConfigError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
-        except LkChaosError as exc:
+        except (LkChaosError, ActivityFailed) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(1)
 

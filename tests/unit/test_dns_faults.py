@@ -300,6 +300,17 @@ def test_resolve_names_reports_rcodes_addresses_and_latency() -> None:
     server.close()
 
 
+def test_a_resolver_named_by_host_name_is_asked_at_its_address() -> None:
+    server = LocalDNS({LK: "172.29.77.10"}, set())
+    port = server.address.rsplit(":", 1)[1]
+    found = probes.resolve_names([LK], server=f"localhost:{port}")
+    assert found["ok"] is True and found["names"][LK]["addresses"] == ["172.29.77.10"]
+    server.close()
+    # a name that does not resolve is a resolver that cannot be reached, not a crash
+    gone = probes.resolve_names([LK], timeout=0.5, server="dns.down.invalid:53")
+    assert gone["ok"] is False and gone["rcodes"][LK] == "UNREACHABLE"
+
+
 def test_a_closed_port_is_unreachable_not_an_error() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))

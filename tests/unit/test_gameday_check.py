@@ -168,3 +168,16 @@ def test_a_number_yaml_read_as_text_says_so(tmp_path: Path) -> None:
     [problem] = problems
     assert problem.line == 2 and "use a number from 1 to 3600, written plainly (e.g. 10): " \
         "YAML read '1e1' as text" in str(problem)
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    result = CliRunner().invoke(gameday, ["run", str(FIXTURES / "good.yaml"), "--plain",
+                                          "--out", str(blocked / "reports")])
+    assert result.exit_code == 2, result.output
+    assert "cannot make the game day's output folder" in result.output
+    assert "give --out a folder you can write" in result.output
+    assert not (blocked.parent / "reports").exists()

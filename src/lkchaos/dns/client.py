@@ -9,6 +9,8 @@ configuration that is bind-mounted (else :data:`HOSTS_MOUNT`, the reference stac
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -38,8 +40,11 @@ class Answer:
 
 
 def resolve(name: str, server: str, rdtype: str = "A", timeout: float = TIMEOUT) -> Answer:
-    """Ask ``server`` (``host:port``) for ``name`` over UDP; a timeout is an answer too."""
+    """Ask ``server`` (``host:port``; the host an address or a name this machine resolves)
+    for ``name`` over UDP; a timeout is an answer too. Raises OSError when the server's own
+    name does not resolve."""
     host, port = Settings.split_address(server, 53)
+    host = _address_of(host, port)
     query = dns.message.make_query(name, dns.rdatatype.from_text(rdtype))
     start = time.perf_counter()
     try:
@@ -52,6 +57,21 @@ def resolve(name: str, server: str, rdtype: str = "A", timeout: float = TIMEOUT)
         if rrset.rdtype == dns.rdatatype.from_text(rdtype)
     )
     return Answer(name, dns.rcode.to_text(response.rcode()), addresses, latency)
+
+
+def _address_of(host: str, port: int) -> str:
+    """``host`` as an IP address (a resolver named by host name, e.g. ``dns.internal:53``,
+    is looked up through this machine's own resolver: DNS queries go to an address)."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise OSError(f"the resolver's host name {host!r} does not resolve here ({exc})") from exc
+    return str(found[0][4][0])
 
 
 def lookup(name: str, server: str, rdtype: str = "A", timeout: float = TIMEOUT) -> Answer:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lkchaos.errors import ConfigError
 from lkchaos.gameday import child, record
 from lkchaos.gameday.check import load_gameday
 from lkchaos.gameday.interrupts import POLL_S, Interrupts, interrupt
@@ -377,7 +378,11 @@ def run_gameday(path: str | Path, options: RunOptions, display: Display, *,
     with GamedayLock(loaded.run_dir, gameday.name), log_records_as_notes(say):
         settings, notes = child.merged_settings(options.settings_file)
         out_dir = options.out_dir or default_out_dir(state_dir, gameday.name)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot make the game day's output folder {out_dir}: {exc}; "
+                              "give --out a folder you can write") from exc
         for note in notes:
             say(note)
         recorder = record.open_recorder(say)

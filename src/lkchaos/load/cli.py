@@ -100,7 +100,12 @@ def load(steps: str, step_s: float, warmup_s: float, p95_budget_s: float,
             result = ramp.Ramp(settings, plan, say, callers).run()
             result["judge_budget"] = callers.budget.summary()  # over the whole ramp
     else:
-        result = ramp.Ramp(settings, plan, say).run()
+        from chaoslib.exceptions import ActivityFailed
+
+        try:
+            result = ramp.Ramp(settings, plan, say).run()
+        except ActivityFailed as exc:  # the prober's calls: it is not there, or refused them
+            raise ConfigError(f"could not run the ramp: {exc}") from exc
     result["engine"] = engine
     if history_exists(settings.state_dir) if use_history is None else use_history:
         _record(result)  # first: a bad output path below must not lose the ramp
