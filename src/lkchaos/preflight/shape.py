@@ -106,14 +106,15 @@ def _hypothesis(value: Any) -> list[Problem]:
                        for p in _activity(f"{where}.probes[{i}]{_name(a)}", a)]  # fmt: skip
 
 
-def _sampling(where: str, arguments: Any) -> list[Problem]:
+def _sampling(where: str, arguments: Any, method: Any = None) -> list[Problem]:
     from lkchaos.controls.options import parse_options
 
     if not isinstance(arguments, Mapping):
         return [_problem(f"{where}.provider.arguments", f"must be an object with the probes to "
                                                         f"sample, not {_kind(arguments)}")]
     try:
-        parse_options(arguments, check_activities=False, allow_placeholders=True)
+        parse_options(arguments, check_activities=False, allow_placeholders=True,
+                      method=method if isinstance(method, list) else None)
     except ChaosException as exc:
         if any(m in str(exc) for m in _kind_mismatches(arguments.get("probes"))):
             return []  # reported on the probe itself, with its name (lkchaos.preflight.walk)
@@ -132,7 +133,7 @@ def _kind_mismatches(probes: Any) -> list[str]:
     return found
 
 
-def _controls(value: Any) -> list[Problem]:
+def _controls(value: Any, method: Any = None) -> list[Problem]:
     if not isinstance(value, list):
         return [_problem("controls", f"must be a list of controls, not {_kind(value)}")]
     problems: list[Problem] = []
@@ -158,7 +159,7 @@ def _controls(value: Any) -> list[Problem]:
                                             f"without it; lkchaos's controls: "
                                             f"{', '.join(CONTROLS)}"))  # fmt: skip
         if module == SAMPLING:
-            problems += _sampling(where, provider.get("arguments"))
+            problems += _sampling(where, provider.get("arguments"), method)
     return problems
 
 
@@ -192,7 +193,7 @@ def check(experiment: Any) -> list[Problem]:
     if experiment.get("steady-state-hypothesis") is not None:
         problems += _hypothesis(experiment["steady-state-hypothesis"])
     if experiment.get("controls") is not None:
-        problems += _controls(experiment["controls"])
+        problems += _controls(experiment["controls"], experiment.get("method"))
     if experiment.get("configuration") is not None and not isinstance(
             experiment["configuration"], Mapping):  # fmt: skip
         problems.append(_problem("configuration", f"must be an object (names to values), not "
