@@ -113,6 +113,14 @@ def _recover(force: bool) -> None:
 
     state = look()
     ok = state["ok"]
+    if not ok:
+        from lkchaos.target.down import why_down
+
+        down = why_down(Settings.load())
+        if down:  # nothing to wait for: it is not starting, it is not there
+            click.secho(f"cannot check that the deployment is back: {down}", fg="red",
+                        err=True)  # fmt: skip
+            sys.exit(1)
     if not ok and "cannot_check" not in state:
         # Services just started may still be warming up: give them a bounded while.
         deadline = time.monotonic() + 60

@@ -93,6 +93,29 @@ def test_a_steady_state_missed_with_an_earlier_runs_fault_left_says_to_recover(
     assert "failed: tools-answer (returned 1)." in said[0]
 
 
+def test_a_steady_state_missed_on_a_deployment_that_is_down_says_so_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # Every probe of a stopped deployment fails to connect; the first one's error (the voice
+    # prober's, suggesting a prober of one's own) was all the user was told.
+    from tests.unit.livekit_dev import free_port
+
+    nodes = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    monkeypatch.setenv("LKCHAOS_LIVEKIT_NODE_URLS", ",".join(nodes))
+    trace = tmp_path / "trace"
+    exp = _experiment(trace, [helpers.action("record_fault", trace=str(trace), target="agent")])
+    exp["steady-state-hypothesis"] = {"title": "ready", "probes": [
+        helpers.probe("tools-answer", "value", tolerance=2, result=1)]}
+    with caplog.at_level(logging.INFO, logger="chaostoolkit"):
+        journal = _run(exp)
+    assert journal["status"] == "failed"
+    said = [m for _, m in _messages(caplog) if "did not hold before the method, so" in m]
+    assert len(said) == 1
+    assert "The deployment is down: no LiveKit node accepts a connection" in said[0]
+    assert all(f"{url}: Connection refused" in said[0] for url in nodes)
+    assert journal["lkchaos_safety"]["deployment_down"].startswith("the deployment is down")
+
+
 def test_a_steady_state_probe_that_raised_is_said_with_its_error(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
     # A wrong API secret: the cause was only in the journal (and in a rollback's error).

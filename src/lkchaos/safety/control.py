@@ -373,10 +373,14 @@ def _verdict(
             state["status"] = "failed"
         earlier = [f.describe() for f in ledger.pending(_run["state_dir"])
                    if f.run_id != _run["run_id"]] if "state_dir" in _run else []  # fmt: skip
+        down = None if earlier else _why_down(configuration, secrets)
         first = (f"faults of an earlier run are still in effect ({'; '.join(earlier)}): run "
                  "`lkchaos recover`, then run again" if earlier else
+                 f"{down[0].upper()}{down[1:]}" if down else
                  "Bring the deployment back to its steady state first (`lkchaos target "
                  "check` says what answers; on the reference stack, `lkchaos stack status`)")
+        if down:
+            report["deployment_down"] = down
         logger.error("the steady state did not hold before the method, so nothing was "
                      f"injected and the run failed: {_why_unmet(state) or 'see above'}. "
                      f"{first}")
@@ -397,6 +401,16 @@ def _verdict(
                          f"deviated (output: {item['output']!r})")
 
 
+def _why_down(configuration: dict[str, Any] | None, secrets: dict[str, Any] | None) -> str | None:
+    """:func:`lkchaos.target.down.why_down` for the run's target; None when it cannot say."""
+    from lkchaos.target.down import why_down
+
+    try:
+        return why_down(Settings.load(configuration, secrets))
+    except Exception:  # only a better message: never the verdict
+        return None
+
+
 def _missed_before(state: dict[str, Any]) -> list[dict[str, Any]]:
     """The runs of the probes that missed the steady state before the method (failed, or
     out of their tolerance)."""
@@ -405,7 +419,7 @@ def _missed_before(state: dict[str, Any]) -> list[dict[str, Any]]:
             if not p.get("tolerance_met", True) or p.get("status") != "succeeded"]
 
 
-def _why_unmet(state: dict[str, Any], limit: int = 200) -> str:
+def _why_unmet(state: dict[str, Any], limit: int = 600) -> str:
     """Each probe that missed the steady state before the method, with why: its error (a
     refused credential, a node that did not answer), else what it returned."""
     reasons = []
@@ -415,7 +429,7 @@ def _why_unmet(state: dict[str, Any], limit: int = 200) -> str:
             why = _error(probe)
         else:
             why = "returned " + json.dumps(probe.get("output"), default=str)
-        reasons.append(f"{name} ({why[:limit]})")
+        reasons.append(f"{name} ({why if len(why) <= limit else why[:limit] + '...'})")
     return "; ".join(reasons)
 
 
