@@ -160,6 +160,34 @@ def _controls(value: Any, method: Any = None) -> list[Problem]:
                                             f"{', '.join(CONTROLS)}"))  # fmt: skip
         if module == SAMPLING:
             problems += _sampling(where, provider.get("arguments"), method)
+        elif module in CONTROL_ARGUMENTS:
+            problems += _control_arguments(where, module, provider.get("arguments"))
+    return problems
+
+
+#: The arguments lkchaos's controls other than sampling take (their hooks' ``**kwargs``
+#: would take any name, and a misspelt one would be ignored without a word).
+CONTROL_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    SAFETY: (), "lkchaos.controls.history": ("url",), "lkchaos.controls.progress": (),
+}
+
+
+def _control_arguments(where: str, module: str, arguments: Any) -> list[Problem]:
+    import difflib
+
+    if arguments is None:
+        return []
+    known = CONTROL_ARGUMENTS[module]
+    takes = f"it takes {', '.join(known)}" if known else "it takes none"
+    if not isinstance(arguments, Mapping):
+        return [_problem(f"{where}.provider.arguments",
+                         f"must be an object, not {_kind(arguments)} ({takes})")]
+    problems = []
+    for name in sorted(set(arguments) - set(known)):
+        close = difflib.get_close_matches(str(name), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(_problem(f"{where}.provider.arguments",
+                                 f"unknown argument {name!r} of {module}: {takes}{hint}"))
     return problems
 
 
