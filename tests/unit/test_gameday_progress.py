@@ -51,7 +51,10 @@ def test_control_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     control.before_hypothesis_control({})
     control.after_activity_control(
         {"type": "probe", "name": "p", "provider": {"type": "python", "module": "m"}},
-        state={"status": "failed", "exception": ["Traceback", "ActivityFailed: no answer\n"]})
+        # Chaos Toolkit names the class once, and again when it wraps one error in another
+        state={"status": "failed", "exception": ["Traceback", "chaoslib.exceptions.ActivityFailed"
+                                                 ": chaoslib.exceptions.ActivityFailed: no "
+                                                 "answer: Foo.Bar: kept\n"]})
     control.after_experiment_control({}, state={"status": "completed", "deviated": True})
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(e["event"], e["edge"]) for e in lines] == [
@@ -63,7 +66,7 @@ def test_control_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "kill-agent", "lkchaos.docker.actions", "method", "succeeded")
     assert len(end["result"]) == control.SHORT
     assert lines[5]["phase"] == "steady-state-after"
-    assert lines[6]["error"] == "ActivityFailed: no answer"
+    assert lines[6]["error"] == "no answer: Foo.Bar: kept"
     assert lines[7]["deviated"] is True
 
 

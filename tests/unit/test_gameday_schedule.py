@@ -104,6 +104,11 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
+def test_a_zero_duration_is_said_to_be_zero_not_malformed() -> None:
+    with pytest.raises(ConfigError, match="'0s' must be more than 0"):
+        parse_duration("0s")
+
+
 def test_a_duration_too_long_for_a_date_is_refused() -> None:
     with pytest.raises(ConfigError, match="too long"):
         parse_duration("99999999999d")

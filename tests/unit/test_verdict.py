@@ -472,6 +472,21 @@ def test_an_error_at_the_start_refuses_the_run_instead_of_running_unlocked(
     assert helpers.lines(str(trace)) == []
 
 
+def test_a_state_folder_that_cannot_be_made_is_named_with_how_to_choose_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("LKCHAOS_STATE_DIR", str(blocked / "state"))
+    trace = tmp_path / "trace"
+    journal = _run(_experiment(trace, [helpers.action("record_fault", trace=str(trace),
+                                                      target="agent")]))
+    assert journal["status"] == "interrupted"
+    refused = json.dumps(journal, default=str)
+    assert f"the state folder {blocked / 'state'} (LKCHAOS_STATE_DIR) cannot be used" in refused
+    assert helpers.lines(str(trace)) == []
+
+
 def test_a_failed_run_that_also_deviated_says_which_steady_state_probe_missed() -> None:
     state = {"status": "failed", "deviated": True, "steady_states": {"after": {"probes": [
         {"activity": {"name": "caller-answered-now"}, "tolerance_met": True},

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any
 
@@ -161,13 +162,25 @@ def before_activity_control(context: Any, **kwargs: Any) -> None:
     _emit("activity", edge="start", **_describe(context))
 
 
+#: An exception's dotted class name before its message (``chaoslib.exceptions.ActivityFailed:
+#: ``): Chaos Toolkit writes it once, and again when it wraps one activity error in another.
+_EXCEPTION_NAME = re.compile(r"^(?:[A-Za-z_]\w*\.)+[A-Z]\w*: ")
+
+
+def _message(line: str) -> str:
+    """The exception line's message, without the class names before it."""
+    while (found := _EXCEPTION_NAME.match(line)) is not None and found.end() < len(line):
+        line = line[found.end():]
+    return line
+
+
 def after_activity_control(context: Any, state: Any = None, **kwargs: Any) -> None:
     run = state if isinstance(state, dict) else {}
     fields = _describe(context)
     fields["status"] = run.get("status")
     if run.get("status") == "failed":
         lines = [line.strip() for line in run.get("exception") or [] if str(line).strip()]
-        fields["error"] = short(lines[-1] if lines else "failed")
+        fields["error"] = short(_message(lines[-1]) if lines else "failed")
     elif "output" in run:
         fields["result"] = short(run.get("output"))
     _emit("activity", edge="end", **fields)

@@ -35,6 +35,26 @@ _NOT_A_MAPPING = ("a game day must be a mapping with a name and entries",
                   "see gamedays/quick.yaml for an example")
 
 
+def _field_range(where: Location) -> tuple[float, float] | None:
+    """The bounds (``ge``, ``le``) of the field at ``where`` in its own model: a knob's name
+    alone is not enough (``timeout_s`` is 1-3600 on the baseline, 10-86400 on an entry)."""
+    import annotated_types
+
+    if not where:
+        return None
+    try:
+        field = _model_at(where).model_fields.get(str(where[-1]))
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+    if field is None:
+        return None
+    low = next((m.ge for m in field.metadata if isinstance(m, annotated_types.Ge)), None)
+    high = next((m.le for m in field.metadata if isinstance(m, annotated_types.Le)), None)
+    if not isinstance(low, int | float) or not isinstance(high, int | float):
+        return None
+    return low, high
+
+
 class GamedayInvalid(FileInvalid):
     """A game day file with problems; ``problems`` lists them all."""
 
@@ -77,8 +97,9 @@ def _schema_problem(path: str, error: Any, lines: dict[Location, int]) -> Proble
         "too_short": "add at least one item",
     }.get(kind, "see docs/gamedays.md for this knob's type and range")
     knob = str(where[-1]) if where else ""
-    if knob in _RANGES:
-        low, high = _RANGES[knob]
+    bounds = _field_range(where) or _RANGES.get(knob)
+    if bounds is not None:
+        low, high = bounds
         fix = f"use a number from {low} to {high}"
         if knob == "weight":
             fix = f"use a number greater than {low}, up to {high}"

@@ -53,8 +53,10 @@ def parse_duration(text: str) -> float:
     """Seconds in ``30s``, ``10m``, ``2h``, ``7d`` or a plain number of seconds; raises
     ConfigError otherwise."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not match or float(match[1]) <= 0:
+    if not match:
         raise ConfigError(f"duration {text!r} is not of the form 30s, 10m, 2h or 7d")
+    if float(match[1]) <= 0:
+        raise ConfigError(f"duration {text!r} must be more than 0 (e.g. 30s, 10m, 2h or 7d)")
     seconds = float(match[1]) * _UNITS[match[2] or "s"]
     if seconds > MAX_DURATION_S:
         raise ConfigError(f"duration {text!r} is too long: at most {MAX_DURATION_S // 86400}d "

@@ -209,8 +209,26 @@ def before_experiment_control(
     except Exception as exc:
         _finish()
         gate.refuse(context, f"the lkchaos safety control could not start the run "
-                    f"({type(exc).__name__}: {exc}); nothing was done. Fix the cause and run "
-                    "the experiment again.", configuration, secrets)  # fmt: skip
+                    f"({type(exc).__name__}: {exc}){_in_state_folder(exc)}; nothing was done. "
+                    "Fix the cause and run the experiment again.",
+                    configuration, secrets)  # fmt: skip
+
+
+def _in_state_folder(exc: Exception) -> str:
+    """For a file error under the state folder: which folder, and how it is chosen."""
+    import os
+
+    from lkchaos.settings import default_state_dir
+
+    if not isinstance(exc, OSError) or not exc.filename:
+        return ""
+    folder = default_state_dir()
+    if not str(exc.filename).startswith(str(folder)):
+        return ""
+    how = ("LKCHAOS_STATE_DIR" if os.environ.get("LKCHAOS_STATE_DIR") else
+           "the default: LKCHAOS_STATE_DIR is unset")  # fmt: skip
+    return (f": the state folder {folder} ({how}) cannot be used; set LKCHAOS_STATE_DIR to a "
+            "folder this user can create and write")
 
 
 def _start(
