@@ -176,3 +176,24 @@ def test_parse_since_and_sparkline() -> None:
     assert parse_since("2026-11-01") == dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     assert sparkline([0.0, None, 5.0, 10.0]) == "▁ ▅█"
     assert sparkline([None]) == " "
+
+
+def test_show_says_when_the_journal_file_holds_another_run_now(tmp_path: Path) -> None:
+    # `chaos run` writes ./journal.json by default: the next run in that folder replaces it.
+    url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    path = tmp_path / "journal.json"
+    ids = ["aaaa1111bbbb" + "0" * 20, "cccc2222dddd" + "0" * 20]
+    with open_history(url) as store:
+        for run_id, name in zip(ids, ["dns-failure", "failed"], strict=True):
+            journal = load(name)
+            journal["lkchaos_safety"]["run_id"] = run_id
+            path.write_text(json.dumps(journal))
+            store.record_run(journal, journal_path=str(path))
+    code, output = run("--url", url, "show", "aaaa1111")
+    assert code == 0
+    assert (f"{path} (now run cccc2222dddd's; the history keeps this one's: "
+            "`lkchaos report aaaa1111bbbb`)") in output
+    code, output = run("--url", url, "show", "cccc2222")
+    assert f"journal:    {path}\n" in output  # still its own
+    path.unlink()
+    assert "(gone; the history keeps it" in run("--url", url, "show", "cccc2222")[1]

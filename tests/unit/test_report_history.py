@@ -101,3 +101,32 @@ def test_the_cli_reports_a_game_day_from_the_history(history_url: str, tmp_path:
     missing = CliRunner().invoke(report_command, ["--gameday", "daily", "--history-url",
                                                   history_url, "-o", str(out)])
     assert missing.exit_code == 2 and "no game day run" in missing.stderr
+
+
+def test_a_run_id_is_reported_from_the_journal_the_history_keeps(tmp_path: Path) -> None:
+    # `chaos run` writes ./journal.json by default: the next run in the same folder
+    # overwrites it, and the path the history recorded then holds another run's journal.
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    overwritten = tmp_path / "journal.json"
+    with open_history(url) as history:
+        for minutes, (name, run_id) in enumerate([("dns-failure", "3f2a9c1b7d04" + "0" * 20),
+                                                  ("failed", "9e8d7c6b5a49" + "0" * 20)]):
+            journal = run_of(name, run_id, minutes)
+            overwritten.write_text(json.dumps(journal))
+            history.record_run(journal, experiment_path=f"experiments/{name}.json",
+                               journal_path=str(overwritten))  # fmt: skip
+    title = json.loads((JOURNALS / "dns-failure.json").read_text())["experiment"]["title"]
+    result = CliRunner().invoke(report_command, [
+        "3f2a9c1b", "--history-url", url, "-o", str(tmp_path / "r.html"),
+        "--markdown", str(tmp_path / "r.md")])
+    assert result.exit_code == 0, result.output
+    summary = (tmp_path / "r.md").read_text()
+    other = json.loads((JOURNALS / "failed.json").read_text())["experiment"]["title"]
+    assert title != other
+    assert title in summary and other not in summary  # not the file now at journal_path
+
+    unknown = CliRunner().invoke(report_command, ["abcdef12", "--history-url", url,
+                                                  "-o", str(tmp_path / "x.html")])
+    assert unknown.exit_code == 2
+    assert "`lkchaos history list` shows the run ids" in unknown.output
+    assert not (tmp_path / "x.html").exists()

@@ -189,7 +189,7 @@ def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
         ("score", f"{_num(run.score)} when recorded, {_num(_score_now(run))} now"),
         ("why", run.score_explanation or "-"),
         ("game day", f"{run.gameday_run_id or '-'} entry {run.entry or '-'}"),
-        ("target", run.target or "-"), ("journal", run.journal_path or "-"),
+        ("target", run.target or "-"), ("journal", _journal_note(run.journal_path, run.run_id)),
         ("versions", f"lkchaos {run.lkchaos_version}, LiveKit {run.livekit_version or '?'}"),
     ]  # fmt: skip
     for key, value in lines:
@@ -313,3 +313,24 @@ def loads(ctx: click.Context, limit: int, as_json: bool, load_id: str | None) ->
              " ".join(_pct(s["answered_pct"] / 100) for s in r["steps_measured"]),
              "?" if r["leftover_rooms"] is None else str(r["leftover_rooms"]),
              r["load_id"][:12]] for r in found])  # fmt: skip
+
+
+def _journal_note(path: str | None, run_id: str) -> str:
+    """The journal's path, and whether it still holds this run: `chaos run` writes
+    ./journal.json unless told otherwise, and the next run there overwrites it. The history
+    keeps each run's own journal (`lkchaos report RUN_ID`)."""
+    if not path:
+        return f"- (the history keeps it: `lkchaos report {run_id[:12]}`)"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            held = json.load(handle)
+    except FileNotFoundError:
+        return f"{path} (gone; the history keeps it: `lkchaos report {run_id[:12]}`)"
+    except (OSError, ValueError):
+        return path
+    safety = held.get("lkchaos_safety") if isinstance(held, dict) else None
+    other = safety.get("run_id") if isinstance(safety, dict) else None
+    if other and other != run_id:
+        return (f"{path} (now run {str(other)[:12]}'s; the history keeps this one's: "
+                f"`lkchaos report {run_id[:12]}`)")
+    return path

@@ -1,4 +1,5 @@
-"""``lkchaos report``: journals (or a game day from the history) to HTML, Markdown and JUnit;
+"""``lkchaos report``: journals (files, or run ids whose journals the history keeps; or a game
+day from the history) to HTML, Markdown and JUnit;
 a voice load ramp (``--load``: its JSON file or its id in the history) to HTML and Markdown.
 
 Exit status: 0 when the files were written, 2 for bad usage or a journal that cannot be read,
@@ -8,6 +9,7 @@ written). The paths written are printed, one per line.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -26,14 +28,46 @@ def _history_gameday(name_or_id: str, url: str | None) -> tuple[GamedayInfo, lis
     return day, list(journals)
 
 
-def _default_title(journals: tuple[Path, ...], gameday: GamedayInfo | None) -> str:
+def _default_title(sources: list[JournalSource], gameday: GamedayInfo | None) -> str:
     if gameday is not None:
         return f"Game day {gameday.name}"
-    if len(journals) == 1:
-        title = read_journal(journals[0])["experiment"].get("title")
+    if len(sources) == 1:
+        journal = read_journal(sources[0]) if isinstance(sources[0], Path) else sources[0]
+        title = (journal.get("experiment") or {}).get("title")
         if isinstance(title, str) and title.strip():
             return title
     return "lkchaos experiment report"
+
+
+#: A run id as `lkchaos history` shows it (12 hex digits), or a unique prefix of 4 or more.
+_RUN_ID = re.compile(r"[0-9a-f]{4,32}")
+
+
+def _run_ids(journals: tuple[Path, ...]) -> list[str]:
+    """The arguments that are run ids of the history rather than journal files: no such file,
+    and the shape of an id."""
+    return [str(j) for j in journals if not j.exists() and _RUN_ID.fullmatch(str(j))]
+
+
+def _sources(journals: tuple[Path, ...], url: str | None) -> list[JournalSource]:
+    """Each argument's journal: the file, or for a run id the journal the history keeps (a
+    journal file is overwritten by the next `chaos run` in the same folder; the history's
+    copy is the run's own)."""
+    ids = set(_run_ids(journals))
+    if not ids:
+        return list(journals)
+    from lkchaos.history import open_history
+    from lkchaos.history.store import NotFound
+
+    found: dict[str, JournalSource] = {}
+    with open_history(url, existing=True) as history:
+        for run_id in ids:
+            try:
+                found[run_id] = history.journal(run_id)
+            except NotFound as exc:
+                raise ConfigError(f"{exc} (`lkchaos history list` shows the run ids; a journal "
+                                  "file is given by its path)") from None
+    return [found[str(j)] if str(j) in found else j for j in journals]
 
 
 @click.command("report")
@@ -63,10 +97,12 @@ def report(journals: tuple[Path, ...], output: Path, markdown_path: Path | None,
 
     \b
     lkchaos report journal.json -o report.html --markdown summary.md --junit junit.xml
+    lkchaos report 3f2a9c1b7d04      # a run id of `lkchaos history list`: its own journal
     lkchaos report --gameday weekly --history-url sqlite:///history.sqlite
     lkchaos report --load ramp.json -o ramp.html
     """
-    inputs = [*journals, *([Path(load_ref)] if load_ref and Path(load_ref).is_file() else [])]
+    inputs = [*(j for j in journals if str(j) not in _run_ids(journals)),
+              *([Path(load_ref)] if load_ref and Path(load_ref).is_file() else [])]
     check_outputs(inputs, {"--output": output, "--markdown": markdown_path,
                            "--junit": junit_path})  # fmt: skip
     if load_ref is not None:
@@ -76,16 +112,18 @@ def report(journals: tuple[Path, ...], output: Path, markdown_path: Path | None,
         _load_report(load_ref, history_url, output, markdown_path, title)
         return
     if gameday_ref is None and not journals:
-        raise ConfigError("give one or more journal files, or --gameday NAME_OR_RUN_ID")
+        raise ConfigError("give one or more journal files or run ids (`lkchaos history list`), "
+                          "or --gameday NAME_OR_RUN_ID")
     if gameday_ref is not None and journals:
         raise ConfigError("give journal files or --gameday, not both")
-    if history_url is not None and gameday_ref is None:
-        raise ConfigError("--history-url is only used with --gameday or --load")
+    if history_url is not None and gameday_ref is None and not _run_ids(journals):
+        raise ConfigError("--history-url is only used with --gameday, --load or run ids")
     day: GamedayInfo | None = None
-    sources: list[JournalSource] = list(journals)
     if gameday_ref is not None:
         day, sources = _history_gameday(gameday_ref, history_url)
-    built = load_report(sources, title=title or _default_title(journals, day), gameday=day)
+    else:
+        sources = _sources(journals, history_url)
+    built = load_report(sources, title=title or _default_title(sources, day), gameday=day)
     paths = {"html": output}
     if markdown_path is not None:
         paths["md"] = markdown_path
