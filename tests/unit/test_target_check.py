@@ -436,3 +436,49 @@ def test_a_missing_link_stops_only_the_activities_on_that_link() -> None:
                   "method": [slow("tools", "agent_tool_server"), slow("lk", "agent_livekit")]}
     found = applies.describe(applies.reasons(experiment, loaded, missing_roles=missing))
     assert found == ["link agent_tool_server: no proxy 'agent_mcpp' in Toxiproxy (tools)"]
+
+
+def test_a_node_url_the_environment_overrides_is_checked_at_that_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_url: str, listener: str,
+) -> None:
+    # A run uses LKCHAOS_LIVEKIT_NODE_URLS over the file's nodes: the check must reach those.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    monkeypatch.setenv("LK_KEY", "k")
+    monkeypatch.setenv("LKCHAOS_LIVEKIT_NODE_URLS", f"garbage,{http_url}")
+    path = _target(tmp_path, http_url, listener, listener, listener)
+    out = CliRunner().invoke(target_cli, ["check", "--target", str(path)]).output
+    assert "FAIL  livekit node garbage (from LKCHAOS_LIVEKIT_NODE_URLS): garbage did not " \
+           "answer" in out, out
+    assert f"ok    livekit node {http_url} (from LKCHAOS_LIVEKIT_NODE_URLS)" in out
+    assert "livekit node only:" not in out  # the file's node is not what a run would use
+
+
+def test_a_sentinel_that_accepts_and_never_answers_fails(
+    listener: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A paused Sentinel (pause_service) still accepts connections: the kernel does.
+    from lkchaos.settings import Settings
+    from lkchaos.target import reach
+
+    monkeypatch.setattr(reach, "TIMEOUT_S", 0.5)
+    (found,) = reach.master_name_checks(Settings(sentinel_addresses=(listener,)))
+    assert not found.ok
+    assert found.detail.startswith(f"{listener} accepts connections but gave no answer "
+                                   "within 0.5 s: paused or hung")
+
+
+def test_a_toxiproxy_api_and_a_prober_that_accept_and_never_answer_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_url: str, listener: str,
+) -> None:
+    # A paused Toxiproxy or prober still accepts connections; asked, it answers nothing.
+    from lkchaos.target import reach
+
+    monkeypatch.setattr(reach, "TIMEOUT_S", 0.5)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    monkeypatch.setenv("LK_KEY", "k")
+    path = _target(tmp_path, http_url, listener, listener, listener)
+    path.write_text(path.read_text() + f"toxiproxy: {{api_url: \"http://{listener}\"}}\n"
+                    f"voice: {{prober_url: \"http://{listener}\"}}\n")
+    out = CliRunner().invoke(target_cli, ["check", "--target", str(path)]).output
+    assert f"FAIL  toxiproxy API: http://{listener}/version did not answer" in out, out
+    assert f"FAIL  voice prober: http://{listener}/health did not answer" in out, out

@@ -45,7 +45,7 @@ COMPONENT: dict[Need, str] = {
     "runtime": "docker", "livekit": "livekit", "redis": "redis", "sentinel": "redis",
     "redis_primary": "docker", "tls_proxy": "tls_proxy", "tls_reload": "tls_proxy",
     "resolver": "resolver", "resolver_faultable": "resolver", "toxiproxy": "toxiproxy",
-    "voice": "livekit", "prometheus": "prometheus", "alertmanager": "alertmanager",
+    "voice": "voice", "prometheus": "prometheus", "alertmanager": "alertmanager",
     "receiver": "receiver", "ingress": "ingress",
 }  # fmt: skip
 

@@ -1,16 +1,22 @@
 """Reach what a target names: each check is one line of ``lkchaos target check``.
 
 - each LiveKit node: an HTTP GET of its URL (any answer below 500 counts);
-- Redis (each Sentinel, or the primary and replicas), the TLS proxy, the resolver and
-  Toxiproxy's API: a TCP connect;
+- Redis (each Sentinel, or the primary and replicas), the TLS proxy and the resolver: a TCP
+  connect; Toxiproxy's API (``GET /version``), the voice prober when the target names one
+  (``GET /health``), Prometheus and Alertmanager (``GET /-/ready``): an HTTP answer below
+  500, since a paused service still accepts connections (the kernel does);
+- each at the address a run would use: the target file's, or where an environment variable
+  overrides it (``LKCHAOS_LIVEKIT_NODE_URLS``, ``LKCHAOS_SENTINELS``, ...), that value, the
+  variable named in the line;
 - the runtime: the Docker engine's list of containers must hold every runtime name the roles
   map to (compose service names, container names, or label values);
 - each secret reference must resolve (its value is never shown);
 - each node must accept the API key pair: a signed ``ListRooms`` (read only), where a 401
   says the key or secret is not one of LiveKit's ``keys:``;
 - each Toxiproxy link the target maps must name a proxy Toxiproxy has (``GET /proxies``);
-- each Sentinel that answers must monitor the master the target names
-  (``SENTINEL MASTER``, read only): a name it does not know is listed with the ones it does;
+- each Sentinel that accepts connections must answer, and monitor the master the target
+  names (``SENTINEL MASTER``, read only): a name it does not know is listed with the ones it
+  does; one that accepts and never answers (paused, hung) fails;
 - each CA file the target names must load as PEM (``tls_proxy.ca_file``, Redis's
   ``tls.ca_file``).
 
@@ -82,22 +88,89 @@ def _url_address(url: str) -> str:
     return join_host_port(parts.hostname or "", port)
 
 
-def _network(target: Target) -> list[Reached]:
-    found = [http_get("livekit", f"livekit node {node.name}", node.url)
-             for node in target.livekit.nodes]
-    if target.redis.sentinel is not None:
+def _from_env(key: str) -> str | None:
+    """The environment variable that overrides the target's ``key`` (a run uses its value),
+    when it is set."""
+    from lkchaos.settings import ENV_KEYS
+
+    name = ENV_KEYS.get(key)
+    return name if name and os.environ.get(name) else None
+
+
+def _effective() -> Any | None:
+    """The settings a run would use (the target file under the environment's overrides), or
+    None when they cannot be built (then the file's values are checked)."""
+    from lkchaos.settings import Settings
+
+    try:
+        return Settings.load()
+    except Exception:  # the target's own problems are reported by its other lines
+        return None
+
+
+def _network(target: Target, effective: Any = None) -> list[Reached]:
+    """The components the target names, each at the address a run would use: the target
+    file's, or the value of the environment variable that overrides it (named in the line)."""
+
+    def overridden(key: str) -> str | None:
+        return _from_env(key) if effective is not None else None
+
+    if env := overridden("livekit_node_urls"):
+        found = [http_get("livekit", f"livekit node {url} (from {env})", url)
+                 for url in effective.livekit_node_urls]  # fmt: skip
+    else:
+        found = [http_get("livekit", f"livekit node {node.name}", node.url)
+                 for node in target.livekit.nodes]  # fmt: skip
+    if env := overridden("sentinel_addresses"):
+        found += [tcp("redis", f"redis sentinel (from {env})", address)
+                  for address in effective.sentinel_addresses]  # fmt: skip
+    elif target.redis.sentinel is not None:
         found += [tcp("redis", "redis sentinel", address)
                   for address in target.redis.sentinel.addresses]
     if target.redis.direct is not None:
         found.append(tcp("redis", "redis primary", target.redis.direct.primary))
         found += [tcp("redis", "redis replica", address)
                   for address in target.redis.direct.replicas]
-    found.append(tcp("tls_proxy", f"tls proxy ({target.tls_proxy.kind})",
-                     target.tls_proxy.address))
-    if target.resolver is not None:
+    if env := overridden("tls_address"):
+        found.append(tcp("tls_proxy", f"tls proxy (from {env})", effective.tls_address))
+    else:
+        found.append(tcp("tls_proxy", f"tls proxy ({target.tls_proxy.kind})",
+                         target.tls_proxy.address))
+    if env := overridden("dns_server"):
+        found.append(tcp("resolver", f"resolver (from {env})", effective.dns_server))
+    elif target.resolver is not None:
         found.append(tcp("resolver", "resolver", target.resolver.address))
-    if target.toxiproxy is not None:
-        found.append(tcp("toxiproxy", "toxiproxy API", _url_address(target.toxiproxy.api_url)))
+    # Toxiproxy's API asked (GET /version), not only connected to: a paused Toxiproxy still
+    # accepts connections (the kernel does), and answers nothing.
+    if env := overridden("toxiproxy_url"):
+        found.append(http_get("toxiproxy", f"toxiproxy API (from {env})",
+                              effective.toxiproxy_url.rstrip("/") + "/version"))
+    elif target.toxiproxy is not None:
+        found.append(http_get("toxiproxy", "toxiproxy API",
+                              target.toxiproxy.api_url.rstrip("/") + "/version"))
+    found += _services(target, effective)
+    return found
+
+
+def _services(target: Target, effective: Any | None) -> list[Reached]:
+    """The voice prober (when not run in process) and the monitoring URLs the target names,
+    each asked for its health (a URL that answers below 500 is reachable)."""
+    urls = {
+        ("voice", "voice prober", "voice_prober_url", "/health"):
+            target.voice.prober_url if target.voice else "",
+        ("prometheus", "prometheus", "prometheus_url", "/-/ready"):
+            target.monitoring.prometheus_url if target.monitoring else "",
+        ("alertmanager", "alertmanager", "alertmanager_url", "/-/ready"):
+            target.monitoring.alertmanager_url if target.monitoring else "",
+    }  # fmt: skip
+    from lkchaos.settings import ENV_KEYS
+
+    found = []
+    for (component, what, key, path), url in urls.items():
+        if effective is not None and ENV_KEYS[key] in os.environ:  # "" too: none here
+            url, what = str(getattr(effective, key)), f"{what} (from {ENV_KEYS[key]})"
+        if url:
+            found.append(http_get(component, what, url.rstrip("/") + path))
     return found
 
 
@@ -279,6 +352,12 @@ def master_name_checks(settings: Any) -> list[Reached]:
         except client.RedisAuthError as exc:
             found.append(Reached("redis", what, False, str(exc)))
             continue
+        except redis.TimeoutError:
+            found.append(Reached("redis", what, False, (
+                f"{address} accepts connections but gave no answer within {TIMEOUT_S:g} s: "
+                "paused or hung (a `pause_service` left in place? `lkchaos recover` undoes "
+                "lkchaos's own)")))
+            continue
         except (redis.RedisError, OSError):
             continue
         found.append(Reached("redis", what, True,
@@ -318,6 +397,7 @@ def toxiproxy_checks(target: Target, timeout: float = TIMEOUT_S) -> list[Reached
 def reach(loaded: LoadedTarget) -> list[Reached]:
     """Every check of the target, in order: secrets, files, network, API key, Sentinel's
     master, Toxiproxy's links, runtime."""
-    return [*secret_checks(loaded), *file_checks(loaded), *_network(loaded.target),
+    return [*secret_checks(loaded), *file_checks(loaded),
+            *_network(loaded.target, _effective()),
             *credential_checks(loaded), *sentinel_checks(loaded),
             *toxiproxy_checks(loaded.target), *runtime_checks(loaded.target)]
