@@ -5,7 +5,7 @@
 # room-state checks of the steady state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/lkchaos stack down >/dev/null 2>&1 || true
+.venv/bin/lkchaos stack down --take-over >/dev/null 2>&1 || true  # whichever checkout started it
 project=com.docker.compose.project=lkchaos  # whatever compose could not take down
 docker ps -aq --filter "label=$project" | xargs -r docker rm -f >/dev/null
 docker volume ls -q --filter "label=$project" | xargs -r docker volume rm -f >/dev/null

@@ -303,9 +303,12 @@ def build(force: bool) -> None:
               help="Seconds to wait for every service to be healthy.")
 @click.option("--warm-up/--no-warm-up", "warm_up", default=True, show_default=True,
               help="Make one call through the whole stack before returning.")
+@click.option("--take-over", is_flag=True,
+              help="Replace the stack even when another checkout of lkchaos started it.")
 @handle_errors
-def up(do_build: bool, timeout: float, warm_up: bool) -> None:
-    """Start the stack and wait until every service is healthy."""
+def up(do_build: bool, timeout: float, warm_up: bool, take_over: bool) -> None:
+    """Start the stack and wait until every service is healthy. Refused (exit 1) when
+    another checkout of lkchaos started the running stack, unless --take-over."""
     from lkchaos.stack import build as builder
     from lkchaos.stack.compose import Compose, docker_client
     from lkchaos.stack.health import wait_healthy
@@ -314,6 +317,8 @@ def up(do_build: bool, timeout: float, warm_up: bool) -> None:
     paths = StackPaths.discover()
     start = time.monotonic()
     client = docker_client()
+    if not take_over:
+        Compose(paths).refuse_other_checkout(client, "up")
     changed: list[str] = []
     write_state(paths.state_dir, StackConfig.from_env(), changed)
     if do_build:
@@ -411,12 +416,21 @@ def _warm_up(compose: Any, client: Any, timeout: float) -> None:
 
 @stack.command()
 @click.option("--keep-volumes", is_flag=True, help="Keep Redis and Sentinel data volumes.")
+@click.option("--take-over", is_flag=True,
+              help="Remove the stack even when another checkout of lkchaos started it.")
 @handle_errors
-def down(keep_volumes: bool) -> None:
-    """Stop and remove every container, network and volume of the stack."""
-    from lkchaos.stack.compose import Compose
+def down(keep_volumes: bool, take_over: bool) -> None:
+    """Stop and remove every container, network and volume of the stack. Refused (exit 1)
+    when another checkout of lkchaos started it, unless --take-over."""
+    from lkchaos.stack.compose import Compose, docker_client
 
     compose = Compose(StackPaths.discover())
+    if not take_over:
+        client = docker_client()
+        try:
+            compose.refuse_other_checkout(client, "down")
+        finally:
+            client.close()
     args = ["down", "--remove-orphans", "--timeout", "5"]
     if not keep_volumes:
         args.append("--volumes")

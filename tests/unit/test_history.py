@@ -216,6 +216,19 @@ def test_records_every_fixture_with_its_figures(url: str) -> None:
         assert failed.availability is None and failed.rto_s is None
 
 
+def test_faults_are_counted_as_the_audit_log_holds_them() -> None:
+    # The safety control's count (what `lkchaos audit --run` lists) wins over the method's
+    # lkchaos actions, which count a restore (start_service) and a fault never made.
+    from lkchaos.history import extract
+
+    journal = load("agent-crash")
+    assert extract.faults(journal) == (2, 2)  # an older journal: its method's actions
+    journal["lkchaos_safety"]["faults"] = {"injected": 1, "undone": 1}
+    assert extract.faults(journal) == (1, 1)
+    journal["lkchaos_safety"]["faults"] = {"injected": True, "undone": "1"}  # not counts
+    assert extract.faults(journal) == (2, 2)
+
+
 def test_journal_series_and_figures_come_back(url: str) -> None:
     journal = load("redis-failover")
     with open_history(url) as history:

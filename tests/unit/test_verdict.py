@@ -54,6 +54,7 @@ def test_a_clean_run_completes_and_says_what_it_did(tmp_path: Path, isolated: Pa
     assert safety["rollback_strategy"] == "default" and safety["run_id"]
     assert [r["outcome"] for r in safety["recovered"]] == ["undone"]
     assert "failed_actions" not in safety and "missed_tolerances" not in safety
+    assert safety["faults"] == {"injected": 1, "undone": 1}  # as the audit log holds them
     assert ledger.pending(isolated) == []
     assert helpers.lines(str(trace)) == ["fault", "inject agent", "rollback", "undo agent"]
 

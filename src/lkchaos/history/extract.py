@@ -1,10 +1,11 @@
 """From a Chaos Toolkit journal to the history's rows (see docs/history.md for every figure).
 
-- Faults injected: the method's actions of lkchaos modules (``lkchaos.*``) that succeeded.
-  Every state-changing lkchaos action counts, also one that restores (``start_service``
-  after ``kill_service`` counts 2): the journal does not say which actions inject.
-- Faults undone: injected minus the safety control's ``not_recovered`` (faults it could not
-  undo), never below 0; None without a safety section (nothing says).
+- Faults injected and undone: as the safety control counted them in the audit log at the
+  run's end (``lkchaos_safety.faults``: what `lkchaos audit --run` lists). A journal without
+  that count (written before it was kept) is counted as before: injected, the method's
+  actions of lkchaos modules (``lkchaos.*``) that succeeded (also one that restores:
+  ``start_service`` after ``kill_service`` counted 2); undone, injected minus the safety
+  control's ``not_recovered``, never below 0; None without a safety section.
 - Availability, time to detect, RTO of the run: the worst over the sampled probes (lowest
   availability, longest TTD and RTO); None without sampling.
 """
@@ -110,6 +111,11 @@ def faults(journal: Mapping[str, Any]) -> tuple[int, int | None]:
     safety = journal.get("lkchaos_safety")
     if not isinstance(safety, Mapping) or safety.get("run_id") is None:
         return injected, None
+    counted = safety.get("faults")
+    if isinstance(counted, Mapping) and all(
+            isinstance(counted.get(k), int) and not isinstance(counted.get(k), bool)
+            for k in ("injected", "undone")):  # fmt: skip
+        return max(0, int(counted["injected"])), max(0, int(counted["undone"]))
     return injected, max(0, injected - len(safety.get("not_recovered") or []))
 
 

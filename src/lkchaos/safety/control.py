@@ -419,6 +419,18 @@ def _verdict(
                          f"deviated (output: {item['output']!r})")
 
 
+def _faults_of_run(state_dir: str, run_id: str) -> dict[str, int]:
+    """What the audit log says of this run's faults: ``{"injected", "undone"}``, a fault
+    withdrawn as never made (``not injected``) not counted; what `lkchaos audit --run` lists
+    and the history records. Empty when the log cannot be read."""
+    try:
+        outcomes = [str(e.get("outcome")) for e in audit.read(state_dir, run=run_id)]
+    except OSError:
+        return {}
+    injected = outcomes.count("injected") - outcomes.count("not injected")
+    return {"injected": injected, "undone": min(injected, outcomes.count("undone"))}
+
+
 def _why_down(configuration: dict[str, Any] | None, secrets: dict[str, Any] | None) -> str | None:
     """:func:`lkchaos.target.down.why_down` for the run's target; None when it cannot say."""
     from lkchaos.target.down import why_down
@@ -544,6 +556,7 @@ def after_experiment_control(
         state["status"] = "failed"
         logger.error(f"the safety control failed: {exc}; run `lkchaos recover`")
     finally:
+        report["faults"] = _faults_of_run(_run["state_dir"], _run["run_id"])
         report["cleanup_s"] = round(time.monotonic() - started, 3)
         if _run.get("interrupts_ignored"):
             report["interrupts_ignored"] = _run["interrupts_ignored"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lkchaos.docker.client import DOCKER_API_VERSION, DOCKER_TIMEOUT, docker_client
-from lkchaos.errors import CommandFailed, PrerequisiteError
+from lkchaos.errors import CommandFailed, PrerequisiteError, StackError
 from lkchaos.stack import layout
 from lkchaos.stack.layout import StackPaths
 
@@ -52,6 +52,10 @@ def run(
     if proc.returncode != 0:
         raise CommandFailed(argv, proc.returncode, proc.stdout or "", hint)
     return proc
+
+
+#: The label Compose gives each container: the compose file(s) it was started from.
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,31 @@ class Compose:
         from lkchaos.docker.client import project_containers
 
         return project_containers(client, self.project)
+
+    def other_checkout(self, client: Any) -> str | None:
+        """The compose file this project's containers were started from when it is not this
+        checkout's (another clone of lkchaos runs the stack), else None. From the label
+        Compose puts on every container (``com.docker.compose.project.config_files``)."""
+        mine = str(self.paths.compose_file.resolve())
+        for container in self.containers(client).values():
+            files = str((container.labels or {}).get(CONFIG_FILES_LABEL) or "")
+            if files and mine not in (f.strip() for f in files.split(",")):
+                return files
+        return None
+
+    def refuse_other_checkout(self, client: Any, command: str) -> None:
+        """Raise :class:`StackError` when :meth:`other_checkout` finds one: its keys,
+        run lock, fault ledger and history are in that checkout's state folder, so runs from
+        here would not see its runs (nor undo its faults)."""
+        other = self.other_checkout(client)
+        if other is None:
+            return
+        raise StackError(
+            f"the reference stack (compose project {self.project!r}) was started from another "
+            f"checkout ({other}); its keys, run lock and fault ledger are in that checkout's "
+            f"state folder, so runs from here would not see its runs nor undo its faults. Use "
+            f"that checkout, or bring the stack down there (`lkchaos stack down`), or "
+            f"`lkchaos stack {command} --take-over` here (its containers are replaced)")
 
     def stale_services(self, client: Any) -> list[str]:
         """Services whose container runs an older image than the one their tag names now."""
