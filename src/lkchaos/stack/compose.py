@@ -130,7 +130,8 @@ class Compose:
             f"checkout ({other}); its keys, run lock and fault ledger are in that checkout's "
             f"state folder, so runs from here would not see its runs nor undo its faults. Use "
             f"that checkout, or bring the stack down there (`lkchaos stack down`), or "
-            f"`lkchaos stack {command} --take-over` here (its containers are replaced)")
+            f"`lkchaos stack {command} --take-over` here (its containers are "
+            f"{'removed' if command == 'down' else 'replaced'})")
 
     def stale_services(self, client: Any) -> list[str]:
         """Services whose container runs an older image than the one their tag names now."""
