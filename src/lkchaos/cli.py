@@ -114,12 +114,13 @@ def _recover(force: bool) -> None:
     state = look()
     ok = state["ok"]
     if not ok:
-        from lkchaos.target.down import why_down
+        from lkchaos.target.down import none_running, why_down
 
-        down = why_down(Settings.load())
-        if down:  # nothing to wait for: it is not starting, it is not there
-            click.secho(f"cannot check that the deployment is back: {down}", fg="red",
-                        err=True)  # fmt: skip
+        settings = Settings.load()
+        if none := none_running(settings):  # nothing is starting: nothing to wait for
+            down = why_down(settings) or "the deployment is down"
+            click.secho(f"cannot check that the deployment is back: {none}; {down}",
+                        fg="red", err=True)  # fmt: skip
             sys.exit(1)
     if not ok and "cannot_check" not in state:
         # Services just started may still be warming up: give them a bounded while.

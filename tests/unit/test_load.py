@@ -27,9 +27,10 @@ from tests.unit.livekit_dev import KEY, SECRET, dev_server
         ({"steps": (5, 2)}, "steps must rise"),
         ({"steps": (2, 2)}, "steps must rise"),
         ({"steps": (0,)}, "steps must be whole numbers"),
-        ({"steps": (300,)}, "over the limit of 200 callers"),
+        ({"steps": (250,)}, r"step 250 is over --max-callers \(200\): lower the steps or "
+                            r"raise --max-callers \(up to 256\)"),
         ({"max_callers": 1000}, "max callers must be from 1 to 256"),
-        ({"steps": (1000,)}, "lower the steps: a ramp holds at most 256"),
+        ({"steps": (1000,)}, "over the 256 callers a ramp can hold"),
         ({"step_s": 1}, r"step_s \(--step-s\) must be from 5"),
         ({"p95_budget_s": 0}, r"p95_budget_s \(--p95-budget-s\) must be from 0.05"),
         ({"min_answered_pct": 101}, r"min_answered_pct \(--min-answered-pct\) must be from 0"),

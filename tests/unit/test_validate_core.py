@@ -98,6 +98,26 @@ def test_the_cli_refuses_an_empty_selection_before_anything_runs() -> None:
         assert "Traceback" not in done.output
 
 
+def test_a_deployment_whose_nodes_do_not_answer_is_not_checked_item_by_item(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    # Every item would wait out its own timeout (minutes against a hung deployment), then be
+    # in error: said once, exit 2, as the help says for a target not reachable at all.
+    from click.testing import CliRunner
+
+    from lkchaos.cli import main
+    from tests.unit.livekit_dev import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("LKCHAOS_LIVEKIT_NODE_URLS", url)
+    report = tmp_path / "report.json"
+    done = CliRunner().invoke(main, ["validate", "--no-history", "--json", str(report)])
+    assert done.exit_code == 2, done.output
+    assert f"the deployment is down: no LiveKit node answers ({url}: " in done.output
+    assert "nothing was checked" in done.output
+    assert not report.exists()
+
+
 # Runner ----------------------------------------------------------------------------------
 
 

@@ -68,11 +68,12 @@ class Plan:
         if not 1 <= self.max_callers <= MAX_CALLS:
             raise ConfigError(f"max callers must be from 1 to {MAX_CALLS}")
         if max(self.steps) > self.max_callers:
-            fix = (f"lower the steps or raise --max-callers (at most {MAX_CALLS})"
-                   if max(self.steps) <= MAX_CALLS
-                   else f"lower the steps: a ramp holds at most {MAX_CALLS}")
-            raise ConfigError(f"step {max(self.steps)} is over the limit of {self.max_callers} "
-                              f"callers: {fix}")  # fmt: skip
+            if max(self.steps) <= MAX_CALLS:
+                raise ConfigError(
+                    f"step {max(self.steps)} is over --max-callers ({self.max_callers}): lower "
+                    f"the steps or raise --max-callers (up to {MAX_CALLS})")
+            raise ConfigError(f"step {max(self.steps)} is over the {MAX_CALLS} callers a ramp "
+                              f"can hold (--max-callers at most): lower the steps")  # fmt: skip
         for name, low, high in (("step_s", 5.0, MAX_STEP_S), ("warmup_s", 0.0, 600.0),
                                 ("p95_budget_s", 0.05, 60.0), ("stagger_s", 0.0, 10.0),
                                 ("min_answered_pct", 0.0, 100.0)):  # fmt: skip

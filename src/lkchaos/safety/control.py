@@ -436,7 +436,7 @@ def _why_down(configuration: dict[str, Any] | None, secrets: dict[str, Any] | No
     from lkchaos.target.down import why_down
 
     try:
-        return why_down(Settings.load(configuration, secrets))
+        return why_down(Settings.load(configuration, secrets), http_timeout=2.0)
     except Exception:  # only a better message: never the verdict
         return None
 

@@ -81,6 +81,12 @@ def _check_toxic_name(name: Any) -> str:
     return check_text("name", name)
 
 
+#: The largest value of an attribute, by its unit: an hour for a delay (a longer one is a
+#: connection held for good: add_timeout is that fault), and what Toxiproxy's integers and a
+#: JSON number hold exactly for the others.
+MAXIMUM = {"ms": 3_600_000, "µs": 3_600_000_000, "KB/s": 2**53, "bytes": 2**53}
+
+
 def _whole(label: str, value: Any, unit: str, minimum: int) -> int:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if not number or not math.isfinite(value) or value != int(value):
@@ -88,6 +94,11 @@ def _whole(label: str, value: Any, unit: str, minimum: int) -> int:
     if value < minimum:
         what = "must not be negative" if minimum == 0 else f"must be at least {minimum} {unit}"
         raise ActivityFailed(f"{label} {what}, not {value!r}")
+    highest = MAXIMUM.get(unit)
+    if highest is not None and value > highest:
+        hint = (" (an hour; to hold connections for good, use add_timeout)"
+                if unit in ("ms", "µs") else "")  # fmt: skip
+        raise ActivityFailed(f"{label} must be at most {highest} {unit}{hint}, not {value!r}")
     return int(value)
 
 

@@ -18,9 +18,14 @@ Exit status:
   0  every automated item passed, warned or does not apply (manual items do not count)
   1  some item failed, or its check could not give an answer (error): an item not shown
      to hold must stop a deployment gate as a failure does
-  2  could not run: bad arguments or an unknown section or id (nothing is run), a check
-     module that does not load, or every automated item in error (the target is not
-     reachable at all)"""
+  2  could not run: bad arguments or an unknown section or id (nothing is run), no
+     LiveKit node of the target answering (down or hung: nothing is run), a check module
+     that does not load, or every automated item in error"""
+
+
+#: How long each LiveKit node has to give any HTTP answer before a run: when none does, the
+#: deployment is down or hung, and the checklist is not run (exit 2).
+DOWN_HTTP_TIMEOUT_S = 3.0
 
 
 def _paths(value: str | None) -> Path | None:
@@ -132,8 +137,13 @@ def _recorder(use_history: bool | None, state_dir: str, args: dict[str, Any]) ->
 
 def _once(chosen: list[Any], settings: Any, timeout: float, workers: int, target: str,
           outputs: dict[str, Path | None], record: Any) -> int:  # fmt: skip
+    from lkchaos.target.down import why_down
     from lkchaos.validate import html, junit, output, runner
 
+    down = why_down(settings, http_timeout=DOWN_HTTP_TIMEOUT_S)
+    if down is not None:  # every item would wait out its own timeouts, then be in error
+        click.secho(f"error: {down}; nothing was checked", fg="red", err=True)
+        return 2
     try:
         report = runner.run(chosen, settings, timeout_s=timeout, workers=workers, target=target)
     except LkChaosError:

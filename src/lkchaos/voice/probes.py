@@ -89,7 +89,9 @@ def voice_round_trip(
 
     ``question`` defaults to one drawn at random per call (operands 2 to 12; plus, minus
     or times); any "What is A plus|minus|times|divided by B?" works without ``expected``.
-    ``timeout`` bounds the whole round trip; ``stage_timeouts`` may set ``join``,
+    ``timeout`` bounds the whole round trip (a voice prober that gives no answer at all,
+    paused or hung, is given up on 15 s after it: the time it takes to leave the room and
+    transcribe the reply); ``stage_timeouts`` may set ``join``,
     ``dispatch``, ``first_reply_audio``, ``reply`` and ``reply_pause`` (seconds: how long a
     reply judged wrong is listened to on, for an agent that says "let me check", reports
     ``listening`` while its tool runs, then answers; default 8, 0 for not at all). With
