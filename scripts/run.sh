@@ -48,6 +48,11 @@ for item in safety.get("not_recovered", []):
     print(f"  [cleanup] NOT UNDONE {item.get('fault')}: {item.get('error', '')} (run "
           "`.venv/bin/lkchaos recover`)")
 print(f"journal: {sys.argv[1]}")
+run_id = ((j.get("lkchaos") or {}).get("history") or {}).get("run_id")
+if run_id:
+    print(f"next: .venv/bin/lkchaos history show {run_id[:12]}   (figures, score, faults)")
+    print(f"      .venv/bin/lkchaos report {run_id[:12]} -o report.html   (one page, offline)")
+print("      .venv/bin/lkchaos stack down   (when done: removes the stack)")
 # Chaos Toolkit exits 0 when the hypothesis fails before the method: this job must not.
 sys.exit(1 if failed or j["deviated"] or j["status"] != "completed" or sys.argv[2] != "0" else 0)
 PY

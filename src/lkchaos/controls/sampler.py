@@ -208,8 +208,9 @@ class Sampler:
                 self.unfinished.append(name)
         if self.unfinished:  # usual with back-to-back calls: what they return is dropped
             logger.info(
-                "lkchaos sampling: probe(s) %s still in a call %.1f s after the stop; their "
-                "threads end when it returns", self.unfinished, self.options.join_timeout_s,
+                "lkchaos sampling: probe(s) %s were mid-call at the stop (%.1f s later): that "
+                "last call ends by itself within its own timeout, is not in the results and "
+                "leaves nothing behind", self.unfinished, self.options.join_timeout_s,
             )  # fmt: skip
         with self._lock:
             self._state = "stopped"

@@ -73,9 +73,12 @@ class Compose:
 
     def env(self) -> dict[str, str]:
         # The classic builder: no buildx needed, and FROM uses local images without pulling.
+        # (COMPOSE_BAKE off too: Compose 2.40 otherwise warns, on every build, that Bake needs
+        # BuildKit, then builds the classic way anyway.)
         return {
             "DOCKER_BUILDKIT": "0",
             "COMPOSE_DOCKER_CLI_BUILD": "0",
+            "COMPOSE_BAKE": "false",
             "LKCHAOS_STATE_DIR": str(self.paths.state_dir.resolve()),
         }
 
