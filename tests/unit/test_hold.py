@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 from chaoslib.exceptions import ActivityFailed
 
 from lkchaos.livekit import actions, hold
+from tests.unit.answering import serving
 
 
 @pytest.mark.parametrize(
@@ -58,25 +58,6 @@ def test_release_of_a_room_never_held_is_not_an_error() -> None:
 
 
 # -- a hold the prober never received leaves no fault ------------------------------------------
-def _prober_answering(status: int) -> Any:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Reply(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = b'{"error": "could not join"}'
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Reply)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def _configuration(prober_url: str) -> dict[str, Any]:
     return {"voice_prober_url": prober_url, "livekit_api_key": "devkey",
             "livekit_api_secret": "a-secret-of-at-least-thirty-two-chars"}  # fmt: skip
@@ -101,13 +82,9 @@ def test_a_hold_the_prober_received_and_failed_stays_to_be_undone() -> None:
     from lkchaos.safety import ledger
     from lkchaos.settings import Settings
 
-    server = _prober_answering(500)
-    try:
-        configuration = _configuration(f"http://127.0.0.1:{server.server_address[1]}")
+    with serving(500, b'{"error": "could not join"}') as url:
+        configuration = _configuration(url)
         with pytest.raises(ActivityFailed, match="the voice prober failed: 500"):
             actions.hold_participants("held-room", configuration=configuration)
         pending = ledger.pending(Settings.load(configuration).state_dir)
         assert [f.describe() for f in pending] == ["held_participants on held-room"]
-    finally:
-        server.shutdown()
-        server.server_close()

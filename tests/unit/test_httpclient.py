@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 import pytest
 
 from lkchaos.httpclient import shared_client
 from lkchaos.livekit.probes import nodes_health
-
-
-def _server(status: int, body: bytes, delay_s: float = 0.0) -> HTTPServer:
-    class Reply(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            time.sleep(delay_s)
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return ThreadingHTTPServer(("127.0.0.1", 0), Reply)
+from tests.unit import answering
+from tests.unit.answering import serving
 
 
 @pytest.fixture
 def nodes() -> Iterator[list[str]]:
-    servers = [_server(200, b"OK"), _server(406, b"Not Ready")]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield [f"http://127.0.0.1:{s.server_address[1]}" for s in servers]
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with serving(200, b"OK") as ready, serving(406, b"Not Ready") as not_ready:
+        yield [ready, not_ready]
 
 
 def test_one_client_serves_every_call() -> None:
@@ -59,7 +38,7 @@ def test_nodes_health_counts_ready_nodes(nodes: list[str]) -> None:
 
 
 def test_nodes_health_reports_a_node_that_does_not_answer(nodes: list[str]) -> None:
-    closed = _server(200, b"")
+    closed = answering.server(200, b"")
     url = f"http://127.0.0.1:{closed.server_address[1]}"
     closed.server_close()
     result = nodes_health(urls=[nodes[0], url], timeout=1, configuration={})
@@ -70,15 +49,9 @@ def test_nodes_health_reports_a_node_that_does_not_answer(nodes: list[str]) -> N
 
 
 def test_a_node_answering_after_the_timeout_is_told_from_one_not_ready() -> None:
-    slow = _server(200, b"OK", delay_s=0.5)
-    threading.Thread(target=slow.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{slow.server_address[1]}"
-    try:
+    with serving(200, b"OK", delay_s=0.5) as url:
         late = nodes_health(urls=[url], timeout=0.2, configuration={})
         assert (late["ok"], late["nodes"][url]["status"]) == (False, 0)
         assert late["reason"] == f"{url}: no answer within 0.2 s (ReadTimeout)"
         # with the load balancer's own timeout (Caddy's health_timeout, 1 s) it is ready
         assert nodes_health(urls=[url], timeout=1.0, configuration={})["ok"]
-    finally:
-        slow.shutdown()
-        slow.server_close()

@@ -72,6 +72,19 @@ def test_a_steady_state_missed_before_the_method_fails_the_run(tmp_path: Path) -
     assert "fault" not in helpers.lines(str(trace))
 
 
+def _missed_before(trace: Path, caplog: pytest.LogCaptureFixture) -> tuple[
+        dict[str, Any], list[str]]:  # fmt: skip
+    """Run an experiment whose steady state (``tools-answer``) misses before the method: its
+    journal, failed, and what the control said of it."""
+    exp = _experiment(trace, [helpers.action("record_fault", trace=str(trace), target="agent")])
+    exp["steady-state-hypothesis"] = {"title": "ready", "probes": [
+        helpers.probe("tools-answer", "value", tolerance=2, result=1)]}
+    with caplog.at_level(logging.INFO, logger="chaostoolkit"):
+        journal = _run(exp)
+    assert journal["status"] == "failed"
+    return journal, [m for _, m in _messages(caplog) if "did not hold before the method, so" in m]
+
+
 def test_a_steady_state_missed_with_an_earlier_runs_fault_left_says_to_recover(
         tmp_path: Path, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
@@ -82,13 +95,7 @@ def test_a_steady_state_missed_with_an_earlier_runs_fault_left_says_to_recover(
     ledger.begin_run("killed run")
     helpers.record_fault(str(trace), "mcp")
     ledger.end_run()
-    exp = _experiment(trace, [helpers.action("record_fault", trace=str(trace), target="agent")])
-    exp["steady-state-hypothesis"] = {"title": "ready", "probes": [
-        helpers.probe("tools-answer", "value", tolerance=2, result=1)]}
-    with caplog.at_level(logging.INFO, logger="chaostoolkit"):
-        journal = _run(exp)
-    assert journal["status"] == "failed"
-    said = [m for _, m in _messages(caplog) if "did not hold before the method, so" in m]
+    journal, said = _missed_before(trace, caplog)
     assert len(said) == 1 and "faults of an earlier run are still in effect" in said[0]
     assert "on mcp" in said[0] and "run `lkchaos recover`, then run again" in said[0]
     assert "failed: tools-answer (returned 1)." in said[0]
@@ -103,14 +110,7 @@ def test_a_steady_state_missed_on_a_deployment_that_is_down_says_so_once(
 
     nodes = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
     monkeypatch.setenv("LKCHAOS_LIVEKIT_NODE_URLS", ",".join(nodes))
-    trace = tmp_path / "trace"
-    exp = _experiment(trace, [helpers.action("record_fault", trace=str(trace), target="agent")])
-    exp["steady-state-hypothesis"] = {"title": "ready", "probes": [
-        helpers.probe("tools-answer", "value", tolerance=2, result=1)]}
-    with caplog.at_level(logging.INFO, logger="chaostoolkit"):
-        journal = _run(exp)
-    assert journal["status"] == "failed"
-    said = [m for _, m in _messages(caplog) if "did not hold before the method, so" in m]
+    journal, said = _missed_before(tmp_path / "trace", caplog)
     assert len(said) == 1
     assert "The deployment is down: no LiveKit node answers" in said[0]
     assert all(f"{url}: Connection refused" in said[0] for url in nodes)
