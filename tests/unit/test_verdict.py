@@ -488,6 +488,25 @@ def test_a_state_folder_that_cannot_be_made_is_named_with_how_to_choose_another(
     assert helpers.lines(str(trace)) == []
 
 
+def test_a_run_on_a_stack_another_checkout_started_is_refused_and_releases_its_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # That checkout's state folder holds the stack's run lock and ledger: two checkouts'
+    # runs would not see each other, nor undo each other's faults.
+    other = "/srv/old-clone/docker-compose.chaos.yml"
+    monkeypatch.setattr(control, "_stack_of_another_checkout", lambda settings: other)
+    trace = tmp_path / "trace"
+    exp = _experiment(trace, [helpers.action("record_fault", trace=str(trace), target="agent")])
+    journal = _run(exp)
+    assert journal["status"] == "interrupted"
+    refused = json.dumps(journal, default=str)
+    assert f"started from another checkout of lkchaos ({other})" in refused
+    assert "`lkchaos stack up --take-over`" in refused
+    assert helpers.lines(str(trace)) == []
+    monkeypatch.setattr(control, "_stack_of_another_checkout", lambda settings: None)
+    assert _run(exp)["status"] == "completed"  # the refusal left no lock behind
+
+
 def test_a_failed_run_that_also_deviated_says_which_steady_state_probe_missed() -> None:
     state = {"status": "failed", "deviated": True, "steady_states": {"after": {"probes": [
         {"activity": {"name": "caller-answered-now"}, "tolerance_met": True},

@@ -243,6 +243,14 @@ def _start(
         note = runlock.acquire(settings.run_dir, title)
     except runlock.LockHeld as exc:
         raise InterruptExecution(str(exc)) from exc
+    other = _stack_of_another_checkout(settings)
+    if other is not None:
+        runlock.release(settings.run_dir)
+        raise InterruptExecution(
+            f"the reference stack was started from another checkout of lkchaos ({other}): its "
+            "run lock and fault ledger are in that checkout's state folder, so this run would "
+            "not see its runs nor they this one's faults. Run the experiment from that "
+            "checkout, or bring the stack up from this one (`lkchaos stack up --take-over`)")
     run_id = ledger.begin_run(title)
     warnings: list[str] = []
     _run.update(state_dir=settings.state_dir, run_dir=settings.run_dir, note=note,
@@ -280,6 +288,26 @@ def _start(
         except ValueError:  # not the main thread: leave the signals alone
             break
     _run["previous_signals"] = previous
+
+
+def _stack_of_another_checkout(settings: Settings) -> str | None:
+    """The compose file the running reference stack was started from, when the target is the
+    reference stack and that is not this checkout's (:meth:`lkchaos.stack.compose.Compose.
+    other_checkout`); None otherwise, or when it cannot be told (no engine, no checkout)."""
+    from lkchaos.validate.facts import reference
+
+    if reference(settings) is None:
+        return None
+    try:
+        from lkchaos.docker.client import docker_session
+        from lkchaos.stack.compose import Compose
+        from lkchaos.stack.layout import StackPaths
+
+        paths = StackPaths.discover()
+        with docker_session(timeout=5.0) as client:
+            return Compose(paths).other_checkout(client)
+    except Exception:  # cannot be told: the other checks of the run say what is wrong
+        return None
 
 
 def _earlier_faults_allowed(configuration: dict[str, Any] | None) -> bool:
