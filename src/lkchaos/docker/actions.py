@@ -34,6 +34,7 @@ are safe to run when there is nothing to undo, and verify the service runs again
 import random
 import shlex
 import signal as signals
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Dict, List
@@ -314,9 +315,35 @@ def pause_service(
         if before != "running":
             raise ActivityFailed(f"{name} is {before}, not running: nothing to pause")
         _record(settings, "paused", name, "unpause_service")
-        container.pause()
+        _pause(container, name)
         waited = _wait_state(container, name, ("paused",), "the pause")
         return _result(settings, name, "pause", before, container, verified_s=round(waited, 3))
+
+
+#: Attempts at a pause the runtime could not make, and the seconds between them: runc gives
+#: up on a cgroup that did not reach FROZEN in time ("unable to freeze", seen in CI under
+#: load) and thaws it again, so trying again is safe.
+PAUSE_ATTEMPTS = 3
+PAUSE_RETRY_S = 0.5
+
+
+def _pause(container: Any, name: str, attempts: int = PAUSE_ATTEMPTS,
+           retry_s: float = PAUSE_RETRY_S) -> None:  # fmt: skip
+    """``container.pause()``, tried again when the runtime could not freeze it."""
+    from docker.errors import APIError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            container.pause()
+            return
+        except APIError as exc:
+            if "unable to freeze" not in str(exc):
+                raise
+            if attempt == attempts:
+                raise ActivityFailed(
+                    f"{name} could not be paused: the container runtime failed to freeze its "
+                    f"processes {attempts} times ({exc}); it runs as before") from exc
+            time.sleep(retry_s)
 
 
 def restart_service(
