@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 
 def server(status: int, body: bytes, delay_s: float = 0.0) -> ThreadingHTTPServer:
     """A server (not yet serving) answering every GET and POST with ``status`` and ``body``,
@@ -40,3 +42,13 @@ def serving(status: int, body: bytes, delay_s: float = 0.0) -> Iterator[str]:
     finally:
         answering.shutdown()
         answering.server_close()
+
+
+@pytest.fixture
+def nodes_answer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The target's LiveKit nodes answer (one local server, ``LKCHAOS_LIVEKIT_NODE_URLS``):
+    `lkchaos validate` refuses a deployment none of whose nodes answers before it checks
+    anything."""
+    with serving(200, b"OK") as url:
+        monkeypatch.setenv("LKCHAOS_LIVEKIT_NODE_URLS", url)
+        yield

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from lkchaos.history import open_history, resolve_url
 from lkchaos.settings import Settings
 from lkchaos.validate import record, runner, selection
 from lkchaos.validate.model import Context, Finding
+from tests.unit.answering import nodes_answer  # noqa: F401  (a fixture)
 from tests.unit.test_history import pg_url, url  # noqa: F401  (fixtures)
 
 CPU, RAM = "infra.minimum-4-cpu", "infra.minimum-8gb-ram"
@@ -51,20 +51,9 @@ def test_a_validation_is_recorded_with_its_items(url: str, tmp_path: Path) -> No
     assert len(mine["items"]) == 8
 
 
-@pytest.fixture
-def nodes_answer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The target's LiveKit nodes answer (one local server): `lkchaos validate` refuses a
-    deployment none of whose nodes answers before it checks anything."""
-    from tests.unit.answering import serving
-
-    with serving(200, b"OK") as node:
-        monkeypatch.setenv("LKCHAOS_LIVEKIT_NODE_URLS", node)
-        yield
-
-
+@pytest.mark.usefixtures("nodes_answer")
 def test_the_command_records_when_a_history_exists(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch,
-        nodes_answer: None) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "state"
     monkeypatch.setenv("LKCHAOS_STATE_DIR", str(state))
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")

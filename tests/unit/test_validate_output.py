@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from lkchaos.cli import main
 from lkchaos.settings import Settings
 from lkchaos.validate import html, junit, output, runner, selection
 from lkchaos.validate.model import Context, Finding, items
+from tests.unit.answering import nodes_answer  # noqa: F401  (a fixture)
 from tests.unit.test_report_chromium import CHROMIUM, WIDTH, chromium
 
 CPU, RAM, DISK = "infra.minimum-4-cpu", "infra.minimum-8gb-ram", "infra.minimum-50gb-disk"
@@ -150,20 +150,9 @@ def test_the_sheet_screenshot_shows_the_summary_colours(sheet: Path) -> None:
 # The command -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def nodes_answer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The target's LiveKit nodes answer (one local server): `lkchaos validate` refuses a
-    deployment none of whose nodes answers before it checks anything."""
-    from tests.unit.answering import serving
-
-    with serving(200, b"OK") as url:
-        monkeypatch.setenv("LKCHAOS_LIVEKIT_NODE_URLS", url)
-        yield
-
-
+@pytest.mark.usefixtures("nodes_answer")
 def test_the_command_prints_plain_text_writes_the_files_and_exits_with_the_verdict(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        nodes_answer: None) -> None:  # fmt: skip
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")  # measure here
     monkeypatch.setenv("LKCHAOS_STATE_DIR", str(tmp_path / "state"))
     files = {kind: tmp_path / f"out.{kind}" for kind in ("md", "html", "xml", "json")}
