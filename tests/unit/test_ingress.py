@@ -77,6 +77,46 @@ def test_a_pusher_that_fails_reports_its_error(monkeypatch: pytest.MonkeyPatch) 
     assert running.stop() == 3
 
 
+#: What gst-launch-1.0 writes when an RTMP server refuses the publish and the sources stop
+#: for it, in that order (as after a push to LiveKit Ingress with a wrong stream key, on a
+#: busy host).
+SINK = "/GstPipeline:pipeline0/GstRtmp2Sink:rtmp2sink0"
+GST_REFUSED = "\n".join([
+    f"ERROR: from element {SINK}: Failed to connect: 'publish' cmd failed: onStatus: "
+    '{ "level": "error", "code": "NetStream.Publish.Failed", "description": "Publish failed." }',
+    "Additional debug info:",
+    f"../gst/rtmp2/gstrtmp2sink.c(1117): send_connect_error (): {SINK}:",
+    "domain g-io-error-quark, code 0",
+    *[line for source in ("GstAudioTestSrc:audiotestsrc0", "GstQueue:queue1") for line in (
+        f"ERROR: from element /GstPipeline:pipeline0/{source}: Internal data stream error.",
+        "Additional debug info:",
+        f"../libs/gst/base/gstbasesrc.c(3132): gst_base_src_loop (): "
+        f"/GstPipeline:pipeline0/{source}:",
+        "streaming stopped, reason error (-5)")],
+]) + "\n"
+
+
+def failing_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stderr: str) -> None:
+    """Make every pusher started write ``stderr`` and exit 1."""
+    said = tmp_path / "stderr.txt"
+    said.write_text(stderr)
+    monkeypatch.setattr(push, "command", lambda p, u, d: ["sh", "-c", f"cat {said} >&2; exit 1"])
+
+
+def test_a_pusher_reports_its_first_error_not_the_ones_it_caused(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # fmt: skip
+    """GStreamer's sources stop after the sink's error and say so at length: the sink's
+    refusal, first, is the error, however much follows it."""
+    failing_with(monkeypatch, tmp_path, "Setting pipeline to PAUSED ...\n" + GST_REFUSED)
+    running = push.start("gst-launch-1.0", "rtmp://h/x/KEY", 1)
+    running.process.wait(10)
+    said = running.error()
+    assert said.startswith("ERROR: from element /GstPipeline:pipeline0/GstRtmp2Sink:rtmp2sink0: "
+                           "Failed to connect: 'publish' cmd failed")  # fmt: skip
+    assert len(GST_REFUSED) > push.ERROR_CHARS == len(said)
+    running.stop()
+
+
 # --- arguments -------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ through the loopback LiveKit + Ingress of test_ingress_live's fixture."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from lkchaos.ingress import whip
 from lkchaos.settings import Settings
 from lkchaos.validate.checks import ingress
 from lkchaos.validate.model import CHECKS, Context
+from tests.unit.test_ingress import GST_REFUSED, failing_with
 from tests.unit.test_ingress_live import Stack, stack  # noqa: F401
 
 #: The group's items this module checks (TURN integration is checked with the TURN items).
@@ -292,6 +294,28 @@ def test_a_wrong_key_push_the_server_hangs_up_on_is_no_refusal(
             "connection failed first: ") in auth.evidence  # fmt: skip
     assert auth.evidence.endswith("): nothing learned of authentication")
     assert auth.data["refused"] is False and auth.data["ended"] is True
+
+
+def test_a_refusal_the_pushers_sources_talk_over_is_a_refusal(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # fmt: skip
+    """On a busy host gst-launch's sources report their own stop after the sink's refusal, at
+    such length that the refusal fell out of the message's end: the key was refused all the
+    same."""
+    import socket
+
+    from lkchaos.ingress import push
+
+    failing_with(monkeypatch, tmp_path, GST_REFUSED)
+    monkeypatch.setattr(push, "check_pusher", lambda _p: "gst-launch-1.0")
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        endpoint = f"rtmp://127.0.0.1:{listening.getsockname()[1]}/x"
+        _accepted_at(monkeypatch, endpoint)
+        auth = CHECKS["ingress-egress.authentication-working"](_ctx(10.0))
+    assert auth.status == "pass", auth
+    assert auth.data["refused"] is True and "lkchaos-wrong-key" not in auth.evidence
+    assert auth.evidence.endswith(
+        "exited with 1: Failed to connect: 'publish' cmd failed: onStatus: { \"level\": "
+        '"error", "code": "NetStream.Publish.Failed", "description": "Publish failed." })')
 
 
 @pytest.mark.parametrize(("state", "status"), [("ENDPOINT_INACTIVE", "fail"),

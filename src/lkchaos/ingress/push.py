@@ -23,6 +23,8 @@ INSTALL = {
 }  # fmt: skip
 #: The test picture: small, so a transcoding ingress on a small machine keeps up.
 WIDTH, HEIGHT, FPS = 320, 240, 25
+#: Characters of a pusher's stderr that :meth:`Push.error` returns.
+ERROR_CHARS = 500
 
 
 class PusherMissing(Exception):
@@ -101,12 +103,18 @@ class Push:
             self.log.close()
 
     def error(self) -> str:
-        """The end of what the pusher wrote on stderr."""
+        """What the pusher wrote on stderr, from its first error on, at most
+        :data:`ERROR_CHARS` characters: GStreamer's first ``ERROR:`` is the cause (an RTMP
+        server's refusal, in ``rtmp2sink``'s), the ones after it its sources and queues
+        stopping for it ("Internal data stream error"), which would push the cause out of a
+        message's end. ``""`` once :meth:`stop` closed the log."""
         try:
             self.log.seek(0)
-            return self.log.read().decode(errors="replace").strip()[-500:]
+            said = self.log.read().decode(errors="replace").strip()
         except ValueError:  # closed by stop()
             return ""
+        first = said.find("ERROR:")
+        return said[max(first, 0):][:ERROR_CHARS]
 
 
 def start(pusher: str, url: str, duration_s: float) -> Push:
