@@ -222,11 +222,19 @@ def test_a_step_counts_the_samples_left_to_the_agents_report() -> None:
     assert step["samples_over_budget"] == 1
 
 
+def test_an_outputs_missing_folders_are_made_before_the_ramp(tmp_path: Path) -> None:
+    """As `validate --json`, `report -o` and `gameday run --junit` do."""
+    from lkchaos.load.cli import _check_outputs
+
+    _check_outputs(str(tmp_path / "ramps" / "2026" / "ramp.json"), None)
+    assert (tmp_path / "ramps" / "2026").is_dir()
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (["--steps", "1,2", "--require", "50"], "the ramp's top step is 2 callers, so it could "
                                              "never show 50 held"),
     (["--steps", "1,2", "--require", "0"], "--require takes a number of callers >= 1"),
-    (["--json", "{tmp}/no/such/folder/ramp.json"], "no folder"),
+    (["--json", "{tmp}/notes.txt/ramp.json"], "its folder {tmp}/notes.txt cannot be made"),
     (["--markdown", "{tmp}"], "is a folder: give a file name"),
 ])  # fmt: skip
 def test_a_gate_or_output_that_cannot_hold_is_refused_before_the_ramp(
@@ -234,6 +242,7 @@ def test_a_gate_or_output_that_cannot_hold_is_refused_before_the_ramp(
 ) -> None:
     # A gate on more callers than the top step passed without holding them; an output path
     # that cannot be written failed only after the whole ramp.
+    (tmp_path / "notes.txt").write_text("a file, where a folder would be made\n")
     done = CliRunner().invoke(main, ["load", *(a.format(tmp=tmp_path) for a in args)])
     assert done.exit_code == 2, done.output
-    assert says in done.output
+    assert says.format(tmp=tmp_path) in done.output

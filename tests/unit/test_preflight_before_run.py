@@ -147,3 +147,42 @@ def test_faults_without_the_safety_control_are_warned_of(
     # A steady-state check injects nothing: no warning either.
     settings.unlink()
     assert preflight.check_experiment({**without, "method": []}, deployment=False) == []
+
+
+def test_lkchaos_controls_in_chaos_toolkits_settings_are_checked_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Declared once for every experiment, a misspelt argument there would be ignored in
+    every run: refused as in an experiment, naming the settings. Other controls are Chaos
+    Toolkit's own."""
+    from chaoslib.settings import loaded_settings
+
+    settings = tmp_path / "settings.yaml"
+    monkeypatch.setattr(preflight, "TOOLKIT_SETTINGS", settings)
+    settings.write_text(
+        "controls:\n"
+        "  lkchaos-history:\n    provider:\n      type: python\n"
+        "      module: lkchaos.controls.history\n      arguments: {ulr: 'sqlite:///h.db'}\n"
+        "  lkchaos-progress:\n    provider: {type: python, module: lkchaos.controls.progres}\n"
+        "  someone-elses:\n    provider:\n      type: python\n      module: chaosreliably.x\n"
+        "      arguments: {anything: 1}\n")
+    found = [str(p) for p in preflight.check_experiment(preflight.load_file(AGENT_CRASH),
+                                                          deployment=False)]  # fmt: skip
+    assert len(found) == 2, found
+    assert (f"{settings}: controls.lkchaos-history.provider.arguments: unknown argument 'ulr' "
+            "of lkchaos.controls.history: it takes url; did you mean 'url'?") in found[0]
+    assert (f"{settings}: controls.lkchaos-progress: no lkchaos control module "
+            "'lkchaos.controls.progres'") in found[1]
+    done = CliRunner().invoke(main, ["check", "--offline", str(AGENT_CRASH)])
+    assert done.exit_code == 2 and "did you mean 'url'?" in done.output, done.output
+    # In a run, the settings `chaos` loaded (its --settings) are the ones checked.
+    token = loaded_settings.set({"controls": {"h": {"provider": {
+        "type": "python", "module": "lkchaos.controls.history", "arguments": {"uri": "x"}}}}})
+    try:
+        [problem] = preflight.check_experiment(preflight.load_file(AGENT_CRASH),
+                                               deployment=False)  # fmt: skip
+    finally:
+        loaded_settings.reset(token)
+    assert str(problem).endswith("Chaos Toolkit's settings: controls.h.provider.arguments: "
+                                 "unknown argument 'uri' of lkchaos.controls.history: it takes "
+                                 "url; did you mean 'url'?")

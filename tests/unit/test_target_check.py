@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from lkchaos.discovery import ACTIVITY_MODULES
 from lkchaos.target import NEEDS, catalogue, load_target, missing
 from lkchaos.target.cli import target as target_cli
 from lkchaos.target.needs import CHECKS, COMPONENT
+from tests.unit.local_servers import LocalDNS, TLSListener, server_context
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "stack" / "targets" / "reference.yaml"
@@ -210,6 +212,36 @@ def listener() -> Iterator[str]:
     sock.close()
 
 
+class _Handshakes(TLSListener):
+    """A TLS proxy on 127.0.0.1 for the minimal target's name: completes the handshake, then
+    closes."""
+
+    def __init__(self, folder: Path) -> None:
+        from lkchaos import certs
+
+        crt, key = folder / "proxy.crt", folder / "proxy.key"
+        certs.write_pair(certs.make_leaf(certs.make_ca(), ["rtc.example.org"]), crt, key)
+        self.ctx = server_context(crt, key)
+        self.listen()
+
+    def handle_tls(self, tls: ssl.SSLSocket) -> None:
+        pass
+
+
+@pytest.fixture
+def tls_proxy(tmp_path: Path) -> Iterator[str]:
+    server = _Handshakes(tmp_path)
+    yield server.address
+    server.close()
+
+
+@pytest.fixture
+def resolver() -> Iterator[str]:
+    server = LocalDNS({"rtc.example.org": "192.0.2.10"})
+    yield server.address
+    server.close()
+
+
 @pytest.fixture
 def closed_port() -> Iterator[str]:
     """A port bound and never listening for the test's length: connections are refused, and
@@ -242,20 +274,25 @@ def _one_probe(path: Path, name: str, module: str, func: str) -> Path:
 
 def test_online_check_reports_what_is_unreachable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_url: str, listener: str,
-    closed_port: str,
+    closed_port: str, tls_proxy: str,
 ) -> None:
+    from lkchaos.target import reach
+
+    monkeypatch.setattr(reach, "TIMEOUT_S", 0.5)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     monkeypatch.setenv("LK_KEY", "s3cr3t-never-shown")
     monkeypatch.delenv("REDIS_PASSWORD", raising=False)
-    path = _target(tmp_path, http_url, listener, listener, closed_port)
+    path = _target(tmp_path, http_url, listener, tls_proxy, closed_port)
     result = CliRunner().invoke(target_cli, ["check", "--target", str(path)])
     assert result.exit_code == 1, result.output
     out = result.output
     assert "s3cr3t-never-shown" not in out
     assert f"ok    livekit node only: {http_url} answered HTTP 200" in out
     assert f"ok    redis primary: {listener} accepts connections" in out
-    assert f"ok    tls proxy (nginx): {listener} accepts connections" in out
-    assert f"FAIL  resolver: cannot connect to {closed_port}" in out
+    assert (f"ok    tls proxy (nginx): {tls_proxy} completed a TLS handshake for "
+            "rtc.example.org (TLSv1.3)") in out
+    assert (f"FAIL  resolver: {closed_port} gave no DNS answer over UDP for rtc.example.org "
+            "within 0.5 s: down, paused or hung, or not a resolver") in out
     assert "ok    secret livekit.api_key: env LK_KEY resolves (***)" in out
     assert "FAIL  secret redis.direct.password_ref: env REDIS_PASSWORD: the environment " \
            "variable REDIS_PASSWORD is not set or empty; export it" in out
@@ -286,23 +323,24 @@ def livekit_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _keyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node: str, listener: str,
-           secret: str) -> Path:  # fmt: skip
+           secret: str, tls_proxy: str, resolver: str) -> Path:  # fmt: skip
     from tests.unit.livekit_dev import KEY
 
     monkeypatch.setattr("lkchaos.target.reach.runtime_checks", lambda target: [])
     monkeypatch.setenv("LK_KEY", KEY)
     monkeypatch.setenv("REDIS_PASSWORD", "p")
-    path = _target(tmp_path, node, listener, listener, listener)
+    path = _target(tmp_path, node, listener, tls_proxy, resolver)
     (tmp_path / "keys.env").write_text(f"LK_SECRET={secret}\n")
     return path
 
 
 def test_online_check_exits_0_when_everything_answers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, livekit_node: str, listener: str,
+    tls_proxy: str, resolver: str,
 ) -> None:
     from tests.unit.livekit_dev import SECRET
 
-    path = _keyed(tmp_path, monkeypatch, livekit_node, listener, SECRET)
+    path = _keyed(tmp_path, monkeypatch, livekit_node, listener, SECRET, tls_proxy, resolver)
     result = CliRunner().invoke(target_cli, ["check", "--target", str(path)])
     assert result.exit_code == 0, result.output
     assert "FAIL" not in result.output
@@ -311,11 +349,12 @@ def test_online_check_exits_0_when_everything_answers(
 
 def test_a_key_pair_the_nodes_refuse_fails_the_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, livekit_node: str, listener: str,
+    tls_proxy: str, resolver: str,
 ) -> None:
     # Reachable and resolving, but not a pair LiveKit knows: the runs would fail at their
     # steady state on a 401; the check says so first, and nothing needing LiveKit can run.
     wrong = "not-the-secret-of-this-server-0123456789"
-    path = _keyed(tmp_path, monkeypatch, livekit_node, listener, wrong)
+    path = _keyed(tmp_path, monkeypatch, livekit_node, listener, wrong, tls_proxy, resolver)
     result = CliRunner().invoke(target_cli, ["check", "--target", str(path)])
     assert result.exit_code == 1, result.output
     assert wrong not in result.output
@@ -328,13 +367,13 @@ def test_a_key_pair_the_nodes_refuse_fails_the_check(
 @pytest.mark.parametrize("content", [None, "not a certificate\n"])
 def test_a_ca_file_that_does_not_load_fails_the_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_url: str, listener: str,
-    content: str | None,
+    tls_proxy: str, resolver: str, content: str | None,
 ) -> None:
     monkeypatch.setattr("lkchaos.target.reach.runtime_checks", lambda target: [])
     monkeypatch.setattr("lkchaos.target.reach.credential_checks", lambda loaded: [])
     monkeypatch.setenv("LK_KEY", "k")
     monkeypatch.setenv("REDIS_PASSWORD", "p")
-    path = _target(tmp_path, http_url, listener, listener, listener)
+    path = _target(tmp_path, http_url, listener, tls_proxy, resolver)
     path.write_text(path.read_text().replace("  kind: nginx\n",
                                              "  kind: nginx\n  ca_file: certs/ca.pem\n"))
     if content is not None:
@@ -359,6 +398,7 @@ def test_online_node_answering_500_is_unreachable(tmp_path: Path, closed_port: s
 
 def test_lkchaos_check_lists_the_experiments_that_use_what_does_not_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listener: str, closed_port: str,
+    tls_proxy: str, resolver: str,
 ) -> None:
     # A half-wrong target (a node's port wrong): `lkchaos check` said ok, and the run then
     # sampled nothing but failures and recorded an RTO of the whole run.
@@ -367,7 +407,7 @@ def test_lkchaos_check_lists_the_experiments_that_use_what_does_not_answer(
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     monkeypatch.setenv("LK_KEY", "k")
     monkeypatch.setenv("REDIS_PASSWORD", "p")
-    path = _target(tmp_path, f"http://{closed_port}", listener, listener, listener)
+    path = _target(tmp_path, f"http://{closed_port}", listener, tls_proxy, resolver)
     nodes = _one_probe(tmp_path / "nodes.json", "nodes-ready", "lkchaos.livekit.probes",
                        "nodes_health")
     result = CliRunner().invoke(main, ["check", "--target", str(path), str(nodes)])
@@ -440,12 +480,13 @@ def test_a_missing_link_stops_only_the_activities_on_that_link() -> None:
 
 def test_a_node_url_the_environment_overrides_is_checked_at_that_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_url: str, listener: str,
+    tls_proxy: str, resolver: str,
 ) -> None:
     # A run uses LKCHAOS_LIVEKIT_NODE_URLS over the file's nodes: the check must reach those.
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     monkeypatch.setenv("LK_KEY", "k")
     monkeypatch.setenv("LKCHAOS_LIVEKIT_NODE_URLS", f"garbage,{http_url}")
-    path = _target(tmp_path, http_url, listener, listener, listener)
+    path = _target(tmp_path, http_url, listener, tls_proxy, resolver)
     out = CliRunner().invoke(target_cli, ["check", "--target", str(path)]).output
     assert "FAIL  livekit node garbage (from LKCHAOS_LIVEKIT_NODE_URLS): garbage did not " \
            "answer" in out, out
@@ -469,6 +510,7 @@ def test_a_sentinel_that_accepts_and_never_answers_fails(
 
 def test_a_toxiproxy_api_and_a_prober_that_accept_and_never_answer_fail(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_url: str, listener: str,
+    tls_proxy: str, resolver: str,
 ) -> None:
     # A paused Toxiproxy or prober still accepts connections; asked, it answers nothing.
     from lkchaos.target import reach
@@ -476,9 +518,38 @@ def test_a_toxiproxy_api_and_a_prober_that_accept_and_never_answer_fail(
     monkeypatch.setattr(reach, "TIMEOUT_S", 0.5)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     monkeypatch.setenv("LK_KEY", "k")
-    path = _target(tmp_path, http_url, listener, listener, listener)
+    path = _target(tmp_path, http_url, listener, tls_proxy, resolver)
     path.write_text(path.read_text() + f"toxiproxy: {{api_url: \"http://{listener}\"}}\n"
                     f"voice: {{prober_url: \"http://{listener}\"}}\n")
     out = CliRunner().invoke(target_cli, ["check", "--target", str(path)]).output
     assert f"FAIL  toxiproxy API: http://{listener}/version did not answer" in out, out
     assert f"FAIL  voice prober: http://{listener}/health did not answer" in out, out
+
+
+def test_a_tls_proxy_or_resolver_that_accepts_and_never_answers_fails(
+    listener: str, http_url: str, tmp_path: Path,
+) -> None:
+    # A paused Caddy or dnsmasq still accepts connections (the kernel does): a run's TLS
+    # handshakes and DNS queries get nothing. Asked as a run asks, each fails, and says why.
+    from lkchaos.target import reach
+
+    hung = reach.tls_handshake("tls_proxy", "tls proxy", listener, "rtc.example.org", 0.5)
+    assert not hung.ok
+    assert hung.detail.startswith(f"{listener} accepts connections but completed no TLS "
+                                  "handshake for rtc.example.org within 0.5 s: paused or hung")
+    plain = http_url.removeprefix("http://")
+    no_tls = reach.tls_handshake("tls_proxy", "tls proxy", plain, "rtc.example.org", 0.5)
+    assert not no_tls.ok and no_tls.detail.startswith(
+        f"{plain} accepts connections but no TLS handshake for rtc.example.org completed (")
+    assert no_tls.detail.endswith("): is this the proxy's TLS port, and does it serve "
+                                  "rtc.example.org?")
+    silent = LocalDNS({}, silent={"rtc.example.org"})
+    try:
+        quiet = reach.dns_query("resolver", "resolver", silent.address, "rtc.example.org", 0.5)
+        unknown = reach.dns_query("resolver", "resolver", silent.address, "other.example", 0.5)
+    finally:
+        silent.close()
+    assert not quiet.ok and "gave no DNS answer over UDP for rtc.example.org" in quiet.detail
+    assert unknown.ok and unknown.detail.startswith(f"{silent.address} answered NXDOMAIN")
+    nowhere = reach.dns_query("resolver", "resolver", "no-such-host.invalid:53", "x", 0.5)
+    assert not nowhere.ok and "its host name does not resolve here" in nowhere.detail

@@ -75,8 +75,10 @@ def _address_of(host: str, port: int) -> str:
 
 
 def lookup(name: str, server: str, rdtype: str = "A", timeout: float = TIMEOUT) -> Answer:
-    """Like :func:`resolve`, but a server that cannot be reached at all (a closed port answers
-    with ICMP) or a reply that cannot be read is an answer too: ``UNREACHABLE``, ``ERROR``."""
+    """Like :func:`resolve`, but a server that cannot be asked at all (its host name does not
+    resolve, no route) or a reply that cannot be read is an answer too: ``UNREACHABLE``,
+    ``ERROR``. A closed UDP port reads ``TIMEOUT``: the query's socket is not connected, so
+    the port's ICMP error is not read."""
     start = time.perf_counter()
     try:
         return resolve(name, server, rdtype, timeout)

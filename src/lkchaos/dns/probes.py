@@ -10,10 +10,12 @@ on the reference stack its dnsmasq, published on 127.0.0.1:27053), not the syste
                                  "expected": null}, ...}}
 
 ``rcode`` is the DNS answer's (``NOERROR``, ``NXDOMAIN``, ``SERVFAIL``, ``REFUSED``, ...), or
-``TIMEOUT`` (no answer within ``timeout``), ``UNREACHABLE`` (the port is closed) or ``ERROR``
-(an unreadable answer). A name is ok when it gets NOERROR with at least one address, the
-addresses of ``expected`` when given, within ``max_latency_ms`` when given. A resolver that
-does not answer is not an error of the probe: ``ok`` is false so that a tolerance decides::
+``TIMEOUT`` (no answer within ``timeout``: a resolver stopped, paused or hung, a closed UDP
+port included, as the port's ICMP error is not read), ``UNREACHABLE`` (the resolver's host name
+does not resolve here, or no route to it) or ``ERROR`` (an unreadable answer). A name is ok
+when it gets NOERROR with at least one address, the addresses of ``expected`` when given,
+within ``max_latency_ms`` when given. A resolver that does not answer is not an error of the
+probe: ``ok`` is false so that a tolerance decides::
 
     {"type": "probe", "name": "test-names-resolve",
      "tolerance": {"type": "jsonpath", "path": "$.ok", "expect": true},

@@ -142,14 +142,18 @@ def _check_required(required: int | None, steps: tuple[int, ...]) -> None:
 
 
 def _check_outputs(*paths: str | None) -> None:
-    """Refuse, before the ramp, an output file that could not be written after it."""
+    """Refuse, before the ramp, an output file that could not be written after it; make its
+    missing folders, as every command's output options do."""
     for path in filter(None, paths):
         target = Path(path).expanduser()
         if target.is_dir():
             raise ConfigError(f"{path} is a folder: give a file name for the output")
         folder = target.absolute().parent
-        if not folder.is_dir():
-            raise ConfigError(f"cannot write {path}: no folder {folder}")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path}: its folder {folder} cannot be made "
+                              f"({exc.strerror or exc})") from exc  # fmt: skip
         if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
             raise ConfigError(f"cannot write {path}: permission denied")
 

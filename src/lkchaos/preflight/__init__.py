@@ -145,20 +145,42 @@ def _declares_safety(controls: Any) -> bool:
                and c["provider"].get("module") == shape.SAFETY for c in values)  # fmt: skip
 
 
-def _safety_missing(experiment: Mapping[str, Any]) -> list[Problem]:
-    """A warning when the method runs lkchaos actions with no safety control declared, in
-    the experiment or in Chaos Toolkit's default settings."""
-    faults = [a for a in experiment.get("method") or [] if isinstance(a, Mapping)
-              and a.get("type") == "action" and isinstance(a.get("provider"), Mapping)
-              and str(a["provider"].get("module") or "").startswith("lkchaos.")]  # fmt: skip
-    if not faults or _declares_safety(experiment.get("controls")):
-        return []
+def _toolkit_settings() -> tuple[Mapping[str, Any] | None, str]:
+    """Chaos Toolkit's settings and where they come from: those the running ``chaos`` loaded
+    (its ``--settings``, else its default file), else its default file, read here (``None``
+    when there is none, or it cannot be read: Chaos Toolkit says why)."""
+    from chaoslib.settings import get_loaded_settings
+
+    loaded = get_loaded_settings()
+    if loaded:
+        return loaded, "Chaos Toolkit's settings"
     path = TOOLKIT_SETTINGS.expanduser()
     try:
         settings = yaml.safe_load(path.read_text()) if path.is_file() else None
     except (OSError, yaml.YAMLError):
         settings = None
-    if isinstance(settings, Mapping) and _declares_safety(settings.get("controls")):
+    return (settings if isinstance(settings, Mapping) else None), str(TOOLKIT_SETTINGS)
+
+
+def _settings_controls(experiment: Mapping[str, Any]) -> list[Problem]:
+    """The problems of the lkchaos controls Chaos Toolkit's settings declare (a misspelt
+    argument there would be ignored in every run, as in an experiment)."""
+    settings, source = _toolkit_settings()
+    if settings is None:
+        return []
+    return shape.settings_controls(settings.get("controls"), source, experiment.get("method"))
+
+
+def _safety_missing(experiment: Mapping[str, Any]) -> list[Problem]:
+    """A warning when the method runs lkchaos actions with no safety control declared, in
+    the experiment or in Chaos Toolkit's settings."""
+    faults = [a for a in experiment.get("method") or [] if isinstance(a, Mapping)
+              and a.get("type") == "action" and isinstance(a.get("provider"), Mapping)
+              and str(a["provider"].get("module") or "").startswith("lkchaos.")]  # fmt: skip
+    if not faults or _declares_safety(experiment.get("controls")):
+        return []
+    settings, _source = _toolkit_settings()
+    if settings is not None and _declares_safety(settings.get("controls")):
         return []
     return [Problem("experiment", "", None, None,
                     f"no safety control ({shape.SAFETY}) in the experiment's controls or in "
@@ -246,7 +268,7 @@ def _check(
         problems += loaded
     calls, found = collect(experiment, configuration, secrets)
     problems += found + pauses.check(experiment, configuration, secrets)
-    problems += _safety_missing(experiment)
+    problems += _safety_missing(experiment) + _settings_controls(experiment)
     try:
         settings: Settings | None = Settings.load(configuration, secrets)
     except (ConfigError, ValueError, TypeError, AttributeError) as exc:

@@ -147,21 +147,43 @@ def _controls(value: Any, method: Any = None) -> list[Problem]:
             continue
         if not _text(control.get("name")):
             problems.append(_problem(where, "needs a name (a non-empty string)"))
-        provider = control.get("provider")
-        if not isinstance(provider, Mapping) or not _text(provider.get("module")):
-            problems.append(_problem(where, "provider must be an object such as {\"type\": "
-                                            "\"python\", \"module\": \"lkchaos.safety.control\"}"))
-            continue
-        module = str(provider.get("module"))
-        if (module == "lkchaos" or module.startswith("lkchaos.")) and module not in CONTROLS:
-            problems.append(_problem(where, f"no lkchaos control module {module!r}: Chaos "
-                                            f"Toolkit would skip it with a warning and run "
-                                            f"without it; lkchaos's controls: "
-                                            f"{', '.join(CONTROLS)}"))  # fmt: skip
-        if module == SAMPLING:
-            problems += _sampling(where, provider.get("arguments"), method)
-        elif module in CONTROL_ARGUMENTS:
-            problems += _control_arguments(where, module, provider.get("arguments"))
+        problems += _control(where, control, method)
+    return problems
+
+
+def _control(where: str, control: Mapping[str, Any], method: Any) -> list[Problem]:
+    """One control's provider: an lkchaos module that exists, with arguments it takes."""
+    provider = control.get("provider")
+    if not isinstance(provider, Mapping) or not _text(provider.get("module")):
+        return [_problem(where, "provider must be an object such as {\"type\": \"python\", "
+                                "\"module\": \"lkchaos.safety.control\"}")]
+    problems = []
+    module = str(provider.get("module"))
+    if (module == "lkchaos" or module.startswith("lkchaos.")) and module not in CONTROLS:
+        problems.append(_problem(where, f"no lkchaos control module {module!r}: Chaos "
+                                        f"Toolkit would skip it with a warning and run "
+                                        f"without it; lkchaos's controls: "
+                                        f"{', '.join(CONTROLS)}"))  # fmt: skip
+    if module == SAMPLING:
+        problems += _sampling(where, provider.get("arguments"), method)
+    elif module in CONTROL_ARGUMENTS:
+        problems += _control_arguments(where, module, provider.get("arguments"))
+    return problems
+
+
+def settings_controls(controls: Any, source: str, method: Any = None) -> list[Problem]:
+    """The problems of the lkchaos controls that Chaos Toolkit's settings declare for every
+    experiment (``controls:``, a mapping of name to control), checked as an experiment's own
+    are; each says ``source`` (the settings file). Controls of other modules, and a
+    ``controls`` that is not a mapping, are left to Chaos Toolkit."""
+    if not isinstance(controls, Mapping):
+        return []
+    problems = []
+    for name, control in controls.items():
+        provider = control.get("provider") if isinstance(control, Mapping) else None
+        module = str(provider.get("module") or "") if isinstance(provider, Mapping) else ""
+        if module == "lkchaos" or module.startswith("lkchaos."):
+            problems += _control(f"{source}: controls.{name}", control, method)
     return problems
 
 

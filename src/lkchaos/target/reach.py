@@ -1,10 +1,12 @@
 """Reach what a target names: each check is one line of ``lkchaos target check``.
 
 - each LiveKit node: an HTTP GET of its URL (any answer below 500 counts);
-- Redis (each Sentinel, or the primary and replicas), the TLS proxy and the resolver: a TCP
-  connect; Toxiproxy's API (``GET /version``), the voice prober when the target names one
-  (``GET /health``), Prometheus and Alertmanager (``GET /-/ready``): an HTTP answer below
-  500, since a paused service still accepts connections (the kernel does);
+- Redis (each Sentinel, or the primary and replicas): a TCP connect; the TLS proxy: a TLS
+  handshake for its first name (the certificate is not judged: the TLS probes do that);
+  the resolver: a DNS query over UDP for that name, as a run asks (any answer counts, an
+  NXDOMAIN too); Toxiproxy's API (``GET /version``), the voice prober when the target names
+  one (``GET /health``), Prometheus and Alertmanager (``GET /-/ready``): an HTTP answer
+  below 500, since a paused service still accepts connections (the kernel does);
 - each at the address a run would use: the target file's, or where an environment variable
   overrides it (``LKCHAOS_LIVEKIT_NODE_URLS``, ``LKCHAOS_SENTINELS``, ...), that value, the
   variable named in the line;
@@ -61,8 +63,10 @@ class Reached:
         return f"{'ok' if self.ok else 'FAIL':<5} {self.what}: {self.detail}"
 
 
-def http_get(component: str, what: str, url: str, timeout: float = TIMEOUT_S) -> Reached:
-    """GET ``url``; ok on any HTTP answer with a status below 500."""
+def http_get(component: str, what: str, url: str, timeout: float | None = None) -> Reached:
+    """GET ``url``; ok on any HTTP answer with a status below 500. ``timeout``: seconds,
+    :data:`TIMEOUT_S` when None (as for each check below)."""
+    timeout = TIMEOUT_S if timeout is None else timeout
     try:
         response = httpx.get(url, timeout=timeout, follow_redirects=False)
     except httpx.HTTPError as exc:
@@ -71,8 +75,9 @@ def http_get(component: str, what: str, url: str, timeout: float = TIMEOUT_S) ->
                    f"{url} answered HTTP {response.status_code}")
 
 
-def tcp(component: str, what: str, address: str, timeout: float = TIMEOUT_S) -> Reached:
+def tcp(component: str, what: str, address: str, timeout: float | None = None) -> Reached:
     """A TCP connect to ``host:port``."""
+    timeout = TIMEOUT_S if timeout is None else timeout
     try:
         host, port = split_host_port(address, None)
         with socket.create_connection((host, port), timeout=timeout):
@@ -80,6 +85,67 @@ def tcp(component: str, what: str, address: str, timeout: float = TIMEOUT_S) -> 
     except (OSError, AddressError) as exc:
         return Reached(component, what, False, f"cannot connect to {address} ({exc})")
     return Reached(component, what, True, f"{address} accepts connections")
+
+
+def tls_handshake(component: str, what: str, address: str, server_name: str,
+                  timeout: float | None = None) -> Reached:
+    """A TLS handshake with ``host:port`` for ``server_name`` (SNI) within ``timeout``
+    seconds; the certificate is not verified. A proxy that accepts the connection and never
+    completes the handshake (paused, hung) fails, as does one that does not speak TLS."""
+    import ssl
+
+    from lkchaos.tls import sockets
+
+    timeout = TIMEOUT_S if timeout is None else timeout
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        host, port = split_host_port(address, None)
+        raw = socket.create_connection((host, port), timeout=timeout)
+    except (OSError, AddressError) as exc:
+        return Reached(component, what, False, f"cannot connect to {address} ({exc})")
+    try:
+        with sockets.wrap(ctx, raw, server_hostname=server_name) as tls:
+            version = tls.version()
+    except TimeoutError:
+        return Reached(component, what, False, (
+            f"{address} accepts connections but completed no TLS handshake for {server_name} "
+            f"within {timeout:g} s: paused or hung (a `pause_service` left in place? "
+            "`lkchaos recover` undoes lkchaos's own)"))
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        return Reached(component, what, False, (
+            f"{address} accepts connections but no TLS handshake for {server_name} completed "
+            f"({exc}): is this the proxy's TLS port, and does it serve {server_name}?"))
+    finally:
+        raw.close()
+    return Reached(component, what, True,
+                   f"{address} completed a TLS handshake for {server_name} ({version})")
+
+
+def dns_query(component: str, what: str, address: str, name: str,
+              timeout: float | None = None) -> Reached:
+    """A DNS query for ``name``'s A record to the resolver at ``host:port``, over UDP as a
+    run asks; any answer counts (NXDOMAIN, REFUSED: the resolver answered)."""
+    from lkchaos.dns import client
+
+    timeout = TIMEOUT_S if timeout is None else timeout
+    answer = client.lookup(name, address, timeout=timeout)
+    if answer.rcode == "TIMEOUT":
+        return Reached(component, what, False, (
+            f"{address} gave no DNS answer over UDP for {name} within {timeout:g} s: down, "
+            "paused or hung, or not a resolver (`lkchaos recover` undoes lkchaos's own "
+            "faults)"))
+    if answer.rcode == "UNREACHABLE":
+        return Reached(component, what, False, (
+            f"{address} cannot be asked for {name}: its host name does not resolve here, or "
+            "there is no route to it"))
+    if answer.rcode == "ERROR":
+        return Reached(component, what, False, (
+            f"{address} answered the query for {name} with something that is not DNS: is it "
+            "the resolver's port?"))
+    return Reached(component, what, True,
+                   f"{address} answered {answer.rcode} for {name} "
+                   f"({answer.latency_ms:.1f} ms)")
 
 
 def _url_address(url: str) -> str:
@@ -131,15 +197,18 @@ def _network(target: Target, effective: Any = None) -> list[Reached]:
         found.append(tcp("redis", "redis primary", target.redis.direct.primary))
         found += [tcp("redis", "redis replica", address)
                   for address in target.redis.direct.replicas]
+    name = target.tls_proxy.names[0]
     if env := overridden("tls_address"):
-        found.append(tcp("tls_proxy", f"tls proxy (from {env})", effective.tls_address))
+        found.append(tls_handshake("tls_proxy", f"tls proxy (from {env})",
+                                   effective.tls_address, name))
     else:
-        found.append(tcp("tls_proxy", f"tls proxy ({target.tls_proxy.kind})",
-                         target.tls_proxy.address))
+        found.append(tls_handshake("tls_proxy", f"tls proxy ({target.tls_proxy.kind})",
+                                   target.tls_proxy.address, name))
     if env := overridden("dns_server"):
-        found.append(tcp("resolver", f"resolver (from {env})", effective.dns_server))
+        found.append(dns_query("resolver", f"resolver (from {env})", effective.dns_server,
+                               name))
     elif target.resolver is not None:
-        found.append(tcp("resolver", "resolver", target.resolver.address))
+        found.append(dns_query("resolver", "resolver", target.resolver.address, name))
     # Toxiproxy's API asked (GET /version), not only connected to: a paused Toxiproxy still
     # accepts connections (the kernel does), and answers nothing.
     if env := overridden("toxiproxy_url"):
