@@ -162,24 +162,26 @@ def _toolkit_settings() -> tuple[Mapping[str, Any] | None, str]:
     return (settings if isinstance(settings, Mapping) else None), str(TOOLKIT_SETTINGS)
 
 
-def _settings_controls(experiment: Mapping[str, Any]) -> list[Problem]:
-    """The problems of the lkchaos controls Chaos Toolkit's settings declare (a misspelt
-    argument there would be ignored in every run, as in an experiment)."""
-    settings, source = _toolkit_settings()
+def _settings_controls(experiment: Mapping[str, Any],
+                       toolkit: tuple[Mapping[str, Any] | None, str]) -> list[Problem]:  # fmt: skip
+    """The problems of the lkchaos controls Chaos Toolkit's settings declare (``toolkit``:
+    :func:`_toolkit_settings`; a misspelt argument there would be ignored in every run, as in
+    an experiment)."""
+    settings, source = toolkit
     if settings is None:
         return []
     return shape.settings_controls(settings.get("controls"), source, experiment.get("method"))
 
 
-def _safety_missing(experiment: Mapping[str, Any]) -> list[Problem]:
+def _safety_missing(experiment: Mapping[str, Any],
+                    settings: Mapping[str, Any] | None) -> list[Problem]:  # fmt: skip
     """A warning when the method runs lkchaos actions with no safety control declared, in
-    the experiment or in Chaos Toolkit's settings."""
+    the experiment or in Chaos Toolkit's ``settings`` (:func:`_toolkit_settings`)."""
     faults = [a for a in experiment.get("method") or [] if isinstance(a, Mapping)
               and a.get("type") == "action" and isinstance(a.get("provider"), Mapping)
               and str(a["provider"].get("module") or "").startswith("lkchaos.")]  # fmt: skip
     if not faults or _declares_safety(experiment.get("controls")):
         return []
-    settings, _source = _toolkit_settings()
     if settings is not None and _declares_safety(settings.get("controls")):
         return []
     return [Problem("experiment", "", None, None,
@@ -268,7 +270,8 @@ def _check(
         problems += loaded
     calls, found = collect(experiment, configuration, secrets)
     problems += found + pauses.check(experiment, configuration, secrets)
-    problems += _safety_missing(experiment) + _settings_controls(experiment)
+    toolkit = _toolkit_settings()
+    problems += _safety_missing(experiment, toolkit[0]) + _settings_controls(experiment, toolkit)
     try:
         settings: Settings | None = Settings.load(configuration, secrets)
     except (ConfigError, ValueError, TypeError, AttributeError) as exc:

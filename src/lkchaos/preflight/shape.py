@@ -151,6 +151,11 @@ def _controls(value: Any, method: Any = None) -> list[Problem]:
     return problems
 
 
+def _of_lkchaos(module: str) -> bool:
+    """Whether ``module`` names lkchaos or one of its modules."""
+    return module == "lkchaos" or module.startswith("lkchaos.")
+
+
 def _control(where: str, control: Mapping[str, Any], method: Any) -> list[Problem]:
     """One control's provider: an lkchaos module that exists, with arguments it takes."""
     provider = control.get("provider")
@@ -159,7 +164,7 @@ def _control(where: str, control: Mapping[str, Any], method: Any) -> list[Proble
                                 "\"module\": \"lkchaos.safety.control\"}")]
     problems = []
     module = str(provider.get("module"))
-    if (module == "lkchaos" or module.startswith("lkchaos.")) and module not in CONTROLS:
+    if _of_lkchaos(module) and module not in CONTROLS:
         problems.append(_problem(where, f"no lkchaos control module {module!r}: Chaos "
                                         f"Toolkit would skip it with a warning and run "
                                         f"without it; lkchaos's controls: "
@@ -182,7 +187,7 @@ def settings_controls(controls: Any, source: str, method: Any = None) -> list[Pr
     for name, control in controls.items():
         provider = control.get("provider") if isinstance(control, Mapping) else None
         module = str(provider.get("module") or "") if isinstance(provider, Mapping) else ""
-        if module == "lkchaos" or module.startswith("lkchaos."):
+        if _of_lkchaos(module):
             problems += _control(f"{source}: controls.{name}", control, method)
     return problems
 

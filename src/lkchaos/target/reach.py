@@ -90,36 +90,29 @@ def tcp(component: str, what: str, address: str, timeout: float | None = None) -
 def tls_handshake(component: str, what: str, address: str, server_name: str,
                   timeout: float | None = None) -> Reached:
     """A TLS handshake with ``host:port`` for ``server_name`` (SNI) within ``timeout``
-    seconds; the certificate is not verified. A proxy that accepts the connection and never
-    completes the handshake (paused, hung) fails, as does one that does not speak TLS."""
-    import ssl
-
-    from lkchaos.tls import sockets
+    seconds (:func:`lkchaos.tls.client.handshake`); the certificate is not verified. A proxy
+    that accepts the connection and never completes the handshake (paused, hung) fails, as
+    does one that does not speak TLS."""
+    from lkchaos.tls import client
 
     timeout = TIMEOUT_S if timeout is None else timeout
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     try:
-        host, port = split_host_port(address, None)
-        raw = socket.create_connection((host, port), timeout=timeout)
-    except (OSError, AddressError) as exc:
+        seen = client.handshake(address, server_name, timeout=timeout)
+    except AddressError as exc:
         return Reached(component, what, False, f"cannot connect to {address} ({exc})")
-    try:
-        with sockets.wrap(ctx, raw, server_hostname=server_name) as tls:
-            version = tls.version()
-    except TimeoutError:
+    if seen.ok:
+        return Reached(component, what, True,
+                       f"{address} completed a TLS handshake for {server_name} ({seen.version})")
+    if seen.outcome == "unreachable":
+        return Reached(component, what, False, str(seen.error))
+    if seen.outcome == "timeout":
         return Reached(component, what, False, (
             f"{address} accepts connections but completed no TLS handshake for {server_name} "
             f"within {timeout:g} s: paused or hung (a `pause_service` left in place? "
             "`lkchaos recover` undoes lkchaos's own)"))
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        return Reached(component, what, False, (
-            f"{address} accepts connections but no TLS handshake for {server_name} completed "
-            f"({exc}): is this the proxy's TLS port, and does it serve {server_name}?"))
-    finally:
-        raw.close()
-    return Reached(component, what, True,
-                   f"{address} completed a TLS handshake for {server_name} ({version})")
+    return Reached(component, what, False, (
+        f"{address} accepts connections but no TLS handshake for {server_name} completed "
+        f"({seen.error}): is this the proxy's TLS port, and does it serve {server_name}?"))
 
 
 def dns_query(component: str, what: str, address: str, name: str,
